@@ -1,0 +1,127 @@
+//! The daemon's one error type. Every variant maps to a stable wire
+//! [`ErrorKind`] through one exhaustive `match`, so a new variant cannot silently
+//! become `internal`.
+
+use std::path::{Path, PathBuf};
+
+use abssd_proto::{ErrorKind, WireError};
+
+/// Result alias used throughout the daemon.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in abssd.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An instance, backup or operation that does not exist.
+    #[error("{what} {name:?} not found{hint}")]
+    NotFound {
+        /// `instance`, `backup`, `operation`.
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+        /// Extra advice, starting with a separator, or empty.
+        hint: String,
+    },
+    /// The request is wrong.
+    #[error("{0}")]
+    Validation(String),
+    /// A file operation failed; carries the path.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`reading`, `creating`, ...).
+        action: &'static str,
+        /// The path it failed on.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A state file (index, registry, config) cannot be parsed.
+    #[error("{} is not valid {format}: {message}; fix or restore the file (abssd never replaces a corrupt file)", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// `JSON` or `YAML`.
+        format: &'static str,
+        /// Parser message.
+        message: String,
+    },
+    /// Something in the host is in the way (space, permissions, configuration).
+    #[error("{0}")]
+    Environment(String),
+    /// A lock could not be acquired within `lock_timeout`.
+    #[error("timed out after {waited_ms} ms waiting for the {lock} lock (held by another operation{holder}); retry later or raise lock_timeout")]
+    LockTimeout {
+        /// `global` or `instance:<name>`.
+        lock: String,
+        /// How long it waited.
+        waited_ms: u64,
+        /// Who holds it, when known, starting with a separator.
+        holder: String,
+    },
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// An archive could not be written or read.
+    #[error("{0}")]
+    Archive(String),
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable wire classification.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Validation(_) => ErrorKind::Validation,
+            Error::Io { .. } => ErrorKind::Environment,
+            Error::Corrupt { .. } => ErrorKind::Environment,
+            Error::Environment(_) => ErrorKind::Environment,
+            Error::LockTimeout { .. } => ErrorKind::Busy,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::Archive(_) => ErrorKind::Service,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The error as it travels.
+    pub fn to_wire(&self) -> WireError {
+        let detail = match self {
+            Error::Io { path, .. } | Error::Corrupt { path, .. } => {
+                Some(serde_json::json!({ "path": path }))
+            }
+            _ => None,
+        };
+        WireError { kind: self.kind(), message: self.to_string(), detail }
+    }
+
+    /// Shorthand for [`Error::NotFound`] without a hint.
+    pub fn not_found(what: &'static str, name: impl Into<String>) -> Error {
+        Error::NotFound { what, name: name.into(), hint: String::new() }
+    }
+
+    /// Shorthand for [`Error::Validation`].
+    pub fn validation(msg: impl Into<String>) -> Error {
+        Error::Validation(msg.into())
+    }
+}
+
+/// Attach a path and an action to I/O errors: `fs::read(p).at("reading", p)?`.
+pub trait IoContext<T> {
+    /// Wrap the error as [`Error::Io`].
+    fn at(self, action: &'static str, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|source| Error::Io { action, path: path.to_owned(), source })
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("worker task failed: {e}"))
+    }
+}

@@ -1,0 +1,102 @@
+//! Small filesystem and clock helpers shared by the state modules.
+//!
+//! Every state file is replaced atomically: a temporary file in the same
+//! directory is written, fsynced, renamed over the target, and the directory is
+//! fsynced, so a crash or a full disk leaves either the old or the new file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::error::{IoContext, Result};
+
+/// Mode of directories the daemon creates.
+pub const DIR_MODE: u32 = 0o750;
+/// Mode of archives, index, registry and logs.
+pub const FILE_MODE: u32 = 0o640;
+
+/// Create a directory and its parents with [`DIR_MODE`].
+pub fn ensure_dir(path: &Path) -> Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path).at("creating directory", path)
+}
+
+/// Atomically replace `path` with `bytes` (mode [`FILE_MODE`]).
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    ensure_dir(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name(path)))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(FILE_MODE))
+        .tempfile_in(dir)
+        .at("creating temporary file in", dir)?;
+    tmp.write_all(bytes).at("writing", tmp.path())?;
+    tmp.as_file().sync_all().at("syncing", tmp.path())?;
+    // Dropping on error removes the temporary file; the old file is untouched.
+    tmp.persist(path).map_err(|e| e.error).at("replacing", path)?;
+    sync_dir(dir)
+}
+
+/// fsync a directory so a rename in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at("syncing directory", dir)
+}
+
+/// Open a file for appending (created with [`FILE_MODE`]).
+pub fn open_append(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        ensure_dir(dir)?;
+    }
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .at("opening", path)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Current UTC time, whole seconds (truncated), `Z` suffix: `2025-01-02T03:04:05Z`.
+pub fn now_utc() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Current UTC time with milliseconds, for events.
+pub fn now_utc_millis() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Current UTC time as used in backup ids: `YYYYMMDD-HHMMSS`.
+pub fn now_compact() -> String {
+    jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/state.json");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE);
+        let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn timestamps_have_the_python_shape() {
+        let t = now_utc();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.ends_with('Z'));
+        assert_eq!(now_compact().len(), 15);
+    }
+}

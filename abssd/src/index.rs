@@ -1,0 +1,193 @@
+//! The backup index, `backups.json` (SPEC §5), shared with the Python tool.
+//!
+//! Read afresh for every operation (the Python tool or an operator may change it
+//! at any time), written atomically, and only while holding the global lock.
+//! Keys this project does not know are kept; the older key spellings are
+//! accepted on read and written in the current spelling.
+
+use std::path::Path;
+
+use abssd_proto::BackupEntry;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+
+/// The whole index file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    /// Entries in file order (the Python tool appends).
+    #[serde(default)]
+    pub backups: Vec<BackupEntry>,
+    /// Other top-level keys.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Index {
+    /// Read the index; a missing file is an empty index, a corrupt one an error
+    /// naming the file (never silently replaced).
+    pub fn load(path: &Path) -> Result<Index> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Index::default()),
+            Err(e) => return Err(e).at("reading backup index", path),
+        };
+        Index::parse(&bytes).map_err(|message| Error::Corrupt {
+            path: path.to_owned(),
+            format: "JSON",
+            message,
+        })
+    }
+
+    /// Parse index bytes, normalizing older spellings.
+    pub fn parse(bytes: &[u8]) -> Result<Index, String> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Index::default());
+        }
+        let mut index: Index = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        for entry in &mut index.backups {
+            entry.normalize_legacy();
+        }
+        Ok(index)
+    }
+
+    /// Write atomically (temp file, fsync, rename, fsync dir), 2-space indented
+    /// like the Python tool.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Internal(format!("rendering index: {e}")))?;
+        bytes.push(b'\n');
+        fsutil::atomic_write(path, &bytes)
+    }
+
+    /// The entry with this id.
+    pub fn get(&self, id: &str) -> Option<&BackupEntry> {
+        self.backups.iter().find(|b| b.id == id)
+    }
+
+    /// The entry with this id, mutably.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut BackupEntry> {
+        self.backups.iter_mut().find(|b| b.id == id)
+    }
+
+    /// The entry with this id or a not-found error.
+    pub fn require(&self, id: &str, file: &Path) -> Result<&BackupEntry> {
+        self.get(id).ok_or_else(|| Error::NotFound {
+            what: "backup",
+            name: id.to_owned(),
+            hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
+        })
+    }
+
+    /// Entries newest first, optionally for one instance.
+    pub fn newest_first(&self, instance: Option<&str>) -> Vec<BackupEntry> {
+        let mut out: Vec<BackupEntry> = self
+            .backups
+            .iter()
+            .filter(|b| instance.is_none_or(|i| b.instance == i))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        out
+    }
+}
+
+/// A new backup id: `YYYYMMDD-HHMMSS-<instance>-<6 hex>`.
+pub fn new_backup_id(instance: &str) -> String {
+    let random = uuid::Uuid::now_v7();
+    let tail = &random.as_bytes()[13..16];
+    format!("{}-{instance}-{}", fsutil::now_compact(), hex::encode(tail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shape written by the Python abssctl 0.1.5a1.
+    const PYTHON_INDEX: &str = r#"{
+  "backups": [
+    {
+      "id": "20250102-030405-alpha-a1b2c3",
+      "instance": "alpha",
+      "created_at": "2025-01-02T03:04:05Z",
+      "path": "/srv/backups/alpha/20250102-030405-alpha-a1b2c3.tar.zst",
+      "algorithm": "zstd",
+      "compression_level": null,
+      "size_bytes": 1234,
+      "checksum": {"algorithm": "sha256", "value": "00ff", "future": true},
+      "status": "available",
+      "message": "nightly",
+      "created_by": "root",
+      "metadata": {"data_only": false, "labels": ["nightly"], "python_only": 7},
+      "python_extra": {"a": [1, "two"]}
+    },
+    {
+      "id": "20250103-000000-beta-000001",
+      "instance": "beta",
+      "created_at": "2025-01-03T00:00:00Z",
+      "archive_path": "/srv/backups/beta/20250103-000000-beta-000001.tar.gz",
+      "checksum_sha256": "abcd",
+      "status": "present"
+    }
+  ],
+  "schema": 1
+}"#;
+
+    #[test]
+    fn python_index_round_trips_with_unknown_keys() {
+        let index = Index::parse(PYTHON_INDEX.as_bytes()).unwrap();
+        assert_eq!(index.backups.len(), 2);
+        let a = &index.backups[0];
+        assert_eq!(a.created_by, Some(Value::String("root".into())));
+        assert_eq!(a.metadata.labels, vec!["nightly"]);
+        let b = &index.backups[1];
+        assert_eq!(b.path, "/srv/backups/beta/20250103-000000-beta-000001.tar.gz");
+        assert_eq!(b.sha256(), Some("abcd"));
+        assert_eq!(b.status, "available");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.json");
+        index.save(&path).unwrap();
+        let raw: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(raw["schema"], 1);
+        assert_eq!(raw["backups"][0]["python_extra"]["a"][1], "two");
+        assert_eq!(raw["backups"][0]["metadata"]["python_only"], 7);
+        assert_eq!(raw["backups"][0]["checksum"]["future"], true);
+        assert_eq!(raw["backups"][0]["compression_level"], Value::Null);
+        assert_eq!(raw["backups"][1]["path"], b.path.as_str());
+        assert_eq!(raw["backups"][1]["checksum"]["value"], "abcd");
+        assert_eq!(Index::load(&path).unwrap(), index);
+    }
+
+    #[test]
+    fn newest_first_and_filters() {
+        let index = Index::parse(PYTHON_INDEX.as_bytes()).unwrap();
+        let ids: Vec<_> = index.newest_first(None).into_iter().map(|b| b.instance).collect();
+        assert_eq!(ids, ["beta", "alpha"]);
+        assert_eq!(index.newest_first(Some("alpha")).len(), 1);
+    }
+
+    #[test]
+    fn corrupt_index_is_an_error_naming_the_file_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.json");
+        std::fs::write(&path, b"{\"backups\": [").unwrap();
+        let err = Index::load(&path).unwrap_err();
+        assert_eq!(err.kind(), abssd_proto::ErrorKind::Environment);
+        assert!(err.to_string().contains("backups.json"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"backups\": [");
+        assert!(Index::load(&dir.path().join("absent.json")).unwrap().backups.is_empty());
+    }
+
+    #[test]
+    fn ids_have_the_python_shape() {
+        let id = new_backup_id("alpha");
+        let parts: Vec<_> = id.splitn(3, '-').collect();
+        assert_eq!(parts[0].len(), 8);
+        assert_eq!(parts[1].len(), 6);
+        assert!(parts[2].starts_with("alpha-"));
+        assert_eq!(parts[2].len(), "alpha-".len() + 6);
+    }
+}

@@ -1,0 +1,305 @@
+//! Locks: one global lock and one per instance, held in memory by the daemon and
+//! mirrored as `flock`s on the Python tool's lock files (`runtime_dir/abssctl.lock`,
+//! `runtime_dir/<instance>.lock`), so the two tools exclude each other.
+//!
+//! Rules:
+//! * One [`Locks::acquire`] call takes what it asks for in a fixed order — global
+//!   first, then instances sorted by name — the order the Python tool uses.
+//! * The global lock guards the shared state files (index, registry). Long
+//!   operations hold their instance lock and take the global lock only around a
+//!   state-file write, which waits for nothing else while held.
+//! * Every wait is bounded by `lock_timeout` and reported.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+
+/// How often a contended `flock` is retried.
+const FLOCK_POLL: Duration = Duration::from_millis(20);
+
+/// The daemon's lock table.
+#[derive(Debug)]
+pub struct Locks {
+    /// Where the lock files live.
+    runtime_dir: PathBuf,
+    /// Bound on every wait.
+    timeout: Duration,
+    /// The in-memory global lock.
+    global: Arc<Mutex<()>>,
+    /// In-memory instance locks, created on first use and kept (a few bytes each).
+    instances: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// Which lock.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LockName {
+    /// The host-wide lock (`abssctl.lock`).
+    Global,
+    /// One instance (`<name>.lock`).
+    Instance(String),
+}
+
+impl std::fmt::Display for LockName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockName::Global => f.write_str("global"),
+            LockName::Instance(n) => write!(f, "instance:{n}"),
+        }
+    }
+}
+
+/// Held locks; released (in reverse order) on drop.
+#[derive(Debug)]
+pub struct LockGuard {
+    /// In acquisition order.
+    held: Vec<(LockName, Flock<File>, OwnedMutexGuard<()>)>,
+    /// Total time spent waiting.
+    pub waited: Duration,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        while let Some(held) = self.held.pop() {
+            drop(held);
+        }
+    }
+}
+
+/// Told about waits as they happen (the operation turns them into events).
+pub trait LockObserver: Send + Sync {
+    /// The lock is not free; waiting.
+    fn waiting(&self, lock: &LockName);
+    /// The lock was taken after `waited`.
+    fn acquired(&self, lock: &LockName, waited: Duration);
+}
+
+impl Locks {
+    /// A lock table over `runtime_dir` with the given bound on waits.
+    pub fn new(runtime_dir: &Path, timeout: Duration) -> Locks {
+        Locks {
+            runtime_dir: runtime_dir.to_owned(),
+            timeout,
+            global: Arc::new(Mutex::new(())),
+            instances: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take `global` (if asked) and then the named instances in sorted order, within
+    /// one `lock_timeout` for the whole set.
+    pub async fn acquire(
+        &self,
+        global: bool,
+        instances: &[&str],
+        observer: &dyn LockObserver,
+    ) -> Result<LockGuard> {
+        let mut names: Vec<LockName> =
+            instances.iter().map(|i| LockName::Instance((*i).to_owned())).collect();
+        names.sort();
+        names.dedup();
+        if global {
+            names.insert(0, LockName::Global);
+        }
+        let deadline = Instant::now() + self.timeout;
+        let start = Instant::now();
+        let mut guard = LockGuard { held: Vec::new(), waited: Duration::ZERO };
+        for name in names {
+            let one_start = Instant::now();
+            let mutex = self.mutex(&name);
+            let mem = match mutex.clone().try_lock_owned() {
+                Ok(g) => g,
+                Err(_) => {
+                    observer.waiting(&name);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::timeout(left, mutex.lock_owned())
+                        .await
+                        .map_err(|_| self.timeout_error(&name, start))?
+                }
+            };
+            let file = self.flock(&name, deadline, start, observer).await?;
+            let waited = one_start.elapsed();
+            if waited >= Duration::from_millis(1) {
+                observer.acquired(&name, waited);
+            }
+            guard.held.push((name, file, mem));
+        }
+        guard.waited = start.elapsed();
+        Ok(guard)
+    }
+
+    fn mutex(&self, name: &LockName) -> Arc<Mutex<()>> {
+        match name {
+            LockName::Global => self.global.clone(),
+            LockName::Instance(n) => {
+                let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+                map.entry(n.clone()).or_default().clone()
+            }
+        }
+    }
+
+    fn file_of(&self, name: &LockName) -> PathBuf {
+        match name {
+            LockName::Global => self.runtime_dir.join("abssctl.lock"),
+            LockName::Instance(n) => self.runtime_dir.join(format!("{n}.lock")),
+        }
+    }
+
+    /// `flock` the lock file, polling until the deadline (the Python tool may hold
+    /// it), then record who holds it the way the Python tool does.
+    async fn flock(
+        &self,
+        name: &LockName,
+        deadline: Instant,
+        start: Instant,
+        observer: &dyn LockObserver,
+    ) -> Result<Flock<File>> {
+        let path = self.file_of(name);
+        fsutil::ensure_dir(&self.runtime_dir)?;
+        let mut told = false;
+        loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(fsutil::FILE_MODE)
+                .open(&path)
+                .at("opening lock file", &path)?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(mut locked) => {
+                    let note = serde_json::json!({
+                        "pid": std::process::id(),
+                        "acquired_at": fsutil::now_utc(),
+                        "path": path,
+                    });
+                    // Informational only: a failure to write it does not matter.
+                    let _ = locked.set_len(0);
+                    let _ = writeln!(&mut *locked, "{note}");
+                    return Ok(locked);
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    if !told {
+                        observer.waiting(name);
+                        told = true;
+                    }
+                    if Instant::now() + FLOCK_POLL > deadline {
+                        return Err(self.timeout_error(name, start));
+                    }
+                    tokio::time::sleep(FLOCK_POLL).await;
+                }
+                Err((_, errno)) => {
+                    return Err(std::io::Error::from(errno)).at("locking", &path);
+                }
+            }
+        }
+    }
+
+    fn timeout_error(&self, name: &LockName, start: Instant) -> Error {
+        let holder = std::fs::read_to_string(self.file_of(name))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t.trim()).ok())
+            .and_then(|v| v.get("pid").and_then(|p| p.as_u64()))
+            .map(|pid| format!(", last taken by pid {pid}"))
+            .unwrap_or_default();
+        Error::LockTimeout {
+            lock: name.to_string(),
+            waited_ms: start.elapsed().as_millis() as u64,
+            holder,
+        }
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Debug)]
+pub struct Quiet;
+
+impl LockObserver for Quiet {
+    fn waiting(&self, _: &LockName) {}
+    fn acquired(&self, _: &LockName, _: Duration) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as M;
+
+    #[derive(Default)]
+    struct Record(M<Vec<String>>);
+    impl LockObserver for Record {
+        fn waiting(&self, l: &LockName) {
+            self.0.lock().unwrap().push(format!("wait {l}"));
+        }
+        fn acquired(&self, l: &LockName, _: Duration) {
+            self.0.lock().unwrap().push(format!("got {l}"));
+        }
+    }
+
+    fn held_names(g: &LockGuard) -> Vec<String> {
+        g.held.iter().map(|(n, _, _)| n.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn acquires_global_first_then_instances_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Locks::new(dir.path(), Duration::from_secs(1));
+        let g = locks.acquire(true, &["zeta", "alpha", "zeta"], &Quiet).await.unwrap();
+        assert_eq!(held_names(&g), ["global", "instance:alpha", "instance:zeta"]);
+        assert!(dir.path().join("abssctl.lock").exists());
+        assert!(dir.path().join("alpha.lock").exists());
+        let note = std::fs::read_to_string(dir.path().join("alpha.lock")).unwrap();
+        assert!(note.contains(&format!("\"pid\":{}", std::process::id())), "{note}");
+    }
+
+    #[tokio::test]
+    async fn contended_lock_times_out_with_busy_and_reports_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Locks::new(dir.path(), Duration::from_millis(150));
+        let _held = locks.acquire(false, &["alpha"], &Quiet).await.unwrap();
+        let rec = Record::default();
+        let t = Instant::now();
+        let err = locks.acquire(false, &["alpha"], &rec).await.unwrap_err();
+        assert!(t.elapsed() >= Duration::from_millis(140));
+        assert_eq!(err.kind(), abssd_proto::ErrorKind::Busy);
+        assert!(err.to_string().contains("instance:alpha"), "{err}");
+        assert_eq!(rec.0.lock().unwrap().as_slice(), ["wait instance:alpha"]);
+        // Other instances and the global lock are independent.
+        locks.acquire(true, &["beta"], &Quiet).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn waiter_gets_the_lock_when_released_and_the_wait_is_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Arc::new(Locks::new(dir.path(), Duration::from_secs(5)));
+        let held = locks.acquire(false, &["alpha"], &Quiet).await.unwrap();
+        let l2 = locks.clone();
+        let waiter = tokio::spawn(async move { l2.acquire(false, &["alpha"], &Quiet).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(held);
+        let g = waiter.await.unwrap().unwrap();
+        assert!(g.waited >= Duration::from_millis(90), "{:?}", g.waited);
+    }
+
+    #[tokio::test]
+    async fn an_external_flock_holder_excludes_the_daemon() {
+        // Stands in for the Python tool: the same file, locked by another open file
+        // description, is respected even though the in-memory lock is free.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abssctl.lock");
+        let f = File::create(&path).unwrap();
+        let external = Flock::lock(f, FlockArg::LockExclusive).unwrap();
+        let locks = Locks::new(dir.path(), Duration::from_millis(100));
+        let err = locks.acquire(true, &[], &Quiet).await.unwrap_err();
+        assert_eq!(err.kind(), abssd_proto::ErrorKind::Busy);
+        drop(external);
+        locks.acquire(true, &[], &Quiet).await.unwrap();
+    }
+}

@@ -1,0 +1,80 @@
+//! `abssd`: parse flags, set up logging, run until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The abssctl daemon: backs up, restores and reconciles Actual Budget sync
+/// server instances, and serves JSON-RPC on a Unix socket for `abssctl` and
+/// other local services. Runs as root under systemd in production.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Re-root every default path (config, socket, state, backups, unit and nginx
+    /// dirs, logs, runtime) under DIR. For sandboxes, tests and the demo.
+    #[arg(long, value_name = "DIR", env = "ABSSD_PREFIX")]
+    prefix: Option<PathBuf>,
+    /// Config file (default /etc/abssctl/config.yml, under --prefix if given;
+    /// env ABSSCTL_CONFIG_FILE).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Socket to serve (default runtime_dir/abssd.sock; env ABSSCTL_SOCKET).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Group whose members may mutate, and the socket's group (default abssctl).
+    #[arg(long, value_name = "NAME")]
+    operator_group: Option<String>,
+    /// Log filter, e.g. `info` or `abssd=debug` (env RUST_LOG).
+    #[arg(long, value_name = "FILTER", default_value = "info", env = "RUST_LOG")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let over = abssd::Overrides {
+        prefix: args.prefix,
+        config_file: args.config,
+        socket: args.socket,
+        operator_group: args.operator_group,
+    };
+    let config = match abssd::Config::load(&over) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("abssd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // umask 027: everything the daemon creates is closed to "other".
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("abssd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(abssd::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("abssd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}

@@ -1,0 +1,318 @@
+//! The daemon's table of operations: ids, event logs, state, and watchers.
+//!
+//! Every mutating call runs as an [`Operation`] on its own task, so a client that
+//! disconnects (or a Ctrl-C) never stops it half-way. Its events are kept so
+//! `op.watch` can replay them from the start and then follow live; exactly one
+//! terminal event (`finished` or `failed`) ends the log.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use abssd_proto::{Actor, Event, EventKind, OpInfo, OpState, WireError};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::fsutil;
+use crate::ops::Progress;
+
+/// Ended operations kept for `op.list` / `op.watch`.
+const KEEP_FINISHED: usize = 256;
+
+/// All operations this process knows.
+#[derive(Debug, Default)]
+pub struct Operations {
+    ops: Mutex<BTreeMap<String, Arc<Operation>>>,
+}
+
+/// One operation.
+#[derive(Debug)]
+pub struct Operation {
+    /// UUIDv7 text.
+    pub id: String,
+    /// `backup create`, ...
+    pub command: String,
+    /// Request parameters.
+    pub args: Value,
+    /// Who asked.
+    pub actor: Actor,
+    /// Instance or backup id.
+    pub target: Option<String>,
+    /// Wall-clock start.
+    pub started_at: String,
+    /// Monotonic start, for durations.
+    pub start: Instant,
+    /// Mutable part.
+    state: Mutex<Record>,
+    /// Bumped on every event; watchers wait on it.
+    tick: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct Record {
+    events: Vec<Event>,
+    state: OpState,
+    finished_at: Option<String>,
+    lock_wait_ms: u64,
+    plan: Option<Value>,
+    result: Option<Value>,
+    error: Option<WireError>,
+    changed: Vec<String>,
+}
+
+impl Operations {
+    /// Register a new running operation.
+    pub fn begin(
+        &self,
+        command: &str,
+        args: Value,
+        actor: Actor,
+        target: Option<String>,
+    ) -> Arc<Operation> {
+        let op = Arc::new(Operation {
+            id: uuid::Uuid::now_v7().to_string(),
+            command: command.to_owned(),
+            args,
+            actor,
+            target: target.clone(),
+            started_at: fsutil::now_utc(),
+            start: Instant::now(),
+            state: Mutex::new(Record {
+                events: Vec::new(),
+                state: OpState::Running,
+                finished_at: None,
+                lock_wait_ms: 0,
+                plan: None,
+                result: None,
+                error: None,
+                changed: Vec::new(),
+            }),
+            tick: watch::channel(0).0,
+        });
+        op.emit(EventKind::Started { command: command.to_owned(), target });
+        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        ops.insert(op.id.clone(), op.clone());
+        // Forget the oldest ended operations beyond the bound.
+        let ended: Vec<String> = ops
+            .iter()
+            .filter(|(_, o)| o.info().state != OpState::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended.iter().take(ended.len().saturating_sub(KEEP_FINISHED)) {
+            ops.remove(id);
+        }
+        op
+    }
+
+    /// Look an operation up.
+    pub fn get(&self, id: &str) -> Option<Arc<Operation>> {
+        self.ops.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// All known operations, oldest first.
+    pub fn list(&self) -> Vec<Arc<Operation>> {
+        self.ops.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Operations still running.
+    pub fn running(&self) -> Vec<Arc<Operation>> {
+        self.list().into_iter().filter(|o| o.is_running()).collect()
+    }
+}
+
+impl Operation {
+    fn record(&self) -> std::sync::MutexGuard<'_, Record> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether it has not ended.
+    pub fn is_running(&self) -> bool {
+        self.record().state == OpState::Running
+    }
+
+    /// End with a result; no-op if already ended.
+    pub fn succeed(&self, result: Value) {
+        self.end(EventKind::Finished { result });
+    }
+
+    /// End with an error; no-op if already ended.
+    pub fn fail(&self, error: WireError) {
+        self.end(EventKind::Failed { error });
+    }
+
+    fn end(&self, terminal: EventKind) {
+        {
+            let mut r = self.record();
+            if r.state != OpState::Running {
+                return;
+            }
+            match &terminal {
+                EventKind::Finished { result } => {
+                    r.state = OpState::Succeeded;
+                    r.result = Some(result.clone());
+                }
+                EventKind::Failed { error } => {
+                    r.state = OpState::Failed;
+                    r.error = Some(error.clone());
+                }
+                _ => {}
+            }
+            r.finished_at = Some(fsutil::now_utc());
+        }
+        self.push(terminal);
+    }
+
+    fn push(&self, kind: EventKind) {
+        let mut r = self.record();
+        let seq = r.events.len() as u64;
+        r.events.push(Event { seq, ts: fsutil::now_utc_millis(), kind });
+        drop(r);
+        self.tick.send_replace(seq + 1);
+    }
+
+    /// Events from `from` on (a snapshot).
+    pub fn events_from(&self, from: usize) -> Vec<Event> {
+        self.record().events.get(from..).map(<[Event]>::to_vec).unwrap_or_default()
+    }
+
+    /// A receiver that changes whenever an event is added.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tick.subscribe()
+    }
+
+    /// Wait until the operation has ended.
+    pub async fn ended(&self) {
+        let mut rx = self.subscribe();
+        while self.is_running() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The plan, once announced.
+    pub fn plan(&self) -> Option<Value> {
+        self.record().plan.clone()
+    }
+
+    /// The terminal outcome, once ended.
+    pub fn outcome(&self) -> Option<Result<Value, WireError>> {
+        let r = self.record();
+        match r.state {
+            OpState::Running => None,
+            OpState::Succeeded => Some(Ok(r.result.clone().unwrap_or(Value::Null))),
+            OpState::Failed => Some(Err(r
+                .error
+                .clone()
+                .unwrap_or_else(|| WireError::new(abssd_proto::ErrorKind::Internal, "unknown")))),
+        }
+    }
+
+    /// Backups created or changed.
+    pub fn changed_backups(&self) -> Vec<String> {
+        self.record().changed.clone()
+    }
+
+    /// Phase names in order (operations log `steps`).
+    pub fn steps(&self) -> Vec<Value> {
+        self.record()
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Phase { name, .. } => Some(serde_json::json!({"name": name, "ts": e.ts})),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Warnings emitted.
+    pub fn warnings(&self) -> Vec<String> {
+        self.record()
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Message { level, text } if level == "warning" => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The public view.
+    pub fn info(&self) -> OpInfo {
+        let r = self.record();
+        OpInfo {
+            op_id: self.id.clone(),
+            command: self.command.clone(),
+            args: self.args.clone(),
+            actor: self.actor.clone(),
+            target: self.target.clone(),
+            state: r.state,
+            started_at: self.started_at.clone(),
+            finished_at: r.finished_at.clone(),
+            lock_wait_ms: r.lock_wait_ms,
+            events: r.events.len() as u64,
+            result: r.result.clone(),
+            error: r.error.clone(),
+        }
+    }
+}
+
+impl Progress for Operation {
+    fn emit(&self, event: EventKind) {
+        if event.is_terminal() {
+            // Terminal events come only from succeed/fail, so there is exactly one.
+            return;
+        }
+        {
+            let mut r = self.record();
+            match &event {
+                EventKind::LockAcquired { waited_ms, .. } => r.lock_wait_ms += waited_ms,
+                EventKind::Plan { plan } => r.plan = Some(plan.clone()),
+                _ => {}
+            }
+        }
+        self.push(event);
+    }
+
+    fn changed(&self, backup_id: &str) {
+        self.record().changed.push(backup_id.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor() -> Actor {
+        Actor { uid: 0, user: "root".into(), pid: 1 }
+    }
+
+    #[tokio::test]
+    async fn exactly_one_terminal_event_and_replay_from_start() {
+        let ops = Operations::default();
+        let op = ops.begin("backup create", Value::Null, actor(), Some("a".into()));
+        op.emit(EventKind::Message { level: "info".into(), text: "x".into() });
+        op.emit(EventKind::Finished { result: Value::Null }); // ignored
+        op.succeed(serde_json::json!({"ok": true}));
+        op.fail(WireError::new(abssd_proto::ErrorKind::Internal, "late")); // ignored
+        let events = op.events_from(0);
+        let kinds: Vec<_> = events.iter().map(|e| e.kind.is_terminal()).collect();
+        assert_eq!(kinds, [false, false, true]);
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(op.info().state, OpState::Succeeded);
+        op.ended().await;
+        assert_eq!(ops.get(&op.id).unwrap().id, op.id);
+        assert!(ops.running().is_empty());
+    }
+
+    #[test]
+    fn op_ids_are_uuid_v7_and_sort_by_start() {
+        let ops = Operations::default();
+        let a = ops.begin("x", Value::Null, actor(), None);
+        let b = ops.begin("x", Value::Null, actor(), None);
+        let ua = uuid::Uuid::parse_str(&a.id).unwrap();
+        assert_eq!(ua.get_version_num(), 7);
+        assert!(a.id < b.id);
+        assert_eq!(ops.list().len(), 2);
+    }
+}

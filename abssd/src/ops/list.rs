@@ -1,0 +1,27 @@
+//! `backup list` and `backup show`: read-only views of the index, read afresh on
+//! every call (the index is replaced atomically, so a read never sees half a file).
+
+use abssd_proto::{ListParams, ListResult, ShowParams, ShowResult};
+
+use crate::error::Result;
+use crate::index::Index;
+use crate::ops::Ctx;
+use crate::registry::validate_name;
+
+/// Entries newest first, optionally for one instance.
+pub async fn list(ctx: &Ctx, params: &ListParams) -> Result<ListResult> {
+    if let Some(name) = &params.instance {
+        validate_name(name)?;
+    }
+    let file = ctx.config.index_file.clone();
+    let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
+    Ok(ListResult { backups: index.newest_first(params.instance.as_deref()) })
+}
+
+/// One entry.
+pub async fn show(ctx: &Ctx, params: &ShowParams) -> Result<ShowResult> {
+    let file = ctx.config.index_file.clone();
+    let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
+    let backup = index.require(&params.id, &ctx.config.index_file)?.clone();
+    Ok(ShowResult { backup })
+}

@@ -1,0 +1,138 @@
+//! `backup verify ID | --all`: recompute each archive's sha256 and record the
+//! outcome in the index the way the Python tool does (`status`, `verified_at`,
+//! `checksum.last_verified`, `checksum.observed`, `metadata.verification_error`).
+
+use std::path::{Path, PathBuf};
+
+use abssd_proto::{BackupEntry, EventKind, VerifyItem, VerifyParams, VerifyPlan, VerifyResult, status};
+
+use crate::archive;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::index::Index;
+use crate::ops::{ByteProgress, Ctx, LockEvents, Sink};
+
+/// What hashing one archive found.
+struct Finding {
+    item: VerifyItem,
+    observed: Option<String>,
+}
+
+/// Run `backup verify`.
+pub async fn run(ctx: &Ctx, params: &VerifyParams, progress: &Sink) -> Result<(VerifyPlan, VerifyResult)> {
+    let index_file = ctx.config.index_file.clone();
+    let entries = {
+        let file = index_file.clone();
+        let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
+        select(&index, params, &index_file)?
+    };
+    let plan = VerifyPlan {
+        ids: entries.iter().map(|e| e.id.clone()).collect(),
+        total_bytes: entries
+            .iter()
+            .filter_map(|e| std::fs::metadata(&e.path).ok().map(|m| m.len()))
+            .sum(),
+    };
+    progress.emit(EventKind::Plan { plan: serde_json::to_value(&plan).unwrap_or_default() });
+
+    let mut findings = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let sink = progress.clone();
+        let finding = tokio::task::spawn_blocking(move || check(&entry, &*sink)).await?;
+        findings.push(finding);
+    }
+
+    // Record under the global lock, on a fresh read: the index may have changed
+    // while we were hashing.
+    {
+        let _global = ctx.locks.acquire(true, &[], &LockEvents(&**progress)).await?;
+        let file = index_file.clone();
+        let updates: Vec<(String, String, String, Option<String>)> = findings
+            .iter()
+            .map(|f| (f.item.id.clone(), f.item.status.clone(), f.item.message.clone(), f.observed.clone()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut index = Index::load(&file)?;
+            let now = fsutil::now_utc();
+            for (id, new_status, message, observed) in updates {
+                let Some(e) = index.get_mut(&id) else { continue };
+                e.status = new_status.clone();
+                e.verified_at = Some(now.clone());
+                if let Some(c) = e.checksum.as_mut() {
+                    c.last_verified = Some(now.clone());
+                    if observed.is_some() {
+                        c.observed = observed;
+                    }
+                }
+                e.metadata.verification_error =
+                    (new_status != status::AVAILABLE).then_some(message);
+            }
+            index.save(&file)
+        })
+        .await??;
+    }
+    for f in &findings {
+        progress.changed(&f.item.id);
+    }
+    Ok((plan, VerifyResult { results: findings.into_iter().map(|f| f.item).collect() }))
+}
+
+fn select(index: &Index, params: &VerifyParams, file: &Path) -> Result<Vec<BackupEntry>> {
+    match (&params.id, params.all) {
+        (Some(_), true) => Err(Error::validation("give a backup id or --all, not both")),
+        (None, false) => Err(Error::validation("give a backup id or --all")),
+        (Some(id), false) => Ok(vec![index.require(id, file)?.clone()]),
+        (None, true) => Ok(index.newest_first(None)),
+    }
+}
+
+/// Hash one archive and classify. Blocking.
+fn check(entry: &BackupEntry, sink: &dyn crate::ops::Progress) -> Finding {
+    let previous_status = entry.status.clone();
+    let path = PathBuf::from(&entry.path);
+    let item = |status: &str, message: String| VerifyItem {
+        id: entry.id.clone(),
+        status: status.to_owned(),
+        message,
+        previous_status: previous_status.clone(),
+    };
+    let size = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let message = format!("archive not found: {}", path.display());
+            return Finding { item: item(status::MISSING, message), observed: None };
+        }
+        Err(e) => {
+            let message = format!("cannot read {}: {e}", path.display());
+            return Finding { item: item(status::ERROR, message), observed: None };
+        }
+    };
+    let expected = match entry.sha256().map(str::to_owned).or_else(|| sidecar_digest(&path)) {
+        Some(hex) => hex.to_ascii_lowercase(),
+        None => {
+            let message = format!("no checksum recorded for {} and no readable sidecar", entry.id);
+            return Finding { item: item(status::ERROR, message), observed: None };
+        }
+    };
+    let mut bytes = ByteProgress::start(sink, format!("verify:{}", entry.id), size);
+    match archive::sha256_file(&path, &mut bytes) {
+        Ok(observed) if observed == expected => {
+            Finding { item: item(status::AVAILABLE, "checksum matches".into()), observed: Some(observed) }
+        }
+        Ok(observed) => Finding {
+            item: item(status::CORRUPT, format!("checksum mismatch: expected {expected}, found {observed}")),
+            observed: Some(observed),
+        },
+        Err(e) => Finding {
+            item: item(status::ERROR, format!("cannot read {}: {e}", path.display())),
+            observed: None,
+        },
+    }
+}
+
+/// The digest in `<archive>.sha256` (`<hex>  <name>`), if readable.
+fn sidecar_digest(archive: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(format!("{}.sha256", archive.display())).ok()?;
+    let hex = text.split_whitespace().next()?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_owned())
+}

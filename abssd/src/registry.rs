@@ -1,0 +1,233 @@
+//! The instance registry, `registry_dir/instances.yml`, shared with the Python
+//! tool (SPEC §3, §4).
+//!
+//! The file is the truth: it is read afresh under the lock for every operation
+//! and never cached. Known keys are typed; every other key is kept in `extra` and
+//! written back. Output goes through serde-saphyr, which quotes strings PyYAML
+//! would otherwise read as booleans, numbers or dates (`yes`, `on`, `1e3`,
+//! `2025-01-02`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::error::{Error, IoContext, Result};
+
+/// The whole registry file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Registry {
+    /// Instances in file order.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub instances: Vec<Instance>,
+    /// Other top-level keys.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One instance entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `[a-z0-9][a-z0-9-]*`.
+    pub name: String,
+    /// Public domain served by nginx.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Local port of the sync server.
+    #[serde(default)]
+    pub port: Option<i64>,
+    /// Actual server version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// `enabled`, `disabled`, ...
+    #[serde(default)]
+    pub status: Option<String>,
+    /// `root`, `data`, `config`, ...
+    #[serde(default)]
+    pub paths: InstancePaths,
+    /// Free-form metadata (`last_restored_at`, ...).
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// Other keys.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `paths` mapping of an instance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstancePaths {
+    /// Data root; default `instance_root/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Other paths, kept in order.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Instance>, D::Error> {
+    Ok(Option::<Vec<Instance>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Check an instance name against `[a-z0-9][a-z0-9-]*` (also keeps it a single,
+/// harmless path component).
+pub fn validate_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.len() <= 64;
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(format!(
+            "invalid instance name {name:?}: use lowercase letters, digits and '-', starting with a letter or digit"
+        )))
+    }
+}
+
+impl Registry {
+    /// Read and parse the registry. A missing file is an empty registry; an
+    /// unparsable one is an error naming the file.
+    pub fn load(path: &Path) -> Result<Registry> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Registry::default()),
+            Err(e) => return Err(e).at("reading registry", path),
+        };
+        Registry::parse(&text).map_err(|message| Error::Corrupt {
+            path: path.to_owned(),
+            format: "YAML",
+            message,
+        })
+    }
+
+    /// Parse registry text.
+    pub fn parse(text: &str) -> Result<Registry, String> {
+        if text.trim().is_empty() {
+            return Ok(Registry::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())
+    }
+
+    /// Render as YAML (block style, keys in order).
+    pub fn to_yaml(&self) -> Result<String> {
+        serde_saphyr::to_string(self).map_err(|e| Error::Internal(format!("rendering registry: {e}")))
+    }
+
+    /// The entry for `name`.
+    pub fn get(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
+    /// The entry for `name`, or a not-found error listing what exists.
+    pub fn require(&self, name: &str, file: &Path) -> Result<&Instance> {
+        validate_name(name)?;
+        self.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
+            Error::NotFound {
+                what: "instance",
+                name: name.to_owned(),
+                hint: if known.is_empty() {
+                    format!(" (the registry {} has no instances)", file.display())
+                } else {
+                    format!(" in {} (known: {})", file.display(), known.join(", "))
+                },
+            }
+        })
+    }
+}
+
+impl Instance {
+    /// The instance's data root: `paths.root`, else `instance_root/<name>`.
+    pub fn data_root(&self, config: &Config) -> PathBuf {
+        match &self.paths.root {
+            Some(root) if !root.is_empty() => PathBuf::from(root),
+            _ => config.instance_root.join(&self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As PyYAML `safe_dump(sort_keys=False)` writes it: strings that would read as
+    /// other types are quoted, the rest are plain.
+    const PYYAML: &str = "\
+instances:
+- name: alpha
+  domain: 'yes'
+  port: 5006
+  version: '2025-01-02'
+  status: 'on'
+  paths:
+    root: /srv/alpha
+    data: /srv/alpha/data
+    config: /srv/alpha/config.json
+  metadata:
+    note: '1e3'
+    flag: 'off'
+    owner: ops
+    created: '2025-01-02'
+  custom_key:
+    nested: [1, 2]
+- name: beta
+  domain: null
+  port: null
+  version: 1e3
+  status: enabled
+  paths: {}
+  metadata: {}
+top_level_extra: kept
+";
+
+    #[test]
+    fn round_trip_keeps_meaning_and_unknown_keys() {
+        let reg = Registry::parse(PYYAML).unwrap();
+        let a = reg.get("alpha").unwrap();
+        assert_eq!(a.domain.as_deref(), Some("yes"));
+        assert_eq!(a.version.as_deref(), Some("2025-01-02"));
+        assert_eq!(a.status.as_deref(), Some("on"));
+        assert_eq!(a.metadata["note"], "1e3");
+        assert_eq!(a.extra["custom_key"]["nested"][1], 2);
+        // PyYAML reads a plain 1e3 as a string (its floats need a dot).
+        assert_eq!(reg.get("beta").unwrap().version.as_deref(), Some("1e3"));
+        assert_eq!(reg.extra["top_level_extra"], "kept");
+
+        let out = reg.to_yaml().unwrap();
+        // The strings stay strings for a YAML 1.1 reader: quoted in the output.
+        for needle in ["'yes'", "'on'", "'off'", "'2025-01-02'", "'1e3'"] {
+            let quoted = out.contains(needle) || out.contains(&needle.replace('\'', "\""));
+            assert!(quoted, "{needle} not quoted in:\n{out}");
+        }
+        let again = Registry::parse(&out).unwrap();
+        assert_eq!(again, reg);
+        assert!(out.find("name: alpha").unwrap() < out.find("name: beta").unwrap());
+    }
+
+    #[test]
+    fn data_root_defaults_under_instance_root() {
+        let reg = Registry::parse("instances:\n- name: gamma\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load_with_env(
+            &crate::config::Overrides { prefix: Some(dir.path().into()), ..Default::default() },
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(reg.get("gamma").unwrap().data_root(&cfg), dir.path().join("srv/gamma"));
+    }
+
+    #[test]
+    fn names_are_validated_and_missing_file_is_empty() {
+        assert!(validate_name("alpha-2").is_ok());
+        for bad in ["", "-a", "A", "a/b", "..", "a b", "ä"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Registry::load(&dir.path().join("none.yml")).unwrap().instances.is_empty());
+        let bad = dir.path().join("bad.yml");
+        std::fs::write(&bad, "instances: [\n").unwrap();
+        let err = Registry::load(&bad).unwrap_err();
+        assert!(err.to_string().contains("bad.yml"), "{err}");
+    }
+}

@@ -1,0 +1,269 @@
+//! Method handlers: decode parameters, check authorization, call `ops`, encode.
+//! Mutating methods run as daemon-owned operations.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use abssd_proto::methods::{
+    BackupCreate, BackupList, BackupShow, BackupVerify, DaemonStatusMethod, OpGet, OpList, OpWatch,
+};
+use abssd_proto::{
+    DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
+    error::ErrorData,
+};
+use jsonrpsee::server::{Extensions, PendingSubscriptionSink, RpcModule};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use serde_json::{Value, json};
+
+use crate::error::Error;
+use crate::operations::{Operation, Operations};
+use crate::ops::{self, Ctx, Sink};
+use crate::rpc::peer::Peer;
+use crate::{fsutil, oplog};
+
+/// Shared by every handler.
+#[derive(Debug)]
+pub struct State {
+    /// Config, locks.
+    pub ctx: Arc<Ctx>,
+    /// Running and recent operations.
+    pub ops: Operations,
+    /// For uptime.
+    started: Instant,
+    started_at: String,
+}
+
+impl State {
+    /// Fresh state.
+    pub fn new(ctx: Arc<Ctx>) -> State {
+        State { ctx, ops: Operations::default(), started: Instant::now(), started_at: fsutil::now_utc() }
+    }
+
+    /// Wait (bounded) for running operations to end.
+    pub async fn drain(&self, bound: Duration) {
+        let running = self.ops.running();
+        let all = futures_util::future::join_all(running.iter().map(|op| op.ended()));
+        let _ = tokio::time::timeout(bound, all).await;
+    }
+
+    /// Start an operation on its own task; it runs to its end whatever happens to
+    /// the connection that asked for it.
+    fn start<F, Fut>(self: &Arc<Self>, command: &str, args: Value, peer: &Peer, target: Option<String>, work: F) -> Arc<Operation>
+    where
+        F: FnOnce(Arc<Ctx>, Sink) -> Fut,
+        Fut: Future<Output = Result<Value, Error>> + Send + 'static,
+    {
+        let op = self.ops.begin(command, args, peer.actor.clone(), target);
+        let fut = work(self.ctx.clone(), op.clone() as Sink);
+        let this = self.clone();
+        let op2 = op.clone();
+        tokio::spawn(async move {
+            // A panic in the work still ends the operation with exactly one event.
+            match tokio::spawn(fut).await {
+                Ok(Ok(result)) => op2.succeed(result),
+                Ok(Err(e)) => op2.fail(e.to_wire()),
+                Err(join) => op2.fail(WireError::new(ErrorKind::Internal, format!("operation crashed: {join}"))),
+            }
+            let log = this.ctx.config.oplog_file();
+            let op3 = op2.clone();
+            let written = tokio::task::spawn_blocking(move || oplog::record(&log, &op3)).await;
+            if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
+                tracing::error!(op_id = %op2.id, error = %e, "cannot write the operations log");
+            }
+        });
+        op
+    }
+}
+
+fn rpc_error(e: WireError) -> ErrorObjectOwned {
+    let data = ErrorData { kind: e.kind, detail: e.detail };
+    ErrorObjectOwned::owned(e.kind.rpc_code(), e.message, Some(data))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
+    let text = params.as_str().unwrap_or("{}");
+    serde_json::from_str(text).map_err(|e| {
+        rpc_error(WireError::new(ErrorKind::Validation, format!("invalid params: {e}")))
+    })
+}
+
+fn peer(ext: &Extensions) -> Result<Peer, ErrorObjectOwned> {
+    ext.get::<Peer>().cloned().ok_or_else(|| {
+        rpc_error(WireError::new(ErrorKind::Forbidden, "no peer credentials on this connection"))
+    })
+}
+
+fn require_mutate(peer: &Peer) -> Result<(), ErrorObjectOwned> {
+    if peer.may_mutate {
+        Ok(())
+    } else {
+        Err(rpc_error(WireError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "user {} (uid {}) may only read; mutations need root or membership in the operator group",
+                peer.actor.user, peer.actor.uid
+            ),
+        )))
+    }
+}
+
+/// Register a read-only method of type `M`.
+fn read<M, F, Fut>(module: &mut RpcModule<Arc<State>>, handler: F) -> Result<(), jsonrpsee::core::RegisterMethodError>
+where
+    M: Method,
+    M::Output: Clone,
+    F: Fn(Arc<State>, M::Params, Peer) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<M::Output, Error>> + Send + 'static,
+{
+    module.register_async_method(M::NAME, move |params, state, ext| {
+        let handler = handler.clone();
+        async move {
+            let peer = peer(&ext)?;
+            let p: M::Params = parse(&params)?;
+            let state: Arc<State> = (*state).clone();
+            handler(state, p, peer).await.map_err(|e| rpc_error(e.to_wire()))
+        }
+    })?;
+    Ok(())
+}
+
+/// Register a mutating method `M` that runs `work` as an operation and answers
+/// `{op_id}` when detached, else `{op_id, plan, result}` once it ends.
+fn mutate<M, F, Fut>(
+    module: &mut RpcModule<Arc<State>>,
+    command: &'static str,
+    target: fn(&M::Params) -> Option<String>,
+    detached: fn(&M::Params) -> bool,
+    work: F,
+) -> Result<(), jsonrpsee::core::RegisterMethodError>
+where
+    M: Method,
+    M::Params: Clone + Sync,
+    F: Fn(Arc<Ctx>, Sink, M::Params, Peer) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, Error>> + Send + 'static,
+{
+    module.register_async_method(M::NAME, move |params, state, ext| {
+        let work = work.clone();
+        async move {
+            let peer = peer(&ext)?;
+            require_mutate(&peer)?;
+            let p: M::Params = parse(&params)?;
+            let args = serde_json::to_value(&p).unwrap_or(Value::Null);
+            let detach = detached(&p);
+            let (p2, peer2) = (p.clone(), peer.clone());
+            let op = state.start(command, args, &peer, target(&p), move |ctx, sink| work(ctx, sink, p2, peer2));
+            if detach {
+                return Ok(json!({ "op_id": op.id }));
+            }
+            op.ended().await;
+            match op.outcome() {
+                Some(Ok(result)) => {
+                    // The work returns `{plan, result}`; add the id.
+                    let mut out = json!({ "op_id": op.id });
+                    if let (Value::Object(o), Value::Object(r)) = (&mut out, result) {
+                        o.extend(r.into_iter().filter(|(_, v)| !v.is_null()));
+                    }
+                    Ok(out)
+                }
+                Some(Err(mut e)) => {
+                    let detail = e.detail.take().unwrap_or_else(|| json!({}));
+                    let mut detail = if detail.is_object() { detail } else { json!({ "detail": detail }) };
+                    detail["op_id"] = json!(op.id);
+                    e.detail = Some(detail);
+                    Err(rpc_error(e))
+                }
+                None => Err(rpc_error(WireError::new(ErrorKind::Internal, "operation did not end"))),
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// Every method of the API.
+pub fn module(state: Arc<State>) -> Result<RpcModule<Arc<State>>, jsonrpsee::core::RegisterMethodError> {
+    let mut m = RpcModule::new(state);
+
+    read::<DaemonStatusMethod, _, _>(&mut m, |state, _p, peer| async move { Ok(status(&state, &peer)) })?;
+    read::<BackupList, _, _>(&mut m, |state, p, _| async move { ops::list::list(&state.ctx, &p).await })?;
+    read::<BackupShow, _, _>(&mut m, |state, p, _| async move { ops::list::show(&state.ctx, &p).await })?;
+    read::<OpGet, _, _>(&mut m, |state, p, _| async move {
+        state.ops.get(&p.op_id).map(|o| o.info()).ok_or_else(|| Error::not_found("operation", p.op_id))
+    })?;
+    read::<OpList, _, _>(&mut m, |state, p, _| async move {
+        let ops = if p.running { state.ops.running() } else { state.ops.list() };
+        Ok(OpListResult { operations: ops.iter().map(|o| o.info()).collect() })
+    })?;
+
+    mutate::<BackupCreate, _, _>(
+        &mut m,
+        "backup create",
+        |p| Some(p.instance.clone()),
+        |p| p.detach && !p.dry_run,
+        |ctx, sink, p, peer| async move {
+            let (plan, result) = ops::create::run(&ctx, &p, &peer.actor, &sink).await?;
+            Ok(json!({ "plan": plan, "result": result }))
+        },
+    )?;
+    mutate::<BackupVerify, _, _>(
+        &mut m,
+        "backup verify",
+        |p| p.id.clone().or_else(|| p.all.then(|| "all".to_owned())),
+        |p| p.detach,
+        |ctx, sink, p, _| async move {
+            let (plan, result) = ops::verify::run(&ctx, &p, &sink).await?;
+            Ok(json!({ "plan": plan, "result": result }))
+        },
+    )?;
+
+    m.register_subscription(OpWatch::NAME, OpWatch::NOTIFICATION, OpWatch::UNSUBSCRIBE, |params, pending, state, _ext| async move {
+        watch(params, pending, state).await;
+    })?;
+    Ok(m)
+}
+
+fn status(state: &State, peer: &Peer) -> DaemonStatus {
+    let cfg = &state.ctx.config;
+    DaemonStatus {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        protocol: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        started_at: state.started_at.clone(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        socket: cfg.socket.display().to_string(),
+        operator_group: cfg.operator_group.clone(),
+        config_file: cfg.config_file.display().to_string(),
+        paths: cfg.paths(),
+        operations_running: state.ops.running().iter().map(|o| o.info()).collect::<Vec<OpInfo>>(),
+        caller_may_mutate: peer.may_mutate,
+    }
+}
+
+/// `op.watch`: replay every event from the start, then follow; stop after the
+/// terminal event or when the watcher goes away (the operation goes on).
+async fn watch(params: Params<'static>, pending: PendingSubscriptionSink, state: Arc<Arc<State>>) {
+    let p: abssd_proto::OpIdParams = match parse(&params) {
+        Ok(p) => p,
+        Err(e) => return pending.reject(e).await,
+    };
+    let Some(op) = state.ops.get(&p.op_id) else {
+        return pending.reject(rpc_error(Error::not_found("operation", p.op_id).to_wire())).await;
+    };
+    let Ok(sink) = pending.accept().await else { return };
+    let mut ticks = op.subscribe();
+    let mut next = 0usize;
+    loop {
+        for event in op.events_from(next) {
+            next += 1;
+            let terminal = event.kind.is_terminal();
+            let Ok(msg) = serde_json::value::to_raw_value(&event) else { return };
+            if sink.send(msg).await.is_err() || terminal {
+                return;
+            }
+        }
+        tokio::select! {
+            changed = ticks.changed() => if changed.is_err() { return },
+            () = sink.closed() => return,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The socket: a Unix listener serving JSON-RPC 2.0 over HTTP POST and WebSocket
+//! (jsonrpsee), with peer credentials attached to every request.
+//!
+//! This is the only module that knows jsonrpsee's server types.
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonrpsee::server::{Server, ServerConfig, serve_with_graceful_shutdown, stop_channel};
+use tokio::net::{UnixListener, UnixStream};
+use tower::Service;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::ops::Ctx;
+
+mod methods;
+pub mod peer;
+
+pub use methods::State;
+use peer::Peer;
+
+/// How long a graceful stop waits for open connections.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Bind the socket: 0660, group = operator group when it exists. A stale socket
+/// file is replaced; a live one (another daemon answers) is refused.
+pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        fsutil::ensure_dir(dir)?;
+    }
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(Error::Environment(format!(
+                    "{} exists and is not a socket; remove it or choose another --socket",
+                    socket.display()
+                )));
+            }
+            if UnixStream::connect(socket).await.is_ok() {
+                return Err(Error::Environment(format!(
+                    "another abssd is already serving {}; stop it first",
+                    socket.display()
+                )));
+            }
+            std::fs::remove_file(socket).at("removing stale socket", socket)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).at("checking", socket),
+    }
+    let listener = UnixListener::bind(socket).at("binding", socket)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).at("chmod", socket)?;
+    if let Ok(Some(g)) = nix::unistd::Group::from_name(group) {
+        // Without the group only root (and the daemon's user) can connect; say so.
+        if let Err(e) = nix::unistd::chown(socket, None, Some(g.gid)) {
+            tracing::warn!(socket = %socket.display(), group, error = %e, "cannot set the socket's group");
+        }
+    } else {
+        tracing::warn!(group, "operator group does not exist; only root can use the socket");
+    }
+    Ok(listener)
+}
+
+/// Serve `listener` until `shutdown` resolves.
+pub async fn serve(ctx: Arc<Ctx>, listener: UnixListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let state = Arc::new(State::new(ctx.clone()));
+    let methods = methods::module(state.clone())
+        .map_err(|e| Error::Internal(format!("registering methods: {e}")))?;
+    let cfg = &ctx.config;
+    let server_cfg = ServerConfig::builder()
+        .max_connections(cfg.max_connections)
+        .max_request_body_size(cfg.max_request_bytes)
+        .max_response_body_size(64 << 20)
+        .max_subscriptions_per_connection(64)
+        .build();
+    let builder = Server::builder().set_config(server_cfg).to_service_builder();
+    let (stop, handle) = stop_channel();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let group = cfg.operator_group.clone();
+        let (builder, methods, stop) = (builder.clone(), methods.clone(), stop.clone());
+        tokio::spawn(async move {
+            let Some(peer) = Peer::of(&stream, &group) else {
+                tracing::warn!("connection without peer credentials refused");
+                return;
+            };
+            tracing::debug!(uid = peer.actor.uid, pid = peer.actor.pid, "connection");
+            let stopped = stop.clone().shutdown();
+            let svc = tower::service_fn(move |mut req: jsonrpsee::server::HttpRequest<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer.clone());
+                let mut svc = builder.clone().build(methods.clone(), stop.clone());
+                async move { svc.call(req).await }
+            });
+            let served: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
+                Box::pin(serve_with_graceful_shutdown(stream, svc, stopped));
+            if let Err(e) = served.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(stop);
+    let _ = handle.stop();
+    let _ = tokio::time::timeout(DRAIN, handle.stopped()).await;
+    // Operations own their work: let running ones reach their end before exit.
+    state.drain(DRAIN).await;
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! Backup index entries (`backups.json`, SPEC §5) and the `backup.*` parameters
+//! and results.
+//!
+//! [`BackupEntry`] is both the on-disk index entry and what `backup.list` /
+//! `backup.show` return, so nothing is lost between the file and the wire: keys this
+//! project does not know are kept in `extra` and written back unchanged.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Status values of an index entry, as the Python tool writes them.
+pub mod status {
+    /// Archive present and, as far as is known, intact.
+    pub const AVAILABLE: &str = "available";
+    /// Archive absent from disk.
+    pub const MISSING: &str = "missing";
+    /// Checksum mismatch found by verify.
+    pub const CORRUPT: &str = "corrupt";
+    /// Verify could not read the archive or its checksum.
+    pub const ERROR: &str = "error";
+    /// Never checked.
+    pub const UNKNOWN: &str = "unknown";
+    /// Older spelling of [`AVAILABLE`], accepted on read.
+    pub const LEGACY_PRESENT: &str = "present";
+}
+
+/// One entry of the backup index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupEntry {
+    /// `YYYYMMDD-HHMMSS-<instance>-<6 hex>`.
+    pub id: String,
+    /// Instance name.
+    pub instance: String,
+    /// UTC creation time, whole seconds, `Z` suffix.
+    pub created_at: String,
+    /// Absolute archive path (older spelling `archive_path` accepted on read).
+    #[serde(alias = "archive_path")]
+    pub path: String,
+    /// `zstd`, `gzip` or `none`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// Compression level used, when one was set.
+    #[serde(default)]
+    pub compression_level: Option<i64>,
+    /// Archive size in bytes.
+    #[serde(default)]
+    pub size_bytes: Option<u64>,
+    /// Checksum record (older flat `checksum_sha256` accepted on read).
+    #[serde(default)]
+    pub checksum: Option<Checksum>,
+    /// See [`status`].
+    #[serde(default = "unknown_status")]
+    pub status: String,
+    /// Operator's message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Who made it: `{uid, user, pid}` from the peer credentials for this project,
+    /// a user name for the Python tool.
+    #[serde(default)]
+    pub created_by: Option<Value>,
+    /// Labels, data-only flag, verification error, sizes.
+    #[serde(default)]
+    pub metadata: EntryMetadata,
+    /// When verify last ran on this entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    /// When reconcile last changed this entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_at: Option<String>,
+    /// Every other key, kept verbatim and in order.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn unknown_status() -> String {
+    status::UNKNOWN.to_owned()
+}
+
+/// The `checksum` object of an entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checksum {
+    /// Always `sha256`.
+    pub algorithm: String,
+    /// Hex digest recorded at creation.
+    pub value: String,
+    /// When verify last computed the digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified: Option<String>,
+    /// The digest verify last observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+    /// Unknown keys, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `metadata` object of an entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntryMetadata {
+    /// The archive holds the data directory only.
+    #[serde(default)]
+    pub data_only: bool,
+    /// Operator labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Why the last verify failed; cleared by a successful verify or restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_error: Option<String>,
+    /// Bytes of file content before compression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncompressed_bytes: Option<u64>,
+    /// Unknown keys, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl BackupEntry {
+    /// Rewrite the older spellings (SPEC §5) into the current ones: a flat
+    /// `checksum_sha256` becomes `checksum: {algorithm, value}`, status `present`
+    /// becomes `available`. Idempotent.
+    pub fn normalize_legacy(&mut self) {
+        if let Some(Value::String(hex)) = self.extra.remove("checksum_sha256")
+            && self.checksum.is_none()
+        {
+            self.checksum = Some(Checksum {
+                algorithm: "sha256".to_owned(),
+                value: hex,
+                last_verified: None,
+                observed: None,
+                extra: Map::new(),
+            });
+        }
+        if self.status == status::LEGACY_PRESENT {
+            self.status = status::AVAILABLE.to_owned();
+        }
+    }
+
+    /// The recorded sha256 digest, if any.
+    pub fn sha256(&self) -> Option<&str> {
+        self.checksum.as_ref().map(|c| c.value.as_str())
+    }
+}
+
+/// Requested compression (`--compression`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// The default: zstd.
+    #[default]
+    Auto,
+    /// Zstandard, multi-threaded.
+    Zstd,
+    /// gzip.
+    Gzip,
+    /// Plain tar.
+    None,
+}
+
+/// The compression an archive actually uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// `.tar.zst`
+    Zstd,
+    /// `.tar.gz`
+    Gzip,
+    /// `.tar`
+    None,
+}
+
+impl Algorithm {
+    /// The archive file extension, with the leading dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Algorithm::Zstd => ".tar.zst",
+            Algorithm::Gzip => ".tar.gz",
+            Algorithm::None => ".tar",
+        }
+    }
+
+    /// The name used in the index (`zstd|gzip|none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Zstd => "zstd",
+            Algorithm::Gzip => "gzip",
+            Algorithm::None => "none",
+        }
+    }
+
+    /// Parse an index `algorithm` value.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "zstd" => Some(Algorithm::Zstd),
+            "gzip" => Some(Algorithm::Gzip),
+            "none" => Some(Algorithm::None),
+            _ => None,
+        }
+    }
+
+    /// Guess from an archive file name.
+    pub fn from_file_name(name: &str) -> Option<Algorithm> {
+        if name.ends_with(".tar.zst") {
+            Some(Algorithm::Zstd)
+        } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            Some(Algorithm::Gzip)
+        } else if name.ends_with(".tar") {
+            Some(Algorithm::None)
+        } else {
+            None
+        }
+    }
+}
+
+impl Compression {
+    /// Resolve `auto`.
+    pub fn algorithm(self) -> Algorithm {
+        match self {
+            Compression::Auto | Compression::Zstd => Algorithm::Zstd,
+            Compression::Gzip => Algorithm::Gzip,
+            Compression::None => Algorithm::None,
+        }
+    }
+}
+
+/// `backup.list` parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only this instance's backups.
+    #[serde(default)]
+    pub instance: Option<String>,
+}
+
+/// `backup.list` result: entries newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResult {
+    /// Index entries, newest first.
+    pub backups: Vec<BackupEntry>,
+}
+
+/// `backup.show` parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowParams {
+    /// Backup id.
+    pub id: String,
+}
+
+/// `backup.show` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShowResult {
+    /// The index entry.
+    pub backup: BackupEntry,
+}
+
+/// `backup.create` parameters (flags of `abssctl backup create`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateParams {
+    /// Instance to back up.
+    pub instance: String,
+    /// `-m/--message`.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// `--label` values; each may also be comma-separated.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// `--data-only`: leave out the unit, site and enabled link.
+    #[serde(default)]
+    pub data_only: bool,
+    /// `--out-dir`: must lie under the backups root. Default `<root>/<instance>`.
+    #[serde(default)]
+    pub out_dir: Option<String>,
+    /// `--compression`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// `--compression-level` (zstd 1–19, gzip 1–9).
+    #[serde(default)]
+    pub compression_level: Option<i32>,
+    /// `--dry-run`: return the plan, write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Return `{op_id}` at once instead of waiting for the result.
+    #[serde(default)]
+    pub detach: bool,
+}
+
+/// One source of a create plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanSource {
+    /// `data`, `unit`, `site`, `site_enabled`, `registry` or `instance`.
+    pub role: String,
+    /// Where it is read from on the host.
+    pub path: String,
+    /// Where it goes inside the archive.
+    pub member: String,
+    /// Whether it exists.
+    pub present: bool,
+    /// Bytes of file content it contributes.
+    pub bytes: u64,
+    /// Number of tar entries it contributes.
+    pub entries: u64,
+}
+
+/// What `backup.create` will do (also the whole answer to `--dry-run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatePlan {
+    /// Instance.
+    pub instance: String,
+    /// Backup id that will be used.
+    pub id: String,
+    /// Final archive path.
+    pub archive: String,
+    /// Sidecar path.
+    pub checksum_file: String,
+    /// Compression algorithm.
+    pub algorithm: Algorithm,
+    /// Compression level (effective).
+    pub compression_level: Option<i32>,
+    /// `--data-only`.
+    pub data_only: bool,
+    /// Everything that goes into the archive.
+    pub sources: Vec<PlanSource>,
+    /// Sum of file content bytes (progress total).
+    pub total_bytes: u64,
+    /// The index that will get the entry.
+    pub index: String,
+    /// `true` when this plan was only computed.
+    pub dry_run: bool,
+}
+
+/// `backup.create` result (the Python tool's keys, extended).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateResult {
+    /// Backup id.
+    pub id: String,
+    /// Archive path.
+    pub archive: String,
+    /// sha256 hex of the archive.
+    pub checksum: String,
+    /// Sidecar path.
+    pub checksum_file: String,
+    /// Archive size.
+    pub size_bytes: u64,
+    /// Compression used.
+    pub algorithm: Algorithm,
+    /// Level used.
+    pub compression_level: Option<i32>,
+    /// Operator message.
+    pub message: Option<String>,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Data only.
+    pub data_only: bool,
+    /// Bytes of file content archived.
+    pub uncompressed_bytes: u64,
+    /// Creation timestamp.
+    pub created_at: String,
+}
+
+/// `backup.verify` parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyParams {
+    /// One backup id (exclusive with `all`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Every backup in the index.
+    #[serde(default)]
+    pub all: bool,
+    /// Return `{op_id}` at once.
+    #[serde(default)]
+    pub detach: bool,
+}
+
+/// What `backup.verify` will check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyPlan {
+    /// Ids in the order they will be checked.
+    pub ids: Vec<String>,
+    /// Sum of the archives' sizes on disk (progress total).
+    pub total_bytes: u64,
+}
+
+/// The outcome for one backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyItem {
+    /// Backup id.
+    pub id: String,
+    /// New status (`available|missing|corrupt|error`).
+    pub status: String,
+    /// Human explanation.
+    pub message: String,
+    /// Status before verify.
+    pub previous_status: String,
+}
+
+/// `backup.verify` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyResult {
+    /// One item per checked backup.
+    pub results: Vec<VerifyItem>,
+}
+
+impl VerifyResult {
+    /// Whether any archive was found corrupt, missing or unreadable.
+    pub fn has_problems(&self) -> bool {
+        self.results.iter().any(|r| r.status != status::AVAILABLE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_spellings_are_normalized() {
+        let raw = r#"{"id":"x","instance":"a","created_at":"2025-01-02T03:04:05Z",
+            "archive_path":"/srv/backups/a/x.tar.gz","checksum_sha256":"ab12","status":"present",
+            "odd":{"k":[1,2]}}"#;
+        let mut e: BackupEntry = serde_json::from_str(raw).unwrap();
+        e.normalize_legacy();
+        assert_eq!(e.path, "/srv/backups/a/x.tar.gz");
+        assert_eq!(e.sha256(), Some("ab12"));
+        assert_eq!(e.status, status::AVAILABLE);
+        assert!(!e.extra.contains_key("checksum_sha256"));
+        let out = serde_json::to_value(&e).unwrap();
+        assert_eq!(out["odd"]["k"][1], 2);
+        assert_eq!(out["path"], "/srv/backups/a/x.tar.gz");
+    }
+
+    #[test]
+    fn create_params_reject_unknown_fields() {
+        let err = serde_json::from_str::<CreateParams>(r#"{"instance":"a","lables":["x"]}"#);
+        assert!(err.is_err());
+    }
+}

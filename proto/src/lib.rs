@@ -1,0 +1,32 @@
+//! The abssd socket contract: every type that crosses the Unix socket, and the
+//! method table both sides are compiled against.
+//!
+//! Layout:
+//! * [`error`]   — the typed error object (`kind`, `message`, `detail`) and exit codes.
+//! * [`backup`]  — backup index entries and the `backup.*` parameters and results.
+//! * [`op`]      — operations, their events, and the `op.*` / `daemon.*` types.
+//! * [`methods`] — one zero-sized type per JSON-RPC method, tying its name to its
+//!   parameter and result types ([`Method`]); the daemon registers handlers by these
+//!   types and the client calls through them, so a renamed field or method breaks the
+//!   build on both sides instead of at run time.
+//!
+//! Parameters are always one JSON object (named parameters), so
+//! `curl --unix-socket SOCK -d '{"jsonrpc":"2.0","id":1,"method":"backup.list","params":{"instance":"a"}}'`
+//! reads the way the documentation does. Unknown parameter names are rejected.
+#![deny(missing_docs)]
+
+pub mod backup;
+pub mod error;
+pub mod methods;
+pub mod op;
+
+pub use backup::*;
+pub use error::{ErrorKind, WireError};
+pub use methods::Method;
+pub use op::*;
+
+/// The daemon's default socket path (without `--prefix`).
+pub const DEFAULT_SOCKET: &str = "/run/abssctl/abssd.sock";
+
+/// Protocol version reported by `daemon.status`; bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,148 @@
+//! The method table: one type per JSON-RPC method.
+//!
+//! Each [`Method`] names the wire method and fixes its parameter and result types.
+//! The daemon registers handlers through these types and the client calls through
+//! them, so both sides always agree.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backup::*;
+use crate::op::*;
+
+/// A JSON-RPC method of abssd.
+pub trait Method {
+    /// Wire name, e.g. `backup.create`.
+    const NAME: &'static str;
+    /// Whether only root and the operator group may call it.
+    const MUTATES: bool;
+    /// The `params` object.
+    type Params: Serialize + DeserializeOwned + Send + 'static;
+    /// The `result`.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+}
+
+macro_rules! methods {
+    ($($(#[$doc:meta])* $ty:ident = $name:literal, mutates: $m:literal, $params:ty => $out:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $ty;
+            impl Method for $ty {
+                const NAME: &'static str = $name;
+                const MUTATES: bool = $m;
+                type Params = $params;
+                type Output = $out;
+            }
+        )*
+        /// Every method name, for documentation and tests.
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
+
+methods! {
+    /// Version, uptime, socket, paths, running operations.
+    DaemonStatusMethod = "daemon.status", mutates: false, NoParams => DaemonStatus;
+    /// Index entries, newest first.
+    BackupList = "backup.list", mutates: false, ListParams => ListResult;
+    /// One index entry.
+    BackupShow = "backup.show", mutates: false, ShowParams => ShowResult;
+    /// Create a backup archive.
+    BackupCreate = "backup.create", mutates: true, CreateParams => OpOutcome<CreatePlan, CreateResult>;
+    /// Recompute archive checksums and record the outcome.
+    BackupVerify = "backup.verify", mutates: true, VerifyParams => OpOutcome<VerifyPlan, VerifyResult>;
+    /// One operation.
+    OpGet = "op.get", mutates: false, OpIdParams => OpInfo;
+    /// Operations this daemon knows.
+    OpList = "op.list", mutates: false, OpListParams => OpListResult;
+}
+
+/// The `op.watch` subscription: replays an operation's events, then follows it
+/// live; the last event is `finished` or `failed`.
+#[derive(Debug, Clone, Copy)]
+pub struct OpWatch;
+
+impl OpWatch {
+    /// Subscribe method.
+    pub const NAME: &'static str = "op.watch";
+    /// Notification method carrying each [`Event`].
+    pub const NOTIFICATION: &'static str = "op.event";
+    /// Unsubscribe method.
+    pub const UNSUBSCRIBE: &'static str = "op.unwatch";
+}
+
+/// Typed calls over any jsonrpsee client (the `client` feature).
+#[cfg(feature = "client")]
+pub mod call {
+    use jsonrpsee::core::client::{ClientT, Error as ClientError, Subscription, SubscriptionClientT};
+    use jsonrpsee::core::traits::ToRpcParams;
+    use serde::Serialize;
+    use serde_json::value::RawValue;
+
+    use super::{Method, OpWatch};
+    use crate::error::{ErrorData, ErrorKind, WireError};
+    use crate::op::{Event, OpIdParams};
+
+    /// Sends any serializable value as the named `params` object.
+    struct AsParams<'a, T>(&'a T);
+
+    impl<T: Serialize> ToRpcParams for AsParams<'_, T> {
+        fn to_rpc_params(self) -> Result<Option<Box<RawValue>>, serde_json::Error> {
+            serde_json::value::to_raw_value(self.0).map(Some)
+        }
+    }
+
+    /// Call method `M` and decode its result; errors become [`WireError`]s.
+    pub async fn call<M: Method>(
+        client: &impl ClientT,
+        params: &M::Params,
+    ) -> Result<M::Output, WireError>
+    where
+        M::Params: Sync,
+    {
+        client.request(M::NAME, AsParams(params)).await.map_err(wire_error)
+    }
+
+    /// Subscribe to an operation's events (`op.watch`).
+    pub async fn watch(
+        client: &impl SubscriptionClientT,
+        op_id: &str,
+    ) -> Result<Subscription<Event>, WireError> {
+        let params = OpIdParams { op_id: op_id.to_owned() };
+        client
+            .subscribe(OpWatch::NAME, AsParams(&params), OpWatch::UNSUBSCRIBE)
+            .await
+            .map_err(wire_error)
+    }
+
+    /// Turn a jsonrpsee client error into the typed error: abssd errors carry their
+    /// kind in `data`; JSON-RPC protocol errors about parameters are validation
+    /// errors; anything else means the daemon could not be talked to.
+    pub fn wire_error(err: ClientError) -> WireError {
+        match err {
+            ClientError::Call(obj) => {
+                let data = obj
+                    .data()
+                    .and_then(|raw| serde_json::from_str::<ErrorData>(raw.get()).ok());
+                match data {
+                    Some(d) => WireError { kind: d.kind, message: obj.message().to_owned(), detail: d.detail },
+                    None => {
+                        let kind = match obj.code() {
+                            -32602 | -32600 | -32700 => ErrorKind::Validation,
+                            -32601 => ErrorKind::NotFound,
+                            _ => ErrorKind::Internal,
+                        };
+                        WireError::new(kind, obj.message())
+                    }
+                }
+            }
+            ClientError::ParseError(e) => {
+                WireError::new(ErrorKind::Internal, format!("unexpected answer from abssd: {e}"))
+            }
+            other => WireError::new(
+                ErrorKind::Environment,
+                format!("lost the connection to abssd: {other}"),
+            ),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Operations owned by the daemon, their event stream, and `daemon.status`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::WireError;
+
+/// Who asked, from the socket's `SO_PEERCRED` (never from request data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Peer uid.
+    pub uid: u32,
+    /// User name of `uid` (the number as text when it has no name).
+    pub user: String,
+    /// Peer pid at connect time.
+    pub pid: i32,
+}
+
+/// Lifecycle of an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpState {
+    /// Still working.
+    Running,
+    /// Ended with a result.
+    Succeeded,
+    /// Ended with an error.
+    Failed,
+}
+
+/// An operation as `op.get` / `op.list` report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpInfo {
+    /// UUIDv7, so ids sort by start time.
+    pub op_id: String,
+    /// `backup create`, `backup verify`, ...
+    pub command: String,
+    /// The request parameters.
+    pub args: Value,
+    /// Who started it.
+    pub actor: Actor,
+    /// Instance or backup id it works on.
+    pub target: Option<String>,
+    /// Where it is.
+    pub state: OpState,
+    /// Start time (UTC).
+    pub started_at: String,
+    /// End time (UTC), once ended.
+    pub finished_at: Option<String>,
+    /// Total time spent waiting for locks.
+    pub lock_wait_ms: u64,
+    /// Number of events so far.
+    pub events: u64,
+    /// The result, once succeeded.
+    pub result: Option<Value>,
+    /// The error, once failed.
+    pub error: Option<WireError>,
+}
+
+/// One event of an operation; `op.watch` sends these, in `seq` order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// 0-based position in the operation's event log.
+    pub seq: u64,
+    /// UTC time with milliseconds.
+    pub ts: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an event says. Tagged by `"event"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// First event of every operation.
+    Started {
+        /// Command name.
+        command: String,
+        /// Instance or backup id.
+        target: Option<String>,
+    },
+    /// The plan, once computed.
+    Plan {
+        /// Same shape as the `plan` of the final answer.
+        plan: Value,
+    },
+    /// Waiting for a lock (only sent when it is not free at once).
+    LockWait {
+        /// `global` or `instance:<name>`.
+        lock: String,
+    },
+    /// A lock was acquired.
+    LockAcquired {
+        /// `global` or `instance:<name>`.
+        lock: String,
+        /// How long it took.
+        waited_ms: u64,
+    },
+    /// A new phase began.
+    Phase {
+        /// `archive`, `checksum`, `index`, `verify:<id>`, ...
+        name: String,
+        /// Bytes this phase will process, when known.
+        total_bytes: Option<u64>,
+    },
+    /// Bytes processed in the current phase (throttled).
+    Progress {
+        /// Phase name.
+        phase: String,
+        /// Bytes done.
+        done: u64,
+        /// Bytes in the phase.
+        total: u64,
+    },
+    /// A note for the operator.
+    Message {
+        /// `info` or `warning`.
+        level: String,
+        /// Text.
+        text: String,
+    },
+    /// Terminal: success, with the result.
+    Finished {
+        /// Same shape as the method's `result`.
+        result: Value,
+    },
+    /// Terminal: failure.
+    Failed {
+        /// The error.
+        error: WireError,
+    },
+}
+
+impl EventKind {
+    /// Whether this ends the stream (exactly one per operation).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, EventKind::Finished { .. } | EventKind::Failed { .. })
+    }
+}
+
+/// The answer of every mutating method: `{op_id}` when detached, else also the
+/// plan and the result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpOutcome<P, R> {
+    /// The operation id.
+    pub op_id: String,
+    /// What was (or, with `dry_run`, would be) done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<P>,
+    /// The result; absent when detached or on a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<R>,
+}
+
+/// `op.get` and `op.watch` parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpIdParams {
+    /// The operation id.
+    pub op_id: String,
+}
+
+/// `op.list` parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpListParams {
+    /// Only operations still running.
+    #[serde(default)]
+    pub running: bool,
+}
+
+/// `op.list` result, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpListResult {
+    /// Operations this daemon process knows (running and recently ended).
+    pub operations: Vec<OpInfo>,
+}
+
+/// `daemon.status` parameters (none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// `daemon.status` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// abssd version.
+    pub version: String,
+    /// [`crate::PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// Daemon pid.
+    pub pid: u32,
+    /// Start time (UTC).
+    pub started_at: String,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// The socket it serves.
+    pub socket: String,
+    /// Group whose members may mutate.
+    pub operator_group: String,
+    /// Config file read (or that would be read; `exists` says).
+    pub config_file: String,
+    /// Every path in use, by role (`instance_root`, `backups_root`, `index`, ...).
+    pub paths: BTreeMap<String, String>,
+    /// Operations currently running.
+    pub operations_running: Vec<OpInfo>,
+    /// Whether the caller may mutate.
+    pub caller_may_mutate: bool,
+}

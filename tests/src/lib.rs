@@ -1,0 +1,195 @@
+//! Test harness for abssd: a throwaway prefix with realistic instances
+//! ([`Sandbox`]), the real daemon started in-process on a socket inside it
+//! ([`Daemon`]), and a WebSocket client over that socket ([`client`]).
+//!
+//! Everything lives under one temporary directory and is removed on drop.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use abssd::registry::{Instance, InstancePaths, Registry};
+use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
+use jsonrpsee::core::client::{Client, ClientBuilder};
+
+/// A temporary prefix laid out like a host (SPEC §3), re-rooted.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// Owns the directory.
+    _dir: tempfile::TempDir,
+    /// The prefix passed to `--prefix`.
+    pub prefix: PathBuf,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox::new()
+    }
+}
+
+impl Sandbox {
+    /// An empty prefix.
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new().prefix("abssd-test-").tempdir().expect("tempdir");
+        let prefix = dir.path().to_owned();
+        Sandbox { _dir: dir, prefix }
+    }
+
+    /// The daemon configuration for this prefix (no config file, no env).
+    pub fn config(&self) -> abssd::Config {
+        let over = abssd::Overrides { prefix: Some(self.prefix.clone()), ..Default::default() };
+        abssd::Config::load_with_env(&over, &Default::default()).expect("config")
+    }
+
+    /// Path under the prefix.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.prefix.join(rel)
+    }
+
+    /// The socket the daemon serves.
+    pub fn socket(&self) -> PathBuf {
+        self.config().socket
+    }
+
+    /// Create an instance: data tree (nested dirs, a 0600 file, a 0700 dir, a
+    /// relative symlink, a few hundred KiB), unit file, nginx site enabled by
+    /// symlink, and its registry entry. Returns the data root.
+    pub fn add_instance(&self, name: &str) -> PathBuf {
+        let cfg = self.config();
+        let root = cfg.instance_root.join(name);
+        let data = root.join("data");
+        let budget = data.join("user-files/budget-1");
+        fs::create_dir_all(&budget).expect("mkdir");
+        fs::create_dir_all(data.join("server-files")).expect("mkdir");
+        fs::write(root.join("config.json"), format!("{{\"port\": 5006, \"name\": \"{name}\"}}\n")).expect("write");
+        let mut db = Vec::with_capacity(300_000);
+        for i in 0..6000u32 {
+            db.extend_from_slice(format!("{i:08} payee-{} {:>10}.{:02}\n", i % 97, i * 37 % 10007, i % 100).as_bytes());
+        }
+        fs::write(budget.join("db.sqlite"), &db).expect("write");
+        fs::write(budget.join("metadata.json"), b"{\"budgetName\":\"Household\"}\n").expect("write");
+        fs::write(data.join("server-files/account.sqlite"), vec![7u8; 40_000]).expect("write");
+        let secret = data.join("server-files/secret.key");
+        fs::write(&secret, b"k3y\n").expect("write");
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
+        let private = data.join("private");
+        fs::create_dir_all(&private).expect("mkdir");
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).expect("chmod");
+        symlink("user-files/budget-1", data.join("current")).expect("symlink");
+
+        fs::create_dir_all(&cfg.unit_dir).expect("mkdir");
+        fs::write(
+            cfg.unit_file(name),
+            format!("[Unit]\nDescription=Actual {name}\n[Service]\nExecStart=/usr/bin/true\n"),
+        )
+        .expect("write");
+        fs::create_dir_all(&cfg.sites_available).expect("mkdir");
+        fs::create_dir_all(&cfg.sites_enabled).expect("mkdir");
+        fs::write(cfg.site_file(name), format!("server {{ listen 127.0.0.1:8080; server_name {name}.test; }}\n"))
+            .expect("write");
+        symlink(cfg.site_file(name), cfg.site_link(name)).expect("symlink");
+
+        let file = cfg.registry_file();
+        let mut reg = Registry::load(&file).expect("registry");
+        let mut paths = InstancePaths { root: Some(data.display().to_string()), ..Default::default() };
+        paths.extra.insert("config".into(), root.join("config.json").display().to_string().into());
+        reg.instances.push(Instance {
+            name: name.to_owned(),
+            domain: Some(format!("{name}.example.test")),
+            port: Some(5006),
+            version: Some("25.1.0".into()),
+            status: Some("enabled".into()),
+            paths,
+            metadata: Default::default(),
+            extra: Default::default(),
+        });
+        abssd::fsutil::atomic_write(&file, reg.to_yaml().expect("yaml").as_bytes()).expect("write registry");
+        data
+    }
+}
+
+/// The real daemon, in-process on its own runtime thread; stopped on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The socket it serves.
+    pub socket: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Start on the sandbox's default config and wait until it answers.
+    pub fn start(sandbox: &Sandbox) -> Daemon {
+        Daemon::start_with(sandbox.config())
+    }
+
+    /// Start with an explicit configuration.
+    pub fn start_with(config: abssd::Config) -> Daemon {
+        let socket = config.socket.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let stop = async {
+                    let _ = rx.await;
+                };
+                if let Err(e) = abssd::run(config, stop).await {
+                    eprintln!("abssd failed: {e}");
+                }
+            });
+        });
+        wait_for_socket(&socket);
+        Daemon { socket, stop: Some(tx), thread: Some(thread) }
+    }
+
+    /// Stop and wait for the daemon thread to end.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn wait_for_socket(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("abssd did not start serving {}", socket.display());
+}
+
+/// A WebSocket JSON-RPC client over the Unix socket.
+pub async fn client(socket: &Path) -> Client {
+    let stream = tokio::net::UnixStream::connect(socket).await.expect("connect");
+    let url = Url::parse("ws://localhost").expect("url");
+    let (tx, rx) = WsTransportClientBuilder::default().build_with_stream(url, stream).await.expect("ws handshake");
+    ClientBuilder::default().request_timeout(Duration::from_secs(600)).build_with_tokio(tx, rx)
+}
+
+/// Run `tar` (GNU) with arguments; panics with its stderr on failure.
+pub fn tar(args: &[&str]) -> String {
+    let out = std::process::Command::new("tar").args(args).output().expect("run tar");
+    assert!(out.status.success(), "tar {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
