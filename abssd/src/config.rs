@@ -64,8 +64,10 @@ pub struct Config {
     pub nginx_test_command: Vec<String>,
     /// The Unix socket served.
     pub socket: PathBuf,
-    /// Group whose members may mutate; also the socket's group.
+    /// Group whose members may mutate.
     pub operator_group: String,
+    /// Group owning the socket (who may connect at all); default the operator group.
+    pub socket_group: String,
     /// Most simultaneous connections.
     pub max_connections: u32,
     /// Largest request body accepted.
@@ -190,6 +192,7 @@ impl Config {
             .or_else(|| f.string("daemon.operator_group").transpose())
             .transpose()?
             .unwrap_or_else(|| "abssctl".to_owned());
+        let socket_group = f.string("daemon.socket_group")?.unwrap_or_else(|| operator_group.clone());
         let max_connections = f.int("daemon.max_connections")?.unwrap_or(64) as u32;
         let max_request_bytes = f.int("daemon.max_request_bytes")?.unwrap_or(1 << 20) as u32;
 
@@ -212,6 +215,7 @@ impl Config {
             nginx_test_command,
             socket,
             operator_group,
+            socket_group,
             max_connections,
             max_request_bytes,
             warnings,

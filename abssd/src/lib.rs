@@ -36,7 +36,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let listener = rpc::bind(&config.socket, &config.operator_group).await?;
+    let listener = rpc::bind(&config.socket, &config.socket_group).await?;
     tracing::info!(socket = %config.socket.display(), "serving");
     let socket = config.socket.clone();
     let ctx = ops::Ctx::new(config);

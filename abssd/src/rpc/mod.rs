@@ -26,7 +26,7 @@ use peer::Peer;
 /// How long a graceful stop waits for open connections.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Bind the socket: 0660, group = operator group when it exists. A stale socket
+/// Bind the socket: 0660, owned by `group` when it exists. A stale socket
 /// file is replaced; a live one (another daemon answers) is refused.
 pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
     if let Some(dir) = socket.parent() {
@@ -60,7 +60,7 @@ pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
             tracing::warn!(socket = %socket.display(), group, error = %e, "cannot set the socket's group");
         }
     } else {
-        tracing::warn!(group, "operator group does not exist; only root can use the socket");
+        tracing::warn!(group, "socket group does not exist; only root can use the socket");
     }
     Ok(listener)
 }
