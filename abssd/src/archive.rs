@@ -82,7 +82,11 @@ impl Member {
 
     /// A member made by the daemon (owned by it, mode 0640/0750, mtime now).
     pub fn synthetic(name: String, body: Body) -> Member {
-        let mode = if matches!(body, Body::Dir) { 0o750 } else { 0o640 };
+        let mode = if matches!(body, Body::Dir) {
+            0o750
+        } else {
+            0o640
+        };
         Member {
             name,
             body,
@@ -120,7 +124,12 @@ pub fn walk(root: &Path, prefix: &str) -> Result<(Vec<Member>, Vec<Skipped>)> {
     Ok((out, skipped))
 }
 
-fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<Member>, skipped: &mut Vec<Skipped>) -> Result<()> {
+fn walk_dir(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<Member>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .at("listing", dir)?
         .collect::<std::io::Result<Vec<_>>>()
@@ -129,23 +138,36 @@ fn walk_dir(dir: &Path, prefix: &str, out: &mut Vec<Member>, skipped: &mut Vec<S
     for entry in entries {
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            skipped.push(Skipped { path, reason: "name is not valid UTF-8" });
+            skipped.push(Skipped {
+                path,
+                reason: "name is not valid UTF-8",
+            });
             continue;
         };
         let meta = std::fs::symlink_metadata(&path).at("reading", &path)?;
         let member_name = format!("{prefix}/{name}");
         let ft = meta.file_type();
         if ft.is_dir() {
-            out.push(Member::from_meta(format!("{member_name}/"), Body::Dir, &meta));
+            out.push(Member::from_meta(
+                format!("{member_name}/"),
+                Body::Dir,
+                &meta,
+            ));
             walk_dir(&path, &member_name, out, skipped)?;
         } else if ft.is_file() {
-            let body = Body::File { path: path.clone(), size: meta.len() };
+            let body = Body::File {
+                path: path.clone(),
+                size: meta.len(),
+            };
             out.push(Member::from_meta(member_name, body, &meta));
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path).at("reading link", &path)?;
             out.push(Member::from_meta(member_name, Body::Symlink(target), &meta));
         } else {
-            skipped.push(Skipped { path, reason: "not a regular file, directory or symlink" });
+            skipped.push(Skipped {
+                path,
+                reason: "not a regular file, directory or symlink",
+            });
         }
     }
     Ok(())
@@ -176,7 +198,12 @@ pub struct Codec {
 /// Write `members` as a tar stream through `codec` into `file` (a new, empty
 /// file), hashing the bytes as they are written. Blocking: call it from a
 /// blocking thread. The caller owns the file's name and removes it on error.
-pub fn write(file: File, members: &[Member], codec: Codec, progress: &mut ByteProgress<'_>) -> Result<Written> {
+pub fn write(
+    file: File,
+    members: &[Member],
+    codec: Codec,
+    progress: &mut ByteProgress<'_>,
+) -> Result<Written> {
     let handle = tokio::runtime::Handle::current();
     handle.block_on(write_async(file, members, codec, progress))
 }
@@ -187,7 +214,11 @@ async fn write_async(
     codec: Codec,
     progress: &mut ByteProgress<'_>,
 ) -> Result<Written> {
-    let sink = HashingFile { out: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), bytes: 0 };
+    let sink = HashingFile {
+        out: BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
     let level = Level::Precise(codec.level);
     let encoder = match codec.algorithm {
         Algorithm::Zstd => {
@@ -197,7 +228,8 @@ async fn write_async(
         Algorithm::Gzip => Encoder::Gzip(GzipEncoder::with_quality(sink, level)),
         Algorithm::None => Encoder::None(sink),
     };
-    let archive_err = |e: std::io::Error| Error::Archive(format!("writing the archive failed: {e}"));
+    let archive_err =
+        |e: std::io::Error| Error::Archive(format!("writing the archive failed: {e}"));
     let mut builder = Builder::new(encoder);
     builder.mode(HeaderMode::Complete);
     builder.follow_symlinks(false);
@@ -209,10 +241,18 @@ async fn write_async(
     let HashingFile { out, hasher, bytes } = encoder.into_inner();
     let file = out.into_inner().map_err(|e| archive_err(e.into_error()))?;
     file.sync_all().map_err(archive_err)?;
-    Ok(Written { sha256: hex::encode(hasher.finalize()), size: bytes, content_bytes: progress.done() })
+    Ok(Written {
+        sha256: hex::encode(hasher.finalize()),
+        size: bytes,
+        content_bytes: progress.done(),
+    })
 }
 
-async fn append(builder: &mut Builder<Encoder>, m: &Member, progress: &mut ByteProgress<'_>) -> Result<()> {
+async fn append(
+    builder: &mut Builder<Encoder>,
+    m: &Member,
+    progress: &mut ByteProgress<'_>,
+) -> Result<()> {
     let mut header = Header::new_gnu();
     header.set_mode(m.mode);
     header.set_uid(u64::from(m.uid));
@@ -223,12 +263,18 @@ async fn append(builder: &mut Builder<Encoder>, m: &Member, progress: &mut ByteP
         Body::Dir => {
             header.set_entry_type(EntryType::Directory);
             header.set_size(0);
-            builder.append_data(&mut header, &m.name, tokio::io::empty()).await.map_err(err)
+            builder
+                .append_data(&mut header, &m.name, tokio::io::empty())
+                .await
+                .map_err(err)
         }
         Body::Bytes(bytes) => {
             header.set_entry_type(EntryType::Regular);
             header.set_size(bytes.len() as u64);
-            builder.append_data(&mut header, &m.name, bytes.as_slice()).await.map_err(err)?;
+            builder
+                .append_data(&mut header, &m.name, bytes.as_slice())
+                .await
+                .map_err(err)?;
             progress.add(bytes.len() as u64);
             Ok(())
         }
@@ -236,14 +282,22 @@ async fn append(builder: &mut Builder<Encoder>, m: &Member, progress: &mut ByteP
             header.set_entry_type(EntryType::Regular);
             header.set_size(*size);
             let file = File::open(path).at("reading", path)?;
-            let reader = ExactFile { file, path, left: *size, progress };
-            builder.append_data(&mut header, &m.name, reader).await.map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    Error::Environment(e.to_string())
-                } else {
-                    err(e)
-                }
-            })
+            let reader = ExactFile {
+                file,
+                path,
+                left: *size,
+                progress,
+            };
+            builder
+                .append_data(&mut header, &m.name, reader)
+                .await
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Error::Environment(e.to_string())
+                    } else {
+                        err(e)
+                    }
+                })
         }
         Body::Symlink(target) => {
             header.set_entry_type(EntryType::Symlink);
@@ -256,7 +310,10 @@ async fn append(builder: &mut Builder<Encoder>, m: &Member, progress: &mut ByteP
                     gnu.linkname[..n].copy_from_slice(&bytes[..n]);
                 }
             }
-            builder.append_data(&mut header, &m.name, tokio::io::empty()).await.map_err(err)
+            builder
+                .append_data(&mut header, &m.name, tokio::io::empty())
+                .await
+                .map_err(err)
         }
     }
 }
@@ -287,11 +344,17 @@ struct ExactFile<'a, 'p> {
 }
 
 impl AsyncRead for ExactFile<'_, '_> {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if self.left == 0 {
             return Poll::Ready(Ok(()));
         }
-        let want = buf.remaining().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .remaining()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let dst = buf.initialize_unfilled_to(want);
         // Blocking read: this future only ever runs on a blocking thread.
         let n = self.file.read(dst)?;
@@ -300,7 +363,10 @@ impl AsyncRead for ExactFile<'_, '_> {
                 "{} shrank while it was being archived; stop the instance or retry the backup",
                 self.path.display()
             );
-            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, msg)));
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                msg,
+            )));
         }
         buf.advance(n);
         self.left -= n as u64;
@@ -317,7 +383,11 @@ struct HashingFile {
 }
 
 impl AsyncWrite for HashingFile {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.out.write_all(buf)?;
         self.hasher.update(buf);
         self.bytes += buf.len() as u64;
@@ -349,7 +419,11 @@ impl Encoder {
 }
 
 impl AsyncWrite for Encoder {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Encoder::Zstd(e) => Pin::new(e).poll_write(cx, buf),
             Encoder::Gzip(e) => Pin::new(e).poll_write(cx, buf),

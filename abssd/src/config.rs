@@ -101,8 +101,9 @@ const KNOWN_KEYS: &[&str] = &[
 impl Config {
     /// Resolve from defaults, the config file, the process environment and flags.
     pub fn load(over: &Overrides) -> Result<Config> {
-        let env: BTreeMap<String, String> =
-            std::env::vars().filter(|(k, _)| k.starts_with("ABSSCTL_")).collect();
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("ABSSCTL_"))
+            .collect();
         Config::load_with_env(over, &env)
     }
 
@@ -115,7 +116,10 @@ impl Config {
             .or_else(|| env.get("ABSSCTL_CONFIG_FILE").map(PathBuf::from))
             .unwrap_or_else(|| root("/etc/abssctl/config.yml"));
         let file = read_file(&config_file)?;
-        let f = FileView { file: &config_file, value: &file };
+        let f = FileView {
+            file: &config_file,
+            value: &file,
+        };
         let mut warnings = Vec::new();
         if let Value::Object(map) = &file {
             for key in map.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())) {
@@ -135,15 +139,24 @@ impl Config {
         };
         let instance_root = path("instance_root", "ABSSCTL_INSTANCE_ROOT", root("/srv"))?;
         let state_dir = path("state_dir", "ABSSCTL_STATE_DIR", root("/var/lib/abssctl"))?;
-        let registry_dir =
-            path("registry_dir", "ABSSCTL_REGISTRY_DIR", state_dir.join("registry"))?;
+        let registry_dir = path(
+            "registry_dir",
+            "ABSSCTL_REGISTRY_DIR",
+            state_dir.join("registry"),
+        )?;
         let logs_dir = path("logs_dir", "ABSSCTL_LOGS_DIR", root("/var/log/abssctl"))?;
         let runtime_dir = path("runtime_dir", "ABSSCTL_RUNTIME_DIR", root("/run/abssctl"))?;
         let backups_root = path("backups.root", "ABSSCTL_BACKUPS_ROOT", root("/srv/backups"))?;
-        let index_file =
-            path("backups.index", "ABSSCTL_BACKUPS_INDEX", backups_root.join("backups.json"))?;
-        let unit_dir =
-            path("systemd.unit_dir", "ABSSCTL_UNIT_DIR", root("/etc/systemd/system"))?;
+        let index_file = path(
+            "backups.index",
+            "ABSSCTL_BACKUPS_INDEX",
+            backups_root.join("backups.json"),
+        )?;
+        let unit_dir = path(
+            "systemd.unit_dir",
+            "ABSSCTL_UNIT_DIR",
+            root("/etc/systemd/system"),
+        )?;
         let sites_available = path(
             "nginx.sites_available",
             "ABSSCTL_NGINX_SITES_AVAILABLE",
@@ -156,7 +169,11 @@ impl Config {
         )?;
         let socket = match &over.socket {
             Some(s) => s.clone(),
-            None => path("daemon.socket", "ABSSCTL_SOCKET", runtime_dir.join("abssd.sock"))?,
+            None => path(
+                "daemon.socket",
+                "ABSSCTL_SOCKET",
+                runtime_dir.join("abssd.sock"),
+            )?,
         };
 
         let lock_timeout = match env.get("ABSSCTL_LOCK_TIMEOUT") {
@@ -170,7 +187,11 @@ impl Config {
         let default_compression = match f.string("backups.compression.algorithm")? {
             None => Compression::Auto,
             Some(s) => serde_json::from_value(Value::String(s.clone())).map_err(|_| {
-                f.bad("backups.compression.algorithm", "one of auto, zstd, gzip, none", &s)
+                f.bad(
+                    "backups.compression.algorithm",
+                    "one of auto, zstd, gzip, none",
+                    &s,
+                )
             })?,
         };
         let default_level = f.int("backups.compression.level")?.map(|l| l as i32);
@@ -192,7 +213,9 @@ impl Config {
             .or_else(|| f.string("daemon.operator_group").transpose())
             .transpose()?
             .unwrap_or_else(|| "abssctl".to_owned());
-        let socket_group = f.string("daemon.socket_group")?.unwrap_or_else(|| operator_group.clone());
+        let socket_group = f
+            .string("daemon.socket_group")?
+            .unwrap_or_else(|| operator_group.clone());
         let max_connections = f.int("daemon.max_connections")?.unwrap_or(64) as u32;
         let max_request_bytes = f.int("daemon.max_request_bytes")?.unwrap_or(1 << 20) as u32;
 
@@ -303,7 +326,10 @@ fn rerooted(prefix: Option<&Path>, default: &str) -> PathBuf {
 }
 
 fn parse_seconds(s: &str) -> Option<f64> {
-    s.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 /// Read the config file as an untyped tree; a missing file means "all defaults".
@@ -311,7 +337,13 @@ fn read_file(path: &Path) -> Result<Value> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Value::Null),
-        Err(source) => return Err(Error::Io { action: "reading config", path: path.into(), source }),
+        Err(source) => {
+            return Err(Error::Io {
+                action: "reading config",
+                path: path.into(),
+                source,
+            });
+        }
     };
     if text.trim().is_empty() {
         return Ok(Value::Null);
@@ -373,9 +405,9 @@ impl FileView<'_> {
                 .filter(|v| *v >= 0.0)
                 .map(Some)
                 .ok_or_else(|| self.bad(key, "a number of seconds ≥ 0", n)),
-            Some(Value::String(s)) => {
-                parse_seconds(s).map(Some).ok_or_else(|| self.bad(key, "a number of seconds", s))
-            }
+            Some(Value::String(s)) => parse_seconds(s)
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "a number of seconds", s)),
             Some(other) => Err(self.bad(key, "a number of seconds", other)),
         }
     }
@@ -404,7 +436,12 @@ fn type_name(v: &Value) -> &'static str {
 mod tests {
     use super::*;
 
-    fn load(prefix: &Path, file: Option<&str>, env: &[(&str, &str)], over: Overrides) -> Result<Config> {
+    fn load(
+        prefix: &Path,
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        over: Overrides,
+    ) -> Result<Config> {
         let cfg = prefix.join("etc/abssctl/config.yml");
         std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
         match file {
@@ -413,8 +450,17 @@ mod tests {
                 let _ = std::fs::remove_file(&cfg);
             }
         }
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::load_with_env(&Overrides { prefix: Some(prefix.to_owned()), ..over }, &env)
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with_env(
+            &Overrides {
+                prefix: Some(prefix.to_owned()),
+                ..over
+            },
+            &env,
+        )
     }
 
     #[test]
@@ -422,10 +468,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = load(dir.path(), None, &[], Overrides::default()).unwrap();
         assert_eq!(c.instance_root, dir.path().join("srv"));
-        assert_eq!(c.registry_file(), dir.path().join("var/lib/abssctl/registry/instances.yml"));
+        assert_eq!(
+            c.registry_file(),
+            dir.path().join("var/lib/abssctl/registry/instances.yml")
+        );
         assert_eq!(c.index_file, dir.path().join("srv/backups/backups.json"));
         assert_eq!(c.socket, dir.path().join("run/abssctl/abssd.sock"));
-        assert_eq!(c.site_link("a"), dir.path().join("etc/nginx/sites-enabled/abssctl-a.conf"));
+        assert_eq!(
+            c.site_link("a"),
+            dir.path().join("etc/nginx/sites-enabled/abssctl-a.conf")
+        );
         assert_eq!(c.lock_timeout, Duration::from_secs(30));
         assert_eq!(c.operator_group, "abssctl");
     }
@@ -441,12 +493,18 @@ mod tests {
         assert_eq!(c.index_file, PathBuf::from("/data/backups/backups.json"));
         assert_eq!(c.lock_timeout, Duration::from_secs(5));
 
-        let env = [("ABSSCTL_STATE_DIR", "/env/state"), ("ABSSCTL_LOCK_TIMEOUT", "1.5")];
+        let env = [
+            ("ABSSCTL_STATE_DIR", "/env/state"),
+            ("ABSSCTL_LOCK_TIMEOUT", "1.5"),
+        ];
         let c = load(dir.path(), Some(file), &env, Overrides::default()).unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/env/state"));
         assert_eq!(c.lock_timeout, Duration::from_millis(1500));
 
-        let env = [("ABSSCTL_SOCKET", "/env/sock"), ("ABSSCTL_OPERATOR_GROUP", "envgrp")];
+        let env = [
+            ("ABSSCTL_SOCKET", "/env/sock"),
+            ("ABSSCTL_OPERATOR_GROUP", "envgrp"),
+        ];
         let over = Overrides {
             socket: Some("/flag/sock".into()),
             operator_group: Some("flaggrp".into()),
@@ -460,22 +518,48 @@ mod tests {
     #[test]
     fn bad_values_name_key_and_file_and_unknown_keys_only_warn() {
         let dir = tempfile::tempdir().unwrap();
-        let err = load(dir.path(), Some("lock_timeout: soon\n"), &[], Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("lock_timeout") && err.contains("config.yml"), "{err}");
+        let err = load(
+            dir.path(),
+            Some("lock_timeout: soon\n"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("lock_timeout") && err.contains("config.yml"),
+            "{err}"
+        );
 
-        let err = load(dir.path(), Some("backups:\n  root: relative/dir\n"), &[], Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("backups.root") && err.contains("absolute"), "{err}");
+        let err = load(
+            dir.path(),
+            Some("backups:\n  root: relative/dir\n"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("backups.root") && err.contains("absolute"),
+            "{err}"
+        );
 
-        let err = load(dir.path(), Some("state_dir: [unclosed\n"), &[], Overrides::default())
-            .unwrap_err();
+        let err = load(
+            dir.path(),
+            Some("state_dir: [unclosed\n"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), abssd_proto::ErrorKind::Environment);
 
-        let c = load(dir.path(), Some("frobnicate: 1\nservice_user: actual\n"), &[], Overrides::default())
-            .unwrap();
+        let c = load(
+            dir.path(),
+            Some("frobnicate: 1\nservice_user: actual\n"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(c.service_user.as_deref(), Some("actual"));
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("frobnicate"));

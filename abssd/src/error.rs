@@ -50,7 +50,9 @@ pub enum Error {
     #[error("{0}")]
     Environment(String),
     /// A lock could not be acquired within `lock_timeout`.
-    #[error("timed out after {waited_ms} ms waiting for the {lock} lock (held by another operation{holder}); retry later or raise lock_timeout")]
+    #[error(
+        "timed out after {waited_ms} ms waiting for the {lock} lock (held by another operation{holder}); retry later or raise lock_timeout"
+    )]
     LockTimeout {
         /// `global` or `instance:<name>`.
         lock: String,
@@ -94,12 +96,20 @@ impl Error {
             }
             _ => None,
         };
-        WireError { kind: self.kind(), message: self.to_string(), detail }
+        WireError {
+            kind: self.kind(),
+            message: self.to_string(),
+            detail,
+        }
     }
 
     /// Shorthand for [`Error::NotFound`] without a hint.
     pub fn not_found(what: &'static str, name: impl Into<String>) -> Error {
-        Error::NotFound { what, name: name.into(), hint: String::new() }
+        Error::NotFound {
+            what,
+            name: name.into(),
+            hint: String::new(),
+        }
     }
 
     /// Shorthand for [`Error::Validation`].
@@ -116,7 +126,11 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, action: &'static str, path: &Path) -> Result<T> {
-        self.map_err(|source| Error::Io { action, path: path.to_owned(), source })
+        self.map_err(|source| Error::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        })
     }
 }
 

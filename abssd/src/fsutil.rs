@@ -18,7 +18,11 @@ pub const FILE_MODE: u32 = 0o640;
 
 /// Create a directory and its parents with [`DIR_MODE`].
 pub fn ensure_dir(path: &Path) -> Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path).at("creating directory", path)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+        .at("creating directory", path)
 }
 
 /// Atomically replace `path` with `bytes` (mode [`FILE_MODE`]).
@@ -34,13 +38,17 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.write_all(bytes).at("writing", tmp.path())?;
     tmp.as_file().sync_all().at("syncing", tmp.path())?;
     // Dropping on error removes the temporary file; the old file is untouched.
-    tmp.persist(path).map_err(|e| e.error).at("replacing", path)?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .at("replacing", path)?;
     sync_dir(dir)
 }
 
 /// fsync a directory so a rename in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at("syncing directory", dir)
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("syncing directory", dir)
 }
 
 /// Open a file for appending (created with [`FILE_MODE`]).
@@ -57,17 +65,23 @@ pub fn open_append(path: &Path) -> Result<File> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Current UTC time, whole seconds (truncated), `Z` suffix: `2025-01-02T03:04:05Z`.
 pub fn now_utc() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Current UTC time with milliseconds, for events.
 pub fn now_utc_millis() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 /// Current UTC time as used in backup ids: `YYYYMMDD-HHMMSS`.

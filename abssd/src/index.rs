@@ -89,7 +89,11 @@ impl Index {
             .filter(|b| instance.is_none_or(|i| b.instance == i))
             .cloned()
             .collect();
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+        out.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
         out
     }
 }
@@ -143,7 +147,10 @@ mod tests {
         assert_eq!(a.created_by, Some(Value::String("root".into())));
         assert_eq!(a.metadata.labels, vec!["nightly"]);
         let b = &index.backups[1];
-        assert_eq!(b.path, "/srv/backups/beta/20250103-000000-beta-000001.tar.gz");
+        assert_eq!(
+            b.path,
+            "/srv/backups/beta/20250103-000000-beta-000001.tar.gz"
+        );
         assert_eq!(b.sha256(), Some("abcd"));
         assert_eq!(b.status, "available");
 
@@ -164,7 +171,11 @@ mod tests {
     #[test]
     fn newest_first_and_filters() {
         let index = Index::parse(PYTHON_INDEX.as_bytes()).unwrap();
-        let ids: Vec<_> = index.newest_first(None).into_iter().map(|b| b.instance).collect();
+        let ids: Vec<_> = index
+            .newest_first(None)
+            .into_iter()
+            .map(|b| b.instance)
+            .collect();
         assert_eq!(ids, ["beta", "alpha"]);
         assert_eq!(index.newest_first(Some("alpha")).len(), 1);
     }
@@ -178,7 +189,12 @@ mod tests {
         assert_eq!(err.kind(), abssd_proto::ErrorKind::Environment);
         assert!(err.to_string().contains("backups.json"));
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"backups\": [");
-        assert!(Index::load(&dir.path().join("absent.json")).unwrap().backups.is_empty());
+        assert!(
+            Index::load(&dir.path().join("absent.json"))
+                .unwrap()
+                .backups
+                .is_empty()
+        );
     }
 
     #[test]

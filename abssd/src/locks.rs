@@ -102,8 +102,10 @@ impl Locks {
         instances: &[&str],
         observer: &dyn LockObserver,
     ) -> Result<LockGuard> {
-        let mut names: Vec<LockName> =
-            instances.iter().map(|i| LockName::Instance((*i).to_owned())).collect();
+        let mut names: Vec<LockName> = instances
+            .iter()
+            .map(|i| LockName::Instance((*i).to_owned()))
+            .collect();
         names.sort();
         names.dedup();
         if global {
@@ -111,7 +113,10 @@ impl Locks {
         }
         let deadline = Instant::now() + self.timeout;
         let start = Instant::now();
-        let mut guard = LockGuard { held: Vec::new(), waited: Duration::ZERO };
+        let mut guard = LockGuard {
+            held: Vec::new(),
+            waited: Duration::ZERO,
+        };
         for name in names {
             let one_start = Instant::now();
             let mutex = self.mutex(&name);
@@ -251,12 +256,21 @@ mod tests {
     async fn acquires_global_first_then_instances_sorted() {
         let dir = tempfile::tempdir().unwrap();
         let locks = Locks::new(dir.path(), Duration::from_secs(1));
-        let g = locks.acquire(true, &["zeta", "alpha", "zeta"], &Quiet).await.unwrap();
-        assert_eq!(held_names(&g), ["global", "instance:alpha", "instance:zeta"]);
+        let g = locks
+            .acquire(true, &["zeta", "alpha", "zeta"], &Quiet)
+            .await
+            .unwrap();
+        assert_eq!(
+            held_names(&g),
+            ["global", "instance:alpha", "instance:zeta"]
+        );
         assert!(dir.path().join("abssctl.lock").exists());
         assert!(dir.path().join("alpha.lock").exists());
         let note = std::fs::read_to_string(dir.path().join("alpha.lock")).unwrap();
-        assert!(note.contains(&format!("\"pid\":{}", std::process::id())), "{note}");
+        assert!(
+            note.contains(&format!("\"pid\":{}", std::process::id())),
+            "{note}"
+        );
     }
 
     #[tokio::test]

@@ -89,7 +89,10 @@ impl Operations {
             }),
             tick: watch::channel(0).0,
         });
-        op.emit(EventKind::Started { command: command.to_owned(), target });
+        op.emit(EventKind::Started {
+            command: command.to_owned(),
+            target,
+        });
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         ops.insert(op.id.clone(), op.clone());
         // Forget the oldest ended operations beyond the bound.
@@ -106,12 +109,21 @@ impl Operations {
 
     /// Look an operation up.
     pub fn get(&self, id: &str) -> Option<Arc<Operation>> {
-        self.ops.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// All known operations, oldest first.
     pub fn list(&self) -> Vec<Arc<Operation>> {
-        self.ops.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Operations still running.
@@ -165,14 +177,22 @@ impl Operation {
     fn push(&self, kind: EventKind) {
         let mut r = self.record();
         let seq = r.events.len() as u64;
-        r.events.push(Event { seq, ts: fsutil::now_utc_millis(), kind });
+        r.events.push(Event {
+            seq,
+            ts: fsutil::now_utc_millis(),
+            kind,
+        });
         drop(r);
         self.tick.send_replace(seq + 1);
     }
 
     /// Events from `from` on (a snapshot).
     pub fn events_from(&self, from: usize) -> Vec<Event> {
-        self.record().events.get(from..).map(<[Event]>::to_vec).unwrap_or_default()
+        self.record()
+            .events
+            .get(from..)
+            .map(<[Event]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// A receiver that changes whenever an event is added.
@@ -219,7 +239,9 @@ impl Operation {
             .events
             .iter()
             .filter_map(|e| match &e.kind {
-                EventKind::Phase { name, .. } => Some(serde_json::json!({"name": name, "ts": e.ts})),
+                EventKind::Phase { name, .. } => {
+                    Some(serde_json::json!({"name": name, "ts": e.ts}))
+                }
                 _ => None,
             })
             .collect()
@@ -284,15 +306,24 @@ mod tests {
     use super::*;
 
     fn actor() -> Actor {
-        Actor { uid: 0, user: "root".into(), pid: 1 }
+        Actor {
+            uid: 0,
+            user: "root".into(),
+            pid: 1,
+        }
     }
 
     #[tokio::test]
     async fn exactly_one_terminal_event_and_replay_from_start() {
         let ops = Operations::default();
         let op = ops.begin("backup create", Value::Null, actor(), Some("a".into()));
-        op.emit(EventKind::Message { level: "info".into(), text: "x".into() });
-        op.emit(EventKind::Finished { result: Value::Null }); // ignored
+        op.emit(EventKind::Message {
+            level: "info".into(),
+            text: "x".into(),
+        });
+        op.emit(EventKind::Finished {
+            result: Value::Null,
+        }); // ignored
         op.succeed(serde_json::json!({"ok": true}));
         op.fail(WireError::new(abssd_proto::ErrorKind::Internal, "late")); // ignored
         let events = op.events_from(0);

@@ -27,7 +27,13 @@ pub fn render(op: &Operation) -> Value {
         Some(Ok(result)) => ("success", "ok".to_owned(), vec![], 0, Some(result)),
         Some(Err(e)) => {
             let rc = e.kind.exit_code();
-            ("error", e.message.clone(), vec![json!({"kind": e.kind, "message": e.message})], rc, None)
+            (
+                "error",
+                e.message.clone(),
+                vec![json!({"kind": e.kind, "message": e.message})],
+                rc,
+                None,
+            )
         }
         None => ("running", String::new(), vec![], 0, None),
     };
@@ -70,9 +76,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("logs/operations.jsonl");
         let ops = Operations::default();
-        let actor = Actor { uid: 1000, user: "ops".into(), pid: 42 };
-        let ok = ops.begin("backup create", json!({"instance": "a"}), actor.clone(), Some("a".into()));
-        ok.emit(EventKind::Phase { name: "archive".into(), total_bytes: Some(10) });
+        let actor = Actor {
+            uid: 1000,
+            user: "ops".into(),
+            pid: 42,
+        };
+        let ok = ops.begin(
+            "backup create",
+            json!({"instance": "a"}),
+            actor.clone(),
+            Some("a".into()),
+        );
+        ok.emit(EventKind::Phase {
+            name: "archive".into(),
+            total_bytes: Some(10),
+        });
         ok.changed("id-1");
         ok.succeed(json!({"id": "id-1"}));
         record(&log, &ok).unwrap();
@@ -81,7 +99,10 @@ mod tests {
         record(&log, &bad).unwrap();
 
         let text = std::fs::read_to_string(&log).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["schema_version"], 1);
         assert_eq!(lines[0]["result"]["backups"][0], "id-1");

@@ -106,12 +106,14 @@ impl Registry {
         if text.trim().is_empty() {
             return Ok(Registry::default());
         }
-        serde_saphyr::from_str(text).map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())
+        serde_saphyr::from_str(text)
+            .map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())
     }
 
     /// Render as YAML (block style, keys in order).
     pub fn to_yaml(&self) -> Result<String> {
-        serde_saphyr::to_string(self).map_err(|e| Error::Internal(format!("rendering registry: {e}")))
+        serde_saphyr::to_string(self)
+            .map_err(|e| Error::Internal(format!("rendering registry: {e}")))
     }
 
     /// The entry for `name`.
@@ -210,11 +212,17 @@ top_level_extra: kept
         let reg = Registry::parse("instances:\n- name: gamma\n").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config::load_with_env(
-            &crate::config::Overrides { prefix: Some(dir.path().into()), ..Default::default() },
+            &crate::config::Overrides {
+                prefix: Some(dir.path().into()),
+                ..Default::default()
+            },
             &Default::default(),
         )
         .unwrap();
-        assert_eq!(reg.get("gamma").unwrap().data_root(&cfg), dir.path().join("srv/gamma"));
+        assert_eq!(
+            reg.get("gamma").unwrap().data_root(&cfg),
+            dir.path().join("srv/gamma")
+        );
     }
 
     #[test]
@@ -224,7 +232,12 @@ top_level_extra: kept
             assert!(validate_name(bad).is_err(), "{bad}");
         }
         let dir = tempfile::tempdir().unwrap();
-        assert!(Registry::load(&dir.path().join("none.yml")).unwrap().instances.is_empty());
+        assert!(
+            Registry::load(&dir.path().join("none.yml"))
+                .unwrap()
+                .instances
+                .is_empty()
+        );
         let bad = dir.path().join("bad.yml");
         std::fs::write(&bad, "instances: [\n").unwrap();
         let err = Registry::load(&bad).unwrap_err();

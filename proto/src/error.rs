@@ -87,7 +87,11 @@ pub struct WireError {
 impl WireError {
     /// An error without detail.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        WireError { kind, message: message.into(), detail: None }
+        WireError {
+            kind,
+            message: message.into(),
+            detail: None,
+        }
     }
 }
 

@@ -74,7 +74,9 @@ impl OpWatch {
 /// Typed calls over any jsonrpsee client (the `client` feature).
 #[cfg(feature = "client")]
 pub mod call {
-    use jsonrpsee::core::client::{ClientT, Error as ClientError, Subscription, SubscriptionClientT};
+    use jsonrpsee::core::client::{
+        ClientT, Error as ClientError, Subscription, SubscriptionClientT,
+    };
     use jsonrpsee::core::traits::ToRpcParams;
     use serde::Serialize;
     use serde_json::value::RawValue;
@@ -100,7 +102,10 @@ pub mod call {
     where
         M::Params: Sync,
     {
-        client.request(M::NAME, AsParams(params)).await.map_err(wire_error)
+        client
+            .request(M::NAME, AsParams(params))
+            .await
+            .map_err(wire_error)
     }
 
     /// Subscribe to an operation's events (`op.watch`).
@@ -108,7 +113,9 @@ pub mod call {
         client: &impl SubscriptionClientT,
         op_id: &str,
     ) -> Result<Subscription<Event>, WireError> {
-        let params = OpIdParams { op_id: op_id.to_owned() };
+        let params = OpIdParams {
+            op_id: op_id.to_owned(),
+        };
         client
             .subscribe(OpWatch::NAME, AsParams(&params), OpWatch::UNSUBSCRIBE)
             .await
@@ -125,7 +132,11 @@ pub mod call {
                     .data()
                     .and_then(|raw| serde_json::from_str::<ErrorData>(raw.get()).ok());
                 match data {
-                    Some(d) => WireError { kind: d.kind, message: obj.message().to_owned(), detail: d.detail },
+                    Some(d) => WireError {
+                        kind: d.kind,
+                        message: obj.message().to_owned(),
+                        detail: d.detail,
+                    },
                     None => {
                         let kind = match obj.code() {
                             -32602 | -32600 | -32700 => ErrorKind::Validation,
@@ -136,9 +147,10 @@ pub mod call {
                     }
                 }
             }
-            ClientError::ParseError(e) => {
-                WireError::new(ErrorKind::Internal, format!("unexpected answer from abssd: {e}"))
-            }
+            ClientError::ParseError(e) => WireError::new(
+                ErrorKind::Internal,
+                format!("unexpected answer from abssd: {e}"),
+            ),
             other => WireError::new(
                 ErrorKind::Environment,
                 format!("lost the connection to abssd: {other}"),

@@ -31,14 +31,20 @@ impl Default for Sandbox {
 impl Sandbox {
     /// An empty prefix.
     pub fn new() -> Sandbox {
-        let dir = tempfile::Builder::new().prefix("abssd-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("abssd-test-")
+            .tempdir()
+            .expect("tempdir");
         let prefix = dir.path().to_owned();
         Sandbox { _dir: dir, prefix }
     }
 
     /// The daemon configuration for this prefix (no config file, no env).
     pub fn config(&self) -> abssd::Config {
-        let over = abssd::Overrides { prefix: Some(self.prefix.clone()), ..Default::default() };
+        let over = abssd::Overrides {
+            prefix: Some(self.prefix.clone()),
+            ..Default::default()
+        };
         abssd::Config::load_with_env(&over, &Default::default()).expect("config")
     }
 
@@ -62,13 +68,29 @@ impl Sandbox {
         let budget = data.join("user-files/budget-1");
         fs::create_dir_all(&budget).expect("mkdir");
         fs::create_dir_all(data.join("server-files")).expect("mkdir");
-        fs::write(root.join("config.json"), format!("{{\"port\": 5006, \"name\": \"{name}\"}}\n")).expect("write");
+        fs::write(
+            root.join("config.json"),
+            format!("{{\"port\": 5006, \"name\": \"{name}\"}}\n"),
+        )
+        .expect("write");
         let mut db = Vec::with_capacity(300_000);
         for i in 0..6000u32 {
-            db.extend_from_slice(format!("{i:08} payee-{} {:>10}.{:02}\n", i % 97, i * 37 % 10007, i % 100).as_bytes());
+            db.extend_from_slice(
+                format!(
+                    "{i:08} payee-{} {:>10}.{:02}\n",
+                    i % 97,
+                    i * 37 % 10007,
+                    i % 100
+                )
+                .as_bytes(),
+            );
         }
         fs::write(budget.join("db.sqlite"), &db).expect("write");
-        fs::write(budget.join("metadata.json"), b"{\"budgetName\":\"Household\"}\n").expect("write");
+        fs::write(
+            budget.join("metadata.json"),
+            b"{\"budgetName\":\"Household\"}\n",
+        )
+        .expect("write");
         fs::write(data.join("server-files/account.sqlite"), vec![7u8; 40_000]).expect("write");
         let secret = data.join("server-files/secret.key");
         fs::write(&secret, b"k3y\n").expect("write");
@@ -86,14 +108,23 @@ impl Sandbox {
         .expect("write");
         fs::create_dir_all(&cfg.sites_available).expect("mkdir");
         fs::create_dir_all(&cfg.sites_enabled).expect("mkdir");
-        fs::write(cfg.site_file(name), format!("server {{ listen 127.0.0.1:8080; server_name {name}.test; }}\n"))
-            .expect("write");
+        fs::write(
+            cfg.site_file(name),
+            format!("server {{ listen 127.0.0.1:8080; server_name {name}.test; }}\n"),
+        )
+        .expect("write");
         symlink(cfg.site_file(name), cfg.site_link(name)).expect("symlink");
 
         let file = cfg.registry_file();
         let mut reg = Registry::load(&file).expect("registry");
-        let mut paths = InstancePaths { root: Some(data.display().to_string()), ..Default::default() };
-        paths.extra.insert("config".into(), root.join("config.json").display().to_string().into());
+        let mut paths = InstancePaths {
+            root: Some(data.display().to_string()),
+            ..Default::default()
+        };
+        paths.extra.insert(
+            "config".into(),
+            root.join("config.json").display().to_string().into(),
+        );
         reg.instances.push(Instance {
             name: name.to_owned(),
             domain: Some(format!("{name}.example.test")),
@@ -104,7 +135,8 @@ impl Sandbox {
             metadata: Default::default(),
             extra: Default::default(),
         });
-        abssd::fsutil::atomic_write(&file, reg.to_yaml().expect("yaml").as_bytes()).expect("write registry");
+        abssd::fsutil::atomic_write(&file, reg.to_yaml().expect("yaml").as_bytes())
+            .expect("write registry");
         data
     }
 }
@@ -144,7 +176,11 @@ impl Daemon {
             });
         });
         wait_for_socket(&socket);
-        Daemon { socket, stop: Some(tx), thread: Some(thread) }
+        Daemon {
+            socket,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Stop and wait for the daemon thread to end.
@@ -181,15 +217,29 @@ fn wait_for_socket(socket: &Path) {
 
 /// A WebSocket JSON-RPC client over the Unix socket.
 pub async fn client(socket: &Path) -> Client {
-    let stream = tokio::net::UnixStream::connect(socket).await.expect("connect");
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect");
     let url = Url::parse("ws://localhost").expect("url");
-    let (tx, rx) = WsTransportClientBuilder::default().build_with_stream(url, stream).await.expect("ws handshake");
-    ClientBuilder::default().request_timeout(Duration::from_secs(600)).build_with_tokio(tx, rx)
+    let (tx, rx) = WsTransportClientBuilder::default()
+        .build_with_stream(url, stream)
+        .await
+        .expect("ws handshake");
+    ClientBuilder::default()
+        .request_timeout(Duration::from_secs(600))
+        .build_with_tokio(tx, rx)
 }
 
 /// Run `tar` (GNU) with arguments; panics with its stderr on failure.
 pub fn tar(args: &[&str]) -> String {
-    let out = std::process::Command::new("tar").args(args).output().expect("run tar");
-    assert!(out.status.success(), "tar {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("tar")
+        .args(args)
+        .output()
+        .expect("run tar");
+    assert!(
+        out.status.success(),
+        "tar {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -22,9 +22,12 @@ fn create_params(instance: &str, compression: Compression) -> CreateParams {
     }
 }
 
-/// (kind, mode, uid, gid, mtime, content or link target) per relative path.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (char, u32, u32, u32, i64, Vec<u8>)> {
-    fn go(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (char, u32, u32, u32, i64, Vec<u8>)>) {
+/// (kind, mode, uid, gid, mtime, content or link target) of one path.
+type Node = (char, u32, u32, u32, i64, Vec<u8>);
+
+/// Every path under `root`, relative, with its [`Node`].
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
+    fn go(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
         for e in fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             let m = fs::symlink_metadata(&p).unwrap();
@@ -35,12 +38,21 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (char, u32, u32, u32, i64, Vec<u8>
             let (kind, body) = if m.is_dir() {
                 ('d', vec![])
             } else if m.file_type().is_symlink() {
-                ('l', fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes())
+                (
+                    'l',
+                    fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                )
             } else {
                 ('f', fs::read(&p).unwrap())
             };
             let mtime = if kind == 'l' { 0 } else { m.mtime() };
-            out.insert(rel, (kind, m.mode() & 0o7777, m.uid(), m.gid(), mtime, body));
+            out.insert(
+                rel,
+                (kind, m.mode() & 0o7777, m.uid(), m.gid(), mtime, body),
+            );
             if m.is_dir() {
                 go(root, &p, out);
             }
@@ -64,12 +76,19 @@ async fn create_in_each_compression_then_list_show_verify_and_gnu_tar_agrees() {
         (Compression::Gzip, ".tar.gz", "-z"),
         (Compression::None, ".tar", "--no-auto-compress"),
     ] {
-        let out = call::<BackupCreate>(&c, &create_params("alpha", compression)).await.unwrap();
+        let out = call::<BackupCreate>(&c, &create_params("alpha", compression))
+            .await
+            .unwrap();
         let plan = out.plan.unwrap();
         let r = out.result.unwrap();
         assert!(r.archive.ends_with(ext), "{}", r.archive);
         assert_eq!(r.labels, ["a", "b", "c"]);
-        assert_eq!(plan.sources.iter().filter(|s| s.present).count(), 6, "{:?}", plan.sources);
+        assert_eq!(
+            plan.sources.iter().filter(|s| s.present).count(),
+            6,
+            "{:?}",
+            plan.sources
+        );
         let archive = PathBuf::from(&r.archive);
         assert_eq!(fs::metadata(&archive).unwrap().len(), r.size_bytes);
         assert_eq!(fs::metadata(&archive).unwrap().mode() & 0o777, 0o640);
@@ -86,17 +105,35 @@ async fn create_in_each_compression_then_list_show_verify_and_gnu_tar_agrees() {
             "metadata/instances.yml",
             "metadata/instance.json",
         ] {
-            assert!(listing.lines().any(|l| l == format!("{}/{member}", r.id)), "{member} missing:\n{listing}");
+            assert!(
+                listing.lines().any(|l| l == format!("{}/{member}", r.id)),
+                "{member} missing:\n{listing}"
+            );
         }
-        assert!(listing.lines().all(|l| l.starts_with(&format!("{}/", r.id))));
+        assert!(
+            listing
+                .lines()
+                .all(|l| l.starts_with(&format!("{}/", r.id)))
+        );
 
         // Extracted by GNU tar, the data tree is identical to the source.
         let out_dir = tempfile::tempdir().unwrap();
-        tar(&[tar_flag, "-xpf", &r.archive, "--numeric-owner", "-C", out_dir.path().to_str().unwrap()]);
-        assert_eq!(snapshot(&out_dir.path().join(&r.id).join("data")), snapshot(&data));
-        let meta: serde_json::Value =
-            serde_json::from_slice(&fs::read(out_dir.path().join(&r.id).join("metadata/instance.json")).unwrap())
-                .unwrap();
+        tar(&[
+            tar_flag,
+            "-xpf",
+            &r.archive,
+            "--numeric-owner",
+            "-C",
+            out_dir.path().to_str().unwrap(),
+        ]);
+        assert_eq!(
+            snapshot(&out_dir.path().join(&r.id).join("data")),
+            snapshot(&data)
+        );
+        let meta: serde_json::Value = serde_json::from_slice(
+            &fs::read(out_dir.path().join(&r.id).join("metadata/instance.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(meta["name"], "alpha");
 
         // The sidecar passes sha256sum -c.
@@ -106,33 +143,67 @@ async fn create_in_each_compression_then_list_show_verify_and_gnu_tar_agrees() {
             .current_dir(archive.parent().unwrap())
             .output()
             .unwrap();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stdout));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stdout)
+        );
         ids.push(r.id);
     }
 
-    let list = call::<BackupList>(&c, &ListParams { instance: Some("alpha".into()) }).await.unwrap();
+    let list = call::<BackupList>(
+        &c,
+        &ListParams {
+            instance: Some("alpha".into()),
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(list.backups.len(), 3);
     let listed: Vec<_> = list.backups.iter().map(|b| b.id.clone()).collect();
     let mut newest_first = ids.clone();
     newest_first.sort_by(|a, b| b.cmp(a));
     assert_eq!(listed, newest_first);
-    let shown = call::<BackupShow>(&c, &ShowParams { id: ids[0].clone() }).await.unwrap().backup;
+    let shown = call::<BackupShow>(&c, &ShowParams { id: ids[0].clone() })
+        .await
+        .unwrap()
+        .backup;
     assert_eq!(shown.status, "available");
     assert_eq!(shown.metadata.labels, ["a", "b", "c"]);
-    assert_eq!(shown.created_by.as_ref().unwrap()["uid"], nix::unistd::geteuid().as_raw());
+    assert_eq!(
+        shown.created_by.as_ref().unwrap()["uid"],
+        nix::unistd::geteuid().as_raw()
+    );
     assert!(shown.metadata.uncompressed_bytes.unwrap() > 200_000);
 
-    let v = call::<BackupVerify>(&c, &VerifyParams { all: true, ..Default::default() }).await.unwrap();
+    let v = call::<BackupVerify>(
+        &c,
+        &VerifyParams {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let results = v.result.unwrap().results;
     assert_eq!(results.len(), 3);
-    assert!(results.iter().all(|r| r.status == "available"), "{results:?}");
+    assert!(
+        results.iter().all(|r| r.status == "available"),
+        "{results:?}"
+    );
 
     // Unknown ids and instances are not_found; bad names are validation errors.
-    let err = call::<BackupShow>(&c, &ShowParams { id: "nope".into() }).await.unwrap_err();
+    let err = call::<BackupShow>(&c, &ShowParams { id: "nope".into() })
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
-    let err = call::<BackupCreate>(&c, &create_params("ghost", Compression::Auto)).await.unwrap_err();
+    let err = call::<BackupCreate>(&c, &create_params("ghost", Compression::Auto))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
-    let err = call::<BackupCreate>(&c, &create_params("../etc", Compression::Auto)).await.unwrap_err();
+    let err = call::<BackupCreate>(&c, &create_params("../etc", Compression::Auto))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Validation);
     let mut outside = create_params("alpha", Compression::Auto);
     outside.out_dir = Some(sb.path("elsewhere").display().to_string());
@@ -151,7 +222,11 @@ async fn verify_detects_corruption_and_records_it() {
     sb.add_instance("alpha");
     let daemon = Daemon::start(&sb);
     let c = client(&daemon.socket).await;
-    let r = call::<BackupCreate>(&c, &create_params("alpha", Compression::Gzip)).await.unwrap().result.unwrap();
+    let r = call::<BackupCreate>(&c, &create_params("alpha", Compression::Gzip))
+        .await
+        .unwrap()
+        .result
+        .unwrap();
 
     // Flip one byte in the middle of the archive.
     let mut bytes = fs::read(&r.archive).unwrap();
@@ -159,21 +234,46 @@ async fn verify_detects_corruption_and_records_it() {
     bytes[mid] ^= 0xff;
     fs::write(&r.archive, &bytes).unwrap();
 
-    let v = call::<BackupVerify>(&c, &VerifyParams { id: Some(r.id.clone()), ..Default::default() }).await.unwrap();
+    let v = call::<BackupVerify>(
+        &c,
+        &VerifyParams {
+            id: Some(r.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let result = v.result.unwrap();
     assert!(result.has_problems());
     assert_eq!(result.results[0].status, "corrupt");
     assert_eq!(result.results[0].previous_status, "available");
-    let entry = call::<BackupShow>(&c, &ShowParams { id: r.id.clone() }).await.unwrap().backup;
+    let entry = call::<BackupShow>(&c, &ShowParams { id: r.id.clone() })
+        .await
+        .unwrap()
+        .backup;
     assert_eq!(entry.status, "corrupt");
     assert!(entry.verified_at.is_some());
     let checksum = entry.checksum.unwrap();
     assert_ne!(checksum.observed.as_deref(), Some(checksum.value.as_str()));
-    assert!(entry.metadata.verification_error.unwrap().contains("mismatch"));
+    assert!(
+        entry
+            .metadata
+            .verification_error
+            .unwrap()
+            .contains("mismatch")
+    );
 
     // A missing archive is reported as missing.
     fs::remove_file(&r.archive).unwrap();
-    let v = call::<BackupVerify>(&c, &VerifyParams { id: Some(r.id.clone()), ..Default::default() }).await.unwrap();
+    let v = call::<BackupVerify>(
+        &c,
+        &VerifyParams {
+            id: Some(r.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(v.result.unwrap().results[0].status, "missing");
 }
 
@@ -197,7 +297,14 @@ async fn dry_run_writes_nothing() {
     // Remove the unit: the plan says it is missing, and still nothing is written.
     fs::remove_file(sb.config().unit_file("alpha")).unwrap();
     let plan = call::<BackupCreate>(&c, &p).await.unwrap().plan.unwrap();
-    assert!(!plan.sources.iter().find(|s| s.role == "unit").unwrap().present);
+    assert!(
+        !plan
+            .sources
+            .iter()
+            .find(|s| s.role == "unit")
+            .unwrap()
+            .present
+    );
     let mut after = snapshot(&sb.prefix);
     // Only the operations log and lock files may differ.
     let volatile = |p: &PathBuf| p.starts_with("var/log") || p.starts_with("run");
@@ -214,7 +321,9 @@ async fn a_client_that_disconnects_does_not_stop_the_operation() {
     let sb = Sandbox::new();
     let data = sb.add_instance("alpha");
     // Enough data that the create is still running when the client goes away.
-    let big: Vec<u8> = (0..40_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..40_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     fs::write(data.join("big.bin"), &big).unwrap();
     let daemon = Daemon::start(&sb);
     {
@@ -226,7 +335,10 @@ async fn a_client_that_disconnects_does_not_stop_the_operation() {
         pending.abort(); // drops the client and its connection mid-call
     }
     let c = client(&daemon.socket).await;
-    let running = call::<OpList>(&c, &OpListParams { running: true }).await.unwrap().operations;
+    let running = call::<OpList>(&c, &OpListParams { running: true })
+        .await
+        .unwrap()
+        .operations;
     assert_eq!(running.len(), 1, "the create should still be running");
     let op_id = running[0].op_id.clone();
     let mut sub = watch(&c, &op_id).await.unwrap();
@@ -239,13 +351,26 @@ async fn a_client_that_disconnects_does_not_stop_the_operation() {
             break;
         }
     }
-    assert!(matches!(events.first().unwrap().kind, EventKind::Started { .. }));
-    assert!(matches!(events.last().unwrap().kind, EventKind::Finished { .. }), "{:?}", events.last());
+    assert!(matches!(
+        events.first().unwrap().kind,
+        EventKind::Started { .. }
+    ));
+    assert!(
+        matches!(events.last().unwrap().kind, EventKind::Finished { .. }),
+        "{:?}",
+        events.last()
+    );
     assert_eq!(events.iter().filter(|e| e.kind.is_terminal()).count(), 1);
-    assert!(events.iter().any(|e| matches!(e.kind, EventKind::Progress { .. })));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Progress { .. }))
+    );
     let info = call::<OpGet>(&c, &OpIdParams { op_id }).await.unwrap();
     assert_eq!(info.state, OpState::Succeeded);
-    let list = call::<BackupList>(&c, &ListParams::default()).await.unwrap();
+    let list = call::<BackupList>(&c, &ListParams::default())
+        .await
+        .unwrap();
     assert_eq!(list.backups.len(), 1);
     assert!(Path::new(&list.backups[0].path).exists());
 }
@@ -265,7 +390,9 @@ async fn events_of(c: &jsonrpsee::core::client::Client, op_id: &str) -> Vec<Even
 }
 
 fn waited_for_instance(events: &[Event]) -> bool {
-    events.iter().any(|e| matches!(&e.kind, EventKind::LockWait { lock } if lock.starts_with("instance:")))
+    events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::LockWait { lock } if lock.starts_with("instance:")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,7 +400,9 @@ async fn creates_for_two_instances_overlap_and_for_one_instance_serialize() {
     let sb = Sandbox::new();
     for name in ["alpha", "beta"] {
         let data = sb.add_instance(name);
-        let big: Vec<u8> = (0..12_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+        let big: Vec<u8> = (0..12_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
         fs::write(data.join("big.bin"), &big).unwrap();
     }
     let daemon = Daemon::start(&sb);
@@ -285,25 +414,56 @@ async fn creates_for_two_instances_overlap_and_for_one_instance_serialize() {
     };
 
     // Different instances: neither waits for an instance lock, and they overlap.
-    let a = call::<BackupCreate>(&c, &detached("alpha")).await.unwrap().op_id;
-    let b = call::<BackupCreate>(&c, &detached("beta")).await.unwrap().op_id;
+    let a = call::<BackupCreate>(&c, &detached("alpha"))
+        .await
+        .unwrap()
+        .op_id;
+    let b = call::<BackupCreate>(&c, &detached("beta"))
+        .await
+        .unwrap()
+        .op_id;
     let (ea, eb) = (events_of(&c, &a).await, events_of(&c, &b).await);
     assert!(!waited_for_instance(&ea) && !waited_for_instance(&eb));
     let end_a = &ea.last().unwrap().ts;
-    let b_archiving = eb.iter().find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "archive")).unwrap();
-    assert!(&b_archiving.ts < end_a, "beta started archiving only after alpha ended");
+    let b_archiving = eb
+        .iter()
+        .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "archive"))
+        .unwrap();
+    assert!(
+        &b_archiving.ts < end_a,
+        "beta started archiving only after alpha ended"
+    );
 
     // The same instance: the second waits for the first.
-    let a1 = call::<BackupCreate>(&c, &detached("alpha")).await.unwrap().op_id;
-    let a2 = call::<BackupCreate>(&c, &detached("alpha")).await.unwrap().op_id;
+    let a1 = call::<BackupCreate>(&c, &detached("alpha"))
+        .await
+        .unwrap()
+        .op_id;
+    let a2 = call::<BackupCreate>(&c, &detached("alpha"))
+        .await
+        .unwrap()
+        .op_id;
     let (e1, e2) = (events_of(&c, &a1).await, events_of(&c, &a2).await);
-    assert!(waited_for_instance(&e2), "second create did not wait: {e2:?}");
+    assert!(
+        waited_for_instance(&e2),
+        "second create did not wait: {e2:?}"
+    );
     let end_1 = &e1.last().unwrap().ts;
-    let start_2 = e2.iter().find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "archive")).unwrap();
+    let start_2 = e2
+        .iter()
+        .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "archive"))
+        .unwrap();
     assert!(&start_2.ts >= end_1 || e1.iter().any(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "index" && e.ts <= start_2.ts)));
     let info = call::<OpGet>(&c, &OpIdParams { op_id: a2 }).await.unwrap();
     assert!(info.lock_wait_ms > 0);
-    assert_eq!(call::<BackupList>(&c, &ListParams::default()).await.unwrap().backups.len(), 4);
+    assert_eq!(
+        call::<BackupList>(&c, &ListParams::default())
+            .await
+            .unwrap()
+            .backups
+            .len(),
+        4
+    );
 }
 
 #[test]
@@ -324,19 +484,38 @@ fn an_unauthorized_peer_may_read_but_not_mutate() {
     let rpc = |method: &str, params: &str| -> serde_json::Value {
         let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
         let out = Command::new("curl")
-            .args(["-s", "--unix-socket", daemon.socket.to_str().unwrap(), "-H", "content-type: application/json", "-d", &body, "http://localhost/"])
+            .args([
+                "-s",
+                "--unix-socket",
+                daemon.socket.to_str().unwrap(),
+                "-H",
+                "content-type: application/json",
+                "-d",
+                &body,
+                "http://localhost/",
+            ])
             .uid(65534)
             .gid(65534)
             .output()
             .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("curl: {}", String::from_utf8_lossy(&out.stderr)))
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("curl: {}", String::from_utf8_lossy(&out.stderr)))
     };
     use std::os::unix::process::CommandExt;
     let denied = rpc("backup.create", r#"{"instance":"alpha"}"#);
     assert_eq!(denied["error"]["data"]["kind"], "forbidden", "{denied}");
-    assert!(denied["error"]["message"].as_str().unwrap().contains("nobody"));
+    assert!(
+        denied["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody")
+    );
     let listed = rpc("backup.list", "{}");
-    assert_eq!(listed["result"]["backups"], serde_json::json!([]), "{listed}");
+    assert_eq!(
+        listed["result"]["backups"],
+        serde_json::json!([]),
+        "{listed}"
+    );
     let status = rpc("daemon.status", "{}");
     assert_eq!(status["result"]["caller_may_mutate"], false);
     assert!(!sb.path("srv/backups/alpha").exists());
@@ -350,7 +529,16 @@ async fn hostile_requests_get_clear_errors() {
     let sock = daemon.socket.to_str().unwrap().to_owned();
     let post = |body: &str| -> String {
         let out = Command::new("curl")
-            .args(["-s", "--unix-socket", &sock, "-H", "content-type: application/json", "--data-binary", "@-", "http://localhost/"])
+            .args([
+                "-s",
+                "--unix-socket",
+                &sock,
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+                "@-",
+                "http://localhost/",
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -364,10 +552,21 @@ async fn hostile_requests_get_clear_errors() {
     };
     assert!(post("{not json").contains("-32700"));
     assert!(post(r#"{"jsonrpc":"2.0","id":1,"method":"backup.frobnicate"}"#).contains("-32601"));
-    let unknown_field = post(r#"{"jsonrpc":"2.0","id":1,"method":"backup.create","params":{"instance":"alpha","lables":[]}}"#);
-    assert!(unknown_field.contains("validation") && unknown_field.contains("lables"), "{unknown_field}");
-    let huge = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"backup.list","params":{{"instance":"{}"}}}}"#, "a".repeat(2 << 20));
+    let unknown_field = post(
+        r#"{"jsonrpc":"2.0","id":1,"method":"backup.create","params":{"instance":"alpha","lables":[]}}"#,
+    );
+    assert!(
+        unknown_field.contains("validation") && unknown_field.contains("lables"),
+        "{unknown_field}"
+    );
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"backup.list","params":{{"instance":"{}"}}}}"#,
+        "a".repeat(2 << 20)
+    );
     let answer = post(&huge);
-    assert!(answer.is_empty() || answer.contains("-32007") || answer.contains("too"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.contains("-32007") || answer.contains("too"),
+        "{answer}"
+    );
     assert!(!sb.path("srv/backups").exists());
 }

@@ -36,19 +36,25 @@ pub async fn run(
         abssd_proto::Compression::Auto => ctx.config.default_compression.algorithm(),
         other => other.algorithm(),
     };
-    let level = effective_level(algorithm, params.compression_level.or(ctx.config.default_level))?;
+    let level = effective_level(
+        algorithm,
+        params.compression_level.or(ctx.config.default_level),
+    )?;
     let out_dir = out_dir(ctx, params)?;
 
-    let _instance_lock =
-        ctx.locks.acquire(false, &[params.instance.as_str()], &LockEvents(&**progress)).await?;
+    let _instance_lock = ctx
+        .locks
+        .acquire(false, &[params.instance.as_str()], &LockEvents(&**progress))
+        .await?;
 
     let config = ctx.config.clone();
     let p = params.clone();
-    let (plan, members, skipped) = tokio::task::spawn_blocking(move || {
-        build_plan(&config, &p, algorithm, level, &out_dir)
-    })
-    .await??;
-    progress.emit(EventKind::Plan { plan: serde_json::to_value(&plan).unwrap_or_default() });
+    let (plan, members, skipped) =
+        tokio::task::spawn_blocking(move || build_plan(&config, &p, algorithm, level, &out_dir))
+            .await??;
+    progress.emit(EventKind::Plan {
+        plan: serde_json::to_value(&plan).unwrap_or_default(),
+    });
     for s in &skipped {
         progress.emit(EventKind::Message {
             level: "warning".into(),
@@ -78,7 +84,12 @@ pub async fn run(
 /// kept, duplicates removed.
 pub fn split_labels(raw: &[String]) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
-    for label in raw.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|l| !l.is_empty()) {
+    for label in raw
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
         if label.chars().any(char::is_control) || label.len() > 100 {
             return Err(Error::validation(format!("invalid label {label:?}")));
         }
@@ -96,7 +107,9 @@ fn effective_level(algorithm: Algorithm, level: Option<i32>) -> Result<Option<i3
         Algorithm::None => {
             return match level {
                 None => Ok(None),
-                Some(_) => Err(Error::validation("--compression-level needs --compression zstd or gzip")),
+                Some(_) => Err(Error::validation(
+                    "--compression-level needs --compression zstd or gzip",
+                )),
             };
         }
     };
@@ -162,9 +175,14 @@ fn build_plan(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).at("reading registry", &registry_file),
     };
-    let registry = Registry::parse(&String::from_utf8_lossy(&registry_bytes)).map_err(|message| {
-        Error::Corrupt { path: registry_file.clone(), format: "YAML", message }
-    })?;
+    let registry =
+        Registry::parse(&String::from_utf8_lossy(&registry_bytes)).map_err(|message| {
+            Error::Corrupt {
+                path: registry_file.clone(),
+                format: "YAML",
+                message,
+            }
+        })?;
     let instance = registry.require(&params.instance, &registry_file)?.clone();
     let id = new_backup_id(&params.instance);
     let archive = out_dir.join(format!("{id}{}", algorithm.extension()));
@@ -174,14 +192,35 @@ fn build_plan(
     let mut members = vec![Member::synthetic(format!("{id}/"), Body::Dir)];
     let data_root = instance.data_root(config);
     let (data, skipped) = archive::walk(&data_root, &format!("{id}/data"))?;
-    sources.push(source("data", &data_root, &format!("{id}/data/"), true, &data));
+    sources.push(source(
+        "data",
+        &data_root,
+        &format!("{id}/data/"),
+        true,
+        &data,
+    ));
     members.extend(data);
 
     if !params.data_only {
         let assets = [
-            ("unit", config.unit_file(&instance.name), "systemd", unit_name(&instance.name)),
-            ("site", config.site_file(&instance.name), "nginx", site_name(&instance.name)),
-            ("site_enabled", config.site_link(&instance.name), "nginx-enabled", site_name(&instance.name)),
+            (
+                "unit",
+                config.unit_file(&instance.name),
+                "systemd",
+                unit_name(&instance.name),
+            ),
+            (
+                "site",
+                config.site_file(&instance.name),
+                "nginx",
+                site_name(&instance.name),
+            ),
+            (
+                "site_enabled",
+                config.site_link(&instance.name),
+                "nginx-enabled",
+                site_name(&instance.name),
+            ),
         ];
         for (role, path, dir, file) in assets {
             let member = format!("{id}/{dir}/{file}");
@@ -191,13 +230,23 @@ fn build_plan(
                 Ok(meta) if meta.is_file() => {
                     let mut m = vec![
                         Member::synthetic(format!("{id}/{dir}/"), Body::Dir),
-                        Member::from_meta(member.clone(), Body::File { path: path.clone(), size: meta.len() }, &meta),
+                        Member::from_meta(
+                            member.clone(),
+                            Body::File {
+                                path: path.clone(),
+                                size: meta.len(),
+                            },
+                            &meta,
+                        ),
                     ];
                     sources.push(source(role, &path, &member, true, &m));
                     members.append(&mut m);
                 }
                 Ok(_) => {
-                    return Err(Error::Environment(format!("{} is not a regular file", path.display())));
+                    return Err(Error::Environment(format!(
+                        "{} is not a regular file",
+                        path.display()
+                    )));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     sources.push(source(role, &path, &member, false, &[]));
@@ -211,11 +260,29 @@ fn build_plan(
         .map_err(|e| Error::Internal(format!("rendering instance.json: {e}")))?;
     let meta_members = vec![
         Member::synthetic(format!("{id}/metadata/"), Body::Dir),
-        Member::synthetic(format!("{id}/metadata/instances.yml"), Body::Bytes(registry_bytes)),
-        Member::synthetic(format!("{id}/metadata/instance.json"), Body::Bytes(instance_json)),
+        Member::synthetic(
+            format!("{id}/metadata/instances.yml"),
+            Body::Bytes(registry_bytes),
+        ),
+        Member::synthetic(
+            format!("{id}/metadata/instance.json"),
+            Body::Bytes(instance_json),
+        ),
     ];
-    sources.push(source("registry", &registry_file, &format!("{id}/metadata/instances.yml"), true, &meta_members[1..2]));
-    sources.push(source("instance", &registry_file, &format!("{id}/metadata/instance.json"), true, &meta_members[2..3]));
+    sources.push(source(
+        "registry",
+        &registry_file,
+        &format!("{id}/metadata/instances.yml"),
+        true,
+        &meta_members[1..2],
+    ));
+    sources.push(source(
+        "instance",
+        &registry_file,
+        &format!("{id}/metadata/instance.json"),
+        true,
+        &meta_members[2..3],
+    ));
     members.extend(meta_members);
 
     let plan = CreatePlan {
@@ -256,10 +323,16 @@ async fn write_archive(
 ) -> Result<archive::Written> {
     let archive = PathBuf::from(&plan.archive);
     let partial = PathBuf::from(format!("{}.partial", plan.archive));
-    let dir = archive.parent().map(Path::to_owned).unwrap_or_else(|| ctx.config.backups_root.clone());
+    let dir = archive
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| ctx.config.backups_root.clone());
     fsutil::ensure_dir(&dir)?;
     if archive.exists() {
-        return Err(Error::Environment(format!("{} already exists; not overwriting it", archive.display())));
+        return Err(Error::Environment(format!(
+            "{} already exists; not overwriting it",
+            archive.display()
+        )));
     }
     let file = OpenOptions::new()
         .write(true)
@@ -270,7 +343,10 @@ async fn write_archive(
     let codec = Codec {
         algorithm,
         level: level.unwrap_or(0),
-        workers: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1).min(8),
+        workers: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+            .min(8),
     };
     let total = plan.total_bytes;
     let sink = progress.clone();
@@ -306,11 +382,20 @@ async fn finish(
     progress: &Sink,
 ) -> Result<CreateResult> {
     let archive = PathBuf::from(&plan.archive);
-    let file_name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let sidecar = PathBuf::from(&plan.checksum_file);
-    fsutil::atomic_write(&sidecar, format!("{}  {file_name}\n", written.sha256).as_bytes())?;
+    fsutil::atomic_write(
+        &sidecar,
+        format!("{}  {file_name}\n", written.sha256).as_bytes(),
+    )?;
 
-    progress.emit(EventKind::Phase { name: "index".into(), total_bytes: None });
+    progress.emit(EventKind::Phase {
+        name: "index".into(),
+        total_bytes: None,
+    });
     let created_at = fsutil::now_utc();
     let entry = BackupEntry {
         id: plan.id.clone(),
@@ -343,12 +428,18 @@ async fn finish(
     };
     let index_file = ctx.config.index_file.clone();
     {
-        let _global = ctx.locks.acquire(true, &[], &LockEvents(&**progress)).await?;
+        let _global = ctx
+            .locks
+            .acquire(true, &[], &LockEvents(&**progress))
+            .await?;
         let entry = entry.clone();
         tokio::task::spawn_blocking(move || {
             let mut index = Index::load(&index_file)?;
             if index.get(&entry.id).is_some() {
-                return Err(Error::Internal(format!("backup id {} is already in the index", entry.id)));
+                return Err(Error::Internal(format!(
+                    "backup id {} is already in the index",
+                    entry.id
+                )));
             }
             index.backups.push(entry);
             index.save(&index_file)
@@ -378,7 +469,12 @@ mod tests {
 
     #[test]
     fn labels_split_on_commas_and_dedupe() {
-        let raw = vec!["a,b".to_owned(), " c ".to_owned(), "a".to_owned(), ",".to_owned()];
+        let raw = vec![
+            "a,b".to_owned(),
+            " c ".to_owned(),
+            "a".to_owned(),
+            ",".to_owned(),
+        ];
         assert_eq!(split_labels(&raw).unwrap(), ["a", "b", "c"]);
         assert!(split_labels(&["bad\nlabel".to_owned()]).is_err());
     }

@@ -15,7 +15,9 @@ pub async fn list(ctx: &Ctx, params: &ListParams) -> Result<ListResult> {
     }
     let file = ctx.config.index_file.clone();
     let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
-    Ok(ListResult { backups: index.newest_first(params.instance.as_deref()) })
+    Ok(ListResult {
+        backups: index.newest_first(params.instance.as_deref()),
+    })
 }
 
 /// One entry.

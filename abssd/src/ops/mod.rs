@@ -57,7 +57,9 @@ pub struct LockEvents<'a>(pub &'a dyn Progress);
 
 impl LockObserver for LockEvents<'_> {
     fn waiting(&self, lock: &LockName) {
-        self.0.emit(EventKind::LockWait { lock: lock.to_string() });
+        self.0.emit(EventKind::LockWait {
+            lock: lock.to_string(),
+        });
     }
     fn acquired(&self, lock: &LockName, waited: Duration) {
         self.0.emit(EventKind::LockAcquired {
@@ -82,8 +84,17 @@ impl<'a> ByteProgress<'a> {
     /// Start a phase: emits `phase` with its total.
     pub fn start(sink: &'a dyn Progress, phase: impl Into<String>, total: u64) -> Self {
         let phase = phase.into();
-        sink.emit(EventKind::Phase { name: phase.clone(), total_bytes: Some(total) });
-        ByteProgress { sink, phase, total, done: 0, last: Instant::now() }
+        sink.emit(EventKind::Phase {
+            name: phase.clone(),
+            total_bytes: Some(total),
+        });
+        ByteProgress {
+            sink,
+            phase,
+            total,
+            done: 0,
+            last: Instant::now(),
+        }
     }
 
     /// Account for `n` more bytes.

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use abssd_proto::{BackupEntry, EventKind, VerifyItem, VerifyParams, VerifyPlan, VerifyResult, status};
+use abssd_proto::{
+    BackupEntry, EventKind, VerifyItem, VerifyParams, VerifyPlan, VerifyResult, status,
+};
 
 use crate::archive;
 use crate::error::{Error, Result};
@@ -19,7 +21,11 @@ struct Finding {
 }
 
 /// Run `backup verify`.
-pub async fn run(ctx: &Ctx, params: &VerifyParams, progress: &Sink) -> Result<(VerifyPlan, VerifyResult)> {
+pub async fn run(
+    ctx: &Ctx,
+    params: &VerifyParams,
+    progress: &Sink,
+) -> Result<(VerifyPlan, VerifyResult)> {
     let index_file = ctx.config.index_file.clone();
     let entries = {
         let file = index_file.clone();
@@ -33,7 +39,9 @@ pub async fn run(ctx: &Ctx, params: &VerifyParams, progress: &Sink) -> Result<(V
             .filter_map(|e| std::fs::metadata(&e.path).ok().map(|m| m.len()))
             .sum(),
     };
-    progress.emit(EventKind::Plan { plan: serde_json::to_value(&plan).unwrap_or_default() });
+    progress.emit(EventKind::Plan {
+        plan: serde_json::to_value(&plan).unwrap_or_default(),
+    });
 
     let mut findings = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -45,17 +53,29 @@ pub async fn run(ctx: &Ctx, params: &VerifyParams, progress: &Sink) -> Result<(V
     // Record under the global lock, on a fresh read: the index may have changed
     // while we were hashing.
     {
-        let _global = ctx.locks.acquire(true, &[], &LockEvents(&**progress)).await?;
+        let _global = ctx
+            .locks
+            .acquire(true, &[], &LockEvents(&**progress))
+            .await?;
         let file = index_file.clone();
         let updates: Vec<(String, String, String, Option<String>)> = findings
             .iter()
-            .map(|f| (f.item.id.clone(), f.item.status.clone(), f.item.message.clone(), f.observed.clone()))
+            .map(|f| {
+                (
+                    f.item.id.clone(),
+                    f.item.status.clone(),
+                    f.item.message.clone(),
+                    f.observed.clone(),
+                )
+            })
             .collect();
         tokio::task::spawn_blocking(move || {
             let mut index = Index::load(&file)?;
             let now = fsutil::now_utc();
             for (id, new_status, message, observed) in updates {
-                let Some(e) = index.get_mut(&id) else { continue };
+                let Some(e) = index.get_mut(&id) else {
+                    continue;
+                };
                 e.status = new_status.clone();
                 e.verified_at = Some(now.clone());
                 if let Some(c) = e.checksum.as_mut() {
@@ -74,7 +94,12 @@ pub async fn run(ctx: &Ctx, params: &VerifyParams, progress: &Sink) -> Result<(V
     for f in &findings {
         progress.changed(&f.item.id);
     }
-    Ok((plan, VerifyResult { results: findings.into_iter().map(|f| f.item).collect() }))
+    Ok((
+        plan,
+        VerifyResult {
+            results: findings.into_iter().map(|f| f.item).collect(),
+        },
+    ))
 }
 
 fn select(index: &Index, params: &VerifyParams, file: &Path) -> Result<Vec<BackupEntry>> {
@@ -100,31 +125,54 @@ fn check(entry: &BackupEntry, sink: &dyn crate::ops::Progress) -> Finding {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let message = format!("archive not found: {}", path.display());
-            return Finding { item: item(status::MISSING, message), observed: None };
+            return Finding {
+                item: item(status::MISSING, message),
+                observed: None,
+            };
         }
         Err(e) => {
             let message = format!("cannot read {}: {e}", path.display());
-            return Finding { item: item(status::ERROR, message), observed: None };
+            return Finding {
+                item: item(status::ERROR, message),
+                observed: None,
+            };
         }
     };
-    let expected = match entry.sha256().map(str::to_owned).or_else(|| sidecar_digest(&path)) {
+    let expected = match entry
+        .sha256()
+        .map(str::to_owned)
+        .or_else(|| sidecar_digest(&path))
+    {
         Some(hex) => hex.to_ascii_lowercase(),
         None => {
-            let message = format!("no checksum recorded for {} and no readable sidecar", entry.id);
-            return Finding { item: item(status::ERROR, message), observed: None };
+            let message = format!(
+                "no checksum recorded for {} and no readable sidecar",
+                entry.id
+            );
+            return Finding {
+                item: item(status::ERROR, message),
+                observed: None,
+            };
         }
     };
     let mut bytes = ByteProgress::start(sink, format!("verify:{}", entry.id), size);
     match archive::sha256_file(&path, &mut bytes) {
-        Ok(observed) if observed == expected => {
-            Finding { item: item(status::AVAILABLE, "checksum matches".into()), observed: Some(observed) }
-        }
+        Ok(observed) if observed == expected => Finding {
+            item: item(status::AVAILABLE, "checksum matches".into()),
+            observed: Some(observed),
+        },
         Ok(observed) => Finding {
-            item: item(status::CORRUPT, format!("checksum mismatch: expected {expected}, found {observed}")),
+            item: item(
+                status::CORRUPT,
+                format!("checksum mismatch: expected {expected}, found {observed}"),
+            ),
             observed: Some(observed),
         },
         Err(e) => Finding {
-            item: item(status::ERROR, format!("cannot read {}: {e}", path.display())),
+            item: item(
+                status::ERROR,
+                format!("cannot read {}: {e}", path.display()),
+            ),
             observed: None,
         },
     }

@@ -37,7 +37,12 @@ pub struct State {
 impl State {
     /// Fresh state.
     pub fn new(ctx: Arc<Ctx>) -> State {
-        State { ctx, ops: Operations::default(), started: Instant::now(), started_at: fsutil::now_utc() }
+        State {
+            ctx,
+            ops: Operations::default(),
+            started: Instant::now(),
+            started_at: fsutil::now_utc(),
+        }
     }
 
     /// Wait (bounded) for running operations to end.
@@ -49,7 +54,14 @@ impl State {
 
     /// Start an operation on its own task; it runs to its end whatever happens to
     /// the connection that asked for it.
-    fn start<F, Fut>(self: &Arc<Self>, command: &str, args: Value, peer: &Peer, target: Option<String>, work: F) -> Arc<Operation>
+    fn start<F, Fut>(
+        self: &Arc<Self>,
+        command: &str,
+        args: Value,
+        peer: &Peer,
+        target: Option<String>,
+        work: F,
+    ) -> Arc<Operation>
     where
         F: FnOnce(Arc<Ctx>, Sink) -> Fut,
         Fut: Future<Output = Result<Value, Error>> + Send + 'static,
@@ -63,7 +75,10 @@ impl State {
             match tokio::spawn(fut).await {
                 Ok(Ok(result)) => op2.succeed(result),
                 Ok(Err(e)) => op2.fail(e.to_wire()),
-                Err(join) => op2.fail(WireError::new(ErrorKind::Internal, format!("operation crashed: {join}"))),
+                Err(join) => op2.fail(WireError::new(
+                    ErrorKind::Internal,
+                    format!("operation crashed: {join}"),
+                )),
             }
             let log = this.ctx.config.oplog_file();
             let op3 = op2.clone();
@@ -77,20 +92,29 @@ impl State {
 }
 
 fn rpc_error(e: WireError) -> ErrorObjectOwned {
-    let data = ErrorData { kind: e.kind, detail: e.detail };
+    let data = ErrorData {
+        kind: e.kind,
+        detail: e.detail,
+    };
     ErrorObjectOwned::owned(e.kind.rpc_code(), e.message, Some(data))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
     let text = params.as_str().unwrap_or("{}");
     serde_json::from_str(text).map_err(|e| {
-        rpc_error(WireError::new(ErrorKind::Validation, format!("invalid params: {e}")))
+        rpc_error(WireError::new(
+            ErrorKind::Validation,
+            format!("invalid params: {e}"),
+        ))
     })
 }
 
 fn peer(ext: &Extensions) -> Result<Peer, ErrorObjectOwned> {
     ext.get::<Peer>().cloned().ok_or_else(|| {
-        rpc_error(WireError::new(ErrorKind::Forbidden, "no peer credentials on this connection"))
+        rpc_error(WireError::new(
+            ErrorKind::Forbidden,
+            "no peer credentials on this connection",
+        ))
     })
 }
 
@@ -109,7 +133,10 @@ fn require_mutate(peer: &Peer) -> Result<(), ErrorObjectOwned> {
 }
 
 /// Register a read-only method of type `M`.
-fn read<M, F, Fut>(module: &mut RpcModule<Arc<State>>, handler: F) -> Result<(), jsonrpsee::core::RegisterMethodError>
+fn read<M, F, Fut>(
+    module: &mut RpcModule<Arc<State>>,
+    handler: F,
+) -> Result<(), jsonrpsee::core::RegisterMethodError>
 where
     M: Method,
     M::Output: Clone,
@@ -122,7 +149,9 @@ where
             let peer = peer(&ext)?;
             let p: M::Params = parse(&params)?;
             let state: Arc<State> = (*state).clone();
-            handler(state, p, peer).await.map_err(|e| rpc_error(e.to_wire()))
+            handler(state, p, peer)
+                .await
+                .map_err(|e| rpc_error(e.to_wire()))
         }
     })?;
     Ok(())
@@ -152,7 +181,9 @@ where
             let args = serde_json::to_value(&p).unwrap_or(Value::Null);
             let detach = detached(&p);
             let (p2, peer2) = (p.clone(), peer.clone());
-            let op = state.start(command, args, &peer, target(&p), move |ctx, sink| work(ctx, sink, p2, peer2));
+            let op = state.start(command, args, &peer, target(&p), move |ctx, sink| {
+                work(ctx, sink, p2, peer2)
+            });
             if detach {
                 return Ok(json!({ "op_id": op.id }));
             }
@@ -168,12 +199,19 @@ where
                 }
                 Some(Err(mut e)) => {
                     let detail = e.detail.take().unwrap_or_else(|| json!({}));
-                    let mut detail = if detail.is_object() { detail } else { json!({ "detail": detail }) };
+                    let mut detail = if detail.is_object() {
+                        detail
+                    } else {
+                        json!({ "detail": detail })
+                    };
                     detail["op_id"] = json!(op.id);
                     e.detail = Some(detail);
                     Err(rpc_error(e))
                 }
-                None => Err(rpc_error(WireError::new(ErrorKind::Internal, "operation did not end"))),
+                None => Err(rpc_error(WireError::new(
+                    ErrorKind::Internal,
+                    "operation did not end",
+                ))),
             }
         }
     })?;
@@ -181,18 +219,36 @@ where
 }
 
 /// Every method of the API.
-pub fn module(state: Arc<State>) -> Result<RpcModule<Arc<State>>, jsonrpsee::core::RegisterMethodError> {
+pub fn module(
+    state: Arc<State>,
+) -> Result<RpcModule<Arc<State>>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(state);
 
-    read::<DaemonStatusMethod, _, _>(&mut m, |state, _p, peer| async move { Ok(status(&state, &peer)) })?;
-    read::<BackupList, _, _>(&mut m, |state, p, _| async move { ops::list::list(&state.ctx, &p).await })?;
-    read::<BackupShow, _, _>(&mut m, |state, p, _| async move { ops::list::show(&state.ctx, &p).await })?;
+    read::<DaemonStatusMethod, _, _>(&mut m, |state, _p, peer| async move {
+        Ok(status(&state, &peer))
+    })?;
+    read::<BackupList, _, _>(&mut m, |state, p, _| async move {
+        ops::list::list(&state.ctx, &p).await
+    })?;
+    read::<BackupShow, _, _>(&mut m, |state, p, _| async move {
+        ops::list::show(&state.ctx, &p).await
+    })?;
     read::<OpGet, _, _>(&mut m, |state, p, _| async move {
-        state.ops.get(&p.op_id).map(|o| o.info()).ok_or_else(|| Error::not_found("operation", p.op_id))
+        state
+            .ops
+            .get(&p.op_id)
+            .map(|o| o.info())
+            .ok_or_else(|| Error::not_found("operation", p.op_id))
     })?;
     read::<OpList, _, _>(&mut m, |state, p, _| async move {
-        let ops = if p.running { state.ops.running() } else { state.ops.list() };
-        Ok(OpListResult { operations: ops.iter().map(|o| o.info()).collect() })
+        let ops = if p.running {
+            state.ops.running()
+        } else {
+            state.ops.list()
+        };
+        Ok(OpListResult {
+            operations: ops.iter().map(|o| o.info()).collect(),
+        })
     })?;
 
     mutate::<BackupCreate, _, _>(
@@ -216,9 +272,14 @@ pub fn module(state: Arc<State>) -> Result<RpcModule<Arc<State>>, jsonrpsee::cor
         },
     )?;
 
-    m.register_subscription(OpWatch::NAME, OpWatch::NOTIFICATION, OpWatch::UNSUBSCRIBE, |params, pending, state, _ext| async move {
-        watch(params, pending, state).await;
-    })?;
+    m.register_subscription(
+        OpWatch::NAME,
+        OpWatch::NOTIFICATION,
+        OpWatch::UNSUBSCRIBE,
+        |params, pending, state, _ext| async move {
+            watch(params, pending, &state).await;
+        },
+    )?;
     Ok(m)
 }
 
@@ -234,29 +295,40 @@ fn status(state: &State, peer: &Peer) -> DaemonStatus {
         operator_group: cfg.operator_group.clone(),
         config_file: cfg.config_file.display().to_string(),
         paths: cfg.paths(),
-        operations_running: state.ops.running().iter().map(|o| o.info()).collect::<Vec<OpInfo>>(),
+        operations_running: state
+            .ops
+            .running()
+            .iter()
+            .map(|o| o.info())
+            .collect::<Vec<OpInfo>>(),
         caller_may_mutate: peer.may_mutate,
     }
 }
 
 /// `op.watch`: replay every event from the start, then follow; stop after the
 /// terminal event or when the watcher goes away (the operation goes on).
-async fn watch(params: Params<'static>, pending: PendingSubscriptionSink, state: Arc<Arc<State>>) {
+async fn watch(params: Params<'static>, pending: PendingSubscriptionSink, state: &State) {
     let p: abssd_proto::OpIdParams = match parse(&params) {
         Ok(p) => p,
         Err(e) => return pending.reject(e).await,
     };
     let Some(op) = state.ops.get(&p.op_id) else {
-        return pending.reject(rpc_error(Error::not_found("operation", p.op_id).to_wire())).await;
+        return pending
+            .reject(rpc_error(Error::not_found("operation", p.op_id).to_wire()))
+            .await;
     };
-    let Ok(sink) = pending.accept().await else { return };
+    let Ok(sink) = pending.accept().await else {
+        return;
+    };
     let mut ticks = op.subscribe();
     let mut next = 0usize;
     loop {
         for event in op.events_from(next) {
             next += 1;
             let terminal = event.kind.is_terminal();
-            let Ok(msg) = serde_json::value::to_raw_value(&event) else { return };
+            let Ok(msg) = serde_json::value::to_raw_value(&event) else {
+                return;
+            };
             if sink.send(msg).await.is_err() || terminal {
                 return;
             }

@@ -60,13 +60,20 @@ pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
             tracing::warn!(socket = %socket.display(), group, error = %e, "cannot set the socket's group");
         }
     } else {
-        tracing::warn!(group, "socket group does not exist; only root can use the socket");
+        tracing::warn!(
+            group,
+            "socket group does not exist; only root can use the socket"
+        );
     }
     Ok(listener)
 }
 
 /// Serve `listener` until `shutdown` resolves.
-pub async fn serve(ctx: Arc<Ctx>, listener: UnixListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let state = Arc::new(State::new(ctx.clone()));
     let methods = methods::module(state.clone())
         .map_err(|e| Error::Internal(format!("registering methods: {e}")))?;
@@ -77,7 +84,9 @@ pub async fn serve(ctx: Arc<Ctx>, listener: UnixListener, shutdown: impl Future<
         .max_response_body_size(64 << 20)
         .max_subscriptions_per_connection(64)
         .build();
-    let builder = Server::builder().set_config(server_cfg).to_service_builder();
+    let builder = Server::builder()
+        .set_config(server_cfg)
+        .to_service_builder();
     let (stop, handle) = stop_channel();
     tokio::pin!(shutdown);
     loop {
@@ -101,11 +110,13 @@ pub async fn serve(ctx: Arc<Ctx>, listener: UnixListener, shutdown: impl Future<
             };
             tracing::debug!(uid = peer.actor.uid, pid = peer.actor.pid, "connection");
             let stopped = stop.clone().shutdown();
-            let svc = tower::service_fn(move |mut req: jsonrpsee::server::HttpRequest<hyper::body::Incoming>| {
-                req.extensions_mut().insert(peer.clone());
-                let mut svc = builder.clone().build(methods.clone(), stop.clone());
-                async move { svc.call(req).await }
-            });
+            let svc = tower::service_fn(
+                move |mut req: jsonrpsee::server::HttpRequest<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    let mut svc = builder.clone().build(methods.clone(), stop.clone());
+                    async move { svc.call(req).await }
+                },
+            );
             let served: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
                 Box::pin(serve_with_graceful_shutdown(stream, svc, stopped));
             if let Err(e) = served.await {

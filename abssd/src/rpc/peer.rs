@@ -20,32 +20,51 @@ impl Peer {
     /// Credentials of a connected stream; `None` when the kernel gives none.
     pub fn of(stream: &tokio::net::UnixStream, operator_group: &str) -> Option<Peer> {
         let cred = stream.peer_cred().ok()?;
-        Some(Peer::from_ids(cred.uid(), cred.gid(), cred.pid().unwrap_or(0), operator_group))
+        Some(Peer::from_ids(
+            cred.uid(),
+            cred.gid(),
+            cred.pid().unwrap_or(0),
+            operator_group,
+        ))
     }
 
     /// Resolve names and authorization for raw ids (blocking NSS lookups; cheap
     /// with files-based NSS, done once per connection).
     pub fn from_ids(uid: u32, gid: u32, pid: i32, operator_group: &str) -> Peer {
         let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
-        let name = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| uid.to_string());
+        let name = user
+            .as_ref()
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|| uid.to_string());
         let may_mutate = uid == 0
             || uid == nix::unistd::geteuid().as_raw()
             || in_group(user.as_ref(), Gid::from_raw(gid), operator_group);
-        Peer { actor: Actor { uid, user: name, pid }, may_mutate }
+        Peer {
+            actor: Actor {
+                uid,
+                user: name,
+                pid,
+            },
+            may_mutate,
+        }
     }
 }
 
 /// Whether the user (primary or supplementary) belongs to `group`.
 fn in_group(user: Option<&User>, primary: Gid, group: &str) -> bool {
-    let Ok(Some(group)) = Group::from_name(group) else { return false };
+    let Ok(Some(group)) = Group::from_name(group) else {
+        return false;
+    };
     if primary == group.gid {
         return true;
     }
     let Some(user) = user else { return false };
-    if group.mem.iter().any(|m| *m == user.name) {
+    if group.mem.contains(&user.name) {
         return true;
     }
-    let Ok(name) = CString::new(user.name.clone()) else { return false };
+    let Ok(name) = CString::new(user.name.clone()) else {
+        return false;
+    };
     nix::unistd::getgrouplist(&name, user.gid)
         .map(|gids| gids.contains(&group.gid))
         .unwrap_or(false)
