@@ -122,9 +122,9 @@ pub enum EventKind {
         /// Text.
         text: String,
     },
-    /// Terminal: success, with the result.
+    /// Terminal: success, with the outcome.
     Finished {
-        /// Same shape as the method's `result`.
+        /// What the blocking call answers, without `op_id`: `{plan, result}`.
         result: Value,
     },
     /// Terminal: failure.

@@ -1,0 +1,302 @@
+//! The command line: every verb and flag of `abssctl`, with the help text people read.
+//!
+//! Parsing is all clap does here; turning flags into request parameters happens in
+//! `commands/`, so these types stay plain data.
+
+use std::path::PathBuf;
+
+use abssd_proto::Compression;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Help heading of the flags every command takes.
+const GLOBAL: &str = "Global options";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    not found (instance, backup or operation)
+  2    validation error or refused request (also command-line usage errors)
+  3    environment: daemon unreachable, permission denied, disk, lock timeout, busy,
+       or verify found a missing, corrupt or unreadable archive
+  4    systemd, nginx or archive work failed, or an internal error
+  130  interrupted: the client detached, the operation goes on in abssd";
+
+/// abssctl: back up and check Actual Budget sync server instances through abssd.
+///
+/// abssctl is the unprivileged client of the abssd daemon: it sends each request over
+/// the daemon's Unix socket, shows progress on stderr, and prints tables (or one JSON
+/// document with --json) on stdout. Operations belong to the daemon: interrupting
+/// abssctl never stops one half-way; `abssctl op watch OP_ID` re-attaches.
+#[derive(Debug, Parser)]
+#[command(name = "abssctl", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The daemon's Unix socket.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "PATH",
+        env = "ABSSCTL_SOCKET",
+        default_value = abssd_proto::DEFAULT_SOCKET
+    )]
+    pub socket: PathBuf,
+
+    /// Print exactly one JSON document on stdout (errors as {"error": {kind, message}});
+    /// no progress bars.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+
+    /// No progress bars and no informational notes on stderr; warnings and errors
+    /// still appear.
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
+    pub quiet: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list, show and verify backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// List the daemon's operations, or re-attach to one.
+    #[command(subcommand)]
+    Op(OpCommand),
+    /// Ask the daemon about itself.
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+}
+
+/// `abssctl backup ...`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Archive an instance's data, unit, nginx site and registry entry.
+    ///
+    /// Shows a byte progress bar on stderr while the daemon walks, compresses and
+    /// hashes; prints the archive, size and checksum when done.
+    Create(CreateArgs),
+    /// List backups from the index, newest first.
+    List(ListArgs),
+    /// Show every recorded field of one backup.
+    Show(ShowArgs),
+    /// Recompute archive checksums and record the outcome in the index.
+    ///
+    /// Exits 3 when any archive is missing, corrupt or unreadable.
+    Verify(VerifyArgs),
+}
+
+/// `abssctl backup create`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The instance to back up (its name in the registry).
+    pub instance: String,
+
+    /// A note stored with the backup.
+    #[arg(short, long, value_name = "TEXT")]
+    pub message: Option<String>,
+
+    /// A label stored with the backup; repeat the flag or separate labels with commas.
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+
+    /// Archive the data directory only: leave out the systemd unit and nginx site.
+    #[arg(long)]
+    pub data_only: bool,
+
+    /// Write the archive into DIR, which must lie under the backups root (default:
+    /// the instance's own directory there).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Compression of the archive; auto means zstd.
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = CompressionArg::Auto)]
+    pub compression: CompressionArg,
+
+    /// Compression level (zstd 1-19, gzip 1-9); the daemon's default when omitted.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub compression_level: Option<i32>,
+
+    /// Print what would be archived and where, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Start the backup, print its operation id and return at once.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub detach: bool,
+}
+
+/// `--compression` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// zstd (the default).
+    Auto,
+    /// Zstandard, multi-threaded (.tar.zst).
+    Zstd,
+    /// gzip (.tar.gz).
+    Gzip,
+    /// No compression (.tar).
+    None,
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(arg: CompressionArg) -> Self {
+        match arg {
+            CompressionArg::Auto => Compression::Auto,
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::None => Compression::None,
+        }
+    }
+}
+
+/// `abssctl backup list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this instance's backups.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+}
+
+/// `abssctl backup show`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The backup id, as `backup list` prints it.
+    pub id: String,
+}
+
+/// `abssctl backup verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The backup to verify.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<String>,
+
+    /// Verify every backup in the index.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Start verifying, print the operation id and return at once.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// `abssctl op ...`
+#[derive(Debug, Subcommand)]
+pub enum OpCommand {
+    /// List operations the daemon knows (running and recently ended), oldest first.
+    List(OpListArgs),
+    /// Follow an operation: replay its events, show progress, print its result.
+    ///
+    /// Exits like the command that started it would have: 0 when it finished,
+    /// the error's exit code when it failed.
+    Watch(OpWatchArgs),
+}
+
+/// `abssctl op list`
+#[derive(Debug, Args)]
+pub struct OpListArgs {
+    /// Only operations still running.
+    #[arg(long)]
+    pub running: bool,
+}
+
+/// `abssctl op watch`
+#[derive(Debug, Args)]
+pub struct OpWatchArgs {
+    /// The operation id, as printed by --detach or `op list`.
+    pub op_id: String,
+}
+
+/// `abssctl daemon ...`
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Version, pid, uptime, socket, paths and running operations.
+    Status,
+}
+
+/// Labels as typed: each `--label` value may hold several labels separated by commas.
+/// Blanks around labels and empty labels are dropped; the first spelling of a
+/// repeated label is kept, in order.
+pub fn split_labels(values: &[String]) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    for label in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if !label.is_empty() && !labels.iter().any(|l| l == label) {
+            labels.push(label.to_owned());
+        }
+    }
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn labels_split_on_commas_trimmed_and_deduplicated() {
+        let got = split_labels(&strings(&[
+            "nightly",
+            "pre-upgrade, keep",
+            ",,",
+            " keep ,x",
+        ]));
+        assert_eq!(got, strings(&["nightly", "pre-upgrade", "keep", "x"]));
+    }
+
+    #[test]
+    fn no_labels_is_empty() {
+        assert!(split_labels(&[]).is_empty());
+        assert!(split_labels(&strings(&["", " , "])).is_empty());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn create_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "abssctl",
+            "backup",
+            "create",
+            "alpha",
+            "-m",
+            "before upgrade",
+            "--label",
+            "a,b",
+            "--label",
+            "c",
+            "--compression",
+            "gzip",
+            "--compression-level",
+            "6",
+            "--json",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        let Command::Backup(BackupCommand::Create(args)) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.instance, "alpha");
+        assert_eq!(args.message.as_deref(), Some("before upgrade"));
+        assert_eq!(split_labels(&args.labels), strings(&["a", "b", "c"]));
+        assert_eq!(Compression::from(args.compression), Compression::Gzip);
+        assert_eq!(args.compression_level, Some(6));
+    }
+
+    #[test]
+    fn verify_needs_exactly_one_of_id_or_all() {
+        assert!(Cli::try_parse_from(["abssctl", "backup", "verify"]).is_err());
+        assert!(Cli::try_parse_from(["abssctl", "backup", "verify", "x", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["abssctl", "backup", "verify", "--all"]).is_ok());
+        assert!(Cli::try_parse_from(["abssctl", "backup", "verify", "x"]).is_ok());
+    }
+}

@@ -1,0 +1,158 @@
+//! `abssctl backup create | list | show | verify`.
+
+use std::path::Path;
+
+use abssd_proto::methods::call::call;
+use abssd_proto::methods::{BackupCreate, BackupList, BackupShow, BackupVerify};
+use abssd_proto::{
+    CreateParams, CreateResult, ErrorKind, ListParams, ShowParams, VerifyParams, VerifyResult,
+    WireError,
+};
+use jsonrpsee::core::client::Client;
+use serde_json::{Value, json};
+
+use super::{Exit, decode, follow_and_show, show_started};
+use crate::args::{BackupCommand, CreateArgs, VerifyArgs, split_labels};
+use crate::follow::{Finished, Interrupt};
+use crate::render::{self, Output};
+
+/// Run one `backup` verb.
+pub async fn run(client: &Client, out: Output, cmd: BackupCommand) -> Result<Exit, WireError> {
+    match cmd {
+        BackupCommand::Create(args) => create(client, out, args).await,
+        BackupCommand::List(args) => {
+            let answer = call::<BackupList>(
+                client,
+                &ListParams {
+                    instance: args.instance,
+                },
+            )
+            .await?;
+            out.show(&answer, || render::backup::list(&answer.backups));
+            Ok(Exit::Success)
+        }
+        BackupCommand::Show(args) => {
+            let answer = call::<BackupShow>(client, &ShowParams { id: args.id }).await?;
+            out.show(&answer, || render::backup::detail(&answer.backup));
+            Ok(Exit::Success)
+        }
+        BackupCommand::Verify(args) => verify(client, out, args).await,
+    }
+}
+
+async fn create(client: &Client, out: Output, args: CreateArgs) -> Result<Exit, WireError> {
+    let params = CreateParams {
+        instance: args.instance,
+        message: args.message,
+        labels: split_labels(&args.labels),
+        data_only: args.data_only,
+        out_dir: args.out_dir.as_deref().map(absolute_utf8).transpose()?,
+        compression: args.compression.into(),
+        compression_level: args.compression_level,
+        dry_run: args.dry_run,
+        // Progress comes from following the operation; only a dry run (which
+        // answers with its plan at once) blocks.
+        detach: !args.dry_run,
+    };
+    if args.dry_run {
+        let answer = call::<BackupCreate>(client, &params).await?;
+        let plan = answer.plan.ok_or_else(|| {
+            WireError::new(
+                ErrorKind::Internal,
+                "abssd answered a dry run without a plan",
+            )
+        })?;
+        out.show(
+            &json!({ "op_id": answer.op_id, "plan": plan, "result": Value::Null }),
+            || render::backup::plan(&plan),
+        );
+        return Ok(Exit::Success);
+    }
+    let mut interrupt = Interrupt::install();
+    let started = call::<BackupCreate>(client, &params).await?;
+    if args.detach {
+        return Ok(show_started(out, &started.op_id));
+    }
+    follow_and_show(client, out, &started.op_id, &mut interrupt, show_created).await
+}
+
+/// Print a finished create: `{op_id, plan, result}` or a summary.
+pub fn show_created(out: Output, finished: Finished) -> Result<Exit, WireError> {
+    if out.json {
+        out.document(
+            &json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result }),
+        );
+    } else {
+        let result: CreateResult = decode("backup result", finished.result)?;
+        out.text(&render::backup::created(&result));
+    }
+    Ok(Exit::Success)
+}
+
+async fn verify(client: &Client, out: Output, args: VerifyArgs) -> Result<Exit, WireError> {
+    let params = VerifyParams {
+        id: args.id,
+        all: args.all,
+        detach: true,
+    };
+    let mut interrupt = Interrupt::install();
+    let started = call::<BackupVerify>(client, &params).await?;
+    if args.detach {
+        return Ok(show_started(out, &started.op_id));
+    }
+    follow_and_show(client, out, &started.op_id, &mut interrupt, show_verified).await
+}
+
+/// Print a finished verify: `{op_id, results}` or a table; [`Exit::Problems`] when
+/// any archive is not `available`.
+pub fn show_verified(out: Output, finished: Finished) -> Result<Exit, WireError> {
+    let results: VerifyResult = decode("verify result", finished.result.clone())?;
+    if out.json {
+        let items = finished
+            .result
+            .get("results")
+            .cloned()
+            .unwrap_or(Value::Null);
+        out.document(&json!({ "op_id": finished.op_id, "results": items }));
+    } else {
+        out.text(&render::backup::verified(&results));
+    }
+    Ok(if results.has_problems() {
+        Exit::Problems
+    } else {
+        Exit::Success
+    })
+}
+
+/// `--out-dir` as the daemon needs it: absolute (its working directory is not
+/// ours) and UTF-8 (it travels in JSON).
+fn absolute_utf8(path: &Path) -> Result<String, WireError> {
+    let absolute = std::path::absolute(path).map_err(|err| {
+        WireError::new(
+            ErrorKind::Validation,
+            format!("--out-dir {}: {err}", path.display()),
+        )
+    })?;
+    absolute.into_os_string().into_string().map_err(|raw| {
+        WireError::new(
+            ErrorKind::Validation,
+            format!("--out-dir {} is not valid UTF-8", Path::new(&raw).display()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_dir_is_made_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        let got = absolute_utf8(Path::new("backups/x")).unwrap();
+        assert_eq!(Path::new(&got), cwd.join("backups/x"));
+        assert_eq!(
+            absolute_utf8(Path::new("/srv/backups")).unwrap(),
+            "/srv/backups"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! The verbs: each turns its flags into request parameters, calls the daemon, and
+//! hands the answer to [`crate::render`].
+//!
+//! * [`backup`] — `backup create | list | show | verify`
+//! * [`op`]     — `op list | watch`
+//! * [`daemon`] — `daemon status`
+
+pub mod backup;
+pub mod daemon;
+pub mod op;
+
+use abssd_proto::{ErrorKind, WireError};
+use jsonrpsee::core::client::Client;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::args::{Cli, Command};
+use crate::connect::connect;
+use crate::follow::{Ended, Finished, Interrupt, detached_message, follow};
+use crate::progress::ProgressView;
+use crate::render::Output;
+
+/// How a command that did not fail ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done, nothing to report.
+    Success,
+    /// Done, and it found problems (verify: missing, corrupt or unreadable archives).
+    Problems,
+    /// Ctrl-C: the client let go of an operation that goes on in the daemon.
+    Detached,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Success => 0,
+            // SPEC §9 counts "verify found corruption" as an environment problem.
+            Exit::Problems => ErrorKind::Environment.exit_code(),
+            // The shell's convention for "ended by SIGINT".
+            Exit::Detached => 130,
+        }
+    }
+}
+
+/// Run the command line against the daemon at `--socket`.
+pub async fn run(cli: Cli, out: Output) -> Result<Exit, WireError> {
+    let client = connect(&cli.socket).await?;
+    match cli.command {
+        Command::Backup(cmd) => backup::run(&client, out, cmd).await,
+        Command::Op(cmd) => op::run(&client, out, cmd).await,
+        Command::Daemon(cmd) => daemon::run(&client, out, cmd).await,
+    }
+}
+
+/// What `--detach` prints: the op id, and how to follow it.
+fn show_started(out: Output, op_id: &str) -> Exit {
+    out.show(&json!({ "op_id": op_id }), || {
+        format!("started operation {op_id}\nfollow it with: abssctl op watch {op_id}\n")
+    });
+    Exit::Success
+}
+
+/// Prints a finished operation's answer and says how the command ends.
+type Present = fn(Output, Finished) -> Result<Exit, WireError>;
+
+/// Follow a started operation to its end, then `present` its answer.
+async fn follow_and_show(
+    client: &Client,
+    out: Output,
+    op_id: &str,
+    interrupt: &mut Interrupt,
+    present: Present,
+) -> Result<Exit, WireError> {
+    let mut view = ProgressView::new(out);
+    match follow(client, op_id, &mut view, interrupt).await? {
+        Ended::Finished(finished) => present(out, finished),
+        Ended::Failed(err) => Err(err),
+        Ended::Detached => {
+            eprintln!("{}", detached_message(op_id));
+            if out.json {
+                out.document(&json!({ "op_id": op_id, "detached": true }));
+            }
+            Ok(Exit::Detached)
+        }
+    }
+}
+
+/// Present a finished operation of any command the way that command does
+/// (`op watch`).
+fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
+    // `backup create` in the events; accept the method spelling too.
+    let command = finished.command.as_deref().unwrap_or("").replace('.', " ");
+    match command.as_str() {
+        "backup create" => backup::show_created(out, finished),
+        "backup verify" => backup::show_verified(out, finished),
+        _ => {
+            let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
+            out.show(&doc, || {
+                let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+                format!("operation {} finished\n{text}\n", finished.op_id)
+            });
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// Read a typed answer out of an operation's JSON result.
+fn decode<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, WireError> {
+    serde_json::from_value(value).map_err(|err| {
+        WireError::new(
+            ErrorKind::Internal,
+            format!(
+                "abssd sent a {what} this abssctl cannot read ({err}); are both the same version?"
+            ),
+        )
+    })
+}

@@ -1,0 +1,32 @@
+//! `abssctl op list | watch`: operations the daemon owns.
+
+use abssd_proto::methods::OpList;
+use abssd_proto::methods::call::call;
+use abssd_proto::{OpListParams, WireError};
+use jsonrpsee::core::client::Client;
+
+use super::{Exit, follow_and_show, show_finished};
+use crate::args::OpCommand;
+use crate::follow::Interrupt;
+use crate::render::{self, Output};
+
+/// Run one `op` verb.
+pub async fn run(client: &Client, out: Output, cmd: OpCommand) -> Result<Exit, WireError> {
+    match cmd {
+        OpCommand::List(args) => {
+            let answer = call::<OpList>(
+                client,
+                &OpListParams {
+                    running: args.running,
+                },
+            )
+            .await?;
+            out.show(&answer, || render::ops::list(&answer.operations));
+            Ok(Exit::Success)
+        }
+        OpCommand::Watch(args) => {
+            let mut interrupt = Interrupt::install();
+            follow_and_show(client, out, &args.op_id, &mut interrupt, show_finished).await
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Progress on stderr, driven by an operation's events.
+//!
+//! One indicatif bar per phase: a byte bar when the phase's size is known, a spinner
+//! otherwise (and while waiting for a lock). Bars are drawn only for people at a
+//! terminal; with `--json`, `--quiet` or a redirected stderr the bar is hidden and
+//! only messages (and lock waits, which can be long) are printed as lines.
+
+use std::time::Duration;
+
+use abssd_proto::EventKind;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::render::Output;
+
+const BYTES_TEMPLATE: &str = "{prefix:>12.bold} [{bar:32.cyan/blue}] {binary_bytes}/{binary_total_bytes} \
+                              {binary_bytes_per_sec} eta {eta}";
+const SPINNER_TEMPLATE: &str = "{spinner} {prefix:.bold} {msg}";
+const TICK: Duration = Duration::from_millis(120);
+
+/// Renders events as they arrive.
+#[derive(Debug)]
+pub struct ProgressView {
+    /// Where lines go and whether notes are wanted.
+    out: Output,
+    /// Whether bars are drawn at all.
+    visible: bool,
+    /// The bar of the current phase (hidden when not `visible`).
+    bar: ProgressBar,
+    /// The phase `bar` belongs to, so a `progress` event for a phase whose `phase`
+    /// event was missed still gets its own bar.
+    phase: Option<String>,
+}
+
+impl ProgressView {
+    /// A view for this run's output settings.
+    pub fn new(out: Output) -> Self {
+        ProgressView {
+            out,
+            visible: out.progress_visible(),
+            bar: ProgressBar::hidden(),
+            phase: None,
+        }
+    }
+
+    /// Show one event.
+    pub fn on_event(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::Started { command, target } => {
+                let what = match target {
+                    Some(t) => format!("{command} {t}"),
+                    None => command.clone(),
+                };
+                self.spinner("", format!("starting {what}"));
+            }
+            EventKind::Plan { .. } => {}
+            EventKind::LockWait { lock } => {
+                if self.visible {
+                    self.spinner(
+                        "lock",
+                        format!("waiting for {lock}, held by another operation"),
+                    );
+                } else {
+                    self.out.note(&format!(
+                        "waiting for lock {lock}, held by another operation"
+                    ));
+                }
+            }
+            EventKind::LockAcquired { lock, waited_ms } => {
+                if *waited_ms > 0 && !self.visible {
+                    self.out
+                        .note(&format!("got lock {lock} after {waited_ms} ms"));
+                }
+            }
+            EventKind::Phase { name, total_bytes } => self.start_phase(name, *total_bytes),
+            EventKind::Progress { phase, done, total } => {
+                if self.phase.as_deref() != Some(phase.as_str()) {
+                    self.start_phase(phase, Some(*total));
+                }
+                self.bar.set_length(*total);
+                self.bar.set_position(*done);
+            }
+            EventKind::Message { level, text } => {
+                let out = self.out;
+                match level.as_str() {
+                    "info" => self.bar.suspend(|| out.note(text)),
+                    "warning" => self.bar.suspend(|| out.warn(text)),
+                    other => self.bar.suspend(|| out.note(&format!("{other}: {text}"))),
+                }
+            }
+            EventKind::Finished { .. } | EventKind::Failed { .. } => self.clear(),
+        }
+    }
+
+    /// A warning line on stderr, around the bar.
+    pub fn warn(&self, text: &str) {
+        self.bar.suspend(|| self.out.warn(text));
+    }
+
+    /// Remove whatever is drawn, before printing the answer or leaving.
+    pub fn clear(&mut self) {
+        self.bar.finish_and_clear();
+        self.bar = ProgressBar::hidden();
+        self.phase = None;
+    }
+
+    fn start_phase(&mut self, name: &str, total_bytes: Option<u64>) {
+        self.clear();
+        self.phase = Some(name.to_owned());
+        if !self.visible {
+            return;
+        }
+        self.bar = match total_bytes {
+            Some(total) => {
+                let style = ProgressStyle::with_template(BYTES_TEMPLATE)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+                ProgressBar::new(total)
+                    .with_style(style)
+                    .with_prefix(name.to_owned())
+            }
+            None => spinner_bar(name, String::new()),
+        };
+    }
+
+    fn spinner(&mut self, prefix: &str, message: String) {
+        if !self.visible {
+            return;
+        }
+        self.clear();
+        self.bar = spinner_bar(prefix, message);
+    }
+}
+
+fn spinner_bar(prefix: &str, message: String) -> ProgressBar {
+    let style = ProgressStyle::with_template(SPINNER_TEMPLATE)
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bar = ProgressBar::new_spinner()
+        .with_style(style)
+        .with_prefix(prefix.to_owned())
+        .with_message(message);
+    bar.enable_steady_tick(TICK);
+    bar
+}
+
+impl Drop for ProgressView {
+    fn drop(&mut self) {
+        // Never leave a half-drawn bar behind the final output or an error.
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_parse() {
+        assert!(ProgressStyle::with_template(BYTES_TEMPLATE).is_ok());
+        assert!(ProgressStyle::with_template(SPINNER_TEMPLATE).is_ok());
+    }
+
+    #[test]
+    fn hidden_view_follows_phases_without_drawing() {
+        let mut view = ProgressView::new(Output {
+            json: true,
+            quiet: true,
+        });
+        assert!(!view.visible);
+        view.on_event(&EventKind::Phase {
+            name: "archive".to_owned(),
+            total_bytes: Some(10),
+        });
+        view.on_event(&EventKind::Progress {
+            phase: "checksum".to_owned(),
+            done: 4,
+            total: 8,
+        });
+        assert_eq!(view.phase.as_deref(), Some("checksum"));
+        assert!(view.bar.is_hidden());
+        view.on_event(&EventKind::Finished {
+            result: serde_json::Value::Null,
+        });
+        assert_eq!(view.phase, None);
+    }
+}

@@ -1,0 +1,363 @@
+//! Text for people about backups: the list, one entry, a create plan or result,
+//! verify results.
+
+use abssd_proto::{BackupEntry, CreatePlan, CreateResult, VerifyResult, status};
+use serde_json::Value;
+
+use super::{Align, ellipsize, fields, human_size, table, value_text, yes_no};
+
+/// The widest the labels/message column gets in `backup list`.
+const NOTE_WIDTH: usize = 48;
+
+/// `backup list`: one row per entry, in the order given (newest first).
+pub fn list(entries: &[BackupEntry]) -> String {
+    if entries.is_empty() {
+        return "no backups\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.clone(),
+                e.instance.clone(),
+                e.created_at.clone(),
+                e.size_bytes.map_or_else(|| "-".to_owned(), human_size),
+                e.algorithm.clone().unwrap_or_else(|| "-".to_owned()),
+                e.status.clone(),
+                ellipsize(&note(e), NOTE_WIDTH),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("id", Align::Left),
+            ("instance", Align::Left),
+            ("created", Align::Left),
+            ("size", Align::Right),
+            ("algorithm", Align::Left),
+            ("status", Align::Left),
+            ("labels/message", Align::Left),
+        ],
+        &rows,
+    )
+}
+
+/// `[label, label] message`, whichever parts there are.
+fn note(entry: &BackupEntry) -> String {
+    let labels = &entry.metadata.labels;
+    let message = entry.message.as_deref().unwrap_or("");
+    match (labels.is_empty(), message.is_empty()) {
+        (true, _) => message.to_owned(),
+        (false, true) => format!("[{}]", labels.join(", ")),
+        (false, false) => format!("[{}] {message}", labels.join(", ")),
+    }
+}
+
+/// `backup show`: every field of the entry, unknown keys included.
+pub fn detail(e: &BackupEntry) -> String {
+    let mut pairs: Vec<(&str, String)> = vec![
+        ("id", e.id.clone()),
+        ("instance", e.instance.clone()),
+        ("status", e.status.clone()),
+        ("created", e.created_at.clone()),
+        (
+            "created by",
+            e.created_by
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), actor_text),
+        ),
+        ("archive", e.path.clone()),
+        (
+            "size",
+            e.size_bytes.map_or_else(|| "-".to_owned(), size_with_bytes),
+        ),
+    ];
+    if let Some(bytes) = e.metadata.uncompressed_bytes {
+        pairs.push(("uncompressed", size_with_bytes(bytes)));
+    }
+    pairs.push((
+        "algorithm",
+        algorithm_text(e.algorithm.as_deref(), e.compression_level),
+    ));
+    match &e.checksum {
+        Some(c) => {
+            pairs.push(("checksum", format!("{} {}", c.algorithm, c.value)));
+            if let Some(observed) = c.observed.as_ref().filter(|o| **o != c.value) {
+                pairs.push(("observed", observed.clone()));
+            }
+            if let Some(at) = &c.last_verified {
+                pairs.push(("last verified", at.clone()));
+            }
+        }
+        None => pairs.push(("checksum", "-".to_owned())),
+    }
+    if let Some(at) = &e.verified_at {
+        pairs.push(("verified at", at.clone()));
+    }
+    if let Some(why) = &e.metadata.verification_error {
+        pairs.push(("verification error", why.clone()));
+    }
+    pairs.push(("data only", yes_no(e.metadata.data_only)));
+    pairs.push(("labels", list_or_dash(&e.metadata.labels)));
+    pairs.push((
+        "message",
+        e.message.clone().unwrap_or_else(|| "-".to_owned()),
+    ));
+    if let Some(at) = &e.reconciled_at {
+        pairs.push(("reconciled at", at.clone()));
+    }
+    let mut text = fields(0, &pairs);
+    // Keys this client has no name for (restore history, Python-tool extras) still
+    // show, under their own names.
+    let extras: Vec<(String, String)> = e
+        .extra
+        .iter()
+        .map(|(k, v)| (k.clone(), value_text(v)))
+        .chain(
+            e.metadata
+                .extra
+                .iter()
+                .map(|(k, v)| (format!("metadata.{k}"), value_text(v))),
+        )
+        .chain(
+            e.checksum
+                .iter()
+                .flat_map(|c| &c.extra)
+                .map(|(k, v)| (format!("checksum.{k}"), value_text(v))),
+        )
+        .collect();
+    if !extras.is_empty() {
+        let pairs: Vec<(&str, String)> = extras
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        text.push_str("other:\n");
+        text.push_str(&fields(2, &pairs));
+    }
+    text
+}
+
+/// `created_by` / `restored_by`: `{uid, user, pid}` from this project, a user name
+/// from the Python tool.
+fn actor_text(actor: &Value) -> String {
+    match (actor.get("user"), actor.get("uid"), actor.get("pid")) {
+        (Some(user), Some(uid), pid) => {
+            let pid = pid
+                .map(|p| format!(", pid {}", value_text(p)))
+                .unwrap_or_default();
+            format!("{} (uid {}{pid})", value_text(user), value_text(uid))
+        }
+        _ => value_text(actor),
+    }
+}
+
+fn size_with_bytes(bytes: u64) -> String {
+    format!("{} ({bytes} bytes)", human_size(bytes))
+}
+
+fn algorithm_text(algorithm: Option<&str>, level: Option<i64>) -> String {
+    match (algorithm, level) {
+        (Some(a), Some(l)) => format!("{a} (level {l})"),
+        (Some(a), None) => a.to_owned(),
+        (None, _) => "-".to_owned(),
+    }
+}
+
+fn list_or_dash(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// `backup create --dry-run`: what would be archived, and where.
+pub fn plan(p: &CreatePlan) -> String {
+    let mut text = format!(
+        "Dry run, nothing written: backup {} of instance {}\n",
+        p.id, p.instance
+    );
+    text.push_str(&fields(
+        2,
+        &[
+            ("archive", p.archive.clone()),
+            ("checksum file", p.checksum_file.clone()),
+            (
+                "algorithm",
+                algorithm_text(
+                    Some(p.algorithm.as_str()),
+                    p.compression_level.map(i64::from),
+                ),
+            ),
+            ("data only", yes_no(p.data_only)),
+            ("content", human_size(p.total_bytes)),
+            ("index", p.index.clone()),
+        ],
+    ));
+    let rows: Vec<Vec<String>> = p
+        .sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.role.clone(),
+                if s.present {
+                    human_size(s.bytes)
+                } else {
+                    "absent".to_owned()
+                },
+                s.entries.to_string(),
+                s.path.clone(),
+                s.member.clone(),
+            ]
+        })
+        .collect();
+    text.push('\n');
+    text.push_str(&table(
+        &[
+            ("role", Align::Left),
+            ("size", Align::Right),
+            ("entries", Align::Right),
+            ("path", Align::Left),
+            ("member", Align::Left),
+        ],
+        &rows,
+    ));
+    text
+}
+
+/// `backup create`: what was written.
+pub fn created(r: &CreateResult) -> String {
+    let mut text = format!("Created backup {}\n", r.id);
+    text.push_str(&fields(
+        2,
+        &[
+            ("archive", r.archive.clone()),
+            (
+                "size",
+                format!(
+                    "{} from {} of files",
+                    human_size(r.size_bytes),
+                    human_size(r.uncompressed_bytes)
+                ),
+            ),
+            (
+                "algorithm",
+                algorithm_text(
+                    Some(r.algorithm.as_str()),
+                    r.compression_level.map(i64::from),
+                ),
+            ),
+            ("sha256", r.checksum.clone()),
+            ("checksum file", r.checksum_file.clone()),
+            ("created", r.created_at.clone()),
+            ("data only", yes_no(r.data_only)),
+            ("labels", list_or_dash(&r.labels)),
+            (
+                "message",
+                r.message.clone().unwrap_or_else(|| "-".to_owned()),
+            ),
+        ],
+    ));
+    text
+}
+
+/// `backup verify`: one row per backup, then a one-line summary.
+pub fn verified(v: &VerifyResult) -> String {
+    if v.results.is_empty() {
+        return "no backups to verify\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = v
+        .results
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.status.clone(),
+                r.previous_status.clone(),
+                r.message.clone(),
+            ]
+        })
+        .collect();
+    let mut text = table(
+        &[
+            ("id", Align::Left),
+            ("status", Align::Left),
+            ("previous", Align::Left),
+            ("message", Align::Left),
+        ],
+        &rows,
+    );
+    let bad = v
+        .results
+        .iter()
+        .filter(|r| r.status != status::AVAILABLE)
+        .count();
+    text.push_str(&format!(
+        "{} checked: {} available, {bad} with problems\n",
+        v.results.len(),
+        v.results.len() - bad
+    ));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abssd_proto::VerifyItem;
+
+    fn entry() -> BackupEntry {
+        serde_json::from_value(serde_json::json!({
+            "id": "20250102-030405-alpha-a1b2c3", "instance": "alpha",
+            "created_at": "2025-01-02T03:04:05Z", "path": "/srv/backups/alpha/x.tar.zst",
+            "algorithm": "zstd", "compression_level": 3, "size_bytes": 12_897_485u64,
+            "checksum": {"algorithm": "sha256", "value": "ab12"}, "status": "available",
+            "message": "before upgrade", "created_by": {"uid": 0, "user": "root", "pid": 42},
+            "metadata": {"data_only": false, "labels": ["nightly", "keep"]},
+            "last_restored_at": "2025-02-01T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn list_row_has_human_size_and_note() {
+        let text = list(&[entry()]);
+        let row = text.lines().nth(1).unwrap();
+        assert!(
+            row.starts_with("20250102-030405-alpha-a1b2c3  alpha     2025-01-02T03:04:05Z"),
+            "{row}"
+        );
+        assert!(row.contains("12.3 MiB  zstd"), "{row}");
+        assert!(
+            row.ends_with("available  [nightly, keep] before upgrade"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn detail_shows_actor_and_unknown_keys() {
+        let text = detail(&entry());
+        assert!(text.contains("root (uid 0, pid 42)"), "{text}");
+        assert!(text.contains("zstd (level 3)"), "{text}");
+        assert!(
+            text.contains("last_restored_at:  2025-02-01T00:00:00Z"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn verify_summary_counts_problems() {
+        let item = |id: &str, status: &str| VerifyItem {
+            id: id.to_owned(),
+            status: status.to_owned(),
+            message: "m".to_owned(),
+            previous_status: "available".to_owned(),
+        };
+        let text = verified(&VerifyResult {
+            results: vec![item("a", "available"), item("b", "corrupt")],
+        });
+        assert!(
+            text.ends_with("2 checked: 1 available, 1 with problems\n"),
+            "{text}"
+        );
+    }
+}

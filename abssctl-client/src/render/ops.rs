@@ -1,0 +1,144 @@
+//! Text for people about operations and the daemon itself.
+
+use abssd_proto::{DaemonStatus, OpInfo, OpState};
+
+use super::{Align, fields, human_duration, table, yes_no};
+
+/// `op list` (and the running operations of `daemon status`).
+pub fn list(ops: &[OpInfo]) -> String {
+    if ops.is_empty() {
+        return "no operations\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = ops
+        .iter()
+        .map(|op| {
+            vec![
+                op.op_id.clone(),
+                op.command.clone(),
+                op.target.clone().unwrap_or_else(|| "-".to_owned()),
+                state_text(op.state).to_owned(),
+                op.started_at.clone(),
+                op.actor.user.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("op_id", Align::Left),
+            ("command", Align::Left),
+            ("target", Align::Left),
+            ("state", Align::Left),
+            ("started", Align::Left),
+            ("user", Align::Left),
+        ],
+        &rows,
+    )
+}
+
+fn state_text(state: OpState) -> &'static str {
+    match state {
+        OpState::Running => "running",
+        OpState::Succeeded => "succeeded",
+        OpState::Failed => "failed",
+    }
+}
+
+/// `daemon status`.
+pub fn status(s: &DaemonStatus) -> String {
+    let mut text = format!("abssd {} (protocol {})\n", s.version, s.protocol);
+    text.push_str(&fields(
+        2,
+        &[
+            ("pid", s.pid.to_string()),
+            (
+                "uptime",
+                format!("{} (since {})", human_duration(s.uptime_secs), s.started_at),
+            ),
+            ("socket", s.socket.clone()),
+            ("config file", s.config_file.clone()),
+            ("operator group", s.operator_group.clone()),
+            ("you may change things", yes_no(s.caller_may_mutate)),
+        ],
+    ));
+    if !s.paths.is_empty() {
+        text.push_str("paths:\n");
+        let pairs: Vec<(&str, String)> = s
+            .paths
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        text.push_str(&fields(2, &pairs));
+    }
+    if s.operations_running.is_empty() {
+        text.push_str("running operations: none\n");
+    } else {
+        text.push_str("running operations:\n");
+        for line in list(&s.operations_running).lines() {
+            text.push_str("  ");
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abssd_proto::Actor;
+
+    fn op() -> OpInfo {
+        OpInfo {
+            op_id: "0190-aaaa".to_owned(),
+            command: "backup create".to_owned(),
+            args: serde_json::json!({}),
+            actor: Actor {
+                uid: 1000,
+                user: "alice".to_owned(),
+                pid: 7,
+            },
+            target: Some("alpha".to_owned()),
+            state: OpState::Running,
+            started_at: "2025-01-02T03:04:05Z".to_owned(),
+            finished_at: None,
+            lock_wait_ms: 0,
+            events: 3,
+            result: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn op_rows_name_command_target_state_and_user() {
+        let text = list(&[op()]);
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "0190-aaaa  backup create  alpha   running  2025-01-02T03:04:05Z  alice"
+        );
+    }
+
+    #[test]
+    fn status_lists_paths_and_running_operations() {
+        let daemon = DaemonStatus {
+            version: "0.1.0".to_owned(),
+            protocol: 1,
+            pid: 99,
+            started_at: "2025-01-02T03:04:05Z".to_owned(),
+            uptime_secs: 3725,
+            socket: "/run/abssctl/abssd.sock".to_owned(),
+            operator_group: "abssctl".to_owned(),
+            config_file: "/etc/abssctl/config.yml".to_owned(),
+            paths: [("backups_root".to_owned(), "/srv/backups".to_owned())].into(),
+            operations_running: vec![op()],
+            caller_may_mutate: false,
+        };
+        let text = status(&daemon);
+        assert!(text.starts_with("abssd 0.1.0 (protocol 1)\n"), "{text}");
+        assert!(
+            text.contains("1h 02m (since 2025-01-02T03:04:05Z)"),
+            "{text}"
+        );
+        assert!(text.contains("  backups_root:  /srv/backups\n"), "{text}");
+        assert!(text.contains("  0190-aaaa  backup create"), "{text}");
+    }
+}

@@ -1,0 +1,216 @@
+//! `abssctl` as a process, without a daemon: unreachable sockets, usage errors, help.
+//!
+//! Tests that need a running abssd live in `cli_daemon.rs`.
+
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::thread;
+
+use serde_json::Value;
+
+/// Run `abssctl` with `args`, never touching a real daemon: the socket defaults to
+/// one that does not exist unless the test passes `--socket`.
+fn abssctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_abssctl"))
+        .args(args)
+        .env("ABSSCTL_SOCKET", "/nonexistent/abssctl-test/abssd.sock")
+        .output()
+        .expect("abssctl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn json_stdout(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "stdout is not one JSON document ({err}):\n{}",
+            text(&out.stdout)
+        )
+    })
+}
+
+fn socket_arg(path: &Path) -> String {
+    path.to_str().expect("temp paths are UTF-8").to_owned()
+}
+
+#[test]
+fn missing_socket_exits_3_naming_the_socket_and_how_to_start_abssd() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = socket_arg(&dir.path().join("abssd.sock"));
+    let out = abssctl(&["--socket", &sock, "backup", "list"]);
+    assert_exit(&out, 3);
+    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("abssctl: error: "), "{err}");
+    assert!(err.contains(&sock), "{err}");
+    assert!(err.contains("systemctl start abssd.socket"), "{err}");
+    assert!(err.contains("abssd --prefix DIR"), "{err}");
+}
+
+#[test]
+fn missing_socket_with_json_prints_an_environment_error_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = socket_arg(&dir.path().join("abssd.sock"));
+    let out = abssctl(&["backup", "show", "some-id", "--json", "--socket", &sock]);
+    assert_exit(&out, 3);
+    let doc = json_stdout(&out);
+    assert_eq!(doc["error"]["kind"], "environment", "{doc}");
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&sock), "{message}");
+    assert_eq!(doc.as_object().unwrap().len(), 1, "{doc}");
+}
+
+#[test]
+fn socket_comes_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = socket_arg(&dir.path().join("from-env.sock"));
+    let out = Command::new(env!("CARGO_BIN_EXE_abssctl"))
+        .args(["daemon", "status"])
+        .env("ABSSCTL_SOCKET", &sock)
+        .output()
+        .unwrap();
+    assert_exit(&out, 3);
+    assert!(text(&out.stderr).contains(&sock), "{}", text(&out.stderr));
+}
+
+#[test]
+fn stale_socket_is_reported_as_nothing_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&path).unwrap());
+    let sock = socket_arg(&path);
+    let out = abssctl(&["--socket", &sock, "op", "list"]);
+    assert_exit(&out, 3);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("nothing is listening on") && err.contains(&sock),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_listener_that_is_not_abssd_is_an_environment_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // Accept one connection and hang up at once, as a program that speaks no
+    // WebSocket would. Not joined: if abssctl never connected, that would hang.
+    thread::spawn(move || drop(listener.accept()));
+    let sock = socket_arg(&path);
+    let out = abssctl(&["--json", "--socket", &sock, "daemon", "status"]);
+    assert_exit(&out, 3);
+    let doc = json_stdout(&out);
+    assert_eq!(doc["error"]["kind"], "environment", "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("handshake"),
+        "{doc}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["backup", "frobnicate"][..],
+        &["backup", "verify"],
+        &["backup", "verify", "some-id", "--all"],
+        &["backup", "create"],
+        &["backup", "create", "alpha", "--compression", "lz4"],
+        &["backup", "create", "alpha", "--dry-run", "--detach"],
+        &["op", "watch"],
+        &["--no-such-flag", "daemon", "status"],
+    ] {
+        let out = abssctl(args);
+        assert_exit(&out, 2);
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: stdout {}",
+            text(&out.stdout)
+        );
+        assert!(
+            text(&out.stderr).starts_with("error: "),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn help_mentions_every_command() {
+    let cases: [(&[&str], &[&str]); 4] = [
+        (
+            &["--help"],
+            &[
+                "backup",
+                "op",
+                "daemon",
+                "--socket",
+                "--json",
+                "ABSSCTL_SOCKET",
+                "Exit codes",
+            ],
+        ),
+        (&["backup", "--help"], &["create", "list", "show", "verify"]),
+        (&["op", "--help"], &["list", "watch"]),
+        (&["daemon", "--help"], &["status"]),
+    ];
+    for (args, words) in cases {
+        let out = abssctl(args);
+        assert_exit(&out, 0);
+        let help = text(&out.stdout);
+        for word in words {
+            assert!(
+                help.contains(word),
+                "`abssctl {}` lacks {word}:\n{help}",
+                args.join(" ")
+            );
+        }
+    }
+}
+
+#[test]
+fn create_help_explains_every_flag() {
+    let out = abssctl(&["backup", "create", "--help"]);
+    assert_exit(&out, 0);
+    let help = text(&out.stdout);
+    for flag in [
+        "--message",
+        "--label",
+        "--data-only",
+        "--out-dir",
+        "--compression <",
+        "--compression-level",
+        "--dry-run",
+        "--detach",
+        "zstd",
+        "gzip",
+    ] {
+        assert!(help.contains(flag), "missing {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn version_exits_0() {
+    let out = abssctl(&["--version"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).starts_with("abssctl "),
+        "{}",
+        text(&out.stdout)
+    );
+}

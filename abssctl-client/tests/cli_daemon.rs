@@ -1,0 +1,279 @@
+//! `abssctl` against the real abssd, started in a sandbox by the `abssd-tests`
+//! harness: `--json` shapes (SPEC §9) and exit codes end to end.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use abssd_tests::{Daemon, Sandbox};
+use serde_json::{Value, json};
+
+/// A sandboxed host with instance `alpha`, and a daemon serving it. The daemon is
+/// declared first so it stops before the sandbox directory goes away.
+struct Host {
+    daemon: Daemon,
+    _sandbox: Sandbox,
+}
+
+impl Host {
+    fn new() -> Host {
+        let sandbox = Sandbox::new();
+        sandbox.add_instance("alpha");
+        let daemon = Daemon::start(&sandbox);
+        Host {
+            daemon,
+            _sandbox: sandbox,
+        }
+    }
+
+    fn abssctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_abssctl"))
+            .args(args)
+            .env("ABSSCTL_SOCKET", &self.daemon.socket)
+            .output()
+            .expect("abssctl runs")
+    }
+
+    /// Run with `--json`, assert the exit code, return the one document on stdout.
+    #[track_caller]
+    fn json(&self, args: &[&str], code: i32) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.abssctl(&args);
+        assert_exit(&out, code);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}",
+                text(&out.stdout)
+            )
+        })
+    }
+
+    /// Create a backup of alpha; its `result`.
+    #[track_caller]
+    fn create(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["backup", "create", "alpha"];
+        args.extend_from_slice(extra);
+        self.json(&args, 0)["result"].clone()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[track_caller]
+fn error_kind(doc: &Value) -> &str {
+    doc["error"]["kind"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error document: {doc}"))
+}
+
+#[test]
+fn create_list_show_verify_round_trip() {
+    let host = Host::new();
+    let doc = host.json(
+        &[
+            "backup",
+            "create",
+            "alpha",
+            "-m",
+            "first",
+            "--label",
+            "nightly,keep",
+        ],
+        0,
+    );
+    assert_eq!(doc["plan"]["instance"], "alpha", "{doc}");
+    let first = &doc["result"];
+    let id = first["id"].as_str().unwrap();
+    assert!(id.contains("-alpha-"), "{id}");
+    assert_eq!(doc["plan"]["id"], first["id"]);
+    assert_eq!(first["labels"], json!(["nightly", "keep"]));
+    assert_eq!(first["message"], "first");
+    assert_eq!(first["algorithm"], "zstd");
+    assert!(first["size_bytes"].as_u64().unwrap() > 0);
+    let archive = Path::new(first["archive"].as_str().unwrap());
+    assert!(archive.is_file(), "{}", archive.display());
+    let checksum = first["checksum"].as_str().unwrap();
+    assert_eq!(checksum.len(), 64);
+    let sidecar = std::fs::read_to_string(first["checksum_file"].as_str().unwrap()).unwrap();
+    let file_name = archive.file_name().unwrap().to_str().unwrap();
+    assert_eq!(sidecar, format!("{checksum}  {file_name}\n"));
+
+    let second = host.create(&["--compression", "gzip"]);
+    assert_eq!(second["algorithm"], "gzip");
+
+    let list = host.json(&["backup", "list"], 0);
+    let ids: Vec<&str> = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second["id"].as_str().unwrap(), id], "newest first");
+    let only_alpha = host.json(&["backup", "list", "--instance", "alpha"], 0);
+    assert_eq!(only_alpha["backups"].as_array().unwrap().len(), 2);
+
+    let show = host.json(&["backup", "show", id], 0);
+    let entry = &show["backup"];
+    assert_eq!(entry["id"], id);
+    assert_eq!(entry["instance"], "alpha");
+    assert_eq!(entry["status"], "available");
+    assert_eq!(entry["checksum"]["value"], checksum);
+    assert_eq!(entry["metadata"]["labels"], json!(["nightly", "keep"]));
+
+    let verify = host.json(&["backup", "verify", id], 0);
+    assert_eq!(verify["results"].as_array().unwrap().len(), 1, "{verify}");
+    assert_eq!(verify["results"][0]["id"], id);
+    assert_eq!(verify["results"][0]["status"], "available");
+    let all = host.json(&["backup", "verify", "--all"], 0);
+    assert_eq!(all["results"].as_array().unwrap().len(), 2, "{all}");
+
+    // The same answers for people.
+    let out = host.abssctl(&["backup", "list"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).starts_with("ID "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).contains(id));
+    let out = host.abssctl(&["backup", "show", id]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("nightly, keep"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn show_unknown_id_exits_1() {
+    let host = Host::new();
+    let doc = host.json(&["backup", "show", "20250101-000000-alpha-abcdef"], 1);
+    assert_eq!(error_kind(&doc), "not_found");
+    let out = host.abssctl(&["backup", "show", "20250101-000000-alpha-abcdef"]);
+    assert_exit(&out, 1);
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).starts_with("abssctl: error: "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn verify_after_corrupting_the_archive_exits_3() {
+    let host = Host::new();
+    let result = host.create(&[]);
+    let id = result["id"].as_str().unwrap();
+    let archive = result["archive"].as_str().unwrap();
+    let mut bytes = std::fs::read(archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(archive, bytes).unwrap();
+
+    let verify = host.json(&["backup", "verify", id], 3);
+    assert_eq!(verify["results"][0]["status"], "corrupt", "{verify}");
+    assert_eq!(
+        verify["results"][0]["previous_status"], "available",
+        "{verify}"
+    );
+    let show = host.json(&["backup", "show", id], 0);
+    assert_eq!(show["backup"]["status"], "corrupt");
+    let out = host.abssctl(&["backup", "verify", "--all"]);
+    assert_exit(&out, 3);
+}
+
+#[test]
+fn create_for_an_unknown_instance_exits_1() {
+    let host = Host::new();
+    let doc = host.json(&["backup", "create", "nosuch"], 1);
+    assert_eq!(error_kind(&doc), "not_found");
+}
+
+#[test]
+fn bad_names_and_paths_exit_2_and_write_nothing() {
+    let host = Host::new();
+    let doc = host.json(&["backup", "create", "../x"], 2);
+    assert_eq!(error_kind(&doc), "validation");
+    let doc = host.json(&["backup", "create", "alpha", "--out-dir", "/etc"], 2);
+    assert_eq!(error_kind(&doc), "validation");
+    let list = host.json(&["backup", "list"], 0);
+    assert_eq!(list["backups"], json!([]));
+}
+
+#[test]
+fn dry_run_returns_the_plan_and_writes_nothing() {
+    let host = Host::new();
+    let doc = host.json(&["backup", "create", "alpha", "--dry-run"], 0);
+    assert_eq!(doc["plan"]["dry_run"], true, "{doc}");
+    assert_eq!(doc["result"], Value::Null);
+    assert!(!Path::new(doc["plan"]["archive"].as_str().unwrap()).exists());
+    assert_eq!(host.json(&["backup", "list"], 0)["backups"], json!([]));
+}
+
+#[test]
+fn detached_operations_can_be_listed_and_watched() {
+    let host = Host::new();
+    let started = host.json(&["backup", "create", "alpha", "--detach"], 0);
+    let op_id = started["op_id"].as_str().unwrap();
+    let watched = host.json(&["op", "watch", op_id], 0);
+    assert_eq!(watched["op_id"], op_id);
+    assert!(
+        watched["result"]["id"]
+            .as_str()
+            .unwrap()
+            .contains("-alpha-"),
+        "{watched}"
+    );
+    // Watching an ended operation replays it to the same answer.
+    assert_eq!(host.json(&["op", "watch", op_id], 0), watched);
+
+    let ops = host.json(&["op", "list"], 0);
+    let op = ops["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["op_id"] == op_id)
+        .unwrap();
+    assert_eq!(op["command"], "backup create");
+    assert_eq!(op["state"], "succeeded");
+    assert_eq!(
+        host.json(&["op", "list", "--running"], 0)["operations"],
+        json!([])
+    );
+    assert_eq!(
+        error_kind(&host.json(&["op", "watch", "0190abcd-0000-7000-8000-000000000000"], 1)),
+        "not_found"
+    );
+}
+
+#[test]
+fn daemon_status_names_its_socket() {
+    let host = Host::new();
+    let status = host.json(&["daemon", "status"], 0);
+    assert_eq!(
+        Path::new(status["socket"].as_str().unwrap()),
+        host.daemon.socket
+    );
+    assert!(status["pid"].as_u64().unwrap() > 0);
+    let out = host.abssctl(&["daemon", "status"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).starts_with("abssd "),
+        "{}",
+        text(&out.stdout)
+    );
+}
