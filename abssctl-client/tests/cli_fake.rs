@@ -40,7 +40,7 @@ fn wire_error(kind: &str, code: i32, message: &str) -> ErrorObjectOwned {
 
 fn plan() -> Value {
     json!({
-        "instance": "alpha", "id": "20250102-030405-alpha-a1b2c3",
+        "instance": "alpha", "id": "20250102-030405-alpha-a1b2c3", "created_at": "2025-01-02T03:04:05Z",
         "archive": "/srv/backups/alpha/20250102-030405-alpha-a1b2c3.tar.zst",
         "checksum_file": "/srv/backups/alpha/20250102-030405-alpha-a1b2c3.tar.zst.sha256",
         "algorithm": "zstd", "compression_level": 3, "data_only": false,

@@ -72,9 +72,12 @@ fn file_name(path: &Path) -> String {
 
 /// Current UTC time, whole seconds (truncated), `Z` suffix: `2025-01-02T03:04:05Z`.
 pub fn now_utc() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    utc(jiff::Timestamp::now())
+}
+
+/// A UTC time as the index writes it: whole seconds (truncated), `Z` suffix.
+pub fn utc(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Current UTC time with milliseconds, for events.
@@ -84,9 +87,9 @@ pub fn now_utc_millis() -> String {
         .to_string()
 }
 
-/// Current UTC time as used in backup ids: `YYYYMMDD-HHMMSS`.
-pub fn now_compact() -> String {
-    jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()
+/// A UTC time as used in backup ids: `YYYYMMDD-HHMMSS`.
+pub fn compact(at: jiff::Timestamp) -> String {
+    at.strftime("%Y%m%d-%H%M%S").to_string()
 }
 
 #[cfg(test)]
@@ -111,6 +114,6 @@ mod tests {
         let t = now_utc();
         assert_eq!(t.len(), 20, "{t}");
         assert!(t.ends_with('Z'));
-        assert_eq!(now_compact().len(), 15);
+        assert_eq!(compact(jiff::Timestamp::now()).len(), 15);
     }
 }

@@ -81,28 +81,26 @@ impl Index {
         })
     }
 
-    /// Entries newest first, optionally for one instance.
+    /// Entries newest first, optionally for one instance. Entries dated the
+    /// same second keep their order of creation (the file is append-only), later
+    /// first.
     pub fn newest_first(&self, instance: Option<&str>) -> Vec<BackupEntry> {
-        let mut out: Vec<BackupEntry> = self
+        let mut out: Vec<(usize, &BackupEntry)> = self
             .backups
             .iter()
-            .filter(|b| instance.is_none_or(|i| b.instance == i))
-            .cloned()
+            .enumerate()
+            .filter(|(_, b)| instance.is_none_or(|i| b.instance == i))
             .collect();
-        out.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| b.id.cmp(&a.id))
-        });
-        out
+        out.sort_by(|(ia, a), (ib, b)| b.created_at.cmp(&a.created_at).then(ib.cmp(ia)));
+        out.into_iter().map(|(_, b)| b.clone()).collect()
     }
 }
 
-/// A new backup id: `YYYYMMDD-HHMMSS-<instance>-<6 hex>`.
-pub fn new_backup_id(instance: &str) -> String {
+/// A new backup id for a backup made `at`: `YYYYMMDD-HHMMSS-<instance>-<6 hex>`.
+pub fn new_backup_id(instance: &str, at: jiff::Timestamp) -> String {
     let random = uuid::Uuid::now_v7();
     let tail = &random.as_bytes()[13..16];
-    format!("{}-{instance}-{}", fsutil::now_compact(), hex::encode(tail))
+    format!("{}-{instance}-{}", fsutil::compact(at), hex::encode(tail))
 }
 
 #[cfg(test)]
@@ -181,6 +179,26 @@ mod tests {
     }
 
     #[test]
+    fn same_second_entries_list_later_created_first() {
+        let mut index = Index::parse(PYTHON_INDEX.as_bytes()).unwrap();
+        let mut later = index.backups[0].clone();
+        later.id = "20250102-030405-alpha-000000".into(); // sorts before by id
+        index.backups.push(later);
+        let ids: Vec<_> = index
+            .newest_first(Some("alpha"))
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "20250102-030405-alpha-000000",
+                "20250102-030405-alpha-a1b2c3"
+            ]
+        );
+    }
+
+    #[test]
     fn corrupt_index_is_an_error_naming_the_file_and_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("backups.json");
@@ -199,7 +217,7 @@ mod tests {
 
     #[test]
     fn ids_have_the_python_shape() {
-        let id = new_backup_id("alpha");
+        let id = new_backup_id("alpha", jiff::Timestamp::now());
         let parts: Vec<_> = id.splitn(3, '-').collect();
         assert_eq!(parts[0].len(), 8);
         assert_eq!(parts[1].len(), 6);

@@ -120,9 +120,11 @@ impl Locks {
         for name in names {
             let one_start = Instant::now();
             let mutex = self.mutex(&name);
+            let mut waited = false;
             let mem = match mutex.clone().try_lock_owned() {
                 Ok(g) => g,
                 Err(_) => {
+                    waited = true;
                     observer.waiting(&name);
                     let left = deadline.saturating_duration_since(Instant::now());
                     tokio::time::timeout(left, mutex.lock_owned())
@@ -130,10 +132,10 @@ impl Locks {
                         .map_err(|_| self.timeout_error(&name, start))?
                 }
             };
-            let file = self.flock(&name, deadline, start, observer).await?;
-            let waited = one_start.elapsed();
-            if waited >= Duration::from_millis(1) {
-                observer.acquired(&name, waited);
+            let (file, flock_waited) = self.flock(&name, deadline, start, observer, waited).await?;
+            // Only a real wait is worth an event; opening the lock file is not one.
+            if waited || flock_waited {
+                observer.acquired(&name, one_start.elapsed());
             }
             guard.held.push((name, file, mem));
         }
@@ -166,10 +168,12 @@ impl Locks {
         deadline: Instant,
         start: Instant,
         observer: &dyn LockObserver,
-    ) -> Result<Flock<File>> {
+        already_told: bool,
+    ) -> Result<(Flock<File>, bool)> {
         let path = self.file_of(name);
         fsutil::ensure_dir(&self.runtime_dir)?;
-        let mut told = false;
+        let mut told = already_told;
+        let mut waited = false;
         loop {
             let file = OpenOptions::new()
                 .read(true)
@@ -189,9 +193,10 @@ impl Locks {
                     // Informational only: a failure to write it does not matter.
                     let _ = locked.set_len(0);
                     let _ = writeln!(&mut *locked, "{note}");
-                    return Ok(locked);
+                    return Ok((locked, waited));
                 }
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    waited = true;
                     if !told {
                         observer.waiting(name);
                         told = true;

@@ -10,9 +10,13 @@ use crate::error::{IoContext, Result};
 use crate::fsutil;
 use crate::operations::Operation;
 
-/// Append the line for an ended operation.
-pub fn record(path: &Path, op: &Operation) -> Result<()> {
-    let line = render(op);
+/// How an operation ended.
+pub type Outcome = std::result::Result<Value, abssd_proto::WireError>;
+
+/// Append the line for an operation that has ended with `outcome` (called just
+/// before the end is announced).
+pub fn record(path: &Path, op: &Operation, outcome: &Outcome) -> Result<()> {
+    let line = render(op, outcome);
     let mut file = fsutil::open_append(path)?;
     // One write call per line keeps lines whole with O_APPEND.
     let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
@@ -21,11 +25,11 @@ pub fn record(path: &Path, op: &Operation) -> Result<()> {
 }
 
 /// The log line for an operation.
-pub fn render(op: &Operation) -> Value {
+pub fn render(op: &Operation, outcome: &Outcome) -> Value {
     let info = op.info();
-    let (status, message, errors, rc, result) = match op.outcome() {
-        Some(Ok(result)) => ("success", "ok".to_owned(), vec![], 0, Some(result)),
-        Some(Err(e)) => {
+    let (status, message, errors, rc, result) = match outcome {
+        Ok(result) => ("success", "ok".to_owned(), vec![], 0, Some(result.clone())),
+        Err(e) => {
             let rc = e.kind.exit_code();
             (
                 "error",
@@ -35,12 +39,11 @@ pub fn render(op: &Operation) -> Value {
                 None,
             )
         }
-        None => ("running", String::new(), vec![], 0, None),
     };
     let backups = op.changed_backups();
     json!({
         "schema_version": 1,
-        "ts": info.finished_at.clone().unwrap_or_else(fsutil::now_utc),
+        "ts": fsutil::now_utc(),
         "op_id": info.op_id,
         "command": info.command,
         "args": info.args,
@@ -92,11 +95,14 @@ mod tests {
             total_bytes: Some(10),
         });
         ok.changed("id-1");
-        ok.succeed(json!({"id": "id-1"}));
-        record(&log, &ok).unwrap();
+        record(&log, &ok, &Ok(json!({"id": "id-1"}))).unwrap();
         let bad = ops.begin("backup verify", json!({}), actor, None);
-        bad.fail(WireError::new(ErrorKind::Environment, "disk full"));
-        record(&log, &bad).unwrap();
+        record(
+            &log,
+            &bad,
+            &Err(WireError::new(ErrorKind::Environment, "disk full")),
+        )
+        .unwrap();
 
         let text = std::fs::read_to_string(&log).unwrap();
         let lines: Vec<Value> = text

@@ -309,6 +309,8 @@ pub struct CreatePlan {
     pub instance: String,
     /// Backup id that will be used.
     pub id: String,
+    /// The entry's `created_at` (the same instant as the id's time).
+    pub created_at: String,
     /// Final archive path.
     pub archive: String,
     /// Sidecar path.

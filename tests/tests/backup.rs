@@ -161,8 +161,7 @@ async fn create_in_each_compression_then_list_show_verify_and_gnu_tar_agrees() {
     .unwrap();
     assert_eq!(list.backups.len(), 3);
     let listed: Vec<_> = list.backups.iter().map(|b| b.id.clone()).collect();
-    let mut newest_first = ids.clone();
-    newest_first.sort_by(|a, b| b.cmp(a));
+    let newest_first: Vec<_> = ids.iter().rev().cloned().collect();
     assert_eq!(listed, newest_first);
     let shown = call::<BackupShow>(&c, &ShowParams { id: ids[0].clone() })
         .await
@@ -569,4 +568,71 @@ async fn hostile_requests_get_clear_errors() {
         "{answer}"
     );
     assert!(!sb.path("srv/backups").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_create_leaves_no_archive_sidecar_or_entry() {
+    let sb = Sandbox::new();
+    sb.add_instance("alpha");
+    let daemon = Daemon::start(&sb);
+    let c = client(&daemon.socket).await;
+    // A corrupt index makes the last step fail, after the archive was written.
+    let index = sb.config().index_file;
+    fs::create_dir_all(index.parent().unwrap()).unwrap();
+    fs::write(&index, b"{\"backups\": [ truncated").unwrap();
+    let err = call::<BackupCreate>(&c, &create_params("alpha", Compression::Zstd))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment);
+    assert!(err.message.contains("backups.json"), "{}", err.message);
+    assert!(err.detail.unwrap()["op_id"].is_string());
+    let left: Vec<_> = fs::read_dir(sb.path("srv/backups/alpha"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // The corrupt file is reported, never replaced.
+    assert_eq!(fs::read(&index).unwrap(), b"{\"backups\": [ truncated");
+    let log = fs::read_to_string(sb.config().oplog_file()).unwrap();
+    let line: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(line["result"]["status"], "error");
+    assert_eq!(line["rc"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_to_the_index_by_others_are_seen_and_kept() {
+    let sb = Sandbox::new();
+    sb.add_instance("alpha");
+    let daemon = Daemon::start(&sb);
+    let c = client(&daemon.socket).await;
+    call::<BackupCreate>(&c, &create_params("alpha", Compression::None))
+        .await
+        .unwrap();
+    // The Python tool (or an operator) adds an entry and a key of its own.
+    let index = sb.config().index_file;
+    let mut doc: serde_json::Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
+    doc["written_by"] = "python".into();
+    doc["backups"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": "20200101-000000-alpha-abcdef", "instance": "alpha",
+            "created_at": "2020-01-01T00:00:00Z", "archive_path": "/nowhere.tar.gz",
+            "checksum_sha256": "00", "status": "present", "python_note": {"x": 1}
+        }));
+    fs::write(&index, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+
+    let listed = call::<BackupList>(&c, &ListParams::default())
+        .await
+        .unwrap()
+        .backups;
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].id, "20200101-000000-alpha-abcdef");
+    assert_eq!(listed[1].status, "available");
+    call::<BackupCreate>(&c, &create_params("alpha", Compression::None))
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
+    assert_eq!(doc["written_by"], "python");
+    assert_eq!(doc["backups"].as_array().unwrap().len(), 3);
+    assert_eq!(doc["backups"][1]["python_note"]["x"], 1);
 }

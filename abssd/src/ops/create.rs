@@ -184,7 +184,9 @@ fn build_plan(
             }
         })?;
     let instance = registry.require(&params.instance, &registry_file)?.clone();
-    let id = new_backup_id(&params.instance);
+    // One instant names the backup and dates its entry.
+    let at = jiff::Timestamp::now();
+    let id = new_backup_id(&params.instance, at);
     let archive = out_dir.join(format!("{id}{}", algorithm.extension()));
     let checksum_file = PathBuf::from(format!("{}.sha256", archive.display()));
 
@@ -288,6 +290,7 @@ fn build_plan(
     let plan = CreatePlan {
         instance: instance.name.clone(),
         id,
+        created_at: fsutil::utc(at),
         archive: archive.display().to_string(),
         checksum_file: checksum_file.display().to_string(),
         algorithm,
@@ -396,7 +399,7 @@ async fn finish(
         name: "index".into(),
         total_bytes: None,
     });
-    let created_at = fsutil::now_utc();
+    let created_at = plan.created_at.clone();
     let entry = BackupEntry {
         id: plan.id.clone(),
         instance: plan.instance.clone(),

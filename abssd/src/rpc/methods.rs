@@ -72,19 +72,26 @@ impl State {
         let op2 = op.clone();
         tokio::spawn(async move {
             // A panic in the work still ends the operation with exactly one event.
-            match tokio::spawn(fut).await {
-                Ok(Ok(result)) => op2.succeed(result),
-                Ok(Err(e)) => op2.fail(e.to_wire()),
-                Err(join) => op2.fail(WireError::new(
+            let outcome = match tokio::spawn(fut).await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(e)) => Err(e.to_wire()),
+                Err(join) => Err(WireError::new(
                     ErrorKind::Internal,
                     format!("operation crashed: {join}"),
                 )),
-            }
+            };
+            // The log line is written before anyone is told the operation ended, so
+            // whoever sees the end also finds the line.
             let log = this.ctx.config.oplog_file();
-            let op3 = op2.clone();
-            let written = tokio::task::spawn_blocking(move || oplog::record(&log, &op3)).await;
+            let (op3, outcome3) = (op2.clone(), outcome.clone());
+            let written =
+                tokio::task::spawn_blocking(move || oplog::record(&log, &op3, &outcome3)).await;
             if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
                 tracing::error!(op_id = %op2.id, error = %e, "cannot write the operations log");
+            }
+            match outcome {
+                Ok(result) => op2.succeed(result),
+                Err(e) => op2.fail(e),
             }
         });
         op

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Run every check of the workspace: formatting, clippy, and all tests.
+#
+# Installs the system tools the tests need (apt, only when root and only what is
+# missing); otherwise says what is missing and fails. Fails fast: the first
+# failing step stops the run with a non-zero exit.
+#
+# Usage: scripts/test.sh
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ -t 1 ]]; then
+  BOLD=$'\033[1m' RESET=$'\033[0m'
+  RUSTFMT_COLOR=auto
+else
+  BOLD='' RESET=''
+  export CARGO_TERM_COLOR=never
+  # rustfmt's own "auto" still colours its diff when writing to a pipe.
+  RUSTFMT_COLOR=never
+fi
+
+STEP=''
+section() {
+  STEP=$1
+  printf '\n%s===== %s =====%s\n' "$BOLD" "$STEP" "$RESET"
+}
+on_exit() {
+  local rc=$?
+  if ((rc != 0)); then
+    printf '\n%stest.sh: FAILED at step "%s" (exit %d)%s\n' "$BOLD" "${STEP:-setup}" "$rc" "$RESET" >&2
+  fi
+}
+trap on_exit EXIT
+
+# --- system tools --------------------------------------------------------
+
+section "system tools"
+
+# command -> Debian package that provides it
+declare -A PACKAGE_OF=(
+  [dbus-daemon]=dbus-daemon
+  [nginx]=nginx
+  [zstd]=zstd
+  [curl]=curl
+  [sqlite3]=sqlite3
+  [tar]=tar
+  [sha256sum]=coreutils
+  [python3]=python3
+)
+have() { command -v "$1" >/dev/null 2>&1; }
+
+missing_cmds=()
+for cmd in "${!PACKAGE_OF[@]}"; do
+  have "$cmd" || missing_cmds+=("$cmd")
+done
+
+if ((${#missing_cmds[@]} > 0)); then
+  packages=()
+  for cmd in "${missing_cmds[@]}"; do packages+=("${PACKAGE_OF[$cmd]}"); done
+  echo "missing: ${missing_cmds[*]} (packages: ${packages[*]})"
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "test.sh: install them first, e.g.: sudo apt-get install -y --no-install-recommends ${packages[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt_install() { apt-get install -y --no-install-recommends "$@"; }
+  # Install from the current package lists if they are fresh enough; refresh once if not.
+  if ! apt_install "${packages[@]}"; then
+    apt-get update
+    if ! apt_install "${packages[@]}"; then
+      # dbus-daemon is its own package from Debian 12 on; older releases ship it in dbus.
+      fallback=("${packages[@]/#dbus-daemon/dbus}")
+      apt_install "${fallback[@]}"
+    fi
+  fi
+  still=()
+  for cmd in "${missing_cmds[@]}"; do have "$cmd" || still+=("$cmd"); done
+  if ((${#still[@]} > 0)); then
+    echo "test.sh: still missing after apt-get install: ${still[*]}" >&2
+    exit 1
+  fi
+fi
+for cmd in dbus-daemon nginx zstd curl sqlite3 tar sha256sum python3; do
+  printf '  %-12s %s\n' "$cmd" "$(command -v "$cmd")"
+done
+
+command -v cargo >/dev/null || { echo "test.sh: cargo is required (install Rust with rustup)" >&2; exit 1; }
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null; then
+    rustup component add rustfmt clippy
+  else
+    echo "test.sh: cargo fmt and cargo clippy are required (rustup component add rustfmt clippy)" >&2
+    exit 1
+  fi
+fi
+cargo --version
+
+# --- checks --------------------------------------------------------------
+
+section "scripts: syntax"
+for f in scripts/*.sh bench/*.sh .ci/run; do
+  if [[ -f $f ]]; then bash -n "$f"; fi
+done
+python3 -m py_compile scripts/sample-instance.py
+echo "ok"
+
+section "cargo fmt --all -- --check"
+cargo fmt --all -- --check --color "$RUSTFMT_COLOR"
+echo "ok"
+
+section "cargo clippy --workspace --all-targets --locked -j2 -- -D warnings"
+cargo clippy --workspace --all-targets --locked -j2 -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+  section "cargo nextest run --workspace --locked"
+  cargo nextest run --workspace --locked --build-jobs 2 -j 2
+  # nextest does not run doctests.
+  section "cargo test --doc --workspace --locked"
+  cargo test --doc --workspace --locked -j2
+else
+  section "cargo test --workspace --locked"
+  cargo test --workspace --locked -j2
+fi
+
+STEP=''
+printf '\n%sall checks passed%s\n' "$BOLD" "$RESET"
