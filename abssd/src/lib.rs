@@ -12,6 +12,7 @@
 //! * [`archive`]    — walking sources and writing compressed, hashed tar archives.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps.
+//! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
 //! * [`error`]      — the one error type and its wire mapping.
 
 pub mod archive;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod fsutil;
 pub mod index;
 pub mod locks;
+pub mod memory;
 pub mod operations;
 pub mod oplog;
 pub mod ops;

@@ -31,6 +31,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists.
+    abssd::memory::limit_arenas();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))

@@ -93,6 +93,7 @@ impl State {
                 Ok(result) => op2.succeed(result),
                 Err(e) => op2.fail(e),
             }
+            crate::memory::release_freed();
         });
         op
     }
