@@ -5,23 +5,28 @@
 //! index write. On any failure the partial archive and sidecar are removed and no
 //! index entry is written.
 
+//! * `plan` — validation, the walk of the sources, and the archive's name.
+
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use abssd_proto::{
     Actor, Algorithm, BackupEntry, Checksum, CreateParams, CreatePlan, CreateResult, EntryMetadata,
-    EventKind, PlanSource, status,
+    EventKind, status,
 };
 use serde_json::{Map, Value};
 
-use crate::archive::{self, Body, Codec, Member};
-use crate::config::{site_name, unit_name};
+use crate::archive::{self, Codec, Member};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::index::{Index, new_backup_id};
+use crate::index::Index;
 use crate::ops::{ByteProgress, Ctx, LockEvents, Sink};
-use crate::registry::{Registry, validate_name};
+use crate::registry::validate_name;
+
+mod plan;
+
+use plan::{build_plan, effective_level, out_dir};
 
 /// Run `backup create`. Returns the plan, and the result unless `dry_run`.
 pub async fn run(
@@ -98,221 +103,6 @@ pub fn split_labels(raw: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-fn effective_level(algorithm: Algorithm, level: Option<i32>) -> Result<Option<i32>> {
-    let (range, default) = match algorithm {
-        Algorithm::Zstd => (1..=19, 3),
-        Algorithm::Gzip => (1..=9, 6),
-        Algorithm::None => {
-            return match level {
-                None => Ok(None),
-                Some(_) => Err(Error::validation(
-                    "--compression-level needs --compression zstd or gzip",
-                )),
-            };
-        }
-    };
-    match level {
-        None => Ok(Some(default)),
-        Some(l) if range.contains(&l) => Ok(Some(l)),
-        Some(l) => Err(Error::validation(format!(
-            "compression level {l} is out of range for {}: use {}..={}",
-            algorithm.as_str(),
-            range.start(),
-            range.end()
-        ))),
-    }
-}
-
-/// `--out-dir` must be an absolute path under the backups root, without `..`,
-/// and must not reach outside it through a symlink.
-fn out_dir(ctx: &Ctx, params: &CreateParams) -> Result<PathBuf> {
-    let root = &ctx.config.backups_root;
-    let Some(dir) = &params.out_dir else {
-        return Ok(ctx.config.instance_backup_dir(&params.instance));
-    };
-    let dir = PathBuf::from(dir);
-    let outside = || {
-        Error::validation(format!(
-            "--out-dir {} must lie under the backups root {}",
-            dir.display(),
-            root.display()
-        ))
-    };
-    if !dir.is_absolute() || dir.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(outside());
-    }
-    if !dir.starts_with(root) {
-        return Err(outside());
-    }
-    // Resolve the deepest existing ancestor: a symlink inside the root must not
-    // lead out of it.
-    if let (Ok(real_root), Some(existing)) =
-        (root.canonicalize(), dir.ancestors().find(|a| a.exists()))
-    {
-        let real = existing.canonicalize().at("resolving", existing)?;
-        if !real.starts_with(&real_root) {
-            return Err(outside());
-        }
-    }
-    Ok(dir)
-}
-
-type Planned = (CreatePlan, Vec<Member>, Vec<archive::Skipped>);
-
-/// Read the registry, walk the sources, and fix the archive name. Blocking.
-fn build_plan(
-    config: &crate::config::Config,
-    params: &CreateParams,
-    algorithm: Algorithm,
-    level: Option<i32>,
-    out_dir: &Path,
-) -> Result<Planned> {
-    let registry_file = config.registry_file();
-    let registry_bytes = match std::fs::read(&registry_file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).at("reading registry", &registry_file),
-    };
-    let registry =
-        Registry::parse(&String::from_utf8_lossy(&registry_bytes)).map_err(|message| {
-            Error::Corrupt {
-                path: registry_file.clone(),
-                format: "YAML",
-                message,
-            }
-        })?;
-    let instance = registry.require(&params.instance, &registry_file)?.clone();
-    // One instant names the backup and dates its entry.
-    let at = jiff::Timestamp::now();
-    let id = new_backup_id(&params.instance, at);
-    let archive = out_dir.join(format!("{id}{}", algorithm.extension()));
-    let checksum_file = PathBuf::from(format!("{}.sha256", archive.display()));
-
-    let mut sources = Vec::new();
-    let mut members = vec![Member::synthetic(format!("{id}/"), Body::Dir)];
-    let data_root = instance.data_root(config);
-    let (data, skipped) = archive::walk(&data_root, &format!("{id}/data"))?;
-    sources.push(source(
-        "data",
-        &data_root,
-        &format!("{id}/data/"),
-        true,
-        &data,
-    ));
-    members.extend(data);
-
-    if !params.data_only {
-        let assets = [
-            (
-                "unit",
-                config.unit_file(&instance.name),
-                "systemd",
-                unit_name(&instance.name),
-            ),
-            (
-                "site",
-                config.site_file(&instance.name),
-                "nginx",
-                site_name(&instance.name),
-            ),
-            (
-                "site_enabled",
-                config.site_link(&instance.name),
-                "nginx-enabled",
-                site_name(&instance.name),
-            ),
-        ];
-        for (role, path, dir, file) in assets {
-            let member = format!("{id}/{dir}/{file}");
-            // Followed, like the Python tool: the enabled link is stored as the file
-            // it points to; its presence says the site was enabled.
-            match std::fs::metadata(&path) {
-                Ok(meta) if meta.is_file() => {
-                    let mut m = vec![
-                        Member::synthetic(format!("{id}/{dir}/"), Body::Dir),
-                        Member::from_meta(
-                            member.clone(),
-                            Body::File {
-                                path: path.clone(),
-                                size: meta.len(),
-                            },
-                            &meta,
-                        ),
-                    ];
-                    sources.push(source(role, &path, &member, true, &m));
-                    members.append(&mut m);
-                }
-                Ok(_) => {
-                    return Err(Error::Environment(format!(
-                        "{} is not a regular file",
-                        path.display()
-                    )));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    sources.push(source(role, &path, &member, false, &[]));
-                }
-                Err(e) => return Err(e).at("reading", &path),
-            }
-        }
-    }
-
-    let instance_json = serde_json::to_vec_pretty(&instance)
-        .map_err(|e| Error::Internal(format!("rendering instance.json: {e}")))?;
-    let meta_members = vec![
-        Member::synthetic(format!("{id}/metadata/"), Body::Dir),
-        Member::synthetic(
-            format!("{id}/metadata/instances.yml"),
-            Body::Bytes(registry_bytes),
-        ),
-        Member::synthetic(
-            format!("{id}/metadata/instance.json"),
-            Body::Bytes(instance_json),
-        ),
-    ];
-    sources.push(source(
-        "registry",
-        &registry_file,
-        &format!("{id}/metadata/instances.yml"),
-        true,
-        &meta_members[1..2],
-    ));
-    sources.push(source(
-        "instance",
-        &registry_file,
-        &format!("{id}/metadata/instance.json"),
-        true,
-        &meta_members[2..3],
-    ));
-    members.extend(meta_members);
-
-    let plan = CreatePlan {
-        instance: instance.name.clone(),
-        id,
-        created_at: fsutil::utc(at),
-        archive: archive.display().to_string(),
-        checksum_file: checksum_file.display().to_string(),
-        algorithm,
-        compression_level: level,
-        data_only: params.data_only,
-        total_bytes: members.iter().map(Member::content_len).sum(),
-        sources,
-        index: config.index_file.display().to_string(),
-        dry_run: params.dry_run,
-    };
-    Ok((plan, members, skipped))
-}
-
-fn source(role: &str, path: &Path, member: &str, present: bool, members: &[Member]) -> PlanSource {
-    PlanSource {
-        role: role.to_owned(),
-        path: path.display().to_string(),
-        member: member.to_owned(),
-        present,
-        bytes: members.iter().map(Member::content_len).sum(),
-        entries: members.len() as u64,
-    }
 }
 
 /// Stream into `<archive>.partial`, then rename into place.
@@ -480,14 +270,5 @@ mod tests {
         ];
         assert_eq!(split_labels(&raw).unwrap(), ["a", "b", "c"]);
         assert!(split_labels(&["bad\nlabel".to_owned()]).is_err());
-    }
-
-    #[test]
-    fn levels_default_and_are_range_checked() {
-        assert_eq!(effective_level(Algorithm::Zstd, None).unwrap(), Some(3));
-        assert_eq!(effective_level(Algorithm::Gzip, None).unwrap(), Some(6));
-        assert_eq!(effective_level(Algorithm::None, None).unwrap(), None);
-        assert!(effective_level(Algorithm::Gzip, Some(12)).is_err());
-        assert!(effective_level(Algorithm::None, Some(1)).is_err());
     }
 }
