@@ -4,7 +4,7 @@
 //! The instance lock is held for the whole run; the global lock only around the
 //! index write. On any failure the partial archive and sidecar are removed and no
 //! index entry is written.
-
+//!
 //! * `plan` — validation, the walk of the sources, and the archive's name.
 
 use std::fs::OpenOptions;
