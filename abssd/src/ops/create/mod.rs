@@ -12,8 +12,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use abssd_proto::{
-    Actor, Algorithm, BackupEntry, Checksum, CreateParams, CreatePlan, CreateResult, EntryMetadata,
-    EventKind, status,
+    Actor, BackupEntry, Checksum, CreateParams, CreatePlan, CreateResult, EntryMetadata, EventKind,
+    status,
 };
 use serde_json::{Map, Value};
 
@@ -21,7 +21,7 @@ use crate::archive::{self, Codec, Member};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::index::Index;
-use crate::ops::{ByteProgress, Ctx, LockEvents, Sink};
+use crate::ops::{ByteProgress, Ctx, LockEvents, Progress, Sink};
 use crate::registry::validate_name;
 
 mod plan;
@@ -70,16 +70,24 @@ pub async fn run(
         return Ok((plan, None));
     }
 
-    let archive = PathBuf::from(&plan.archive);
-    let sidecar = PathBuf::from(&plan.checksum_file);
-    let written = write_archive(ctx, &plan, members, algorithm, level, progress).await?;
+    let codec = Codec {
+        algorithm,
+        level: level.unwrap_or(0),
+        workers: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+            .min(8),
+    };
+    let (sink, plan2) = (progress.clone(), plan.clone());
+    let written =
+        tokio::task::spawn_blocking(move || produce(&plan2, &members, codec, &*sink)).await??;
     let result = finish(ctx, &plan, &written, params, labels, actor, progress).await;
     match result {
         Ok(r) => Ok((plan, Some(r))),
         Err(e) => {
-            // Nothing half-made survives a failure after the rename.
-            let _ = std::fs::remove_file(&archive);
-            let _ = std::fs::remove_file(&sidecar);
+            // Nothing half-made survives a failed index write.
+            let _ = std::fs::remove_file(&plan.archive);
+            let _ = std::fs::remove_file(&plan.checksum_file);
             Err(e)
         }
     }
@@ -105,22 +113,18 @@ pub fn split_labels(raw: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Stream into `<archive>.partial`, then rename into place.
-async fn write_archive(
-    ctx: &Ctx,
+/// Stream into `<archive>.partial`, fsync, rename it into place, then write the
+/// `.sha256` sidecar. Blocking. On failure none of the three remains.
+fn produce(
     plan: &CreatePlan,
-    members: Vec<Member>,
-    algorithm: Algorithm,
-    level: Option<i32>,
-    progress: &Sink,
+    members: &[Member],
+    codec: Codec,
+    sink: &dyn Progress,
 ) -> Result<archive::Written> {
     let archive = PathBuf::from(&plan.archive);
     let partial = PathBuf::from(format!("{}.partial", plan.archive));
-    let dir = archive
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_else(|| ctx.config.backups_root.clone());
-    fsutil::ensure_dir(&dir)?;
+    let dir = archive.parent().unwrap_or(Path::new("/"));
+    fsutil::ensure_dir(dir)?;
     if archive.exists() {
         return Err(Error::Environment(format!(
             "{} already exists; not overwriting it",
@@ -133,34 +137,24 @@ async fn write_archive(
         .mode(fsutil::FILE_MODE)
         .open(&partial)
         .at("creating", &partial)?;
-    let codec = Codec {
-        algorithm,
-        level: level.unwrap_or(0),
-        workers: std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1)
-            .min(8),
-    };
-    let total = plan.total_bytes;
-    let sink = progress.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let mut bytes = ByteProgress::start(&*sink, "archive", total);
-        archive::write(file, &members, codec, &mut bytes)
-    })
-    .await;
-    let written = match result {
-        Ok(Ok(w)) => w,
-        Ok(Err(e)) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
-        Err(join) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(join.into());
-        }
-    };
-    std::fs::rename(&partial, &archive).at("renaming", &partial)?;
-    fsutil::sync_dir(&dir)?;
+    let mut bytes = ByteProgress::start(sink, "archive", plan.total_bytes);
+    let written = archive::write(file, members, codec, &mut bytes).and_then(|w| {
+        std::fs::rename(&partial, &archive).at("renaming", &partial)?;
+        fsutil::sync_dir(dir)?;
+        Ok(w)
+    });
+    let written = written.inspect_err(|_| {
+        let _ = std::fs::remove_file(&partial);
+    })?;
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sidecar = PathBuf::from(&plan.checksum_file);
+    fsutil::atomic_write(&sidecar, format!("{}  {name}\n", written.sha256).as_bytes())
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&archive);
+        })?;
     Ok(written)
 }
 
@@ -174,17 +168,6 @@ async fn finish(
     actor: &Actor,
     progress: &Sink,
 ) -> Result<CreateResult> {
-    let archive = PathBuf::from(&plan.archive);
-    let file_name = archive
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let sidecar = PathBuf::from(&plan.checksum_file);
-    fsutil::atomic_write(
-        &sidecar,
-        format!("{}  {file_name}\n", written.sha256).as_bytes(),
-    )?;
-
     progress.emit(EventKind::Phase {
         name: "index".into(),
         total_bytes: None,
