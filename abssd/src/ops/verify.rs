@@ -27,18 +27,19 @@ pub async fn run(
     progress: &Sink,
 ) -> Result<(VerifyPlan, VerifyResult)> {
     let index_file = ctx.config.index_file.clone();
-    let entries = {
-        let file = index_file.clone();
-        let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
-        select(&index, params, &index_file)?
-    };
-    let plan = VerifyPlan {
-        ids: entries.iter().map(|e| e.id.clone()).collect(),
-        total_bytes: entries
-            .iter()
-            .filter_map(|e| std::fs::metadata(&e.path).ok().map(|m| m.len()))
-            .sum(),
-    };
+    let (file, p) = (index_file.clone(), params.clone());
+    let (entries, plan) = tokio::task::spawn_blocking(move || {
+        let entries = select(&Index::load(&file)?, &p, &file)?;
+        let plan = VerifyPlan {
+            ids: entries.iter().map(|e| e.id.clone()).collect(),
+            total_bytes: entries
+                .iter()
+                .filter_map(|e| std::fs::metadata(&e.path).ok().map(|m| m.len()))
+                .sum(),
+        };
+        Ok::<_, Error>((entries, plan))
+    })
+    .await??;
     progress.emit(EventKind::Plan {
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
