@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::thread;
 
-use serde_json::Value;
+mod common;
+use common::{assert_exit, json_doc, text};
 
 /// Run `abssctl` with `args`, never touching a real daemon: the socket defaults to
 /// one that does not exist unless the test passes `--socket`.
@@ -17,29 +18,6 @@ fn abssctl(args: &[&str]) -> Output {
         .env("ABSSCTL_SOCKET", "/nonexistent/abssctl-test/abssd.sock")
         .output()
         .expect("abssctl runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-fn json_stdout(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-        panic!(
-            "stdout is not one JSON document ({err}):\n{}",
-            text(&out.stdout)
-        )
-    })
 }
 
 fn socket_arg(path: &Path) -> String {
@@ -66,7 +44,7 @@ fn missing_socket_with_json_prints_an_environment_error_document() {
     let sock = socket_arg(&dir.path().join("abssd.sock"));
     let out = abssctl(&["backup", "show", "some-id", "--json", "--socket", &sock]);
     assert_exit(&out, 3);
-    let doc = json_stdout(&out);
+    let doc = json_doc(&out);
     assert_eq!(doc["error"]["kind"], "environment", "{doc}");
     let message = doc["error"]["message"].as_str().unwrap();
     assert!(message.contains(&sock), "{message}");
@@ -112,7 +90,7 @@ fn a_listener_that_is_not_abssd_is_an_environment_error() {
     let sock = socket_arg(&path);
     let out = abssctl(&["--json", "--socket", &sock, "daemon", "status"]);
     assert_exit(&out, 3);
-    let doc = json_stdout(&out);
+    let doc = json_doc(&out);
     assert_eq!(doc["error"]["kind"], "environment", "{doc}");
     assert!(
         doc["error"]["message"]

@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 use abssd_tests::{Daemon, Sandbox};
 use serde_json::{Value, json};
 
+mod common;
+use common::{assert_exit, text};
+
 /// A sandboxed host with instance `alpha`, and a daemon serving it. The daemon is
 /// declared first so it stops before the sandbox directory goes away.
 struct Host {
@@ -55,21 +58,6 @@ impl Host {
         args.extend_from_slice(extra);
         self.json(&args, 0)["result"].clone()
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 #[track_caller]

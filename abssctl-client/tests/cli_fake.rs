@@ -17,6 +17,9 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
+mod common;
+use common::{assert_exit, json_doc, text};
+
 /// What the stand-in saw, for assertions.
 #[derive(Default)]
 struct Seen {
@@ -302,27 +305,6 @@ fn module(seen: Arc<Mutex<Seen>>, watching: Arc<AtomicBool>) -> RpcModule<()> {
     )
     .unwrap();
     m
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-#[track_caller]
-fn json_doc(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{}", text(&out.stdout)))
 }
 
 #[test]

@@ -340,16 +340,7 @@ async fn a_client_that_disconnects_does_not_stop_the_operation() {
         .operations;
     assert_eq!(running.len(), 1, "the create should still be running");
     let op_id = running[0].op_id.clone();
-    let mut sub = watch(&c, &op_id).await.unwrap();
-    let mut events = Vec::new();
-    while let Some(ev) = sub.next().await {
-        let ev = ev.unwrap();
-        let end = ev.kind.is_terminal();
-        events.push(ev);
-        if end {
-            break;
-        }
-    }
+    let events = events_of(&c, &op_id).await;
     assert!(matches!(
         events.first().unwrap().kind,
         EventKind::Started { .. }
