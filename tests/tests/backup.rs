@@ -351,11 +351,29 @@ async fn a_client_that_disconnects_does_not_stop_the_operation() {
         events.last()
     );
     assert_eq!(events.iter().filter(|e| e.kind.is_terminal()).count(), 1);
+    // Byte progress against a total known from the walk, ending at that total.
+    let planned = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::Plan { plan } => plan["total_bytes"].as_u64(),
+            _ => None,
+        })
+        .unwrap();
+    assert!(planned > 40_000_000);
+    let progress: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Progress { done, total, .. } => Some((*done, *total)),
+            _ => None,
+        })
+        .collect();
+    assert!(progress.len() >= 2, "{progress:?}");
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::Progress { .. }))
+        progress.windows(2).all(|w| w[0].0 <= w[1].0),
+        "{progress:?}"
     );
+    assert!(progress.iter().all(|(_, t)| *t == planned));
+    assert_eq!(progress.last().unwrap().0, planned);
     let info = call::<OpGet>(&c, &OpIdParams { op_id }).await.unwrap();
     assert_eq!(info.state, OpState::Succeeded);
     let list = call::<BackupList>(&c, &ListParams::default())
