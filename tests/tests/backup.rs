@@ -215,6 +215,17 @@ async fn create_in_each_compression_then_list_show_verify_and_gnu_tar_agrees() {
     assert_eq!(log.lines().count(), 3 + 1 + 3, "{log}");
 }
 
+async fn verify_one(
+    c: &jsonrpsee::core::client::Client,
+    id: &str,
+) -> OpOutcome<VerifyPlan, VerifyResult> {
+    let params = VerifyParams {
+        id: Some(id.to_owned()),
+        ..Default::default()
+    };
+    call::<BackupVerify>(c, &params).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_detects_corruption_and_records_it() {
     let sb = Sandbox::new();
@@ -233,15 +244,7 @@ async fn verify_detects_corruption_and_records_it() {
     bytes[mid] ^= 0xff;
     fs::write(&r.archive, &bytes).unwrap();
 
-    let v = call::<BackupVerify>(
-        &c,
-        &VerifyParams {
-            id: Some(r.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let v = verify_one(&c, &r.id).await;
     let result = v.result.unwrap();
     assert!(result.has_problems());
     assert_eq!(result.results[0].status, "corrupt");
@@ -264,15 +267,7 @@ async fn verify_detects_corruption_and_records_it() {
 
     // A missing archive is reported as missing.
     fs::remove_file(&r.archive).unwrap();
-    let v = call::<BackupVerify>(
-        &c,
-        &VerifyParams {
-            id: Some(r.id.clone()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let v = verify_one(&c, &r.id).await;
     assert_eq!(v.result.unwrap().results[0].status, "missing");
 }
 
