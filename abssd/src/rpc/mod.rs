@@ -106,7 +106,7 @@ pub async fn serve(
         let group = cfg.operator_group.clone();
         let (builder, methods, stop) = (builder.clone(), methods.clone(), stop.clone());
         tokio::spawn(async move {
-            let Some(peer) = Peer::of(&stream, &group) else {
+            let Some(peer) = Peer::of(&stream, &group).await else {
                 tracing::warn!("connection without peer credentials refused");
                 return;
             };

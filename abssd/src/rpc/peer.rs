@@ -18,14 +18,14 @@ pub struct Peer {
 
 impl Peer {
     /// Credentials of a connected stream; `None` when the kernel gives none.
-    pub fn of(stream: &tokio::net::UnixStream, operator_group: &str) -> Option<Peer> {
+    /// User and group lookups may block (NSS), so they run on a blocking thread.
+    pub async fn of(stream: &tokio::net::UnixStream, operator_group: &str) -> Option<Peer> {
         let cred = stream.peer_cred().ok()?;
-        Some(Peer::from_ids(
-            cred.uid(),
-            cred.gid(),
-            cred.pid().unwrap_or(0),
-            operator_group,
-        ))
+        let group = operator_group.to_owned();
+        let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid().unwrap_or(0));
+        tokio::task::spawn_blocking(move || Peer::from_ids(uid, gid, pid, &group))
+            .await
+            .ok()
     }
 
     /// Resolve names and authorization for raw ids (blocking NSS lookups; cheap
