@@ -186,29 +186,6 @@ impl Algorithm {
             Algorithm::None => "none",
         }
     }
-
-    /// Parse an index `algorithm` value.
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        match name {
-            "zstd" => Some(Algorithm::Zstd),
-            "gzip" => Some(Algorithm::Gzip),
-            "none" => Some(Algorithm::None),
-            _ => None,
-        }
-    }
-
-    /// Guess from an archive file name.
-    pub fn from_file_name(name: &str) -> Option<Algorithm> {
-        if name.ends_with(".tar.zst") {
-            Some(Algorithm::Zstd)
-        } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-            Some(Algorithm::Gzip)
-        } else if name.ends_with(".tar") {
-            Some(Algorithm::None)
-        } else {
-            None
-        }
-    }
 }
 
 impl Compression {

@@ -451,12 +451,17 @@ async fn creates_for_two_instances_overlap_and_for_one_instance_serialize() {
         waited_for_instance(&e2),
         "second create did not wait: {e2:?}"
     );
-    let end_1 = &e1.last().unwrap().ts;
+    // The second starts archiving only once the first has reached its index
+    // write (its last step under the instance lock).
+    let index_1 = e1
+        .iter()
+        .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "index"))
+        .unwrap();
     let start_2 = e2
         .iter()
         .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "archive"))
         .unwrap();
-    assert!(&start_2.ts >= end_1 || e1.iter().any(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "index" && e.ts <= start_2.ts)));
+    assert!(start_2.ts >= index_1.ts, "{} < {}", start_2.ts, index_1.ts);
     let info = call::<OpGet>(&c, &OpIdParams { op_id: a2 }).await.unwrap();
     assert!(info.lock_wait_ms > 0);
     assert_eq!(

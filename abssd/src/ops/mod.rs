@@ -42,15 +42,6 @@ pub trait Progress: Send + Sync {
 /// How operations hold their sink: shared, so blocking sections can report too.
 pub type Sink = Arc<dyn Progress>;
 
-/// A sink that drops everything (dry runs from tests, internal calls).
-#[derive(Debug)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn emit(&self, _: EventKind) {}
-    fn changed(&self, _: &str) {}
-}
-
 /// Lock waits become events.
 #[allow(missing_debug_implementations)]
 pub struct LockEvents<'a>(pub &'a dyn Progress);
