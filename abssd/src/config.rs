@@ -25,6 +25,8 @@ pub struct Overrides {
     pub socket: Option<PathBuf>,
     /// `--operator-group`.
     pub operator_group: Option<String>,
+    /// D-Bus address for systemd (`--bus`).
+    pub bus_address: Option<String>,
 }
 
 /// The resolved configuration.
@@ -62,6 +64,14 @@ pub struct Config {
     pub sites_enabled: PathBuf,
     /// The nginx config check, argv form.
     pub nginx_test_command: Vec<String>,
+    /// The unit reloaded after a site changed (`nginx.service`).
+    pub nginx_unit: String,
+    /// D-Bus address of systemd's bus; `None` = the system bus
+    /// (`DBUS_SYSTEM_BUS_ADDRESS`, else the well-known socket).
+    pub bus_address: Option<String>,
+    /// Where `restore --dest` may write besides the instance root
+    /// (default: `restores/` beside the backups root).
+    pub restores_root: PathBuf,
     /// The Unix socket served.
     pub socket: PathBuf,
     /// Group whose members may mutate.
@@ -167,6 +177,14 @@ impl Config {
             "ABSSCTL_NGINX_SITES_ENABLED",
             root("/etc/nginx/sites-enabled"),
         )?;
+        let restores_root = path(
+            "backups.restores_root",
+            "ABSSCTL_RESTORES_ROOT",
+            backups_root
+                .parent()
+                .unwrap_or(&backups_root)
+                .join("restores"),
+        )?;
         let socket = match &over.socket {
             Some(s) => s.clone(),
             None => path(
@@ -205,6 +223,15 @@ impl Config {
                 .ok_or_else(|| f.bad("nginx.test_command", "a list of strings", items))?,
             Some(other) => return Err(f.bad("nginx.test_command", "a list of strings", other)),
         };
+        let nginx_unit = f
+            .string("nginx.service")?
+            .unwrap_or_else(|| "nginx.service".to_owned());
+        let bus_address = over
+            .bus_address
+            .clone()
+            .map(Ok)
+            .or_else(|| f.string("systemd.bus_address").transpose())
+            .transpose()?;
         let operator_group = over
             .operator_group
             .clone()
@@ -236,6 +263,9 @@ impl Config {
             sites_available,
             sites_enabled,
             nginx_test_command,
+            nginx_unit,
+            bus_address,
+            restores_root,
             socket,
             operator_group,
             socket_group,
@@ -300,6 +330,7 @@ impl Config {
             ("unit_dir", show(&self.unit_dir)),
             ("sites_available", show(&self.sites_available)),
             ("sites_enabled", show(&self.sites_enabled)),
+            ("restores_root", show(&self.restores_root)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -67,6 +67,9 @@ pub enum Error {
     /// An archive could not be written or read.
     #[error("{0}")]
     Archive(String),
+    /// systemd, nginx or the bus failed or is unreachable.
+    #[error("{0}")]
+    Service(String),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -84,6 +87,7 @@ impl Error {
             Error::LockTimeout { .. } => ErrorKind::Busy,
             Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Archive(_) => ErrorKind::Service,
+            Error::Service(_) => ErrorKind::Service,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -25,6 +25,9 @@ struct Args {
     /// Group whose members may mutate, and the socket's group (default abssctl).
     #[arg(long, value_name = "NAME")]
     operator_group: Option<String>,
+    /// D-Bus address where systemd is reached (default: the system bus).
+    #[arg(long, value_name = "ADDRESS", env = "DBUS_SYSTEM_BUS_ADDRESS")]
+    bus: Option<String>,
     /// Log filter, e.g. `info` or `abssd=debug` (env RUST_LOG).
     #[arg(long, value_name = "FILTER", default_value = "info", env = "RUST_LOG")]
     log: String,
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         config_file: args.config,
         socket: args.socket,
         operator_group: args.operator_group,
+        bus_address: args.bus,
     };
     let config = match abssd::Config::load(&over) {
         Ok(c) => c,
