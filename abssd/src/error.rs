@@ -70,6 +70,17 @@ pub enum Error {
     /// systemd, nginx or the bus failed or is unreachable.
     #[error("{0}")]
     Service(String),
+    /// A restore failed after it had started changing things; what was put back
+    /// and what could not be are part of the error.
+    #[error("{cause}{}{}", rolled_back_text(undone), left_text(left))]
+    RolledBack {
+        /// The original failure.
+        cause: Box<Error>,
+        /// What the rollback put back, in order.
+        undone: Vec<String>,
+        /// What could not be put back and where things are now (paths).
+        left: Vec<String>,
+    },
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -88,6 +99,7 @@ impl Error {
             Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Archive(_) => ErrorKind::Service,
             Error::Service(_) => ErrorKind::Service,
+            Error::RolledBack { cause, .. } => cause.kind(),
             Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -97,6 +109,17 @@ impl Error {
         let detail = match self {
             Error::Io { path, .. } | Error::Corrupt { path, .. } => {
                 Some(serde_json::json!({ "path": path }))
+            }
+            Error::RolledBack {
+                cause,
+                undone,
+                left,
+            } => {
+                let mut d = serde_json::json!({ "rolled_back": undone, "left": left });
+                if let Some(serde_json::Value::Object(inner)) = cause.to_wire().detail {
+                    d.as_object_mut().expect("object").extend(inner);
+                }
+                Some(d)
             }
             _ => None,
         };
@@ -119,6 +142,25 @@ impl Error {
     /// Shorthand for [`Error::Validation`].
     pub fn validation(msg: impl Into<String>) -> Error {
         Error::Validation(msg.into())
+    }
+}
+
+fn rolled_back_text(undone: &[String]) -> String {
+    if undone.is_empty() {
+        String::new()
+    } else {
+        format!("; rolled back: {}", undone.join(", "))
+    }
+}
+
+fn left_text(left: &[String]) -> String {
+    if left.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; ROLLBACK INCOMPLETE, needs an operator: {}",
+            left.join("; ")
+        )
     }
 }
 

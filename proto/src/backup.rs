@@ -169,6 +169,23 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Parse the index's `algorithm` value (`zstd|gzip|none`).
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "zstd" => Some(Algorithm::Zstd),
+            "gzip" => Some(Algorithm::Gzip),
+            "none" => Some(Algorithm::None),
+            _ => None,
+        }
+    }
+
+    /// Infer from an archive file name's extension.
+    pub fn from_file_name(name: &str) -> Option<Algorithm> {
+        [Algorithm::Zstd, Algorithm::Gzip, Algorithm::None]
+            .into_iter()
+            .find(|a| name.ends_with(a.extension()))
+    }
+
     /// The archive file extension, with the leading dot.
     pub fn extension(self) -> &'static str {
         match self {

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::backup::*;
 use crate::op::*;
+use crate::restore::*;
 
 /// A JSON-RPC method of abssd.
 pub trait Method {
@@ -49,6 +50,8 @@ methods! {
     BackupShow = "backup.show", mutates: false, ShowParams => ShowResult;
     /// Create a backup archive.
     BackupCreate = "backup.create", mutates: true, CreateParams => OpOutcome<CreatePlan, CreateResult>;
+    /// Restore a backup into its instance (live) or into a new directory.
+    BackupRestore = "backup.restore", mutates: true, RestoreParams => OpOutcome<RestorePlan, RestoreResult>;
     /// Recompute archive checksums and record the outcome.
     BackupVerify = "backup.verify", mutates: true, VerifyParams => OpOutcome<VerifyPlan, VerifyResult>;
     /// One operation.

@@ -1,0 +1,176 @@
+//! `backup.restore`: parameters, the plan (also the whole `--dry-run` answer) and
+//! the result.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backup::Algorithm;
+
+/// `backup.restore` parameters (flags of `abssctl backup restore`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreParams {
+    /// Backup id.
+    pub id: String,
+    /// `--instance`: assert that the backup belongs to this instance.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// `--dest`: restore the data only, into this absolute directory (must not
+    /// exist or be empty; under the instance root or the restores root). No
+    /// service, asset or registry change.
+    #[serde(default)]
+    pub dest: Option<String>,
+    /// `--dry-run`: return the plan, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// `--no-pre-backup`: do not back up the live instance first.
+    #[serde(default)]
+    pub no_pre_backup: bool,
+    /// `--backup-message`: message of the pre-restore backup.
+    #[serde(default)]
+    pub backup_message: Option<String>,
+    /// `--restart` (`true`) / `--no-restart` (`false`); absent = leave the unit
+    /// running if it was running, stopped if it was stopped.
+    #[serde(default)]
+    pub restart: Option<bool>,
+    /// `--data-only`: leave the unit file, site and enabled link alone.
+    #[serde(default)]
+    pub data_only: bool,
+    /// Confirmation for a live restore (`--yes` or the client's prompt). A live
+    /// restore without it is refused and changes nothing.
+    #[serde(default)]
+    pub yes: bool,
+    /// Return `{op_id}` at once instead of waiting for the result.
+    #[serde(default)]
+    pub detach: bool,
+}
+
+/// `live` replaces the instance; `dest` writes the data into a new directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    /// Replace the instance's data (and service assets unless data-only).
+    Live,
+    /// Data only, into `--dest`.
+    Dest,
+}
+
+/// What is known about the archive's checksum before extraction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChecksumPlan {
+    /// The digest the archive must have (index entry, else sidecar).
+    pub expected: String,
+    /// The sidecar file.
+    pub sidecar: String,
+    /// Whether the sidecar names the same digest as the index.
+    pub sidecar_agrees: bool,
+    /// The entry's status (`available`, `corrupt`, ...).
+    pub status: String,
+    /// When the archive was last verified, if ever.
+    pub last_verified: Option<String>,
+    /// The archive is hashed while it is extracted; a mismatch stops the restore
+    /// before anything live changes.
+    pub verified_during_extraction: bool,
+}
+
+/// The free-space check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpacePlan {
+    /// Directory whose filesystem receives the data.
+    pub filesystem: String,
+    /// max(archive × 1.2, uncompressed × 1.1).
+    pub needed_bytes: u64,
+    /// Free bytes there now (for the daemon).
+    pub available_bytes: u64,
+}
+
+/// The instance's unit as seen before the restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitPlan {
+    /// `abssctl-<instance>.service`.
+    pub name: String,
+    /// systemd `LoadState`.
+    pub load_state: String,
+    /// systemd `ActiveState`.
+    pub active_state: String,
+    /// systemd `UnitFileState`.
+    pub unit_file_state: String,
+    /// Whether it will be running after the restore.
+    pub running_after: bool,
+}
+
+/// One step the restore takes, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreStep {
+    /// Stable step name (`extract`, `stop_unit`, `swap_data`, ...).
+    pub step: String,
+    /// What it does, for people.
+    pub detail: String,
+}
+
+/// What `backup.restore` will do (also the whole answer to `--dry-run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestorePlan {
+    /// Backup id.
+    pub id: String,
+    /// Instance the backup belongs to.
+    pub instance: String,
+    /// `live` or `dest`.
+    pub mode: RestoreMode,
+    /// Archive path.
+    pub archive: String,
+    /// Archive size.
+    pub archive_bytes: u64,
+    /// Compression.
+    pub algorithm: Algorithm,
+    /// Recorded size of the archived content, when known.
+    pub uncompressed_bytes: Option<u64>,
+    /// Checksum status.
+    pub checksum: ChecksumPlan,
+    /// The directory that ends up holding the backup's data.
+    pub target: String,
+    /// Where the archive is unpacked first (same filesystem as `target`).
+    pub staging: String,
+    /// Whether service assets are left alone.
+    pub data_only: bool,
+    /// Free space.
+    pub space: SpacePlan,
+    /// The unit (live restores).
+    pub unit: Option<UnitPlan>,
+    /// Where the pre-restore backup goes, when one is taken.
+    pub pre_backup_dir: Option<String>,
+    /// Everything the restore will do, in order.
+    pub steps: Vec<RestoreStep>,
+    /// `true` when this plan was only computed.
+    pub dry_run: bool,
+}
+
+/// `backup.restore` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreResult {
+    /// Backup id.
+    pub id: String,
+    /// Instance.
+    pub instance: String,
+    /// `live` or `dest`.
+    pub mode: RestoreMode,
+    /// The directory now holding the backup's data.
+    pub destination: String,
+    /// Id of the pre-restore backup, when one was taken.
+    pub pre_restore_backup: Option<String>,
+    /// Completion time (UTC).
+    pub restored_at: String,
+    /// The archive's sha256 as computed while extracting.
+    pub checksum: String,
+    /// Tar entries extracted.
+    pub entries: u64,
+    /// Bytes of file content extracted.
+    pub content_bytes: u64,
+    /// Service assets that were replaced or reinstated (paths).
+    pub assets: Vec<String>,
+    /// Whether the unit runs after the restore (live restores).
+    pub unit_running: Option<bool>,
+    /// Whether nginx was checked and reloaded because the site changed.
+    pub nginx_reloaded: bool,
+    /// Non-fatal problems (e.g. a leftover that could not be removed).
+    pub warnings: Vec<String>,
+}
