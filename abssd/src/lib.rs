@@ -10,6 +10,10 @@
 //! * [`index`]      — the backup index (`backups.json`).
 //! * [`registry`]   — the instance registry (`instances.yml`).
 //! * [`archive`]    — walking sources and writing compressed, hashed tar archives.
+//! * [`journal`]    — the write-ahead journal that drives rollback and recovery.
+//! * [`systemd`]    — systemd over D-Bus (the only zbus user).
+//! * [`nginx`]      — the nginx configuration check.
+//! * [`extract`]    — safe extraction of archives into a staging directory.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
@@ -18,15 +22,19 @@
 pub mod archive;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod fsutil;
 pub mod index;
+pub mod journal;
 pub mod locks;
 pub mod memory;
+pub mod nginx;
 pub mod operations;
 pub mod oplog;
 pub mod ops;
 pub mod registry;
 pub mod rpc;
+pub mod systemd;
 
 use std::future::Future;
 

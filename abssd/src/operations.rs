@@ -299,6 +299,10 @@ impl Progress for Operation {
     fn changed(&self, backup_id: &str) {
         self.record().changed.push(backup_id.to_owned());
     }
+
+    fn op_id(&self) -> String {
+        self.id.clone()
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,16 @@ impl Registry {
             .map_err(|e| Error::Internal(format!("rendering registry: {e}")))
     }
 
+    /// Write the registry atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::fsutil::atomic_write(path, self.to_yaml()?.as_bytes())
+    }
+
+    /// The entry for `name`, mutable.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Instance> {
+        self.instances.iter_mut().find(|i| i.name == name)
+    }
+
     /// The entry for `name`.
     pub fn get(&self, name: &str) -> Option<&Instance> {
         self.instances.iter().find(|i| i.name == name)

@@ -12,6 +12,7 @@ use crate::locks::{LockName, LockObserver, Locks};
 
 pub mod create;
 pub mod list;
+pub mod restore;
 pub mod verify;
 
 /// What every operation works with.
@@ -37,6 +38,8 @@ pub trait Progress: Send + Sync {
     fn emit(&self, event: EventKind);
     /// Record that a backup entry was created or changed (operations log).
     fn changed(&self, backup_id: &str);
+    /// The operation's id (journals and restore history name it).
+    fn op_id(&self) -> String;
 }
 
 /// How operations hold their sink: shared, so blocking sections can report too.

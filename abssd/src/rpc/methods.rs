@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abssd_proto::methods::{
-    BackupCreate, BackupList, BackupShow, BackupVerify, DaemonStatusMethod, OpGet, OpList, OpWatch,
+    BackupCreate, BackupList, BackupRestore, BackupShow, BackupVerify, DaemonStatusMethod, OpGet,
+    OpList, OpWatch,
 };
 use abssd_proto::{
     DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
@@ -266,6 +267,16 @@ pub fn module(
         |p| p.detach && !p.dry_run,
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::create::run(&ctx, &p, &peer.actor, &sink).await?;
+            Ok(json!({ "plan": plan, "result": result }))
+        },
+    )?;
+    mutate::<BackupRestore, _, _>(
+        &mut m,
+        "backup restore",
+        |p| Some(p.id.clone()),
+        |p| p.detach && !p.dry_run,
+        |ctx, sink, p, peer| async move {
+            let (plan, result) = ops::restore::run(&ctx, &p, &peer.actor, &sink).await?;
             Ok(json!({ "plan": plan, "result": result }))
         },
     )?;

@@ -35,6 +35,31 @@ pub async fn run(
     actor: &Actor,
     progress: &Sink,
 ) -> Result<(CreatePlan, Option<CreateResult>)> {
+    let resolved = resolve(ctx, params)?;
+    let _instance_lock = ctx
+        .locks
+        .acquire(false, &[params.instance.as_str()], &LockEvents(&**progress))
+        .await?;
+    run_locked(ctx, params, actor, progress, resolved).await
+}
+
+/// What [`run`] resolves before it takes the lock.
+type Resolved = (abssd_proto::Algorithm, Option<i32>, PathBuf, Vec<String>);
+
+/// A create for an instance whose lock the caller already holds (the restore's
+/// pre-restore backup).
+pub async fn run_under_lock(
+    ctx: &Ctx,
+    params: &CreateParams,
+    actor: &Actor,
+    progress: &Sink,
+) -> Result<(CreatePlan, Option<CreateResult>)> {
+    let resolved = resolve(ctx, params)?;
+    run_locked(ctx, params, actor, progress, resolved).await
+}
+
+/// Validate the parameters and settle algorithm, level, directory and labels.
+fn resolve(ctx: &Ctx, params: &CreateParams) -> Result<Resolved> {
     validate_name(&params.instance)?;
     let labels = split_labels(&params.labels)?;
     let algorithm = match params.compression {
@@ -46,12 +71,16 @@ pub async fn run(
         params.compression_level.or(ctx.config.default_level),
     )?;
     let out_dir = out_dir(ctx, params)?;
+    Ok((algorithm, level, out_dir, labels))
+}
 
-    let _instance_lock = ctx
-        .locks
-        .acquire(false, &[params.instance.as_str()], &LockEvents(&**progress))
-        .await?;
-
+async fn run_locked(
+    ctx: &Ctx,
+    params: &CreateParams,
+    actor: &Actor,
+    progress: &Sink,
+    (algorithm, level, out_dir, labels): Resolved,
+) -> Result<(CreatePlan, Option<CreateResult>)> {
     let config = ctx.config.clone();
     let p = params.clone();
     let (plan, members, skipped) =

@@ -1,0 +1,206 @@
+//! The write-ahead journal of destructive work: one file per operation under
+//! `state_dir/journal/<op_id>.json`, rewritten atomically (temp file, fsync,
+//! rename, fsync of the directory) *before* each step is carried out.
+//!
+//! Every [`Step`] carries what is needed to undo it, and every undo looks at the
+//! filesystem rather than trusting that the step completed, so undoing a step that
+//! was journaled but never happened (or already undone) is harmless. A failed
+//! restore is rolled back from its journal; the same file is what start-up
+//! recovery reads after a crash.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::fsutil;
+
+/// One destructive step, recorded before it is taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// A staging directory was created (undo: remove it).
+    Staging {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The unit was stopped (undo: start it again when it was running).
+    StopUnit {
+        /// Unit name.
+        unit: String,
+    },
+    /// Live data renamed aside (undo: rename it back).
+    MoveAside {
+        /// The live directory.
+        live: PathBuf,
+        /// Where it went (`<live>.pre-restore-<ts>`).
+        aside: PathBuf,
+    },
+    /// Staged data renamed into place (undo: rename it back into staging).
+    PlaceData {
+        /// The staged directory.
+        from: PathBuf,
+        /// The live directory.
+        to: PathBuf,
+    },
+    /// A file or symlink replaced, created or removed: `path` is renamed to
+    /// `backup` (when it existed), then `new` (prepared beside it, when given) is
+    /// renamed to `path`. Undo: remove `new`, then put `backup` back or, when
+    /// there was no previous file, remove `path`.
+    Replace {
+        /// The live file.
+        path: PathBuf,
+        /// Where the previous file is kept, when there was one.
+        backup: Option<PathBuf>,
+        /// The prepared replacement, when the step installs one.
+        new: Option<PathBuf>,
+    },
+    /// systemd was told to reload its units (undo: reload again, after the
+    /// files are back).
+    DaemonReload,
+    /// The registry entry of `instance` was rewritten (undo: write `before`
+    /// back into the entry).
+    Registry {
+        /// Instance name.
+        instance: String,
+        /// The entry as it was (JSON form of the YAML mapping).
+        before: serde_json::Value,
+    },
+    /// The unit was started (undo: stop it).
+    StartUnit {
+        /// Unit name.
+        unit: String,
+    },
+    /// nginx was reloaded (undo: reload it again once the site is back).
+    ReloadNginx,
+    /// Past this point the operation is complete: recovery finishes the clean-up
+    /// instead of rolling back.
+    Commit,
+}
+
+/// The journal file's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Format version.
+    pub version: u32,
+    /// The operation.
+    pub op_id: String,
+    /// `backup restore`.
+    pub command: String,
+    /// Instance concerned.
+    pub instance: String,
+    /// Backup id concerned.
+    pub backup_id: String,
+    /// Start of the operation (UTC).
+    pub started_at: String,
+    /// Whether the unit was running before the operation touched it.
+    pub unit_was_active: Option<bool>,
+    /// Steps in the order they were begun.
+    pub steps: Vec<Step>,
+}
+
+/// A live journal: the record plus where it is written.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    record: Record,
+}
+
+impl Journal {
+    /// The directory holding journals.
+    pub fn dir(state_dir: &Path) -> PathBuf {
+        state_dir.join("journal")
+    }
+
+    /// Start a journal for an operation and write it.
+    pub fn create(state_dir: &Path, record: Record) -> Result<Journal> {
+        let path = Journal::dir(state_dir).join(format!("{}.json", record.op_id));
+        let journal = Journal { path, record };
+        journal.write()?;
+        Ok(journal)
+    }
+
+    /// Record `step` durably. Call before taking it.
+    pub fn begin(&mut self, step: Step) -> Result<()> {
+        self.record.steps.push(step);
+        self.write()
+    }
+
+    /// Record the unit's state before the operation.
+    pub fn set_unit_was_active(&mut self, active: bool) -> Result<()> {
+        self.record.unit_was_active = Some(active);
+        self.write()
+    }
+
+    /// What has been recorded.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// Whether the operation passed its commit point.
+    pub fn committed(&self) -> bool {
+        self.record.steps.contains(&Step::Commit)
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The operation is over and nothing needs recovery: remove the file.
+    pub fn close(self) -> Result<()> {
+        use crate::error::IoContext;
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).at("removing journal", &self.path),
+        }
+        if let Some(dir) = self.path.parent() {
+            fsutil::sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    fn write(&self) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(&self.record)
+            .map_err(|e| crate::Error::Internal(format!("encoding journal: {e}")))?;
+        fsutil::atomic_write(&self.path, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_written_before_they_are_taken_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(
+            dir.path(),
+            Record {
+                version: 1,
+                op_id: "op1".into(),
+                command: "backup restore".into(),
+                instance: "a".into(),
+                backup_id: "b".into(),
+                started_at: "2026-01-01T00:00:00Z".into(),
+                unit_was_active: None,
+                steps: vec![],
+            },
+        )
+        .unwrap();
+        j.begin(Step::MoveAside {
+            live: "/x".into(),
+            aside: "/x.pre-restore-1".into(),
+        })
+        .unwrap();
+        let on_disk: Record = serde_json::from_slice(&std::fs::read(j.path()).unwrap()).unwrap();
+        assert_eq!(on_disk.steps.len(), 1);
+        assert!(!j.committed());
+        j.begin(Step::Commit).unwrap();
+        assert!(j.committed());
+        let path = j.path().to_owned();
+        j.close().unwrap();
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,357 @@
+//! `backup restore` (SPEC §7): bring an instance back from an archive made by
+//! this project, the Python tool or GNU tar, so that a failure never leaves it
+//! half restored.
+//!
+//! * `plan`     — pre-flight checks and the plan (the whole `--dry-run` answer).
+//! * `live`     — the live restore: lock, pre-restore backup, staging, swap,
+//!   assets, registry, unit, nginx, clean-up; every destructive step journaled
+//!   first ([`crate::journal`]).
+//! * `rollback` — undo from the journal, reporting what was put back and what
+//!   could not be.
+//! * `dest`     — `--dest`: the data only, into a new directory.
+//!
+//! Extraction itself is [`crate::extract`]: every entry is created by us beneath
+//! the staging directory, and the archive is hashed in the same pass.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use abssd_proto::{
+    Actor, EventKind, RestoreMode, RestoreParams, RestorePlan, RestoreResult, status,
+};
+use serde_json::{Value, json};
+
+use crate::config::unit_name;
+use crate::error::{Error, IoContext, Result};
+use crate::extract::{self, Expect, Extracted};
+use crate::fsutil;
+use crate::index::Index;
+use crate::journal::{Journal, Record, Step};
+use crate::ops::{ByteProgress, Ctx, LockEvents, Progress, Sink};
+use crate::systemd::{Systemd, Units};
+
+mod dest;
+mod live;
+pub mod plan;
+pub mod rollback;
+
+/// Run `backup restore`. Returns the plan, and the result unless `dry_run`.
+pub async fn run(
+    ctx: &Ctx,
+    params: &RestoreParams,
+    actor: &Actor,
+    progress: &Sink,
+) -> Result<(RestorePlan, Option<RestoreResult>)> {
+    check_flags(params)?;
+    phase(&**progress, "preflight");
+    let (config, p) = (ctx.config.clone(), params.clone());
+    let pre = tokio::task::spawn_blocking(move || plan::preflight(&config, &p)).await??;
+    let live = params.dest.is_none();
+    let data_only = !live || params.data_only || pre.entry.metadata.data_only;
+
+    let units = if live {
+        Some(Systemd::connect(ctx.config.bus_address.as_deref()).await?)
+    } else {
+        None
+    };
+    let unit_before = match &units {
+        Some(u) => Some(u.state(&unit_name(&pre.entry.instance)).await?),
+        None => None,
+    };
+    let stamp = stamp(&progress.op_id());
+    let staging = plan::staging_dir(&pre.target, &stamp);
+    let pre_backup_dir = (live && !params.no_pre_backup)
+        .then(|| ctx.config.instance_backup_dir(&pre.entry.instance));
+    let plan = plan::build(
+        &ctx.config,
+        plan::PlanInput {
+            pre: &pre,
+            params,
+            unit: unit_before.as_ref(),
+            staging: &staging,
+            pre_backup_dir,
+            data_only,
+        },
+    )?;
+    progress.emit(EventKind::Plan {
+        plan: serde_json::to_value(&plan).unwrap_or_default(),
+    });
+    let short = plan.space.available_bytes < plan.space.needed_bytes;
+    if params.dry_run {
+        if short {
+            message(&**progress, "warning", no_space(&plan).to_string());
+        }
+        return Ok((plan, None));
+    }
+    if live && !params.yes {
+        return Err(Error::validation(format!(
+            "a live restore replaces the data of instance {} in {}; confirm with yes: true (abssctl: --yes), or use --dry-run to see the plan",
+            plan.instance, plan.target
+        )));
+    }
+    if short {
+        return Err(no_space(&plan));
+    }
+
+    let job = Job {
+        ctx,
+        params,
+        actor,
+        progress,
+        pre: &pre,
+        plan: &plan,
+        staging,
+        stamp,
+        data_only,
+    };
+    let result = match units {
+        Some(units) => live::run(&job, &units).await?,
+        None => dest::run(&job).await?,
+    };
+    Ok((plan, Some(result)))
+}
+
+/// Flags that contradict each other are refused before anything is read.
+fn check_flags(params: &RestoreParams) -> Result<()> {
+    if params.dest.is_some() {
+        if params.restart.is_some() {
+            return Err(Error::validation(
+                "--restart/--no-restart apply to live restores; --dest never touches the unit",
+            ));
+        }
+        if params.no_pre_backup || params.backup_message.is_some() {
+            return Err(Error::validation(
+                "--no-pre-backup/--backup-message apply to live restores; --dest changes nothing live, so no pre-restore backup is taken",
+            ));
+        }
+    }
+    if params.no_pre_backup && params.backup_message.is_some() {
+        return Err(Error::validation(
+            "--backup-message names the pre-restore backup, which --no-pre-backup skips",
+        ));
+    }
+    if let Some(m) = &params.backup_message
+        && m.chars().any(|c| c.is_control() && c != '\n')
+    {
+        return Err(Error::validation(
+            "--backup-message contains control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn no_space(plan: &RestorePlan) -> Error {
+    Error::Environment(format!(
+        "not enough free space on {}: the restore needs {} bytes (max of archive × 1.2 and content × 1.1), {} are available",
+        plan.space.filesystem, plan.space.needed_bytes, plan.space.available_bytes
+    ))
+}
+
+/// `<ts>` of `.pre-restore-<ts>` / `.bak-<ts>`: UTC time plus the start of the
+/// operation id, so two restores in one second never share a name.
+fn stamp(op_id: &str) -> String {
+    let short: String = op_id
+        .chars()
+        .filter(|c| *c != '-')
+        .skip(8)
+        .take(6)
+        .collect();
+    format!("{}-{short}", fsutil::compact(jiff::Timestamp::now()))
+}
+
+/// Everything one restore run works with.
+#[allow(missing_debug_implementations)]
+pub(crate) struct Job<'a> {
+    ctx: &'a Ctx,
+    params: &'a RestoreParams,
+    actor: &'a Actor,
+    progress: &'a Sink,
+    pre: &'a plan::Preflight,
+    plan: &'a RestorePlan,
+    staging: PathBuf,
+    stamp: String,
+    data_only: bool,
+}
+
+impl Job<'_> {
+    /// A fresh journal for this run.
+    fn journal(&self, unit_was_active: Option<bool>) -> Result<Journal> {
+        Journal::create(
+            &self.ctx.config.state_dir,
+            Record {
+                version: 1,
+                op_id: self.progress.op_id(),
+                command: "backup restore".into(),
+                instance: self.plan.instance.clone(),
+                backup_id: self.plan.id.clone(),
+                started_at: fsutil::now_utc(),
+                unit_was_active,
+                steps: Vec::new(),
+            },
+        )
+    }
+
+    /// The payload's top directory inside staging: `<staging>/<id>`.
+    fn payload(&self) -> PathBuf {
+        self.staging.join(&self.plan.id)
+    }
+
+    /// Create the staging directory (journaled) and extract into it, hashing the
+    /// archive in the same pass. A mismatch fails here, before anything live.
+    async fn stage(&self, journal: &mut Journal) -> Result<Extracted> {
+        journal.begin(Step::Staging {
+            dir: self.staging.clone(),
+        })?;
+        let parent = self.staging.parent().unwrap_or(Path::new("/")).to_owned();
+        fsutil::ensure_dir(&parent)?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&self.staging)
+                .at("creating staging directory", &self.staging)?;
+        }
+        let expect = Expect {
+            algorithm: self.pre.algorithm,
+            sha256: self.pre.expected_sha256.clone(),
+            top: self.plan.id.clone(),
+            max_bytes: self.plan.space.available_bytes,
+            same_owner: rustix::process::geteuid().is_root(),
+        };
+        let (archive, staging) = (self.pre.archive.clone(), self.staging.clone());
+        let sink: Sink = Arc::clone(self.progress);
+        let total = self.plan.archive_bytes;
+        let extracted = tokio::task::spawn_blocking(move || {
+            let mut bytes = ByteProgress::start(&*sink, "extract", total);
+            extract::extract(&archive, &staging, &expect, &mut |n| bytes.add(n))
+        })
+        .await??;
+        phase(&**self.progress, "validate");
+        let payload = self.payload();
+        tokio::task::spawn_blocking(move || validate(&payload)).await??;
+        Ok(extracted)
+    }
+
+    /// Record the restore on the index entry (SPEC §5), under the global lock.
+    async fn annotate_index(
+        &self,
+        destination: &Path,
+        pre_backup: Option<&str>,
+        sha256: &str,
+    ) -> Result<String> {
+        phase(&**self.progress, "index");
+        let _global = self
+            .ctx
+            .locks
+            .acquire(true, &[], &LockEvents(&**self.progress))
+            .await?;
+        let index_file = self.ctx.config.index_file.clone();
+        let now = fsutil::now_utc();
+        let by = serde_json::to_value(self.actor).unwrap_or(Value::Null);
+        let record = json!({
+            "at": now,
+            "by": by,
+            "destination": destination,
+            "op_id": self.progress.op_id(),
+            "pre_restore_backup": pre_backup,
+        });
+        let (id, sha, at) = (self.plan.id.clone(), sha256.to_owned(), now.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut index = Index::load(&index_file)?;
+            let entry = index.get_mut(&id).ok_or_else(|| {
+                Error::Environment(format!(
+                    "backup {id} disappeared from the index during the restore"
+                ))
+            })?;
+            entry.extra.insert("last_restored_at".into(), json!(at));
+            entry.extra.insert(
+                "last_restore_destination".into(),
+                record["destination"].clone(),
+            );
+            entry.extra.insert("restored_by".into(), by);
+            match entry.extra.get_mut("restores") {
+                Some(Value::Array(list)) => list.push(record),
+                _ => {
+                    entry.extra.insert("restores".into(), json!([record]));
+                }
+            }
+            entry.metadata.verification_error = None;
+            // The whole archive was just hashed and matched.
+            entry.status = status::AVAILABLE.into();
+            entry.verified_at = Some(at.clone());
+            if let Some(c) = entry.checksum.as_mut() {
+                c.last_verified = Some(at.clone());
+                c.observed = Some(sha);
+            }
+            index.save(&index_file)
+        })
+        .await??;
+        self.progress.changed(&self.plan.id);
+        Ok(now)
+    }
+}
+
+/// The payload must hold `data/` (a directory); metadata, when present, must be
+/// readable JSON naming the same instance.
+fn validate(payload: &Path) -> Result<()> {
+    let data = payload.join("data");
+    match std::fs::symlink_metadata(&data) {
+        Ok(m) if m.is_dir() => {}
+        _ => {
+            return Err(Error::Archive(format!(
+                "the archive has no {}/data/ directory; it is not an abssctl backup",
+                payload.file_name().unwrap_or_default().to_string_lossy()
+            )));
+        }
+    }
+    instance_metadata(payload)?;
+    Ok(())
+}
+
+/// `metadata/instance.json` from the payload, when present.
+fn instance_metadata(payload: &Path) -> Result<Option<serde_json::Map<String, Value>>> {
+    let path = payload.join("metadata/instance.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(Some(map)),
+            _ => Err(Error::Archive(format!(
+                "metadata/instance.json in the archive is not a JSON object ({})",
+                path.display()
+            ))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).at("reading", &path),
+    }
+}
+
+fn phase(progress: &dyn Progress, name: &str) {
+    progress.emit(EventKind::Phase {
+        name: name.to_owned(),
+        total_bytes: None,
+    });
+}
+
+fn message(progress: &dyn Progress, level: &str, text: String) {
+    progress.emit(EventKind::Message {
+        level: level.to_owned(),
+        text,
+    });
+}
+
+/// Remove a directory tree if it exists; `Ok(false)` when it was not there.
+fn remove_tree(path: &Path) -> Result<bool> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).at("removing", path),
+    }
+}
+
+/// The mode the result reports.
+fn mode(params: &RestoreParams) -> RestoreMode {
+    if params.dest.is_some() {
+        RestoreMode::Dest
+    } else {
+        RestoreMode::Live
+    }
+}

@@ -1,0 +1,489 @@
+//! Pre-flight: everything a restore checks before it takes a lock, and the plan
+//! it returns (the whole answer to `--dry-run`). Nothing here changes anything.
+
+use std::path::{Component, Path, PathBuf};
+
+use abssd_proto::{
+    Algorithm, BackupEntry, ChecksumPlan, RestoreMode, RestoreParams, RestorePlan, RestoreStep,
+    SpacePlan, UnitPlan,
+};
+
+use crate::config::{Config, site_name, unit_name};
+use crate::error::{Error, IoContext, Result};
+use crate::index::Index;
+use crate::registry::{Instance, Registry, validate_name};
+use crate::systemd::UnitState;
+
+/// What pre-flight found, beyond the plan itself.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    /// The index entry.
+    pub entry: BackupEntry,
+    /// The registry entry (live restores).
+    pub instance: Option<Instance>,
+    /// Archive path.
+    pub archive: PathBuf,
+    /// Digest the archive must have.
+    pub expected_sha256: String,
+    /// Compression.
+    pub algorithm: Algorithm,
+    /// Where the data ends up.
+    pub target: PathBuf,
+    /// Free bytes on the target's filesystem.
+    pub available: u64,
+}
+
+/// Load the entry and check archive, sidecar and algorithm (SPEC §7 step 1), the
+/// target (live data root or `--dest`) and free space (step 2). The unit state is
+/// filled in by the caller.
+pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
+    if let Some(name) = &params.instance {
+        validate_name(name)?;
+    }
+    let index = Index::load(&config.index_file)?;
+    let entry = index.require(&params.id, &config.index_file)?.clone();
+    if let Some(name) = &params.instance
+        && name != &entry.instance
+    {
+        return Err(Error::validation(format!(
+            "backup {} belongs to instance {:?}, not {name:?}",
+            entry.id, entry.instance
+        )));
+    }
+    validate_name(&entry.instance)?;
+
+    let archive = PathBuf::from(&entry.path);
+    if !archive.is_absolute() {
+        return Err(Error::Environment(format!(
+            "backup {} has a relative archive path {:?} in the index",
+            entry.id, entry.path
+        )));
+    }
+    match std::fs::metadata(&archive) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(Error::Environment(format!(
+                "{} is not a regular file",
+                archive.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Environment(format!(
+                "the archive of backup {} is missing: {} (run `abssctl backup reconcile`)",
+                entry.id,
+                archive.display()
+            )));
+        }
+        Err(e) => return Err(e).at("reading", &archive),
+    }
+    let sidecar = sidecar_path(&archive);
+    let sidecar_hex = read_sidecar(&sidecar)?;
+    let expected_sha256 = match entry.sha256() {
+        Some(v) => v.to_ascii_lowercase(),
+        None => sidecar_hex.clone(),
+    };
+    if sidecar_hex != expected_sha256 {
+        return Err(Error::Environment(format!(
+            "the checksum file {} ({sidecar_hex}) disagrees with the index ({expected_sha256}) for backup {}; run `abssctl backup verify {}`",
+            sidecar.display(),
+            entry.id,
+            entry.id
+        )));
+    }
+    let algorithm = match entry.algorithm.as_deref() {
+        Some(name) => Algorithm::from_name(name).ok_or_else(|| {
+            Error::Environment(format!(
+                "backup {} has an unknown algorithm {name:?} in the index",
+                entry.id
+            ))
+        })?,
+        None => Algorithm::from_file_name(&entry.path).ok_or_else(|| {
+            Error::Environment(format!(
+                "cannot tell the compression of {} (expected .tar.zst, .tar.gz or .tar)",
+                entry.path
+            ))
+        })?,
+    };
+
+    let (instance, target) = match &params.dest {
+        Some(dest) => (None, dest_dir(config, dest)?),
+        None => {
+            let registry = Registry::load(&config.registry_file())?;
+            let instance = registry
+                .require(&entry.instance, &config.registry_file())?
+                .clone();
+            let root = instance.data_root(config);
+            (Some(instance), root)
+        }
+    };
+    let available = free_bytes(&target)?;
+    Ok(Preflight {
+        entry,
+        instance,
+        archive,
+        expected_sha256,
+        algorithm,
+        target,
+        available,
+    })
+}
+
+/// `<archive>.sha256`.
+pub fn sidecar_path(archive: &Path) -> PathBuf {
+    let mut s = archive.as_os_str().to_owned();
+    s.push(".sha256");
+    PathBuf::from(s)
+}
+
+/// The digest named by a sidecar (`<hex>  <name>`).
+fn read_sidecar(path: &Path) -> Result<String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Environment(format!(
+                "the checksum file {} is missing; restore needs it (run `abssctl backup verify` to check the archive)",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(e).at("reading", path),
+    };
+    let hex = text.split_whitespace().next().unwrap_or("");
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Environment(format!(
+            "{} does not start with a sha256 digest",
+            path.display()
+        )));
+    }
+    Ok(hex.to_ascii_lowercase())
+}
+
+/// Check `--dest`: absolute, no `..`, under the instance root or the restores
+/// root (after resolving symlinks in the part that exists), and either absent or
+/// an empty directory that is not a symlink.
+pub fn dest_dir(config: &Config, dest: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(dest);
+    if !path.is_absolute() {
+        return Err(Error::validation(format!(
+            "--dest must be an absolute path, not {dest:?}"
+        )));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(Error::validation(format!(
+            "--dest must not contain '.' or '..' components: {dest:?}"
+        )));
+    }
+    let roots = [&config.instance_root, &config.restores_root];
+    let lexically_inside = |p: &Path, roots: &[PathBuf]| {
+        roots
+            .iter()
+            .any(|r| p.starts_with(r) && p.components().count() > r.components().count())
+    };
+    if !lexically_inside(&path, &roots.map(|r| r.clone())) {
+        return Err(Error::validation(format!(
+            "--dest {dest} must lie under the instance root {} or the restores root {}",
+            config.instance_root.display(),
+            config.restores_root.display()
+        )));
+    }
+    // Symlinks in the existing part must not lead elsewhere.
+    let (existing, rest) = nearest_existing(&path);
+    let real = existing.canonicalize().at("resolving", &existing)?;
+    let real_roots: Vec<PathBuf> = roots
+        .iter()
+        .map(|r| r.canonicalize().unwrap_or_else(|_| (*r).clone()))
+        .collect();
+    let real_dest = real.join(rest);
+    if !lexically_inside(&real_dest, &real_roots) {
+        return Err(Error::validation(format!(
+            "--dest {dest} resolves to {} through a symlink, outside the allowed roots",
+            real_dest.display()
+        )));
+    }
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).at("reading", &path),
+        Ok(m) if m.is_dir() => {
+            let mut entries = std::fs::read_dir(&path).at("reading", &path)?;
+            if entries.next().is_some() {
+                return Err(Error::validation(format!(
+                    "--dest {dest} is not empty; choose a new or empty directory"
+                )));
+            }
+        }
+        Ok(_) => {
+            return Err(Error::validation(format!(
+                "--dest {dest} exists and is not a directory"
+            )));
+        }
+    }
+    Ok(path)
+}
+
+/// The longest existing ancestor of `path` (or `path` itself) and the rest.
+fn nearest_existing(path: &Path) -> (PathBuf, PathBuf) {
+    let mut existing = path.to_owned();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(&existing).is_err() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_owned());
+                existing = parent.to_owned();
+            }
+            _ => break,
+        }
+    }
+    let rest: PathBuf = rest.iter().rev().collect();
+    (existing, rest)
+}
+
+/// Free bytes (for an unprivileged writer) on the filesystem that holds `path`
+/// or would hold it.
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    let (existing, _) = nearest_existing(path);
+    let st = rustix::fs::statvfs(&existing)
+        .map_err(std::io::Error::from)
+        .at("checking free space on", &existing)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// SPEC §7 step 2: max(archive × 1.2, uncompressed × 1.1).
+pub fn space_needed(archive_bytes: u64, uncompressed: Option<u64>) -> u64 {
+    let a = archive_bytes.saturating_mul(6) / 5;
+    let u = uncompressed.unwrap_or(0).saturating_mul(11) / 10;
+    a.max(u)
+}
+
+/// The staging directory for a target: a hidden sibling on the same filesystem.
+pub fn staging_dir(target: &Path, stamp: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    target
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(format!(".{name}.restore-{stamp}"))
+}
+
+/// Everything the plan reports.
+#[derive(Debug)]
+pub struct PlanInput<'a> {
+    /// Pre-flight results.
+    pub pre: &'a Preflight,
+    /// Request.
+    pub params: &'a RestoreParams,
+    /// The unit before the restore (live restores).
+    pub unit: Option<&'a UnitState>,
+    /// Staging directory.
+    pub staging: &'a Path,
+    /// Where a pre-restore backup goes, when one is taken.
+    pub pre_backup_dir: Option<PathBuf>,
+    /// Whether the restore leaves service assets alone.
+    pub data_only: bool,
+}
+
+/// Build the plan.
+pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
+    let PlanInput {
+        pre,
+        params,
+        unit,
+        staging,
+        pre_backup_dir,
+        data_only,
+    } = input;
+    let entry = &pre.entry;
+    let archive_bytes = std::fs::metadata(&pre.archive)
+        .at("reading", &pre.archive)?
+        .len();
+    let uncompressed = entry.metadata.uncompressed_bytes;
+    let mode = if params.dest.is_some() {
+        RestoreMode::Dest
+    } else {
+        RestoreMode::Live
+    };
+    let running_after = unit.map(|u| params.restart.unwrap_or(u.is_active()));
+    let sidecar = sidecar_path(&pre.archive);
+    let target = pre.target.display().to_string();
+    let mut steps = Vec::new();
+    let mut step = |name: &str, detail: String| {
+        steps.push(RestoreStep {
+            step: name.to_owned(),
+            detail,
+        })
+    };
+    if mode == RestoreMode::Live {
+        step(
+            "lock",
+            format!("take the instance lock of {}", entry.instance),
+        );
+        if let Some(dir) = &pre_backup_dir {
+            step(
+                "pre_backup",
+                format!("back up the live instance into {} first", dir.display()),
+            );
+        }
+    }
+    step(
+        "extract",
+        format!(
+            "unpack {} into {} while checking its sha256",
+            pre.archive.display(),
+            staging.display()
+        ),
+    );
+    step(
+        "validate",
+        "check the payload: data/, metadata, service assets".into(),
+    );
+    if mode == RestoreMode::Dest {
+        step("place", format!("move the data into {target}"));
+    } else {
+        let unit_name = unit_name(&entry.instance);
+        if unit.is_some_and(UnitState::is_active) {
+            step("stop_unit", format!("stop {unit_name}"));
+        }
+        step(
+            "swap",
+            format!("rename {target} to {target}.pre-restore-<ts> and move the restored data in"),
+        );
+        if !data_only {
+            step(
+                "assets",
+                format!(
+                    "install the archived {} and {} (previous files kept as .bak-<ts> until the end), and the sites-enabled link",
+                    config.unit_file(&entry.instance).display(),
+                    config.site_file(&entry.instance).display()
+                ),
+            );
+            step("daemon_reload", "systemd daemon-reload".into());
+        }
+        step(
+            "registry",
+            format!(
+                "update {} in {}{}",
+                entry.instance,
+                config.registry_file().display(),
+                if data_only {
+                    " (last_restored_at/by)"
+                } else {
+                    " (paths, version, domain, last_restored_at/by)"
+                }
+            ),
+        );
+        if running_after == Some(true) {
+            step("start_unit", format!("start {unit_name}"));
+        }
+        if !data_only {
+            step(
+                "nginx",
+                format!(
+                    "if {} changed: {}, then reload {}",
+                    site_name(&entry.instance),
+                    config.nginx_test_command.join(" "),
+                    config.nginx_unit
+                ),
+            );
+        }
+        step(
+            "cleanup",
+            "remove the .pre-restore-<ts> data and .bak-<ts> files".into(),
+        );
+    }
+    step(
+        "index",
+        format!("record the restore in {}", config.index_file.display()),
+    );
+
+    Ok(RestorePlan {
+        id: entry.id.clone(),
+        instance: entry.instance.clone(),
+        mode,
+        archive: pre.archive.display().to_string(),
+        archive_bytes,
+        algorithm: pre.algorithm,
+        uncompressed_bytes: uncompressed,
+        checksum: ChecksumPlan {
+            expected: pre.expected_sha256.clone(),
+            sidecar: sidecar.display().to_string(),
+            sidecar_agrees: true,
+            status: entry.status.clone(),
+            last_verified: entry
+                .checksum
+                .as_ref()
+                .and_then(|c| c.last_verified.clone())
+                .or_else(|| entry.verified_at.clone()),
+            verified_during_extraction: true,
+        },
+        target,
+        staging: staging.display().to_string(),
+        data_only,
+        space: SpacePlan {
+            filesystem: nearest_existing(&pre.target).0.display().to_string(),
+            needed_bytes: space_needed(archive_bytes, uncompressed),
+            available_bytes: pre.available,
+        },
+        unit: unit.map(|u| UnitPlan {
+            name: u.unit.clone(),
+            load_state: u.load_state.clone(),
+            active_state: u.active_state.clone(),
+            unit_file_state: u.unit_file_state.clone(),
+            running_after: running_after.unwrap_or(false),
+        }),
+        pre_backup_dir: pre_backup_dir.map(|d| d.display().to_string()),
+        steps,
+        dry_run: params.dry_run,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_rule_takes_the_larger_bound() {
+        assert_eq!(space_needed(1000, None), 1200);
+        assert_eq!(space_needed(1000, Some(5000)), 5500);
+        assert_eq!(space_needed(1000, Some(10)), 1200);
+    }
+
+    #[test]
+    fn staging_is_a_hidden_sibling() {
+        assert_eq!(
+            staging_dir(Path::new("/srv/a"), "x"),
+            PathBuf::from("/srv/.a.restore-x")
+        );
+    }
+
+    #[test]
+    fn dest_must_be_confined_absolute_and_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load_with_env(
+            &crate::config::Overrides {
+                prefix: Some(dir.path().into()),
+                ..Default::default()
+            },
+            &Default::default(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(&config.instance_root).unwrap();
+        std::fs::create_dir_all(&config.restores_root).unwrap();
+        let ok = config.restores_root.join("new");
+        assert_eq!(dest_dir(&config, ok.to_str().unwrap()).unwrap(), ok);
+        assert!(dest_dir(&config, "relative/x").is_err());
+        let dotdot = format!("{}/../etc", config.restores_root.display());
+        assert!(dest_dir(&config, &dotdot).is_err());
+        assert!(dest_dir(&config, "/etc/x").is_err());
+        assert!(dest_dir(&config, config.restores_root.to_str().unwrap()).is_err());
+        let full = config.restores_root.join("full");
+        std::fs::create_dir(&full).unwrap();
+        std::fs::write(full.join("f"), "x").unwrap();
+        assert!(dest_dir(&config, full.to_str().unwrap()).is_err());
+        let link = config.restores_root.join("link");
+        std::os::unix::fs::symlink("/etc", &link).unwrap();
+        assert!(dest_dir(&config, link.join("x").to_str().unwrap()).is_err());
+    }
+}
