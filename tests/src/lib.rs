@@ -13,6 +13,8 @@ use abssd::registry::{Instance, InstancePaths, Registry};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{Client, ClientBuilder};
 
+pub mod inspect;
+
 /// A temporary prefix laid out like a host (SPEC §3), re-rooted.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -46,6 +48,36 @@ impl Sandbox {
             ..Default::default()
         };
         abssd::Config::load_with_env(&over, &Default::default()).expect("config")
+    }
+
+    /// Write the sandbox's config file (the default one under the prefix), e.g.
+    /// to point systemd at a private bus.
+    pub fn write_config(&self, yaml: &str) {
+        let file = self.path("etc/abssctl/config.yml");
+        fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        fs::write(file, yaml).expect("write config");
+    }
+
+    /// A self-contained nginx configuration under the prefix that includes its
+    /// `sites-enabled/*`, and the `nginx -t` command line that checks it.
+    pub fn nginx_test_command(&self) -> Vec<String> {
+        let cfg = self.config();
+        let dir = self.path("etc/nginx");
+        fs::create_dir_all(dir.join("logs")).expect("mkdir");
+        fs::create_dir_all(&cfg.sites_enabled).expect("mkdir");
+        let conf = dir.join("nginx.conf");
+        fs::write(
+            &conf,
+            format!(
+                "pid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  include {e}/*;\n}}\n",
+                d = dir.display(),
+                e = cfg.sites_enabled.display()
+            ),
+        )
+        .expect("write nginx.conf");
+        ["nginx", "-t", "-q", "-p", &dir.display().to_string(), "-c", &conf.display().to_string()]
+            .map(String::from)
+            .to_vec()
     }
 
     /// Path under the prefix.

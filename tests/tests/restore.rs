@@ -1,0 +1,855 @@
+//! `backup restore` end to end: the real daemon in-process, systemd faked on a
+//! private dbus-daemon, the real `nginx -t`, archives from our writer and from
+//! GNU tar.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use abssd::config::unit_name;
+use abssd_proto::methods::call::call;
+use abssd_proto::methods::{BackupCreate, BackupRestore, BackupShow};
+use abssd_proto::*;
+use abssd_tests::inspect::{Node, events_of, phase, snapshot, snapshot_content, waited_for_instance};
+use abssd_tests::{Daemon, FakeSystemd, Sandbox, Verb, client};
+use jsonrpsee::core::client::Client;
+use serde_json::{Value, json};
+
+/// A sandbox with instances, a fake systemd that knows their units (running and
+/// enabled), the real nginx check, and the daemon.
+struct World {
+    sb: Sandbox,
+    fake: FakeSystemd,
+    daemon: Daemon,
+}
+
+impl World {
+    fn new(instances: &[&str]) -> World {
+        let sb = Sandbox::new();
+        for name in instances {
+            sb.add_instance(name);
+        }
+        let cfg = sb.config();
+        let fake = FakeSystemd::start(Some(&cfg.unit_dir));
+        for name in instances {
+            fake.set_unit(&unit_name(name), true, true);
+        }
+        let nginx = sb.nginx_test_command();
+        sb.write_config(&format!(
+            "systemd:\n  bus_address: {}\nnginx:\n  test_command: {}\n",
+            json!(fake.address()),
+            json!(nginx)
+        ));
+        let daemon = Daemon::start(&sb);
+        World { sb, fake, daemon }
+    }
+
+    fn cfg(&self) -> abssd::Config {
+        self.sb.config()
+    }
+
+    async fn client(&self) -> Client {
+        client(&self.daemon.socket).await
+    }
+
+    fn data(&self, name: &str) -> PathBuf {
+        self.cfg().instance_root.join(name).join("data")
+    }
+
+    /// Everything a live restore may touch, apart from the index and backups.
+    fn live_state(&self) -> Vec<BTreeMap<PathBuf, Node>> {
+        let cfg = self.cfg();
+        vec![
+            snapshot_content(&cfg.instance_root),
+            snapshot(&cfg.unit_dir),
+            snapshot(&cfg.sites_available),
+            snapshot(&cfg.sites_enabled),
+            snapshot(&cfg.registry_dir),
+        ]
+    }
+
+    fn index(&self) -> Vec<u8> {
+        fs::read(self.cfg().index_file).unwrap()
+    }
+
+    fn unit_active(&self, name: &str) -> bool {
+        self.fake.state(&unit_name(name)).expect("unit known").0
+    }
+
+    fn calls(&self, prefix: &str) -> usize {
+        self.fake
+            .calls()
+            .iter()
+            .filter(|c| *c == prefix || c.starts_with(&format!("{prefix} ")))
+            .count()
+    }
+
+    /// The calls that change something: starts, stops and reloads, in order.
+    fn jobs(&self) -> Vec<String> {
+        self.fake
+            .calls()
+            .into_iter()
+            .filter(|c| {
+                ["StartUnit ", "StopUnit ", "RestartUnit ", "ReloadUnit "]
+                    .iter()
+                    .any(|p| c.starts_with(p))
+                    || c == "Reload"
+            })
+            .collect()
+    }
+
+    /// Nothing the restore works with is left behind anywhere in the prefix.
+    fn assert_no_leftovers(&self) {
+        let all = snapshot(&self.sb.prefix);
+        for path in all.keys() {
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(
+                !(name.contains(".pre-restore-")
+                    || name.contains(".bak-")
+                    || name.contains(".restore-")
+                    || name.contains(".new-")
+                    || name.ends_with(".partial")),
+                "leftover {}",
+                path.display()
+            );
+        }
+        let journal = self.cfg().state_dir.join("journal");
+        assert!(
+            snapshot(&journal).is_empty(),
+            "journal left: {:?}",
+            snapshot(&journal).keys()
+        );
+    }
+}
+
+async fn backup(c: &Client, instance: &str) -> CreateResult {
+    call::<BackupCreate>(
+        c,
+        &CreateParams {
+            instance: instance.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .result
+    .unwrap()
+}
+
+fn live(id: &str) -> RestoreParams {
+    RestoreParams {
+        id: id.into(),
+        yes: true,
+        ..Default::default()
+    }
+}
+
+async fn restore(
+    c: &Client,
+    params: &RestoreParams,
+) -> Result<OpOutcome<RestorePlan, RestoreResult>, WireError> {
+    call::<BackupRestore>(c, params).await
+}
+
+async fn entry(c: &Client, id: &str) -> BackupEntry {
+    call::<BackupShow>(c, &ShowParams { id: id.into() })
+        .await
+        .unwrap()
+        .backup
+}
+
+/// Change the instance in every way a restore must undo.
+fn vandalize(w: &World, name: &str) {
+    let cfg = w.cfg();
+    let data = w.data(name);
+    fs::write(data.join("user-files/budget-1/db.sqlite"), b"overwritten").unwrap();
+    fs::write(data.join("new-file"), b"added later").unwrap();
+    fs::remove_file(data.join("server-files/secret.key")).unwrap();
+    fs::write(cfg.unit_file(name), "[Service]\nExecStart=/bin/false\n").unwrap();
+    fs::write(
+        cfg.site_file(name),
+        format!("server {{ listen 127.0.0.1:8081; server_name changed-{name}.test; }}\n"),
+    )
+    .unwrap();
+    fs::remove_file(cfg.site_link(name)).unwrap();
+    let reg = cfg.registry_file();
+    let text = fs::read_to_string(&reg).unwrap().replace("25.1.0", "26.0.0");
+    fs::write(&reg, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_unconfirmed_restores_change_nothing() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    vandalize(&w, "alpha");
+    let (before, index_before) = (w.live_state(), w.index());
+
+    let out = restore(
+        &c,
+        &RestoreParams {
+            dry_run: true,
+            ..live(&made.id)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(out.result.is_none());
+    let plan = out.plan.unwrap();
+    assert_eq!(plan.mode, RestoreMode::Live);
+    assert!(plan.dry_run);
+    assert_eq!(plan.target, w.data("alpha").display().to_string());
+    assert_eq!(plan.checksum.expected, made.checksum);
+    assert!(plan.checksum.sidecar_agrees);
+    assert!(plan.space.needed_bytes >= made.size_bytes);
+    assert!(plan.space.available_bytes > plan.space.needed_bytes);
+    let unit = plan.unit.as_ref().unwrap();
+    assert_eq!(unit.active_state, "active");
+    assert!(unit.running_after);
+    assert_eq!(
+        plan.pre_backup_dir.as_deref(),
+        Some(w.cfg().instance_backup_dir("alpha").to_str().unwrap())
+    );
+    let steps: Vec<&str> = plan.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "lock", "pre_backup", "extract", "validate", "stop_unit", "swap", "assets",
+            "daemon_reload", "registry", "start_unit", "nginx", "cleanup", "index"
+        ]
+    );
+
+    // Without confirmation: refused, nothing changed.
+    let err = restore(
+        &c,
+        &RestoreParams {
+            yes: false,
+            ..live(&made.id)
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+    assert!(err.message.contains("confirm"), "{}", err.message);
+
+    assert_eq!(w.live_state(), before);
+    assert_eq!(w.index(), index_before);
+    assert_eq!(w.calls("StopUnit") + w.calls("StartUnit") + w.calls("Reload"), 0);
+    w.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_restore_brings_back_data_unit_site_link_and_registry_and_restarts_the_unit() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let cfg = w.cfg();
+    let made = backup(&c, "alpha").await;
+    let data_then = snapshot(&w.data("alpha"));
+    let unit_then = fs::read(cfg.unit_file("alpha")).unwrap();
+    let site_then = fs::read(cfg.site_file("alpha")).unwrap();
+    vandalize(&w, "alpha");
+
+    let out = restore(&c, &live(&made.id)).await.unwrap();
+    let result = out.result.unwrap();
+    assert_eq!(result.mode, RestoreMode::Live);
+    assert_eq!(result.checksum, made.checksum);
+    assert_eq!(result.unit_running, Some(true));
+    assert!(result.nginx_reloaded);
+    assert!(result.warnings.is_empty(), "{:?}", result.warnings);
+
+    assert_eq!(snapshot(&w.data("alpha")), data_then);
+    assert_eq!(fs::read(cfg.unit_file("alpha")).unwrap(), unit_then);
+    assert_eq!(fs::read(cfg.site_file("alpha")).unwrap(), site_then);
+    assert_eq!(fs::read_link(cfg.site_link("alpha")).unwrap(), cfg.site_file("alpha"));
+    let reg = abssd::registry::Registry::load(&cfg.registry_file()).unwrap();
+    let inst = reg.get("alpha").unwrap();
+    assert_eq!(inst.version.as_deref(), Some("25.1.0"));
+    assert!(inst.metadata.contains_key("last_restored_at"));
+    assert_eq!(inst.metadata["last_restored_by"], json!("root"));
+
+    assert!(w.unit_active("alpha"));
+    assert_eq!(w.calls("StopUnit abssctl-alpha.service"), 1);
+    assert_eq!(w.calls("StartUnit abssctl-alpha.service"), 1);
+    assert_eq!(w.calls("Reload"), 1, "{:?}", w.fake.calls());
+    assert_eq!(w.calls("ReloadUnit nginx.service"), 1);
+
+    let e = entry(&c, &made.id).await;
+    assert!(e.extra.contains_key("last_restored_at"));
+    assert_eq!(
+        e.extra["last_restore_destination"],
+        json!(w.data("alpha").display().to_string())
+    );
+    assert_eq!(e.extra["restored_by"]["uid"], json!(0));
+    let history = e.extra["restores"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["op_id"], json!(out.op_id));
+    let pre = result.pre_restore_backup.clone().unwrap();
+    assert_eq!(history[0]["pre_restore_backup"], json!(pre));
+    let pre_entry = entry(&c, &pre).await;
+    assert_eq!(pre_entry.metadata.labels, ["pre-restore"]);
+    assert_eq!(pre_entry.instance, "alpha");
+    w.assert_no_leftovers();
+
+    // The events tell the phases in order.
+    let events = events_of(&c, &out.op_id).await;
+    let order: Vec<&str> = ["pre_backup", "extract", "stop_unit", "swap", "assets", "registry", "start_unit", "nginx", "cleanup", "index"]
+        .into_iter()
+        .inspect(|p| assert!(phase(&events, p).is_some(), "no {p} phase"))
+        .collect();
+    let seqs: Vec<u64> = order.iter().map(|p| phase(&events, p).unwrap().seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::Progress { phase, done, total } if phase == "extract" && done == total && *total > 0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_unit_stays_stopped_unless_told_and_restart_flags_win() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    let unit = unit_name("alpha");
+
+    w.fake.set_unit(&unit, false, true);
+    let r = restore(&c, &RestoreParams { no_pre_backup: true, ..live(&made.id) })
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(r.unit_running, Some(false));
+    assert!(r.pre_restore_backup.is_none());
+    assert!(!w.unit_active("alpha"));
+    assert_eq!(w.calls("StartUnit") + w.calls("StopUnit"), 0);
+
+    let r = restore(
+        &c,
+        &RestoreParams { restart: Some(true), no_pre_backup: true, ..live(&made.id) },
+    )
+    .await
+    .unwrap()
+    .result
+    .unwrap();
+    assert_eq!(r.unit_running, Some(true));
+    assert!(w.unit_active("alpha"));
+
+    let r = restore(
+        &c,
+        &RestoreParams { restart: Some(false), no_pre_backup: true, ..live(&made.id) },
+    )
+    .await
+    .unwrap()
+    .result
+    .unwrap();
+    assert_eq!(r.unit_running, Some(false));
+    assert!(!w.unit_active("alpha"));
+    let e = entry(&c, &made.id).await;
+    assert_eq!(e.extra["restores"].as_array().unwrap().len(), 3);
+    w.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dest_restore_writes_only_the_new_directory() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    let data_then = snapshot(&w.data("alpha"));
+    vandalize(&w, "alpha");
+    let before = w.live_state();
+    w.fake.clear_calls();
+
+    let dest = w.cfg().restores_root.join("alpha-copy");
+    let r = restore(
+        &c,
+        &RestoreParams {
+            id: made.id.clone(),
+            dest: Some(dest.display().to_string()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .result
+    .unwrap();
+    assert_eq!(r.mode, RestoreMode::Dest);
+    assert_eq!(r.destination, dest.display().to_string());
+    assert_eq!(snapshot(&dest), data_then);
+    assert_eq!(w.live_state(), before);
+    assert!(w.jobs().is_empty(), "{:?}", w.fake.calls());
+    assert_eq!(
+        entry(&c, &made.id).await.extra["last_restore_destination"],
+        json!(dest.display().to_string())
+    );
+
+    // Refusals: not empty, outside the allowed roots, relative, live-only flags.
+    for (bad, why) in [
+        (dest.display().to_string(), "not empty"),
+        ("/etc/abssd-test-dest".to_owned(), "must lie under"),
+        ("relative/dir".to_owned(), "absolute"),
+    ] {
+        let err = restore(
+            &c,
+            &RestoreParams {
+                id: made.id.clone(),
+                dest: Some(bad.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Validation, "{bad}: {err:?}");
+        assert!(err.message.contains(why), "{bad}: {}", err.message);
+    }
+    let err = restore(
+        &c,
+        &RestoreParams {
+            id: made.id.clone(),
+            dest: Some(w.cfg().restores_root.join("other").display().to_string()),
+            restart: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Validation);
+    assert!(!Path::new("/etc/abssd-test-dest").exists());
+    w.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksum_mismatch_changes_nothing_live() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    vandalize(&w, "alpha");
+    // Same size, one byte different, in the middle of the compressed stream.
+    let mut bytes = fs::read(&made.archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(&made.archive, &bytes).unwrap();
+    let (before, index_before) = (w.live_state(), w.index());
+    w.fake.clear_calls();
+
+    let err = restore(&c, &RestoreParams { no_pre_backup: true, ..live(&made.id) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
+    assert!(
+        err.message.contains("checksum") || err.message.contains("corrupt"),
+        "{}",
+        err.message
+    );
+    assert_eq!(w.live_state(), before);
+    assert_eq!(w.index(), index_before);
+    assert_eq!(w.calls("StopUnit") + w.calls("StartUnit") + w.calls("Reload"), 0);
+    assert!(w.unit_active("alpha"));
+    w.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_unit_start_rolls_back_everything() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    vandalize(&w, "alpha");
+    let unit = unit_name("alpha");
+    w.fake.set_unit(&unit, false, true);
+    w.fake.fail(&unit, Verb::Start, Some("failed"));
+    let before = w.live_state();
+
+    let err = restore(
+        &c,
+        &RestoreParams { restart: Some(true), no_pre_backup: true, ..live(&made.id) },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
+    assert!(err.message.contains(&unit) && err.message.contains("failed"), "{}", err.message);
+    let detail = err.detail.clone().unwrap();
+    let undone = detail["rolled_back"].as_array().unwrap();
+    assert!(undone.iter().any(|u| u.as_str().unwrap().starts_with("data put back")), "{detail}");
+    assert!(detail["left"].as_array().unwrap().is_empty(), "{detail}");
+    assert!(detail["op_id"].is_string());
+
+    assert_eq!(w.live_state(), before);
+    assert!(!w.unit_active("alpha"));
+    // The previous unit file was reloaded into systemd after it was put back.
+    assert_eq!(w.calls("Reload"), 2, "{:?}", w.fake.calls());
+    w.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_nginx_check_rolls_back_everything_including_the_running_unit() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let cfg = w.cfg();
+    // The backup carries a site nginx rejects; the live one is fine.
+    fs::write(
+        cfg.site_file("alpha"),
+        "server { listen 127.0.0.1:8080; no_such_directive on; }\n",
+    )
+    .unwrap();
+    let made = backup(&c, "alpha").await;
+    fs::write(
+        cfg.site_file("alpha"),
+        "server { listen 127.0.0.1:8080; server_name alpha.test; }\n",
+    )
+    .unwrap();
+    fs::write(w.data("alpha").join("new-file"), b"after the backup").unwrap();
+    let before = w.live_state();
+    w.fake.clear_calls();
+
+    let err = restore(&c, &RestoreParams { no_pre_backup: true, ..live(&made.id) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
+    assert!(err.message.contains("no_such_directive"), "{}", err.message);
+    assert_eq!(w.live_state(), before);
+    assert!(w.unit_active("alpha"), "the unit runs again after the rollback");
+    assert_eq!(
+        w.jobs(),
+        [
+            "StopUnit abssctl-alpha.service",
+            "Reload",
+            "StartUnit abssctl-alpha.service",
+            "StopUnit abssctl-alpha.service",
+            "Reload",
+            "StartUnit abssctl-alpha.service",
+        ],
+    );
+    w.assert_no_leftovers();
+}
+
+/// Makes a directory immutable for the life of the guard (root only).
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn new(dir: &Path) -> Immutable {
+        let st = Command::new("chattr").arg("+i").arg(dir).status().unwrap();
+        assert!(st.success(), "chattr +i {}", dir.display());
+        Immutable(dir.to_owned())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_failure_rolls_back_everything() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    vandalize(&w, "alpha");
+    let before = w.live_state();
+    let err = {
+        // The site cannot be replaced: EPERM after data and unit were swapped.
+        let _guard = Immutable::new(&w.cfg().sites_available);
+        restore(&c, &RestoreParams { no_pre_backup: true, ..live(&made.id) })
+            .await
+            .unwrap_err()
+    };
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    assert!(err.message.contains("rolled back"), "{}", err.message);
+    assert_eq!(w.live_state(), before);
+    assert!(w.unit_active("alpha"));
+    w.assert_no_leftovers();
+}
+
+/// A small tmpfs mounted for the life of the guard.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0750"), "abssd-test"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs on {}", dir.display());
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_space_fails_cleanly() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let cfg = w.cfg();
+    // Incompressible data, so the pre-restore backup needs real space, and
+    // zeros, so the archive is much smaller than what it unpacks to.
+    let noise: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(w.data("alpha").join("noise.bin"), &noise).unwrap();
+    fs::write(w.data("alpha").join("zeros.bin"), vec![0u8; 6_000_000]).unwrap();
+    let made = call::<BackupCreate>(
+        &c,
+        &CreateParams {
+            instance: "alpha".into(),
+            out_dir: Some(cfg.backups_root.join("kept").display().to_string()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .result
+    .unwrap();
+    vandalize(&w, "alpha");
+    let before = w.live_state();
+
+    // 1. The pre-restore backup hits ENOSPC: nothing live changes.
+    {
+        let small = Tmpfs::mount(&cfg.instance_backup_dir("alpha"), "1m");
+        let err = restore(&c, &live(&made.id)).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+        assert!(
+            snapshot(&small.0).is_empty(),
+            "left in the full filesystem: {:?}",
+            snapshot(&small.0).keys()
+        );
+    }
+    assert_eq!(w.live_state(), before);
+
+    // 2. Extraction runs out of space (the index understates the content, so
+    //    pre-flight lets it start): staging is removed, nothing live changes.
+    let mut index: Value = serde_json::from_slice(&w.index()).unwrap();
+    for e in index["backups"].as_array_mut().unwrap() {
+        e["metadata"]["uncompressed_bytes"] = json!(1000);
+    }
+    fs::write(cfg.index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+    let moved = cfg.instance_root.join("alpha");
+    let keep = w.sb.path("alpha-live");
+    fs::rename(&moved, &keep).unwrap();
+    {
+        // Room for the live data (~9.5 MB) and the archive's pre-flight bound
+        // (~3.6 MB), not for a second copy of the content.
+        let _small = Tmpfs::mount(&moved, "14m");
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", keep.display()))
+            .arg(&moved)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let before = w.live_state();
+        let err = restore(&c, &RestoreParams { no_pre_backup: true, ..live(&made.id) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+        assert!(
+            err.message.contains("space") || err.message.contains("No space"),
+            "{}",
+            err.message
+        );
+        assert_eq!(w.live_state(), before);
+        w.assert_no_leftovers();
+    }
+}
+
+/// Lay out a payload the way the Python tool does and tar it with GNU tar.
+fn python_style_archive(w: &World, name: &str, id: &str, gzip: bool) -> (PathBuf, PathBuf) {
+    let cfg = w.cfg();
+    let staging = w.sb.path(&format!("py-staging-{id}"));
+    let top = staging.join(id);
+    fs::create_dir_all(top.join("systemd")).unwrap();
+    fs::create_dir_all(top.join("nginx")).unwrap();
+    fs::create_dir_all(top.join("nginx-enabled")).unwrap();
+    fs::create_dir_all(top.join("metadata")).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(w.data(name))
+        .arg(top.join("data"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs::copy(cfg.unit_file(name), top.join("systemd").join(unit_name(name))).unwrap();
+    let site = abssd::config::site_name(name);
+    fs::copy(cfg.site_file(name), top.join("nginx").join(&site)).unwrap();
+    fs::copy(cfg.site_link(name), top.join("nginx-enabled").join(&site)).unwrap();
+    fs::copy(cfg.registry_file(), top.join("metadata/instances.yml")).unwrap();
+    let reg = abssd::registry::Registry::load(&cfg.registry_file()).unwrap();
+    let mut inst = serde_json::to_value(reg.get(name).unwrap()).unwrap();
+    inst["version"] = json!("24.9.0");
+    inst["domain"] = json!("restored.example.test");
+    fs::write(top.join("metadata/instance.json"), serde_json::to_vec_pretty(&inst).unwrap()).unwrap();
+    let dir = cfg.instance_backup_dir(name);
+    fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join(format!("{id}{}", if gzip { ".tar.gz" } else { ".tar.zst" }));
+    let flag = if gzip { "-czf" } else { "--zstd" };
+    let mut args = vec![flag.to_owned()];
+    if !gzip {
+        args.push("-cf".into());
+    }
+    args.extend([
+        archive.display().to_string(),
+        "-C".into(),
+        staging.display().to_string(),
+        id.into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    abssd_tests::tar(&args);
+    (archive, top.join("data"))
+}
+
+/// The index entry the Python tool writes, and its sidecar.
+fn register_python_entry(w: &World, name: &str, id: &str, archive: &Path, algorithm: &str) {
+    let out = Command::new("sha256sum").arg(archive).output().unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let file_name = archive.file_name().unwrap().to_string_lossy().into_owned();
+    fs::write(
+        format!("{}.sha256", archive.display()),
+        format!("{hex}  {file_name}\n"),
+    )
+    .unwrap();
+    let index_file = w.cfg().index_file;
+    let mut index: Value = fs::read(&index_file)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or_else(|| json!({"backups": []}));
+    index["backups"].as_array_mut().unwrap().push(json!({
+        "id": id,
+        "instance": name,
+        "created_at": "2025-06-01T10:00:00Z",
+        "path": archive,
+        "algorithm": algorithm,
+        "compression_level": null,
+        "size_bytes": fs::metadata(archive).unwrap().len(),
+        "checksum": {"algorithm": "sha256", "value": hex},
+        "status": "available",
+        "message": "from python",
+        "created_by": "root",
+        "metadata": {"data_only": false, "labels": []},
+    }));
+    fs::create_dir_all(index_file.parent().unwrap()).unwrap();
+    fs::write(&index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gnu_tar_archives_in_the_python_layout_restore() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    for (gzip, id, algorithm) in [
+        (true, "20250601-100000-alpha-a1b2c3", "gzip"),
+        (false, "20250601-100001-alpha-d4e5f6", "zstd"),
+    ] {
+        let (archive, payload_data) = python_style_archive(&w, "alpha", id, gzip);
+        register_python_entry(&w, "alpha", id, &archive, algorithm);
+        let expected = snapshot(&payload_data);
+        vandalize(&w, "alpha");
+        let r = restore(&c, &RestoreParams { no_pre_backup: true, ..live(id) })
+            .await
+            .unwrap()
+            .result
+            .unwrap();
+        assert_eq!(snapshot(&w.data("alpha")), expected, "{algorithm}");
+        assert!(r.nginx_reloaded, "{algorithm}");
+        let reg = abssd::registry::Registry::load(&w.cfg().registry_file()).unwrap();
+        let inst = reg.get("alpha").unwrap();
+        assert_eq!(inst.version.as_deref(), Some("24.9.0"));
+        assert_eq!(inst.domain.as_deref(), Some("restored.example.test"));
+        assert_eq!(
+            inst.paths.root.as_deref(),
+            Some(w.data("alpha").to_str().unwrap()),
+            "the data root stays where the data is"
+        );
+        // Python's keys survive the annotation.
+        let e = entry(&c, id).await;
+        assert_eq!(e.created_by, Some(json!("root")));
+        assert_eq!(e.extra["restores"].as_array().unwrap().len(), 1);
+    }
+    w.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_archive_fails_and_writes_nothing_outside_staging() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let outside = w.sb.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let id = "20250601-100000-alpha-0badc0";
+    let dir = w.cfg().instance_backup_dir("alpha");
+    fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join(format!("{id}.tar.gz"));
+    // A symlink out of the tree, then a file written through it.
+    let script = format!(
+        r#"
+import io, tarfile
+with tarfile.open({archive:?}, "w:gz") as t:
+    for d in ["{id}/", "{id}/data/"]:
+        i = tarfile.TarInfo(d); i.type = tarfile.DIRTYPE; i.mode = 0o750; t.addfile(i)
+    l = tarfile.TarInfo("{id}/data/escape"); l.type = tarfile.SYMTYPE; l.linkname = {outside:?}; t.addfile(l)
+    body = b"pwned"
+    f = tarfile.TarInfo("{id}/data/escape/pwned"); f.size = len(body); t.addfile(f, io.BytesIO(body))
+"#,
+        archive = archive.display().to_string(),
+        outside = outside.display().to_string(),
+    );
+    let st = Command::new("python3").arg("-c").arg(&script).status().unwrap();
+    assert!(st.success());
+    register_python_entry(&w, "alpha", id, &archive, "gzip");
+    let before = w.live_state();
+    let err = restore(&c, &RestoreParams { no_pre_backup: true, ..live(id) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
+    assert!(snapshot(&outside).is_empty(), "wrote through the symlink");
+    assert_eq!(w.live_state(), before);
+    w.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_and_create_serialize_on_one_instance_and_overlap_on_two() {
+    let w = World::new(&["alpha", "beta"]);
+    let c = w.client().await;
+    for name in ["alpha", "beta"] {
+        let big: Vec<u8> = (0..12_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        fs::write(w.data(name).join("big.bin"), &big).unwrap();
+    }
+    let a = backup(&c, "alpha").await;
+    let b = backup(&c, "beta").await;
+    let detached = |id: &str| RestoreParams { detach: true, no_pre_backup: true, ..live(id) };
+
+    // Different instances: no instance-lock wait, and the extractions overlap.
+    let ra = call::<BackupRestore>(&c, &detached(&a.id)).await.unwrap().op_id;
+    let rb = call::<BackupRestore>(&c, &detached(&b.id)).await.unwrap().op_id;
+    let (ea, eb) = (events_of(&c, &ra).await, events_of(&c, &rb).await);
+    assert!(matches!(ea.last().unwrap().kind, EventKind::Finished { .. }), "{ea:?}");
+    assert!(matches!(eb.last().unwrap().kind, EventKind::Finished { .. }), "{eb:?}");
+    assert!(!waited_for_instance(&ea) && !waited_for_instance(&eb));
+    let b_extract = phase(&eb, "extract").unwrap();
+    assert!(
+        b_extract.ts < ea.last().unwrap().ts,
+        "beta began extracting only after alpha's restore ended"
+    );
+
+    // One instance: a create started after a restore waits for it.
+    let r = call::<BackupRestore>(&c, &detached(&a.id)).await.unwrap().op_id;
+    let cr = call::<BackupCreate>(
+        &c,
+        &CreateParams { instance: "alpha".into(), detach: true, ..Default::default() },
+    )
+    .await
+    .unwrap()
+    .op_id;
+    let (er, ec) = (events_of(&c, &r).await, events_of(&c, &cr).await);
+    assert!(waited_for_instance(&ec), "create did not wait: {ec:?}");
+    let archive_start = phase(&ec, "archive").unwrap();
+    let cleanup = phase(&er, "cleanup").unwrap();
+    assert!(archive_start.ts >= cleanup.ts, "{} < {}", archive_start.ts, cleanup.ts);
+    w.assert_no_leftovers();
+}
