@@ -10,6 +10,7 @@
 //! * [`index`]      — the backup index (`backups.json`).
 //! * [`registry`]   — the instance registry (`instances.yml`).
 //! * [`archive`]    — walking sources and writing compressed, hashed tar archives.
+//! * [`systemd`]    — unit state and start/stop/reload jobs over D-Bus (the only zbus user).
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
@@ -27,6 +28,7 @@ pub mod oplog;
 pub mod ops;
 pub mod registry;
 pub mod rpc;
+pub mod systemd;
 
 use std::future::Future;
 
