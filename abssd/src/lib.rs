@@ -11,7 +11,7 @@
 //! * [`registry`]   — the instance registry (`instances.yml`).
 //! * [`archive`]    — walking sources and writing compressed, hashed tar archives.
 //! * [`journal`]    — the write-ahead journal that drives rollback and recovery.
-//! * [`systemd`]    — systemd over D-Bus (the only zbus user).
+//! * [`systemd`]    — unit state and start/stop/reload jobs over D-Bus (the only zbus user).
 //! * [`nginx`]      — the nginx configuration check.
 //! * [`extract`]    — safe extraction of archives into a staging directory.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).

@@ -1,8 +1,14 @@
 //! Test harness for abssd: a throwaway prefix with realistic instances
 //! ([`Sandbox`]), the real daemon started in-process on a socket inside it
-//! ([`Daemon`]), and a WebSocket client over that socket ([`client`]).
+//! ([`Daemon`]), a WebSocket client over that socket ([`client`]), and a fake
+//! systemd on a private D-Bus ([`FakeSystemd`], over [`bus::Bus`]).
 //!
 //! Everything lives under one temporary directory and is removed on drop.
+
+pub mod bus;
+pub mod fake_systemd;
+
+pub use fake_systemd::{FakeSystemd, Verb};
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};

@@ -74,7 +74,7 @@ impl World {
     }
 
     fn unit_active(&self, name: &str) -> bool {
-        self.fake.state(&unit_name(name)).expect("unit known").0
+        self.fake.state(&unit_name(name)).expect("unit known").is_active()
     }
 
     fn calls(&self, prefix: &str) -> usize {
