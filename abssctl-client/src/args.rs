@@ -21,7 +21,7 @@ Exit codes:
   4    systemd, nginx or archive work failed, or an internal error
   130  interrupted: the client detached, the operation goes on in abssd";
 
-/// abssctl: back up and check Actual Budget sync server instances through abssd.
+/// abssctl: back up, restore and check Actual Budget sync server instances through abssd.
 ///
 /// abssctl is the unprivileged client of the abssd daemon: it sends each request over
 /// the daemon's Unix socket, shows progress on stderr, and prints tables (or one JSON
@@ -41,7 +41,7 @@ pub struct Cli {
     )]
     pub socket: PathBuf,
 
-    /// Print exactly one JSON document on stdout (errors as {"error": {kind, message}});
+    /// Print exactly one JSON document on stdout (errors as {"error": {kind, message, detail?}});
     /// no progress bars.
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
@@ -59,7 +59,7 @@ pub struct Cli {
 /// Top-level verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create, list, show and verify backups.
+    /// Create, restore, list, show and verify backups.
     #[command(subcommand)]
     Backup(BackupCommand),
     /// List the daemon's operations, or re-attach to one.
@@ -78,6 +78,32 @@ pub enum BackupCommand {
     /// Shows a byte progress bar on stderr while the daemon walks, compresses and
     /// hashes; prints the archive, size and checksum when done.
     Create(CreateArgs),
+    /// Put a backup back: into its instance (live), or its data into a new directory.
+    ///
+    /// A live restore replaces the instance:
+    ///   1. abssd takes a pre-restore backup of the instance (unless --no-pre-backup),
+    ///   2. unpacks the archive into a staging directory beside the data, checking
+    ///      its sha256 on the way (a mismatch stops here, with nothing changed),
+    ///   3. stops the instance's unit if it runs,
+    ///   4. moves the live data aside to <data dir>.pre-restore-<time> and the
+    ///      restored data in; replaces the unit file and nginx site (keeping .bak-<time>
+    ///      copies) and reinstates the sites-enabled link, unless --data-only,
+    ///   5. updates the registry entry, starts the unit again if it was running
+    ///      (see --restart / --no-restart), checks and reloads nginx,
+    ///   6. removes the .pre-restore-* and .bak-* copies once all of that succeeded.
+    ///
+    /// The pre-restore backup is an ordinary backup in the index: restoring it undoes
+    /// the restore.
+    ///
+    /// If any step fails, everything is rolled back (data, unit file, site, link,
+    /// registry, running state) and the error says what was put back.
+    ///
+    /// A live restore asks for confirmation on the terminal, or needs --yes; without
+    /// a terminal and without --yes it changes nothing and exits 2. --dest restores
+    /// only touch the new directory and need no confirmation. --dry-run prints the
+    /// plan and changes nothing.
+    #[command(verbatim_doc_comment)]
+    Restore(RestoreArgs),
     /// List backups from the index, newest first.
     List(ListArgs),
     /// Show every recorded field of one backup.
@@ -126,6 +152,70 @@ pub struct CreateArgs {
     /// Start the backup, print its operation id and return at once.
     #[arg(long, conflicts_with = "dry_run")]
     pub detach: bool,
+}
+
+/// `abssctl backup restore`
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore, as `backup list` prints it.
+    pub id: String,
+
+    /// Refuse unless the backup belongs to this instance (a guard against a wrong id).
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+
+    /// Restore only the data, into this new or empty directory (under the instance
+    /// root or the restores directory beside the backups root). The instance, its
+    /// unit, site and registry entry are left alone, so no confirmation is needed.
+    #[arg(long, value_name = "PATH")]
+    pub dest: Option<PathBuf>,
+
+    /// Print the plan (target, space, unit, steps) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not back up the live instance first. Once the restore succeeds, its
+    /// current data cannot be brought back.
+    #[arg(long, conflicts_with = "dest")]
+    pub no_pre_backup: bool,
+
+    /// Message stored with the pre-restore backup.
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["dest", "no_pre_backup"])]
+    pub backup_message: Option<String>,
+
+    /// Restore without asking for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Start the unit after the restore even if it was not running before.
+    #[arg(long, conflicts_with = "dest")]
+    pub restart: bool,
+
+    /// Leave the unit stopped after the restore even if it was running before.
+    #[arg(long, conflicts_with_all = ["restart", "dest"])]
+    pub no_restart: bool,
+
+    /// Restore the data directory only: leave the unit file, nginx site and
+    /// sites-enabled link as they are.
+    #[arg(long)]
+    pub data_only: bool,
+
+    /// Start the restore, print its operation id and return at once (after the
+    /// confirmation).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub detach: bool,
+}
+
+impl RestoreArgs {
+    /// `--restart` / `--no-restart` as the request's `restart`; `None` keeps the
+    /// unit's state from before the restore.
+    pub fn restart(&self) -> Option<bool> {
+        match (self.restart, self.no_restart) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            (false, false) => None,
+        }
+    }
 }
 
 /// `--compression` values.
@@ -290,6 +380,59 @@ mod tests {
         assert_eq!(split_labels(&args.labels), strings(&["a", "b", "c"]));
         assert_eq!(Compression::from(args.compression), Compression::Gzip);
         assert_eq!(args.compression_level, Some(6));
+    }
+
+    fn restore(args: &[&str]) -> Result<RestoreArgs, clap::Error> {
+        let line = ["abssctl", "backup", "restore"].iter().chain(args);
+        match Cli::try_parse_from(line)?.command {
+            Command::Backup(BackupCommand::Restore(args)) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restore_flags_parse() {
+        let args = restore(&[
+            "b1",
+            "--instance",
+            "alpha",
+            "--no-pre-backup",
+            "-y",
+            "--no-restart",
+            "--data-only",
+            "--detach",
+        ])
+        .unwrap();
+        assert_eq!(args.id, "b1");
+        assert_eq!(args.instance.as_deref(), Some("alpha"));
+        assert!(args.no_pre_backup && args.yes && args.data_only && args.detach);
+        assert_eq!(args.restart(), Some(false));
+        assert_eq!(restore(&["b1", "--restart"]).unwrap().restart(), Some(true));
+        let args = restore(&["b1", "--dest", "x", "--backup-message", "m"]);
+        assert!(
+            args.is_err(),
+            "--backup-message is about the pre-restore backup"
+        );
+        let args = restore(&["b1", "--dest", "x", "--dry-run"]).unwrap();
+        assert_eq!(args.restart(), None);
+        assert_eq!(args.dest.as_deref(), Some(std::path::Path::new("x")));
+        assert!(args.dry_run && !args.yes);
+    }
+
+    #[test]
+    fn restore_refuses_contradictory_flags() {
+        for bad in [
+            &["b1", "--restart", "--no-restart"][..],
+            &["b1", "--dry-run", "--detach"],
+            &["b1", "--dest", "/x", "--restart"],
+            &["b1", "--dest", "/x", "--no-restart"],
+            &["b1", "--dest", "/x", "--no-pre-backup"],
+            &["b1", "--no-pre-backup", "--backup-message", "m"],
+            &[],
+        ] {
+            let err = restore(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Progress on stderr, driven by an operation's events.
 //!
 //! One indicatif bar per phase: a byte bar when the phase's size is known, a spinner
-//! otherwise (and while waiting for a lock). Bars are drawn only for people at a
-//! terminal; with `--json`, `--quiet` or a redirected stderr the bar is hidden and
-//! only messages (and lock waits, which can be long) are printed as lines.
+//! otherwise (and while waiting for a lock). When a phase gives way to the next (or
+//! the operation ends), a `done` (or `failed`) line with its time stays behind, so a restore's
+//! steps (`stop unit`, `swap`, `start unit`, ...) read as a list. Bars are drawn only
+//! for people at a terminal; with `--json`, `--quiet` or a redirected stderr the bar
+//! is hidden and only messages (and lock waits, which can be long) are printed as
+//! lines.
 
 use std::time::Duration;
 
 use abssd_proto::EventKind;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::render::Output;
+use crate::render::{Output, human_size};
 
 const BYTES_TEMPLATE: &str = "{prefix:>12.bold} [{bar:32.cyan/blue}] {binary_bytes}/{binary_total_bytes} \
                               {binary_bytes_per_sec} eta {eta}";
@@ -29,6 +32,28 @@ pub struct ProgressView {
     /// The phase `bar` belongs to, so a `progress` event for a phase whose `phase`
     /// event was missed still gets its own bar.
     phase: Option<String>,
+}
+
+/// How a phase name reads on the bar: `stop_unit` → `stop unit`.
+fn phase_label(name: &str) -> String {
+    match name {
+        "pre_backup" => "pre-backup".to_owned(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// The line left behind by a phase that ended (`done`) or that the operation
+/// failed in (`failed`): its label lined up with the bars, the bytes it processed
+/// when it had a size, and how long it took.
+fn end_line(name: &str, outcome: &str, bytes: Option<u64>, elapsed: Duration) -> String {
+    let bytes = bytes
+        .map(|b| format!(" {}", human_size(b)))
+        .unwrap_or_default();
+    format!(
+        "{:>12} {outcome}{bytes} in {:.1}s",
+        phase_label(name),
+        elapsed.as_secs_f64()
+    )
 }
 
 impl ProgressView {
@@ -87,7 +112,14 @@ impl ProgressView {
                     other => self.bar.suspend(|| out.note(&format!("{other}: {text}"))),
                 }
             }
-            EventKind::Finished { .. } | EventKind::Failed { .. } => self.clear(),
+            EventKind::Finished { .. } => {
+                self.end_phase("done");
+                self.clear();
+            }
+            EventKind::Failed { .. } => {
+                self.end_phase("failed");
+                self.clear();
+            }
         }
     }
 
@@ -103,7 +135,22 @@ impl ProgressView {
         self.phase = None;
     }
 
+    /// Leave a line saying how the current phase ended, if one is drawn.
+    fn end_phase(&mut self, outcome: &str) {
+        let Some(name) = self.phase.take() else {
+            return;
+        };
+        if !self.visible || self.bar.is_hidden() {
+            return;
+        }
+        let bytes = self.bar.length().map(|_| self.bar.position());
+        let line = end_line(&name, outcome, bytes, self.bar.elapsed());
+        self.bar.finish_and_clear();
+        eprintln!("{line}");
+    }
+
     fn start_phase(&mut self, name: &str, total_bytes: Option<u64>) {
+        self.end_phase("done");
         self.clear();
         self.phase = Some(name.to_owned());
         if !self.visible {
@@ -116,9 +163,9 @@ impl ProgressView {
                     .progress_chars("=> ");
                 ProgressBar::new(total)
                     .with_style(style)
-                    .with_prefix(name.to_owned())
+                    .with_prefix(phase_label(name))
             }
-            None => spinner_bar(name, String::new()),
+            None => spinner_bar(&phase_label(name), String::new()),
         };
     }
 
@@ -157,6 +204,25 @@ mod tests {
     fn templates_parse() {
         assert!(ProgressStyle::with_template(BYTES_TEMPLATE).is_ok());
         assert!(ProgressStyle::with_template(SPINNER_TEMPLATE).is_ok());
+    }
+
+    #[test]
+    fn phases_read_as_words_with_their_size_and_time() {
+        assert_eq!(phase_label("stop_unit"), "stop unit");
+        assert_eq!(phase_label("pre_backup"), "pre-backup");
+        assert_eq!(
+            end_line(
+                "extract",
+                "done",
+                Some(3 << 20),
+                Duration::from_millis(4260)
+            ),
+            "     extract done 3.0 MiB in 4.3s"
+        );
+        assert_eq!(
+            end_line("swap", "failed", None, Duration::from_millis(300)),
+            "        swap failed in 0.3s"
+        );
     }
 
     #[test]

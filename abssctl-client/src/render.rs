@@ -1,11 +1,13 @@
 //! Everything abssctl prints: one JSON document (`--json`) or text for people on
 //! stdout; notes, warnings and errors on stderr.
 //!
-//! [`Output`] decides where things go; the `backup` and `ops` submodules turn wire
-//! types into text and never print themselves, so they are tested as plain functions.
+//! [`Output`] decides where things go; the `backup`, `restore` and `ops` submodules
+//! turn wire types into text and never print themselves, so they are tested as plain
+//! functions.
 
 pub mod backup;
 pub mod ops;
+pub mod restore;
 
 use std::io::{self, IsTerminal, Write};
 
@@ -59,12 +61,14 @@ impl Output {
     }
 
     /// Report a failed command: `{"error": {kind, message, detail?}}` on stdout with
-    /// `--json`, else one line on stderr.
+    /// `--json`, else a line on stderr, followed by what a failed restore rolled back
+    /// and what it left for an operator.
     pub fn error(&self, err: &WireError) {
         if self.json {
             self.document(&json!({ "error": err }));
         } else {
-            eprintln!("abssctl: error: {}", err.message);
+            let detail = err.detail.as_ref().map(error_detail).unwrap_or_default();
+            eprint!("abssctl: error: {}\n{detail}", err.message);
         }
     }
 
@@ -72,6 +76,38 @@ impl Output {
     pub fn progress_visible(&self) -> bool {
         !self.json && !self.quiet && io::stderr().is_terminal()
     }
+}
+
+/// The parts of an error's `detail` people act on, as indented lines: what a
+/// failed operation put back (`rolled_back`), what it could not (`left`), and the
+/// operation (`op_id`). Other keys are only in the `--json` document.
+pub fn error_detail(detail: &Value) -> String {
+    let strings = |key: &str| -> Vec<String> {
+        detail
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|items| items.iter().map(value_text).collect())
+            .unwrap_or_default()
+    };
+    let mut text = String::new();
+    for (key, title) in [
+        ("rolled_back", "rolled back:"),
+        ("left", "NOT rolled back, needs an operator:"),
+    ] {
+        let items = strings(key);
+        if !items.is_empty() {
+            text.push_str(&format!("  {title}\n"));
+            for item in items {
+                text.push_str(&format!("    - {item}\n"));
+            }
+        }
+    }
+    if let Some(op_id) = detail.get("op_id").and_then(Value::as_str) {
+        text.push_str(&format!(
+            "  operation {op_id}; its events: abssctl op watch {op_id}\n"
+        ));
+    }
+    text
 }
 
 /// Write to stdout without panicking when the reader went away (`abssctl ... | head`).
@@ -268,6 +304,26 @@ mod tests {
             &[("id", "x".to_owned()), ("status", "available".to_owned())],
         );
         assert_eq!(text, "  id:      x\n  status:  available\n");
+    }
+
+    #[test]
+    fn error_detail_lists_rollback_and_leftovers() {
+        let text = error_detail(&json!({
+            "rolled_back": ["data of alpha", "unit abssctl-alpha.service started"],
+            "left": ["old data kept in /srv/alpha.pre-restore-1"],
+            "op_id": "op-1",
+            "path": "/srv/alpha"
+        }));
+        assert_eq!(
+            text,
+            "  rolled back:\n\
+             \x20   - data of alpha\n\
+             \x20   - unit abssctl-alpha.service started\n\
+             \x20 NOT rolled back, needs an operator:\n\
+             \x20   - old data kept in /srv/alpha.pre-restore-1\n\
+             \x20 operation op-1; its events: abssctl op watch op-1\n"
+        );
+        assert_eq!(error_detail(&json!({"path": "/x", "left": []})), "");
     }
 
     #[test]

@@ -110,6 +110,17 @@ fn usage_errors_exit_2() {
         &["backup", "create"],
         &["backup", "create", "alpha", "--compression", "lz4"],
         &["backup", "create", "alpha", "--dry-run", "--detach"],
+        &["backup", "restore"],
+        &["backup", "restore", "some-id", "--restart", "--no-restart"],
+        &[
+            "backup",
+            "restore",
+            "some-id",
+            "--dest",
+            "/x",
+            "--no-restart",
+        ],
+        &["backup", "restore", "some-id", "--dry-run", "--detach"],
         &["op", "watch"],
         &["--no-such-flag", "daemon", "status"],
     ] {
@@ -143,7 +154,10 @@ fn help_mentions_every_command() {
                 "Exit codes",
             ],
         ),
-        (&["backup", "--help"], &["create", "list", "show", "verify"]),
+        (
+            &["backup", "--help"],
+            &["create", "restore", "list", "show", "verify"],
+        ),
         (&["op", "--help"], &["list", "watch"]),
         (&["daemon", "--help"], &["status"]),
     ];
@@ -179,6 +193,33 @@ fn create_help_explains_every_flag() {
         "gzip",
     ] {
         assert!(help.contains(flag), "missing {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn restore_help_explains_the_live_restore_and_every_flag() {
+    let out = abssctl(&["backup", "restore", "--help"]);
+    assert_exit(&out, 0);
+    let help = text(&out.stdout);
+    for part in [
+        "--instance <NAME>",
+        "--dest <PATH>",
+        "--dry-run",
+        "--no-pre-backup",
+        "--backup-message <TEXT>",
+        "-y, --yes",
+        "--restart",
+        "--no-restart",
+        "--data-only",
+        "--detach",
+        // What a live restore does, in order, and what a failure does.
+        "stops the instance's unit",
+        ".pre-restore-<time>",
+        "reinstates the sites-enabled link",
+        "everything is rolled back",
+        "it changes nothing and exits 2",
+    ] {
+        assert!(help.contains(part), "missing {part:?}:\n{help}");
     }
 }
 

@@ -1,8 +1,10 @@
 //! `abssctl` against a scripted stand-in for abssd: the client's side of the
 //! contract (detach + watch, JSON shapes, exit codes, Ctrl-C) without the real
 //! daemon's archive work. The stand-in answers by fixed names: instance `ghost`
-//! and backup `ghost` do not exist, backup `bad` is corrupt, operations are
-//! scripted event lists. End-to-end tests with the real daemon are in `cli_daemon.rs`.
+//! and backup `ghost` do not exist, backup `bad` is corrupt, restoring backup
+//! `fails-<kind>` fails with that kind after a rollback, operations are scripted
+//! event lists. Like abssd, it refuses a live restore without `yes`.
+//! End-to-end tests with the real daemon are in `cli_daemon.rs`.
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -25,6 +27,8 @@ use common::{assert_exit, json_doc, text};
 struct Seen {
     /// The last `backup.create` params.
     create: Option<Value>,
+    /// Every `backup.restore` params, in order.
+    restore: Vec<Value>,
 }
 
 struct FakeDaemon {
@@ -75,6 +79,64 @@ fn entry() -> Value {
     })
 }
 
+const RESTORE_ID: &str = "20250102-030405-alpha-a1b2c3";
+
+/// The stand-in's restore plan: live, or data only into `dest`.
+fn restore_plan(dest: Option<&str>) -> Value {
+    let live = dest.is_none();
+    json!({
+        "id": RESTORE_ID, "instance": "alpha", "mode": if live { "live" } else { "dest" },
+        "archive": "/srv/backups/alpha/20250102-030405-alpha-a1b2c3.tar.zst",
+        "archive_bytes": 1500, "algorithm": "zstd", "uncompressed_bytes": 2048,
+        "checksum": {"expected": "ab".repeat(32),
+                     "sidecar": "/srv/backups/alpha/20250102-030405-alpha-a1b2c3.tar.zst.sha256",
+                     "sidecar_agrees": true, "status": "available",
+                     "last_verified": "2025-01-03T00:00:00Z", "verified_during_extraction": true},
+        "target": dest.unwrap_or("/srv/alpha"), "staging": "/srv/.alpha.restore-1",
+        "data_only": !live,
+        "space": {"filesystem": "/srv", "needed_bytes": 2253, "available_bytes": 1_u64 << 30},
+        "unit": if live {
+            json!({"name": "abssctl-alpha.service", "load_state": "loaded",
+                   "active_state": "active", "unit_file_state": "enabled", "running_after": true})
+        } else {
+            Value::Null
+        },
+        "pre_backup_dir": if live { json!("/srv/backups/alpha") } else { Value::Null },
+        "steps": [
+            {"step": "pre_backup", "detail": "back up alpha into /srv/backups/alpha"},
+            {"step": "extract", "detail": "unpack and check the archive"},
+            {"step": "stop_unit", "detail": "stop abssctl-alpha.service"},
+            {"step": "swap", "detail": "move /srv/alpha aside, the restored data in"},
+            {"step": "start_unit", "detail": "start abssctl-alpha.service"}
+        ],
+        "dry_run": false
+    })
+}
+
+fn restore_result() -> Value {
+    json!({
+        "id": RESTORE_ID, "instance": "alpha", "mode": "live", "destination": "/srv/alpha",
+        "pre_restore_backup": "20250105-000000-alpha-ffffff",
+        "restored_at": "2025-01-05T00:00:01Z", "checksum": "ab".repeat(32), "entries": 12,
+        "content_bytes": 2048, "assets": ["/etc/systemd/system/abssctl-alpha.service"],
+        "unit_running": true, "nginx_reloaded": true,
+        "warnings": ["could not remove /srv/alpha.pre-restore-1: busy"]
+    })
+}
+
+/// The error of a restore that failed with `kind` and was rolled back.
+fn rolled_back_error(kind: &str) -> Value {
+    json!({
+        "kind": kind, "message": format!("{kind} trouble while swapping; rolled back"),
+        "detail": {
+            "rolled_back": ["data of alpha put back from /srv/alpha.pre-restore-1",
+                            "abssctl-alpha.service started again"],
+            "left": ["staging directory /srv/.alpha.restore-1 could not be removed"],
+            "op_id": format!("op-restore-{kind}")
+        }
+    })
+}
+
 fn verify_items(status: &str) -> Value {
     json!({ "results": [{"id": "x", "status": status, "message": "checked", "previous_status": "available"}] })
 }
@@ -90,7 +152,42 @@ fn scripts() -> HashMap<&'static str, Vec<Value>> {
     };
     let started =
         |command: &str| json!({"event": "started", "command": command, "target": "alpha"});
+    let phase = |name: &str, total: Option<u64>| json!({"event": "phase", "name": name, "total_bytes": total});
+    let progress =
+        |phase: &str, n: u64| json!({"event": "progress", "phase": phase, "done": n, "total": n});
+    let restore_start = || {
+        vec![
+            ev(0, started("backup restore")),
+            ev(1, json!({"event": "plan", "plan": restore_plan(None)})),
+            ev(2, phase("pre_backup", None)),
+            ev(3, phase("archive", Some(2048))),
+            ev(4, progress("archive", 2048)),
+            ev(5, phase("extract", Some(1500))),
+            ev(6, progress("extract", 1500)),
+            ev(7, phase("stop_unit", None)),
+            ev(8, phase("swap", None)),
+        ]
+    };
+    let mut restored = restore_start();
+    restored.extend([
+        ev(9, phase("start_unit", None)),
+        ev(
+            10,
+            json!({"event": "finished", "result": {"plan": restore_plan(None), "result": restore_result()}}),
+        ),
+    ]);
+    let failed = |kind: &str| {
+        let mut events = restore_start();
+        events.push(ev(
+            9,
+            json!({"event": "failed", "error": rolled_back_error(kind)}),
+        ));
+        events
+    };
     HashMap::from([
+        ("op-restore", restored),
+        ("op-restore-service", failed("service")),
+        ("op-restore-environment", failed("environment")),
         (
             "op-create",
             vec![
@@ -208,6 +305,7 @@ impl FakeDaemon {
 
 fn module(seen: Arc<Mutex<Seen>>, watching: Arc<AtomicBool>) -> RpcModule<()> {
     let mut m = RpcModule::new(());
+    let seen_restore = seen.clone();
     m.register_method("backup.create", move |p: Params<'_>, _, _| {
         let params: Value = p.parse()?;
         seen.lock().unwrap().create = Some(params.clone());
@@ -234,6 +332,44 @@ fn module(seen: Arc<Mutex<Seen>>, watching: Arc<AtomicBool>) -> RpcModule<()> {
             "op-slow"
         } else {
             "op-create"
+        };
+        Ok(json!({ "op_id": op }))
+    })
+    .unwrap();
+    m.register_method("backup.restore", move |p: Params<'_>, _, _| {
+        let params: Value = p.parse()?;
+        seen_restore.lock().unwrap().restore.push(params.clone());
+        let id = params["id"].as_str().unwrap_or("");
+        if id == "ghost" {
+            return Err(wire_error(
+                "not_found",
+                -32001,
+                "no backup ghost in the index",
+            ));
+        }
+        let dest = params["dest"].as_str();
+        if params["dry_run"] == true {
+            let mut plan = restore_plan(dest);
+            plan["dry_run"] = json!(true);
+            return Ok(json!({ "op_id": "op-restore-dry", "plan": plan }));
+        }
+        if dest.is_none() && params["yes"] != true {
+            return Err(wire_error(
+                "validation",
+                -32002,
+                "a live restore needs yes: true",
+            ));
+        }
+        if params["detach"] != true {
+            return Err(wire_error(
+                "validation",
+                -32002,
+                "the stand-in only serves detached restores",
+            ));
+        }
+        let op = match id.strip_prefix("fails-") {
+            Some(kind) => format!("op-restore-{kind}"),
+            None => "op-restore".to_owned(),
         };
         Ok(json!({ "op_id": op }))
     })
@@ -511,4 +647,221 @@ fn ctrl_c_detaches_and_leaves_the_operation_running() {
     );
     // The stand-in is still there to be re-attached to.
     assert!(StdUnixStream::connect(&d.socket).is_ok());
+}
+
+impl FakeDaemon {
+    /// The `backup.restore` requests seen so far.
+    fn restores(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().restore.clone()
+    }
+}
+
+#[test]
+fn live_restore_without_a_terminal_or_yes_exits_2_and_changes_nothing() {
+    let d = FakeDaemon::start();
+    // `output()` gives the child no stdin and a pipe for stderr: no terminal.
+    let out = d.abssctl(&["backup", "restore", RESTORE_ID]);
+    assert_exit(&out, 2);
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("abssctl: error: "), "{err}");
+    assert!(
+        err.contains("pass --yes") && err.contains("nothing changed"),
+        "{err}"
+    );
+    assert!(err.contains("instance alpha in /srv/alpha"), "{err}");
+
+    let out = d.abssctl(&["backup", "restore", RESTORE_ID, "--no-pre-backup", "--json"]);
+    assert_exit(&out, 2);
+    assert_eq!(json_doc(&out)["error"]["kind"], "validation");
+
+    // Only the plan was asked for; the restore itself was never requested.
+    let sent = d.restores();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for params in &sent {
+        assert_eq!(params["dry_run"], true, "{params}");
+        assert_eq!(params["yes"], false, "{params}");
+    }
+    assert_eq!(sent[1]["no_pre_backup"], true);
+}
+
+#[test]
+fn yes_sends_the_confirmation_and_follows_the_restore() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&[
+        "backup",
+        "restore",
+        RESTORE_ID,
+        "--yes",
+        "--instance",
+        "alpha",
+        "--restart",
+        "--backup-message",
+        "before rollback",
+        "--json",
+    ]);
+    assert_exit(&out, 0);
+    let doc = json_doc(&out);
+    assert_eq!(
+        doc,
+        json!({ "op_id": "op-restore", "plan": restore_plan(None), "result": restore_result() })
+    );
+
+    let sent = d.restores();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0]["dry_run"], true);
+    let real = &sent[1];
+    assert_eq!(real["dry_run"], false, "{real}");
+    assert_eq!(real["yes"], true, "{real}");
+    assert_eq!(real["detach"], true, "{real}");
+    assert_eq!(real["restart"], true, "{real}");
+    assert_eq!(real["instance"], "alpha", "{real}");
+    assert_eq!(real["backup_message"], "before rollback", "{real}");
+    assert_eq!(real["no_pre_backup"], false, "{real}");
+    assert_eq!(real["data_only"], false, "{real}");
+    assert_eq!(real["dest"], Value::Null, "{real}");
+
+    // -y and --no-restart, summary for people.
+    let out = d.abssctl(&["backup", "restore", RESTORE_ID, "-y", "--no-restart"]);
+    assert_exit(&out, 0);
+    assert_eq!(d.restores()[3]["restart"], false);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "Restored backup {RESTORE_ID} into /srv/alpha (instance alpha)\n"
+        )),
+        "{stdout}"
+    );
+    for part in [
+        "pre-restore backup:  20250105-000000-alpha-ffffff",
+        "unit:                abssctl-alpha.service running",
+        "nginx:               checked and reloaded",
+        "Warnings:\n  - could not remove /srv/alpha.pre-restore-1: busy\n",
+    ] {
+        assert!(stdout.contains(part), "missing {part:?}:\n{stdout}");
+    }
+}
+
+#[test]
+fn restore_dry_run_prints_the_plan_and_requests_nothing_else() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&["backup", "restore", RESTORE_ID, "--dry-run", "--json"]);
+    assert_exit(&out, 0);
+    let mut plan = restore_plan(None);
+    plan["dry_run"] = json!(true);
+    assert_eq!(
+        json_doc(&out),
+        json!({ "op_id": "op-restore-dry", "plan": plan, "result": null })
+    );
+
+    let out = d.abssctl(&["backup", "restore", RESTORE_ID, "--dry-run", "--data-only"]);
+    assert_exit(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "Dry run, nothing changed: restore backup {RESTORE_ID} into instance alpha\n"
+        )),
+        "{stdout}"
+    );
+    for part in [
+        "target:",
+        "needs 2.2 KiB on /srv, 1.0 GiB free",
+        "abssctl-alpha.service (active, enabled); running after the restore: yes",
+        "pre-restore backup:  into /srv/backups/alpha",
+        "   1. pre_backup  back up alpha into /srv/backups/alpha\n",
+        "   5. start_unit  start abssctl-alpha.service\n",
+    ] {
+        assert!(stdout.contains(part), "missing {part:?}:\n{stdout}");
+    }
+
+    let sent = d.restores();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent.iter()
+            .all(|p| p["dry_run"] == true && p["yes"] == false)
+    );
+    assert_eq!(sent[1]["data_only"], true);
+}
+
+#[test]
+fn dest_restore_needs_no_confirmation_and_sends_an_absolute_path() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&[
+        "backup", "restore", RESTORE_ID, "--dest", "rel/out", "--json",
+    ]);
+    assert_exit(&out, 0);
+    assert_eq!(json_doc(&out)["op_id"], "op-restore");
+    let sent = d.restores();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let dest = sent[1]["dest"].as_str().unwrap();
+    assert!(
+        dest.starts_with('/') && dest.ends_with("/rel/out"),
+        "{dest}"
+    );
+    assert_eq!(sent[0]["dest"], sent[1]["dest"]);
+    assert_eq!(sent[1]["dry_run"], false);
+}
+
+#[test]
+fn a_rolled_back_restore_says_what_was_put_back_and_exits_by_kind() {
+    let d = FakeDaemon::start();
+    for (kind, code) in [("service", 4), ("environment", 3)] {
+        let id = format!("fails-{kind}");
+        let out = d.abssctl(&["backup", "restore", &id, "--yes"]);
+        assert_exit(&out, code);
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        let err = text(&out.stderr);
+        let expected = format!(
+            "abssctl: error: {kind} trouble while swapping; rolled back\n  \
+             rolled back:\n    \
+             - data of alpha put back from /srv/alpha.pre-restore-1\n    \
+             - abssctl-alpha.service started again\n  \
+             NOT rolled back, needs an operator:\n    \
+             - staging directory /srv/.alpha.restore-1 could not be removed\n  \
+             operation op-restore-{kind}; its events: abssctl op watch op-restore-{kind}\n"
+        );
+        assert!(err.ends_with(&expected), "{err}");
+
+        let out = d.abssctl(&["backup", "restore", &id, "--yes", "--json"]);
+        assert_exit(&out, code);
+        assert_eq!(json_doc(&out), json!({ "error": rolled_back_error(kind) }));
+    }
+}
+
+#[test]
+fn restore_of_an_unknown_backup_exits_1_before_asking() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&["backup", "restore", "ghost"]);
+    assert_exit(&out, 1);
+    assert_eq!(
+        text(&out.stderr),
+        "abssctl: error: no backup ghost in the index\n"
+    );
+    assert_eq!(d.restores().len(), 1);
+}
+
+#[test]
+fn restore_detach_and_op_watch() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&["backup", "restore", RESTORE_ID, "-y", "--detach", "--json"]);
+    assert_exit(&out, 0);
+    assert_eq!(json_doc(&out), json!({ "op_id": "op-restore" }));
+    assert_eq!(d.restores()[1]["yes"], true);
+
+    let out = d.abssctl(&["op", "watch", "op-restore"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).starts_with(&format!("Restored backup {RESTORE_ID} into /srv/alpha")),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = d.abssctl(&["op", "watch", "op-restore-service", "--json"]);
+    assert_exit(&out, 4);
+    assert_eq!(
+        json_doc(&out)["error"]["detail"]["left"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -1,6 +1,4 @@
-//! `abssctl backup create | list | show | verify`.
-
-use std::path::Path;
+//! `abssctl backup create | list | show | verify`; `restore` is in [`super::restore`].
 
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupList, BackupShow, BackupVerify};
@@ -11,7 +9,7 @@ use abssd_proto::{
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
 
-use super::{Exit, decode, follow_and_show, show_started};
+use super::{Exit, absolute_utf8, decode, follow_and_show, show_started};
 use crate::args::{BackupCommand, CreateArgs, VerifyArgs, split_labels};
 use crate::follow::{Finished, Interrupt};
 use crate::render::{self, Output};
@@ -37,6 +35,7 @@ pub async fn run(client: &Client, out: Output, cmd: BackupCommand) -> Result<Exi
             Ok(Exit::Success)
         }
         BackupCommand::Verify(args) => verify(client, out, args).await,
+        BackupCommand::Restore(args) => super::restore::run(client, out, args).await,
     }
 }
 
@@ -46,7 +45,11 @@ async fn create(client: &Client, out: Output, args: CreateArgs) -> Result<Exit, 
         message: args.message,
         labels: split_labels(&args.labels),
         data_only: args.data_only,
-        out_dir: args.out_dir.as_deref().map(absolute_utf8).transpose()?,
+        out_dir: args
+            .out_dir
+            .as_deref()
+            .map(|dir| absolute_utf8("--out-dir", dir))
+            .transpose()?,
         compression: args.compression.into(),
         compression_level: args.compression_level,
         dry_run: args.dry_run,
@@ -122,37 +125,4 @@ pub fn show_verified(out: Output, finished: Finished) -> Result<Exit, WireError>
     } else {
         Exit::Success
     })
-}
-
-/// `--out-dir` as the daemon needs it: absolute (its working directory is not
-/// ours) and UTF-8 (it travels in JSON).
-fn absolute_utf8(path: &Path) -> Result<String, WireError> {
-    let absolute = std::path::absolute(path).map_err(|err| {
-        WireError::new(
-            ErrorKind::Validation,
-            format!("--out-dir {}: {err}", path.display()),
-        )
-    })?;
-    absolute.into_os_string().into_string().map_err(|raw| {
-        WireError::new(
-            ErrorKind::Validation,
-            format!("--out-dir {} is not valid UTF-8", Path::new(&raw).display()),
-        )
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn out_dir_is_made_absolute() {
-        let cwd = std::env::current_dir().unwrap();
-        let got = absolute_utf8(Path::new("backups/x")).unwrap();
-        assert_eq!(Path::new(&got), cwd.join("backups/x"));
-        assert_eq!(
-            absolute_utf8(Path::new("/srv/backups")).unwrap(),
-            "/srv/backups"
-        );
-    }
 }

@@ -1,13 +1,17 @@
 //! The verbs: each turns its flags into request parameters, calls the daemon, and
 //! hands the answer to [`crate::render`].
 //!
-//! * [`backup`] — `backup create | list | show | verify`
-//! * [`op`]     — `op list | watch`
-//! * [`daemon`] — `daemon status`
+//! * [`backup`]  — `backup create | list | show | verify`
+//! * [`restore`] — `backup restore`: plan, confirmation, follow
+//! * [`op`]      — `op list | watch`
+//! * [`daemon`]  — `daemon status`
 
 pub mod backup;
 pub mod daemon;
 pub mod op;
+pub mod restore;
+
+use std::path::Path;
 
 use abssd_proto::{ErrorKind, WireError};
 use jsonrpsee::core::client::Client;
@@ -95,6 +99,7 @@ fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
     match command.as_str() {
         "backup create" => backup::show_created(out, finished),
         "backup verify" => backup::show_verified(out, finished),
+        "backup restore" => restore::show_restored(out, finished),
         _ => {
             let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
             out.show(&doc, || {
@@ -116,4 +121,37 @@ fn decode<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, WireError>
             ),
         )
     })
+}
+
+/// A path flag (`--out-dir`, `--dest`) as the daemon needs it: absolute (its
+/// working directory is not ours) and UTF-8 (it travels in JSON).
+fn absolute_utf8(flag: &str, path: &Path) -> Result<String, WireError> {
+    let absolute = std::path::absolute(path).map_err(|err| {
+        WireError::new(
+            ErrorKind::Validation,
+            format!("{flag} {}: {err}", path.display()),
+        )
+    })?;
+    absolute.into_os_string().into_string().map_err(|raw| {
+        WireError::new(
+            ErrorKind::Validation,
+            format!("{flag} {} is not valid UTF-8", Path::new(&raw).display()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_flags_are_made_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        let got = absolute_utf8("--out-dir", Path::new("backups/x")).unwrap();
+        assert_eq!(Path::new(&got), cwd.join("backups/x"));
+        assert_eq!(
+            absolute_utf8("--dest", Path::new("/srv/restores/x")).unwrap(),
+            "/srv/restores/x"
+        );
+    }
 }
