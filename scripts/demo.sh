@@ -2,7 +2,12 @@
 # The main job on a fresh machine, sandboxed: build abssd + abssctl, generate a
 # realistic Actual Budget instance in a throwaway prefix, start abssd there and
 # back the instance up, list, show and verify the backup, call the socket API
-# with curl, and look inside the archive.
+# with curl, look inside the archive, then damage the instance and restore it
+# live (systemd simulated by `fake-systemd` on a private D-Bus, nginx checked by
+# the real `nginx -t` when installed) and into a new directory with --dest.
+#
+# Under real systemd the same restore talks to PID 1 over the system bus: drop
+# --bus and run abssd as root (see README "Install").
 #
 # Usage: scripts/demo.sh            (prefix from mktemp -d)
 #        DEMO_PREFIX=DIR scripts/demo.sh
@@ -37,6 +42,7 @@ for tool in cargo python3 curl tar sha256sum; do
 done
 
 DAEMON_PID=''
+FAKE_PID=''
 PREFIX=''
 LOG=''
 
@@ -46,6 +52,10 @@ cleanup() {
   if [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
     kill -TERM "$DAEMON_PID" 2>/dev/null || true
     wait "$DAEMON_PID" 2>/dev/null || true
+  fi
+  if [[ -n ${FAKE_PID:-} ]] && kill -0 "$FAKE_PID" 2>/dev/null; then
+    kill -TERM "$FAKE_PID" 2>/dev/null || true
+    wait "$FAKE_PID" 2>/dev/null || true
   fi
   if ((rc != 0)); then
     printf '\ndemo: failed (exit %d)\n' "$rc" >&2
@@ -63,11 +73,19 @@ trap 'exit 143' TERM
 
 # --- build ---------------------------------------------------------------
 
+# The live restore needs a D-Bus daemon for the simulated systemd.
+HAVE_DBUS=''
+command -v dbus-daemon >/dev/null && command -v dbus-send >/dev/null && HAVE_DBUS=1
+
 say "Building abssd and abssctl (release)"
 cargo build --release -j2 --locked -p abssd -p abssctl-client
+if [[ -n $HAVE_DBUS ]]; then
+  cargo build --release -j2 --locked -p abssd-tests --bin fake-systemd
+fi
 BIN_DIR=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd -P)
 ABSSD=$BIN_DIR/abssd
 ABSSCTL=$BIN_DIR/abssctl
+FAKE_SYSTEMD=$BIN_DIR/fake-systemd
 [[ -x $ABSSD && -x $ABSSCTL ]] || die "build did not produce $ABSSD and $ABSSCTL"
 
 # --- sandbox -------------------------------------------------------------
@@ -88,10 +106,53 @@ say "Generating a sample Actual Budget instance 'demo' (~40 MB) in $PREFIX"
 note "budget SQLite files, an account database, a systemd unit, an nginx site and a registry entry"
 python3 scripts/sample-instance.py "$PREFIX" demo --size-mb 40 --force
 
-say "Starting abssd --prefix $PREFIX"
+BUS_ARGS=()
+if [[ -n $HAVE_DBUS ]]; then
+  say "Starting fake-systemd: systemd's D-Bus API on a private bus"
+  note "it keeps unit state and answers start/stop/daemon-reload like PID 1 would"
+  FAKE_OUT=$PREFIX/fake-systemd.out
+  "$FAKE_SYSTEMD" --unit-dir "$PREFIX/etc/systemd/system" >"$FAKE_OUT" 2>"$PREFIX/fake-systemd.log" &
+  FAKE_PID=$!
+  BUS=''
+  for _ in $(seq 1 100); do
+    BUS=$(head -n 1 "$FAKE_OUT" 2>/dev/null || true)
+    [[ -n $BUS ]] && break
+    kill -0 "$FAKE_PID" 2>/dev/null || die "fake-systemd exited during start-up"
+    sleep 0.1
+  done
+  [[ -n $BUS ]] || die "fake-systemd did not print its bus address"
+  note "bus: $BUS"
+  # fake METHOD ARGS...: drive fake-systemd's test interface (see fake-systemd --help).
+  fake() {
+    dbus-send --bus="$BUS" --print-reply=literal --dest=org.freedesktop.systemd1 \
+      /org/abssd/FakeSystemd "org.abssd.FakeSystemd.$1" "${@:2}"
+  }
+  # The instance's service is running, as it would be on a real host.
+  fake SetUnit string:abssctl-demo.service boolean:true boolean:true >/dev/null
+  BUS_ARGS=(--bus "$BUS")
+else
+  note "dbus-daemon is not installed: the live restore is skipped (apt-get install dbus-daemon)"
+fi
+
+# nginx -t on a sandboxed nginx.conf that includes the prefix's sites-enabled/*.
+mkdir -p "$PREFIX/etc/nginx/logs" "$PREFIX/etc/abssctl"
+if command -v nginx >/dev/null; then
+  N=$PREFIX/etc/nginx
+  printf '%s\n' "pid $N/nginx.pid;" "error_log $N/logs/error.log;" 'events {}' 'http {' \
+    '  access_log off;' "  client_body_temp_path $N/tmp;" "  proxy_temp_path $N/tmp;" \
+    "  fastcgi_temp_path $N/tmp;" "  uwsgi_temp_path $N/tmp;" "  scgi_temp_path $N/tmp;" \
+    "  include $N/sites-enabled/*;" '}' >"$N/nginx.conf"
+  NGINX_TEST="[nginx, -t, -q, -p, \"$N\", -c, \"$N/nginx.conf\"]"
+else
+  note "nginx is not installed: the site check is 'true' (apt-get install nginx for the real nginx -t)"
+  NGINX_TEST='["true"]'
+fi
+printf 'nginx:\n  test_command: %s\n' "$NGINX_TEST" >"$PREFIX/etc/abssctl/config.yml"
+
+say "Starting abssd --prefix $PREFIX ${BUS_ARGS[*]}"
 note "every default path (config, registry, backups, socket, logs) lives under the prefix"
 note "daemon log: $LOG"
-NO_COLOR=1 "$ABSSD" --prefix "$PREFIX" >"$LOG" 2>&1 &
+NO_COLOR=1 "$ABSSD" --prefix "$PREFIX" "${BUS_ARGS[@]}" >"$LOG" 2>&1 &
 DAEMON_PID=$!
 # Ready when the daemon answering on the socket is the one just started (a stale
 # socket file, or another daemon on this prefix, must not pass for it).
@@ -176,6 +237,51 @@ say "The sidecar checksum works with standard tools"
   show sha256sum -c "$(basename "$ARCHIVE").sha256"
 )
 
+# --- restore -------------------------------------------------------------
+
+DATA=$PREFIX/srv/demo
+say "Damage the instance: overwrite a budget file, add a stray file, change the nginx site"
+BUDGET=$(find "$DATA" -name '*.sqlite' -type f | sort | head -n 1)
+[[ -n $BUDGET ]] || die "no .sqlite file in $DATA"
+BEFORE=$(sha256sum <"$BUDGET")
+show sh -c "echo oops > '$BUDGET'"
+show touch "$DATA/stray-file"
+SITE=$PREFIX/etc/nginx/sites-available/abssctl-demo.conf
+show sh -c "echo 'server { listen 127.0.0.1:1; }' > '$SITE'"
+
+say "Restore plan (--dry-run: nothing changes)"
+show "$ABSSCTL" backup restore "$BACKUP_ID" --dry-run
+
+if [[ -n $HAVE_DBUS ]]; then
+  say "Live restore (--yes instead of the interactive prompt)"
+  note "pre-restore backup, staged extraction with checksum, stop unit, swap, assets, daemon-reload,"
+  note "registry, start unit, nginx -t + reload, clean-up; any failure rolls all of it back"
+  show "$ABSSCTL" backup restore "$BACKUP_ID" --yes
+  [[ $(sha256sum <"$BUDGET") == "$BEFORE" ]] || die "the budget file was not restored"
+  [[ ! -e $DATA/stray-file ]] || die "the stray file survived the restore"
+  note "the budget file has its old content again, the stray file is gone, the site is back"
+
+  say "What systemd was asked to do (fake-systemd's call log)"
+  fake Calls
+
+  say "A restore that fails half-way is rolled back completely"
+  note "stop the (simulated) service and make its next start fail; damage the data again;"
+  note "then restore with --restart, whose start step fails after the data was swapped"
+  fake SetUnit string:abssctl-demo.service boolean:false boolean:true >/dev/null
+  fake Fail string:abssctl-demo.service string:start string:failed >/dev/null
+  show touch "$DATA/stray-file"
+  rc=0
+  show "$ABSSCTL" backup restore "$BACKUP_ID" --yes --no-pre-backup --restart || rc=$?
+  ((rc == 4)) || die "expected exit 4 from the failed restore, got $rc"
+  [[ -e $DATA/stray-file ]] || die "the failed restore was not rolled back"
+  note "exit $rc: the instance is exactly as before the attempt (stray file included)"
+  fake Fail string:abssctl-demo.service string:start string: >/dev/null
+fi
+
+say "Restore into a new directory (--dest: no service, site or registry change)"
+show "$ABSSCTL" backup restore "$BACKUP_ID" --dest "$PREFIX/srv/restores/demo-copy"
+show ls "$PREFIX/srv/restores/demo-copy"
+
 # --- stop ----------------------------------------------------------------
 
 say "Stopping abssd (SIGTERM)"
@@ -192,6 +298,7 @@ Everything lives under the prefix: $PREFIX
     srv/demo/                              the sample instance
     srv/backups/backups.json               the backup index
     srv/backups/demo/                      archives and .sha256 sidecars
+    srv/restores/demo-copy/                the --dest restore
     var/log/abssctl/operations.jsonl       the operations log
     abssd.log                              the daemon's log
 Run it again in the same place:  DEMO_PREFIX=$PREFIX scripts/demo.sh

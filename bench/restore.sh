@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Benchmark `abssctl backup restore --dest` (abssd: one pass that reads, hashes,
+# decompresses and unpacks, then makes the tree durable) against the shell
+# `sha256sum -c` + `tar --zstd -xf` + `sync -f` on the same archive, in the same run.
+# See bench/README.md for what it measures and the targets.
+#
+# Knobs (environment):
+#   BENCH_QUICK=1           small run: 20 MiB, 100 MiB, 5000 small files
+#   BENCH_SIZES="200 1024"  instance sizes in MiB (space-separated)
+#   BENCH_SMALL_FILES=50000 number of 1-8 KB files in the small-files case (0: skip)
+#   BENCH_RUNS=3            measured runs per tool (best is reported), after one warm-up
+#   BENCH_DIR=DIR           where to create the temporary work dir (default: $TMPDIR)
+#   BENCH_KEEP=1            keep the work dir (prefix, archives, daemon log)
+#   BENCH_STRICT=1          exit 1 when a target is missed
+set -euo pipefail
+shopt -s inherit_errexit
+export LC_ALL=C # '.' as decimal separator in $EPOCHREALTIME and printf
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+  SIZES=${BENCH_SIZES:-"20 100"}
+  SMALL_FILES=${BENCH_SMALL_FILES:-5000}
+else
+  SIZES=${BENCH_SIZES:-"200 1024"}
+  SMALL_FILES=${BENCH_SMALL_FILES:-50000}
+fi
+RUNS=${BENCH_RUNS:-3}
+
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+for tool in cargo python3 tar zstd sha256sum sync; do
+  command -v "$tool" >/dev/null || die "'$tool' is required"
+done
+((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
+
+WORK=''
+DAEMON_PID=''
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  if [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+  fi
+  if [[ -n $WORK && -d $WORK ]]; then
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+      echo "bench: work dir kept: $WORK"
+    else
+      if ((rc != 0)) && [[ -s $WORK/abssd.log ]]; then
+        echo "--- last lines of the abssd log ---" >&2
+        tail -n 20 "$WORK/abssd.log" >&2
+      fi
+      rm -rf -- "$WORK"
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "== build (release)"
+cargo build --release -j2 --locked -p abssd -p abssctl-client
+BIN_DIR=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd -P)
+ABSSD=$BIN_DIR/abssd
+ABSSCTL=$BIN_DIR/abssctl
+
+if [[ -n ${BENCH_DIR:-} ]]; then
+  mkdir -p "$BENCH_DIR"
+  WORK=$(mktemp -d -p "$BENCH_DIR" abssd-bench.XXXXXX)
+else
+  WORK=$(mktemp -d -t abssd-bench.XXXXXX)
+fi
+WORK=$(cd "$WORK" && pwd -P)
+PREFIX=$WORK/prefix
+SOCK=$PREFIX/run/abssctl/abssd.sock
+((${#SOCK} < 108)) || die "socket path too long (${#SOCK} bytes): $SOCK; set a shorter BENCH_DIR"
+
+# --- data ----------------------------------------------------------------
+
+CASES=()
+echo "== generate instances in $PREFIX"
+for size in $SIZES; do
+  name="bench-${size}m"
+  python3 scripts/sample-instance.py "$PREFIX" "$name" --size-mb "$size"
+  CASES+=("$name")
+done
+if ((SMALL_FILES > 0)); then
+  name="bench-${SMALL_FILES}files"
+  python3 scripts/sample-instance.py "$PREFIX" "$name" --size-mb 0 --small-files "$SMALL_FILES"
+  CASES+=("$name")
+fi
+((${#CASES[@]} > 0)) || die "nothing to measure (BENCH_SIZES empty and BENCH_SMALL_FILES=0)"
+
+# --- daemon --------------------------------------------------------------
+
+proc_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+echo "== start abssd --prefix $PREFIX"
+NO_COLOR=1 "$ABSSD" --prefix "$PREFIX" >"$WORK/abssd.log" 2>&1 &
+DAEMON_PID=$!
+for _ in $(seq 1 100); do
+  [[ -S $SOCK ]] && break
+  kill -0 "$DAEMON_PID" 2>/dev/null || die "abssd exited during start-up"
+  sleep 0.1
+done
+[[ -S $SOCK ]] || die "abssd socket did not appear within 10 s"
+
+json() { python3 -c 'import json, sys
+doc = json.load(sys.stdin)
+for key in sys.argv[1:]:
+    doc = doc[key]
+print(doc)' "$@"; }
+
+declare -A ID ARCHIVE DATA_B ARCHIVE_B ABSSD_S SHELL_S
+for name in "${CASES[@]}"; do
+  echo "== back up $name (zstd level 3)"
+  "$ABSSCTL" --socket "$SOCK" --json backup create "$name" --compression zstd >"$WORK/create.json"
+  ID[$name]=$(json result id <"$WORK/create.json")
+  ARCHIVE[$name]=$(json result archive <"$WORK/create.json")
+  DATA_B[$name]=$(json result uncompressed_bytes <"$WORK/create.json")
+  ARCHIVE_B[$name]=$(json result size_bytes <"$WORK/create.json")
+done
+
+# --- measure -------------------------------------------------------------
+
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
+
+RESTORES=$PREFIX/srv/restores
+mkdir -p "$RESTORES"
+# Each prints its wall seconds and removes what it unpacked afterwards (untimed).
+time_abssd() {
+  local dest=$RESTORES/abssd-$1
+  local t0=$EPOCHREALTIME
+  if ! "$ABSSCTL" --socket "$SOCK" --json backup restore "${ID[$1]}" --dest "$dest" \
+    >"$WORK/restore.json" 2>"$WORK/abssctl.err"; then
+    printf '\nbench: abssctl backup restore %s failed:\n' "${ID[$1]}" >&2
+    cat "$WORK/abssctl.err" >&2
+    return 1
+  fi
+  local t1=$EPOCHREALTIME
+  rm -rf -- "$dest"
+  elapsed "$t0" "$t1"
+}
+time_shell() {
+  local dest=$RESTORES/shell-$1 archive=${ARCHIVE[$1]}
+  local t0=$EPOCHREALTIME
+  (cd "$(dirname "$archive")" && sha256sum --quiet -c "$(basename "$archive").sha256") || return 1
+  mkdir "$dest"
+  tar --zstd -xf "$archive" -C "$dest" || return 1
+  sync -f "$dest"
+  local t1=$EPOCHREALTIME
+  rm -rf -- "$dest"
+  elapsed "$t0" "$t1"
+}
+
+for name in "${CASES[@]}"; do
+  printf '== %s (%s bytes of content, %s bytes of archive): warm-up' "$name" "${DATA_B[$name]}" "${ARCHIVE_B[$name]}"
+  time_abssd "$name" >/dev/null
+  time_shell "$name" >/dev/null
+  best_a='' best_s=''
+  for ((i = 1; i <= RUNS; i++)); do
+    a=$(time_abssd "$name")
+    s=$(time_shell "$name")
+    printf ', abssd %ss / shell %ss' "$a" "$s"
+    best_a=$(min "$best_a" "$a")
+    best_s=$(min "$best_s" "$s")
+  done
+  echo
+  ABSSD_S[$name]=$best_a
+  SHELL_S[$name]=$best_s
+done
+PEAK_KIB=$(proc_kib "$DAEMON_PID" VmHWM)
+
+# --- report --------------------------------------------------------------
+
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+echo
+echo "abssd backup restore --dest vs sha256sum -c + tar --zstd -xf + sync -f; best of $RUNS after a warm-up"
+echo "machine: $(nproc) cores; $(tar --version | head -n 1); $(zstd --version | sed 's/^\*\*\* //; s/, by .*//')"
+echo "MB = 10^6 bytes; MB/s = content MB / abssd s; ratio = abssd s / shell s"
+echo
+printf '%-20s %11s %11s %8s %11s %8s %7s\n' case "content MB" "archive MB" "abssd s" "abssd MB/s" "shell s" ratio
+for name in "${CASES[@]}"; do
+  printf '%-20s %11s %11s %8s %11s %8s %7s\n' "$name" "$(mb "${DATA_B[$name]}")" "$(mb "${ARCHIVE_B[$name]}")" \
+    "${ABSSD_S[$name]}" \
+    "$(awk -v b="${DATA_B[$name]}" -v s="${ABSSD_S[$name]}" 'BEGIN { printf "%.1f", b / 1e6 / s }')" \
+    "${SHELL_S[$name]}" \
+    "$(awk -v a="${ABSSD_S[$name]}" -v s="${SHELL_S[$name]}" 'BEGIN { printf "%.2f", a / s }')"
+done
+echo
+echo "abssd peak RSS (VmHWM after all restores): $(mib "$PEAK_KIB") MiB"
+
+missed=0
+check() { # check DESCRIPTION AWK-CONDITION
+  if awk "BEGIN { exit !($2) }"; then echo "  ok      $1"; else echo "  MISSED  $1"; missed=1; fi
+}
+echo
+echo "targets (fsync of the unpacked tree included on both sides):"
+for size in $SIZES; do
+  name="bench-${size}m"
+  ratio=$(awk -v a="${ABSSD_S[$name]}" -v s="${SHELL_S[$name]}" 'BEGIN { print a / s }')
+  if ((size >= 1000)); then
+    check "$name: <= 0.7x the shell (measured $(printf '%.2f' "$ratio"))" "$ratio <= 0.7"
+  elif ((size >= 200)); then
+    check "$name: <= 0.9x the shell (measured $(printf '%.2f' "$ratio"))" "$ratio <= 0.9"
+  fi
+done
+
+if [[ ${BENCH_STRICT:-0} == 1 ]] && ((missed)); then
+  exit 1
+fi
