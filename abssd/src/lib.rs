@@ -10,6 +10,7 @@
 //! * [`index`]      — the backup index (`backups.json`).
 //! * [`registry`]   — the instance registry (`instances.yml`).
 //! * [`archive`]    — walking sources and writing compressed, hashed tar archives.
+//! * [`extract`]    — hashing and extracting an archive into a staging directory, safely.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
@@ -18,6 +19,7 @@
 pub mod archive;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod fsutil;
 pub mod index;
 pub mod locks;
