@@ -194,6 +194,9 @@ async fn unpack(
     if meter.eof() {
         return Err(corrupt(archive, "it ends without an end-of-archive marker"));
     }
+    if counts.entries == 0 {
+        return Err(corrupt(archive, "it holds no entries"));
+    }
     drop(entries);
     let mut reader = tar
         .into_inner()
@@ -222,8 +225,28 @@ async fn one_entry(
         .path_bytes()
         .map_err(|e| stream_error(archive, meter, None, e))?
         .into_owned();
+    if !matches!(
+        kind,
+        EntryType::Regular | EntryType::Directory | EntryType::Symlink | EntryType::Link
+    ) {
+        return Err(refused(
+            archive,
+            &Lossy(&raw),
+            format!(
+                "is a {}; only regular files, directories, symlinks and hardlinks are extracted",
+                type_name(kind)
+            ),
+        ));
+    }
     let path = names::entry_path(&raw, &expect.top, kind == EntryType::Directory)
         .map_err(|why| refused(archive, &Lossy(&raw), why))?;
+    if path.parent().is_empty() && kind != EntryType::Directory {
+        return Err(refused(
+            archive,
+            &path,
+            "names the backup's top directory but is not a directory",
+        ));
+    }
     let meta = entry_meta(entry)
         .await
         .map_err(|e| stream_error(archive, meter, Some(&path), e))?;
@@ -260,14 +283,9 @@ async fn one_entry(
             skip(entry, size, archive, meter, &path, tree, buf).await?;
             tree.hardlink(&path, &target)
         }
-        other => Err(refused(
-            archive,
-            &path,
-            format!(
-                "is a {}; only regular files, directories, symlinks and hardlinks are extracted",
-                type_name(other)
-            ),
-        )),
+        other => Err(Error::Internal(format!(
+            "entry type {other:?} passed the type check"
+        ))),
     }
 }
 

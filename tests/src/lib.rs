@@ -1,6 +1,7 @@
 //! Test harness for abssd: a throwaway prefix with realistic instances
 //! ([`Sandbox`]), the real daemon started in-process on a socket inside it
-//! ([`Daemon`]), and a WebSocket client over that socket ([`client`]).
+//! ([`Daemon`]), and a WebSocket client over that socket ([`client`]);
+//! [`rawtar`] writes the hostile tar streams the extraction tests feed in.
 //!
 //! Everything lives under one temporary directory and is removed on drop.
 
@@ -12,6 +13,8 @@ use std::time::{Duration, Instant};
 use abssd::registry::{Instance, InstancePaths, Registry};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{Client, ClientBuilder};
+
+pub mod rawtar;
 
 /// A temporary prefix laid out like a host (SPEC §3), re-rooted.
 #[derive(Debug)]
