@@ -338,3 +338,65 @@ impl AsyncRead for ChunkReader {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(chunks: &[&[u8]]) -> (ChunkReader, Rc<Meter>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(chunks.len());
+        for c in chunks {
+            tx.send(Chunk {
+                buf: c.to_vec(),
+                len: c.len(),
+            })
+            .unwrap();
+        }
+        let (recycle, _) = std::sync::mpsc::channel();
+        let meter = Rc::new(Meter::default());
+        (ChunkReader::new(rx, recycle, Rc::clone(&meter)), meter)
+    }
+
+    #[test]
+    fn the_parser_gets_its_allowance_and_no_more() {
+        let (mut r, meter) = reader(&[b"abcdef", b"ghij"]);
+        let mut buf = [0u8; 16];
+        meter.allow(8);
+        assert_eq!(block_on(r.read(&mut buf)).unwrap().unwrap(), 6);
+        assert_eq!(block_on(r.read(&mut buf)).unwrap().unwrap(), 2);
+        assert_eq!(&buf[..2], b"gh");
+        assert!(block_on(r.read(&mut buf)).unwrap().is_err());
+        assert!(meter.over());
+        assert!(!meter.eof());
+        meter.allow(100);
+        assert_eq!(block_on(r.read(&mut buf)).unwrap().unwrap(), 2);
+        assert_eq!(block_on(r.read(&mut buf)).unwrap().unwrap(), 0);
+        assert!(meter.eof());
+    }
+
+    #[test]
+    fn only_zeros_may_follow_the_end_of_the_archive() {
+        let (mut r, _) = reader(&[&[0u8; 700], &[0u8; 300]]);
+        assert!(r.drain_zeros());
+        let (mut r, _) = reader(&[&[0u8; 700], b"\0\0x"]);
+        assert!(!r.drain_zeros());
+    }
+
+    #[test]
+    fn the_read_thread_hashes_every_byte_and_reports_progress() {
+        use std::io::{Seek, Write};
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..(CHUNK * 2 + 123)).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        f.rewind().unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let (_recycle_tx, recycle_rx) = std::sync::mpsc::channel();
+        let mut seen = 0u64;
+        let hashed = pump(f, Algorithm::None, tx, recycle_rx, &mut |n| seen += n).unwrap();
+        let got: Vec<u8> = rx.iter().flat_map(|c| c.buf[..c.len].to_vec()).collect();
+        assert_eq!(got, data);
+        assert_eq!(seen, data.len() as u64);
+        assert_eq!(hashed.bytes, data.len() as u64);
+        assert_eq!(hashed.sha256, hex::encode(Sha256::digest(&data)));
+    }
+}

@@ -150,29 +150,13 @@ impl Tree {
     pub(super) fn symlink(&mut self, path: &EntryPath, target: &[u8], meta: Meta) -> Result<()> {
         let same_owner = self.same_owner;
         let parent = self.parent(path)?;
-        if let Err(e) = rustix::fs::symlinkat(target, parent, path.name()) {
-            return Err(self.create_error(path, e));
+        let made = rustix::fs::symlinkat(target, parent, path.name())
+            .map(|()| set_link_meta(parent, path.name(), meta, same_owner));
+        match made {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.io_error("setting metadata of", path.as_bytes(), e)),
+            Err(e) => Err(self.create_error(path, e)),
         }
-        let parent = self.parent(path)?;
-        let set = || -> rustix::io::Result<()> {
-            if same_owner {
-                let (uid, gid) = owner(meta);
-                rustix::fs::chownat(
-                    parent,
-                    path.name(),
-                    Some(uid),
-                    Some(gid),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )?;
-            }
-            rustix::fs::utimensat(
-                parent,
-                path.name(),
-                &meta.times(),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-        };
-        set().map_err(|e| self.io_error("setting metadata of", path.as_bytes(), e))
     }
 
     /// A hardlink to a regular file this archive already created.
@@ -342,6 +326,21 @@ impl Display for DirName<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&String::from_utf8_lossy(self.0))
     }
+}
+
+/// Owner and time of a symlink, never of what it points to.
+fn set_link_meta(
+    parent: &OwnedFd,
+    name: &[u8],
+    meta: Meta,
+    same_owner: bool,
+) -> rustix::io::Result<()> {
+    if same_owner {
+        let (uid, gid) = owner(meta);
+        let nofollow = AtFlags::SYMLINK_NOFOLLOW;
+        rustix::fs::chownat(parent, name, Some(uid), Some(gid), nofollow)?;
+    }
+    rustix::fs::utimensat(parent, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)
 }
 
 fn owner(meta: Meta) -> (Uid, Gid) {
