@@ -614,3 +614,16 @@ fn symlinks_and_hardlinks_that_stay_inside_are_extracted() {
     assert_eq!(fs::read(data.join("cur/f")).unwrap(), b"f");
     assert_eq!(fs::metadata(data.join("a/h2")).unwrap().nlink(), 3);
 }
+
+#[test]
+fn a_backup_id_that_is_not_one_name_is_refused_up_front() {
+    let fx = Fixture::new();
+    let archive = fx.archive("a.tar", &start().finish(), Algorithm::None);
+    for top in ["", ".", "..", "a/b", "../victim"] {
+        let mut e = expect(Algorithm::None, sha256sum(&archive));
+        e.top = top.into();
+        let err = fx.extract_with(&archive, &e).unwrap_err();
+        assert!(matches!(err, abssd::Error::Validation(_)), "{top}: {err:?}");
+    }
+    assert_eq!(fs::read_dir(fx.staging()).unwrap().count(), 0);
+}
