@@ -1,7 +1,8 @@
 //! Extract one archive with [`abssd::extract::extract`] and print what it took:
 //! the measurement side of `bench/extract.sh`.
 //!
-//! `extract ARCHIVE STAGING TOP zstd|gzip|none SHA256`
+//! `extract ARCHIVE STAGING TOP zstd|gzip|none SHA256`; `RUST_LOG=abssd=debug`
+//! also prints how long streaming and the final `syncfs` took.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,6 +11,10 @@ use abssd::extract::{Expect, extract};
 use abssd_proto::Algorithm;
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [archive, staging, top, algorithm, sha256] = args.as_slice() else {
         eprintln!("usage: extract ARCHIVE STAGING TOP zstd|gzip|none SHA256");

@@ -116,7 +116,7 @@ fn make_source(src: &Path, gnu: bool) -> PathBuf {
     fs::write(data.join("empty"), b"").unwrap();
     fs::write(data.join("exec"), b"#!/bin/sh\n").unwrap();
     fs::write(data.join("suid"), b"setuid\n").unwrap();
-    // 3 MiB that does not compress, crossing the 1 MiB chunks.
+    // 3 MiB that does not compress, spanning many read chunks.
     let mut big = Vec::with_capacity(3 << 20);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     while big.len() < 3 << 20 {

@@ -21,10 +21,14 @@ use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, ReadBuf};
 
-/// Bytes read from the archive file at a time, and bytes per decompressed chunk.
-pub(super) const CHUNK: usize = 1 << 20;
-/// Decompressed chunks in flight between the two threads.
-pub(super) const QUEUE: usize = 4;
+/// Bytes read from the archive file at a time, bytes per decompressed chunk,
+/// and the size of the buffer file content is written from. Small enough to
+/// stay in a core's L2 cache (512 KiB here) between the copies through it: with
+/// 1 MiB buffers, 1 GiB took 1.9-2.1 s to stream instead of 1.1-1.4 s, most of
+/// it in the kernel's copy into the page cache.
+pub(super) const CHUNK: usize = 128 << 10;
+/// Decompressed chunks in flight between the two threads (4 MiB).
+pub(super) const QUEUE: usize = 32;
 
 /// Run a future whose I/O is all blocking reads to completion on this thread.
 ///
