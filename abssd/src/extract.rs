@@ -3,10 +3,10 @@
 //! reach outside the staging directory.
 //!
 //! Two threads: one reads the archive file, hashes every byte and decompresses
-//! ([`source`]); the calling thread parses tar entries (astral-tokio-tar, driven
-//! by a plain poll loop) and creates each entry itself ([`tree`]) beneath one
+//! (`source`); the calling thread parses tar entries (astral-tokio-tar, driven
+//! by a plain poll loop) and creates each entry itself (`tree`) beneath one
 //! descriptor of the staging directory. Names and link targets are checked by
-//! [`names`] before anything is created.
+//! `names` before anything is created.
 //!
 //! * `entry`  — one entry: type, metadata, content, then the tree creates it.
 //! * `names`  — which entry names, symlink and hardlink targets are accepted.
