@@ -13,7 +13,7 @@
 //! * [`journal`]    — the write-ahead journal that drives rollback and recovery.
 //! * [`systemd`]    — unit state and start/stop/reload jobs over D-Bus (the only zbus user).
 //! * [`nginx`]      — the nginx configuration check.
-//! * [`extract`]    — safe extraction of archives into a staging directory.
+//! * [`extract`]    — hashing and extracting an archive into a staging directory, safely.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.

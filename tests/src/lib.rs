@@ -1,7 +1,8 @@
 //! Test harness for abssd: a throwaway prefix with realistic instances
 //! ([`Sandbox`]), the real daemon started in-process on a socket inside it
 //! ([`Daemon`]), a WebSocket client over that socket ([`client`]), and a fake
-//! systemd on a private D-Bus ([`FakeSystemd`], over [`bus::Bus`]).
+//! systemd on a private D-Bus ([`FakeSystemd`], over [`bus::Bus`]);
+//! [`rawtar`] writes the hostile tar streams the extraction tests feed in.
 //!
 //! Everything lives under one temporary directory and is removed on drop.
 
@@ -20,6 +21,7 @@ use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{Client, ClientBuilder};
 
 pub mod inspect;
+pub mod rawtar;
 
 /// A temporary prefix laid out like a host (SPEC §3), re-rooted.
 #[derive(Debug)]
