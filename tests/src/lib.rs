@@ -83,9 +83,17 @@ impl Sandbox {
             ),
         )
         .expect("write nginx.conf");
-        ["nginx", "-t", "-q", "-p", &dir.display().to_string(), "-c", &conf.display().to_string()]
-            .map(String::from)
-            .to_vec()
+        [
+            "nginx",
+            "-t",
+            "-q",
+            "-p",
+            &dir.display().to_string(),
+            "-c",
+            &conf.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     /// Path under the prefix.

@@ -333,6 +333,9 @@ fn our_own_archives_come_back_exactly() {
     impl Progress for Quiet {
         fn emit(&self, _: abssd_proto::EventKind) {}
         fn changed(&self, _: &str) {}
+        fn op_id(&self) -> String {
+            "test".into()
+        }
     }
 
     let work = tempfile::tempdir().unwrap();

@@ -185,3 +185,15 @@ pub fn sha256_file(path: &Path, progress: &mut ByteProgress<'_>) -> std::io::Res
     }
     Ok(hex::encode(hasher.finalize()))
 }
+
+/// An error while writing an archive. A full disk is the host's problem
+/// (`environment`), anything else an archive failure.
+pub(crate) fn write_error(e: std::io::Error) -> crate::Error {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        crate::Error::Environment(format!(
+            "writing the archive failed: {e}; free some space in the backups root"
+        ))
+    } else {
+        crate::Error::Archive(format!("writing the archive failed: {e}"))
+    }
+}

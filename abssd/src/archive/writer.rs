@@ -62,8 +62,7 @@ async fn write_async(
     codec: Codec,
     progress: &mut ByteProgress<'_>,
 ) -> Result<Written> {
-    let archive_err =
-        |e: std::io::Error| Error::Archive(format!("writing the archive failed: {e}"));
+    let archive_err = super::write_error;
     let sink = HashingFile::new(file).map_err(archive_err)?;
     let level = Level::Precise(codec.level);
     let encoder = match codec.algorithm {
@@ -203,7 +202,7 @@ async fn copy_content(
     buf: &mut [u8],
     progress: &mut ByteProgress<'_>,
 ) -> Result<()> {
-    let write_err = |e: std::io::Error| Error::Archive(format!("writing the archive failed: {e}"));
+    let write_err = super::write_error;
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
