@@ -477,7 +477,7 @@ mod tests {
         let dotdot = format!("{}/../etc", config.restores_root.display());
         assert!(dest_dir(&config, &dotdot).is_err());
         assert!(dest_dir(&config, "/etc/x").is_err());
-        assert!(dest_dir(&config, config.restores_root.to_str().unwrap()).is_err());
+        assert!(dest_dir(&config, config.instance_root.to_str().unwrap()).is_err());
         let full = config.restores_root.join("full");
         std::fs::create_dir(&full).unwrap();
         std::fs::write(full.join("f"), "x").unwrap();
