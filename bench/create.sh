@@ -17,79 +17,8 @@ export LC_ALL=C # '.' as decimal separator in $EPOCHREALTIME and printf
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if [[ ${BENCH_QUICK:-0} == 1 ]]; then
-  SIZES=${BENCH_SIZES:-"20 100"}
-  SMALL_FILES=${BENCH_SMALL_FILES:-5000}
-else
-  SIZES=${BENCH_SIZES:-"200 1024"}
-  SMALL_FILES=${BENCH_SMALL_FILES:-50000}
-fi
-RUNS=${BENCH_RUNS:-3}
-
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-for tool in cargo python3 tar zstd sha256sum; do
-  command -v "$tool" >/dev/null || die "'$tool' is required"
-done
-((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
-
-WORK=''
-DAEMON_PID=''
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  if [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
-    kill -TERM "$DAEMON_PID" 2>/dev/null || true
-    wait "$DAEMON_PID" 2>/dev/null || true
-  fi
-  if [[ -n $WORK && -d $WORK ]]; then
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-      echo "bench: work dir kept: $WORK"
-    else
-      if ((rc != 0)) && [[ -s $WORK/abssd.log ]]; then
-        echo "--- last lines of the abssd log ---" >&2
-        tail -n 20 "$WORK/abssd.log" >&2
-      fi
-      rm -rf -- "$WORK"
-    fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-echo "== build (release)"
-cargo build --release -j2 --locked -p abssd -p abssctl-client
-BIN_DIR=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd -P)
-ABSSD=$BIN_DIR/abssd
-ABSSCTL=$BIN_DIR/abssctl
-
-if [[ -n ${BENCH_DIR:-} ]]; then
-  mkdir -p "$BENCH_DIR"
-  WORK=$(mktemp -d -p "$BENCH_DIR" abssd-bench.XXXXXX)
-else
-  WORK=$(mktemp -d -t abssd-bench.XXXXXX)
-fi
-WORK=$(cd "$WORK" && pwd -P)
-PREFIX=$WORK/prefix
-SOCK=$PREFIX/run/abssctl/abssd.sock
-((${#SOCK} < 108)) || die "socket path too long (${#SOCK} bytes): $SOCK; set a shorter BENCH_DIR"
-
-# --- data ----------------------------------------------------------------
-
-CASES=()
-echo "== generate instances in $PREFIX"
-for size in $SIZES; do
-  name="bench-${size}m"
-  python3 scripts/sample-instance.py "$PREFIX" "$name" --size-mb "$size"
-  CASES+=("$name")
-done
-if ((SMALL_FILES > 0)); then
-  name="bench-${SMALL_FILES}files"
-  python3 scripts/sample-instance.py "$PREFIX" "$name" --size-mb 0 --small-files "$SMALL_FILES"
-  CASES+=("$name")
-fi
-((${#CASES[@]} > 0)) || die "nothing to measure (BENCH_SIZES empty and BENCH_SMALL_FILES=0)"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 # The case whose peak RSS is reported: the largest sized instance.
 PEAK_CASE=''
 largest=-1

@@ -1,15 +1,15 @@
 //! End-to-end tests of backup create / list / show / verify against the real
 //! daemon on a socket, with archives checked by GNU tar and sha256sum.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use abssd_proto::methods::call::{call, watch};
+use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupList, BackupShow, BackupVerify, OpGet, OpList};
 use abssd_proto::*;
+use abssd_tests::inspect::{events_of, snapshot, waited_for_instance};
 use abssd_tests::{Daemon, Sandbox, client, tar};
 
 fn create_params(instance: &str, compression: Compression) -> CreateParams {
@@ -20,47 +20,6 @@ fn create_params(instance: &str, compression: Compression) -> CreateParams {
         compression,
         ..Default::default()
     }
-}
-
-/// (kind, mode, uid, gid, mtime, content or link target) of one path.
-type Node = (char, u32, u32, u32, i64, Vec<u8>);
-
-/// Every path under `root`, relative, with its [`Node`].
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
-    fn go(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().to_owned();
-            if !(m.is_dir() || m.is_file() || m.file_type().is_symlink()) {
-                continue; // the daemon's socket
-            }
-            let (kind, body) = if m.is_dir() {
-                ('d', vec![])
-            } else if m.file_type().is_symlink() {
-                (
-                    'l',
-                    fs::read_link(&p)
-                        .unwrap()
-                        .into_os_string()
-                        .into_encoded_bytes(),
-                )
-            } else {
-                ('f', fs::read(&p).unwrap())
-            };
-            let mtime = if kind == 'l' { 0 } else { m.mtime() };
-            out.insert(
-                rel,
-                (kind, m.mode() & 0o7777, m.uid(), m.gid(), mtime, body),
-            );
-            if m.is_dir() {
-                go(root, &p, out);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    go(root, root, &mut out);
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,26 +335,6 @@ async fn a_client_that_disconnects_does_not_stop_the_operation() {
         .unwrap();
     assert_eq!(list.backups.len(), 1);
     assert!(Path::new(&list.backups[0].path).exists());
-}
-
-async fn events_of(c: &jsonrpsee::core::client::Client, op_id: &str) -> Vec<Event> {
-    let mut sub = watch(c, op_id).await.unwrap();
-    let mut out = Vec::new();
-    while let Some(ev) = sub.next().await {
-        let ev = ev.unwrap();
-        let end = ev.kind.is_terminal();
-        out.push(ev);
-        if end {
-            break;
-        }
-    }
-    out
-}
-
-fn waited_for_instance(events: &[Event]) -> bool {
-    events
-        .iter()
-        .any(|e| matches!(&e.kind, EventKind::LockWait { lock } if lock.starts_with("instance:")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
