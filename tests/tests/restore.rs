@@ -186,6 +186,14 @@ fn live(id: &str) -> RestoreParams {
     }
 }
 
+/// A live restore without the pre-restore backup (most tests do not need it).
+fn no_pre(id: &str) -> RestoreParams {
+    RestoreParams {
+        no_pre_backup: true,
+        ..live(id)
+    }
+}
+
 async fn restore(
     c: &Client,
     params: &RestoreParams,
@@ -396,17 +404,11 @@ async fn a_stopped_unit_stays_stopped_unless_told_and_restart_flags_win() {
     let unit = unit_name("alpha");
 
     w.fake.set_unit(&unit, false, true);
-    let r = restore(
-        &c,
-        &RestoreParams {
-            no_pre_backup: true,
-            ..live(&made.id)
-        },
-    )
-    .await
-    .unwrap()
-    .result
-    .unwrap();
+    let r = restore(&c, &no_pre(&made.id))
+        .await
+        .unwrap()
+        .result
+        .unwrap();
     assert_eq!(r.unit_running, Some(false));
     assert!(r.pre_restore_backup.is_none());
     assert!(!w.unit_active("alpha"));
@@ -528,15 +530,7 @@ async fn a_checksum_mismatch_changes_nothing_live() {
     let (before, index_before) = (w.live_state(), w.index());
     w.fake.clear_calls();
 
-    let err = restore(
-        &c,
-        &RestoreParams {
-            no_pre_backup: true,
-            ..live(&made.id)
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = restore(&c, &no_pre(&made.id)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
     assert!(
         err.message.contains("checksum") || err.message.contains("corrupt"),
@@ -619,15 +613,7 @@ async fn a_failing_nginx_check_rolls_back_everything_including_the_running_unit(
     let before = w.live_state();
     w.fake.clear_calls();
 
-    let err = restore(
-        &c,
-        &RestoreParams {
-            no_pre_backup: true,
-            ..live(&made.id)
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = restore(&c, &no_pre(&made.id)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
     assert!(err.message.contains("no_such_directive"), "{}", err.message);
     assert_same(&before, &w.live_state());
@@ -676,15 +662,7 @@ async fn a_permission_failure_rolls_back_everything() {
     let err = {
         // The site cannot be replaced: EPERM after data and unit were swapped.
         let _guard = Immutable::new(&w.cfg().sites_available);
-        restore(
-            &c,
-            &RestoreParams {
-                no_pre_backup: true,
-                ..live(&made.id)
-            },
-        )
-        .await
-        .unwrap_err()
+        restore(&c, &no_pre(&made.id)).await.unwrap_err()
     };
     assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
     assert!(err.message.contains("rolled back"), "{}", err.message);
@@ -782,15 +760,7 @@ async fn running_out_of_space_fails_cleanly() {
             .unwrap();
         assert!(st.success());
         let before = w.live_state();
-        let err = restore(
-            &c,
-            &RestoreParams {
-                no_pre_backup: true,
-                ..live(&made.id)
-            },
-        )
-        .await
-        .unwrap_err();
+        let err = restore(&c, &no_pre(&made.id)).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
         assert!(
             err.message.contains("space") || err.message.contains("No space"),
@@ -904,17 +874,7 @@ async fn gnu_tar_archives_in_the_python_layout_restore() {
         register_python_entry(&w, "alpha", id, &archive, algorithm);
         let expected = snapshot(&payload_data);
         vandalize(&w, "alpha");
-        let r = restore(
-            &c,
-            &RestoreParams {
-                no_pre_backup: true,
-                ..live(id)
-            },
-        )
-        .await
-        .unwrap()
-        .result
-        .unwrap();
+        let r = restore(&c, &no_pre(id)).await.unwrap().result.unwrap();
         assert_eq!(snapshot(&w.data("alpha")), expected, "{algorithm}");
         assert!(r.nginx_reloaded, "{algorithm}");
         let reg = abssd::registry::Registry::load(&w.cfg().registry_file()).unwrap();
@@ -966,15 +926,7 @@ with tarfile.open({archive:?}, "w:gz") as t:
     assert!(st.success());
     register_python_entry(&w, "alpha", id, &archive, "gzip");
     let before = w.live_state();
-    let err = restore(
-        &c,
-        &RestoreParams {
-            no_pre_backup: true,
-            ..live(id)
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = restore(&c, &no_pre(id)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
     assert!(snapshot(&outside).is_empty(), "wrote through the symlink");
     assert_same(&before, &w.live_state());
