@@ -28,25 +28,13 @@ done
 
 # --- daemon --------------------------------------------------------------
 
-proc_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
-echo "== start abssd --prefix $PREFIX"
-NO_COLOR=1 "$ABSSD" --prefix "$PREFIX" >"$WORK/abssd.log" 2>&1 &
-DAEMON_PID=$!
-for _ in $(seq 1 100); do
-  [[ -S $SOCK ]] && break
-  kill -0 "$DAEMON_PID" 2>/dev/null || die "abssd exited during start-up"
-  sleep 0.1
-done
-[[ -S $SOCK ]] || die "abssd socket did not appear within 10 s"
+start_daemon
 sleep 1 # let start-up settle; no request has been made yet
 IDLE_KIB=$(proc_kib "$DAEMON_PID" VmRSS)
 
 # --- measure -------------------------------------------------------------
 
-# elapsed START END: seconds between two $EPOCHREALTIME stamps
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
 
 # Each prints its wall seconds; the abssd run leaves its JSON in $WORK/create.json
 # and its stderr (notes such as lock waits, or the error) in $WORK/abssctl.err.
@@ -73,19 +61,9 @@ PEAK_KIB=''
 for name in "${CASES[@]}"; do
   DATA_B[$name]=$(find "$PREFIX/srv/$name" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
   printf '== %s (%s bytes): warm-up' "$name" "${DATA_B[$name]}"
-  time_abssd "$name" >/dev/null
-  time_shell "$name" >/dev/null
-  best_a='' best_s=''
-  for ((i = 1; i <= RUNS; i++)); do
-    a=$(time_abssd "$name")
-    s=$(time_shell "$name")
-    printf ', abssd %ss / shell %ss' "$a" "$s"
-    best_a=$(min "$best_a" "$a")
-    best_s=$(min "$best_s" "$s")
-  done
-  echo
-  ABSSD_S[$name]=$best_a
-  SHELL_S[$name]=$best_s
+  measure "$name"
+  ABSSD_S[$name]=$BEST_A
+  SHELL_S[$name]=$BEST_S
   ARCHIVE_B[$name]=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["result"]["size_bytes"])' <"$WORK/create.json")
   TAR_B[$name]=$(stat -c %s "$WORK/out.tar.zst")
   if [[ $name == "$PEAK_CASE" ]]; then PEAK_KIB=$(proc_kib "$DAEMON_PID" VmHWM); fi

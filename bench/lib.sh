@@ -76,3 +76,41 @@ if ((SMALL_FILES > 0)); then
   CASES+=("$name")
 fi
 ((${#CASES[@]} > 0)) || die "nothing to measure (BENCH_SIZES empty and BENCH_SMALL_FILES=0)"
+
+# --- helpers shared by the measuring scripts --------------------------------
+
+proc_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+# elapsed START END: seconds between two $EPOCHREALTIME stamps
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
+
+# start_daemon: abssd --prefix $PREFIX in the background (DAEMON_PID), ready when
+# its socket appears.
+start_daemon() {
+  echo "== start abssd --prefix $PREFIX"
+  NO_COLOR=1 "$ABSSD" --prefix "$PREFIX" >"$WORK/abssd.log" 2>&1 &
+  DAEMON_PID=$!
+  for _ in $(seq 1 100); do
+    [[ -S $SOCK ]] && return 0
+    kill -0 "$DAEMON_PID" 2>/dev/null || die "abssd exited during start-up"
+    sleep 0.1
+  done
+  die "abssd socket did not appear within 10 s"
+}
+
+# measure NAME: one warm-up of time_abssd and time_shell (defined by the caller),
+# then RUNS alternating runs; prints each pair and sets BEST_A / BEST_S.
+measure() {
+  time_abssd "$1" >/dev/null
+  time_shell "$1" >/dev/null
+  BEST_A='' BEST_S=''
+  local i a s
+  for ((i = 1; i <= RUNS; i++)); do
+    a=$(time_abssd "$1")
+    s=$(time_shell "$1")
+    printf ', abssd %ss / shell %ss' "$a" "$s"
+    BEST_A=$(min "$BEST_A" "$a")
+    BEST_S=$(min "$BEST_S" "$s")
+  done
+  echo
+}

@@ -24,17 +24,8 @@ source bench/lib.sh
 
 # --- daemon --------------------------------------------------------------
 
-proc_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
-echo "== start abssd --prefix $PREFIX"
-NO_COLOR=1 "$ABSSD" --prefix "$PREFIX" >"$WORK/abssd.log" 2>&1 &
-DAEMON_PID=$!
-for _ in $(seq 1 100); do
-  [[ -S $SOCK ]] && break
-  kill -0 "$DAEMON_PID" 2>/dev/null || die "abssd exited during start-up"
-  sleep 0.1
-done
-[[ -S $SOCK ]] || die "abssd socket did not appear within 10 s"
+start_daemon
 
 json() { python3 -c 'import json, sys
 doc = json.load(sys.stdin)
@@ -54,8 +45,6 @@ done
 
 # --- measure -------------------------------------------------------------
 
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
 
 RESTORES=$PREFIX/srv/restores
 mkdir -p "$RESTORES"
@@ -87,19 +76,9 @@ time_shell() {
 
 for name in "${CASES[@]}"; do
   printf '== %s (%s bytes of content, %s bytes of archive): warm-up' "$name" "${DATA_B[$name]}" "${ARCHIVE_B[$name]}"
-  time_abssd "$name" >/dev/null
-  time_shell "$name" >/dev/null
-  best_a='' best_s=''
-  for ((i = 1; i <= RUNS; i++)); do
-    a=$(time_abssd "$name")
-    s=$(time_shell "$name")
-    printf ', abssd %ss / shell %ss' "$a" "$s"
-    best_a=$(min "$best_a" "$a")
-    best_s=$(min "$best_s" "$s")
-  done
-  echo
-  ABSSD_S[$name]=$best_a
-  SHELL_S[$name]=$best_s
+  measure "$name"
+  ABSSD_S[$name]=$BEST_A
+  SHELL_S[$name]=$BEST_S
 done
 PEAK_KIB=$(proc_kib "$DAEMON_PID" VmHWM)
 

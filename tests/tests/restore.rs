@@ -414,35 +414,16 @@ async fn a_stopped_unit_stays_stopped_unless_told_and_restart_flags_win() {
     assert!(!w.unit_active("alpha"));
     assert_eq!(w.calls("StartUnit") + w.calls("StopUnit"), 0);
 
-    let r = restore(
-        &c,
-        &RestoreParams {
-            restart: Some(true),
-            no_pre_backup: true,
-            ..live(&made.id)
-        },
-    )
-    .await
-    .unwrap()
-    .result
-    .unwrap();
-    assert_eq!(r.unit_running, Some(true));
-    assert!(w.unit_active("alpha"));
-
-    let r = restore(
-        &c,
-        &RestoreParams {
-            restart: Some(false),
-            no_pre_backup: true,
-            ..live(&made.id)
-        },
-    )
-    .await
-    .unwrap()
-    .result
-    .unwrap();
-    assert_eq!(r.unit_running, Some(false));
-    assert!(!w.unit_active("alpha"));
+    // --restart starts the stopped unit; --no-restart leaves the running one stopped.
+    for restart in [true, false] {
+        let params = RestoreParams {
+            restart: Some(restart),
+            ..no_pre(&made.id)
+        };
+        let r = restore(&c, &params).await.unwrap().result.unwrap();
+        assert_eq!(r.unit_running, Some(restart));
+        assert_eq!(w.unit_active("alpha"), restart);
+    }
     let e = entry(&c, &made.id).await;
     assert_eq!(e.extra["restores"].as_array().unwrap().len(), 3);
     w.assert_no_leftovers();
