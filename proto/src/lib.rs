@@ -5,6 +5,7 @@
 //! * [`error`]   — the typed error object (`kind`, `message`, `detail`) and exit codes.
 //! * [`backup`]  — backup index entries and the `backup.*` parameters and results.
 //! * [`restore`] — `backup.restore` parameters, plan and result.
+//! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
 //! * [`op`]      — operations, their events, and the `op.*` / `daemon.*` types.
 //! * [`methods`] — one zero-sized type per JSON-RPC method, tying its name to its
 //!   parameter and result types ([`Method`]); the daemon registers handlers by these
@@ -20,12 +21,14 @@ pub mod backup;
 pub mod error;
 pub mod methods;
 pub mod op;
+pub mod reconcile;
 pub mod restore;
 
 pub use backup::*;
 pub use error::{ErrorKind, WireError};
 pub use methods::Method;
 pub use op::*;
+pub use reconcile::*;
 pub use restore::*;
 
 /// The daemon's default socket path (without `--prefix`).

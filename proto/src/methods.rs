@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::backup::*;
 use crate::op::*;
+use crate::reconcile::*;
 use crate::restore::*;
 
 /// A JSON-RPC method of abssd.
@@ -52,6 +53,8 @@ methods! {
     BackupCreate = "backup.create", mutates: true, CreateParams => OpOutcome<CreatePlan, CreateResult>;
     /// Restore a backup into its instance (live) or into a new directory.
     BackupRestore = "backup.restore", mutates: true, RestoreParams => OpOutcome<RestorePlan, RestoreResult>;
+    /// Compare the index with the archives on disk; optionally fix the index.
+    BackupReconcile = "backup.reconcile", mutates: true, ReconcileParams => OpOutcome<ReconcilePlan, ReconcileResult>;
     /// Recompute archive checksums and record the outcome.
     BackupVerify = "backup.verify", mutates: true, VerifyParams => OpOutcome<VerifyPlan, VerifyResult>;
     /// One operation.
