@@ -9,6 +9,7 @@
 //! `names` before anything is created.
 //!
 //! * `entry`  — one entry: type, metadata, content, then the tree creates it.
+//! * `inspect` — reading an archive through without creating anything (adopt).
 //! * `names`  — which entry names, symlink and hardlink targets are accepted.
 //! * `source` — read + sha256 + decompress thread, and the bounded chunk channel.
 //! * `tree`   — fd-relative creation, metadata, directory modes, durability.
@@ -24,12 +25,14 @@ use futures_util::StreamExt;
 use crate::error::{Error, IoContext, Result};
 
 mod entry;
+mod inspect;
 mod names;
 mod source;
 mod tree;
 
+pub use inspect::{Inspected, inspect};
 use names::EntryPath;
-use source::{ChunkReader, Meter, PumpError, block_on};
+use source::{ChunkReader, Hashed, Meter, PumpError, block_on};
 use tree::Tree;
 
 /// What the caller knows about the archive before extracting it.
@@ -85,45 +88,14 @@ pub fn extract(
     }
     let file = File::open(archive).at("opening", archive)?;
     let mut tree = Tree::open(staging, archive, expect.same_owner)?;
-    let meter = Rc::new(Meter::default());
     let started = std::time::Instant::now();
-    let (unpacked, pumped) = std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(source::QUEUE);
-        let (recycle_tx, recycle_rx) = std::sync::mpsc::channel();
-        let algorithm = expect.algorithm;
-        let pump = std::thread::Builder::new()
-            .name("abssd-extract-read".into())
-            .spawn_scoped(s, move || {
-                source::pump(file, algorithm, tx, recycle_rx, progress)
-            })
-            .map_err(|e| Error::Internal(format!("starting the archive reader: {e}")))?;
-        let reader = ChunkReader::new(rx, recycle_tx, Rc::clone(&meter));
-        // The reader (and with it the channel) is dropped when `unpack` returns,
-        // so a read thread blocked on a full channel always wakes up.
-        let unpacked = block_on(unpack(reader, &meter, &mut tree, expect, archive))
-            .unwrap_or_else(|| Err(Error::Internal("the tar reader made no progress".into())));
-        let pumped = pump
-            .join()
-            .map_err(|_| Error::Internal("the archive reader panicked".into()))?;
-        Ok::<_, Error>((unpacked, pumped))
-    })?;
-
-    let (counts, hashed) = match (unpacked, pumped) {
-        (Ok(counts), Ok(hashed)) => (counts, hashed),
-        // The tar side failed on its own, before the point where reading stopped.
-        (Err(e), Ok(_) | Err(PumpError::Stopped)) => return Err(e),
-        (Err(e), Err(_)) if !meter.eof() => return Err(e),
-        (_, Err(PumpError::Read(e))) => return Err(e).at("reading", archive),
-        (_, Err(PumpError::Decode(e))) => {
-            return Err(corrupt(
-                archive,
-                format!("{} data: {e}", codec(expect.algorithm)),
-            ));
-        }
-        (Ok(_), Err(PumpError::Stopped)) => {
-            return Err(Error::Internal("the archive reader stopped early".into()));
-        }
-    };
+    let (counts, hashed) = stream(
+        file,
+        archive,
+        expect.algorithm,
+        progress,
+        |reader, meter| unpack(reader, meter, &mut tree, expect, archive),
+    )?;
     tracing::debug!(
         stream_ms = started.elapsed().as_millis() as u64,
         entries = counts.entries,
@@ -147,6 +119,55 @@ pub fn extract(
     })
 }
 
+/// Read `file` through on a thread of its own (hashing and decompressing) while
+/// `parse` consumes the decompressed stream on this one; the parser's result
+/// and what the reader found, or the error that explains the failure best.
+fn stream<T, F, Fut>(
+    file: File,
+    archive: &Path,
+    algorithm: Algorithm,
+    progress: &mut (dyn FnMut(u64) + Send),
+    parse: F,
+) -> Result<(T, Hashed)>
+where
+    F: FnOnce(ChunkReader, Rc<Meter>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let meter = Rc::new(Meter::default());
+    let (parsed, pumped) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(source::QUEUE);
+        let (recycle_tx, recycle_rx) = std::sync::mpsc::channel();
+        let pump = std::thread::Builder::new()
+            .name("abssd-extract-read".into())
+            .spawn_scoped(s, move || {
+                source::pump(file, algorithm, tx, recycle_rx, progress)
+            })
+            .map_err(|e| Error::Internal(format!("starting the archive reader: {e}")))?;
+        let reader = ChunkReader::new(rx, recycle_tx, Rc::clone(&meter));
+        // The reader (and with it the channel) is dropped when `parse` returns,
+        // so a read thread blocked on a full channel always wakes up.
+        let parsed = block_on(parse(reader, Rc::clone(&meter)))
+            .unwrap_or_else(|| Err(Error::Internal("the tar reader made no progress".into())));
+        let pumped = pump
+            .join()
+            .map_err(|_| Error::Internal("the archive reader panicked".into()))?;
+        Ok::<_, Error>((parsed, pumped))
+    })?;
+    match (parsed, pumped) {
+        (Ok(parsed), Ok(hashed)) => Ok((parsed, hashed)),
+        // The tar side failed on its own, before the point where reading stopped.
+        (Err(e), Ok(_) | Err(PumpError::Stopped)) => Err(e),
+        (Err(e), Err(_)) if !meter.eof() => Err(e),
+        (_, Err(PumpError::Read(e))) => Err(e).at("reading", archive),
+        (_, Err(PumpError::Decode(e))) => {
+            Err(corrupt(archive, format!("{} data: {e}", codec(algorithm))))
+        }
+        (Ok(_), Err(PumpError::Stopped)) => {
+            Err(Error::Internal("the archive reader stopped early".into()))
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     entries: u64,
@@ -156,11 +177,12 @@ struct Counts {
 /// Parse the decompressed stream and create every entry.
 async fn unpack(
     reader: ChunkReader,
-    meter: &Meter,
+    meter: Rc<Meter>,
     tree: &mut Tree,
     expect: &Expect,
     archive: &Path,
 ) -> Result<Counts> {
+    let meter: &Meter = &meter;
     let mut tar = tokio_tar::Archive::new(reader);
     let mut entries = tar
         .entries()

@@ -2,7 +2,8 @@
 //! ([`Sandbox`]), the real daemon started in-process on a socket inside it
 //! ([`Daemon`]), a WebSocket client over that socket ([`client`]), and a fake
 //! systemd on a private D-Bus ([`FakeSystemd`], over [`bus::Bus`]);
-//! [`rawtar`] writes the hostile tar streams the extraction tests feed in.
+//! [`rawtar`] writes the hostile tar streams the extraction tests feed in;
+//! [`python`] makes archives and index entries the way the Python tool does.
 //!
 //! Everything lives under one temporary directory and is removed on drop.
 
@@ -21,6 +22,7 @@ use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{Client, ClientBuilder};
 
 pub mod inspect;
+pub mod python;
 pub mod rawtar;
 
 /// A temporary prefix laid out like a host (SPEC §3), re-rooted.

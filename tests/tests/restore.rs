@@ -14,6 +14,7 @@ use abssd_proto::*;
 use abssd_tests::inspect::{
     Node, events_of, phase, snapshot, snapshot_content, waited_for_instance,
 };
+use abssd_tests::python::{python_style_archive, register_python_entry};
 use abssd_tests::{Daemon, FakeSystemd, Sandbox, Verb, client};
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
@@ -753,96 +754,6 @@ async fn running_out_of_space_fails_cleanly() {
     }
 }
 
-/// Lay out a payload the way the Python tool does and tar it with GNU tar.
-fn python_style_archive(w: &World, name: &str, id: &str, gzip: bool) -> (PathBuf, PathBuf) {
-    let cfg = w.cfg();
-    let staging = w.sb.path(&format!("py-staging-{id}"));
-    let top = staging.join(id);
-    fs::create_dir_all(top.join("systemd")).unwrap();
-    fs::create_dir_all(top.join("nginx")).unwrap();
-    fs::create_dir_all(top.join("nginx-enabled")).unwrap();
-    fs::create_dir_all(top.join("metadata")).unwrap();
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(w.data(name))
-        .arg(top.join("data"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    fs::copy(
-        cfg.unit_file(name),
-        top.join("systemd").join(unit_name(name)),
-    )
-    .unwrap();
-    let site = abssd::config::site_name(name);
-    fs::copy(cfg.site_file(name), top.join("nginx").join(&site)).unwrap();
-    fs::copy(cfg.site_link(name), top.join("nginx-enabled").join(&site)).unwrap();
-    fs::copy(cfg.registry_file(), top.join("metadata/instances.yml")).unwrap();
-    let reg = abssd::registry::Registry::load(&cfg.registry_file()).unwrap();
-    let mut inst = serde_json::to_value(reg.get(name).unwrap()).unwrap();
-    inst["version"] = json!("24.9.0");
-    inst["domain"] = json!("restored.example.test");
-    fs::write(
-        top.join("metadata/instance.json"),
-        serde_json::to_vec_pretty(&inst).unwrap(),
-    )
-    .unwrap();
-    let dir = cfg.instance_backup_dir(name);
-    fs::create_dir_all(&dir).unwrap();
-    let archive = dir.join(format!("{id}{}", if gzip { ".tar.gz" } else { ".tar.zst" }));
-    let flag = if gzip { "-czf" } else { "--zstd" };
-    let mut args = vec![flag.to_owned()];
-    if !gzip {
-        args.push("-cf".into());
-    }
-    args.extend([
-        archive.display().to_string(),
-        "-C".into(),
-        staging.display().to_string(),
-        id.into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    abssd_tests::tar(&args);
-    (archive, top.join("data"))
-}
-
-/// The index entry the Python tool writes, and its sidecar.
-fn register_python_entry(w: &World, name: &str, id: &str, archive: &Path, algorithm: &str) {
-    let out = Command::new("sha256sum").arg(archive).output().unwrap();
-    let hex = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let file_name = archive.file_name().unwrap().to_string_lossy().into_owned();
-    fs::write(
-        format!("{}.sha256", archive.display()),
-        format!("{hex}  {file_name}\n"),
-    )
-    .unwrap();
-    let index_file = w.cfg().index_file;
-    let mut index: Value = fs::read(&index_file)
-        .ok()
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or_else(|| json!({"backups": []}));
-    index["backups"].as_array_mut().unwrap().push(json!({
-        "id": id,
-        "instance": name,
-        "created_at": "2025-06-01T10:00:00Z",
-        "path": archive,
-        "algorithm": algorithm,
-        "compression_level": null,
-        "size_bytes": fs::metadata(archive).unwrap().len(),
-        "checksum": {"algorithm": "sha256", "value": hex},
-        "status": "available",
-        "message": "from python",
-        "created_by": "root",
-        "metadata": {"data_only": false, "labels": []},
-    }));
-    fs::create_dir_all(index_file.parent().unwrap()).unwrap();
-    fs::write(&index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gnu_tar_archives_in_the_python_layout_restore() {
     let w = World::new(&["alpha"]);
@@ -851,8 +762,8 @@ async fn gnu_tar_archives_in_the_python_layout_restore() {
         (true, "20250601-100000-alpha-a1b2c3", "gzip"),
         (false, "20250601-100001-alpha-d4e5f6", "zstd"),
     ] {
-        let (archive, payload_data) = python_style_archive(&w, "alpha", id, gzip);
-        register_python_entry(&w, "alpha", id, &archive, algorithm);
+        let (archive, payload_data) = python_style_archive(&w.sb, "alpha", id, gzip);
+        register_python_entry(&w.sb, "alpha", id, &archive, algorithm);
         let expected = snapshot(&payload_data);
         vandalize(&w, "alpha");
         let r = restore(&c, &no_pre(id)).await.unwrap().result.unwrap();
@@ -905,7 +816,7 @@ with tarfile.open({archive:?}, "w:gz") as t:
         .status()
         .unwrap();
     assert!(st.success());
-    register_python_entry(&w, "alpha", id, &archive, "gzip");
+    register_python_entry(&w.sb, "alpha", id, &archive, "gzip");
     let before = w.live_state();
     let err = restore(&c, &no_pre(id)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Service, "{err:?}");

@@ -2,7 +2,9 @@
 //! [`Progress`] sink. They never see the socket; the RPC layer supplies an
 //! [`crate::operations::Operation`] as the sink, tests supply a recorder.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use abssd_proto::EventKind;
@@ -12,6 +14,7 @@ use crate::locks::{LockName, LockObserver, Locks};
 
 pub mod create;
 pub mod list;
+pub mod reconcile;
 pub mod restore;
 pub mod verify;
 
@@ -22,13 +25,59 @@ pub struct Ctx {
     pub config: Config,
     /// The lock table.
     pub locks: Locks,
+    /// Archives being written that have no index entry yet.
+    pub in_flight: InFlight,
 }
 
 impl Ctx {
     /// A context over a configuration.
     pub fn new(config: Config) -> Arc<Ctx> {
         let locks = Locks::new(&config.runtime_dir, config.lock_timeout);
-        Arc::new(Ctx { config, locks })
+        Arc::new(Ctx {
+            config,
+            locks,
+            in_flight: InFlight::default(),
+        })
+    }
+}
+
+/// Archive paths of the creates running in this daemon, from before their
+/// `.partial` file exists until after their index entry is written (or the
+/// archive removed). Reconcile reads it together with the index, under the
+/// global lock, so an archive on its way into the index is never an orphan.
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashSet<PathBuf>>);
+
+impl InFlight {
+    /// Claim `archive` until the returned guard is dropped.
+    pub fn claim(&self, archive: &Path) -> InFlightClaim<'_> {
+        self.set().insert(archive.to_owned());
+        InFlightClaim {
+            owner: self,
+            archive: archive.to_owned(),
+        }
+    }
+
+    /// The claimed paths now.
+    pub fn snapshot(&self) -> HashSet<PathBuf> {
+        self.set().clone()
+    }
+
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A claimed archive path; released on drop.
+#[derive(Debug)]
+pub struct InFlightClaim<'a> {
+    owner: &'a InFlight,
+    archive: PathBuf,
+}
+
+impl Drop for InFlightClaim<'_> {
+    fn drop(&mut self) {
+        self.owner.set().remove(&self.archive);
     }
 }
 

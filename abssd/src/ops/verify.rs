@@ -15,9 +15,28 @@ use crate::index::Index;
 use crate::ops::{ByteProgress, Ctx, LockEvents, Sink};
 
 /// What hashing one archive found.
-struct Finding {
-    item: VerifyItem,
-    observed: Option<String>,
+#[derive(Debug)]
+pub struct Finding {
+    /// Id, new status, message, previous status.
+    pub item: VerifyItem,
+    /// The digest computed, when the archive could be read.
+    pub observed: Option<String>,
+}
+
+impl Finding {
+    /// Write this finding into its index entry the way the Python tool does.
+    pub fn record(&self, entry: &mut BackupEntry, now: &str) {
+        entry.status = self.item.status.clone();
+        entry.verified_at = Some(now.to_owned());
+        if let Some(c) = entry.checksum.as_mut() {
+            c.last_verified = Some(now.to_owned());
+            if self.observed.is_some() {
+                c.observed = self.observed.clone();
+            }
+        }
+        entry.metadata.verification_error =
+            (self.item.status != status::AVAILABLE).then(|| self.item.message.clone());
+    }
 }
 
 /// Run `backup verify`.
@@ -59,36 +78,16 @@ pub async fn run(
             .acquire(true, &[], &LockEvents(&**progress))
             .await?;
         let file = index_file.clone();
-        let updates: Vec<(String, String, String, Option<String>)> = findings
-            .iter()
-            .map(|f| {
-                (
-                    f.item.id.clone(),
-                    f.item.status.clone(),
-                    f.item.message.clone(),
-                    f.observed.clone(),
-                )
-            })
-            .collect();
-        tokio::task::spawn_blocking(move || {
+        findings = tokio::task::spawn_blocking(move || {
             let mut index = Index::load(&file)?;
             let now = fsutil::now_utc();
-            for (id, new_status, message, observed) in updates {
-                let Some(e) = index.get_mut(&id) else {
-                    continue;
-                };
-                e.status = new_status.clone();
-                e.verified_at = Some(now.clone());
-                if let Some(c) = e.checksum.as_mut() {
-                    c.last_verified = Some(now.clone());
-                    if observed.is_some() {
-                        c.observed = observed;
-                    }
+            for f in &findings {
+                if let Some(e) = index.get_mut(&f.item.id) {
+                    f.record(e, &now);
                 }
-                e.metadata.verification_error =
-                    (new_status != status::AVAILABLE).then_some(message);
             }
-            index.save(&file)
+            index.save(&file)?;
+            Ok::<_, Error>(findings)
         })
         .await??;
     }
@@ -113,7 +112,7 @@ fn select(index: &Index, params: &VerifyParams, file: &Path) -> Result<Vec<Backu
 }
 
 /// Hash one archive and classify. Blocking.
-fn check(entry: &BackupEntry, sink: &dyn crate::ops::Progress) -> Finding {
+pub fn check(entry: &BackupEntry, sink: &dyn crate::ops::Progress) -> Finding {
     let previous_status = entry.status.clone();
     let path = PathBuf::from(&entry.path);
     let item = |status: &str, message: String| VerifyItem {
@@ -180,7 +179,7 @@ fn check(entry: &BackupEntry, sink: &dyn crate::ops::Progress) -> Finding {
 }
 
 /// The digest in `<archive>.sha256` (`<hex>  <name>`), if readable.
-fn sidecar_digest(archive: &Path) -> Option<String> {
+pub fn sidecar_digest(archive: &Path) -> Option<String> {
     let text = std::fs::read_to_string(format!("{}.sha256", archive.display())).ok()?;
     let hex = text.split_whitespace().next()?;
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_owned())

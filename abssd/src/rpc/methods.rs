@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abssd_proto::methods::{
-    BackupCreate, BackupList, BackupRestore, BackupShow, BackupVerify, DaemonStatusMethod, OpGet,
-    OpList, OpWatch,
+    BackupCreate, BackupList, BackupReconcile, BackupRestore, BackupShow, BackupVerify,
+    DaemonStatusMethod, OpGet, OpList, OpWatch,
 };
 use abssd_proto::{
     DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
@@ -166,13 +166,23 @@ where
     Ok(())
 }
 
-/// Register a mutating method `M` that runs `work` as an operation and answers
-/// `{op_id}` when detached, else `{op_id, plan, result}` once it ends.
-fn mutate<M, F, Fut>(
-    module: &mut RpcModule<Arc<State>>,
+/// How a method run as an operation is described.
+struct OpMethod<P> {
+    /// The operations-log command, e.g. `backup create`.
     command: &'static str,
-    target: fn(&M::Params) -> Option<String>,
-    detached: fn(&M::Params) -> bool,
+    /// The instance or backup it is about.
+    target: fn(&P) -> Option<String>,
+    /// Whether to answer `{op_id}` at once.
+    detached: fn(&P) -> bool,
+    /// Whether this call can change anything (and so needs an operator).
+    mutates: fn(&P) -> bool,
+}
+
+/// Register a method `M` that runs `work` as an operation and answers
+/// `{op_id}` when detached, else `{op_id, plan, result}` once it ends.
+fn operation<M, F, Fut>(
+    module: &mut RpcModule<Arc<State>>,
+    how: OpMethod<M::Params>,
     work: F,
 ) -> Result<(), jsonrpsee::core::RegisterMethodError>
 where
@@ -185,14 +195,20 @@ where
         let work = work.clone();
         async move {
             let peer = peer(&ext)?;
-            require_mutate(&peer)?;
             let p: M::Params = parse(&params)?;
+            if (how.mutates)(&p) {
+                require_mutate(&peer)?;
+            }
             let args = serde_json::to_value(&p).unwrap_or(Value::Null);
-            let detach = detached(&p);
+            let detach = (how.detached)(&p);
             let (p2, peer2) = (p.clone(), peer.clone());
-            let op = state.start(command, args, &peer, target(&p), move |ctx, sink| {
-                work(ctx, sink, p2, peer2)
-            });
+            let op = state.start(
+                how.command,
+                args,
+                &peer,
+                (how.target)(&p),
+                move |ctx, sink| work(ctx, sink, p2, peer2),
+            );
             if detach {
                 return Ok(json!({ "op_id": op.id }));
             }
@@ -260,33 +276,56 @@ pub fn module(
         })
     })?;
 
-    mutate::<BackupCreate, _, _>(
+    operation::<BackupCreate, _, _>(
         &mut m,
-        "backup create",
-        |p| Some(p.instance.clone()),
-        |p| p.detach && !p.dry_run,
+        OpMethod {
+            command: "backup create",
+            target: |p| Some(p.instance.clone()),
+            detached: |p| p.detach && !p.dry_run,
+            mutates: |_| true,
+        },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::create::run(&ctx, &p, &peer.actor, &sink).await?;
             Ok(json!({ "plan": plan, "result": result }))
         },
     )?;
-    mutate::<BackupRestore, _, _>(
+    operation::<BackupRestore, _, _>(
         &mut m,
-        "backup restore",
-        |p| Some(p.id.clone()),
-        |p| p.detach && !p.dry_run,
+        OpMethod {
+            command: "backup restore",
+            target: |p| Some(p.id.clone()),
+            detached: |p| p.detach && !p.dry_run,
+            mutates: |_| true,
+        },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::restore::run(&ctx, &p, &peer.actor, &sink).await?;
             Ok(json!({ "plan": plan, "result": result }))
         },
     )?;
-    mutate::<BackupVerify, _, _>(
+    operation::<BackupVerify, _, _>(
         &mut m,
-        "backup verify",
-        |p| p.id.clone().or_else(|| p.all.then(|| "all".to_owned())),
-        |p| p.detach,
+        OpMethod {
+            command: "backup verify",
+            target: |p| p.id.clone().or_else(|| p.all.then(|| "all".to_owned())),
+            detached: |p| p.detach,
+            mutates: |_| true,
+        },
         |ctx, sink, p, _| async move {
             let (plan, result) = ops::verify::run(&ctx, &p, &sink).await?;
+            Ok(json!({ "plan": plan, "result": result }))
+        },
+    )?;
+    // A read-only reconcile (no --apply) is open to every peer, like list.
+    operation::<BackupReconcile, _, _>(
+        &mut m,
+        OpMethod {
+            command: "backup reconcile",
+            target: |p| p.instance.clone(),
+            detached: |p| p.detach,
+            mutates: abssd_proto::ReconcileParams::mutates,
+        },
+        |ctx, sink, p, peer| async move {
+            let (plan, result) = ops::reconcile::run(&ctx, &p, &peer.actor, &sink).await?;
             Ok(json!({ "plan": plan, "result": result }))
         },
     )?;

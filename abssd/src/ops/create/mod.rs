@@ -107,6 +107,10 @@ async fn run_locked(
             .unwrap_or(1)
             .min(8),
     };
+    // Until the index entry is written, reconcile must not take the archive
+    // for an orphan; the claim ends after the entry is written or the archive
+    // removed.
+    let _claim = ctx.in_flight.claim(Path::new(&plan.archive));
     let (sink, plan2) = (progress.clone(), plan.clone());
     let written =
         tokio::task::spawn_blocking(move || produce(&plan2, &members, codec, &*sink)).await??;
@@ -170,6 +174,7 @@ fn produce(
     let written = archive::write(file, members, codec, &mut bytes).and_then(|w| {
         std::fs::rename(&partial, &archive).at("renaming", &partial)?;
         fsutil::sync_dir(dir)?;
+        fail::fail_point!("create::archive-in-place");
         Ok(w)
     });
     let written = written.inspect_err(|_| {

@@ -1,0 +1,261 @@
+//! The two steps of reconcile that write: building an entry for an orphan
+//! (read through, hashed, its sidecar checked) and writing every planned
+//! change into the index in one atomic replace, each change checked again
+//! against the index and the disk as they are under the global lock.
+//!
+//! Nothing here needs a journal: a sidecar and the index are each replaced
+//! atomically, and a sidecar written for an orphan whose entry then failed to
+//! be written is correct on its own; the next run adopts the orphan again.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use abssd_proto::{Actor, BackupEntry, Checksum, EntryMetadata, status};
+use serde_json::{Map, Value};
+
+use super::classify::{Change, Planned, created_at};
+use super::scan::Archive;
+use crate::error::Result;
+use crate::extract;
+use crate::fsutil;
+use crate::index::Index;
+use crate::ops::{ByteProgress, Progress};
+use crate::registry::validate_name;
+
+/// An orphan ready to be indexed.
+#[derive(Debug)]
+pub struct Adoption {
+    /// The new entry.
+    pub entry: BackupEntry,
+    /// Sidecar text to write (`None`: the one there is right).
+    pub sidecar: Option<String>,
+    /// What differs from what the path suggested, for the finding's reason.
+    pub notes: Vec<String>,
+}
+
+/// Read `archive` through and build its entry; `Err` says why it cannot be
+/// adopted. `guess` is the instance its path suggests, `scope` the
+/// `--instance` filter. Blocking.
+pub fn adoption(
+    archive: &Archive,
+    guess: Option<&str>,
+    scope: Option<&str>,
+    index: &Index,
+    actor: &Actor,
+    sink: &dyn Progress,
+) -> std::result::Result<Adoption, String> {
+    let path = Path::new(&archive.path);
+    let mut bytes = ByteProgress::start(sink, format!("adopt:{}", archive.name), archive.size);
+    let found = extract::inspect(path, archive.algorithm, &mut |n| bytes.add(n))
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    drop(bytes);
+    let id = found.top.clone();
+    let mut notes = Vec::new();
+    if id != super::classify::infer(archive).0 {
+        notes.push(format!("the archive holds backup {id}"));
+    }
+    if let Some(other) = index.get(&id) {
+        return Err(format!(
+            "it holds backup {id}, which the index already has at {}",
+            other.path
+        ));
+    }
+    if !found.has_data {
+        return Err(format!("not a backup: there is no {id}/data in it"));
+    }
+    let named = found
+        .instance_json
+        .as_deref()
+        .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
+        .and_then(|v| v.get("name")?.as_str().map(str::to_owned))
+        .filter(|n| validate_name(n).is_ok());
+    let instance = match (named, guess) {
+        (Some(named), Some(guess)) if named != guess => {
+            notes.push(format!(
+                "its metadata/instance.json names instance {named}, not {guess}"
+            ));
+            named
+        }
+        (Some(named), _) => named,
+        (None, Some(guess)) => {
+            notes.push("no instance name in metadata/instance.json; taken from the path".into());
+            guess.to_owned()
+        }
+        (None, None) => {
+            return Err(
+                "cannot tell which instance it belongs to: no name in metadata/instance.json and none in its path"
+                    .into(),
+            );
+        }
+    };
+    if scope.is_some_and(|s| s != instance) {
+        return Err(format!(
+            "it belongs to instance {instance}, outside --instance"
+        ));
+    }
+    let sidecar = sidecar_to_write(path, &archive.name, &found.sha256)?;
+    let now = fsutil::now_utc();
+    let mut extra = Map::new();
+    extra.insert(
+        "adopted_by".into(),
+        serde_json::to_value(actor).unwrap_or(Value::Null),
+    );
+    let entry = BackupEntry {
+        id: id.clone(),
+        instance,
+        created_at: created_at(&id, archive.mtime),
+        path: archive.path.clone(),
+        algorithm: Some(archive.algorithm.as_str().to_owned()),
+        compression_level: None,
+        size_bytes: Some(found.archive_bytes),
+        checksum: Some(Checksum {
+            algorithm: "sha256".into(),
+            value: found.sha256,
+            last_verified: None,
+            observed: None,
+            extra: Map::new(),
+        }),
+        status: status::AVAILABLE.into(),
+        message: None,
+        created_by: None,
+        metadata: EntryMetadata {
+            data_only: !found.has_assets,
+            labels: vec!["adopted".into()],
+            verification_error: None,
+            uncompressed_bytes: Some(found.content_bytes),
+            extra: Map::new(),
+        },
+        verified_at: None,
+        reconciled_at: Some(now),
+        extra,
+    };
+    Ok(Adoption {
+        entry,
+        sidecar,
+        notes,
+    })
+}
+
+/// The sidecar to write, if the one there is absent or unreadable. A
+/// well-formed sidecar with another digest is a conflict nobody should settle
+/// silently: the archive may be the damaged one.
+fn sidecar_to_write(
+    archive: &Path,
+    name: &str,
+    sha256: &str,
+) -> std::result::Result<Option<String>, String> {
+    let wanted = format!("{sha256}  {name}\n");
+    let Ok(text) = std::fs::read_to_string(format!("{}.sha256", archive.display())) else {
+        return Ok(Some(wanted));
+    };
+    let mut words = text.split_whitespace();
+    let digest = words.next().unwrap_or_default();
+    let well_formed = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+    if !well_formed {
+        return Ok(Some(wanted));
+    }
+    if !digest.eq_ignore_ascii_case(sha256) {
+        return Err(format!(
+            "its sidecar says sha256 {digest} but the archive hashes to {sha256}: one of them was changed; check the archive (restore it with --dest) and remove the sidecar to adopt it"
+        ));
+    }
+    let names_it = words.next().map(|n| n.trim_start_matches('*')) == Some(name);
+    Ok((!names_it || text != wanted).then_some(wanted))
+}
+
+/// Write every change that still holds into the index, in one atomic
+/// replace. Blocking; the caller holds the global lock. Returns, for each
+/// planned change, whether it was written.
+pub fn write(
+    index_file: &Path,
+    planned: &[Planned],
+    in_flight: &HashSet<PathBuf>,
+) -> Result<Vec<bool>> {
+    let mut index = Index::load(index_file)?;
+    let now = fsutil::now_utc();
+    let mut done = Vec::with_capacity(planned.len());
+    for p in planned {
+        done.push(apply_one(&mut index, p, in_flight, &now)?);
+    }
+    if done.iter().any(|d| *d) {
+        index.save(index_file)?;
+    }
+    Ok(done)
+}
+
+/// One change, if the index and the disk still call for it.
+fn apply_one(
+    index: &mut Index,
+    p: &Planned,
+    in_flight: &HashSet<PathBuf>,
+    now: &str,
+) -> Result<bool> {
+    let present = Path::new(&p.path).is_file();
+    if let Change::Adopt(adoption) = &p.change {
+        let taken = index.get(&p.id).is_some() || index.backups.iter().any(|e| e.path == p.path);
+        let writing = in_flight
+            .iter()
+            .any(|f| f.file_name() == Path::new(&p.path).file_name());
+        if taken || writing || !present {
+            return Ok(false);
+        }
+        if let Some(text) = &adoption.sidecar {
+            fsutil::atomic_write(Path::new(&format!("{}.sha256", p.path)), text.as_bytes())?;
+        }
+        index.backups.push(adoption.entry.clone());
+        return Ok(true);
+    }
+    let Some(entry) = index.get_mut(&p.id).filter(|e| e.path == p.path) else {
+        return Ok(false);
+    };
+    match &p.change {
+        Change::MarkMissing if !present && entry.status != status::MISSING => {
+            entry.status = status::MISSING.into();
+        }
+        Change::MarkAvailable if present && entry.status != status::AVAILABLE => {
+            entry.status = status::AVAILABLE.into();
+        }
+        Change::Record { finding, size } if present => {
+            finding.record(entry, now);
+            if size.is_some() {
+                entry.size_bytes = *size;
+            }
+        }
+        _ => return Ok(false),
+    }
+    entry.reconciled_at = Some(now.to_owned());
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecars_are_kept_rewritten_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("x.tar");
+        let sidecar = dir.path().join("x.tar.sha256");
+        let sha = "ab".repeat(32);
+        let right = format!("{sha}  x.tar\n");
+        assert_eq!(
+            sidecar_to_write(&archive, "x.tar", &sha).unwrap(),
+            Some(right.clone())
+        );
+        std::fs::write(&sidecar, &right).unwrap();
+        assert_eq!(sidecar_to_write(&archive, "x.tar", &sha).unwrap(), None);
+        std::fs::write(&sidecar, format!("{sha}  other.tar\n")).unwrap();
+        assert_eq!(
+            sidecar_to_write(&archive, "x.tar", &sha).unwrap(),
+            Some(right.clone())
+        );
+        std::fs::write(&sidecar, "garbage\n").unwrap();
+        assert_eq!(
+            sidecar_to_write(&archive, "x.tar", &sha).unwrap(),
+            Some(right)
+        );
+        std::fs::write(&sidecar, format!("{}  x.tar\n", "cd".repeat(32))).unwrap();
+        let err = sidecar_to_write(&archive, "x.tar", &sha).unwrap_err();
+        assert!(err.contains("hashes to"), "{err}");
+    }
+}

@@ -1,0 +1,420 @@
+//! Index against disk: which entries have their archive, which archives have
+//! an entry, and what each disagreement is called and what `--apply` does
+//! about it. Pure over the [`Scan`] and the [`Index`], except for one `stat`
+//! per entry whose path the walk did not see.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use abssd_proto::{BackupEntry, ReconcileItem, item_status, status};
+
+use super::scan::{Archive, Scan};
+use crate::index::Index;
+use crate::ops::verify::Finding;
+use crate::registry::validate_name;
+
+/// An index entry in scope and the archive file it names, if present.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The entry as read.
+    pub entry: BackupEntry,
+    /// The file's size when present.
+    pub size: Option<u64>,
+}
+
+/// Which list a finding is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// `missing`
+    Missing,
+    /// `orphaned`
+    Orphaned,
+    /// `mismatched`
+    Mismatched,
+}
+
+/// An index change `--apply` makes.
+#[derive(Debug)]
+pub enum Change {
+    /// `status: missing`.
+    MarkMissing,
+    /// `status: available` (the archive is back, or was never checked).
+    MarkAvailable,
+    /// Record a re-hash like `backup verify`, and the file's size when the
+    /// checksum matched but the size did not.
+    Record {
+        /// What hashing found.
+        finding: Finding,
+        /// New `size_bytes`.
+        size: Option<u64>,
+    },
+    /// A new entry for an orphan, and its sidecar.
+    Adopt(Box<super::apply::Adoption>),
+}
+
+/// A change and the finding it fixes.
+#[derive(Debug)]
+pub struct Planned {
+    /// Entry id.
+    pub id: String,
+    /// Archive path.
+    pub path: String,
+    /// The finding: its list and position (none for a re-hash that found
+    /// nothing wrong but is still recorded).
+    pub item: Option<(Category, usize)>,
+    /// What to write.
+    pub change: Change,
+}
+
+/// Entries in scope with their files; the archives some entry names.
+pub fn locate(
+    scan: &Scan,
+    index: &Index,
+    instance: Option<&str>,
+) -> (Vec<Located>, HashSet<usize>) {
+    let mut claimed = HashSet::new();
+    let mut located = Vec::new();
+    for entry in &index.backups {
+        // Any entry's archive is claimed, in scope or not: an archive of
+        // another instance is never an orphan of this one.
+        let found = scan.find(&entry.path);
+        if let Some(i) = found {
+            claimed.insert(i);
+        }
+        if instance.is_some_and(|i| entry.instance != i) {
+            continue;
+        }
+        let size = match found {
+            Some(i) => Some(scan.archives[i].size),
+            // Outside the backups root, or written after the walk.
+            None => std::fs::metadata(&entry.path)
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len()),
+        };
+        located.push(Located {
+            entry: entry.clone(),
+            size,
+        });
+    }
+    (located, claimed)
+}
+
+/// What one entry amounts to.
+#[derive(Debug)]
+pub enum Verdict {
+    /// In sync.
+    Fine,
+    /// Absent and already marked so.
+    KnownMissing,
+    /// A finding, and the change that fixes (or records) it.
+    Finding(Category, ReconcileItem, Option<Change>),
+    /// Nothing to report, but a re-hash to record.
+    RecordOnly(Change),
+}
+
+/// Judge one entry; `verified` is its re-hash under `--verify`, and
+/// `lone_sidecar` whether its sidecar is still there without it.
+pub fn judge(located: Located, verified: Option<Finding>, lone_sidecar: bool) -> Verdict {
+    let Located { entry, size } = located;
+    let item = |reason: String, action: Option<&str>| ReconcileItem {
+        id: entry.id.clone(),
+        instance: Some(entry.instance.clone()),
+        path: entry.path.clone(),
+        status: entry.status.clone(),
+        reason,
+        action: action.map(str::to_owned),
+        resolved: false,
+    };
+    let vanished = verified
+        .as_ref()
+        .is_some_and(|f| f.item.status == status::MISSING);
+    let Some(size) = size.filter(|_| !vanished) else {
+        if entry.status == status::MISSING {
+            return Verdict::KnownMissing;
+        }
+        let mut reason = format!("archive not found at {}", entry.path);
+        if lone_sidecar {
+            reason.push_str(" (its .sha256 sidecar is still there)");
+        }
+        return Verdict::Finding(
+            Category::Missing,
+            item(reason, Some("mark missing")),
+            Some(Change::MarkMissing),
+        );
+    };
+    let wrong_status = entry.status != status::AVAILABLE;
+    let wrong_size = entry.size_bytes.is_some_and(|s| s != size);
+    let mut reasons = Vec::new();
+    if wrong_status {
+        reasons.push(format!(
+            "archive present but the index says {}",
+            entry.status
+        ));
+    }
+    if wrong_size {
+        reasons.push(format!(
+            "size differs: index {} bytes, file {size} bytes",
+            entry.size_bytes.unwrap_or_default()
+        ));
+    }
+    match verified {
+        None if !wrong_status && !wrong_size => Verdict::Fine,
+        None => {
+            let recheckable = matches!(entry.status.as_str(), status::MISSING | status::UNKNOWN);
+            if recheckable && !wrong_size {
+                let i = item(reasons.join("; "), Some("mark available"));
+                Verdict::Finding(Category::Mismatched, i, Some(Change::MarkAvailable))
+            } else {
+                reasons.push("--verify re-hashes it".into());
+                Verdict::Finding(Category::Mismatched, item(reasons.join("; "), None), None)
+            }
+        }
+        Some(finding) if finding.item.status == status::AVAILABLE => {
+            let size = wrong_size.then_some(size);
+            let change = Change::Record { finding, size };
+            if !wrong_status && !wrong_size {
+                return Verdict::RecordOnly(change);
+            }
+            reasons.push("checksum matches".into());
+            let action = match (wrong_status, wrong_size) {
+                (true, true) => "mark available, record the file's size",
+                (true, false) => "mark available",
+                _ => "record the file's size",
+            };
+            let i = item(reasons.join("; "), Some(action));
+            Verdict::Finding(Category::Mismatched, i, Some(change))
+        }
+        Some(finding) => {
+            reasons.push(finding.item.message.clone());
+            let action = format!("mark {}", finding.item.status);
+            let i = item(reasons.join("; "), Some(&action));
+            Verdict::Finding(
+                Category::Mismatched,
+                i,
+                Some(Change::Record {
+                    finding,
+                    size: None,
+                }),
+            )
+        }
+    }
+}
+
+/// An archive without an entry: who it belongs to, as far as its path tells.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    /// Index in the scan.
+    pub archive: usize,
+    /// The finding.
+    pub item: ReconcileItem,
+    /// Whether `--adopt` may try it (no entry already has its id).
+    pub adoptable: bool,
+}
+
+/// Archives no entry names, in scope, and not being written by a create.
+/// Returns them and the paths skipped because a create is writing them.
+pub fn orphans(
+    scan: &Scan,
+    claimed: &HashSet<usize>,
+    index: &Index,
+    in_flight: &HashSet<PathBuf>,
+    instance: Option<&str>,
+) -> (Vec<Orphan>, Vec<String>) {
+    // By file name: the id in it is unique, however the directory is spelled.
+    let in_flight: HashSet<&std::ffi::OsStr> =
+        in_flight.iter().filter_map(|p| p.file_name()).collect();
+    let mut out = Vec::new();
+    let mut writing = Vec::new();
+    for (i, archive) in scan.archives.iter().enumerate() {
+        if claimed.contains(&i) {
+            continue;
+        }
+        if in_flight.contains(std::ffi::OsStr::new(&archive.name)) {
+            writing.push(archive.path.clone());
+            continue;
+        }
+        let (id, owner, how) = infer(archive);
+        if instance.is_some_and(|want| owner.as_deref() != Some(want)) {
+            continue;
+        }
+        let (reason, adoptable) = match index.get(&id) {
+            Some(other) => (
+                format!(
+                    "no index entry names this file, but backup {id} is in the index at {}: a copy?",
+                    other.path
+                ),
+                false,
+            ),
+            None => (format!("no index entry; {how}"), true),
+        };
+        out.push(Orphan {
+            archive: i,
+            item: ReconcileItem {
+                id,
+                instance: owner,
+                path: archive.path.clone(),
+                status: item_status::UNINDEXED.into(),
+                reason,
+                action: adoptable.then(|| "adopt (--apply --adopt)".to_owned()),
+                resolved: false,
+            },
+            adoptable,
+        });
+    }
+    (out, writing)
+}
+
+/// Sidecars with neither archive nor entry, in scope.
+pub fn stray_sidecars(scan: &Scan, index: &Index, instance: Option<&str>) -> Vec<ReconcileItem> {
+    let named: HashSet<&str> = index.backups.iter().map(|e| e.path.as_str()).collect();
+    scan.lone_sidecars
+        .iter()
+        .filter(|s| !named.contains(archive_of(s)))
+        .filter_map(|sidecar| {
+            let archive = Path::new(archive_of(sidecar));
+            let name = archive.file_name()?.to_str()?;
+            let stem = strip_extension(name);
+            let owner = instance_in_id(stem).map(str::to_owned).or_else(|| {
+                let dir = archive.parent()?.file_name()?.to_str()?;
+                validate_name(dir).ok().map(|()| dir.to_owned())
+            });
+            if instance.is_some_and(|want| owner.as_deref() != Some(want)) {
+                return None;
+            }
+            Some(ReconcileItem {
+                id: stem.to_owned(),
+                instance: owner,
+                path: sidecar.clone(),
+                status: item_status::SIDECAR_ONLY.into(),
+                reason: format!("{name} is gone and no index entry names it"),
+                action: None,
+                resolved: false,
+            })
+        })
+        .collect()
+}
+
+/// The archive path a sidecar belongs to.
+pub fn archive_of(sidecar: &str) -> &str {
+    sidecar.strip_suffix(".sha256").unwrap_or(sidecar)
+}
+
+/// Id, instance and how they were found, from an orphan's path:
+/// `<instance>/<YYYYMMDD-HHMMSS-<instance>-<hex>>.<ext>`, else the file's
+/// stem and the first directory under the root.
+pub fn infer(archive: &Archive) -> (String, Option<String>, &'static str) {
+    let id = strip_extension(&archive.name).to_owned();
+    if let Some(instance) = instance_in_id(&id) {
+        let instance = instance.to_owned();
+        return (id, Some(instance), "id and instance from the file name");
+    }
+    let first = archive.dir.split('/').next().unwrap_or_default();
+    if validate_name(first).is_ok() {
+        return (
+            id,
+            Some(first.to_owned()),
+            "id from the file name, instance from its directory",
+        );
+    }
+    (
+        id,
+        None,
+        "instance unknown (not in an instance directory, no backup id in the name)",
+    )
+}
+
+/// The file name without `.tar`, `.tar.gz` or `.tar.zst`.
+fn strip_extension(name: &str) -> &str {
+    [".tar.zst", ".tar.gz", ".tar"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(name)
+}
+
+/// The instance of a backup id `YYYYMMDD-HHMMSS-<instance>-<6 hex>`.
+pub fn instance_in_id(id: &str) -> Option<&str> {
+    let b = id.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    if b.len() < 24 || !digits(0..8) || b[8] != b'-' || !digits(9..15) || b[15] != b'-' {
+        return None;
+    }
+    let tail = &id[id.len() - 7..];
+    if !tail.starts_with('-') || !tail[1..].bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let instance = &id[16..id.len() - 7];
+    validate_name(instance).ok().map(|()| instance)
+}
+
+/// `created_at` for an adopted archive: the time in its id, else its mtime.
+pub fn created_at(id: &str, mtime: i64) -> String {
+    let from_id = id
+        .get(..15)
+        .and_then(|t| jiff::civil::DateTime::strptime("%Y%m%d-%H%M%S", t).ok())
+        .and_then(|t| jiff::tz::TimeZone::UTC.to_timestamp(t).ok());
+    let at = from_id
+        .or_else(|| jiff::Timestamp::from_second(mtime).ok())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    crate::fsutil::utc(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abssd_proto::Algorithm;
+
+    fn archive(dir: &str, name: &str) -> Archive {
+        Archive {
+            path: format!("/b/{dir}/{name}"),
+            dir: dir.into(),
+            name: name.into(),
+            algorithm: Algorithm::Zstd,
+            size: 1,
+            mtime: 0,
+        }
+    }
+
+    #[test]
+    fn ids_in_the_python_shape_name_their_instance() {
+        assert_eq!(
+            instance_in_id("20250102-030405-alpha-a1b2c3"),
+            Some("alpha")
+        );
+        assert_eq!(
+            instance_in_id("20250102-030405-my-site-2-00ff00"),
+            Some("my-site-2")
+        );
+        assert_eq!(instance_in_id("20250102-030405-alpha-xyz123"), None);
+        assert_eq!(instance_in_id("2025010-030405-alpha-a1b2c3"), None);
+        assert_eq!(instance_in_id("20250102-030405--a1b2c3"), None);
+        assert_eq!(instance_in_id("nightly"), None);
+    }
+
+    #[test]
+    fn orphans_are_named_from_their_file_or_directory() {
+        let (id, inst, _) = infer(&archive("beta", "20250102-030405-alpha-a1b2c3.tar.gz"));
+        assert_eq!(
+            (id.as_str(), inst.as_deref()),
+            ("20250102-030405-alpha-a1b2c3", Some("alpha"))
+        );
+        let (id, inst, _) = infer(&archive("beta/weekly", "sunday.tar"));
+        assert_eq!((id.as_str(), inst.as_deref()), ("sunday", Some("beta")));
+        let (id, inst, _) = infer(&archive("", "loose.tar.zst"));
+        assert_eq!((id.as_str(), inst), ("loose", None));
+    }
+
+    #[test]
+    fn created_at_comes_from_the_id_else_the_mtime() {
+        assert_eq!(
+            created_at("20250102-030405-alpha-a1b2c3", 0),
+            "2025-01-02T03:04:05Z"
+        );
+        assert_eq!(created_at("sunday", 86_400), "1970-01-02T00:00:00Z");
+        assert_eq!(
+            created_at("20251399-999999-x-000000", 0),
+            "1970-01-01T00:00:00Z"
+        );
+    }
+}

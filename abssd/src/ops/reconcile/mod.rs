@@ -1,0 +1,342 @@
+//! `backup reconcile`: keep the index honest (SPEC §7).
+//!
+//! 1. Walk the backups root (`scan`): directory entries and one `lstat` per
+//!    archive; no archive is opened.
+//! 2. Read the index and the set of archives creates are writing, together,
+//!    under the global lock: an archive renamed into place but not yet indexed
+//!    is then in one or the other, never taken for an orphan.
+//! 3. Classify (`classify`): missing, orphaned, mismatched; stray sidecars.
+//! 4. `--verify`: re-hash every present archive in scope; `--adopt`: read each
+//!    orphan through (`apply::adoption`). Both without any lock.
+//! 5. `--apply`: under the global lock, re-read the index and write every
+//!    change that still holds in one atomic replace (`apply::write`).
+//!
+//! * `scan`     — the walk.
+//! * `classify` — index against disk: findings and the changes that fix them.
+//! * `apply`    — adoption of orphans and the index write.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use abssd_proto::{
+    Actor, EventKind, ReconcileItem, ReconcileParams, ReconcilePlan, ReconcileResult,
+};
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::ops::{Ctx, LockEvents, Sink, verify};
+use crate::registry::validate_name;
+
+mod apply;
+mod classify;
+mod scan;
+
+use classify::{Category, Change, Located, Orphan, Planned, Verdict};
+
+/// Run `backup reconcile`.
+pub async fn run(
+    ctx: &Ctx,
+    params: &ReconcileParams,
+    actor: &Actor,
+    progress: &Sink,
+) -> Result<(ReconcilePlan, ReconcileResult)> {
+    if params.adopt && !params.apply {
+        return Err(Error::validation(
+            "--adopt writes index entries, so it needs --apply as well",
+        ));
+    }
+    if let Some(instance) = &params.instance {
+        validate_name(instance)?;
+    }
+    let scope = params.instance.clone();
+    let config = &ctx.config;
+
+    phase(progress, "scan");
+    let (root, skip) = (
+        config.backups_root.clone(),
+        vec![config.restores_root.clone()],
+    );
+    let scanned = tokio::task::spawn_blocking(move || scan::scan(&root, &skip)).await??;
+    for s in &scanned.skipped {
+        warn(progress, format!("not considered: {s}"));
+    }
+
+    let (index, in_flight) = {
+        let _global = ctx
+            .locks
+            .acquire(true, &[], &LockEvents(&**progress))
+            .await?;
+        let file = config.index_file.clone();
+        let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
+        (index, ctx.in_flight.snapshot())
+    };
+
+    let (scan_ref, index_ref) = (std::sync::Arc::new(scanned), std::sync::Arc::new(index));
+    let (s2, i2, sc2) = (scan_ref.clone(), index_ref.clone(), scope.clone());
+    let (located, claimed, orphans, writing, strays) = tokio::task::spawn_blocking(move || {
+        let (located, claimed) = classify::locate(&s2, &i2, sc2.as_deref());
+        let (orphans, writing) = classify::orphans(&s2, &claimed, &i2, &in_flight, sc2.as_deref());
+        let strays = classify::stray_sidecars(&s2, &i2, sc2.as_deref());
+        (located, claimed, orphans, writing, strays)
+    })
+    .await?;
+    drop(claimed);
+    for path in &writing {
+        tracing::debug!(path, "archive of a running create; not an orphan");
+    }
+
+    let hashing: u64 = located
+        .iter()
+        .filter(|_| params.verify)
+        .filter_map(|l| l.size)
+        .sum::<u64>()
+        + orphans
+            .iter()
+            .filter(|o| params.adopt && o.adoptable)
+            .map(|o| scan_ref.archives[o.archive].size)
+            .sum::<u64>();
+    let plan = ReconcilePlan {
+        backups_root: config.backups_root.display().to_string(),
+        index: config.index_file.display().to_string(),
+        instance: scope.clone(),
+        archives: scan_ref.archives.len() as u64,
+        index_entries: index_ref.backups.len() as u64,
+        partial_files: scan_ref.partials,
+        read_bytes: hashing,
+        apply: params.apply,
+        adopt: params.adopt,
+        verify: params.verify,
+    };
+    progress.emit(EventKind::Plan {
+        plan: serde_json::to_value(&plan).unwrap_or_default(),
+    });
+
+    let mut result = ReconcileResult {
+        stray_sidecars: strays,
+        ..ReconcileResult::default()
+    };
+    let mut planned =
+        judge_entries(located, params.verify, &scan_ref, progress, &mut result).await?;
+    planned.extend(
+        orphan_findings(
+            orphans,
+            params.adopt,
+            scope,
+            (&scan_ref, &index_ref),
+            actor,
+            progress,
+            &mut result,
+        )
+        .await?,
+    );
+
+    if params.apply {
+        let applied = write(ctx, planned, progress, &mut result).await?;
+        result.applied = Some(applied);
+    }
+    if params.adopt {
+        result.adopted = Some(
+            result
+                .orphaned
+                .iter()
+                .filter(|o| o.resolved)
+                .cloned()
+                .collect(),
+        );
+    }
+    result.count_unresolved();
+    Ok((plan, result))
+}
+
+/// Judge every entry in scope, re-hashing present archives first under
+/// `--verify`; findings go into `result`, fixes are returned.
+async fn judge_entries(
+    located: Vec<Located>,
+    rehash: bool,
+    scan: &std::sync::Arc<scan::Scan>,
+    progress: &Sink,
+    result: &mut ReconcileResult,
+) -> Result<Vec<Planned>> {
+    let lone: HashSet<String> = scan
+        .lone_sidecars
+        .iter()
+        .map(|s| classify::archive_of(s).to_owned())
+        .collect();
+    let mut planned = Vec::new();
+    for l in located {
+        let finding = if rehash && l.size.is_some() {
+            let (entry, sink) = (l.entry.clone(), progress.clone());
+            Some(tokio::task::spawn_blocking(move || verify::check(&entry, &*sink)).await?)
+        } else {
+            None
+        };
+        let (id, path) = (l.entry.id.clone(), l.entry.path.clone());
+        let sidecar_left = lone.contains(&path);
+        match classify::judge(l, finding, sidecar_left) {
+            Verdict::Fine => {}
+            Verdict::KnownMissing => result.known_missing += 1,
+            Verdict::RecordOnly(change) => planned.push(Planned {
+                id,
+                path,
+                item: None,
+                change,
+            }),
+            Verdict::Finding(category, item, change) => {
+                let list = list_mut(result, category);
+                list.push(item);
+                if let Some(change) = change {
+                    planned.push(Planned {
+                        id,
+                        path,
+                        item: Some((category, list.len() - 1)),
+                        change,
+                    });
+                }
+            }
+        }
+    }
+    Ok(planned)
+}
+
+/// Orphans into `result`; under `--adopt`, each adoptable one read through
+/// and its adoption returned.
+async fn orphan_findings(
+    orphans: Vec<Orphan>,
+    adopt: bool,
+    scope: Option<String>,
+    (scan, index): (&std::sync::Arc<scan::Scan>, &std::sync::Arc<Index>),
+    actor: &Actor,
+    progress: &Sink,
+    result: &mut ReconcileResult,
+) -> Result<Vec<Planned>> {
+    let mut planned = Vec::new();
+    for Orphan {
+        archive,
+        mut item,
+        adoptable,
+    } in orphans
+    {
+        if adopt && adoptable {
+            let (s, i, sink, a, sc) = (
+                scan.clone(),
+                index.clone(),
+                progress.clone(),
+                actor.clone(),
+                scope.clone(),
+            );
+            let guess = item.instance.clone();
+            let prepared = tokio::task::spawn_blocking(move || {
+                apply::adoption(
+                    &s.archives[archive],
+                    guess.as_deref(),
+                    sc.as_deref(),
+                    &i,
+                    &a,
+                    &*sink,
+                )
+            })
+            .await?;
+            match prepared {
+                Ok(adoption) => {
+                    if !adoption.notes.is_empty() {
+                        item.reason = format!("{}; {}", item.reason, adoption.notes.join("; "));
+                    }
+                    item.id = adoption.entry.id.clone();
+                    item.instance = Some(adoption.entry.instance.clone());
+                    planned.push(Planned {
+                        id: item.id.clone(),
+                        path: item.path.clone(),
+                        item: Some((Category::Orphaned, result.orphaned.len())),
+                        change: Change::Adopt(Box::new(adoption)),
+                    });
+                }
+                Err(why) => {
+                    item.reason = format!("{}; not adopted: {why}", item.reason);
+                    item.action = None;
+                }
+            }
+        }
+        result.orphaned.push(item);
+    }
+    Ok(planned)
+}
+
+/// Write the planned changes under the global lock; mark what they fixed and
+/// return the `applied` list.
+async fn write(
+    ctx: &Ctx,
+    planned: Vec<Planned>,
+    progress: &Sink,
+    result: &mut ReconcileResult,
+) -> Result<Vec<ReconcileItem>> {
+    if planned.is_empty() {
+        return Ok(Vec::new());
+    }
+    phase(progress, "index");
+    let _global = ctx
+        .locks
+        .acquire(true, &[], &LockEvents(&**progress))
+        .await?;
+    let in_flight: HashSet<PathBuf> = ctx.in_flight.snapshot();
+    let file = ctx.config.index_file.clone();
+    let (planned, done) = tokio::task::spawn_blocking(move || {
+        let done = apply::write(&file, &planned, &in_flight)?;
+        Ok::<_, Error>((planned, done))
+    })
+    .await??;
+    let mut applied = Vec::new();
+    for (p, written) in planned.into_iter().zip(done) {
+        if !written {
+            if let Some((category, at)) = p.item {
+                let item = &mut list_mut(result, category)[at];
+                item.reason = format!(
+                    "{}; changed since it was looked at, not applied",
+                    item.reason
+                );
+            }
+            continue;
+        }
+        progress.changed(&p.id);
+        let Some((category, at)) = p.item else {
+            continue;
+        };
+        let item = &mut list_mut(result, category)[at];
+        let new_status = match &p.change {
+            Change::MarkMissing => abssd_proto::status::MISSING.to_owned(),
+            Change::MarkAvailable => abssd_proto::status::AVAILABLE.to_owned(),
+            Change::Record { finding, .. } => finding.item.status.clone(),
+            Change::Adopt(a) => a.entry.status.clone(),
+        };
+        // A re-hash that found damage is recorded, but the archive is still bad.
+        item.resolved = match &p.change {
+            Change::Record { finding, .. } => finding.item.status == abssd_proto::status::AVAILABLE,
+            _ => true,
+        };
+        let mut done = item.clone();
+        done.status = new_status;
+        applied.push(done);
+    }
+    Ok(applied)
+}
+
+fn list_mut(result: &mut ReconcileResult, category: Category) -> &mut Vec<ReconcileItem> {
+    match category {
+        Category::Missing => &mut result.missing,
+        Category::Orphaned => &mut result.orphaned,
+        Category::Mismatched => &mut result.mismatched,
+    }
+}
+
+fn phase(progress: &Sink, name: &str) {
+    progress.emit(EventKind::Phase {
+        name: name.into(),
+        total_bytes: None,
+    });
+}
+
+fn warn(progress: &Sink, text: String) {
+    progress.emit(EventKind::Message {
+        level: "warning".into(),
+        text,
+    });
+}

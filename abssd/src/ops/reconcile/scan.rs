@@ -1,0 +1,207 @@
+//! The walk of the backups root: every archive (`*.tar`, `*.tar.gz`,
+//! `*.tar.zst`) with its size, mtime and inode, the sidecars, and the
+//! `.partial` files of creates (counted, never taken for archives).
+//!
+//! Only directory entries and one `lstat` per archive: no file is opened.
+//! Hidden names (a leading `.`, e.g. the temporary files of atomic writes),
+//! symlinks and the directories in `skip` (the restores root when it lies
+//! inside the backups root) are not looked into.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use abssd_proto::Algorithm;
+
+use crate::error::{IoContext, Result};
+
+/// One archive file.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    /// Its path (under the root, as walked).
+    pub path: String,
+    /// The directory it is in, relative to the root (`""` for the root itself).
+    pub dir: String,
+    /// The file name.
+    pub name: String,
+    /// Compression, from the extension.
+    pub algorithm: Algorithm,
+    /// Bytes.
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// What the walk found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Archives, in walk order.
+    pub archives: Vec<Archive>,
+    /// Archive path → index in `archives`.
+    pub by_path: HashMap<String, usize>,
+    /// (device, inode) → index in `archives`.
+    pub by_inode: HashMap<(u64, u64), usize>,
+    /// Sidecars (`<archive>.sha256`) whose archive was not found.
+    pub lone_sidecars: Vec<String>,
+    /// `.partial` files seen.
+    pub partials: u64,
+    /// Names that could not be considered (not UTF-8, unreadable directories).
+    pub skipped: Vec<String>,
+}
+
+impl Scan {
+    /// The archive at `path`, by name or, failing that, by inode (an entry that
+    /// names the file through a symlink or another spelling).
+    pub fn find(&self, path: &str) -> Option<usize> {
+        if let Some(&i) = self.by_path.get(path) {
+            return Some(i);
+        }
+        let meta = std::fs::metadata(path).ok()?;
+        self.by_inode.get(&(meta.dev(), meta.ino())).copied()
+    }
+}
+
+/// Walk `root`. A root that does not exist holds no archives.
+pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
+    let mut out = Scan::default();
+    let mut sidecars = Vec::new();
+    let mut dirs = vec![(root.to_owned(), String::new())];
+    while let Some((dir, rel)) = dirs.pop() {
+        let reader = match std::fs::read_dir(&dir) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => return Ok(out),
+            Err(e) if dir == root => return Err(e).at("reading the backups root", root),
+            Err(e) => {
+                out.skipped.push(format!("{}: {e}", dir.display()));
+                continue;
+            }
+        };
+        for dirent in reader {
+            let dirent = dirent.at("reading", &dir)?;
+            let path = dirent.path();
+            let Ok(name) = dirent.file_name().into_string() else {
+                out.skipped
+                    .push(format!("{}: name is not UTF-8", path.display()));
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let kind = dirent.file_type().at("reading", &path)?;
+            if kind.is_dir() {
+                if !skip.contains(&path) {
+                    let rel = if rel.is_empty() {
+                        name
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    dirs.push((path, rel));
+                }
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            if name.ends_with(".partial") {
+                out.partials += 1;
+            } else if let Some(archive) = name.strip_suffix(".sha256") {
+                if Algorithm::from_file_name(archive).is_some() {
+                    sidecars.push(path_string(&path));
+                }
+            } else if let Some(algorithm) = Algorithm::from_file_name(&name) {
+                let meta = match dirent.metadata() {
+                    Ok(m) => m,
+                    // Gone since the directory was read (a prune, a rename).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e).at("reading", &path),
+                };
+                let path = path_string(&path);
+                let at = out.archives.len();
+                out.by_path.insert(path.clone(), at);
+                out.by_inode.insert((meta.dev(), meta.ino()), at);
+                out.archives.push(Archive {
+                    path,
+                    dir: rel.clone(),
+                    name,
+                    algorithm,
+                    size: meta.len(),
+                    mtime: meta.mtime(),
+                });
+            }
+        }
+    }
+    out.lone_sidecars = sidecars
+        .into_iter()
+        .filter(|s| {
+            let archive = &s[..s.len() - ".sha256".len()];
+            !out.by_path.contains_key(archive)
+        })
+        .collect();
+    Ok(out)
+}
+
+/// A path known to be UTF-8 (built from UTF-8 names under a UTF-8 root).
+fn path_string(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_sidecars_and_partials_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let touch = |rel: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        };
+        touch("a/1.tar.zst");
+        touch("a/1.tar.zst.sha256");
+        touch("a/2.tar.gz.partial");
+        touch("a/gone.tar.sha256");
+        touch("a/notes.txt");
+        touch("a/.hidden.tar");
+        touch("top.tar");
+        touch("restores/x/inner.tar");
+        touch("a/deep/er/3.tar.gz");
+        std::os::unix::fs::symlink(root.join("top.tar"), root.join("a/link.tar")).unwrap();
+
+        let scan = scan(root, &[root.join("restores")]).unwrap();
+        let mut found: Vec<(String, String)> = scan
+            .archives
+            .iter()
+            .map(|a| (a.dir.clone(), a.name.clone()))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("".to_owned(), "top.tar".to_owned()),
+                ("a".to_owned(), "1.tar.zst".to_owned()),
+                ("a/deep/er".to_owned(), "3.tar.gz".to_owned()),
+            ]
+        );
+        assert_eq!(scan.partials, 1);
+        assert_eq!(
+            scan.lone_sidecars,
+            [root.join("a/gone.tar.sha256").display().to_string()]
+        );
+        let via_link = root.join("a/link.tar").display().to_string();
+        let top = scan.find(&via_link).unwrap();
+        assert_eq!(scan.archives[top].name, "top.tar");
+        assert_eq!(
+            scan.find(&root.join("none.tar").display().to_string()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_root_that_does_not_exist_holds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let scan = scan(&dir.path().join("absent"), &[]).unwrap();
+        assert!(scan.archives.is_empty());
+    }
+}
