@@ -16,8 +16,9 @@ Exit codes:
   0    success
   1    not found (instance, backup or operation)
   2    validation error or refused request (also command-line usage errors)
-  3    environment: daemon unreachable, permission denied, disk, lock timeout, busy,
-       or verify found a missing, corrupt or unreadable archive
+  3    environment: daemon unreachable, permission denied, disk, lock timeout, busy;
+       or verify found a missing, corrupt or unreadable archive; or reconcile found
+       drift between the index and the archives that it did not fix
   4    systemd, nginx or archive work failed, or an internal error
   130  interrupted: the client detached, the operation goes on in abssd";
 
@@ -59,7 +60,7 @@ pub struct Cli {
 /// Top-level verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create, restore, list, show and verify backups.
+    /// Create, restore, list, show, verify and reconcile backups.
     #[command(subcommand)]
     Backup(BackupCommand),
     /// List the daemon's operations, or re-attach to one.
@@ -112,6 +113,27 @@ pub enum BackupCommand {
     ///
     /// Exits 3 when any archive is missing, corrupt or unreadable.
     Verify(VerifyArgs),
+    /// Compare the backup index with the archives on disk; optionally fix the index.
+    ///
+    /// Reconcile scans the backups root for archives (*.tar, *.tar.gz, *.tar.zst) and
+    /// sorts whatever disagrees with the index into three categories:
+    ///   missing     an index entry whose archive is gone
+    ///   orphaned    an archive that no index entry points at
+    ///   mismatched  an archive that is present but whose entry does not say
+    ///               "available", or whose size (with --verify: checksum) differs
+    /// .sha256 sidecars with neither an archive nor an entry are listed as stray
+    /// sidecars: they are not drift, and reconcile never deletes anything.
+    ///
+    /// Without --apply it only reads, and anyone who may connect to abssd can run it.
+    /// It never reads archive contents unless --verify or --adopt asks for that, so
+    /// it is cheap enough for cron. --apply (and --adopt) change the index and need
+    /// an operator (root or the operator group).
+    ///
+    /// Exit codes: 0 when the index and the archives agree, or everything found was
+    /// fixed; 3 when drift was found and not fixed, so a nightly
+    /// `abssctl backup reconcile --json` can alert on it.
+    #[command(verbatim_doc_comment)]
+    Reconcile(ReconcileArgs),
 }
 
 /// `abssctl backup create`
@@ -269,6 +291,35 @@ pub struct VerifyArgs {
     pub all: bool,
 
     /// Start verifying, print the operation id and return at once.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// `abssctl backup reconcile`
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Only this instance's entries and archives.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+
+    /// Fix the index: mark entries whose archive is gone `missing`, set entries of
+    /// archives that are present but marked missing or unknown back to `available`,
+    /// and with --verify record size and checksum findings. One atomic write.
+    #[arg(long)]
+    pub apply: bool,
+
+    /// With --apply: give orphaned archives index entries (label `adopted`). Reads
+    /// each orphan to learn its id, instance and checksum.
+    #[arg(long, requires = "apply")]
+    pub adopt: bool,
+
+    /// Also re-hash every present archive and compare it with the recorded
+    /// checksum. Reads every archive in scope, so it takes as long as `backup
+    /// verify --all`.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// Start reconciling, print the operation id and return at once.
     #[arg(long)]
     pub detach: bool,
 }
@@ -441,5 +492,33 @@ mod tests {
         assert!(Cli::try_parse_from(["abssctl", "backup", "verify", "x", "--all"]).is_err());
         assert!(Cli::try_parse_from(["abssctl", "backup", "verify", "--all"]).is_ok());
         assert!(Cli::try_parse_from(["abssctl", "backup", "verify", "x"]).is_ok());
+    }
+
+    fn reconcile(args: &[&str]) -> Result<ReconcileArgs, clap::Error> {
+        let line = ["abssctl", "backup", "reconcile"].iter().chain(args);
+        match Cli::try_parse_from(line)?.command {
+            Command::Backup(BackupCommand::Reconcile(args)) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reconcile_flags_parse_and_adopt_needs_apply() {
+        let args = reconcile(&[]).unwrap();
+        assert!(args.instance.is_none() && !args.apply && !args.adopt && !args.verify);
+        let args = reconcile(&[
+            "--instance",
+            "alpha",
+            "--apply",
+            "--adopt",
+            "--verify",
+            "--detach",
+        ])
+        .unwrap();
+        assert_eq!(args.instance.as_deref(), Some("alpha"));
+        assert!(args.apply && args.adopt && args.verify && args.detach);
+        let err = reconcile(&["--adopt"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--apply"), "{err}");
     }
 }

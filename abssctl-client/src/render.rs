@@ -1,12 +1,13 @@
 //! Everything abssctl prints: one JSON document (`--json`) or text for people on
 //! stdout; notes, warnings and errors on stderr.
 //!
-//! [`Output`] decides where things go; the `backup`, `restore` and `ops` submodules
-//! turn wire types into text and never print themselves, so they are tested as plain
-//! functions.
+//! [`Output`] decides where things go; the `backup`, `restore`, `reconcile` and `ops`
+//! submodules turn wire types into text and never print themselves, so they are
+//! tested as plain functions.
 
 pub mod backup;
 pub mod ops;
+pub mod reconcile;
 pub mod restore;
 
 use std::io::{self, IsTerminal, Write};

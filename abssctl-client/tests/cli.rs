@@ -121,6 +121,8 @@ fn usage_errors_exit_2() {
             "--no-restart",
         ],
         &["backup", "restore", "some-id", "--dry-run", "--detach"],
+        &["backup", "reconcile", "--adopt"],
+        &["backup", "reconcile", "some-id"],
         &["op", "watch"],
         &["--no-such-flag", "daemon", "status"],
     ] {
@@ -152,11 +154,12 @@ fn help_mentions_every_command() {
                 "--json",
                 "ABSSCTL_SOCKET",
                 "Exit codes",
+                "reconcile found\n       drift",
             ],
         ),
         (
             &["backup", "--help"],
-            &["create", "restore", "list", "show", "verify"],
+            &["create", "restore", "list", "show", "verify", "reconcile"],
         ),
         (&["op", "--help"], &["list", "watch"]),
         (&["daemon", "--help"], &["status"]),
@@ -218,6 +221,32 @@ fn restore_help_explains_the_live_restore_and_every_flag() {
         "reinstates the sites-enabled link",
         "everything is rolled back",
         "it changes nothing and exits 2",
+    ] {
+        assert!(help.contains(part), "missing {part:?}:\n{help}");
+    }
+}
+
+#[test]
+fn reconcile_help_explains_categories_flags_and_exit_codes() {
+    let out = abssctl(&["backup", "reconcile", "--help"]);
+    assert_exit(&out, 0);
+    let help = text(&out.stdout);
+    for part in [
+        "--instance <NAME>",
+        "--apply",
+        "--adopt",
+        "--verify",
+        "--detach",
+        // The three categories, the read-only default, the cost, the exit codes.
+        "  missing     an index entry whose archive is gone",
+        "  orphaned    an archive that no index entry points at",
+        "  mismatched  an archive that is present",
+        "stray\nsidecars",
+        "Without --apply it only reads",
+        "cheap enough for cron",
+        "need\nan operator",
+        "0 when the index and the archives agree",
+        "3 when drift was found and not fixed",
     ] {
         assert!(help.contains(part), "missing {part:?}:\n{help}");
     }

@@ -2,8 +2,9 @@
 //! contract (detach + watch, JSON shapes, exit codes, Ctrl-C) without the real
 //! daemon's archive work. The stand-in answers by fixed names: instance `ghost`
 //! and backup `ghost` do not exist, backup `bad` is corrupt, restoring backup
-//! `fails-<kind>` fails with that kind after a rollback, operations are scripted
-//! event lists. Like abssd, it refuses a live restore without `yes`.
+//! `fails-<kind>` fails with that kind after a rollback, reconciling instance
+//! `drifty` finds drift it does not fix, operations are scripted event lists. Like
+//! abssd, it refuses a live restore without `yes` and `adopt` without `apply`.
 //! End-to-end tests with the real daemon are in `cli_daemon.rs`.
 
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ struct Seen {
     create: Option<Value>,
     /// Every `backup.restore` params, in order.
     restore: Vec<Value>,
+    /// Every `backup.reconcile` params, in order.
+    reconcile: Vec<Value>,
 }
 
 struct FakeDaemon {
@@ -141,6 +144,84 @@ fn verify_items(status: &str) -> Value {
     json!({ "results": [{"id": "x", "status": status, "message": "checked", "previous_status": "available"}] })
 }
 
+/// The stand-in's reconcile plan.
+fn reconcile_plan(instance: Option<&str>, apply: bool, adopt: bool, verify: bool) -> Value {
+    json!({
+        "backups_root": "/srv/backups", "index": "/srv/backups/backups.json",
+        "instance": instance, "archives": 3, "index_entries": 3, "partial_files": 0,
+        "read_bytes": if verify { 3000 } else { 0 }, "apply": apply, "adopt": adopt,
+        "verify": verify
+    })
+}
+
+fn reconcile_item(
+    id: &str,
+    status: &str,
+    reason: &str,
+    action: Option<&str>,
+    resolved: bool,
+) -> Value {
+    let mut item = json!({
+        "id": id, "instance": "drifty", "path": format!("/srv/backups/drifty/{id}.tar.zst"),
+        "status": status, "reason": reason, "resolved": resolved
+    });
+    if let Some(action) = action {
+        item["action"] = json!(action);
+    }
+    item
+}
+
+/// Instance `drifty`, read-only: one missing archive and one orphan not fixed, a
+/// stray sidecar, and a key newer than this client.
+fn reconcile_drift() -> Value {
+    json!({
+        "missing": [reconcile_item("20250101-000000-drifty-aaaaaa", "available",
+                                   "archive not found", Some("mark missing"), false)],
+        "orphaned": [reconcile_item("20250102-000000-drifty-bbbbbb", "unindexed",
+                                    "no index entry", Some("adopt"), false)],
+        "mismatched": [],
+        "stray_sidecars": [reconcile_item("20240101-000000-drifty-cccccc", "sidecar-only",
+                                          "no archive, no entry", None, false)],
+        "known_missing": 0,
+        "unresolved": 2,
+        "newer_field": {"kept": true}
+    })
+}
+
+/// `--apply --adopt`: both findings fixed.
+fn reconcile_applied() -> Value {
+    let missing = reconcile_item(
+        "20250101-000000-drifty-aaaaaa",
+        "available",
+        "archive not found",
+        Some("mark missing"),
+        true,
+    );
+    let orphan = reconcile_item(
+        "20250102-000000-drifty-bbbbbb",
+        "unindexed",
+        "no index entry",
+        Some("adopt"),
+        true,
+    );
+    let mut written = missing.clone();
+    written["status"] = json!("missing");
+    let mut adopted = orphan.clone();
+    adopted["status"] = json!("available");
+    json!({
+        "missing": [missing], "orphaned": [orphan], "mismatched": [], "stray_sidecars": [],
+        "applied": [written], "adopted": [adopted], "known_missing": 0, "unresolved": 0
+    })
+}
+
+/// Nothing found; two entries were marked missing by an earlier run.
+fn reconcile_in_sync() -> Value {
+    json!({
+        "missing": [], "orphaned": [], "mismatched": [], "stray_sidecars": [],
+        "known_missing": 2, "unresolved": 0
+    })
+}
+
 /// Each scripted operation's events, in order.
 fn scripts() -> HashMap<&'static str, Vec<Value>> {
     let ev = |seq: u64, body: Value| {
@@ -250,6 +331,49 @@ fn scripts() -> HashMap<&'static str, Vec<Value>> {
                 ),
             ],
         ),
+        (
+            "op-reconcile-drift",
+            vec![
+                ev(0, started("backup reconcile")),
+                ev(
+                    1,
+                    json!({"event": "plan", "plan": reconcile_plan(Some("drifty"), false, false, true)}),
+                ),
+                ev(2, phase("verify:20250102-000000-drifty-bbbbbb", Some(3000))),
+                ev(3, progress("verify:20250102-000000-drifty-bbbbbb", 3000)),
+                ev(
+                    4,
+                    json!({"event": "finished", "result": {
+                        "plan": reconcile_plan(Some("drifty"), false, false, true),
+                        "result": reconcile_drift()}}),
+                ),
+            ],
+        ),
+        (
+            "op-reconcile-applied",
+            vec![
+                ev(0, started("backup reconcile")),
+                ev(1, phase("adopt:20250102-000000-drifty-bbbbbb", Some(1000))),
+                ev(
+                    2,
+                    json!({"event": "finished", "result": {
+                        "plan": reconcile_plan(Some("drifty"), true, true, false),
+                        "result": reconcile_applied()}}),
+                ),
+            ],
+        ),
+        (
+            "op-reconcile-ok",
+            vec![
+                ev(0, started("backup reconcile")),
+                ev(
+                    1,
+                    json!({"event": "finished", "result": {
+                        "plan": reconcile_plan(None, false, false, false),
+                        "result": reconcile_in_sync()}}),
+                ),
+            ],
+        ),
         // The stream breaks off before the end; `op.get` knows the outcome.
         ("op-truncated", vec![ev(0, started("backup verify"))]),
         // Never ends (Ctrl-C test).
@@ -306,6 +430,7 @@ impl FakeDaemon {
 fn module(seen: Arc<Mutex<Seen>>, watching: Arc<AtomicBool>) -> RpcModule<()> {
     let mut m = RpcModule::new(());
     let seen_restore = seen.clone();
+    let seen_reconcile = seen.clone();
     m.register_method("backup.create", move |p: Params<'_>, _, _| {
         let params: Value = p.parse()?;
         seen.lock().unwrap().create = Some(params.clone());
@@ -381,6 +506,31 @@ fn module(seen: Arc<Mutex<Seen>>, watching: Arc<AtomicBool>) -> RpcModule<()> {
             Some("bad") => Ok(json!({ "op_id": "op-verify-bad" })),
             _ => Ok(json!({ "op_id": "op-verify-ok" })),
         }
+    })
+    .unwrap();
+    m.register_method("backup.reconcile", move |p: Params<'_>, _, _| {
+        let params: Value = p.parse()?;
+        seen_reconcile
+            .lock()
+            .unwrap()
+            .reconcile
+            .push(params.clone());
+        if params["adopt"] == true && params["apply"] != true {
+            return Err(wire_error("validation", -32002, "adopt needs apply"));
+        }
+        if params["detach"] != true {
+            return Err(wire_error(
+                "validation",
+                -32002,
+                "the stand-in only serves detached reconciles",
+            ));
+        }
+        let op = match (params["instance"].as_str(), params["apply"] == true) {
+            (_, true) => "op-reconcile-applied",
+            (Some("drifty"), false) => "op-reconcile-drift",
+            _ => "op-reconcile-ok",
+        };
+        Ok(json!({ "op_id": op }))
     })
     .unwrap();
     m.register_method("backup.show", |p: Params<'_>, _, _| {
@@ -863,5 +1013,181 @@ fn restore_detach_and_op_watch() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+impl FakeDaemon {
+    /// The `backup.reconcile` requests seen so far.
+    fn reconciles(&self) -> Vec<Value> {
+        self.seen.lock().unwrap().reconcile.clone()
+    }
+}
+
+/// `doc` is `result` with `op_id` added, and nothing else.
+#[track_caller]
+fn assert_result_with_op_id(doc: &Value, op_id: &str, result: Value) {
+    let mut expected = result;
+    expected["op_id"] = json!(op_id);
+    assert_eq!(doc, &expected);
+}
+
+#[test]
+fn reconcile_json_is_one_document_and_exits_3_on_unfixed_drift() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&[
+        "backup",
+        "reconcile",
+        "--instance",
+        "drifty",
+        "--verify",
+        "--json",
+    ]);
+    assert_exit(&out, 3);
+    let doc = json_doc(&out);
+    // Every key of the result, the one this client does not know included.
+    assert_result_with_op_id(&doc, "op-reconcile-drift", reconcile_drift());
+    assert_eq!(doc.as_object().unwrap().keys().next().unwrap(), "op_id");
+    assert!(
+        doc.get("applied").is_none() && doc.get("plan").is_none(),
+        "{doc}"
+    );
+
+    let sent = d.reconciles();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0],
+        json!({"instance": "drifty", "apply": false, "adopt": false, "verify": true, "detach": true})
+    );
+}
+
+#[test]
+fn reconcile_in_sync_exits_0() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&["backup", "reconcile", "--json"]);
+    assert_exit(&out, 0);
+    assert_result_with_op_id(&json_doc(&out), "op-reconcile-ok", reconcile_in_sync());
+    assert_eq!(
+        d.reconciles()[0],
+        json!({"instance": null, "apply": false, "adopt": false, "verify": false, "detach": true})
+    );
+
+    let out = d.abssctl(&["backup", "reconcile"]);
+    assert_exit(&out, 0);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.ends_with(
+            "missing (0)\norphaned (0)\nmismatched (0)\n\
+             in sync: the index and the archives agree; 2 entries already marked missing\n"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn reconcile_text_groups_findings_with_counts() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&["backup", "reconcile", "--instance", "drifty"]);
+    assert_exit(&out, 3);
+    let stdout = text(&out.stdout);
+    for part in [
+        "index:     /srv/backups/backups.json (3 entries)\n",
+        "instance:  drifty only\n",
+        "missing (1)\n  ID  ",
+        "20250101-000000-drifty-aaaaaa  drifty    available  archive not found  mark missing\n",
+        "orphaned (1)\n  PATH  ",
+        "/srv/backups/drifty/20250102-000000-drifty-bbbbbb.tar.zst  drifty    no index entry  adopt\n",
+        "mismatched (0)\n",
+        "stray sidecars (1): not drift",
+        "2 findings not fixed\n  \
+         --apply fixes the index entry of 1 missing\n  \
+         --apply --adopt gives 1 orphaned archive an index entry\n",
+    ] {
+        assert!(stdout.contains(part), "missing {part:?}:\n{stdout}");
+    }
+    // The progress of the verify phase never reaches stdout.
+    assert!(!stdout.contains("verify:"), "{stdout}");
+}
+
+#[test]
+fn reconcile_apply_adopt_sends_the_flags_and_lists_what_was_written() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&[
+        "backup",
+        "reconcile",
+        "--instance",
+        "drifty",
+        "--apply",
+        "--adopt",
+        "--json",
+    ]);
+    assert_exit(&out, 0);
+    let doc = json_doc(&out);
+    assert_result_with_op_id(&doc, "op-reconcile-applied", reconcile_applied());
+    assert_eq!(doc["applied"][0]["status"], "missing");
+    assert_eq!(doc["adopted"][0]["status"], "available");
+    assert_eq!(
+        d.reconciles()[0],
+        json!({"instance": "drifty", "apply": true, "adopt": true, "verify": false, "detach": true})
+    );
+
+    let out = d.abssctl(&["backup", "reconcile", "--apply", "--instance", "drifty"]);
+    assert_exit(&out, 0);
+    let stdout = text(&out.stdout);
+    for part in [
+        "mark missing ✓\n",
+        "adopt ✓\n",
+        "applied (1)\n",
+        "adopted (1)\n",
+        "in sync now: 2 findings fixed\n",
+    ] {
+        assert!(stdout.contains(part), "missing {part:?}:\n{stdout}");
+    }
+    assert_eq!(d.reconciles()[1]["adopt"], false);
+}
+
+#[test]
+fn reconcile_adopt_without_apply_is_a_usage_error_and_sends_nothing() {
+    let d = FakeDaemon::start();
+    for args in [
+        &["backup", "reconcile", "--adopt"][..],
+        &["backup", "reconcile", "--adopt", "--verify", "--json"],
+    ] {
+        let out = d.abssctl(args);
+        assert_exit(&out, 2);
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("error: ") && err.contains("--apply"),
+            "{err}"
+        );
+    }
+    assert!(d.reconciles().is_empty(), "{:?}", d.reconciles());
+}
+
+#[test]
+fn reconcile_detach_and_op_watch() {
+    let d = FakeDaemon::start();
+    let out = d.abssctl(&[
+        "backup",
+        "reconcile",
+        "--instance",
+        "drifty",
+        "--detach",
+        "--json",
+    ]);
+    assert_exit(&out, 0);
+    assert_eq!(json_doc(&out), json!({ "op_id": "op-reconcile-drift" }));
+    assert_eq!(d.reconciles()[0]["detach"], true);
+
+    let out = d.abssctl(&["op", "watch", "op-reconcile-drift", "--json"]);
+    assert_exit(&out, 3);
+    assert_result_with_op_id(&json_doc(&out), "op-reconcile-drift", reconcile_drift());
+
+    let out = d.abssctl(&["op", "watch", "op-reconcile-ok"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("in sync: the index and the archives agree"),
+        "{}",
+        text(&out.stdout)
     );
 }

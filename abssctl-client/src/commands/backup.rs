@@ -1,16 +1,17 @@
-//! `abssctl backup create | list | show | verify`; `restore` is in [`super::restore`].
+//! `abssctl backup create | list | show | verify | reconcile`; `restore` is in
+//! [`super::restore`].
 
 use abssd_proto::methods::call::call;
-use abssd_proto::methods::{BackupCreate, BackupList, BackupShow, BackupVerify};
+use abssd_proto::methods::{BackupCreate, BackupList, BackupReconcile, BackupShow, BackupVerify};
 use abssd_proto::{
-    CreateParams, CreateResult, ErrorKind, ListParams, ShowParams, VerifyParams, VerifyResult,
-    WireError,
+    CreateParams, CreateResult, ErrorKind, ListParams, ReconcileParams, ReconcilePlan,
+    ReconcileResult, ShowParams, VerifyParams, VerifyResult, WireError,
 };
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
 
 use super::{Exit, absolute_utf8, decode, follow_and_show, show_started};
-use crate::args::{BackupCommand, CreateArgs, VerifyArgs, split_labels};
+use crate::args::{BackupCommand, CreateArgs, ReconcileArgs, VerifyArgs, split_labels};
 use crate::follow::{Finished, Interrupt};
 use crate::render::{self, Output};
 
@@ -35,6 +36,7 @@ pub async fn run(client: &Client, out: Output, cmd: BackupCommand) -> Result<Exi
             Ok(Exit::Success)
         }
         BackupCommand::Verify(args) => verify(client, out, args).await,
+        BackupCommand::Reconcile(args) => reconcile(client, out, args).await,
         BackupCommand::Restore(args) => super::restore::run(client, out, args).await,
     }
 }
@@ -121,6 +123,46 @@ pub fn show_verified(out: Output, finished: Finished) -> Result<Exit, WireError>
         out.text(&render::backup::verified(&results));
     }
     Ok(if results.has_problems() {
+        Exit::Problems
+    } else {
+        Exit::Success
+    })
+}
+
+async fn reconcile(client: &Client, out: Output, args: ReconcileArgs) -> Result<Exit, WireError> {
+    let params = ReconcileParams {
+        instance: args.instance,
+        apply: args.apply,
+        adopt: args.adopt,
+        verify: args.verify,
+        detach: true,
+    };
+    let mut interrupt = Interrupt::install();
+    let started = call::<BackupReconcile>(client, &params).await?;
+    if args.detach {
+        return Ok(show_started(out, &started.op_id));
+    }
+    follow_and_show(client, out, &started.op_id, &mut interrupt, show_reconciled).await
+}
+
+/// Print a finished reconcile: the result's categories and counts with `op_id`
+/// added, or the grouped tables; [`Exit::Problems`] when findings are left unfixed.
+pub fn show_reconciled(out: Output, finished: Finished) -> Result<Exit, WireError> {
+    let result: ReconcileResult = decode("reconcile result", finished.result.clone())?;
+    if out.json {
+        // The result's own keys, so fields newer than this client are kept.
+        let mut doc = serde_json::Map::new();
+        doc.insert("op_id".to_owned(), Value::String(finished.op_id));
+        if let Value::Object(fields) = finished.result {
+            doc.extend(fields.into_iter().filter(|(key, _)| key != "op_id"));
+        }
+        out.document(&doc);
+    } else {
+        // The plan only adds the "compared ..." line; an unreadable one is left out.
+        let plan = serde_json::from_value::<ReconcilePlan>(finished.plan).ok();
+        out.text(&render::reconcile::reconciled(&result, plan.as_ref()));
+    }
+    Ok(if result.unresolved > 0 {
         Exit::Problems
     } else {
         Exit::Success

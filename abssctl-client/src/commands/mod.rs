@@ -1,7 +1,7 @@
 //! The verbs: each turns its flags into request parameters, calls the daemon, and
 //! hands the answer to [`crate::render`].
 //!
-//! * [`backup`]  — `backup create | list | show | verify`
+//! * [`backup`]  — `backup create | list | show | verify | reconcile`
 //! * [`restore`] — `backup restore`: plan, confirmation, follow
 //! * [`op`]      — `op list | watch`
 //! * [`daemon`]  — `daemon status`
@@ -29,7 +29,8 @@ use crate::render::Output;
 pub enum Exit {
     /// Done, nothing to report.
     Success,
-    /// Done, and it found problems (verify: missing, corrupt or unreadable archives).
+    /// Done, and it found problems (verify: missing, corrupt or unreadable archives;
+    /// reconcile: drift between index and archives that it did not fix).
     Problems,
     /// Ctrl-C: the client let go of an operation that goes on in the daemon.
     Detached,
@@ -40,7 +41,8 @@ impl Exit {
     pub fn code(self) -> i32 {
         match self {
             Exit::Success => 0,
-            // SPEC §9 counts "verify found corruption" as an environment problem.
+            // SPEC §9 counts "verify found corruption" as an environment problem;
+            // reconcile drift is the same kind of finding.
             Exit::Problems => ErrorKind::Environment.exit_code(),
             // The shell's convention for "ended by SIGINT".
             Exit::Detached => 130,
@@ -99,6 +101,7 @@ fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
     match command.as_str() {
         "backup create" => backup::show_created(out, finished),
         "backup verify" => backup::show_verified(out, finished),
+        "backup reconcile" => backup::show_reconciled(out, finished),
         "backup restore" => restore::show_restored(out, finished),
         _ => {
             let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
