@@ -2,7 +2,7 @@
 # Reads the BENCH_* knobs, checks tools (BENCH_TOOLS plus the usual ones),
 # installs the clean-up trap (stops $DAEMON_PID, removes $WORK), builds the
 # release binaries (ABSSD, ABSSCTL), creates WORK/PREFIX/SOCK and generates the
-# instances listed in CASES.
+# instances listed in CASES (none when the caller sets BENCH_INSTANCES=0).
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
   SIZES=${BENCH_SIZES:-"20 100"}
   SMALL_FILES=${BENCH_SMALL_FILES:-5000}
@@ -64,7 +64,11 @@ SOCK=$PREFIX/run/abssctl/abssd.sock
 # --- data ----------------------------------------------------------------
 
 CASES=()
-echo "== generate instances in $PREFIX"
+if [[ ${BENCH_INSTANCES:-1} == 0 ]]; then
+  SIZES='' SMALL_FILES=0
+else
+  echo "== generate instances in $PREFIX"
+fi
 for size in $SIZES; do
   name="bench-${size}m"
   python3 scripts/sample-instance.py "$PREFIX" "$name" --size-mb "$size"
@@ -75,7 +79,9 @@ if ((SMALL_FILES > 0)); then
   python3 scripts/sample-instance.py "$PREFIX" "$name" --size-mb 0 --small-files "$SMALL_FILES"
   CASES+=("$name")
 fi
-((${#CASES[@]} > 0)) || die "nothing to measure (BENCH_SIZES empty and BENCH_SMALL_FILES=0)"
+if [[ ${BENCH_INSTANCES:-1} != 0 ]]; then
+  ((${#CASES[@]} > 0)) || die "nothing to measure (BENCH_SIZES empty and BENCH_SMALL_FILES=0)"
+fi
 
 # --- helpers shared by the measuring scripts --------------------------------
 

@@ -282,6 +282,41 @@ say "Restore into a new directory (--dest: no service, site or registry change)"
 show "$ABSSCTL" backup restore "$BACKUP_ID" --dest "$PREFIX/srv/restores/demo-copy"
 show ls "$PREFIX/srv/restores/demo-copy"
 
+# --- reconcile -----------------------------------------------------------
+
+say "Reconcile: the index against the archives on disk"
+note "cheap enough for cron: a directory walk and one stat per archive, no archive is read"
+show "$ABSSCTL" backup reconcile
+
+say "Drift: an index entry lost, and an archive gone from disk"
+note "a new backup whose index entry is then dropped (as if an older backups.json had been put back),"
+note "and the first backup's archive moved away"
+"$ABSSCTL" --quiet backup create demo -m "forgotten by the index" >/dev/null
+FORGOTTEN=$("$ABSSCTL" --json backup list --instance demo | json_field backups 0 id)
+python3 - "$PREFIX/srv/backups/backups.json" "$FORGOTTEN" <<'PY'
+import json, sys
+path, drop = sys.argv[1], sys.argv[2]
+with open(path) as f:
+    index = json.load(f)
+index["backups"] = [b for b in index["backups"] if b["id"] != drop]
+with open(path, "w") as f:
+    json.dump(index, f, indent=2)
+PY
+show mv "$ARCHIVE" "$PREFIX/moved-away.tar.zst"
+rc=0
+show "$ABSSCTL" backup reconcile || rc=$?
+((rc == 3)) || die "expected exit 3 (drift found, not fixed) from reconcile, got $rc"
+note "exit 3: drift found and not fixed, so a cron job can alert"
+
+say "Fix it: --apply marks the missing entry, --adopt reads and hashes the orphan and indexes it"
+show "$ABSSCTL" backup reconcile --apply --adopt
+show "$ABSSCTL" backup list --instance demo
+
+say "The archive comes back: reconcile notices, --apply makes it available again"
+show mv "$PREFIX/moved-away.tar.zst" "$ARCHIVE"
+show "$ABSSCTL" backup reconcile --apply
+show "$ABSSCTL" backup reconcile
+
 # --- stop ----------------------------------------------------------------
 
 say "Stopping abssd (SIGTERM)"

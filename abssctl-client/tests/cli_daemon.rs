@@ -265,3 +265,33 @@ fn daemon_status_names_its_socket() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn reconcile_exits_3_on_drift_until_applied_and_prints_the_categories() {
+    let host = Host::new();
+    let made = host.create(&[]);
+    assert_eq!(
+        host.json(&["backup", "reconcile"], 0)["unresolved"],
+        json!(0)
+    );
+    std::fs::remove_file(made["archive"].as_str().unwrap()).unwrap();
+
+    let out = host.abssctl(&["backup", "reconcile"]);
+    assert_exit(&out, 3);
+    let table = text(&out.stdout);
+    assert!(table.contains("missing (1)"), "{table}");
+    assert!(table.contains(made["id"].as_str().unwrap()), "{table}");
+    assert!(table.contains("orphaned (0)"), "{table}");
+
+    let doc = host.json(&["backup", "reconcile"], 3);
+    assert_eq!(doc["missing"][0]["id"], made["id"]);
+    assert_eq!(doc["missing"][0]["action"], "mark missing");
+    assert!(doc["op_id"].is_string());
+    for key in ["orphaned", "mismatched"] {
+        assert_eq!(doc[key], json!([]), "{key}");
+    }
+
+    let doc = host.json(&["backup", "reconcile", "--apply"], 0);
+    assert_eq!(doc["applied"][0]["status"], "missing");
+    assert_eq!(host.json(&["backup", "reconcile"], 0)["known_missing"], 1);
+}

@@ -16,7 +16,8 @@ use crate::restore::*;
 pub trait Method {
     /// Wire name, e.g. `backup.create`.
     const NAME: &'static str;
-    /// Whether only root and the operator group may call it.
+    /// Whether it can change anything, so that only root and the operator group
+    /// may call it (`backup.reconcile` needs them only with `apply`).
     const MUTATES: bool;
     /// The `params` object.
     type Params: Serialize + DeserializeOwned + Send + 'static;
