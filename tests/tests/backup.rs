@@ -465,6 +465,11 @@ fn an_unauthorized_peer_may_read_but_not_mutate() {
     );
     let status = rpc("daemon.status", "{}");
     assert_eq!(status["result"]["caller_may_mutate"], false);
+    // A read-only reconcile is a read; fixing the index is not.
+    let looked = rpc("backup.reconcile", "{}");
+    assert_eq!(looked["result"]["result"]["unresolved"], 0, "{looked}");
+    let fixing = rpc("backup.reconcile", r#"{"apply":true}"#);
+    assert_eq!(fixing["error"]["data"]["kind"], "forbidden", "{fixing}");
     assert!(!sb.path("srv/backups/alpha").exists());
 }
 

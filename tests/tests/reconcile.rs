@@ -273,7 +273,7 @@ async fn orphans_are_named_from_their_file_or_directory_and_partials_are_not_arc
     for o in &r.orphaned {
         assert_eq!(o.status, "unindexed");
         assert!(o.reason.starts_with("no index entry"), "{}", o.reason);
-        assert_eq!(o.action.as_deref(), Some("adopt (--apply --adopt)"));
+        assert_eq!(o.action.as_deref(), Some("adopt"));
     }
     let py = r.orphaned.iter().find(|o| o.id == py_id).unwrap();
     assert!(py.reason.contains("from the file name"), "{}", py.reason);
@@ -492,6 +492,11 @@ async fn adopting_gnu_tar_archives_in_the_python_layout_and_reporting_unreadable
     let mut got = ids(&adopted);
     got.sort();
     assert_eq!(got, [id, other], "{r:#?}");
+    assert!(
+        adopted
+            .iter()
+            .all(|a| a.status == "available" && a.resolved)
+    );
     assert_eq!(r.unresolved, 2, "{r:#?}");
     for bad in [&trunc_src, &junk] {
         let item = r

@@ -133,7 +133,7 @@ pub fn judge(located: Located, verified: Option<Finding>, lone_sidecar: bool) ->
         if entry.status == status::MISSING {
             return Verdict::KnownMissing;
         }
-        let mut reason = format!("archive not found at {}", entry.path);
+        let mut reason = "archive not found".to_owned();
         if lone_sidecar {
             reason.push_str(" (its .sha256 sidecar is still there)");
         }
@@ -256,7 +256,7 @@ pub fn orphans(
                 path: archive.path.clone(),
                 status: item_status::UNINDEXED.into(),
                 reason,
-                action: adoptable.then(|| "adopt (--apply --adopt)".to_owned()),
+                action: adoptable.then(|| "adopt".to_owned()),
                 resolved: false,
             },
             adoptable,

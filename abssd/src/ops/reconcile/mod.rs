@@ -132,17 +132,20 @@ pub async fn run(
 
     if params.apply {
         let applied = write(ctx, planned, progress, &mut result).await?;
-        result.applied = Some(applied);
-    }
-    if params.adopt {
-        result.adopted = Some(
-            result
-                .orphaned
+        if params.adopt {
+            let adopted = applied
                 .iter()
-                .filter(|o| o.resolved)
+                .filter(|i| {
+                    result
+                        .orphaned
+                        .iter()
+                        .any(|o| o.resolved && o.path == i.path)
+                })
                 .cloned()
-                .collect(),
-        );
+                .collect();
+            result.adopted = Some(adopted);
+        }
+        result.applied = Some(applied);
     }
     result.count_unresolved();
     Ok((plan, result))
