@@ -14,10 +14,10 @@ use crate::ops::verify::Finding;
 use crate::registry::validate_name;
 
 /// An index entry in scope and the archive file it names, if present.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Located {
-    /// The entry as read.
-    pub entry: BackupEntry,
+    /// Position of the entry in the index.
+    pub at: usize,
     /// The file's size when present.
     pub size: Option<u64>,
 }
@@ -74,7 +74,7 @@ pub fn locate(
 ) -> (Vec<Located>, HashSet<usize>) {
     let mut claimed = HashSet::new();
     let mut located = Vec::new();
-    for entry in &index.backups {
+    for (at, entry) in index.backups.iter().enumerate() {
         // Any entry's archive is claimed, in scope or not: an archive of
         // another instance is never an orphan of this one.
         let found = scan.find(&entry.path);
@@ -92,10 +92,7 @@ pub fn locate(
                 .filter(std::fs::Metadata::is_file)
                 .map(|m| m.len()),
         };
-        located.push(Located {
-            entry: entry.clone(),
-            size,
-        });
+        located.push(Located { at, size });
     }
     (located, claimed)
 }
@@ -115,8 +112,12 @@ pub enum Verdict {
 
 /// Judge one entry; `verified` is its re-hash under `--verify`, and
 /// `lone_sidecar` whether its sidecar is still there without it.
-pub fn judge(located: Located, verified: Option<Finding>, lone_sidecar: bool) -> Verdict {
-    let Located { entry, size } = located;
+pub fn judge(
+    entry: &BackupEntry,
+    size: Option<u64>,
+    verified: Option<Finding>,
+    lone_sidecar: bool,
+) -> Verdict {
     let item = |reason: String, action: Option<&str>| ReconcileItem {
         id: entry.id.clone(),
         instance: Some(entry.instance.clone()),

@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use abssd_proto::{
     Actor, EventKind, ReconcileItem, ReconcileParams, ReconcilePlan, ReconcileResult,
@@ -71,7 +72,7 @@ pub async fn run(
         (index, ctx.in_flight.snapshot())
     };
 
-    let (scan_ref, index_ref) = (std::sync::Arc::new(scanned), std::sync::Arc::new(index));
+    let (scan_ref, index_ref) = (Arc::new(scanned), Arc::new(index));
     let (s2, i2, sc2) = (scan_ref.clone(), index_ref.clone(), scope.clone());
     let (located, claimed, orphans, writing, strays) = tokio::task::spawn_blocking(move || {
         let (located, claimed) = classify::locate(&s2, &i2, sc2.as_deref());
@@ -115,8 +116,14 @@ pub async fn run(
         stray_sidecars: strays,
         ..ReconcileResult::default()
     };
-    let mut planned =
-        judge_entries(located, params.verify, &scan_ref, progress, &mut result).await?;
+    let mut planned = judge_entries(
+        located,
+        params.verify,
+        (&scan_ref, &index_ref),
+        progress,
+        &mut result,
+    )
+    .await?;
     planned.extend(
         orphan_findings(
             orphans,
@@ -130,6 +137,8 @@ pub async fn run(
         .await?,
     );
 
+    // The snapshots go before the index is read again for the write.
+    drop((scan_ref, index_ref));
     if params.apply {
         let applied = write(ctx, planned, progress, &mut result).await?;
         if params.adopt {
@@ -156,26 +165,27 @@ pub async fn run(
 async fn judge_entries(
     located: Vec<Located>,
     rehash: bool,
-    scan: &std::sync::Arc<scan::Scan>,
+    (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
     progress: &Sink,
     result: &mut ReconcileResult,
 ) -> Result<Vec<Planned>> {
-    let lone: HashSet<String> = scan
+    let lone: HashSet<&str> = scan
         .lone_sidecars
         .iter()
-        .map(|s| classify::archive_of(s).to_owned())
+        .map(|s| classify::archive_of(s))
         .collect();
     let mut planned = Vec::new();
-    for l in located {
-        let finding = if rehash && l.size.is_some() {
-            let (entry, sink) = (l.entry.clone(), progress.clone());
+    for Located { at, size } in located {
+        let entry = &index.backups[at];
+        let finding = if rehash && size.is_some() {
+            let (entry, sink) = (entry.clone(), progress.clone());
             Some(tokio::task::spawn_blocking(move || verify::check(&entry, &*sink)).await?)
         } else {
             None
         };
-        let (id, path) = (l.entry.id.clone(), l.entry.path.clone());
-        let sidecar_left = lone.contains(&path);
-        match classify::judge(l, finding, sidecar_left) {
+        let (id, path) = (entry.id.clone(), entry.path.clone());
+        let sidecar_left = lone.contains(entry.path.as_str());
+        match classify::judge(entry, size, finding, sidecar_left) {
             Verdict::Fine => {}
             Verdict::KnownMissing => result.known_missing += 1,
             Verdict::RecordOnly(change) => planned.push(Planned {
@@ -207,7 +217,7 @@ async fn orphan_findings(
     orphans: Vec<Orphan>,
     adopt: bool,
     scope: Option<String>,
-    (scan, index): (&std::sync::Arc<scan::Scan>, &std::sync::Arc<Index>),
+    (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
     actor: &Actor,
     progress: &Sink,
     result: &mut ReconcileResult,
