@@ -634,7 +634,7 @@ async fn an_archive_on_its_way_into_the_index_is_never_an_orphan() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     };
     // In the window: the archive is in place and the index does not have it.
-    let (_, plan, r) = reconcile(&c, None, READ).await;
+    let (looked, plan, r) = reconcile(&c, None, READ).await;
     let (_, _, adopting) = reconcile(
         &c,
         None,
@@ -656,6 +656,11 @@ async fn an_archive_on_its_way_into_the_index_is_never_an_orphan() {
     assert_eq!(plan.archives, 1, "{}", archive.display());
     assert!(r.orphaned.is_empty(), "false orphan: {:?}", r.orphaned);
     assert!(adopting.orphaned.is_empty() && adopting.adopted.unwrap().is_empty());
+    let said = events_of(&c, &looked).await.into_iter().any(|e| {
+        matches!(&e.kind, EventKind::Message { text, .. }
+            if text.contains("being written by running creates") && text.contains(&*archive.to_string_lossy()))
+    });
+    assert!(said, "the skipped archive is mentioned");
     fail::remove("create::archive-in-place");
 
     let events = events_of(&c, &started.op_id).await;

@@ -74,28 +74,38 @@ pub async fn run(
 
     let (scan_ref, index_ref) = (Arc::new(scanned), Arc::new(index));
     let (s2, i2, sc2) = (scan_ref.clone(), index_ref.clone(), scope.clone());
-    let (located, claimed, orphans, writing, strays) = tokio::task::spawn_blocking(move || {
+    let (located, orphans, writing, strays) = tokio::task::spawn_blocking(move || {
         let (located, claimed) = classify::locate(&s2, &i2, sc2.as_deref());
         let (orphans, writing) = classify::orphans(&s2, &claimed, &i2, &in_flight, sc2.as_deref());
         let strays = classify::stray_sidecars(&s2, &i2, sc2.as_deref());
-        (located, claimed, orphans, writing, strays)
+        (located, orphans, writing, strays)
     })
     .await?;
-    drop(claimed);
-    for path in &writing {
-        tracing::debug!(path, "archive of a running create; not an orphan");
+    if !writing.is_empty() {
+        progress.emit(EventKind::Message {
+            level: "info".into(),
+            text: format!(
+                "{} archive(s) being written by running creates were left out: {}",
+                writing.len(),
+                writing.join(", ")
+            ),
+        });
     }
 
-    let hashing: u64 = located
-        .iter()
-        .filter(|_| params.verify)
-        .filter_map(|l| l.size)
-        .sum::<u64>()
-        + orphans
+    let rehash: u64 = if params.verify {
+        located.iter().filter_map(|l| l.size).sum()
+    } else {
+        0
+    };
+    let adopt: u64 = if params.adopt {
+        orphans
             .iter()
-            .filter(|o| params.adopt && o.adoptable)
+            .filter(|o| o.adoptable)
             .map(|o| scan_ref.archives[o.archive].size)
-            .sum::<u64>();
+            .sum()
+    } else {
+        0
+    };
     let plan = ReconcilePlan {
         backups_root: config.backups_root.display().to_string(),
         index: config.index_file.display().to_string(),
@@ -103,7 +113,7 @@ pub async fn run(
         archives: scan_ref.archives.len() as u64,
         index_entries: index_ref.backups.len() as u64,
         partial_files: scan_ref.partials,
-        read_bytes: hashing,
+        read_bytes: rehash + adopt,
         apply: params.apply,
         adopt: params.adopt,
         verify: params.verify,
@@ -142,14 +152,15 @@ pub async fn run(
     if params.apply {
         let applied = write(ctx, planned, progress, &mut result).await?;
         if params.adopt {
+            let taken: HashSet<&str> = result
+                .orphaned
+                .iter()
+                .filter(|o| o.resolved)
+                .map(|o| o.path.as_str())
+                .collect();
             let adopted = applied
                 .iter()
-                .filter(|i| {
-                    result
-                        .orphaned
-                        .iter()
-                        .any(|o| o.resolved && o.path == i.path)
-                })
+                .filter(|i| taken.contains(i.path.as_str()))
                 .cloned()
                 .collect();
             result.adopted = Some(adopted);
