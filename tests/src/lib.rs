@@ -280,6 +280,19 @@ pub async fn client(socket: &Path) -> Client {
         .build_with_tokio(tx, rx)
 }
 
+/// Back up `instance` with the default flags and wait for the result.
+pub async fn backup(c: &Client, instance: &str) -> abssd_proto::CreateResult {
+    use abssd_proto::methods::{BackupCreate, call::call};
+    let params = abssd_proto::CreateParams {
+        instance: instance.into(),
+        ..Default::default()
+    };
+    let out = call::<BackupCreate>(c, &params)
+        .await
+        .expect("backup.create");
+    out.result.expect("a create result")
+}
+
 /// Run `tar` (GNU) with arguments; panics with its stderr on failure.
 pub fn tar(args: &[&str]) -> String {
     let out = std::process::Command::new("tar")

@@ -11,7 +11,7 @@ use abssd_proto::methods::{BackupCreate, BackupReconcile, BackupRestore};
 use abssd_proto::*;
 use abssd_tests::inspect::{events_of, snapshot_content};
 use abssd_tests::python::{python_style_archive, register_python_entry};
-use abssd_tests::{Daemon, Sandbox, client};
+use abssd_tests::{Daemon, Sandbox, backup, client};
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
 
@@ -48,20 +48,6 @@ async fn reconcile(
     };
     let out = call::<BackupReconcile>(c, &params).await.unwrap();
     (out.op_id, out.plan.unwrap(), out.result.unwrap())
-}
-
-async fn backup(c: &Client, instance: &str) -> CreateResult {
-    call::<BackupCreate>(
-        c,
-        &CreateParams {
-            instance: instance.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .result
-    .unwrap()
 }
 
 fn ids(items: &[ReconcileItem]) -> Vec<&str> {

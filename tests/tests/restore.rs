@@ -15,7 +15,7 @@ use abssd_tests::inspect::{
     Node, events_of, phase, snapshot, snapshot_content, waited_for_instance,
 };
 use abssd_tests::python::{python_style_archive, register_python_entry};
-use abssd_tests::{Daemon, FakeSystemd, Sandbox, Verb, client};
+use abssd_tests::{Daemon, FakeSystemd, Sandbox, Verb, backup, client};
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
 
@@ -163,20 +163,6 @@ fn assert_same(before: &[BTreeMap<PathBuf, Node>], after: &[BTreeMap<PathBuf, No
         "live state differs:\n{}",
         diffs.join("\n")
     );
-}
-
-async fn backup(c: &Client, instance: &str) -> CreateResult {
-    call::<BackupCreate>(
-        c,
-        &CreateParams {
-            instance: instance.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .result
-    .unwrap()
 }
 
 fn live(id: &str) -> RestoreParams {
