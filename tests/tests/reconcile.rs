@@ -690,3 +690,60 @@ async fn reconciles_running_alongside_creates_report_no_drift() {
     assert!(r.in_sync());
     assert_eq!((plan.archives, plan.index_entries), (6, 6));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adoption_waits_for_a_python_create_holding_the_instance_lock() {
+    let sb = Sandbox::new();
+    sb.add_instance("alpha");
+    let daemon = Daemon::start(&sb);
+    let c = client(&daemon.socket).await;
+    let cfg = sb.config();
+    // The Python tool is creating a backup of alpha: it holds alpha's lock file
+    // and has renamed its archive into place, but not yet written its entry.
+    let id = "20250601-100000-alpha-abc123";
+    let (archive, _) = python_style_archive(&sb, "alpha", id, false);
+    fs::create_dir_all(&cfg.runtime_dir).unwrap();
+    let lock = fs::File::create(cfg.instance_lock_file("alpha")).unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+
+    let params = ReconcileParams {
+        apply: true,
+        adopt: true,
+        detach: true,
+        ..Default::default()
+    };
+    let op_id = call::<BackupReconcile>(&c, &params).await.unwrap().op_id;
+    let mut events = abssd_proto::methods::call::watch(&c, &op_id).await.unwrap();
+    loop {
+        let event = events.next().await.expect("events").unwrap();
+        if matches!(&event.kind, EventKind::LockWait { lock } if lock == "instance:alpha") {
+            break;
+        }
+        assert!(
+            !event.kind.is_terminal(),
+            "ended without waiting: {event:?}"
+        );
+    }
+    // The Python create finishes: its entry, then its lock.
+    register_python_entry(&sb, "alpha", id, &archive, "zstd");
+    drop(held);
+
+    let end = events_of(&c, &op_id).await.pop().unwrap();
+    let EventKind::Finished { result } = end.kind else {
+        panic!("{end:?}");
+    };
+    let r: ReconcileResult = serde_json::from_value(result["result"].clone()).unwrap();
+    assert_eq!(
+        r.adopted.unwrap().len(),
+        0,
+        "adopted what the Python tool indexed"
+    );
+    assert!(
+        r.orphaned[0].reason.contains("not applied"),
+        "{}",
+        r.orphaned[0].reason
+    );
+    let idx = index(&sb);
+    assert_eq!(idx["backups"].as_array().unwrap().len(), 1);
+    assert_eq!(entry(&idx, id)["message"], "from python");
+}

@@ -297,6 +297,24 @@ async fn write(
         return Ok(Vec::new());
     }
     phase(progress, "index");
+    // Adoptions also take their instances' locks: a create holds its instance
+    // lock (ours in memory, the Python tool's as a flock) from before its
+    // archive exists until its entry is written, so under these locks no
+    // create can index the same archive after we have. Instance locks first,
+    // then the global one, in the order a create nests them.
+    let mut adopting: Vec<&str> = planned
+        .iter()
+        .filter_map(|p| match &p.change {
+            Change::Adopt(a) => Some(a.entry.instance.as_str()),
+            _ => None,
+        })
+        .collect();
+    adopting.sort_unstable();
+    adopting.dedup();
+    let _instances = ctx
+        .locks
+        .acquire(false, &adopting, &LockEvents(&**progress))
+        .await?;
     let _global = ctx
         .locks
         .acquire(true, &[], &LockEvents(&**progress))
