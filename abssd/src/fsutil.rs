@@ -27,21 +27,60 @@ pub fn ensure_dir(path: &Path) -> Result<()> {
 
 /// Atomically replace `path` with `bytes` (mode [`FILE_MODE`]).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = write_temp(path, bytes)?;
+    replace(tmp, path)
+}
+
+/// First half of [`atomic_write`]: `bytes` in a synced temporary file beside
+/// `path` (`.<name>.XXXXXX.tmp`), removed again if dropped.
+pub fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let dir = path.parent().unwrap_or(Path::new("."));
     ensure_dir(dir)?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name(path)))
+        .prefix(&temp_prefix(path))
         .suffix(".tmp")
         .permissions(fs::Permissions::from_mode(FILE_MODE))
         .tempfile_in(dir)
         .at("creating temporary file in", dir)?;
+    // Dropping on error removes the temporary file; the old file is untouched.
     tmp.write_all(bytes).at("writing", tmp.path())?;
     tmp.as_file().sync_all().at("syncing", tmp.path())?;
-    // Dropping on error removes the temporary file; the old file is untouched.
+    Ok(tmp)
+}
+
+/// Second half of [`atomic_write`]: rename the temporary file over `path` and
+/// make the rename durable.
+pub fn replace(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
     tmp.persist(path)
         .map_err(|e| e.error)
         .at("replacing", path)?;
-    sync_dir(dir)
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Remove temporary files [`write_temp`] left beside `path` (a process killed
+/// between writing and renaming). Returns what was removed.
+pub fn remove_stale_temps(path: &Path) -> Vec<std::path::PathBuf> {
+    remove_temps(path.parent().unwrap_or(Path::new(".")), &temp_prefix(path))
+}
+
+/// Remove the files in `dir` named `<prefix>*.tmp`. Returns what was removed.
+pub fn remove_temps(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".tmp"))
+        })
+        .filter(|p| fs::remove_file(p).is_ok())
+        .collect()
+}
+
+fn temp_prefix(path: &Path) -> String {
+    format!(".{}.", file_name(path))
 }
 
 /// fsync a directory so a rename in it is durable.

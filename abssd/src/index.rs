@@ -59,7 +59,9 @@ impl Index {
         let mut bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Internal(format!("rendering index: {e}")))?;
         bytes.push(b'\n');
-        fsutil::atomic_write(path, &bytes)
+        let tmp = fsutil::write_temp(path, &bytes)?;
+        crash_point!("index::before-rename");
+        fsutil::replace(tmp, path)
     }
 
     /// The entry with this id.

@@ -19,6 +19,16 @@ use crate::fsutil;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
+    /// A create is about to write `partial`, rename it to `archive` and write
+    /// `sidecar` (undo, when no index entry was written: remove all three).
+    Archive {
+        /// `<archive>.partial`.
+        partial: PathBuf,
+        /// The final archive path.
+        archive: PathBuf,
+        /// `<archive>.sha256`.
+        sidecar: PathBuf,
+    },
     /// A staging directory was created (undo: remove it).
     Staging {
         /// The directory.
@@ -97,6 +107,23 @@ pub struct Record {
     pub unit_was_active: Option<bool>,
     /// Steps in the order they were begun.
     pub steps: Vec<Step>,
+    /// What finishing a committed restore still needs (set at the commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+}
+
+/// What a committed restore records for the index annotation, so start-up
+/// recovery can finish it exactly as the operation would have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// sha256 of the archive as extracted.
+    pub sha256: String,
+    /// The pre-restore backup's id, when one was taken.
+    pub pre_restore_backup: Option<String>,
+    /// Who asked (`{uid, user, pid}`).
+    pub by: serde_json::Value,
+    /// Where the data was restored.
+    pub destination: PathBuf,
 }
 
 /// A live journal: the record plus where it is written.
@@ -112,9 +139,12 @@ impl Journal {
         state_dir.join("journal")
     }
 
-    /// Start a journal for an operation and write it.
+    /// Start a journal for an operation and write it. The file is named after
+    /// the operation and its command, so a restore and its pre-restore backup
+    /// (one operation) never share a file.
     pub fn create(state_dir: &Path, record: Record) -> Result<Journal> {
-        let path = Journal::dir(state_dir).join(format!("{}.json", record.op_id));
+        let kind = record.command.replace(' ', "-");
+        let path = Journal::dir(state_dir).join(format!("{}.{kind}.json", record.op_id));
         let journal = Journal { path, record };
         journal.write()?;
         Ok(journal)
@@ -124,6 +154,43 @@ impl Journal {
     pub fn begin(&mut self, step: Step) -> Result<()> {
         self.record.steps.push(step);
         self.write()
+    }
+
+    /// Pass the commit point, recording what finishing needs.
+    pub fn commit(&mut self, outcome: Outcome) -> Result<()> {
+        self.record.outcome = Some(outcome);
+        self.begin(Step::Commit)
+    }
+
+    /// Journals left by operations that did not end: each file with its record,
+    /// or why it cannot be read. Oldest operation first (ids are UUIDv7).
+    pub fn pending(state_dir: &Path) -> Result<Vec<(PathBuf, Result<Record, String>)>> {
+        use crate::error::IoContext;
+        let dir = Journal::dir(state_dir);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).at("reading", &dir),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.at("reading", &dir)?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            let record = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()));
+            out.push((path, record));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Take over the journal of an interrupted operation (start-up recovery).
+    pub fn resume(path: PathBuf, record: Record) -> Journal {
+        Journal { path, record }
     }
 
     /// Record the unit's state before the operation.
@@ -186,6 +253,7 @@ mod tests {
                 started_at: "2026-01-01T00:00:00Z".into(),
                 unit_was_active: None,
                 steps: vec![],
+                outcome: None,
             },
         )
         .unwrap();

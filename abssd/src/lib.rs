@@ -2,6 +2,7 @@
 //! sync server instances, serving a JSON-RPC API on a Unix socket.
 //!
 //! Layout:
+//! * [`cli`]        — the `abssd` command line: flags, logging, runtime, signals.
 //! * [`config`]     — configuration and every path derived from it (`--prefix` lives here).
 //! * [`rpc`]        — the socket: accept loop, peer credentials, method handlers.
 //! * [`operations`] — daemon-owned operations: ids, event logs, watchers.
@@ -11,6 +12,7 @@
 //! * [`registry`]   — the instance registry (`instances.yml`).
 //! * [`archive`]    — walking sources and writing compressed, hashed tar archives.
 //! * [`journal`]    — the write-ahead journal that drives rollback and recovery.
+//! * [`recovery`]   — finishing or rolling back, at start-up, what a stopped daemon left.
 //! * [`systemd`]    — unit state and start/stop/reload jobs over D-Bus (the only zbus user).
 //! * [`nginx`]      — the nginx configuration check.
 //! * [`extract`]    — hashing and extracting an archive into a staging directory, safely.
@@ -19,7 +21,19 @@
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
 //! * [`error`]      — the one error type and its wire mapping.
 
+/// A named point where the crash-safety tests stop the daemon dead. Built with
+/// the `failpoints` feature and run with `FAILPOINTS=<name>=return`, the process
+/// aborts there, like a `kill -9` at that instant (other `fail` actions such
+/// as `sleep(ms)` or `pause` work too). Without the feature it is nothing.
+/// Names are string literals so the tests can list them from the source.
+macro_rules! crash_point {
+    ($name:literal) => {
+        fail::fail_point!($name, |_| std::process::abort())
+    };
+}
+
 pub mod archive;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -32,6 +46,7 @@ pub mod nginx;
 pub mod operations;
 pub mod oplog;
 pub mod ops;
+pub mod recovery;
 pub mod registry;
 pub mod rpc;
 pub mod systemd;
@@ -41,16 +56,44 @@ use std::future::Future;
 pub use config::{Config, Overrides};
 pub use error::{Error, Result};
 
-/// Run the daemon: bind the configured socket and serve until `shutdown`.
+/// Run the daemon: recover what a previous run left unfinished, then bind the
+/// configured socket and serve until `shutdown`.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let listener = rpc::bind(&config.socket, &config.socket_group).await?;
-    tracing::info!(socket = %config.socket.display(), "serving");
     let socket = config.socket.clone();
+    // One daemon per state directory: recovery must never roll back the work
+    // of another daemon that is still running.
+    let _sole = sole_daemon(&config.state_dir)?;
     let ctx = ops::Ctx::new(config);
-    let served = rpc::serve(ctx, listener, shutdown).await;
+    let operations = operations::Operations::default();
+    // Before the socket exists: no request ever sees a half-restored instance.
+    recovery::recover(&ctx, &operations).await;
+    let listener = rpc::bind(&ctx.config.socket, &ctx.config.socket_group).await?;
+    tracing::info!(socket = %socket.display(), "serving");
+    let served = rpc::serve(ctx, operations, listener, shutdown).await;
     let _ = std::fs::remove_file(&socket);
     served
+}
+
+/// Hold `state_dir/abssd.lock` exclusively for the life of the daemon.
+fn sole_daemon(state_dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use error::IoContext;
+    use nix::fcntl::{Flock, FlockArg};
+    fsutil::ensure_dir(state_dir)?;
+    let path = state_dir.join("abssd.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .at("opening", &path)?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        Error::Environment(format!(
+            "another abssd is running with the state directory {} ({}: {errno}); stop it first",
+            state_dir.display(),
+            path.display()
+        ))
+    })
 }

@@ -40,6 +40,8 @@ pub struct Operation {
     pub target: Option<String>,
     /// Wall-clock start.
     pub started_at: String,
+    /// Taken over from an interrupted run by start-up recovery.
+    pub recovered: bool,
     /// Monotonic start, for durations.
     pub start: Instant,
     /// Mutable part.
@@ -69,13 +71,79 @@ impl Operations {
         actor: Actor,
         target: Option<String>,
     ) -> Arc<Operation> {
-        let op = Arc::new(Operation {
-            id: uuid::Uuid::now_v7().to_string(),
+        self.insert(Operation::new(
+            uuid::Uuid::now_v7().to_string(),
+            command,
+            args,
+            actor,
+            target,
+            false,
+        ))
+    }
+
+    /// Register the recovery of operation `op_id`, interrupted when the daemon
+    /// last stopped; it keeps its id and command.
+    pub fn begin_recovered(
+        &self,
+        op_id: &str,
+        command: &str,
+        target: Option<String>,
+        actor: Actor,
+    ) -> Arc<Operation> {
+        let args = serde_json::json!({ "recovery": true });
+        self.insert(Operation::new(
+            op_id.to_owned(),
+            command,
+            args,
+            actor,
+            target,
+            true,
+        ))
+    }
+
+    /// Operations recovered at start-up.
+    pub fn recovered(&self) -> Vec<Arc<Operation>> {
+        self.list().into_iter().filter(|o| o.recovered).collect()
+    }
+
+    fn insert(&self, op: Operation) -> Arc<Operation> {
+        let op = Arc::new(op);
+        op.emit(EventKind::Started {
+            command: op.command.clone(),
+            target: op.target.clone(),
+        });
+        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        ops.insert(op.id.clone(), op.clone());
+        // Forget the oldest ended operations beyond the bound.
+        let ended: Vec<String> = ops
+            .iter()
+            .filter(|(_, o)| o.info().state != OpState::Running && !o.recovered)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended.iter().take(ended.len().saturating_sub(KEEP_FINISHED)) {
+            ops.remove(id);
+        }
+        op
+    }
+}
+
+impl Operation {
+    fn new(
+        id: String,
+        command: &str,
+        args: Value,
+        actor: Actor,
+        target: Option<String>,
+        recovered: bool,
+    ) -> Operation {
+        Operation {
+            id,
             command: command.to_owned(),
             args,
             actor,
-            target: target.clone(),
+            target,
             started_at: fsutil::now_utc(),
+            recovered,
             start: Instant::now(),
             state: Mutex::new(Record {
                 events: Vec::new(),
@@ -88,25 +156,11 @@ impl Operations {
                 changed: Vec::new(),
             }),
             tick: watch::channel(0).0,
-        });
-        op.emit(EventKind::Started {
-            command: command.to_owned(),
-            target,
-        });
-        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
-        ops.insert(op.id.clone(), op.clone());
-        // Forget the oldest ended operations beyond the bound.
-        let ended: Vec<String> = ops
-            .iter()
-            .filter(|(_, o)| o.info().state != OpState::Running)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ended.iter().take(ended.len().saturating_sub(KEEP_FINISHED)) {
-            ops.remove(id);
         }
-        op
     }
+}
 
+impl Operations {
     /// Look an operation up.
     pub fn get(&self, id: &str) -> Option<Arc<Operation>> {
         self.ops
@@ -275,6 +329,7 @@ impl Operation {
             events: r.events.len() as u64,
             result: r.result.clone(),
             error: r.error.clone(),
+            recovered: self.recovered,
         }
     }
 }

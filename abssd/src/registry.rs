@@ -118,7 +118,9 @@ impl Registry {
 
     /// Write the registry atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::fsutil::atomic_write(path, self.to_yaml()?.as_bytes())
+        let tmp = crate::fsutil::write_temp(path, self.to_yaml()?.as_bytes())?;
+        crash_point!("registry::before-rename");
+        crate::fsutil::replace(tmp, path)
     }
 
     /// The entry for `name`, mutable.

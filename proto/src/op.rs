@@ -57,6 +57,10 @@ pub struct OpInfo {
     pub result: Option<Value>,
     /// The error, once failed.
     pub error: Option<WireError>,
+    /// The daemon stopped during this operation, and start-up recovery finished
+    /// or rolled it back (`result` / `error` say which, and what was done).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovered: bool,
 }
 
 /// One event of an operation; `op.watch` sends these, in `seq` order.
@@ -207,6 +211,10 @@ pub struct DaemonStatus {
     pub paths: BTreeMap<String, String>,
     /// Operations currently running.
     pub operations_running: Vec<OpInfo>,
+    /// Operations interrupted by the previous stop of the daemon, finished or
+    /// rolled back at this start before any request was served.
+    #[serde(default)]
+    pub recovered: Vec<OpInfo>,
     /// Whether the caller may mutate.
     pub caller_may_mutate: bool,
 }

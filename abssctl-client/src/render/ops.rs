@@ -16,7 +16,7 @@ pub fn list(ops: &[OpInfo]) -> String {
                 op.op_id.clone(),
                 op.command.clone(),
                 op.target.clone().unwrap_or_else(|| "-".to_owned()),
-                state_text(op.state).to_owned(),
+                state_text(op),
                 op.started_at.clone(),
                 op.actor.user.clone(),
             ]
@@ -35,11 +35,15 @@ pub fn list(ops: &[OpInfo]) -> String {
     )
 }
 
-fn state_text(state: OpState) -> &'static str {
-    match state {
-        OpState::Running => "running",
-        OpState::Succeeded => "succeeded",
-        OpState::Failed => "failed",
+/// The state, and whether start-up recovery ended it (after the daemon stopped
+/// during it): `rolled back` or `finished at start-up`.
+fn state_text(op: &OpInfo) -> String {
+    match (op.state, op.recovered) {
+        (OpState::Running, _) => "running".into(),
+        (OpState::Succeeded, false) => "succeeded".into(),
+        (OpState::Failed, false) => "failed".into(),
+        (OpState::Succeeded, true) => "interrupted, finished at start-up".into(),
+        (OpState::Failed, true) => "interrupted, rolled back at start-up".into(),
     }
 }
 
@@ -73,13 +77,26 @@ pub fn status(s: &DaemonStatus) -> String {
         text.push_str("running operations: none\n");
     } else {
         text.push_str("running operations:\n");
-        for line in list(&s.operations_running).lines() {
-            text.push_str("  ");
-            text.push_str(line);
-            text.push('\n');
+        indented(&mut text, &list(&s.operations_running));
+    }
+    if !s.recovered.is_empty() {
+        text.push_str("recovered at start-up (the daemon had stopped during them):\n");
+        indented(&mut text, &list(&s.recovered));
+        for op in &s.recovered {
+            if let Some(e) = &op.error {
+                text.push_str(&format!("  {}: {}\n", op.op_id, e.message));
+            }
         }
     }
     text
+}
+
+fn indented(text: &mut String, block: &str) {
+    for line in block.lines() {
+        text.push_str("  ");
+        text.push_str(line);
+        text.push('\n');
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +122,7 @@ mod tests {
             events: 3,
             result: None,
             error: None,
+            recovered: false,
         }
     }
 
@@ -130,6 +148,16 @@ mod tests {
             config_file: "/etc/abssctl/config.yml".to_owned(),
             paths: [("backups_root".to_owned(), "/srv/backups".to_owned())].into(),
             operations_running: vec![op()],
+            recovered: vec![OpInfo {
+                op_id: "0190-bbbb".to_owned(),
+                state: OpState::Failed,
+                recovered: true,
+                error: Some(abssd_proto::WireError::new(
+                    abssd_proto::ErrorKind::Environment,
+                    "rolled back: data put back",
+                )),
+                ..op()
+            }],
             caller_may_mutate: false,
         };
         let text = status(&daemon);
@@ -140,5 +168,14 @@ mod tests {
         );
         assert!(text.contains("  backups_root:  /srv/backups\n"), "{text}");
         assert!(text.contains("  0190-aaaa  backup create"), "{text}");
+        assert!(text.contains("recovered at start-up"), "{text}");
+        assert!(
+            text.contains("interrupted, rolled back at start-up"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0190-bbbb: rolled back: data put back"),
+            "{text}"
+        );
     }
 }

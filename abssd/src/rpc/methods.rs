@@ -36,11 +36,11 @@ pub struct State {
 }
 
 impl State {
-    /// Fresh state.
-    pub fn new(ctx: Arc<Ctx>) -> State {
+    /// State over `ops` (which may already hold operations recovered at start-up).
+    pub fn new(ctx: Arc<Ctx>, ops: Operations) -> State {
         State {
             ctx,
-            ops: Operations::default(),
+            ops,
             started: Instant::now(),
             started_at: fsutil::now_utc(),
         }
@@ -359,6 +359,7 @@ fn status(state: &State, peer: &Peer) -> DaemonStatus {
             .iter()
             .map(|o| o.info())
             .collect::<Vec<OpInfo>>(),
+        recovered: state.ops.recovered().iter().map(|o| o.info()).collect(),
         caller_may_mutate: peer.may_mutate,
     }
 }

@@ -73,10 +73,11 @@ pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
 /// Serve `listener` until `shutdown` resolves.
 pub async fn serve(
     ctx: Arc<Ctx>,
+    ops: crate::operations::Operations,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let state = Arc::new(State::new(ctx.clone()));
+    let state = Arc::new(State::new(ctx.clone(), ops));
     let methods = methods::module(state.clone())
         .map_err(|e| Error::Internal(format!("registering methods: {e}")))?;
     let cfg = &ctx.config;

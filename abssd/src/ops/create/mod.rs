@@ -21,6 +21,7 @@ use crate::archive::{self, Codec, Member};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::index::Index;
+use crate::journal::{Journal, Record, Step};
 use crate::ops::{ByteProgress, Ctx, LockEvents, Progress, Sink};
 use crate::registry::validate_name;
 
@@ -111,19 +112,84 @@ async fn run_locked(
     // for an orphan; the claim ends after the entry is written or the archive
     // removed.
     let _claim = ctx.in_flight.claim(Path::new(&plan.archive));
+    // What a crash would leave (a `.partial`, an archive and sidecar without an
+    // entry) is journaled first; start-up recovery removes it.
+    let mut journal = Journal::create(
+        &ctx.config.state_dir,
+        Record {
+            version: 1,
+            op_id: progress.op_id(),
+            command: "backup create".into(),
+            instance: plan.instance.clone(),
+            backup_id: plan.id.clone(),
+            started_at: fsutil::now_utc(),
+            unit_was_active: None,
+            steps: Vec::new(),
+            outcome: None,
+        },
+    )?;
+    journal.begin(Step::Archive {
+        partial: PathBuf::from(format!("{}.partial", plan.archive)),
+        archive: PathBuf::from(&plan.archive),
+        sidecar: PathBuf::from(&plan.checksum_file),
+    })?;
+    crash_point!("create::before-partial");
     let (sink, plan2) = (progress.clone(), plan.clone());
-    let written =
-        tokio::task::spawn_blocking(move || produce(&plan2, &members, codec, &*sink)).await??;
-    let result = finish(ctx, &plan, &written, params, labels, actor, progress).await;
+    let written = tokio::task::spawn_blocking(move || produce(&plan2, &members, codec, &*sink))
+        .await
+        .map_err(Error::from)
+        .and_then(|w| w);
+    let result = match written {
+        Ok(written) => finish(ctx, &plan, &written, params, labels, actor, progress).await,
+        Err(e) => Err(e),
+    };
     match result {
-        Ok(r) => Ok((plan, Some(r))),
+        Ok(r) => {
+            crash_point!("create::after-index");
+            journal.close()?;
+            Ok((plan, Some(r)))
+        }
         Err(e) => {
-            // Nothing half-made survives a failed index write.
+            // Nothing half-made survives a failed write or index update.
             let _ = std::fs::remove_file(&plan.archive);
             let _ = std::fs::remove_file(&plan.checksum_file);
+            if let Err(close) = journal.close() {
+                tracing::warn!("{close}");
+            }
             Err(e)
         }
     }
+}
+
+/// Start-up recovery of a create the daemon stopped during (see
+/// [`crate::recovery`]). When its index entry was written it had finished and
+/// `Ok(None)` is returned; otherwise its `.partial` file, archive and sidecar
+/// are removed and listed. Blocking.
+pub fn recover(index_file: &Path, record: &Record) -> Result<Option<Vec<String>>> {
+    if Index::load(index_file)?.get(&record.backup_id).is_some() {
+        return Ok(None);
+    }
+    let mut removed = Vec::new();
+    for step in &record.steps {
+        if let Step::Archive {
+            partial,
+            archive,
+            sidecar,
+        } = step
+        {
+            for path in [partial, archive, sidecar] {
+                match std::fs::remove_file(path) {
+                    Ok(()) => removed.push(format!("removed {}", path.display())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).at("removing", path),
+                }
+            }
+            if let Some(dir) = archive.parent() {
+                fsutil::sync_dir(dir)?;
+            }
+        }
+    }
+    Ok(Some(removed))
 }
 
 /// Labels from repeated and comma-separated values; empty ones dropped, order
@@ -172,9 +238,10 @@ fn produce(
         .at("creating", &partial)?;
     let mut bytes = ByteProgress::start(sink, "archive", plan.total_bytes);
     let written = archive::write(file, members, codec, &mut bytes).and_then(|w| {
+        crash_point!("create::before-rename");
         std::fs::rename(&partial, &archive).at("renaming", &partial)?;
         fsutil::sync_dir(dir)?;
-        fail::fail_point!("create::archive-in-place");
+        crash_point!("create::archive-in-place");
         Ok(w)
     });
     let written = written.inspect_err(|_| {
@@ -189,6 +256,7 @@ fn produce(
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&archive);
         })?;
+    crash_point!("create::after-sidecar");
     Ok(written)
 }
 

@@ -26,14 +26,15 @@ pub(super) async fn run(job: &Job<'_>) -> Result<RestoreResult> {
             return Err(report.into_error(cause, journal));
         }
     };
-    journal.begin(Step::Commit)?;
+    let outcome = job.outcome(&extracted.sha256, None);
+    journal.commit(outcome.clone())?;
     let mut warnings = Vec::new();
     let staging = job.staging.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || remove_tree(&staging)).await? {
         warnings.push(format!("could not remove the staging directory: {e}"));
     }
     let target = job.pre.target.clone();
-    let restored_at = match job.annotate_index(&target, None, &extracted.sha256).await {
+    let restored_at = match job.annotate_index(&outcome).await {
         Ok(at) => at,
         Err(e) => {
             warnings.push(format!(

@@ -61,7 +61,9 @@ pub(super) async fn run<U: Units>(job: &Job<'_>, units: &U) -> Result<RestoreRes
             return Err(report.into_error(cause, journal));
         }
     };
-    journal.begin(Step::Commit)?;
+    let outcome = job.outcome(&done.sha256, pre_backup.clone());
+    journal.commit(outcome.clone())?;
+    crash_point!("restore::after-commit");
 
     phase(&**job.progress, "cleanup");
     let leftovers = std::mem::take(&mut done.leftovers);
@@ -75,10 +77,8 @@ pub(super) async fn run<U: Units>(job: &Job<'_>, units: &U) -> Result<RestoreRes
     for e in removed {
         done.warnings.push(format!("clean-up: {e}"));
     }
-    let restored_at = match job
-        .annotate_index(&job.pre.target, pre_backup.as_deref(), &done.sha256)
-        .await
-    {
+    crash_point!("restore::after-cleanup");
+    let restored_at = match job.annotate_index(&outcome).await {
         Ok(at) => at,
         Err(e) => {
             done.warnings.push(format!(
@@ -90,6 +90,7 @@ pub(super) async fn run<U: Units>(job: &Job<'_>, units: &U) -> Result<RestoreRes
     for w in &done.warnings {
         message(&**job.progress, "warning", w.clone());
     }
+    crash_point!("restore::after-annotate");
     journal.close()?;
     Ok(RestoreResult {
         id: job.plan.id.clone(),
@@ -133,7 +134,9 @@ async fn forward<U: Units>(
         journal.begin(Step::StopUnit {
             unit: unit.to_owned(),
         })?;
+        crash_point!("restore::before-stop-unit");
         units.stop(unit).await?;
+        crash_point!("restore::after-stop-unit");
         message(&**job.progress, "info", format!("stopped {unit}"));
     }
 
@@ -151,7 +154,9 @@ async fn forward<U: Units>(
             live: live.clone(),
             aside: aside.clone(),
         })?;
+        crash_point!("restore::before-move-aside");
         std::fs::rename(&live, &aside).at("moving the live data aside to", &aside)?;
+        crash_point!("restore::after-move-aside");
         done.leftovers.push(aside);
     }
     let staged = payload.join("data");
@@ -159,22 +164,28 @@ async fn forward<U: Units>(
         from: staged.clone(),
         to: live.clone(),
     })?;
+    crash_point!("restore::before-place-data");
     std::fs::rename(&staged, &live).at("moving the restored data into", &live)?;
     fsutil::sync_dir(live.parent().unwrap_or(Path::new("/")))?;
+    crash_point!("restore::after-place-data");
 
     let mut site_changed = false;
     if !job.data_only {
         phase(&**job.progress, "assets");
         let name = &job.plan.instance;
         let unit_src = payload.join("systemd").join(unit_name(name));
-        if let Some(path) = install_file(job, journal, &unit_src, &cfg.unit_file(name), &mut done)?
+        let unit_file = cfg.unit_file(name);
+        if let Some(path) =
+            install_file(job, journal, &unit_src, &unit_file, Asset::Unit, &mut done)?
         {
             done.assets.push(path);
         }
         let site_src = payload.join("nginx").join(site_name(name));
         if site_src.exists() {
             let site = cfg.site_file(name);
-            if let Some(path) = install_file(job, journal, &site_src, &site, &mut done)? {
+            if let Some(path) =
+                install_file(job, journal, &site_src, &site, Asset::Site, &mut done)?
+            {
                 done.assets.push(path);
                 site_changed = true;
             }
@@ -193,7 +204,9 @@ async fn forward<U: Units>(
         }
         phase(&**job.progress, "daemon_reload");
         journal.begin(Step::DaemonReload)?;
+        crash_point!("restore::before-daemon-reload");
         units.daemon_reload().await?;
+        crash_point!("restore::after-daemon-reload");
     }
 
     phase(&**job.progress, "registry");
@@ -204,7 +217,9 @@ async fn forward<U: Units>(
         journal.begin(Step::StartUnit {
             unit: unit.to_owned(),
         })?;
+        crash_point!("restore::before-start-unit");
         units.start(unit).await?;
+        crash_point!("restore::after-start-unit");
         message(&**job.progress, "info", format!("started {unit}"));
     } else if was_active {
         message(
@@ -220,7 +235,9 @@ async fn forward<U: Units>(
         let nginx_unit = &cfg.nginx_unit;
         if units.state(nginx_unit).await?.is_active() {
             journal.begin(Step::ReloadNginx)?;
+            crash_point!("restore::before-nginx-reload");
             units.reload(nginx_unit).await?;
+            crash_point!("restore::after-nginx-reload");
             done.nginx_reloaded = true;
         } else {
             done.warnings.push(format!(
@@ -286,6 +303,13 @@ impl Progress for Nested {
     }
 }
 
+/// Which service asset [`install_file`] replaces (names its crash points).
+#[derive(Debug, Clone, Copy)]
+enum Asset {
+    Unit,
+    Site,
+}
+
 /// Install the archived `src` at `dest` when it differs (journaled, the previous
 /// file kept as `.bak-<ts>`). Returns the path when it changed.
 fn install_file(
@@ -293,6 +317,7 @@ fn install_file(
     journal: &mut Journal,
     src: &Path,
     dest: &Path,
+    asset: Asset,
     done: &mut Done,
 ) -> Result<Option<String>> {
     let Ok(meta) = std::fs::symlink_metadata(src) else {
@@ -320,6 +345,10 @@ fn install_file(
         backup: backup.clone(),
         new: Some(new.clone()),
     })?;
+    match asset {
+        Asset::Unit => crash_point!("restore::before-unit-file"),
+        Asset::Site => crash_point!("restore::before-site-file"),
+    }
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -340,6 +369,10 @@ fn install_file(
     }
     std::fs::rename(&new, dest).at("installing", dest)?;
     fsutil::sync_dir(dir)?;
+    match asset {
+        Asset::Unit => crash_point!("restore::after-unit-file"),
+        Asset::Site => crash_point!("restore::after-site-file"),
+    }
     Ok(Some(dest.display().to_string()))
 }
 
@@ -377,6 +410,7 @@ fn set_link(
         backup: backup.clone(),
         new: new.clone(),
     })?;
+    crash_point!("restore::before-site-link");
     if let Some(new) = &new {
         std::os::unix::fs::symlink(site, new).at("creating", new)?;
     }
@@ -388,6 +422,7 @@ fn set_link(
         std::fs::rename(new, link).at("enabling", link)?;
     }
     fsutil::sync_dir(dir)?;
+    crash_point!("restore::after-site-link");
     Ok(Some(link.display().to_string()))
 }
 
@@ -428,7 +463,10 @@ async fn update_registry(job: &Job<'_>, journal: &mut Journal, payload: &Path) -
         instance: name,
         before,
     })?;
-    registry.save(&file)
+    crash_point!("restore::before-registry");
+    registry.save(&file)?;
+    crash_point!("restore::after-registry");
+    Ok(())
 }
 
 /// `paths`, `version` and `domain` from the archived entry. The data root stays
@@ -469,7 +507,7 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Remove a file, symlink or directory tree.
-fn remove_path(path: &Path) -> Result<()> {
+pub(super) fn remove_path(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => remove_tree(path).map(|_| ()),
         Ok(_) => std::fs::remove_file(path).at("removing", path),

@@ -9,6 +9,7 @@
 //! * `rollback` — undo from the journal, reporting what was put back and what
 //!   could not be.
 //! * `dest`     — `--dest`: the data only, into a new directory.
+//! * `recover`  — start-up recovery of a restore the daemon stopped during.
 //!
 //! Extraction itself is [`crate::extract`]: every entry is created by us beneath
 //! the staging directory, and the archive is hashed in the same pass.
@@ -26,13 +27,14 @@ use crate::error::{Error, IoContext, Result};
 use crate::extract::{self, Expect, Extracted};
 use crate::fsutil;
 use crate::index::Index;
-use crate::journal::{Journal, Record, Step};
+use crate::journal::{Journal, Outcome, Record, Step};
 use crate::ops::{ByteProgress, Ctx, LockEvents, Progress, Sink};
 use crate::systemd::{Systemd, Units};
 
 mod dest;
 mod live;
 pub mod plan;
+pub mod recover;
 pub mod rollback;
 
 /// Run `backup restore`. Returns the plan, and the result unless `dry_run`.
@@ -187,8 +189,19 @@ impl Job<'_> {
                 started_at: fsutil::now_utc(),
                 unit_was_active,
                 steps: Vec::new(),
+                outcome: None,
             },
         )
+    }
+
+    /// What a committed restore records for its index annotation.
+    fn outcome(&self, sha256: &str, pre_restore_backup: Option<String>) -> Outcome {
+        Outcome {
+            sha256: sha256.to_owned(),
+            pre_restore_backup,
+            by: serde_json::to_value(self.actor).unwrap_or(Value::Null),
+            destination: self.pre.target.clone(),
+        }
     }
 
     /// The payload's top directory inside staging: `<staging>/<id>`.
@@ -202,6 +215,7 @@ impl Job<'_> {
         journal.begin(Step::Staging {
             dir: self.staging.clone(),
         })?;
+        crash_point!("restore::before-staging");
         let parent = self.staging.parent().unwrap_or(Path::new("/")).to_owned();
         fsutil::ensure_dir(&parent)?;
         {
@@ -229,16 +243,12 @@ impl Job<'_> {
         phase(&**self.progress, "validate");
         let payload = self.payload();
         tokio::task::spawn_blocking(move || validate(&payload)).await??;
+        crash_point!("restore::after-extract");
         Ok(extracted)
     }
 
     /// Record the restore on the index entry (SPEC §5), under the global lock.
-    async fn annotate_index(
-        &self,
-        destination: &Path,
-        pre_backup: Option<&str>,
-        sha256: &str,
-    ) -> Result<String> {
+    async fn annotate_index(&self, outcome: &Outcome) -> Result<String> {
         phase(&**self.progress, "index");
         let _global = self
             .ctx
@@ -247,48 +257,70 @@ impl Job<'_> {
             .await?;
         let index_file = self.ctx.config.index_file.clone();
         let now = fsutil::now_utc();
-        let by = serde_json::to_value(self.actor).unwrap_or(Value::Null);
-        let record = json!({
-            "at": now,
-            "by": by,
-            "destination": destination,
-            "op_id": self.progress.op_id(),
-            "pre_restore_backup": pre_backup,
-        });
-        let (id, sha, at) = (self.plan.id.clone(), sha256.to_owned(), now.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut index = Index::load(&index_file)?;
-            let entry = index.get_mut(&id).ok_or_else(|| {
-                Error::Environment(format!(
-                    "backup {id} disappeared from the index during the restore"
-                ))
-            })?;
-            entry.extra.insert("last_restored_at".into(), json!(at));
-            entry.extra.insert(
-                "last_restore_destination".into(),
-                record["destination"].clone(),
-            );
-            entry.extra.insert("restored_by".into(), by);
-            match entry.extra.get_mut("restores") {
-                Some(Value::Array(list)) => list.push(record),
-                _ => {
-                    entry.extra.insert("restores".into(), json!([record]));
-                }
-            }
-            entry.metadata.verification_error = None;
-            // The whole archive was just hashed and matched.
-            entry.status = status::AVAILABLE.into();
-            entry.verified_at = Some(at.clone());
-            if let Some(c) = entry.checksum.as_mut() {
-                c.last_verified = Some(at.clone());
-                c.observed = Some(sha);
-            }
-            index.save(&index_file)
-        })
-        .await??;
+        let (id, op_id, outcome, at) = (
+            self.plan.id.clone(),
+            self.progress.op_id(),
+            outcome.clone(),
+            now.clone(),
+        );
+        tokio::task::spawn_blocking(move || annotate(&index_file, &id, &op_id, &outcome, &at))
+            .await??;
         self.progress.changed(&self.plan.id);
         Ok(now)
     }
+}
+
+/// Record restore `op_id` of backup `id` on its index entry (SPEC §5):
+/// `last_restored_at`, `last_restore_destination`, `restored_by`, the
+/// `restores` history, and the verification the extraction amounted to.
+/// Blocking; the caller holds the global lock. Idempotent: a restore already in
+/// the history is not added again (start-up recovery may repeat it).
+pub(crate) fn annotate(
+    index_file: &Path,
+    id: &str,
+    op_id: &str,
+    outcome: &Outcome,
+    at: &str,
+) -> Result<()> {
+    let mut index = Index::load(index_file)?;
+    let entry = index.get_mut(id).ok_or_else(|| {
+        Error::Environment(format!(
+            "backup {id} disappeared from the index during the restore"
+        ))
+    })?;
+    if let Some(Value::Array(list)) = entry.extra.get("restores")
+        && list.iter().any(|r| r["op_id"] == op_id)
+    {
+        return Ok(());
+    }
+    let record = json!({
+        "at": at,
+        "by": outcome.by,
+        "destination": outcome.destination,
+        "op_id": op_id,
+        "pre_restore_backup": outcome.pre_restore_backup,
+    });
+    entry.extra.insert("last_restored_at".into(), json!(at));
+    entry.extra.insert(
+        "last_restore_destination".into(),
+        record["destination"].clone(),
+    );
+    entry.extra.insert("restored_by".into(), outcome.by.clone());
+    match entry.extra.get_mut("restores") {
+        Some(Value::Array(list)) => list.push(record),
+        _ => {
+            entry.extra.insert("restores".into(), json!([record]));
+        }
+    }
+    entry.metadata.verification_error = None;
+    // The whole archive was just hashed and matched.
+    entry.status = status::AVAILABLE.into();
+    entry.verified_at = Some(at.to_owned());
+    if let Some(c) = entry.checksum.as_mut() {
+        c.last_verified = Some(at.to_owned());
+        c.observed = Some(outcome.sha256.clone());
+    }
+    index.save(index_file)
 }
 
 /// The payload must hold `data/` (a directory); metadata, when present, must be

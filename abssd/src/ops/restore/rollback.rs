@@ -68,7 +68,9 @@ pub async fn rollback<U: Units>(
     let mut unit_touched: Option<&str> = None;
     for step in record.steps.iter().rev() {
         match step {
-            Step::Commit => {}
+            // A create's own journal; start-up recovery undoes it (never part
+            // of a restore's record).
+            Step::Commit | Step::Archive { .. } => {}
             Step::ReloadNginx => nginx_reload = true,
             Step::DaemonReload => daemon_reload = true,
             Step::StartUnit { unit } => {

@@ -1,0 +1,106 @@
+//! The `abssd` command line: flags, logging, the runtime, and the signals that
+//! stop it. `main.rs` (and the crash tests' `abssd-failpoints`) call [`main`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The abssctl daemon: backs up, restores and reconciles Actual Budget sync
+/// server instances, and serves JSON-RPC on a Unix socket for `abssctl` and
+/// other local services. Runs as root under systemd in production.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Re-root every default path (config, socket, state, backups, unit and nginx
+    /// dirs, logs, runtime) under DIR. For sandboxes, tests and the demo.
+    #[arg(long, value_name = "DIR", env = "ABSSD_PREFIX")]
+    prefix: Option<PathBuf>,
+    /// Config file (default /etc/abssctl/config.yml, under --prefix if given;
+    /// env ABSSCTL_CONFIG_FILE).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Socket to serve (default runtime_dir/abssd.sock; env ABSSCTL_SOCKET).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Group whose members may mutate, and the socket's group (default abssctl).
+    #[arg(long, value_name = "NAME")]
+    operator_group: Option<String>,
+    /// D-Bus address where systemd is reached (default: the system bus).
+    #[arg(long, value_name = "ADDRESS", env = "DBUS_SYSTEM_BUS_ADDRESS")]
+    bus: Option<String>,
+    /// Log filter, e.g. `info` or `abssd=debug` (env RUST_LOG).
+    #[arg(long, value_name = "FILTER", default_value = "info", env = "RUST_LOG")]
+    log: String,
+}
+
+/// Parse the flags and run the daemon until SIGTERM/SIGINT.
+pub fn main() -> ExitCode {
+    // Before any thread exists.
+    crate::memory::limit_arenas();
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let over = crate::Overrides {
+        prefix: args.prefix,
+        config_file: args.config,
+        socket: args.socket,
+        operator_group: args.operator_group,
+        bus_address: args.bus,
+    };
+    let config = match crate::Config::load(&over) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("abssd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // umask 027: everything the daemon creates is closed to "other".
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("abssd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("abssd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves at the first SIGTERM or SIGINT: the daemon stops accepting and lets
+/// running operations end. A second signal exits at once; the journal's
+/// recovery at the next start finishes or rolls back what was cut short.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping; a second signal exits at once"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping; a second signal exits at once"),
+    }
+    tokio::spawn(async move {
+        let code = tokio::select! {
+            _ = term.recv() => 128 + 15,
+            _ = int.recv() => 128 + 2,
+        };
+        tracing::warn!("second signal: exiting now; the next start recovers interrupted work");
+        std::process::exit(code);
+    });
+}

@@ -1,0 +1,231 @@
+//! Start-up recovery (SPEC §9 "Crash safety"): before the socket opens, every
+//! operation the previous run of the daemon was stopped in the middle of is
+//! finished or rolled back from its journal (`state_dir/journal/`).
+//!
+//! * a create that had not written its index entry loses its `.partial` file,
+//!   archive and sidecar; one that had is finished already;
+//! * a restore before its commit point is rolled back exactly like a failed
+//!   restore (data, unit file, site and link, registry entry, the unit's running
+//!   state, nginx); after it, its clean-up and index annotation are done now;
+//! * temporary files of interrupted atomic writes of the index, the registry
+//!   and the journals are removed.
+//!
+//! Each recovered operation keeps its id, appears in `op list` and
+//! `daemon status` as recovered, and gets its line in the operations log. A
+//! journal whose recovery could not complete (systemd unreachable, a file that
+//! cannot be moved back) is kept, so the next start tries again, and the log
+//! says what is left where. Recovery never refuses to start the daemon.
+
+use std::sync::Arc;
+
+use abssd_proto::{Actor, ErrorKind, EventKind, WireError};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::journal::{Journal, Record, Step};
+use crate::operations::{Operation, Operations};
+use crate::ops::restore::recover::{self as restore, Recovered};
+use crate::ops::{self, Ctx, LockEvents, Progress};
+use crate::systemd::Systemd;
+use crate::{fsutil, oplog};
+
+/// Recover everything the journals hold; the recovered operations are
+/// registered in `ops`.
+pub async fn recover(ctx: &Ctx, ops: &Operations) {
+    let config = &ctx.config;
+    let journal_dir = Journal::dir(&config.state_dir);
+    let stale = [
+        fsutil::remove_stale_temps(&config.index_file),
+        fsutil::remove_stale_temps(&config.registry_file()),
+        fsutil::remove_temps(&journal_dir, "."),
+    ];
+    for path in stale.iter().flatten() {
+        tracing::info!(path = %path.display(), "removed the temporary file of an interrupted write");
+    }
+    let pending = match Journal::pending(&config.state_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the journals; nothing recovered");
+            return;
+        }
+    };
+    let mut units: Option<std::result::Result<Systemd, String>> = None;
+    for (path, record) in pending {
+        let record = match record {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::error!(journal = %path.display(), %why, "unreadable journal left for an operator");
+                continue;
+            }
+        };
+        let target = Some(match record.command.as_str() {
+            "backup create" => record.instance.clone(),
+            _ => record.backup_id.clone(),
+        });
+        let op = ops.begin_recovered(&record.op_id, &record.command, target, daemon_actor());
+        // Nothing else runs yet, but a Python abssctl may: take the same locks
+        // the operation held.
+        let outcome = match locked(ctx, &record, &op).await {
+            Err(e) => Err(e.to_wire()),
+            Ok(_held) => one(ctx, &record, &op, &mut units).await,
+        };
+        let keep = matches!(&outcome, Err(e) if e.detail.as_ref().is_some_and(|d| d["left"].as_array().is_some_and(|l| !l.is_empty())));
+        let log = config.oplog_file();
+        if let Err(e) = oplog::record(&log, &op, &outcome) {
+            tracing::error!(error = %e, "cannot write the operations log");
+        }
+        match &outcome {
+            Ok(_) => {
+                tracing::info!(op_id = %op.id, command = %op.command, "interrupted operation finished at start-up")
+            }
+            Err(e) => {
+                tracing::warn!(op_id = %op.id, command = %op.command, error = %e.message, "interrupted operation rolled back at start-up")
+            }
+        }
+        match outcome {
+            Ok(result) => op.succeed(result),
+            Err(e) => op.fail(e),
+        }
+        if keep {
+            tracing::error!(journal = %path.display(), "recovery left work for an operator; the journal is kept and retried at the next start");
+        } else if let Err(e) = Journal::resume(path, record).close() {
+            tracing::warn!(error = %e, "cannot remove a recovered journal");
+        }
+    }
+}
+
+/// The instance lock, then the global one (the order operations nest them).
+async fn locked(
+    ctx: &Ctx,
+    record: &Record,
+    op: &Operation,
+) -> Result<Vec<crate::locks::LockGuard>> {
+    let instance = ctx
+        .locks
+        .acquire(false, &[record.instance.as_str()], &LockEvents(op))
+        .await?;
+    let global = ctx.locks.acquire(true, &[], &LockEvents(op)).await?;
+    Ok(vec![instance, global])
+}
+
+/// Recover one operation. `Ok` when it had finished (or is finished now),
+/// `Err` when it was rolled back, with what was done and what is left.
+async fn one(
+    ctx: &Ctx,
+    record: &Record,
+    op: &Arc<Operation>,
+    units: &mut Option<std::result::Result<Systemd, String>>,
+) -> std::result::Result<serde_json::Value, WireError> {
+    let config = &ctx.config;
+    match record.command.as_str() {
+        "backup create" => {
+            let (file, r) = (config.index_file.clone(), record.clone());
+            let removed = tokio::task::spawn_blocking(move || ops::create::recover(&file, &r))
+                .await
+                .map_err(Error::from)
+                .and_then(|x| x)
+                .map_err(|e| e.to_wire())?;
+            match removed {
+                None => Ok(json!({ "recovered": "finished", "id": record.backup_id })),
+                Some(removed) => {
+                    say(op, &removed);
+                    Err(interrupted(
+                        "backup create",
+                        "its unfinished archive was removed",
+                        removed,
+                        Vec::new(),
+                    ))
+                }
+            }
+        }
+        "backup restore" => {
+            let needs_systemd = record.steps.iter().any(|s| {
+                matches!(
+                    s,
+                    Step::StopUnit { .. }
+                        | Step::StartUnit { .. }
+                        | Step::DaemonReload
+                        | Step::ReloadNginx
+                )
+            });
+            let systemd = if needs_systemd && !record.steps.contains(&Step::Commit) {
+                if units.is_none() {
+                    *units = Some(
+                        Systemd::connect(config.bus_address.as_deref())
+                            .await
+                            .map_err(|e| e.to_string()),
+                    );
+                }
+                match units.as_ref() {
+                    Some(Ok(s)) => Some(s),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let recovered = restore::recover(config, record, systemd, &**op)
+                .await
+                .map_err(|e| e.to_wire())?;
+            match recovered {
+                Recovered::Finished { done } => {
+                    say(op, &done);
+                    Ok(json!({ "recovered": "finished", "id": record.backup_id, "done": done }))
+                }
+                Recovered::RolledBack(report) => {
+                    say(op, &report.undone);
+                    let mut left = report.left;
+                    if needs_systemd && systemd.is_none() {
+                        let why = match units.as_ref() {
+                            Some(Err(e)) => e.clone(),
+                            _ => "not connected".into(),
+                        };
+                        left.push(format!(
+                            "systemd could not be reached ({why}): the unit of {} was not returned to its running state (running before: {})",
+                            record.instance,
+                            record.unit_was_active.unwrap_or(false)
+                        ));
+                    }
+                    Err(interrupted(
+                        "backup restore",
+                        "it was rolled back",
+                        report.undone,
+                        left,
+                    ))
+                }
+            }
+        }
+        other => Err(WireError::new(
+            ErrorKind::Internal,
+            format!("a journal of an unknown command {other:?}; left as it is"),
+        )),
+    }
+}
+
+/// The error a rolled-back interrupted operation ends with.
+fn interrupted(command: &str, what: &str, undone: Vec<String>, left: Vec<String>) -> WireError {
+    let mut e = WireError::new(
+        ErrorKind::Environment,
+        format!("abssd stopped during this {command}; at start-up {what}"),
+    );
+    e.detail = Some(json!({ "rolled_back": undone, "left": left }));
+    e
+}
+
+fn say(op: &Operation, lines: &[String]) {
+    for text in lines {
+        op.emit(EventKind::Message {
+            level: "info".into(),
+            text: text.clone(),
+        });
+    }
+}
+
+/// Recovery acts on the daemon's own behalf.
+fn daemon_actor() -> Actor {
+    let uid = rustix::process::getuid().as_raw();
+    Actor {
+        uid,
+        user: "abssd (start-up recovery)".into(),
+        pid: std::process::id() as i32,
+    }
+}
