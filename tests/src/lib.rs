@@ -3,11 +3,13 @@
 //! ([`Daemon`]), a WebSocket client over that socket ([`client`]), and a fake
 //! systemd on a private D-Bus ([`FakeSystemd`], over [`bus::Bus`]);
 //! [`rawtar`] writes the hostile tar streams the extraction tests feed in;
-//! [`python`] makes archives and index entries the way the Python tool does.
+//! [`python`] makes archives and index entries the way the Python tool does;
+//! [`child`] runs abssd as a process with its crash points armed.
 //!
 //! Everything lives under one temporary directory and is removed on drop.
 
 pub mod bus;
+pub mod child;
 pub mod fake_systemd;
 
 pub use fake_systemd::{FakeSystemd, Verb};

@@ -1,0 +1,333 @@
+//! Crash safety (SPEC §9): abssd is killed in the middle of a create or a live
+//! restore — at every crash point in its source, and by `SIGKILL` at random
+//! moments — then started again; recovery must leave the instance exactly as
+//! before the operation or exactly as restored, the unit in its running state,
+//! and nothing behind (staging, `.partial`, `.pre-restore-*`, `.bak-*`,
+//! temporary files, journals).
+//!
+//! The daemon runs as a child process (`abssd-failpoints`), systemd is faked on
+//! a private bus by this process, `nginx -t` is the real one.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use abssd::config::unit_name;
+use abssd_proto::methods::call::call;
+use abssd_proto::methods::{BackupCreate, BackupRestore, DaemonStatusMethod, OpList};
+use abssd_proto::*;
+use abssd_tests::child::{ChildDaemon, aborted, crash_points};
+use abssd_tests::inspect::{Node, snapshot, snapshot_content};
+use abssd_tests::{FakeSystemd, Sandbox, backup, client};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_abssd-failpoints");
+
+/// A sandbox with instance `alpha` whose unit runs, nginx running, a fake
+/// systemd for both, and the real nginx check.
+struct Host {
+    sb: Sandbox,
+    fake: FakeSystemd,
+}
+
+/// Everything a restore may change, read from disk.
+#[derive(Debug, Clone, PartialEq)]
+struct State {
+    data: BTreeMap<PathBuf, Node>,
+    unit: Option<Vec<u8>>,
+    site: Option<Vec<u8>>,
+    link: Option<PathBuf>,
+    registry: Value,
+    index: Option<Vec<u8>>,
+}
+
+impl Host {
+    fn new() -> Host {
+        let sb = Sandbox::new();
+        sb.add_instance("alpha");
+        let cfg = sb.config();
+        let fake = FakeSystemd::start(Some(&cfg.unit_dir));
+        fake.set_unit(&unit_name("alpha"), true, true);
+        fake.set_unit(&cfg.nginx_unit, true, true);
+        sb.write_config(&format!(
+            "systemd:\n  bus_address: {}\nnginx:\n  test_command: {}\n",
+            json!(fake.address()),
+            json!(sb.nginx_test_command())
+        ));
+        Host { sb, fake }
+    }
+
+    fn daemon(&self, failpoint: Option<&str>) -> ChildDaemon {
+        let armed = failpoint.map(|f| format!("{f}=return"));
+        ChildDaemon::start(BIN, &self.sb, armed.as_deref())
+    }
+
+    fn state(&self) -> State {
+        let cfg = self.sb.config();
+        let registry = abssd::registry::Registry::load(&cfg.registry_file()).unwrap();
+        State {
+            data: snapshot_content(&cfg.instance_root.join("alpha/data")),
+            unit: fs::read(cfg.unit_file("alpha")).ok(),
+            site: fs::read(cfg.site_file("alpha")).ok(),
+            link: fs::read_link(cfg.site_link("alpha")).ok(),
+            registry: serde_json::to_value(registry.get("alpha").unwrap()).unwrap(),
+            index: fs::read(&cfg.index_file).ok(),
+        }
+    }
+
+    /// Change data, unit file, site, link and registry entry, so that "as
+    /// before" and "as restored" differ in each.
+    fn vandalize(&self) {
+        let cfg = self.sb.config();
+        let data = cfg.instance_root.join("alpha/data");
+        fs::write(data.join("user-files/budget-1/db.sqlite"), b"vandalized\n").unwrap();
+        fs::remove_file(data.join("user-files/budget-1/metadata.json")).unwrap();
+        fs::write(data.join("stray-file"), b"stray\n").unwrap();
+        let mut unit = fs::read(cfg.unit_file("alpha")).unwrap();
+        unit.extend_from_slice(b"# edited\n");
+        fs::write(cfg.unit_file("alpha"), unit).unwrap();
+        fs::write(
+            cfg.site_file("alpha"),
+            b"server { listen 127.0.0.1:8081; server_name changed.test; }\n",
+        )
+        .unwrap();
+        fs::remove_file(cfg.site_link("alpha")).unwrap();
+        let file = cfg.registry_file();
+        let mut reg = abssd::registry::Registry::load(&file).unwrap();
+        reg.get_mut("alpha").unwrap().version = Some("0.0.0-vandalized".into());
+        reg.save(&file).unwrap();
+    }
+
+    fn unit_running(&self) -> bool {
+        self.fake.state(&unit_name("alpha")).unwrap().is_active()
+    }
+
+    /// Nothing an interrupted operation works with is left anywhere.
+    fn assert_no_leftovers(&self, what: &str) {
+        for path in snapshot(&self.sb.prefix).keys() {
+            let name = path.file_name().unwrap().to_string_lossy();
+            let leftover = name.contains(".pre-restore-")
+                || name.contains(".bak-")
+                || name.contains(".restore-")
+                || name.contains(".new-")
+                || name.ends_with(".partial")
+                || name.ends_with(".tmp");
+            assert!(!leftover, "{what}: leftover {}", path.display());
+        }
+        let journal = self.sb.config().state_dir.join("journal");
+        assert!(
+            snapshot(&journal).is_empty(),
+            "{what}: journal left: {:?}",
+            snapshot(&journal).keys()
+        );
+    }
+}
+
+/// Is `now` the restored state: data, unit, site and link as at backup time,
+/// the registry entry as then plus `last_restored_*`, and the index entry of
+/// `id` annotated with restore `op_id`?
+fn restored(now: &State, at_backup: &State, id: &str, op_id: &str) -> Result<(), String> {
+    if now.data != at_backup.data {
+        return Err("data differs from the backup".into());
+    }
+    if (&now.unit, &now.site, &now.link) != (&at_backup.unit, &at_backup.site, &at_backup.link) {
+        return Err("unit file, site or link differ from the backup".into());
+    }
+    let mut reg = now.registry.clone();
+    let meta = reg["metadata"]
+        .as_object_mut()
+        .ok_or("no registry metadata")?;
+    if meta.remove("last_restored_at").is_none() || meta.remove("last_restored_by").is_none() {
+        return Err("registry entry not marked restored".into());
+    }
+    if reg != at_backup.registry {
+        return Err(format!(
+            "registry entry {reg} is not the archived {}",
+            at_backup.registry
+        ));
+    }
+    let index: Value = serde_json::from_slice(now.index.as_deref().unwrap_or(b"{}")).unwrap();
+    let annotated = index["backups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["id"] == id)
+        .any(|e| {
+            e["restores"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["op_id"] == op_id))
+        });
+    if !annotated {
+        return Err("the index entry does not record the restore".into());
+    }
+    Ok(())
+}
+
+/// Kill a live restore at `failpoint`, recover, and check. Returns whether the
+/// instance ended up restored (else it is exactly as before).
+async fn restore_killed_at(failpoint: &str) -> bool {
+    let host = Host::new();
+    let d = host.daemon(None);
+    let made = backup(&client(&d.socket).await, "alpha").await;
+    let at_backup = host.state();
+    assert_eq!(d.stop().code(), Some(0));
+    host.vandalize();
+    let before = host.state();
+
+    let d = host.daemon(Some(failpoint));
+    let params = RestoreParams {
+        id: made.id.clone(),
+        yes: true,
+        no_pre_backup: true,
+        detach: true,
+        ..Default::default()
+    };
+    let op_id = call::<BackupRestore>(&client(&d.socket).await, &params)
+        .await
+        .unwrap()
+        .op_id;
+    let status = d.wait(Duration::from_secs(60));
+    assert!(aborted(&status), "{failpoint}: never reached ({status})");
+
+    let d = host.daemon(None);
+    check_recovered(&host, &d, &op_id, failpoint).await;
+    let now = host.state();
+    let outcome = if now == before {
+        false
+    } else if let Err(why) = restored(&now, &at_backup, &made.id, &op_id) {
+        panic!(
+            "{failpoint}: neither as before nor as restored: {why}\nbefore: {before:#?}\nnow: {now:#?}"
+        );
+    } else {
+        true
+    };
+    assert!(host.unit_running(), "{failpoint}: the unit is not running");
+    host.assert_no_leftovers(failpoint);
+    d.stop();
+    outcome
+}
+
+/// The recovered operation is listed with its id, in `daemon status`, and in
+/// the operations log.
+async fn check_recovered(host: &Host, d: &ChildDaemon, op_id: &str, what: &str) {
+    let c = client(&d.socket).await;
+    let ops = call::<OpList>(&c, &OpListParams::default()).await.unwrap();
+    let op = ops
+        .operations
+        .iter()
+        .find(|o| o.op_id == op_id)
+        .unwrap_or_else(|| panic!("{what}: {op_id} not in op list"));
+    assert!(
+        op.recovered && op.state != OpState::Running,
+        "{what}: {op:?}"
+    );
+    let status = call::<DaemonStatusMethod>(&c, &NoParams {}).await.unwrap();
+    assert!(status.recovered.iter().any(|o| o.op_id == op_id), "{what}");
+    let log = fs::read_to_string(host.sb.config().oplog_file()).unwrap();
+    assert!(
+        log.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .any(|l| l["op_id"] == op_id && l["args"]["recovery"] == true),
+        "{what}: no operations-log line for the recovery"
+    );
+}
+
+/// Kill a create at `failpoint`, recover, and check. Returns whether the
+/// backup survived (indexed, archive and sidecar intact); else no trace of it
+/// is left.
+async fn create_killed_at(failpoint: &str) -> bool {
+    let host = Host::new();
+    let cfg = host.sb.config();
+    let before = fs::read(&cfg.index_file).ok();
+    let d = host.daemon(Some(failpoint));
+    let params = CreateParams {
+        instance: "alpha".into(),
+        detach: true,
+        ..Default::default()
+    };
+    let op_id = call::<BackupCreate>(&client(&d.socket).await, &params)
+        .await
+        .unwrap()
+        .op_id;
+    let status = d.wait(Duration::from_secs(60));
+    assert!(aborted(&status), "{failpoint}: never reached ({status})");
+
+    let d = host.daemon(None);
+    check_recovered(&host, &d, &op_id, failpoint).await;
+    let archives = snapshot(&cfg.backups_root);
+    let index = fs::read(&cfg.index_file).ok();
+    let kept = index != before;
+    if kept {
+        let idx: Value = serde_json::from_slice(index.as_deref().unwrap()).unwrap();
+        let entry = &idx["backups"][0];
+        let archive = PathBuf::from(entry["path"].as_str().unwrap());
+        let out = std::process::Command::new("sha256sum")
+            .arg(&archive)
+            .output()
+            .unwrap();
+        let hex = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            hex.starts_with(entry["checksum"]["value"].as_str().unwrap()),
+            "{failpoint}"
+        );
+        assert!(PathBuf::from(format!("{}.sha256", archive.display())).exists());
+    } else {
+        let files: Vec<_> = archives
+            .iter()
+            .filter(|(p, n)| n.0 == 'f' && !p.ends_with("backups.json"))
+            .map(|(p, _)| p.clone())
+            .collect();
+        assert!(files.is_empty(), "{failpoint}: left {files:?}");
+    }
+    host.assert_no_leftovers(failpoint);
+    d.stop();
+    kept
+}
+
+/// Every crash point in the source is exercised; each prefix names the
+/// operations that pass through it, so a new point cannot go unexercised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
+    let points = crash_points();
+    assert!(
+        points.len() >= 30,
+        "only {} crash points found: {points:?}",
+        points.len()
+    );
+    let mut runs = Vec::new();
+    for point in &points {
+        let (create, restore) = match point.split("::").next().unwrap() {
+            "create" => (true, false),
+            "restore" => (false, true),
+            "index" => (true, true),
+            "registry" => (false, true),
+            other => panic!("crash point {point}: no scenario for {other}:: points; add one here"),
+        };
+        if create {
+            let kept = create_killed_at(point).await;
+            // Only a create that wrote its index entry had finished.
+            assert_eq!(
+                kept,
+                point == "create::after-index",
+                "create killed at {point}"
+            );
+            runs.push(format!("create@{point}"));
+        }
+        if restore {
+            let after = restore_killed_at(point).await;
+            let committed = matches!(
+                point.as_str(),
+                "restore::after-commit"
+                    | "restore::after-cleanup"
+                    | "restore::after-annotate"
+                    // The first index write of a live restore without a
+                    // pre-restore backup is its annotation, after the commit.
+                    | "index::before-rename"
+            );
+            assert_eq!(after, committed, "restore killed at {point}");
+            runs.push(format!("restore@{point}"));
+        }
+    }
+    eprintln!("{} kill points exercised: {}", runs.len(), runs.join(", "));
+}
