@@ -82,7 +82,7 @@ impl Host {
         let cfg = self.sb.config();
         let data = cfg.instance_root.join("alpha/data");
         fs::write(data.join("user-files/budget-1/db.sqlite"), b"vandalized\n").unwrap();
-        fs::remove_file(data.join("user-files/budget-1/metadata.json")).unwrap();
+        let _ = fs::remove_file(data.join("user-files/budget-1/metadata.json"));
         fs::write(data.join("stray-file"), b"stray\n").unwrap();
         let mut unit = fs::read(cfg.unit_file("alpha")).unwrap();
         unit.extend_from_slice(b"# edited\n");
@@ -92,7 +92,7 @@ impl Host {
             b"server { listen 127.0.0.1:8081; server_name changed.test; }\n",
         )
         .unwrap();
-        fs::remove_file(cfg.site_link("alpha")).unwrap();
+        let _ = fs::remove_file(cfg.site_link("alpha"));
         let file = cfg.registry_file();
         let mut reg = abssd::registry::Registry::load(&file).unwrap();
         reg.get_mut("alpha").unwrap().version = Some("0.0.0-vandalized".into());
@@ -147,8 +147,16 @@ fn restored(now: &State, at_backup: &State, id: &str, op_id: &str) -> Result<(),
             at_backup.registry
         ));
     }
-    let index: Value = serde_json::from_slice(now.index.as_deref().unwrap_or(b"{}")).unwrap();
-    let annotated = index["backups"]
+    if !annotated(now, id, op_id) {
+        return Err("the index entry does not record the restore".into());
+    }
+    Ok(())
+}
+
+/// Whether the index entry of `id` records restore `op_id`.
+fn annotated(state: &State, id: &str, op_id: &str) -> bool {
+    let index: Value = serde_json::from_slice(state.index.as_deref().unwrap_or(b"{}")).unwrap();
+    index["backups"]
         .as_array()
         .into_iter()
         .flatten()
@@ -157,11 +165,7 @@ fn restored(now: &State, at_backup: &State, id: &str, op_id: &str) -> Result<(),
             e["restores"]
                 .as_array()
                 .is_some_and(|r| r.iter().any(|r| r["op_id"] == op_id))
-        });
-    if !annotated {
-        return Err("the index entry does not record the restore".into());
-    }
-    Ok(())
+        })
 }
 
 /// Kill a live restore at `failpoint`, recover, and check. Returns whether the
@@ -330,4 +334,102 @@ async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
         }
     }
     eprintln!("{} kill points exercised: {}", runs.len(), runs.join(", "));
+}
+
+/// Enough data that a restore takes a while: 8 MiB that does not compress and
+/// 1 000 small files.
+fn bulk_up(host: &Host) {
+    let data = host.sb.config().instance_root.join("alpha/data");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut big = Vec::with_capacity(8 << 20);
+    while big.len() < 8 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(data.join("server-files/blob.bin"), &big).unwrap();
+    for i in 0..1000 {
+        let dir = data.join(format!("user-files/many/{:02}", i % 40));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("f{i}.json")), format!("{{\"n\": {i}}}\n")).unwrap();
+    }
+}
+
+/// `kill -9` at deterministic pseudo-random moments of a live restore of a
+/// larger instance (with its pre-restore backup), then a fresh start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_of_a_restore_leaves_before_or_after() {
+    let host = Host::new();
+    bulk_up(&host);
+    let d = host.daemon(None);
+    let made = backup(&client(&d.socket).await, "alpha").await;
+    let at_backup = host.state();
+    // How long a whole restore takes here, to spread the kills over it.
+    host.vandalize();
+    let params = RestoreParams {
+        id: made.id.clone(),
+        yes: true,
+        detach: true,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let c = client(&d.socket).await;
+    let whole = call::<BackupRestore>(
+        &c,
+        &RestoreParams {
+            detach: false,
+            ..params.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert!(restored(&host.state(), &at_backup, &made.id, &whole.op_id).is_ok());
+    d.stop();
+
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut outcomes = Vec::new();
+    for round in 0..6 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        // Somewhere in 5%..105% of a whole restore.
+        let at = took.mul_f64(0.05 + (seed >> 11) as f64 / (1u64 << 53) as f64);
+        host.vandalize();
+        let before = host.state();
+        let d = host.daemon(None);
+        let op_id = call::<BackupRestore>(&client(&d.socket).await, &params)
+            .await
+            .unwrap()
+            .op_id;
+        tokio::time::sleep(at).await;
+        d.kill();
+
+        let d = host.daemon(None);
+        let now = host.state();
+        let what = format!("round {round}, killed after {at:?} of {took:?}");
+        // The pre-restore backup, when it got that far, is an ordinary backup:
+        // the rest of the index must be as before or as restored.
+        let apart_from_index = |s: &State| State {
+            index: None,
+            ..s.clone()
+        };
+        let outcome = if apart_from_index(&now) == apart_from_index(&before) {
+            assert!(
+                !annotated(&now, &made.id, &op_id),
+                "{what}: rolled back but annotated"
+            );
+            "before"
+        } else {
+            restored(&now, &at_backup, &made.id, &op_id)
+                .unwrap_or_else(|why| panic!("{what}: neither as before nor as restored: {why}"));
+            "after"
+        };
+        assert!(host.unit_running(), "{what}: the unit is not running");
+        host.assert_no_leftovers(&what);
+        d.stop();
+        outcomes.push(format!("{at:?}: {outcome}"));
+    }
+    eprintln!("SIGKILL during a {took:?} restore: {}", outcomes.join(", "));
 }
