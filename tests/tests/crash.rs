@@ -289,6 +289,60 @@ async fn create_killed_at(failpoint: &str) -> bool {
     kept
 }
 
+/// Kill `backup verify --all` and `backup reconcile --apply` at `failpoint`
+/// (their only write is the index, replaced atomically), restart: the index
+/// is as before and no temporary file is left.
+async fn index_writers_killed_at(failpoint: &str) -> usize {
+    let host = Host::new();
+    let cfg = host.sb.config();
+    let d = host.daemon(None);
+    let made = backup(&client(&d.socket).await, "alpha").await;
+    d.stop();
+    // Something for each to write: a verify verdict, a missing archive.
+    fs::write(&made.archive, b"not the archive any more").unwrap();
+    let before = fs::read(&cfg.index_file).unwrap();
+    let mut killed = 0;
+    for method in ["verify", "reconcile"] {
+        let d = host.daemon(Some(failpoint));
+        let c = client(&d.socket).await;
+        if method == "verify" {
+            let p = VerifyParams {
+                all: true,
+                detach: true,
+                ..Default::default()
+            };
+            call::<abssd_proto::methods::BackupVerify>(&c, &p)
+                .await
+                .unwrap();
+        } else {
+            fs::remove_file(&made.archive).unwrap();
+            let p = ReconcileParams {
+                apply: true,
+                detach: true,
+                ..Default::default()
+            };
+            call::<abssd_proto::methods::BackupReconcile>(&c, &p)
+                .await
+                .unwrap();
+        }
+        let status = d.wait(Duration::from_secs(60));
+        assert!(
+            aborted(&status),
+            "{method} at {failpoint}: never reached ({status})"
+        );
+        let d = host.daemon(None);
+        assert_eq!(
+            fs::read(&cfg.index_file).unwrap(),
+            before,
+            "{method} at {failpoint}"
+        );
+        host.assert_no_leftovers(&format!("{method} at {failpoint}"));
+        d.stop();
+        killed += 1;
+    }
+    killed
+}
+
 /// Every crash point in the source is exercised; each prefix names the
 /// operations that pass through it, so a new point cannot go unexercised.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +358,11 @@ async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
         let (create, restore) = match point.split("::").next().unwrap() {
             "create" => (true, false),
             "restore" => (false, true),
-            "index" => (true, true),
+            "index" => {
+                let n = index_writers_killed_at(point).await;
+                runs.extend((0..n).map(|_| format!("verify/reconcile@{point}")));
+                (true, true)
+            }
             "registry" => (false, true),
             other => panic!("crash point {point}: no scenario for {other}:: points; add one here"),
         };
@@ -432,4 +490,70 @@ async fn sigkill_at_random_moments_of_a_restore_leaves_before_or_after() {
         outcomes.push(format!("{at:?}: {outcome}"));
     }
     eprintln!("SIGKILL during a {took:?} restore: {}", outcomes.join(", "));
+}
+
+/// SIGTERM lets a running restore finish, then exits cleanly; a second signal
+/// exits at once, and the next start recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_restore_finish_and_a_second_signal_exits_at_once() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let host = Host::new();
+    bulk_up(&host);
+    let d = host.daemon(None);
+    let made = backup(&client(&d.socket).await, "alpha").await;
+    let at_backup = host.state();
+    d.stop();
+    let params = RestoreParams {
+        id: made.id.clone(),
+        yes: true,
+        no_pre_backup: true,
+        detach: true,
+        ..Default::default()
+    };
+
+    // One SIGTERM mid-restore: new connections are refused, the restore ends.
+    host.vandalize();
+    let d = host.daemon(None);
+    let socket = d.socket.clone();
+    let op_id = call::<BackupRestore>(&client(&socket).await, &params)
+        .await
+        .unwrap()
+        .op_id;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    kill(Pid::from_raw(d.pid() as i32), Signal::SIGTERM).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_err(),
+        "still accepting after SIGTERM"
+    );
+    let status = d.wait(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "{status}");
+    restored(&host.state(), &at_backup, &made.id, &op_id).expect("the restore finished");
+    assert!(host.unit_running());
+    host.assert_no_leftovers("after SIGTERM");
+
+    // Two signals: out at once, and the next start leaves before or after.
+    host.vandalize();
+    let before = host.state();
+    let d = host.daemon(None);
+    let op_id = call::<BackupRestore>(&client(&d.socket).await, &params)
+        .await
+        .unwrap()
+        .op_id;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = Pid::from_raw(d.pid() as i32);
+    kill(pid, Signal::SIGTERM).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    kill(pid, Signal::SIGTERM).unwrap();
+    let status = d.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(143), "{status}");
+    let d = host.daemon(None);
+    let now = host.state();
+    if now != before {
+        restored(&now, &at_backup, &made.id, &op_id).expect("before or after");
+    }
+    assert!(host.unit_running());
+    host.assert_no_leftovers("after two signals");
+    d.stop();
 }

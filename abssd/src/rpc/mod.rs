@@ -127,6 +127,9 @@ pub async fn serve(
             }
         });
     }
+    // Stop accepting: from here a new client gets "connection refused" rather
+    // than waiting in the backlog of a daemon that is going away.
+    drop(listener);
     drop(stop);
     let _ = handle.stop();
     let _ = tokio::time::timeout(DRAIN, handle.stopped()).await;
