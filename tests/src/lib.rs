@@ -3,7 +3,8 @@
 //! ([`Daemon`]), a WebSocket client over that socket ([`client`]), and a fake
 //! systemd on a private D-Bus ([`FakeSystemd`], over [`bus::Bus`]);
 //! [`rawtar`] writes the hostile tar streams the extraction tests feed in;
-//! [`python`] makes archives and index entries the way the Python tool does.
+//! [`python`] makes archives and index entries the way the Python tool does;
+//! [`world`] puts it all together for restore tests ([`world::World`]).
 //!
 //! Everything lives under one temporary directory and is removed on drop.
 
@@ -24,6 +25,7 @@ use jsonrpsee::core::client::{Client, ClientBuilder};
 pub mod inspect;
 pub mod python;
 pub mod rawtar;
+pub mod world;
 
 /// A temporary prefix laid out like a host (SPEC §3), re-rooted.
 #[derive(Debug)]
