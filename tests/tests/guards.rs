@@ -8,10 +8,14 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use abssd_proto::methods::BackupCreate;
+use abssd_proto::methods::BackupReconcile;
+use abssd_proto::methods::call::call;
 use abssd_proto::*;
 use abssd_tests::backup;
-use abssd_tests::inspect::{Node, events_of, snapshot};
+use abssd_tests::inspect::{Node, events_of, snapshot, snapshot_content};
 use abssd_tests::world::{Tmpfs, World, assert_same, live, no_pre, restore};
+use serde_json::json;
 
 /// The names in a directory.
 fn names(dir: &Path) -> BTreeSet<String> {
@@ -188,5 +192,137 @@ async fn leftovers_of_earlier_restores_are_reported_and_never_touched() {
     // Only the old leftovers remain.
     fs::remove_dir_all(&old).unwrap();
     fs::remove_dir_all(&staging).unwrap();
+    w.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_filesystem_under_the_index_keeps_it_and_leaves_no_half_made_backup() {
+    let w = World::with_config(&["alpha"], |sb| {
+        format!(
+            "backups:\n  index: {}\n",
+            json!(sb.path("index/backups.json"))
+        )
+    });
+    let cfg = w.cfg();
+    let dir = w.sb.path("index");
+    assert_eq!(cfg.index_file, dir.join("backups.json"));
+    let small = Tmpfs::mount(&dir, "256k");
+    let c = w.client().await;
+    let first = backup(&c, "alpha").await;
+    small.fill();
+    let index_before = w.index();
+    let archives: BTreeSet<PathBuf> = snapshot_content(&cfg.backups_root).into_keys().collect();
+    let in_dir = BTreeSet::from(["backups.json".to_owned(), ".filler".to_owned()]);
+    assert_eq!(names(&dir), in_dir);
+
+    let no_space = |err: &WireError| {
+        assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+        for part in [
+            &format!("no space left to write {}", cfg.index_file.display()),
+            "the file is unchanged",
+            &format!("free space on {}", dir.display()),
+        ] {
+            assert!(err.message.contains(part), "{part:?}: {}", err.message);
+        }
+        assert_eq!(
+            err.detail.as_ref().unwrap()["path"],
+            json!(cfg.index_file),
+            "{err:?}"
+        );
+    };
+
+    // backup.create: archive and sidecar are written, the index is not.
+    let err = call::<BackupCreate>(
+        &c,
+        &CreateParams {
+            instance: "alpha".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    no_space(&err);
+    assert_eq!(w.index(), index_before);
+    assert_eq!(names(&dir), in_dir, "a temporary file was left");
+    let now: BTreeSet<PathBuf> = snapshot_content(&cfg.backups_root).into_keys().collect();
+    assert_eq!(now, archives, "a half-made backup was left");
+
+    // backup.reconcile --apply: marking the missing archive fails the same way.
+    fs::remove_file(&first.archive).unwrap();
+    let err = call::<BackupReconcile>(
+        &c,
+        &ReconcileParams {
+            apply: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    no_space(&err);
+    assert_eq!(w.index(), index_before);
+    assert_eq!(names(&dir), in_dir, "a temporary file was left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_filesystem_under_the_registry_rolls_the_restore_back() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let cfg = w.cfg();
+    let made = backup(&c, "alpha").await;
+    change(&w, "alpha");
+    let small = Tmpfs::mount_over(&cfg.registry_dir, "64k");
+    small.fill();
+    let registry = cfg.registry_file();
+    let registry_then = fs::read(&registry).unwrap();
+    let mtime_then = fs::metadata(&registry).unwrap().modified().unwrap();
+    let in_dir = names(&cfg.registry_dir);
+    let (before, index_before) = (w.live_state(), w.index());
+    w.fake.clear_calls();
+
+    let err = restore(&c, &no_pre(&made.id)).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    assert!(
+        err.message
+            .contains(&format!("no space left to write {}", registry.display())),
+        "{}",
+        err.message
+    );
+    let detail = err.detail.clone().unwrap();
+    assert_eq!(detail["path"], json!(registry));
+    let undone: Vec<&str> = detail["rolled_back"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(
+        undone.iter().any(|u| u.starts_with("data put back")),
+        "{undone:?}"
+    );
+    assert!(detail["left"].as_array().unwrap().is_empty(), "{detail}");
+
+    // Data, unit file, site, link and registry as they were; the registry never rewritten.
+    assert_same(&before, &w.live_state());
+    assert_eq!(fs::read(&registry).unwrap(), registry_then);
+    assert_eq!(
+        fs::metadata(&registry).unwrap().modified().unwrap(),
+        mtime_then
+    );
+    assert_eq!(
+        names(&cfg.registry_dir),
+        in_dir,
+        "a temporary file was left"
+    );
+    assert_eq!(w.index(), index_before);
+    assert!(w.unit_active("alpha"));
+    assert_eq!(
+        w.jobs(),
+        [
+            "StopUnit abssctl-alpha.service",
+            "Reload",
+            "Reload",
+            "StartUnit abssctl-alpha.service",
+        ]
+    );
     w.assert_no_leftovers();
 }
