@@ -36,6 +36,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file could not be replaced because its filesystem is full (or the
+    /// quota is used up); the previous file is unchanged.
+    #[error("no space left to write {}: {source}; the file is unchanged; free space on {} and retry", path.display(), parent_text(path))]
+    NoSpace {
+        /// The file that was to be replaced.
+        path: PathBuf,
+        /// The OS error (`ENOSPC`, `EDQUOT`).
+        #[source]
+        source: std::io::Error,
+    },
     /// A state file (index, registry, config) cannot be parsed.
     #[error("{} is not valid {format}: {message}; fix or restore the file (abssd never replaces a corrupt file)", path.display())]
     Corrupt {
@@ -93,6 +103,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Validation(_) => ErrorKind::Validation,
             Error::Io { .. } => ErrorKind::Environment,
+            Error::NoSpace { .. } => ErrorKind::Environment,
             Error::Corrupt { .. } => ErrorKind::Environment,
             Error::Environment(_) => ErrorKind::Environment,
             Error::LockTimeout { .. } => ErrorKind::Busy,
@@ -107,7 +118,7 @@ impl Error {
     /// The error as it travels.
     pub fn to_wire(&self) -> WireError {
         let detail = match self {
-            Error::Io { path, .. } | Error::Corrupt { path, .. } => {
+            Error::Io { path, .. } | Error::NoSpace { path, .. } | Error::Corrupt { path, .. } => {
                 Some(serde_json::json!({ "path": path }))
             }
             Error::RolledBack {
@@ -143,6 +154,14 @@ impl Error {
     pub fn validation(msg: impl Into<String>) -> Error {
         Error::Validation(msg.into())
     }
+}
+
+fn parent_text(path: &Path) -> String {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("/"))
+        .display()
+        .to_string()
 }
 
 fn rolled_back_text(undone: &[String]) -> String {

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Mode of directories the daemon creates.
 pub const DIR_MODE: u32 = 0o750;
@@ -25,7 +25,9 @@ pub fn ensure_dir(path: &Path) -> Result<()> {
         .at("creating directory", path)
 }
 
-/// Atomically replace `path` with `bytes` (mode [`FILE_MODE`]).
+/// Atomically replace `path` with `bytes` (mode [`FILE_MODE`]). On failure
+/// the temporary file is removed and `path` is as it was; a full filesystem is
+/// [`Error::NoSpace`] naming `path`.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = write_temp(path, bytes)?;
     replace(tmp, path)
@@ -36,15 +38,30 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let dir = path.parent().unwrap_or(Path::new("."));
     ensure_dir(dir)?;
+    // A full filesystem is said as such, naming the file, not its temporary.
+    let fail = |action: &'static str, at: &Path, source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Error::NoSpace {
+            path: path.to_owned(),
+            source,
+        },
+        _ => Error::Io {
+            action,
+            path: at.to_owned(),
+            source,
+        },
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(path))
         .suffix(".tmp")
         .permissions(fs::Permissions::from_mode(FILE_MODE))
         .tempfile_in(dir)
-        .at("creating temporary file in", dir)?;
-    // Dropping on error removes the temporary file; the old file is untouched.
-    tmp.write_all(bytes).at("writing", tmp.path())?;
-    tmp.as_file().sync_all().at("syncing", tmp.path())?;
+        .map_err(|e| fail("creating temporary file in", dir, e))?;
+    // Dropping `tmp` on error removes the temporary file; the old file is untouched.
+    tmp.write_all(bytes)
+        .map_err(|e| fail("writing", tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| fail("syncing", tmp.path(), e))?;
     Ok(tmp)
 }
 

@@ -142,6 +142,12 @@ pub struct RestorePlan {
     pub steps: Vec<RestoreStep>,
     /// `true` when this plan was only computed.
     pub dry_run: bool,
+    /// What pre-flight noticed that does not stop the restore, for people:
+    /// e.g. a `.pre-restore-*` directory or staging directory left beside the
+    /// data by an earlier restore, which this one keeps and never reuses.
+    /// Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `backup.restore` result.

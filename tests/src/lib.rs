@@ -4,7 +4,8 @@
 //! systemd on a private D-Bus ([`FakeSystemd`], over [`bus::Bus`]);
 //! [`rawtar`] writes the hostile tar streams the extraction tests feed in;
 //! [`python`] makes archives and index entries the way the Python tool does;
-//! [`child`] runs abssd as a process with its crash points armed.
+//! [`child`] runs abssd as a process with its crash points armed;
+//! [`world`] puts it all together for restore tests ([`world::World`]).
 //!
 //! Everything lives under one temporary directory and is removed on drop.
 
@@ -26,6 +27,7 @@ use jsonrpsee::core::client::{Client, ClientBuilder};
 pub mod inspect;
 pub mod python;
 pub mod rawtar;
+pub mod world;
 
 /// A temporary prefix laid out like a host (SPEC §3), re-rooted.
 #[derive(Debug)]

@@ -2,7 +2,6 @@
 //! private dbus-daemon, the real `nginx -t`, archives from our writer and from
 //! GNU tar.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,182 +10,12 @@ use abssd::config::unit_name;
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupRestore, BackupShow};
 use abssd_proto::*;
-use abssd_tests::inspect::{
-    Node, events_of, phase, snapshot, snapshot_content, waited_for_instance,
-};
+use abssd_tests::inspect::{events_of, phase, snapshot, waited_for_instance};
 use abssd_tests::python::{python_style_archive, register_python_entry};
-use abssd_tests::{Daemon, FakeSystemd, Sandbox, Verb, backup, client};
+use abssd_tests::world::{Tmpfs, World, assert_same, live, no_pre, restore};
+use abssd_tests::{Verb, backup};
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
-
-/// A sandbox with instances, a fake systemd that knows their units (running and
-/// enabled), the real nginx check, and the daemon.
-struct World {
-    sb: Sandbox,
-    fake: FakeSystemd,
-    daemon: Daemon,
-}
-
-impl World {
-    fn new(instances: &[&str]) -> World {
-        let sb = Sandbox::new();
-        for name in instances {
-            sb.add_instance(name);
-        }
-        let cfg = sb.config();
-        let fake = FakeSystemd::start(Some(&cfg.unit_dir));
-        for name in instances {
-            fake.set_unit(&unit_name(name), true, true);
-        }
-        let nginx = sb.nginx_test_command();
-        sb.write_config(&format!(
-            "systemd:\n  bus_address: {}\nnginx:\n  test_command: {}\n",
-            json!(fake.address()),
-            json!(nginx)
-        ));
-        let daemon = Daemon::start(&sb);
-        World { sb, fake, daemon }
-    }
-
-    fn cfg(&self) -> abssd::Config {
-        self.sb.config()
-    }
-
-    async fn client(&self) -> Client {
-        client(&self.daemon.socket).await
-    }
-
-    fn data(&self, name: &str) -> PathBuf {
-        self.cfg().instance_root.join(name).join("data")
-    }
-
-    /// Everything a live restore may touch, apart from the index and backups.
-    fn live_state(&self) -> Vec<BTreeMap<PathBuf, Node>> {
-        let cfg = self.cfg();
-        // The backups and restores roots live under the instance root too.
-        let mut instances = snapshot_content(&cfg.instance_root);
-        instances.retain(|p, _| !(p.starts_with("backups") || p.starts_with("restores")));
-        vec![
-            instances,
-            snapshot(&cfg.unit_dir),
-            snapshot(&cfg.sites_available),
-            snapshot(&cfg.sites_enabled),
-            // A rolled-back registry is rewritten with its old content: compare
-            // content and mode, not the file's mtime.
-            snapshot(&cfg.registry_dir)
-                .into_iter()
-                .map(|(p, n)| (p, (n.0, n.1, n.2, n.3, 0, n.5)))
-                .collect(),
-        ]
-    }
-
-    fn index(&self) -> Vec<u8> {
-        fs::read(self.cfg().index_file).unwrap()
-    }
-
-    fn unit_active(&self, name: &str) -> bool {
-        self.fake
-            .state(&unit_name(name))
-            .expect("unit known")
-            .is_active()
-    }
-
-    fn calls(&self, prefix: &str) -> usize {
-        self.fake
-            .calls()
-            .iter()
-            .filter(|c| *c == prefix || c.starts_with(&format!("{prefix} ")))
-            .count()
-    }
-
-    /// The calls that change something: starts, stops and reloads, in order.
-    fn jobs(&self) -> Vec<String> {
-        self.fake
-            .calls()
-            .into_iter()
-            .filter(|c| {
-                ["StartUnit ", "StopUnit ", "RestartUnit ", "ReloadUnit "]
-                    .iter()
-                    .any(|p| c.starts_with(p))
-                    || c == "Reload"
-            })
-            .collect()
-    }
-
-    /// Nothing the restore works with is left behind anywhere in the prefix.
-    fn assert_no_leftovers(&self) {
-        let all = snapshot(&self.sb.prefix);
-        for path in all.keys() {
-            let name = path.file_name().unwrap().to_string_lossy();
-            assert!(
-                !(name.contains(".pre-restore-")
-                    || name.contains(".bak-")
-                    || name.contains(".restore-")
-                    || name.contains(".new-")
-                    || name.ends_with(".partial")),
-                "leftover {}",
-                path.display()
-            );
-        }
-        let journal = self.cfg().state_dir.join("journal");
-        assert!(
-            snapshot(&journal).is_empty(),
-            "journal left: {:?}",
-            snapshot(&journal).keys()
-        );
-    }
-}
-
-/// Two sets of snapshots are equal; on failure name the paths that differ.
-fn assert_same(before: &[BTreeMap<PathBuf, Node>], after: &[BTreeMap<PathBuf, Node>]) {
-    let mut diffs = Vec::new();
-    for (b, a) in before.iter().zip(after) {
-        for (path, node) in b {
-            match a.get(path) {
-                None => diffs.push(format!("gone: {}", path.display())),
-                Some(n) if n != node => diffs.push(format!(
-                    "changed: {} (kind/mode/uid/gid/mtime {:?} -> {:?}, content same: {})",
-                    path.display(),
-                    (node.0, node.1, node.2, node.3, node.4),
-                    (n.0, n.1, n.2, n.3, n.4),
-                    n.5 == node.5
-                )),
-                _ => {}
-            }
-        }
-        for path in a.keys().filter(|p| !b.contains_key(*p)) {
-            diffs.push(format!("new: {}", path.display()));
-        }
-    }
-    assert!(
-        diffs.is_empty(),
-        "live state differs:\n{}",
-        diffs.join("\n")
-    );
-}
-
-fn live(id: &str) -> RestoreParams {
-    RestoreParams {
-        id: id.into(),
-        yes: true,
-        ..Default::default()
-    }
-}
-
-/// A live restore without the pre-restore backup (most tests do not need it).
-fn no_pre(id: &str) -> RestoreParams {
-    RestoreParams {
-        no_pre_backup: true,
-        ..live(id)
-    }
-}
-
-async fn restore(
-    c: &Client,
-    params: &RestoreParams,
-) -> Result<OpOutcome<RestorePlan, RestoreResult>, WireError> {
-    call::<BackupRestore>(c, params).await
-}
 
 async fn entry(c: &Client, id: &str) -> BackupEntry {
     call::<BackupShow>(c, &ShowParams { id: id.into() })
@@ -637,34 +466,6 @@ async fn a_permission_failure_rolls_back_everything() {
     assert_same(&before, &w.live_state());
     assert!(w.unit_active("alpha"));
     w.assert_no_leftovers();
-}
-
-/// A small tmpfs mounted for the life of the guard.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0750"),
-                "abssd-test",
-            ])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs on {}", dir.display());
-        Tmpfs(dir.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

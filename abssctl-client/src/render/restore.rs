@@ -59,6 +59,19 @@ pub fn plan(p: &RestorePlan) -> String {
         text.push_str(line.trim_end());
         text.push('\n');
     }
+    text.push_str(&warnings(&p.warnings));
+    text
+}
+
+/// `Warnings:` and one line each, or nothing.
+fn warnings(list: &[String]) -> String {
+    let mut text = String::new();
+    if !list.is_empty() {
+        text.push_str("Warnings:\n");
+        for warning in list {
+            text.push_str(&format!("  - {warning}\n"));
+        }
+    }
     text
 }
 
@@ -162,6 +175,7 @@ pub fn confirmation(p: &RestorePlan, no_pre_backup: bool) -> String {
     for item in items {
         text.push_str(&format!("  - {item}\n"));
     }
+    text.push_str(&warnings(&p.warnings));
     text.push_str("If any step fails, everything is rolled back.\n");
     text
 }
@@ -222,12 +236,7 @@ pub fn restored(r: &RestoreResult, unit: Option<&str>) -> String {
     ));
     pairs.push(("restored", r.restored_at.clone()));
     text.push_str(&fields(2, &pairs));
-    if !r.warnings.is_empty() {
-        text.push_str("Warnings:\n");
-        for warning in &r.warnings {
-            text.push_str(&format!("  - {warning}\n"));
-        }
-    }
+    text.push_str(&warnings(&r.warnings));
     text
 }
 
@@ -276,6 +285,21 @@ mod tests {
         ] {
             assert!(text.contains(part), "missing {part:?}:\n{text}");
         }
+        assert!(!text.contains("Warnings"), "{text}");
+    }
+
+    #[test]
+    fn plan_and_question_show_the_warnings() {
+        let mut p = live_plan();
+        p.warnings = vec![
+            "/srv/alpha.pre-restore-x holds the data an earlier restore replaced; it is kept"
+                .into(),
+        ];
+        let want = "Warnings:\n  - /srv/alpha.pre-restore-x holds the data an earlier restore replaced; it is kept\n";
+        let text = plan(&p);
+        assert!(text.ends_with(want), "{text}");
+        let text = confirmation(&p, false);
+        assert!(text.contains(&format!("{want}If any step fails")), "{text}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   could not be.
 //! * `dest`     — `--dest`: the data only, into a new directory.
 //! * `recover`  — start-up recovery of a restore the daemon stopped during.
+//! * `guards`   — pre-flight checks of the filesystem around the target: one
+//!   mount for the swap's renames, and what earlier restores left there.
 //!
 //! Extraction itself is [`crate::extract`]: every entry is created by us beneath
 //! the staging directory, and the archive is hashed in the same pass.
@@ -32,6 +34,7 @@ use crate::ops::{ByteProgress, Ctx, LockEvents, Progress, Sink};
 use crate::systemd::{Systemd, Units};
 
 mod dest;
+mod guards;
 mod live;
 pub mod plan;
 pub mod recover;
@@ -78,6 +81,9 @@ pub async fn run(
     progress.emit(EventKind::Plan {
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
+    for w in &plan.warnings {
+        message(&**progress, "warning", w.clone());
+    }
     let short = plan.space.available_bytes < plan.space.needed_bytes;
     if params.dry_run {
         if short {

@@ -8,6 +8,7 @@ use abssd_proto::{
     SpacePlan, UnitPlan,
 };
 
+use super::guards;
 use crate::config::{Config, site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::index::Index;
@@ -31,10 +32,13 @@ pub struct Preflight {
     pub target: PathBuf,
     /// Free bytes on the target's filesystem.
     pub available: u64,
+    /// What earlier restores left beside the target (kept, never reused).
+    pub leftovers: Vec<String>,
 }
 
 /// Load the entry and check archive, sidecar and algorithm (SPEC §7 step 1), the
-/// target (live data root or `--dest`) and free space (step 2). The unit state is
+/// target (live data root or `--dest`: one mount with where it is staged) and
+/// free space (step 2), and list what earlier restores left. The unit state is
 /// filled in by the caller.
 pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
     if let Some(name) = &params.instance {
@@ -116,6 +120,9 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
             (Some(instance), root)
         }
     };
+    let live = params.dest.is_none();
+    guards::one_mount(&target, live)?;
+    let leftovers = guards::leftovers(config, &entry.instance, &target, live);
     let available = free_bytes(&target)?;
     Ok(Preflight {
         entry,
@@ -125,6 +132,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
         algorithm,
         target,
         available,
+        leftovers,
     })
 }
 
@@ -262,10 +270,7 @@ pub fn staging_dir(target: &Path, stamp: &str) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "data".into());
-    target
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .join(format!(".{name}.restore-{stamp}"))
+    guards::work_dir(target).join(format!(".{name}.restore-{stamp}"))
 }
 
 /// Everything the plan reports.
@@ -436,6 +441,7 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
         pre_backup_dir: pre_backup_dir.map(|d| d.display().to_string()),
         steps,
         dry_run: params.dry_run,
+        warnings: pre.leftovers.clone(),
     })
 }
 
