@@ -34,7 +34,8 @@ pub fn render(op: &Operation, outcome: &Outcome) -> Value {
             (
                 "error",
                 e.message.clone(),
-                vec![json!({"kind": e.kind, "message": e.message})],
+                // `detail` says what a rollback put back and what is left.
+                vec![json!({"kind": e.kind, "message": e.message, "detail": e.detail})],
                 rc,
                 None,
             )

@@ -129,12 +129,12 @@ async fn one(
                 None => Ok(json!({ "recovered": "finished", "id": record.backup_id })),
                 Some(removed) => {
                     say(op, &removed);
-                    Err(interrupted(
-                        "backup create",
-                        "its unfinished archive was removed",
-                        removed,
-                        Vec::new(),
-                    ))
+                    let what = if removed.is_empty() {
+                        "it had not written anything yet"
+                    } else {
+                        "its unfinished archive was removed"
+                    };
+                    Err(interrupted("backup create", what, removed, Vec::new()))
                 }
             }
         }

@@ -229,12 +229,18 @@ async fn check_recovered(host: &Host, d: &ChildDaemon, op_id: &str, what: &str) 
     let status = call::<DaemonStatusMethod>(&c, &NoParams {}).await.unwrap();
     assert!(status.recovered.iter().any(|o| o.op_id == op_id), "{what}");
     let log = fs::read_to_string(host.sb.config().oplog_file()).unwrap();
-    assert!(
-        log.lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .any(|l| l["op_id"] == op_id && l["args"]["recovery"] == true),
-        "{what}: no operations-log line for the recovery"
-    );
+    let line = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["op_id"] == op_id && l["args"]["recovery"] == true)
+        .unwrap_or_else(|| panic!("{what}: no operations-log line for the recovery"));
+    assert_eq!(line["command"], op.command, "{what}");
+    // What was done: the clean-up of a finished operation, or the rollback.
+    let said = match line["result"]["status"].as_str() {
+        Some("success") => &line["result"]["data"],
+        _ => &line["result"]["errors"][0]["detail"]["rolled_back"],
+    };
+    assert!(said.is_object() || said.is_array(), "{what}: {line}");
 }
 
 /// Kill a create at `failpoint`, recover, and check. Returns whether the

@@ -184,7 +184,9 @@ pub fn recover(index_file: &Path, record: &Record) -> Result<Option<Vec<String>>
                     Err(e) => return Err(e).at("removing", path),
                 }
             }
-            if let Some(dir) = archive.parent() {
+            if !removed.is_empty()
+                && let Some(dir) = archive.parent()
+            {
                 fsutil::sync_dir(dir)?;
             }
         }

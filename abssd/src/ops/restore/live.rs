@@ -340,6 +340,7 @@ fn install_file(
     let backup = std::fs::symlink_metadata(dest)
         .is_ok()
         .then(|| suffixed(dest, &format!(".bak-{}", job.stamp)));
+    refuse_existing(backup.as_deref())?;
     journal.begin(Step::Replace {
         path: dest.to_owned(),
         backup: backup.clone(),
@@ -405,6 +406,7 @@ fn set_link(
         .is_some()
         .then(|| dir.join(format!(".{file_name}.bak-{}", job.stamp)));
     let new = enabled.then(|| dir.join(format!(".{file_name}.new-{}", job.stamp)));
+    refuse_existing(backup.as_deref())?;
     journal.begin(Step::Replace {
         path: link.to_owned(),
         backup: backup.clone(),
@@ -496,6 +498,18 @@ fn apply_archived(job: &Job<'_>, entry: &mut Instance, meta: &serde_json::Map<St
         }
         paths.root = entry.paths.root.clone();
         entry.paths = paths;
+    }
+}
+
+/// A `.bak-*` name that is taken is never overwritten (it may be the only copy
+/// of an earlier file).
+fn refuse_existing(path: Option<&Path>) -> Result<()> {
+    match path {
+        Some(p) if std::fs::symlink_metadata(p).is_ok() => Err(Error::Environment(format!(
+            "{} already exists; not overwriting it",
+            p.display()
+        ))),
+        _ => Ok(()),
     }
 }
 
