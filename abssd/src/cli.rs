@@ -39,11 +39,7 @@ pub fn main() -> ExitCode {
     // Before any thread exists.
     crate::memory::limit_arenas();
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(&args.log);
     let over = crate::Overrides {
         prefix: args.prefix,
         config_file: args.config,
@@ -77,6 +73,31 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Log to the journal when systemd connected stderr to it (structured fields,
+/// priorities), else plain lines on stderr.
+fn init_logging(filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::new(filter);
+    if crate::service::logging_to_journal() {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(journal.with_syslog_identifier("abssd".into()))
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("abssd: cannot log to the journal ({e}); logging to stderr"),
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 /// Resolves at the first SIGTERM or SIGINT: the daemon stops accepting and lets

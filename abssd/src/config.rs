@@ -82,6 +82,9 @@ pub struct Config {
     pub max_connections: u32,
     /// Largest request body accepted.
     pub max_request_bytes: u32,
+    /// When socket-activated: exit after this long with no connection and no
+    /// running operation (`daemon.idle_timeout`; zero: never).
+    pub idle_timeout: Duration,
     /// Non-fatal findings (unknown keys), logged at start.
     pub warnings: Vec<String>,
 }
@@ -245,6 +248,7 @@ impl Config {
             .unwrap_or_else(|| operator_group.clone());
         let max_connections = f.int("daemon.max_connections")?.unwrap_or(64) as u32;
         let max_request_bytes = f.int("daemon.max_request_bytes")?.unwrap_or(1 << 20) as u32;
+        let idle_timeout = f.seconds("daemon.idle_timeout")?.unwrap_or(300.0);
 
         Ok(Config {
             config_file: config_file.clone(),
@@ -271,6 +275,7 @@ impl Config {
             socket_group,
             max_connections,
             max_request_bytes,
+            idle_timeout: Duration::from_secs_f64(idle_timeout),
             warnings,
         })
     }

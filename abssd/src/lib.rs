@@ -14,6 +14,7 @@
 //! * [`journal`]    — the write-ahead journal that drives rollback and recovery.
 //! * [`recovery`]   — finishing or rolling back, at start-up, what a stopped daemon left.
 //! * [`systemd`]    — unit state and start/stop/reload jobs over D-Bus (the only zbus user).
+//! * [`service`]    — running under systemd: socket activation, readiness, watchdog, journal.
 //! * [`nginx`]      — the nginx configuration check.
 //! * [`extract`]    — hashing and extracting an archive into a staging directory, safely.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
@@ -56,6 +57,7 @@ pub mod ops;
 pub mod recovery;
 pub mod registry;
 pub mod rpc;
+pub mod service;
 pub mod systemd;
 
 use std::future::Future;
@@ -73,14 +75,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // One daemon per state directory: recovery must never roll back the work
     // of another daemon that is still running.
     let _sole = sole_daemon(&config.state_dir)?;
+    let activated = service::activated_listener()?;
     let ctx = ops::Ctx::new(config);
     let operations = operations::Operations::default();
-    // Before the socket exists: no request ever sees a half-restored instance.
+    // Before the socket is served: no request ever sees a half-restored
+    // instance (under socket activation, clients wait in the backlog).
+    service::status("recovering interrupted operations");
     recovery::recover(&ctx, &operations).await;
-    let listener = rpc::bind(&ctx.config.socket, &ctx.config.socket_group).await?;
-    tracing::info!(socket = %socket.display(), "serving");
-    let served = rpc::serve(ctx, operations, listener, shutdown).await;
-    let _ = std::fs::remove_file(&socket);
+    let socket_activated = activated.is_some();
+    let (listener, idle) = match activated {
+        Some(std_listener) => {
+            let listener = tokio::net::UnixListener::from_std(std_listener)
+                .map_err(|e| Error::Environment(format!("the socket systemd passed: {e}")))?;
+            let idle = ctx.config.idle_timeout;
+            (listener, (!idle.is_zero()).then_some(idle))
+        }
+        None => (
+            rpc::bind(&ctx.config.socket, &ctx.config.socket_group).await?,
+            None,
+        ),
+    };
+    tracing::info!(socket = %socket.display(), socket_activated, "serving");
+    service::ready(&format!("serving {}", socket.display()));
+    service::spawn_watchdog();
+    let served = rpc::serve(ctx, operations, listener, shutdown, idle).await;
+    // A socket systemd passed is systemd's to keep (for the next activation).
+    if !socket_activated {
+        let _ = std::fs::remove_file(&socket);
+    }
     served
 }
 

@@ -7,7 +7,8 @@ use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use jsonrpsee::server::{Server, ServerConfig, serve_with_graceful_shutdown, stop_channel};
 use tokio::net::{UnixListener, UnixStream};
@@ -70,12 +71,16 @@ pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serve `listener` until `shutdown` resolves.
+/// Serve `listener` until `shutdown` resolves, or, with `idle`, until no
+/// client has been connected and no operation has run for that long (the
+/// socket-activated daemon exits; systemd starts it again on the next
+/// connection).
 pub async fn serve(
     ctx: Arc<Ctx>,
     ops: crate::operations::Operations,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
+    idle: Option<Duration>,
 ) -> Result<()> {
     let state = Arc::new(State::new(ctx.clone(), ops));
     let methods = methods::module(state.clone())
@@ -92,6 +97,10 @@ pub async fn serve(
         .to_service_builder();
     let (stop, handle) = stop_channel();
     tokio::pin!(shutdown);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_busy = Instant::now();
+    let mut shown = String::new();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -103,7 +112,26 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+            _ = tick.tick() => {
+                let running = state.ops.running().len();
+                let open = connections.load(Ordering::Relaxed);
+                let now = format!("serving; {running} operation(s) running, {open} client(s)");
+                if now != shown {
+                    crate::service::status(&now);
+                    shown = now;
+                }
+                if running > 0 || open > 0 {
+                    last_busy = Instant::now();
+                } else if let Some(idle) = idle
+                    && last_busy.elapsed() >= idle
+                {
+                    tracing::info!(idle_secs = idle.as_secs(), "idle: exiting until the socket unit starts abssd again");
+                    break;
+                }
+                continue;
+            }
         };
+        let open = Open::count(&connections);
         let group = cfg.operator_group.clone();
         let (builder, methods, stop) = (builder.clone(), methods.clone(), stop.clone());
         tokio::spawn(async move {
@@ -125,11 +153,17 @@ pub async fn serve(
             if let Err(e) = served.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(open);
         });
     }
     // Stop accepting: from here a new client gets "connection refused" rather
-    // than waiting in the backlog of a daemon that is going away.
+    // than waiting in the backlog of a daemon that is going away (under socket
+    // activation it waits for the next start instead).
     drop(listener);
+    crate::service::stopping(&format!(
+        "stopping: {} operation(s) to finish",
+        state.ops.running().len()
+    ));
     drop(stop);
     let _ = handle.stop();
     let _ = tokio::time::timeout(DRAIN, handle.stopped()).await;
@@ -143,4 +177,20 @@ pub async fn serve(
         tracing::warn!(op_id = %op.id, command = %op.command, "still running at exit; it is abandoned");
     }
     Ok(())
+}
+
+/// One open connection, counted while it lives (the idle exit waits for none).
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn count(connections: &Arc<AtomicUsize>) -> Open {
+        connections.fetch_add(1, Ordering::Relaxed);
+        Open(Arc::clone(connections))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
