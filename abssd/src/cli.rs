@@ -6,11 +6,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+const SERVICE: &str = "\
+Under systemd (abssd.socket + abssd.service, Type=notify):
+  - the socket passed by systemd (LISTEN_FDS) is served instead of binding one, and
+    abssd exits after daemon.idle_timeout seconds (default 300) with no client and no
+    running operation; the socket unit starts it again on the next connection;
+  - READY=1 is sent once interrupted operations are recovered and the socket is
+    served, STATUS= says what it is doing, and the watchdog (WatchdogSec=) is fed;
+  - logs go to the journal when stderr is connected to it.
+Before serving, every operation a previous run was stopped in the middle of is
+finished or rolled back from its journal (state_dir/journal/).
+SIGTERM/SIGINT: stop accepting, let running operations end (up to 120 s), exit.
+A second signal exits at once; the next start recovers.";
+
 /// The abssctl daemon: backs up, restores and reconciles Actual Budget sync
 /// server instances, and serves JSON-RPC on a Unix socket for `abssctl` and
 /// other local services. Runs as root under systemd in production.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, after_help = SERVICE)]
 struct Args {
     /// Re-root every default path (config, socket, state, backups, unit and nginx
     /// dirs, logs, runtime) under DIR. For sandboxes, tests and the demo.
