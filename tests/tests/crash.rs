@@ -180,13 +180,7 @@ async fn restore_killed_at(failpoint: &str) -> bool {
     let before = host.state();
 
     let d = host.daemon(Some(failpoint));
-    let params = RestoreParams {
-        id: made.id.clone(),
-        yes: true,
-        no_pre_backup: true,
-        detach: true,
-        ..Default::default()
-    };
+    let params = live(&made.id, false);
     let op_id = call::<BackupRestore>(&client(&d.socket).await, &params)
         .await
         .unwrap()
@@ -420,23 +414,38 @@ fn bulk_up(host: &Host) {
     }
 }
 
-/// `kill -9` at deterministic pseudo-random moments of a live restore of a
-/// larger instance (with its pre-restore backup), then a fresh start.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_moments_of_a_restore_leaves_before_or_after() {
+/// A host with the bigger instance, one backup of it (its state at backup
+/// time too), and no daemon running.
+async fn bulky_with_backup() -> (Host, CreateResult, State) {
     let host = Host::new();
     bulk_up(&host);
     let d = host.daemon(None);
     let made = backup(&client(&d.socket).await, "alpha").await;
     let at_backup = host.state();
-    // How long a whole restore takes here, to spread the kills over it.
-    host.vandalize();
-    let params = RestoreParams {
-        id: made.id.clone(),
+    d.stop();
+    (host, made, at_backup)
+}
+
+/// A detached live restore of `id`, confirmed.
+fn live(id: &str, pre_backup: bool) -> RestoreParams {
+    RestoreParams {
+        id: id.to_owned(),
         yes: true,
+        no_pre_backup: !pre_backup,
         detach: true,
         ..Default::default()
-    };
+    }
+}
+
+/// `kill -9` at deterministic pseudo-random moments of a live restore of a
+/// larger instance (with its pre-restore backup), then a fresh start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_of_a_restore_leaves_before_or_after() {
+    let (host, made, at_backup) = bulky_with_backup().await;
+    let d = host.daemon(None);
+    // How long a whole restore takes here, to spread the kills over it.
+    host.vandalize();
+    let params = live(&made.id, true);
     let started = std::time::Instant::now();
     let c = client(&d.socket).await;
     let whole = call::<BackupRestore>(
@@ -504,19 +513,8 @@ async fn sigkill_at_random_moments_of_a_restore_leaves_before_or_after() {
 async fn sigterm_lets_a_restore_finish_and_a_second_signal_exits_at_once() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
-    let host = Host::new();
-    bulk_up(&host);
-    let d = host.daemon(None);
-    let made = backup(&client(&d.socket).await, "alpha").await;
-    let at_backup = host.state();
-    d.stop();
-    let params = RestoreParams {
-        id: made.id.clone(),
-        yes: true,
-        no_pre_backup: true,
-        detach: true,
-        ..Default::default()
-    };
+    let (host, made, at_backup) = bulky_with_backup().await;
+    let params = live(&made.id, false);
 
     // One SIGTERM mid-restore: new connections are refused, the restore ends.
     host.vandalize();
