@@ -5,5 +5,8 @@
 //!   definition; the `abssctl-gen` binary writes them for `make install` and
 //!   the Debian package, so they cannot drift from `--help`.
 
+// Its doc comments are clap's help text, written for a terminal (`<time>` is a
+// placeholder there, not an HTML tag).
+#[allow(rustdoc::invalid_html_tags)]
 pub mod args;
 pub mod generate;
