@@ -6,8 +6,10 @@
 # live (systemd simulated by `fake-systemd` on a private D-Bus, nginx checked by
 # the real `nginx -t` when installed) and into a new directory with --dest.
 #
-# Under real systemd the same restore talks to PID 1 over the system bus: drop
-# --bus and run abssd as root (see README "Install").
+# Under real systemd the same restore talks to PID 1 over the system bus:
+# `make && sudo make install`, the steps in README "Installing" (group,
+# directories, `systemctl enable --now abssd.socket`), then the same abssctl
+# commands without --socket.
 #
 # Usage: scripts/demo.sh            (prefix from mktemp -d)
 #        DEMO_PREFIX=DIR scripts/demo.sh
@@ -338,4 +340,7 @@ Everything lives under the prefix: $PREFIX
     abssd.log                              the daemon's log
 Run it again in the same place:  DEMO_PREFIX=$PREFIX scripts/demo.sh
 Clean up:                        rm -rf '$PREFIX'
+The same under systemd (socket activation, real PID 1; README "Installing"):
+    make && sudo make install       # then sysusers, tmpfiles, enable --now abssd.socket
+    abssctl backup create demo      # the first call starts abssd
 EOF

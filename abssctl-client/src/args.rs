@@ -22,7 +22,7 @@ Exit codes:
   4    systemd, nginx or archive work failed, or an internal error
   130  interrupted: the client detached, the operation goes on in abssd";
 
-/// abssctl: back up, restore and check Actual Budget sync server instances through abssd.
+/// Back up, restore and check Actual Budget sync server instances through abssd.
 ///
 /// abssctl is the unprivileged client of the abssd daemon: it sends each request over
 /// the daemon's Unix socket, shows progress on stderr, and prints tables (or one JSON
@@ -121,6 +121,7 @@ pub enum BackupCommand {
     ///   orphaned    an archive that no index entry points at
     ///   mismatched  an archive that is present but whose entry does not say
     ///               "available", or whose size (with --verify: checksum) differs
+    ///
     /// .sha256 sidecars with neither an archive nor an entry are listed as stray
     /// sidecars: they are not drift, and reconcile never deletes anything.
     ///

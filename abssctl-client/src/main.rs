@@ -7,7 +7,9 @@
 //! code, through [`abssd_proto::ErrorKind::exit_code`].
 //!
 //! Layout:
-//! * `args`      — the clap command line and its help text; label splitting.
+//! * `args`      — the clap command line and its help text; label splitting. It
+//!   lives in the library (`src/lib.rs`) so that `abssctl-gen` can make the
+//!   completions and man pages from it.
 //! * `connect`   — opening the connection; "daemon unreachable" errors.
 //! * `commands/` — one file per verb group (`backup`, `op`, `daemon`): flags →
 //!   request parameters → call → render.
@@ -16,7 +18,6 @@
 //! * `render`    — [`render::Output`] (stdout/stderr, `--json`), aligned tables and
 //!   the text views of backups, operations and the daemon.
 
-mod args;
 mod commands;
 mod connect;
 mod follow;
@@ -25,6 +26,7 @@ mod render;
 
 use std::process::ExitCode;
 
+use abssctl_client::args;
 use abssd_proto::{ErrorKind, WireError};
 use clap::Parser;
 
