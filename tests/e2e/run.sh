@@ -36,7 +36,8 @@
 # every scenario passed.
 #
 # Environment
-#   E2E_PROFILE=debug|release   cargo profile for the by-hand install (debug)
+#   E2E_PROFILE=debug|release   cargo profile of the installed binaries (debug;
+#                               with a Makefile, release lets `make install` build)
 #   E2E_INSTALL=auto|make|manual  how the install tree is made (auto)
 #   E2E_MAKE_ARGS="..."         extra arguments for `make install`
 #   E2E_BIG_MB=50               size of the instance the stop/kill scenarios restore
@@ -271,10 +272,27 @@ stage_product() {
   fi
   case $how in
     make)
-      INSTALL_HOW="make install DESTDIR=<stage> PREFIX=/usr ${E2E_MAKE_ARGS:-}"
+      local margs=()
+      if [[ ${E2E_PROFILE:-debug} == debug ]]; then
+        # `make install` builds (release) only what is missing from $(RELEASE),
+        # its directory of built files: point it at a debug build of the
+        # binaries (and of abssctl's generated completions and man pages).
+        local dir=${CARGO_TARGET_DIR:-target}
+        [[ $dir == /* ]] || dir=$SRC/$dir
+        dir=$dir/debug
+        if ((BUILD)); then
+          (cd "$SRC" && cargo build --locked -j2 -p abssd -p abssctl-client --bins)
+          if [[ -x $dir/abssctl-gen ]]; then
+            rm -rf "$dir/gen"
+            "$dir/abssctl-gen" "$dir/gen" >/dev/null
+          fi
+        fi
+        margs=(RELEASE="$dir")
+      fi
+      INSTALL_HOW="make install DESTDIR=<stage> PREFIX=/usr ${margs[*]} ${E2E_MAKE_ARGS:-}"
       say "install tree: $INSTALL_HOW"
       # shellcheck disable=SC2086 # E2E_MAKE_ARGS is a list of words
-      make -C "$SRC" install DESTDIR="$stage" PREFIX=/usr ${E2E_MAKE_ARGS:-}
+      make -C "$SRC" install DESTDIR="$stage" PREFIX=/usr "${margs[@]}" ${E2E_MAKE_ARGS:-}
       ;;
     manual)
       local profile=${E2E_PROFILE:-debug} flags=() dir
@@ -284,7 +302,9 @@ stage_product() {
       if ((BUILD)); then
         (cd "$SRC" && cargo build "${flags[@]}" --locked -j2 -p abssd -p abssctl-client)
       fi
-      dir=${CARGO_TARGET_DIR:-$SRC/target}/$profile
+      dir=${CARGO_TARGET_DIR:-target}
+      [[ $dir == /* ]] || dir=$SRC/$dir
+      dir=$dir/$profile
       [[ -x $dir/abssd && -x $dir/abssctl ]] || die "no binaries in $dir (build first, or drop --no-build)"
       install -D -m 0755 "$dir/abssd" "$stage/usr/sbin/abssd"
       install -D -m 0755 "$dir/abssctl" "$stage/usr/bin/abssctl"
@@ -326,12 +346,13 @@ install_into_root() {
     info "abssd.service drop-in from $E2E_SERVICE_DROPIN"
   fi
   ns systemctl cat abssd.service abssd.socket >"$LOG_DIR/units.txt"
+  info "abssd.service: $(ns systemd-analyze security --no-pager abssd.service 2>/dev/null | tail -n 1 | sed 's/^→ //')"
 }
 
 # --- boot ------------------------------------------------------------------
 
 boot() {
-  local name=abssd-e2e-$$ cgroot own
+  local name=abssd-e2e-$$ cgroot own t0=$SECONDS
   cgroot=$(cgroup2_root)
   own=$(sed -n 's/^0:://p' /proc/self/cgroup)
   CG=${cgroot}${own%/}/$name
@@ -369,7 +390,7 @@ boot() {
     die "systemd did not reach running within 60 s (state: ${state:-unknown})"
   fi
   SYSD_NS=$(readlink "/proc/$SYSD_PID/ns/pid")
-  info "systemd is $state (pid $SYSD_PID on the host) after $((SECONDS - T_START)) s"
+  info "systemd is $state (pid $SYSD_PID on the host) after $((SECONDS - t0)) s"
   if [[ $state == degraded ]]; then
     ns systemctl --failed --no-pager --plain | sed 's/^/    /'
   fi
@@ -377,15 +398,28 @@ boot() {
 
 # --- the system under test -------------------------------------------------
 
-# Free TCP ports on 127.0.0.1 (the network namespace is the host's).
+# Free TCP ports on 127.0.0.1 (the network namespace is the host's): $1 from
+# the ephemeral range, then $2 from the privileged one (below 1024, as real
+# sites use 80 and 443: `nginx -t` binds them and needs CAP_NET_BIND_SERVICE).
 free_ports() {
-  /usr/bin/python3 - "$1" <<'EOF'
-import socket, sys
+  /usr/bin/python3 - "$1" "${2:-0}" <<'EOF'
+import random, socket, sys
 socks = []
 for _ in range(int(sys.argv[1])):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
+candidates = random.sample(range(600, 1024), 424)
+for _ in range(int(sys.argv[2])):
+    while True:
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", candidates.pop()))
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+        break
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
@@ -420,7 +454,7 @@ setup_system() {
   ns systemctl daemon-reload
   info "run dir: $(ns stat -c '%A %U:%G %n' /run/abssctl 2>/dev/null || echo 'not created by tmpfiles')"
 
-  read -r PORT_A NGINX_A PORT_B NGINX_B < <(free_ports 4)
+  read -r PORT_A PORT_B NGINX_B NGINX_A < <(free_ports 3 1)
   ns /abssd-e2e/bin/instance.sh alpha 2 "$PORT_A" "$NGINX_A"
   info "alpha: 2 MB, abssctl-alpha.service on 127.0.0.1:$PORT_A, nginx on 127.0.0.1:$NGINX_A"
   local t=$SECONDS
@@ -448,9 +482,22 @@ ok() { printf '    %sok%s    %s\n' "$GREEN" "$RESET" "$*"; }
 fail() {
   printf '    %sFAIL%s  %s\n' "$RED" "$RESET" "$1"
   shift
-  local line
-  for line in "$@"; do printf '          %s\n' "$line"; done
+  local detail
+  for detail in "$@"; do
+    printf '%s\n' "$detail" | sed 's/^/          /'
+  done
   exit 1
+}
+
+# The ERR trap of a scenario: what failed, and where (line and function, innermost first).
+on_err() {
+  local rc=$1 cmd=$2 i=0 frame where=()
+  while frame=$(caller "$i"); do
+    frame=${frame% *}
+    where+=("${frame/ /:}")
+    i=$((i + 1))
+  done
+  fail "command failed (exit $rc): $cmd" "at (line:function, innermost first) ${where[*]}"
 }
 
 OUT='' ERR='' RC=0
@@ -468,8 +515,9 @@ expect_rc() {
   run "$@"
   if ((RC != want)); then
     local said
-    said=$(tail -n 5 "$ERR")
-    [[ -z $said ]] && said=$(tail -n 5 "$OUT")
+    said=$(json "$OUT" "d['error']['kind'] + ': ' + d['error']['message']" 2>/dev/null) ||
+      said=$(tail -n 5 "$ERR")
+    [[ -n $said ]] || said=$(tail -n 5 "$OUT")
     fail "$what: exit $RC, expected $want" "${said//$'\n'/$'\n'          }"
   fi
   ok "$what (exit $RC)"
@@ -548,23 +596,30 @@ select_mode() {
 # Make sure a call reaches abssd (starting it the way MODE says).
 ensure_daemon() {
   ns systemctl reset-failed abssd.service abssd.socket >/dev/null 2>&1 || true
-  if [[ $MODE == socket ]]; then
-    ns systemctl start abssd.socket
-  else
-    ns systemctl start abssd.service
+  local unit=abssd.service
+  [[ $MODE == socket ]] && unit=abssd.socket
+  if ! ns timeout 120 systemctl start "$unit" 2>"$WORK/start.err"; then
+    fail "systemctl start $unit failed" "$(cat "$WORK/start.err")" \
+      "$(ns journalctl -u abssd.service -n 8 --no-pager -o cat 2>&1)"
   fi
   local i
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < 300; i++)); do
     as e2e-op timeout 10 abssctl daemon status >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  fail "abssd does not answer (mode $MODE)" "$(ns journalctl -u abssd.service -n 10 --no-pager -o cat 2>&1)"
+  fail "abssd does not answer within 30 s (started by: $MODE)" "$(ns journalctl -u abssd.service -n 10 --no-pager -o cat 2>&1)"
 }
 
 # The next start after a stop: a call (socket) or systemctl start (direct).
 next_activation() {
   if [[ $MODE == direct ]]; then
-    ns systemctl start abssd.service
+    ns timeout 120 systemctl start abssd.service
+    # Type=simple: started is not serving yet (recovery runs first).
+    local i
+    for ((i = 0; i < 300; i++)); do
+      as e2e-op timeout 10 abssctl daemon status >/dev/null 2>&1 && break
+      sleep 0.1
+    done
   fi
   expect_rc 0 "next call after the stop ($([[ $MODE == socket ]] && echo 'socket activation' || echo 'after systemctl start'))" \
     as e2e-op timeout 60 abssctl daemon status --json
@@ -810,7 +865,7 @@ run_scenario() {
   set +e
   (
     set -eE
-    trap 'fail "command failed (exit $?), line $LINENO: $BASH_COMMAND"' ERR
+    trap 'on_err $? "$BASH_COMMAND"' ERR
     "sc_$name"
   )
   rc=$?
