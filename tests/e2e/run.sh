@@ -770,7 +770,10 @@ interrupted_restore() {
   wait_http "$PORT_B" e2e.txt "changed bravo ($how)" || fail "bravo does not serve the change"
 
   local t0=$SECONDS
-  ctl e2e-op backup restore "$id" --yes --instance bravo --json >"$WORK/$how-client.out" 2>"$WORK/$how-client.err" &
+  (
+    trap - ERR
+    ctl e2e-op backup restore "$id" --yes --instance bravo --json
+  ) >"$WORK/$how-client.out" 2>"$WORK/$how-client.err" &
   local client=$!
   # shellcheck disable=SC2064 # the pid is meant to be expanded now
   trap "kill -KILL $client 2>/dev/null || true" EXIT
@@ -805,8 +808,10 @@ interrupted_restore() {
     info "the client was still waiting 60 s after the daemon went away (killed)"
   else
     wait "$client" || rc=$?
-    info "the client exited $rc: $(tail -n 1 "$WORK/$how-client.err" | cut -c1-200)"
+    info "the client exited $rc: $(json "$WORK/$how-client.out" "d.get('error', {}).get('message', 'finished')" 2>/dev/null | cut -c1-220)"
   fi
+  local op
+  op=$(grep -o 'op watch [0-9a-f-]*' "$WORK/$how-client.out" | awk '{print $3}' | head -n 1) || true
 
   next_activation
   if [[ $how == kill ]]; then
@@ -843,6 +848,11 @@ interrupted_restore() {
   ok "it serves '$want'"
   expect_no_leftovers bravo
   expect_rc 0 "operator: backup list --instance bravo" ctl e2e-op backup list --instance bravo --json
+  if [[ -n $op ]]; then
+    # What the client advised; informational.
+    run ctl e2e-op op watch "$op" --json
+    info "as the client advised, abssctl op watch $op: exit $RC$( ((RC == 0)) || printf ': %s' "$(json "$OUT" "d['error']['message']" 2>/dev/null | cut -c1-160)")"
+  fi
 }
 
 sc_stop() { interrupted_restore stop; }
