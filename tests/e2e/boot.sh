@@ -80,10 +80,6 @@ mount -t tmpfs -o mode=1777,nosuid,nodev,size=2g tmp "$root/tmp"
 mkdir -p "$root/abssd-e2e"
 mount --bind "$share" "$root/abssd-e2e"
 
-# The system configuration of the throwaway root (overlay upper only): see
-# system-setup.sh. It must exist before systemd reads its units.
-"$share/bin/system-setup.sh" "$root" "$name"
-
 hostname "$name"
 
 cd "$root"
@@ -92,6 +88,12 @@ pivot_root . .oldroot
 cd /
 umount -l /.oldroot
 rmdir /.oldroot
+
+# The system configuration of the throwaway root, before systemd reads it:
+# see system-setup.sh. Run only now, inside the new root, so that no path it
+# writes or removes can lead out of the overlay (an absolute symlink on the
+# host's / resolves inside it now).
+/abssd-e2e/bin/system-setup.sh / "$name"
 
 exec env -i container="$name" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   /lib/systemd/systemd --system --unit=abssd-e2e.target --show-status=no \

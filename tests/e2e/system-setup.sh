@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Configure the throwaway root before systemd boots in it (called by boot.sh with
-# the overlay's mount point; writes land in the overlay's tmpfs upper layer only).
+# Configure the throwaway root before systemd boots in it (called by boot.sh
+# after pivot_root, with ROOT=/: writes land in the overlay's tmpfs upper layer
+# only). Never run it on a host's own root.
 #
 # * boots into abssd-e2e.target: basic.target and nothing of the host's
 #   multi-user/graphical targets (no postgres, no getty, no timers);
@@ -14,8 +15,22 @@
 # Usage: system-setup.sh ROOT NAME
 set -euo pipefail
 
-root=$1 name=$2
+root=${1%/} name=$2
 etc=$root/etc/systemd/system
+
+[[ -d /abssd-e2e && $(stat -f -c %T /) == overlayfs ]] ||
+  { echo "system-setup.sh: only inside the e2e namespace (overlay root, /abssd-e2e)" >&2; exit 1; }
+
+# Start from a host without abssd: whatever an earlier install left on the host
+# (binaries, units, enablement links, state, instances) is hidden in the
+# overlay (whiteouts in the upper layer; the host keeps its files).
+shopt -s nullglob
+rm -rf "$root"/srv/* "$root"/etc/abssctl "$root"/var/lib/abssctl "$root"/var/log/abssctl \
+  "$root"/usr/local/bin/abssctl "$root"/usr/local/sbin/abssd "$root"/usr/{sbin/abssd,bin/abssctl} \
+  "$root"/{usr/lib,etc}/systemd/system/abssd.* "$root"/etc/systemd/system/*.wants/abssd.* \
+  "$root"/etc/systemd/system/abssctl-* "$root"/etc/nginx/sites-{available,enabled}/abssctl-* \
+  "$root"/{usr/lib,etc}/{tmpfiles,sysusers}.d/abssctl.conf
+shopt -u nullglob
 
 mkdir -p "$etc"
 cat >"$etc/abssd-e2e.target" <<'EOF'
