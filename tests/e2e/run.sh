@@ -28,8 +28,11 @@
 #   kill        the same with SIGKILL (`systemctl kill -s KILL`): the next start
 #               recovers the interrupted restore
 #
-# Usage: tests/e2e/run.sh [--only NAME[,NAME...]] [--no-build] [--keep]
+# Usage: tests/e2e/run.sh [--only NAME[,NAME...]] [--no-build] [--keep] [--hold]
 #        tests/e2e/run.sh --preflight   say whether this machine can run it (exit 0/1)
+#
+#   --keep  keep the work directory (install tree, logs) after the run
+#   --hold  before tearing down, print how to enter the system and wait for Enter
 #
 # Needs root, util-linux unshare/nsenter/setpriv, overlayfs, cgroup2, and
 # /lib/systemd/systemd; installs nginx with apt when missing. Exit 0 only when
@@ -68,13 +71,14 @@ die() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
-ONLY='' BUILD=1 KEEP=0 PREFLIGHT=0
+ONLY='' BUILD=1 KEEP=0 HOLD=0 PREFLIGHT=0
 while (($#)); do
   case $1 in
     --only) ONLY=${2:?--only needs a list}; shift 2 ;;
     --only=*) ONLY=${1#*=}; shift ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
+    --hold) HOLD=1; shift ;;
     --preflight) PREFLIGHT=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -177,6 +181,10 @@ teardown() {
   set +e
   # (Its sleep gets SIGKILL from its pdeathsig.)
   [[ -n $WATCHDOG_PID ]] && kill -KILL "$WATCHDOG_PID" 2>/dev/null
+  if sysd_alive && ((HOLD)); then
+    printf '\nthe system is still up; enter it with:\n  nsenter -t %s -m -p -u -i -C bash\npress Enter to tear it down ' "$SYSD_PID"
+    read -r _ </dev/tty || true
+  fi
   if sysd_alive; then
     mkdir -p "$LOG_DIR"
     ns journalctl --no-pager -o short-monotonic >"$LOG_DIR/journal.txt" 2>&1
@@ -917,7 +925,7 @@ done
 WORK=$(mktemp -d "/tmp/abssd-e2e-$$.XXXXXX")
 SHARE=$WORK/share
 mkdir -p "$WORK/base" "$SHARE/bin" "$LOG_DIR"
-rm -f "$LOG_DIR"/*.txt "$LOG_DIR"/*.log
+rm -f "$LOG_DIR"/*.txt "$LOG_DIR"/*.log "$LOG_DIR"/operations.jsonl
 install -m 0755 "$E2E"/boot.sh "$E2E"/system-setup.sh "$E2E"/instance.sh "$E2E"/treehash.py \
   "$SRC/scripts/sample-instance.py" "$SHARE/bin/"
 
