@@ -5,6 +5,11 @@
 # missing); otherwise says what is missing and fails. Fails fast: the first
 # failing step stops the run with a non-zero exit.
 #
+# The end-to-end tests on a real systemd (tests/e2e/run.sh) run last, when the
+# machine allows namespaces (root, unshare, /lib/systemd/systemd); elsewhere they
+# are skipped with the reason printed. Under CI (CI=true) a skip is a failure
+# unless E2E_ALLOW_SKIP=1; E2E_SKIP=1 skips them on purpose.
+#
 # Usage: scripts/test.sh
 set -euo pipefail
 
@@ -99,10 +104,10 @@ cargo --version
 # --- checks --------------------------------------------------------------
 
 section "scripts: syntax"
-for f in scripts/*.sh bench/*.sh .ci/run; do
+for f in scripts/*.sh bench/*.sh tests/e2e/*.sh .ci/run; do
   if [[ -f $f ]]; then bash -n "$f"; fi
 done
-python3 -m py_compile scripts/sample-instance.py
+python3 -m py_compile scripts/sample-instance.py tests/e2e/treehash.py
 echo "ok"
 
 section "cargo fmt --all -- --check"
@@ -121,6 +126,19 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   section "cargo test --workspace --locked"
   cargo test --workspace --locked -j2
+fi
+
+section "end-to-end tests on a real systemd (tests/e2e/run.sh)"
+if [[ -n ${E2E_SKIP:-} ]]; then
+  echo "SKIPPED: E2E_SKIP is set"
+elif e2e_reason=$(tests/e2e/run.sh --preflight); then
+  tests/e2e/run.sh
+elif [[ ${CI:-} == true && -z ${E2E_ALLOW_SKIP:-} ]]; then
+  echo "test.sh: CI must run the end-to-end tests, but this machine cannot: $e2e_reason" >&2
+  echo "test.sh: (E2E_ALLOW_SKIP=1 turns this into a skip)" >&2
+  exit 1
+else
+  echo "SKIPPED: this machine cannot run them: $e2e_reason"
 fi
 
 STEP=''
