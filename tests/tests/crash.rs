@@ -185,11 +185,7 @@ async fn restore_killed_at(failpoint: &str) -> bool {
         .await
         .unwrap()
         .op_id;
-    let status = d.wait(Duration::from_secs(60));
-    assert!(aborted(&status), "{failpoint}: never reached ({status})");
-
-    let d = host.daemon(None);
-    check_recovered(&host, &d, &op_id, failpoint).await;
+    let d = died_and_recovered(&host, d, &op_id, failpoint).await;
     let now = host.state();
     let outcome = if now == before {
         false
@@ -204,6 +200,21 @@ async fn restore_killed_at(failpoint: &str) -> bool {
     host.assert_no_leftovers(failpoint);
     d.stop();
     outcome
+}
+
+/// Wait for `d` to die at `failpoint`, start a fresh daemon (which recovers),
+/// and check that the recovery is listed and logged.
+async fn died_and_recovered(
+    host: &Host,
+    d: ChildDaemon,
+    op_id: &str,
+    failpoint: &str,
+) -> ChildDaemon {
+    let status = d.wait(Duration::from_secs(60));
+    assert!(aborted(&status), "{failpoint}: never reached ({status})");
+    let d = host.daemon(None);
+    check_recovered(host, &d, op_id, failpoint).await;
+    d
 }
 
 /// The recovered operation is listed with its id, in `daemon status`, and in
@@ -254,11 +265,7 @@ async fn create_killed_at(failpoint: &str) -> bool {
         .await
         .unwrap()
         .op_id;
-    let status = d.wait(Duration::from_secs(60));
-    assert!(aborted(&status), "{failpoint}: never reached ({status})");
-
-    let d = host.daemon(None);
-    check_recovered(&host, &d, &op_id, failpoint).await;
+    let d = died_and_recovered(&host, d, &op_id, failpoint).await;
     let archives = snapshot(&cfg.backups_root);
     let index = fs::read(&cfg.index_file).ok();
     let kept = index != before;
