@@ -101,6 +101,46 @@ impl Operations {
         ))
     }
 
+    /// An operation that ended before this process started (or was forgotten),
+    /// brought back from its operations-log line: its start, plan and outcome,
+    /// so `op.get` and `op.watch` still answer for it.
+    pub fn from_log(&self, line: &Value) -> Option<Arc<Operation>> {
+        let text = |k: &str| line.get(k).and_then(Value::as_str).map(str::to_owned);
+        let actor = serde_json::from_value(line.get("actor")?.clone()).ok()?;
+        let args = line.get("args").cloned().unwrap_or(Value::Null);
+        let recovered = args["recovery"] == true;
+        let mut op = Operation::new(
+            text("op_id")?,
+            &text("command")?,
+            args,
+            actor,
+            text("target"),
+            recovered,
+        );
+        if let Some(at) = text("started_at") {
+            op.started_at = at;
+        }
+        let op = self.insert(op);
+        if let Some(plan) = line.get("planned_actions").filter(|p| !p.is_null()) {
+            op.emit(EventKind::Plan { plan: plan.clone() });
+        }
+        let result = &line["result"];
+        let terminal = if result["status"] == "success" {
+            EventKind::Finished {
+                result: result["data"].clone(),
+            }
+        } else {
+            let first = &result["errors"][0];
+            let kind = serde_json::from_value(first["kind"].clone())
+                .unwrap_or(abssd_proto::ErrorKind::Internal);
+            let mut error = WireError::new(kind, result["message"].as_str().unwrap_or("failed"));
+            error.detail = Some(first["detail"].clone()).filter(|d| !d.is_null());
+            EventKind::Failed { error }
+        };
+        op.end_at(terminal, text("ts").unwrap_or_else(fsutil::now_utc));
+        Some(op)
+    }
+
     /// Operations recovered at start-up.
     pub fn recovered(&self) -> Vec<Arc<Operation>> {
         self.list().into_iter().filter(|o| o.recovered).collect()
@@ -207,6 +247,10 @@ impl Operation {
     }
 
     fn end(&self, terminal: EventKind) {
+        self.end_at(terminal, fsutil::now_utc());
+    }
+
+    fn end_at(&self, terminal: EventKind, finished_at: String) {
         {
             let mut r = self.record();
             if r.state != OpState::Running {
@@ -223,7 +267,7 @@ impl Operation {
                 }
                 _ => {}
             }
-            r.finished_at = Some(fsutil::now_utc());
+            r.finished_at = Some(finished_at);
         }
         self.push(terminal);
     }

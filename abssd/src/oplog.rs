@@ -24,6 +24,32 @@ pub fn record(path: &Path, op: &Operation, outcome: &Outcome) -> Result<()> {
     file.write_all(&bytes).at("appending to", path)
 }
 
+/// How far back from the end of the log [`find`] looks.
+const FIND_WINDOW: u64 = 8 << 20;
+
+/// The line of operation `op_id`, searched for from the end of the log (its
+/// last 8 MiB, thousands of operations). Blocking.
+pub fn find(path: &Path, op_id: &str) -> Result<Option<Value>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at("opening", path),
+    };
+    let len = file.metadata().at("reading", path)?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(FIND_WINDOW)))
+        .at("reading", path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).at("reading", path)?;
+    let needle = format!("\"op_id\":\"{op_id}\"");
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .rev()
+        .filter(|line| line.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
+        .find(|v| v["op_id"] == op_id))
+}
+
 /// The log line for an operation.
 pub fn render(op: &Operation, outcome: &Outcome) -> Value {
     let info = op.info();
@@ -73,7 +99,7 @@ mod tests {
     use super::*;
     use crate::operations::Operations;
     use crate::ops::Progress;
-    use abssd_proto::{Actor, ErrorKind, EventKind, WireError};
+    use abssd_proto::{Actor, ErrorKind, EventKind, OpState, WireError};
 
     #[test]
     fn one_line_per_operation_also_on_failure() {
@@ -119,5 +145,29 @@ mod tests {
         assert_eq!(lines[1]["result"]["status"], "error");
         assert_eq!(lines[1]["rc"], 3);
         assert_eq!(lines[1]["result"]["errors"][0]["kind"], "environment");
+
+        // Lines are found again by op id, newest first; others are not.
+        let found = find(&log, &bad.id).unwrap().unwrap();
+        assert_eq!(found["command"], "backup verify");
+        assert_eq!(
+            find(&log, &ok.id).unwrap().unwrap()["result"]["backups"][0],
+            "id-1"
+        );
+        assert!(find(&log, "nope").unwrap().is_none());
+        assert!(
+            find(&dir.path().join("absent.jsonl"), "x")
+                .unwrap()
+                .is_none()
+        );
+
+        // …and become ended operations again.
+        let again = Operations::default().from_log(&found).unwrap();
+        let info = again.info();
+        assert_eq!(
+            (info.state, info.op_id.as_str()),
+            (OpState::Failed, bad.id.as_str())
+        );
+        assert_eq!(info.error.unwrap().kind, ErrorKind::Environment);
+        assert_eq!(again.events_from(0).len(), 2);
     }
 }

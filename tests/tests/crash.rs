@@ -543,6 +543,26 @@ async fn sigterm_lets_a_restore_finish_and_a_second_signal_exits_at_once() {
     restored(&host.state(), &at_backup, &made.id, &op_id).expect("the restore finished");
     assert!(host.unit_running());
     host.assert_no_leftovers("after SIGTERM");
+    // The client that lost its connection is told to `op watch` the id: the
+    // next daemon answers for it from the operations log.
+    let d = host.daemon(None);
+    let c = client(&d.socket).await;
+    let info = call::<abssd_proto::methods::OpGet>(
+        &c,
+        &OpIdParams {
+            op_id: op_id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((info.state, info.recovered), (OpState::Succeeded, false));
+    assert_eq!(info.command, "backup restore");
+    assert_eq!(info.result.unwrap()["result"]["id"], made.id.as_str());
+    let events = abssd_tests::inspect::events_of(&c, &op_id).await;
+    assert!(
+        matches!(&events.last().unwrap().kind, EventKind::Finished { result } if result["result"]["id"] == made.id.as_str())
+    );
+    d.stop();
 
     // Two signals: out at once, and the next start leaves before or after.
     host.vandalize();

@@ -46,6 +46,21 @@ impl State {
         }
     }
 
+    /// An operation by id: from memory, else from the operations log (it ended
+    /// before this daemon started, e.g. one a stop let finish).
+    pub async fn lookup(&self, op_id: &str) -> Option<Arc<Operation>> {
+        if let Some(op) = self.ops.get(op_id) {
+            return Some(op);
+        }
+        let (log, id) = (self.ctx.config.oplog_file(), op_id.to_owned());
+        let line = tokio::task::spawn_blocking(move || oplog::find(&log, &id))
+            .await
+            .ok()?
+            .inspect_err(|e| tracing::warn!(error = %e, "searching the operations log"))
+            .ok()??;
+        self.ops.from_log(&line)
+    }
+
     /// Wait (bounded) for running operations to end.
     pub async fn drain(&self, bound: Duration) {
         let running = self.ops.running();
@@ -260,8 +275,8 @@ pub fn module(
     })?;
     read::<OpGet, _, _>(&mut m, |state, p, _| async move {
         state
-            .ops
-            .get(&p.op_id)
+            .lookup(&p.op_id)
+            .await
             .map(|o| o.info())
             .ok_or_else(|| Error::not_found("operation", p.op_id))
     })?;
@@ -371,7 +386,7 @@ async fn watch(params: Params<'static>, pending: PendingSubscriptionSink, state:
         Ok(p) => p,
         Err(e) => return pending.reject(e).await,
     };
-    let Some(op) = state.ops.get(&p.op_id) else {
+    let Some(op) = state.lookup(&p.op_id).await else {
         return pending
             .reject(rpc_error(Error::not_found("operation", p.op_id).to_wire()))
             .await;
