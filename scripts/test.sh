@@ -52,6 +52,13 @@ declare -A PACKAGE_OF=(
   [tar]=tar
   [sha256sum]=coreutils
   [python3]=python3
+  # socket activation without PID 1 (tests/tests/service.rs), and the systemd
+  # the end-to-end tests boot in a namespace (tests/e2e/run.sh)
+  [systemd-socket-activate]=systemd
+  [make]=make
+  [unshare]=util-linux
+  [nsenter]=util-linux
+  [setpriv]=util-linux
 )
 have() { command -v "$1" >/dev/null 2>&1; }
 
