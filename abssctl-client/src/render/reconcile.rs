@@ -66,110 +66,59 @@ fn compared(p: &ReconcilePlan) -> String {
     fields(0, &pairs)
 }
 
+/// One column of a findings table: heading and what it shows of an item.
+type Column<'a> = (&'a str, fn(&ReconcileItem) -> String);
+
+const ID: Column<'static> = ("id", |i| i.id.clone());
+const INSTANCE: Column<'static> = ("instance", instance);
+const STATUS: Column<'static> = ("status", |i| i.status.clone());
+const REASON: Column<'static> = ("reason", |i| ellipsize(&i.reason, REASON_WIDTH));
+const ACTION: Column<'static> = ("action", action);
+const PATH: Column<'static> = ("path", |i| i.path.clone());
+
 /// A category of index entries (missing, mismatched): their status matters.
 fn entries(title: &str, items: &[ReconcileItem]) -> String {
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|i| {
-            vec![
-                i.id.clone(),
-                instance(i),
-                i.status.clone(),
-                ellipsize(&i.reason, REASON_WIDTH),
-                action(i),
-            ]
-        })
-        .collect();
-    section(
-        &format!("{title} ({})", rows.len()),
-        &[
-            ("id", Align::Left),
-            ("instance", Align::Left),
-            ("status", Align::Left),
-            ("reason", Align::Left),
-            ("action", Align::Left),
-        ],
-        &rows,
-    )
+    let heading = format!("{title} ({})", items.len());
+    listing(&heading, items, &[ID, INSTANCE, STATUS, REASON, ACTION])
 }
 
 /// Archives without an entry: the path is the handle a person has on them (and
 /// holds the id inferred from the name).
 fn orphans(items: &[ReconcileItem]) -> String {
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|i| {
-            vec![
-                i.path.clone(),
-                instance(i),
-                ellipsize(&i.reason, REASON_WIDTH),
-                action(i),
-            ]
-        })
-        .collect();
-    section(
-        &format!("orphaned ({})", rows.len()),
-        &[
-            ("path", Align::Left),
-            ("instance", Align::Left),
-            ("reason", Align::Left),
-            ("action", Align::Left),
-        ],
-        &rows,
-    )
+    let heading = format!("orphaned ({})", items.len());
+    listing(&heading, items, &[PATH, INSTANCE, REASON, ACTION])
 }
 
 /// Stray `.sha256` sidecars: listed for a person to tidy up, nothing to fix.
 fn sidecars(items: &[ReconcileItem]) -> String {
-    let rows: Vec<Vec<String>> = items
-        .iter()
-        .map(|i| {
-            vec![
-                i.path.clone(),
-                instance(i),
-                ellipsize(&i.reason, REASON_WIDTH),
-            ]
-        })
-        .collect();
-    section(
-        &format!(
-            "stray sidecars ({}): not drift, reconcile never deletes them",
-            rows.len()
-        ),
-        &[
-            ("path", Align::Left),
-            ("instance", Align::Left),
-            ("reason", Align::Left),
-        ],
-        &rows,
-    )
+    let heading = format!(
+        "stray sidecars ({}): not drift, reconcile never deletes them",
+        items.len()
+    );
+    listing(&heading, items, &[PATH, INSTANCE, REASON])
 }
 
 /// Index changes this run wrote (`applied`, `adopted`).
 fn written(title: &str, items: &[ReconcileItem], status: &str) -> String {
+    let action: Column<'_> = ("action", |i| {
+        i.action.clone().unwrap_or_else(|| "-".to_owned())
+    });
+    let heading = format!("{title} ({})", items.len());
+    listing(
+        &heading,
+        items,
+        &[ID, INSTANCE, (status, STATUS.1), action, PATH],
+    )
+}
+
+/// `heading`, then one row per item with `columns`.
+fn listing(heading: &str, items: &[ReconcileItem], columns: &[Column<'_>]) -> String {
     let rows: Vec<Vec<String>> = items
         .iter()
-        .map(|i| {
-            vec![
-                i.id.clone(),
-                instance(i),
-                i.status.clone(),
-                i.action.clone().unwrap_or_else(|| "-".to_owned()),
-                i.path.clone(),
-            ]
-        })
+        .map(|i| columns.iter().map(|(_, show)| show(i)).collect())
         .collect();
-    section(
-        &format!("{title} ({})", rows.len()),
-        &[
-            ("id", Align::Left),
-            ("instance", Align::Left),
-            (status, Align::Left),
-            ("action", Align::Left),
-            ("path", Align::Left),
-        ],
-        &rows,
-    )
+    let heads: Vec<(&str, Align)> = columns.iter().map(|(h, _)| (*h, Align::Left)).collect();
+    section(heading, &heads, &rows)
 }
 
 /// The heading, then the rows as an indented table when there are any.
