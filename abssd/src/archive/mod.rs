@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, IoContext, Result};
 use crate::ops::ByteProgress;
 
+pub mod sidecar;
 mod sink;
 mod writer;
 

@@ -180,7 +180,6 @@ pub fn check(entry: &BackupEntry, sink: &dyn crate::ops::Progress) -> Finding {
 
 /// The digest in `<archive>.sha256` (`<hex>  <name>`), if readable.
 pub fn sidecar_digest(archive: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(format!("{}.sha256", archive.display())).ok()?;
-    let hex = text.split_whitespace().next()?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_owned())
+    let text = std::fs::read_to_string(archive::sidecar::path(archive)).ok()?;
+    archive::sidecar::digest(&text).map(str::to_owned)
 }

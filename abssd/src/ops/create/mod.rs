@@ -254,10 +254,13 @@ fn produce(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let sidecar = PathBuf::from(&plan.checksum_file);
-    fsutil::atomic_write(&sidecar, format!("{}  {name}\n", written.sha256).as_bytes())
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&archive);
-        })?;
+    fsutil::atomic_write(
+        &sidecar,
+        archive::sidecar::line(&written.sha256, &name).as_bytes(),
+    )
+    .inspect_err(|_| {
+        let _ = std::fs::remove_file(&archive);
+    })?;
     crash_point!("create::after-sidecar");
     Ok(written)
 }

@@ -101,7 +101,7 @@ pub(super) fn build_plan(
     let at = jiff::Timestamp::now();
     let id = new_backup_id(&params.instance, at);
     let archive = out_dir.join(format!("{id}{}", algorithm.extension()));
-    let checksum_file = PathBuf::from(format!("{}.sha256", archive.display()));
+    let checksum_file = crate::archive::sidecar::path(&archive);
 
     let mut sources = Vec::new();
     let mut members = vec![Member::synthetic(format!("{id}/"), Body::Dir)];

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::classify::{Change, Planned, created_at};
 use super::scan::Archive;
+use crate::archive::sidecar;
 use crate::error::Result;
 use crate::extract;
 use crate::fsutil;
@@ -144,23 +145,19 @@ fn sidecar_to_write(
     name: &str,
     sha256: &str,
 ) -> std::result::Result<Option<String>, String> {
-    let wanted = format!("{sha256}  {name}\n");
-    let Ok(text) = std::fs::read_to_string(format!("{}.sha256", archive.display())) else {
+    let wanted = sidecar::line(sha256, name);
+    let Ok(text) = std::fs::read_to_string(sidecar::path(archive)) else {
         return Ok(Some(wanted));
     };
-    let mut words = text.split_whitespace();
-    let digest = words.next().unwrap_or_default();
-    let well_formed = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-    if !well_formed {
+    let Some(digest) = sidecar::digest(&text) else {
         return Ok(Some(wanted));
-    }
+    };
     if !digest.eq_ignore_ascii_case(sha256) {
         return Err(format!(
             "its sidecar says sha256 {digest} but the archive hashes to {sha256}: one of them was changed; check the archive (restore it with --dest) and remove the sidecar to adopt it"
         ));
     }
-    let names_it = words.next().map(|n| n.trim_start_matches('*')) == Some(name);
-    Ok((!names_it || text != wanted).then_some(wanted))
+    Ok((!sidecar::names(&text, name) || text != wanted).then_some(wanted))
 }
 
 /// Write every change that still holds into the index, in one atomic
@@ -200,7 +197,7 @@ fn apply_one(
             return Ok(false);
         }
         if let Some(text) = &adoption.sidecar {
-            fsutil::atomic_write(Path::new(&format!("{}.sha256", p.path)), text.as_bytes())?;
+            fsutil::atomic_write(&sidecar::path(Path::new(&p.path)), text.as_bytes())?;
         }
         index.backups.push(adoption.entry.clone());
         return Ok(true);

@@ -298,7 +298,9 @@ pub fn stray_sidecars(scan: &Scan, index: &Index, instance: Option<&str>) -> Vec
 
 /// The archive path a sidecar belongs to.
 pub fn archive_of(sidecar: &str) -> &str {
-    sidecar.strip_suffix(".sha256").unwrap_or(sidecar)
+    sidecar
+        .strip_suffix(crate::archive::sidecar::SUFFIX)
+        .unwrap_or(sidecar)
 }
 
 /// Id, instance and how they were found, from an orphan's path:

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use abssd_proto::Algorithm;
 
+use crate::archive::sidecar;
 use crate::error::{IoContext, Result};
 
 /// One archive file.
@@ -104,7 +105,7 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
             }
             if name.ends_with(".partial") {
                 out.partials += 1;
-            } else if let Some(archive) = name.strip_suffix(".sha256") {
+            } else if let Some(archive) = name.strip_suffix(sidecar::SUFFIX) {
                 if Algorithm::from_file_name(archive).is_some() {
                     sidecars.push(path_string(&path));
                 }
@@ -133,7 +134,7 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
     out.lone_sidecars = sidecars
         .into_iter()
         .filter(|s| {
-            let archive = &s[..s.len() - ".sha256".len()];
+            let archive = &s[..s.len() - sidecar::SUFFIX.len()];
             !out.by_path.contains_key(archive)
         })
         .collect();

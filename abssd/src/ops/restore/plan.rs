@@ -9,6 +9,7 @@ use abssd_proto::{
 };
 
 use super::guards;
+use crate::archive::sidecar;
 use crate::config::{Config, site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::index::Index;
@@ -80,7 +81,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
         }
         Err(e) => return Err(e).at("reading", &archive),
     }
-    let sidecar = sidecar_path(&archive);
+    let sidecar = sidecar::path(&archive);
     let sidecar_hex = read_sidecar(&sidecar)?;
     let expected_sha256 = match entry.sha256() {
         Some(v) => v.to_ascii_lowercase(),
@@ -136,13 +137,6 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
     })
 }
 
-/// `<archive>.sha256`.
-pub fn sidecar_path(archive: &Path) -> PathBuf {
-    let mut s = archive.as_os_str().to_owned();
-    s.push(".sha256");
-    PathBuf::from(s)
-}
-
 /// The digest named by a sidecar (`<hex>  <name>`).
 fn read_sidecar(path: &Path) -> Result<String> {
     let text = match std::fs::read_to_string(path) {
@@ -155,13 +149,12 @@ fn read_sidecar(path: &Path) -> Result<String> {
         }
         Err(e) => return Err(e).at("reading", path),
     };
-    let hex = text.split_whitespace().next().unwrap_or("");
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::Environment(format!(
+    let hex = sidecar::digest(&text).ok_or_else(|| {
+        Error::Environment(format!(
             "{} does not start with a sha256 digest",
             path.display()
-        )));
-    }
+        ))
+    })?;
     Ok(hex.to_ascii_lowercase())
 }
 
@@ -311,7 +304,7 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
         RestoreMode::Live
     };
     let running_after = unit.map(|u| params.restart.unwrap_or(u.is_active()));
-    let sidecar = sidecar_path(&pre.archive);
+    let sidecar = sidecar::path(&pre.archive);
     let target = pre.target.display().to_string();
     let mut steps = Vec::new();
     let mut step = |name: &str, detail: String| {
