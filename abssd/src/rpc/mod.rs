@@ -6,8 +6,7 @@
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonrpsee::server::{Server, ServerConfig, serve_with_graceful_shutdown, stop_channel};
@@ -17,7 +16,9 @@ use tower::Service;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::ops::Ctx;
+use crate::service::IdleClock;
 
+mod conn;
 mod methods;
 pub mod peer;
 
@@ -97,9 +98,11 @@ pub async fn serve(
         .to_service_builder();
     let (stop, handle) = stop_channel();
     tokio::pin!(shutdown);
-    let connections = Arc::new(AtomicUsize::new(0));
+    let clock = Arc::new(Mutex::new(IdleClock::new(
+        idle.unwrap_or(Duration::MAX),
+        Instant::now(),
+    )));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_busy = Instant::now();
     let mut shown = String::new();
     loop {
         let stream = tokio::select! {
@@ -114,16 +117,17 @@ pub async fn serve(
             () = &mut shutdown => break,
             _ = tick.tick() => {
                 let running = state.ops.running().len();
-                let open = connections.load(Ordering::Relaxed);
+                let (open, expired) = {
+                    let mut clock = Open::lock(&clock);
+                    (clock.open(), clock.expired(Instant::now(), running > 0))
+                };
                 let now = format!("serving; {running} operation(s) running, {open} client(s)");
                 if now != shown {
                     crate::service::status(&now);
                     shown = now;
                 }
-                if running > 0 || open > 0 {
-                    last_busy = Instant::now();
-                } else if let Some(idle) = idle
-                    && last_busy.elapsed() >= idle
+                if let Some(idle) = idle
+                    && expired
                 {
                     tracing::info!(idle_secs = idle.as_secs(), "idle: exiting until the socket unit starts abssd again");
                     break;
@@ -131,7 +135,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let open = Open::count(&connections);
+        let open = Open::count(&clock);
         let group = cfg.operator_group.clone();
         let (builder, methods, stop) = (builder.clone(), methods.clone(), stop.clone());
         tokio::spawn(async move {
@@ -148,12 +152,13 @@ pub async fn serve(
                     async move { svc.call(req).await }
                 },
             );
+            // The stream carries `open`: a WebSocket outlives this task.
+            let stream = conn::Tracked::new(stream, open);
             let served: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
                 Box::pin(serve_with_graceful_shutdown(stream, svc, stopped));
             if let Err(e) = served.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(open);
         });
     }
     // Stop accepting: from here a new client gets "connection refused" rather
@@ -179,18 +184,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// One open connection, counted while it lives (the idle exit waits for none).
-struct Open(Arc<AtomicUsize>);
+/// One open connection, counted while it lives: the idle exit waits for none,
+/// and its idle period starts when the last one closes.
+struct Open(Arc<Mutex<IdleClock>>);
 
 impl Open {
-    fn count(connections: &Arc<AtomicUsize>) -> Open {
-        connections.fetch_add(1, Ordering::Relaxed);
-        Open(Arc::clone(connections))
+    fn count(clock: &Arc<Mutex<IdleClock>>) -> Open {
+        Open::lock(clock).opened(Instant::now());
+        Open(Arc::clone(clock))
+    }
+
+    fn lock(clock: &Mutex<IdleClock>) -> std::sync::MutexGuard<'_, IdleClock> {
+        clock.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let mut clock = Open::lock(&self.0);
+        clock.closed(Instant::now());
+        tracing::debug!(open = clock.open(), "connection closed");
     }
 }
