@@ -85,9 +85,16 @@ pub struct Config {
     /// When socket-activated: exit after this long with no connection and no
     /// running operation (`daemon.idle_timeout`; zero: never).
     pub idle_timeout: Duration,
+    /// On SIGTERM/SIGINT: how long running operations may take to end before
+    /// the daemon exits anyway (`daemon.stop_timeout`, default 120 s; keep it
+    /// 10 s below the unit's `TimeoutStopSec=`).
+    pub stop_timeout: Duration,
     /// Non-fatal findings (unknown keys), logged at start.
     pub warnings: Vec<String>,
 }
+
+/// The longest `daemon.stop_timeout`: a stop that waits longer is a hang.
+const MAX_STOP_TIMEOUT: f64 = 3600.0;
 
 /// Top-level keys this project understands; anything else is kept and warned about.
 const KNOWN_KEYS: &[&str] = &[
@@ -249,6 +256,14 @@ impl Config {
         let max_connections = f.int("daemon.max_connections")?.unwrap_or(64) as u32;
         let max_request_bytes = f.int("daemon.max_request_bytes")?.unwrap_or(1 << 20) as u32;
         let idle_timeout = f.seconds("daemon.idle_timeout")?.unwrap_or(300.0);
+        let stop_timeout = f.seconds("daemon.stop_timeout")?.unwrap_or(120.0);
+        if stop_timeout > MAX_STOP_TIMEOUT {
+            return Err(f.bad(
+                "daemon.stop_timeout",
+                &format!("at most {MAX_STOP_TIMEOUT} seconds"),
+                stop_timeout,
+            ));
+        }
 
         Ok(Config {
             config_file: config_file.clone(),
@@ -276,6 +291,7 @@ impl Config {
             max_connections,
             max_request_bytes,
             idle_timeout: Duration::from_secs_f64(idle_timeout),
+            stop_timeout: Duration::from_secs_f64(stop_timeout),
             warnings,
         })
     }

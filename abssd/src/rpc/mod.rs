@@ -27,8 +27,6 @@ use peer::Peer;
 
 /// How long a graceful stop waits for open connections.
 const DRAIN: Duration = Duration::from_secs(5);
-/// How long a graceful stop waits for running operations to end.
-const OPS_DRAIN: Duration = Duration::from_secs(120);
 
 /// Bind the socket: 0660, owned by `group` when it exists. A stale socket
 /// file is replaced; a live one (another daemon answers) is refused.
@@ -177,7 +175,7 @@ pub async fn serve(
     if running > 0 {
         tracing::info!(running, "waiting for running operations to end");
     }
-    state.drain(OPS_DRAIN).await;
+    state.drain(ctx.config.stop_timeout).await;
     for op in state.ops.running() {
         tracing::warn!(op_id = %op.id, command = %op.command, "still running at exit; it is abandoned");
     }
