@@ -132,20 +132,33 @@ impl Reserve {
 
 /// What extraction may still write before it looks at the filesystem again.
 /// Each entry is charged more than it can take (its size rounded up to 4 KiB,
-/// plus 4 KiB, and an inode); when the charge does not fit, the filesystem is
-/// measured afresh, so the reserve holds even while others write there.
+/// plus 4 KiB, and an inode). The filesystem is measured afresh when a charge
+/// does not fit, before every entry of [`REMEASURE_BYTES`] or more, and after
+/// that much (or [`REMEASURE_ENTRIES`] entries) since the last measure: so the
+/// reserve holds while others write there too, give or take what they write
+/// between two measures.
 #[derive(Debug, Default)]
 struct Room {
     bytes: u64,
     inodes: u64,
+    /// Charged since the last measure.
+    charged: u64,
+    entries: u64,
 }
 
 const BLOCK: u64 = 4096;
+/// See [`Room`].
+const REMEASURE_BYTES: u64 = 1 << 20;
+/// See [`Room`].
+const REMEASURE_ENTRIES: u64 = 1024;
 
 impl Room {
     fn take(&mut self, size: u64, tree: &Tree, reserve: Reserve, archive: &Path) -> Result<()> {
         let bytes = size.div_ceil(BLOCK).saturating_add(1).saturating_mul(BLOCK);
-        if bytes > self.bytes || self.inodes == 0 {
+        let stale = bytes >= REMEASURE_BYTES
+            || self.charged.saturating_add(bytes) >= REMEASURE_BYTES
+            || self.entries >= REMEASURE_ENTRIES;
+        if stale || bytes > self.bytes || self.inodes == 0 {
             *self = Room::measure(tree, reserve)?;
             if bytes > self.bytes || self.inodes == 0 {
                 return Err(Error::Environment(format!(
@@ -158,6 +171,8 @@ impl Room {
         }
         self.bytes -= bytes;
         self.inodes -= 1;
+        self.charged = self.charged.saturating_add(bytes);
+        self.entries += 1;
         Ok(())
     }
 
@@ -176,6 +191,8 @@ impl Room {
         Ok(Room {
             bytes: free.saturating_sub(reserve.bytes(size)),
             inodes,
+            charged: 0,
+            entries: 0,
         })
     }
 }
@@ -332,7 +349,7 @@ async fn unpack(
         expect.limits.admit(counts.entries, total, archive)?;
         if total > expect.max_bytes {
             return Err(Error::Environment(format!(
-                "extracting {} would need more than {} bytes; not enough free space at {} (free some space or restore elsewhere)",
+                "extracting {} would need more than {} bytes, what is free at {} less the reserve kept for everything else there (daemon.restore_reserve_percent); stopped, nothing was changed. Free some space there or restore elsewhere",
                 archive.display(),
                 expect.max_bytes,
                 tree.staging().display(),

@@ -120,10 +120,9 @@ pub fn check_id(id: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    let shown: String = id.chars().take(64).flat_map(char::escape_debug).collect();
     Err(Error::validation(format!(
-        "backup id \"{shown}\"{} {why}; ids look like 20250102-030405-<instance>-a1b2c3",
-        if id.chars().count() > 64 { "…" } else { "" }
+        "backup id \"{}\" {why}; ids look like 20250102-030405-<instance>-a1b2c3",
+        crate::error::shown(id)
     )))
 }
 

@@ -258,8 +258,8 @@ pub fn check(entry: &BackupEntry, max_entries: u64, sink: &dyn crate::ops::Progr
 fn payload_refusal(entry: &BackupEntry, found: &extract::Inspected) -> Option<String> {
     if found.top != entry.id {
         return Some(format!(
-            "its top directory is {:?}, not the backup id {}",
-            found.top.chars().take(64).collect::<String>(),
+            "its top directory is \"{}\", not the backup id {}",
+            crate::error::shown(&found.top),
             entry.id
         ));
     }
@@ -273,7 +273,7 @@ fn payload_refusal(entry: &BackupEntry, found: &extract::Inspected) -> Option<St
         None => None,
         Some(other) => Some(format!(
             "its metadata/instance.json names instance {}, not {}",
-            other.to_string().chars().take(64).collect::<String>(),
+            crate::error::shown(&other.to_string()),
             entry.instance
         )),
     }

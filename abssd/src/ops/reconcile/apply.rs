@@ -64,6 +64,7 @@ pub fn adoption(
             "it belongs to instance {instance}, outside --instance"
         ));
     }
+    trusted_file(path)?;
     let mut bytes = ByteProgress::start(sink, format!("adopt:{}", archive.name), archive.size);
     let found = extract::inspect(path, archive.algorithm, limits, &mut |n| bytes.add(n))
         .map_err(|e| format!("cannot be read: {e}"))?;
@@ -79,8 +80,8 @@ pub fn adoption(
         }
         None => {
             return Err(format!(
-                "its top directory {:?} is not a backup id of the form YYYYMMDD-HHMMSS-{instance}-<6 hex>",
-                escaped(&id)
+                "its top directory \"{}\" is not a backup id of the form YYYYMMDD-HHMMSS-{instance}-<6 hex>",
+                crate::error::shown(&id)
             ));
         }
     }
@@ -106,8 +107,8 @@ pub fn adoption(
         Some(other) => {
             let named = other.as_str().map_or_else(|| other.to_string(), str::to_owned);
             return Err(format!(
-                "its metadata/instance.json names instance {:?}, but it lies in the directory of {instance}",
-                escaped(&named)
+                "its metadata/instance.json names instance \"{}\", but it lies in the directory of {instance}",
+                crate::error::shown(&named)
             ));
         }
     }
@@ -155,13 +156,27 @@ pub fn adoption(
     })
 }
 
-/// At most 64 characters of archive-supplied text, control characters escaped.
-fn escaped(text: &str) -> String {
-    let mut out: String = text.chars().take(64).flat_map(char::escape_debug).collect();
-    if text.chars().count() > 64 {
-        out.push('…');
+/// Only a file this daemon's user (root) owns, and nobody else may write, is
+/// adopted: abssd and the Python tool write archives as root, 0640. A file
+/// someone else owns came from elsewhere (a restore keeps the numeric owners
+/// of what it unpacks, so a user's planted archive stays theirs).
+fn trusted_file(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "it is owned by uid {}, not by uid {me} as abssd's and the Python tool's archives are; adopt only takes archives nobody else could have put there (check where it came from, then chown it)",
+            meta.uid()
+        ));
     }
-    out
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by others (mode {:o}); adopt only takes archives nobody else could have changed (chmod go-w it once checked)",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// The sidecar to write, if the one there is absent or unreadable. A

@@ -365,20 +365,10 @@ fn validate(payload: &Path, instance: &str) -> Result<()> {
     {
         return Err(Error::Archive(format!(
             "the archive's metadata/instance.json names instance {}, not {instance}; refusing to restore it into {instance}",
-            escape_text(&named.to_string())
+            crate::error::shown(&named.to_string())
         )));
     }
     Ok(())
-}
-
-/// Archive-supplied text for a message: at most 64 characters, control
-/// characters escaped.
-fn escape_text(text: &str) -> String {
-    let mut out: String = text.chars().take(64).flat_map(char::escape_debug).collect();
-    if text.chars().count() > 64 {
-        out.push('…');
-    }
-    out
 }
 
 /// `metadata/instance.json` from the payload, when present.
