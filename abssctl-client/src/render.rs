@@ -432,7 +432,10 @@ mod tests {
             &[vec!["x\u{1b}[31m".to_owned(), "line\nforged".to_owned()]],
         );
         assert_eq!(text.lines().count(), 2, "{text}");
-        assert!(!text.chars().any(|c| unsafe_char(c) && c != '\n'), "{text:?}");
+        assert!(
+            !text.chars().any(|c| unsafe_char(c) && c != '\n'),
+            "{text:?}"
+        );
         let text = fields(0, &[("message", "m\u{1b}[2J\nx".to_owned())]);
         assert_eq!(text, "message:  m\\u{1b}[2J\\nx\n");
         // JSON stays the same document, with the unsafe characters as \u escapes.

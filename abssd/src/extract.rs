@@ -349,7 +349,7 @@ async fn unpack(
         expect.limits.admit(counts.entries, total, archive)?;
         if total > expect.max_bytes {
             return Err(Error::Environment(format!(
-                "extracting {} would need more than {} bytes, what is free at {} less the reserve kept for everything else there (daemon.restore_reserve_percent); stopped, nothing was changed. Free some space there or restore elsewhere",
+                "extracting {} would need more than {} bytes; not enough free space at {} once the reserve kept for everything else there is left free (daemon.restore_reserve_percent); stopped, nothing was changed. Free some space there or restore elsewhere",
                 archive.display(),
                 expect.max_bytes,
                 tree.staging().display(),
@@ -383,7 +383,12 @@ async fn unpack(
 
 /// An error from the tar parser, explained: truncated, an oversized header, or
 /// a corrupt one.
-fn stream_error(archive: &Path, meter: &Meter, at: Option<&dyn Display>, e: std::io::Error) -> Error {
+fn stream_error(
+    archive: &Path,
+    meter: &Meter,
+    at: Option<&dyn Display>,
+    e: std::io::Error,
+) -> Error {
     let place = at.map(|p| format!(" in entry {p}")).unwrap_or_default();
     if meter.over() {
         corrupt(
@@ -419,5 +424,40 @@ fn codec(algorithm: Algorithm) -> &'static str {
         Algorithm::Zstd => "zstd",
         Algorithm::Gzip => "gzip",
         Algorithm::None => "tar",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_sizes_get_a_margin_and_entries_a_cap() {
+        let limits = Limits {
+            max_entries: 3,
+            recorded_bytes: Some(10 << 20),
+        };
+        let cap = (10 << 20) + (1 << 20) + RECORDED_MARGIN;
+        assert_eq!(limits.content_cap(), Some(cap));
+        let a = Path::new("/a.tar");
+        limits.admit(2, cap, a).unwrap();
+        let err = limits.admit(2, cap + 1, a).unwrap_err().to_string();
+        assert!(err.contains("records 10485760 bytes"), "{err}");
+        let err = limits.admit(3, 0, a).unwrap_err().to_string();
+        assert!(err.contains("more than 3 entries"), "{err}");
+        let unknown = Limits {
+            max_entries: 3,
+            recorded_bytes: None,
+        };
+        unknown.admit(0, u64::MAX, a).unwrap();
+    }
+
+    #[test]
+    fn the_reserve_is_a_share_of_the_filesystem_at_most_1_gib() {
+        let r = Reserve { percent: 5 };
+        assert_eq!(r.bytes(16 << 20), (16 << 20) / 100 * 5);
+        assert_eq!(r.bytes(1 << 40), RESERVE_MAX_BYTES);
+        assert_eq!(Reserve { percent: 0 }.bytes(1 << 40), 0);
+        assert_eq!(r.inodes(1000), 50);
     }
 }

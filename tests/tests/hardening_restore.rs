@@ -26,9 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use abssd::config::unit_name;
 use abssd_proto::methods::call::call;
-use abssd_proto::methods::{
-    BackupCreate, BackupList, BackupReconcile, BackupShow, BackupVerify,
-};
+use abssd_proto::methods::{BackupCreate, BackupList, BackupReconcile, BackupShow, BackupVerify};
 use abssd_proto::*;
 use abssd_tests::python::register_python_entry;
 use abssd_tests::world::{Tmpfs, World, assert_same, no_pre, restore};
@@ -155,7 +153,10 @@ fn set_recorded_size(cfg: &abssd::Config, value: Value) {
     for e in index["backups"].as_array_mut().unwrap() {
         match &value {
             Value::Null => {
-                e["metadata"].as_object_mut().unwrap().remove("uncompressed_bytes");
+                e["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("uncompressed_bytes");
             }
             v => e["metadata"]["uncompressed_bytes"] = v.clone(),
         }
@@ -365,7 +366,10 @@ async fn adoption_refuses_what_restore_refuses() {
     for (archive, why) in [
         (&absolute, "data/evil\" is a symlink to an absolute path"),
         (&leaving, "leaves the backup's data/ directory"),
-        (&other_instance, "metadata/instance.json names instance \"beta\""),
+        (
+            &other_instance,
+            "metadata/instance.json names instance \"beta\"",
+        ),
         (&not_an_id, "is not a backup id of the form"),
         (&writable, "writable by others"),
     ] {
@@ -469,7 +473,11 @@ async fn ids_and_messages_with_control_characters_are_refused() {
     let c = client(&daemon.socket).await;
     backup(&c, "alpha").await;
     let long = "2".repeat(5000);
-    for id in ["20250101-000000-alpha-a1b2c3\u{1b}[2J", "x\ny", long.as_str()] {
+    for id in [
+        "20250101-000000-alpha-a1b2c3\u{1b}[2J",
+        "x\ny",
+        long.as_str(),
+    ] {
         let err = call::<BackupShow>(&c, &ShowParams { id: id.into() })
             .await
             .unwrap_err();
@@ -504,7 +512,11 @@ async fn ids_and_messages_with_control_characters_are_refused() {
         .await
         .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Validation, "{message:?}: {err:?}");
-        assert!(err.message.contains("control characters"), "{}", err.message);
+        assert!(
+            err.message.contains("control characters"),
+            "{}",
+            err.message
+        );
     }
     assert_eq!(fs::read(sb.config().index_file).unwrap(), before);
     // A newline is still a message's own business.
@@ -638,7 +650,8 @@ async fn staging_never_eats_into_the_filesystems_reserve() {
     assert!(fired.load(Ordering::SeqCst), "the hook ran");
     assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
     assert!(
-        err.message.contains("would leave less than the reserve free"),
+        err.message
+            .contains("would leave less than the reserve free"),
         "{}",
         err.message
     );

@@ -242,7 +242,10 @@ async fn orphans_are_named_from_their_file_or_directory_and_partials_are_not_arc
 
     let before = fs::read(sb.config().index_file).unwrap();
     let (op_id, plan, r) = reconcile(&c, None, READ).await;
-    assert_eq!(plan.archives, 4, "alpha/weekly/monday.tar.zst is not counted");
+    assert_eq!(
+        plan.archives, 4,
+        "alpha/weekly/monday.tar.zst is not counted"
+    );
     let warned = events_of(&c, &op_id).await.into_iter().any(|e| {
         matches!(&e.kind, EventKind::Message { level, text }
             if level == "warning" && text.starts_with("1 directory below the instance directories"))

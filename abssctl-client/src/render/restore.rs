@@ -10,9 +10,9 @@ pub fn plan(p: &RestorePlan) -> String {
     let (id, instance, target) = (esc(&p.id), esc(&p.instance), esc(&p.target));
     let into = match p.mode {
         RestoreMode::Live => format!("into instance {instance}"),
-        RestoreMode::Dest => format!(
-            "of instance {instance} into {target} (data only; the instance is not touched)"
-        ),
+        RestoreMode::Dest => {
+            format!("of instance {instance} into {target} (data only; the instance is not touched)")
+        }
     };
     let mut text = format!("Dry run, nothing changed: restore backup {id} {into}\n");
     let mut pairs = vec![

@@ -60,7 +60,9 @@ pub(super) async fn one_entry(
         }
         EntryType::Link => {
             let Some(target) = hardlink else {
-                return Err(Error::Internal("a hardlink passed without its target".into()));
+                return Err(Error::Internal(
+                    "a hardlink passed without its target".into(),
+                ));
             };
             skip(entry, size, archive, meter, &path, tree, buf).await?;
             tree.hardlink(&path, &target)

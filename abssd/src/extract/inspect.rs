@@ -261,7 +261,9 @@ async fn walk(
             "there is data after its end-of-archive marker",
         ));
     }
-    found.has_data = shape.dirs.contains(format!("{}/data", found.top).as_bytes());
+    found.has_data = shape
+        .dirs
+        .contains(format!("{}/data", found.top).as_bytes());
     payload(&found, &shape, archive)?;
     Ok(found)
 }

@@ -262,6 +262,47 @@ mod tests {
     }
 
     #[test]
+    fn one_check_for_types_names_and_links() {
+        let c = |kind, raw: &str, link: Option<&str>| {
+            check(kind, raw.as_bytes(), link.map(str::as_bytes), "id")
+        };
+        let ok = c(EntryType::Link, "id/data/b", Some("./id/data/a")).unwrap();
+        assert_eq!(ok.hardlink.unwrap().to_string(), "id/data/a");
+        assert!(c(EntryType::Symlink, "id/data/l", Some("x")).is_ok());
+        assert!(
+            c(EntryType::Symlink, "id/data/l", Some("/etc/shadow"))
+                .unwrap_err()
+                .contains("absolute path (/etc/shadow)")
+        );
+        assert!(
+            c(EntryType::Symlink, "id/data/l", None)
+                .unwrap_err()
+                .contains("without a target")
+        );
+        assert!(
+            c(EntryType::Link, "id/data/b", Some("../etc/passwd"))
+                .unwrap_err()
+                .contains("is a hardlink to")
+        );
+        assert!(
+            c(EntryType::Fifo, "id/data/p", None)
+                .unwrap_err()
+                .contains("FIFO")
+        );
+        assert!(
+            c(EntryType::Regular, "id", None)
+                .unwrap_err()
+                .contains("top directory but is not a directory")
+        );
+        let long = format!("id/{}", "a/".repeat(MAX_PATH / 2));
+        assert!(
+            c(EntryType::Directory, &long, None)
+                .unwrap_err()
+                .contains("longer than 4096")
+        );
+    }
+
+    #[test]
     fn names_need_not_be_utf8() {
         let p = entry_path(b"id/data/caf\xe9", "id", false).unwrap();
         assert_eq!(p.name(), b"caf\xe9");

@@ -213,7 +213,10 @@ pub fn check(entry: &BackupEntry, max_entries: u64, sink: &dyn crate::ops::Progr
         }
         Some(Err(e @ Error::Io { .. })) => {
             return Finding {
-                item: item(status::ERROR, format!("cannot read {}: {e}", path.display())),
+                item: item(
+                    status::ERROR,
+                    format!("cannot read {}: {e}", path.display()),
+                ),
                 observed: None,
             };
         }

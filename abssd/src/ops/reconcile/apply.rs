@@ -102,10 +102,13 @@ pub fn adoption(
         .as_deref()
         .and_then(|raw| serde_json::from_slice::<Value>(raw).ok());
     match json.as_ref().and_then(|v| v.get("name")) {
-        None => notes.push("no instance name in metadata/instance.json; taken from its directory".into()),
+        None => notes
+            .push("no instance name in metadata/instance.json; taken from its directory".into()),
         Some(Value::String(named)) if named == instance => {}
         Some(other) => {
-            let named = other.as_str().map_or_else(|| other.to_string(), str::to_owned);
+            let named = other
+                .as_str()
+                .map_or_else(|| other.to_string(), str::to_owned);
             return Err(format!(
                 "its metadata/instance.json names instance \"{}\", but it lies in the directory of {instance}",
                 crate::error::shown(&named)

@@ -149,8 +149,7 @@ pub async fn run(
     planned.extend(
         orphan_findings(
             orphans,
-            params.adopt,
-            config.max_restore_entries,
+            params.adopt.then_some(config.max_restore_entries),
             scope,
             (&scan_ref, &index_ref),
             actor,
@@ -239,12 +238,12 @@ async fn judge_entries(
     Ok(planned)
 }
 
-/// Orphans into `result`; under `--adopt`, each adoptable one read through
-/// and its adoption returned.
+/// Orphans into `result`; under `--adopt` (`adopt`: the most entries an
+/// archive may hold, `daemon.max_restore_entries`), each adoptable one read
+/// through and its adoption returned.
 async fn orphan_findings(
     orphans: Vec<Orphan>,
-    adopt: bool,
-    max_entries: u64,
+    adopt: Option<u64>,
     scope: Option<String>,
     (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
     actor: &Actor,
@@ -258,7 +257,7 @@ async fn orphan_findings(
         adoptable,
     } in orphans
     {
-        if adopt && adoptable {
+        if let (Some(max_entries), true) = (adopt, adoptable) {
             let (s, i, sink, a, sc) = (
                 scan.clone(),
                 index.clone(),

@@ -210,10 +210,7 @@ pub fn dest_dir(config: &Config, dest: &str) -> Result<PathBuf> {
     // Symlinks in the existing part must not lead elsewhere.
     let (existing, rest) = nearest_existing(&path);
     let real = existing.canonicalize().at("resolving", &existing)?;
-    let real_roots: Vec<PathBuf> = roots
-        .iter()
-        .map(|r| real_path(r))
-        .collect();
+    let real_roots: Vec<PathBuf> = roots.iter().map(|r| real_path(r)).collect();
     let real_dest = real.join(rest);
     if !lexically_inside(&real_dest, &real_roots) {
         return Err(Error::validation(format!(
