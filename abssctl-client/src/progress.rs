@@ -13,7 +13,7 @@ use std::time::Duration;
 use abssd_proto::EventKind;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::render::{Output, human_size};
+use crate::render::{Output, esc, human_size};
 
 const BYTES_TEMPLATE: &str = "{prefix:>12.bold} [{bar:32.cyan/blue}] {binary_bytes}/{binary_total_bytes} \
                               {binary_bytes_per_sec} eta {eta}";
@@ -38,7 +38,7 @@ pub struct ProgressView {
 fn phase_label(name: &str) -> String {
     match name {
         "pre_backup" => "pre-backup".to_owned(),
-        other => other.replace('_', " "),
+        other => esc(&other.replace('_', " ")).into_owned(),
     }
 }
 
@@ -86,14 +86,15 @@ impl ProgressView {
                     );
                 } else {
                     self.out.note(&format!(
-                        "waiting for lock {lock}, held by another operation"
+                        "waiting for lock {}, held by another operation",
+                        esc(lock)
                     ));
                 }
             }
             EventKind::LockAcquired { lock, waited_ms } => {
                 if *waited_ms > 0 && !self.visible {
                     self.out
-                        .note(&format!("got lock {lock} after {waited_ms} ms"));
+                        .note(&format!("got lock {} after {waited_ms} ms", esc(lock)));
                 }
             }
             EventKind::Phase { name, total_bytes } => self.start_phase(name, *total_bytes),
@@ -107,9 +108,11 @@ impl ProgressView {
             EventKind::Message { level, text } => {
                 let out = self.out;
                 match level.as_str() {
-                    "info" => self.bar.suspend(|| out.note(text)),
-                    "warning" => self.bar.suspend(|| out.warn(text)),
-                    other => self.bar.suspend(|| out.note(&format!("{other}: {text}"))),
+                    "info" => self.bar.suspend(|| out.note(&esc(text))),
+                    "warning" => self.bar.suspend(|| out.warn(&esc(text))),
+                    other => self
+                        .bar
+                        .suspend(|| out.note(&format!("{}: {}", esc(other), esc(text)))),
                 }
             }
             EventKind::Finished { .. } => {
@@ -183,8 +186,8 @@ fn spinner_bar(prefix: &str, message: String) -> ProgressBar {
         .unwrap_or_else(|_| ProgressStyle::default_spinner());
     let bar = ProgressBar::new_spinner()
         .with_style(style)
-        .with_prefix(prefix.to_owned())
-        .with_message(message);
+        .with_prefix(esc(prefix).into_owned())
+        .with_message(esc(&message).into_owned());
     bar.enable_steady_tick(TICK);
     bar
 }

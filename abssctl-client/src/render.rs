@@ -4,12 +4,21 @@
 //! [`Output`] decides where things go; the `backup`, `restore`, `reconcile` and `ops`
 //! submodules turn wire types into text and never print themselves, so they are
 //! tested as plain functions.
+//!
+//! Every string that comes from the daemon or an archive (ids, instance names,
+//! messages, labels, paths, warnings, errors) goes through [`esc`] before it
+//! reaches a terminal: a control character in a backup message or a file name
+//! could otherwise move the cursor, rewrite lines or retitle the window. The
+//! table and field builders escape every cell; the renderers escape what they
+//! put into sentences; and every sink escapes what is left ([`safe_text`],
+//! [`safe_json`]) so nothing slips through.
 
 pub mod backup;
 pub mod ops;
 pub mod reconcile;
 pub mod restore;
 
+use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 
 use abssd_proto::WireError;
@@ -43,7 +52,7 @@ impl Output {
     /// Print `doc` as the one JSON document of this run.
     pub fn document<T: Serialize>(&self, doc: &T) {
         match serde_json::to_string_pretty(doc) {
-            Ok(text) => write_stdout(&format!("{text}\n")),
+            Ok(text) => write_raw(&format!("{}\n", safe_json(&text))),
             // Only a non-string map key could get here; the wire types have none.
             Err(err) => eprintln!("abssctl: error: cannot encode the answer as JSON: {err}"),
         }
@@ -52,13 +61,13 @@ impl Output {
     /// An informational line on stderr, unless `--quiet`.
     pub fn note(&self, text: &str) {
         if !self.quiet {
-            eprintln!("abssctl: {text}");
+            eprintln!("abssctl: {}", safe_text(text));
         }
     }
 
     /// A warning on stderr, always.
     pub fn warn(&self, text: &str) {
-        eprintln!("abssctl: warning: {text}");
+        eprintln!("abssctl: warning: {}", safe_text(text));
     }
 
     /// Report a failed command: `{"error": {kind, message, detail?}}` on stdout with
@@ -69,7 +78,7 @@ impl Output {
             self.document(&json!({ "error": err }));
         } else {
             let detail = err.detail.as_ref().map(error_detail).unwrap_or_default();
-            eprint!("abssctl: error: {}\n{detail}", err.message);
+            eprint!("abssctl: error: {}\n{detail}", safe_text(&err.message));
         }
     }
 
@@ -99,11 +108,12 @@ pub fn error_detail(detail: &Value) -> String {
         if !items.is_empty() {
             text.push_str(&format!("  {title}\n"));
             for item in items {
-                text.push_str(&format!("    - {item}\n"));
+                text.push_str(&format!("    - {}\n", esc(&item)));
             }
         }
     }
     if let Some(op_id) = detail.get("op_id").and_then(Value::as_str) {
+        let op_id = esc(op_id);
         text.push_str(&format!(
             "  operation {op_id}; its events: abssctl op watch {op_id}\n"
         ));
@@ -111,8 +121,13 @@ pub fn error_detail(detail: &Value) -> String {
     text
 }
 
-/// Write to stdout without panicking when the reader went away (`abssctl ... | head`).
+/// Text for people on stdout, escaped ([`safe_text`]).
 fn write_stdout(text: &str) {
+    write_raw(&safe_text(text));
+}
+
+/// Write to stdout without panicking when the reader went away (`abssctl ... | head`).
+fn write_raw(text: &str) {
     let mut stdout = io::stdout().lock();
     if let Err(err) = stdout
         .write_all(text.as_bytes())
@@ -121,6 +136,73 @@ fn write_stdout(text: &str) {
     {
         eprintln!("abssctl: error: cannot write to stdout: {err}");
     }
+}
+
+/// Whether a character may not reach a terminal as it is: control characters
+/// (C0, DEL, C1: escape sequences, carriage returns, bells) and the format
+/// characters that reorder or hide text (bidirectional overrides and isolates,
+/// zero-width marks).
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// A daemon- or archive-supplied string made safe for one line of a terminal:
+/// every control or format character, newlines included, written as an escape
+/// (`\n`, `\t`, `\r`, `\u{1b}`). The one helper every renderer uses for such
+/// strings.
+pub fn esc(text: &str) -> Cow<'_, str> {
+    escape(text, false)
+}
+
+/// [`esc`] for text that is ours and may span lines: newlines are kept,
+/// everything else unsafe is escaped. What every sink applies last.
+pub fn safe_text(text: &str) -> Cow<'_, str> {
+    escape(text, true)
+}
+
+fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| unsafe_char(c) && !(keep_newlines && c == '\n'))
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' if keep_newlines => out.push('\n'),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A JSON document safe for a terminal: serde_json escapes C0 controls but
+/// writes DEL, C1 controls and format characters as they are; those become
+/// `\uXXXX` escapes, which any JSON reader reads back the same.
+pub fn safe_json(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            // Outside strings JSON has only ASCII whitespace, which is kept.
+            if matches!(c, '\n' | '\t' | '\r') {
+                out.push(c);
+            } else {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// How a table column lines up.
@@ -135,6 +217,11 @@ pub enum Align {
 /// Aligned columns with an upper-case header row, two spaces apart, no trailing
 /// blanks; each line ends with a newline.
 pub fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| esc(cell).into_owned()).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = columns
         .iter()
         .map(|(title, _)| title.chars().count())
@@ -183,6 +270,7 @@ pub fn fields(indent: usize, pairs: &[(&str, String)]) -> String {
         .unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
+        let value = esc(value);
         let line = format!(
             "{:indent$}{:width$}  {value}",
             "",
@@ -325,6 +413,37 @@ mod tests {
              \x20 operation op-1; its events: abssctl op watch op-1\n"
         );
         assert_eq!(error_detail(&json!({"path": "/x", "left": []})), "");
+    }
+
+    #[test]
+    fn daemon_strings_never_carry_control_characters_to_a_terminal() {
+        let hostile = "a\u{1b}]0;owned\u{7}b\r\nc\u{9b}2J\u{202e}d\u{7f}";
+        let one_line = esc(hostile);
+        assert_eq!(
+            one_line,
+            "a\\u{1b}]0;owned\\u{7}b\\r\\nc\\u{9b}2J\\u{202e}d\\u{7f}"
+        );
+        assert!(!one_line.chars().any(unsafe_char));
+        assert_eq!(esc("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(safe_text("two\nlines\u{1b}"), "two\nlines\\u{1b}");
+        // Cells and fields are escaped whatever the renderer passed in.
+        let text = table(
+            &[("id", Align::Left), ("note", Align::Left)],
+            &[vec!["x\u{1b}[31m".to_owned(), "line\nforged".to_owned()]],
+        );
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            !text.chars().any(|c| unsafe_char(c) && c != '\n'),
+            "{text:?}"
+        );
+        let text = fields(0, &[("message", "m\u{1b}[2J\nx".to_owned())]);
+        assert_eq!(text, "message:  m\\u{1b}[2J\\nx\n");
+        // JSON stays the same document, with the unsafe characters as \u escapes.
+        let doc = serde_json::to_string(&json!({"m": "a\u{9b}b\u{1b}\u{202e}"})).unwrap();
+        let safe = safe_json(&doc);
+        assert!(!safe.chars().any(unsafe_char), "{safe}");
+        let back: Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["m"], "a\u{9b}b\u{1b}\u{202e}");
     }
 
     #[test]

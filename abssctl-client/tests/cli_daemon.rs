@@ -14,7 +14,7 @@ use common::{assert_exit, text};
 /// declared first so it stops before the sandbox directory goes away.
 struct Host {
     daemon: Daemon,
-    _sandbox: Sandbox,
+    sandbox: Sandbox,
 }
 
 impl Host {
@@ -22,10 +22,7 @@ impl Host {
         let sandbox = Sandbox::new();
         sandbox.add_instance("alpha");
         let daemon = Daemon::start(&sandbox);
-        Host {
-            daemon,
-            _sandbox: sandbox,
-        }
+        Host { daemon, sandbox }
     }
 
     fn abssctl(&self, args: &[&str]) -> Output {
@@ -143,6 +140,78 @@ fn create_list_show_verify_round_trip() {
         text(&out.stdout).contains("nightly, keep"),
         "{}",
         text(&out.stdout)
+    );
+}
+
+/// Bytes that would act on a terminal: ESC, BEL, CR, DEL, and the C1 controls
+/// (U+0080..U+009F, two bytes in UTF-8).
+fn terminal_controls(bytes: &[u8]) -> Vec<String> {
+    let text = text(bytes);
+    text.chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .map(|c| format!("U+{:04X}", u32::from(c)))
+        .collect()
+}
+
+#[test]
+fn control_characters_from_the_daemon_never_reach_the_terminal() {
+    let host = Host::new();
+    let id = host.create(&["-m", "fine"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The Python tool accepted any message; its index may hold these.
+    let index_file = host.sandbox.config().index_file;
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_file).unwrap()).unwrap();
+    let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2J\rforged\nrow\u{9b}31m\u{7f}";
+    let entry = &mut index["backups"][0];
+    entry["message"] = json!(hostile);
+    entry["metadata"]["labels"] = json!([format!("l{hostile}")]);
+    entry["metadata"]["verification_error"] = json!(hostile);
+    entry["python_note"] = json!(hostile);
+    std::fs::write(&index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+
+    for args in [
+        vec!["backup", "list"],
+        vec!["backup", "show", id.as_str()],
+        vec!["backup", "show", id.as_str(), "--json"],
+        vec!["backup", "list", "--json"],
+    ] {
+        let out = host.abssctl(&args);
+        assert_exit(&out, 0);
+        assert_eq!(
+            terminal_controls(&out.stdout),
+            Vec::<String>::new(),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+        if args.contains(&"--json") {
+            // Still the same document.
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let entry = doc.get("backup").unwrap_or(&doc["backups"][0]);
+            assert_eq!(entry["message"], hostile);
+        } else {
+            assert!(
+                text(&out.stdout).contains("\\u{1b}]0;owned"),
+                "{args:?}: {}",
+                text(&out.stdout)
+            );
+        }
+    }
+    let out = host.abssctl(&["backup", "show", id.as_str()]);
+    assert!(
+        text(&out.stdout).contains("\\rforged\\nrow"),
+        "a newline in a message does not start a line of its own: {}",
+        text(&out.stdout)
+    );
+    // An error that quotes what was asked for.
+    let out = host.abssctl(&["backup", "show", "x\u{1b}[2J\u{9b}"]);
+    assert_exit(&out, 2);
+    assert_eq!(
+        terminal_controls(&out.stderr),
+        Vec::<String>::new(),
+        "{}",
+        text(&out.stderr)
     );
 }
 

@@ -34,6 +34,13 @@ fn main() {
         sha256: sha256.clone(),
         top: top.clone(),
         max_bytes: u64::MAX,
+        limits: abssd::extract::Limits {
+            max_entries: abssd::config::DEFAULT_MAX_RESTORE_ENTRIES,
+            recorded_bytes: None,
+        },
+        reserve: abssd::extract::Reserve {
+            percent: abssd::config::DEFAULT_RESTORE_RESERVE_PERCENT,
+        },
         same_owner: nix::unistd::geteuid().is_root(),
     };
     let started = Instant::now();

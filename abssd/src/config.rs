@@ -89,12 +89,22 @@ pub struct Config {
     /// the daemon exits anyway (`daemon.stop_timeout`, default 120 s; keep it
     /// 10 s below the unit's `TimeoutStopSec=`).
     pub stop_timeout: Duration,
+    /// Most tar entries a restore extracts, an adoption or a verify reads
+    /// (`daemon.max_restore_entries`).
+    pub max_restore_entries: u64,
+    /// Percent of the staging filesystem's size a restore leaves free, at most
+    /// 1 GiB (`daemon.restore_reserve_percent`).
+    pub restore_reserve_percent: u8,
     /// Non-fatal findings (unknown keys), logged at start.
     pub warnings: Vec<String>,
 }
 
 /// The longest `daemon.stop_timeout`: a stop that waits longer is a hang.
 const MAX_STOP_TIMEOUT: f64 = 3600.0;
+/// Default of `daemon.max_restore_entries`.
+pub const DEFAULT_MAX_RESTORE_ENTRIES: u64 = 1_000_000;
+/// Default of `daemon.restore_reserve_percent`.
+pub const DEFAULT_RESTORE_RESERVE_PERCENT: u8 = 5;
 
 /// Top-level keys this project understands; anything else is kept and warned about.
 const KNOWN_KEYS: &[&str] = &[
@@ -264,6 +274,22 @@ impl Config {
                 stop_timeout,
             ));
         }
+        let max_restore_entries = match f.int("daemon.max_restore_entries")? {
+            None => DEFAULT_MAX_RESTORE_ENTRIES,
+            Some(n) if n >= 1 => n as u64,
+            Some(n) => return Err(f.bad("daemon.max_restore_entries", "an integer ≥ 1", n)),
+        };
+        let restore_reserve_percent = match f.int("daemon.restore_reserve_percent")? {
+            None => DEFAULT_RESTORE_RESERVE_PERCENT,
+            Some(n) if (0..=50).contains(&n) => n as u8,
+            Some(n) => {
+                return Err(f.bad(
+                    "daemon.restore_reserve_percent",
+                    "an integer from 0 to 50",
+                    n,
+                ));
+            }
+        };
 
         Ok(Config {
             config_file: config_file.clone(),
@@ -292,6 +318,8 @@ impl Config {
             max_request_bytes,
             idle_timeout: Duration::from_secs_f64(idle_timeout),
             stop_timeout: Duration::from_secs_f64(stop_timeout),
+            max_restore_entries,
+            restore_reserve_percent,
             warnings,
         })
     }
@@ -532,6 +560,24 @@ mod tests {
         );
         assert_eq!(c.lock_timeout, Duration::from_secs(30));
         assert_eq!(c.operator_group, "abssctl");
+        assert_eq!(c.max_restore_entries, 1_000_000);
+        assert_eq!(c.restore_reserve_percent, 5);
+    }
+
+    #[test]
+    fn restore_limits_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = "daemon:\n  max_restore_entries: 10\n  restore_reserve_percent: 0\n";
+        let c = load(dir.path(), Some(file), &[], Overrides::default()).unwrap();
+        assert_eq!((c.max_restore_entries, c.restore_reserve_percent), (10, 0));
+        for bad in [
+            "daemon:\n  max_restore_entries: 0\n",
+            "daemon:\n  restore_reserve_percent: 51\n",
+            "daemon:\n  restore_reserve_percent: -1\n",
+        ] {
+            let err = load(dir.path(), Some(bad), &[], Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("daemon."), "{err}");
+        }
     }
 
     #[test]

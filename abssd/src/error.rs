@@ -156,6 +156,24 @@ impl Error {
     }
 }
 
+/// Untrusted text (from a request, an archive or an index entry) as a message
+/// shows it: at most 64 characters, control characters escaped (`\u{1b}`), so
+/// an error never carries a terminal escape or a forged line.
+pub fn shown(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(64) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if text.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn parent_text(path: &Path) -> String {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())

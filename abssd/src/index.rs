@@ -74,8 +74,10 @@ impl Index {
         self.backups.iter_mut().find(|b| b.id == id)
     }
 
-    /// The entry with this id or a not-found error.
+    /// The entry with this id or a not-found error; an id that no backup
+    /// can have (see [`check_id`]) is a validation error.
     pub fn require(&self, id: &str, file: &Path) -> Result<&BackupEntry> {
+        check_id(id)?;
         self.get(id).ok_or_else(|| Error::NotFound {
             what: "backup",
             name: id.to_owned(),
@@ -98,6 +100,57 @@ impl Index {
     }
 }
 
+/// The longest backup id accepted, in bytes: a file name (`<id>.tar.zst`)
+/// must fit in 255 bytes.
+pub const MAX_ID_BYTES: usize = 200;
+
+/// An id some backup can have: non-empty, at most [`MAX_ID_BYTES`], no
+/// control characters, and usable as a directory name (no `/`, not `.` or
+/// `..`). Ids of the Python tool's form pass; so do other names an adopted
+/// archive's file may carry.
+pub fn check_id(id: &str) -> Result<()> {
+    let why = if id.is_empty() {
+        "is empty"
+    } else if id.len() > MAX_ID_BYTES {
+        "is longer than 200 bytes"
+    } else if id.chars().any(char::is_control) {
+        "contains control characters"
+    } else if id.contains('/') || id == "." || id == ".." {
+        "cannot name a directory"
+    } else {
+        return Ok(());
+    };
+    Err(Error::validation(format!(
+        "backup id \"{}\" {why}; ids look like 20250102-030405-<instance>-a1b2c3",
+        crate::error::shown(id)
+    )))
+}
+
+/// The instance of a backup id in the standard form
+/// `YYYYMMDD-HHMMSS-<instance>-<6 hex>`, or `None` for any other id.
+pub fn instance_of_id(id: &str) -> Option<&str> {
+    let b = id.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    if b.len() < 24
+        || b.len() > MAX_ID_BYTES
+        || !digits(0..8)
+        || b[8] != b'-'
+        || !digits(9..15)
+        || b[15] != b'-'
+    {
+        return None;
+    }
+    let tail = id.get(id.len() - 7..)?;
+    if !tail.starts_with('-') || !tail[1..].bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let instance = id.get(16..id.len() - 7)?;
+    crate::registry::validate_name(instance)
+        .ok()
+        .map(|()| instance)
+}
+
 /// A new backup id for a backup made `at`: `YYYYMMDD-HHMMSS-<instance>-<6 hex>`.
 pub fn new_backup_id(instance: &str, at: jiff::Timestamp) -> String {
     let random = uuid::Uuid::now_v7();
@@ -108,6 +161,39 @@ pub fn new_backup_id(instance: &str, at: jiff::Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_bounded_and_printable() {
+        check_id("20250102-030405-alpha-a1b2c3").unwrap();
+        check_id("sunday").unwrap();
+        for bad in ["", "a\u{1b}[2Jb", "x\ny", "a\u{9b}b", "a/b", "..", "."] {
+            let err = check_id(bad).unwrap_err();
+            assert_eq!(err.kind(), abssd_proto::ErrorKind::Validation, "{bad:?}");
+            assert!(!err.to_string().contains('\u{1b}'), "{err}");
+        }
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        assert!(check_id(&long).unwrap_err().to_string().contains("longer"));
+        let index = Index::default();
+        let err = index.require("a\u{7}", Path::new("/i")).unwrap_err();
+        assert_eq!(err.kind(), abssd_proto::ErrorKind::Validation);
+    }
+
+    #[test]
+    fn standard_ids_name_their_instance() {
+        assert_eq!(
+            instance_of_id("20250102-030405-alpha-a1b2c3"),
+            Some("alpha")
+        );
+        assert_eq!(
+            instance_of_id("20250102-030405-my-site-2-00ff00"),
+            Some("my-site-2")
+        );
+        assert_eq!(instance_of_id("20250102-030405-alpha-xyz123"), None);
+        assert_eq!(instance_of_id("2025010-030405-alpha-a1b2c3"), None);
+        assert_eq!(instance_of_id("20250102-030405--a1b2c3"), None);
+        assert_eq!(instance_of_id("20250102-030405-Al\u{e9}-a1b2c3"), None);
+        assert_eq!(instance_of_id("nightly"), None);
+    }
 
     /// Shape written by the Python abssctl 0.1.5a1.
     const PYTHON_INDEX: &str = r#"{

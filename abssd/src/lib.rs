@@ -40,6 +40,22 @@ macro_rules! crash_point {
     };
 }
 
+/// A named point where a test can run code (`fail::cfg_callback`) exactly in
+/// a window it wants to hit; nothing without the `failpoints` feature. Not a
+/// crash point: the crash test kills the daemon only at `crash_point!`s.
+#[cfg(feature = "failpoints")]
+macro_rules! hook_point {
+    ($name:literal) => {
+        fail::fail_point!($name)
+    };
+}
+#[cfg(not(feature = "failpoints"))]
+macro_rules! hook_point {
+    ($name:literal) => {
+        ()
+    };
+}
+
 pub mod archive;
 pub mod cli;
 pub mod config;

@@ -81,6 +81,16 @@ pub struct SpacePlan {
     pub needed_bytes: u64,
     /// Free bytes there now (for the daemon).
     pub available_bytes: u64,
+    /// Of those, the bytes the restore leaves free for everything else on
+    /// that filesystem (`daemon.restore_reserve_percent` of its size, at most
+    /// 1 GiB): the restore needs `needed_bytes + reserve_bytes`. Left out
+    /// when 0 (and by daemons older than it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reserve_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The instance's unit as seen before the restore.

@@ -136,6 +136,11 @@ fn expect(algorithm: Algorithm, sha256: String) -> Expect {
         sha256,
         top: TOP.into(),
         max_bytes: 1 << 30,
+        limits: abssd::extract::Limits {
+            max_entries: 1_000_000,
+            recorded_bytes: None,
+        },
+        reserve: abssd::extract::Reserve { percent: 0 },
         same_owner: true,
     }
 }

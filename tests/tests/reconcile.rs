@@ -219,8 +219,10 @@ async fn orphans_are_named_from_their_file_or_directory_and_partials_are_not_arc
     fs::create_dir_all(root.join("beta")).unwrap();
     fs::copy(&made.archive, root.join(format!("beta/{py_id}.tar.zst"))).unwrap();
     // Any other name: the instance comes from the directory.
+    fs::copy(&made.archive, root.join("alpha/sunday.tar.zst")).unwrap();
+    // Below an instance directory: not where archives belong, never looked into.
     fs::create_dir_all(root.join("alpha/weekly")).unwrap();
-    fs::copy(&made.archive, root.join("alpha/weekly/sunday.tar.zst")).unwrap();
+    fs::copy(&made.archive, root.join("alpha/weekly/monday.tar.zst")).unwrap();
     // In the root itself, with no id in the name: unknown.
     fs::write(root.join("loose.tar"), b"not really a tar").unwrap();
     // Not archives: a create's partial file, our temp files, other files.
@@ -239,8 +241,16 @@ async fn orphans_are_named_from_their_file_or_directory_and_partials_are_not_arc
     .unwrap();
 
     let before = fs::read(sb.config().index_file).unwrap();
-    let (_, plan, r) = reconcile(&c, None, READ).await;
-    assert_eq!(plan.archives, 4);
+    let (op_id, plan, r) = reconcile(&c, None, READ).await;
+    assert_eq!(
+        plan.archives, 4,
+        "alpha/weekly/monday.tar.zst is not counted"
+    );
+    let warned = events_of(&c, &op_id).await.into_iter().any(|e| {
+        matches!(&e.kind, EventKind::Message { level, text }
+            if level == "warning" && text.starts_with("1 directory below the instance directories"))
+    });
+    assert!(warned, "the skipped directory is reported");
     assert_eq!(plan.partial_files, 1);
     let mut found: Vec<(String, Option<String>)> = r
         .orphaned

@@ -63,6 +63,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<Exit, WireError> {
 /// What `--detach` prints: the op id, and how to follow it.
 fn show_started(out: Output, op_id: &str) -> Exit {
     out.show(&json!({ "op_id": op_id }), || {
+        let op_id = crate::render::esc(op_id);
         format!("started operation {op_id}\nfollow it with: abssctl op watch {op_id}\n")
     });
     Exit::Success
@@ -84,7 +85,7 @@ async fn follow_and_show(
         Ended::Finished(finished) => present(out, finished),
         Ended::Failed(err) => Err(err),
         Ended::Detached => {
-            eprintln!("{}", detached_message(op_id));
+            eprintln!("{}", crate::render::esc(&detached_message(op_id)));
             if out.json {
                 out.document(&json!({ "op_id": op_id, "detached": true }));
             }
@@ -107,7 +108,10 @@ fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
             let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
             out.show(&doc, || {
                 let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-                format!("operation {} finished\n{text}\n", finished.op_id)
+                format!(
+                    "operation {} finished\n{text}\n",
+                    crate::render::esc(&finished.op_id)
+                )
             });
             Ok(Exit::Success)
         }

@@ -4,7 +4,7 @@
 use abssd_proto::{BackupEntry, CreatePlan, CreateResult, VerifyResult, status};
 use serde_json::Value;
 
-use super::{Align, ellipsize, fields, human_size, table, value_text, yes_no};
+use super::{Align, ellipsize, esc, fields, human_size, table, value_text, yes_no};
 
 /// The widest the labels/message column gets in `backup list`.
 const NOTE_WIDTH: usize = 48;
@@ -175,7 +175,8 @@ fn list_or_dash(items: &[String]) -> String {
 pub fn plan(p: &CreatePlan) -> String {
     let mut text = format!(
         "Dry run, nothing written: backup {} of instance {}\n",
-        p.id, p.instance
+        esc(&p.id),
+        esc(&p.instance)
     );
     text.push_str(&fields(
         2,
@@ -227,7 +228,7 @@ pub fn plan(p: &CreatePlan) -> String {
 
 /// `backup create`: what was written.
 pub fn created(r: &CreateResult) -> String {
-    let mut text = format!("Created backup {}\n", r.id);
+    let mut text = format!("Created backup {}\n", esc(&r.id));
     text.push_str(&fields(
         2,
         &[

@@ -2,7 +2,7 @@
 
 use abssd_proto::{DaemonStatus, OpInfo, OpState};
 
-use super::{Align, fields, human_duration, table, yes_no};
+use super::{Align, esc, fields, human_duration, table, yes_no};
 
 /// `op list` (and the running operations of `daemon status`).
 pub fn list(ops: &[OpInfo]) -> String {
@@ -84,7 +84,7 @@ pub fn status(s: &DaemonStatus) -> String {
         indented(&mut text, &list(&s.recovered));
         for op in &s.recovered {
             if let Some(e) = &op.error {
-                text.push_str(&format!("  {}: {}\n", op.op_id, e.message));
+                text.push_str(&format!("  {}: {}\n", esc(&op.op_id), esc(&e.message)));
             }
         }
     }

@@ -3,18 +3,18 @@
 
 use abssd_proto::{RestoreMode, RestorePlan, RestoreResult, UnitPlan};
 
-use super::{fields, human_size, yes_no};
+use super::{esc, fields, human_size, yes_no};
 
 /// `backup restore --dry-run`: everything the restore would do, in order.
 pub fn plan(p: &RestorePlan) -> String {
+    let (id, instance, target) = (esc(&p.id), esc(&p.instance), esc(&p.target));
     let into = match p.mode {
-        RestoreMode::Live => format!("into instance {}", p.instance),
-        RestoreMode::Dest => format!(
-            "of instance {} into {} (data only; the instance is not touched)",
-            p.instance, p.target
-        ),
+        RestoreMode::Live => format!("into instance {instance}"),
+        RestoreMode::Dest => {
+            format!("of instance {instance} into {target} (data only; the instance is not touched)")
+        }
     };
-    let mut text = format!("Dry run, nothing changed: restore backup {} {into}\n", p.id);
+    let mut text = format!("Dry run, nothing changed: restore backup {id} {into}\n");
     let mut pairs = vec![
         ("target", p.target.clone()),
         ("staging", p.staging.clone()),
@@ -55,7 +55,12 @@ pub fn plan(p: &RestorePlan) -> String {
         .max()
         .unwrap_or(0);
     for (n, step) in p.steps.iter().enumerate() {
-        let line = format!("  {:>2}. {:width$}  {}", n + 1, step.step, step.detail);
+        let line = format!(
+            "  {:>2}. {:width$}  {}",
+            n + 1,
+            esc(&step.step),
+            esc(&step.detail)
+        );
         text.push_str(line.trim_end());
         text.push('\n');
     }
@@ -69,7 +74,7 @@ fn warnings(list: &[String]) -> String {
     if !list.is_empty() {
         text.push_str("Warnings:\n");
         for warning in list {
-            text.push_str(&format!("  - {warning}\n"));
+            text.push_str(&format!("  - {}\n", esc(warning)));
         }
     }
     text
@@ -93,13 +98,18 @@ fn checksum_text(p: &RestorePlan) -> String {
 
 fn space_text(p: &RestorePlan) -> String {
     let s = &p.space;
-    let short = if s.available_bytes < s.needed_bytes {
+    let short = if s.available_bytes < s.needed_bytes.saturating_add(s.reserve_bytes) {
         " (NOT ENOUGH)"
     } else {
         ""
     };
+    let reserve = if s.reserve_bytes > 0 {
+        format!(" and keeps {} free", human_size(s.reserve_bytes))
+    } else {
+        String::new()
+    };
     format!(
-        "needs {} on {}, {} free{short}",
+        "needs {}{reserve} on {}, {} free{short}",
         human_size(s.needed_bytes),
         s.filesystem,
         human_size(s.available_bytes)
@@ -134,10 +144,10 @@ fn runs(active_state: &str) -> bool {
 /// where the pre-restore backup goes. `no_pre_backup` is the flag as given, to
 /// say why there is none.
 pub fn confirmation(p: &RestorePlan, no_pre_backup: bool) -> String {
+    let target = esc(&p.target);
     let mut items = vec![format!(
-        "replace the data in {} with the backup's (the current data is kept as \
-         {}.pre-restore-<time> until the restore has succeeded)",
-        p.target, p.target
+        "replace the data in {target} with the backup's (the current data is kept as \
+         {target}.pre-restore-<time> until the restore has succeeded)"
     )];
     items.push(if p.data_only {
         "leave the unit file, nginx site and sites-enabled link as they are (data only)".to_owned()
@@ -162,15 +172,16 @@ pub fn confirmation(p: &RestorePlan, no_pre_backup: bool) -> String {
         },
     });
     items.push(match (&p.pre_backup_dir, no_pre_backup) {
-        (Some(dir), _) => format!("first back up the current instance into {dir}"),
+        (Some(dir), _) => format!("first back up the current instance into {}", esc(dir)),
         (None, true) => "take NO pre-restore backup (--no-pre-backup): once the restore \
                          has succeeded, the current data is gone"
             .to_owned(),
         (None, false) => "take no pre-restore backup".to_owned(),
     });
     let mut text = format!(
-        "Restore backup {} into instance {} (data directory {}). This will:\n",
-        p.id, p.instance, p.target
+        "Restore backup {} into instance {} (data directory {target}). This will:\n",
+        esc(&p.id),
+        esc(&p.instance)
     );
     for item in items {
         text.push_str(&format!("  - {item}\n"));
@@ -183,14 +194,13 @@ pub fn confirmation(p: &RestorePlan, no_pre_backup: bool) -> String {
 /// A finished restore: where the data went, the pre-restore backup, the unit and
 /// nginx, and any warnings. `unit` is the unit's name from the plan, when known.
 pub fn restored(r: &RestoreResult, unit: Option<&str>) -> String {
+    let (id, instance, destination) = (esc(&r.id), esc(&r.instance), esc(&r.destination));
     let mut text = match r.mode {
-        RestoreMode::Live => format!(
-            "Restored backup {} into {} (instance {})\n",
-            r.id, r.destination, r.instance
-        ),
+        RestoreMode::Live => {
+            format!("Restored backup {id} into {destination} (instance {instance})\n")
+        }
         RestoreMode::Dest => format!(
-            "Restored the data of backup {} (instance {}) into {}; the instance was not touched\n",
-            r.id, r.instance, r.destination
+            "Restored the data of backup {id} (instance {instance}) into {destination}; the instance was not touched\n"
         ),
     };
     let mut pairs = Vec::new();

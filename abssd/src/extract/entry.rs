@@ -32,31 +32,16 @@ pub(super) async fn one_entry(
         .path_bytes()
         .map_err(|e| stream_error(archive, meter, None, e))?
         .into_owned();
-    if !matches!(
-        kind,
-        EntryType::Regular | EntryType::Directory | EntryType::Symlink | EntryType::Link
-    ) {
-        return Err(refused(
-            archive,
-            &Lossy(&raw),
-            format!(
-                "is a {}; only regular files, directories, symlinks and hardlinks are extracted",
-                type_name(kind)
-            ),
-        ));
-    }
-    let path = names::entry_path(&raw, &expect.top, kind == EntryType::Directory)
+    let link = if matches!(kind, EntryType::Symlink | EntryType::Link) {
+        Some(link_target(entry, archive, meter, &Lossy(&raw))?)
+    } else {
+        None
+    };
+    let names::Checked { path, hardlink } = names::check(kind, &raw, link.as_deref(), &expect.top)
         .map_err(|why| refused(archive, &Lossy(&raw), why))?;
-    if path.parent().is_empty() && kind != EntryType::Directory {
-        return Err(refused(
-            archive,
-            &path,
-            "names the backup's top directory but is not a directory",
-        ));
-    }
     let meta = entry_meta(entry)
         .await
-        .map_err(|e| stream_error(archive, meter, Some(&path), e))?;
+        .map_err(|e| stream_error(archive, meter, Some(&path as &dyn Display), e))?;
     match kind {
         EntryType::Regular => {
             let mut file = tree.create_file(&path)?;
@@ -70,23 +55,15 @@ pub(super) async fn one_entry(
             tree.dir(&path, meta)
         }
         EntryType::Symlink => {
-            let target = link_target(entry, archive, meter, &path)?;
-            names::check_symlink(&path, &target).map_err(|why| refused(archive, &path, why))?;
             skip(entry, size, archive, meter, &path, tree, buf).await?;
-            tree.symlink(&path, &target, meta)
+            tree.symlink(&path, link.as_deref().unwrap_or_default(), meta)
         }
         EntryType::Link => {
-            let raw_target = link_target(entry, archive, meter, &path)?;
-            let target = names::entry_path(&raw_target, &expect.top, false).map_err(|why| {
-                refused(
-                    archive,
-                    &path,
-                    format!(
-                        "is a hardlink to {:?}, which {why}",
-                        Lossy(&raw_target).to_string()
-                    ),
-                )
-            })?;
+            let Some(target) = hardlink else {
+                return Err(Error::Internal(
+                    "a hardlink passed without its target".into(),
+                ));
+            };
             skip(entry, size, archive, meter, &path, tree, buf).await?;
             tree.hardlink(&path, &target)
         }
@@ -106,7 +83,7 @@ async fn entry_meta<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> std::io::Resu
         mode: h.mode()?,
         uid: id(h.uid()?, "uid")?,
         gid: id(h.gid()?, "gid")?,
-        mtime: i64::try_from(h.mtime()?).unwrap_or(i64::MAX),
+        mtime: header_mtime(h)?,
         mtime_nsec: 0,
     };
     if let Some(pax) = entry.pax_extensions().await? {
@@ -121,6 +98,24 @@ async fn entry_meta<R: AsyncRead + Unpin>(entry: &mut Entry<R>) -> std::io::Resu
         }
     }
     Ok(meta)
+}
+
+/// The header's mtime, negative ones included: GNU tar stores a time before
+/// 1970 in base-256 two's complement (a first byte of 0xff), which the tar
+/// crate reads as a huge unsigned number.
+fn header_mtime(h: &tokio_tar::Header) -> std::io::Result<i64> {
+    let field = &h.as_old().mtime;
+    if field[0] == 0xff {
+        // Sign-extended: the value is the last 8 bytes, as two's complement.
+        let mut last = [0u8; 8];
+        last.copy_from_slice(&field[field.len() - 8..]);
+        let v = i64::from_be_bytes(last);
+        if field[..field.len() - 8].iter().all(|&b| b == 0xff) && v < 0 {
+            return Ok(v);
+        }
+        return Err(std::io::Error::other("the mtime field is out of range"));
+    }
+    Ok(i64::try_from(h.mtime()?).unwrap_or(i64::MAX))
 }
 
 /// A pax time, `[-]seconds[.fraction]`.
@@ -143,16 +138,16 @@ fn pax_time(v: &str) -> Option<(i64, u32)> {
 }
 
 /// A link entry's target, which it must have.
-fn link_target<R: AsyncRead + Unpin>(
+pub(super) fn link_target<R: AsyncRead + Unpin>(
     entry: &Entry<R>,
     archive: &Path,
     meter: &Meter,
-    path: &EntryPath,
+    name: &dyn Display,
 ) -> Result<Vec<u8>> {
     match entry.link_name_bytes() {
         Ok(Some(target)) => Ok(target.into_owned()),
-        Ok(None) => Err(refused(archive, path, "is a link without a target")),
-        Err(e) => Err(stream_error(archive, meter, Some(path), e)),
+        Ok(None) => Err(refused(archive, name, "is a link without a target")),
+        Err(e) => Err(stream_error(archive, meter, Some(name), e)),
     }
 }
 
@@ -206,7 +201,7 @@ enum CopyError {
 
 fn copy_error(archive: &Path, meter: &Meter, path: &EntryPath, tree: &Tree, e: CopyError) -> Error {
     match e {
-        CopyError::Read(e) => stream_error(archive, meter, Some(path), e),
+        CopyError::Read(e) => stream_error(archive, meter, Some(path as &dyn Display), e),
         CopyError::Write(source) => Error::Io {
             action: "writing",
             path: tree.staging().join(OsStr::from_bytes(path.as_bytes())),
@@ -215,21 +210,8 @@ fn copy_error(archive: &Path, meter: &Meter, path: &EntryPath, tree: &Tree, e: C
     }
 }
 
-fn type_name(kind: EntryType) -> String {
-    match kind {
-        EntryType::Char => "character device".into(),
-        EntryType::Block => "block device".into(),
-        EntryType::Fifo => "FIFO".into(),
-        EntryType::Continuous => "contiguous file".into(),
-        EntryType::GNUSparse => "GNU sparse file".into(),
-        EntryType::XGlobalHeader => "pax global header".into(),
-        EntryType::SolarisXHeader => "Solaris extended header".into(),
-        other => format!("entry of type {:?}", char::from(other.as_byte())),
-    }
-}
-
 /// Raw name bytes, displayed.
-pub(super) struct Lossy<'a>(&'a [u8]);
+pub(super) struct Lossy<'a>(pub(super) &'a [u8]);
 
 impl Display for Lossy<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -2,11 +2,17 @@
 //! directory (the backup id), which parts of the payload it holds, and the
 //! instance's registry entry from `<id>/metadata/instance.json`.
 //!
-//! Reconcile uses it to adopt an archive that has no index entry. Every entry
-//! name passes the same checks as extraction, so an archive adopted here is
-//! one restore will not refuse for its names; the whole stream is decoded, so a
-//! truncated or corrupt archive is found out here rather than at restore time.
+//! Reconcile uses it to adopt an archive that has no index entry, and `backup
+//! verify` to find out whether restore would take an archive. Every entry goes
+//! through the same checks as extraction ([`names::check`]), the rules
+//! extraction enforces through the filesystem (no duplicates, no entry below a
+//! file or link, hardlinks only to files before them) are tracked here in
+//! memory ([`Shape`]), and the same [`Limits`] apply; the payload must hold
+//! what restore's validation wants (`data/` a directory, `instance.json` a
+//! JSON object). The whole stream is decoded, so a truncated or corrupt
+//! archive is found out here rather than at restore time.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::Path;
 use std::rc::Rc;
@@ -16,8 +22,10 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_tar::EntryType;
 
+use super::entry::{Lossy, link_target};
+use super::names::EntryPath;
 use super::source::{ChunkReader, Meter};
-use super::{HEADER_ALLOWANCE, corrupt, names, refused, stream, stream_error};
+use super::{HEADER_ALLOWANCE, Limits, corrupt, names, refused, stream, stream_error};
 use crate::error::{Error, IoContext, Result};
 
 /// The most `metadata/instance.json` may hold.
@@ -34,7 +42,7 @@ pub struct Inspected {
     pub top: String,
     /// The content of `<top>/metadata/instance.json`, when present.
     pub instance_json: Option<Vec<u8>>,
-    /// Whether `<top>/data` is present.
+    /// Whether `<top>/data` is present (a directory).
     pub has_data: bool,
     /// Whether service assets (`systemd/`, `nginx/`) are present.
     pub has_assets: bool,
@@ -45,22 +53,108 @@ pub struct Inspected {
 }
 
 /// Read `archive` through. Blocking. `progress(n)` gets the raw bytes read.
+/// `Err(Error::Archive)`: restore would refuse the archive (the message names
+/// the first offending entry), or it is truncated or corrupt.
 pub fn inspect(
     archive: &Path,
     algorithm: Algorithm,
+    limits: Limits,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Inspected> {
     let file = File::open(archive).at("opening", archive)?;
     let (mut found, hashed) = stream(file, archive, algorithm, progress, |reader, meter| {
-        walk(reader, meter, archive)
+        walk(reader, meter, archive, limits)
     })?;
     found.sha256 = hashed.sha256;
     found.archive_bytes = hashed.bytes;
     Ok(found)
 }
 
+/// The payload checks restore makes once the archive is unpacked: `data/` a
+/// directory, `metadata/instance.json` (when present) a JSON object.
+fn payload(found: &Inspected, shape: &Shape, archive: &Path) -> Result<()> {
+    let data = format!("{}/data", found.top).into_bytes();
+    if !shape.dirs.contains(&data) {
+        return Err(Error::Archive(format!(
+            "refusing {}: it has no {}/data/ directory; it is not an abssctl backup",
+            archive.display(),
+            found.top
+        )));
+    }
+    if let Some(raw) = &found.instance_json
+        && !matches!(
+            serde_json::from_slice::<serde_json::Value>(raw),
+            Ok(serde_json::Value::Object(_))
+        )
+    {
+        return Err(Error::Archive(format!(
+            "refusing {}: metadata/instance.json is not a JSON object",
+            archive.display()
+        )));
+    }
+    Ok(())
+}
+
+/// What extraction learns from the filesystem as it creates the tree, kept in
+/// memory: which paths are directories, which are something else, and which
+/// are regular files (the only hardlink targets).
+#[derive(Debug, Default)]
+struct Shape {
+    dirs: HashSet<Vec<u8>>,
+    others: HashSet<Vec<u8>>,
+    files: HashSet<Vec<u8>>,
+}
+
+impl Shape {
+    /// Record one checked entry, or say why extraction would refuse it.
+    fn add(&mut self, kind: EntryType, checked: &names::Checked) -> Result<(), String> {
+        let path = &checked.path;
+        let full = path.as_bytes();
+        // Every ancestor must be (or become) a directory.
+        for (i, _) in full.iter().enumerate().filter(|&(_, &b)| b == b'/') {
+            let dir = &full[..i];
+            if self.others.contains(dir) {
+                return Err(format!(
+                    "lies below {:?}, which an earlier entry made a file or link",
+                    Lossy(dir).to_string()
+                ));
+            }
+            if !self.dirs.contains(dir) {
+                self.dirs.insert(dir.to_vec());
+            }
+        }
+        if kind == EntryType::Directory {
+            if self.others.contains(full) {
+                return Err("is a duplicate entry in the archive".into());
+            }
+            self.dirs.insert(full.to_vec());
+            return Ok(());
+        }
+        if self.dirs.contains(full) || self.others.contains(full) {
+            return Err("is a duplicate entry in the archive".into());
+        }
+        if let Some(target) = &checked.hardlink
+            && !self.files.contains(target.as_bytes())
+        {
+            return Err(format!(
+                "is a hardlink to {target}, which is not a regular file extracted before it"
+            ));
+        }
+        self.others.insert(full.to_vec());
+        if matches!(kind, EntryType::Regular | EntryType::Link) {
+            self.files.insert(full.to_vec());
+        }
+        Ok(())
+    }
+}
+
 /// Parse every entry, keeping only what [`Inspected`] needs.
-async fn walk(reader: ChunkReader, meter: Rc<Meter>, archive: &Path) -> Result<Inspected> {
+async fn walk(
+    reader: ChunkReader,
+    meter: Rc<Meter>,
+    archive: &Path,
+    limits: Limits,
+) -> Result<Inspected> {
     let meter: &Meter = &meter;
     let mut tar = tokio_tar::Archive::new(reader);
     let mut entries = tar
@@ -76,6 +170,7 @@ async fn walk(reader: ChunkReader, meter: Rc<Meter>, archive: &Path) -> Result<I
         entries: 0,
         content_bytes: 0,
     };
+    let mut shape = Shape::default();
     let mut buf = vec![0u8; super::source::CHUNK];
     loop {
         meter.allow(HEADER_ALLOWANCE);
@@ -89,33 +184,36 @@ async fn walk(reader: ChunkReader, meter: Rc<Meter>, archive: &Path) -> Result<I
             .path_bytes()
             .map_err(|e| stream_error(archive, meter, None, e))?
             .into_owned();
-        let lossy = String::from_utf8_lossy(&raw).into_owned();
-        if !matches!(
-            kind,
-            EntryType::Regular | EntryType::Directory | EntryType::Symlink | EntryType::Link
-        ) {
-            return Err(refused(
-                archive,
-                &lossy,
-                "is not a regular file, directory, symlink or hardlink",
-            ));
-        }
         if found.top.is_empty() {
             found.top = top_of(&raw).ok_or_else(|| {
-                refused(archive, &lossy, "does not start with a backup id directory")
+                refused(
+                    archive,
+                    &Lossy(&raw),
+                    "does not start with a backup id directory",
+                )
             })?;
         }
-        let path = names::entry_path(&raw, &found.top, kind == EntryType::Directory)
-            .map_err(|why| refused(archive, &lossy, why))?;
+        let link = if matches!(kind, EntryType::Symlink | EntryType::Link) {
+            Some(link_target(&entry, archive, meter, &Lossy(&raw))?)
+        } else {
+            None
+        };
+        let checked = names::check(kind, &raw, link.as_deref(), &found.top)
+            .map_err(|why| refused(archive, &Lossy(&raw), why))?;
+        shape
+            .add(kind, &checked)
+            .map_err(|why| refused(archive, &checked.path, why))?;
+        let path: EntryPath = checked.path;
         let below = path
             .as_bytes()
             .get(found.top.len() + 1..)
             .unwrap_or_default();
         let part = below.split(|&b| b == b'/').next().unwrap_or_default();
-        found.has_data |= part == b"data";
         found.has_assets |= matches!(part, b"systemd" | b"nginx");
 
         let size = entry.effective_size();
+        let total = found.content_bytes.saturating_add(size);
+        limits.admit(found.entries, total, archive)?;
         meter.allow(size);
         let wanted = kind == EntryType::Regular && below == b"metadata/instance.json";
         if wanted && size > INSTANCE_JSON_MAX {
@@ -145,7 +243,7 @@ async fn walk(reader: ChunkReader, meter: Rc<Meter>, archive: &Path) -> Result<I
             found.instance_json = Some(kept);
         }
         found.entries += 1;
-        found.content_bytes = found.content_bytes.saturating_add(size);
+        found.content_bytes = total;
     }
     if meter.eof() {
         return Err(corrupt(archive, "it ends without an end-of-archive marker"));
@@ -153,6 +251,20 @@ async fn walk(reader: ChunkReader, meter: Rc<Meter>, archive: &Path) -> Result<I
     if found.entries == 0 {
         return Err(corrupt(archive, "it holds no entries"));
     }
+    drop(entries);
+    let mut reader = tar
+        .into_inner()
+        .map_err(|_| Error::Internal("the tar reader is still shared".into()))?;
+    if !reader.drain_zeros() {
+        return Err(corrupt(
+            archive,
+            "there is data after its end-of-archive marker",
+        ));
+    }
+    found.has_data = shape
+        .dirs
+        .contains(format!("{}/data", found.top).as_bytes());
+    payload(&found, &shape, archive)?;
     Ok(found)
 }
 

@@ -1,8 +1,84 @@
-//! What an archive may name: entry paths under `<top>/`, symlink targets that
-//! stay inside `<top>/data/`, hardlink targets. Pure functions over bytes (names
-//! need not be UTF-8), so every rule is unit-tested without touching a disk.
+//! What an archive may name: entry types, entry paths under `<top>/`, symlink
+//! targets that stay inside `<top>/data/`, hardlink targets. Pure functions over
+//! bytes (names need not be UTF-8), so every rule is unit-tested without
+//! touching a disk. [`check`] is the one door: extraction, adoption's and
+//! verify's inspection all go through it, so they refuse the same entries.
 
 use std::fmt;
+
+use tokio_tar::EntryType;
+
+/// The longest entry path accepted, in bytes: the kernel's `PATH_MAX`. A
+/// longer relative path cannot be opened beneath the staging directory, so
+/// extraction could not create it anyway; refusing it by name keeps every
+/// name held in memory small.
+pub const MAX_PATH: usize = 4096;
+
+/// What [`check`] accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Checked {
+    /// The entry's normalized path.
+    pub(super) path: EntryPath,
+    /// A hardlink's target, normalized.
+    pub(super) hardlink: Option<EntryPath>,
+}
+
+/// Every rule on one entry that does not depend on the entries before it:
+/// its type, its name, and its link target (`link`: the header's, for links).
+/// The error says what is wrong, for `refused`.
+pub(super) fn check(
+    kind: EntryType,
+    raw: &[u8],
+    link: Option<&[u8]>,
+    top: &str,
+) -> Result<Checked, String> {
+    if !matches!(
+        kind,
+        EntryType::Regular | EntryType::Directory | EntryType::Symlink | EntryType::Link
+    ) {
+        return Err(format!(
+            "is a {}; only regular files, directories, symlinks and hardlinks are extracted",
+            type_name(kind)
+        ));
+    }
+    let path = entry_path(raw, top, kind == EntryType::Directory).map_err(str::to_owned)?;
+    if path.parent().is_empty() && kind != EntryType::Directory {
+        return Err("names the backup's top directory but is not a directory".into());
+    }
+    let mut hardlink = None;
+    match kind {
+        EntryType::Symlink => {
+            let target = link.ok_or("is a link without a target")?;
+            check_symlink(&path, target)?;
+        }
+        EntryType::Link => {
+            let target = link.ok_or("is a link without a target")?;
+            let to = entry_path(target, top, false).map_err(|why| {
+                format!(
+                    "is a hardlink to {:?}, which {why}",
+                    String::from_utf8_lossy(target)
+                )
+            })?;
+            hardlink = Some(to);
+        }
+        _ => {}
+    }
+    Ok(Checked { path, hardlink })
+}
+
+/// An entry type for people.
+pub(super) fn type_name(kind: EntryType) -> String {
+    match kind {
+        EntryType::Char => "character device".into(),
+        EntryType::Block => "block device".into(),
+        EntryType::Fifo => "FIFO".into(),
+        EntryType::Continuous => "contiguous file".into(),
+        EntryType::GNUSparse => "GNU sparse file".into(),
+        EntryType::XGlobalHeader => "pax global header".into(),
+        EntryType::SolarisXHeader => "Solaris extended header".into(),
+        other => format!("entry of type {:?}", char::from(other.as_byte())),
+    }
+}
 
 /// A checked entry name, relative to the staging directory: `<top>/a/b`, with
 /// no `.`, `..` or empty components.
@@ -52,6 +128,9 @@ impl fmt::Display for EntryPath {
 pub(super) fn entry_path(raw: &[u8], top: &str, is_dir: bool) -> Result<EntryPath, &'static str> {
     if raw.is_empty() {
         return Err("has an empty name");
+    }
+    if raw.len() > MAX_PATH {
+        return Err("has a name longer than 4096 bytes (PATH_MAX), which cannot be created");
     }
     if raw[0] == b'/' {
         return Err("has an absolute name");
@@ -179,6 +258,47 @@ mod tests {
             entry_path(b"id/data/x/", "id", false)
                 .unwrap_err()
                 .starts_with("has a directory name")
+        );
+    }
+
+    #[test]
+    fn one_check_for_types_names_and_links() {
+        let c = |kind, raw: &str, link: Option<&str>| {
+            check(kind, raw.as_bytes(), link.map(str::as_bytes), "id")
+        };
+        let ok = c(EntryType::Link, "id/data/b", Some("./id/data/a")).unwrap();
+        assert_eq!(ok.hardlink.unwrap().to_string(), "id/data/a");
+        assert!(c(EntryType::Symlink, "id/data/l", Some("x")).is_ok());
+        assert!(
+            c(EntryType::Symlink, "id/data/l", Some("/etc/shadow"))
+                .unwrap_err()
+                .contains("absolute path (/etc/shadow)")
+        );
+        assert!(
+            c(EntryType::Symlink, "id/data/l", None)
+                .unwrap_err()
+                .contains("without a target")
+        );
+        assert!(
+            c(EntryType::Link, "id/data/b", Some("../etc/passwd"))
+                .unwrap_err()
+                .contains("is a hardlink to")
+        );
+        assert!(
+            c(EntryType::Fifo, "id/data/p", None)
+                .unwrap_err()
+                .contains("FIFO")
+        );
+        assert!(
+            c(EntryType::Regular, "id", None)
+                .unwrap_err()
+                .contains("top directory but is not a directory")
+        );
+        let long = format!("id/{}", "a/".repeat(MAX_PATH / 2));
+        assert!(
+            c(EntryType::Directory, &long, None)
+                .unwrap_err()
+                .contains("longer than 4096")
         );
     }
 

@@ -104,6 +104,11 @@ impl Tree {
         })
     }
 
+    /// The staging directory's descriptor.
+    pub(super) fn root(&self) -> &OwnedFd {
+        &self.root
+    }
+
     /// The staging directory.
     pub(super) fn staging(&self) -> &Path {
         &self.staging

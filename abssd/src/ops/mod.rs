@@ -18,6 +18,17 @@ pub mod reconcile;
 pub mod restore;
 pub mod verify;
 
+/// A backup message (`--message`, `--backup-message`): any text but control
+/// characters other than newlines, which would reach operators' terminals.
+pub(crate) fn check_message(flag: &str, text: &str) -> crate::error::Result<()> {
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(crate::error::Error::validation(format!(
+            "{flag} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// What every operation works with.
 #[derive(Debug)]
 pub struct Ctx {

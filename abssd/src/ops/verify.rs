@@ -1,15 +1,24 @@
 //! `backup verify ID | --all`: recompute each archive's sha256 and record the
 //! outcome in the index the way the Python tool does (`status`, `verified_at`,
 //! `checksum.last_verified`, `checksum.observed`, `metadata.verification_error`).
+//!
+//! The archive is read through the same inspection as adoption
+//! ([`extract::inspect`]: every check restore's extraction makes, in the same
+//! pass as the hash), so an archive restore would refuse is found out here:
+//! it is `corrupt`, with a message that says the checksum matches and names
+//! the first entry restore refuses ("checksum matches, but restore would
+//! refuse it: …"). Only such an archive is read twice (the inspection stops
+//! at the refusal; the hash then needs the rest).
 
 use std::path::{Path, PathBuf};
 
 use abssd_proto::{
-    BackupEntry, EventKind, VerifyItem, VerifyParams, VerifyPlan, VerifyResult, status,
+    Algorithm, BackupEntry, EventKind, VerifyItem, VerifyParams, VerifyPlan, VerifyResult, status,
 };
 
 use crate::archive;
 use crate::error::{Error, Result};
+use crate::extract::{self, Limits};
 use crate::fsutil;
 use crate::index::Index;
 use crate::ops::{ByteProgress, Ctx, LockEvents, Sink};
@@ -64,9 +73,11 @@ pub async fn run(
     });
 
     let mut findings = Vec::with_capacity(entries.len());
+    let max_entries = ctx.config.max_restore_entries;
     for entry in entries {
         let sink = progress.clone();
-        let finding = tokio::task::spawn_blocking(move || check(&entry, &*sink)).await?;
+        let finding =
+            tokio::task::spawn_blocking(move || check(&entry, max_entries, &*sink)).await?;
         findings.push(finding);
     }
 
@@ -111,8 +122,9 @@ fn select(index: &Index, params: &VerifyParams, file: &Path) -> Result<Vec<Backu
     }
 }
 
-/// Hash one archive and classify. Blocking.
-pub fn check(entry: &BackupEntry, sink: &dyn crate::ops::Progress) -> Finding {
+/// Hash and inspect one archive and classify. Blocking. `max_entries`:
+/// `daemon.max_restore_entries`.
+pub fn check(entry: &BackupEntry, max_entries: u64, sink: &dyn crate::ops::Progress) -> Finding {
     let previous_status = entry.status.clone();
     let path = PathBuf::from(&entry.path);
     let item = |status: &str, message: String| VerifyItem {
@@ -155,10 +167,75 @@ pub fn check(entry: &BackupEntry, sink: &dyn crate::ops::Progress) -> Finding {
             };
         }
     };
+    let algorithm = entry
+        .algorithm
+        .as_deref()
+        .and_then(Algorithm::from_name)
+        .or_else(|| Algorithm::from_file_name(&entry.path));
+    let inspected = algorithm.map(|algorithm| {
+        let mut bytes = ByteProgress::start(sink, format!("verify:{}", entry.id), size);
+        let limits = Limits {
+            max_entries,
+            recorded_bytes: entry.metadata.uncompressed_bytes,
+        };
+        extract::inspect(&path, algorithm, limits, &mut |n| bytes.add(n))
+    });
+    // Restore's reason to refuse an archive whose checksum matches, if any.
+    let refusal = match inspected {
+        Some(Ok(found)) => {
+            let observed = found.sha256.to_ascii_lowercase();
+            if observed != expected {
+                return Finding {
+                    item: item(
+                        status::CORRUPT,
+                        format!("checksum mismatch: expected {expected}, found {observed}"),
+                    ),
+                    observed: Some(observed),
+                };
+            }
+            let refusal = payload_refusal(entry, &found);
+            if refusal.is_none() {
+                return Finding {
+                    item: item(status::AVAILABLE, "checksum matches".into()),
+                    observed: Some(observed),
+                };
+            }
+            return Finding {
+                item: item(
+                    status::CORRUPT,
+                    format!(
+                        "checksum matches, but restore would refuse it: {}",
+                        refusal.unwrap_or_default()
+                    ),
+                ),
+                observed: Some(observed),
+            };
+        }
+        Some(Err(e @ Error::Io { .. })) => {
+            return Finding {
+                item: item(
+                    status::ERROR,
+                    format!("cannot read {}: {e}", path.display()),
+                ),
+                observed: None,
+            };
+        }
+        Some(Err(e)) => e.to_string(),
+        None => format!(
+            "cannot tell the compression of {} (algorithm {:?} in the index; expected .tar.zst, .tar.gz or .tar)",
+            entry.path,
+            entry.algorithm.as_deref().unwrap_or("")
+        ),
+    };
+    // The inspection stopped early: hash the whole file to tell damage from
+    // an archive that is intact but unusable.
     let mut bytes = ByteProgress::start(sink, format!("verify:{}", entry.id), size);
     match archive::sha256_file(&path, &mut bytes) {
         Ok(observed) if observed == expected => Finding {
-            item: item(status::AVAILABLE, "checksum matches".into()),
+            item: item(
+                status::CORRUPT,
+                format!("checksum matches, but restore would refuse it: {refusal}"),
+            ),
             observed: Some(observed),
         },
         Ok(observed) => Finding {
@@ -175,6 +252,33 @@ pub fn check(entry: &BackupEntry, sink: &dyn crate::ops::Progress) -> Finding {
             ),
             observed: None,
         },
+    }
+}
+
+/// What restore checks once the archive is unpacked that the inspection
+/// cannot know: the top directory is the backup's id, and the archived
+/// registry entry (when it names an instance) names this backup's.
+fn payload_refusal(entry: &BackupEntry, found: &extract::Inspected) -> Option<String> {
+    if found.top != entry.id {
+        return Some(format!(
+            "its top directory is \"{}\", not the backup id {}",
+            crate::error::shown(&found.top),
+            entry.id
+        ));
+    }
+    let named = found
+        .instance_json
+        .as_deref()
+        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(raw).ok())
+        .and_then(|v| v.get("name").cloned());
+    match named {
+        Some(serde_json::Value::String(n)) if n == entry.instance => None,
+        None => None,
+        Some(other) => Some(format!(
+            "its metadata/instance.json names instance {}, not {}",
+            crate::error::shown(&other.to_string()),
+            entry.instance
+        )),
     }
 }
 

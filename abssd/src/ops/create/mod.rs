@@ -62,6 +62,9 @@ pub async fn run_under_lock(
 /// Validate the parameters and settle algorithm, level, directory and labels.
 fn resolve(ctx: &Ctx, params: &CreateParams) -> Result<Resolved> {
     validate_name(&params.instance)?;
+    if let Some(m) = &params.message {
+        crate::ops::check_message("--message", m)?;
+    }
     let labels = split_labels(&params.labels)?;
     let algorithm = match params.compression {
         abssd_proto::Compression::Auto => ctx.config.default_compression.algorithm(),

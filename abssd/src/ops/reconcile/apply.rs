@@ -19,7 +19,7 @@ use crate::archive::sidecar;
 use crate::error::Result;
 use crate::extract;
 use crate::fsutil;
-use crate::index::Index;
+use crate::index::{self, Index};
 use crate::ops::{ByteProgress, Progress};
 use crate::registry::validate_name;
 
@@ -35,23 +35,56 @@ pub struct Adoption {
 }
 
 /// Read `archive` through and build its entry; `Err` says why it cannot be
-/// adopted. `guess` is the instance its path suggests, `scope` the
-/// `--instance` filter. Blocking.
+/// adopted. `scope` is the `--instance` filter. Blocking.
+///
+/// Nothing in the archive is trusted to say whose it is: the instance is the
+/// directory it lies in (`<root>/<instance>/`), its id (the archive's top
+/// directory) must be of the standard form and name that same instance, and
+/// so must `metadata/instance.json` when it names one. The archive is read
+/// through the same checks as restore's extraction ([`extract::inspect`]),
+/// so an adopted archive is one restore takes.
 pub fn adoption(
     archive: &Archive,
-    guess: Option<&str>,
     scope: Option<&str>,
+    limits: extract::Limits,
     index: &Index,
     actor: &Actor,
     sink: &dyn Progress,
 ) -> std::result::Result<Adoption, String> {
     let path = Path::new(&archive.path);
+    let instance = archive.dir.as_str();
+    if instance.is_empty() || instance.contains('/') || validate_name(instance).is_err() {
+        return Err(
+            "it is not in an instance directory (<backups root>/<instance>/), and adoption takes the instance from there"
+                .into(),
+        );
+    }
+    if scope.is_some_and(|s| s != instance) {
+        return Err(format!(
+            "it belongs to instance {instance}, outside --instance"
+        ));
+    }
+    trusted_file(path)?;
     let mut bytes = ByteProgress::start(sink, format!("adopt:{}", archive.name), archive.size);
-    let found = extract::inspect(path, archive.algorithm, &mut |n| bytes.add(n))
+    let found = extract::inspect(path, archive.algorithm, limits, &mut |n| bytes.add(n))
         .map_err(|e| format!("cannot be read: {e}"))?;
     drop(bytes);
     let id = found.top.clone();
     let mut notes = Vec::new();
+    match index::instance_of_id(&id) {
+        Some(named) if named == instance => {}
+        Some(named) => {
+            return Err(format!(
+                "it holds backup {id}, which names instance {named}, but it lies in the directory of {instance}"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "its top directory \"{}\" is not a backup id of the form YYYYMMDD-HHMMSS-{instance}-<6 hex>",
+                crate::error::shown(&id)
+            ));
+        }
+    }
     if id != super::classify::infer(archive).0 {
         notes.push(format!("the archive holds backup {id}"));
     }
@@ -64,36 +97,25 @@ pub fn adoption(
     if !found.has_data {
         return Err(format!("not a backup: there is no {id}/data in it"));
     }
-    let named = found
+    let json = found
         .instance_json
         .as_deref()
-        .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
-        .and_then(|v| v.get("name")?.as_str().map(str::to_owned))
-        .filter(|n| validate_name(n).is_ok());
-    let instance = match (named, guess) {
-        (Some(named), Some(guess)) if named != guess => {
-            notes.push(format!(
-                "its metadata/instance.json names instance {named}, not {guess}"
+        .and_then(|raw| serde_json::from_slice::<Value>(raw).ok());
+    match json.as_ref().and_then(|v| v.get("name")) {
+        None => notes
+            .push("no instance name in metadata/instance.json; taken from its directory".into()),
+        Some(Value::String(named)) if named == instance => {}
+        Some(other) => {
+            let named = other
+                .as_str()
+                .map_or_else(|| other.to_string(), str::to_owned);
+            return Err(format!(
+                "its metadata/instance.json names instance \"{}\", but it lies in the directory of {instance}",
+                crate::error::shown(&named)
             ));
-            named
         }
-        (Some(named), _) => named,
-        (None, Some(guess)) => {
-            notes.push("no instance name in metadata/instance.json; taken from the path".into());
-            guess.to_owned()
-        }
-        (None, None) => {
-            return Err(
-                "cannot tell which instance it belongs to: no name in metadata/instance.json and none in its path"
-                    .into(),
-            );
-        }
-    };
-    if scope.is_some_and(|s| s != instance) {
-        return Err(format!(
-            "it belongs to instance {instance}, outside --instance"
-        ));
     }
+    let instance = instance.to_owned();
     let sidecar = sidecar_to_write(path, &archive.name, &found.sha256)?;
     let now = fsutil::now_utc();
     let mut extra = Map::new();
@@ -135,6 +157,29 @@ pub fn adoption(
         sidecar,
         notes,
     })
+}
+
+/// Only a file this daemon's user (root) owns, and nobody else may write, is
+/// adopted: abssd and the Python tool write archives as root, 0640. A file
+/// someone else owns came from elsewhere (a restore keeps the numeric owners
+/// of what it unpacks, so a user's planted archive stays theirs).
+fn trusted_file(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "it is owned by uid {}, not by uid {me} as abssd's and the Python tool's archives are; adopt only takes archives nobody else could have put there (check where it came from, then chown it)",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by others (mode {:o}); adopt only takes archives nobody else could have changed (chmod go-w it once checked)",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// The sidecar to write, if the one there is absent or unreadable. A

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use abssd_proto::{BackupEntry, ReconcileItem, item_status, status};
 
 use super::scan::{Archive, Scan};
-use crate::index::Index;
+use crate::index::{self, Index};
 use crate::ops::verify::Finding;
 use crate::registry::validate_name;
 
@@ -276,7 +276,7 @@ pub fn stray_sidecars(scan: &Scan, index: &Index, instance: Option<&str>) -> Vec
             let archive = Path::new(archive_of(sidecar));
             let name = archive.file_name()?.to_str()?;
             let stem = strip_extension(name);
-            let owner = instance_in_id(stem).map(str::to_owned).or_else(|| {
+            let owner = index::instance_of_id(stem).map(str::to_owned).or_else(|| {
                 let dir = archive.parent()?.file_name()?.to_str()?;
                 validate_name(dir).ok().map(|()| dir.to_owned())
             });
@@ -308,7 +308,7 @@ pub fn archive_of(sidecar: &str) -> &str {
 /// stem and the first directory under the root.
 pub fn infer(archive: &Archive) -> (String, Option<String>, &'static str) {
     let id = strip_extension(&archive.name).to_owned();
-    if let Some(instance) = instance_in_id(&id) {
+    if let Some(instance) = index::instance_of_id(&id) {
         let instance = instance.to_owned();
         return (id, Some(instance), "id and instance from the file name");
     }
@@ -333,22 +333,6 @@ fn strip_extension(name: &str) -> &str {
         .iter()
         .find_map(|ext| name.strip_suffix(ext))
         .unwrap_or(name)
-}
-
-/// The instance of a backup id `YYYYMMDD-HHMMSS-<instance>-<6 hex>`.
-pub fn instance_in_id(id: &str) -> Option<&str> {
-    let b = id.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
-    if b.len() < 24 || !digits(0..8) || b[8] != b'-' || !digits(9..15) || b[15] != b'-' {
-        return None;
-    }
-    let tail = &id[id.len() - 7..];
-    if !tail.starts_with('-') || !tail[1..].bytes().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let instance = &id[16..id.len() - 7];
-    validate_name(instance).ok().map(|()| instance)
 }
 
 /// `created_at` for an adopted archive: the time in its id, else its mtime.
@@ -377,22 +361,6 @@ mod tests {
             size: 1,
             mtime: 0,
         }
-    }
-
-    #[test]
-    fn ids_in_the_python_shape_name_their_instance() {
-        assert_eq!(
-            instance_in_id("20250102-030405-alpha-a1b2c3"),
-            Some("alpha")
-        );
-        assert_eq!(
-            instance_in_id("20250102-030405-my-site-2-00ff00"),
-            Some("my-site-2")
-        );
-        assert_eq!(instance_in_id("20250102-030405-alpha-xyz123"), None);
-        assert_eq!(instance_in_id("2025010-030405-alpha-a1b2c3"), None);
-        assert_eq!(instance_in_id("20250102-030405--a1b2c3"), None);
-        assert_eq!(instance_in_id("nightly"), None);
     }
 
     #[test]

@@ -61,6 +61,17 @@ pub async fn run(
     for s in &scanned.skipped {
         warn(progress, format!("not considered: {s}"));
     }
+    if scanned.deeper > 0 {
+        warn(
+            progress,
+            format!(
+                "{} director{} below the instance directories of {} not looked into: reconcile finds archives only in the backups root and the directories directly in it (<root>/<instance>/<archive>)",
+                scanned.deeper,
+                if scanned.deeper == 1 { "y" } else { "ies" },
+                config.backups_root.display()
+            ),
+        );
+    }
 
     let (index, in_flight) = {
         let _global = ctx
@@ -129,6 +140,7 @@ pub async fn run(
     let mut planned = judge_entries(
         located,
         params.verify,
+        config.max_restore_entries,
         (&scan_ref, &index_ref),
         progress,
         &mut result,
@@ -137,7 +149,7 @@ pub async fn run(
     planned.extend(
         orphan_findings(
             orphans,
-            params.adopt,
+            params.adopt.then_some(config.max_restore_entries),
             scope,
             (&scan_ref, &index_ref),
             actor,
@@ -176,6 +188,7 @@ pub async fn run(
 async fn judge_entries(
     located: Vec<Located>,
     rehash: bool,
+    max_entries: u64,
     (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
     progress: &Sink,
     result: &mut ReconcileResult,
@@ -190,7 +203,10 @@ async fn judge_entries(
         let entry = &index.backups[at];
         let finding = if rehash && size.is_some() {
             let (entry, sink) = (entry.clone(), progress.clone());
-            Some(tokio::task::spawn_blocking(move || verify::check(&entry, &*sink)).await?)
+            Some(
+                tokio::task::spawn_blocking(move || verify::check(&entry, max_entries, &*sink))
+                    .await?,
+            )
         } else {
             None
         };
@@ -222,11 +238,12 @@ async fn judge_entries(
     Ok(planned)
 }
 
-/// Orphans into `result`; under `--adopt`, each adoptable one read through
-/// and its adoption returned.
+/// Orphans into `result`; under `--adopt` (`adopt`: the most entries an
+/// archive may hold, `daemon.max_restore_entries`), each adoptable one read
+/// through and its adoption returned.
 async fn orphan_findings(
     orphans: Vec<Orphan>,
-    adopt: bool,
+    adopt: Option<u64>,
     scope: Option<String>,
     (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
     actor: &Actor,
@@ -240,7 +257,7 @@ async fn orphan_findings(
         adoptable,
     } in orphans
     {
-        if adopt && adoptable {
+        if let (Some(max_entries), true) = (adopt, adoptable) {
             let (s, i, sink, a, sc) = (
                 scan.clone(),
                 index.clone(),
@@ -248,16 +265,12 @@ async fn orphan_findings(
                 actor.clone(),
                 scope.clone(),
             );
-            let guess = item.instance.clone();
+            let limits = crate::extract::Limits {
+                max_entries,
+                recorded_bytes: None,
+            };
             let prepared = tokio::task::spawn_blocking(move || {
-                apply::adoption(
-                    &s.archives[archive],
-                    guess.as_deref(),
-                    sc.as_deref(),
-                    &i,
-                    &a,
-                    &*sink,
-                )
+                apply::adoption(&s.archives[archive], sc.as_deref(), limits, &i, &a, &*sink)
             })
             .await?;
             match prepared {

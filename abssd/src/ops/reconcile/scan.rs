@@ -6,6 +6,13 @@
 //! Hidden names (a leading `.`, e.g. the temporary files of atomic writes),
 //! symlinks and the directories in `skip` (the restores root when it lies
 //! inside the backups root) are not looked into.
+//!
+//! The walk goes no deeper than where archives belong: the root and the
+//! directories directly in it (`<root>/<instance>/<archive>`, and a create's
+//! `--out-dir` one level down). Anything deeper is counted, never read: it
+//! may be a tree nobody meant as backups (a restore's output, an instance's
+//! files copied there), and an archive found there is not one to adopt.
+//! Index entries that name an archive deeper are still checked, by path.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -46,9 +53,18 @@ pub struct Scan {
     pub lone_sidecars: Vec<String>,
     /// `.partial` files seen.
     pub partials: u64,
-    /// Names that could not be considered (not UTF-8, unreadable directories).
+    /// Names that could not be considered (not UTF-8, unreadable
+    /// directories), the first [`MAX_SKIPPED`].
     pub skipped: Vec<String>,
+    /// Directories below the instance directories, not looked into.
+    pub deeper: u64,
 }
+
+/// How many names [`Scan::skipped`] lists (the rest are counted in it).
+pub const MAX_SKIPPED: usize = 20;
+
+/// How deep the walk goes: 0 is the root, 1 its directories.
+const MAX_DEPTH: usize = 1;
 
 impl Scan {
     /// The archive at `path`, by name or, failing that, by inode (an entry that
@@ -66,14 +82,23 @@ impl Scan {
 pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
     let mut out = Scan::default();
     let mut sidecars = Vec::new();
-    let mut dirs = vec![(root.to_owned(), String::new())];
-    while let Some((dir, rel)) = dirs.pop() {
+    let mut dirs = vec![(root.to_owned(), String::new(), 0usize)];
+    let mut skipped = 0usize;
+    let mut skip_note = |out: &mut Scan, note: String| {
+        skipped += 1;
+        if out.skipped.len() < MAX_SKIPPED {
+            out.skipped.push(note);
+        } else if skipped == MAX_SKIPPED + 1 {
+            out.skipped.push("… and more not listed".into());
+        }
+    };
+    while let Some((dir, rel, depth)) = dirs.pop() {
         let reader = match std::fs::read_dir(&dir) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => return Ok(out),
             Err(e) if dir == root => return Err(e).at("reading the backups root", root),
             Err(e) => {
-                out.skipped.push(format!("{}: {e}", dir.display()));
+                skip_note(&mut out, format!("{}: {e}", dir.display()));
                 continue;
             }
         };
@@ -81,8 +106,7 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
             let dirent = dirent.at("reading", &dir)?;
             let path = dirent.path();
             let Ok(name) = dirent.file_name().into_string() else {
-                out.skipped
-                    .push(format!("{}: name is not UTF-8", path.display()));
+                skip_note(&mut out, format!("{}: name is not UTF-8", path.display()));
                 continue;
             };
             if name.starts_with('.') {
@@ -90,14 +114,19 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
             }
             let kind = dirent.file_type().at("reading", &path)?;
             if kind.is_dir() {
-                if !skip.contains(&path) {
-                    let rel = if rel.is_empty() {
-                        name
-                    } else {
-                        format!("{rel}/{name}")
-                    };
-                    dirs.push((path, rel));
+                if skip.contains(&path) {
+                    continue;
                 }
+                if depth >= MAX_DEPTH {
+                    out.deeper += 1;
+                    continue;
+                }
+                let rel = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                dirs.push((path, rel, depth + 1));
                 continue;
             }
             if !kind.is_file() {
@@ -168,6 +197,7 @@ mod tests {
         touch("top.tar");
         touch("restores/x/inner.tar");
         touch("a/deep/er/3.tar.gz");
+        touch("a/deeper/4.tar.gz");
         std::os::unix::fs::symlink(root.join("top.tar"), root.join("a/link.tar")).unwrap();
 
         let scan = scan(root, &[root.join("restores")]).unwrap();
@@ -182,9 +212,9 @@ mod tests {
             [
                 ("".to_owned(), "top.tar".to_owned()),
                 ("a".to_owned(), "1.tar.zst".to_owned()),
-                ("a/deep/er".to_owned(), "3.tar.gz".to_owned()),
             ]
         );
+        assert_eq!(scan.deeper, 2, "a/deep and a/deeper are not looked into");
         assert_eq!(scan.partials, 1);
         assert_eq!(
             scan.lone_sidecars,

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::config::unit_name;
 use crate::error::{Error, IoContext, Result};
-use crate::extract::{self, Expect, Extracted};
+use crate::extract::{self, Expect, Extracted, Limits, Reserve};
 use crate::fsutil;
 use crate::index::Index;
 use crate::journal::{Journal, Outcome, Record, Step};
@@ -84,7 +84,11 @@ pub async fn run(
     for w in &plan.warnings {
         message(&**progress, "warning", w.clone());
     }
-    let short = plan.space.available_bytes < plan.space.needed_bytes;
+    let short = plan.space.available_bytes
+        < plan
+            .space
+            .needed_bytes
+            .saturating_add(plan.space.reserve_bytes);
     if params.dry_run {
         if short {
             message(&**progress, "warning", no_space(&plan).to_string());
@@ -138,20 +142,19 @@ fn check_flags(params: &RestoreParams) -> Result<()> {
             "--backup-message names the pre-restore backup, which --no-pre-backup skips",
         ));
     }
-    if let Some(m) = &params.backup_message
-        && m.chars().any(|c| c.is_control() && c != '\n')
-    {
-        return Err(Error::validation(
-            "--backup-message contains control characters",
-        ));
+    if let Some(m) = &params.backup_message {
+        crate::ops::check_message("--backup-message", m)?;
     }
     Ok(())
 }
 
 fn no_space(plan: &RestorePlan) -> Error {
     Error::Environment(format!(
-        "not enough free space on {}: the restore needs {} bytes (max of archive × 1.2 and content × 1.1), {} are available",
-        plan.space.filesystem, plan.space.needed_bytes, plan.space.available_bytes
+        "not enough free space on {}: the restore needs {} bytes (max of archive × 1.2 and content × 1.1) and leaves {} free (daemon.restore_reserve_percent); {} are available. Free some space there or restore elsewhere with --dest",
+        plan.space.filesystem,
+        plan.space.needed_bytes,
+        plan.space.reserve_bytes,
+        plan.space.available_bytes
     ))
 }
 
@@ -231,11 +234,23 @@ impl Job<'_> {
                 .create(&self.staging)
                 .at("creating staging directory", &self.staging)?;
         }
+        let config = &self.ctx.config;
         let expect = Expect {
             algorithm: self.pre.algorithm,
             sha256: self.pre.expected_sha256.clone(),
             top: self.plan.id.clone(),
-            max_bytes: self.plan.space.available_bytes,
+            max_bytes: self
+                .plan
+                .space
+                .available_bytes
+                .saturating_sub(self.plan.space.reserve_bytes),
+            limits: Limits {
+                max_entries: config.max_restore_entries,
+                recorded_bytes: self.pre.entry.metadata.uncompressed_bytes,
+            },
+            reserve: Reserve {
+                percent: config.restore_reserve_percent,
+            },
             same_owner: rustix::process::geteuid().is_root(),
         };
         let (archive, staging) = (self.pre.archive.clone(), self.staging.clone());
@@ -248,7 +263,8 @@ impl Job<'_> {
         .await??;
         phase(&**self.progress, "validate");
         let payload = self.payload();
-        tokio::task::spawn_blocking(move || validate(&payload)).await??;
+        let instance = self.plan.instance.clone();
+        tokio::task::spawn_blocking(move || validate(&payload, &instance)).await??;
         crash_point!("restore::after-extract");
         Ok(extracted)
     }
@@ -330,8 +346,9 @@ pub(crate) fn annotate(
 }
 
 /// The payload must hold `data/` (a directory); metadata, when present, must be
-/// readable JSON naming the same instance.
-fn validate(payload: &Path) -> Result<()> {
+/// readable JSON naming the same instance (when it names one): what the archive
+/// says about itself never makes it another instance's backup.
+fn validate(payload: &Path, instance: &str) -> Result<()> {
     let data = payload.join("data");
     match std::fs::symlink_metadata(&data) {
         Ok(m) if m.is_dir() => {}
@@ -342,7 +359,15 @@ fn validate(payload: &Path) -> Result<()> {
             )));
         }
     }
-    instance_metadata(payload)?;
+    if let Some(meta) = instance_metadata(payload)?
+        && let Some(named) = meta.get("name")
+        && named.as_str() != Some(instance)
+    {
+        return Err(Error::Archive(format!(
+            "the archive's metadata/instance.json names instance {}, not {instance}; refusing to restore it into {instance}",
+            crate::error::shown(&named.to_string())
+        )));
+    }
     Ok(())
 }
 

@@ -12,7 +12,8 @@ use super::guards;
 use crate::archive::sidecar;
 use crate::config::{Config, site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
-use crate::index::Index;
+use crate::extract::Reserve;
+use crate::index::{self, Index};
 use crate::registry::{Instance, Registry, validate_name};
 use crate::systemd::UnitState;
 
@@ -33,6 +34,8 @@ pub struct Preflight {
     pub target: PathBuf,
     /// Free bytes on the target's filesystem.
     pub available: u64,
+    /// Of those, the bytes the restore leaves free ([`crate::extract::Reserve`]).
+    pub reserve: u64,
     /// What earlier restores left beside the target (kept, never reused).
     pub leftovers: Vec<String>,
 }
@@ -56,6 +59,16 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
         )));
     }
     validate_name(&entry.instance)?;
+    // An id in the standard form names its instance: an entry that says
+    // otherwise was not made for this instance (a planted or edited entry).
+    if let Some(named) = index::instance_of_id(&entry.id)
+        && named != entry.instance
+    {
+        return Err(Error::validation(format!(
+            "backup {} names instance {named:?} in its id, but its index entry says {:?}; refusing to restore it (check the index entry)",
+            entry.id, entry.instance
+        )));
+    }
 
     let archive = PathBuf::from(&entry.path);
     if !archive.is_absolute() {
@@ -124,7 +137,11 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
     let live = params.dest.is_none();
     guards::one_mount(&target, live)?;
     let leftovers = guards::leftovers(config, &entry.instance, &target, live);
-    let available = free_bytes(&target)?;
+    let (available, size) = space(&target)?;
+    let reserve = Reserve {
+        percent: config.restore_reserve_percent,
+    }
+    .bytes(size);
     Ok(Preflight {
         entry,
         instance,
@@ -133,6 +150,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
         algorithm,
         target,
         available,
+        reserve,
         leftovers,
     })
 }
@@ -192,10 +210,7 @@ pub fn dest_dir(config: &Config, dest: &str) -> Result<PathBuf> {
     // Symlinks in the existing part must not lead elsewhere.
     let (existing, rest) = nearest_existing(&path);
     let real = existing.canonicalize().at("resolving", &existing)?;
-    let real_roots: Vec<PathBuf> = roots
-        .iter()
-        .map(|r| r.canonicalize().unwrap_or_else(|_| (*r).clone()))
-        .collect();
+    let real_roots: Vec<PathBuf> = roots.iter().map(|r| real_path(r)).collect();
     let real_dest = real.join(rest);
     if !lexically_inside(&real_dest, &real_roots) {
         return Err(Error::validation(format!(
@@ -203,6 +218,7 @@ pub fn dest_dir(config: &Config, dest: &str) -> Result<PathBuf> {
             real_dest.display()
         )));
     }
+    refuse_owned(config, dest, &real_dest)?;
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).at("reading", &path),
@@ -223,6 +239,57 @@ pub fn dest_dir(config: &Config, dest: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// `--dest` may not lie in a directory the daemon owns, even one under the
+/// instance root (the default backups root is `/srv/backups`, under `/srv`):
+/// restored data is whatever the instance's user put in their data directory,
+/// and there it would become archives reconcile adopts, a registry, a journal
+/// or a unit. The restores root is the one exception when it lies inside the
+/// backups root (reconcile never looks into it). `real_dest` has its symlinks
+/// resolved; the directories are compared resolved too.
+fn refuse_owned(config: &Config, dest: &str, real_dest: &Path) -> Result<()> {
+    let restores = real_path(&config.restores_root);
+    if real_dest.starts_with(&restores) && real_dest != restores {
+        return Ok(());
+    }
+    let owned: [(&str, &Path); 10] = [
+        ("the backups root", &config.backups_root),
+        (
+            "the backup index's directory",
+            config.index_file.parent().unwrap_or(Path::new("/")),
+        ),
+        ("the state directory", &config.state_dir),
+        ("the registry directory", &config.registry_dir),
+        ("the logs directory", &config.logs_dir),
+        ("the runtime directory", &config.runtime_dir),
+        ("the systemd unit directory", &config.unit_dir),
+        ("nginx's sites-available", &config.sites_available),
+        ("nginx's sites-enabled", &config.sites_enabled),
+        (
+            "the configuration directory",
+            config.config_file.parent().unwrap_or(Path::new("/")),
+        ),
+    ];
+    for (what, dir) in owned {
+        if real_dest.starts_with(real_path(dir)) {
+            return Err(Error::validation(format!(
+                "--dest {dest} lies inside {what} ({}), which abssd manages; choose a directory under {} (the restores root) or the instance root outside it",
+                dir.display(),
+                config.restores_root.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `path` with its symlinks resolved as far as it exists.
+fn real_path(path: &Path) -> PathBuf {
+    let (existing, rest) = nearest_existing(path);
+    match existing.canonicalize() {
+        Ok(real) => real.join(rest),
+        Err(_) => path.to_owned(),
+    }
+}
+
 /// The longest existing ancestor of `path` (or `path` itself) and the rest.
 fn nearest_existing(path: &Path) -> (PathBuf, PathBuf) {
     let mut existing = path.to_owned();
@@ -241,13 +308,16 @@ fn nearest_existing(path: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Free bytes (for an unprivileged writer) on the filesystem that holds `path`
-/// or would hold it.
-pub fn free_bytes(path: &Path) -> Result<u64> {
+/// or would hold it, and its size.
+pub fn space(path: &Path) -> Result<(u64, u64)> {
     let (existing, _) = nearest_existing(path);
     let st = rustix::fs::statvfs(&existing)
         .map_err(std::io::Error::from)
         .at("checking free space on", &existing)?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    Ok((
+        st.f_bavail.saturating_mul(st.f_frsize),
+        st.f_blocks.saturating_mul(st.f_frsize),
+    ))
 }
 
 /// SPEC §7 step 2: max(archive × 1.2, uncompressed × 1.1).
@@ -423,6 +493,7 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
             filesystem: nearest_existing(&pre.target).0.display().to_string(),
             needed_bytes: space_needed(archive_bytes, uncompressed),
             available_bytes: pre.available,
+            reserve_bytes: pre.reserve,
         },
         unit: unit.map(|u| UnitPlan {
             name: u.unit.clone(),
