@@ -289,10 +289,16 @@ async fn a_client_that_disconnects_does_not_stop_the_operation() {
         pending.abort(); // drops the client and its connection mid-call
     }
     let c = client(&daemon.socket).await;
-    let running = call::<OpList>(&c, &OpListParams { running: true })
-        .await
-        .unwrap()
-        .operations;
+    let running = call::<OpList>(
+        &c,
+        &OpListParams {
+            running: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .operations;
     assert_eq!(running.len(), 1, "the create should still be running");
     let op_id = running[0].op_id.clone();
     let events = events_of(&c, &op_id).await;
