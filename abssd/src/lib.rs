@@ -40,6 +40,23 @@ macro_rules! crash_point {
     };
 }
 
+/// A named point where a test may act (`fail::cfg_callback`, or `pause` to hold
+/// a thread there) without the crash test aborting at it; nothing without the
+/// `failpoints` feature.
+#[cfg(feature = "failpoints")]
+macro_rules! hook_point {
+    ($name:literal) => {
+        fail::fail_point!($name)
+    };
+}
+#[cfg(not(feature = "failpoints"))]
+#[allow(unused_macros)]
+macro_rules! hook_point {
+    ($name:literal) => {
+        ()
+    };
+}
+
 pub mod archive;
 pub mod cli;
 pub mod config;

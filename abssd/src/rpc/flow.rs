@@ -163,6 +163,16 @@ impl Throttled {
     }
 }
 
+impl Drop for Throttled {
+    fn drop(&mut self) {
+        // What a client that did not read made the daemon hold goes back to
+        // the kernel, not just to the allocator.
+        if self.flow.is_dead() {
+            crate::memory::release_freed();
+        }
+    }
+}
+
 impl AsyncRead for Throttled {
     fn poll_read(
         self: Pin<&mut Self>,
