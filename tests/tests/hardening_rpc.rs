@@ -164,7 +164,7 @@ async fn flood(mut s: UnixStream, total: usize, encode: fn(usize) -> Vec<u8>) ->
 }
 
 fn ws_request(i: usize) -> Vec<u8> {
-    let method = if i % 2 == 0 {
+    let method = if i.is_multiple_of(2) {
         "daemon.status"
     } else {
         "backup.list"
