@@ -124,6 +124,9 @@ echo "ok"
 section "cargo clippy --workspace --all-targets --locked -j2 -- -D warnings"
 cargo clippy --workspace --all-targets --locked -j2 -- -D warnings
 
+section "documented builds contain no crash points (scripts/check-builds.sh)"
+scripts/check-builds.sh
+
 if cargo nextest --version >/dev/null 2>&1; then
   section "cargo nextest run --workspace --locked"
   cargo nextest run --workspace --locked --build-jobs 2 -j 2

@@ -1,8 +1,10 @@
 //! The `abssd` command line: flags, logging, the runtime, and the signals that
 //! stop it. `main.rs` (and the crash tests' `abssd-failpoints`) call [`main`].
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -16,8 +18,10 @@ Under systemd (abssd.socket + abssd.service, Type=notify):
   - logs go to the journal when stderr is connected to it.
 Before serving, every operation a previous run was stopped in the middle of is
 finished or rolled back from its journal (state_dir/journal/).
-SIGTERM/SIGINT: stop accepting, let running operations end (up to 120 s), exit.
-A second signal exits at once; the next start recovers.";
+SIGTERM/SIGINT: stop accepting, let running operations end (up to daemon.stop_timeout,
+default 120 s), exit; whatever is still running then is abandoned, and the process
+exits 10 s later at the latest whatever its threads are doing. A second signal exits
+at once (143 for SIGTERM, 130 for SIGINT); the next start recovers.";
 
 /// The abssctl daemon: backs up, restores and reconciles Actual Budget sync
 /// server instances, and serves JSON-RPC on a Unix socket for `abssctl` and
@@ -67,6 +71,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the runtime's threads exist (they inherit the signal mask).
+    let shutdown = match shutdown_signal(config.stop_timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("abssd: cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // umask 027: everything the daemon creates is closed to "other".
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -79,7 +91,10 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::run(config, shutdown_signal())) {
+    let served = runtime.block_on(crate::run(config, shutdown));
+    // A thread still stuck in an abandoned operation must not keep the process.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("abssd: {e}");
@@ -113,28 +128,51 @@ fn init_logging(filter: &str) {
         .init();
 }
 
-/// Resolves at the first SIGTERM or SIGINT: the daemon stops accepting and lets
-/// running operations end. A second signal exits at once; the journal's
-/// recovery at the next start finishes or rolls back what was cut short.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping; a second signal exits at once"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping; a second signal exits at once"),
-    }
-    tokio::spawn(async move {
-        let code = tokio::select! {
-            _ = term.recv() => 128 + 15,
-            _ = int.recv() => 128 + 2,
-        };
-        tracing::warn!("second signal: exiting now; the next start recovers interrupted work");
-        std::process::exit(code);
-    });
+/// SIGTERM and SIGINT, handled on a thread of their own rather than by the
+/// runtime, so that they work whatever the runtime's threads are doing (all of
+/// them could be stuck in a read that never returns).
+///
+/// The first signal resolves the returned future: the daemon stops accepting
+/// and lets running operations end, for at most `daemon.stop_timeout`. Should
+/// the process still exist `HARD_STOP_MARGIN` later, it exits from here. A
+/// second signal exits at once with 128 + its number; the journal's recovery
+/// at the next start finishes or rolls back what was cut short.
+fn shutdown_signal(stop_timeout: Duration) -> std::io::Result<impl Future<Output = ()>> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    // Called before the runtime starts: every thread inherits the mask, so the
+    // signals reach only `sigwait` below. (Child processes get a clean mask:
+    // std resets it before exec.)
+    set.thread_block().map_err(std::io::Error::from)?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("abssd-signals".into())
+        .spawn(move || {
+            let Ok(first) = set.wait() else { return };
+            tracing::info!("{first}: stopping; a second signal exits at once");
+            let _ = tx.send(());
+            let hard = stop_timeout + HARD_STOP_MARGIN;
+            let _ = std::thread::Builder::new()
+                .name("abssd-stop-deadline".into())
+                .spawn(move || {
+                    std::thread::sleep(hard);
+                    tracing::error!(
+                        secs = hard.as_secs(),
+                        "still running this long after the stop signal: exiting now; the next start recovers interrupted work"
+                    );
+                    std::process::exit(1);
+                });
+            let second = set.wait().unwrap_or(first);
+            tracing::warn!("second signal ({second}): exiting now; the next start recovers interrupted work");
+            std::process::exit(128 + second as i32);
+        })?;
+    Ok(async move {
+        let _ = rx.await;
+    })
 }
+
+/// How long after `daemon.stop_timeout` a stopping daemon exits regardless:
+/// the connections' drain plus slack.
+const HARD_STOP_MARGIN: Duration = Duration::from_secs(10);

@@ -109,9 +109,16 @@ pub struct Config {
     /// When socket-activated: exit after this long with no connection and no
     /// running operation (`daemon.idle_timeout`; zero: never).
     pub idle_timeout: Duration,
+    /// On SIGTERM/SIGINT: how long running operations may take to end before
+    /// the daemon exits anyway (`daemon.stop_timeout`, default 120 s; keep it
+    /// 10 s below the unit's `TimeoutStopSec=`).
+    pub stop_timeout: Duration,
     /// Non-fatal findings (unknown keys), logged at start.
     pub warnings: Vec<String>,
 }
+
+/// The longest `daemon.stop_timeout`: a stop that waits longer is a hang.
+const MAX_STOP_TIMEOUT: f64 = 3600.0;
 
 /// Top-level keys this project understands; anything else is kept and warned about.
 const KNOWN_KEYS: &[&str] = &[
@@ -285,6 +292,14 @@ impl Config {
         let oplog_max_bytes =
             u64::from(f.count("daemon.operations_log_max_bytes", 64 << 20, 64 << 10)?);
         let idle_timeout = f.seconds("daemon.idle_timeout")?.unwrap_or(300.0);
+        let stop_timeout = f.seconds("daemon.stop_timeout")?.unwrap_or(120.0);
+        if stop_timeout > MAX_STOP_TIMEOUT {
+            return Err(f.bad(
+                "daemon.stop_timeout",
+                &format!("at most {MAX_STOP_TIMEOUT} seconds"),
+                stop_timeout,
+            ));
+        }
 
         Ok(Config {
             config_file: config_file.clone(),
@@ -321,6 +336,7 @@ impl Config {
             max_operations_per_reader,
             oplog_max_bytes,
             idle_timeout: Duration::from_secs_f64(idle_timeout),
+            stop_timeout: Duration::from_secs_f64(stop_timeout),
             warnings,
         })
     }

@@ -25,12 +25,30 @@ impl ChildDaemon {
     /// crate) armed, and wait until it serves. Its stderr goes to
     /// `<prefix>/abssd-<n>.log`.
     pub fn start(bin: &str, sandbox: &Sandbox, failpoints: Option<&str>) -> ChildDaemon {
+        ChildDaemon::launch(Command::new(bin), sandbox, failpoints)
+    }
+
+    /// [`ChildDaemon::start`] confined to one CPU (`taskset`, which execs it:
+    /// same pid), so its runtime has a single worker thread.
+    pub fn start_on_one_cpu(bin: &str, sandbox: &Sandbox, failpoints: Option<&str>) -> ChildDaemon {
+        // The first CPU this process may use ("Cpus_allowed_list:\t0-1,4").
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let cpu = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .and_then(|list| list.trim().split([',', '-']).next().map(str::to_owned))
+            .unwrap_or_else(|| "0".to_owned());
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &cpu, bin]);
+        ChildDaemon::launch(cmd, sandbox, failpoints)
+    }
+
+    fn launch(mut cmd: Command, sandbox: &Sandbox, failpoints: Option<&str>) -> ChildDaemon {
         let socket = sandbox.socket();
         let log = (0..)
             .map(|n| sandbox.path(&format!("abssd-{n}.log")))
             .find(|p| !p.exists())
             .expect("a log name");
-        let mut cmd = Command::new(bin);
         cmd.arg("--prefix")
             .arg(&sandbox.prefix)
             .env_remove("DBUS_SYSTEM_BUS_ADDRESS")

@@ -25,7 +25,6 @@ use std::time::Duration;
 use futures_util::task::AtomicWaker;
 use jsonrpsee::server::middleware::rpc::{Batch, Notification, Request, RpcServiceT};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::UnixStream;
 
 use super::slots::Slot;
 
@@ -97,8 +96,8 @@ impl Drop for CallGuard {
 /// [`Slot`], so the slot is free exactly when the socket is closed (an upgraded
 /// WebSocket outlives the HTTP connection that carried the upgrade).
 #[derive(Debug)]
-pub struct Throttled {
-    io: UnixStream,
+pub struct Throttled<S> {
+    io: S,
     flow: Arc<Flow>,
     send_timeout: Duration,
     /// Armed while a write waits.
@@ -106,9 +105,9 @@ pub struct Throttled {
     _slot: Slot,
 }
 
-impl Throttled {
+impl<S: AsyncRead + AsyncWrite + Unpin> Throttled<S> {
     /// Wrap an accepted stream.
-    pub fn new(io: UnixStream, flow: Arc<Flow>, send_timeout: Duration, slot: Slot) -> Throttled {
+    pub fn new(io: S, flow: Arc<Flow>, send_timeout: Duration, slot: Slot) -> Throttled<S> {
         Throttled {
             io,
             flow,
@@ -118,20 +117,13 @@ impl Throttled {
         }
     }
 
-    fn closed() -> io::Error {
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            "connection closed by abssd: the client did not read its answers",
-        )
-    }
-
     fn write_with(
         &mut self,
         cx: &mut Context<'_>,
-        write: impl FnOnce(Pin<&mut UnixStream>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+        write: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         if self.flow.is_dead() {
-            return Poll::Ready(Err(Throttled::closed()));
+            return Poll::Ready(Err(closed()));
         }
         match write(Pin::new(&mut self.io), cx) {
             Poll::Ready(Ok(n)) => {
@@ -155,7 +147,7 @@ impl Throttled {
                         "closing a connection whose client does not read its answers"
                     );
                     self.flow.kill();
-                    return Poll::Ready(Err(Throttled::closed()));
+                    return Poll::Ready(Err(closed()));
                 }
                 Poll::Pending
             }
@@ -163,7 +155,14 @@ impl Throttled {
     }
 }
 
-impl Drop for Throttled {
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "connection closed by abssd: the client did not read its answers",
+    )
+}
+
+impl<S> Drop for Throttled<S> {
     fn drop(&mut self) {
         // What a client that did not read made the daemon hold goes back to
         // the kernel, not just to the allocator.
@@ -173,7 +172,7 @@ impl Drop for Throttled {
     }
 }
 
-impl AsyncRead for Throttled {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Throttled<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -181,13 +180,13 @@ impl AsyncRead for Throttled {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.flow.is_dead() {
-            return Poll::Ready(Err(Throttled::closed()));
+            return Poll::Ready(Err(closed()));
         }
         if this.flow.holds_reads() {
             this.flow.reader.register(cx.waker());
             // Checked again: the change may have come before the registration.
             if this.flow.is_dead() {
-                return Poll::Ready(Err(Throttled::closed()));
+                return Poll::Ready(Err(closed()));
             }
             if this.flow.holds_reads() {
                 return Poll::Pending;
@@ -197,7 +196,7 @@ impl AsyncRead for Throttled {
     }
 }
 
-impl AsyncWrite for Throttled {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Throttled<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
@@ -24,7 +24,9 @@ use tower::Service;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::ops::Ctx;
+use crate::service::IdleClock;
 
+mod conn;
 mod flow;
 mod methods;
 pub mod peer;
@@ -37,8 +39,6 @@ use slots::Slots;
 
 /// How long a graceful stop waits for open connections.
 const DRAIN: Duration = Duration::from_secs(5);
-/// How long a graceful stop waits for running operations to end.
-const OPS_DRAIN: Duration = Duration::from_secs(120);
 
 /// Bind the socket: 0660, owned by `group` when it exists. A stale socket
 /// file is replaced; a live one (another daemon answers) is refused.
@@ -154,8 +154,11 @@ pub async fn serve(
         .to_service_builder();
     let (stop, handle) = stop_channel();
     tokio::pin!(shutdown);
+    let clock = Arc::new(Mutex::new(IdleClock::new(
+        idle.unwrap_or(Duration::MAX),
+        Instant::now(),
+    )));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_busy = Instant::now();
     let mut shown = String::new();
     loop {
         let stream = tokio::select! {
@@ -170,16 +173,17 @@ pub async fn serve(
             () = &mut shutdown => break,
             _ = tick.tick() => {
                 let running = state.ops.running().len();
-                let open = slots.open();
+                let (open, expired) = {
+                    let mut clock = Open::lock(&clock);
+                    (clock.open(), clock.expired(Instant::now(), running > 0))
+                };
                 let now = format!("serving; {running} operation(s) running, {open} client(s)");
                 if now != shown {
                     crate::service::status(&now);
                     shown = now;
                 }
-                if running > 0 || open > 0 {
-                    last_busy = Instant::now();
-                } else if let Some(idle) = idle
-                    && last_busy.elapsed() >= idle
+                if let Some(idle) = idle
+                    && expired
                 {
                     tracing::info!(idle_secs = idle.as_secs(), "idle: exiting until the socket unit starts abssd again");
                     break;
@@ -200,6 +204,7 @@ pub async fn serve(
                 continue;
             }
         };
+        let open = Open::count(&clock);
         let group = cfg.operator_group.clone();
         let (max_calls, send_timeout) = (cfg.max_calls_per_connection, cfg.send_timeout);
         let (builder, methods, stop, slots) = (
@@ -223,7 +228,8 @@ pub async fn serve(
             let flow = Flow::new(max_calls);
             let builder =
                 builder.set_rpc_middleware(RpcServiceBuilder::new().layer(GateLayer(flow.clone())));
-            let io = Throttled::new(stream, flow, send_timeout, slot);
+            // The stream carries `open` and the slot: a WebSocket outlives this task.
+            let io = Throttled::new(conn::Tracked::new(stream, open), flow, send_timeout, slot);
             let stopped = stop.clone().shutdown();
             let svc = tower::service_fn(
                 move |mut req: jsonrpsee::server::HttpRequest<hyper::body::Incoming>| {
@@ -255,9 +261,32 @@ pub async fn serve(
     if running > 0 {
         tracing::info!(running, "waiting for running operations to end");
     }
-    state.drain(OPS_DRAIN).await;
+    state.drain(ctx.config.stop_timeout).await;
     for op in state.ops.running() {
         tracing::warn!(op_id = %op.id, command = %op.command, "still running at exit; it is abandoned");
     }
     Ok(())
+}
+
+/// One open connection, counted while it lives: the idle exit waits for none,
+/// and its idle period starts when the last one closes.
+struct Open(Arc<Mutex<IdleClock>>);
+
+impl Open {
+    fn count(clock: &Arc<Mutex<IdleClock>>) -> Open {
+        Open::lock(clock).opened(Instant::now());
+        Open(Arc::clone(clock))
+    }
+
+    fn lock(clock: &Mutex<IdleClock>) -> std::sync::MutexGuard<'_, IdleClock> {
+        clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut clock = Open::lock(&self.0);
+        clock.closed(Instant::now());
+        tracing::debug!(open = clock.open(), "connection closed");
+    }
 }

@@ -58,7 +58,8 @@ impl Slots {
     }
 
     /// Open connections.
-    pub fn open(&self) -> u32 {
+    #[cfg(test)]
+    fn open(&self) -> u32 {
         self.counts().total
     }
 
