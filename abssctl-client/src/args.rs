@@ -343,6 +343,12 @@ pub struct OpListArgs {
     /// Only operations still running.
     #[arg(long)]
     pub running: bool,
+    /// Show at most N operations, the newest (daemon default 100, at most 1000).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only operations older than this one (the `next_before` of a previous page).
+    #[arg(long, value_name = "OP_ID")]
+    pub before: Option<String>,
 }
 
 /// `abssctl op watch`

@@ -78,10 +78,34 @@ pub struct Config {
     pub operator_group: String,
     /// Group owning the socket (who may connect at all); default the operator group.
     pub socket_group: String,
-    /// Most simultaneous connections.
+    /// Most simultaneous connections (`daemon.max_connections`).
     pub max_connections: u32,
+    /// Most simultaneous connections of one uid other than root and the daemon's
+    /// own (`daemon.max_connections_per_uid`), so one peer cannot take every slot.
+    pub max_connections_per_uid: u32,
+    /// Connections only root and operators may use (`daemon.reserved_connections`):
+    /// an operator can always connect while readers fill the rest.
+    pub reserved_connections: u32,
     /// Largest request body accepted.
     pub max_request_bytes: u32,
+    /// Largest response (`daemon.max_response_bytes`).
+    pub max_response_bytes: u32,
+    /// Requests in one JSON-RPC batch (`daemon.max_batch`).
+    pub max_batch: u32,
+    /// Calls of one connection being answered at once (`daemon.max_calls_per_connection`);
+    /// beyond it the daemon stops reading that connection until one is answered.
+    pub max_calls_per_connection: u32,
+    /// Answers and notifications queued for one WebSocket connection
+    /// (`daemon.message_buffer`); a full queue stops reading that connection.
+    pub message_buffer: u32,
+    /// A connection whose answers cannot be written for this long is closed
+    /// (`daemon.send_timeout`): a client that sends but never reads is dropped.
+    pub send_timeout: Duration,
+    /// Operations one non-operator uid may have running (`daemon.max_operations_per_reader`).
+    pub max_operations_per_reader: u32,
+    /// `operations.jsonl` is rotated to `operations.jsonl.1` once it reaches this
+    /// size (`daemon.operations_log_max_bytes`).
+    pub oplog_max_bytes: u64,
     /// When socket-activated: exit after this long with no connection and no
     /// running operation (`daemon.idle_timeout`; zero: never).
     pub idle_timeout: Duration,
@@ -263,8 +287,20 @@ impl Config {
         let socket_group = f
             .string("daemon.socket_group")?
             .unwrap_or_else(|| operator_group.clone());
-        let max_connections = f.int("daemon.max_connections")?.unwrap_or(64) as u32;
-        let max_request_bytes = f.int("daemon.max_request_bytes")?.unwrap_or(1 << 20) as u32;
+        let max_connections = f.count("daemon.max_connections", 64, 1)?;
+        let max_connections_per_uid = f.count("daemon.max_connections_per_uid", 16, 1)?;
+        let reserved_connections = f
+            .count("daemon.reserved_connections", 16, 0)?
+            .min(max_connections.saturating_sub(1));
+        let max_request_bytes = f.count("daemon.max_request_bytes", 1 << 20, 1024)?;
+        let max_response_bytes = f.count("daemon.max_response_bytes", 16 << 20, 64 << 10)?;
+        let max_batch = f.count("daemon.max_batch", abssd_proto::limits::BATCH, 1)?;
+        let max_calls_per_connection = f.count("daemon.max_calls_per_connection", 16, 1)?;
+        let message_buffer = f.count("daemon.message_buffer", 16, 1)?;
+        let send_timeout = f.seconds("daemon.send_timeout")?.unwrap_or(10.0).max(0.1);
+        let max_operations_per_reader = f.count("daemon.max_operations_per_reader", 2, 0)?;
+        let oplog_max_bytes =
+            u64::from(f.count("daemon.operations_log_max_bytes", 64 << 20, 64 << 10)?);
         let idle_timeout = f.seconds("daemon.idle_timeout")?.unwrap_or(300.0);
         let stop_timeout = f.seconds("daemon.stop_timeout")?.unwrap_or(120.0);
         if stop_timeout > MAX_STOP_TIMEOUT {
@@ -315,7 +351,16 @@ impl Config {
             operator_group,
             socket_group,
             max_connections,
+            max_connections_per_uid,
+            reserved_connections,
             max_request_bytes,
+            max_response_bytes,
+            max_batch,
+            max_calls_per_connection,
+            message_buffer,
+            send_timeout: Duration::from_secs_f64(send_timeout),
+            max_operations_per_reader,
+            oplog_max_bytes,
             idle_timeout: Duration::from_secs_f64(idle_timeout),
             stop_timeout: Duration::from_secs_f64(stop_timeout),
             max_restore_entries,
@@ -489,6 +534,17 @@ impl FileView<'_> {
                 .map(Some)
                 .ok_or_else(|| self.bad(key, "a number of seconds", s)),
             Some(other) => Err(self.bad(key, "a number of seconds", other)),
+        }
+    }
+
+    /// A whole number of at least `min` (and at most `u32::MAX`), else `default`.
+    fn count(&self, key: &str, default: u32, min: u32) -> Result<u32> {
+        match self.int(key)? {
+            None => Ok(default),
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| *n >= min)
+                .ok_or_else(|| self.bad(key, &format!("a whole number ≥ {min}"), n)),
         }
     }
 

@@ -40,9 +40,10 @@ macro_rules! crash_point {
     };
 }
 
-/// A named point where a test can run code (`fail::cfg_callback`) exactly in
-/// a window it wants to hit; nothing without the `failpoints` feature. Not a
-/// crash point: the crash test kills the daemon only at `crash_point!`s.
+/// A named point where a test can act exactly in a window it wants to hit
+/// (`fail::cfg_callback`, or `pause` to hold a thread there); nothing without
+/// the `failpoints` feature. Not a crash point: the crash test kills the
+/// daemon only at `crash_point!`s.
 #[cfg(feature = "failpoints")]
 macro_rules! hook_point {
     ($name:literal) => {

@@ -16,13 +16,25 @@ use tokio::sync::watch;
 use crate::fsutil;
 use crate::ops::Progress;
 
-/// Ended operations kept for `op.list` / `op.watch`.
+/// Ended operations kept in memory for `op.list` / `op.watch` (older ones are
+/// still found in the operations log by `op.get` / `op.watch`).
 const KEEP_FINISHED: usize = 256;
 
 /// All operations this process knows.
 #[derive(Debug, Default)]
 pub struct Operations {
     ops: Mutex<BTreeMap<String, Arc<Operation>>>,
+    /// Makes "count the caller's running operations, then begin one" one step.
+    admit: Mutex<()>,
+}
+
+/// One page of `op.list`.
+#[derive(Debug)]
+pub struct Page {
+    /// Oldest first.
+    pub operations: Vec<Arc<Operation>>,
+    /// The oldest id of the page, when older operations remain.
+    pub next_before: Option<String>,
 }
 
 /// One operation.
@@ -79,6 +91,28 @@ impl Operations {
             target,
             false,
         ))
+    }
+
+    /// [`Operations::begin`], unless the actor already has `limit` operations
+    /// running; then `Err(limit)`.
+    pub fn begin_within(
+        &self,
+        limit: usize,
+        command: &str,
+        args: Value,
+        actor: Actor,
+        target: Option<String>,
+    ) -> Result<Arc<Operation>, usize> {
+        let _one_at_a_time = self.admit.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = self
+            .running()
+            .iter()
+            .filter(|o| o.actor.uid == actor.uid)
+            .count();
+        if mine >= limit {
+            return Err(limit);
+        }
+        Ok(self.begin(command, args, actor, target))
     }
 
     /// Register the recovery of operation `op_id`, interrupted when the daemon
@@ -218,6 +252,30 @@ impl Operations {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// The newest `limit` operations older than `before` (all when `None`),
+    /// only running ones when `running`; oldest first.
+    pub fn page(&self, running: bool, limit: usize, before: Option<&str>) -> Page {
+        use std::ops::Bound;
+        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        let upper = before.map_or(Bound::Unbounded, |b| Bound::Excluded(b.to_owned()));
+        let mut newest: Vec<Arc<Operation>> = ops
+            .range((Bound::Unbounded, upper))
+            .rev()
+            .map(|(_, o)| o)
+            .filter(|o| !running || o.is_running())
+            .take(limit.saturating_add(1))
+            .cloned()
+            .collect();
+        drop(ops);
+        let more = newest.len() > limit;
+        newest.truncate(limit);
+        newest.reverse();
+        Page {
+            next_before: more.then(|| newest.first().map(|o| o.id.clone())).flatten(),
+            operations: newest,
+        }
     }
 
     /// Operations still running.
@@ -448,5 +506,40 @@ mod tests {
         assert_eq!(ua.get_version_num(), 7);
         assert!(a.id < b.id);
         assert_eq!(ops.list().len(), 2);
+    }
+
+    #[test]
+    fn pages_go_back_from_the_newest_and_readers_are_capped() {
+        let ops = Operations::default();
+        let ids: Vec<String> = (0..7)
+            .map(|_| ops.begin("x", Value::Null, actor(), None).id.clone())
+            .collect();
+        let first = ops.page(false, 3, None);
+        let got: Vec<&str> = first.operations.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(got, [&ids[4], &ids[5], &ids[6]].map(String::as_str));
+        assert_eq!(first.next_before.as_deref(), Some(ids[4].as_str()));
+        let second = ops.page(false, 3, first.next_before.as_deref());
+        assert_eq!(second.operations[0].id, ids[1]);
+        let last = ops.page(false, 3, second.next_before.as_deref());
+        assert_eq!(last.operations.len(), 1);
+        assert!(last.next_before.is_none());
+
+        let reader = Actor {
+            uid: 65534,
+            user: "nobody".into(),
+            pid: 2,
+        };
+        let a = ops
+            .begin_within(2, "x", Value::Null, reader.clone(), None)
+            .unwrap();
+        ops.begin_within(2, "x", Value::Null, reader.clone(), None)
+            .unwrap();
+        assert_eq!(
+            ops.begin_within(2, "x", Value::Null, reader.clone(), None)
+                .unwrap_err(),
+            2
+        );
+        a.succeed(Value::Null);
+        assert!(ops.begin_within(2, "x", Value::Null, reader, None).is_ok());
     }
 }

@@ -6,6 +6,7 @@
 //! * [`backup`]  — backup index entries and the `backup.*` parameters and results.
 //! * [`restore`] — `backup.restore` parameters, plan and result.
 //! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
+//! * [`limits`]  — the length limits of request fields, checked before any work.
 //! * [`op`]      — operations, their events, and the `op.*` / `daemon.*` types.
 //! * [`methods`] — one zero-sized type per JSON-RPC method, tying its name to its
 //!   parameter and result types ([`Method`]); the daemon registers handlers by these
@@ -19,6 +20,7 @@
 
 pub mod backup;
 pub mod error;
+pub mod limits;
 pub mod methods;
 pub mod op;
 pub mod reconcile;

@@ -20,7 +20,7 @@ pub trait Method {
     /// may call it (`backup.reconcile` needs them only with `apply`).
     const MUTATES: bool;
     /// The `params` object.
-    type Params: Serialize + DeserializeOwned + Send + 'static;
+    type Params: Serialize + DeserializeOwned + crate::limits::Bounded + Send + 'static;
     /// The `result`.
     type Output: Serialize + DeserializeOwned + Send + 'static;
 }

@@ -174,13 +174,25 @@ pub struct OpListParams {
     /// Only operations still running.
     #[serde(default)]
     pub running: bool,
+    /// At most this many operations (default [`crate::limits::OP_PAGE`], at most
+    /// [`crate::limits::OP_PAGE_MAX`]): the newest ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Only operations older than this op id: pass the previous page's
+    /// `next_before` to read further back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
 }
 
-/// `op.list` result, oldest first.
+/// `op.list` result: one page, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpListResult {
-    /// Operations this daemon process knows (running and recently ended).
+    /// Operations this daemon process knows (running and recently ended): the
+    /// newest `limit` of them (older than `before`, when given).
     pub operations: Vec<OpInfo>,
+    /// There are older operations: pass this as `before` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
 }
 
 /// `daemon.status` parameters (none).

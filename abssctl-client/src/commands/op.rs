@@ -18,10 +18,23 @@ pub async fn run(client: &Client, out: Output, cmd: OpCommand) -> Result<Exit, W
                 client,
                 &OpListParams {
                     running: args.running,
+                    limit: args.limit,
+                    before: args.before,
                 },
             )
             .await?;
-            out.show(&answer, || render::ops::list(&answer.operations));
+            out.show(&answer, || {
+                let mut table = render::ops::list(&answer.operations);
+                if let Some(before) = &answer.next_before {
+                    if !table.ends_with('\n') {
+                        table.push('\n');
+                    }
+                    table.push_str(&format!(
+                        "older operations: abssctl op list --before {before}\n"
+                    ));
+                }
+                table
+            });
             Ok(Exit::Success)
         }
         OpCommand::Watch(args) => {

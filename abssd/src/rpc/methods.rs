@@ -17,9 +17,12 @@ use jsonrpsee::server::{Extensions, PendingSubscriptionSink, RpcModule};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{Value, json};
 
+use abssd_proto::limits::{self, Bounded};
+
 use crate::error::Error;
 use crate::operations::{Operation, Operations};
 use crate::ops::{self, Ctx, Sink};
+use crate::registry::validate_name;
 use crate::rpc::peer::Peer;
 use crate::{fsutil, oplog};
 
@@ -69,7 +72,8 @@ impl State {
     }
 
     /// Start an operation on its own task; it runs to its end whatever happens to
-    /// the connection that asked for it.
+    /// the connection that asked for it. A peer that may only read gets at most
+    /// `daemon.max_operations_per_reader` running at once; beyond that, `busy`.
     fn start<F, Fut>(
         self: &Arc<Self>,
         command: &str,
@@ -77,16 +81,36 @@ impl State {
         peer: &Peer,
         target: Option<String>,
         work: F,
-    ) -> Arc<Operation>
+    ) -> Result<Arc<Operation>, WireError>
     where
         F: FnOnce(Arc<Ctx>, Sink) -> Fut,
         Fut: Future<Output = Result<Value, Error>> + Send + 'static,
     {
-        let op = self.ops.begin(command, args, peer.actor.clone(), target);
+        let actor = peer.actor.clone();
+        let op = if peer.may_mutate {
+            self.ops.begin(command, args, actor, target)
+        } else {
+            let limit = self.ctx.config.max_operations_per_reader as usize;
+            self.ops
+                .begin_within(limit, command, args, actor, target)
+                .map_err(|limit| {
+                    WireError::new(
+                        ErrorKind::Busy,
+                        format!(
+                            "user {} already has {limit} operation(s) running, the most a peer that may only read may have (daemon.max_operations_per_reader); wait for them to end",
+                            peer.actor.user
+                        ),
+                    )
+                })?
+        };
         let fut = work(self.ctx.clone(), op.clone() as Sink);
         let this = self.clone();
         let op2 = op.clone();
         tokio::spawn(async move {
+            // Tests hold operations here (on a blocking thread, so a `pause` stops
+            // no worker) to see how many a peer can have running at once.
+            #[cfg(feature = "failpoints")]
+            let _ = tokio::task::spawn_blocking(|| hook_point!("rpc::operation-started")).await;
             // A panic in the work still ends the operation with exactly one event.
             let outcome = match tokio::spawn(fut).await {
                 Ok(Ok(result)) => Ok(result),
@@ -98,10 +122,14 @@ impl State {
             };
             // The log line is written before anyone is told the operation ended, so
             // whoever sees the end also finds the line.
-            let log = this.ctx.config.oplog_file();
+            let (log, max) = (
+                this.ctx.config.oplog_file(),
+                this.ctx.config.oplog_max_bytes,
+            );
             let (op3, outcome3) = (op2.clone(), outcome.clone());
             let written =
-                tokio::task::spawn_blocking(move || oplog::record(&log, &op3, &outcome3)).await;
+                tokio::task::spawn_blocking(move || oplog::record(&log, max, &op3, &outcome3))
+                    .await;
             if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
                 tracing::error!(op_id = %op2.id, error = %e, "cannot write the operations log");
             }
@@ -111,7 +139,7 @@ impl State {
             }
             crate::memory::release_freed();
         });
-        op
+        Ok(op)
     }
 }
 
@@ -123,14 +151,51 @@ fn rpc_error(e: WireError) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(e.kind.rpc_code(), e.message, Some(data))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
+/// Decode `params`: one JSON object of named parameters (positional `[...]` is
+/// refused, as docs/API.md says), each field within its length limit.
+fn parse<T: serde::de::DeserializeOwned + Bounded>(
+    params: &Params<'_>,
+) -> Result<T, ErrorObjectOwned> {
     let text = params.as_str().unwrap_or("{}");
-    serde_json::from_str(text).map_err(|e| {
+    if !text.trim_start().starts_with('{') {
+        return Err(rpc_error(WireError::new(
+            ErrorKind::Validation,
+            "params must be an object of named parameters, e.g. {\"instance\": \"alpha\"}; positional params are not accepted",
+        )));
+    }
+    let p: T = serde_json::from_str(text).map_err(|e| {
+        // serde quotes what it did not expect, which may be a megabyte long.
         rpc_error(WireError::new(
             ErrorKind::Validation,
-            format!("invalid params: {e}"),
+            format!("invalid params: {}", truncated(&e.to_string(), 300)),
         ))
-    })
+    })?;
+    p.check().map_err(rpc_error)?;
+    Ok(p)
+}
+
+/// At most `max` bytes of `text` (on a character boundary), marked when cut.
+fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
+/// A call refused before it became an operation: one bounded log line.
+fn refused(method: &str, peer: &Peer, e: &ErrorObjectOwned) -> ErrorObjectOwned {
+    tracing::info!(
+        method,
+        uid = peer.actor.uid,
+        pid = peer.actor.pid,
+        reason = %truncated(e.message(), 200),
+        "call refused"
+    );
+    e.clone()
 }
 
 fn peer(ext: &Extensions) -> Result<Peer, ErrorObjectOwned> {
@@ -189,8 +254,12 @@ struct OpMethod<P> {
     target: fn(&P) -> Option<String>,
     /// Whether to answer `{op_id}` at once.
     detached: fn(&P) -> bool,
-    /// Whether this call can change anything (and so needs an operator).
-    mutates: fn(&P) -> bool,
+    /// Whether this call needs an operator: it can change something, or it is
+    /// expensive (`reconcile --verify` re-hashes every archive).
+    operator_only: fn(&P) -> bool,
+    /// What can be checked before an operation exists (names), so that a bad
+    /// call costs no operation, event log or operations-log line.
+    validate: fn(&P) -> Result<(), Error>,
 }
 
 /// Register a method `M` that runs `work` as an operation and answers
@@ -210,20 +279,23 @@ where
         let work = work.clone();
         async move {
             let peer = peer(&ext)?;
-            let p: M::Params = parse(&params)?;
-            if (how.mutates)(&p) {
-                require_mutate(&peer)?;
+            let p: M::Params = parse(&params).map_err(|e| refused(M::NAME, &peer, &e))?;
+            if (how.operator_only)(&p) {
+                require_mutate(&peer).map_err(|e| refused(M::NAME, &peer, &e))?;
             }
+            (how.validate)(&p).map_err(|e| refused(M::NAME, &peer, &rpc_error(e.to_wire())))?;
             let args = serde_json::to_value(&p).unwrap_or(Value::Null);
             let detach = (how.detached)(&p);
             let (p2, peer2) = (p.clone(), peer.clone());
-            let op = state.start(
-                how.command,
-                args,
-                &peer,
-                (how.target)(&p),
-                move |ctx, sink| work(ctx, sink, p2, peer2),
-            );
+            let op = state
+                .start(
+                    how.command,
+                    args,
+                    &peer,
+                    (how.target)(&p),
+                    move |ctx, sink| work(ctx, sink, p2, peer2),
+                )
+                .map_err(|e| refused(M::NAME, &peer, &rpc_error(e)))?;
             if detach {
                 return Ok(json!({ "op_id": op.id }));
             }
@@ -281,13 +353,11 @@ pub fn module(
             .ok_or_else(|| Error::not_found("operation", p.op_id))
     })?;
     read::<OpList, _, _>(&mut m, |state, p, _| async move {
-        let ops = if p.running {
-            state.ops.running()
-        } else {
-            state.ops.list()
-        };
+        let limit = p.limit.unwrap_or(limits::OP_PAGE);
+        let page = state.ops.page(p.running, limit, p.before.as_deref());
         Ok(OpListResult {
-            operations: ops.iter().map(|o| o.info()).collect(),
+            operations: page.operations.iter().map(|o| o.info()).collect(),
+            next_before: page.next_before,
         })
     })?;
 
@@ -297,7 +367,8 @@ pub fn module(
             command: "backup create",
             target: |p| Some(p.instance.clone()),
             detached: |p| p.detach && !p.dry_run,
-            mutates: |_| true,
+            operator_only: |_| true,
+            validate: |p| validate_name(&p.instance),
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::create::run(&ctx, &p, &peer.actor, &sink).await?;
@@ -310,7 +381,8 @@ pub fn module(
             command: "backup restore",
             target: |p| Some(p.id.clone()),
             detached: |p| p.detach && !p.dry_run,
-            mutates: |_| true,
+            operator_only: |_| true,
+            validate: |p| p.instance.as_deref().map_or(Ok(()), validate_name),
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::restore::run(&ctx, &p, &peer.actor, &sink).await?;
@@ -323,21 +395,24 @@ pub fn module(
             command: "backup verify",
             target: |p| p.id.clone().or_else(|| p.all.then(|| "all".to_owned())),
             detached: |p| p.detach,
-            mutates: |_| true,
+            operator_only: |_| true,
+            validate: |_| Ok(()),
         },
         |ctx, sink, p, _| async move {
             let (plan, result) = ops::verify::run(&ctx, &p, &sink).await?;
             Ok(json!({ "plan": plan, "result": result }))
         },
     )?;
-    // A read-only reconcile (no --apply) is open to every peer, like list.
+    // A read-only reconcile (no --apply) is open to every peer, like list; but
+    // not --verify, which reads every archive in scope.
     operation::<BackupReconcile, _, _>(
         &mut m,
         OpMethod {
             command: "backup reconcile",
             target: |p| p.instance.clone(),
             detached: |p| p.detach,
-            mutates: abssd_proto::ReconcileParams::mutates,
+            operator_only: |p| p.mutates() || p.verify,
+            validate: |p| p.instance.as_deref().map_or(Ok(()), validate_name),
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::reconcile::run(&ctx, &p, &peer.actor, &sink).await?;

@@ -2,6 +2,11 @@
 //! (jsonrpsee), with peer credentials attached to every request.
 //!
 //! This is the only module that knows jsonrpsee's server types.
+//!
+//! * [`slots`] — who may hold how many connections (checked at accept).
+//! * [`flow`]  — a connection is read only as fast as it reads its answers.
+//! * [`peer`]  — who is on the other end, and whether they may mutate.
+//! * [`methods`] — decode, validate, authorize, hand over to `ops`.
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -9,7 +14,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jsonrpsee::server::{Server, ServerConfig, serve_with_graceful_shutdown, stop_channel};
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
+use jsonrpsee::server::{
+    BatchRequestConfig, Server, ServerConfig, serve_with_graceful_shutdown, stop_channel,
+};
 use tokio::net::{UnixListener, UnixStream};
 use tower::Service;
 
@@ -19,11 +27,15 @@ use crate::ops::Ctx;
 use crate::service::IdleClock;
 
 mod conn;
+mod flow;
 mod methods;
 pub mod peer;
+mod slots;
 
+use flow::{Flow, GateLayer, Throttled};
 pub use methods::State;
 use peer::Peer;
+use slots::Slots;
 
 /// How long a graceful stop waits for open connections.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -70,6 +82,48 @@ pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// Descriptors kept free for operations (archives, directory walks, staging,
+/// D-Bus, `nginx -t`) beyond one per connection, so that no number of clients
+/// can make a running operation fail for want of one.
+pub const FD_RESERVE: u64 = 256;
+
+/// Raise the soft descriptor limit to the hard one, and return how many
+/// connections fit beside [`FD_RESERVE`]: `max_connections`, or fewer (with a
+/// warning) when the limit is too small.
+pub fn descriptors(max_connections: u32) -> u32 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return max_connections;
+    };
+    let soft = if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            // Under the unit's system call filter (~@resources) this is refused;
+            // LimitNOFILE= there sets both limits instead.
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot raise the descriptor limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    // A few for the listener, the journal, the bus and the runtime itself.
+    let fit = soft.saturating_sub(FD_RESERVE + 32);
+    if u64::from(max_connections) > fit {
+        let clamped = fit.clamp(1, u64::from(u32::MAX)) as u32;
+        tracing::warn!(
+            max_connections,
+            clamped,
+            nofile = soft,
+            "the descriptor limit (LimitNOFILE=) is too small for daemon.max_connections and {FD_RESERVE} descriptors kept for operations; serving at most {clamped} connections"
+        );
+        clamped
+    } else {
+        max_connections
+    }
+}
+
 /// Serve `listener` until `shutdown` resolves, or, with `idle`, until no
 /// client has been connected and no operation has run for that long (the
 /// socket-activated daemon exits; systemd starts it again on the next
@@ -85,11 +139,15 @@ pub async fn serve(
     let methods = methods::module(state.clone())
         .map_err(|e| Error::Internal(format!("registering methods: {e}")))?;
     let cfg = &ctx.config;
+    let max_connections = descriptors(cfg.max_connections);
+    let slots = Slots::new(cfg, max_connections);
     let server_cfg = ServerConfig::builder()
-        .max_connections(cfg.max_connections)
+        .max_connections(max_connections)
         .max_request_body_size(cfg.max_request_bytes)
-        .max_response_body_size(64 << 20)
+        .max_response_body_size(cfg.max_response_bytes)
         .max_subscriptions_per_connection(64)
+        .set_message_buffer_capacity(cfg.message_buffer)
+        .set_batch_request_config(BatchRequestConfig::Limit(cfg.max_batch))
         .build();
     let builder = Server::builder()
         .set_config(server_cfg)
@@ -133,15 +191,45 @@ pub async fn serve(
                 continue;
             }
         };
+        // The slot is taken here, before anything is read, so a flood of
+        // connections costs one descriptor each only for as long as this takes.
+        let Ok(cred) = stream.peer_cred() else {
+            tracing::warn!("connection without peer credentials refused");
+            continue;
+        };
+        let mut slot = match slots.take(cred.uid()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let _ = stream.try_write(&slots::refusal(&why));
+                continue;
+            }
+        };
         let open = Open::count(&clock);
         let group = cfg.operator_group.clone();
-        let (builder, methods, stop) = (builder.clone(), methods.clone(), stop.clone());
+        let (max_calls, send_timeout) = (cfg.max_calls_per_connection, cfg.send_timeout);
+        let (builder, methods, stop, slots) = (
+            builder.clone(),
+            methods.clone(),
+            stop.clone(),
+            slots.clone(),
+        );
         tokio::spawn(async move {
             let Some(peer) = Peer::of(&stream, &group).await else {
                 tracing::warn!("connection without peer credentials refused");
                 return;
             };
+            if !peer.may_mutate
+                && let Err(why) = slots.admit_reader(&mut slot)
+            {
+                let _ = stream.try_write(&slots::refusal(&why));
+                return;
+            }
             tracing::debug!(uid = peer.actor.uid, pid = peer.actor.pid, "connection");
+            let flow = Flow::new(max_calls);
+            let builder =
+                builder.set_rpc_middleware(RpcServiceBuilder::new().layer(GateLayer(flow.clone())));
+            // The stream carries `open` and the slot: a WebSocket outlives this task.
+            let io = Throttled::new(conn::Tracked::new(stream, open), flow, send_timeout, slot);
             let stopped = stop.clone().shutdown();
             let svc = tower::service_fn(
                 move |mut req: jsonrpsee::server::HttpRequest<hyper::body::Incoming>| {
@@ -150,10 +238,8 @@ pub async fn serve(
                     async move { svc.call(req).await }
                 },
             );
-            // The stream carries `open`: a WebSocket outlives this task.
-            let stream = conn::Tracked::new(stream, open);
             let served: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
-                Box::pin(serve_with_graceful_shutdown(stream, svc, stopped));
+                Box::pin(serve_with_graceful_shutdown(io, svc, stopped));
             if let Err(e) = served.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
