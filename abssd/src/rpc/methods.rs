@@ -186,15 +186,21 @@ fn truncated(text: &str, max: usize) -> String {
     format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
-/// A call refused before it became an operation: one bounded log line.
+/// A call refused before it became an operation: one bounded log line, and
+/// only a few a second (the rest are counted in the next line).
 fn refused(method: &str, peer: &Peer, e: &ErrorObjectOwned) -> ErrorObjectOwned {
-    tracing::info!(
-        method,
-        uid = peer.actor.uid,
-        pid = peer.actor.pid,
-        reason = %truncated(e.message(), 200),
-        "call refused"
-    );
+    static LIMITER: std::sync::LazyLock<super::refusals::Limiter> =
+        std::sync::LazyLock::new(|| super::refusals::Limiter::new(Instant::now()));
+    if let Some(left_out) = LIMITER.admit(Instant::now()) {
+        tracing::info!(
+            method,
+            uid = peer.actor.uid,
+            pid = peer.actor.pid,
+            reason = %truncated(e.message(), 200),
+            left_out,
+            "call refused"
+        );
+    }
     e.clone()
 }
 

@@ -30,6 +30,7 @@ mod conn;
 mod flow;
 mod methods;
 pub mod peer;
+mod refusals;
 mod slots;
 
 use flow::{Flow, GateLayer, Throttled};
