@@ -82,6 +82,10 @@ pub struct Config {
     pub max_connections: u32,
     /// Largest request body accepted.
     pub max_request_bytes: u32,
+    /// Bytes of holes (a file's size beyond its allocated blocks) one create
+    /// archives; sparse files beyond it are left out with a warning
+    /// (`daemon.max_sparse_hole_bytes`, default 1 GiB).
+    pub max_sparse_hole_bytes: u64,
     /// When socket-activated: exit after this long with no connection and no
     /// running operation (`daemon.idle_timeout`; zero: never).
     pub idle_timeout: Duration,
@@ -249,6 +253,12 @@ impl Config {
         let max_connections = f.int("daemon.max_connections")?.unwrap_or(64) as u32;
         let max_request_bytes = f.int("daemon.max_request_bytes")?.unwrap_or(1 << 20) as u32;
         let idle_timeout = f.seconds("daemon.idle_timeout")?.unwrap_or(300.0);
+        let max_sparse_hole_bytes = match f.int("daemon.max_sparse_hole_bytes")? {
+            None => 1 << 30,
+            Some(n) => u64::try_from(n).map_err(|_| {
+                f.bad("daemon.max_sparse_hole_bytes", "a number of bytes, 0 or more", n)
+            })?,
+        };
 
         Ok(Config {
             config_file: config_file.clone(),
@@ -275,6 +285,7 @@ impl Config {
             socket_group,
             max_connections,
             max_request_bytes,
+            max_sparse_hole_bytes,
             idle_timeout: Duration::from_secs_f64(idle_timeout),
             warnings,
         })

@@ -40,6 +40,24 @@ macro_rules! crash_point {
     };
 }
 
+/// A named point where a test runs its own code inside an operation, e.g. to
+/// swap a file for a symlink exactly between the walk and the tar pass: with
+/// the `failpoints` feature, `fail::cfg_callback(name, ..)` runs there.
+/// Without the feature it is nothing. Unlike [`crash_point!`], the crash test
+/// does not kill the daemon here: a hook is not a step that must be undone.
+#[cfg(feature = "failpoints")]
+macro_rules! hook_point {
+    ($name:literal) => {
+        fail::fail_point!($name)
+    };
+}
+#[cfg(not(feature = "failpoints"))]
+macro_rules! hook_point {
+    ($name:literal) => {
+        ()
+    };
+}
+
 pub mod archive;
 pub mod cli;
 pub mod config;

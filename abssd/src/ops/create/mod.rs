@@ -91,10 +91,7 @@ async fn run_locked(
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
     for s in &skipped {
-        progress.emit(EventKind::Message {
-            level: "warning".into(),
-            text: format!("skipped {}: {}", s.path.display(), s.reason),
-        });
+        warn(progress, s);
     }
     if params.dry_run {
         return Ok((plan, None));
@@ -140,7 +137,12 @@ async fn run_locked(
         .map_err(Error::from)
         .and_then(|w| w);
     let result = match written {
-        Ok(written) => finish(ctx, &plan, &written, params, labels, actor, progress).await,
+        Ok(written) => {
+            for s in &written.skipped {
+                warn(progress, s);
+            }
+            finish(ctx, &plan, &written, params, labels, actor, progress).await
+        }
         Err(e) => Err(e),
     };
     match result {
@@ -159,6 +161,14 @@ async fn run_locked(
             Err(e)
         }
     }
+}
+
+/// Tell the watchers what was left out of the archive.
+fn warn(progress: &Sink, skipped: &archive::Skipped) {
+    progress.emit(EventKind::Message {
+        level: "warning".into(),
+        text: skipped.warning(),
+    });
 }
 
 /// Start-up recovery of a create the daemon stopped during (see
@@ -222,6 +232,8 @@ fn produce(
     codec: Codec,
     sink: &dyn Progress,
 ) -> Result<archive::Written> {
+    // The walk is done and nothing is read yet: tests swap files here.
+    hook_point!("create::after-walk");
     let archive = PathBuf::from(&plan.archive);
     let partial = PathBuf::from(format!("{}.partial", plan.archive));
     let dir = archive.parent().unwrap_or(Path::new("/"));
@@ -343,6 +355,12 @@ async fn finish(
         data_only: params.data_only,
         uncompressed_bytes: written.content_bytes,
         created_at,
+        warnings: plan
+            .warnings
+            .iter()
+            .cloned()
+            .chain(written.skipped.iter().map(archive::Skipped::warning))
+            .collect(),
     })
 }
 
