@@ -207,9 +207,10 @@ async fn set_mtime(
     }
     header.as_old_mut().mtime = base256(mtime);
     let record = pax_record("mtime", &mtime.to_string());
-    let mut x = Header::new_gnu();
-    if let Some(gnu) = x.as_gnu_mut() {
-        gnu.name[..14].copy_from_slice(b"././@PaxHeader");
+    // A pax header is a ustar header (tar-rs refuses one in GNU form).
+    let mut x = Header::new_ustar();
+    if let Some(ustar) = x.as_ustar_mut() {
+        ustar.name[..14].copy_from_slice(b"././@PaxHeader");
     }
     x.set_mode(0o644);
     x.set_mtime(0);
