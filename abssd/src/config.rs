@@ -256,7 +256,11 @@ impl Config {
         let max_sparse_hole_bytes = match f.int("daemon.max_sparse_hole_bytes")? {
             None => 1 << 30,
             Some(n) => u64::try_from(n).map_err(|_| {
-                f.bad("daemon.max_sparse_hole_bytes", "a number of bytes, 0 or more", n)
+                f.bad(
+                    "daemon.max_sparse_hole_bytes",
+                    "a number of bytes, 0 or more",
+                    n,
+                )
             })?,
         };
 

@@ -120,15 +120,25 @@ fn assert_secret_absent(archive: &str, secret: &str) {
         !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
         "the root-only secret is in {archive}"
     );
-    let all = Command::new("tar").args(["-xOf", archive]).output().unwrap();
+    let all = Command::new("tar")
+        .args(["-xOf", archive])
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&all.stdout).contains(secret.trim()));
 }
 
 /// The create's warnings (result and events) name `what` and say why.
-async fn assert_warned(c: &Client, out: &OpOutcome<CreatePlan, CreateResult>, what: &str, why: &str) {
+async fn assert_warned(
+    c: &Client,
+    out: &OpOutcome<CreatePlan, CreateResult>,
+    what: &str,
+    why: &str,
+) {
     let r = out.result.as_ref().unwrap();
     assert!(
-        r.warnings.iter().any(|w| w.contains(what) && w.contains(why)),
+        r.warnings
+            .iter()
+            .any(|w| w.contains(what) && w.contains(why)),
         "no warning about {what} ({why}): {:?}",
         r.warnings
     );
@@ -155,7 +165,10 @@ async fn a_file_swapped_for_a_symlink_after_the_walk_is_left_out_not_read() {
     let swapped = Arc::new(AtomicBool::new(false));
     let (d, target, flag) = (data.clone(), dir.join("shadow"), swapped.clone());
     fail::cfg_callback("create::after-walk", move || {
-        as_nobody(&d, &format!("rm victim && ln -s {} victim", target.display()));
+        as_nobody(
+            &d,
+            &format!("rm victim && ln -s {} victim", target.display()),
+        );
         flag.store(true, Ordering::SeqCst);
     })
     .unwrap();
@@ -166,8 +179,15 @@ async fn a_file_swapped_for_a_symlink_after_the_walk_is_left_out_not_read() {
     let r = out.result.as_ref().unwrap();
     assert_secret_absent(&r.archive, &secret);
     let names = listing(&r.archive);
-    assert!(!names.iter().any(|n| n.ends_with("/data/victim")), "{names:?}");
-    assert!(names.iter().any(|n| n.ends_with("/data/server-files/secret.key")));
+    assert!(
+        !names.iter().any(|n| n.ends_with("/data/victim")),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.ends_with("/data/server-files/secret.key"))
+    );
     assert_warned(&c, &out, "victim", "replaced").await;
 }
 
@@ -191,7 +211,10 @@ async fn a_directory_swapped_for_a_symlink_during_the_walk_is_not_followed() {
         if !flag.swap(true, Ordering::SeqCst) {
             as_nobody(
                 &d,
-                &format!("mv 0-victimdir .moved && ln -s {} 0-victimdir", target.display()),
+                &format!(
+                    "mv 0-victimdir .moved && ln -s {} 0-victimdir",
+                    target.display()
+                ),
             );
         }
     })
@@ -203,8 +226,15 @@ async fn a_directory_swapped_for_a_symlink_during_the_walk_is_not_followed() {
     let r = out.result.as_ref().unwrap();
     assert_secret_absent(&r.archive, &secret);
     let names = listing(&r.archive);
-    assert!(!names.iter().any(|n| n.contains("/data/0-victimdir")), "{names:?}");
-    assert!(names.iter().any(|n| n.ends_with("/data/user-files/budget-1/db.sqlite")));
+    assert!(
+        !names.iter().any(|n| n.contains("/data/0-victimdir")),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.ends_with("/data/user-files/budget-1/db.sqlite"))
+    );
     assert_warned(&c, &out, "0-victimdir", "replaced").await;
 }
 
@@ -225,19 +255,24 @@ async fn a_fifo_swapped_in_after_the_walk_neither_hangs_the_create_nor_keeps_the
     // Not a timing assertion: a create that opened the FIFO for reading would
     // wait for a writer forever; this only turns that hang into a failure (and
     // releases the daemon so the test can end).
-    let out = match tokio::time::timeout(Duration::from_secs(300), create(&c, &plain("alpha"))).await {
-        Ok(out) => out,
-        Err(_) => {
-            let _writer = fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc_nonblock())
-                .open(data.join("victim"));
-            panic!("the create hung on the FIFO swapped in after the walk");
-        }
-    };
+    let out =
+        match tokio::time::timeout(Duration::from_secs(300), create(&c, &plain("alpha"))).await {
+            Ok(out) => out,
+            Err(_) => {
+                let _writer = fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc_nonblock())
+                    .open(data.join("victim"));
+                panic!("the create hung on the FIFO swapped in after the walk");
+            }
+        };
     fail::remove("create::after-walk");
     let r = out.result.as_ref().unwrap();
-    assert!(!listing(&r.archive).iter().any(|n| n.ends_with("/data/victim")));
+    assert!(
+        !listing(&r.archive)
+            .iter()
+            .any(|n| n.ends_with("/data/victim"))
+    );
     assert_warned(&c, &out, "victim", "not a regular file").await;
 
     // The instance lock was released: the next create gets it and succeeds.
@@ -263,9 +298,9 @@ async fn symlinks_restore_would_refuse_are_left_out_with_warnings_and_the_backup
     let r = out.result.as_ref().unwrap();
     for name in ["abs", "up"] {
         assert!(
-            r.warnings
-                .iter()
-                .any(|w| w.contains(&format!("/data/{name}:")) && w.contains("restore would refuse")),
+            r.warnings.iter().any(
+                |w| w.contains(&format!("/data/{name}:")) && w.contains("restore would refuse")
+            ),
             "{name}: {:?}",
             r.warnings
         );
@@ -274,7 +309,11 @@ async fn symlinks_restore_would_refuse_are_left_out_with_warnings_and_the_backup
     assert!(r.warnings.iter().any(|w| w.contains("leaves")));
     assert_eq!(out.plan.as_ref().unwrap().warnings.len(), 2);
     let names = listing(&r.archive);
-    assert!(!names.iter().any(|n| n.ends_with("/data/abs") || n.ends_with("/data/up")));
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with("/data/abs") || n.ends_with("/data/up"))
+    );
     // The relative link inside data/ is kept.
     assert!(names.iter().any(|n| n.ends_with("/data/current")));
 
@@ -319,7 +358,10 @@ async fn sparse_files_beyond_the_hole_limit_are_left_out_without_reading_their_h
     let out = create(&c, &plain("alpha")).await;
     let r = out.result.as_ref().unwrap();
     let names = listing(&r.archive);
-    assert!(!names.iter().any(|n| n.ends_with("/data/huge.img")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("/data/huge.img")),
+        "{names:?}"
+    );
     assert!(names.iter().any(|n| n.ends_with("/data/small.img")));
     assert!(r.uncompressed_bytes < 16 << 20, "{}", r.uncompressed_bytes);
     assert!(r.size_bytes < 16 << 20, "{}", r.size_bytes);
@@ -354,7 +396,10 @@ async fn a_tree_1200_directories_deep_is_archived_with_a_few_descriptors() {
     assert!(calls.load(Ordering::SeqCst) > 1200);
     // One descriptor per level would be 1,200 more.
     let most = most.load(Ordering::SeqCst);
-    assert!(most < before + 32, "{most} descriptors open in the walk, {before} before");
+    assert!(
+        most < before + 32,
+        "{most} descriptors open in the walk, {before} before"
+    );
 
     let r = out.result.as_ref().unwrap();
     let bottom = format!("{}/data/{}/deepest", r.id, deep.display());
@@ -371,7 +416,10 @@ async fn a_tree_1200_directories_deep_is_archived_with_a_few_descriptors() {
     )
     .await
     .expect("restore --dest of the deep tree");
-    assert_eq!(fs::read(dest.join(&deep).join("deepest")).unwrap(), b"bottom\n");
+    assert_eq!(
+        fs::read(dest.join(&deep).join("deepest")).unwrap(),
+        b"bottom\n"
+    );
 }
 
 /// Make `names` nested directories below `at` and a file `leaf` in the last,
@@ -398,10 +446,16 @@ async fn a_path_longer_than_path_max_is_archived_with_a_gnu_long_name() {
     let w = World::new(&["alpha"]);
     let c = w.client().await;
     let data = w.data("alpha");
-    let names: Vec<String> = (0..40).map(|i| format!("{i:02}{}", "n".repeat(118))).collect();
+    let names: Vec<String> = (0..40)
+        .map(|i| format!("{i:02}{}", "n".repeat(118)))
+        .collect();
     make_long_path(&data.join("user-files"), &names, "leaf.txt");
     let rel = format!("user-files/{}/leaf.txt", names.join("/"));
     assert!(data.join(&rel).as_os_str().len() > 4096);
+    // A link whose target is far over the header's 100 bytes (a GNU long-link
+    // record), inside data/ so that restore accepts it.
+    let target = format!("user-files/{}", names[..25].join("/"));
+    std::os::unix::fs::symlink(&target, data.join("far")).unwrap();
 
     let out = create(&c, &plain("alpha")).await;
     let r = out.result.as_ref().unwrap();
@@ -410,6 +464,11 @@ async fn a_path_longer_than_path_max_is_archived_with_a_gnu_long_name() {
     // GNU tar reads the content back.
     let content = tar(&["-xOf", &r.archive, &member]);
     assert_eq!(content, "far down\n");
+    let link = tar(&["-tvf", &r.archive, &format!("{}/data/far", r.id)]);
+    assert!(
+        link.trim_end().ends_with(&format!("/data/far -> {target}")),
+        "{link}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,11 +497,24 @@ async fn times_before_1970_are_stored_and_restored_as_such() {
         .output()
         .unwrap();
     let line = String::from_utf8_lossy(&verbose.stdout);
-    assert!(verbose.status.success(), "{}", String::from_utf8_lossy(&verbose.stderr));
+    assert!(
+        verbose.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verbose.stderr)
+    );
     assert!(line.contains("1969-01-01 00:00:00"), "{line}");
     let gnu = tempfile::tempdir().unwrap();
-    tar(&["-xf", &r.archive, "-C", gnu.path().to_str().unwrap(), &member]);
-    assert_eq!(fs::metadata(gnu.path().join(&member)).unwrap().mtime(), -31_536_000);
+    tar(&[
+        "-xf",
+        &r.archive,
+        "-C",
+        gnu.path().to_str().unwrap(),
+        &member,
+    ]);
+    assert_eq!(
+        fs::metadata(gnu.path().join(&member)).unwrap().mtime(),
+        -31_536_000
+    );
 
     let dest = w.cfg().restores_root.join("alpha-1969");
     restore(
@@ -455,7 +527,10 @@ async fn times_before_1970_are_stored_and_restored_as_such() {
     )
     .await
     .expect("restore --dest");
-    assert_eq!(fs::metadata(dest.join("old.txt")).unwrap().mtime(), -31_536_000);
+    assert_eq!(
+        fs::metadata(dest.join("old.txt")).unwrap().mtime(),
+        -31_536_000
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,7 +586,10 @@ async fn out_dirs_are_normalised_and_a_file_is_refused_even_in_a_dry_run() {
     .await;
     let r = out.result.as_ref().unwrap();
     let want = root.join("alpha").join(format!("{}.tar", r.id));
-    assert_eq!(out.plan.as_ref().unwrap().archive, want.display().to_string());
+    assert_eq!(
+        out.plan.as_ref().unwrap().archive,
+        want.display().to_string()
+    );
     assert_eq!(r.archive, want.display().to_string());
     assert_eq!(r.checksum_file, format!("{}.sha256", want.display()));
     let shown = call::<BackupShow>(&c, &ShowParams { id: r.id.clone() })

@@ -116,15 +116,15 @@ impl Member {
         }
     }
 
-    /// A member with the metadata a `stat` gave.
-    pub fn from_stat(name: String, body: Body, st: &rustix::fs::Stat) -> Member {
+    /// A member with the metadata a `statx` gave.
+    pub fn from_stat(name: String, body: Body, st: &rustix::fs::Statx) -> Member {
         Member {
             name,
             body,
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            mtime: st.st_mtime,
+            mode: u32::from(st.stx_mode) & 0o7777,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            mtime: st.stx_mtime.tv_sec,
         }
     }
 

@@ -6,10 +6,10 @@
 //! of either. So the root is opened once and held for the whole create; every
 //! directory below it is opened from a directory descriptor with
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`, every file
-//! with `O_NOFOLLOW | O_NONBLOCK`, and what was opened is `fstat`ed and used
-//! only when its type, device and inode are those the walk saw. A symlink, a
-//! FIFO or another file swapped in is never read through, never blocks, and is
-//! reported as [`Gone`].
+//! with `O_NOFOLLOW | O_NONBLOCK`, and what was opened is `statx`ed and used
+//! only when its type, device, inode and birth time are those the walk saw. A
+//! symlink, a FIFO or another file swapped in is never read through, never
+//! blocks, and is reported as [`Gone`].
 //!
 //! At most one directory besides the root is kept open (the last one used;
 //! archives and walks visit a directory's entries together), so the depth of a
@@ -23,7 +23,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, IoContext, Result};
@@ -41,7 +41,7 @@ const DIR: OFlags = OFlags::RDONLY
     .union(OFlags::CLOEXEC);
 /// How files are opened for reading: never through a symlink, and without
 /// waiting for a writer if a FIFO was swapped in (regular files ignore
-/// `O_NONBLOCK`; anything else is refused after `fstat`).
+/// `O_NONBLOCK`; anything else is refused once its descriptor is `statx`ed).
 const FILE: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::NONBLOCK)
@@ -51,29 +51,52 @@ const FILE: OFlags = OFlags::RDONLY
 /// counts the terminating NUL).
 const MAX_PIECE: usize = 4095;
 
-/// Which object a name led to: device and inode.
+/// What is asked of `statx`: the basic fields, and the birth time that tells a
+/// new file from an old one that had the same inode number.
+const WANT: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::BTIME);
+
+/// `statx` of `name` in `dir`, not following a symlink.
+pub fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<Statx> {
+    rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, WANT)
+}
+
+/// `statx` of an open descriptor.
+pub fn stat_fd(fd: impl AsFd) -> rustix::io::Result<Statx> {
+    rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, WANT)
+}
+
+/// The type of what `st` describes.
+pub fn file_type(st: &Statx) -> FileType {
+    FileType::from_raw_mode(st.stx_mode.into())
+}
+
+/// Which object a name led to: device, inode and (where the filesystem keeps
+/// it) birth time, so that a file removed and replaced by one that reuses its
+/// inode number is still told apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ident {
-    dev: u64,
+    dev: (u32, u32),
     ino: u64,
+    born: Option<(i64, u32)>,
 }
 
 impl Ident {
     /// The identity of what `st` describes.
-    pub fn of(st: &Stat) -> Ident {
+    pub fn of(st: &Statx) -> Ident {
         Ident {
-            dev: st.st_dev,
-            ino: st.st_ino,
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            born: (st.stx_mask & StatxFlags::BTIME.bits() != 0)
+                .then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec)),
         }
     }
 
-    /// The identity of a file whose metadata std read.
-    pub fn of_meta(meta: &std::fs::Metadata) -> Ident {
-        use std::os::unix::fs::MetadataExt;
-        Ident {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        }
+    /// The identity of the file at `path` (following symlinks).
+    pub fn of_path(path: &Path) -> Result<Ident> {
+        rustix::fs::statx(rustix::fs::CWD, path, AtFlags::empty(), WANT)
+            .map(|st| Ident::of(&st))
+            .map_err(std::io::Error::from)
+            .at("reading", path)
     }
 }
 
@@ -101,7 +124,7 @@ pub struct Tree {
     /// Its path, for messages only.
     path: PathBuf,
     /// What the root is.
-    root_stat: Stat,
+    root_stat: Statx,
     /// The directory used last (relative path, descriptor): its entries come
     /// together, and its children are opened from it.
     cached: Mutex<Option<(Vec<u8>, OwnedFd)>>,
@@ -111,23 +134,19 @@ impl Tree {
     /// Open the directory at `path` (the configured data root; a symlink there is
     /// the operator's and is followed, once).
     pub fn open(path: &Path) -> Result<Tree> {
-        let root = rustix::fs::open(
-            path,
-            DIR.difference(OFlags::NOFOLLOW),
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            Errno::NOTDIR => Error::Environment(format!(
-                "{} is not a directory; check the instance's paths.root in the registry",
-                path.display()
-            )),
-            e => Error::Io {
-                action: "reading",
-                path: path.to_owned(),
-                source: e.into(),
-            },
-        })?;
-        let root_stat = rustix::fs::fstat(&root)
+        let root = rustix::fs::open(path, DIR.difference(OFlags::NOFOLLOW), Mode::empty())
+            .map_err(|e| match e {
+                Errno::NOTDIR => Error::Environment(format!(
+                    "{} is not a directory; check the instance's paths.root in the registry",
+                    path.display()
+                )),
+                e => Error::Io {
+                    action: "reading",
+                    path: path.to_owned(),
+                    source: e.into(),
+                },
+            })?;
+        let root_stat = stat_fd(&root)
             .map_err(std::io::Error::from)
             .at("reading", path)?;
         Ok(Tree {
@@ -139,7 +158,7 @@ impl Tree {
     }
 
     /// The root's metadata.
-    pub fn root_stat(&self) -> &Stat {
+    pub fn root_stat(&self) -> &Statx {
         &self.root_stat
     }
 
@@ -167,7 +186,7 @@ impl Tree {
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         let hit = cached.as_ref().is_some_and(|(r, _)| r == rel);
         if hit && let (Some(expect), Some((_, fd))) = (expect, cached.as_ref()) {
-            let st = rustix::fs::fstat(fd).map_err(|e| self.failed("reading", rel, e.into()))?;
+            let st = stat_fd(fd).map_err(|e| self.failed("reading", rel, e.into()))?;
             if Ident::of(&st) != expect {
                 return Err(Gone::Changed(
                     "was replaced by another directory during the backup".into(),
@@ -184,8 +203,7 @@ impl Tree {
             }
             .map_err(|e| self.gone(rel, e, "directory"))?;
             if let Some(expect) = expect {
-                let st = rustix::fs::fstat(&fd)
-                    .map_err(|e| self.failed("reading", rel, e.into()))?;
+                let st = stat_fd(&fd).map_err(|e| self.failed("reading", rel, e.into()))?;
                 if Ident::of(&st) != expect {
                     return Err(Gone::Changed(
                         "was replaced by another directory during the backup".into(),
@@ -212,7 +230,7 @@ impl Tree {
             rustix::fs::openat(dir, name, FILE, Mode::empty())
                 .map_err(|e| self.gone(rel, e, "file"))
         })?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| self.failed("reading", rel, e.into()))?;
+        let st = stat_fd(&fd).map_err(|e| self.failed("reading", rel, e.into()))?;
         check_file(&st, expect).map_err(Gone::Changed)?;
         Ok(File::from(fd))
     }
@@ -268,27 +286,29 @@ fn openat_dir(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<OwnedFd> {
 /// is followed, as the Python tool does for the enabled site) for reading, only
 /// if it is still the regular file the walk saw.
 pub fn open_trusted(path: &Path, expect: Ident) -> Result<File, Gone> {
-    let fd = rustix::fs::open(path, FILE.difference(OFlags::NOFOLLOW), Mode::empty())
-        .map_err(|e| match e {
-            Errno::NOENT => Gone::Changed("disappeared during the backup".into()),
-            Errno::NXIO => {
-                Gone::Changed("was replaced during the backup by something not a file".into())
+    let fd =
+        rustix::fs::open(path, FILE.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(|e| {
+            match e {
+                Errno::NOENT => Gone::Changed("disappeared during the backup".into()),
+                Errno::NXIO => {
+                    Gone::Changed("was replaced during the backup by something not a file".into())
+                }
+                e => Gone::Failed(Error::Io {
+                    action: "opening",
+                    path: path.to_owned(),
+                    source: e.into(),
+                }),
             }
-            e => Gone::Failed(Error::Io {
-                action: "opening",
-                path: path.to_owned(),
-                source: e.into(),
-            }),
         })?;
-    let st = rustix::fs::fstat(&fd)
+    let st = stat_fd(&fd)
         .map_err(std::io::Error::from)
         .at("reading", path)?;
     check_file(&st, expect).map_err(Gone::Changed)?;
     Ok(File::from(fd))
 }
 
-fn check_file(st: &Stat, expect: Ident) -> std::result::Result<(), String> {
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+fn check_file(st: &Statx, expect: Ident) -> std::result::Result<(), String> {
+    if file_type(st) != FileType::RegularFile {
         return Err(
             "was replaced during the backup by something that is not a regular file; not read"
                 .into(),
@@ -357,7 +377,10 @@ mod tests {
         let got: Vec<&[u8]> = pieces(rel.as_bytes()).collect();
         assert!(got.len() >= 3, "{}", got.len());
         assert!(got.iter().all(|p| p.len() <= MAX_PIECE && !p.is_empty()));
-        assert!(got.iter().all(|p| !p.starts_with(b"/") && !p.ends_with(b"/")));
+        assert!(
+            got.iter()
+                .all(|p| !p.starts_with(b"/") && !p.ends_with(b"/"))
+        );
         assert_eq!(got.join(&b'/'), rel.as_bytes());
         assert_eq!(pieces(b"a/b").collect::<Vec<_>>(), [b"a/b"]);
     }

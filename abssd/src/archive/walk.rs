@@ -3,13 +3,13 @@
 //! Depth first in name order, iteratively (no recursion, whatever the depth).
 //! Each directory is opened through the tree's descriptors (never through a
 //! symlink, and only if it is still the directory its parent listed), its
-//! entries are `fstatat`ed without following symlinks while it is open, then
+//! entries are `statx`ed without following symlinks while it is open, then
 //! it is left: one directory is open at a time, so a tree of any depth walks
 //! with the same few descriptors. What the walk leaves out is reported.
 
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Dir, FileType, Stat};
+use rustix::fs::{Dir, FileType, Statx};
 use rustix::io::Errno;
 
 use super::tree::{self, Gone, Ident, Tree};
@@ -56,20 +56,25 @@ impl Holes {
 /// order. Symlinks are recorded, never followed; sockets, FIFOs and device
 /// nodes, names that are not UTF-8, sparse files beyond `holes` and whatever
 /// changed while it was being walked are left out and reported.
-pub fn walk(tree: &Arc<Tree>, prefix: &str, holes: &mut Holes) -> Result<(Vec<Member>, Vec<Skipped>)> {
+pub fn walk(
+    tree: &Arc<Tree>,
+    prefix: &str,
+    holes: &mut Holes,
+) -> Result<(Vec<Member>, Vec<Skipped>)> {
     let mut out = vec![Member::from_stat(
         format!("{prefix}/"),
         Body::Dir,
         tree.root_stat(),
     )];
     let mut skipped = Vec::new();
-    let root = list(tree, b"", None, &format!("{prefix}/"), holes, &mut skipped)
-        .map_err(|gone| match gone {
+    let root = list(tree, b"", None, &format!("{prefix}/"), holes, &mut skipped).map_err(
+        |gone| match gone {
             Gone::Failed(e) => e,
             Gone::Changed(why) => {
                 Error::Environment(format!("{} {why}", tree.display(b"").display()))
             }
-        })?;
+        },
+    )?;
     let mut stack = vec![root.into_iter()];
     while let Some(children) = stack.last_mut() {
         let Some(child) = children.next() else {
@@ -138,7 +143,7 @@ fn list(
                 skip("name is not valid UTF-8".into());
                 continue;
             };
-            let st = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            let st = match tree::stat_at(dir, &name) {
                 Ok(st) => st,
                 Err(Errno::NOENT) => {
                     skip("disappeared during the backup".into());
@@ -147,7 +152,7 @@ fn list(
                 Err(e) => return Err(failed("reading", &child_rel, e)),
             };
             let member_name = format!("{name_prefix}{utf8}");
-            match FileType::from_raw_mode(st.st_mode) {
+            match tree::file_type(&st) {
                 FileType::Directory => children.push(Child::Dir {
                     member: Member::from_stat(format!("{member_name}/"), Body::Dir, &st),
                     ident: Ident::of(&st),
@@ -161,7 +166,7 @@ fn list(
                     let body = Body::File {
                         from: Origin::Tree(tree.clone(), child_rel),
                         ident: Ident::of(&st),
-                        size: st.st_size as u64,
+                        size: st.stx_size,
                     };
                     children.push(Child::Leaf(Member::from_stat(member_name, body, &st)));
                 }
@@ -188,9 +193,9 @@ fn list(
 }
 
 /// Count a file's holes against the budget, or say why it is left out.
-fn take_holes(st: &Stat, holes: &mut Holes) -> std::result::Result<(), String> {
-    let size = st.st_size as u64;
-    let hole = size.saturating_sub((st.st_blocks as u64).saturating_mul(512));
+fn take_holes(st: &Statx, holes: &mut Holes) -> std::result::Result<(), String> {
+    let size = st.stx_size;
+    let hole = size.saturating_sub(st.stx_blocks.saturating_mul(512));
     if hole > holes.left {
         return Err(format!(
             "is a sparse file ({size} bytes, of which {hole} are holes that use no disk); \
@@ -201,4 +206,74 @@ fn take_holes(st: &Stat, holes: &mut Holes) -> std::result::Result<(), String> {
     }
     holes.left -= hole;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn names(members: &[Member]) -> Vec<&str> {
+        members.iter().map(|m| m.name.as_str()).collect()
+    }
+
+    #[test]
+    fn walks_depth_first_in_name_order_and_leaves_out_what_it_cannot_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("b/c")).unwrap();
+        fs::write(root.join("b/c/f"), "x").unwrap();
+        fs::write(root.join("a"), "x").unwrap();
+        fs::write(root.join("z"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("l")).unwrap();
+        nix::unistd::mkfifo(
+            &root.join("p"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        fs::File::create(root.join("s"))
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let tree = Arc::new(Tree::open(root).unwrap());
+        let mut holes = Holes::new(1 << 20);
+        let (members, skipped) = walk(&tree, "id/data", &mut holes).unwrap();
+        assert_eq!(
+            names(&members),
+            [
+                "id/data/",
+                "id/data/a",
+                "id/data/b/",
+                "id/data/b/c/",
+                "id/data/b/c/f",
+                "id/data/l",
+                "id/data/z"
+            ]
+        );
+        assert!(matches!(&members[5].body, Body::Symlink(t) if t.as_os_str() == "/etc/passwd"));
+        let why: Vec<_> = skipped.iter().map(Skipped::warning).collect();
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert!(why[0].contains("/p: not a regular file"), "{why:?}");
+        assert!(why[1].contains("/s: is a sparse file"), "{why:?}");
+        assert_eq!(holes.left, 1 << 20);
+    }
+
+    #[test]
+    fn a_file_replaced_after_the_walk_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), "mine").unwrap();
+        fs::write(dir.path().join("secret"), "root's").unwrap();
+        let tree = Arc::new(Tree::open(dir.path()).unwrap());
+        let (members, _) = walk(&tree, "t", &mut Holes::new(0)).unwrap();
+        let Body::File { from, ident, .. } = &members[1].body else {
+            panic!("{members:?}");
+        };
+        assert!(from.open(*ident).is_ok());
+        fs::remove_file(dir.path().join("f")).unwrap();
+        std::os::unix::fs::symlink("secret", dir.path().join("f")).unwrap();
+        assert!(matches!(from.open(*ident), Err(Gone::Changed(_))));
+        fs::remove_file(dir.path().join("f")).unwrap();
+        fs::write(dir.path().join("f"), "another").unwrap();
+        assert!(matches!(from.open(*ident), Err(Gone::Changed(_))));
+    }
 }

@@ -127,7 +127,9 @@ async fn append(
     header.set_uid(u64::from(m.uid));
     header.set_gid(u64::from(m.gid));
     let err = |e: std::io::Error| Error::Archive(format!("adding {} to the archive: {e}", m.name));
-    set_mtime(builder, &mut header, m.mtime).await.map_err(err)?;
+    set_mtime(builder, &mut header, m.mtime)
+        .await
+        .map_err(err)?;
     match &m.body {
         Body::Dir => {
             header.set_entry_type(EntryType::Directory);
@@ -169,7 +171,15 @@ async fn append(
                 .append_data(&mut header, &m.name, tokio::io::empty())
                 .await
                 .map_err(err)?;
-            copy_content(file, &from.display(), *size, builder.get_mut(), buf, progress).await?;
+            copy_content(
+                file,
+                &from.display(),
+                *size,
+                builder.get_mut(),
+                buf,
+                progress,
+            )
+            .await?;
         }
         Body::Symlink(target) => {
             header.set_entry_type(EntryType::Symlink);
@@ -314,7 +324,13 @@ mod tests {
         assert_eq!(pax_record("mtime", "-1"), b"12 mtime=-1\n");
         let long = "x".repeat(95);
         let r = pax_record("k", &long);
-        let len: usize = std::str::from_utf8(&r).unwrap().split(' ').next().unwrap().parse().unwrap();
+        let len: usize = std::str::from_utf8(&r)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(len, r.len());
     }
 }

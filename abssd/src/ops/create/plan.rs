@@ -185,7 +185,7 @@ pub(super) fn build_plan(
                             member.clone(),
                             Body::File {
                                 from: Origin::Path(path.clone()),
-                                ident: Ident::of_meta(&meta),
+                                ident: Ident::of_path(&path)?,
                                 size: meta.len(),
                             },
                             &meta,
@@ -303,7 +303,10 @@ mod tests {
             normalize(Path::new("/srv/backups/./alpha/../alpha/")),
             Path::new("/srv/backups/alpha")
         );
-        assert_eq!(normalize(Path::new("/srv/backups/../x")), Path::new("/srv/x"));
+        assert_eq!(
+            normalize(Path::new("/srv/backups/../x")),
+            Path::new("/srv/x")
+        );
         assert_eq!(normalize(Path::new("/../..")), Path::new("/"));
         assert_eq!(normalize(Path::new("/a//b/.")), Path::new("/a/b"));
     }
