@@ -422,36 +422,63 @@ async fn a_tree_1200_directories_deep_is_archived_with_a_few_descriptors() {
     );
 }
 
-/// Make `names` nested directories below `at` and a file `leaf` in the last,
-/// one `mkdirat`/`openat` at a time (the whole path is too long for one call).
-fn make_long_path(at: &Path, names: &[String], leaf: &str) {
+/// Make `names` nested directories below `at`, one `mkdirat`/`openat` at a
+/// time (the whole path is too long for one call), with a file `(depth, name)`
+/// in the directory that many levels down.
+fn make_long_path(at: &Path, names: &[String], files: &[(usize, &str)]) {
     let mut dir: OwnedFd = nix::fcntl::open(at, OFlag::O_DIRECTORY, Mode::empty()).unwrap();
-    for name in names {
+    for depth in 0..=names.len() {
+        for (_, file) in files.iter().filter(|(d, _)| *d == depth) {
+            let fd = nix::fcntl::openat(
+                &dir,
+                *file,
+                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_EXCL,
+                Mode::from_bits_truncate(0o644),
+            )
+            .unwrap();
+            nix::unistd::write(&fd, format!("{file} at depth {depth}\n").as_bytes()).unwrap();
+        }
+        let Some(name) = names.get(depth) else { break };
         nix::sys::stat::mkdirat(&dir, name.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
         dir = nix::fcntl::openat(&dir, name.as_str(), OFlag::O_DIRECTORY, Mode::empty()).unwrap();
     }
-    let file = nix::fcntl::openat(
-        &dir,
-        leaf,
-        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_EXCL,
-        Mode::from_bits_truncate(0o644),
-    )
-    .unwrap();
-    nix::unistd::write(&file, b"far down\n").unwrap();
+}
+
+/// Move the instance's data root `levels` directories of 200-byte names deeper,
+/// and say so in the registry. Returns the new data root.
+fn move_data_root_down(w: &World, instance: &str, levels: usize) -> PathBuf {
+    let old = w.data(instance);
+    let mut new = w.cfg().instance_root.join(instance);
+    for i in 0..levels {
+        new.push(format!("{i}{}", "r".repeat(199)));
+    }
+    fs::create_dir_all(&new).unwrap();
+    new.push("data");
+    fs::rename(&old, &new).unwrap();
+    let file = w.cfg().registry_file();
+    let mut reg = abssd::registry::Registry::load(&file).unwrap();
+    reg.get_mut(instance).unwrap().paths.root = Some(new.display().to_string());
+    abssd::fsutil::atomic_write(&file, reg.to_yaml().unwrap().as_bytes()).unwrap();
+    new
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_path_longer_than_path_max_is_archived_with_a_gnu_long_name() {
+async fn paths_longer_than_path_max_are_archived_and_names_restore_refuses_are_left_out() {
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
-    let data = w.data("alpha");
+    let data = move_data_root_down(&w, "alpha", 5);
     let names: Vec<String> = (0..40)
         .map(|i| format!("{i:02}{}", "n".repeat(118)))
         .collect();
-    make_long_path(&data.join("user-files"), &names, "leaf.txt");
-    let rel = format!("user-files/{}/leaf.txt", names.join("/"));
-    assert!(data.join(&rel).as_os_str().len() > 4096);
+    make_long_path(
+        &data.join("user-files"),
+        &names,
+        &[(28, "mid.txt"), (40, "leaf.txt")],
+    );
+    let mid = format!("user-files/{}/mid.txt", names[..28].join("/"));
+    // On disk, past what one system call may name; in the archive, not.
+    assert!(data.join(&mid).as_os_str().len() > 4096);
     // A link whose target is far over the header's 100 bytes (a GNU long-link
     // record), inside data/ so that restore accepts it.
     let target = format!("user-files/{}", names[..25].join("/"));
@@ -459,15 +486,47 @@ async fn a_path_longer_than_path_max_is_archived_with_a_gnu_long_name() {
 
     let out = create(&c, &plain("alpha")).await;
     let r = out.result.as_ref().unwrap();
-    let member = format!("{}/data/{rel}", r.id);
-    assert!(listing(&r.archive).contains(&member));
-    // GNU tar reads the content back.
-    let content = tar(&["-xOf", &r.archive, &member]);
-    assert_eq!(content, "far down\n");
+    let names_in = listing(&r.archive);
+    let member = format!("{}/data/{mid}", r.id);
+    assert!(member.len() < 4096);
+    assert!(names_in.contains(&member));
+    assert_eq!(tar(&["-xOf", &r.archive, &member]), "mid.txt at depth 28\n");
     let link = tar(&["-tvf", &r.archive, &format!("{}/data/far", r.id)]);
     assert!(
         link.trim_end().ends_with(&format!("/data/far -> {target}")),
         "{link}"
+    );
+
+    // The first directory whose name in the archive would pass 4096 bytes is
+    // left out (with what is below it), and said so; the one above it is in.
+    let dir_name = |k: usize| format!("{}/data/user-files/{}/", r.id, names[..k].join("/"));
+    let k = (1..=40).find(|&k| dir_name(k).len() > 4096).unwrap();
+    assert!(names_in.contains(&dir_name(k - 1)));
+    assert!(!names_in.iter().any(|n| n.len() > 4096));
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("longer than 4096 bytes") && w.contains(&names[k - 1][60..])),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.warnings.iter().all(|w| w.len() < 2048));
+
+    // The backup restores.
+    let dest = w.cfg().restores_root.join("long");
+    restore(
+        &c,
+        &RestoreParams {
+            id: r.id.clone(),
+            dest: Some(dest.display().to_string()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("restore --dest");
+    assert_eq!(
+        fs::read_to_string(dest.join(&mid)).unwrap(),
+        "mid.txt at depth 28\n"
     );
 }
 

@@ -156,10 +156,53 @@ pub struct Skipped {
 }
 
 impl Skipped {
-    /// The warning shown in the create's events and result.
+    /// The warning shown in the create's events and result: bounded, however
+    /// long the path or the symlink target it names.
     pub fn warning(&self) -> String {
-        format!("left out {}: {}", self.path.display(), self.reason)
+        format!(
+            "left out {}: {}",
+            elide(&self.path.display().to_string()),
+            elide(&self.reason)
+        )
     }
+}
+
+/// Most warnings one create reports one by one; the rest are counted.
+pub const MAX_WARNINGS: usize = 50;
+/// Longest path or reason shown in a warning, in characters.
+const MAX_SHOWN: usize = 512;
+/// The longest member name restore accepts, in bytes (extraction's `PATH_MAX`:
+/// a longer relative path cannot be opened beneath its staging directory).
+/// The walk leaves longer ones out, so that every backup it makes restores.
+pub const MAX_NAME: usize = 4096;
+
+/// The warnings for what was left out: the first [`MAX_WARNINGS`], then a count.
+pub fn warnings(skipped: &[Skipped]) -> Vec<String> {
+    let mut out: Vec<String> = skipped
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(Skipped::warning)
+        .collect();
+    if skipped.len() > MAX_WARNINGS {
+        out.push(format!(
+            "... and {} more left out, {} in all",
+            skipped.len() - MAX_WARNINGS,
+            skipped.len()
+        ));
+    }
+    out
+}
+
+/// `text` with its middle replaced by `...` when it is longer than [`MAX_SHOWN`].
+fn elide(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= MAX_SHOWN {
+        return text.to_owned();
+    }
+    let keep = MAX_SHOWN / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(n - keep).collect();
+    format!("{head}...{tail}")
 }
 
 /// Hash a file (verify), pushing byte progress. Blocking.
@@ -187,5 +230,40 @@ pub(crate) fn write_error(e: std::io::Error) -> crate::Error {
         ))
     } else {
         crate::Error::Archive(format!("writing the archive failed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(path: &str, reason: &str) -> Skipped {
+        Skipped {
+            path: PathBuf::from(path),
+            reason: reason.to_owned(),
+        }
+    }
+
+    #[test]
+    fn warnings_are_bounded_in_number_and_length() {
+        let many: Vec<_> = (0..MAX_WARNINGS + 7)
+            .map(|i| skipped(&format!("/d/{i}"), "why"))
+            .collect();
+        let w = warnings(&many);
+        assert_eq!(w.len(), MAX_WARNINGS + 1);
+        assert_eq!(w[0], "left out /d/0: why");
+        assert_eq!(
+            w[MAX_WARNINGS],
+            format!("... and 7 more left out, {} in all", MAX_WARNINGS + 7)
+        );
+        assert_eq!(warnings(&many[..3]).len(), 3);
+
+        let long = skipped(&format!("/{}/end", "x".repeat(5000)), &"y".repeat(5000));
+        let w = long.warning();
+        assert!(w.len() < 2 * MAX_SHOWN + 32, "{}", w.len());
+        assert!(
+            w.starts_with("left out /xxx") && w.contains("x...x") && w.contains("x/end: yyy"),
+            "{w}"
+        );
     }
 }

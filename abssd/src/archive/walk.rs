@@ -13,7 +13,7 @@ use rustix::fs::{Dir, FileType, Statx};
 use rustix::io::Errno;
 
 use super::tree::{self, Gone, Ident, Tree};
-use super::{Body, Member, Origin, Skipped};
+use super::{Body, MAX_NAME, Member, Origin, Skipped};
 use crate::error::{Error, Result};
 
 /// What the walk found in one directory, in name order.
@@ -54,8 +54,9 @@ impl Holes {
 
 /// List the tree as members named `<prefix>/<relative>`, depth first in name
 /// order. Symlinks are recorded, never followed; sockets, FIFOs and device
-/// nodes, names that are not UTF-8, sparse files beyond `holes` and whatever
-/// changed while it was being walked are left out and reported.
+/// nodes, names that are not UTF-8 or longer than restore accepts
+/// ([`MAX_NAME`]), sparse files beyond `holes` and whatever changed while it
+/// was being walked are left out and reported.
 pub fn walk(
     tree: &Arc<Tree>,
     prefix: &str,
@@ -151,10 +152,25 @@ fn list(
                 }
                 Err(e) => return Err(failed("reading", &child_rel, e)),
             };
-            let member_name = format!("{name_prefix}{utf8}");
-            match tree::file_type(&st) {
+            let kind = tree::file_type(&st);
+            let member_name = match kind {
+                FileType::Directory => format!("{name_prefix}{utf8}/"),
+                _ => format!("{name_prefix}{utf8}"),
+            };
+            if member_name.len() > MAX_NAME {
+                skip(format!(
+                    "restore would refuse it: its name in the archive would be longer than \
+                     {MAX_NAME} bytes (PATH_MAX){}",
+                    match kind {
+                        FileType::Directory => ", so it is left out with everything below it",
+                        _ => "",
+                    }
+                ));
+                continue;
+            }
+            match kind {
                 FileType::Directory => children.push(Child::Dir {
-                    member: Member::from_stat(format!("{member_name}/"), Body::Dir, &st),
+                    member: Member::from_stat(member_name, Body::Dir, &st),
                     ident: Ident::of(&st),
                     rel: child_rel,
                 }),

@@ -84,14 +84,14 @@ async fn run_locked(
 ) -> Result<(CreatePlan, Option<CreateResult>)> {
     let config = ctx.config.clone();
     let p = params.clone();
-    let (plan, members, skipped) =
+    let (plan, members) =
         tokio::task::spawn_blocking(move || build_plan(&config, &p, algorithm, level, &out_dir))
             .await??;
     progress.emit(EventKind::Plan {
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
-    for s in &skipped {
-        warn(progress, s);
+    for w in &plan.warnings {
+        warn(progress, w);
     }
     if params.dry_run {
         return Ok((plan, None));
@@ -138,8 +138,8 @@ async fn run_locked(
         .and_then(|w| w);
     let result = match written {
         Ok(written) => {
-            for s in &written.skipped {
-                warn(progress, s);
+            for w in &archive::warnings(&written.skipped) {
+                warn(progress, w);
             }
             finish(ctx, &plan, &written, params, labels, actor, progress).await
         }
@@ -164,10 +164,10 @@ async fn run_locked(
 }
 
 /// Tell the watchers what was left out of the archive.
-fn warn(progress: &Sink, skipped: &archive::Skipped) {
+fn warn(progress: &Sink, warning: &str) {
     progress.emit(EventKind::Message {
         level: "warning".into(),
-        text: skipped.warning(),
+        text: warning.to_owned(),
     });
 }
 
@@ -359,7 +359,7 @@ async fn finish(
             .warnings
             .iter()
             .cloned()
-            .chain(written.skipped.iter().map(archive::Skipped::warning))
+            .chain(archive::warnings(&written.skipped))
             .collect(),
     })
 }

@@ -105,7 +105,7 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-pub(super) type Planned = (CreatePlan, Vec<Member>, Vec<archive::Skipped>);
+pub(super) type Planned = (CreatePlan, Vec<Member>);
 
 /// Read the registry, walk the sources, and fix the archive name. Blocking.
 pub(super) fn build_plan(
@@ -250,9 +250,9 @@ pub(super) fn build_plan(
         sources,
         index: config.index_file.display().to_string(),
         dry_run: params.dry_run,
-        warnings: skipped.iter().map(archive::Skipped::warning).collect(),
+        warnings: archive::warnings(&skipped),
     };
-    Ok((plan, members, skipped))
+    Ok((plan, members))
 }
 
 /// Leave out the symlinks restore would refuse (absolute, or leaving `data/`),
