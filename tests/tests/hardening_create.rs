@@ -239,6 +239,46 @@ async fn a_directory_swapped_for_a_symlink_during_the_walk_is_not_followed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_root_its_user_swapped_for_a_symlink_is_not_followed() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    // The instance's user owns the directory that holds its data root.
+    let home = data.parent().unwrap().to_owned();
+    give_to_nobody(&home);
+    let (dir, secret) = root_only_secret(&w);
+    as_nobody(
+        &home,
+        &format!("mv data data.real && ln -s {} data", dir.display()),
+    );
+
+    let err = call::<BackupCreate>(&c, &plain("alpha")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    assert!(
+        err.message.contains("symlink owned by uid 65534"),
+        "{}",
+        err.message
+    );
+    let made: Vec<_> = fs::read_dir(w.cfg().instance_backup_dir("alpha"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(made.is_empty(), "{made:?}");
+
+    // The operator's own symlink (owned by root) is followed.
+    fs::remove_file(&data).unwrap();
+    std::os::unix::fs::symlink("data.real", &data).unwrap();
+    let out = create(&c, &plain("alpha")).await;
+    let r = out.result.as_ref().unwrap();
+    assert_secret_absent(&r.archive, &secret);
+    assert!(
+        listing(&r.archive)
+            .iter()
+            .any(|n| n.ends_with("/data/user-files/budget-1/db.sqlite"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_swapped_in_after_the_walk_neither_hangs_the_create_nor_keeps_the_lock() {
     let _serial = serial();
     let w = World::new(&["alpha"]);

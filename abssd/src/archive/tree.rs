@@ -131,21 +131,12 @@ pub struct Tree {
 }
 
 impl Tree {
-    /// Open the directory at `path` (the configured data root; a symlink there is
-    /// the operator's and is followed, once).
+    /// Open the directory at `path`, the configured data root. Its parent is
+    /// the operator's and is followed; a symlink in the root's own place only
+    /// if root owns it: the instance's user may own the directory holding the
+    /// data root, and could otherwise point a backup at any directory.
     pub fn open(path: &Path) -> Result<Tree> {
-        let root = rustix::fs::open(path, DIR.difference(OFlags::NOFOLLOW), Mode::empty())
-            .map_err(|e| match e {
-                Errno::NOTDIR => Error::Environment(format!(
-                    "{} is not a directory; check the instance's paths.root in the registry",
-                    path.display()
-                )),
-                e => Error::Io {
-                    action: "reading",
-                    path: path.to_owned(),
-                    source: e.into(),
-                },
-            })?;
+        let root = open_root(path)?;
         let root_stat = stat_fd(&root)
             .map_err(std::io::Error::from)
             .at("reading", path)?;
@@ -274,6 +265,71 @@ impl Tree {
             path: self.display(rel),
             source,
         })
+    }
+}
+
+/// See [`Tree::open`].
+fn open_root(path: &Path) -> Result<OwnedFd> {
+    let follow = DIR.difference(OFlags::NOFOLLOW);
+    let io = |action: &'static str, e: Errno| Error::Io {
+        action,
+        path: path.to_owned(),
+        source: e.into(),
+    };
+    let not_dir = || {
+        Error::Environment(format!(
+            "{} is not a directory; check the instance's paths.root in the registry",
+            path.display()
+        ))
+    };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return rustix::fs::open(path, follow, Mode::empty()).map_err(|e| io("reading", e));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let dir = rustix::fs::open(parent, follow, Mode::empty()).map_err(|e| match e {
+        Errno::NOTDIR => not_dir(),
+        e => io("reading", e),
+    })?;
+    let name = name.as_bytes();
+    match rustix::fs::openat(&dir, name, DIR, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        // `O_NOFOLLOW | O_DIRECTORY` on a symlink fails with either.
+        Err(Errno::LOOP | Errno::NOTDIR) => {
+            let link = stat_at(dir.as_fd(), name).map_err(|e| io("reading", e))?;
+            if file_type(&link) != FileType::Symlink {
+                return Err(not_dir());
+            }
+            if link.stx_uid != 0 {
+                return Err(Error::Environment(format!(
+                    "{} is a symlink owned by uid {}, not by root: not followed, nothing was \
+                     archived. Point the registry's paths.root at the real directory",
+                    path.display(),
+                    link.stx_uid
+                )));
+            }
+            let target = rustix::fs::readlinkat(&dir, name, Vec::new())
+                .map_err(|e| io("reading link", e))?;
+            // The same link still: not one swapped in after its owner was checked.
+            let again = stat_at(dir.as_fd(), name).map_err(|e| io("reading", e))?;
+            if Ident::of(&again) != Ident::of(&link) {
+                return Err(Error::Environment(format!(
+                    "{} was replaced while it was being opened; nothing was archived, retry",
+                    path.display()
+                )));
+            }
+            // A relative target is relative to the link's directory.
+            rustix::fs::openat(&dir, target.as_bytes(), follow, Mode::empty()).map_err(
+                |e| match e {
+                    Errno::NOTDIR => not_dir(),
+                    e => io("reading", e),
+                },
+            )
+        }
+        Err(e) => Err(io("reading", e)),
     }
 }
 
