@@ -106,6 +106,10 @@ pub struct Config {
     /// `operations.jsonl` is rotated to `operations.jsonl.1` once it reaches this
     /// size (`daemon.operations_log_max_bytes`).
     pub oplog_max_bytes: u64,
+    /// Bytes of holes (a file's size beyond its allocated blocks) one create
+    /// archives; sparse files beyond it are left out with a warning
+    /// (`daemon.max_sparse_hole_bytes`, default 1 GiB).
+    pub max_sparse_hole_bytes: u64,
     /// When socket-activated: exit after this long with no connection and no
     /// running operation (`daemon.idle_timeout`; zero: never).
     pub idle_timeout: Duration,
@@ -326,6 +330,16 @@ impl Config {
                 ));
             }
         };
+        let max_sparse_hole_bytes = match f.int("daemon.max_sparse_hole_bytes")? {
+            None => 1 << 30,
+            Some(n) => u64::try_from(n).map_err(|_| {
+                f.bad(
+                    "daemon.max_sparse_hole_bytes",
+                    "a number of bytes, 0 or more",
+                    n,
+                )
+            })?,
+        };
 
         Ok(Config {
             config_file: config_file.clone(),
@@ -361,6 +375,7 @@ impl Config {
             send_timeout: Duration::from_secs_f64(send_timeout),
             max_operations_per_reader,
             oplog_max_bytes,
+            max_sparse_hole_bytes,
             idle_timeout: Duration::from_secs_f64(idle_timeout),
             stop_timeout: Duration::from_secs_f64(stop_timeout),
             max_restore_entries,

@@ -210,6 +210,16 @@ pub struct Extracted {
     pub content_bytes: u64,
 }
 
+/// Why extraction would refuse a symlink named `member` (an archive path under
+/// `<top>/`) pointing at `target`, if it would. `backup create` applies the
+/// same rule to what it archives, so that a backup it reports restores.
+pub(crate) fn refused_symlink(member: &str, top: &str, target: &[u8]) -> Option<String> {
+    match names::entry_path(member.as_bytes(), top, false) {
+        Ok(path) => names::check_symlink(&path, target).err(),
+        Err(why) => Some(why.to_owned()),
+    }
+}
+
 /// Bytes the tar parser may read for one entry's headers (GNU long names, pax
 /// records) before its content: far above any real name, far below memory.
 const HEADER_ALLOWANCE: u64 = 1 << 20;

@@ -323,6 +323,11 @@ pub struct CreatePlan {
     pub index: String,
     /// `true` when this plan was only computed.
     pub dry_run: bool,
+    /// What the walk left out and why (a special file, a symlink restore would
+    /// refuse, a sparse file over the limit, something that changed while it
+    /// was walked), for people. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `backup.create` result (the Python tool's keys, extended).
@@ -352,6 +357,10 @@ pub struct CreateResult {
     pub uncompressed_bytes: u64,
     /// Creation timestamp.
     pub created_at: String,
+    /// What was left out of the archive and why: the plan's warnings, then the
+    /// files that changed between the walk and the tar pass. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `backup.verify` parameters.

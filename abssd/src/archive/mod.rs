@@ -1,6 +1,9 @@
 //! Backup archives: the walk that lists what goes in ([`walk`]), and the single
 //! streaming pass walk → tar → zstd/gzip/none → sha256 → file ([`write`]).
 //!
+//! * `tree`   — the instance's data tree, reached only through descriptors;
+//!   nothing is opened through a symlink or if it changed since the walk.
+//! * `walk`   — listing a tree depth first, with the same few descriptors at any depth.
 //! * `writer` — tar entries and the pass itself, on a blocking thread.
 //! * `sink`   — the compression stage and the writer thread that hashes and
 //!   writes the archive bytes.
@@ -9,16 +12,20 @@ use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, IoContext, Result};
 use crate::ops::ByteProgress;
 
 pub mod sidecar;
 mod sink;
+pub mod tree;
+mod walk;
 mod writer;
 
+pub use tree::{Gone, Ident, Tree};
+pub use walk::{Holes, walk};
 pub use writer::{Codec, Written, write};
 
 /// One entry of the archive, in write order.
@@ -43,17 +50,48 @@ pub struct Member {
 pub enum Body {
     /// A directory.
     Dir,
-    /// A regular file read from disk; `size` as seen by the walk.
+    /// A regular file read from disk, if it is still the one the walk saw.
     File {
-        /// Source path.
-        path: PathBuf,
-        /// Bytes to store.
+        /// Where it is.
+        from: Origin,
+        /// What the walk saw there.
+        ident: Ident,
+        /// Bytes to store (its size as the walk saw it).
         size: u64,
     },
     /// A symlink, stored as a symlink.
     Symlink(PathBuf),
     /// Bytes produced by the daemon (metadata files).
     Bytes(Vec<u8>),
+}
+
+/// Where a [`Body::File`] is read from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// Inside a walked tree (relative path): opened through the tree's
+    /// descriptors, never through a symlink.
+    Tree(Arc<Tree>, Vec<u8>),
+    /// A path the daemon trusts (unit and site files, outside any instance
+    /// user's reach).
+    Path(PathBuf),
+}
+
+impl Origin {
+    /// The path on disk, for messages.
+    pub fn display(&self) -> PathBuf {
+        match self {
+            Origin::Tree(tree, rel) => tree.display(rel),
+            Origin::Path(p) => p.clone(),
+        }
+    }
+
+    /// Open it for reading, only if it is still the regular file `ident`.
+    pub fn open(&self, ident: Ident) -> std::result::Result<File, Gone> {
+        match self {
+            Origin::Tree(tree, rel) => tree.open_file(rel, ident),
+            Origin::Path(p) => tree::open_trusted(p, ident),
+        }
+    }
 }
 
 impl Member {
@@ -78,6 +116,18 @@ impl Member {
         }
     }
 
+    /// A member with the metadata a `statx` gave.
+    pub fn from_stat(name: String, body: Body, st: &rustix::fs::Statx) -> Member {
+        Member {
+            name,
+            body,
+            mode: u32::from(st.stx_mode) & 0o7777,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            mtime: st.stx_mtime.tv_sec,
+        }
+    }
+
     /// A member made by the daemon (owned by it, mode 0640/0750, mtime now).
     pub fn synthetic(name: String, body: Body) -> Member {
         let mode = if matches!(body, Body::Dir) {
@@ -96,79 +146,63 @@ impl Member {
     }
 }
 
-/// Something the walk could not archive, reported as a warning.
+/// Something left out of the archive, reported as a warning.
 #[derive(Debug, Clone)]
 pub struct Skipped {
     /// Path on disk.
     pub path: PathBuf,
-    /// Why.
-    pub reason: &'static str,
+    /// Why, for people.
+    pub reason: String,
 }
 
-/// List `root` (which must be a directory) as members named `<prefix>/<relative>`,
-/// depth first in name order. Symlinks are recorded, never followed; sockets,
-/// FIFOs and device nodes are skipped and reported.
-pub fn walk(root: &Path, prefix: &str) -> Result<(Vec<Member>, Vec<Skipped>)> {
-    let meta = std::fs::metadata(root).at("reading", root)?;
-    if !meta.is_dir() {
-        return Err(Error::Environment(format!(
-            "{} is not a directory; check the instance's paths.root in the registry",
-            root.display()
-        )));
+impl Skipped {
+    /// The warning shown in the create's events and result: bounded, however
+    /// long the path or the symlink target it names.
+    pub fn warning(&self) -> String {
+        format!(
+            "left out {}: {}",
+            elide(&self.path.display().to_string()),
+            elide(&self.reason)
+        )
     }
-    let mut out = vec![Member::from_meta(format!("{prefix}/"), Body::Dir, &meta)];
-    let mut skipped = Vec::new();
-    walk_dir(root, prefix, &mut out, &mut skipped)?;
-    Ok((out, skipped))
 }
 
-fn walk_dir(
-    dir: &Path,
-    prefix: &str,
-    out: &mut Vec<Member>,
-    skipped: &mut Vec<Skipped>,
-) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .at("listing", dir)?
-        .collect::<std::io::Result<Vec<_>>>()
-        .at("listing", dir)?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            skipped.push(Skipped {
-                path,
-                reason: "name is not valid UTF-8",
-            });
-            continue;
-        };
-        let meta = std::fs::symlink_metadata(&path).at("reading", &path)?;
-        let member_name = format!("{prefix}/{name}");
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            out.push(Member::from_meta(
-                format!("{member_name}/"),
-                Body::Dir,
-                &meta,
-            ));
-            walk_dir(&path, &member_name, out, skipped)?;
-        } else if ft.is_file() {
-            let body = Body::File {
-                path: path.clone(),
-                size: meta.len(),
-            };
-            out.push(Member::from_meta(member_name, body, &meta));
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(&path).at("reading link", &path)?;
-            out.push(Member::from_meta(member_name, Body::Symlink(target), &meta));
-        } else {
-            skipped.push(Skipped {
-                path,
-                reason: "not a regular file, directory or symlink",
-            });
-        }
+/// Most warnings one create reports one by one; the rest are counted.
+pub const MAX_WARNINGS: usize = 50;
+/// Longest path or reason shown in a warning, in characters.
+const MAX_SHOWN: usize = 512;
+/// The longest member name restore accepts, in bytes (extraction's `PATH_MAX`:
+/// a longer relative path cannot be opened beneath its staging directory).
+/// The walk leaves longer ones out, so that every backup it makes restores.
+pub const MAX_NAME: usize = 4096;
+
+/// The warnings for what was left out: the first [`MAX_WARNINGS`], then a count.
+pub fn warnings(skipped: &[Skipped]) -> Vec<String> {
+    let mut out: Vec<String> = skipped
+        .iter()
+        .take(MAX_WARNINGS)
+        .map(Skipped::warning)
+        .collect();
+    if skipped.len() > MAX_WARNINGS {
+        out.push(format!(
+            "... and {} more left out, {} in all",
+            skipped.len() - MAX_WARNINGS,
+            skipped.len()
+        ));
     }
-    Ok(())
+    out
+}
+
+/// `text` with its middle replaced by `...` when it is longer than [`MAX_SHOWN`].
+fn elide(text: &str) -> String {
+    let n = text.chars().count();
+    if n <= MAX_SHOWN {
+        return text.to_owned();
+    }
+    let keep = MAX_SHOWN / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(n - keep).collect();
+    format!("{head}...{tail}")
 }
 
 /// Hash a file (verify), pushing byte progress. Blocking.
@@ -196,5 +230,40 @@ pub(crate) fn write_error(e: std::io::Error) -> crate::Error {
         ))
     } else {
         crate::Error::Archive(format!("writing the archive failed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(path: &str, reason: &str) -> Skipped {
+        Skipped {
+            path: PathBuf::from(path),
+            reason: reason.to_owned(),
+        }
+    }
+
+    #[test]
+    fn warnings_are_bounded_in_number_and_length() {
+        let many: Vec<_> = (0..MAX_WARNINGS + 7)
+            .map(|i| skipped(&format!("/d/{i}"), "why"))
+            .collect();
+        let w = warnings(&many);
+        assert_eq!(w.len(), MAX_WARNINGS + 1);
+        assert_eq!(w[0], "left out /d/0: why");
+        assert_eq!(
+            w[MAX_WARNINGS],
+            format!("... and 7 more left out, {} in all", MAX_WARNINGS + 7)
+        );
+        assert_eq!(warnings(&many[..3]).len(), 3);
+
+        let long = skipped(&format!("/{}/end", "x".repeat(5000)), &"y".repeat(5000));
+        let w = long.warning();
+        assert!(w.len() < 2 * MAX_SHOWN + 32, "{}", w.len());
+        assert!(
+            w.starts_with("left out /xxx") && w.contains("x...x") && w.contains("x/end: yyy"),
+            "{w}"
+        );
     }
 }

@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_tar::{Builder, EntryType, Header, HeaderMode};
 
 use super::sink::{Encoder, HashingFile};
-use super::{Body, Member};
+use super::{Body, Gone, Member, Skipped};
 use crate::error::{Error, IoContext, Result};
 use crate::ops::ByteProgress;
 
@@ -30,6 +30,8 @@ pub struct Written {
     pub size: u64,
     /// File content bytes archived.
     pub content_bytes: u64,
+    /// Files left out because they changed after the walk.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Compression settings for [`write`].
@@ -84,8 +86,11 @@ async fn write_async(
     builder.follow_symlinks(false);
     let started = std::time::Instant::now();
     let mut buf = vec![0u8; COPY_CHUNK];
+    let mut skipped = Vec::new();
     for m in members {
-        append(&mut builder, m, &mut buf, progress).await?;
+        if let Some(s) = append(&mut builder, m, &mut buf, progress).await? {
+            skipped.push(s);
+        }
     }
     let mut encoder = builder.into_inner().await.map_err(archive_err)?;
     encoder.shutdown().await.map_err(archive_err)?;
@@ -105,21 +110,26 @@ async fn write_async(
         sha256,
         size: bytes,
         content_bytes: progress.done(),
+        skipped,
     })
 }
 
+/// Append one member; a file that changed since the walk is left out and
+/// returned instead.
 async fn append(
     builder: &mut Builder<Encoder>,
     m: &Member,
     buf: &mut [u8],
     progress: &mut ByteProgress<'_>,
-) -> Result<()> {
+) -> Result<Option<Skipped>> {
     let mut header = Header::new_gnu();
     header.set_mode(m.mode);
     header.set_uid(u64::from(m.uid));
     header.set_gid(u64::from(m.gid));
-    header.set_mtime(m.mtime.max(0) as u64);
     let err = |e: std::io::Error| Error::Archive(format!("adding {} to the archive: {e}", m.name));
+    set_mtime(builder, &mut header, m.mtime)
+        .await
+        .map_err(err)?;
     match &m.body {
         Body::Dir => {
             header.set_entry_type(EntryType::Directory);
@@ -127,7 +137,7 @@ async fn append(
             builder
                 .append_data(&mut header, &m.name, tokio::io::empty())
                 .await
-                .map_err(err)
+                .map_err(err)?;
         }
         Body::Bytes(bytes) => {
             header.set_entry_type(EntryType::Regular);
@@ -137,12 +147,22 @@ async fn append(
                 .await
                 .map_err(err)?;
             progress.add(bytes.len() as u64);
-            Ok(())
         }
-        Body::File { path, size } => {
+        Body::File { from, ident, size } => {
+            // Opened before its header is written, so that a file that changed
+            // since the walk (a symlink or FIFO swapped in) is left out whole.
+            let file = match from.open(*ident) {
+                Ok(file) => file,
+                Err(Gone::Changed(reason)) => {
+                    return Ok(Some(Skipped {
+                        path: from.display(),
+                        reason,
+                    }));
+                }
+                Err(Gone::Failed(e)) => return Err(e),
+            };
             header.set_entry_type(EntryType::Regular);
             header.set_size(*size);
-            let file = File::open(path).at("reading", path)?;
             // The builder writes the header (and a GNU long-name record when the
             // name needs one); an empty body makes it write nothing else. The
             // content then goes through in large chunks: tokio's copy moves 8 KiB
@@ -151,7 +171,15 @@ async fn append(
                 .append_data(&mut header, &m.name, tokio::io::empty())
                 .await
                 .map_err(err)?;
-            copy_content(file, path, *size, builder.get_mut(), buf, progress).await
+            copy_content(
+                file,
+                &from.display(),
+                *size,
+                builder.get_mut(),
+                buf,
+                progress,
+            )
+            .await?;
         }
         Body::Symlink(target) => {
             header.set_entry_type(EntryType::Symlink);
@@ -167,8 +195,62 @@ async fn append(
             builder
                 .append_data(&mut header, &m.name, tokio::io::empty())
                 .await
-                .map_err(err)
+                .map_err(err)?;
         }
+    }
+    Ok(None)
+}
+
+/// Store `mtime` in the header. A time before 1970 is written the way GNU tar
+/// writes it, base-256 (two's complement, first byte `0xff`), and also as a pax
+/// `mtime` record before the entry: GNU tar reads either, and readers that take
+/// the header field as unsigned (tar-rs) still get the negative value from the
+/// pax record.
+async fn set_mtime(
+    builder: &mut Builder<Encoder>,
+    header: &mut Header,
+    mtime: i64,
+) -> std::io::Result<()> {
+    if let Ok(t) = u64::try_from(mtime) {
+        header.set_mtime(t);
+        return Ok(());
+    }
+    header.as_old_mut().mtime = base256(mtime);
+    let record = pax_record("mtime", &mtime.to_string());
+    // A pax header is a ustar header (tar-rs refuses one in GNU form).
+    let mut x = Header::new_ustar();
+    if let Some(ustar) = x.as_ustar_mut() {
+        ustar.name[..14].copy_from_slice(b"././@PaxHeader");
+    }
+    x.set_mode(0o644);
+    x.set_mtime(0);
+    x.set_entry_type(EntryType::XHeader);
+    x.set_size(record.len() as u64);
+    x.set_cksum();
+    builder.append(&x, record.as_slice()).await
+}
+
+/// A 12-byte tar number field in base-256: the value's two's complement,
+/// sign-extended, with the high bit of the first byte set (as it is for any
+/// negative value).
+fn base256(v: i64) -> [u8; 12] {
+    let mut field = [if v < 0 { 0xff } else { 0 }; 12];
+    field[4..].copy_from_slice(&v.to_be_bytes());
+    field[0] |= 0x80;
+    field
+}
+
+/// One pax extended-header record, `"<len> <key>=<value>\n"`, where `len`
+/// counts the whole record including its own digits.
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    loop {
+        let record = format!("{len}{body}");
+        if record.len() == len {
+            return record.into_bytes();
+        }
+        len = record.len();
     }
 }
 
@@ -196,13 +278,14 @@ const COPY_CHUNK: usize = 1 << 20;
 /// are left out.
 async fn copy_content(
     mut file: File,
-    path: &Path,
+    path: impl AsRef<Path>,
     size: u64,
     out: &mut Encoder,
     buf: &mut [u8],
     progress: &mut ByteProgress<'_>,
 ) -> Result<()> {
     let write_err = super::write_error;
+    let path = path.as_ref();
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -220,4 +303,34 @@ async fn copy_content(
     }
     let pad = (512 - (size % 512) as usize) % 512;
     out.write_all(&[0u8; 512][..pad]).await.map_err(write_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_times_are_base256_twos_complement() {
+        let f = base256(-1);
+        assert_eq!(f, [0xff; 12]);
+        let f = base256(-86_400);
+        assert_eq!(f[0], 0xff);
+        assert_eq!(i64::from_be_bytes(f[4..].try_into().unwrap()), -86_400);
+        assert_eq!(base256(5)[0], 0x80);
+    }
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        assert_eq!(pax_record("mtime", "-1"), b"12 mtime=-1\n");
+        let long = "x".repeat(95);
+        let r = pax_record("k", &long);
+        let len: usize = std::str::from_utf8(&r)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, r.len());
+    }
 }

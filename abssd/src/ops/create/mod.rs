@@ -87,17 +87,14 @@ async fn run_locked(
 ) -> Result<(CreatePlan, Option<CreateResult>)> {
     let config = ctx.config.clone();
     let p = params.clone();
-    let (plan, members, skipped) =
+    let (plan, members) =
         tokio::task::spawn_blocking(move || build_plan(&config, &p, algorithm, level, &out_dir))
             .await??;
     progress.emit(EventKind::Plan {
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
-    for s in &skipped {
-        progress.emit(EventKind::Message {
-            level: "warning".into(),
-            text: format!("skipped {}: {}", s.path.display(), s.reason),
-        });
+    for w in &plan.warnings {
+        warn(progress, w);
     }
     if params.dry_run {
         return Ok((plan, None));
@@ -143,7 +140,12 @@ async fn run_locked(
         .map_err(Error::from)
         .and_then(|w| w);
     let result = match written {
-        Ok(written) => finish(ctx, &plan, &written, params, labels, actor, progress).await,
+        Ok(written) => {
+            for w in &archive::warnings(&written.skipped) {
+                warn(progress, w);
+            }
+            finish(ctx, &plan, &written, params, labels, actor, progress).await
+        }
         Err(e) => Err(e),
     };
     match result {
@@ -162,6 +164,14 @@ async fn run_locked(
             Err(e)
         }
     }
+}
+
+/// Tell the watchers what was left out of the archive.
+fn warn(progress: &Sink, warning: &str) {
+    progress.emit(EventKind::Message {
+        level: "warning".into(),
+        text: warning.to_owned(),
+    });
 }
 
 /// Start-up recovery of a create the daemon stopped during (see
@@ -225,6 +235,8 @@ fn produce(
     codec: Codec,
     sink: &dyn Progress,
 ) -> Result<archive::Written> {
+    // The walk is done and nothing is read yet: tests swap files here.
+    hook_point!("create::after-walk");
     let archive = PathBuf::from(&plan.archive);
     let partial = PathBuf::from(format!("{}.partial", plan.archive));
     let dir = archive.parent().unwrap_or(Path::new("/"));
@@ -346,6 +358,12 @@ async fn finish(
         data_only: params.data_only,
         uncompressed_bytes: written.content_bytes,
         created_at,
+        warnings: plan
+            .warnings
+            .iter()
+            .cloned()
+            .chain(archive::warnings(&written.skipped))
+            .collect(),
     })
 }
 

@@ -1,11 +1,13 @@
 //! The create plan: validated settings, the walk of every source, and the
 //! archive's name. Nothing here writes.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use abssd_proto::{Algorithm, CreateParams, CreatePlan, PlanSource};
 
-use crate::archive::{self, Body, Member};
+use crate::archive::{self, Body, Holes, Ident, Member, Origin, Tree};
 use crate::config::{site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -38,41 +40,72 @@ pub(super) fn effective_level(algorithm: Algorithm, level: Option<i32>) -> Resul
     }
 }
 
-/// `--out-dir` must be an absolute path under the backups root, without `..`,
-/// and must not reach outside it through a symlink.
+/// `--out-dir` must be an absolute path that, with `.` and `..` resolved
+/// lexically, lies under the backups root, does not reach outside it through a
+/// symlink, and is a directory where it exists. The normalised path is what the
+/// plan, the result and the index name.
 pub(super) fn out_dir(ctx: &Ctx, params: &CreateParams) -> Result<PathBuf> {
-    let root = &ctx.config.backups_root;
-    let Some(dir) = &params.out_dir else {
-        return Ok(ctx.config.instance_backup_dir(&params.instance));
+    let root = normalize(&ctx.config.backups_root);
+    let default = ctx.config.instance_backup_dir(&params.instance);
+    let raw = params
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| default.display().to_string());
+    let what = match params.out_dir {
+        Some(_) => "--out-dir",
+        None => "the instance's backup directory",
     };
-    let dir = PathBuf::from(dir);
     let outside = || {
         Error::validation(format!(
-            "--out-dir {} must lie under the backups root {}",
-            dir.display(),
+            "{what} {raw} must lie under the backups root {}",
             root.display()
         ))
     };
-    if !dir.is_absolute() || dir.components().any(|c| matches!(c, Component::ParentDir)) {
+    let dir = PathBuf::from(&raw);
+    if !dir.is_absolute() {
         return Err(outside());
     }
-    if !dir.starts_with(root) {
+    let dir = normalize(&dir);
+    if !dir.starts_with(&root) {
         return Err(outside());
     }
     // Resolve the deepest existing ancestor: a symlink inside the root must not
-    // lead out of it.
-    if let (Ok(real_root), Some(existing)) =
-        (root.canonicalize(), dir.ancestors().find(|a| a.exists()))
-    {
-        let real = existing.canonicalize().at("resolving", existing)?;
-        if !real.starts_with(&real_root) {
-            return Err(outside());
+    // lead out of it, and it must be a directory (a file there fails the
+    // create; a dry run must say so too).
+    if let Some(existing) = dir.ancestors().find(|a| a.symlink_metadata().is_ok()) {
+        if let Ok(real_root) = root.canonicalize() {
+            let real = existing.canonicalize().at("resolving", existing)?;
+            if !real.starts_with(&real_root) {
+                return Err(outside());
+            }
+        }
+        if !existing.is_dir() {
+            return Err(Error::validation(format!(
+                "{what} {raw}: {} is not a directory; choose a directory under the backups root",
+                existing.display()
+            )));
         }
     }
     Ok(dir)
 }
 
-pub(super) type Planned = (CreatePlan, Vec<Member>, Vec<archive::Skipped>);
+/// `path` with `.` components dropped and each `..` taking away the component
+/// before it (never above `/`).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+pub(super) type Planned = (CreatePlan, Vec<Member>);
 
 /// Read the registry, walk the sources, and fix the archive name. Blocking.
 pub(super) fn build_plan(
@@ -106,7 +139,10 @@ pub(super) fn build_plan(
     let mut sources = Vec::new();
     let mut members = vec![Member::synthetic(format!("{id}/"), Body::Dir)];
     let data_root = instance.data_root(config);
-    let (data, skipped) = archive::walk(&data_root, &format!("{id}/data"))?;
+    let tree = Arc::new(Tree::open(&data_root)?);
+    let mut holes = Holes::new(config.max_sparse_hole_bytes);
+    let (mut data, mut skipped) = archive::walk(&tree, &format!("{id}/data"), &mut holes)?;
+    leave_out_unrestorable(&mut data, &mut skipped, &id, &tree);
     sources.push(source(
         "data",
         &data_root,
@@ -148,7 +184,8 @@ pub(super) fn build_plan(
                         Member::from_meta(
                             member.clone(),
                             Body::File {
-                                path: path.clone(),
+                                from: Origin::Path(path.clone()),
+                                ident: Ident::of_path(&path)?,
                                 size: meta.len(),
                             },
                             &meta,
@@ -213,8 +250,37 @@ pub(super) fn build_plan(
         sources,
         index: config.index_file.display().to_string(),
         dry_run: params.dry_run,
+        warnings: archive::warnings(&skipped),
     };
-    Ok((plan, members, skipped))
+    Ok((plan, members))
+}
+
+/// Leave out the symlinks restore would refuse (absolute, or leaving `data/`),
+/// with the reason restore gives: a backup that reports success must restore.
+fn leave_out_unrestorable(
+    members: &mut Vec<Member>,
+    skipped: &mut Vec<archive::Skipped>,
+    id: &str,
+    tree: &Tree,
+) {
+    let data_prefix = format!("{id}/data/");
+    members.retain(|m| {
+        let Body::Symlink(target) = &m.body else {
+            return true;
+        };
+        let target = target.as_os_str().as_bytes();
+        match crate::extract::refused_symlink(&m.name, id, target) {
+            None => true,
+            Some(why) => {
+                let rel = m.name.strip_prefix(&data_prefix).unwrap_or(&m.name);
+                skipped.push(archive::Skipped {
+                    path: tree.display(rel.as_bytes()),
+                    reason: format!("restore would refuse it: it {why}"),
+                });
+                false
+            }
+        }
+    });
 }
 
 fn source(role: &str, path: &Path, member: &str, present: bool, members: &[Member]) -> PlanSource {
@@ -230,6 +296,20 @@ fn source(role: &str, path: &Path, member: &str, present: bool, members: &[Membe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_dirs_are_normalised_lexically() {
+        assert_eq!(
+            normalize(Path::new("/srv/backups/./alpha/../alpha/")),
+            Path::new("/srv/backups/alpha")
+        );
+        assert_eq!(
+            normalize(Path::new("/srv/backups/../x")),
+            Path::new("/srv/x")
+        );
+        assert_eq!(normalize(Path::new("/../..")), Path::new("/"));
+        assert_eq!(normalize(Path::new("/a//b/.")), Path::new("/a/b"));
+    }
 
     #[test]
     fn levels_default_and_are_range_checked() {

@@ -1,0 +1,451 @@
+//! The tree being archived (an instance's data root), reached only through
+//! descriptors.
+//!
+//! Its user owns every name below the root and may rename, swap or replace any
+//! of them at any instant, between the walk and the tar pass or in the middle
+//! of either. So the root is opened once and held for the whole create; every
+//! directory below it is opened from a directory descriptor with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`, every file
+//! with `O_NOFOLLOW | O_NONBLOCK`, and what was opened is `statx`ed and used
+//! only when its type, device, inode and birth time are those the walk saw. A
+//! symlink, a FIFO or another file swapped in is never read through, never
+//! blocks, and is reported as [`Gone`].
+//!
+//! At most one directory besides the root is kept open (the last one used;
+//! archives and walks visit a directory's entries together), so the depth of a
+//! tree never costs descriptors; a path longer than `PATH_MAX` is opened in
+//! pieces.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
+use rustix::io::Errno;
+
+use crate::error::{Error, IoContext, Result};
+
+/// How directories below the root are reached.
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+/// How directories are opened. `NONBLOCK` is harmless on a directory and keeps
+/// the open itself from ever waiting.
+const DIR: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::CLOEXEC);
+/// How files are opened for reading: never through a symlink, and without
+/// waiting for a writer if a FIFO was swapped in (regular files ignore
+/// `O_NONBLOCK`; anything else is refused once its descriptor is `statx`ed).
+const FILE: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+/// The longest piece of a relative path given to one `openat2` (`PATH_MAX`
+/// counts the terminating NUL).
+const MAX_PIECE: usize = 4095;
+
+/// What is asked of `statx`: the basic fields, and the birth time that tells a
+/// new file from an old one that had the same inode number.
+const WANT: StatxFlags = StatxFlags::BASIC_STATS.union(StatxFlags::BTIME);
+
+/// `statx` of `name` in `dir`, not following a symlink.
+pub fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<Statx> {
+    rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, WANT)
+}
+
+/// `statx` of an open descriptor.
+pub fn stat_fd(fd: impl AsFd) -> rustix::io::Result<Statx> {
+    rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, WANT)
+}
+
+/// The type of what `st` describes.
+pub fn file_type(st: &Statx) -> FileType {
+    FileType::from_raw_mode(st.stx_mode.into())
+}
+
+/// Which object a name led to: device, inode and (where the filesystem keeps
+/// it) birth time, so that a file removed and replaced by one that reuses its
+/// inode number is still told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ident {
+    dev: (u32, u32),
+    ino: u64,
+    born: Option<(i64, u32)>,
+}
+
+impl Ident {
+    /// The identity of what `st` describes.
+    pub fn of(st: &Statx) -> Ident {
+        Ident {
+            dev: (st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            born: (st.stx_mask & StatxFlags::BTIME.bits() != 0)
+                .then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec)),
+        }
+    }
+
+    /// The identity of the file at `path` (following symlinks).
+    pub fn of_path(path: &Path) -> Result<Ident> {
+        rustix::fs::statx(rustix::fs::CWD, path, AtFlags::empty(), WANT)
+            .map(|st| Ident::of(&st))
+            .map_err(std::io::Error::from)
+            .at("reading", path)
+    }
+}
+
+/// Why something the walk saw cannot be archived as seen.
+#[derive(Debug)]
+pub enum Gone {
+    /// It was replaced, removed or changed type since the walk saw it (a
+    /// reason for people); it is left out.
+    Changed(String),
+    /// Any other failure, which fails the create.
+    Failed(Error),
+}
+
+impl From<Error> for Gone {
+    fn from(e: Error) -> Gone {
+        Gone::Failed(e)
+    }
+}
+
+/// A directory tree opened once at its root.
+#[derive(Debug)]
+pub struct Tree {
+    /// The root, held from the walk to the end of the tar pass.
+    root: OwnedFd,
+    /// Its path, for messages only.
+    path: PathBuf,
+    /// What the root is.
+    root_stat: Statx,
+    /// The directory used last (relative path, descriptor): its entries come
+    /// together, and its children are opened from it.
+    cached: Mutex<Option<(Vec<u8>, OwnedFd)>>,
+}
+
+impl Tree {
+    /// Open the directory at `path`, the configured data root. Its parent is
+    /// the operator's and is followed; a symlink in the root's own place only
+    /// if root owns it: the instance's user may own the directory holding the
+    /// data root, and could otherwise point a backup at any directory.
+    pub fn open(path: &Path) -> Result<Tree> {
+        let root = open_root(path)?;
+        let root_stat = stat_fd(&root)
+            .map_err(std::io::Error::from)
+            .at("reading", path)?;
+        Ok(Tree {
+            root,
+            path: path.to_owned(),
+            root_stat,
+            cached: Mutex::new(None),
+        })
+    }
+
+    /// The root's metadata.
+    pub fn root_stat(&self) -> &Statx {
+        &self.root_stat
+    }
+
+    /// The path of `rel` on disk, for messages.
+    pub fn display(&self, rel: &[u8]) -> PathBuf {
+        if rel.is_empty() {
+            self.path.clone()
+        } else {
+            self.path.join(OsStr::from_bytes(rel))
+        }
+    }
+
+    /// Run `f` on the directory `rel` (relative to the root, `/`-separated, no
+    /// `.` or `..`; empty for the root), opened without following a symlink
+    /// and, when `expect` is given, only if it is still that directory.
+    pub fn with_dir<T>(
+        &self,
+        rel: &[u8],
+        expect: Option<Ident>,
+        f: impl FnOnce(BorrowedFd<'_>) -> Result<T, Gone>,
+    ) -> Result<T, Gone> {
+        if rel.is_empty() {
+            return f(self.root.as_fd());
+        }
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = cached.as_ref().is_some_and(|(r, _)| r == rel);
+        if hit && let (Some(expect), Some((_, fd))) = (expect, cached.as_ref()) {
+            let st = stat_fd(fd).map_err(|e| self.failed("reading", rel, e.into()))?;
+            if Ident::of(&st) != expect {
+                return Err(Gone::Changed(
+                    "was replaced by another directory during the backup".into(),
+                ));
+            }
+        }
+        if !hit {
+            let (parent, name) = split(rel);
+            // Drop the cached descriptor before opening another, unless the new
+            // one is opened from it: never more than two at a time.
+            let fd = match cached.take() {
+                Some((r, fd)) if r == parent => openat_dir(fd.as_fd(), name),
+                _ => self.open_beneath(rel),
+            }
+            .map_err(|e| self.gone(rel, e, "directory"))?;
+            if let Some(expect) = expect {
+                let st = stat_fd(&fd).map_err(|e| self.failed("reading", rel, e.into()))?;
+                if Ident::of(&st) != expect {
+                    return Err(Gone::Changed(
+                        "was replaced by another directory during the backup".into(),
+                    ));
+                }
+            }
+            *cached = Some((rel.to_vec(), fd));
+        }
+        let fd = cached.as_ref().map(|(_, fd)| fd.as_fd());
+        match fd {
+            Some(fd) => f(fd),
+            None => Err(Gone::Failed(Error::Internal(
+                "directory cache emptied while in use".into(),
+            ))),
+        }
+    }
+
+    /// Open the regular file `rel` for reading, only if it is still the file the
+    /// walk saw (`expect`): a symlink, FIFO, socket or another file in its place
+    /// is [`Gone::Changed`], and nothing is read through it.
+    pub fn open_file(&self, rel: &[u8], expect: Ident) -> Result<File, Gone> {
+        let (parent, name) = split(rel);
+        let fd = self.with_dir(parent, None, |dir| {
+            rustix::fs::openat(dir, name, FILE, Mode::empty())
+                .map_err(|e| self.gone(rel, e, "file"))
+        })?;
+        let st = stat_fd(&fd).map_err(|e| self.failed("reading", rel, e.into()))?;
+        check_file(&st, expect).map_err(Gone::Changed)?;
+        Ok(File::from(fd))
+    }
+
+    /// Open `rel` from the root, in pieces of at most [`MAX_PIECE`] bytes.
+    fn open_beneath(&self, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
+        let mut at: Option<OwnedFd> = None;
+        for piece in pieces(rel) {
+            let from = at.as_ref().map_or(self.root.as_fd(), |fd| fd.as_fd());
+            let fd = rustix::fs::openat2(from, piece, DIR, Mode::empty(), BENEATH)?;
+            at = Some(fd);
+        }
+        at.ok_or(Errno::INVAL)
+    }
+
+    fn gone(&self, rel: &[u8], e: Errno, what: &str) -> Gone {
+        match e {
+            // A symlink where the walk saw a directory or file (O_NOFOLLOW or
+            // RESOLVE_NO_SYMLINKS), a file where it saw a directory.
+            Errno::LOOP | Errno::NOTDIR => Gone::Changed(format!(
+                "was replaced during the backup (a symlink or non-{what} is now in its place); not followed"
+            )),
+            // A socket opened as a file.
+            Errno::NXIO => Gone::Changed(format!(
+                "was replaced during the backup by something that is not a {what}"
+            )),
+            Errno::NOENT => Gone::Changed("disappeared during the backup".into()),
+            // RESOLVE_BENEATH refused a path leaving the tree (cannot happen
+            // without `..`, which walked names never contain).
+            Errno::XDEV => Gone::Changed(format!(
+                "was replaced during the backup by a path leaving {}",
+                self.path.display()
+            )),
+            e => self.failed("opening", rel, e.into()),
+        }
+    }
+
+    fn failed(&self, action: &'static str, rel: &[u8], source: std::io::Error) -> Gone {
+        Gone::Failed(Error::Io {
+            action,
+            path: self.display(rel),
+            source,
+        })
+    }
+}
+
+/// See [`Tree::open`].
+fn open_root(path: &Path) -> Result<OwnedFd> {
+    let follow = DIR.difference(OFlags::NOFOLLOW);
+    let io = |action: &'static str, e: Errno| Error::Io {
+        action,
+        path: path.to_owned(),
+        source: e.into(),
+    };
+    let not_dir = || {
+        Error::Environment(format!(
+            "{} is not a directory; check the instance's paths.root in the registry",
+            path.display()
+        ))
+    };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return rustix::fs::open(path, follow, Mode::empty()).map_err(|e| io("reading", e));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let dir = rustix::fs::open(parent, follow, Mode::empty()).map_err(|e| match e {
+        Errno::NOTDIR => not_dir(),
+        e => io("reading", e),
+    })?;
+    let name = name.as_bytes();
+    match rustix::fs::openat(&dir, name, DIR, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        // `O_NOFOLLOW | O_DIRECTORY` on a symlink fails with either.
+        Err(Errno::LOOP | Errno::NOTDIR) => {
+            let link = stat_at(dir.as_fd(), name).map_err(|e| io("reading", e))?;
+            if file_type(&link) != FileType::Symlink {
+                return Err(not_dir());
+            }
+            if link.stx_uid != 0 {
+                return Err(Error::Environment(format!(
+                    "{} is a symlink owned by uid {}, not by root: not followed, nothing was \
+                     archived. Point the registry's paths.root at the real directory",
+                    path.display(),
+                    link.stx_uid
+                )));
+            }
+            let target = rustix::fs::readlinkat(&dir, name, Vec::new())
+                .map_err(|e| io("reading link", e))?;
+            // The same link still: not one swapped in after its owner was checked.
+            let again = stat_at(dir.as_fd(), name).map_err(|e| io("reading", e))?;
+            if Ident::of(&again) != Ident::of(&link) {
+                return Err(Error::Environment(format!(
+                    "{} was replaced while it was being opened; nothing was archived, retry",
+                    path.display()
+                )));
+            }
+            // A relative target is relative to the link's directory.
+            rustix::fs::openat(&dir, target.as_bytes(), follow, Mode::empty()).map_err(
+                |e| match e {
+                    Errno::NOTDIR => not_dir(),
+                    e => io("reading", e),
+                },
+            )
+        }
+        Err(e) => Err(io("reading", e)),
+    }
+}
+
+/// Open the directory `name` (one component) in `dir`, never through a symlink.
+fn openat_dir(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(dir, name, DIR, Mode::empty())
+}
+
+/// Open a file at a path the daemon trusts (a unit or site file; a symlink there
+/// is followed, as the Python tool does for the enabled site) for reading, only
+/// if it is still the regular file the walk saw.
+pub fn open_trusted(path: &Path, expect: Ident) -> Result<File, Gone> {
+    let fd =
+        rustix::fs::open(path, FILE.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(|e| {
+            match e {
+                Errno::NOENT => Gone::Changed("disappeared during the backup".into()),
+                Errno::NXIO => {
+                    Gone::Changed("was replaced during the backup by something not a file".into())
+                }
+                e => Gone::Failed(Error::Io {
+                    action: "opening",
+                    path: path.to_owned(),
+                    source: e.into(),
+                }),
+            }
+        })?;
+    let st = stat_fd(&fd)
+        .map_err(std::io::Error::from)
+        .at("reading", path)?;
+    check_file(&st, expect).map_err(Gone::Changed)?;
+    Ok(File::from(fd))
+}
+
+fn check_file(st: &Statx, expect: Ident) -> std::result::Result<(), String> {
+    if file_type(st) != FileType::RegularFile {
+        return Err(
+            "was replaced during the backup by something that is not a regular file; not read"
+                .into(),
+        );
+    }
+    if Ident::of(st) != expect {
+        return Err("was replaced by another file during the backup".into());
+    }
+    Ok(())
+}
+
+/// `(parent, name)` of a relative path; the parent of a top-level name is empty.
+pub fn split(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (b"", rel),
+    }
+}
+
+/// `rel` cut at `/` into pieces of at most [`MAX_PIECE`] bytes (a component is
+/// at most 255 bytes, so one always fits).
+fn pieces(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = rel;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= MAX_PIECE {
+            rest.len()
+        } else {
+            rest[..=MAX_PIECE]
+                .iter()
+                .rposition(|&b| b == b'/')
+                .unwrap_or(rest.len())
+        };
+        let (piece, tail) = rest.split_at(cut);
+        rest = tail.strip_prefix(b"/").unwrap_or(tail);
+        Some(piece)
+    })
+}
+
+/// A relative path joined from a parent and a name.
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut rel = Vec::with_capacity(parent.len() + 1 + name.len());
+    if !parent.is_empty() {
+        rel.extend_from_slice(parent);
+        rel.push(b'/');
+    }
+    rel.extend_from_slice(name);
+    rel
+}
+
+/// A symlink target as read, as a path.
+pub fn target_path(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(OsString::from_vec(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_are_cut_into_pieces_at_slashes() {
+        let comp = "x".repeat(200);
+        let rel = vec![comp.as_str(); 50].join("/");
+        let got: Vec<&[u8]> = pieces(rel.as_bytes()).collect();
+        assert!(got.len() >= 3, "{}", got.len());
+        assert!(got.iter().all(|p| p.len() <= MAX_PIECE && !p.is_empty()));
+        assert!(
+            got.iter()
+                .all(|p| !p.starts_with(b"/") && !p.ends_with(b"/"))
+        );
+        assert_eq!(got.join(&b'/'), rel.as_bytes());
+        assert_eq!(pieces(b"a/b").collect::<Vec<_>>(), [b"a/b"]);
+    }
+
+    #[test]
+    fn split_and_join_are_inverse() {
+        assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split(b"c"), (&b""[..], &b"c"[..]));
+        assert_eq!(join(b"a/b", b"c"), b"a/b/c");
+        assert_eq!(join(b"", b"c"), b"c");
+    }
+}

@@ -1,0 +1,295 @@
+//! The walk: what of a [`Tree`] goes into the archive, in write order.
+//!
+//! Depth first in name order, iteratively (no recursion, whatever the depth).
+//! Each directory is opened through the tree's descriptors (never through a
+//! symlink, and only if it is still the directory its parent listed), its
+//! entries are `statx`ed without following symlinks while it is open, then
+//! it is left: one directory is open at a time, so a tree of any depth walks
+//! with the same few descriptors. What the walk leaves out is reported.
+
+use std::sync::Arc;
+
+use rustix::fs::{Dir, FileType, Statx};
+use rustix::io::Errno;
+
+use super::tree::{self, Gone, Ident, Tree};
+use super::{Body, MAX_NAME, Member, Origin, Skipped};
+use crate::error::{Error, Result};
+
+/// What the walk found in one directory, in name order.
+enum Child {
+    /// A file or symlink, complete.
+    Leaf(Member),
+    /// A directory, to be opened and listed in turn.
+    Dir {
+        member: Member,
+        rel: Vec<u8>,
+        ident: Ident,
+    },
+}
+
+/// The bytes of holes (logical size beyond the allocated blocks) one create may
+/// archive, and what is left of them.
+///
+/// Sparse files are capped, not stored as GNU/PAX sparse members: restore
+/// (`extract/`) accepts only regular files, directories, symlinks and hardlinks
+/// and writes every byte it is given, so a sparse member would either be
+/// refused or cost its full logical size on restore (and in restore's
+/// free-space check). A cap keeps create fast (holes are never read) and every
+/// backup restorable; what it leaves out is said in the result.
+#[derive(Debug, Clone, Copy)]
+pub struct Holes {
+    /// The configured limit (`daemon.max_sparse_hole_bytes`).
+    pub max: u64,
+    /// What is left of it.
+    pub left: u64,
+}
+
+impl Holes {
+    /// A fresh budget of `max` bytes.
+    pub fn new(max: u64) -> Holes {
+        Holes { max, left: max }
+    }
+}
+
+/// List the tree as members named `<prefix>/<relative>`, depth first in name
+/// order. Symlinks are recorded, never followed; sockets, FIFOs and device
+/// nodes, names that are not UTF-8 or longer than restore accepts
+/// ([`MAX_NAME`]), sparse files beyond `holes` and whatever changed while it
+/// was being walked are left out and reported.
+pub fn walk(
+    tree: &Arc<Tree>,
+    prefix: &str,
+    holes: &mut Holes,
+) -> Result<(Vec<Member>, Vec<Skipped>)> {
+    let mut out = vec![Member::from_stat(
+        format!("{prefix}/"),
+        Body::Dir,
+        tree.root_stat(),
+    )];
+    let mut skipped = Vec::new();
+    let root = list(tree, b"", None, &format!("{prefix}/"), holes, &mut skipped).map_err(
+        |gone| match gone {
+            Gone::Failed(e) => e,
+            Gone::Changed(why) => {
+                Error::Environment(format!("{} {why}", tree.display(b"").display()))
+            }
+        },
+    )?;
+    let mut stack = vec![root.into_iter()];
+    while let Some(children) = stack.last_mut() {
+        let Some(child) = children.next() else {
+            stack.pop();
+            continue;
+        };
+        match child {
+            Child::Leaf(m) => out.push(m),
+            Child::Dir { member, rel, ident } => {
+                match list(tree, &rel, Some(ident), &member.name, holes, &mut skipped) {
+                    Ok(grandchildren) => {
+                        out.push(member);
+                        stack.push(grandchildren.into_iter());
+                    }
+                    Err(Gone::Changed(reason)) => skipped.push(Skipped {
+                        path: tree.display(&rel),
+                        reason,
+                    }),
+                    Err(Gone::Failed(e)) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// Open the directory `rel` (if it is still `expect`) and describe its entries,
+/// named `<name_prefix><name>`.
+fn list(
+    tree: &Arc<Tree>,
+    rel: &[u8],
+    expect: Option<Ident>,
+    name_prefix: &str,
+    holes: &mut Holes,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Child>, Gone> {
+    let failed = |action: &'static str, at: &[u8], e: Errno| {
+        Gone::Failed(Error::Io {
+            action,
+            path: tree.display(at),
+            source: e.into(),
+        })
+    };
+    tree.with_dir(rel, expect, |dir| {
+        let mut names = Vec::new();
+        let mut entries = Dir::read_from(dir).map_err(|e| failed("listing", rel, e))?;
+        while let Some(entry) = entries.read() {
+            let entry = entry.map_err(|e| failed("listing", rel, e))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        drop(entries);
+        names.sort_unstable();
+        let mut children = Vec::with_capacity(names.len());
+        for name in names {
+            let child_rel = tree::join(rel, &name);
+            let mut skip = |reason: String| {
+                skipped.push(Skipped {
+                    path: tree.display(&child_rel),
+                    reason,
+                })
+            };
+            let Ok(utf8) = std::str::from_utf8(&name) else {
+                skip("name is not valid UTF-8".into());
+                continue;
+            };
+            let st = match tree::stat_at(dir, &name) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => {
+                    skip("disappeared during the backup".into());
+                    continue;
+                }
+                Err(e) => return Err(failed("reading", &child_rel, e)),
+            };
+            let kind = tree::file_type(&st);
+            let member_name = match kind {
+                FileType::Directory => format!("{name_prefix}{utf8}/"),
+                _ => format!("{name_prefix}{utf8}"),
+            };
+            if member_name.len() > MAX_NAME {
+                skip(format!(
+                    "restore would refuse it: its name in the archive would be longer than \
+                     {MAX_NAME} bytes (PATH_MAX){}",
+                    match kind {
+                        FileType::Directory => ", so it is left out with everything below it",
+                        _ => "",
+                    }
+                ));
+                continue;
+            }
+            match kind {
+                FileType::Directory => children.push(Child::Dir {
+                    member: Member::from_stat(member_name, Body::Dir, &st),
+                    ident: Ident::of(&st),
+                    rel: child_rel,
+                }),
+                FileType::RegularFile => {
+                    if let Err(reason) = take_holes(&st, holes) {
+                        skip(reason);
+                        continue;
+                    }
+                    let body = Body::File {
+                        from: Origin::Tree(tree.clone(), child_rel),
+                        ident: Ident::of(&st),
+                        size: st.stx_size,
+                    };
+                    children.push(Child::Leaf(Member::from_stat(member_name, body, &st)));
+                }
+                FileType::Symlink => {
+                    let target = match rustix::fs::readlinkat(dir, name.as_slice(), Vec::new()) {
+                        Ok(t) => t.into_bytes(),
+                        // Replaced by something else since the stat.
+                        Err(Errno::NOENT | Errno::INVAL) => {
+                            skip("changed during the backup".into());
+                            continue;
+                        }
+                        Err(e) => return Err(failed("reading link", &child_rel, e)),
+                    };
+                    let body = Body::Symlink(tree::target_path(target));
+                    children.push(Child::Leaf(Member::from_stat(member_name, body, &st)));
+                }
+                _ => skip("not a regular file, directory or symlink".into()),
+            }
+        }
+        // The directory is listed and still open: tests swap what it names here.
+        hook_point!("create::walk-dir");
+        Ok(children)
+    })
+}
+
+/// Count a file's holes against the budget, or say why it is left out.
+fn take_holes(st: &Statx, holes: &mut Holes) -> std::result::Result<(), String> {
+    let size = st.stx_size;
+    let hole = size.saturating_sub(st.stx_blocks.saturating_mul(512));
+    if hole > holes.left {
+        return Err(format!(
+            "is a sparse file ({size} bytes, of which {hole} are holes that use no disk); \
+             archiving it would store the holes as data and restore them in full, and this \
+             backup may hold at most {} bytes of holes (daemon.max_sparse_hole_bytes): left out",
+            holes.max
+        ));
+    }
+    holes.left -= hole;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn names(members: &[Member]) -> Vec<&str> {
+        members.iter().map(|m| m.name.as_str()).collect()
+    }
+
+    #[test]
+    fn walks_depth_first_in_name_order_and_leaves_out_what_it_cannot_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("b/c")).unwrap();
+        fs::write(root.join("b/c/f"), "x").unwrap();
+        fs::write(root.join("a"), "x").unwrap();
+        fs::write(root.join("z"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("l")).unwrap();
+        nix::unistd::mkfifo(
+            &root.join("p"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        fs::File::create(root.join("s"))
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let tree = Arc::new(Tree::open(root).unwrap());
+        let mut holes = Holes::new(1 << 20);
+        let (members, skipped) = walk(&tree, "id/data", &mut holes).unwrap();
+        assert_eq!(
+            names(&members),
+            [
+                "id/data/",
+                "id/data/a",
+                "id/data/b/",
+                "id/data/b/c/",
+                "id/data/b/c/f",
+                "id/data/l",
+                "id/data/z"
+            ]
+        );
+        assert!(matches!(&members[5].body, Body::Symlink(t) if t.as_os_str() == "/etc/passwd"));
+        let why: Vec<_> = skipped.iter().map(Skipped::warning).collect();
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert!(why[0].contains("/p: not a regular file"), "{why:?}");
+        assert!(why[1].contains("/s: is a sparse file"), "{why:?}");
+        assert_eq!(holes.left, 1 << 20);
+    }
+
+    #[test]
+    fn a_file_replaced_after_the_walk_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), "mine").unwrap();
+        fs::write(dir.path().join("secret"), "root's").unwrap();
+        let tree = Arc::new(Tree::open(dir.path()).unwrap());
+        let (members, _) = walk(&tree, "t", &mut Holes::new(0)).unwrap();
+        let Body::File { from, ident, .. } = &members[1].body else {
+            panic!("{members:?}");
+        };
+        assert!(from.open(*ident).is_ok());
+        fs::remove_file(dir.path().join("f")).unwrap();
+        std::os::unix::fs::symlink("secret", dir.path().join("f")).unwrap();
+        assert!(matches!(from.open(*ident), Err(Gone::Changed(_))));
+        fs::remove_file(dir.path().join("f")).unwrap();
+        fs::write(dir.path().join("f"), "another").unwrap();
+        assert!(matches!(from.open(*ident), Err(Gone::Changed(_))));
+    }
+}
