@@ -155,8 +155,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub data_only: bool,
 
-    /// Write the archive into DIR, which must lie under the backups root (default:
-    /// the instance's own directory there).
+    /// Write the archive into DIR: the backups root or a directory directly in it
+    /// (default: the instance's own directory there).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 

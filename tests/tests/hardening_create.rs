@@ -644,7 +644,8 @@ async fn out_dirs_are_normalised_and_a_file_is_refused_even_in_a_dry_run() {
     let index_before = fs::read(w.cfg().index_file).ok();
 
     for dry_run in [true, false] {
-        for out_dir in [file.clone(), file.join("below")] {
+        // (Below the file would be two levels deep: refused for that first.)
+        for out_dir in [file.clone()] {
             let err = call::<BackupCreate>(
                 &c,
                 &CreateParams {
@@ -696,4 +697,78 @@ async fn out_dirs_are_normalised_and_a_file_is_refused_even_in_a_dry_run() {
         .unwrap();
     assert_eq!(shown.backup.path, want.display().to_string());
     assert!(want.is_file());
+}
+
+/// Every archive a create makes is where reconcile looks (the backups root or a
+/// directory directly in it), never in the restores root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_dirs_deeper_than_reconcile_looks_or_in_the_restores_root_are_refused() {
+    let _serial = serial();
+    let w = World::with_config(&["alpha"], |sb| {
+        format!(
+            "backups:\n  restores_root: {}\n",
+            sb.path("srv/backups/restores").display()
+        )
+    });
+    let c = w.client().await;
+    let cfg = w.cfg();
+    let root = cfg.backups_root.clone();
+    let index_before = fs::read(&cfg.index_file).ok();
+    for (out_dir, says) in [
+        (root.join("alpha/deeper"), "more than one level below"),
+        (root.join("a/b/c"), "more than one level below"),
+        (cfg.restores_root.clone(), "restores root"),
+    ] {
+        for dry_run in [true, false] {
+            let err = call::<BackupCreate>(
+                &c,
+                &CreateParams {
+                    out_dir: Some(out_dir.display().to_string()),
+                    dry_run,
+                    ..plain("alpha")
+                },
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+            assert!(err.message.contains(says), "{}", err.message);
+        }
+        assert!(!out_dir.exists(), "{} was created", out_dir.display());
+    }
+    assert_eq!(fs::read(&cfg.index_file).ok(), index_before);
+    // The root itself and a directory directly in it are fine.
+    for out_dir in [root.clone(), root.join("weekly")] {
+        let out = create(
+            &c,
+            &CreateParams {
+                out_dir: Some(out_dir.display().to_string()),
+                ..plain("alpha")
+            },
+        )
+        .await;
+        assert!(Path::new(&out.result.unwrap().archive).starts_with(&out_dir));
+    }
+}
+
+/// A tree with more entries than a restore accepts is not backed up at all:
+/// the backup would report success and then not restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_with_more_entries_than_restore_accepts_is_refused_up_front() {
+    let _serial = serial();
+    let w = World::with_config(&["alpha"], |_| "daemon:\n  max_restore_entries: 5\n".into());
+    let c = w.client().await;
+    let index_before = fs::read(w.cfg().index_file).ok();
+    let err = call::<BackupCreate>(&c, &plain("alpha")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+    assert!(
+        err.message.contains("daemon.max_restore_entries"),
+        "{}",
+        err.message
+    );
+    assert_eq!(fs::read(w.cfg().index_file).ok(), index_before);
+    let dir = w.cfg().backups_root.join("alpha");
+    let left: Vec<_> = fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }

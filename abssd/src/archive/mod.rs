@@ -174,7 +174,7 @@ const MAX_SHOWN: usize = 512;
 /// The longest member name restore accepts, in bytes (extraction's `PATH_MAX`:
 /// a longer relative path cannot be opened beneath its staging directory).
 /// The walk leaves longer ones out, so that every backup it makes restores.
-pub const MAX_NAME: usize = 4096;
+pub const MAX_NAME: usize = crate::extract::MAX_PATH;
 
 /// The warnings for what was left out: the first [`MAX_WARNINGS`], then a count.
 pub fn warnings(skipped: &[Skipped]) -> Vec<String> {

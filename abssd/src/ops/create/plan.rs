@@ -69,6 +69,25 @@ pub(super) fn out_dir(ctx: &Ctx, params: &CreateParams) -> Result<PathBuf> {
     if !dir.starts_with(&root) {
         return Err(outside());
     }
+    // Where reconcile looks for archives (the root and the directories directly
+    // in it), and never the restores root: an archive made elsewhere would be
+    // invisible to it.
+    let depth = dir
+        .strip_prefix(&root)
+        .map_or(0, |rel| rel.components().count());
+    if depth > 1 {
+        return Err(Error::validation(format!(
+            "{what} {raw} is more than one level below the backups root {}; \
+             use the root or a directory directly in it (reconcile looks no deeper)",
+            root.display()
+        )));
+    }
+    if dir.starts_with(normalize(&ctx.config.restores_root)) {
+        return Err(Error::validation(format!(
+            "{what} {raw} lies in the restores root {}, which holds restored data, not archives",
+            ctx.config.restores_root.display()
+        )));
+    }
     // Resolve the deepest existing ancestor: a symlink inside the root must not
     // lead out of it, and it must be a directory (a file there fails the
     // create; a dry run must say so too).
@@ -151,6 +170,15 @@ pub(super) fn build_plan(
         &data,
     ));
     members.extend(data);
+    // A backup that restore would refuse for its size is not made at all.
+    let limit = config.max_restore_entries;
+    if members.len() as u64 > limit {
+        return Err(Error::validation(format!(
+            "{} has more than {limit} files and directories, more than a restore accepts \
+             (daemon.max_restore_entries); raise that limit or clean up the data directory",
+            data_root.display()
+        )));
+    }
 
     if !params.data_only {
         let assets = [
