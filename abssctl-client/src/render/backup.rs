@@ -259,6 +259,14 @@ pub fn created(r: &CreateResult) -> String {
             ),
         ],
     ));
+    // The warnings went by on stderr while it ran; the summary must not hide
+    // that the backup is not the whole data directory.
+    if !r.warnings.is_empty() {
+        text.push_str(&format!(
+            "  warnings: {} (what was left out; shown above, or with --json)\n",
+            r.warnings.len()
+        ));
+    }
     text
 }
 
@@ -317,6 +325,28 @@ mod tests {
             "last_restored_at": "2025-02-01T00:00:00Z"
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn created_says_when_something_was_left_out() {
+        let mut r = CreateResult {
+            id: "20250101-000000-alpha-abcdef".into(),
+            archive: "/srv/backups/alpha/x.tar.zst".into(),
+            checksum: "00".into(),
+            checksum_file: "/srv/backups/alpha/x.tar.zst.sha256".into(),
+            size_bytes: 10,
+            algorithm: abssd_proto::Algorithm::Zstd,
+            compression_level: Some(3),
+            message: None,
+            labels: vec![],
+            data_only: false,
+            uncompressed_bytes: 20,
+            created_at: "2025-01-01T00:00:00Z".into(),
+            warnings: vec![],
+        };
+        assert!(!created(&r).contains("warnings"));
+        r.warnings = vec!["left out /srv/alpha/data/fifo: not a regular file".into(); 2];
+        assert!(created(&r).contains("warnings: 2"), "{}", created(&r));
     }
 
     #[test]
