@@ -63,6 +63,19 @@ impl World {
         World { sb, fake, daemon }
     }
 
+    /// Stop the daemon, append `yaml` (more top-level keys) to the config
+    /// file, and start a new daemon on it: e.g. to make backups first and then
+    /// lower a limit.
+    pub fn restart_with(&mut self, yaml: &str) {
+        let file = self.sb.config().config_file;
+        let mut text = std::fs::read_to_string(&file).expect("read config");
+        text.push_str(yaml);
+        std::fs::write(&file, text).expect("write config");
+        // The old daemon must be gone (its lock released) before the new one starts.
+        self.daemon.shutdown();
+        self.daemon = Daemon::start(&self.sb);
+    }
+
     /// The configuration the daemon runs with.
     pub fn cfg(&self) -> abssd::Config {
         self.sb.config()

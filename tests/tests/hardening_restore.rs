@@ -567,11 +567,12 @@ async fn restore_stops_at_the_recorded_content_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_verify_and_adopt_stop_at_the_configured_entry_count() {
     let _serial = fail::FailScenario::setup();
-    let w = World::with_config(&["alpha"], |_| {
-        "daemon:\n  max_restore_entries: 5\n".to_owned()
-    });
+    let mut w = World::new(&["alpha"]);
+    // Made under the default limit (a create refuses a tree over the limit),
+    // restored and verified under a lower one.
+    let made = backup(&w.client().await, "alpha").await;
+    w.restart_with("daemon:\n  max_restore_entries: 5\n");
     let c = w.client().await;
-    let made = backup(&c, "alpha").await;
     let before = w.live_state();
     let err = restore(&c, &no_pre(&made.id)).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
