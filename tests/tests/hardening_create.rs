@@ -772,3 +772,55 @@ async fn a_tree_with_more_entries_than_restore_accepts_is_refused_up_front() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The service user truncates a file between the walk and its read: the create
+/// still succeeds (else its owner could make every backup, and so every restore
+/// with a pre-restore backup, fail), the member keeps the size its header says,
+/// padded with zeros as GNU tar does, and the result says it is incomplete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_truncated_after_the_walk_is_stored_padded_and_reported() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    fs::write(data.join("shrinking"), vec![b'x'; 10_000]).unwrap();
+    give_to_nobody(&data.join("shrinking"));
+
+    let d = data.clone();
+    fail::cfg_callback("create::after-walk", move || {
+        as_nobody(&d, "printf 'abc' > shrinking");
+    })
+    .unwrap();
+    let out = create(&c, &plain("alpha")).await;
+    fail::remove("create::after-walk");
+    let r = out.result.as_ref().unwrap();
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("incomplete ")
+            && w.contains("shrinking")
+            && w.contains("shrank by 9997 bytes")),
+        "{:?}",
+        r.warnings
+    );
+    let member = format!("{}/data/shrinking", r.id);
+    let stored = Command::new("tar")
+        .args(["-xOf", &r.archive, &member])
+        .output()
+        .unwrap();
+    assert!(stored.status.success());
+    let mut want = b"abc".to_vec();
+    want.resize(10_000, 0);
+    assert_eq!(stored.stdout, want);
+    // And the backup restores.
+    let dest = w.cfg().restores_root.join("shrunk");
+    restore(
+        &c,
+        &RestoreParams {
+            id: r.id.clone(),
+            dest: Some(dest.display().to_string()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(fs::read(dest.join("shrinking")).unwrap(), want);
+}

@@ -153,6 +153,9 @@ pub struct Skipped {
     pub path: PathBuf,
     /// Why, for people.
     pub reason: String,
+    /// In the archive after all, but not as it was (it shrank while it was
+    /// read); otherwise left out.
+    pub incomplete: bool,
 }
 
 impl Skipped {
@@ -160,7 +163,12 @@ impl Skipped {
     /// long the path or the symlink target it names.
     pub fn warning(&self) -> String {
         format!(
-            "left out {}: {}",
+            "{} {}: {}",
+            if self.incomplete {
+                "incomplete"
+            } else {
+                "left out"
+            },
             elide(&self.path.display().to_string()),
             elide(&self.reason)
         )
@@ -241,6 +249,7 @@ mod tests {
         Skipped {
             path: PathBuf::from(path),
             reason: reason.to_owned(),
+            incomplete: false,
         }
     }
 

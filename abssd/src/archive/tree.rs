@@ -363,6 +363,48 @@ pub fn open_trusted(path: &Path, expect: Ident) -> Result<File, Gone> {
     Ok(File::from(fd))
 }
 
+/// Most extents [`holes_at`] walks; a file cut into more is counted by its
+/// blocks instead (an upper bound: it is sparse, and only an attacker makes
+/// files like that).
+const MAX_EXTENTS: u32 = 65_536;
+
+/// Bytes of the regular file `name` in `dir` that are holes, measured with
+/// `SEEK_DATA`/`SEEK_HOLE` on a descriptor of it. Its block count alone is no
+/// measure: compressing filesystems (ZFS, btrfs) store a file in fewer blocks
+/// than its size, and ext4 keeps tiny files inline, in no block at all.
+/// `Ok(None)` when `name` is no longer the file `st` describes.
+pub fn holes_at(dir: BorrowedFd<'_>, name: &[u8], st: &Statx) -> rustix::io::Result<Option<u64>> {
+    use rustix::fs::SeekFrom;
+    let size = st.stx_size;
+    let by_blocks = size.saturating_sub(st.stx_blocks.saturating_mul(512));
+    if by_blocks == 0 {
+        return Ok(Some(0));
+    }
+    let fd = match rustix::fs::openat(dir, name, FILE, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::LOOP | Errno::NXIO) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if check_file(&stat_fd(&fd)?, Ident::of(st)).is_err() {
+        return Ok(None);
+    }
+    let (mut at, mut holes) = (0u64, 0u64);
+    for _ in 0..MAX_EXTENTS {
+        if at >= size {
+            return Ok(Some(holes));
+        }
+        let data = match rustix::fs::seek(&fd, SeekFrom::Data(at)) {
+            Ok(data) => data,
+            // No data from `at` to the end.
+            Err(Errno::NXIO) => return Ok(Some(holes + (size - at))),
+            Err(e) => return Err(e),
+        };
+        holes += data.saturating_sub(at);
+        at = rustix::fs::seek(&fd, SeekFrom::Hole(data))?;
+    }
+    Ok(Some(by_blocks))
+}
+
 fn check_file(st: &Statx, expect: Ident) -> std::result::Result<(), String> {
     if file_type(st) != FileType::RegularFile {
         return Err(
@@ -425,6 +467,39 @@ pub fn target_path(bytes: Vec<u8>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn holes_are_measured_not_guessed_from_blocks() {
+        use std::io::{Seek, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let fd = rustix::fs::open(dir.path(), DIR, Mode::empty()).unwrap();
+        // 64 MiB with 4 KiB of data at 1 MiB: the rest is holes.
+        let mut f = std::fs::File::create(dir.path().join("sparse")).unwrap();
+        f.set_len(64 << 20).unwrap();
+        f.seek(std::io::SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(&[7u8; 4096]).unwrap();
+        f.sync_all().unwrap();
+        let st = stat_at(fd.as_fd(), b"sparse").unwrap();
+        let holes = holes_at(fd.as_fd(), b"sparse", &st).unwrap().unwrap();
+        assert!(holes < 64 << 20, "{holes}");
+        assert!(holes >= (64 << 20) - (1 << 20), "{holes}");
+        // Dense and tiny files have none, whatever their block counts say.
+        std::fs::write(dir.path().join("dense"), vec![1u8; 100_000]).unwrap();
+        std::fs::write(dir.path().join("tiny"), b"x").unwrap();
+        for name in [&b"dense"[..], b"tiny"] {
+            let mut st = stat_at(fd.as_fd(), name).unwrap();
+            // As a compressing filesystem would report it.
+            st.stx_blocks = 0;
+            assert_eq!(holes_at(fd.as_fd(), name, &st).unwrap(), Some(0));
+        }
+        // Replaced since the stat: not measured, said so.
+        let st = stat_at(fd.as_fd(), b"dense").unwrap();
+        std::fs::remove_file(dir.path().join("dense")).unwrap();
+        std::fs::write(dir.path().join("dense"), vec![1u8; 10]).unwrap();
+        let mut st2 = st;
+        st2.stx_blocks = 0;
+        assert_eq!(holes_at(fd.as_fd(), b"dense", &st2).unwrap(), None);
+    }
 
     #[test]
     fn long_paths_are_cut_into_pieces_at_slashes() {

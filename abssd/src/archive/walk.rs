@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use rustix::fs::{Dir, FileType, Statx};
+use rustix::fs::{Dir, FileType};
 use rustix::io::Errno;
 
 use super::tree::{self, Gone, Ident, Tree};
@@ -93,6 +93,7 @@ pub fn walk(
                     Err(Gone::Changed(reason)) => skipped.push(Skipped {
                         path: tree.display(&rel),
                         reason,
+                        incomplete: false,
                     }),
                     Err(Gone::Failed(e)) => return Err(e),
                 }
@@ -138,6 +139,7 @@ fn list(
                 skipped.push(Skipped {
                     path: tree.display(&child_rel),
                     reason,
+                    incomplete: false,
                 })
             };
             let Ok(utf8) = std::str::from_utf8(&name) else {
@@ -175,7 +177,15 @@ fn list(
                     rel: child_rel,
                 }),
                 FileType::RegularFile => {
-                    if let Err(reason) = take_holes(&st, holes) {
+                    let hole = match tree::holes_at(dir, name.as_slice(), &st) {
+                        Ok(Some(hole)) => hole,
+                        Ok(None) => {
+                            skip("changed during the backup".into());
+                            continue;
+                        }
+                        Err(e) => return Err(failed("reading", &child_rel, e)),
+                    };
+                    if let Err(reason) = take_holes(st.stx_size, hole, holes) {
                         skip(reason);
                         continue;
                     }
@@ -209,9 +219,7 @@ fn list(
 }
 
 /// Count a file's holes against the budget, or say why it is left out.
-fn take_holes(st: &Statx, holes: &mut Holes) -> std::result::Result<(), String> {
-    let size = st.stx_size;
-    let hole = size.saturating_sub(st.stx_blocks.saturating_mul(512));
+fn take_holes(size: u64, hole: u64, holes: &mut Holes) -> std::result::Result<(), String> {
     if hole > holes.left {
         return Err(format!(
             "is a sparse file ({size} bytes, of which {hole} are holes that use no disk); \

@@ -157,6 +157,7 @@ async fn append(
                     return Ok(Some(Skipped {
                         path: from.display(),
                         reason,
+                        incomplete: false,
                     }));
                 }
                 Err(Gone::Failed(e)) => return Err(e),
@@ -171,7 +172,7 @@ async fn append(
                 .append_data(&mut header, &m.name, tokio::io::empty())
                 .await
                 .map_err(err)?;
-            copy_content(
+            let missing = copy_content(
                 file,
                 &from.display(),
                 *size,
@@ -180,6 +181,16 @@ async fn append(
                 progress,
             )
             .await?;
+            if missing > 0 {
+                return Ok(Some(Skipped {
+                    path: from.display(),
+                    reason: format!(
+                        "shrank by {missing} bytes while it was read; the archive holds \
+                         what was read, then zeros up to its size at the walk ({size} bytes)"
+                    ),
+                    incomplete: true,
+                }));
+            }
         }
         Body::Symlink(target) => {
             header.set_entry_type(EntryType::Symlink);
@@ -273,9 +284,11 @@ async fn append_long_link(builder: &mut Builder<Encoder>, target: &Path) -> std:
 const COPY_CHUNK: usize = 1 << 20;
 
 /// Copy exactly `size` bytes of `file` (the size in its tar header) into the
-/// stream, then pad to the 512-byte block. A file that shrank since the walk is
-/// an error (its header would lie); bytes beyond `size` (a file still growing)
-/// are left out.
+/// stream, then pad to the 512-byte block; bytes beyond `size` (a file still
+/// growing) are left out. A file that shrank since the walk is padded with
+/// zeros to the size its header already says, as GNU tar does, so that its
+/// owner cannot make every backup fail by truncating it at the right moment;
+/// returns how many bytes were missing (0: all there).
 async fn copy_content(
     mut file: File,
     path: impl AsRef<Path>,
@@ -283,7 +296,7 @@ async fn copy_content(
     out: &mut Encoder,
     buf: &mut [u8],
     progress: &mut ByteProgress<'_>,
-) -> Result<()> {
+) -> Result<u64> {
     let write_err = super::write_error;
     let path = path.as_ref();
     let mut left = size;
@@ -292,17 +305,25 @@ async fn copy_content(
         // Blocking read: this future only ever runs on a blocking thread.
         let n = file.read(&mut buf[..want]).at("reading", path)?;
         if n == 0 {
-            return Err(Error::Environment(format!(
-                "{} shrank while it was being archived; stop the instance or retry the backup",
-                path.display()
-            )));
+            break;
         }
         out.write_all(&buf[..n]).await.map_err(write_err)?;
         left -= n as u64;
         progress.add(n as u64);
     }
+    let missing = left;
+    if missing > 0 {
+        buf.fill(0);
+        while left > 0 {
+            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            out.write_all(&buf[..n]).await.map_err(write_err)?;
+            left -= n as u64;
+            progress.add(n as u64);
+        }
+    }
     let pad = (512 - (size % 512) as usize) % 512;
-    out.write_all(&[0u8; 512][..pad]).await.map_err(write_err)
+    out.write_all(&[0u8; 512][..pad]).await.map_err(write_err)?;
+    Ok(missing)
 }
 
 #[cfg(test)]

@@ -304,6 +304,7 @@ fn leave_out_unrestorable(
                 skipped.push(archive::Skipped {
                     path: tree.display(rel.as_bytes()),
                     reason: format!("restore would refuse it: it {why}"),
+                    incomplete: false,
                 });
                 false
             }
