@@ -102,7 +102,7 @@ impl Index {
 
 /// The longest backup id accepted, in bytes: a file name (`<id>.tar.zst`)
 /// must fit in 255 bytes.
-pub const MAX_ID_BYTES: usize = 200;
+pub const MAX_ID_BYTES: usize = abssd_proto::limits::ID;
 
 /// An id some backup can have: non-empty, at most [`MAX_ID_BYTES`], no
 /// control characters, and usable as a directory name (no `/`, not `.` or
@@ -112,7 +112,11 @@ pub fn check_id(id: &str) -> Result<()> {
     let why = if id.is_empty() {
         "is empty"
     } else if id.len() > MAX_ID_BYTES {
-        "is longer than 200 bytes"
+        return Err(Error::validation(format!(
+            "backup id \"{}\" is longer than {MAX_ID_BYTES} bytes; ids look like \
+             20250102-030405-<instance>-a1b2c3",
+            crate::error::shown(id)
+        )));
     } else if id.chars().any(char::is_control) {
         "contains control characters"
     } else if id.contains('/') || id == "." || id == ".." {

@@ -434,6 +434,18 @@ impl Operation {
             recovered: self.recovered,
         }
     }
+
+    /// [`Operation::info`] without what can be large — the result, and an
+    /// error's detail — for lists (`op.list`, `daemon.status`): a page of them
+    /// stays small whatever the operations returned. `op.get` has the rest.
+    pub fn summary(&self) -> OpInfo {
+        let mut info = self.info();
+        info.result = None;
+        if let Some(e) = info.error.as_mut() {
+            e.detail = None;
+        }
+        info
+    }
 }
 
 impl Progress for Operation {

@@ -519,6 +519,12 @@ async fn ids_and_messages_with_control_characters_are_refused() {
         );
     }
     assert_eq!(fs::read(sb.config().index_file).unwrap(), before);
+    // Refused before any of them became an operation: only the first backup did.
+    let ops = call::<abssd_proto::methods::OpList>(&c, &Default::default())
+        .await
+        .unwrap()
+        .operations;
+    assert_eq!(ops.len(), 1, "{ops:?}");
     // A newline is still a message's own business.
     call::<BackupCreate>(
         &c,

@@ -484,6 +484,18 @@ async fn positional_params_are_refused_and_op_list_pages() {
     assert!(third.next_before.is_none());
     let too_many = page(1001, None).await.unwrap_err();
     assert_eq!(too_many.kind, abssd_proto::ErrorKind::Validation);
+    // A page holds summaries: a result (a reconcile's can be megabytes) only
+    // through op.get, so that a page stays small whatever the operations returned.
+    assert!(all.iter().all(|o| o.result.is_none()), "{all:?}");
+    let one = call::<abssd_proto::methods::OpGet>(
+        &c,
+        &abssd_proto::OpIdParams {
+            op_id: all[0].op_id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(one.result.is_some());
     drop(c);
     daemon.stop();
 }

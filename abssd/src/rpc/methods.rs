@@ -362,7 +362,7 @@ pub fn module(
         let limit = p.limit.unwrap_or(limits::OP_PAGE);
         let page = state.ops.page(p.running, limit, p.before.as_deref());
         Ok(OpListResult {
-            operations: page.operations.iter().map(|o| o.info()).collect(),
+            operations: page.operations.iter().map(|o| o.summary()).collect(),
             next_before: page.next_before,
         })
     })?;
@@ -374,7 +374,12 @@ pub fn module(
             target: |p| Some(p.instance.clone()),
             detached: |p| p.detach && !p.dry_run,
             operator_only: |_| true,
-            validate: |p| validate_name(&p.instance),
+            validate: |p| {
+                validate_name(&p.instance)?;
+                p.message
+                    .as_deref()
+                    .map_or(Ok(()), |m| ops::check_message("--message", m))
+            },
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::create::run(&ctx, &p, &peer.actor, &sink).await?;
@@ -388,7 +393,13 @@ pub fn module(
             target: |p| Some(p.id.clone()),
             detached: |p| p.detach && !p.dry_run,
             operator_only: |_| true,
-            validate: |p| p.instance.as_deref().map_or(Ok(()), validate_name),
+            validate: |p| {
+                crate::index::check_id(&p.id)?;
+                if let Some(m) = &p.backup_message {
+                    ops::check_message("--backup-message", m)?;
+                }
+                p.instance.as_deref().map_or(Ok(()), validate_name)
+            },
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::restore::run(&ctx, &p, &peer.actor, &sink).await?;
@@ -402,7 +413,7 @@ pub fn module(
             target: |p| p.id.clone().or_else(|| p.all.then(|| "all".to_owned())),
             detached: |p| p.detach,
             operator_only: |_| true,
-            validate: |_| Ok(()),
+            validate: |p| p.id.as_deref().map_or(Ok(()), crate::index::check_id),
         },
         |ctx, sink, p, _| async move {
             let (plan, result) = ops::verify::run(&ctx, &p, &sink).await?;
@@ -453,9 +464,9 @@ fn status(state: &State, peer: &Peer) -> DaemonStatus {
             .ops
             .running()
             .iter()
-            .map(|o| o.info())
+            .map(|o| o.summary())
             .collect::<Vec<OpInfo>>(),
-        recovered: state.ops.recovered().iter().map(|o| o.info()).collect(),
+        recovered: state.ops.recovered().iter().map(|o| o.summary()).collect(),
         caller_may_mutate: peer.may_mutate,
     }
 }
