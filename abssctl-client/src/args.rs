@@ -138,16 +138,23 @@ pub enum BackupCommand {
 }
 
 /// `abssctl backup create`
+///
+/// What cannot be restored is left out with a warning (shown as it runs, and
+/// counted in the summary): sockets, FIFOs, devices, symlinks that are
+/// absolute or leave the data directory, names over 4096 bytes, sparse files
+/// beyond the daemon's hole budget, and files replaced while the backup runs.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// The instance to back up (its name in the registry).
     pub instance: String,
 
-    /// A note stored with the backup.
+    /// A note stored with the backup (at most 1024 bytes; no control characters
+    /// but newlines).
     #[arg(short, long, value_name = "TEXT")]
     pub message: Option<String>,
 
-    /// A label stored with the backup; repeat the flag or separate labels with commas.
+    /// A label stored with the backup; repeat the flag or separate labels with
+    /// commas (at most 32 labels of 100 bytes).
     #[arg(long = "label", value_name = "LABEL")]
     pub labels: Vec<String>,
 
@@ -188,7 +195,8 @@ pub struct RestoreArgs {
     pub instance: Option<String>,
 
     /// Restore only the data, into this new or empty directory (under the instance
-    /// root or the restores directory beside the backups root). The instance, its
+    /// root or the restores directory beside the backups root; never in a
+    /// directory abssd manages, such as the backups root). The instance, its
     /// unit, site and registry entry are left alone, so no confirmation is needed.
     #[arg(long, value_name = "PATH")]
     pub dest: Option<PathBuf>,
@@ -344,8 +352,8 @@ pub struct OpListArgs {
     #[arg(long)]
     pub running: bool,
     /// Show at most N operations, the newest (daemon default 100, at most 1000).
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: Option<u16>,
     /// Only operations older than this one (the `next_before` of a previous page).
     #[arg(long, value_name = "OP_ID")]
     pub before: Option<String>,

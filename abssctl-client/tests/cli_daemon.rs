@@ -318,6 +318,32 @@ fn detached_operations_can_be_listed_and_watched() {
 }
 
 #[test]
+fn op_list_pages_and_its_hint_asks_the_same_question_further_back() {
+    let host = Host::new();
+    for _ in 0..3 {
+        host.json(&["backup", "reconcile"], 0);
+    }
+    let out = host.abssctl(&["op", "list", "--limit", "2"]);
+    assert_exit(&out, 0);
+    let shown = text(&out.stdout);
+    let hint = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("older operations: "))
+        .unwrap_or_else(|| panic!("no hint for the next page:\n{shown}"));
+    assert!(
+        hint.starts_with("abssctl op list --limit 2 --before "),
+        "{hint}"
+    );
+    // Following the hint gives the remaining, older one.
+    let before = hint.rsplit(' ').next().unwrap();
+    let older = host.json(&["op", "list", "--limit", "2", "--before", before], 0);
+    assert_eq!(older["operations"].as_array().unwrap().len(), 1, "{older}");
+    // Out of range is refused by the client itself, before any call.
+    let out = host.abssctl(&["op", "list", "--limit", "0"]);
+    assert_exit(&out, 2);
+}
+
+#[test]
 fn daemon_status_names_its_socket() {
     let host = Host::new();
     let status = host.json(&["daemon", "status"], 0);

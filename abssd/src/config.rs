@@ -127,6 +127,9 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// The longest duration any setting takes (about 31 years): beyond it a
+/// `Duration` from the value could not even be made.
+const MAX_SECONDS: f64 = 1e9;
 /// The longest `daemon.stop_timeout`: a stop that waits longer is a hang.
 const MAX_STOP_TIMEOUT: f64 = 3600.0;
 /// Default of `daemon.max_restore_entries`.
@@ -538,16 +541,18 @@ impl FileView<'_> {
     }
 
     fn seconds(&self, key: &str) -> Result<Option<f64>> {
+        let expected = format!("a number of seconds from 0 to {MAX_SECONDS}");
         match self.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => n
                 .as_f64()
-                .filter(|v| *v >= 0.0)
+                .filter(|v| (0.0..=MAX_SECONDS).contains(v))
                 .map(Some)
-                .ok_or_else(|| self.bad(key, "a number of seconds ≥ 0", n)),
+                .ok_or_else(|| self.bad(key, &expected, n)),
             Some(Value::String(s)) => parse_seconds(s)
+                .filter(|v| *v <= MAX_SECONDS)
                 .map(Some)
-                .ok_or_else(|| self.bad(key, "a number of seconds", s)),
+                .ok_or_else(|| self.bad(key, &expected, s)),
             Some(other) => Err(self.bad(key, "a number of seconds", other)),
         }
     }
@@ -682,6 +687,18 @@ mod tests {
         let c = load(dir.path(), Some(file), &env, over).unwrap();
         assert_eq!(c.socket, PathBuf::from("/flag/sock"));
         assert_eq!(c.operator_group, "flaggrp");
+    }
+
+    #[test]
+    fn durations_beyond_reason_are_refused_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        for yaml in [
+            "daemon:\n  idle_timeout: 1e30\n",
+            "lock_timeout: \"1e300\"\n",
+        ] {
+            let err = load(dir.path(), Some(yaml), &[], Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("from 0 to"), "{err}");
+        }
     }
 
     #[test]

@@ -84,8 +84,9 @@ pub fn logging_to_journal() -> bool {
 
 /// When a socket-activated daemon may exit: after `timeout` with no client
 /// connected and no operation running, counted from the moment the last
-/// client left or the last operation was seen running — never from an
-/// earlier periodic check, which would cut the idle period short.
+/// client left (exactly: connections report their end) or the last check
+/// that saw an operation running (checks come every second, so an operation
+/// that ends between two can shorten the idle period by up to a second).
 #[derive(Debug)]
 pub struct IdleClock {
     /// `daemon.idle_timeout`.

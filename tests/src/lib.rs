@@ -25,6 +25,7 @@ use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{Client, ClientBuilder};
 
 pub mod inspect;
+pub mod nobody;
 pub mod python;
 pub mod rawtar;
 pub mod world;

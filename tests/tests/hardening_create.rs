@@ -10,7 +10,6 @@
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -21,14 +20,12 @@ use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupShow};
 use abssd_proto::*;
 use abssd_tests::inspect::events_of;
+use abssd_tests::nobody::{self, NOBODY};
 use abssd_tests::tar;
 use abssd_tests::world::{World, restore};
 use jsonrpsee::core::client::Client;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-
-/// The instance's service user.
-const NOBODY: u32 = 65534;
 
 /// Serializes the tests of this binary (hooks are process-wide) and clears
 /// every hook when dropped.
@@ -54,30 +51,14 @@ fn owned_by_nobody(w: &World) -> PathBuf {
 
 /// `chown -R` to the service user.
 fn give_to_nobody(path: &Path) {
-    let st = Command::new("chown")
-        .args(["-R", "65534:65534"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    nobody::chown_r(path, NOBODY);
 }
 
 /// Run `script` with `sh -c` in `dir` as the service user (a real second
 /// process with its uid, not root); panics when it fails.
+#[track_caller]
 fn as_nobody(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "as uid {NOBODY}: {script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nobody::sh(Some(dir), script);
 }
 
 /// A root-only directory (0700) holding a root-only file (0600) with a secret

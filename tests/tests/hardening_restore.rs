@@ -28,38 +28,16 @@ use abssd::config::unit_name;
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupList, BackupReconcile, BackupShow, BackupVerify};
 use abssd_proto::*;
+use abssd_tests::nobody::{self, NOBODY, chown_r};
 use abssd_tests::python::register_python_entry;
 use abssd_tests::world::{Tmpfs, World, assert_same, no_pre, restore};
 use abssd_tests::{Daemon, Sandbox, backup, client, tar};
 use serde_json::{Value, json};
 
-const NOBODY: u32 = 65534;
-
 /// Run `script` with `sh` as uid/gid 65534 (the instance's service user).
+#[track_caller]
 fn as_nobody(script: &str) {
-    use std::os::unix::process::CommandExt;
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "as nobody: {script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn chown_r(path: &Path, uid: u32) {
-    let st = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{uid}"))
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    nobody::sh(None, script);
 }
 
 /// A backup of `name` laid out the way the Python tool does (its data, unit

@@ -18,7 +18,7 @@ pub async fn run(client: &Client, out: Output, cmd: OpCommand) -> Result<Exit, W
                 client,
                 &OpListParams {
                     running: args.running,
-                    limit: args.limit,
+                    limit: args.limit.map(usize::from),
                     before: args.before,
                 },
             )
@@ -29,9 +29,15 @@ pub async fn run(client: &Client, out: Output, cmd: OpCommand) -> Result<Exit, W
                     if !table.ends_with('\n') {
                         table.push('\n');
                     }
-                    table.push_str(&format!(
-                        "older operations: abssctl op list --before {before}\n"
-                    ));
+                    // The same question, one page further back.
+                    let mut next = String::from("abssctl op list");
+                    if args.running {
+                        next.push_str(" --running");
+                    }
+                    if let Some(limit) = args.limit {
+                        next.push_str(&format!(" --limit {limit}"));
+                    }
+                    table.push_str(&format!("older operations: {next} --before {before}\n"));
                 }
                 table
             });

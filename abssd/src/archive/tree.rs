@@ -12,9 +12,9 @@
 //! blocks, and is reported as [`Gone`].
 //!
 //! At most one directory besides the root is kept open (the last one used;
-//! archives and walks visit a directory's entries together), so the depth of a
-//! tree never costs descriptors; a path longer than `PATH_MAX` is opened in
-//! pieces.
+//! archives and walks visit a directory's entries together), and two for the
+//! moment a child is opened from it, so the depth of a tree never costs
+//! descriptors; a path longer than `PATH_MAX` is opened in pieces.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;

@@ -4,8 +4,9 @@
 //! Each directory is opened through the tree's descriptors (never through a
 //! symlink, and only if it is still the directory its parent listed), its
 //! entries are `statx`ed without following symlinks while it is open, then
-//! it is left: one directory is open at a time, so a tree of any depth walks
-//! with the same few descriptors. What the walk leaves out is reported.
+//! it is left: besides the root, the tree keeps one directory open, and two
+//! for the moment a child is opened from its parent, so a tree of any depth
+//! walks with the same few descriptors. What the walk leaves out is reported.
 
 use std::sync::Arc;
 
