@@ -331,7 +331,7 @@ fn gnu_tar_archives_in_every_compression_come_back_exactly() {
 
 #[test]
 fn our_own_archives_come_back_exactly() {
-    use abssd::archive::{Codec, Holes, Tree, walk, write};
+    use abssd::archive::{Budget, Codec, Tree, walk, write};
     use abssd::ops::{ByteProgress, Progress};
 
     struct Quiet;
@@ -358,7 +358,7 @@ fn our_own_archives_come_back_exactly() {
         let archive = w.join(name);
         let file = fs::File::create(&archive).unwrap();
         let tree = std::sync::Arc::new(Tree::open(&top).unwrap());
-        let (members, skipped) = walk(&tree, TOP, &mut Holes::new(u64::MAX)).unwrap();
+        let (members, skipped) = walk(&tree, TOP, &mut Budget::new(u64::MAX)).unwrap();
         assert!(skipped.is_empty(), "{skipped:?}");
         let codec = Codec {
             algorithm,

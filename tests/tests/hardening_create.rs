@@ -805,3 +805,99 @@ async fn a_file_truncated_after_the_walk_is_stored_padded_and_reported() {
     .unwrap();
     assert_eq!(fs::read(dest.join("shrinking")).unwrap(), want);
 }
+
+/// A lease the service user holds on one of its files (`F_SETLEASE`) makes a
+/// non-blocking open fail with `EAGAIN` (a blocking one would wait for the
+/// lease break, instance locked): the file is left out, the create succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_file_is_left_out_and_does_not_fail_the_create() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let leased = data.join("leased");
+    fs::write(&leased, "mine\n").unwrap();
+    give_to_nobody(&leased);
+    // F_SETLEASE is 1024; SIGIO (the lease break) is ignored so the holder
+    // keeps the lease until it is killed.
+    let mut holder = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import fcntl,os,signal,sys,time\nsignal.signal(signal.SIGIO, signal.SIG_IGN)\n\
+             fd=os.open(sys.argv[1],os.O_RDONLY)\nfcntl.fcntl(fd,1024,fcntl.F_WRLCK)\n\
+             print('leased',flush=True)\ntime.sleep(600)\n",
+        )
+        .arg(&leased)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "leased");
+    let out = call::<BackupCreate>(&c, &plain("alpha")).await;
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let out = out.expect("the create succeeds despite the lease");
+    let r = out.result.as_ref().unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("/data/leased:") && w.contains("leased by its owner")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(
+        !listing(&r.archive)
+            .iter()
+            .any(|n| n.ends_with("/data/leased"))
+    );
+}
+
+/// Create counts what restore counts: every entry of the archive, the unit,
+/// site and metadata members too. At exactly the limit both work; one entry
+/// over, the create is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_entry_limit_counts_every_member_as_restore_does() {
+    let _serial = serial();
+    let entries = {
+        let w = World::new(&["alpha"]);
+        let out = create(&w.client().await, &plain("alpha")).await;
+        listing(&out.result.unwrap().archive).len() as u64
+    };
+    let at_limit = World::with_config(&["alpha"], |_| {
+        format!("daemon:\n  max_restore_entries: {entries}\n")
+    });
+    let c = at_limit.client().await;
+    let made = create(&c, &plain("alpha")).await.result.unwrap();
+    assert_eq!(listing(&made.archive).len() as u64, entries);
+    let dest = at_limit.cfg().restores_root.join("at-limit");
+    restore(
+        &c,
+        &RestoreParams {
+            id: made.id.clone(),
+            dest: Some(dest.display().to_string()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let over = World::with_config(&["alpha"], |_| {
+        format!("daemon:\n  max_restore_entries: {}\n", entries - 1)
+    });
+    let err = call::<BackupCreate>(&over.client().await, &plain("alpha"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+    assert!(
+        err.message.contains("max_restore_entries"),
+        "{}",
+        err.message
+    );
+}

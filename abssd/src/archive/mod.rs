@@ -25,7 +25,7 @@ mod walk;
 mod writer;
 
 pub use tree::{Gone, Ident, Tree};
-pub use walk::{Holes, walk};
+pub use walk::{Budget, walk};
 pub use writer::{Codec, Written, write};
 
 /// One entry of the archive, in write order.

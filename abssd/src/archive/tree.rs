@@ -249,6 +249,11 @@ impl Tree {
                 "was replaced during the backup by something that is not a {what}"
             )),
             Errno::NOENT => Gone::Changed("disappeared during the backup".into()),
+            // A lease its owner holds (`F_SETLEASE`): the open would wait up to
+            // the kernel's lease-break time, with the instance locked.
+            Errno::AGAIN => Gone::Changed(format!(
+                "is leased by its owner, who is writing it (opening the {what} would wait); not read"
+            )),
             // RESOLVE_BENEATH refused a path leaving the tree (cannot happen
             // without `..`, which walked names never contain).
             Errno::XDEV => Gone::Changed(format!(
@@ -382,7 +387,7 @@ pub fn holes_at(dir: BorrowedFd<'_>, name: &[u8], st: &Statx) -> rustix::io::Res
     }
     let fd = match rustix::fs::openat(dir, name, FILE, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::NOENT | Errno::LOOP | Errno::NXIO) => return Ok(None),
+        Err(Errno::NOENT | Errno::LOOP | Errno::NXIO | Errno::AGAIN) => return Ok(None),
         Err(e) => return Err(e),
     };
     if check_file(&stat_fd(&fd)?, Ident::of(st)).is_err() {

@@ -38,18 +38,70 @@ enum Child {
 /// refused or cost its full logical size on restore (and in restore's
 /// free-space check). A cap keeps create fast (holes are never read) and every
 /// backup restorable; what it leaves out is said in the result.
+///
+/// The budget also bounds what the walk holds in memory, as the tree's owner
+/// decides how much that is: the entries (a restore accepts at most
+/// `daemon.max_restore_entries`, so the walk stops there rather than list a
+/// tree it cannot archive) and the bytes of their names ([`MAX_HELD_BYTES`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Holes {
-    /// The configured limit (`daemon.max_sparse_hole_bytes`).
-    pub max: u64,
+pub struct Budget {
+    /// Bytes of holes one create archives (`daemon.max_sparse_hole_bytes`).
+    pub max_holes: u64,
     /// What is left of it.
-    pub left: u64,
+    pub holes_left: u64,
+    /// Entries the walk may list (`daemon.max_restore_entries`, less what a
+    /// create adds besides the data).
+    pub max_entries: u64,
+    /// What is left of it.
+    pub entries_left: u64,
+    /// Bytes of names (and paths) the walk may hold.
+    pub bytes_left: u64,
 }
 
-impl Holes {
-    /// A fresh budget of `max` bytes.
-    pub fn new(max: u64) -> Holes {
-        Holes { max, left: max }
+/// Most bytes of member names and paths one walk holds: far above any real
+/// instance (a million entries with 100-byte paths take 200 MB at the most),
+/// and a bound on what deep paths could make a root daemon allocate.
+pub const MAX_HELD_BYTES: u64 = 256 << 20;
+
+impl Budget {
+    /// `max_holes` bytes of holes, any number of entries.
+    pub fn new(max_holes: u64) -> Budget {
+        Budget {
+            max_holes,
+            holes_left: max_holes,
+            max_entries: u64::MAX,
+            entries_left: u64::MAX,
+            bytes_left: MAX_HELD_BYTES,
+        }
+    }
+
+    /// At most `max` entries.
+    pub fn entries(mut self, max: u64) -> Budget {
+        self.max_entries = max;
+        self.entries_left = max;
+        self
+    }
+
+    /// Count one listed entry whose name, archive name and path take `bytes`;
+    /// an error once the tree is more than a create may take.
+    fn take_entry(&mut self, bytes: u64) -> Result<()> {
+        if self.entries_left == 0 {
+            return Err(Error::validation(format!(
+                "the data directory has more than {} files and directories, more than a \
+                 restore accepts (daemon.max_restore_entries); raise that limit or clean up \
+                 the data directory",
+                self.max_entries
+            )));
+        }
+        if self.bytes_left < bytes {
+            return Err(Error::validation(format!(
+                "the names in the data directory take more than {MAX_HELD_BYTES} bytes \
+                 (deep paths of long names); clean up the data directory"
+            )));
+        }
+        self.entries_left -= 1;
+        self.bytes_left -= bytes;
+        Ok(())
     }
 }
 
@@ -61,7 +113,7 @@ impl Holes {
 pub fn walk(
     tree: &Arc<Tree>,
     prefix: &str,
-    holes: &mut Holes,
+    holes: &mut Budget,
 ) -> Result<(Vec<Member>, Vec<Skipped>)> {
     let mut out = vec![Member::from_stat(
         format!("{prefix}/"),
@@ -111,7 +163,7 @@ fn list(
     rel: &[u8],
     expect: Option<Ident>,
     name_prefix: &str,
-    holes: &mut Holes,
+    holes: &mut Budget,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<Child>, Gone> {
     let failed = |action: &'static str, at: &[u8], e: Errno| {
@@ -128,6 +180,10 @@ fn list(
             let entry = entry.map_err(|e| failed("listing", rel, e))?;
             let name = entry.file_name().to_bytes();
             if name != b"." && name != b".." {
+                // What this entry will cost while the walk holds it: its
+                // archive name, its path and perhaps a warning with its path.
+                let held = 3 * (name_prefix.len() + rel.len() + name.len() + 1) as u64;
+                holes.take_entry(held).map_err(Gone::Failed)?;
                 names.push(name.to_vec());
             }
         }
@@ -220,16 +276,16 @@ fn list(
 }
 
 /// Count a file's holes against the budget, or say why it is left out.
-fn take_holes(size: u64, hole: u64, holes: &mut Holes) -> std::result::Result<(), String> {
-    if hole > holes.left {
+fn take_holes(size: u64, hole: u64, holes: &mut Budget) -> std::result::Result<(), String> {
+    if hole > holes.holes_left {
         return Err(format!(
             "is a sparse file ({size} bytes, of which {hole} are holes that use no disk); \
              archiving it would store the holes as data and restore them in full, and this \
              backup may hold at most {} bytes of holes (daemon.max_sparse_hole_bytes): left out",
-            holes.max
+            holes.max_holes
         ));
     }
-    holes.left -= hole;
+    holes.holes_left -= hole;
     Ok(())
 }
 
@@ -240,6 +296,29 @@ mod tests {
 
     fn names(members: &[Member]) -> Vec<&str> {
         members.iter().map(|m| m.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_walk_stops_at_the_entry_and_name_budgets_not_after_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..100 {
+            fs::write(dir.path().join(format!("f{i:03}")), "x").unwrap();
+        }
+        let tree = Arc::new(Tree::open(dir.path()).unwrap());
+        let err = walk(&tree, "t", &mut Budget::new(0).entries(10)).unwrap_err();
+        assert!(err.to_string().contains("more than 10 files"), "{err}");
+        let mut budget = Budget::new(0).entries(1000);
+        budget.bytes_left = 500;
+        let err = walk(&tree, "t", &mut budget).unwrap_err();
+        assert!(
+            err.to_string().contains("names in the data directory"),
+            "{err}"
+        );
+        // Within both, the whole tree.
+        let mut budget = Budget::new(0).entries(100);
+        let (members, _) = walk(&tree, "t", &mut budget).unwrap();
+        assert_eq!(members.len(), 101);
+        assert_eq!(budget.entries_left, 0);
     }
 
     #[test]
@@ -261,7 +340,7 @@ mod tests {
             .set_len(1 << 30)
             .unwrap();
         let tree = Arc::new(Tree::open(root).unwrap());
-        let mut holes = Holes::new(1 << 20);
+        let mut holes = Budget::new(1 << 20);
         let (members, skipped) = walk(&tree, "id/data", &mut holes).unwrap();
         assert_eq!(
             names(&members),
@@ -280,7 +359,7 @@ mod tests {
         assert_eq!(why.len(), 2, "{why:?}");
         assert!(why[0].contains("/p: not a regular file"), "{why:?}");
         assert!(why[1].contains("/s: is a sparse file"), "{why:?}");
-        assert_eq!(holes.left, 1 << 20);
+        assert_eq!(holes.holes_left, 1 << 20);
     }
 
     #[test]
@@ -289,7 +368,7 @@ mod tests {
         fs::write(dir.path().join("f"), "mine").unwrap();
         fs::write(dir.path().join("secret"), "root's").unwrap();
         let tree = Arc::new(Tree::open(dir.path()).unwrap());
-        let (members, _) = walk(&tree, "t", &mut Holes::new(0)).unwrap();
+        let (members, _) = walk(&tree, "t", &mut Budget::new(0)).unwrap();
         let Body::File { from, ident, .. } = &members[1].body else {
             panic!("{members:?}");
         };

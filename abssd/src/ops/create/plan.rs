@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use abssd_proto::{Algorithm, CreateParams, CreatePlan, PlanSource};
 
-use crate::archive::{self, Body, Holes, Ident, Member, Origin, Tree};
+use crate::archive::{self, Body, Budget, Ident, Member, Origin, Tree};
 use crate::config::{site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -159,7 +159,11 @@ pub(super) fn build_plan(
     let mut members = vec![Member::synthetic(format!("{id}/"), Body::Dir)];
     let data_root = instance.data_root(config);
     let tree = Arc::new(Tree::open(&data_root)?);
-    let mut holes = Holes::new(config.max_sparse_hole_bytes);
+    // The walk stops as soon as the tree is more than a restore accepts, with
+    // room left for the members a create adds besides the data.
+    let limit = config.max_restore_entries;
+    let mut holes =
+        Budget::new(config.max_sparse_hole_bytes).entries(limit.saturating_sub(NON_DATA_MEMBERS));
     let (mut data, mut skipped) = archive::walk(&tree, &format!("{id}/data"), &mut holes)?;
     leave_out_unrestorable(&mut data, &mut skipped, &id, &tree);
     sources.push(source(
@@ -170,15 +174,6 @@ pub(super) fn build_plan(
         &data,
     ));
     members.extend(data);
-    // A backup that restore would refuse for its size is not made at all.
-    let limit = config.max_restore_entries;
-    if members.len() as u64 > limit {
-        return Err(Error::validation(format!(
-            "{} has more than {limit} files and directories, more than a restore accepts \
-             (daemon.max_restore_entries); raise that limit or clean up the data directory",
-            data_root.display()
-        )));
-    }
 
     if !params.data_only {
         let assets = [
@@ -264,6 +259,15 @@ pub(super) fn build_plan(
         &meta_members[2..3],
     ));
     members.extend(meta_members);
+    // What restore counts: every entry of the archive.
+    if members.len() as u64 > limit {
+        return Err(Error::validation(format!(
+            "the backup of {} would hold {} entries, more than the {limit} a restore accepts \
+             (daemon.max_restore_entries); raise that limit or clean up the data directory",
+            data_root.display(),
+            members.len()
+        )));
+    }
 
     let plan = CreatePlan {
         instance: instance.name.clone(),
@@ -282,6 +286,11 @@ pub(super) fn build_plan(
     };
     Ok((plan, members))
 }
+
+/// The most entries a create adds besides the data tree: the top directory,
+/// `systemd/` and the unit, `nginx/` and the site, `nginx-enabled/` and the
+/// link, `metadata/` and its two files.
+const NON_DATA_MEMBERS: u64 = 10;
 
 /// Leave out the symlinks restore would refuse (absolute, or leaving `data/`),
 /// with the reason restore gives: a backup that reports success must restore.
