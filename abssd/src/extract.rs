@@ -372,13 +372,26 @@ async fn unpack(
         counts.content_bytes = total;
         hook_point!("extract::after-entry");
     }
+    drop(entries);
+    check_end(tar, meter, counts.entries, archive)?;
+    Ok(counts)
+}
+
+/// How an archive must end, for extraction and inspection alike: with an
+/// end-of-archive marker after at least one entry, and nothing but zeros after
+/// the marker.
+fn check_end(
+    tar: tokio_tar::Archive<ChunkReader>,
+    meter: &Meter,
+    entries: u64,
+    archive: &Path,
+) -> Result<()> {
     if meter.eof() {
         return Err(corrupt(archive, "it ends without an end-of-archive marker"));
     }
-    if counts.entries == 0 {
+    if entries == 0 {
         return Err(corrupt(archive, "it holds no entries"));
     }
-    drop(entries);
     let mut reader = tar
         .into_inner()
         .map_err(|_| Error::Internal("the tar reader is still shared".into()))?;
@@ -388,7 +401,7 @@ async fn unpack(
             "there is data after its end-of-archive marker",
         ));
     }
-    Ok(counts)
+    Ok(())
 }
 
 /// An error from the tar parser, explained: truncated, an oversized header, or

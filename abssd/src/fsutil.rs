@@ -9,7 +9,24 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use rustix::fs::{OFlags, ResolveFlags};
+
 use crate::error::{Error, IoContext, Result};
+
+/// How a tree that others own (an instance's data, a staging directory an
+/// archive fills) is walked from one of its directories: never out of it,
+/// never through a symlink (`openat2`).
+pub const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+/// How a directory in such a tree is opened: a directory or nothing, not
+/// through a symlink. `NONBLOCK` is harmless on a directory and keeps the open
+/// itself from ever waiting (for a FIFO swapped in).
+pub const OPEN_DIR: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::CLOEXEC);
 
 /// Mode of directories the daemon creates.
 pub const DIR_MODE: u32 = 0o750;

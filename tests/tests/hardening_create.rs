@@ -61,6 +61,20 @@ fn as_nobody(dir: &Path, script: &str) {
     nobody::sh(Some(dir), script);
 }
 
+/// The first time the daemon reaches the hook `name`, run `script` as the
+/// service user in `dir`, right there in the window; the flag says it ran.
+fn as_nobody_at(name: &'static str, dir: &Path, script: String) -> Arc<AtomicBool> {
+    let ran = Arc::new(AtomicBool::new(false));
+    let (dir, flag) = (dir.to_owned(), ran.clone());
+    fail::cfg_callback(name, move || {
+        if !flag.swap(true, Ordering::SeqCst) {
+            as_nobody(&dir, &script);
+        }
+    })
+    .unwrap();
+    ran
+}
+
 /// A root-only directory (0700) holding a root-only file (0600) with a secret
 /// that must never reach an archive.
 fn root_only_secret(w: &World) -> (PathBuf, String) {
@@ -143,16 +157,11 @@ async fn a_file_swapped_for_a_symlink_after_the_walk_is_left_out_not_read() {
     fs::write(data.join("victim"), "x".repeat(secret.len())).unwrap();
     give_to_nobody(&data.join("victim"));
 
-    let swapped = Arc::new(AtomicBool::new(false));
-    let (d, target, flag) = (data.clone(), dir.join("shadow"), swapped.clone());
-    fail::cfg_callback("create::after-walk", move || {
-        as_nobody(
-            &d,
-            &format!("rm victim && ln -s {} victim", target.display()),
-        );
-        flag.store(true, Ordering::SeqCst);
-    })
-    .unwrap();
+    let swapped = as_nobody_at(
+        "create::after-walk",
+        &data,
+        format!("rm victim && ln -s {} victim", dir.join("shadow").display()),
+    );
     let out = create(&c, &plain("alpha")).await;
     fail::remove("create::after-walk");
     assert!(swapped.load(Ordering::SeqCst), "the hook did not run");
@@ -186,20 +195,14 @@ async fn a_directory_swapped_for_a_symlink_during_the_walk_is_not_followed() {
     // The first directory listed is the data root: its entries are known, the
     // walk has not entered 0-victimdir yet (named to be the first directory it
     // enters).
-    let swapped = Arc::new(AtomicBool::new(false));
-    let (d, target, flag) = (data.clone(), dir.clone(), swapped.clone());
-    fail::cfg_callback("create::walk-dir", move || {
-        if !flag.swap(true, Ordering::SeqCst) {
-            as_nobody(
-                &d,
-                &format!(
-                    "mv 0-victimdir .moved && ln -s {} 0-victimdir",
-                    target.display()
-                ),
-            );
-        }
-    })
-    .unwrap();
+    let swapped = as_nobody_at(
+        "create::walk-dir",
+        &data,
+        format!(
+            "mv 0-victimdir .moved && ln -s {} 0-victimdir",
+            dir.display()
+        ),
+    );
     let out = create(&c, &plain("alpha")).await;
     fail::remove("create::walk-dir");
     assert!(swapped.load(Ordering::SeqCst), "the hook did not run");
@@ -268,11 +271,11 @@ async fn a_fifo_swapped_in_after_the_walk_neither_hangs_the_create_nor_keeps_the
     fs::write(data.join("victim"), "data\n").unwrap();
     give_to_nobody(&data.join("victim"));
 
-    let d = data.clone();
-    fail::cfg_callback("create::after-walk", move || {
-        as_nobody(&d, "rm victim && mkfifo victim");
-    })
-    .unwrap();
+    let swapped = as_nobody_at(
+        "create::after-walk",
+        &data,
+        "rm victim && mkfifo victim".into(),
+    );
     // Not a timing assertion: a create that opened the FIFO for reading would
     // wait for a writer forever; this only turns that hang into a failure (and
     // releases the daemon so the test can end).
@@ -288,6 +291,7 @@ async fn a_fifo_swapped_in_after_the_walk_neither_hangs_the_create_nor_keeps_the
             }
         };
     fail::remove("create::after-walk");
+    assert!(swapped.load(Ordering::SeqCst), "the hook did not run");
     let r = out.result.as_ref().unwrap();
     assert!(
         !listing(&r.archive)
@@ -767,13 +771,14 @@ async fn a_file_truncated_after_the_walk_is_stored_padded_and_reported() {
     fs::write(data.join("shrinking"), vec![b'x'; 10_000]).unwrap();
     give_to_nobody(&data.join("shrinking"));
 
-    let d = data.clone();
-    fail::cfg_callback("create::after-walk", move || {
-        as_nobody(&d, "printf 'abc' > shrinking");
-    })
-    .unwrap();
+    let truncated = as_nobody_at(
+        "create::after-walk",
+        &data,
+        "printf 'abc' > shrinking".into(),
+    );
     let out = create(&c, &plain("alpha")).await;
     fail::remove("create::after-walk");
+    assert!(truncated.load(Ordering::SeqCst), "the hook did not run");
     let r = out.result.as_ref().unwrap();
     assert!(
         r.warnings.iter().any(|w| w.starts_with("incomplete ")

@@ -23,22 +23,13 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Statx, StatxFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, IoContext, Result};
 
-/// How directories below the root are reached.
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
-/// How directories are opened. `NONBLOCK` is harmless on a directory and keeps
-/// the open itself from ever waiting.
-const DIR: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::NONBLOCK)
-    .union(OFlags::CLOEXEC);
+// How directories below the root are reached, and opened.
+use crate::fsutil::{BENEATH, OPEN_DIR as DIR};
 /// How files are opened for reading: never through a symlink, and without
 /// waiting for a writer if a FIFO was swapped in (regular files ignore
 /// `O_NONBLOCK`; anything else is refused once its descriptor is `statx`ed).

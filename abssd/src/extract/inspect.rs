@@ -245,22 +245,8 @@ async fn walk(
         found.entries += 1;
         found.content_bytes = total;
     }
-    if meter.eof() {
-        return Err(corrupt(archive, "it ends without an end-of-archive marker"));
-    }
-    if found.entries == 0 {
-        return Err(corrupt(archive, "it holds no entries"));
-    }
     drop(entries);
-    let mut reader = tar
-        .into_inner()
-        .map_err(|_| Error::Internal("the tar reader is still shared".into()))?;
-    if !reader.drain_zeros() {
-        return Err(corrupt(
-            archive,
-            "there is data after its end-of-archive marker",
-        ));
-    }
+    super::check_end(tar, meter, found.entries, archive)?;
     found.has_data = shape
         .dirs
         .contains(format!("{}/data", found.top).as_bytes());

@@ -16,21 +16,14 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, UTIME_OMIT, Uid};
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, Uid};
 use rustix::io::Errno;
 
 use super::names::EntryPath;
 use crate::error::{Error, IoContext, Result};
 
-/// How every directory is reached from the staging directory.
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
-/// How directories are opened.
-const DIR: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
+// How every directory is reached from the staging directory, and opened.
+use crate::fsutil::{BENEATH, OPEN_DIR as DIR};
 /// Directories are created owner-only and writable, so that extraction can fill
 /// directories that end up read-only; their own modes are applied at the end.
 const DIR_CREATE_MODE: u32 = 0o700;
