@@ -1,11 +1,14 @@
 //! The operations log, `logs_dir/operations.jsonl` (ADR-028 schema v1): one JSON
-//! line per operation, written when it ends, success or failure.
+//! line per operation, written when it ends, success or failure. It records what
+//! was changed and by whom: the operations of peers that may only read (which
+//! change nothing) are not written.
 //!
 //! Bounded two ways: a line never passes [`MAX_LINE`] (the bulkiest parts are
 //! replaced by a note of their size), and once the file reaches its configured
 //! size it is renamed to `operations.jsonl.1` (replacing the previous one) and a
 //! new file is started, so the log holds between one and two files' worth of the
-//! most recent operations. [`find`] looks in both.
+//! most recent operations. [`find`] looks in both, reading backwards in fixed
+//! chunks.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -129,10 +132,10 @@ impl Scan {
         let needle = format!("\"op_id\":\"{op_id}\"");
         let finder = memchr::memmem::Finder::new(needle.as_bytes());
         // Filled from its end: `buf[at..]` is the chunk just read, followed by
-        // what the later chunk began with before its first newline (the end of
-        // a line that began earlier), so every line after this chunk's first
-        // newline is whole.
-        // The tail is at most `longest` bytes, or less than a chunk.
+        // the `tail`, what the later chunk began with before its first newline
+        // (the end of a line that began earlier), so every line after this
+        // chunk's first newline is whole. The tail is at most `longest` bytes,
+        // or less than a chunk.
         let mut buf = vec![0u8; self.chunk + self.longest.max(self.chunk)];
         let mut tail = 0;
         // The line that ends where this chunk ends is longer than `longest`

@@ -667,6 +667,7 @@ async fn a_reader_flooding_op_get_with_unknown_ids_costs_little_and_root_is_answ
     assert_eq!(lines.next().unwrap().unwrap(), "sent");
     // With 256 searches asked for, root is answered (a bound only so that a
     // daemon that never answers fails instead of hanging).
+    let asked = std::time::Instant::now();
     let status = tokio::time::timeout(
         Duration::from_secs(300),
         call::<DaemonStatusMethod>(&c, &NoParams {}),
@@ -675,6 +676,7 @@ async fn a_reader_flooding_op_get_with_unknown_ids_costs_little_and_root_is_answ
     .expect("daemon.status answered while a reader floods op.get")
     .unwrap();
     assert_eq!(status.pid, pid);
+    let status_took = asked.elapsed();
     {
         use std::io::Write;
         writeln!(py.stdin.as_ref().unwrap(), "go").unwrap();
@@ -684,7 +686,7 @@ async fn a_reader_flooding_op_get_with_unknown_ids_costs_little_and_root_is_answ
     let peak = status_kb(pid, "VmHWM");
     let after = status_kb(pid, "VmRSS");
     eprintln!(
-        "{} op.get of unknown ids by uid 65534 ({conns} connections x {per} in flight) over a {} byte log: RSS {before} KiB before, peak {peak} KiB (+{} KiB), {after} KiB after; {kinds}",
+        "{} op.get of unknown ids by uid 65534 ({conns} connections x {per} in flight) over a {} byte log: RSS {before} KiB before, peak {peak} KiB (+{} KiB), {after} KiB after; {kinds}; root's daemon.status answered in {status_took:?} meanwhile (not asserted)",
         conns * per * rounds,
         text.len(),
         peak - before
