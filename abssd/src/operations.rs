@@ -7,18 +7,25 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use abssd_proto::{Actor, Event, EventKind, OpInfo, OpState, WireError};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::error::{Error, shown};
 use crate::fsutil;
 use crate::ops::Progress;
 
 /// Ended operations kept in memory for `op.list` / `op.watch` (older ones are
 /// still found in the operations log by `op.get` / `op.watch`).
 const KEEP_FINISHED: usize = 256;
+
+/// Ended operations of peers that may only read, kept apart from the others so
+/// that a reader's reconciles never push an operator's operations out of
+/// memory. They are not in the operations log either: once out of this quota,
+/// they are gone.
+const KEEP_FINISHED_READERS: usize = 32;
 
 /// All operations this process knows.
 #[derive(Debug, Default)]
@@ -54,6 +61,9 @@ pub struct Operation {
     pub started_at: String,
     /// Taken over from an interrupted run by start-up recovery.
     pub recovered: bool,
+    /// Started by a peer that may only read (so it changes nothing): kept in
+    /// its own quota and not written to the operations log.
+    pub reader: bool,
     /// Monotonic start, for durations.
     pub start: Instant,
     /// Mutable part.
@@ -93,8 +103,9 @@ impl Operations {
         ))
     }
 
-    /// [`Operations::begin`], unless the actor already has `limit` operations
-    /// running; then `Err(limit)`.
+    /// [`Operations::begin`] for a peer that may only read (a
+    /// [`Operation::reader`] operation), unless the actor already has `limit`
+    /// operations running; then `Err(limit)`.
     pub fn begin_within(
         &self,
         limit: usize,
@@ -112,7 +123,16 @@ impl Operations {
         if mine >= limit {
             return Err(limit);
         }
-        Ok(self.begin(command, args, actor, target))
+        let mut op = Operation::new(
+            uuid::Uuid::now_v7().to_string(),
+            command,
+            args,
+            actor,
+            target,
+            false,
+        );
+        op.reader = true;
+        Ok(self.insert(op))
     }
 
     /// Register the recovery of operation `op_id`, interrupted when the daemon
@@ -186,19 +206,52 @@ impl Operations {
             command: op.command.clone(),
             target: op.target.clone(),
         });
-        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
-        ops.insert(op.id.clone(), op.clone());
-        // Forget the oldest ended operations beyond the bound.
-        let ended: Vec<String> = ops
-            .iter()
-            .filter(|(_, o)| o.info().state != OpState::Running && !o.recovered)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ended.iter().take(ended.len().saturating_sub(KEEP_FINISHED)) {
-            ops.remove(id);
-        }
+        self.ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(op.id.clone(), op.clone());
+        self.trim();
         op
     }
+
+    /// Forget the oldest ended operations beyond each quota (recovered ones
+    /// stay); called when one begins and when one ends.
+    pub fn trim(&self) {
+        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        for (reader, keep) in [(false, KEEP_FINISHED), (true, KEEP_FINISHED_READERS)] {
+            let ended: Vec<String> = ops
+                .iter()
+                .filter(|(_, o)| o.reader == reader && !o.recovered && !o.is_running())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in ended.iter().take(ended.len().saturating_sub(keep)) {
+                ops.remove(id);
+            }
+        }
+    }
+}
+
+/// An `op_id` from a request, checked before any I/O: refused (`validation`)
+/// unless it is a UUID in its usual hyphenated form; `Ok(None)` when it cannot
+/// name an operation (a UUIDv7, as every id this daemon gives, whose time is
+/// after `now`); else the id as the daemon writes it (lower case).
+pub fn check_id(op_id: &str, now: SystemTime) -> Result<Option<String>, Error> {
+    let id = uuid::Uuid::try_parse(op_id)
+        .ok()
+        .filter(|_| op_id.len() == uuid::fmt::Hyphenated::LENGTH)
+        .ok_or_else(|| {
+            Error::validation(format!(
+                "{} is not an operation id; ids are UUIDs like 0193a1c2-7f00-7c4e-9a51-2b6f0e8d1a10 (see abssctl op list)",
+                shown(op_id)
+            ))
+        })?;
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let future = id.get_version_num() == 7
+        && id.get_timestamp().is_some_and(|t| {
+            let (secs, nanos) = t.to_unix();
+            Duration::new(secs, nanos) > since_epoch
+        });
+    Ok((!future).then(|| id.hyphenated().to_string()))
 }
 
 impl Operation {
@@ -218,6 +271,7 @@ impl Operation {
             target,
             started_at: fsutil::now_utc(),
             recovered,
+            reader: false,
             start: Instant::now(),
             state: Mutex::new(Record {
                 events: Vec::new(),
@@ -553,5 +607,78 @@ mod tests {
         );
         a.succeed(Value::Null);
         assert!(ops.begin_within(2, "x", Value::Null, reader, None).is_ok());
+    }
+
+    #[test]
+    fn op_ids_are_checked_without_io() {
+        let now = SystemTime::now();
+        let made = uuid::Uuid::now_v7().to_string();
+        assert_eq!(
+            check_id(&made, now).unwrap().as_deref(),
+            Some(made.as_str())
+        );
+        // Upper case is the same id.
+        let upper = made.to_uppercase();
+        assert_eq!(
+            check_id(&upper, now).unwrap().as_deref(),
+            Some(made.as_str())
+        );
+        // Other UUID versions may still be in a shared log: searched.
+        let v4 = "550e8400-e29b-41d4-a716-446655440000";
+        assert_eq!(check_id(v4, now).unwrap().as_deref(), Some(v4));
+        // Not a UUID, or not in the usual form: refused.
+        for bad in [
+            "",
+            "nope",
+            "../../etc/passwd",
+            "550e8400e29b41d4a716446655440000",
+            "{550e8400-e29b-41d4-a716-446655440000}",
+            "urn:uuid:550e8400-e29b-41d4-a716-446655440000",
+            "550e8400-e29b-41d4-a716-44665544000g",
+        ] {
+            let err = check_id(bad, now).unwrap_err();
+            assert_eq!(err.kind(), abssd_proto::ErrorKind::Validation, "{bad}");
+        }
+        // A UUIDv7 from after `now` names nothing.
+        let later = now + Duration::from_secs(1);
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            later.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            0,
+        );
+        let future = uuid::Uuid::new_v7(ts).to_string();
+        assert_eq!(check_id(&future, now).unwrap(), None);
+        assert!(
+            check_id(&future, later + Duration::from_secs(1))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_readers_ended_operations_never_push_out_an_operators() {
+        let ops = Operations::default();
+        let operator = ops.begin("backup create", Value::Null, actor(), None);
+        operator.succeed(Value::Null);
+        let reader = Actor {
+            uid: 65534,
+            user: "nobody".into(),
+            pid: 2,
+        };
+        let mut last = None;
+        for _ in 0..KEEP_FINISHED + 10 {
+            let op = ops
+                .begin_within(2, "backup reconcile", Value::Null, reader.clone(), None)
+                .unwrap();
+            assert!(op.reader);
+            op.succeed(Value::Null);
+            last = Some(op.id.clone());
+        }
+        ops.trim();
+        assert!(ops.get(&operator.id).is_some());
+        assert!(ops.get(last.as_deref().unwrap()).is_some());
+        let readers = ops.list().iter().filter(|o| o.reader).count();
+        assert_eq!(readers, KEEP_FINISHED_READERS);
+        assert!(!operator.reader);
     }
 }

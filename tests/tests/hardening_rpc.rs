@@ -507,3 +507,304 @@ async fn positional_params_are_refused_and_op_list_pages() {
     drop(c);
     daemon.stop();
 }
+
+/// A UUIDv7 text for millisecond `ms` (since the epoch) and counter `n`.
+fn v7(ms: u64, n: u64) -> String {
+    format!(
+        "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
+        ms >> 16,
+        ms & 0xffff,
+        n & 0xfff,
+        0x8000 | (n >> 12 & 0x3fff),
+        n & 0xffff_ffff_ffff
+    )
+}
+
+/// An operations-log line as the daemon writes it for an operator's create,
+/// about 1 KiB long.
+fn logged_create(op_id: &str) -> String {
+    let line = json!({
+        "schema_version": 1,
+        "ts": "2026-01-01T00:00:01Z",
+        "op_id": op_id,
+        "command": "backup create",
+        "args": {"instance": "alpha"},
+        "actor": {"uid": 0, "user": "root", "pid": 1},
+        "target": "alpha",
+        "planned_actions": null,
+        "result": {
+            "status": "success", "message": "ok", "errors": [], "warnings": [],
+            "changed": true, "backups": ["alpha-20260101T000000Z"],
+            "data": {"pad": "x".repeat(800)},
+        },
+        "rc": 0,
+        "started_at": "2026-01-01T00:00:00Z",
+        "duration_ms": 1000,
+        "lock_wait_ms": 0,
+        "steps": [],
+    });
+    format!("{line}\n")
+}
+
+/// `rounds` times, `per` `op.get` calls in flight on each of `conns` WebSocket
+/// connections, for random UUIDv7 ids of the past (unknown to the daemon).
+/// Prints `sent` once the first calls are written, waits for a line on stdin,
+/// then prints the kinds of the answers.
+const PY_OP_GET_FLOOD: &str = r#"
+import random, struct, threading, time, uuid
+def ws_connect(path):
+    s = connect(path)
+    s.settimeout(300)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    h = b""
+    while b"\r\n\r\n" not in h:
+        h += s.recv(1)
+    assert h.startswith(b"HTTP/1.1 101"), h
+    return s
+def frame(p):
+    f = bytearray([0x81]); n = len(p)
+    if n < 126: f.append(0x80 | n)
+    else: f.append(0x80 | 126); f += struct.pack(">H", n)
+    mask = b"\x01\x02\x03\x04"
+    return bytes(f + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(p)))
+def recv_exact(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c: raise EOFError
+        b += c
+    return b
+def read_msg(s):
+    h = recv_exact(s, 2); n = h[1] & 0x7f
+    if n == 126: n = struct.unpack(">H", recv_exact(s, 2))[0]
+    elif n == 127: n = struct.unpack(">Q", recv_exact(s, 8))[0]
+    return h[0] & 0x0f, recv_exact(s, n)
+def v7():
+    ms = int(time.time() * 1000) - random.randint(1000, 10**10)
+    r = random.getrandbits(74)
+    n = (ms << 80) | (7 << 76) | ((r >> 62) << 64) | (2 << 62) | (r & ((1 << 62) - 1))
+    return str(uuid.UUID(int=n))
+def send(s, per):
+    s.sendall(b"".join(frame(json.dumps({"jsonrpc": "2.0", "id": i, "method": "op.get", "params": {"op_id": v7()}}).encode()) for i in range(per)))
+path, nconn, per, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+conns = [ws_connect(path) for _ in range(nconn)]
+for s in conns:
+    send(s, per)
+print("sent", flush=True)
+sys.stdin.readline()
+kinds, lock = {}, threading.Lock()
+def worker(s):
+    for r in range(rounds):
+        if r > 0:
+            send(s, per)
+        got = 0
+        while got < per:
+            op, m = read_msg(s)
+            if op != 1:
+                continue
+            got += 1
+            kind = json.loads(m).get("error", {}).get("data", {}).get("kind", "answered")
+            with lock:
+                kinds[kind] = kinds.get(kind, 0) + 1
+ts = [threading.Thread(target=worker, args=(s,)) for s in conns]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(json.dumps(kinds), flush=True)
+"#;
+
+/// A reader's `op.get` of unknown ids used to read the last 8 MiB of the
+/// operations log into a fresh buffer each, 256 at once (+2 GB, root's
+/// `daemon.status` waiting 30 s). Now: malformed ids are refused, and the log
+/// is searched one call at a time in 256 KiB reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_flooding_op_get_with_unknown_ids_costs_little_and_root_is_answered() {
+    use abssd_proto::methods::OpGet;
+    use abssd_proto::{ErrorKind, OpIdParams, OpState};
+    need_root();
+    let sb = open_to_nobody("");
+    // A log of 10 MiB (past the 8 MiB searched) of operators' creates: one
+    // beyond the window, one well inside it (not in the last read).
+    let log = sb.config().oplog_file();
+    fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let first_ms = 1_767_225_600_000; // 2026-01-01
+    let mut text = String::new();
+    let mut n = 0;
+    let mut beyond = None;
+    let mut inside = None;
+    while text.len() < 10 << 20 {
+        let id = v7(first_ms + n * 1000, n);
+        if n == 0 {
+            beyond = Some(id.clone());
+        }
+        if inside.is_none() && text.len() > 6 << 20 {
+            inside = Some(id.clone());
+        }
+        text.push_str(&logged_create(&id));
+        n += 1;
+    }
+    let (beyond, inside) = (beyond.unwrap(), inside.unwrap());
+    fs::write(&log, &text).unwrap();
+    let daemon = ChildDaemon::start(BIN, &sb, None);
+    let pid = daemon.pid();
+    let c = client(&daemon.socket).await;
+    let get = |id: &str| {
+        let (c, id) = (&c, id.to_owned());
+        async move { call::<OpGet>(c, &OpIdParams { op_id: id }).await }
+    };
+    let before = rss_from_now(pid);
+
+    let (conns, per, rounds) = (16, 16, 2);
+    let mut py = as_nobody(
+        &format!("{PY_HTTP}{PY_OP_GET_FLOOD}"),
+        &[
+            daemon.socket.to_str().unwrap(),
+            &conns.to_string(),
+            &per.to_string(),
+            &rounds.to_string(),
+        ],
+    );
+    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "sent");
+    // With 256 searches asked for, root is answered (a bound only so that a
+    // daemon that never answers fails instead of hanging).
+    let asked = std::time::Instant::now();
+    let status = tokio::time::timeout(
+        Duration::from_secs(300),
+        call::<DaemonStatusMethod>(&c, &NoParams {}),
+    )
+    .await
+    .expect("daemon.status answered while a reader floods op.get")
+    .unwrap();
+    assert_eq!(status.pid, pid);
+    let status_took = asked.elapsed();
+    {
+        use std::io::Write;
+        writeln!(py.stdin.as_ref().unwrap(), "go").unwrap();
+    }
+    let kinds: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(py.wait().unwrap().success());
+    let peak = status_kb(pid, "VmHWM");
+    let after = status_kb(pid, "VmRSS");
+    eprintln!(
+        "{} op.get of unknown ids by uid 65534 ({conns} connections x {per} in flight) over a {} byte log: RSS {before} KiB before, peak {peak} KiB (+{} KiB), {after} KiB after; {kinds}; root's daemon.status answered in {status_took:?} meanwhile (not asserted)",
+        conns * per * rounds,
+        text.len(),
+        peak - before
+    );
+    assert_eq!(kinds, json!({"not_found": conns * per * rounds}));
+    assert!(
+        peak < before + 64 * 1024,
+        "peak RSS {peak} KiB from {before} KiB"
+    );
+
+    // What is not a UUID is refused before any I/O, by op.get and op.watch.
+    for bad in [
+        "nope",
+        "../../../etc/shadow",
+        "0193a1c2-7f00-7c4e-9a51-2b6f0e8d1a1",
+    ] {
+        assert_eq!(
+            get(bad).await.unwrap_err().kind,
+            ErrorKind::Validation,
+            "{bad}"
+        );
+        let watched = abssd_proto::methods::call::watch(&c, bad).await;
+        assert_eq!(watched.unwrap_err().kind, ErrorKind::Validation, "{bad}");
+    }
+    // An id from the future names nothing.
+    let future = v7(4_102_444_800_000, 1); // 2100-01-01
+    assert_eq!(get(&future).await.unwrap_err().kind, ErrorKind::NotFound);
+    // The reads back through the log still find an old operation, within the
+    // window only.
+    let found = get(&inside).await.unwrap();
+    assert_eq!(
+        (found.command.as_str(), found.state, found.target.as_deref()),
+        ("backup create", OpState::Succeeded, Some("alpha"))
+    );
+    assert_eq!(get(&beyond).await.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+/// `count` read-only reconciles, one after the other; prints how they ended.
+const PY_RECONCILES: &str = r#"
+path, count = sys.argv[1], int(sys.argv[2])
+s = connect(path)
+kinds = {}
+for i in range(count):
+    answer = post(s, json.dumps({"jsonrpc": "2.0", "id": i, "method": "backup.reconcile", "params": {}}).encode())
+    kind = answer.get("error", {}).get("data", {}).get("kind", "answered")
+    kinds[kind] = kinds.get(kind, 0) + 1
+print(json.dumps(kinds), flush=True)
+"#;
+
+/// A reader's read-only reconciles used to take the operators' slots of
+/// ended operations in memory (256 calls forgot every operator operation) and
+/// write an operations-log line each (enough calls rotated the operators'
+/// restores out of the log). Now they have a quota of their own and no lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readers_reconciles_neither_push_out_operators_operations_nor_fill_the_log() {
+    use abssd_proto::methods::{BackupCreate, OpGet};
+    use abssd_proto::{CreateParams, OpIdParams};
+    need_root();
+    let sb = open_to_nobody("");
+    let daemon = ChildDaemon::start(BIN, &sb, None);
+    let c = client(&daemon.socket).await;
+    let create = call::<BackupCreate>(
+        &c,
+        &CreateParams {
+            instance: "alpha".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let count = 300;
+    let mut py = as_nobody(
+        &format!("{PY_HTTP}{PY_RECONCILES}"),
+        &[daemon.socket.to_str().unwrap(), &count.to_string()],
+    );
+    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    let kinds: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(py.wait().unwrap().success());
+    assert_eq!(kinds, json!({"answered": count}));
+
+    // The operations log has the operator's create and nothing of the reader.
+    let log = sb.config().oplog_file();
+    let text = fs::read_to_string(&log).unwrap();
+    let logged: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logged.len(), 1, "{} lines", logged.len());
+    assert_eq!(logged[0]["op_id"], create.op_id.as_str());
+
+    // Without the log, the create is still answered: from memory.
+    fs::rename(&log, sb.path("operations.jsonl.moved")).unwrap();
+    let got = call::<OpGet>(
+        &c,
+        &OpIdParams {
+            op_id: create.op_id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.command, "backup create");
+    assert!(
+        got.events > 3,
+        "the full event log, not a log line: {got:?}"
+    );
+    let listed = call::<OpList>(
+        &c,
+        &OpListParams {
+            limit: Some(1000),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .operations;
+    assert!(listed.iter().any(|o| o.op_id == create.op_id));
+    // The reader's newest 32 are kept.
+    let readers = listed.iter().filter(|o| o.actor.uid == NOBODY).count();
+    assert_eq!((listed.len(), readers), (33, 32));
+}

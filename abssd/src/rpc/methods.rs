@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use abssd_proto::methods::{
     BackupCreate, BackupList, BackupReconcile, BackupRestore, BackupShow, BackupVerify,
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use abssd_proto::limits::{self, Bounded};
 
 use crate::error::Error;
-use crate::operations::{Operation, Operations};
+use crate::operations::{self, Operation, Operations};
 use crate::ops::{self, Ctx, Sink};
 use crate::registry::validate_name;
 use crate::rpc::peer::Peer;
@@ -33,6 +33,9 @@ pub struct State {
     pub ctx: Arc<Ctx>,
     /// Running and recent operations.
     pub ops: Operations,
+    /// One search of the operations log at a time: a flood of unknown ids waits
+    /// here holding no buffer, and the daemon holds one search's buffer at most.
+    log_search: Arc<tokio::sync::Semaphore>,
     /// For uptime.
     started: Instant,
     started_at: String,
@@ -44,24 +47,48 @@ impl State {
         State {
             ctx,
             ops,
+            log_search: Arc::new(tokio::sync::Semaphore::new(1)),
             started: Instant::now(),
             started_at: fsutil::now_utc(),
         }
     }
 
     /// An operation by id: from memory, else from the operations log (it ended
-    /// before this daemon started, e.g. one a stop let finish).
-    pub async fn lookup(&self, op_id: &str) -> Option<Arc<Operation>> {
-        if let Some(op) = self.ops.get(op_id) {
-            return Some(op);
+    /// before this daemon started, e.g. one a stop let finish). Any peer may
+    /// ask for any id, so an unknown one must cost little: a malformed id is
+    /// refused and one from the future is unknown before any I/O, and the log
+    /// is searched by one caller at a time.
+    pub async fn lookup(&self, op_id: &str) -> Result<Arc<Operation>, Error> {
+        let not_found = || Error::not_found("operation", op_id);
+        let id = operations::check_id(op_id, SystemTime::now())?.ok_or_else(not_found)?;
+        if let Some(op) = self.ops.get(&id) {
+            return Ok(op);
         }
-        let (log, id) = (self.ctx.config.oplog_file(), op_id.to_owned());
-        let line = tokio::task::spawn_blocking(move || oplog::find(&log, &id))
+        // Owned, and moved into the search: a caller that goes away while the
+        // search runs does not let the next one start beside it.
+        let permit = self
+            .log_search
+            .clone()
+            .acquire_owned()
             .await
-            .ok()?
-            .inspect_err(|e| tracing::warn!(error = %e, "searching the operations log"))
-            .ok()??;
-        self.ops.from_log(&line)
+            .map_err(|_| not_found())?;
+        let log = self.ctx.config.oplog_file();
+        let found = tokio::task::spawn_blocking(move || {
+            let found = oplog::find(&log, &id);
+            crate::memory::release_freed();
+            drop(permit);
+            found
+        })
+        .await;
+        let line = match found {
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None)) | Err(_) => return Err(not_found()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "searching the operations log");
+                return Err(not_found());
+            }
+        };
+        self.ops.from_log(&line).ok_or_else(not_found)
     }
 
     /// Wait (bounded) for running operations to end.
@@ -121,22 +148,28 @@ impl State {
                 )),
             };
             // The log line is written before anyone is told the operation ended, so
-            // whoever sees the end also finds the line.
-            let (log, max) = (
-                this.ctx.config.oplog_file(),
-                this.ctx.config.oplog_max_bytes,
-            );
-            let (op3, outcome3) = (op2.clone(), outcome.clone());
-            let written =
-                tokio::task::spawn_blocking(move || oplog::record(&log, max, &op3, &outcome3))
-                    .await;
-            if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
-                tracing::error!(op_id = %op2.id, error = %e, "cannot write the operations log");
+            // whoever sees the end also finds the line. The log is the record of
+            // what was changed and by whom: a reader's operation (read-only, the
+            // only kind a reader may start) is left out, so that readers cannot
+            // rotate operators' lines away.
+            if !op2.reader {
+                let (log, max) = (
+                    this.ctx.config.oplog_file(),
+                    this.ctx.config.oplog_max_bytes,
+                );
+                let (op3, outcome3) = (op2.clone(), outcome.clone());
+                let written =
+                    tokio::task::spawn_blocking(move || oplog::record(&log, max, &op3, &outcome3))
+                        .await;
+                if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
+                    tracing::error!(op_id = %op2.id, error = %e, "cannot write the operations log");
+                }
             }
             match outcome {
                 Ok(result) => op2.succeed(result),
                 Err(e) => op2.fail(e),
             }
+            this.ops.trim();
             crate::memory::release_freed();
         });
         Ok(op)
@@ -352,11 +385,7 @@ pub fn module(
         ops::list::show(&state.ctx, &p).await
     })?;
     read::<OpGet, _, _>(&mut m, |state, p, _| async move {
-        state
-            .lookup(&p.op_id)
-            .await
-            .map(|o| o.info())
-            .ok_or_else(|| Error::not_found("operation", p.op_id))
+        state.lookup(&p.op_id).await.map(|o| o.info())
     })?;
     read::<OpList, _, _>(&mut m, |state, p, _| async move {
         let limit = p.limit.unwrap_or(limits::OP_PAGE);
@@ -478,10 +507,9 @@ async fn watch(params: Params<'static>, pending: PendingSubscriptionSink, state:
         Ok(p) => p,
         Err(e) => return pending.reject(e).await,
     };
-    let Some(op) = state.lookup(&p.op_id).await else {
-        return pending
-            .reject(rpc_error(Error::not_found("operation", p.op_id).to_wire()))
-            .await;
+    let op = match state.lookup(&p.op_id).await {
+        Ok(op) => op,
+        Err(e) => return pending.reject(rpc_error(e.to_wire())).await,
     };
     let Ok(sink) = pending.accept().await else {
         return;
