@@ -59,9 +59,9 @@ pub struct Budget {
 }
 
 /// Most bytes of member names and paths one walk holds: far above any real
-/// instance (a million entries with 100-byte paths take 200 MB at the most),
-/// and a bound on what deep paths could make a root daemon allocate.
-pub const MAX_HELD_BYTES: u64 = 256 << 20;
+/// instance (a million entries at 100-byte paths count about 250 MB), and a
+/// bound on what deep paths could make a root daemon allocate.
+pub const MAX_HELD_BYTES: u64 = 512 << 20;
 
 impl Budget {
     /// `max_holes` bytes of holes, any number of entries.
@@ -181,8 +181,8 @@ fn list(
             let name = entry.file_name().to_bytes();
             if name != b"." && name != b".." {
                 // What this entry will cost while the walk holds it: its
-                // archive name, its path and perhaps a warning with its path.
-                let held = 3 * (name_prefix.len() + rel.len() + name.len() + 1) as u64;
+                // archive name and its path (or the path of its warning).
+                let held = (name_prefix.len() + rel.len() + 2 * name.len() + 1) as u64;
                 holes.take_entry(held).map_err(Gone::Failed)?;
                 names.push(name.to_vec());
             }
