@@ -93,14 +93,7 @@ impl Operations {
         actor: Actor,
         target: Option<String>,
     ) -> Arc<Operation> {
-        self.insert(Operation::new(
-            uuid::Uuid::now_v7().to_string(),
-            command,
-            args,
-            actor,
-            target,
-            false,
-        ))
+        self.insert(Operation::started(command, args, actor, target))
     }
 
     /// [`Operations::begin`] for a peer that may only read (a
@@ -123,14 +116,7 @@ impl Operations {
         if mine >= limit {
             return Err(limit);
         }
-        let mut op = Operation::new(
-            uuid::Uuid::now_v7().to_string(),
-            command,
-            args,
-            actor,
-            target,
-            false,
-        );
+        let mut op = Operation::started(command, args, actor, target);
         op.reader = true;
         Ok(self.insert(op))
     }
@@ -255,6 +241,12 @@ pub fn check_id(op_id: &str, now: SystemTime) -> Result<Option<String>, Error> {
 }
 
 impl Operation {
+    /// A new operation of this process, with a fresh id.
+    fn started(command: &str, args: Value, actor: Actor, target: Option<String>) -> Operation {
+        let id = uuid::Uuid::now_v7().to_string();
+        Operation::new(id, command, args, actor, target, false)
+    }
+
     fn new(
         id: String,
         command: &str,

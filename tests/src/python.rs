@@ -10,14 +10,12 @@ use serde_json::{Value, json};
 
 use crate::Sandbox;
 
-/// Lay out a payload the way the Python tool does and tar it with GNU tar.
-pub fn python_style_archive(sb: &Sandbox, name: &str, id: &str, gzip: bool) -> (PathBuf, PathBuf) {
+/// The part of a payload every backup has, as the Python tool lays it out
+/// under `top` (`<staging>/<id>`): `data/` (a copy of the instance's data,
+/// owners and modes kept), `systemd/<unit>`, and an empty `metadata/`.
+pub fn lay_out_data_and_unit(sb: &Sandbox, name: &str, top: &Path) {
     let cfg = sb.config();
-    let staging = sb.path(&format!("py-staging-{id}"));
-    let top = staging.join(id);
     fs::create_dir_all(top.join("systemd")).unwrap();
-    fs::create_dir_all(top.join("nginx")).unwrap();
-    fs::create_dir_all(top.join("nginx-enabled")).unwrap();
     fs::create_dir_all(top.join("metadata")).unwrap();
     let st = Command::new("cp")
         .arg("-a")
@@ -31,6 +29,16 @@ pub fn python_style_archive(sb: &Sandbox, name: &str, id: &str, gzip: bool) -> (
         top.join("systemd").join(unit_name(name)),
     )
     .unwrap();
+}
+
+/// Lay out a payload the way the Python tool does and tar it with GNU tar.
+pub fn python_style_archive(sb: &Sandbox, name: &str, id: &str, gzip: bool) -> (PathBuf, PathBuf) {
+    let cfg = sb.config();
+    let staging = sb.path(&format!("py-staging-{id}"));
+    let top = staging.join(id);
+    lay_out_data_and_unit(sb, name, &top);
+    fs::create_dir_all(top.join("nginx")).unwrap();
+    fs::create_dir_all(top.join("nginx-enabled")).unwrap();
     let site = abssd::config::site_name(name);
     fs::copy(cfg.site_file(name), top.join("nginx").join(&site)).unwrap();
     fs::copy(cfg.site_link(name), top.join("nginx-enabled").join(&site)).unwrap();

@@ -24,7 +24,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use abssd::config::unit_name;
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupList, BackupReconcile, BackupShow, BackupVerify};
 use abssd_proto::*;
@@ -51,23 +50,9 @@ fn gnu_backup(
     file: &str,
     edit: impl FnOnce(&Path),
 ) -> PathBuf {
-    let cfg = sb.config();
     let staging = tempfile::tempdir_in(&sb.prefix).unwrap();
     let top = staging.path().join(id);
-    fs::create_dir_all(top.join("systemd")).unwrap();
-    fs::create_dir_all(top.join("metadata")).unwrap();
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(cfg.instance_root.join(name).join("data"))
-        .arg(top.join("data"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    fs::copy(
-        cfg.unit_file(name),
-        top.join("systemd").join(unit_name(name)),
-    )
-    .unwrap();
+    abssd_tests::python::lay_out_data_and_unit(sb, name, &top);
     fs::write(
         top.join("metadata/instance.json"),
         serde_json::to_vec(&json!({"name": name, "version": "24.9.0"})).unwrap(),
