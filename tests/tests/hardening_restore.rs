@@ -668,3 +668,32 @@ async fn a_negative_mtime_from_gnu_tar_is_restored_as_such() {
         -86400
     );
 }
+
+/// `--dest` is reached by path: under a directory the instance's user owns,
+/// they could swap a component for a symlink while the restore runs and have
+/// root place the data anywhere. Such a destination is refused up front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dest_below_a_directory_another_user_owns_is_refused() {
+    let _serial = fail::FailScenario::setup();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    // alpha's own directory (the data root's parent) belongs to its user.
+    let home = w.cfg().instance_root.join("alpha");
+    chown_r(&home, NOBODY);
+    for dest_path in [home.join("copy"), home.join("sub/copy")] {
+        let err = restore(&c, &dest(&made.id, &dest_path)).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+        assert!(
+            err.message
+                .contains("can be changed by a user other than root"),
+            "{}",
+            err.message
+        );
+        assert!(!dest_path.exists());
+    }
+    // The same restore under the restores root (root's) works.
+    let ok = w.cfg().restores_root.join("copy");
+    restore(&c, &dest(&made.id, &ok)).await.unwrap();
+    assert!(ok.join("user-files").is_dir());
+}

@@ -219,6 +219,7 @@ pub fn dest_dir(config: &Config, dest: &str) -> Result<PathBuf> {
         )));
     }
     refuse_owned(config, dest, &real_dest)?;
+    refuse_swappable(dest, &real)?;
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).at("reading", &path),
@@ -275,6 +276,39 @@ fn refuse_owned(config: &Config, dest: &str, real_dest: &Path) -> Result<()> {
                 "--dest {dest} lies inside {what} ({}), which abssd manages; choose a directory under {} (the restores root) or the instance root outside it",
                 dir.display(),
                 config.restores_root.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `--dest` is reached by path (staging beside it, the final rename), so no one
+/// but root may be able to change the directories on that path: an instance's
+/// user owning one of them could swap it for a symlink while the restore runs
+/// and have root place data where it likes. `existing` is the deepest existing
+/// directory, resolved; it and every directory above it must be owned by root
+/// (or abssd's user) and writable by no one else — except that a sticky
+/// directory (`/tmp`) may be, above a root-owned one, which there no one else
+/// may rename or remove.
+fn refuse_swappable(dest: &str, existing: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    for (depth, dir) in existing.ancestors().enumerate() {
+        let meta = std::fs::symlink_metadata(dir).at("reading", dir)?;
+        let ours = meta.uid() == 0 || meta.uid() == me;
+        let others_write =
+            meta.mode() & 0o002 != 0 || (meta.mode() & 0o020 != 0 && meta.gid() != 0);
+        let sticky = meta.mode() & 0o1000 != 0;
+        // Above the first directory, its child on the path is root's (checked
+        // one step earlier): in a sticky directory no one else can move it.
+        let safe = ours && (!others_write || (sticky && depth > 0));
+        if !safe {
+            return Err(Error::validation(format!(
+                "--dest {dest}: {} can be changed by a user other than root (owner uid {}, mode {:o}), \
+                 who could redirect the restore; choose a directory under the restores root",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
             )));
         }
     }
