@@ -263,35 +263,30 @@ where
         &self,
         request: Request<'a>,
     ) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
-        let (inner, guard) = (self.inner.clone(), self.flow.call());
-        async move {
-            let response = inner.call(request).await;
-            drop(guard);
-            response
-        }
+        let inner = self.inner.clone();
+        counted(self.flow.call(), async move { inner.call(request).await })
     }
 
     fn batch<'a>(
         &self,
         requests: Batch<'a>,
     ) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
-        let (inner, guard) = (self.inner.clone(), self.flow.call());
-        async move {
-            let response = inner.batch(requests).await;
-            drop(guard);
-            response
-        }
+        let inner = self.inner.clone();
+        counted(self.flow.call(), async move { inner.batch(requests).await })
     }
 
     fn notification<'a>(
         &self,
         n: Notification<'a>,
     ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
-        let (inner, guard) = (self.inner.clone(), self.flow.call());
-        async move {
-            let response = inner.notification(n).await;
-            drop(guard);
-            response
-        }
+        let inner = self.inner.clone();
+        counted(self.flow.call(), async move { inner.notification(n).await })
     }
+}
+
+/// `answer`, counted as one call being answered until it is ready.
+async fn counted<T>(guard: CallGuard, answer: impl Future<Output = T>) -> T {
+    let answered = answer.await;
+    drop(guard);
+    answered
 }
