@@ -394,22 +394,31 @@ async fn creates_for_two_instances_overlap_and_for_one_instance_serialize() {
         .unwrap()
         .op_id;
     let (e1, e2) = (events_of(&c, &a1).await, events_of(&c, &a2).await);
+    // Exactly one waited for the other; which one took the lock first is the
+    // scheduler's business (each operation starts on a task of its own).
     assert!(
-        waited_for_instance(&e2),
-        "second create did not wait: {e2:?}"
+        waited_for_instance(&e1) != waited_for_instance(&e2),
+        "exactly one create must wait: {e1:?}\n{e2:?}"
     );
-    // The second starts archiving only once the first has reached its index
+    let ((_, first), (waiter, second)) = if waited_for_instance(&e2) {
+        ((a1, e1), (a2, e2))
+    } else {
+        ((a2, e2), (a1, e1))
+    };
+    // The waiter starts archiving only once the first has reached its index
     // write (its last step under the instance lock).
-    let index_1 = e1
+    let index_1 = first
         .iter()
         .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "index"))
         .unwrap();
-    let start_2 = e2
+    let start_2 = second
         .iter()
         .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "archive"))
         .unwrap();
     assert!(start_2.ts >= index_1.ts, "{} < {}", start_2.ts, index_1.ts);
-    let info = call::<OpGet>(&c, &OpIdParams { op_id: a2 }).await.unwrap();
+    let info = call::<OpGet>(&c, &OpIdParams { op_id: waiter })
+        .await
+        .unwrap();
     assert!(info.lock_wait_ms > 0);
     assert_eq!(
         call::<BackupList>(&c, &ListParams::default())
