@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use abssd_proto::Compression;
+use abssd_proto::{Compression, Consistency};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Help heading of the flags every command takes.
@@ -175,6 +175,15 @@ pub struct CreateArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub compression_level: Option<i32>,
 
+    /// How to read the instance while its unit runs: `snapshot` copies each
+    /// SQLite database through SQLite and re-reads blobs until they hold still
+    /// (no downtime); `stop` stops the unit while the archive is written and
+    /// starts it again; `none` copies the files as they are. The daemon's
+    /// default (daemon.consistency, itself snapshot) when omitted. A stopped
+    /// unit is read as it is in every mode.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub consistency: Option<ConsistencyArg>,
+
     /// Print what would be archived and where, and write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -231,6 +240,12 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub data_only: bool,
 
+    /// Before changing anything, deep-verify the archive (SQLite integrity,
+    /// Actual's tables, blobs, listed files) and refuse to restore it if that
+    /// finds a problem.
+    #[arg(long)]
+    pub verify_deep: bool,
+
     /// Start the restore, print its operation id and return at once (after the
     /// confirmation).
     #[arg(long, conflicts_with = "dry_run")]
@@ -245,6 +260,27 @@ impl RestoreArgs {
             (true, _) => Some(true),
             (_, true) => Some(false),
             (false, false) => None,
+        }
+    }
+}
+
+/// `--consistency` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsistencyArg {
+    /// Snapshot SQLite databases, re-read changing blobs (the default).
+    Snapshot,
+    /// Stop the unit for the archive pass, then start it again.
+    Stop,
+    /// Copy the files as they are.
+    None,
+}
+
+impl From<ConsistencyArg> for Consistency {
+    fn from(arg: ConsistencyArg) -> Self {
+        match arg {
+            ConsistencyArg::Snapshot => Consistency::Snapshot,
+            ConsistencyArg::Stop => Consistency::Stop,
+            ConsistencyArg::None => Consistency::None,
         }
     }
 }
@@ -299,6 +335,14 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// Also read each archive through and check what is inside: every SQLite
+    /// database passes `PRAGMA integrity_check` and has the tables Actual
+    /// needs, every blob is a readable zip, the files account.sqlite lists are
+    /// there, and so is `.migrate`. The result is kept in the index
+    /// (metadata.verification).
+    #[arg(long)]
+    pub deep: bool,
+
     /// Start verifying, print the operation id and return at once.
     #[arg(long)]
     pub detach: bool,
@@ -327,6 +371,11 @@ pub struct ReconcileArgs {
     /// verify --all`.
     #[arg(long)]
     pub verify: bool,
+
+    /// With --verify: also deep-verify each present archive (its SQLite
+    /// databases, blobs and listed files; see `backup verify --deep`).
+    #[arg(long, requires = "verify")]
+    pub deep: bool,
 
     /// Start reconciling, print the operation id and return at once.
     #[arg(long)]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use abssd_proto::Compression;
+use abssd_proto::{Compression, Consistency};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -123,6 +123,9 @@ pub struct Config {
     /// Percent of the staging filesystem's size a restore leaves free, at most
     /// 1 GiB (`daemon.restore_reserve_percent`).
     pub restore_reserve_percent: u8,
+    /// How `backup create` reads a running instance when the request does not
+    /// say (`daemon.consistency`: `snapshot`, `stop` or `none`; default `snapshot`).
+    pub consistency: Consistency,
     /// Non-fatal findings (unknown keys), logged at start.
     pub warnings: Vec<String>,
 }
@@ -333,6 +336,11 @@ impl Config {
                 ));
             }
         };
+        let consistency = match f.string("daemon.consistency")? {
+            None => Consistency::default(),
+            Some(s) => serde_json::from_value(Value::String(s.clone()))
+                .map_err(|_| f.bad("daemon.consistency", "one of snapshot, stop, none", &s))?,
+        };
         let max_sparse_hole_bytes = match f.int("daemon.max_sparse_hole_bytes")? {
             None => 1 << 30,
             Some(n) => u64::try_from(n).map_err(|_| {
@@ -383,6 +391,7 @@ impl Config {
             stop_timeout: Duration::from_secs_f64(stop_timeout),
             max_restore_entries,
             restore_reserve_percent,
+            consistency,
             warnings,
         })
     }

@@ -109,6 +109,42 @@ pub struct EntryMetadata {
     /// Bytes of file content before compression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncompressed_bytes: Option<u64>,
+    /// How the instance was read ([`Capture`] as a string: `snapshot`, `stop`,
+    /// `none` or `offline`); absent for backups made before abssd recorded it
+    /// and by other tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+    /// The last deep verification (`backup verify --deep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<DeepVerification>,
+    /// Unknown keys, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What a deep verification checked inside an archive and the first problem
+/// it found (`metadata.verification` in the index, `deep` in `verify --json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeepVerification {
+    /// When it ran (RFC 3339, UTC).
+    pub checked_at: String,
+    /// `true` when nothing was wrong.
+    pub ok: bool,
+    /// SQLite databases that passed `PRAGMA integrity_check` and the table checks.
+    #[serde(default)]
+    pub databases: u64,
+    /// Blobs read through as zip files.
+    #[serde(default)]
+    pub blobs: u64,
+    /// Files named in `account.sqlite` found in the archive.
+    #[serde(default)]
+    pub listed_files: u64,
+    /// Whether `data/.migrate` is in the archive.
+    #[serde(default)]
+    pub migrate: bool,
+    /// The first problem found, for people (absent when `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// Unknown keys, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -216,6 +252,47 @@ impl Compression {
     }
 }
 
+/// How `backup create` reads an instance whose unit is running
+/// (`--consistency`; default `daemon.consistency`, itself `snapshot`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// SQLite databases are copied through SQLite (one read transaction each),
+    /// blobs read until they hold still; journals are not archived.
+    #[default]
+    Snapshot,
+    /// The unit is stopped for the archive pass and started again.
+    Stop,
+    /// Files are copied as they are, whatever is writing them.
+    None,
+}
+
+/// How a create actually read the instance (`metadata.consistency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capture {
+    /// Databases snapshotted while the unit ran.
+    Snapshot,
+    /// The unit was stopped while the archive was written.
+    Stop,
+    /// A plain copy of a running instance (asked for with `none`).
+    None,
+    /// The unit was not running: a plain read, consistent whatever the mode.
+    Offline,
+}
+
+impl Capture {
+    /// The name in the index (`snapshot|stop|none|offline`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capture::Snapshot => "snapshot",
+            Capture::Stop => "stop",
+            Capture::None => "none",
+            Capture::Offline => "offline",
+        }
+    }
+}
+
 /// `backup.list` parameters.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,6 +348,9 @@ pub struct CreateParams {
     /// `--compression-level` (zstd 1–19, gzip 1–9).
     #[serde(default)]
     pub compression_level: Option<i32>,
+    /// `--consistency`; absent: `daemon.consistency`.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
     /// `--dry-run`: return the plan, write nothing.
     #[serde(default)]
     pub dry_run: bool,
@@ -323,6 +403,18 @@ pub struct CreatePlan {
     pub index: String,
     /// `true` when this plan was only computed.
     pub dry_run: bool,
+    /// The mode asked for (or configured).
+    pub consistency: Consistency,
+    /// How the instance will be read: the mode, or `offline` when its unit is
+    /// not running.
+    pub capture: Capture,
+    /// Whether the instance's unit was running when planned; absent when
+    /// systemd could not be asked (then `snapshot` snapshots anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_running: Option<bool>,
+    /// SQLite databases (paths on the host) that go in as snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
     /// What the walk left out and why (a special file, a symlink restore would
     /// refuse, a sparse file over the limit, something that changed while it
     /// was walked), for people. Left out when empty.
@@ -357,6 +449,14 @@ pub struct CreateResult {
     pub uncompressed_bytes: u64,
     /// Creation timestamp.
     pub created_at: String,
+    /// How the instance was read.
+    pub capture: Capture,
+    /// Databases archived as SQLite snapshots.
+    #[serde(default)]
+    pub snapshots: u64,
+    /// Milliseconds the unit was stopped (`stop` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
     /// What was left out of the archive and why: the plan's warnings, then the
     /// files that changed between the walk and the tar pass. Left out when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -373,6 +473,10 @@ pub struct VerifyParams {
     /// Every backup in the index.
     #[serde(default)]
     pub all: bool,
+    /// `--deep`: also read each archive through and check the databases,
+    /// blobs and files inside it ([`DeepVerification`]).
+    #[serde(default)]
+    pub deep: bool,
     /// Return `{op_id}` at once.
     #[serde(default)]
     pub detach: bool,
@@ -398,6 +502,10 @@ pub struct VerifyItem {
     pub message: String,
     /// Status before verify.
     pub previous_status: String,
+    /// What the deep check found (`--deep`; absent when the checksum already
+    /// failed or the archive is missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deep: Option<DeepVerification>,
 }
 
 /// `backup.verify` result.

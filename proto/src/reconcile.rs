@@ -30,6 +30,9 @@ pub struct ReconcileParams {
     /// `--verify`: also re-hash every present archive in scope.
     #[serde(default)]
     pub verify: bool,
+    /// `--deep` (needs `verify`): also deep-verify each present archive.
+    #[serde(default)]
+    pub deep: bool,
     /// Return `{op_id}` at once.
     #[serde(default)]
     pub detach: bool,

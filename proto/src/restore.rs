@@ -35,6 +35,10 @@ pub struct RestoreParams {
     /// `--data-only`: leave the unit file, site and enabled link alone.
     #[serde(default)]
     pub data_only: bool,
+    /// `--verify-deep`: before anything changes, deep-verify the archive
+    /// (databases, blobs, listed files) and refuse it if that finds a problem.
+    #[serde(default)]
+    pub verify_deep: bool,
     /// Confirmation for a live restore (`--yes` or the client's prompt). A live
     /// restore without it is refused and changes nothing.
     #[serde(default)]

@@ -44,6 +44,7 @@ async fn reconcile(
         apply: flags.apply,
         adopt: flags.adopt,
         verify: flags.verify,
+        deep: false,
         detach: false,
     };
     let out = call::<BackupReconcile>(c, &params).await.unwrap();

@@ -54,6 +54,7 @@ async fn create(client: &Client, out: Output, args: CreateArgs) -> Result<Exit, 
             .transpose()?,
         compression: args.compression.into(),
         compression_level: args.compression_level,
+        consistency: args.consistency.map(Into::into),
         dry_run: args.dry_run,
         // Progress comes from following the operation; only a dry run (which
         // answers with its plan at once) blocks.
@@ -98,6 +99,7 @@ async fn verify(client: &Client, out: Output, args: VerifyArgs) -> Result<Exit, 
     let params = VerifyParams {
         id: args.id,
         all: args.all,
+        deep: args.deep,
         detach: true,
     };
     let mut interrupt = Interrupt::install();
@@ -135,6 +137,7 @@ async fn reconcile(client: &Client, out: Output, args: ReconcileArgs) -> Result<
         apply: args.apply,
         adopt: args.adopt,
         verify: args.verify,
+        deep: args.deep,
         detach: true,
     };
     let mut interrupt = Interrupt::install();

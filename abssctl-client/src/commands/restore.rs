@@ -35,6 +35,7 @@ pub async fn run(client: &Client, out: Output, args: RestoreArgs) -> Result<Exit
         backup_message: args.backup_message.clone(),
         restart: args.restart(),
         data_only: args.data_only,
+        verify_deep: args.verify_deep,
         yes: false,
         // The dry run answers with its plan at once.
         detach: false,

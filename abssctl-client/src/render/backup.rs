@@ -342,6 +342,9 @@ mod tests {
             data_only: false,
             uncompressed_bytes: 20,
             created_at: "2025-01-01T00:00:00Z".into(),
+            capture: abssd_proto::Capture::Snapshot,
+            snapshots: 0,
+            downtime_ms: None,
             warnings: vec![],
         };
         assert!(!created(&r).contains("warnings"));
@@ -382,6 +385,7 @@ mod tests {
             status: status.to_owned(),
             message: "m".to_owned(),
             previous_status: "available".to_owned(),
+            deep: None,
         };
         let text = verified(&VerifyResult {
             results: vec![item("a", "available"), item("b", "corrupt")],

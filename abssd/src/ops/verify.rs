@@ -132,6 +132,7 @@ pub fn check(entry: &BackupEntry, max_entries: u64, sink: &dyn crate::ops::Progr
         status: status.to_owned(),
         message,
         previous_status: previous_status.clone(),
+        deep: None,
     };
     let size = match std::fs::metadata(&path) {
         Ok(m) => m.len(),

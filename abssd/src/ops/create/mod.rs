@@ -24,10 +24,11 @@ use crate::index::Index;
 use crate::journal::{Journal, Record, Step};
 use crate::ops::{ByteProgress, Ctx, LockEvents, Progress, Sink};
 use crate::registry::validate_name;
+use crate::systemd::{Systemd, Units};
 
 mod plan;
 
-use plan::{build_plan, effective_level, out_dir};
+use plan::{Reading, build_plan, effective_level, out_dir};
 
 /// Run `backup create`. Returns the plan, and the result unless `dry_run`.
 pub async fn run(
@@ -45,7 +46,13 @@ pub async fn run(
 }
 
 /// What [`run`] resolves before it takes the lock.
-type Resolved = (abssd_proto::Algorithm, Option<i32>, PathBuf, Vec<String>);
+type Resolved = (
+    abssd_proto::Algorithm,
+    Option<i32>,
+    PathBuf,
+    Vec<String>,
+    abssd_proto::Consistency,
+);
 
 /// A create for an instance whose lock the caller already holds (the restore's
 /// pre-restore backup).
@@ -75,7 +82,25 @@ fn resolve(ctx: &Ctx, params: &CreateParams) -> Result<Resolved> {
         params.compression_level.or(ctx.config.default_level),
     )?;
     let out_dir = out_dir(ctx, params)?;
-    Ok((algorithm, level, out_dir, labels))
+    let mode = params.consistency.unwrap_or(ctx.config.consistency);
+    Ok((algorithm, level, out_dir, labels, mode))
+}
+
+/// Whether the instance's unit is running, asked of systemd; `None` when
+/// systemd cannot be reached (a host or test without it).
+async fn unit_running(ctx: &Ctx, instance: &str) -> Option<bool> {
+    let unit = crate::config::unit_name(instance);
+    let asked = async {
+        let systemd = Systemd::connect(ctx.config.bus_address.as_deref()).await?;
+        systemd.state(&unit).await
+    };
+    match asked.await {
+        Ok(state) => Some(state.is_active()),
+        Err(e) => {
+            tracing::info!("not asking systemd whether {unit} runs: {e}");
+            None
+        }
+    }
 }
 
 async fn run_locked(
@@ -83,13 +108,17 @@ async fn run_locked(
     params: &CreateParams,
     actor: &Actor,
     progress: &Sink,
-    (algorithm, level, out_dir, labels): Resolved,
+    (algorithm, level, out_dir, labels, mode): Resolved,
 ) -> Result<(CreatePlan, Option<CreateResult>)> {
+    // Asked under the instance lock: a restore cannot start or stop it now.
+    let running = unit_running(ctx, &params.instance).await;
+    let reading = Reading::decide(mode, running, &crate::config::unit_name(&params.instance))?;
     let config = ctx.config.clone();
     let p = params.clone();
-    let (plan, members) =
-        tokio::task::spawn_blocking(move || build_plan(&config, &p, algorithm, level, &out_dir))
-            .await??;
+    let (plan, members) = tokio::task::spawn_blocking(move || {
+        build_plan(&config, &p, algorithm, level, &out_dir, reading)
+    })
+    .await??;
     progress.emit(EventKind::Plan {
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
@@ -318,6 +347,8 @@ async fn finish(
             labels: labels.clone(),
             verification_error: None,
             uncompressed_bytes: Some(written.content_bytes),
+            consistency: Some(plan.capture.as_str().to_owned()),
+            verification: None,
             extra: Map::new(),
         },
         verified_at: None,
@@ -358,6 +389,9 @@ async fn finish(
         data_only: params.data_only,
         uncompressed_bytes: written.content_bytes,
         created_at,
+        capture: plan.capture,
+        snapshots: 0,
+        downtime_ms: None,
         warnings: plan
             .warnings
             .iter()

@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use abssd_proto::{Algorithm, CreateParams, CreatePlan, PlanSource};
+use abssd_proto::{Algorithm, Capture, Consistency, CreateParams, CreatePlan, PlanSource};
 
 use crate::archive::{self, Body, Budget, Ident, Member, Origin, Tree};
 use crate::config::{site_name, unit_name};
@@ -127,12 +127,51 @@ fn normalize(path: &Path) -> PathBuf {
 pub(super) type Planned = (CreatePlan, Vec<Member>);
 
 /// Read the registry, walk the sources, and fix the archive name. Blocking.
+/// How the instance will be read: the mode asked for, what systemd said about
+/// the unit, and what follows from the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Reading {
+    /// `--consistency`, or `daemon.consistency`.
+    pub mode: Consistency,
+    /// Whether the unit runs; `None` when systemd could not be asked.
+    pub unit_running: Option<bool>,
+    /// What will be done.
+    pub capture: Capture,
+}
+
+impl Reading {
+    /// A unit that is not running is read plainly whatever the mode (its files
+    /// hold still, and a hot journal left by a crash goes in beside its
+    /// database, as SQLite needs it). When systemd cannot be asked, `snapshot`
+    /// snapshots (safe either way) and `stop` is refused.
+    pub fn decide(mode: Consistency, unit_running: Option<bool>, unit: &str) -> Result<Reading> {
+        let capture = match (mode, unit_running) {
+            (_, Some(false)) => Capture::Offline,
+            (Consistency::Snapshot, _) => Capture::Snapshot,
+            (Consistency::None, _) => Capture::None,
+            (Consistency::Stop, Some(true)) => Capture::Stop,
+            (Consistency::Stop, None) => {
+                return Err(Error::Environment(format!(
+                    "--consistency stop needs systemd to stop {unit}, and systemd could not be \
+                     reached; use --consistency snapshot, or check the bus (systemd.bus_address)"
+                )));
+            }
+        };
+        Ok(Reading {
+            mode,
+            unit_running,
+            capture,
+        })
+    }
+}
+
 pub(super) fn build_plan(
     config: &crate::config::Config,
     params: &CreateParams,
     algorithm: Algorithm,
     level: Option<i32>,
     out_dir: &Path,
+    reading: Reading,
 ) -> Result<Planned> {
     let registry_file = config.registry_file();
     let registry_bytes = match std::fs::read(&registry_file) {
@@ -282,6 +321,10 @@ pub(super) fn build_plan(
         sources,
         index: config.index_file.display().to_string(),
         dry_run: params.dry_run,
+        consistency: reading.mode,
+        capture: reading.capture,
+        unit_running: reading.unit_running,
+        databases: Vec::new(),
         warnings: archive::warnings(&skipped),
     };
     Ok((plan, members))
@@ -334,6 +377,21 @@ fn source(role: &str, path: &Path, member: &str, present: bool, members: &[Membe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stopped_unit_is_read_plainly_in_every_mode() {
+        use Consistency as M;
+        for mode in [M::Snapshot, M::Stop, M::None] {
+            let r = Reading::decide(mode, Some(false), "u").unwrap();
+            assert_eq!(r.capture, Capture::Offline);
+        }
+        let cap = |m, r| Reading::decide(m, r, "u").map(|r| r.capture);
+        assert_eq!(cap(M::Snapshot, Some(true)).unwrap(), Capture::Snapshot);
+        assert_eq!(cap(M::Snapshot, None).unwrap(), Capture::Snapshot);
+        assert_eq!(cap(M::None, Some(true)).unwrap(), Capture::None);
+        assert_eq!(cap(M::Stop, Some(true)).unwrap(), Capture::Stop);
+        assert!(matches!(cap(M::Stop, None), Err(Error::Environment(_))));
+    }
 
     #[test]
     fn out_dirs_are_normalised_lexically() {

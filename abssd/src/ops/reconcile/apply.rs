@@ -146,6 +146,8 @@ pub fn adoption(
             labels: vec!["adopted".into()],
             verification_error: None,
             uncompressed_bytes: Some(found.content_bytes),
+            consistency: None,
+            verification: None,
             extra: Map::new(),
         },
         verified_at: None,
