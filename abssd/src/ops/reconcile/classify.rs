@@ -44,7 +44,7 @@ pub enum Change {
     /// checksum matched but the size did not.
     Record {
         /// What hashing found.
-        finding: Finding,
+        finding: Box<Finding>,
         /// New `size_bytes`.
         size: Option<u64>,
     },
@@ -173,7 +173,10 @@ pub fn judge(
         }
         Some(finding) if finding.item.status == status::AVAILABLE => {
             let size = wrong_size.then_some(size);
-            let change = Change::Record { finding, size };
+            let change = Change::Record {
+                finding: Box::new(finding),
+                size,
+            };
             if !wrong_status && !wrong_size {
                 return Verdict::RecordOnly(change);
             }
@@ -194,7 +197,7 @@ pub fn judge(
                 Category::Mismatched,
                 i,
                 Some(Change::Record {
-                    finding,
+                    finding: Box::new(finding),
                     size: None,
                 }),
             )
