@@ -61,16 +61,21 @@ def run(path: str) -> None:
 
 
 def check(path: str) -> None:
-    db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
     try:
-        integrity = "; ".join(r[0] for r in db.execute("PRAGMA integrity_check"))
-        tables = sorted(
-            r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        )
+        out = inspect(path)
     except sqlite3.DatabaseError as e:
-        # What a torn copy gives ("database disk image is malformed").
-        print(json.dumps({"integrity": str(e), "tables": []}))
-        return
+        # What a torn copy gives ("database disk image is malformed"), from
+        # the integrity check or from any query after it.
+        out = {"integrity": str(e), "tables": []}
+    print(json.dumps(out))
+
+
+def inspect(path: str) -> dict:
+    db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    integrity = "; ".join(r[0] for r in db.execute("PRAGMA integrity_check"))
+    tables = sorted(
+        r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    )
     out = {"integrity": integrity, "tables": tables}
     if {"debit", "credit"} <= set(tables):
         db.execute("BEGIN")
@@ -80,7 +85,7 @@ def check(path: str) -> None:
         out["credit"] = db.execute("SELECT coalesce(sum(amount), 0) FROM credit").fetchone()[0]
         out["last_id"] = db.execute("SELECT coalesce(max(id), 0) FROM debit").fetchone()[0]
         db.execute("COMMIT")
-    print(json.dumps(out))
+    return out
 
 
 def main() -> None:
