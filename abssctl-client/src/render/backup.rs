@@ -193,8 +193,21 @@ pub fn plan(p: &CreatePlan) -> String {
             ("data only", yes_no(p.data_only)),
             ("content", human_size(p.total_bytes)),
             ("index", p.index.clone()),
+            ("capture", capture_text(p)),
         ],
     ));
+    if !p.databases.is_empty() {
+        text.push_str(&format!(
+            "  SQLite databases to snapshot ({}):\n",
+            p.databases.len()
+        ));
+        for db in &p.databases {
+            text.push_str(&format!("    {}\n", esc(db)));
+        }
+    }
+    for note in &p.notes {
+        text.push_str(&format!("  note: {}\n", esc(note)));
+    }
     let rows: Vec<Vec<String>> = p
         .sources
         .iter()
@@ -226,6 +239,24 @@ pub fn plan(p: &CreatePlan) -> String {
     text
 }
 
+/// How the plan reads the instance: the capture, and why when it is not the
+/// mode asked for.
+fn capture_text(p: &CreatePlan) -> String {
+    let running = match p.unit_running {
+        Some(true) => "unit running",
+        Some(false) => "unit not running",
+        None => "unit state unknown",
+    };
+    format!(
+        "{} (--consistency {}; {running})",
+        p.capture.as_str(),
+        serde_json::to_value(p.consistency)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    )
+}
+
 /// `backup create`: what was written.
 pub fn created(r: &CreateResult) -> String {
     let mut text = format!("Created backup {}\n", esc(&r.id));
@@ -252,6 +283,15 @@ pub fn created(r: &CreateResult) -> String {
             ("checksum file", r.checksum_file.clone()),
             ("created", r.created_at.clone()),
             ("data only", yes_no(r.data_only)),
+            (
+                "capture",
+                match r.capture {
+                    abssd_proto::Capture::Snapshot => {
+                        format!("snapshot ({} SQLite snapshots)", r.snapshots)
+                    }
+                    other => other.as_str().to_owned(),
+                },
+            ),
             ("labels", list_or_dash(&r.labels)),
             (
                 "message",
@@ -328,6 +368,30 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_shows_the_capture_and_the_databases_to_snapshot() {
+        let p: CreatePlan = serde_json::from_value(serde_json::json!({
+            "instance": "alpha", "id": "x", "created_at": "2025-01-01T00:00:00Z",
+            "archive": "/a", "checksum_file": "/a.sha256", "algorithm": "zstd",
+            "compression_level": 3, "data_only": false, "total_bytes": 1, "sources": [],
+            "index": "/i", "dry_run": true, "consistency": "snapshot", "capture": "snapshot",
+            "unit_running": true,
+            "databases": ["/srv/alpha/data/server-files/account.sqlite"],
+            "notes": ["not archived: 1 journal file(s)"]
+        }))
+        .unwrap();
+        let text = plan(&p);
+        assert!(
+            text.contains("snapshot (--consistency snapshot; unit running)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SQLite databases to snapshot (1):\n    /srv/alpha/data/server-files/account.sqlite\n"),
+            "{text}"
+        );
+        assert!(text.contains("note: not archived: 1 journal"), "{text}");
+    }
+
+    #[test]
     fn created_says_when_something_was_left_out() {
         let mut r = CreateResult {
             id: "20250101-000000-alpha-abcdef".into(),
@@ -348,6 +412,12 @@ mod tests {
             warnings: vec![],
         };
         assert!(!created(&r).contains("warnings"));
+        r.snapshots = 3;
+        let text = created(&r);
+        assert!(
+            text.contains("capture:") && text.contains("snapshot (3 SQLite snapshots)"),
+            "{text}"
+        );
         r.warnings = vec!["left out /srv/alpha/data/fifo: not a regular file".into(); 2];
         assert!(created(&r).contains("warnings: 2"), "{}", created(&r));
     }
