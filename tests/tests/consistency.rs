@@ -110,7 +110,11 @@ c.execute("ROLLBACK")
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(line.trim(), "in", "the writer did not start its transaction");
+        assert_eq!(
+            line.trim(),
+            "in",
+            "the writer did not start its transaction"
+        );
         Writer(child)
     }
 }
@@ -182,7 +186,10 @@ fn assert_no_copies(w: &World) {
     let left: Vec<_> = fs::read_dir(snapshots_dir(w))
         .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    assert!(left.is_empty(), "copies left in the snapshots dir: {left:?}");
+    assert!(
+        left.is_empty(),
+        "copies left in the snapshots dir: {left:?}"
+    );
 }
 
 /// Nothing of a failed create is left: no archive, no index entry.
@@ -329,7 +336,9 @@ async fn a_hot_journal_fails_a_snapshot_and_goes_in_when_offline() {
     let r = out.result.as_ref().unwrap();
     assert_eq!((r.capture, r.snapshots), (Capture::Offline, 0));
     let dir = extract(&r.archive);
-    let restored = dir.path().join(format!("{}/data/user-files/group-1.sqlite", r.id));
+    let restored = dir
+        .path()
+        .join(format!("{}/data/user-files/group-1.sqlite", r.id));
     assert!(
         restored.with_file_name("group-1.sqlite-journal").exists(),
         "the hot journal goes in beside its database"
@@ -455,6 +464,36 @@ async fn a_database_swapped_for_a_symlink_is_left_out() {
     assert_no_copies(&w);
 }
 
+/// A FIFO swapped in for the database after the last check, where SQLite
+/// would wait in `open()` forever (it opens without `O_NONBLOCK`), the instance
+/// locked: the daemon releases it, and the database is left out as replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_swapped_in_for_a_database_does_not_hang_the_create() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    database(&data.join("user-files/group-1.sqlite"), "mine", 5);
+    let ran = as_nobody_at(
+        "create::before-snapshot",
+        &data.join("user-files"),
+        "mv group-1.sqlite moved && mkfifo group-1.sqlite".into(),
+    );
+    let out = create(&c, &params(None)).await;
+    fail::remove("create::before-snapshot");
+    assert!(ran.load(Ordering::SeqCst));
+    let r = out.result.as_ref().unwrap();
+    assert_eq!(r.snapshots, 0);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("group-1.sqlite") && w.contains("replaced")),
+        "{:?}",
+        r.warnings
+    );
+    assert_no_copies(&w);
+}
+
 /// A hard link to the root-only database swapped in while SQLite opens the
 /// name and swapped out again before the name is checked once more (done as
 /// root: the service user cannot link a file it cannot reach, as the test
@@ -561,7 +600,8 @@ async fn a_blob_that_never_holds_still_fails_the_create() {
     fail::cfg_callback("create::blob-read", move || {
         let i = n.fetch_add(1, Ordering::SeqCst);
         let mut f = fs::OpenOptions::new().write(true).open(&b).unwrap();
-        f.write_all(&vec![b'c' + (i % 20) as u8; 100_000 + i]).unwrap();
+        f.write_all(&vec![b'c' + (i % 20) as u8; 100_000 + i])
+            .unwrap();
     })
     .unwrap();
     let index_before = fs::read(w.cfg().index_file).ok();

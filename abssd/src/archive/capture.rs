@@ -168,7 +168,11 @@ mod tests {
         let got = classify(&mut members, &scratch).unwrap();
         assert_eq!(got.databases, [root.join("plain.name")]);
         assert_eq!(got.notes.len(), 1);
-        assert!(got.notes[0].contains("plain.name-journal"), "{:?}", got.notes);
+        assert!(
+            got.notes[0].contains("plain.name-journal"),
+            "{:?}",
+            got.notes
+        );
         let kinds: Vec<(&str, &str)> = members
             .iter()
             .map(|m| {

@@ -135,9 +135,9 @@ impl Member {
     /// Content bytes this member contributes (for progress totals).
     pub fn content_len(&self) -> u64 {
         match &self.body {
-            Body::File { size, .. }
-            | Body::Database { size, .. }
-            | Body::Stable { size, .. } => *size,
+            Body::File { size, .. } | Body::Database { size, .. } | Body::Stable { size, .. } => {
+                *size
+            }
             Body::Bytes(b) => b.len() as u64,
             Body::Dir | Body::Symlink(_) => 0,
         }

@@ -146,13 +146,11 @@ impl ScratchFile {
     /// Its descriptor, its name removed.
     pub fn into_file(mut self) -> Result<File> {
         self.unlink()?;
-        self.file
-            .try_clone()
-            .map_err(|e| Error::Io {
-                action: "reading",
-                path: self.path.clone().unwrap_or_default(),
-                source: e,
-            })
+        self.file.try_clone().map_err(|e| Error::Io {
+            action: "reading",
+            path: self.path.clone().unwrap_or_default(),
+            source: e,
+        })
     }
 
     /// Remove its name now; the descriptor stays usable.

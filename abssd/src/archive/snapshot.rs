@@ -170,7 +170,9 @@ pub fn take(tree: &Tree, rel: &[u8], ident: Ident, scratch: &Scratch) -> Result<
             Ok(()) => break,
             Err(Failure::NotTheFile) if attempt < 2 => {
                 tracing::warn!(path = %path.display(), "SQLite opened another file than the walk saw; trying again");
-                out.file.set_len(0).map_err(|e| io("truncating", scratch.path(), e))?;
+                out.file
+                    .set_len(0)
+                    .map_err(|e| io("truncating", scratch.path(), e))?;
             }
             Err(Failure::NotTheFile) => {
                 return Err(Gone::Changed(
@@ -258,6 +260,14 @@ fn io(action: &'static str, path: &Path, source: std::io::Error) -> Error {
 }
 
 /// Run one snapshot attempt on a thread of its own (its root changes).
+///
+/// SQLite opens files without `O_NONBLOCK`: a FIFO the instance's user swaps
+/// in for the database or its journal, after the last check and before
+/// SQLite's `open()`, would stop that thread, and the create with the instance
+/// locked, for good. So while it runs, every [`UNBLOCK_EVERY`] this thread
+/// opens such a FIFO for writing without blocking (which succeeds only when a
+/// reader waits in `open()`) and closes it at once: SQLite reads an empty
+/// file, the descriptor check fails, and the name is found replaced.
 fn on_own_thread(
     dir: &OwnedFd,
     name: &[u8],
@@ -265,18 +275,54 @@ fn on_own_thread(
     ident: Ident,
 ) -> std::result::Result<(), Failure> {
     let other = |e: std::io::Error| Failure::Other(e.to_string());
-    let dir = rustix::io::fcntl_dupfd_cloexec(dir, 0).map_err(|e| other(e.into()))?;
+    let thread_dir = rustix::io::fcntl_dupfd_cloexec(dir, 0).map_err(|e| other(e.into()))?;
     let target = out
         .path()
         .map(Path::to_owned)
         .ok_or_else(|| Failure::Other("the scratch file has no name".into()))?;
-    let name = name.to_vec();
-    std::thread::Builder::new()
+    let thread_name = name.to_vec();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let handle = std::thread::Builder::new()
         .name("abssd-snapshot".into())
-        .spawn(move || snapshot_in(dir, &name, &target, ident))
-        .map_err(other)?
-        .join()
-        .unwrap_or_else(|_| Err(Failure::Other("the snapshot thread panicked".into())))
+        .spawn(move || {
+            let _ = tx.send(snapshot_in(thread_dir, &thread_name, &target, ident));
+        })
+        .map_err(other)?;
+    let outcome = loop {
+        match rx.recv_timeout(UNBLOCK_EVERY) {
+            Ok(outcome) => break outcome,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => unblock_fifos(dir, name),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                break Err(Failure::Other("the snapshot thread panicked".into()));
+            }
+        }
+    };
+    let _ = handle.join();
+    outcome
+}
+
+/// How often a running snapshot is checked for a FIFO it may wait on.
+const UNBLOCK_EVERY: Duration = Duration::from_secs(1);
+
+/// Release a reader waiting in `open()` on a FIFO at `name` or its journal.
+fn unblock_fifos(dir: &OwnedFd, name: &[u8]) {
+    for suffix in [&b""[..], b"-journal", b"-wal"] {
+        let mut path = name.to_vec();
+        path.extend_from_slice(suffix);
+        let Ok(st) = tree::stat_at(dir.as_fd(), &path) else {
+            continue;
+        };
+        if tree::file_type(&st) != FileType::Fifo {
+            continue;
+        }
+        // Opens nothing but a FIFO with a waiting reader (ENXIO otherwise, a
+        // symlink is refused); whatever it opened is closed unwritten.
+        let flags = OFlags::WRONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if let Ok(fd) = rustix::fs::openat(dir, path.as_slice(), flags, Mode::empty()) {
+            tracing::warn!("a FIFO was put in place of a database being snapshotted; released");
+            drop(fd);
+        }
+    }
 }
 
 /// Steps 2 to 5 of the module comment. Runs on its own thread, which it
@@ -317,8 +363,12 @@ fn snapshot_in(
     dst.query_row("SELECT randomblob(16)", [], |_| Ok(()))
         .map_err(sqlite)?;
 
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
-        .map_err(|e| sys("unshare(CLONE_FS)", rustix::io::Errno::from_raw_os_error(e as i32)))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(|e| {
+        sys(
+            "unshare(CLONE_FS)",
+            rustix::io::Errno::from_raw_os_error(e as i32),
+        )
+    })?;
     rustix::process::fchdir(&dir).map_err(|e| sys("fchdir", e))?;
     rustix::process::chroot(".").map_err(|e| sys("chroot", e))?;
     drop(dir);
@@ -362,7 +412,10 @@ fn copy(
     if !holds(proc_fds, ident).map_err(|e| Failure::Other(format!("reading /proc/self/fd: {e}")))? {
         return Err(Failure::NotTheFile);
     }
-    let step = Backup::new(&src, dst).map_err(sqlite)?.step(-1).map_err(sqlite)?;
+    let step = Backup::new(&src, dst)
+        .map_err(sqlite)?
+        .step(-1)
+        .map_err(sqlite)?;
     match step {
         StepResult::Done => {}
         StepResult::Busy | StepResult::Locked => {

@@ -11,10 +11,10 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::Origin;
 use super::scratch::Scratch;
 use super::snapshot::Taken;
 use super::tree::{self, Gone, Ident};
-use super::Origin;
 use crate::error::{Error, Result};
 
 /// How many times a blob is read before the create gives up on it.

@@ -221,7 +221,8 @@ impl Tree {
     /// [`Tree::with_dir`] opens it (never through a symlink).
     pub fn dir_fd(&self, rel: &[u8]) -> Result<OwnedFd, Gone> {
         self.with_dir(rel, None, |dir| {
-            rustix::io::fcntl_dupfd_cloexec(dir, 0).map_err(|e| self.failed("opening", rel, e.into()))
+            rustix::io::fcntl_dupfd_cloexec(dir, 0)
+                .map_err(|e| self.failed("opening", rel, e.into()))
         })
     }
 

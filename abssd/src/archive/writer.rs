@@ -172,9 +172,17 @@ async fn append(
             let path = from.display();
             let before = tree::stat_fd(&file).map_err(|e| io_err("reading", &path, e))?;
             let mut file = file;
-            let missing =
-                append_file(builder, &mut header, m, &mut file, &path, *size, buf, progress)
-                    .await?;
+            let missing = append_file(
+                builder,
+                &mut header,
+                m,
+                &mut file,
+                &path,
+                *size,
+                buf,
+                progress,
+            )
+            .await?;
             if missing > 0 {
                 return Ok(Some(Skipped {
                     path,
@@ -218,7 +226,16 @@ async fn append(
                 Err(Gone::Changed(reason)) => return Ok(Some(left_out(from.display(), reason))),
                 Err(Gone::Failed(e)) => return Err(e),
             };
-            append_copy(builder, &mut header, m, taken, &from.display(), buf, progress).await?;
+            append_copy(
+                builder,
+                &mut header,
+                m,
+                taken,
+                &from.display(),
+                buf,
+                progress,
+            )
+            .await?;
         }
         Body::Symlink(target) => {
             header.set_entry_type(EntryType::Symlink);
@@ -327,8 +344,10 @@ async fn append_copy(
     progress: &mut ByteProgress<'_>,
 ) -> Result<()> {
     let mut file = taken.file;
-    let missing = append_file(builder, header, m, &mut file, path, taken.size, buf, progress)
-        .await?;
+    let missing = append_file(
+        builder, header, m, &mut file, path, taken.size, buf, progress,
+    )
+    .await?;
     if missing > 0 {
         return Err(Error::Internal(format!(
             "the copy of {} lost {missing} bytes in the scratch directory",
