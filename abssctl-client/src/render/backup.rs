@@ -243,7 +243,9 @@ pub fn plan(p: &CreatePlan) -> String {
 /// it means, and the mode and unit state it follows from.
 fn capture_plan(p: &CreatePlan) -> String {
     let how = match p.capture {
-        Capture::Stop => "the unit will be stopped while the archive is written, then started again",
+        Capture::Stop => {
+            "the unit will be stopped while the archive is written, then started again"
+        }
         Capture::Snapshot => "SQLite databases copied through SQLite, the unit keeps running",
         Capture::None => "files copied as they are while the unit runs",
         Capture::Offline => "files read as they are",
@@ -401,7 +403,10 @@ mod tests {
         .unwrap();
         let text = plan(&p);
         assert!(
-            text.contains("snapshot (--consistency snapshot; unit running)"),
+            text.contains(
+                "snapshot: SQLite databases copied through SQLite, the unit keeps running \
+                 (--consistency snapshot; unit running)"
+            ),
             "{text}"
         );
         assert!(
@@ -468,7 +473,13 @@ mod tests {
             "{text}"
         );
         p.capture = Capture::Offline;
-        assert!(plan(&p).contains("offline: the unit is not running"));
+        p.unit_running = Some(false);
+        assert!(
+            plan(&p)
+                .contains("offline: files read as they are (--consistency stop; unit not running)"),
+            "{}",
+            plan(&p)
+        );
     }
 
     #[test]
