@@ -8,7 +8,8 @@
 //!   restore (data, unit file, site and link, registry entry, the unit's running
 //!   state, nginx); after it, its clean-up and index annotation are done now;
 //! * temporary files of interrupted atomic writes of the index, the registry
-//!   and the journals are removed.
+//!   and the journals are removed, and so are the copies an interrupted deep
+//!   check made (`state_dir/deep-verify/`).
 //!
 //! Each recovered operation keeps its id, appears in `op list` and
 //! `daemon status` as recovered, and gets its line in the operations log. A
@@ -41,6 +42,9 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
     ];
     for path in stale.iter().flatten() {
         tracing::info!(path = %path.display(), "removed the temporary file of an interrupted write");
+    }
+    for path in crate::deep::remove_leftovers(&config.state_dir) {
+        tracing::info!(path = %path.display(), "removed the copies of an interrupted deep check");
     }
     let pending = match Journal::pending(&config.state_dir) {
         Ok(p) => p,
