@@ -553,12 +553,14 @@ impl Visit for Deep<'_> {
     }
 
     fn end(&mut self) {
-        if let Current::Sniff {
-            rel,
-            role,
-            size,
-            head,
-        } = std::mem::replace(&mut self.current, Current::Idle)
+        // A file shorter than SQLite's header is decided on what there is.
+        if matches!(self.current, Current::Sniff { .. })
+            && let Current::Sniff {
+                rel,
+                role,
+                size,
+                head,
+            } = std::mem::replace(&mut self.current, Current::Idle)
         {
             self.decide(rel, role, size, &head);
         }
