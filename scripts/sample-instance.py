@@ -8,6 +8,7 @@ The layout matches what `abssd --prefix PREFIX` expects:
     PREFIX/srv/NAME/config.json                          sync-server config (0640)
     PREFIX/srv/NAME/data/server-files/                   (0700)
     PREFIX/srv/NAME/data/server-files/account.sqlite     users, sessions, files (0600)
+    PREFIX/srv/NAME/data/.migrate                        the server's applied migrations
     PREFIX/srv/NAME/data/user-files/<uuid>/db.sqlite     budget databases (real SQLite)
     PREFIX/srv/NAME/data/user-files/<uuid>/metadata.json
     PREFIX/srv/NAME/data/user-files/file-<uuid>.blob     uploaded snapshot (zip of the budget)
@@ -57,6 +58,16 @@ MIB = 1024 * 1024
 BYTES_PER_TXN = 930
 # Measured deflate (level 1) ratio of a budget db: sizes its snapshot blob.
 DEFLATE_RATIO = 3.7
+# The state file of the `migrate` package the sync server keeps in its data
+# directory (`.migrate`); without it the server would run its migrations again.
+MIGRATE_STATE = json.dumps({
+    "lastRun": "1763873600000-backfill-files-owner.js",
+    "migrations": [{"title": t, "timestamp": 1736933400000} for t in [
+        "1694360000000-create-folders.js", "1694360479680-create-account-db.js",
+        "1694362247011-create-secret-table.js", "1702667624000-rename-nordigen-secrets.js",
+        "1718889148000-openid.js", "1719409568000-multiuser.js",
+        "1763873568237-server-global-prefs.js", "1763873600000-backfill-files-owner.js"]],
+}) + "\n"
 # Fixed "now" so the output never depends on the clock.
 EPOCH = int(dt.datetime(2025, 1, 15, 9, 30, tzinfo=dt.timezone.utc).timestamp())
 
@@ -550,6 +561,7 @@ server {{
         self.budgets = [new_uuid(self.rng) for _ in range(n)]
         self.group_ids = [new_uuid(self.rng) for _ in range(n)]
         self.write_account_db()
+        self.write(os.path.join(self.data, ".migrate"), MIGRATE_STATE, 0o644)
         fixed = os.path.getsize(os.path.join(self.server_files, "account.sqlite"))
         # Each budget is its db plus a deflated snapshot of about a quarter of that.
         db_total = max(0, target - fixed - n * 8192) / (1 + 1 / DEFLATE_RATIO)
