@@ -757,3 +757,88 @@ async fn two_instances_are_snapshotted_at_once() {
     }
     assert_no_copies(&w);
 }
+
+/// A database SQLite would open in WAL mode, with `<db>-shm` a hard link to
+/// a file of another user's that the service user may write (which
+/// `fs.protected_hardlinks=1` allows): a `-wal` beside it from the start (any
+/// bytes: SQLite takes a non-empty one for a WAL, no race needed), or its header switched to WAL (bytes 18 and 19) after the plan's
+/// probe. SQLite, even read-only, opens a WAL database's `-wal` and `-shm`
+/// read-write, creating them, and as root `fchown`s them to the database's
+/// owner and truncates and rewrites the `-shm`: the victim became the
+/// attacker's, overwritten (seen before the fix). Now the snapshot refuses,
+/// the create fails saying why, and nothing is touched or made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_sqlite_would_open_in_wal_mode_is_refused_and_nothing_beside_it_touched() {
+    let _serial = serial();
+    const TEXT: &[u8] = b"another user's file, writable by the group";
+    for switched in [false, true] {
+        let w = World::new(&["alpha"]);
+        let c = w.client().await;
+        let data = owned_by_nobody(&w);
+        let dir = data.join("user-files");
+        database(&dir.join("group-1.sqlite"), "mine", 5);
+        let shared = w.sb.path("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+        let victim = shared.join("victim");
+        fs::write(&victim, TEXT).unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o666)).unwrap();
+        std::os::unix::fs::chown(&victim, Some(NOBODY - 1), Some(NOBODY - 1)).unwrap();
+        let link = format!("ln {} group-1.sqlite-shm", victim.display());
+        let ran = if switched {
+            as_nobody_at(
+                "create::before-snapshot",
+                &dir,
+                format!(
+                    "printf '\\002\\002' | dd of=group-1.sqlite bs=1 seek=18 conv=notrunc \
+                     status=none && {link}"
+                ),
+            )
+        } else {
+            nobody::sh(
+                Some(&dir),
+                &format!("printf garbage > group-1.sqlite-wal && {link}"),
+            );
+            Arc::new(AtomicBool::new(true))
+        };
+        let names = || -> Vec<_> {
+            let mut v: Vec<_> = fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = names();
+        let index_before = fs::read(w.cfg().index_file).ok();
+        let out = call::<BackupCreate>(&c, &params(None)).await;
+        fail::remove("create::before-snapshot");
+        assert!(ran.load(Ordering::SeqCst));
+        let meta = fs::metadata(&victim).unwrap();
+        assert_eq!(
+            meta.uid(),
+            NOBODY - 1,
+            "switched: {switched}: root's SQLite chowned the -shm's target"
+        );
+        assert!(
+            fs::read(&victim).unwrap() == TEXT,
+            "switched: {switched}: root's SQLite wrote the -shm's target"
+        );
+        let err = out.unwrap_err();
+        assert!(
+            err.message.contains("WAL") && err.message.contains("group-1.sqlite"),
+            "{}",
+            err.message
+        );
+        let mut after = names();
+        if switched {
+            after.retain(|n| n != "group-1.sqlite-shm");
+        }
+        assert_eq!(
+            after, before,
+            "switched: {switched}: SQLite made files beside the live database"
+        );
+        assert_nothing_made(&w, &index_before);
+    }
+}

@@ -555,3 +555,82 @@ fn start_up_recovery_removes_what_an_interrupted_deep_check_left() {
     assert!(sb.config().state_dir.join("scratch").is_dir());
     daemon.stop();
 }
+
+/// A hot journal in an archive can end with the path of a "super-journal";
+/// rolling it back, SQLite opens that path, anywhere on the host, as root,
+/// without `O_NONBLOCK`, reads it whole and may delete it. Here it names a
+/// FIFO (as an instance's user could make one, and leave such a journal in
+/// their data for a backup read as it is): before the fix the deep check
+/// opened it (and without a writer waiting on it, would have hung for good).
+/// Now the journal is refused as a problem and the path is never opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_naming_a_super_journal_is_not_rolled_back() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let sb = Sandbox::new();
+    let data = sb.add_instance("alpha");
+    actual_data(&data, false);
+    let scratch = tempfile::tempdir().unwrap();
+    let live = scratch.path().join("g.sqlite");
+    fs::copy(group_db(&data), &live).unwrap();
+    let w = Connection::open(&live).unwrap();
+    w.execute_batch("PRAGMA cache_size = 1; BEGIN IMMEDIATE; DELETE FROM messages_binary; INSERT INTO messages_binary SELECT 'x' || i, 0, randomblob(300) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i FROM n);")
+        .unwrap();
+    fs::copy(&live, group_db(&data)).unwrap();
+    let mut hot = group_db(&data).into_os_string();
+    hot.push("-journal");
+    fs::copy(scratch.path().join("g.sqlite-journal"), &hot).unwrap();
+    drop(w);
+    // SQLite's super-journal record: a page number, the name, its length and
+    // checksum (the sum of its bytes), the journal magic.
+    let fifo = scratch.path().join("evil-mj1234569ab");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let name = fifo.as_os_str().as_encoded_bytes();
+    let sum = name.iter().fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
+    let mut record = 0x4000_0001u32.to_be_bytes().to_vec();
+    record.extend_from_slice(name);
+    record.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    record.extend_from_slice(&sum.to_be_bytes());
+    record.extend_from_slice(&[0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7]);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&hot)
+        .unwrap()
+        .write_all(&record)
+        .unwrap();
+    // A writer waiting on the FIFO: its open returns when anyone opens it to
+    // read, which releases that reader at once (it reads nothing).
+    let opened = Arc::new(AtomicBool::new(false));
+    let (f, flag) = (fifo.clone(), opened.clone());
+    let waiter = std::thread::spawn(move || {
+        let fd = fs::OpenOptions::new().write(true).open(&f).unwrap();
+        flag.store(true, Ordering::SeqCst);
+        drop(fd);
+    });
+
+    let daemon = Daemon::start(&sb);
+    let c = client(&daemon.socket).await;
+    let r = backup_as_is(&c, "alpha").await;
+    let item = verify(&c, &r.id, true).await;
+    let was_opened = opened.load(Ordering::SeqCst);
+    // Release the waiter whatever happened.
+    let _reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    waiter.join().unwrap();
+    assert!(
+        !was_opened,
+        "the deep check opened the super-journal the archive named"
+    );
+    let deep = item.deep.unwrap();
+    assert!(!deep.ok, "{deep:?}");
+    let problem = deep.problem.unwrap_or_default();
+    assert!(problem.contains("super-journal"), "{problem}");
+    assert!(fifo.exists());
+}

@@ -23,8 +23,10 @@
 //!    resolves inside that one directory, whatever is renamed around it;
 //! 4. the source is opened as `/<name>` with `SQLITE_OPEN_READONLY |
 //!    SQLITE_OPEN_NOFOLLOW` (a read-only connection never writes, deletes or
-//!    rolls back anything beside the live database) and a read transaction is
-//!    begun; then the process's descriptors are looked through
+//!    rolls back anything beside the live database), its file's methods are
+//!    stripped of shared memory so that SQLite cannot use WAL for it (which
+//!    would open, create, `fchown` and write `-wal` and `-shm` beside it: see
+//!    [`without_shared_memory`]), and a read transaction is begun; then the process's descriptors are looked through
 //!    (`/proc/self/fd`, opened before the chroot) for one on the file the walk
 //!    saw: only SQLite can hold one, so a hard link swapped in and out again
 //!    around the open is caught even if the name is back in place afterwards;
@@ -402,13 +404,20 @@ fn copy(
             | OpenFlags::SQLITE_OPEN_EXRESCODE,
     )
     .map_err(sqlite)?;
+    without_shared_memory(&src)?;
     src.busy_timeout(deadline.saturating_duration_since(Instant::now()))
         .map_err(sqlite)?;
     src.execute_batch("PRAGMA temp_store=MEMORY; BEGIN")
         .map_err(sqlite)?;
     // Takes the SHARED lock, checks for a hot journal, reads page 1.
     src.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-        .map_err(sqlite)?;
+        .map_err(|e| match sqlite(e) {
+            Failure::Other(why) => Failure::Other(format!(
+                "{why} (a database in WAL mode, or with a -wal file beside it, is not \
+                 snapshotted: SQLite would write its -wal and -shm beside the live database)"
+            )),
+            other => other,
+        })?;
     if !holds(proc_fds, ident).map_err(|e| Failure::Other(format!("reading /proc/self/fd: {e}")))? {
         return Err(Failure::NotTheFile);
     }
@@ -431,6 +440,60 @@ fn copy(
     }
     src.execute_batch("COMMIT").map_err(sqlite)?;
     src.close().map_err(|(_, e)| sqlite(e))?;
+    Ok(())
+}
+
+/// Take away the shared-memory method of the source's file (a copy of
+/// SQLite's own methods without `xShmMap`), before anything is read: SQLite
+/// then cannot use WAL for it (`sqlite3PagerWalSupported`), and a database
+/// switched to WAL mode after the plan's probe, or with a `-wal` file beside
+/// it, fails to open. Otherwise SQLite opens that `-wal` and the `-shm`
+/// read-write, creating them, and as root `fchown`s them to the database's
+/// owner and truncates and writes the `-shm`: the instance's user, who
+/// controls those names, could hard-link any file they may write there, have
+/// it overwritten and take its ownership.
+#[allow(unsafe_code)]
+fn without_shared_memory(conn: &Connection) -> std::result::Result<(), Failure> {
+    type Methods = &'static ffi::sqlite3_io_methods;
+    // One copy per table of methods SQLite has (a handful), kept for good:
+    // the connections that use them come and go.
+    static COPIES: std::sync::Mutex<Vec<(usize, Methods)>> = std::sync::Mutex::new(Vec::new());
+    let failed = || Failure::Other("SQLite did not give its file for the database".into());
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: the handle is the open connection's; FILE_POINTER writes the
+    // main database's `sqlite3_file *` into `file`.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&raw mut file).cast(),
+        )
+    };
+    if rc != ffi::SQLITE_OK || file.is_null() {
+        return Err(failed());
+    }
+    // SAFETY: `file` is the connection's open main database file, used by
+    // this thread only; its methods are a static table of SQLite's, and the
+    // copy put in its place lives for the rest of the process.
+    unsafe {
+        let methods = (*file).pMethods;
+        if methods.is_null() {
+            return Err(failed());
+        }
+        let mut copies = COPIES.lock().unwrap_or_else(|e| e.into_inner());
+        let copy = match copies.iter().find(|(from, _)| *from == methods as usize) {
+            Some((_, copy)) => *copy,
+            None => {
+                let mut copy = *methods;
+                copy.xShmMap = None;
+                let copy: Methods = Box::leak(Box::new(copy));
+                copies.push((methods as usize, copy));
+                copy
+            }
+        };
+        (*file).pMethods = copy;
+    }
     Ok(())
 }
 

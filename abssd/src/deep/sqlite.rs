@@ -33,6 +33,9 @@ pub struct Listed {
 /// SQLite rolls it back as the server would on its next open; otherwise
 /// read-only and immutable: nothing is locked, nothing is created beside it.
 pub fn open(path: &Path, journal: bool) -> Result<Connection, String> {
+    if journal {
+        refuse_super_journal(path)?;
+    }
     let conn = if journal {
         Connection::open_with_flags(
             path,
@@ -49,6 +52,39 @@ pub fn open(path: &Path, journal: bool) -> Result<Connection, String> {
     .map_err(|e| format!("SQLite cannot open it: {e}"))?;
     harden(&conn).map_err(|e| format!("SQLite cannot open it: {e}"))?;
     Ok(conn)
+}
+
+/// What ends a rollback journal that names a super-journal (SQLite's
+/// `aJournalMagic`, after the name, its length and checksum).
+const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+
+/// A hot journal may end with the path of a super-journal (a transaction
+/// over several attached databases). Rolling it back, SQLite then opens that
+/// path, anywhere on the host, reads it whole and may delete it: a FIFO there
+/// would stop the check for good (the open does not use `O_NONBLOCK`), a
+/// large file would be read into memory. The sync server never attaches
+/// databases, so such a journal is refused, not rolled back.
+fn refuse_super_journal(db: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut name = db.as_os_str().to_owned();
+    name.push("-journal");
+    let unreadable = |e: std::io::Error| format!("our copy of its journal cannot be read: {e}");
+    let mut file = std::fs::File::open(&name).map_err(unreadable)?;
+    let size = file.metadata().map_err(unreadable)?.len();
+    if size < 16 {
+        return Ok(());
+    }
+    let mut tail = [0u8; 8];
+    file.seek(SeekFrom::Start(size - 8)).map_err(unreadable)?;
+    file.read_exact(&mut tail).map_err(unreadable)?;
+    if tail == JOURNAL_MAGIC {
+        return Err(
+            "its rollback journal names a super-journal (a transaction over several \
+             databases, which the sync server never makes); not rolled back"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Defensive mode (no writes that corrupt the file through SQL), an
