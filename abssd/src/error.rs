@@ -91,6 +91,21 @@ pub enum Error {
         /// What could not be put back and where things are now (paths).
         left: Vec<String>,
     },
+    /// A `stop`-mode backup was written and indexed, but the unit stopped for
+    /// it did not start again: the backup is good, the instance is down.
+    #[error(
+        "backup {backup_id} was written and indexed, but {unit}, stopped for it, did not start again: {cause}; the backup is good; start the unit (systemctl start {unit}) and see journalctl -u {unit}"
+    )]
+    NotRestarted {
+        /// The backup that was written.
+        backup_id: String,
+        /// Its archive.
+        archive: String,
+        /// The unit left stopped.
+        unit: String,
+        /// Why it did not start.
+        cause: Box<Error>,
+    },
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -111,6 +126,7 @@ impl Error {
             Error::Archive(_) => ErrorKind::Service,
             Error::Service(_) => ErrorKind::Service,
             Error::RolledBack { cause, .. } => cause.kind(),
+            Error::NotRestarted { .. } => ErrorKind::Service,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -132,6 +148,14 @@ impl Error {
                 }
                 Some(d)
             }
+            Error::NotRestarted {
+                backup_id,
+                archive,
+                unit,
+                ..
+            } => Some(serde_json::json!({
+                "backup_id": backup_id, "archive": archive, "unit": unit, "unit_running": false
+            })),
             _ => None,
         };
         WireError {

@@ -193,6 +193,15 @@ impl Journal {
         Journal { path, record }
     }
 
+    /// Name the backup once it is known: a `stop`-mode create journals the
+    /// stop before its walk fixes the backup's id. Recovery decides from the
+    /// id whether the create had finished, so it is set before the archive
+    /// step is.
+    pub fn set_backup_id(&mut self, id: &str) -> Result<()> {
+        self.record.backup_id = id.to_owned();
+        self.write()
+    }
+
     /// Record the unit's state before the operation.
     pub fn set_unit_was_active(&mut self, active: bool) -> Result<()> {
         self.record.unit_was_active = Some(active);

@@ -3,7 +3,8 @@
 //! finished or rolled back from its journal (`state_dir/journal/`).
 //!
 //! * a create that had not written its index entry loses its `.partial` file,
-//!   archive and sidecar; one that had is finished already;
+//!   archive and sidecar; one that had is finished already; either way the
+//!   unit a `stop`-mode create had stopped is started again;
 //! * a restore before its commit point is rolled back exactly like a failed
 //!   restore (data, unit file, site and link, registry entry, the unit's running
 //!   state, nginx); after it, its clean-up and index annotation are done now;
@@ -125,8 +126,34 @@ async fn one(
                 .map_err(Error::from)
                 .and_then(|x| x)
                 .map_err(|e| e.to_wire())?;
+            // A `stop`-mode create stopped the unit: it runs again whatever
+            // became of the archive.
+            let stopped = record
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::StopUnit { .. }));
+            let systemd = if stopped {
+                connected(config, units).await
+            } else {
+                None
+            };
+            let (mut done, mut left) = (Vec::new(), Vec::new());
+            match ops::create::recover_unit(record, systemd).await {
+                Some(Ok(d)) => done.push(d),
+                Some(Err(l)) => left.push(l),
+                None => {}
+            }
+            say(op, &done);
             match removed {
-                None => Ok(json!({ "recovered": "finished", "id": record.backup_id })),
+                None if left.is_empty() => {
+                    Ok(json!({ "recovered": "finished", "id": record.backup_id, "done": done }))
+                }
+                None => Err(interrupted(
+                    "backup create",
+                    "its backup was complete, but the unit it had stopped was not started again",
+                    done,
+                    left,
+                )),
                 Some(removed) => {
                     say(op, &removed);
                     let what = if removed.is_empty() {
@@ -134,7 +161,12 @@ async fn one(
                     } else {
                         "its unfinished archive was removed"
                     };
-                    Err(interrupted("backup create", what, removed, Vec::new()))
+                    Err(interrupted(
+                        "backup create",
+                        what,
+                        removed.into_iter().chain(done).collect(),
+                        left,
+                    ))
                 }
             }
         }
@@ -149,17 +181,7 @@ async fn one(
                 )
             });
             let systemd = if needs_systemd && !record.steps.contains(&Step::Commit) {
-                if units.is_none() {
-                    *units = Some(
-                        Systemd::connect(config.bus_address.as_deref())
-                            .await
-                            .map_err(|e| e.to_string()),
-                    );
-                }
-                match units.as_ref() {
-                    Some(Ok(s)) => Some(s),
-                    _ => None,
-                }
+                connected(config, units).await
             } else {
                 None
             };
@@ -198,6 +220,25 @@ async fn one(
             ErrorKind::Internal,
             format!("a journal of an unknown command {other:?}; left as it is"),
         )),
+    }
+}
+
+/// systemd, connected at the first journal that needs it; `None` when it
+/// cannot be reached (`units` then holds why).
+async fn connected<'u>(
+    config: &crate::config::Config,
+    units: &'u mut Option<std::result::Result<Systemd, String>>,
+) -> Option<&'u Systemd> {
+    if units.is_none() {
+        *units = Some(
+            Systemd::connect(config.bus_address.as_deref())
+                .await
+                .map_err(|e| e.to_string()),
+        );
+    }
+    match units.as_ref() {
+        Some(Ok(s)) => Some(s),
+        _ => None,
     }
 }
 

@@ -138,6 +138,14 @@ impl FakeSystemd {
         self.model.fail(name, verb, result);
     }
 
+    /// Run `hook` each time a `verb` job on `name` succeeds, just before
+    /// systemd would announce it (so before abssd's wait for the job returns).
+    /// It runs on the fake's thread: keep it short.
+    pub fn on_job(&self, name: &str, verb: Verb, hook: impl Fn() + Send + Sync + 'static) {
+        self.model
+            .on_job(name, verb, Some(state::Hook(Arc::new(hook))));
+    }
+
     /// The unit as systemd would report it; `None` when it is not loaded.
     pub fn state(&self, name: &str) -> Option<UnitState> {
         let s = self.model.state(name);

@@ -3,7 +3,9 @@
 //! moments — then started again; recovery must leave the instance exactly as
 //! before the operation or exactly as restored, the unit in its running state,
 //! and nothing behind (staging, `.partial`, `.pre-restore-*`, `.bak-*`,
-//! temporary files, journals).
+//! temporary files, journals). Creates are killed in `snapshot` and `stop`
+//! mode: one killed while it had the unit stopped gets it started again by
+//! the recovery.
 //!
 //! The daemon runs as a child process (`abssd-failpoints`), systemd is faked on
 //! a private bus by this process, `nginx -t` is the real one.
@@ -248,16 +250,19 @@ async fn check_recovered(host: &Host, d: &ChildDaemon, op_id: &str, what: &str) 
     assert!(said.is_object() || said.is_array(), "{what}: {line}");
 }
 
-/// Kill a create at `failpoint`, recover, and check. Returns whether the
-/// backup survived (indexed, archive and sidecar intact); else no trace of it
-/// is left.
-async fn create_killed_at(failpoint: &str) -> bool {
+/// Kill a create in `mode` at `failpoint`, recover, and check. Returns
+/// whether the backup survived (indexed, archive and sidecar intact); else no
+/// trace of it is left. The unit runs after recovery; in `stop` mode, one
+/// killed while the unit was down had it started by the recovery.
+async fn create_killed_at(failpoint: &str, mode: Consistency) -> bool {
     let host = Host::new();
     let cfg = host.sb.config();
+    let unit = unit_name("alpha");
     let before = fs::read(&cfg.index_file).ok();
     let d = host.daemon(Some(failpoint));
     let params = CreateParams {
         instance: "alpha".into(),
+        consistency: Some(mode),
         detach: true,
         ..Default::default()
     };
@@ -265,7 +270,47 @@ async fn create_killed_at(failpoint: &str) -> bool {
         .await
         .unwrap()
         .op_id;
-    let d = died_and_recovered(&host, d, &op_id, failpoint).await;
+    let what = format!("create --consistency {mode:?} killed at {failpoint}");
+    let status = d.wait(Duration::from_secs(60));
+    assert!(aborted(&status), "{what}: never reached ({status})");
+    let down = !host.unit_running();
+    let stopped = host.fake.calls().contains(&format!("StopUnit {unit}"));
+    assert_eq!(
+        stopped,
+        mode == Consistency::Stop && failpoint != "create-stop::before-stop-unit",
+        "{what}: StopUnit sent"
+    );
+    // Down exactly between a stop-mode create's stop and start.
+    let in_window = mode == Consistency::Stop
+        && !matches!(
+            failpoint,
+            "create-stop::before-stop-unit"
+                | "create-stop::after-start-unit"
+                | "create::after-index"
+                | "index::before-rename"
+        );
+    assert_eq!(down, in_window, "{what}: unit down at the kill");
+    host.fake.clear_calls();
+    let d = host.daemon(None);
+    check_recovered(&host, &d, &op_id, &what).await;
+    assert!(
+        host.unit_running(),
+        "{what}: the unit is not running after recovery"
+    );
+    // The recovery of a stop-mode create starts the unit whatever the moment
+    // (a no-op when it runs); nothing else is sent.
+    let expected: &[String] = if mode == Consistency::Stop {
+        &[format!("StartUnit {unit}")]
+    } else {
+        &[]
+    };
+    let jobs: Vec<String> = host
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("StartUnit ") || c.starts_with("StopUnit "))
+        .collect();
+    assert_eq!(jobs, expected, "{what}: recovery's systemd jobs");
     let archives = snapshot(&cfg.backups_root);
     let index = fs::read(&cfg.index_file).ok();
     let kept = index != before;
@@ -280,7 +325,16 @@ async fn create_killed_at(failpoint: &str) -> bool {
         let hex = String::from_utf8_lossy(&out.stdout);
         assert!(
             hex.starts_with(entry["checksum"]["value"].as_str().unwrap()),
-            "{failpoint}"
+            "{what}"
+        );
+        assert_eq!(
+            entry["metadata"]["consistency"],
+            if mode == Consistency::Stop {
+                "stop"
+            } else {
+                "snapshot"
+            },
+            "{what}"
         );
         assert!(PathBuf::from(format!("{}.sha256", archive.display())).exists());
     } else {
@@ -289,9 +343,9 @@ async fn create_killed_at(failpoint: &str) -> bool {
             .filter(|(p, n)| n.0 == 'f' && !p.ends_with("backups.json"))
             .map(|(p, _)| p.clone())
             .collect();
-        assert!(files.is_empty(), "{failpoint}: left {files:?}");
+        assert!(files.is_empty(), "{what}: left {files:?}");
     }
-    host.assert_no_leftovers(failpoint);
+    host.assert_no_leftovers(&what);
     d.stop();
     kept
 }
@@ -362,8 +416,15 @@ async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
     );
     let mut runs = Vec::new();
     for point in &points {
+        // The points of a `stop`-mode create's stop and start are passed only
+        // in that mode; the archive's own points in every mode.
+        let mut modes = vec![Consistency::Snapshot, Consistency::Stop];
         let (create, restore) = match point.split("::").next().unwrap() {
             "create" => (true, false),
+            "create-stop" => {
+                modes = vec![Consistency::Stop];
+                (true, false)
+            }
             "restore" => (false, true),
             "index" => {
                 let n = index_writers_killed_at(point).await;
@@ -374,14 +435,16 @@ async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
             other => panic!("crash point {point}: no scenario for {other}:: points; add one here"),
         };
         if create {
-            let kept = create_killed_at(point).await;
-            // Only a create that wrote its index entry had finished.
-            assert_eq!(
-                kept,
-                point == "create::after-index",
-                "create killed at {point}"
-            );
-            runs.push(format!("create@{point}"));
+            for mode in modes {
+                let kept = create_killed_at(point, mode).await;
+                // Only a create that wrote its index entry had finished.
+                assert_eq!(
+                    kept,
+                    point == "create::after-index",
+                    "create --consistency {mode:?} killed at {point}"
+                );
+                runs.push(format!("create({mode:?})@{point}"));
+            }
         }
         if restore {
             let after = restore_killed_at(point).await;

@@ -1,7 +1,7 @@
 //! Text for people about backups: the list, one entry, a create plan or result,
 //! verify results.
 
-use abssd_proto::{BackupEntry, CreatePlan, CreateResult, VerifyResult, status};
+use abssd_proto::{BackupEntry, Capture, CreatePlan, CreateResult, VerifyResult, status};
 use serde_json::Value;
 
 use super::{Align, ellipsize, esc, fields, human_size, table, value_text, yes_no};
@@ -193,6 +193,7 @@ pub fn plan(p: &CreatePlan) -> String {
             ("data only", yes_no(p.data_only)),
             ("content", human_size(p.total_bytes)),
             ("index", p.index.clone()),
+            ("capture", capture_plan(p)),
         ],
     ));
     let rows: Vec<Vec<String>> = p
@@ -226,39 +227,61 @@ pub fn plan(p: &CreatePlan) -> String {
     text
 }
 
+/// How a create would read the instance, for the dry run.
+fn capture_plan(p: &CreatePlan) -> String {
+    match p.capture {
+        Capture::Stop => "stop: the unit will be stopped while the archive is written, \
+                          then started again"
+            .to_owned(),
+        Capture::Snapshot => "snapshot: SQLite databases copied through SQLite, \
+                              the unit keeps running"
+            .to_owned(),
+        Capture::None => "none: files copied as they are while the unit runs".to_owned(),
+        Capture::Offline => "offline: the unit is not running; files read as they are".to_owned(),
+    }
+}
+
 /// `backup create`: what was written.
 pub fn created(r: &CreateResult) -> String {
     let mut text = format!("Created backup {}\n", esc(&r.id));
-    text.push_str(&fields(
-        2,
-        &[
-            ("archive", r.archive.clone()),
-            (
-                "size",
-                format!(
-                    "{} from {} of files",
-                    human_size(r.size_bytes),
-                    human_size(r.uncompressed_bytes)
-                ),
+    let mut pairs = vec![
+        ("archive", r.archive.clone()),
+        (
+            "size",
+            format!(
+                "{} from {} of files",
+                human_size(r.size_bytes),
+                human_size(r.uncompressed_bytes)
             ),
-            (
-                "algorithm",
-                algorithm_text(
-                    Some(r.algorithm.as_str()),
-                    r.compression_level.map(i64::from),
-                ),
+        ),
+        (
+            "algorithm",
+            algorithm_text(
+                Some(r.algorithm.as_str()),
+                r.compression_level.map(i64::from),
             ),
-            ("sha256", r.checksum.clone()),
-            ("checksum file", r.checksum_file.clone()),
-            ("created", r.created_at.clone()),
-            ("data only", yes_no(r.data_only)),
-            ("labels", list_or_dash(&r.labels)),
-            (
-                "message",
-                r.message.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+        ("sha256", r.checksum.clone()),
+        ("checksum file", r.checksum_file.clone()),
+        ("created", r.created_at.clone()),
+        ("data only", yes_no(r.data_only)),
+        ("labels", list_or_dash(&r.labels)),
+        (
+            "message",
+            r.message.clone().unwrap_or_else(|| "-".to_owned()),
+        ),
+        ("capture", r.capture.as_str().to_owned()),
+    ];
+    if let Some(ms) = r.downtime_ms {
+        pairs.push((
+            "downtime",
+            format!(
+                "{} (the unit was stopped while the archive was written)",
+                duration_text(ms)
             ),
-        ],
-    ));
+        ));
+    }
+    text.push_str(&fields(2, &pairs));
     // The warnings went by on stderr while it ran; the summary must not hide
     // that the backup is not the whole data directory.
     if !r.warnings.is_empty() {
@@ -268,6 +291,15 @@ pub fn created(r: &CreateResult) -> String {
         ));
     }
     text
+}
+
+/// `850 ms`, `12.3 s`, `4 min 5 s`.
+fn duration_text(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
 }
 
 /// `backup verify`: one row per backup, then a one-line summary.
@@ -348,8 +380,37 @@ mod tests {
             warnings: vec![],
         };
         assert!(!created(&r).contains("warnings"));
+        assert!(!created(&r).contains("downtime"));
+        r.capture = abssd_proto::Capture::Stop;
+        r.downtime_ms = Some(2345);
+        assert!(
+            created(&r).contains(
+                "downtime:       2.3 s (the unit was stopped while the archive was written)"
+            ),
+            "{}",
+            created(&r)
+        );
         r.warnings = vec!["left out /srv/alpha/data/fifo: not a regular file".into(); 2];
         assert!(created(&r).contains("warnings: 2"), "{}", created(&r));
+    }
+
+    #[test]
+    fn a_dry_run_in_stop_mode_says_the_unit_will_be_stopped() {
+        let mut p: CreatePlan = serde_json::from_value(serde_json::json!({
+            "instance": "alpha", "id": "20250101-000000-alpha-abcdef",
+            "created_at": "2025-01-01T00:00:00Z", "archive": "/a.tar", "checksum_file": "/a.tar.sha256",
+            "algorithm": "none", "compression_level": null, "data_only": false, "total_bytes": 1,
+            "sources": [], "index": "/i.json", "dry_run": true, "consistency": "stop",
+            "capture": "stop", "unit_running": true
+        }))
+        .unwrap();
+        let text = plan(&p);
+        assert!(
+            text.contains("capture:        stop: the unit will be stopped while the archive is written, then started again"),
+            "{text}"
+        );
+        p.capture = Capture::Offline;
+        assert!(plan(&p).contains("offline: the unit is not running"));
     }
 
     #[test]

@@ -49,7 +49,8 @@ pub(crate) fn plan() -> Value {
         "algorithm": "zstd", "compression_level": 3, "data_only": false,
         "sources": [{"role": "data", "path": "/srv/alpha", "member": "x/data", "present": true,
                      "bytes": 2048, "entries": 3}],
-        "total_bytes": 2048, "index": "/srv/backups/backups.json", "dry_run": false
+        "total_bytes": 2048, "index": "/srv/backups/backups.json", "dry_run": false,
+        "consistency": "snapshot", "capture": "snapshot", "unit_running": true
     })
 }
 
@@ -61,7 +62,7 @@ pub(crate) fn create_result() -> Value {
         "checksum_file": "/srv/backups/alpha/20250102-030405-alpha-a1b2c3.tar.zst.sha256",
         "size_bytes": 1500, "algorithm": "zstd", "compression_level": 3, "message": "m",
         "labels": ["a", "b", "c"], "data_only": false, "uncompressed_bytes": 2048,
-        "created_at": "2025-01-02T03:04:05Z"
+        "created_at": "2025-01-02T03:04:05Z", "capture": "snapshot", "snapshots": 0
     })
 }
 

@@ -63,8 +63,20 @@ impl Default for Unit {
     }
 }
 
+/// Something a test runs when a job finishes (see [`Model::on_job`]).
+#[derive(Clone)]
+pub struct Hook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
+    /// (unit, verb) → run when such a job succeeds, before its `JobRemoved`.
+    hooks: HashMap<(String, Verb), Hook>,
     /// Units set explicitly or touched by a job. Loaded whether or not a file exists.
     units: HashMap<String, Unit>,
     /// (unit, verb) → the job result to report instead of `done`.
@@ -190,6 +202,22 @@ impl Model {
         }
     }
 
+    /// Run `hook` each time a `verb` job on `name` succeeds, after the unit's
+    /// state changed and before its `JobRemoved` is sent (so before the
+    /// caller's wait for the job returns); `None` removes it.
+    pub fn on_job(&self, name: &str, verb: Verb, hook: Option<Hook>) {
+        let key = (name.to_owned(), verb);
+        let mut inner = self.lock();
+        match hook {
+            Some(h) => {
+                inner.hooks.insert(key, h);
+            }
+            None => {
+                inner.hooks.remove(&key);
+            }
+        }
+    }
+
     /// Record a call in the log.
     pub fn record(&self, call: String) {
         self.lock().calls.push(call);
@@ -228,13 +256,21 @@ impl Model {
 
     /// Apply a job's effect on the unit, just before its `JobRemoved`.
     pub fn finish(&self, job: &Job) {
-        let mut inner = self.lock();
-        let unit = inner.units.entry(job.unit.clone()).or_default();
-        match (job.verb, job.result.as_str()) {
-            (Verb::Start, "done") => unit.active = Active::Running,
-            (Verb::Start, _) => unit.active = Active::Failed,
-            (Verb::Stop, "done") => unit.active = Active::Inactive,
-            _ => {}
+        let hook = {
+            let mut inner = self.lock();
+            let unit = inner.units.entry(job.unit.clone()).or_default();
+            match (job.verb, job.result.as_str()) {
+                (Verb::Start, "done") => unit.active = Active::Running,
+                (Verb::Start, _) => unit.active = Active::Failed,
+                (Verb::Stop, "done") => unit.active = Active::Inactive,
+                _ => {}
+            }
+            let hook = inner.hooks.get(&(job.unit.clone(), job.verb)).cloned();
+            hook.filter(|_| job.result == "done")
+        };
+        // Outside the lock: a hook may look at the model.
+        if let Some(Hook(hook)) = hook {
+            hook();
         }
     }
 }

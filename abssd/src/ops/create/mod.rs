@@ -6,14 +6,16 @@
 //! index entry is written.
 //!
 //! * `plan` — validation, the walk of the sources, and the archive's name.
+//! * `stop` — `--consistency stop`: the unit stopped (journaled) around the
+//!   walk and the archive pass, and started again.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use abssd_proto::{
-    Actor, BackupEntry, Checksum, CreateParams, CreatePlan, CreateResult, EntryMetadata, EventKind,
-    status,
+    Actor, BackupEntry, Capture, Checksum, CreateParams, CreatePlan, CreateResult, EntryMetadata,
+    EventKind, status,
 };
 use serde_json::{Map, Value};
 
@@ -22,13 +24,15 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::index::Index;
 use crate::journal::{Journal, Record, Step};
-use crate::ops::{ByteProgress, Ctx, LockEvents, Progress, Sink};
+use crate::ops::{ByteProgress, Ctx, InFlightClaim, LockEvents, Progress, Sink};
 use crate::registry::validate_name;
 use crate::systemd::{Systemd, Units};
 
 mod plan;
+mod stop;
 
 use plan::{Reading, build_plan, effective_level, out_dir};
+pub use stop::recover_unit;
 
 /// Run `backup create`. Returns the plan, and the result unless `dry_run`.
 pub async fn run(
@@ -86,19 +90,19 @@ fn resolve(ctx: &Ctx, params: &CreateParams) -> Result<Resolved> {
     Ok((algorithm, level, out_dir, labels, mode))
 }
 
-/// Whether the instance's unit is running, asked of systemd; `None` when
-/// systemd cannot be reached (a host or test without it).
-async fn unit_running(ctx: &Ctx, instance: &str) -> Option<bool> {
-    let unit = crate::config::unit_name(instance);
+/// The unit's state, asked of systemd, and the connection it was asked on;
+/// `None`s when systemd cannot be reached (a host or test without it).
+async fn unit_running(ctx: &Ctx, unit: &str) -> (Option<Systemd>, Option<bool>) {
     let asked = async {
         let systemd = Systemd::connect(ctx.config.bus_address.as_deref()).await?;
-        systemd.state(&unit).await
+        let state = systemd.state(unit).await?;
+        Ok::<_, Error>((systemd, state))
     };
     match asked.await {
-        Ok(state) => Some(state.is_active()),
+        Ok((systemd, state)) => (Some(systemd), Some(state.is_active())),
         Err(e) => {
             tracing::info!("not asking systemd whether {unit} runs: {e}");
-            None
+            (None, None)
         }
     }
 }
@@ -108,11 +112,68 @@ async fn run_locked(
     params: &CreateParams,
     actor: &Actor,
     progress: &Sink,
-    (algorithm, level, out_dir, labels, mode): Resolved,
+    resolved: Resolved,
 ) -> Result<(CreatePlan, Option<CreateResult>)> {
+    let unit = crate::config::unit_name(&params.instance);
     // Asked under the instance lock: a restore cannot start or stop it now.
-    let running = unit_running(ctx, &params.instance).await;
-    let reading = Reading::decide(mode, running, &crate::config::unit_name(&params.instance))?;
+    let (systemd, running) = unit_running(ctx, &unit).await;
+    let reading = Reading::decide(resolved.4, running, &unit)?;
+    if reading.capture == Capture::Stop && !params.dry_run {
+        // `stop` is only decided on systemd's word, so the connection is there.
+        let systemd =
+            systemd.ok_or_else(|| Error::Internal("stop mode decided without systemd".into()))?;
+        let job = stop::Job {
+            ctx,
+            units: &systemd,
+            unit: &unit,
+            params,
+            actor,
+            progress,
+        };
+        return job.run(resolved, reading).await;
+    }
+    let mut journal = None;
+    let result = match pass(ctx, params, progress, resolved, reading, &mut journal).await {
+        Ok(Pass::Planned(plan)) => Ok((plan, None)),
+        Ok(Pass::Written(w)) => index(ctx, &w, params, actor, progress)
+            .await
+            .map(|r| (w.plan, Some(r))),
+        Err(e) => Err(e),
+    };
+    end(journal, result)
+}
+
+/// What [`pass`] ends with.
+enum Pass<'a> {
+    /// A dry run: the plan only.
+    Planned(CreatePlan),
+    /// The archive and its sidecar are in place; no index entry yet.
+    Written(Written<'a>),
+}
+
+/// A written archive on its way into the index.
+struct Written<'a> {
+    plan: CreatePlan,
+    written: archive::Written,
+    labels: Vec<String>,
+    /// Until the index entry is written, reconcile must not take the archive
+    /// for an orphan.
+    _claim: InFlightClaim<'a>,
+}
+
+/// The archive half of a create: walk, plan, and (unless a dry run) journal
+/// and write the archive and its sidecar. `journal` is the operation's journal
+/// when it already has one (a `stop`-mode create journals the stop before the
+/// walk); otherwise one is started here. On failure nothing half-made is left
+/// and the journal stays with the caller, who closes it.
+async fn pass<'a>(
+    ctx: &'a Ctx,
+    params: &CreateParams,
+    progress: &Sink,
+    (algorithm, level, out_dir, labels, _mode): Resolved,
+    reading: Reading,
+    journal: &mut Option<Journal>,
+) -> Result<Pass<'a>> {
     let config = ctx.config.clone();
     let p = params.clone();
     let (plan, members) = tokio::task::spawn_blocking(move || {
@@ -126,7 +187,7 @@ async fn run_locked(
         warn(progress, w);
     }
     if params.dry_run {
-        return Ok((plan, None));
+        return Ok(Pass::Planned(plan));
     }
 
     let codec = Codec {
@@ -137,26 +198,29 @@ async fn run_locked(
             .unwrap_or(1)
             .min(8),
     };
-    // Until the index entry is written, reconcile must not take the archive
-    // for an orphan; the claim ends after the entry is written or the archive
-    // removed.
-    let _claim = ctx.in_flight.claim(Path::new(&plan.archive));
+    let claim = ctx.in_flight.claim(Path::new(&plan.archive));
     // What a crash would leave (a `.partial`, an archive and sidecar without an
     // entry) is journaled first; start-up recovery removes it.
-    let mut journal = Journal::create(
-        &ctx.config.state_dir,
-        Record {
-            version: 1,
-            op_id: progress.op_id(),
-            command: "backup create".into(),
-            instance: plan.instance.clone(),
-            backup_id: plan.id.clone(),
-            started_at: fsutil::now_utc(),
-            unit_was_active: None,
-            steps: Vec::new(),
-            outcome: None,
-        },
-    )?;
+    let journal = match journal {
+        Some(j) => {
+            j.set_backup_id(&plan.id)?;
+            j
+        }
+        None => journal.insert(Journal::create(
+            &ctx.config.state_dir,
+            Record {
+                version: 1,
+                op_id: progress.op_id(),
+                command: "backup create".into(),
+                instance: plan.instance.clone(),
+                backup_id: plan.id.clone(),
+                started_at: fsutil::now_utc(),
+                unit_was_active: None,
+                steps: Vec::new(),
+                outcome: None,
+            },
+        )?),
+    };
     journal.begin(Step::Archive {
         partial: PathBuf::from(format!("{}.partial", plan.archive)),
         archive: PathBuf::from(&plan.archive),
@@ -167,26 +231,62 @@ async fn run_locked(
     let written = tokio::task::spawn_blocking(move || produce(&plan2, &members, codec, &*sink))
         .await
         .map_err(Error::from)
-        .and_then(|w| w);
-    let result = match written {
-        Ok(written) => {
-            for w in &archive::warnings(&written.skipped) {
-                warn(progress, w);
-            }
-            finish(ctx, &plan, &written, params, labels, actor, progress).await
-        }
-        Err(e) => Err(e),
+        .and_then(|w| w)
+        .inspect_err(|_| discard(&plan))?;
+    for w in &archive::warnings(&written.skipped) {
+        warn(progress, w);
+    }
+    Ok(Pass::Written(Written {
+        plan,
+        written,
+        labels,
+        _claim: claim,
+    }))
+}
+
+/// The index entry of a written archive. On failure the archive and sidecar
+/// are removed: nothing half-made survives a failed index update.
+async fn index(
+    ctx: &Ctx,
+    w: &Written<'_>,
+    params: &CreateParams,
+    actor: &Actor,
+    progress: &Sink,
+) -> Result<CreateResult> {
+    let r = finish(
+        ctx,
+        &w.plan,
+        &w.written,
+        params,
+        w.labels.clone(),
+        actor,
+        progress,
+    )
+    .await
+    .inspect_err(|_| discard(&w.plan))?;
+    crash_point!("create::after-index");
+    Ok(r)
+}
+
+/// Remove what a failed create wrote.
+fn discard(plan: &CreatePlan) {
+    let _ = std::fs::remove_file(&plan.archive);
+    let _ = std::fs::remove_file(&plan.checksum_file);
+}
+
+/// The operation is over: close its journal. A journal that cannot be removed
+/// fails a create that otherwise succeeded (the next start would undo it);
+/// after a failure the first error is the one returned.
+fn end<T>(journal: Option<Journal>, result: Result<T>) -> Result<T> {
+    let Some(journal) = journal else {
+        return result;
     };
     match result {
-        Ok(r) => {
-            crash_point!("create::after-index");
+        Ok(v) => {
             journal.close()?;
-            Ok((plan, Some(r)))
+            Ok(v)
         }
         Err(e) => {
-            // Nothing half-made survives a failed write or index update.
-            let _ = std::fs::remove_file(&plan.archive);
-            let _ = std::fs::remove_file(&plan.checksum_file);
             if let Err(close) = journal.close() {
                 tracing::warn!("{close}");
             }

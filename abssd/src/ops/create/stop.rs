@@ -1,0 +1,193 @@
+//! `--consistency stop`: the unit is stopped, the instance walked and archived
+//! while nothing writes to it, and the unit started again, all under the
+//! instance lock the create holds. The walk comes after the stop so that it
+//! lists the files as the stopped service left them (a walk of the running
+//! instance would fix sizes the tar pass then truncates or pads to).
+//!
+//! The stop is journaled before it is taken, like a restore's: a daemon killed
+//! while the unit is down starts it again at its next start ([`recover_unit`]).
+//! The unit is started again right after the archive and its sidecar are
+//! written, before the index entry (which may wait for the global lock), so
+//! the downtime is the walk and the archive pass.
+
+use std::time::Instant;
+
+use abssd_proto::{Actor, CreateParams, CreatePlan, CreateResult, EventKind};
+
+use super::{Pass, Reading, Resolved, end, index, pass};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::journal::{Journal, Record, Step};
+use crate::ops::{Ctx, Sink};
+use crate::systemd::Units;
+
+/// A `stop`-mode create of an instance whose unit runs.
+pub(super) struct Job<'a, U: Units> {
+    pub ctx: &'a Ctx,
+    /// The connection the unit's state was read on.
+    pub units: &'a U,
+    /// The instance's unit.
+    pub unit: &'a str,
+    pub params: &'a CreateParams,
+    pub actor: &'a Actor,
+    pub progress: &'a Sink,
+}
+
+impl<U: Units> Job<'_, U> {
+    /// Stop, walk and archive, start, then write the index entry.
+    ///
+    /// When the archive pass fails, the unit is started again before the
+    /// error returns. When the archive was written but the unit does not
+    /// start, the backup is kept (index entry written) and the create fails
+    /// with [`Error::NotRestarted`] naming the backup: an operation that leaves
+    /// a production service down must not exit 0 — a scheduled backup's
+    /// warning is read by nobody, its failure is what timers and monitoring
+    /// alert on — and the error still tells the operator the backup is good.
+    pub async fn run(
+        &self,
+        resolved: Resolved,
+        reading: Reading,
+    ) -> Result<(CreatePlan, Option<CreateResult>)> {
+        let unit = self.unit;
+        let mut journal = Journal::create(
+            &self.ctx.config.state_dir,
+            Record {
+                version: 1,
+                op_id: self.progress.op_id(),
+                command: "backup create".into(),
+                instance: self.params.instance.clone(),
+                // Set once the walk, after the stop, has named the backup.
+                backup_id: String::new(),
+                started_at: fsutil::now_utc(),
+                unit_was_active: Some(true),
+                steps: Vec::new(),
+                outcome: None,
+            },
+        )?;
+        journal.begin(Step::StopUnit {
+            unit: unit.to_owned(),
+        })?;
+        crash_point!("create-stop::before-stop-unit");
+        self.phase("stop_unit");
+        let stopping = Instant::now();
+        if let Err(e) = self.units.stop(unit).await {
+            // A stop job that failed or timed out can leave the unit half
+            // down; starting it is a no-op when it still runs.
+            let e = match self.units.start(unit).await {
+                Ok(()) => e,
+                Err(start) => not_started(e, unit, &start),
+            };
+            return end(Some(journal), Err(e));
+        }
+        crash_point!("create-stop::after-stop-unit");
+        self.info(format!("stopped {unit} for the backup"));
+
+        let mut journal = Some(journal);
+        let passed = pass(
+            self.ctx,
+            self.params,
+            self.progress,
+            resolved,
+            reading,
+            &mut journal,
+        )
+        .await;
+        crash_point!("create-stop::before-start-unit");
+        self.phase("start_unit");
+        let started = self.units.start(unit).await;
+        let downtime_ms = stopping.elapsed().as_millis() as u64;
+        crash_point!("create-stop::after-start-unit");
+        match &started {
+            Ok(()) => self.info(format!(
+                "started {unit} again; it was stopped for {downtime_ms} ms"
+            )),
+            Err(e) => {
+                tracing::error!(%unit, error = %e, "the unit stopped for a backup did not start again")
+            }
+        }
+
+        let result = match (passed, started) {
+            (Err(cause), Ok(())) => Err(Error::RolledBack {
+                cause: Box::new(cause),
+                undone: vec![format!("started {unit} again")],
+                left: Vec::new(),
+            }),
+            (Err(cause), Err(start)) => Err(not_started(cause, unit, &start)),
+            (Ok(Pass::Planned(plan)), _) => Ok((plan, None)),
+            (Ok(Pass::Written(w)), Ok(())) => {
+                index(self.ctx, &w, self.params, self.actor, self.progress)
+                    .await
+                    .map(|mut r| {
+                        r.downtime_ms = Some(downtime_ms);
+                        (w.plan, Some(r))
+                    })
+            }
+            (Ok(Pass::Written(w)), Err(start)) => {
+                match index(self.ctx, &w, self.params, self.actor, self.progress).await {
+                    Ok(r) => Err(Error::NotRestarted {
+                        backup_id: r.id,
+                        archive: r.archive,
+                        unit: unit.to_owned(),
+                        cause: Box::new(start),
+                    }),
+                    Err(cause) => Err(not_started(cause, unit, &start)),
+                }
+            }
+        };
+        // Closed whatever happened: the operator has been told. A journal
+        // kept for a unit that would not start would start it at the daemon's
+        // next start, perhaps hours later (socket activation), while someone
+        // looks into why it fails.
+        end(journal, result)
+    }
+
+    fn phase(&self, name: &str) {
+        self.progress.emit(EventKind::Phase {
+            name: name.into(),
+            total_bytes: None,
+        });
+    }
+
+    fn info(&self, text: String) {
+        self.progress.emit(EventKind::Message {
+            level: "info".into(),
+            text,
+        });
+    }
+}
+
+/// `cause`, and the unit that could not be started again after it.
+fn not_started(cause: Error, unit: &str, start: &Error) -> Error {
+    Error::RolledBack {
+        cause: Box::new(cause),
+        undone: Vec::new(),
+        left: vec![format!(
+            "{unit} was stopped for the backup and could not be started again ({start}); start it with systemctl start {unit}"
+        )],
+    }
+}
+
+/// Start-up recovery of a `stop`-mode create (see [`crate::recovery`]): the
+/// unit its journal stopped is started again — a no-op when the create got
+/// that far. `None` when the create stopped no unit; otherwise what was done,
+/// or what is left for an operator. `units` is `None` when systemd cannot be
+/// reached.
+pub async fn recover_unit<U: Units>(
+    record: &Record,
+    units: Option<&U>,
+) -> Option<std::result::Result<String, String>> {
+    let unit = record.steps.iter().find_map(|s| match s {
+        Step::StopUnit { unit } => Some(unit.as_str()),
+        _ => None,
+    })?;
+    let started = match units {
+        None => Err("systemd could not be reached".to_owned()),
+        Some(units) => units.start(unit).await.map_err(|e| e.to_string()),
+    };
+    Some(match started {
+        Ok(()) => Ok(format!("started {unit} again")),
+        Err(why) => Err(format!(
+            "{unit} was stopped for a backup and could not be started again ({why}); start it with systemctl start {unit}"
+        )),
+    })
+}
