@@ -187,6 +187,8 @@ pub struct Checked {
     pub fresh_groups: usize,
     /// Blobs that are one whole generation.
     pub blobs: usize,
+    /// Files that start with SQLite's header (before anything opened them).
+    pub sqlite_files: usize,
     /// `-journal`, `-wal` and `-shm` files found.
     pub journals: Vec<String>,
     /// What is wrong, one line per file.
@@ -200,7 +202,10 @@ pub struct Checked {
 /// databases read-write as the server would (so SQLite rolls back a hot
 /// journal that came with a database). Changes the copy.
 pub fn check_data(data: &Path) -> Checked {
-    let mut out = Checked::default();
+    let mut out = Checked {
+        sqlite_files: count_sqlite_files(data),
+        ..Checked::default()
+    };
     match fs::read(data.join(".migrate")) {
         Ok(b)
             if serde_json::from_slice::<serde_json::Value>(&b)
@@ -263,6 +268,22 @@ pub fn check_data(data: &Path) -> Checked {
         }
     }
     out
+}
+
+/// Files below `dir` that begin with SQLite's header.
+fn count_sqlite_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() {
+            n += count_sqlite_files(&e.path());
+        } else if kind.is_file() {
+            let mut head = [0u8; 16];
+            let whole = fs::File::open(e.path()).and_then(|mut f| f.read_exact(&mut head));
+            n += usize::from(whole.is_ok() && &head == b"SQLite format 3\0");
+        }
+    }
+    n
 }
 
 fn open(path: &Path) -> Result<rusqlite::Connection, String> {
