@@ -468,7 +468,7 @@ fn reconcile_json_is_one_document_and_exits_3_on_unfixed_drift() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(
         sent[0],
-        json!({"instance": "drifty", "apply": false, "adopt": false, "verify": true, "detach": true})
+        json!({"instance": "drifty", "apply": false, "adopt": false, "verify": true, "deep": false, "detach": true})
     );
 }
 
@@ -480,7 +480,7 @@ fn reconcile_in_sync_exits_0() {
     assert_result_with_op_id(&json_doc(&out), "op-reconcile-ok", reconcile_in_sync());
     assert_eq!(
         d.reconciles()[0],
-        json!({"instance": null, "apply": false, "adopt": false, "verify": false, "detach": true})
+        json!({"instance": null, "apply": false, "adopt": false, "verify": false, "deep": false, "detach": true})
     );
 
     let out = d.abssctl(&["backup", "reconcile"]);
@@ -539,7 +539,7 @@ fn reconcile_apply_adopt_sends_the_flags_and_lists_what_was_written() {
     assert_eq!(doc["adopted"][0]["status"], "available");
     assert_eq!(
         d.reconciles()[0],
-        json!({"instance": "drifty", "apply": true, "adopt": true, "verify": false, "detach": true})
+        json!({"instance": "drifty", "apply": true, "adopt": true, "verify": false, "deep": false, "detach": true})
     );
 
     let out = d.abssctl(&["backup", "reconcile", "--apply", "--instance", "drifty"]);

@@ -9,7 +9,8 @@
 //!   restore (data, unit file, site and link, registry entry, the unit's running
 //!   state, nginx); after it, its clean-up and index annotation are done now;
 //! * temporary files of interrupted atomic writes of the index, the registry
-//!   and the journals are removed.
+//!   and the journals are removed, and so are the snapshot copies of an
+//!   interrupted create (`state_dir/snapshots/`).
 //!
 //! Each recovered operation keeps its id, appears in `op list` and
 //! `daemon status` as recovered, and gets its line in the operations log. A
@@ -42,6 +43,10 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
     ];
     for path in stale.iter().flatten() {
         tracing::info!(path = %path.display(), "removed the temporary file of an interrupted write");
+    }
+    // A snapshot or blob copy a create was archiving when the daemon stopped.
+    for path in crate::archive::scratch::clear(&config.state_dir) {
+        tracing::info!(path = %path.display(), "removed the copy of an interrupted create");
     }
     let pending = match Journal::pending(&config.state_dir) {
         Ok(p) => p,

@@ -415,6 +415,11 @@ pub struct CreatePlan {
     /// SQLite databases (paths on the host) that go in as snapshots.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub databases: Vec<String>,
+    /// What the capture does that is not a problem, for people (e.g. the
+    /// journals beside snapshotted databases are not archived). Left out when
+    /// empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// What the walk left out and why (a special file, a symlink restore would
     /// refuse, a sparse file over the limit, something that changed while it
     /// was walked), for people. Left out when empty.

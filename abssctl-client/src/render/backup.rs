@@ -196,6 +196,18 @@ pub fn plan(p: &CreatePlan) -> String {
             ("capture", capture_plan(p)),
         ],
     ));
+    if !p.databases.is_empty() {
+        text.push_str(&format!(
+            "  SQLite databases to snapshot ({}):\n",
+            p.databases.len()
+        ));
+        for db in &p.databases {
+            text.push_str(&format!("    {}\n", esc(db)));
+        }
+    }
+    for note in &p.notes {
+        text.push_str(&format!("  note: {}\n", esc(note)));
+    }
     let rows: Vec<Vec<String>> = p
         .sources
         .iter()
@@ -227,18 +239,30 @@ pub fn plan(p: &CreatePlan) -> String {
     text
 }
 
-/// How a create would read the instance, for the dry run.
+/// How a create would read the instance, for the dry run: the capture, what
+/// it means, and the mode and unit state it follows from.
 fn capture_plan(p: &CreatePlan) -> String {
-    match p.capture {
-        Capture::Stop => "stop: the unit will be stopped while the archive is written, \
-                          then started again"
-            .to_owned(),
-        Capture::Snapshot => "snapshot: SQLite databases copied through SQLite, \
-                              the unit keeps running"
-            .to_owned(),
-        Capture::None => "none: files copied as they are while the unit runs".to_owned(),
-        Capture::Offline => "offline: the unit is not running; files read as they are".to_owned(),
-    }
+    let how = match p.capture {
+        Capture::Stop => {
+            "the unit will be stopped while the archive is written, then started again"
+        }
+        Capture::Snapshot => "SQLite databases copied through SQLite, the unit keeps running",
+        Capture::None => "files copied as they are while the unit runs",
+        Capture::Offline => "files read as they are",
+    };
+    let running = match p.unit_running {
+        Some(true) => "unit running",
+        Some(false) => "unit not running",
+        None => "unit state unknown",
+    };
+    let asked = serde_json::to_value(p.consistency)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{}: {how} (--consistency {asked}; {running})",
+        p.capture.as_str()
+    )
 }
 
 /// `backup create`: what was written.
@@ -270,7 +294,13 @@ pub fn created(r: &CreateResult) -> String {
             "message",
             r.message.clone().unwrap_or_else(|| "-".to_owned()),
         ),
-        ("capture", r.capture.as_str().to_owned()),
+        (
+            "capture",
+            match r.capture {
+                Capture::Snapshot => format!("snapshot ({} SQLite snapshots)", r.snapshots),
+                other => other.as_str().to_owned(),
+            },
+        ),
     ];
     if let Some(ms) = r.downtime_ms {
         pairs.push((
@@ -360,6 +390,33 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_shows_the_capture_and_the_databases_to_snapshot() {
+        let p: CreatePlan = serde_json::from_value(serde_json::json!({
+            "instance": "alpha", "id": "x", "created_at": "2025-01-01T00:00:00Z",
+            "archive": "/a", "checksum_file": "/a.sha256", "algorithm": "zstd",
+            "compression_level": 3, "data_only": false, "total_bytes": 1, "sources": [],
+            "index": "/i", "dry_run": true, "consistency": "snapshot", "capture": "snapshot",
+            "unit_running": true,
+            "databases": ["/srv/alpha/data/server-files/account.sqlite"],
+            "notes": ["not archived: 1 journal file(s)"]
+        }))
+        .unwrap();
+        let text = plan(&p);
+        assert!(
+            text.contains(
+                "snapshot: SQLite databases copied through SQLite, the unit keeps running \
+                 (--consistency snapshot; unit running)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("SQLite databases to snapshot (1):\n    /srv/alpha/data/server-files/account.sqlite\n"),
+            "{text}"
+        );
+        assert!(text.contains("note: not archived: 1 journal"), "{text}");
+    }
+
+    #[test]
     fn created_says_when_something_was_left_out() {
         let mut r = CreateResult {
             id: "20250101-000000-alpha-abcdef".into(),
@@ -380,6 +437,12 @@ mod tests {
             warnings: vec![],
         };
         assert!(!created(&r).contains("warnings"));
+        r.snapshots = 3;
+        let text = created(&r);
+        assert!(
+            text.contains("capture:") && text.contains("snapshot (3 SQLite snapshots)"),
+            "{text}"
+        );
         assert!(!created(&r).contains("downtime"));
         r.capture = abssd_proto::Capture::Stop;
         r.downtime_ms = Some(2345);
@@ -410,7 +473,13 @@ mod tests {
             "{text}"
         );
         p.capture = Capture::Offline;
-        assert!(plan(&p).contains("offline: the unit is not running"));
+        p.unit_running = Some(false);
+        assert!(
+            plan(&p)
+                .contains("offline: files read as they are (--consistency stop; unit not running)"),
+            "{}",
+            plan(&p)
+        );
     }
 
     #[test]

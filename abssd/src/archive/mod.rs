@@ -7,6 +7,12 @@
 //! * `writer` — tar entries and the pass itself, on a blocking thread.
 //! * `sink`   — the compression stage and the writer thread that hashes and
 //!   writes the archive bytes.
+//! * `capture` — what snapshot mode does to the walk: databases found by their
+//!   header, their journals left out, blobs marked to be read until stable.
+//! * `snapshot` — SQLite snapshots, taken through SQLite in a chrooted thread.
+//! * `stable` — blobs read until they hold still.
+//! * `scratch` — the state directory's `snapshots/`, where those copies wait
+//!   for their tar entry, one at a time.
 
 use std::fs::{File, Metadata};
 use std::io::Read;
@@ -18,8 +24,12 @@ use sha2::{Digest, Sha256};
 
 use crate::ops::ByteProgress;
 
+pub mod capture;
+pub mod scratch;
 pub mod sidecar;
 mod sink;
+pub mod snapshot;
+mod stable;
 pub mod tree;
 mod walk;
 mod writer;
@@ -58,6 +68,33 @@ pub enum Body {
         ident: Ident,
         /// Bytes to store (its size as the walk saw it).
         size: u64,
+    },
+    /// A SQLite database of a running instance, archived as a snapshot taken
+    /// through SQLite just before its entry is written (`--consistency
+    /// snapshot`).
+    Database {
+        /// The walked tree it is in.
+        tree: Arc<Tree>,
+        /// Its path in the tree.
+        rel: Vec<u8>,
+        /// What the walk saw there.
+        ident: Ident,
+        /// Its size at the walk (the snapshot's may differ).
+        size: u64,
+        /// Where the snapshot is made.
+        scratch: Arc<scratch::Scratch>,
+    },
+    /// A file rewritten in place by its owner (Actual's blobs), archived as a
+    /// copy read until it held still (`--consistency snapshot`).
+    Stable {
+        /// Where it is.
+        from: Origin,
+        /// What the walk saw there.
+        ident: Ident,
+        /// Its size at the walk.
+        size: u64,
+        /// Where the copy is made.
+        scratch: Arc<scratch::Scratch>,
     },
     /// A symlink, stored as a symlink.
     Symlink(PathBuf),
@@ -98,7 +135,9 @@ impl Member {
     /// Content bytes this member contributes (for progress totals).
     pub fn content_len(&self) -> u64 {
         match &self.body {
-            Body::File { size, .. } => *size,
+            Body::File { size, .. } | Body::Database { size, .. } | Body::Stable { size, .. } => {
+                *size
+            }
             Body::Bytes(b) => b.len() as u64,
             Body::Dir | Body::Symlink(_) => 0,
         }
@@ -153,9 +192,20 @@ pub struct Skipped {
     pub path: PathBuf,
     /// Why, for people.
     pub reason: String,
-    /// In the archive after all, but not as it was (it shrank while it was
-    /// read); otherwise left out.
-    pub incomplete: bool,
+    /// What became of it.
+    pub kind: SkipKind,
+}
+
+/// What became of a [`Skipped`] file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipKind {
+    /// Not in the archive.
+    LeftOut,
+    /// In the archive, padded: it shrank while it was read.
+    Incomplete,
+    /// In the archive as read, but it was written to while it was read (its
+    /// size or mtime changed), so it may be torn.
+    Changed,
 }
 
 impl Skipped {
@@ -164,10 +214,10 @@ impl Skipped {
     pub fn warning(&self) -> String {
         format!(
             "{} {}: {}",
-            if self.incomplete {
-                "incomplete"
-            } else {
-                "left out"
+            match self.kind {
+                SkipKind::LeftOut => "left out",
+                SkipKind::Incomplete => "incomplete",
+                SkipKind::Changed => "changed",
             },
             elide(&self.path.display().to_string()),
             elide(&self.reason)
@@ -249,7 +299,7 @@ mod tests {
         Skipped {
             path: PathBuf::from(path),
             reason: reason.to_owned(),
-            incomplete: false,
+            kind: SkipKind::LeftOut,
         }
     }
 

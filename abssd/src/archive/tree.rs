@@ -217,6 +217,15 @@ impl Tree {
         Ok(File::from(fd))
     }
 
+    /// A descriptor of its own on the directory `rel`, opened like
+    /// [`Tree::with_dir`] opens it (never through a symlink).
+    pub fn dir_fd(&self, rel: &[u8]) -> Result<OwnedFd, Gone> {
+        self.with_dir(rel, None, |dir| {
+            rustix::io::fcntl_dupfd_cloexec(dir, 0)
+                .map_err(|e| self.failed("opening", rel, e.into()))
+        })
+    }
+
     /// Open `rel` from the root, in pieces of at most [`MAX_PIECE`] bytes.
     fn open_beneath(&self, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
         let mut at: Option<OwnedFd> = None;
@@ -239,7 +248,7 @@ impl Tree {
             Errno::NXIO => Gone::Changed(format!(
                 "was replaced during the backup by something that is not a {what}"
             )),
-            Errno::NOENT => Gone::Changed("disappeared during the backup".into()),
+            Errno::NOENT => Gone::Changed("file removed before we read it".into()),
             // A lease its owner holds (`F_SETLEASE`): the open would wait up to
             // the kernel's lease-break time, with the instance locked.
             Errno::AGAIN => Gone::Changed(format!(
@@ -341,7 +350,7 @@ pub fn open_trusted(path: &Path, expect: Ident) -> Result<File, Gone> {
     let fd =
         rustix::fs::open(path, FILE.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(|e| {
             match e {
-                Errno::NOENT => Gone::Changed("disappeared during the backup".into()),
+                Errno::NOENT => Gone::Changed("file removed before we read it".into()),
                 Errno::NXIO => {
                     Gone::Changed("was replaced during the backup by something not a file".into())
                 }

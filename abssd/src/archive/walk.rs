@@ -14,7 +14,7 @@ use rustix::fs::{Dir, FileType};
 use rustix::io::Errno;
 
 use super::tree::{self, Gone, Ident, Tree};
-use super::{Body, MAX_NAME, Member, Origin, Skipped};
+use super::{Body, MAX_NAME, Member, Origin, SkipKind, Skipped};
 use crate::error::{Error, Result};
 
 /// What the walk found in one directory, in name order.
@@ -146,7 +146,7 @@ pub fn walk(
                     Err(Gone::Changed(reason)) => skipped.push(Skipped {
                         path: tree.display(&rel),
                         reason,
-                        incomplete: false,
+                        kind: SkipKind::LeftOut,
                     }),
                     Err(Gone::Failed(e)) => return Err(e),
                 }
@@ -196,7 +196,7 @@ fn list(
                 skipped.push(Skipped {
                     path: tree.display(&child_rel),
                     reason,
-                    incomplete: false,
+                    kind: SkipKind::LeftOut,
                 })
             };
             let Ok(utf8) = std::str::from_utf8(&name) else {
@@ -206,7 +206,7 @@ fn list(
             let st = match tree::stat_at(dir, &name) {
                 Ok(st) => st,
                 Err(Errno::NOENT) => {
-                    skip("disappeared during the backup".into());
+                    skip("file removed before we read it".into());
                     continue;
                 }
                 Err(e) => return Err(failed("reading", &child_rel, e)),

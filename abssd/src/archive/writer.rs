@@ -17,7 +17,8 @@ use tokio::io::AsyncWriteExt;
 use tokio_tar::{Builder, EntryType, Header, HeaderMode};
 
 use super::sink::{Encoder, HashingFile};
-use super::{Body, Gone, Member, Skipped};
+use super::tree;
+use super::{Body, Gone, Member, SkipKind, Skipped};
 use crate::error::{Error, IoContext, Result};
 use crate::ops::ByteProgress;
 
@@ -32,6 +33,8 @@ pub struct Written {
     pub content_bytes: u64,
     /// Files left out because they changed after the walk.
     pub skipped: Vec<Skipped>,
+    /// Databases archived as SQLite snapshots.
+    pub snapshots: u64,
 }
 
 /// Compression settings for [`write`].
@@ -87,9 +90,18 @@ async fn write_async(
     let started = std::time::Instant::now();
     let mut buf = vec![0u8; COPY_CHUNK];
     let mut skipped = Vec::new();
+    let mut snapshots = 0;
     for m in members {
-        if let Some(s) = append(&mut builder, m, &mut buf, progress).await? {
-            skipped.push(s);
+        let is_db = matches!(m.body, Body::Database { .. });
+        match append(&mut builder, m, &mut buf, progress).await? {
+            Some(s) => {
+                if is_db && s.kind != SkipKind::LeftOut {
+                    snapshots += 1;
+                }
+                skipped.push(s);
+            }
+            None if is_db => snapshots += 1,
+            None => {}
         }
     }
     let mut encoder = builder.into_inner().await.map_err(archive_err)?;
@@ -111,6 +123,7 @@ async fn write_async(
         size: bytes,
         content_bytes: progress.done(),
         skipped,
+        snapshots,
     })
 }
 
@@ -153,44 +166,76 @@ async fn append(
             // since the walk (a symlink or FIFO swapped in) is left out whole.
             let file = match from.open(*ident) {
                 Ok(file) => file,
-                Err(Gone::Changed(reason)) => {
-                    return Ok(Some(Skipped {
-                        path: from.display(),
-                        reason,
-                        incomplete: false,
-                    }));
-                }
+                Err(Gone::Changed(reason)) => return Ok(Some(left_out(from.display(), reason))),
                 Err(Gone::Failed(e)) => return Err(e),
             };
-            header.set_entry_type(EntryType::Regular);
-            header.set_size(*size);
-            // The builder writes the header (and a GNU long-name record when the
-            // name needs one); an empty body makes it write nothing else. The
-            // content then goes through in large chunks: tokio's copy moves 8 KiB
-            // at a time, which costs ~10% of a create's CPU on 1 GiB.
-            builder
-                .append_data(&mut header, &m.name, tokio::io::empty())
-                .await
-                .map_err(err)?;
-            let missing = copy_content(
-                file,
-                &from.display(),
+            let path = from.display();
+            let before = tree::stat_fd(&file).map_err(|e| io_err("reading", &path, e))?;
+            let mut file = file;
+            let missing = append_file(
+                builder,
+                &mut header,
+                m,
+                &mut file,
+                &path,
                 *size,
-                builder.get_mut(),
                 buf,
                 progress,
             )
             .await?;
             if missing > 0 {
                 return Ok(Some(Skipped {
-                    path: from.display(),
+                    path,
                     reason: format!(
                         "shrank by {missing} bytes while it was read; the archive holds \
                          what was read, then zeros up to its size at the walk ({size} bytes)"
                     ),
-                    incomplete: true,
+                    kind: SkipKind::Incomplete,
                 }));
             }
+            // Only now, after the read: a file that shrank is said so above.
+            hook_point!("create::file-read");
+            let after = tree::stat_fd(&file).map_err(|e| io_err("reading", &path, e))?;
+            return Ok(changed_while_read(&path, &before, &after, *size));
+        }
+        Body::Database {
+            tree,
+            rel,
+            ident,
+            scratch,
+            ..
+        } => {
+            // Taken just before its entry is written: one snapshot on disk at a
+            // time, and the freshest state.
+            let taken = match super::snapshot::take(tree, rel, *ident, scratch) {
+                Ok(taken) => taken,
+                Err(Gone::Changed(reason)) => return Ok(Some(left_out(tree.display(rel), reason))),
+                Err(Gone::Failed(e)) => return Err(e),
+            };
+            let path = tree.display(rel);
+            append_copy(builder, &mut header, m, taken, &path, buf, progress).await?;
+        }
+        Body::Stable {
+            from,
+            ident,
+            scratch,
+            ..
+        } => {
+            let taken = match super::stable::read_stable(from, *ident, scratch) {
+                Ok(taken) => taken,
+                Err(Gone::Changed(reason)) => return Ok(Some(left_out(from.display(), reason))),
+                Err(Gone::Failed(e)) => return Err(e),
+            };
+            append_copy(
+                builder,
+                &mut header,
+                m,
+                taken,
+                &from.display(),
+                buf,
+                progress,
+            )
+            .await?;
         }
         Body::Symlink(target) => {
             header.set_entry_type(EntryType::Symlink);
@@ -210,6 +255,106 @@ async fn append(
         }
     }
     Ok(None)
+}
+
+fn left_out(path: std::path::PathBuf, reason: String) -> Skipped {
+    Skipped {
+        path,
+        reason,
+        kind: SkipKind::LeftOut,
+    }
+}
+
+fn io_err(action: &'static str, path: &Path, e: rustix::io::Errno) -> Error {
+    Error::Io {
+        action,
+        path: path.to_owned(),
+        source: e.into(),
+    }
+}
+
+/// A file whose size or mtime is not what it was when its read began (or,
+/// for its size, at the walk) was written to while it was read: the archive
+/// holds what was read, which may mix old and new bytes. Said, as GNU tar
+/// says it ("file changed as we read it"); only snapshot mode's SQLite
+/// capture and stable reads decide what a database's or blob's bytes are.
+fn changed_while_read(
+    path: &Path,
+    before: &rustix::fs::Statx,
+    after: &rustix::fs::Statx,
+    size: u64,
+) -> Option<Skipped> {
+    let mtime = |st: &rustix::fs::Statx| (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec);
+    let reason = if before.stx_size != size || after.stx_size != size {
+        format!(
+            "file changed as we read it: {size} bytes at the walk, {} when its read began, {} \
+             after; the archive holds its first {size} bytes as they were read",
+            before.stx_size, after.stx_size
+        )
+    } else if mtime(before) != mtime(after) {
+        "file changed as we read it (it was written to during the read); the archive holds \
+         what was read"
+            .to_owned()
+    } else {
+        return None;
+    };
+    Some(Skipped {
+        path: path.to_owned(),
+        reason,
+        kind: SkipKind::Changed,
+    })
+}
+
+/// Write a regular entry for `m` with `size` bytes of `file`; returns how many
+/// bytes were missing (padded with zeros).
+#[allow(clippy::too_many_arguments)]
+async fn append_file(
+    builder: &mut Builder<Encoder>,
+    header: &mut Header,
+    m: &Member,
+    file: &mut File,
+    path: &Path,
+    size: u64,
+    buf: &mut [u8],
+    progress: &mut ByteProgress<'_>,
+) -> Result<u64> {
+    let err = |e: std::io::Error| Error::Archive(format!("adding {} to the archive: {e}", m.name));
+    header.set_entry_type(EntryType::Regular);
+    header.set_size(size);
+    // The builder writes the header (and a GNU long-name record when the
+    // name needs one); an empty body makes it write nothing else. The
+    // content then goes through in large chunks: tokio's copy moves 8 KiB
+    // at a time, which costs ~10% of a create's CPU on 1 GiB.
+    builder
+        .append_data(header, &m.name, tokio::io::empty())
+        .await
+        .map_err(err)?;
+    copy_content(file, path, size, builder.get_mut(), buf, progress).await
+}
+
+/// Write a snapshot or stable copy under `m`'s name, with `m`'s owner, mode
+/// and mtime (the live file's) and the copy's size.
+async fn append_copy(
+    builder: &mut Builder<Encoder>,
+    header: &mut Header,
+    m: &Member,
+    taken: super::snapshot::Taken,
+    path: &Path,
+    buf: &mut [u8],
+    progress: &mut ByteProgress<'_>,
+) -> Result<()> {
+    let mut file = taken.file;
+    let missing = append_file(
+        builder, header, m, &mut file, path, taken.size, buf, progress,
+    )
+    .await?;
+    if missing > 0 {
+        return Err(Error::Internal(format!(
+            "the copy of {} lost {missing} bytes in the scratch directory",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Store `mtime` in the header. A time before 1970 is written the way GNU tar
@@ -290,7 +435,7 @@ const COPY_CHUNK: usize = 1 << 20;
 /// owner cannot make every backup fail by truncating it at the right moment;
 /// returns how many bytes were missing (0: all there).
 async fn copy_content(
-    mut file: File,
+    file: &mut File,
     path: impl AsRef<Path>,
     size: u64,
     out: &mut Encoder,

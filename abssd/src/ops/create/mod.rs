@@ -183,6 +183,9 @@ async fn pass<'a>(
     progress.emit(EventKind::Plan {
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
+    for note in &plan.notes {
+        say(progress, "info", note);
+    }
     for w in &plan.warnings {
         warn(progress, w);
     }
@@ -297,9 +300,13 @@ fn end<T>(journal: Option<Journal>, result: Result<T>) -> Result<T> {
 
 /// Tell the watchers what was left out of the archive.
 fn warn(progress: &Sink, warning: &str) {
+    say(progress, "warning", warning);
+}
+
+fn say(progress: &Sink, level: &str, text: &str) {
     progress.emit(EventKind::Message {
-        level: "warning".into(),
-        text: warning.to_owned(),
+        level: level.into(),
+        text: text.to_owned(),
     });
 }
 
@@ -490,7 +497,7 @@ async fn finish(
         uncompressed_bytes: written.content_bytes,
         created_at,
         capture: plan.capture,
-        snapshots: 0,
+        snapshots: written.snapshots,
         downtime_ms: None,
         warnings: plan
             .warnings

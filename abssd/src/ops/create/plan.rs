@@ -205,6 +205,15 @@ pub(super) fn build_plan(
         Budget::new(config.max_sparse_hole_bytes).entries(limit.saturating_sub(NON_DATA_MEMBERS));
     let (mut data, mut skipped) = archive::walk(&tree, &format!("{id}/data"), &mut holes)?;
     leave_out_unrestorable(&mut data, &mut skipped, &id, &tree);
+    // Snapshot mode: databases by their header, their journals left out,
+    // blobs read until stable (a plain read in every other capture).
+    let captured = match reading.capture {
+        Capture::Snapshot => {
+            let scratch = Arc::new(archive::scratch::Scratch::new(&config.state_dir));
+            archive::capture::classify(&mut data, &scratch)?
+        }
+        Capture::Stop | Capture::None | Capture::Offline => Default::default(),
+    };
     sources.push(source(
         "data",
         &data_root,
@@ -324,7 +333,12 @@ pub(super) fn build_plan(
         consistency: reading.mode,
         capture: reading.capture,
         unit_running: reading.unit_running,
-        databases: Vec::new(),
+        databases: captured
+            .databases
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        notes: captured.notes,
         warnings: archive::warnings(&skipped),
     };
     Ok((plan, members))
@@ -356,7 +370,7 @@ fn leave_out_unrestorable(
                 skipped.push(archive::Skipped {
                     path: tree.display(rel.as_bytes()),
                     reason: format!("restore would refuse it: it {why}"),
-                    incomplete: false,
+                    kind: archive::SkipKind::LeftOut,
                 });
                 false
             }

@@ -1,0 +1,199 @@
+//! What `--consistency snapshot` changes in the list of members the walk made:
+//! every SQLite database (told by its header, read through the tree's
+//! descriptors, never by its name) becomes a [`Body::Database`], snapshotted
+//! when its entry is written; the `-journal`, `-wal` and `-shm` files beside
+//! one are left out (the snapshot is the database's last committed state, and
+//! needs none of them); blobs (`*.blob`) become [`Body::Stable`]. In every other
+//! capture nothing changes: an offline instance's hot journal must go in
+//! beside its database, which SQLite rolls back on its next open.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::scratch::Scratch;
+use super::snapshot::{self, HEADER, Kind};
+use super::tree::Gone;
+use super::{Body, Member, Origin};
+use crate::error::{Error, Result};
+
+/// What [`classify`] found.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// The databases that will be snapshotted (paths on the host).
+    pub databases: Vec<PathBuf>,
+    /// What is left out or done differently, for the plan's notes.
+    pub notes: Vec<String>,
+}
+
+/// Most journal paths a note names; the rest are counted.
+const MAX_NAMED: usize = 10;
+
+/// Turn the walk's `members` into what snapshot mode archives (see the module
+/// comment). A database in WAL mode is refused: a read-only connection needs
+/// its `-shm`, which SQLite would create beside it.
+pub fn classify(members: &mut Vec<Member>, scratch: &Arc<Scratch>) -> Result<Captured> {
+    let mut captured = Captured::default();
+    let mut databases = HashSet::new();
+    for m in members.iter_mut() {
+        let Body::File {
+            from: Origin::Tree(tree, rel),
+            ident,
+            size,
+        } = &m.body
+        else {
+            continue;
+        };
+        let kind = if *size < HEADER as u64 {
+            Kind::Other
+        } else {
+            match snapshot::probe(tree, rel, *ident) {
+                Ok(kind) => kind,
+                // The writer says so when it comes to it.
+                Err(Gone::Changed(_)) => continue,
+                Err(Gone::Failed(e)) => return Err(e),
+            }
+        };
+        match kind {
+            Kind::Database => {
+                captured.databases.push(tree.display(rel));
+                databases.insert(m.name.clone());
+                m.body = Body::Database {
+                    tree: tree.clone(),
+                    rel: rel.clone(),
+                    ident: *ident,
+                    size: *size,
+                    scratch: scratch.clone(),
+                };
+            }
+            Kind::Wal => {
+                return Err(Error::Environment(format!(
+                    "{} is a SQLite database in WAL mode, which a snapshot cannot read without \
+                     writing beside it; back this instance up with --consistency stop",
+                    tree.display(rel).display()
+                )));
+            }
+            Kind::Other if m.name.ends_with(".blob") => {
+                m.body = Body::Stable {
+                    from: Origin::Tree(tree.clone(), rel.clone()),
+                    ident: *ident,
+                    size: *size,
+                    scratch: scratch.clone(),
+                };
+            }
+            Kind::Other => {}
+        }
+    }
+    let mut journals = Vec::new();
+    members.retain(|m| {
+        let journal = matches!(m.body, Body::File { .. }) && is_journal_of(&m.name, &databases);
+        if journal && let Body::File { from, .. } = &m.body {
+            journals.push(from.display());
+        }
+        !journal
+    });
+    if !journals.is_empty() {
+        let mut named: Vec<String> = journals
+            .iter()
+            .take(MAX_NAMED)
+            .map(|p| p.display().to_string())
+            .collect();
+        if journals.len() > MAX_NAMED {
+            named.push(format!("and {} more", journals.len() - MAX_NAMED));
+        }
+        captured.notes.push(format!(
+            "not archived: {} journal file(s) beside snapshotted databases (each snapshot is \
+             its database's last committed state and needs no journal): {}",
+            journals.len(),
+            named.join(", ")
+        ));
+    }
+    Ok(captured)
+}
+
+/// Whether the member `name` is the `-journal`, `-wal` or `-shm` of one of
+/// the `databases` (member names).
+pub fn is_journal_of(name: &str, databases: &HashSet<String>) -> bool {
+    ["-journal", "-wal", "-shm"].iter().any(|suffix| {
+        name.strip_suffix(suffix)
+            .is_some_and(|db| databases.contains(db))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{Budget, Tree, walk};
+
+    #[test]
+    fn only_the_journals_of_detected_databases_are_journals() {
+        let dbs: HashSet<String> = ["id/data/a.sqlite".to_owned(), "id/data/x/db".to_owned()]
+            .into_iter()
+            .collect();
+        for yes in [
+            "id/data/a.sqlite-journal",
+            "id/data/a.sqlite-wal",
+            "id/data/a.sqlite-shm",
+            "id/data/x/db-journal",
+        ] {
+            assert!(is_journal_of(yes, &dbs), "{yes}");
+        }
+        for no in [
+            "id/data/a.sqlite",
+            "id/data/b.sqlite-journal",
+            "id/data/a.sqlite-journal2",
+            "id/data/a-journal",
+            "id/data/db-journal",
+            "id/data/x/db-journal/",
+        ] {
+            assert!(!is_journal_of(no, &dbs), "{no}");
+        }
+    }
+
+    #[test]
+    fn classify_finds_databases_by_header_and_drops_only_their_journals() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let c = rusqlite::Connection::open(root.join("plain.name")).unwrap();
+        c.execute_batch("CREATE TABLE t(x)").unwrap();
+        drop(c);
+        std::fs::write(root.join("plain.name-journal"), b"journal bytes").unwrap();
+        std::fs::write(root.join("fake.sqlite"), vec![b'x'; 4096]).unwrap();
+        std::fs::write(root.join("fake.sqlite-journal"), b"kept").unwrap();
+        std::fs::write(root.join("file-1.blob"), b"PK zip").unwrap();
+        let tree = Arc::new(Tree::open(root).unwrap());
+        let (mut members, _) = walk(&tree, "id/data", &mut Budget::new(0)).unwrap();
+        let scratch = Arc::new(Scratch::new(state.path()));
+        let got = classify(&mut members, &scratch).unwrap();
+        assert_eq!(got.databases, [root.join("plain.name")]);
+        assert_eq!(got.notes.len(), 1);
+        assert!(
+            got.notes[0].contains("plain.name-journal"),
+            "{:?}",
+            got.notes
+        );
+        let kinds: Vec<(&str, &str)> = members
+            .iter()
+            .map(|m| {
+                let kind = match m.body {
+                    Body::Database { .. } => "db",
+                    Body::Stable { .. } => "stable",
+                    Body::File { .. } => "file",
+                    _ => "other",
+                };
+                (m.name.as_str(), kind)
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("id/data/", "other"),
+                ("id/data/fake.sqlite", "file"),
+                ("id/data/fake.sqlite-journal", "file"),
+                ("id/data/file-1.blob", "stable"),
+                ("id/data/plain.name", "db"),
+            ]
+        );
+    }
+}

@@ -1,0 +1,704 @@
+//! Issue 12, `backup create --consistency snapshot` (items 1 and 9): SQLite
+//! databases of a running instance (the fake systemd says its unit runs) are
+//! archived as snapshots SQLite itself takes, their journals left out; blobs are
+//! read until they hold still; files removed or written to during a create are
+//! reported, never fatal. What an instance's own user (uid 65534, owning the
+//! data directory) can do to a snapshot, each attack driven at a named hook.
+//!
+//! Writers are real second processes (`python3` with its sqlite3 module) that
+//! say through a pipe when they are inside their transaction: no sleeps.
+//! Every test holds a `FailScenario` (hooks are process-wide).
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use abssd::config::unit_name;
+use abssd_proto::methods::BackupCreate;
+use abssd_proto::methods::call::call;
+use abssd_proto::*;
+use abssd_tests::nobody::{self, NOBODY};
+use abssd_tests::tar;
+use abssd_tests::world::World;
+use jsonrpsee::core::client::Client;
+use rusqlite::{Connection, OpenFlags};
+
+fn serial() -> fail::FailScenario<'static> {
+    fail::FailScenario::setup()
+}
+
+/// Hand the data directory to the service user, as on a real host.
+fn owned_by_nobody(w: &World) -> PathBuf {
+    let data = w.data("alpha");
+    let mut dir = data.clone();
+    while dir.starts_with(&w.sb.prefix) {
+        let mode = fs::metadata(&dir).unwrap().permissions().mode();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o711)).unwrap();
+        if !dir.pop() {
+            break;
+        }
+    }
+    nobody::chown_r(&data, NOBODY);
+    data
+}
+
+/// A database like Actual's group databases, `rows` committed rows of
+/// `tag-<i>`, owned by the service user.
+fn database(path: &Path, tag: &str, rows: u32) {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch("CREATE TABLE messages(x TEXT)").unwrap();
+    let tx = c.unchecked_transaction().unwrap();
+    for i in 0..rows {
+        tx.execute("INSERT INTO messages VALUES (?1)", [format!("{tag}-{i}")])
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(c);
+    nobody::chown_r(path, NOBODY);
+}
+
+fn plan_of(out: &OpOutcome<CreatePlan, CreateResult>) -> &CreatePlan {
+    out.plan.as_ref().expect("a plan")
+}
+
+fn params(consistency: Option<Consistency>) -> CreateParams {
+    CreateParams {
+        instance: "alpha".into(),
+        compression: Compression::None,
+        consistency,
+        ..Default::default()
+    }
+}
+
+async fn create(c: &Client, p: &CreateParams) -> OpOutcome<CreatePlan, CreateResult> {
+    call::<BackupCreate>(c, p).await.expect("backup.create")
+}
+
+/// A writer in another process, as the service user, inside `BEGIN
+/// IMMEDIATE` with an uncommitted row when this returns; it rolls back and
+/// exits when dropped.
+struct Writer(Child);
+
+impl Writer {
+    fn hold(db: &Path) -> Writer {
+        let script = r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+for i in range(200):
+    c.execute("INSERT INTO messages VALUES (?)", ("uncommitted-%d" % i,))
+print("in", flush=True)
+sys.stdin.read()
+c.execute("ROLLBACK")
+"#;
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(db)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "in",
+            "the writer did not start its transaction"
+        );
+        Writer(child)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+/// Leave a hot journal beside `db`: a writer that spilled changed pages into
+/// the database file mid-transaction, killed with SIGKILL.
+fn crash_a_writer(db: &Path) {
+    let script = r#"
+import sqlite3, sys, os
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA cache_size=10")
+c.execute("BEGIN IMMEDIATE")
+c.execute("UPDATE messages SET x = x || hex(randomblob(200))")
+os.kill(os.getpid(), 9)
+"#;
+    let st = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(db)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .status()
+        .expect("python3");
+    assert!(!st.success(), "the writer was to be killed");
+}
+
+/// Extract the archive with GNU tar into a new directory.
+fn extract(archive: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    tar(&["-xf", archive, "-C", dir.path().to_str().unwrap()]);
+    dir
+}
+
+fn listing(archive: &str) -> Vec<String> {
+    tar(&["-tf", archive]).lines().map(str::to_owned).collect()
+}
+
+/// `PRAGMA integrity_check` and the rows of a restored copy.
+fn check(db: &Path) -> Vec<String> {
+    let c = Connection::open(db).unwrap();
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok", "{}", db.display());
+    let mut st = c.prepare("SELECT x FROM messages ORDER BY rowid").unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn rows(tag: &str, n: u32) -> Vec<String> {
+    (0..n).map(|i| format!("{tag}-{i}")).collect()
+}
+
+fn snapshots_dir(w: &World) -> PathBuf {
+    w.cfg().state_dir.join("snapshots")
+}
+
+/// No copy is left in the scratch directory.
+fn assert_no_copies(w: &World) {
+    let left: Vec<_> = fs::read_dir(snapshots_dir(w))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "copies left in the snapshots dir: {left:?}"
+    );
+}
+
+/// Nothing of a failed create is left: no archive, no index entry.
+fn assert_nothing_made(w: &World, index_before: &Option<Vec<u8>>) {
+    assert_eq!(&fs::read(w.cfg().index_file).ok(), index_before);
+    let dir = w.cfg().backups_root.join("alpha");
+    let left: Vec<_> = fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert_no_copies(w);
+    w.assert_no_leftovers();
+}
+
+fn has_bytes(file: &str, needle: &str) -> bool {
+    let raw = fs::read(file).unwrap();
+    raw.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_progress_elsewhere_is_archived_as_the_last_committed_state() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let db = data.join("user-files/group-1.sqlite");
+    database(&db, "committed", 50);
+    let live = fs::metadata(&db).unwrap();
+    let writer = Writer::hold(&db);
+    assert!(
+        data.join("user-files/group-1.sqlite-journal").exists(),
+        "the writer has a journal open"
+    );
+
+    let out = create(&c, &params(None)).await;
+    drop(writer);
+    let (plan, r) = (plan_of(&out), out.result.as_ref().unwrap());
+    assert_eq!(plan.capture, Capture::Snapshot);
+    assert_eq!(plan.unit_running, Some(true));
+    assert_eq!(plan.databases, [db.display().to_string()]);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("group-1.sqlite-journal") && n.contains("not archived")),
+        "{:?}",
+        plan.notes
+    );
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    assert_eq!((r.capture, r.snapshots), (Capture::Snapshot, 1));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+
+    let names = listing(&r.archive);
+    let member = format!("{}/data/user-files/group-1.sqlite", r.id);
+    assert!(names.contains(&member), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("-journal")),
+        "a journal was archived: {names:?}"
+    );
+    // Under the database's own name, owner, mode and mtime.
+    let verbose = tar(&["--numeric-owner", "-tvf", &r.archive, &member]);
+    assert!(verbose.contains(" 65534/65534 "), "{verbose}");
+    let out_dir = extract(&r.archive);
+    let restored = out_dir.path().join(&member);
+    let meta = fs::metadata(&restored).unwrap();
+    assert_eq!(meta.mode() & 0o7777, live.mode() & 0o7777);
+    assert_eq!(meta.mtime(), live.mtime());
+    assert_eq!(check(&restored), rows("committed", 50));
+    assert_no_copies(&w);
+    assert_eq!(
+        fs::metadata(snapshots_dir(&w)).unwrap().mode() & 0o7777,
+        0o700
+    );
+}
+
+/// Mode `none` is today's plain copy: the journal goes in as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_none_reads_plainly_journal_included() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let db = data.join("user-files/group-1.sqlite");
+    database(&db, "committed", 10);
+    let writer = Writer::hold(&db);
+    let out = create(&c, &params(Some(Consistency::None))).await;
+    drop(writer);
+    let r = out.result.as_ref().unwrap();
+    assert_eq!((plan_of(&out).capture, r.snapshots), (Capture::None, 0));
+    assert!(plan_of(&out).databases.is_empty());
+    let names = listing(&r.archive);
+    assert!(
+        names
+            .iter()
+            .any(|n| n.ends_with("user-files/group-1.sqlite-journal")),
+        "{names:?}"
+    );
+}
+
+/// A writer killed mid-transaction leaves a hot journal that a read-only
+/// connection cannot roll back: while the unit runs (the server will roll it
+/// back when it next opens the database) the create waits a bounded time,
+/// then fails naming the database and the way out, leaving nothing behind.
+/// With the unit stopped the instance is read plainly, hot journal included,
+/// and the restored pair rolls back to the committed state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_journal_fails_a_snapshot_and_goes_in_when_offline() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let db = data.join("user-files/group-1.sqlite");
+    database(&db, "committed", 3000);
+    crash_a_writer(&db);
+    let journal = data.join("user-files/group-1.sqlite-journal");
+    assert!(journal.exists());
+    let probe = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let err = probe
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))
+        .unwrap_err();
+    assert_eq!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ReadOnly),
+        "the journal is hot: {err}"
+    );
+    drop(probe);
+    let before = abssd_tests::inspect::snapshot_content(&data);
+    let index_before = fs::read(w.cfg().index_file).ok();
+
+    let err = call::<BackupCreate>(&c, &params(None)).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    assert!(
+        err.message.contains(&db.display().to_string())
+            && err.message.contains("hot journal")
+            && err.message.contains("--consistency stop"),
+        "{}",
+        err.message
+    );
+    assert_nothing_made(&w, &index_before);
+    // The read-only connection touched nothing: the journal is still hot.
+    assert_eq!(abssd_tests::inspect::snapshot_content(&data), before);
+
+    w.fake.set_unit(&unit_name("alpha"), false, true);
+    let out = create(&c, &params(None)).await;
+    let r = out.result.as_ref().unwrap();
+    assert_eq!((r.capture, r.snapshots), (Capture::Offline, 0));
+    let dir = extract(&r.archive);
+    let restored = dir
+        .path()
+        .join(format!("{}/data/user-files/group-1.sqlite", r.id));
+    assert!(
+        restored.with_file_name("group-1.sqlite-journal").exists(),
+        "the hot journal goes in beside its database"
+    );
+    assert_eq!(check(&restored), rows("committed", 3000));
+}
+
+/// A root-only directory holding a SQLite database with a secret row.
+fn root_only_database(w: &World) -> (PathBuf, String) {
+    let dir = w.sb.path("root-only");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let secret = format!("TOPSECRET-{}-row", std::process::id());
+    let c = Connection::open(dir.join("group-1.sqlite")).unwrap();
+    c.execute_batch("CREATE TABLE messages(x TEXT)").unwrap();
+    c.execute("INSERT INTO messages VALUES (?1)", [&secret])
+        .unwrap();
+    drop(c);
+    fs::set_permissions(
+        dir.join("group-1.sqlite"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    (dir, secret)
+}
+
+/// Run `script` as the service user in `dir` the first time the daemon
+/// reaches hook `name`.
+fn as_nobody_at(name: &'static str, dir: &Path, script: String) -> Arc<AtomicBool> {
+    let ran = Arc::new(AtomicBool::new(false));
+    let (dir, flag) = (dir.to_owned(), ran.clone());
+    fail::cfg_callback(name, move || {
+        if !flag.swap(true, Ordering::SeqCst) {
+            nobody::sh(Some(&dir), &script);
+        }
+    })
+    .unwrap();
+    ran
+}
+
+fn assert_secret_absent(archive: &str, secret: &str) {
+    assert!(!has_bytes(archive, secret), "the secret is in {archive}");
+}
+
+/// The database's directory is swapped for a symlink to a root-only directory
+/// holding another database, after the walk (the directory is then never
+/// opened) or after the snapshot opened it (SQLite reads from the directory
+/// the walk saw, wherever it was moved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_swapped_for_a_symlink_never_leads_sqlite_elsewhere() {
+    let _serial = serial();
+    for hook in ["create::after-walk", "create::before-snapshot"] {
+        let w = World::new(&["alpha"]);
+        let c = w.client().await;
+        let data = owned_by_nobody(&w);
+        database(&data.join("user-files/group-1.sqlite"), "mine", 5);
+        let (secret_dir, secret) = root_only_database(&w);
+        let ran = as_nobody_at(
+            hook,
+            &data,
+            format!(
+                "mv user-files moved && ln -s {} user-files",
+                secret_dir.display()
+            ),
+        );
+        let out = create(&c, &params(None)).await;
+        fail::remove(hook);
+        assert!(ran.load(Ordering::SeqCst), "{hook} did not run");
+        let r = out.result.as_ref().unwrap();
+        assert_secret_absent(&r.archive, &secret);
+        let member = format!("{}/data/user-files/group-1.sqlite", r.id);
+        if hook == "create::after-walk" {
+            assert_eq!(r.snapshots, 0, "{hook}");
+            assert!(
+                r.warnings
+                    .iter()
+                    .any(|w| w.contains("user-files") && w.contains("replaced")),
+                "{hook}: {:?}",
+                r.warnings
+            );
+        } else {
+            // The directory the walk saw, moved: its own database.
+            assert_eq!(r.snapshots, 1, "{hook}: {:?}", r.warnings);
+            let dir = extract(&r.archive);
+            assert_eq!(check(&dir.path().join(&member)), rows("mine", 5));
+        }
+        assert_no_copies(&w);
+    }
+}
+
+/// The database file itself swapped for a symlink to the root-only database
+/// once the snapshot's directory is open: SQLite's `NOFOLLOW` refuses it and
+/// the database is left out with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_swapped_for_a_symlink_is_left_out() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    database(&data.join("user-files/group-1.sqlite"), "mine", 5);
+    let (secret_dir, secret) = root_only_database(&w);
+    let ran = as_nobody_at(
+        "create::before-snapshot",
+        &data.join("user-files"),
+        format!(
+            "mv group-1.sqlite moved && ln -s {}/group-1.sqlite group-1.sqlite",
+            secret_dir.display()
+        ),
+    );
+    let out = create(&c, &params(None)).await;
+    fail::remove("create::before-snapshot");
+    assert!(ran.load(Ordering::SeqCst));
+    let r = out.result.as_ref().unwrap();
+    assert_secret_absent(&r.archive, &secret);
+    assert_eq!(r.snapshots, 0);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("group-1.sqlite") && w.contains("replaced")),
+        "{:?}",
+        r.warnings
+    );
+    assert_no_copies(&w);
+}
+
+/// A FIFO swapped in for the database after the last check, where SQLite
+/// would wait in `open()` forever (it opens without `O_NONBLOCK`), the instance
+/// locked: the daemon releases it, and the database is left out as replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_swapped_in_for_a_database_does_not_hang_the_create() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    database(&data.join("user-files/group-1.sqlite"), "mine", 5);
+    let ran = as_nobody_at(
+        "create::before-snapshot",
+        &data.join("user-files"),
+        "mv group-1.sqlite moved && mkfifo group-1.sqlite".into(),
+    );
+    let out = create(&c, &params(None)).await;
+    fail::remove("create::before-snapshot");
+    assert!(ran.load(Ordering::SeqCst));
+    let r = out.result.as_ref().unwrap();
+    assert_eq!(r.snapshots, 0);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("group-1.sqlite") && w.contains("replaced")),
+        "{:?}",
+        r.warnings
+    );
+    assert_no_copies(&w);
+}
+
+/// A hard link to the root-only database swapped in while SQLite opens the
+/// name and swapped out again before the name is checked once more (done as
+/// root: the service user cannot link a file it cannot reach, as the test
+/// first shows, nor, with `fs.protected_hardlinks=1`, one it cannot write; a
+/// database of another instance's on a host without that setting is the
+/// real case). SQLite's descriptor is checked
+/// against the file the walk saw, so the snapshot is taken again from the
+/// right file; the secret never reaches the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_link_swapped_in_and_out_around_the_open_is_caught() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let dir = data.join("user-files");
+    database(&dir.join("group-1.sqlite"), "mine", 5);
+    let (secret_dir, secret) = root_only_database(&w);
+    let secret_db = secret_dir.join("group-1.sqlite");
+    let refused = Command::new("ln")
+        .arg(&secret_db)
+        .arg(dir.join("try"))
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .status()
+        .unwrap();
+    assert!(
+        !refused.success(),
+        "the service user could hard-link a root-only file"
+    );
+
+    let (d1, s1) = (dir.clone(), secret_db.clone());
+    fail::cfg_callback("create::before-snapshot", move || {
+        fs::rename(d1.join("group-1.sqlite"), d1.join("moved")).unwrap();
+        fs::hard_link(&s1, d1.join("group-1.sqlite")).unwrap();
+    })
+    .unwrap();
+    let swapped_back = Arc::new(AtomicUsize::new(0));
+    let (d2, n) = (dir.clone(), swapped_back.clone());
+    fail::cfg_callback("create::snapshot-taken", move || {
+        if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            fs::rename(d2.join("moved"), d2.join("group-1.sqlite")).unwrap();
+        }
+    })
+    .unwrap();
+    let out = create(&c, &params(None)).await;
+    fail::remove("create::before-snapshot");
+    fail::remove("create::snapshot-taken");
+    let r = out.result.as_ref().unwrap();
+    assert_secret_absent(&r.archive, &secret);
+    assert_eq!(swapped_back.load(Ordering::SeqCst), 2, "two attempts");
+    assert_eq!(r.snapshots, 1, "{:?}", r.warnings);
+    let out_dir = extract(&r.archive);
+    let member = format!("{}/data/user-files/group-1.sqlite", r.id);
+    assert_eq!(check(&out_dir.path().join(member)), rows("mine", 5));
+    assert_no_copies(&w);
+}
+
+/// A blob rewritten in place during its first read is read again: the archive
+/// holds one whole version, the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_rewritten_during_its_read_is_read_again() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let blob = data.join("user-files/file-1.blob");
+    fs::write(&blob, vec![b'a'; 300_000]).unwrap();
+    nobody::chown_r(&blob, NOBODY);
+    let ran = as_nobody_at(
+        "create::blob-read",
+        &data.join("user-files"),
+        // In place, as Actual writes it: same inode, truncated, rewritten.
+        "head -c 200000 /dev/zero | tr '\\0' b 1<> file-1.blob && truncate -s 200000 file-1.blob"
+            .into(),
+    );
+    let out = create(&c, &params(None)).await;
+    fail::remove("create::blob-read");
+    assert!(ran.load(Ordering::SeqCst));
+    let r = out.result.as_ref().unwrap();
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let member = format!("{}/data/user-files/file-1.blob", r.id);
+    let stored = Command::new("tar")
+        .args(["-xOf", &r.archive, &member])
+        .output()
+        .unwrap();
+    assert!(stored.status.success());
+    assert_eq!(stored.stdout, vec![b'b'; 200_000]);
+    assert_no_copies(&w);
+}
+
+/// A blob that changes on every read fails the create, naming it; nothing is
+/// left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_that_never_holds_still_fails_the_create() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let blob = data.join("user-files/file-1.blob");
+    fs::write(&blob, vec![b'a'; 100_000]).unwrap();
+    nobody::chown_r(&blob, NOBODY);
+    let reads = Arc::new(AtomicUsize::new(0));
+    let (b, n) = (blob.clone(), reads.clone());
+    fail::cfg_callback("create::blob-read", move || {
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        let mut f = fs::OpenOptions::new().write(true).open(&b).unwrap();
+        f.write_all(&vec![b'c' + (i % 20) as u8; 100_000 + i])
+            .unwrap();
+    })
+    .unwrap();
+    let index_before = fs::read(w.cfg().index_file).ok();
+    let err = call::<BackupCreate>(&c, &params(None)).await.unwrap_err();
+    fail::remove("create::blob-read");
+    assert_eq!(reads.load(Ordering::SeqCst), 5);
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    assert!(
+        err.message.contains(&blob.display().to_string())
+            && err.message.contains("kept changing while it was read"),
+        "{}",
+        err.message
+    );
+    assert_nothing_made(&w, &index_before);
+}
+
+/// Item 9: a file removed between the walk and its read is left out with a
+/// warning; one written to while it is read is archived as read and named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_removed_or_changed_during_a_create_are_warnings_not_errors() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    fs::write(data.join("going.txt"), b"soon gone").unwrap();
+    fs::write(data.join("growing.log"), b"line\n").unwrap();
+    nobody::chown_r(&data, NOBODY);
+    let removed = as_nobody_at("create::after-walk", &data, "rm going.txt".into());
+    let log = data.join("growing.log");
+    fail::cfg_callback("create::file-read", move || {
+        let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"another line\n").unwrap();
+    })
+    .unwrap();
+    let out = create(&c, &params(Some(Consistency::None))).await;
+    fail::remove("create::after-walk");
+    fail::remove("create::file-read");
+    assert!(removed.load(Ordering::SeqCst));
+    let r = out.result.as_ref().unwrap();
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("left out ")
+            && w.contains("going.txt")
+            && w.contains("file removed before we read it")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("changed ")
+            && w.contains("growing.log")
+            && w.contains("file changed as we read it")),
+        "{:?}",
+        r.warnings
+    );
+    let names = listing(&r.archive);
+    assert!(!names.iter().any(|n| n.ends_with("going.txt")));
+    assert!(names.iter().any(|n| n.ends_with("growing.log")));
+}
+
+/// `--dry-run` says which databases would be snapshotted, and how.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_lists_the_databases_and_the_capture() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    // Told by the header: a real database under any name, not a file named
+    // like one.
+    database(&data.join("server-files/account.data"), "acct", 1);
+    fs::write(data.join("user-files/fake.sqlite"), vec![b'x'; 5000]).unwrap();
+    let p = CreateParams {
+        dry_run: true,
+        ..params(None)
+    };
+    let out = create(&c, &p).await;
+    assert!(out.result.is_none());
+    assert_eq!(plan_of(&out).capture, Capture::Snapshot);
+    assert_eq!(
+        plan_of(&out).databases,
+        [data.join("server-files/account.data").display().to_string()]
+    );
+    assert_no_copies(&w);
+
+    w.fake.set_unit(&unit_name("alpha"), false, true);
+    let out = create(&c, &p).await;
+    assert_eq!(plan_of(&out).capture, Capture::Offline);
+    assert!(plan_of(&out).databases.is_empty());
+}
+
+/// A copy left in the snapshots directory by a daemon that died is removed at
+/// the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_recovery_removes_leftover_copies() {
+    let _serial = serial();
+    let mut w = World::new(&["alpha"]);
+    let dir = snapshots_dir(&w);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("999-0.tmp"), b"a snapshot of a crashed create").unwrap();
+    w.restart_with("");
+    assert_no_copies(&w);
+}
