@@ -2,7 +2,7 @@
 # Benchmark `abssctl backup create --consistency snapshot` (every SQLite
 # database copied through SQLite, blobs read until they hold still) against
 # `--consistency none` (the plain file copy) on the same instances, in the same
-# run, alternating; then `backup verify --deep` of a snapshot archive.
+# run, alternating. (bench/verify-deep.sh measures deep verification.)
 # See bench/README.md for what it measures and the targets.
 #
 # Knobs (environment):
@@ -75,7 +75,6 @@ stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
   printf "%.3f %.3f", v[1], m }'; }
 
 declare -A DATA_B DBS SNAP_BEST SNAP_MED NONE_BEST NONE_MED SNAPSHOTS
-declare -A DEEP_S DEEP_NOTE ARCHIVE_B
 for name in "${CASES[@]}"; do
   DATA_B[$name]=$(find "$PREFIX/srv/$name" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
   DBS[$name]=$(find "$PREFIX/srv/$name" -type f -size +0 -exec sh -c \
@@ -100,24 +99,6 @@ for name in "${CASES[@]}"; do
   read -r "SNAP_BEST[$name]" "SNAP_MED[$name]" <<<"$(stats "${snap[@]}")"
   read -r "NONE_BEST[$name]" "NONE_MED[$name]" <<<"$(stats "${none[@]}")"
   SNAPSHOTS[$name]=$(cat "$WORK/snapshots-snapshot")
-
-  # One more snapshot archive, kept, for the deep verification.
-  "$ABSSCTL" --socket "$SOCK" --json backup create "$name" --compression zstd --consistency snapshot \
-    >"$WORK/create-kept.json"
-  id=$(json result id <"$WORK/create-kept.json")
-  ARCHIVE_B[$name]=$(json result size_bytes <"$WORK/create-kept.json")
-  t0=$EPOCHREALTIME
-  if "$ABSSCTL" --socket "$SOCK" --json backup verify "$id" --deep >"$WORK/verify.json" 2>"$WORK/abssctl.err"; then
-    t1=$EPOCHREALTIME
-    if [[ -n $(json results 0 deep <"$WORK/verify.json") ]]; then
-      DEEP_S[$name]=$(elapsed "$t0" "$t1")
-      DEEP_NOTE[$name]="ok=$(json results 0 deep ok <"$WORK/verify.json") databases=$(json results 0 deep databases <"$WORK/verify.json") blobs=$(json results 0 deep blobs <"$WORK/verify.json")"
-    else
-      DEEP_NOTE[$name]="this abssd does not deep-verify yet (no 'deep' in the answer)"
-    fi
-  else
-    DEEP_NOTE[$name]="failed: $(head -c 300 "$WORK/abssctl.err")"
-  fi
 done
 PEAK_KIB=$(proc_kib "$DAEMON_PID" VmHWM)
 
@@ -138,17 +119,6 @@ for name in "${CASES[@]}"; do
     "${SNAP_BEST[$name]}" "${SNAP_MED[$name]}" "${NONE_BEST[$name]}" "${NONE_MED[$name]}" \
     "$(ratio "${SNAP_BEST[$name]}" "${NONE_BEST[$name]}")" "$(ratio "${SNAP_MED[$name]}" "${NONE_MED[$name]}")" \
     "${SNAPSHOTS[$name]}"
-done
-echo
-echo "backup verify --deep of a snapshot archive (MB/s = data MB / s):"
-for name in "${CASES[@]}"; do
-  if [[ -n ${DEEP_S[$name]:-} ]]; then
-    printf '  %-14s %8ss  %7s MB/s  (archive %s MB; %s)\n' "$name" "${DEEP_S[$name]}" \
-      "$(awk -v b="${DATA_B[$name]}" -v s="${DEEP_S[$name]}" 'BEGIN { printf "%.1f", b / 1e6 / s }')" \
-      "$(mb "${ARCHIVE_B[$name]}")" "${DEEP_NOTE[$name]}"
-  else
-    printf '  %-14s %s\n' "$name" "${DEEP_NOTE[$name]}"
-  fi
 done
 echo
 echo "abssd peak RSS (VmHWM after all runs): $(mib "$PEAK_KIB") MiB"

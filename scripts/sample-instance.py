@@ -8,6 +8,7 @@ The layout matches what `abssd --prefix PREFIX` expects:
     PREFIX/srv/NAME/config.json                          sync-server config (0640)
     PREFIX/srv/NAME/data/server-files/                   (0700)
     PREFIX/srv/NAME/data/server-files/account.sqlite     users, sessions, files (0600)
+    PREFIX/srv/NAME/data/.migrate                        the server's applied migrations
     PREFIX/srv/NAME/data/user-files/<uuid>/db.sqlite     budget databases (real SQLite)
     PREFIX/srv/NAME/data/user-files/<uuid>/metadata.json
     PREFIX/srv/NAME/data/user-files/file-<uuid>.blob     uploaded snapshot (zip of the budget)
@@ -23,13 +24,13 @@ is generated and the rest are copies varied in SQL, which keeps 1 GiB at ~10 s.
 `--small-files N` adds N files of 1-8 KB of mixed text in nested directories on
 top of that (for the many-small-files benchmark).
 
-`--group-dbs` also writes what the sync server itself keeps beside the blobs, for
-benchmarks of a running instance's capture: per budget a
+`--group-dbs` also writes the database the sync server itself keeps for each
+budget's sync messages, for benchmarks of a running instance's capture:
 `user-files/group-<group id>.sqlite` (the server's `messages_binary` and
 `messages_merkles`, holding the budget's sync messages as binary rows, about
 two thirds of the budget db's size: a budget never reset keeps every change in
-its group) and `data/.migrate` (the applied migrations). The budgets shrink to
-keep the instance near `--size-mb`. Without it the output is unchanged.
+its group). The budgets shrink to keep the instance near `--size-mb`. Without
+it the output is unchanged.
 
 Budget databases hold realistic transactions (payees, amounts, dates, notes) and
 CRDT sync messages; they compress ~5x with zstd -3. The snapshot blobs are
@@ -67,6 +68,16 @@ BYTES_PER_TXN = 930
 DEFLATE_RATIO = 3.7
 # Measured size of a group db (--group-dbs) relative to its budget db.
 GROUP_DB_RATIO = 0.65
+# The state file of the `migrate` package the sync server keeps in its data
+# directory (`.migrate`); without it the server would run its migrations again.
+MIGRATE_STATE = json.dumps({
+    "lastRun": "1763873600000-backfill-files-owner.js",
+    "migrations": [{"title": t, "timestamp": 1736933400000} for t in [
+        "1694360000000-create-folders.js", "1694360479680-create-account-db.js",
+        "1694362247011-create-secret-table.js", "1702667624000-rename-nordigen-secrets.js",
+        "1718889148000-openid.js", "1719409568000-multiuser.js",
+        "1763873568237-server-global-prefs.js", "1763873600000-backfill-files-owner.js"]],
+}) + "\n"
 # Fixed "now" so the output never depends on the clock.
 EPOCH = int(dt.datetime(2025, 1, 15, 9, 30, tzinfo=dt.timezone.utc).timestamp())
 
@@ -146,14 +157,6 @@ CREATE TABLE messages_merkles
    merkle TEXT);
 """
 
-# What the `migrate` package records in data/.migrate after the server's migrations.
-MIGRATIONS = [
-    "1694360000000-create-folders.js", "1694360479680-create-account-db.js",
-    "1694362247011-create-secret-table.js", "1702667624000-rename-nordigen-secrets.js",
-    "1718889148000-openid.js", "1719409568000-multiuser.js",
-    "1763873568237-server-global-prefs.js", "1763873600000-backfill-files-owner.js",
-]
-
 ACCOUNT_SCHEMA = """
 CREATE TABLE auth (method TEXT PRIMARY KEY, display_name TEXT, extra_data TEXT,
   active INTEGER);
@@ -182,7 +185,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--small-files", type=int, default=0, metavar="N",
                    help="add N files of 1-8 KB of mixed text in nested dirs")
     p.add_argument("--group-dbs", action="store_true",
-                   help="also write the sync server's group-<id>.sqlite per budget and .migrate")
+                   help="also write the sync server's group-<id>.sqlite per budget")
     p.add_argument("--port", type=int, default=None,
                    help="sync-server port (default: derived from NAME, 5006-5999)")
     p.add_argument("--domain", default=None,
@@ -472,12 +475,6 @@ class Instance:
         db.close()
         return path
 
-    def write_migrate(self) -> None:
-        state = {"lastRun": MIGRATIONS[-1],
-                 "migrations": [{"title": m, "timestamp": EPOCH * 1000 - 86400000 * (9 - i)}
-                                for i, m in enumerate(MIGRATIONS)]}
-        self.write(os.path.join(self.data, ".migrate"), json.dumps(state, indent=2) + "\n")
-
     def write_small_files(self, n: int) -> None:
         """N files of 1-8 KB of mixed text in a two-level fan-out of directories."""
         if n == 0:
@@ -623,6 +620,7 @@ server {{
         self.budgets = [new_uuid(self.rng) for _ in range(n)]
         self.group_ids = [new_uuid(self.rng) for _ in range(n)]
         self.write_account_db()
+        self.write(os.path.join(self.data, ".migrate"), MIGRATE_STATE, 0o644)
         fixed = os.path.getsize(os.path.join(self.server_files, "account.sqlite"))
         # Each budget is its db plus a deflated snapshot of about a quarter of that.
         db_total = max(0, target - fixed - n * 8192) / (1 + 1 / DEFLATE_RATIO
@@ -652,8 +650,6 @@ server {{
                 self.write_budget_files(budget, group, path, blob)
                 if a.group_dbs:
                     self.write_group_db(path, group, group_template)
-        if a.group_dbs:
-            self.write_migrate()
         # A private directory (0700) with a private file (0600) beside the budgets.
         priv = os.path.join(self.data, "private")
         os.makedirs(priv)

@@ -335,11 +335,12 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Also read each archive through and check what is inside: every SQLite
+    /// Also check what each archive holds, in the same pass: every SQLite
     /// database passes `PRAGMA integrity_check` and has the tables Actual
-    /// needs, every blob is a readable zip, the files account.sqlite lists are
-    /// there, and so is `.migrate`. The result is kept in the index
-    /// (metadata.verification).
+    /// needs, every blob is a readable zip (unless account.sqlite says the
+    /// budget is encrypted), the budgets account.sqlite lists are there, and
+    /// so is `.migrate`. A problem marks the backup corrupt (exit 3); the
+    /// result is kept in the index (metadata.verification).
     #[arg(long)]
     pub deep: bool,
 

@@ -452,6 +452,7 @@ fn reconcile_json_is_one_document_and_exits_3_on_unfixed_drift() {
         "--instance",
         "drifty",
         "--verify",
+        "--deep",
         "--json",
     ]);
     assert_exit(&out, 3);
@@ -468,7 +469,7 @@ fn reconcile_json_is_one_document_and_exits_3_on_unfixed_drift() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(
         sent[0],
-        json!({"instance": "drifty", "apply": false, "adopt": false, "verify": true, "deep": false, "detach": true})
+        json!({"instance": "drifty", "apply": false, "adopt": false, "verify": true, "deep": true, "detach": true})
     );
 }
 

@@ -30,9 +30,10 @@ mod names;
 mod source;
 mod tree;
 
-pub use inspect::{Inspected, inspect};
+pub use inspect::{Inspected, Visit, inspect, inspect_with};
 pub use names::MAX_PATH;
 use source::{ChunkReader, Hashed, Meter, PumpError, block_on};
+pub use tokio_tar::EntryType;
 use tree::Tree;
 
 /// What the caller knows about the archive before extracting it.

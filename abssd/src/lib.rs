@@ -17,6 +17,7 @@
 //! * [`service`]    — running under systemd: socket activation, readiness, watchdog, journal.
 //! * [`nginx`]      — the nginx configuration check.
 //! * [`extract`]    — hashing and extracting an archive into a staging directory, safely.
+//! * [`deep`]       — the deep check: is what an archive holds a working Actual server?
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
@@ -60,6 +61,7 @@ macro_rules! hook_point {
 pub mod archive;
 pub mod cli;
 pub mod config;
+pub mod deep;
 pub mod error;
 pub mod extract;
 pub mod fsutil;

@@ -10,7 +10,8 @@
 //!   state, nginx); after it, its clean-up and index annotation are done now;
 //! * temporary files of interrupted atomic writes of the index, the registry
 //!   and the journals are removed, and so are the snapshot copies of an
-//!   interrupted create (`state_dir/snapshots/`).
+//!   interrupted create (`state_dir/snapshots/`) and the copies an interrupted
+//!   deep check made (`state_dir/deep-verify/`).
 //!
 //! Each recovered operation keeps its id, appears in `op list` and
 //! `daemon status` as recovered, and gets its line in the operations log. A
@@ -47,6 +48,9 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
     // A snapshot or blob copy a create was archiving when the daemon stopped.
     for path in crate::archive::scratch::clear(&config.state_dir) {
         tracing::info!(path = %path.display(), "removed the copy of an interrupted create");
+    }
+    for path in crate::deep::remove_leftovers(&config.state_dir) {
+        tracing::info!(path = %path.display(), "removed the copies of an interrupted deep check");
     }
     let pending = match Journal::pending(&config.state_dir) {
         Ok(p) => p,

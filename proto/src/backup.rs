@@ -139,9 +139,18 @@ pub struct DeepVerification {
     /// Files named in `account.sqlite` found in the archive.
     #[serde(default)]
     pub listed_files: u64,
-    /// Whether `data/.migrate` is in the archive.
+    /// Whether `data/.migrate` is in the archive (beside every
+    /// `server-files/account.sqlite`).
     #[serde(default)]
     pub migrate: bool,
+    /// Whether the data tree is an Actual data directory (it holds
+    /// `server-files/account.sqlite`): only then do the checks of Actual's
+    /// tables, `.migrate`, blobs and listed files apply in full.
+    #[serde(default)]
+    pub actual: bool,
+    /// How many problems were found (the first is [`Self::problem`]).
+    #[serde(default)]
+    pub problems: u64,
     /// The first problem found, for people (absent when `ok`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -494,6 +503,9 @@ pub struct VerifyPlan {
     pub ids: Vec<String>,
     /// Sum of the archives' sizes on disk (progress total).
     pub total_bytes: u64,
+    /// `--deep`: each archive's content is checked too.
+    #[serde(default)]
+    pub deep: bool,
 }
 
 /// The outcome for one backup.

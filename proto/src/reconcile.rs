@@ -69,6 +69,9 @@ pub struct ReconcilePlan {
     pub adopt: bool,
     /// `--verify`.
     pub verify: bool,
+    /// `--deep`: each re-hashed archive's content is checked too.
+    #[serde(default)]
+    pub deep: bool,
 }
 
 /// Why an orphan or a stray sidecar is not an [`ReconcileItem::status`] of an entry.

@@ -1,7 +1,9 @@
 //! Text for people about backups: the list, one entry, a create plan or result,
 //! verify results.
 
-use abssd_proto::{BackupEntry, Capture, CreatePlan, CreateResult, VerifyResult, status};
+use abssd_proto::{
+    BackupEntry, Capture, CreatePlan, CreateResult, DeepVerification, VerifyResult, status,
+};
 use serde_json::Value;
 
 use super::{Align, ellipsize, esc, fields, human_size, table, value_text, yes_no};
@@ -96,6 +98,15 @@ pub fn detail(e: &BackupEntry) -> String {
     }
     if let Some(why) = &e.metadata.verification_error {
         pairs.push(("verification error", why.clone()));
+    }
+    if let Some(d) = &e.metadata.verification {
+        pairs.push((
+            "deep check",
+            format!("{} ({})", deep_summary(d), d.checked_at),
+        ));
+        if let Some(problem) = &d.problem {
+            pairs.push(("deep problem", problem.clone()));
+        }
     }
     pairs.push(("data only", yes_no(e.metadata.data_only)));
     pairs.push(("labels", list_or_dash(&e.metadata.labels)));
@@ -332,7 +343,27 @@ fn duration_text(ms: u64) -> String {
     }
 }
 
-/// `backup verify`: one row per backup, then a one-line summary.
+/// What a deep check looked at, on one line.
+pub fn deep_summary(d: &DeepVerification) -> String {
+    let verdict = if d.ok { "passed" } else { "FAILED" };
+    let mut text = format!(
+        "{verdict}: {} database(s) intact, {} blob(s) read, {} listed file(s) present",
+        d.databases, d.blobs, d.listed_files
+    );
+    if d.actual {
+        text.push_str(if d.migrate {
+            ", .migrate present"
+        } else {
+            ", .migrate missing"
+        });
+    } else {
+        text.push_str("; not an Actual data directory (no server-files/account.sqlite)");
+    }
+    text
+}
+
+/// `backup verify`: one row per backup, what each deep check found, then a
+/// one-line summary.
 pub fn verified(v: &VerifyResult) -> String {
     if v.results.is_empty() {
         return "no backups to verify\n".to_owned();
@@ -358,6 +389,18 @@ pub fn verified(v: &VerifyResult) -> String {
         ],
         &rows,
     );
+    for r in &v.results {
+        if let Some(d) = &r.deep {
+            text.push_str(&format!("{}: deep check: {}\n", r.id, deep_summary(d)));
+            if let Some(problem) = &d.problem {
+                let more = match d.problems {
+                    0 | 1 => String::new(),
+                    n => format!(" ({} more)", n - 1),
+                };
+                text.push_str(&format!("  problem{more}: {problem}\n"));
+            }
+        }
+    }
     let bad = v
         .results
         .iter()
@@ -523,6 +566,49 @@ mod tests {
         assert!(
             text.ends_with("2 checked: 1 available, 1 with problems\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_deep_check_shows_what_it_checked_and_its_problem() {
+        let deep = |ok: bool| DeepVerification {
+            checked_at: "2025-01-01T00:00:00Z".into(),
+            ok,
+            databases: 3,
+            blobs: 2,
+            listed_files: 2,
+            migrate: true,
+            actual: true,
+            problems: if ok { 0 } else { 3 },
+            problem: (!ok).then(|| "data/user-files/file-x.blob: not a readable zip".into()),
+            extra: Default::default(),
+        };
+        let item = |id: &str, ok: bool| VerifyItem {
+            id: id.to_owned(),
+            status: if ok { "available" } else { "corrupt" }.to_owned(),
+            message: "m".to_owned(),
+            previous_status: "available".to_owned(),
+            deep: Some(deep(ok)),
+        };
+        let text = verified(&VerifyResult {
+            results: vec![item("a", true), item("b", false)],
+        });
+        assert!(
+            text.contains("a: deep check: passed: 3 database(s) intact, 2 blob(s) read, 2 listed file(s) present, .migrate present\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("b: deep check: FAILED: ")
+                && text.contains(
+                    "  problem (2 more): data/user-files/file-x.blob: not a readable zip\n"
+                ),
+            "{text}"
+        );
+        let mut d = deep(true);
+        d.actual = false;
+        assert!(
+            deep_summary(&d)
+                .ends_with("not an Actual data directory (no server-files/account.sqlite)")
         );
     }
 }

@@ -57,7 +57,9 @@ fn compared(p: &ReconcilePlan) -> String {
     if let Some(instance) = &p.instance {
         pairs.push(("instance", format!("{instance} only")));
     }
-    let checked = if p.verify {
+    let checked = if p.deep {
+        "sizes, statuses, checksums and content (archives re-hashed and deep-checked)"
+    } else if p.verify {
         "sizes, statuses and checksums (archives re-hashed)"
     } else {
         "sizes and statuses (--verify also re-hashes the archives)"
@@ -272,6 +274,7 @@ mod tests {
             apply,
             adopt,
             verify,
+            deep: false,
         }
     }
 

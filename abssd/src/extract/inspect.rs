@@ -52,6 +52,30 @@ pub struct Inspected {
     pub content_bytes: u64,
 }
 
+/// What else wants to see the entries an inspection accepts (the deep check):
+/// told about each entry once it passed every check, then handed its content
+/// as it streams by, in the bounded chunks the pass reads anyway.
+pub trait Visit {
+    /// An accepted entry: its kind, its path below `<top>/`, its content size.
+    /// `true` asks for its content ([`Visit::content`], then [`Visit::end`]).
+    fn entry(&mut self, kind: EntryType, below: &[u8], size: u64) -> bool;
+    /// The next bytes of the entry's content.
+    fn content(&mut self, bytes: &[u8]);
+    /// The entry's content is complete.
+    fn end(&mut self);
+}
+
+/// A visitor that wants nothing.
+struct Nobody;
+
+impl Visit for Nobody {
+    fn entry(&mut self, _: EntryType, _: &[u8], _: u64) -> bool {
+        false
+    }
+    fn content(&mut self, _: &[u8]) {}
+    fn end(&mut self) {}
+}
+
 /// Read `archive` through. Blocking. `progress(n)` gets the raw bytes read.
 /// `Err(Error::Archive)`: restore would refuse the archive (the message names
 /// the first offending entry), or it is truncated or corrupt.
@@ -61,9 +85,21 @@ pub fn inspect(
     limits: Limits,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Inspected> {
+    inspect_with(archive, algorithm, limits, progress, &mut Nobody)
+}
+
+/// [`inspect`], showing every accepted entry and its content to `visit` in
+/// the same pass.
+pub fn inspect_with(
+    archive: &Path,
+    algorithm: Algorithm,
+    limits: Limits,
+    progress: &mut (dyn FnMut(u64) + Send),
+    visit: &mut dyn Visit,
+) -> Result<Inspected> {
     let file = File::open(archive).at("opening", archive)?;
     let (mut found, hashed) = stream(file, archive, algorithm, progress, |reader, meter| {
-        walk(reader, meter, archive, limits)
+        walk(reader, meter, archive, limits, visit)
     })?;
     found.sha256 = hashed.sha256;
     found.archive_bytes = hashed.bytes;
@@ -154,6 +190,7 @@ async fn walk(
     meter: Rc<Meter>,
     archive: &Path,
     limits: Limits,
+    visit: &mut dyn Visit,
 ) -> Result<Inspected> {
     let meter: &Meter = &meter;
     let mut tar = tokio_tar::Archive::new(reader);
@@ -223,6 +260,7 @@ async fn walk(
                 format!("is larger than {INSTANCE_JSON_MAX} bytes"),
             ));
         }
+        let shown = visit.entry(kind, below, size);
         let mut kept = Vec::new();
         let mut left = size;
         while left > 0 {
@@ -237,7 +275,13 @@ async fn walk(
             if wanted {
                 kept.extend_from_slice(&buf[..n]);
             }
+            if shown {
+                visit.content(&buf[..n]);
+            }
             left -= n as u64;
+        }
+        if shown {
+            visit.end();
         }
         if wanted {
             found.instance_json = Some(kept);

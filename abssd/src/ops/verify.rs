@@ -9,14 +9,23 @@
 //! the first entry restore refuses ("checksum matches, but restore would
 //! refuse it: …"). Only such an archive is read twice (the inspection stops
 //! at the refusal; the hash then needs the rest).
+//!
+//! `--deep` ([`crate::deep`]) checks the content in the same pass: a problem
+//! there makes the archive `corrupt` too (its bytes are intact, but restoring
+//! it would not give a working instance), with the problem as its message;
+//! `checksum.observed` and `checksum.last_verified` still say the bytes
+//! matched. What the deep check found goes to `metadata.verification`, and a
+//! later plain verify of the same bytes does not forget a problem it found.
 
 use std::path::{Path, PathBuf};
 
 use abssd_proto::{
-    Algorithm, BackupEntry, EventKind, VerifyItem, VerifyParams, VerifyPlan, VerifyResult, status,
+    Algorithm, BackupEntry, DeepVerification, EventKind, VerifyItem, VerifyParams, VerifyPlan,
+    VerifyResult, status,
 };
 
 use crate::archive;
+use crate::deep::{self, Scratch};
 use crate::error::{Error, Result};
 use crate::extract::{self, Limits};
 use crate::fsutil;
@@ -30,11 +39,21 @@ pub struct Finding {
     pub item: VerifyItem,
     /// The digest computed, when the archive could be read.
     pub observed: Option<String>,
+    /// The digest is the one expected: the bytes are the ones backed up.
+    pub matched: bool,
 }
 
 impl Finding {
-    /// Write this finding into its index entry the way the Python tool does.
+    /// Write this finding into its index entry the way the Python tool does,
+    /// and the deep check's result as `metadata.verification`; a deep result
+    /// recorded earlier is dropped once the bytes no longer match (it was
+    /// about other bytes).
     pub fn record(&self, entry: &mut BackupEntry, now: &str) {
+        if let Some(d) = &self.item.deep {
+            entry.metadata.verification = Some(d.clone());
+        } else if !self.matched {
+            entry.metadata.verification = None;
+        }
         entry.status = self.item.status.clone();
         entry.verified_at = Some(now.to_owned());
         if let Some(c) = entry.checksum.as_mut() {
@@ -64,6 +83,7 @@ pub async fn run(
                 .iter()
                 .filter_map(|e| std::fs::metadata(&e.path).ok().map(|m| m.len()))
                 .sum(),
+            deep: p.deep,
         };
         Ok::<_, Error>((entries, plan))
     })
@@ -74,22 +94,36 @@ pub async fn run(
 
     let mut findings = Vec::with_capacity(entries.len());
     let max_entries = ctx.config.max_restore_entries;
+    let deep = params.deep.then(|| ctx.config.state_dir.clone());
     for entry in entries {
-        let sink = progress.clone();
-        let finding =
-            tokio::task::spawn_blocking(move || check(&entry, max_entries, &*sink)).await?;
+        let (sink, deep) = (progress.clone(), deep.clone());
+        let finding = tokio::task::spawn_blocking(move || {
+            check(&entry, max_entries, &*sink, deep.as_deref())
+        })
+        .await?;
         findings.push(finding);
     }
 
-    // Record under the global lock, on a fresh read: the index may have changed
-    // while we were hashing.
-    {
+    let findings = record(ctx, findings, progress).await?;
+    Ok((
+        plan,
+        VerifyResult {
+            results: findings.into_iter().map(|f| f.item).collect(),
+        },
+    ))
+}
+
+/// Write findings into the index under the global lock, on a fresh read (the
+/// index may have changed while we were hashing), and say which entries
+/// changed. Also how restore `--verify-deep` records its check.
+pub async fn record(ctx: &Ctx, findings: Vec<Finding>, progress: &Sink) -> Result<Vec<Finding>> {
+    let findings = {
         let _global = ctx
             .locks
             .acquire(true, &[], &LockEvents(&**progress))
             .await?;
-        let file = index_file.clone();
-        findings = tokio::task::spawn_blocking(move || {
+        let file = ctx.config.index_file.clone();
+        tokio::task::spawn_blocking(move || {
             let mut index = Index::load(&file)?;
             let now = fsutil::now_utc();
             for f in &findings {
@@ -100,17 +134,12 @@ pub async fn run(
             index.save(&file)?;
             Ok::<_, Error>(findings)
         })
-        .await??;
-    }
+        .await??
+    };
     for f in &findings {
         progress.changed(&f.item.id);
     }
-    Ok((
-        plan,
-        VerifyResult {
-            results: findings.into_iter().map(|f| f.item).collect(),
-        },
-    ))
+    Ok(findings)
 }
 
 fn select(index: &Index, params: &VerifyParams, file: &Path) -> Result<Vec<BackupEntry>> {
@@ -123,32 +152,36 @@ fn select(index: &Index, params: &VerifyParams, file: &Path) -> Result<Vec<Backu
 }
 
 /// Hash and inspect one archive and classify. Blocking. `max_entries`:
-/// `daemon.max_restore_entries`.
-pub fn check(entry: &BackupEntry, max_entries: u64, sink: &dyn crate::ops::Progress) -> Finding {
+/// `daemon.max_restore_entries`; `deep`: the state directory, to check the
+/// content too (`--deep`).
+pub fn check(
+    entry: &BackupEntry,
+    max_entries: u64,
+    sink: &dyn crate::ops::Progress,
+    deep: Option<&Path>,
+) -> Finding {
     let previous_status = entry.status.clone();
     let path = PathBuf::from(&entry.path);
-    let item = |status: &str, message: String| VerifyItem {
-        id: entry.id.clone(),
-        status: status.to_owned(),
-        message,
-        previous_status: previous_status.clone(),
-        deep: None,
+    let finding = |status: &str, message: String, observed: Option<String>, matched| Finding {
+        item: VerifyItem {
+            id: entry.id.clone(),
+            status: status.to_owned(),
+            message,
+            previous_status: previous_status.clone(),
+            deep: None,
+        },
+        observed,
+        matched,
     };
     let size = match std::fs::metadata(&path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let message = format!("archive not found: {}", path.display());
-            return Finding {
-                item: item(status::MISSING, message),
-                observed: None,
-            };
+            return finding(status::MISSING, message, None, false);
         }
         Err(e) => {
             let message = format!("cannot read {}: {e}", path.display());
-            return Finding {
-                item: item(status::ERROR, message),
-                observed: None,
-            };
+            return finding(status::ERROR, message, None, false);
         }
     };
     let expected = match entry
@@ -162,10 +195,14 @@ pub fn check(entry: &BackupEntry, max_entries: u64, sink: &dyn crate::ops::Progr
                 "no checksum recorded for {} and no readable sidecar",
                 entry.id
             );
-            return Finding {
-                item: item(status::ERROR, message),
-                observed: None,
-            };
+            return finding(status::ERROR, message, None, false);
+        }
+    };
+    let mut scratch = match deep.map(Scratch::create).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("the deep check cannot start: {e}");
+            return finding(status::ERROR, message, None, false);
         }
     };
     let algorithm = entry
@@ -174,52 +211,62 @@ pub fn check(entry: &BackupEntry, max_entries: u64, sink: &dyn crate::ops::Progr
         .and_then(Algorithm::from_name)
         .or_else(|| Algorithm::from_file_name(&entry.path));
     let inspected = algorithm.map(|algorithm| {
-        let mut bytes = ByteProgress::start(sink, format!("verify:{}", entry.id), size);
+        let phase = match scratch {
+            Some(_) => format!("verify-deep:{}", entry.id),
+            None => format!("verify:{}", entry.id),
+        };
+        let mut bytes = ByteProgress::start(sink, phase, size);
         let limits = Limits {
             max_entries,
             recorded_bytes: entry.metadata.uncompressed_bytes,
         };
-        extract::inspect(&path, algorithm, limits, &mut |n| bytes.add(n))
+        let progress = &mut |n| bytes.add(n);
+        match scratch.as_mut() {
+            Some(scratch) => deep::check(&path, algorithm, limits, scratch, progress)
+                .map(|c| (c.inspected, Some(c.deep))),
+            None => extract::inspect(&path, algorithm, limits, progress).map(|i| (i, None)),
+        }
     });
+    drop(scratch);
     // Restore's reason to refuse an archive whose checksum matches, if any.
     let refusal = match inspected {
-        Some(Ok(found)) => {
+        Some(Ok((found, deep))) => {
             let observed = found.sha256.to_ascii_lowercase();
             if observed != expected {
-                return Finding {
-                    item: item(
-                        status::CORRUPT,
-                        format!("checksum mismatch: expected {expected}, found {observed}"),
-                    ),
-                    observed: Some(observed),
-                };
+                let message = format!("checksum mismatch: expected {expected}, found {observed}");
+                return finding(status::CORRUPT, message, Some(observed), false);
             }
-            let refusal = payload_refusal(entry, &found);
-            if refusal.is_none() {
-                return Finding {
-                    item: item(status::AVAILABLE, "checksum matches".into()),
-                    observed: Some(observed),
-                };
+            if let Some(refusal) = payload_refusal(entry, &found) {
+                let message = format!("checksum matches, but restore would refuse it: {refusal}");
+                return finding(status::CORRUPT, message, Some(observed), true);
             }
-            return Finding {
-                item: item(
-                    status::CORRUPT,
-                    format!(
-                        "checksum matches, but restore would refuse it: {}",
-                        refusal.unwrap_or_default()
+            return match deep {
+                None => match earlier_problem(entry) {
+                    None => finding(
+                        status::AVAILABLE,
+                        "checksum matches".into(),
+                        Some(observed),
+                        true,
                     ),
-                ),
-                observed: Some(observed),
+                    Some(message) => finding(status::CORRUPT, message, Some(observed), true),
+                },
+                Some(Err(e)) => {
+                    let message =
+                        format!("checksum matches, but the deep check could not finish: {e}");
+                    finding(status::ERROR, message, Some(observed), true)
+                }
+                Some(Ok(mut d)) => {
+                    d.checked_at = fsutil::now_utc();
+                    let (status, message) = judged(&d);
+                    let mut f = finding(status, message, Some(observed), true);
+                    f.item.deep = Some(d);
+                    f
+                }
             };
         }
         Some(Err(e @ Error::Io { .. })) => {
-            return Finding {
-                item: item(
-                    status::ERROR,
-                    format!("cannot read {}: {e}", path.display()),
-                ),
-                observed: None,
-            };
+            let message = format!("cannot read {}: {e}", path.display());
+            return finding(status::ERROR, message, None, false);
         }
         Some(Err(e)) => e.to_string(),
         None => format!(
@@ -232,28 +279,67 @@ pub fn check(entry: &BackupEntry, max_entries: u64, sink: &dyn crate::ops::Progr
     // an archive that is intact but unusable.
     let mut bytes = ByteProgress::start(sink, format!("verify:{}", entry.id), size);
     match archive::sha256_file(&path, &mut bytes) {
-        Ok(observed) if observed == expected => Finding {
-            item: item(
-                status::CORRUPT,
-                format!("checksum matches, but restore would refuse it: {refusal}"),
-            ),
-            observed: Some(observed),
-        },
-        Ok(observed) => Finding {
-            item: item(
-                status::CORRUPT,
-                format!("checksum mismatch: expected {expected}, found {observed}"),
-            ),
-            observed: Some(observed),
-        },
-        Err(e) => Finding {
-            item: item(
-                status::ERROR,
-                format!("cannot read {}: {e}", path.display()),
-            ),
-            observed: None,
-        },
+        Ok(observed) if observed == expected => finding(
+            status::CORRUPT,
+            format!("checksum matches, but restore would refuse it: {refusal}"),
+            Some(observed),
+            true,
+        ),
+        Ok(observed) => finding(
+            status::CORRUPT,
+            format!("checksum mismatch: expected {expected}, found {observed}"),
+            Some(observed),
+            false,
+        ),
+        Err(e) => finding(
+            status::ERROR,
+            format!("cannot read {}: {e}", path.display()),
+            None,
+            false,
+        ),
     }
+}
+
+/// The status and message a deep check's result gives an archive whose bytes
+/// match.
+pub fn judged(d: &DeepVerification) -> (&'static str, String) {
+    match &d.problem {
+        None if d.ok => {
+            let mut message = format!(
+                "checksum matches; deep check passed: {} database(s), {} blob(s), {} listed file(s)",
+                d.databases, d.blobs, d.listed_files
+            );
+            if !d.actual {
+                message.push_str("; not an Actual data directory (no server-files/account.sqlite)");
+            }
+            (status::AVAILABLE, message)
+        }
+        problem => {
+            let more = match d.problems {
+                0 | 1 => String::new(),
+                n => format!(" ({} more)", n - 1),
+            };
+            (
+                status::CORRUPT,
+                format!(
+                    "checksum matches, but the deep check found a problem{more}: {}",
+                    problem.as_deref().unwrap_or("unknown")
+                ),
+            )
+        }
+    }
+}
+
+/// A problem an earlier deep check found in these same bytes: a plain verify
+/// cannot clear it.
+fn earlier_problem(entry: &BackupEntry) -> Option<String> {
+    let d = entry.metadata.verification.as_ref().filter(|d| !d.ok)?;
+    Some(format!(
+        "checksum matches, but the deep check of {} found a problem: {}; `abssctl backup verify --deep {}` checks it again",
+        d.checked_at,
+        d.problem.as_deref().unwrap_or("unknown"),
+        entry.id
+    ))
 }
 
 /// What restore checks once the archive is unpacked that the inspection

@@ -46,6 +46,11 @@ pub async fn run(
             "--adopt writes index entries, so it needs --apply as well",
         ));
     }
+    if params.deep && !params.verify {
+        return Err(Error::validation(
+            "--deep checks what each re-hashed archive holds, so it needs --verify as well",
+        ));
+    }
     if let Some(instance) = &params.instance {
         validate_name(instance)?;
     }
@@ -128,6 +133,7 @@ pub async fn run(
         apply: params.apply,
         adopt: params.adopt,
         verify: params.verify,
+        deep: params.deep,
     };
     progress.emit(EventKind::Plan {
         plan: serde_json::to_value(&plan).unwrap_or_default(),
@@ -137,10 +143,13 @@ pub async fn run(
         stray_sidecars: strays,
         ..ReconcileResult::default()
     };
+    let rehash = params.verify.then(|| Rehash {
+        max_entries: config.max_restore_entries,
+        deep: params.deep.then(|| config.state_dir.clone()),
+    });
     let mut planned = judge_entries(
         located,
-        params.verify,
-        config.max_restore_entries,
+        rehash,
         (&scan_ref, &index_ref),
         progress,
         &mut result,
@@ -183,12 +192,21 @@ pub async fn run(
     Ok((plan, result))
 }
 
+/// How `--verify` re-hashes.
+#[derive(Debug, Clone)]
+struct Rehash {
+    /// `daemon.max_restore_entries`.
+    max_entries: u64,
+    /// `--deep`: the state directory, for the deep check's copies.
+    deep: Option<PathBuf>,
+}
+
 /// Judge every entry in scope, re-hashing present archives first under
-/// `--verify`; findings go into `result`, fixes are returned.
+/// `--verify` (and deep-checking them under `--deep`); findings go into
+/// `result`, fixes are returned.
 async fn judge_entries(
     located: Vec<Located>,
-    rehash: bool,
-    max_entries: u64,
+    rehash: Option<Rehash>,
     (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
     progress: &Sink,
     result: &mut ReconcileResult,
@@ -201,11 +219,13 @@ async fn judge_entries(
     let mut planned = Vec::new();
     for Located { at, size } in located {
         let entry = &index.backups[at];
-        let finding = if rehash && size.is_some() {
-            let (entry, sink) = (entry.clone(), progress.clone());
+        let finding = if let (Some(r), Some(_)) = (&rehash, size) {
+            let (entry, sink, r) = (entry.clone(), progress.clone(), r.clone());
             Some(
-                tokio::task::spawn_blocking(move || verify::check(&entry, max_entries, &*sink))
-                    .await?,
+                tokio::task::spawn_blocking(move || {
+                    verify::check(&entry, r.max_entries, &*sink, r.deep.as_deref())
+                })
+                .await?,
             )
         } else {
             None

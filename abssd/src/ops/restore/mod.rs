@@ -104,6 +104,9 @@ pub async fn run(
     if short {
         return Err(no_space(&plan));
     }
+    if params.verify_deep {
+        verify_deep(ctx, &pre.entry, progress).await?;
+    }
 
     let job = Job {
         ctx,
@@ -121,6 +124,40 @@ pub async fn run(
         None => dest::run(&job).await?,
     };
     Ok((plan, Some(result)))
+}
+
+/// `--verify-deep`: the deep check of the archive, before anything changes
+/// (no pre-restore backup, no staging yet), recorded in the index like
+/// `backup verify --deep`; any problem refuses the restore. The extraction
+/// that follows checks the same sha256, so it unpacks the bytes checked here.
+async fn verify_deep(ctx: &Ctx, entry: &abssd_proto::BackupEntry, progress: &Sink) -> Result<()> {
+    let (entry, sink) = (entry.clone(), Arc::clone(progress));
+    let (max_entries, state_dir) = (ctx.config.max_restore_entries, ctx.config.state_dir.clone());
+    let finding = tokio::task::spawn_blocking(move || {
+        crate::ops::verify::check(&entry, max_entries, &*sink, Some(&state_dir))
+    })
+    .await?;
+    let finding = crate::ops::verify::record(ctx, vec![finding], progress)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Internal("the deep check's finding went missing".into()))?;
+    let item = finding.item;
+    match item.status.as_str() {
+        status::AVAILABLE => {
+            message(&**progress, "info", item.message);
+            Ok(())
+        }
+        // Our side (space, the scratch directory, reading the archive): the
+        // archive is not known to be bad, and the error says what to do.
+        status::ERROR => Err(Error::Environment(format!(
+            "the deep check of backup {} did not finish: {}; nothing was changed",
+            item.id, item.message
+        ))),
+        _ => Err(Error::Archive(format!(
+            "refusing to restore backup {}: {}; nothing was changed (the index now marks it {}). Restore another backup, or leave out --verify-deep to restore it as it is",
+            item.id, item.message, item.status
+        ))),
+    }
 }
 
 /// Flags that contradict each other are refused before anything is read.

@@ -417,6 +417,15 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
             detail,
         })
     };
+    if params.verify_deep {
+        step(
+            "verify_deep",
+            format!(
+                "read {} through and check its content (SQLite integrity, Actual's tables, blobs, listed files, .migrate); refuse the restore, changing nothing, if that finds a problem",
+                pre.archive.display()
+            ),
+        );
+    }
     if mode == RestoreMode::Live {
         step(
             "lock",
