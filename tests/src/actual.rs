@@ -181,9 +181,9 @@ pub fn check_blob(file_id: &str, bytes: &[u8]) -> Result<u64, String> {
 pub struct Checked {
     /// Databases that passed `integrity_check` and their invariant.
     pub databases: usize,
-    /// Group databases caught between their creation and their first
-    /// transaction (no schema yet, or no message yet): the server's own
-    /// states, counted apart.
+    /// Group databases with their tables and no message yet (caught between
+    /// the server's `CREATE TABLE`s and its first sync transaction): fine for
+    /// the server, counted apart.
     pub fresh_groups: usize,
     /// Blobs that are one whole generation.
     pub blobs: usize,
@@ -358,12 +358,17 @@ fn check_group(path: &Path) -> Result<Group, String> {
         )
         .map_err(|e| e.to_string())
     };
+    // The server creates the tables only when the file does not exist: one
+    // without them (an empty file, caught between the server's open and its
+    // `CREATE TABLE`s) breaks that budget's sync for good.
     match have.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        // The server opens (creating the file), then runs its two CREATE
-        // TABLEs one by one: a copy may hold any of those states.
-        [] => return Ok(Group::Fresh),
-        ["messages_binary"] if messages(&db)?.0 == 0 => return Ok(Group::Fresh),
         ["messages_binary", "messages_merkles"] => {}
+        [] | ["messages_binary"] => {
+            return Err(format!(
+                "tables {have:?}: the server would fail its sync (no such table) and never \
+                 create them"
+            ));
+        }
         _ => return Err(format!("unexpected tables {have:?}")),
     }
     let (count, bytes) = messages(&db)?;

@@ -292,7 +292,7 @@ async fn snapshot_backups_of_a_busy_instance_all_restore_whole() {
     eprintln!(
         "snapshot: {SNAPSHOT_BACKUPS} backups of the busy instance in {:.1}s, restored and \
          checked in {:.1}s, all whole ({} distinct states; {fresh} group databases caught \
-         just created); writer: {summary}",
+         before their first sync); writer: {summary}",
         backing_up.as_secs_f64(),
         started.elapsed().as_secs_f64(),
         states.len()
@@ -389,7 +389,8 @@ fn the_checks_catch_torn_copies() {
     let groups = pick("group-");
     let blobs = pick("file-");
     // A group database cut in half; one whose message went without its merkle
-    // row; a blob cut short; the account's count not kept; no `.migrate`.
+    // row; a blob cut short; the account's count not kept; no `.migrate`; an
+    // empty group database.
     let torn = fs::read(&groups[0]).unwrap();
     fs::write(&groups[0], &torn[..torn.len() / 2]).unwrap();
     let db = rusqlite::Connection::open(&groups[1]).unwrap();
@@ -406,6 +407,8 @@ fn the_checks_catch_torn_copies() {
         .unwrap();
     drop(db);
     fs::remove_file(data.join(".migrate")).unwrap();
+    // A group database caught between the server's open and its schema.
+    fs::write(user_files.join("group-caught-empty.sqlite"), b"").unwrap();
 
     let found = check_data(&data).problems;
     let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
@@ -415,11 +418,12 @@ fn the_checks_catch_torn_copies() {
         name(&blobs[0]),
         "account.sqlite".into(),
         ".migrate".into(),
+        "group-caught-empty.sqlite".into(),
     ] {
         assert!(
             found.iter().any(|p| p.contains(&culprit)),
             "{culprit} not reported: {found:#?}"
         );
     }
-    assert_eq!(found.len(), 5, "{found:#?}");
+    assert_eq!(found.len(), 6, "{found:#?}");
 }
