@@ -10,7 +10,10 @@
 //! * [`locks`]      — global and per-instance locks (in memory + the Python tool's flocks).
 //! * [`index`]      — the backup index (`backups.json`).
 //! * [`registry`]   — the instance registry (`instances.yml`).
-//! * [`archive`]    — walking sources and writing compressed, hashed tar archives.
+//! * [`archive`]    — walking sources and writing compressed, hashed tar archives; in
+//!   snapshot mode SQLite snapshots and blobs read until they hold still.
+//! * [`scratch`]    — private per-operation directories for the copies creates and deep
+//!   checks work on.
 //! * [`journal`]    — the write-ahead journal that drives rollback and recovery.
 //! * [`recovery`]   — finishing or rolling back, at start-up, what a stopped daemon left.
 //! * [`systemd`]    — unit state and start/stop/reload jobs over D-Bus (the only zbus user).
@@ -76,6 +79,7 @@ pub mod ops;
 pub mod recovery;
 pub mod registry;
 pub mod rpc;
+pub mod scratch;
 pub mod service;
 pub mod systemd;
 

@@ -9,9 +9,8 @@
 //!   restore (data, unit file, site and link, registry entry, the unit's running
 //!   state, nginx); after it, its clean-up and index annotation are done now;
 //! * temporary files of interrupted atomic writes of the index, the registry
-//!   and the journals are removed, and so are the snapshot copies of an
-//!   interrupted create (`state_dir/snapshots/`) and the copies an interrupted
-//!   deep check made (`state_dir/deep-verify/`).
+//!   and the journals are removed, and so are the private copies of
+//!   interrupted creates and deep checks (`state_dir/scratch/`).
 //!
 //! Each recovered operation keeps its id, appears in `op list` and
 //! `daemon status` as recovered, and gets its line in the operations log. A
@@ -46,11 +45,8 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
         tracing::info!(path = %path.display(), "removed the temporary file of an interrupted write");
     }
     // A snapshot or blob copy a create was archiving when the daemon stopped.
-    for path in crate::archive::scratch::clear(&config.state_dir) {
-        tracing::info!(path = %path.display(), "removed the copy of an interrupted create");
-    }
-    for path in crate::deep::remove_leftovers(&config.state_dir) {
-        tracing::info!(path = %path.display(), "removed the copies of an interrupted deep check");
+    for path in crate::scratch::remove_leftovers(&config.state_dir) {
+        tracing::info!(path = %path.display(), "removed the copies of an interrupted operation");
     }
     let pending = match Journal::pending(&config.state_dir) {
         Ok(p) => p,

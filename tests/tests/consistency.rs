@@ -178,7 +178,7 @@ fn rows(tag: &str, n: u32) -> Vec<String> {
 }
 
 fn snapshots_dir(w: &World) -> PathBuf {
-    w.cfg().state_dir.join("snapshots")
+    w.cfg().state_dir.join("scratch")
 }
 
 /// No copy is left in the scratch directory.
@@ -700,5 +700,60 @@ async fn start_up_recovery_removes_leftover_copies() {
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("999-0.tmp"), b"a snapshot of a crashed create").unwrap();
     w.restart_with("");
+    assert_no_copies(&w);
+}
+
+/// Two instances snapshotted at once (nightly timers fire together): each
+/// create has its own scratch directory, so neither copy's name can clash
+/// with the other's. The first create is held inside its snapshot, its copy
+/// made, while the second runs from start to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_are_snapshotted_at_once() {
+    let _serial = serial();
+    let w = World::new(&["alpha", "bravo"]);
+    for name in ["alpha", "bravo"] {
+        database(&w.data(name).join("server-files/account.db"), name, 20);
+    }
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let first = AtomicBool::new(true);
+    let held = std::sync::Mutex::new(Some((entered_tx, release_rx)));
+    fail::cfg_callback("create::before-snapshot", move || {
+        if first.swap(false, Ordering::SeqCst)
+            && let Some((entered, release)) = held.lock().unwrap().take()
+        {
+            entered.send(()).unwrap();
+            release.recv().unwrap();
+        }
+    })
+    .unwrap();
+
+    let c = w.client().await;
+    let alpha = {
+        let c = w.client().await;
+        tokio::spawn(async move { create(&c, &params(None)).await })
+    };
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+        .await
+        .unwrap();
+    let bravo = create(
+        &c,
+        &CreateParams {
+            instance: "bravo".into(),
+            ..params(None)
+        },
+    )
+    .await;
+    release_tx.send(()).unwrap();
+    let alpha = alpha.await.unwrap();
+    for (name, out) in [("alpha", &alpha), ("bravo", &bravo)] {
+        let r = out.result.as_ref().expect("a result");
+        assert_eq!((r.capture, r.snapshots), (Capture::Snapshot, 1), "{name}");
+        let dir = extract(&r.archive);
+        let db = dir
+            .path()
+            .join(format!("{}/data/server-files/account.db", r.id));
+        assert_eq!(check(&db), rows(name, 20), "{name}");
+    }
     assert_no_copies(&w);
 }

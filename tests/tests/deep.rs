@@ -231,7 +231,7 @@ async fn a_healthy_instance_passes_and_the_index_records_what_was_checked() {
     assert_eq!(verify(&c, &r.id, false).await.status, status::AVAILABLE);
     assert_eq!(show(&c, &r.id).await.metadata.verification, Some(deep));
     // The copies are gone.
-    let scratch = sb.config().state_dir.join("deep-verify");
+    let scratch = sb.config().state_dir.join("scratch");
     assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0);
 }
 
@@ -497,6 +497,14 @@ async fn restore_verify_deep_refuses_a_bad_archive_and_changes_nothing() {
     assert!(!entry.metadata.verification.unwrap().ok);
     let index = abssd::index::Index::load(&w.cfg().index_file).unwrap();
     assert_eq!(index.backups.len(), 1, "no pre-restore backup was taken");
+
+    // Restored anyway, without the deep check: the entry keeps what that
+    // check found in these bytes (the restore hashed the same ones).
+    restore(&c, &no_pre(&r.id)).await.unwrap().result.unwrap();
+    let entry = show(&c, &r.id).await;
+    assert_eq!(entry.status, status::CORRUPT);
+    assert!(!entry.metadata.verification.unwrap().ok);
+    assert!(entry.metadata.verification_error.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,7 +513,13 @@ async fn restore_verify_deep_restores_a_good_archive() {
     let data = w.data("alpha");
     actual_data(&data, false);
     let c = w.client().await;
+    // The unit runs: the default capture snapshots both databases, and what
+    // it archives passes the deep check.
     let r = abssd_tests::backup(&c, "alpha").await;
+    assert_eq!(
+        (r.capture, r.snapshots),
+        (abssd_proto::Capture::Snapshot, 2)
+    );
     let migrate = fs::read(data.join(".migrate")).unwrap();
     fs::remove_file(data.join(".migrate")).unwrap();
     fs::write(data.join("server-files/account.sqlite"), b"").unwrap();
@@ -532,12 +546,12 @@ async fn restore_verify_deep_restores_a_good_archive() {
 #[test]
 fn start_up_recovery_removes_what_an_interrupted_deep_check_left() {
     let sb = Sandbox::new();
-    let left = sb.config().state_dir.join("deep-verify/0190aaaa");
+    let left = sb.config().state_dir.join("scratch/0190aaaa");
     fs::create_dir_all(&left).unwrap();
     fs::write(left.join("1.db"), b"a copy").unwrap();
     fs::write(left.join("1.db-journal"), b"its journal").unwrap();
     let daemon = Daemon::start(&sb);
     assert!(!left.exists());
-    assert!(sb.config().state_dir.join("deep-verify").is_dir());
+    assert!(sb.config().state_dir.join("scratch").is_dir());
     daemon.stop();
 }

@@ -11,11 +11,11 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::scratch::Scratch;
 use super::snapshot::{self, HEADER, Kind};
 use super::tree::Gone;
 use super::{Body, Member, Origin};
 use crate::error::{Error, Result};
+use crate::scratch::Scratch;
 
 /// What [`classify`] found.
 #[derive(Debug, Default)]
@@ -114,7 +114,7 @@ pub fn classify(members: &mut Vec<Member>, scratch: &Arc<Scratch>) -> Result<Cap
 /// Whether the member `name` is the `-journal`, `-wal` or `-shm` of one of
 /// the `databases` (member names).
 pub fn is_journal_of(name: &str, databases: &HashSet<String>) -> bool {
-    ["-journal", "-wal", "-shm"].iter().any(|suffix| {
+    super::snapshot::JOURNAL_SUFFIXES.iter().any(|suffix| {
         name.strip_suffix(suffix)
             .is_some_and(|db| databases.contains(db))
     })

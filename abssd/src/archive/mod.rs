@@ -11,8 +11,9 @@
 //!   header, their journals left out, blobs marked to be read until stable.
 //! * `snapshot` — SQLite snapshots, taken through SQLite in a chrooted thread.
 //! * `stable` — blobs read until they hold still.
-//! * `scratch` — the state directory's `snapshots/`, where those copies wait
-//!   for their tar entry, one at a time.
+//!
+//! The copies snapshot mode archives wait for their tar entry, one at a time,
+//! in the create's [scratch](crate::scratch) directory.
 
 use std::fs::{File, Metadata};
 use std::io::Read;
@@ -25,7 +26,6 @@ use sha2::{Digest, Sha256};
 use crate::ops::ByteProgress;
 
 pub mod capture;
-pub mod scratch;
 pub mod sidecar;
 mod sink;
 pub mod snapshot;
@@ -82,7 +82,7 @@ pub enum Body {
         /// Its size at the walk (the snapshot's may differ).
         size: u64,
         /// Where the snapshot is made.
-        scratch: Arc<scratch::Scratch>,
+        scratch: Arc<crate::scratch::Scratch>,
     },
     /// A file rewritten in place by its owner (Actual's blobs), archived as a
     /// copy read until it held still (`--consistency snapshot`).
@@ -94,7 +94,7 @@ pub enum Body {
         /// Its size at the walk.
         size: u64,
         /// Where the copy is made.
-        scratch: Arc<scratch::Scratch>,
+        scratch: Arc<crate::scratch::Scratch>,
     },
     /// A symlink, stored as a symlink.
     Symlink(PathBuf),

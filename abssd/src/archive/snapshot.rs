@@ -1,7 +1,7 @@
 //! SQLite snapshots of a running instance's databases (`--consistency
 //! snapshot`): SQLite itself copies the last committed state, all pages in one
 //! step of the online backup API, from a read-only connection, into a file in
-//! the [scratch](super::scratch) directory.
+//! the [scratch](crate::scratch) directory.
 //!
 //! SQLite opens a database by *path* (and its `-journal` by that path plus a
 //! suffix), and every directory on that path below the data root belongs to
@@ -57,16 +57,16 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, ffi};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
-use super::scratch::{Scratch, ScratchFile};
 use super::tree::{self, Gone, Ident, Tree};
 use crate::error::{Error, Result};
+use crate::scratch::{Scratch, ScratchFile};
 
 /// How long one database may keep a snapshot waiting (a writer committing, a
 /// hot journal the server has not rolled back yet), in all.
 pub const PATIENCE: Duration = Duration::from_secs(3);
 
 /// The first 16 bytes of every SQLite 3 database.
-const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+pub const MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// Bytes of the header [`probe`] reads: the magic, and the file format
 /// versions at offsets 18 and 19 (2 = WAL).
@@ -122,10 +122,8 @@ pub fn probe(tree: &Tree, rel: &[u8], ident: Ident) -> Result<Kind, Gone> {
     Ok(kind(&head[..got]))
 }
 
-/// The names of the files SQLite keeps beside the database `name`.
-pub fn siblings(name: &str) -> [String; 3] {
-    ["-journal", "-wal", "-shm"].map(|s| format!("{name}{s}"))
-}
+/// What SQLite names the files it keeps beside a database (`<db>-journal`...).
+pub const JOURNAL_SUFFIXES: [&str; 3] = ["-journal", "-wal", "-shm"];
 
 /// A snapshot, ready to be archived.
 #[derive(Debug)]
@@ -185,7 +183,9 @@ pub fn take(tree: &Tree, rel: &[u8], ident: Ident, scratch: &Scratch) -> Result<
                 return Err(Gone::Failed(Error::Environment(format!(
                     "cannot snapshot the SQLite database {}: {why} for {} s. If the instance is \
                      running, retry; otherwise use --consistency stop (or stop the instance: \
-                     its files are then read as they are, journal included)",
+                     its files are then read as they are, journal included), or, where \
+                     systemd cannot be reached, --consistency none (the database is archived \
+                     with its journal, which SQLite rolls back when the restored copy is opened)",
                     path.display(),
                     PATIENCE.as_secs()
                 ))));
@@ -421,10 +421,13 @@ fn copy(
         StepResult::Busy | StepResult::Locked => {
             return Err(Failure::Waited("the database stayed locked".into()));
         }
-        StepResult::More => {
-            return Err(Failure::Other("the copy stopped half-way".into()));
+        // `More` cannot follow a step of -1 (all pages); whatever else a newer
+        // rusqlite may say, the copy is not whole.
+        _ => {
+            return Err(Failure::Other(
+                "SQLite stopped the copy half-way; try again, or use --consistency stop".into(),
+            ));
         }
-        _ => return Err(Failure::Other("the copy stopped half-way".into())),
     }
     src.execute_batch("COMMIT").map_err(sqlite)?;
     src.close().map_err(|(_, e)| sqlite(e))?;
@@ -539,17 +542,5 @@ mod tests {
         assert_eq!(x, "kept");
         // This thread's root is still the host's.
         assert!(Path::new("/proc/self").exists());
-    }
-
-    #[test]
-    fn journal_siblings_are_named_after_the_database() {
-        assert_eq!(
-            siblings("group-1.sqlite"),
-            [
-                "group-1.sqlite-journal",
-                "group-1.sqlite-wal",
-                "group-1.sqlite-shm"
-            ]
-        );
     }
 }

@@ -12,10 +12,10 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::Origin;
-use super::scratch::Scratch;
 use super::snapshot::Taken;
 use super::tree::{self, Gone, Ident};
 use crate::error::{Error, Result};
+use crate::scratch::Scratch;
 
 /// How many times a blob is read before the create gives up on it.
 pub const ATTEMPTS: u32 = 5;

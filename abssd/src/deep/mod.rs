@@ -42,7 +42,7 @@
 //! One pass ([`extract::inspect_with`], the restore pipeline's checks,
 //! checksum and decompression): every regular file under `<id>/data/` is
 //! sniffed for SQLite's 16-byte header; databases and blobs are copied, one at
-//! a time, into a private scratch directory ([`scratch`]) and checked there
+//! a time, into the check's [scratch](crate::scratch) directory and checked there
 //! (`sqlite`, `blob`); everything else only passes by. A rollback journal
 //! archived right after its database (the order `backup create` writes) is
 //! copied beside the copy and rolled back by SQLite, as the server would.
@@ -50,7 +50,6 @@
 //! * `actual`  — names and rules (pure).
 //! * `sqlite`  — one database: integrity, tables, `files` rows.
 //! * `blob`    — one zip, read through.
-//! * `scratch` — the private directory, its clean-up and recovery.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -64,11 +63,11 @@ use crate::extract::{self, EntryType, Inspected, Limits, Visit};
 
 pub mod actual;
 mod blob;
-pub mod scratch;
 mod sqlite;
 
+pub use crate::scratch::Scratch;
+use crate::scratch::ScratchFile;
 use actual::Role;
-pub use scratch::{Scratch, remove_leftovers};
 
 /// Rows of `account.sqlite`'s `files` table read: far more budgets than any
 /// server holds; the rest are not checked.
@@ -101,7 +100,7 @@ pub fn check(
     archive: &Path,
     algorithm: Algorithm,
     limits: Limits,
-    scratch: &mut Scratch,
+    scratch: &Scratch,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Checked> {
     let mut deep = Deep::new(scratch);
@@ -189,7 +188,7 @@ enum Current {
 
 /// The visitor: per entry a few bytes of state, one copy at a time on disk.
 struct Deep<'s> {
-    scratch: &'s mut Scratch,
+    scratch: &'s Scratch,
     current: Current,
     /// A database copied and not yet checked: its journal may come next.
     pending: Option<Copy>,
@@ -202,7 +201,7 @@ struct Deep<'s> {
 }
 
 impl<'s> Deep<'s> {
-    fn new(scratch: &'s mut Scratch) -> Self {
+    fn new(scratch: &'s Scratch) -> Self {
         Deep {
             scratch,
             current: Current::Idle,
@@ -262,7 +261,11 @@ impl<'s> Deep<'s> {
             self.current = Current::Skip;
             return;
         }
-        match self.scratch.file(size) {
+        match self
+            .scratch
+            .file(Path::new(&rel), size)
+            .and_then(ScratchFile::into_parts)
+        {
             Ok((path, mut file)) => {
                 if let Err(e) = file.write_all(head) {
                     self.current = Current::Skip;
@@ -437,6 +440,7 @@ impl<'s> Deep<'s> {
                         bounded(&row.id)
                     ));
                 } else if row.deleted {
+                    // A deleted budget's blob may be gone; nothing to find.
                 } else if d.blobs.contains(&row.id) {
                     listed_files += 1;
                 } else {

@@ -11,7 +11,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 /// The first bytes of every SQLite 3 database file.
-pub const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+pub use crate::archive::snapshot::MAGIC;
 
 /// Errors `PRAGMA integrity_check` may list before it stops: the first is what
 /// gets reported.

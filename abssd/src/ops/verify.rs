@@ -198,13 +198,7 @@ pub fn check(
             return finding(status::ERROR, message, None, false);
         }
     };
-    let mut scratch = match deep.map(Scratch::create).transpose() {
-        Ok(s) => s,
-        Err(e) => {
-            let message = format!("the deep check cannot start: {e}");
-            return finding(status::ERROR, message, None, false);
-        }
-    };
+    let scratch = deep.map(Scratch::new);
     let algorithm = entry
         .algorithm
         .as_deref()
@@ -221,7 +215,7 @@ pub fn check(
             recorded_bytes: entry.metadata.uncompressed_bytes,
         };
         let progress = &mut |n| bytes.add(n);
-        match scratch.as_mut() {
+        match scratch.as_ref() {
             Some(scratch) => deep::check(&path, algorithm, limits, scratch, progress)
                 .map(|c| (c.inspected, Some(c.deep))),
             None => extract::inspect(&path, algorithm, limits, progress).map(|i| (i, None)),

@@ -50,13 +50,19 @@ pub async fn run(
 }
 
 /// What [`run`] resolves before it takes the lock.
-type Resolved = (
-    abssd_proto::Algorithm,
-    Option<i32>,
-    PathBuf,
-    Vec<String>,
-    abssd_proto::Consistency,
-);
+#[derive(Debug)]
+struct Resolved {
+    /// `auto` resolved.
+    algorithm: abssd_proto::Algorithm,
+    /// The effective level (validated for the algorithm).
+    level: Option<i32>,
+    /// Where the archive goes (normalised, under the backups root).
+    out_dir: PathBuf,
+    /// Split, trimmed, deduplicated.
+    labels: Vec<String>,
+    /// `--consistency`, or `daemon.consistency`.
+    mode: abssd_proto::Consistency,
+}
 
 /// A create for an instance whose lock the caller already holds (the restore's
 /// pre-restore backup).
@@ -86,8 +92,13 @@ fn resolve(ctx: &Ctx, params: &CreateParams) -> Result<Resolved> {
         params.compression_level.or(ctx.config.default_level),
     )?;
     let out_dir = out_dir(ctx, params)?;
-    let mode = params.consistency.unwrap_or(ctx.config.consistency);
-    Ok((algorithm, level, out_dir, labels, mode))
+    Ok(Resolved {
+        algorithm,
+        level,
+        out_dir,
+        labels,
+        mode: params.consistency.unwrap_or(ctx.config.consistency),
+    })
 }
 
 /// The unit's state, asked of systemd, and the connection it was asked on;
@@ -117,7 +128,7 @@ async fn run_locked(
     let unit = crate::config::unit_name(&params.instance);
     // Asked under the instance lock: a restore cannot start or stop it now.
     let (systemd, running) = unit_running(ctx, &unit).await;
-    let reading = Reading::decide(resolved.4, running, &unit)?;
+    let reading = Reading::decide(resolved.mode, running, &unit)?;
     if reading.capture == Capture::Stop && !params.dry_run {
         // `stop` is only decided on systemd's word, so the connection is there.
         let systemd =
@@ -170,7 +181,13 @@ async fn pass<'a>(
     ctx: &'a Ctx,
     params: &CreateParams,
     progress: &Sink,
-    (algorithm, level, out_dir, labels, _mode): Resolved,
+    Resolved {
+        algorithm,
+        level,
+        out_dir,
+        labels,
+        ..
+    }: Resolved,
     reading: Reading,
     journal: &mut Option<Journal>,
 ) -> Result<Pass<'a>> {

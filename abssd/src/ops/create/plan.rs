@@ -209,7 +209,7 @@ pub(super) fn build_plan(
     // blobs read until stable (a plain read in every other capture).
     let captured = match reading.capture {
         Capture::Snapshot => {
-            let scratch = Arc::new(archive::scratch::Scratch::new(&config.state_dir));
+            let scratch = Arc::new(crate::scratch::Scratch::new(&config.state_dir));
             archive::capture::classify(&mut data, &scratch)?
         }
         Capture::Stop | Capture::None | Capture::Offline => Default::default(),

@@ -371,9 +371,14 @@ pub(crate) fn annotate(
             entry.extra.insert("restores".into(), json!([record]));
         }
     }
-    entry.metadata.verification_error = None;
-    // The whole archive was just hashed and matched.
-    entry.status = status::AVAILABLE.into();
+    // The whole archive was just hashed and matched. A deep check that found
+    // a problem in these same bytes still stands: restoring them did not make
+    // a malformed database whole, so the entry stays as that check left it.
+    let deep_problem = entry.metadata.verification.as_ref().is_some_and(|v| !v.ok);
+    if !deep_problem {
+        entry.metadata.verification_error = None;
+        entry.status = status::AVAILABLE.into();
+    }
     entry.verified_at = Some(at.to_owned());
     if let Some(c) = entry.checksum.as_mut() {
         c.last_verified = Some(at.to_owned());
