@@ -2,7 +2,8 @@
 # Reads the BENCH_* knobs, checks tools (BENCH_TOOLS plus the usual ones),
 # installs the clean-up trap (stops $DAEMON_PID, removes $WORK), builds the
 # release binaries (ABSSD, ABSSCTL), creates WORK/PREFIX/SOCK and generates the
-# instances listed in CASES (none when the caller sets BENCH_INSTANCES=0).
+# instances listed in CASES (none when the caller sets BENCH_INSTANCES=0; the
+# sized ones with the caller's SAMPLE_ARGS passed to scripts/sample-instance.py).
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
   SIZES=${BENCH_SIZES:-"20 100"}
   SMALL_FILES=${BENCH_SMALL_FILES:-5000}
@@ -71,7 +72,8 @@ else
 fi
 for size in $SIZES; do
   name="bench-${size}m"
-  python3 scripts/sample-instance.py "$PREFIX" "$name" --size-mb "$size"
+  # shellcheck disable=SC2086 # SAMPLE_ARGS: more options, split on spaces
+  python3 scripts/sample-instance.py "$PREFIX" "$name" --size-mb "$size" ${SAMPLE_ARGS:-}
   CASES+=("$name")
 done
 if ((SMALL_FILES > 0)); then

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Create a realistic Actual Budget sync-server instance under a prefix.
 
-Usage: sample-instance.py PREFIX NAME [--size-mb N] [--small-files N] [--port P]
+Usage: sample-instance.py PREFIX NAME [--size-mb N] [--small-files N] [--group-dbs] [--port P]
 
 The layout matches what `abssd --prefix PREFIX` expects:
 
@@ -23,6 +23,14 @@ over budgets of at most ~48 MiB each (plus their blob); past two budgets the fir
 is generated and the rest are copies varied in SQL, which keeps 1 GiB at ~10 s.
 `--small-files N` adds N files of 1-8 KB of mixed text in nested directories on
 top of that (for the many-small-files benchmark).
+
+`--group-dbs` also writes the database the sync server itself keeps for each
+budget's sync messages, for benchmarks of a running instance's capture:
+`user-files/group-<group id>.sqlite` (the server's `messages_binary` and
+`messages_merkles`, holding the budget's sync messages as binary rows, about
+two thirds of the budget db's size: a budget never reset keeps every change in
+its group). The budgets shrink to keep the instance near `--size-mb`. Without
+it the output is unchanged.
 
 Budget databases hold realistic transactions (payees, amounts, dates, notes) and
 CRDT sync messages; they compress ~5x with zstd -3. The snapshot blobs are
@@ -58,6 +66,8 @@ MIB = 1024 * 1024
 BYTES_PER_TXN = 930
 # Measured deflate (level 1) ratio of a budget db: sizes its snapshot blob.
 DEFLATE_RATIO = 3.7
+# Measured size of a group db (--group-dbs) relative to its budget db.
+GROUP_DB_RATIO = 0.65
 # The state file of the `migrate` package the sync server keeps in its data
 # directory (`.migrate`); without it the server would run its migrations again.
 MIGRATE_STATE = json.dumps({
@@ -135,6 +145,18 @@ CREATE TABLE messages_crdt (id INTEGER PRIMARY KEY, timestamp TEXT NOT NULL UNIQ
 CREATE TABLE messages_clock (id INTEGER PRIMARY KEY, clock TEXT);
 """
 
+# The sync server's messages.sql, verbatim.
+GROUP_SCHEMA = """
+CREATE TABLE messages_binary
+  (timestamp TEXT PRIMARY KEY,
+   is_encrypted BOOLEAN,
+   content bytea);
+
+CREATE TABLE messages_merkles
+  (id INTEGER PRIMARY KEY,
+   merkle TEXT);
+"""
+
 ACCOUNT_SCHEMA = """
 CREATE TABLE auth (method TEXT PRIMARY KEY, display_name TEXT, extra_data TEXT,
   active INTEGER);
@@ -162,6 +184,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="approximate size of the instance data in MiB (default 8)")
     p.add_argument("--small-files", type=int, default=0, metavar="N",
                    help="add N files of 1-8 KB of mixed text in nested dirs")
+    p.add_argument("--group-dbs", action="store_true",
+                   help="also write the sync server's group-<id>.sqlite per budget")
     p.add_argument("--port", type=int, default=None,
                    help="sync-server port (default: derived from NAME, 5006-5999)")
     p.add_argument("--domain", default=None,
@@ -416,6 +440,41 @@ class Instance:
         self.write(os.path.join(self.user_files, f"file-{budget_id}.blob"), blob, 0o640)
         return blob
 
+    def write_group_db(self, budget_db: str, group_id: str, template: str | None) -> str:
+        """The server's sync-message database of one budget, from its CRDT messages.
+
+        Each message goes in as the server stores it: its timestamp, and the
+        serialized message (dataset, row, column, value) as a blob. A budget that
+        is a copy of the first gets a copy of the first's group db.
+        """
+        path = os.path.join(self.user_files, f"group-{group_id}.sqlite")
+        if template is not None:
+            shutil.copyfile(template, path)
+            return path
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        db.executescript(GROUP_SCHEMA)
+        db.execute("ATTACH DATABASE ? AS budget", (budget_db,))
+        db.execute("BEGIN")
+        # Field tags and lengths as protobuf frames them (close enough in size).
+        db.execute(
+            "INSERT INTO messages_binary (timestamp, is_encrypted, content)"
+            " SELECT timestamp, 0, CAST(char(10, length(dataset)) || dataset"
+            " || char(18, length(row)) || row || char(26, length(column)) || column"
+            " || char(34, length(value)) AS BLOB) || value"
+            " FROM budget.messages_crdt ORDER BY timestamp")
+        # A merkle trie of the message timestamps, as JSON, of a realistic size.
+        rng = self.rng
+        trie = {"hash": rng.getrandbits(31)}
+        for a in "012":
+            trie[a] = {b: {"hash": rng.getrandbits(31)} for b in "012"}
+        db.execute("INSERT INTO messages_merkles VALUES (1, ?)", (json.dumps(trie),))
+        db.execute("COMMIT")
+        db.execute("DETACH DATABASE budget")
+        db.close()
+        return path
+
     def write_small_files(self, n: int) -> None:
         """N files of 1-8 KB of mixed text in a two-level fan-out of directories."""
         if n == 0:
@@ -564,7 +623,9 @@ server {{
         self.write(os.path.join(self.data, ".migrate"), MIGRATE_STATE, 0o644)
         fixed = os.path.getsize(os.path.join(self.server_files, "account.sqlite"))
         # Each budget is its db plus a deflated snapshot of about a quarter of that.
-        db_total = max(0, target - fixed - n * 8192) / (1 + 1 / DEFLATE_RATIO)
+        db_total = max(0, target - fixed - n * 8192) / (1 + 1 / DEFLATE_RATIO
+                                                         + (GROUP_DB_RATIO if a.group_dbs else 0))
+        group_template = None
         if n <= 2:
             # Few budgets: generate each one, with uneven sizes.
             weights = [0.6 + 0.8 * self.rng.random() for _ in range(n)]
@@ -573,16 +634,22 @@ server {{
                 path = self.budget_db_path(budget)
                 self.generate_budget_db(path, budget, group, t)
                 self.write_budget_files(budget, group, path, None)
+                if a.group_dbs:
+                    self.write_group_db(path, group, None)
         else:
             # Many budgets: generate the first, then copy it and vary the copies.
             first = self.budget_db_path(self.budgets[0])
             self.generate_budget_db(first, self.budgets[0], self.group_ids[0],
                                     int(db_total / n))
             blob = self.write_budget_files(self.budgets[0], self.group_ids[0], first, None)
+            if a.group_dbs:
+                group_template = self.write_group_db(first, self.group_ids[0], None)
             for k, (budget, group) in enumerate(zip(self.budgets[1:], self.group_ids[1:]), 1):
                 path = self.budget_db_path(budget)
                 self.copy_budget_db(first, path, budget, group, k)
                 self.write_budget_files(budget, group, path, blob)
+                if a.group_dbs:
+                    self.write_group_db(path, group, group_template)
         # A private directory (0700) with a private file (0600) beside the budgets.
         priv = os.path.join(self.data, "private")
         os.makedirs(priv)

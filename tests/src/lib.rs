@@ -5,10 +5,12 @@
 //! [`rawtar`] writes the hostile tar streams the extraction tests feed in;
 //! [`python`] makes archives and index entries the way the Python tool does;
 //! [`child`] runs abssd as a process with its crash points armed;
-//! [`world`] puts it all together for restore tests ([`world::World`]).
+//! [`world`] puts it all together for restore tests ([`world::World`]);
+//! [`actual`] is what Actual's sync server keeps, as `actual-writer` writes it.
 //!
 //! Everything lives under one temporary directory and is removed on drop.
 
+pub mod actual;
 pub mod bus;
 pub mod child;
 pub mod fake_systemd;
