@@ -240,9 +240,10 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub data_only: bool,
 
-    /// Before changing anything, deep-verify the archive (SQLite integrity,
-    /// Actual's tables, blobs, listed files) and refuse to restore it if that
-    /// finds a problem.
+    /// Before changing anything (before the pre-restore backup), deep-verify
+    /// the archive (SQLite integrity, Actual's tables, blobs, listed files, as
+    /// `backup verify --deep` does) and refuse to restore it if that finds a
+    /// problem: exit 4, nothing changed, the entry marked corrupt in the index.
     #[arg(long)]
     pub verify_deep: bool,
 
