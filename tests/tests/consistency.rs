@@ -844,35 +844,50 @@ async fn a_database_sqlite_would_open_in_wal_mode_is_refused_and_nothing_beside_
 }
 
 /// A blob caught between `writeFile`'s truncate and its last chunk: both reads
-/// agree and its status holds still, but the zip has no end record. It is
-/// read again once its writer finishes (here at the `create::blob-torn` hook);
-/// the archive holds the whole blob. A blob that does not start as a zip (an
-/// end-to-end-encrypted budget) is archived as read.
+/// agree and its status holds still, but the zip has no end record (or the
+/// file is still empty). It is read again once its writer finishes (here at
+/// the `create::blob-torn` hook); the archive holds the whole blob. A blob that
+/// does not start as a zip (an end-to-end-encrypted budget) is archived as read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_cut_short_by_a_paused_writer_is_read_again_once_whole() {
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
     let data = owned_by_nobody(&w);
-    let blob = data.join("user-files/file-1.blob");
+    let (cut, empty) = (
+        data.join("user-files/file-1.blob"),
+        data.join("user-files/file-3.blob"),
+    );
     let whole = abssd_tests::actual::blob("1", 3, 200_000);
-    fs::write(&blob, &whole[..120_000]).unwrap();
+    let whole3 = abssd_tests::actual::blob("3", 1, 30_000);
+    fs::write(&cut, &whole[..120_000]).unwrap();
+    fs::write(&empty, b"").unwrap();
     let encrypted: Vec<u8> = (0..50_000u32).map(|i| (i * 7919 % 251) as u8).collect();
     fs::write(data.join("user-files/file-2.blob"), &encrypted).unwrap();
     nobody::chown_r(&data, NOBODY);
-    let torn = Arc::new(AtomicUsize::new(0));
-    let (b, n, rest) = (blob.clone(), torn.clone(), whole[120_000..].to_vec());
+    let torn = Arc::new(std::sync::Mutex::new(0));
+    let (n, rest, w3) = (torn.clone(), whole[120_000..].to_vec(), whole3.clone());
+    let (c1, c3) = (cut.clone(), empty.clone());
     fail::cfg_callback("create::blob-torn", move || {
-        if n.fetch_add(1, Ordering::SeqCst) == 0 {
-            // The writer's remaining chunks, on the same inode.
-            let mut f = fs::OpenOptions::new().append(true).open(&b).unwrap();
+        let mut n = n.lock().unwrap();
+        *n += 1;
+        // The writer's remaining chunks, on the same inode: one blob a call.
+        if fs::metadata(&c1).unwrap().len() < 200_000 {
+            let mut f = fs::OpenOptions::new().append(true).open(&c1).unwrap();
             f.write_all(&rest).unwrap();
+        } else {
+            let mut f = fs::OpenOptions::new().append(true).open(&c3).unwrap();
+            f.write_all(&w3).unwrap();
         }
     })
     .unwrap();
     let out = create(&c, &params(Some(Consistency::Snapshot))).await;
     fail::remove("create::blob-torn");
-    assert_eq!(torn.load(Ordering::SeqCst), 1, "seen cut short once");
+    assert_eq!(
+        *torn.lock().unwrap(),
+        2,
+        "each seen still being written once"
+    );
     let r = out.result.as_ref().unwrap();
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let dir = extract(&r.archive);
@@ -880,6 +895,10 @@ async fn a_blob_cut_short_by_a_paused_writer_is_read_again_once_whole() {
     assert!(
         stored("file-1.blob").unwrap() == whole,
         "the archive holds a torn blob"
+    );
+    assert!(
+        stored("file-3.blob").unwrap() == whole3,
+        "the archive holds an empty blob"
     );
     assert!(stored("file-2.blob").unwrap() == encrypted);
     assert_no_copies(&w);

@@ -5,10 +5,10 @@
 //! the second. That is not enough on its own: a writer paused between
 //! `writeFile`'s truncate and its last chunk leaves a file that two reads agree
 //! on, status unchanged, yet cut short. So a copy that starts as a zip must
-//! also end as one (its end record, [`crate::zipend`]); one that does not is
-//! still being written, and is read again after [`TORN_BACKOFF`]. Blobs that
-//! do not start as a zip (end-to-end-encrypted budgets) have only the first
-//! rule. A blob that will not hold still, or stays cut short, for [`ATTEMPTS`]
+//! also end as one (its end record, [`crate::zipend`]), and no copy may be
+//! empty; one that fails this is still being written, and is read again after
+//! [`TORN_BACKOFF`]. Other blobs that do not start as a zip
+//! (end-to-end-encrypted budgets) have only the first rule. A blob that will not hold still, or stays cut short, for [`ATTEMPTS`]
 //! tries fails the create, naming it.
 
 use std::fs::File;
@@ -96,15 +96,20 @@ pub fn read_stable(from: &Origin, ident: Ident, scratch: &Scratch) -> Result<Tak
         });
     }
     Err(Gone::Failed(Error::Environment(format!(
-        "{} kept changing while it was read, or stayed a zip cut short ({ATTEMPTS} \
-         attempts); try again or use --consistency stop",
+        "{} kept changing while it was read, or stayed empty or a zip cut short \
+         ({ATTEMPTS} attempts); try again or use --consistency stop",
         path.display()
     ))))
 }
 
-/// Why the copy `copy` (`size` bytes) is a zip cut short; `None` when it
-/// is whole or not a zip at all. Reads only its head and tail.
+/// Why the copy `copy` (`size` bytes) is still being written: empty (caught
+/// between the truncate and the first chunk; no budget, encrypted or not, is
+/// empty), or a zip cut short. `None` when it is a whole zip or not a zip at
+/// all. Reads only its head and tail.
 fn torn(copy: &mut File, size: u64, path: &Path) -> Result<Option<String>> {
+    if size == 0 {
+        return Ok(Some("empty".into()));
+    }
     let reading = |e| io("reading a copy of", path, e);
     if !zipend::starts_as_zip(copy).map_err(reading)? {
         return Ok(None);
