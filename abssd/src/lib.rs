@@ -21,6 +21,7 @@
 //! * [`nginx`]      — the nginx configuration check.
 //! * [`extract`]    — hashing and extracting an archive into a staging directory, safely.
 //! * [`deep`]       — the deep check: is what an archive holds a working Actual server?
+//! * [`zipend`]     — a zip's end record, read before any zip parser trusts it.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
@@ -82,6 +83,7 @@ pub mod rpc;
 pub mod scratch;
 pub mod service;
 pub mod systemd;
+pub mod zipend;
 
 use std::future::Future;
 

@@ -185,6 +185,14 @@ pub struct Checked {
     /// the server's `CREATE TABLE`s and its first sync transaction): fine for
     /// the server, counted apart.
     pub fresh_groups: usize,
+    /// Group databases caught between the server's two `CREATE TABLE`s:
+    /// `messages_binary` alone, empty. The server runs `messages.sql` with
+    /// `db.exec` (sync-simple.js `getGroupDb`), each statement its own
+    /// transaction, so this is a committed state of its own (the one it is
+    /// left in after a crash there) that a snapshot may take; not a torn copy.
+    /// Restored, that budget's next sync fails ("no such table:
+    /// messages_merkles") as it would on the live server after such a crash.
+    pub half_created_groups: usize,
     /// Blobs that are one whole generation.
     pub blobs: usize,
     /// Files that start with SQLite's header (before anything opened them).
@@ -248,6 +256,7 @@ pub fn check_data(data: &Path) -> Checked {
         } else if name.starts_with("group-") && name.ends_with(".sqlite") {
             match check_group(&path) {
                 Ok(Group::Fresh) => out.fresh_groups += 1,
+                Ok(Group::HalfCreated) => out.half_created_groups += 1,
                 Ok(Group::Synced(seq)) => {
                     out.databases += 1;
                     out.last_seq = out.last_seq.max(seq);
@@ -343,6 +352,9 @@ fn check_account(path: &Path) -> Result<(), String> {
 enum Group {
     /// Created, no message yet.
     Fresh,
+    /// `messages_binary` made, `messages_merkles` not yet (see
+    /// [`Checked::half_created_groups`]).
+    HalfCreated,
     /// Holds messages; the writer's number of its last transaction.
     Synced(u64),
 }
@@ -363,7 +375,17 @@ fn check_group(path: &Path) -> Result<Group, String> {
     // `CREATE TABLE`s) breaks that budget's sync for good.
     match have.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["messages_binary", "messages_merkles"] => {}
-        [] | ["messages_binary"] => {
+        ["messages_binary"] => {
+            // Only the state between the two statements: nothing else
+            // commits to a group database before both tables exist.
+            return match messages(&db)? {
+                (0, _) => Ok(Group::HalfCreated),
+                (n, _) => Err(format!(
+                    "{n} messages and no messages_merkles table: not a state the server commits"
+                )),
+            };
+        }
+        [] => {
             return Err(format!(
                 "tables {have:?}: the server would fail its sync (no such table) and never \
                  create them"

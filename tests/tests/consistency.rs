@@ -842,3 +842,147 @@ async fn a_database_sqlite_would_open_in_wal_mode_is_refused_and_nothing_beside_
         assert_nothing_made(&w, &index_before);
     }
 }
+
+/// A blob caught between `writeFile`'s truncate and its last chunk: both reads
+/// agree and its status holds still, but the zip has no end record (or the
+/// file is still empty). It is read again once its writer finishes (here at
+/// the `create::blob-torn` hook); the archive holds the whole blob. A blob that
+/// does not start as a zip (an end-to-end-encrypted budget) is archived as read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_cut_short_by_a_paused_writer_is_read_again_once_whole() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let (cut, empty) = (
+        data.join("user-files/file-1.blob"),
+        data.join("user-files/file-3.blob"),
+    );
+    let whole = abssd_tests::actual::blob("1", 3, 200_000);
+    let whole3 = abssd_tests::actual::blob("3", 1, 30_000);
+    fs::write(&cut, &whole[..120_000]).unwrap();
+    fs::write(&empty, b"").unwrap();
+    let encrypted: Vec<u8> = (0..50_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    fs::write(data.join("user-files/file-2.blob"), &encrypted).unwrap();
+    nobody::chown_r(&data, NOBODY);
+    let torn = Arc::new(std::sync::Mutex::new(0));
+    let (n, rest, w3) = (torn.clone(), whole[120_000..].to_vec(), whole3.clone());
+    let (c1, c3) = (cut.clone(), empty.clone());
+    fail::cfg_callback("create::blob-torn", move || {
+        let mut n = n.lock().unwrap();
+        *n += 1;
+        // The writer's remaining chunks, on the same inode: one blob a call.
+        if fs::metadata(&c1).unwrap().len() < 200_000 {
+            let mut f = fs::OpenOptions::new().append(true).open(&c1).unwrap();
+            f.write_all(&rest).unwrap();
+        } else {
+            let mut f = fs::OpenOptions::new().append(true).open(&c3).unwrap();
+            f.write_all(&w3).unwrap();
+        }
+    })
+    .unwrap();
+    let out = create(&c, &params(Some(Consistency::Snapshot))).await;
+    fail::remove("create::blob-torn");
+    assert_eq!(
+        *torn.lock().unwrap(),
+        2,
+        "each seen still being written once"
+    );
+    let r = out.result.as_ref().unwrap();
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let dir = extract(&r.archive);
+    let stored = |name: &str| fs::read(dir.path().join(format!("{}/data/user-files/{name}", r.id)));
+    assert!(
+        stored("file-1.blob").unwrap() == whole,
+        "the archive holds a torn blob"
+    );
+    assert!(
+        stored("file-3.blob").unwrap() == whole3,
+        "the archive holds an empty blob"
+    );
+    assert!(stored("file-2.blob").unwrap() == encrypted);
+    assert_no_copies(&w);
+}
+
+/// A blob that stays cut short (its writer died mid-write) fails the create
+/// after the bounded attempts, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_that_stays_cut_short_fails_the_create() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let blob = data.join("user-files/file-1.blob");
+    let whole = abssd_tests::actual::blob("1", 1, 50_000);
+    fs::write(&blob, &whole[..whole.len() - 10]).unwrap();
+    nobody::chown_r(&blob, NOBODY);
+    let torn = Arc::new(AtomicUsize::new(0));
+    let n = torn.clone();
+    fail::cfg_callback("create::blob-torn", move || {
+        n.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    let index_before = fs::read(w.cfg().index_file).ok();
+    let err = call::<BackupCreate>(&c, &params(None)).await.unwrap_err();
+    fail::remove("create::blob-torn");
+    assert_eq!(torn.load(Ordering::SeqCst), 5);
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    assert!(
+        err.message.contains(&blob.display().to_string())
+            && err.message.contains("a zip cut short"),
+        "{}",
+        err.message
+    );
+    assert_nothing_made(&w, &index_before);
+}
+
+/// A group database seen at 0 bytes (the server created the file and has not
+/// yet made its tables) is left out in snapshot mode, with a warning: archived
+/// empty, it would come back without tables the server never makes again. In
+/// modes none and offline the walk's files go in as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_group_database_is_left_out_of_a_snapshot() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    database(&data.join("user-files/group-1.sqlite"), "kept", 3);
+    fs::write(data.join("user-files/group-x.sqlite"), b"").unwrap();
+    nobody::chown_r(&data, NOBODY);
+    let empty = data.join("user-files/group-x.sqlite").display().to_string();
+    let warned = |warnings: &[String]| {
+        warnings.iter().any(|w| {
+            w.contains(&empty)
+                && w.contains("an empty database file, being created; the server makes it again")
+        })
+    };
+    let has = |archive: &str| {
+        listing(archive)
+            .iter()
+            .any(|n| n.ends_with("user-files/group-x.sqlite"))
+    };
+
+    let out = create(&c, &params(Some(Consistency::Snapshot))).await;
+    let r = out.result.as_ref().unwrap();
+    assert_eq!((r.capture, r.snapshots), (Capture::Snapshot, 1));
+    assert!(
+        warned(&plan_of(&out).warnings),
+        "{:?}",
+        plan_of(&out).warnings
+    );
+    assert!(warned(&r.warnings), "{:?}", r.warnings);
+    assert!(!has(&r.archive), "an empty group database was archived");
+
+    let out = create(&c, &params(Some(Consistency::None))).await;
+    let r = out.result.as_ref().unwrap();
+    assert_eq!(r.capture, Capture::None);
+    assert!(!warned(&r.warnings), "{:?}", r.warnings);
+    assert!(has(&r.archive));
+
+    w.fake.set_unit(&unit_name("alpha"), false, true);
+    let out = create(&c, &params(None)).await;
+    let r = out.result.as_ref().unwrap();
+    assert_eq!(r.capture, Capture::Offline);
+    assert!(!warned(&r.warnings), "{:?}", r.warnings);
+    assert!(has(&r.archive));
+}

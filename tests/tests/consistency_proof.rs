@@ -266,7 +266,7 @@ async fn snapshot_backups_of_a_busy_instance_all_restore_whole() {
 
     let started = Instant::now();
     let mut states = Vec::new();
-    let mut fresh = 0;
+    let (mut fresh, mut half) = (0, 0);
     for (n, (id, snapshots)) in made.iter().enumerate() {
         let checked = restore_and_check(&w, &c, id).await;
         // Every database in the archive went in as a snapshot (account.sqlite
@@ -288,6 +288,7 @@ async fn snapshot_backups_of_a_busy_instance_all_restore_whole() {
         );
         assert!(checked.databases >= 4 && checked.blobs >= 3, "{checked:?}");
         fresh += checked.fresh_groups;
+        half += checked.half_created_groups;
         states.push(checked.last_seq);
     }
     states.dedup();
@@ -295,7 +296,8 @@ async fn snapshot_backups_of_a_busy_instance_all_restore_whole() {
     eprintln!(
         "snapshot: {SNAPSHOT_BACKUPS} backups of the busy instance in {:.1}s, restored and \
          checked in {:.1}s, all whole ({} distinct states; {fresh} group databases caught \
-         before their first sync); writer: {summary}",
+         before their first sync, {half} between the server's two CREATE TABLEs); writer: \
+         {summary}",
         backing_up.as_secs_f64(),
         started.elapsed().as_secs_f64(),
         states.len()
@@ -413,8 +415,26 @@ fn the_checks_catch_torn_copies() {
     fs::remove_file(data.join(".migrate")).unwrap();
     // A group database caught between the server's open and its schema.
     fs::write(user_files.join("group-caught-empty.sqlite"), b"").unwrap();
+    // Between the server's two `CREATE TABLE`s: a committed state, accepted
+    // (counted apart); with a message in it, a state nothing commits.
+    let half = |name: &str, rows: u32| {
+        let db = rusqlite::Connection::open(user_files.join(name)).unwrap();
+        db.execute_batch(
+            "CREATE TABLE messages_binary
+               (timestamp TEXT PRIMARY KEY, is_encrypted BOOLEAN, content bytea)",
+        )
+        .unwrap();
+        for i in 0..rows {
+            db.execute("INSERT INTO messages_binary VALUES (?1, 0, x'00')", [i])
+                .unwrap();
+        }
+    };
+    half("group-half-created.sqlite", 0);
+    half("group-half-with-a-message.sqlite", 1);
 
-    let found = check_data(&data).problems;
+    let checked = check_data(&data);
+    assert_eq!(checked.half_created_groups, 1, "{checked:?}");
+    let found = checked.problems;
     let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
     for culprit in [
         name(&groups[0]),
@@ -423,11 +443,12 @@ fn the_checks_catch_torn_copies() {
         "account.sqlite".into(),
         ".migrate".into(),
         "group-caught-empty.sqlite".into(),
+        "group-half-with-a-message.sqlite".into(),
     ] {
         assert!(
             found.iter().any(|p| p.contains(&culprit)),
             "{culprit} not reported: {found:#?}"
         );
     }
-    assert_eq!(found.len(), 6, "{found:#?}");
+    assert_eq!(found.len(), 7, "{found:#?}");
 }

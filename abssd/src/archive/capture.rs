@@ -3,7 +3,9 @@
 //! descriptors, never by its name) becomes a [`Body::Database`], snapshotted
 //! when its entry is written; the `-journal`, `-wal` and `-shm` files beside
 //! one are left out (the snapshot is the database's last committed state, and
-//! needs none of them); blobs (`*.blob`) become [`Body::Stable`]. In every other
+//! needs none of them); blobs (`*.blob`) become [`Body::Stable`]; an empty
+//! file named `*.sqlite` is left out, with its journals (see [`EMPTY_DATABASE`]).
+//! In every other
 //! capture nothing changes: an offline instance's hot journal must go in
 //! beside its database, which SQLite rolls back on its next open.
 
@@ -24,7 +26,18 @@ pub struct Captured {
     pub databases: Vec<PathBuf>,
     /// What is left out or done differently, for the plan's notes.
     pub notes: Vec<String>,
+    /// What is left out that an operator should know of, for the plan's
+    /// warnings.
+    pub warnings: Vec<String>,
 }
+
+/// Why an empty `*.sqlite` is left out. The sync server creates
+/// `group-<id>.sqlite`, then its tables, and only when the file is missing:
+/// archived as an empty file (it has no header, so it is no database to
+/// snapshot), it would come back without them and break that budget's sync
+/// for good ("no such table: messages_binary").
+pub const EMPTY_DATABASE: &str = "an empty database file, being created; the server makes it \
+     again with its tables when it is missing";
 
 /// Most journal paths a note names; the rest are counted.
 const MAX_NAMED: usize = 10;
@@ -35,6 +48,7 @@ const MAX_NAMED: usize = 10;
 pub fn classify(members: &mut Vec<Member>, scratch: &Arc<Scratch>) -> Result<Captured> {
     let mut captured = Captured::default();
     let mut databases = HashSet::new();
+    let mut empty = HashSet::new();
     for m in members.iter_mut() {
         let Body::File {
             from: Origin::Tree(tree, rel),
@@ -44,6 +58,10 @@ pub fn classify(members: &mut Vec<Member>, scratch: &Arc<Scratch>) -> Result<Cap
         else {
             continue;
         };
+        if *size == 0 && m.name.ends_with(".sqlite") {
+            empty.insert(m.name.clone());
+            continue;
+        }
         let kind = if *size < HEADER as u64 {
             Kind::Other
         } else {
@@ -84,14 +102,37 @@ pub fn classify(members: &mut Vec<Member>, scratch: &Arc<Scratch>) -> Result<Cap
             Kind::Other => {}
         }
     }
+    let mut left_out = Vec::new();
     let mut journals = Vec::new();
     members.retain(|m| {
-        let journal = matches!(m.body, Body::File { .. }) && is_journal_of(&m.name, &databases);
-        if journal && let Body::File { from, .. } = &m.body {
+        let Body::File { from, .. } = &m.body else {
+            return true;
+        };
+        if empty.contains(&m.name) {
+            left_out.push(format!(
+                "left out {}: {EMPTY_DATABASE}",
+                from.display().display()
+            ));
+        } else if is_journal_of(&m.name, &empty) {
+            left_out.push(format!(
+                "left out {}: the journal of {EMPTY_DATABASE}",
+                from.display().display()
+            ));
+        } else if is_journal_of(&m.name, &databases) {
             journals.push(from.display());
+        } else {
+            return true;
         }
-        !journal
+        false
     });
+    let more = left_out.len().saturating_sub(MAX_NAMED);
+    left_out.truncate(MAX_NAMED);
+    captured.warnings = left_out;
+    if more > 0 {
+        captured.warnings.push(format!(
+            "... and {more} more empty database files or their journals left out"
+        ));
+    }
     if !journals.is_empty() {
         let mut named: Vec<String> = journals
             .iter()
@@ -162,12 +203,25 @@ mod tests {
         std::fs::write(root.join("fake.sqlite"), vec![b'x'; 4096]).unwrap();
         std::fs::write(root.join("fake.sqlite-journal"), b"kept").unwrap();
         std::fs::write(root.join("file-1.blob"), b"PK zip").unwrap();
+        std::fs::write(root.join("group-new.sqlite"), b"").unwrap();
+        std::fs::write(root.join("group-new.sqlite-journal"), b"").unwrap();
+        std::fs::write(root.join("empty.db"), b"").unwrap();
         let tree = Arc::new(Tree::open(root).unwrap());
         let (mut members, _) = walk(&tree, "id/data", &mut Budget::new(0)).unwrap();
         let scratch = Arc::new(Scratch::new(state.path()));
         let got = classify(&mut members, &scratch).unwrap();
         assert_eq!(got.databases, [root.join("plain.name")]);
         assert_eq!(got.notes.len(), 1);
+        assert_eq!(got.warnings.len(), 2, "{:?}", got.warnings);
+        assert!(
+            got.warnings[0].ends_with(&format!(
+                "{}: {EMPTY_DATABASE}",
+                root.join("group-new.sqlite").display()
+            )),
+            "{:?}",
+            got.warnings
+        );
+        assert!(got.warnings[1].contains("group-new.sqlite-journal: the journal of"));
         assert!(
             got.notes[0].contains("plain.name-journal"),
             "{:?}",
@@ -189,6 +243,7 @@ mod tests {
             kinds,
             [
                 ("id/data/", "other"),
+                ("id/data/empty.db", "file"),
                 ("id/data/fake.sqlite", "file"),
                 ("id/data/fake.sqlite-journal", "file"),
                 ("id/data/file-1.blob", "stable"),

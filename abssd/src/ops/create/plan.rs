@@ -339,7 +339,10 @@ pub(super) fn build_plan(
             .map(|p| p.display().to_string())
             .collect(),
         notes: captured.notes,
-        warnings: archive::warnings(&skipped),
+        warnings: archive::warnings(&skipped)
+            .into_iter()
+            .chain(captured.warnings)
+            .collect(),
     };
     Ok((plan, members))
 }
