@@ -184,6 +184,8 @@ pub struct Held {
     opened: rustix::fs::Statx,
     /// The read transaction, on its thread.
     lock: Locked,
+    /// When SQLite's lock was known held (a writer's commit waits from then).
+    since: Instant,
     path: std::path::PathBuf,
 }
 
@@ -212,7 +214,14 @@ impl Held {
                 self.path.display()
             )));
         }
-        match self.lock.end() {
+        let ended = self.lock.end();
+        tracing::debug!(
+            path = %self.path.display(),
+            bytes = self.opened.stx_size,
+            held_ms = self.since.elapsed().as_millis() as u64,
+            "database read under SQLite's lock"
+        );
+        match ended {
             Ok(()) => Ok(()),
             Err(why) => Err(Error::Archive(format!(
                 "ending the read of the SQLite database {}: {why}",
@@ -245,13 +254,13 @@ pub fn hold(tree: &Tree, rel: &[u8], ident: Ident) -> Result<Held, Gone> {
     hook_point!("create::before-snapshot");
     // One retry: a file swapped in and out again around SQLite's open.
     let mut attempt = 0;
-    let lock = loop {
+    let (lock, since) = loop {
         attempt += 1;
         let outcome = on_own_thread(&dir, name, ident);
         hook_point!("create::snapshot-taken");
         still(&dir, name, ident, &path)?;
         match outcome {
-            Ok(lock) => break lock,
+            Ok(lock) => break (lock, Instant::now()),
             Err(Failure::NotTheFile) if attempt < 2 => {
                 tracing::warn!(path = %path.display(), "SQLite opened another file than the walk saw; trying again");
             }
@@ -301,6 +310,7 @@ pub fn hold(tree: &Tree, rel: &[u8], ident: Ident) -> Result<Held, Gone> {
         file,
         opened,
         lock,
+        since,
         path,
     })
 }
