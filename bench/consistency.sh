@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark `abssctl backup create --consistency snapshot` (every SQLite
-# database copied through SQLite, blobs read until they hold still) against
+# database read in place under SQLite's read lock, blobs read until they hold
+# still) against
 # `--consistency none` (the plain file copy) on the same instances, in the same
 # run, alternating. (bench/verify-deep.sh measures deep verification.)
 # See bench/README.md for what it measures and the targets.

@@ -1,6 +1,6 @@
 //! `<state_dir>/scratch/`: where operations keep the private copies they work
-//! on — a snapshot-mode create the SQLite snapshot or stable blob copy it is
-//! about to archive, a deep check the database or blob it is about to open.
+//! on — a snapshot-mode create the stable blob copy it is about to archive
+//! (databases are read in place), a deep check the database or blob it is about to open.
 //!
 //! Each operation gets its own directory (`scratch/<uuid>/`, root's, 0700),
 //! removed when its [`Scratch`] is dropped however the operation ends, and by

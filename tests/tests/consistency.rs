@@ -257,11 +257,80 @@ async fn a_write_in_progress_elsewhere_is_archived_as_the_last_committed_state()
     assert_eq!(meta.mode() & 0o7777, live.mode() & 0o7777);
     assert_eq!(meta.mtime(), live.mtime());
     assert_eq!(check(&restored), rows("committed", 50));
-    assert_no_copies(&w);
-    assert_eq!(
-        fs::metadata(snapshots_dir(&w)).unwrap().mode() & 0o7777,
-        0o700
+    // Read in place: no scratch directory was even made.
+    assert!(
+        !snapshots_dir(&w).exists(),
+        "a copy of the database was made"
     );
+}
+
+/// A database is read in place, no copy made, while SQLite's read
+/// transaction holds it: a writer in another process (the service user's,
+/// with no busy timeout) cannot commit, from before the read until after it
+/// (POSIX locks belong to the process: had the daemon closed any descriptor
+/// of its own on the file meanwhile, SQLite's lock would be gone and the
+/// commit would go through). Once the create is done it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_is_read_in_place_under_sqlites_lock() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let db = data.join("user-files/group-1.sqlite");
+    database(&db, "committed", 50);
+    let commit = |db: &Path| -> String {
+        let script = r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
+c.execute("BEGIN IMMEDIATE")
+c.execute("INSERT INTO messages VALUES ('later')")
+try:
+    c.execute("COMMIT")
+    print("committed")
+except sqlite3.OperationalError as e:
+    print(e)
+"#;
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(db)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (d, s, scratch) = (db.clone(), seen.clone(), snapshots_dir(&w));
+    fail::cfg_callback("create::database-read", move || {
+        let copies = Command::new("find")
+            .arg(&scratch)
+            .args(["-type", "f"])
+            .output()
+            .unwrap();
+        s.lock().unwrap().push((
+            commit(&d),
+            String::from_utf8_lossy(&copies.stdout).into_owned(),
+        ));
+    })
+    .unwrap();
+    let out = create(&c, &params(None)).await;
+    fail::remove("create::database-read");
+    let r = out.result.as_ref().unwrap();
+    assert_eq!((r.capture, r.snapshots), (Capture::Snapshot, 1));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].0, "database is locked",
+        "the writer committed under the read"
+    );
+    assert_eq!(seen[0].1, "", "a copy was made in the scratch directory");
+    let dir = extract(&r.archive);
+    let member = format!("{}/data/user-files/group-1.sqlite", r.id);
+    assert_eq!(check(&dir.path().join(member)), rows("committed", 50));
+    assert_eq!(commit(&db), "committed", "the lock outlived the create");
+    assert_no_copies(&w);
 }
 
 /// Mode `none` is today's plain copy: the journal goes in as it is.
@@ -582,6 +651,10 @@ async fn a_blob_rewritten_during_its_read_is_read_again() {
     assert!(stored.status.success());
     assert_eq!(stored.stdout, vec![b'b'; 200_000]);
     assert_no_copies(&w);
+    assert_eq!(
+        fs::metadata(snapshots_dir(&w)).unwrap().mode() & 0o7777,
+        0o700
+    );
 }
 
 /// A blob that changes on every read fails the create, naming it; nothing is
@@ -704,9 +777,9 @@ async fn start_up_recovery_removes_leftover_copies() {
 }
 
 /// Two instances snapshotted at once (nightly timers fire together): each
-/// create has its own scratch directory, so neither copy's name can clash
-/// with the other's. The first create is held inside its snapshot, its copy
-/// made, while the second runs from start to end.
+/// snapshot has its own thread and connection, and neither waits for the
+/// other. The first create is held inside its snapshot, its database's
+/// directory open, while the second runs from start to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_are_snapshotted_at_once() {
     let _serial = serial();

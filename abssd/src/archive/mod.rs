@@ -9,11 +9,13 @@
 //!   writes the archive bytes.
 //! * `capture` — what snapshot mode does to the walk: databases found by their
 //!   header, their journals left out, blobs marked to be read until stable.
-//! * `snapshot` — SQLite snapshots, taken through SQLite in a chrooted thread.
+//! * `snapshot` — SQLite databases read in place while a read transaction of
+//!   SQLite's, in a chrooted thread, holds them at their last committed state.
 //! * `stable` — blobs read until they hold still.
 //!
-//! The copies snapshot mode archives wait for their tar entry, one at a time,
-//! in the create's [scratch](crate::scratch) directory.
+//! The blob copies snapshot mode archives wait for their tar entry, one at a
+//! time, in the create's [scratch](crate::scratch) directory; databases are
+//! read in place.
 
 use std::fs::{File, Metadata};
 use std::io::Read;
@@ -69,9 +71,9 @@ pub enum Body {
         /// Bytes to store (its size as the walk saw it).
         size: u64,
     },
-    /// A SQLite database of a running instance, archived as a snapshot taken
-    /// through SQLite just before its entry is written (`--consistency
-    /// snapshot`).
+    /// A SQLite database of a running instance, read in place just before its
+    /// entry is written while SQLite holds it at its last committed state
+    /// (`--consistency snapshot`).
     Database {
         /// The walked tree it is in.
         tree: Arc<Tree>,
@@ -79,9 +81,10 @@ pub enum Body {
         rel: Vec<u8>,
         /// What the walk saw there.
         ident: Ident,
-        /// Its size at the walk (the snapshot's may differ).
+        /// Its size at the walk (the one under SQLite's lock may differ).
         size: u64,
-        /// Where the snapshot is made.
+        /// Unused: a database is read in place (see [`snapshot`]); kept until
+        /// `capture.rs` stops setting it.
         scratch: Arc<crate::scratch::Scratch>,
     },
     /// A file rewritten in place by its owner (Actual's blobs), archived as a

@@ -217,6 +217,22 @@ impl Tree {
         Ok(File::from(fd))
     }
 
+    /// [`Tree::open_file`] from `dir`, a descriptor [`Tree::dir_fd`] gave on
+    /// `rel`'s parent (the directory the walk saw, wherever it was moved since).
+    pub fn open_file_in(
+        &self,
+        dir: BorrowedFd<'_>,
+        rel: &[u8],
+        expect: Ident,
+    ) -> Result<File, Gone> {
+        let (_, name) = split(rel);
+        let fd = rustix::fs::openat(dir, name, FILE, Mode::empty())
+            .map_err(|e| self.gone(rel, e, "file"))?;
+        let st = stat_fd(&fd).map_err(|e| self.failed("reading", rel, e.into()))?;
+        check_file(&st, expect).map_err(Gone::Changed)?;
+        Ok(File::from(fd))
+    }
+
     /// A descriptor of its own on the directory `rel`, opened like
     /// [`Tree::with_dir`] opens it (never through a symlink).
     pub fn dir_fd(&self, rel: &[u8]) -> Result<OwnedFd, Gone> {

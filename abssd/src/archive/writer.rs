@@ -199,21 +199,37 @@ async fn append(
             return Ok(changed_while_read(&path, &before, &after, *size));
         }
         Body::Database {
-            tree,
-            rel,
-            ident,
-            scratch,
-            ..
+            tree, rel, ident, ..
         } => {
-            // Taken just before its entry is written: one snapshot on disk at a
-            // time, and the freshest state.
-            let taken = match super::snapshot::take(tree, rel, *ident, scratch) {
-                Ok(taken) => taken,
+            // Held just before its entry is written: the freshest state, and
+            // a writer's commit waits only while this one entry is streamed.
+            let mut held = match super::snapshot::hold(tree, rel, *ident) {
+                Ok(held) => held,
                 Err(Gone::Changed(reason)) => return Ok(Some(left_out(tree.display(rel), reason))),
                 Err(Gone::Failed(e)) => return Err(e),
             };
             let path = tree.display(rel);
-            append_copy(builder, &mut header, m, taken, &path, buf, progress).await?;
+            let size = held.size();
+            let missing = append_file(
+                builder,
+                &mut header,
+                m,
+                held.file(),
+                &path,
+                size,
+                buf,
+                progress,
+            )
+            .await?;
+            // Read, still locked: tests try to commit here.
+            hook_point!("create::database-read");
+            if missing > 0 {
+                return Err(Error::Internal(format!(
+                    "the SQLite database {} lost {missing} bytes while SQLite's lock was held",
+                    path.display()
+                )));
+            }
+            held.release()?;
         }
         Body::Stable {
             from,
@@ -332,7 +348,7 @@ async fn append_file(
     copy_content(file, path, size, builder.get_mut(), buf, progress).await
 }
 
-/// Write a snapshot or stable copy under `m`'s name, with `m`'s owner, mode
+/// Write a stable copy under `m`'s name, with `m`'s owner, mode
 /// and mtime (the live file's) and the copy's size.
 async fn append_copy(
     builder: &mut Builder<Encoder>,
