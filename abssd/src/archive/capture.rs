@@ -81,7 +81,6 @@ pub fn classify(members: &mut Vec<Member>, scratch: &Arc<Scratch>) -> Result<Cap
                     rel: rel.clone(),
                     ident: *ident,
                     size: *size,
-                    scratch: scratch.clone(),
                 };
             }
             Kind::Wal => {

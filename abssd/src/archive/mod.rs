@@ -83,9 +83,6 @@ pub enum Body {
         ident: Ident,
         /// Its size at the walk (the one under SQLite's lock may differ).
         size: u64,
-        /// Unused: a database is read in place (see [`snapshot`]); kept until
-        /// `capture.rs` stops setting it.
-        scratch: Arc<crate::scratch::Scratch>,
     },
     /// A file rewritten in place by its owner (Actual's blobs), archived as a
     /// copy read until it held still (`--consistency snapshot`).
