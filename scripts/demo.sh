@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine, sandboxed: build abssd + abssctl, generate a
 # realistic Actual Budget instance in a throwaway prefix, start abssd there and
-# back the instance up, list, show and verify the backup, call the socket API
+# back the instance up, list, show and verify (also deep) the backup, call the socket API
 # with curl, look inside the archive, then damage the instance and restore it
 # live (systemd simulated by `fake-systemd` on a private D-Bus, nginx checked by
 # the real `nginx -t` when installed) and into a new directory with --dest.
@@ -207,6 +207,11 @@ show "$ABSSCTL" backup show "$BACKUP_ID"
 say "Verify backup $BACKUP_ID"
 note "recomputes the archive's sha256 and records the result in the index"
 show "$ABSSCTL" backup verify "$BACKUP_ID"
+
+say "Deep-verify backup $BACKUP_ID"
+note "reads the archive through: every SQLite database passes integrity_check and has Actual's tables,"
+note "every budget blob is a whole zip, .migrate and the files account.sqlite lists are there"
+show "$ABSSCTL" backup verify --deep "$BACKUP_ID"
 
 say "The same socket speaks JSON-RPC over HTTP: backup.list with curl"
 REQUEST='{"jsonrpc":"2.0","id":1,"method":"backup.list","params":{}}'
