@@ -66,8 +66,13 @@
 //! stream ends. The header probe ([`probe`]) closes its descriptor long before
 //! (at planning); the descriptor check above only `statx`es through `/proc`;
 //! the FIFO release ([`unblock_fifos`]) opens a name with `O_PATH` (whose close
-//! drops no lock) and writes only to a FIFO; nothing else of ours opens the
-//! file while SQLite holds it.
+//! drops no lock) and writes only to a FIFO; nothing else of this create opens
+//! the file while SQLite holds it. Another create running at the same time
+//! can: if two instances' data trees hold the same file (a hard link their
+//! shared service user made), that create's probe or read of it closes a
+//! descriptor on it and SQLite's lock is gone. A writer may then commit under
+//! the read; the size and mtime check at the end fails the create rather than
+//! archive what was read.
 //!
 //! The lock is held while the database's bytes are compressed and written,
 //! longer than a copy took: a writer's commit waits that long (the sync server
