@@ -1059,3 +1059,67 @@ async fn an_empty_group_database_is_left_out_of_a_snapshot() {
     assert!(!warned(&r.warnings), "{:?}", r.warnings);
     assert!(has(&r.archive));
 }
+
+/// The service user, ignoring SQLite's locks, grows the database by a sparse
+/// 64 MiB through its own name while SQLite's read transaction holds it
+/// (just before the daemon opens it): the archive holds the database as
+/// SQLite counts it (its pages), not the file's new size. A sparse terabyte
+/// would otherwise keep the create, and SQLite's lock, for hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_grown_past_its_pages_under_the_lock_is_archived_as_sqlite_counts_it() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let db = data.join("user-files/group-1.sqlite");
+    database(&db, "mine", 50);
+    let pages = fs::metadata(&db).unwrap().len();
+    let ran = as_nobody_at(
+        "create::snapshot-taken",
+        &data.join("user-files"),
+        "truncate -s +64M group-1.sqlite".into(),
+    );
+    let out = create(&c, &params(None)).await;
+    fail::remove("create::snapshot-taken");
+    assert!(ran.load(Ordering::SeqCst));
+    assert_eq!(fs::metadata(&db).unwrap().len(), pages + (64 << 20));
+    let r = out.result.as_ref().unwrap();
+    assert_eq!(r.snapshots, 1, "{:?}", r.warnings);
+    let dir = extract(&r.archive);
+    let member = dir
+        .path()
+        .join(format!("{}/data/user-files/group-1.sqlite", r.id));
+    assert_eq!(fs::metadata(&member).unwrap().len(), pages);
+    assert_eq!(check(&member), rows("mine", 50));
+}
+
+/// The service user truncates the database through its own name while
+/// SQLite's read transaction holds it: the create fails, saying the file was
+/// written past SQLite's lock, rather than archiving a cut database as a
+/// snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_cut_under_the_lock_fails_the_create_naming_the_cause() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = owned_by_nobody(&w);
+    let db = data.join("user-files/group-1.sqlite");
+    database(&db, "mine", 50);
+    let ran = as_nobody_at(
+        "create::snapshot-taken",
+        &data.join("user-files"),
+        "truncate -s 1024 group-1.sqlite".into(),
+    );
+    let index_before = fs::read(w.cfg().index_file).ok();
+    let err = call::<BackupCreate>(&c, &params(None)).await.unwrap_err();
+    fail::remove("create::snapshot-taken");
+    assert!(ran.load(Ordering::SeqCst));
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    assert!(
+        err.message.contains(&db.display().to_string())
+            && err.message.contains("written while SQLite's lock was held"),
+        "{}",
+        err.message
+    );
+    assert_nothing_made(&w, &index_before);
+}

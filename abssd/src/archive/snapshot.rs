@@ -52,8 +52,10 @@
 //!    place afterwards;
 //! 4. the thread says "locked" and waits; the writer opens the name from the
 //!    same directory descriptor, only if it is the file the walk saw (and so
-//!    the one SQLite locked), and streams its bytes, as many as `fstat` says,
-//!    into the archive ([`Held`]);
+//!    the one SQLite locked), and streams its bytes into the archive
+//!    ([`Held`]): as many as the read transaction counts (`page_count` times
+//!    `page_size`), not as many as `fstat` says, which anyone writing the file
+//!    past SQLite's locks decides; a file shorter than that fails the create;
 //! 5. then the thread ends the transaction, closes its connection and ends;
 //!    only after that is the writer's descriptor closed.
 //!
@@ -64,8 +66,13 @@
 //! stream ends. The header probe ([`probe`]) closes its descriptor long before
 //! (at planning); the descriptor check above only `statx`es through `/proc`;
 //! the FIFO release ([`unblock_fifos`]) opens a name with `O_PATH` (whose close
-//! drops no lock) and writes only to a FIFO; nothing else of ours opens the
-//! file while SQLite holds it.
+//! drops no lock) and writes only to a FIFO; nothing else of this create opens
+//! the file while SQLite holds it. Another create running at the same time
+//! can: if two instances' data trees hold the same file (a hard link their
+//! shared service user made), that create's probe or read of it closes a
+//! descriptor on it and SQLite's lock is gone. A writer may then commit under
+//! the read; the size and mtime check at the end fails the create rather than
+//! archive what was read.
 //!
 //! The lock is held while the database's bytes are compressed and written,
 //! longer than a copy took: a writer's commit waits that long (the sync server
@@ -182,6 +189,9 @@ pub struct Held {
     file: std::fs::File,
     /// What `fstat` said when it was opened.
     opened: rustix::fs::Statx,
+    /// The database's size as SQLite's read transaction sees it (its page
+    /// count times its page size): the bytes archived.
+    bytes: u64,
     /// The read transaction, on its thread.
     lock: Locked,
     /// When SQLite's lock was known held (a writer's commit waits from then).
@@ -195,9 +205,13 @@ impl Held {
         &mut self.file
     }
 
-    /// The file's size under the lock: the bytes to archive.
+    /// The database's size under the lock, as SQLite counts it: the bytes to
+    /// archive. Bytes of the file past SQLite's last page are no part of the
+    /// database (SQLite truncates the file to its pages when it commits); only
+    /// a process ignoring SQLite's locks puts any there, e.g. a sparse
+    /// terabyte that would keep the create, and the lock, for hours.
     pub fn size(&self) -> u64 {
-        self.opened.stx_size
+        self.bytes
     }
 
     /// After the read: the file is as it was opened (nothing wrote it under
@@ -207,12 +221,7 @@ impl Held {
         let now = tree::stat_fd(&self.file).map_err(|e| io("reading", &self.path, e.into()))?;
         let mtime = |st: &rustix::fs::Statx| (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec);
         if now.stx_size != self.opened.stx_size || mtime(&now) != mtime(&self.opened) {
-            return Err(Error::Archive(format!(
-                "the SQLite database {} was written while SQLite's lock was held (by a \
-                 process that ignores SQLite's locks); its read is not a committed state. \
-                 Use --consistency stop",
-                self.path.display()
-            )));
+            return Err(written_under_lock(&self.path));
         }
         let ended = self.lock.end();
         tracing::debug!(
@@ -254,13 +263,13 @@ pub fn hold(tree: &Tree, rel: &[u8], ident: Ident) -> Result<Held, Gone> {
     hook_point!("create::before-snapshot");
     // One retry: a file swapped in and out again around SQLite's open.
     let mut attempt = 0;
-    let (lock, since) = loop {
+    let (lock, bytes, since) = loop {
         attempt += 1;
         let outcome = on_own_thread(&dir, name, ident);
         hook_point!("create::snapshot-taken");
         still(&dir, name, ident, &path)?;
         match outcome {
-            Ok(lock) => break (lock, Instant::now()),
+            Ok((lock, bytes)) => break (lock, bytes, Instant::now()),
             Err(Failure::NotTheFile) if attempt < 2 => {
                 tracing::warn!(path = %path.display(), "SQLite opened another file than the walk saw; trying again");
             }
@@ -306,9 +315,13 @@ pub fn hold(tree: &Tree, rel: &[u8], ident: Ident) -> Result<Held, Gone> {
             failed => failed,
         })?;
     let opened = tree::stat_fd(&file).map_err(|e| Gone::Failed(io("reading", &path, e.into())))?;
+    if opened.stx_size < bytes {
+        return Err(Gone::Failed(written_under_lock(&path)));
+    }
     Ok(Held {
         file,
         opened,
+        bytes,
         lock,
         since,
         path,
@@ -347,6 +360,18 @@ fn still(dir: &OwnedFd, name: &[u8], ident: Ident, path: &Path) -> Result<u64, G
         }
     }
     Ok(st.stx_size)
+}
+
+/// The database's file changed while SQLite's lock was held: only a process
+/// ignoring SQLite's locks (the instance's user, writing the file directly)
+/// can do that, and what was read is no committed state.
+pub fn written_under_lock(path: &Path) -> Error {
+    Error::Environment(format!(
+        "the SQLite database {} was written while SQLite's lock was held (by a process that \
+         ignores SQLite's locks, such as the instance's user writing the file directly); its \
+         read is not a committed state. Find what writes it, or use --consistency stop",
+        path.display()
+    ))
 }
 
 fn io(action: &'static str, path: &Path, source: std::io::Error) -> Error {
@@ -397,7 +422,11 @@ impl Drop for Locked {
 /// when a reader waits in `open()`) and closes it at once: SQLite reads an
 /// empty file, the descriptor check fails, and the name is found replaced.
 /// Once locked, SQLite opens nothing more.
-fn on_own_thread(dir: &OwnedFd, name: &[u8], ident: Ident) -> std::result::Result<Locked, Failure> {
+fn on_own_thread(
+    dir: &OwnedFd,
+    name: &[u8],
+    ident: Ident,
+) -> std::result::Result<(Locked, u64), Failure> {
     let other = |e: std::io::Error| Failure::Other(e.to_string());
     let thread_dir = rustix::io::fcntl_dupfd_cloexec(dir, 0).map_err(|e| other(e.into()))?;
     let thread_name = name.to_vec();
@@ -406,8 +435,8 @@ fn on_own_thread(dir: &OwnedFd, name: &[u8], ident: Ident) -> std::result::Resul
     let handle = std::thread::Builder::new()
         .name("abssd-snapshot".into())
         .spawn(move || {
-            let conn = match lock_in(thread_dir, &thread_name, ident) {
-                Ok(conn) => conn,
+            let (conn, bytes) = match lock_in(thread_dir, &thread_name, ident) {
+                Ok(held) => held,
                 Err(failure) => {
                     let _ = tx.send(Err(failure));
                     return Ok(());
@@ -415,7 +444,7 @@ fn on_own_thread(dir: &OwnedFd, name: &[u8], ident: Ident) -> std::result::Resul
             };
             // Whether the writer took it or went away, wait for its word
             // (the sender dropped) before letting go.
-            if tx.send(Ok(())).is_ok() {
+            if tx.send(Ok(bytes)).is_ok() {
                 let _ = done_rx.recv();
             }
             conn.execute_batch("COMMIT").map_err(|e| e.to_string())?;
@@ -428,7 +457,7 @@ fn on_own_thread(dir: &OwnedFd, name: &[u8], ident: Ident) -> std::result::Resul
     };
     loop {
         match rx.recv_timeout(UNBLOCK_EVERY) {
-            Ok(Ok(())) => return Ok(lock),
+            Ok(Ok(bytes)) => return Ok((lock, bytes)),
             Ok(Err(failure)) => {
                 let _ = lock.end();
                 return Err(failure);
@@ -477,7 +506,11 @@ fn unblock_fifos(dir: &OwnedFd, name: &[u8]) {
 /// Steps 2 and 3 of the module comment: the connection, inside its read
 /// transaction. Runs on its own thread, which it leaves chrooted: the thread
 /// must end once the connection is closed.
-fn lock_in(dir: OwnedFd, name: &[u8], ident: Ident) -> std::result::Result<Connection, Failure> {
+fn lock_in(
+    dir: OwnedFd,
+    name: &[u8],
+    ident: Ident,
+) -> std::result::Result<(Connection, u64), Failure> {
     let sys = |what: &str, e: rustix::io::Errno| Failure::Other(format!("{what}: {e}"));
     let proc_fds = rustix::fs::open(
         "/proc/self/fd",
@@ -516,13 +549,13 @@ fn lock_in(dir: OwnedFd, name: &[u8], ident: Ident) -> std::result::Result<Conne
 
 /// A read-only connection on `source` inside a read transaction that has
 /// read page 1 (SQLite's SHARED lock taken, no hot journal), on the file the
-/// walk saw.
+/// walk saw, and the database's size in bytes as that transaction sees it.
 fn begin(
     source: &Path,
     proc_fds: &OwnedFd,
     ident: Ident,
     deadline: Instant,
-) -> std::result::Result<Connection, Failure> {
+) -> std::result::Result<(Connection, u64), Failure> {
     let src = Connection::open_with_flags(
         source,
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -548,7 +581,18 @@ fn begin(
     if !holds(proc_fds, ident).map_err(|e| Failure::Other(format!("reading /proc/self/fd: {e}")))? {
         return Err(Failure::NotTheFile);
     }
-    Ok(src)
+    let pages: i64 = src
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    let page: i64 = src
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    let bytes = u64::try_from(pages)
+        .ok()
+        .zip(u64::try_from(page).ok())
+        .and_then(|(pages, page)| pages.checked_mul(page))
+        .ok_or_else(|| Failure::Other(format!("{pages} pages of {page} bytes")))?;
+    Ok((src, bytes))
 }
 
 /// Take away the shared-memory method of the source's file (a copy of

@@ -224,10 +224,7 @@ async fn append(
             // Read, still locked: tests try to commit here.
             hook_point!("create::database-read");
             if missing > 0 {
-                return Err(Error::Internal(format!(
-                    "the SQLite database {} lost {missing} bytes while SQLite's lock was held",
-                    path.display()
-                )));
+                return Err(super::snapshot::written_under_lock(&path));
             }
             held.release()?;
         }
