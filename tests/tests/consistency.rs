@@ -204,6 +204,23 @@ fn assert_nothing_made(w: &World, index_before: &Option<Vec<u8>>) {
     w.assert_no_leftovers();
 }
 
+/// A create that must fail with an `environment` error naming `path` and
+/// saying each of `says`, and leave nothing behind (no archive, no index
+/// change, no copies): its error, for more checks.
+async fn refused(w: &World, c: &Client, path: &Path, says: &[&str]) -> WireError {
+    let index_before = fs::read(w.cfg().index_file).ok();
+    let err = call::<BackupCreate>(c, &params(None)).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    let named = err.message.contains(&path.display().to_string());
+    assert!(
+        named && says.iter().all(|s| err.message.contains(s)),
+        "{}",
+        err.message
+    );
+    assert_nothing_made(w, &index_before);
+    err
+}
+
 fn has_bytes(file: &str, needle: &str) -> bool {
     let raw = fs::read(file).unwrap();
     raw.windows(needle.len()).any(|w| w == needle.as_bytes())
@@ -385,18 +402,7 @@ async fn a_hot_journal_fails_a_snapshot_and_goes_in_when_offline() {
     );
     drop(probe);
     let before = abssd_tests::inspect::snapshot_content(&data);
-    let index_before = fs::read(w.cfg().index_file).ok();
-
-    let err = call::<BackupCreate>(&c, &params(None)).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
-    assert!(
-        err.message.contains(&db.display().to_string())
-            && err.message.contains("hot journal")
-            && err.message.contains("--consistency stop"),
-        "{}",
-        err.message
-    );
-    assert_nothing_made(&w, &index_before);
+    refused(&w, &c, &db, &["hot journal", "--consistency stop"]).await;
     // The read-only connection touched nothing: the journal is still hot.
     assert_eq!(abssd_tests::inspect::snapshot_content(&data), before);
 
@@ -677,18 +683,9 @@ async fn a_blob_that_never_holds_still_fails_the_create() {
             .unwrap();
     })
     .unwrap();
-    let index_before = fs::read(w.cfg().index_file).ok();
-    let err = call::<BackupCreate>(&c, &params(None)).await.unwrap_err();
+    refused(&w, &c, &blob, &["kept changing while it was read"]).await;
     fail::remove("create::blob-read");
     assert_eq!(reads.load(Ordering::SeqCst), 5);
-    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
-    assert!(
-        err.message.contains(&blob.display().to_string())
-            && err.message.contains("kept changing while it was read"),
-        "{}",
-        err.message
-    );
-    assert_nothing_made(&w, &index_before);
 }
 
 /// Item 9: a file removed between the walk and its read is left out with a
@@ -995,18 +992,9 @@ async fn a_blob_that_stays_cut_short_fails_the_create() {
         n.fetch_add(1, Ordering::SeqCst);
     })
     .unwrap();
-    let index_before = fs::read(w.cfg().index_file).ok();
-    let err = call::<BackupCreate>(&c, &params(None)).await.unwrap_err();
+    refused(&w, &c, &blob, &["a zip cut short"]).await;
     fail::remove("create::blob-torn");
     assert_eq!(torn.load(Ordering::SeqCst), 5);
-    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
-    assert!(
-        err.message.contains(&blob.display().to_string())
-            && err.message.contains("a zip cut short"),
-        "{}",
-        err.message
-    );
-    assert_nothing_made(&w, &index_before);
 }
 
 /// A group database seen at 0 bytes (the server created the file and has not
@@ -1110,16 +1098,7 @@ async fn a_database_cut_under_the_lock_fails_the_create_naming_the_cause() {
         &data.join("user-files"),
         "truncate -s 1024 group-1.sqlite".into(),
     );
-    let index_before = fs::read(w.cfg().index_file).ok();
-    let err = call::<BackupCreate>(&c, &params(None)).await.unwrap_err();
+    refused(&w, &c, &db, &["written while SQLite's lock was held"]).await;
     fail::remove("create::snapshot-taken");
     assert!(ran.load(Ordering::SeqCst));
-    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
-    assert!(
-        err.message.contains(&db.display().to_string())
-            && err.message.contains("written while SQLite's lock was held"),
-        "{}",
-        err.message
-    );
-    assert_nothing_made(&w, &index_before);
 }
