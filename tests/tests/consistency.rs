@@ -773,22 +773,27 @@ async fn start_up_recovery_removes_leftover_copies() {
     assert_no_copies(&w);
 }
 
-/// Two instances snapshotted at once (nightly timers fire together): each
-/// snapshot has its own thread and connection, and neither waits for the
-/// other. The first create is held inside its snapshot, its database's
-/// directory open, while the second runs from start to end.
+/// Two instances backed up at once (nightly timers fire together): each
+/// create has its own scratch directory, so the copies of their blobs never
+/// clash on a name. The first create is held in the middle of its blob's read,
+/// its copy made, while the second runs from start to end. (Only blobs here:
+/// a database snapshot waits for other creates' reads of live files to end.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_are_snapshotted_at_once() {
+async fn two_instances_are_backed_up_at_once() {
     let _serial = serial();
     let w = World::new(&["alpha", "bravo"]);
     for name in ["alpha", "bravo"] {
-        database(&w.data(name).join("server-files/account.db"), name, 20);
+        fs::write(
+            w.data(name).join("user-files/file-1.blob"),
+            format!("{name} ").repeat(10_000),
+        )
+        .unwrap();
     }
     let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let first = AtomicBool::new(true);
     let held = std::sync::Mutex::new(Some((entered_tx, release_rx)));
-    fail::cfg_callback("create::before-snapshot", move || {
+    fail::cfg_callback("create::blob-read", move || {
         if first.swap(false, Ordering::SeqCst)
             && let Some((entered, release)) = held.lock().unwrap().take()
         {
@@ -816,14 +821,20 @@ async fn two_instances_are_snapshotted_at_once() {
     .await;
     release_tx.send(()).unwrap();
     let alpha = alpha.await.unwrap();
+    fail::remove("create::blob-read");
     for (name, out) in [("alpha", &alpha), ("bravo", &bravo)] {
         let r = out.result.as_ref().expect("a result");
-        assert_eq!((r.capture, r.snapshots), (Capture::Snapshot, 1), "{name}");
-        let dir = extract(&r.archive);
-        let db = dir
-            .path()
-            .join(format!("{}/data/server-files/account.db", r.id));
-        assert_eq!(check(&db), rows(name, 20), "{name}");
+        assert_eq!(r.capture, Capture::Snapshot, "{name}");
+        let member = format!("{}/data/user-files/file-1.blob", r.id);
+        let stored = Command::new("tar")
+            .args(["-xOf", &r.archive, &member])
+            .output()
+            .unwrap();
+        assert_eq!(
+            stored.stdout,
+            format!("{name} ").repeat(10_000).into_bytes(),
+            "{name}"
+        );
     }
     assert_no_copies(&w);
 }
@@ -1101,4 +1112,121 @@ async fn a_database_cut_under_the_lock_fails_the_create_naming_the_cause() {
     refused(&w, &c, &db, &["written while SQLite's lock was held"]).await;
     fail::remove("create::snapshot-taken");
     assert!(ran.load(Ordering::SeqCst));
+}
+
+/// POSIX locks belong to the process: a create of another instance that
+/// opened and closed a descriptor on the database alpha's snapshot holds
+/// would drop SQLite's lock, and a writer could commit under alpha's read.
+/// The service user both instances share hard-links alpha's database into
+/// bravo's tree; alpha is held mid-read (`create::database-read`) while
+/// bravo's create runs. Bravo must wait for alpha's read to end
+/// (`create::live-file-waits`) and a writer must still find the database
+/// locked. (Without the daemon-wide lock bravo finished first and the
+/// writer committed: seen before the fix.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_link_in_another_instance_never_drops_a_snapshots_lock() {
+    let _serial = serial();
+    let w = World::new(&["alpha", "bravo"]);
+    for name in ["alpha", "bravo"] {
+        let data = w.data(name);
+        let mut dir = data.clone();
+        while dir.starts_with(&w.sb.prefix) {
+            let mode = fs::metadata(&dir).unwrap().permissions().mode();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o711)).unwrap();
+            if !dir.pop() {
+                break;
+            }
+        }
+        nobody::chown_r(&data, NOBODY);
+    }
+    let db = w.data("alpha").join("user-files/group-1.sqlite");
+    database(&db, "alpha", 20);
+    nobody::chown_r(&db, NOBODY);
+    let other = w.data("bravo").join("user-files/group-9.sqlite");
+    nobody::sh(None, &format!("ln {} {}", db.display(), other.display()));
+
+    // Alpha stops mid-read, SQLite's lock held, until released.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let first = AtomicBool::new(true);
+    let held = std::sync::Mutex::new(Some((entered_tx, release_rx)));
+    fail::cfg_callback("create::database-read", move || {
+        if first.swap(false, Ordering::SeqCst)
+            && let Some((entered, release)) = held.lock().unwrap().take()
+        {
+            entered.send(()).unwrap();
+            release.recv().unwrap();
+        }
+    })
+    .unwrap();
+    // Bravo says when it has to wait for alpha.
+    let (waits_tx, waits_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    fail::cfg_callback("create::live-file-waits", move || {
+        let _ = waits_tx.send(());
+    })
+    .unwrap();
+
+    let alpha = {
+        let c = w.client().await;
+        tokio::spawn(async move { create(&c, &params(None)).await })
+    };
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+        .await
+        .unwrap();
+    let mut bravo = {
+        let c = w.client().await;
+        let p = CreateParams {
+            instance: "bravo".into(),
+            ..params(None)
+        };
+        tokio::spawn(async move { call::<BackupCreate>(&c, &p).await })
+    };
+    let mut waits_rx = waits_rx;
+    let early = tokio::select! {
+        _ = waits_rx.recv() => None,
+        done = &mut bravo => Some(done),
+    };
+
+    let script = r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
+c.execute("BEGIN IMMEDIATE")
+c.execute("INSERT INTO messages VALUES ('later')")
+try:
+    c.execute("COMMIT")
+    print("committed")
+except sqlite3.OperationalError as e:
+    print(e)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&db)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    release_tx.send(()).unwrap();
+    fail::remove("create::database-read");
+    fail::remove("create::live-file-waits");
+    assert!(
+        early.is_none(),
+        "bravo's create ran while alpha held its database"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "database is locked",
+        "a writer committed under alpha's read"
+    );
+    let alpha = alpha.await.unwrap().result.expect("alpha's create");
+    assert_eq!(alpha.snapshots, 1);
+    let dir = extract(&alpha.archive);
+    let got = check(
+        &dir.path()
+            .join(format!("{}/data/user-files/group-1.sqlite", alpha.id)),
+    );
+    assert_eq!(got, rows("alpha", 20));
+    // Bravo went on once alpha's read ended.
+    let bravo = bravo.await.unwrap().expect("bravo's create");
+    assert!(bravo.result.is_some());
 }

@@ -123,7 +123,7 @@ impl Origin {
     }
 
     /// Open it for reading, only if it is still the regular file `ident`.
-    pub fn open(&self, ident: Ident) -> std::result::Result<File, Gone> {
+    pub fn open(&self, ident: Ident) -> std::result::Result<tree::LiveFile, Gone> {
         match self {
             Origin::Tree(tree, rel) => tree.open_file(rel, ident),
             Origin::Path(p) => tree::open_trusted(p, ident),

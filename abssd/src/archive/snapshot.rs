@@ -67,12 +67,16 @@
 //! (at planning); the descriptor check above only `statx`es through `/proc`;
 //! the FIFO release ([`unblock_fifos`]) opens a name with `O_PATH` (whose close
 //! drops no lock) and writes only to a FIFO; nothing else of this create opens
-//! the file while SQLite holds it. Another create running at the same time
-//! can: if two instances' data trees hold the same file (a hard link their
-//! shared service user made), that create's probe or read of it closes a
-//! descriptor on it and SQLite's lock is gone. A writer may then commit under
-//! the read; the size and mtime check at the end fails the create rather than
-//! archive what was read.
+//! the file while SQLite holds it. Nor does anything else in the daemon: the
+//! same file may have other names (a hard link into another instance's tree,
+//! made by a service user two instances share), and another create's probe or
+//! read of it would close a descriptor on it. So a snapshot holds the
+//! exclusive side of a daemon-wide lock ([`tree::exclusive`]) from before
+//! SQLite opens the database until after our descriptor is closed, and every
+//! live data file is opened and closed on its shared side ([`tree::LiveFile`]):
+//! other creates wait (at most one database's read) instead. The size and
+//! mtime check at the end still fails the create if anything wrote the file
+//! under the lock.
 //!
 //! The lock is held while the database's bytes are compressed and written,
 //! longer than a copy took: a writer's commit waits that long (the sync server
@@ -197,6 +201,9 @@ pub struct Held {
     /// When SQLite's lock was known held (a writer's commit waits from then).
     since: Instant,
     path: std::path::PathBuf,
+    /// No live data file is opened or closed in the daemon meanwhile (see
+    /// [`tree::exclusive`]); released last, after our descriptor is closed.
+    _exclusive: std::sync::RwLockWriteGuard<'static, ()>,
 }
 
 impl Held {
@@ -254,6 +261,9 @@ impl Drop for Held {
 /// removed since the walk is [`Gone::Changed`]; one SQLite cannot read in
 /// time fails the create.
 pub fn hold(tree: &Tree, rel: &[u8], ident: Ident) -> Result<Held, Gone> {
+    // Before SQLite opens the database, until after our descriptor on it is
+    // closed (dropped last, whatever returns early).
+    let exclusive = tree::exclusive();
     let path = tree.display(rel);
     let (parent, name) = tree::split(rel);
     let dir = tree.dir_fd(parent)?;
@@ -325,6 +335,7 @@ pub fn hold(tree: &Tree, rel: &[u8], ident: Ident) -> Result<Held, Gone> {
         lock,
         since,
         path,
+        _exclusive: exclusive,
     })
 }
 

@@ -18,10 +18,11 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Statx, StatxFlags};
 use rustix::io::Errno;
@@ -38,6 +39,85 @@ const FILE: OFlags = OFlags::RDONLY
     .union(OFlags::NONBLOCK)
     .union(OFlags::NOCTTY)
     .union(OFlags::CLOEXEC);
+/// POSIX record locks, which SQLite takes, belong to the *process*: closing
+/// any descriptor of ours on a database's inode silently drops SQLite's lock
+/// on it, whichever name the descriptor was opened by. The instance's user can
+/// give one database two names (a hard link into another instance's tree, or
+/// elsewhere in its own), so while a snapshot holds a database
+/// ([`super::snapshot::hold`], the exclusive side), no live data file is
+/// opened or closed anywhere in the daemon: every [`LiveFile`] (and the walk's
+/// sparse check) lives on the shared side, and one waiting for a snapshot to
+/// end waits at most that long (one database's read).
+static LIVE: RwLock<()> = RwLock::new(());
+
+/// The shared side of [`LIVE`], waited for if a snapshot holds a database.
+fn shared() -> RwLockReadGuard<'static, ()> {
+    match LIVE.try_read() {
+        Ok(guard) => guard,
+        Err(TryLockError::WouldBlock) => {
+            // A snapshot holds a database: tests check that a create of
+            // another instance waits here instead of dropping its lock.
+            hook_point!("create::live-file-waits");
+            LIVE.read().unwrap_or_else(PoisonError::into_inner)
+        }
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+    }
+}
+
+/// The exclusive side of [`LIVE`], for as long as SQLite holds a database
+/// (and our own descriptor on it, opened with [`Tree::open_file_in`], is open).
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    LIVE.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A live data file opened through a [`Tree`]: a [`File`] that is closed
+/// before the shared side of [`LIVE`] it was opened under is released (the
+/// fields drop in order).
+#[derive(Debug)]
+pub struct LiveFile {
+    file: File,
+    _open: Option<RwLockReadGuard<'static, ()>>,
+}
+
+impl LiveFile {
+    /// A file outside any instance's reach (unit and site files): no snapshot
+    /// can hold it.
+    fn trusted(file: File) -> LiveFile {
+        LiveFile { file, _open: None }
+    }
+}
+
+impl Deref for LiveFile {
+    type Target = File;
+    fn deref(&self) -> &File {
+        &self.file
+    }
+}
+
+impl DerefMut for LiveFile {
+    fn deref_mut(&mut self) -> &mut File {
+        &mut self.file
+    }
+}
+
+impl std::io::Read for LiveFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl AsFd for LiveFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl std::io::Seek for LiveFile {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
 /// The longest piece of a relative path given to one `openat2` (`PATH_MAX`
 /// counts the terminating NUL).
 const MAX_PIECE: usize = 4095;
@@ -205,8 +285,10 @@ impl Tree {
 
     /// Open the regular file `rel` for reading, only if it is still the file the
     /// walk saw (`expect`): a symlink, FIFO, socket or another file in its place
-    /// is [`Gone::Changed`], and nothing is read through it.
-    pub fn open_file(&self, rel: &[u8], expect: Ident) -> Result<File, Gone> {
+    /// is [`Gone::Changed`], and nothing is read through it. Opened and closed
+    /// while no snapshot holds a database ([`LiveFile`]).
+    pub fn open_file(&self, rel: &[u8], expect: Ident) -> Result<LiveFile, Gone> {
+        let open = shared();
         let (parent, name) = split(rel);
         let fd = self.with_dir(parent, None, |dir| {
             rustix::fs::openat(dir, name, FILE, Mode::empty())
@@ -214,7 +296,10 @@ impl Tree {
         })?;
         let st = stat_fd(&fd).map_err(|e| self.failed("reading", rel, e.into()))?;
         check_file(&st, expect).map_err(Gone::Changed)?;
-        Ok(File::from(fd))
+        Ok(LiveFile {
+            file: File::from(fd),
+            _open: Some(open),
+        })
     }
 
     /// [`Tree::open_file`] from `dir`, a descriptor [`Tree::dir_fd`] gave on
@@ -362,7 +447,7 @@ fn openat_dir(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<OwnedFd> {
 /// Open a file at a path the daemon trusts (a unit or site file; a symlink there
 /// is followed, as the Python tool does for the enabled site) for reading, only
 /// if it is still the regular file the walk saw.
-pub fn open_trusted(path: &Path, expect: Ident) -> Result<File, Gone> {
+pub fn open_trusted(path: &Path, expect: Ident) -> Result<LiveFile, Gone> {
     let fd =
         rustix::fs::open(path, FILE.difference(OFlags::NOFOLLOW), Mode::empty()).map_err(|e| {
             match e {
@@ -381,7 +466,7 @@ pub fn open_trusted(path: &Path, expect: Ident) -> Result<File, Gone> {
         .map_err(std::io::Error::from)
         .at("reading", path)?;
     check_file(&st, expect).map_err(Gone::Changed)?;
-    Ok(File::from(fd))
+    Ok(LiveFile::trusted(File::from(fd)))
 }
 
 /// Most extents [`holes_at`] walks; a file cut into more is counted by its
@@ -401,6 +486,8 @@ pub fn holes_at(dir: BorrowedFd<'_>, name: &[u8], st: &Statx) -> rustix::io::Res
     if by_blocks == 0 {
         return Ok(Some(0));
     }
+    // Closed before the guard goes (see [`LiveFile`]).
+    let _open = shared();
     let fd = match rustix::fs::openat(dir, name, FILE, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::LOOP | Errno::NXIO | Errno::AGAIN) => return Ok(None),
