@@ -34,7 +34,12 @@ fn serial() -> fail::FailScenario<'static> {
 
 /// Hand the data directory to the service user, as on a real host.
 fn owned_by_nobody(w: &World) -> PathBuf {
-    let data = w.data("alpha");
+    instance_owned_by_nobody(w, "alpha")
+}
+
+/// [`owned_by_nobody`] for the instance `name`.
+fn instance_owned_by_nobody(w: &World, name: &str) -> PathBuf {
+    let data = w.data(name);
     let mut dir = data.clone();
     while dir.starts_with(&w.sb.prefix) {
         let mode = fs::metadata(&dir).unwrap().permissions().mode();
@@ -1128,16 +1133,7 @@ async fn a_hard_link_in_another_instance_never_drops_a_snapshots_lock() {
     let _serial = serial();
     let w = World::new(&["alpha", "bravo"]);
     for name in ["alpha", "bravo"] {
-        let data = w.data(name);
-        let mut dir = data.clone();
-        while dir.starts_with(&w.sb.prefix) {
-            let mode = fs::metadata(&dir).unwrap().permissions().mode();
-            fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o711)).unwrap();
-            if !dir.pop() {
-                break;
-            }
-        }
-        nobody::chown_r(&data, NOBODY);
+        instance_owned_by_nobody(&w, name);
     }
     let db = w.data("alpha").join("user-files/group-1.sqlite");
     database(&db, "alpha", 20);
