@@ -463,6 +463,19 @@ fn assert_secret_absent(archive: &str, secret: &str) {
     assert!(!has_bytes(archive, secret), "the secret is in {archive}");
 }
 
+/// Nothing was snapshotted, and a warning says that `what` was left out
+/// because it was replaced.
+fn assert_left_out_replaced(r: &CreateResult, what: &str) {
+    assert_eq!(r.snapshots, 0, "{:?}", r.warnings);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains(what) && w.contains("replaced")),
+        "{:?}",
+        r.warnings
+    );
+}
+
 /// The database's directory is swapped for a symlink to a root-only directory
 /// holding another database, after the walk (the directory is then never
 /// opened) or after the snapshot opened it (SQLite reads from the directory
@@ -491,14 +504,7 @@ async fn a_directory_swapped_for_a_symlink_never_leads_sqlite_elsewhere() {
         assert_secret_absent(&r.archive, &secret);
         let member = format!("{}/data/user-files/group-1.sqlite", r.id);
         if hook == "create::after-walk" {
-            assert_eq!(r.snapshots, 0, "{hook}");
-            assert!(
-                r.warnings
-                    .iter()
-                    .any(|w| w.contains("user-files") && w.contains("replaced")),
-                "{hook}: {:?}",
-                r.warnings
-            );
+            assert_left_out_replaced(r, "user-files");
         } else {
             // The directory the walk saw, moved: its own database.
             assert_eq!(r.snapshots, 1, "{hook}: {:?}", r.warnings);
@@ -533,14 +539,7 @@ async fn a_database_swapped_for_a_symlink_is_left_out() {
     assert!(ran.load(Ordering::SeqCst));
     let r = out.result.as_ref().unwrap();
     assert_secret_absent(&r.archive, &secret);
-    assert_eq!(r.snapshots, 0);
-    assert!(
-        r.warnings
-            .iter()
-            .any(|w| w.contains("group-1.sqlite") && w.contains("replaced")),
-        "{:?}",
-        r.warnings
-    );
+    assert_left_out_replaced(r, "group-1.sqlite");
     assert_no_copies(&w);
 }
 
@@ -563,14 +562,7 @@ async fn a_fifo_swapped_in_for_a_database_does_not_hang_the_create() {
     fail::remove("create::before-snapshot");
     assert!(ran.load(Ordering::SeqCst));
     let r = out.result.as_ref().unwrap();
-    assert_eq!(r.snapshots, 0);
-    assert!(
-        r.warnings
-            .iter()
-            .any(|w| w.contains("group-1.sqlite") && w.contains("replaced")),
-        "{:?}",
-        r.warnings
-    );
+    assert_left_out_replaced(r, "group-1.sqlite");
     assert_no_copies(&w);
 }
 
