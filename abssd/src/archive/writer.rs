@@ -92,17 +92,12 @@ async fn write_async(
     let mut skipped = Vec::new();
     let mut snapshots = 0;
     for m in members {
-        let is_db = matches!(m.body, Body::Database { .. });
-        match append(&mut builder, m, &mut buf, progress).await? {
-            Some(s) => {
-                if is_db && s.kind != SkipKind::LeftOut {
-                    snapshots += 1;
-                }
-                skipped.push(s);
-            }
-            None if is_db => snapshots += 1,
-            None => {}
+        let outcome = append(&mut builder, m, &mut buf, progress).await?;
+        let archived = outcome.as_ref().is_none_or(|s| s.kind != SkipKind::LeftOut);
+        if archived && matches!(m.body, Body::Database { .. }) {
+            snapshots += 1;
         }
+        skipped.extend(outcome);
     }
     let mut encoder = builder.into_inner().await.map_err(archive_err)?;
     encoder.shutdown().await.map_err(archive_err)?;
