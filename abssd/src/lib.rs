@@ -24,6 +24,7 @@
 //! * [`zipend`]     — a zip's end record, read before any zip parser trusts it.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps.
+//! * [`text`]       — outside text cut to a length fit for messages and logs.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
 //! * [`error`]      — the one error type and its wire mapping.
 
@@ -83,6 +84,7 @@ pub mod rpc;
 pub mod scratch;
 pub mod service;
 pub mod systemd;
+pub mod text;
 pub mod zipend;
 
 use std::future::Future;
