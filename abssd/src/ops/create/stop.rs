@@ -12,13 +12,14 @@
 
 use std::time::Instant;
 
-use abssd_proto::{Actor, CreateParams, CreatePlan, CreateResult, EventKind};
+use abssd_proto::{Actor, CreateParams, CreatePlan, CreateResult, Phase};
 
 use super::{Pass, Reading, Resolved, end, index, pass};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::journal::{Journal, Record, Step};
-use crate::ops::{Ctx, Sink};
+use crate::ops::Ctx;
+use crate::progress::{Progress, Reporter};
 use crate::systemd::Units;
 
 /// A `stop`-mode create of an instance whose unit runs.
@@ -30,7 +31,7 @@ pub(super) struct Job<'a, U: Units> {
     pub unit: &'a str,
     pub params: &'a CreateParams,
     pub actor: &'a Actor,
-    pub progress: &'a Sink,
+    pub progress: &'a Reporter,
 }
 
 impl<U: Units> Job<'_, U> {
@@ -68,7 +69,7 @@ impl<U: Units> Job<'_, U> {
             unit: unit.to_owned(),
         })?;
         crash_point!("create-stop::before-stop-unit");
-        self.phase("stop_unit");
+        self.progress.phase(Phase::StopUnit);
         let stopping = Instant::now();
         if let Err(e) = self.units.stop(unit).await {
             // A stop job that failed or timed out can leave the unit half
@@ -80,7 +81,7 @@ impl<U: Units> Job<'_, U> {
             return end(Some(journal), Err(e));
         }
         crash_point!("create-stop::after-stop-unit");
-        self.info(format!("stopped {unit} for the backup"));
+        self.progress.info(format!("stopped {unit} for the backup"));
 
         let mut journal = Some(journal);
         let passed = pass(
@@ -93,12 +94,12 @@ impl<U: Units> Job<'_, U> {
         )
         .await;
         crash_point!("create-stop::before-start-unit");
-        self.phase("start_unit");
+        self.progress.phase(Phase::StartUnit);
         let started = self.units.start(unit).await;
         let downtime_ms = stopping.elapsed().as_millis() as u64;
         crash_point!("create-stop::after-start-unit");
         match &started {
-            Ok(()) => self.info(format!(
+            Ok(()) => self.progress.info(format!(
                 "started {unit} again; it was stopped for {downtime_ms} ms"
             )),
             Err(e) => {
@@ -139,20 +140,6 @@ impl<U: Units> Job<'_, U> {
         // next start, perhaps hours later (socket activation), while someone
         // looks into why it fails.
         end(journal, result)
-    }
-
-    fn phase(&self, name: &str) {
-        self.progress.emit(EventKind::Phase {
-            name: name.into(),
-            total_bytes: None,
-        });
-    }
-
-    fn info(&self, text: String) {
-        self.progress.emit(EventKind::Message {
-            level: "info".into(),
-            text,
-        });
     }
 }
 
