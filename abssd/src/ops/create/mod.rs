@@ -510,7 +510,78 @@ async fn finish(
 
 #[cfg(test)]
 mod tests {
+    use abssd_proto::{Level, VerifyParams};
+
     use super::*;
+    use crate::config::{Config, Overrides};
+    use crate::progress::Recorder;
+
+    /// A context under a temporary prefix with one instance, `alpha`, whose
+    /// data is one small file; systemd cannot be reached, whatever the host.
+    pub(super) fn one_instance(dir: &Path) -> std::sync::Arc<Ctx> {
+        let over = Overrides {
+            prefix: Some(dir.into()),
+            bus_address: Some(format!("unix:path={}", dir.join("no-bus").display())),
+            ..Overrides::default()
+        };
+        let config = Config::load_with_env(&over, &Default::default()).unwrap();
+        let data = config.instance_root.join("alpha");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("budget.txt"), "x".repeat(3000)).unwrap();
+        let registry = config.registry_file();
+        std::fs::create_dir_all(registry.parent().unwrap()).unwrap();
+        std::fs::write(&registry, "instances:\n- name: alpha\n").unwrap();
+        Ctx::new(config)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_reports_its_phases_in_order_and_a_verify_of_it_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = one_instance(dir.path());
+        let actor = Actor {
+            uid: 0,
+            user: "root".into(),
+            pid: 1,
+        };
+        let params = CreateParams {
+            instance: "alpha".into(),
+            data_only: true,
+            ..CreateParams::default()
+        };
+
+        let (rec, progress) = Recorder::start("op-create");
+        let (plan, result) = run(&ctx, &params, &actor, &progress).await.unwrap();
+        let result = result.unwrap();
+        assert_eq!(rec.phases(), [Phase::Archive, Phase::Index]);
+        assert!(matches!(rec.events()[0], EventKind::Plan { .. }));
+        assert_eq!(
+            rec.progress_of(&Phase::Archive).last(),
+            Some(&(result.uncompressed_bytes, plan.total_bytes)),
+            "the last count is every content byte archived"
+        );
+        assert!(result.uncompressed_bytes >= 3000);
+        assert_eq!(rec.messages(Level::Warning), plan.warnings);
+        assert_eq!(rec.messages(Level::Info), plan.notes);
+        assert_eq!(rec.changed_backups(), std::slice::from_ref(&result.id));
+
+        let (rec, progress) = Recorder::start("op-verify");
+        let verify = VerifyParams {
+            id: Some(result.id.clone()),
+            ..VerifyParams::default()
+        };
+        let (_, verified) = crate::ops::verify::run(&ctx, &verify, &progress)
+            .await
+            .unwrap();
+        assert_eq!(verified.results[0].status, status::AVAILABLE);
+        assert_eq!(rec.phases(), [Phase::Verify(result.id.clone())]);
+        assert_eq!(
+            rec.progress_of(&Phase::Verify(result.id.clone())).last(),
+            Some(&(result.size_bytes, result.size_bytes)),
+            "every byte of the archive was read"
+        );
+        assert!(rec.warnings().is_empty());
+        assert_eq!(rec.changed_backups(), [result.id]);
+    }
 
     #[test]
     fn labels_split_on_commas_and_dedupe() {
