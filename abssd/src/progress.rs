@@ -122,8 +122,8 @@ impl LockObserver for Reporter {
 const EVERY: Duration = Duration::from_millis(100);
 
 /// Byte progress of one phase: a `phase` event with the total when it
-/// starts, then `progress` events at most every [`EVERY`], and a last one
-/// with the final count when it is dropped.
+/// starts, then `progress` events at most every 100 ms, and a last one with
+/// the final count when it is dropped. Made by [`Reporter::bytes`].
 #[derive(Debug)]
 pub struct ByteProgress {
     to: Reporter,
