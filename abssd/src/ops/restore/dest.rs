@@ -2,12 +2,13 @@
 //! lock on the instance, no unit, asset or registry change; only the staging
 //! directory and the final rename are journaled.
 
-use abssd_proto::RestoreResult;
+use abssd_proto::{Phase, RestoreResult};
 
 use super::{Job, mode, remove_tree, rollback};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::journal::Step;
+use crate::progress::Progress;
 
 pub(super) async fn run(job: &Job<'_>) -> Result<RestoreResult> {
     let mut journal = job.journal(None)?;
@@ -20,7 +21,7 @@ pub(super) async fn run(job: &Job<'_>) -> Result<RestoreResult> {
                 &job.ctx.config,
                 None,
                 &record,
-                &**job.progress,
+                job.progress,
             )
             .await;
             return Err(report.into_error(cause, journal));
@@ -66,7 +67,7 @@ async fn place(
     journal: &mut crate::journal::Journal,
 ) -> Result<crate::extract::Extracted> {
     let extracted = job.stage(journal).await?;
-    super::phase(&**job.progress, "place");
+    job.progress.phase(Phase::Place);
     let target = job.pre.target.clone();
     let from = job.payload().join("data");
     journal.begin(Step::PlaceData {

@@ -4,18 +4,17 @@
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use abssd_proto::{CreateParams, EventKind, RestoreResult};
+use abssd_proto::{CreateParams, EventKind, Phase, RestoreResult};
 use serde_json::{Value, json};
 
-use super::{Job, instance_metadata, message, mode, phase, remove_tree, rollback};
+use super::{Job, instance_metadata, mode, remove_tree, rollback};
 use crate::config::{site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::journal::{Journal, Step};
 use crate::nginx;
-use crate::ops::{LockEvents, Progress, Sink};
+use crate::progress::{Progress, Reporter};
 use crate::registry::{Instance, Registry};
 use crate::systemd::Units;
 
@@ -38,7 +37,7 @@ pub(super) async fn run<U: Units>(job: &Job<'_>, units: &U) -> Result<RestoreRes
     let _lock = job
         .ctx
         .locks
-        .acquire(false, &[instance.as_str()], &LockEvents(&**job.progress))
+        .acquire(false, &[instance.as_str()], job.progress)
         .await?;
     // The state that counts is the one under the lock.
     let was_active = units.state(&unit).await?.is_active();
@@ -57,7 +56,7 @@ pub(super) async fn run<U: Units>(job: &Job<'_>, units: &U) -> Result<RestoreRes
         Err(cause) => {
             let record = journal.record().clone();
             let report =
-                rollback::rollback(&job.ctx.config, Some(units), &record, &**job.progress).await;
+                rollback::rollback(&job.ctx.config, Some(units), &record, job.progress).await;
             return Err(report.into_error(cause, journal));
         }
     };
@@ -65,7 +64,7 @@ pub(super) async fn run<U: Units>(job: &Job<'_>, units: &U) -> Result<RestoreRes
     journal.commit(outcome.clone())?;
     crash_point!("restore::after-commit");
 
-    phase(&**job.progress, "cleanup");
+    job.progress.phase(Phase::Cleanup);
     let leftovers = std::mem::take(&mut done.leftovers);
     let removed = tokio::task::spawn_blocking(move || {
         leftovers
@@ -88,7 +87,7 @@ pub(super) async fn run<U: Units>(job: &Job<'_>, units: &U) -> Result<RestoreRes
         }
     };
     for w in &done.warnings {
-        message(&**job.progress, "warning", w.clone());
+        job.progress.warn(w.clone());
     }
     crash_point!("restore::after-annotate");
     journal.close()?;
@@ -130,17 +129,17 @@ async fn forward<U: Units>(
     };
 
     if was_active {
-        phase(&**job.progress, "stop_unit");
+        job.progress.phase(Phase::StopUnit);
         journal.begin(Step::StopUnit {
             unit: unit.to_owned(),
         })?;
         crash_point!("restore::before-stop-unit");
         units.stop(unit).await?;
         crash_point!("restore::after-stop-unit");
-        message(&**job.progress, "info", format!("stopped {unit}"));
+        job.progress.info(format!("stopped {unit}"));
     }
 
-    phase(&**job.progress, "swap");
+    job.progress.phase(Phase::Swap);
     let live = job.pre.target.clone();
     let aside = suffixed(&live, &format!(".pre-restore-{}", job.stamp));
     if std::fs::symlink_metadata(&aside).is_ok() {
@@ -171,7 +170,7 @@ async fn forward<U: Units>(
 
     let mut site_changed = false;
     if !job.data_only {
-        phase(&**job.progress, "assets");
+        job.progress.phase(Phase::Assets);
         let name = &job.plan.instance;
         let unit_src = payload.join("systemd").join(unit_name(name));
         let unit_file = cfg.unit_file(name);
@@ -202,35 +201,32 @@ async fn forward<U: Units>(
                 site_changed = true;
             }
         }
-        phase(&**job.progress, "daemon_reload");
+        job.progress.phase(Phase::DaemonReload);
         journal.begin(Step::DaemonReload)?;
         crash_point!("restore::before-daemon-reload");
         units.daemon_reload().await?;
         crash_point!("restore::after-daemon-reload");
     }
 
-    phase(&**job.progress, "registry");
+    job.progress.phase(Phase::Registry);
     update_registry(job, journal, &payload).await?;
 
     if running_after {
-        phase(&**job.progress, "start_unit");
+        job.progress.phase(Phase::StartUnit);
         journal.begin(Step::StartUnit {
             unit: unit.to_owned(),
         })?;
         crash_point!("restore::before-start-unit");
         units.start(unit).await?;
         crash_point!("restore::after-start-unit");
-        message(&**job.progress, "info", format!("started {unit}"));
+        job.progress.info(format!("started {unit}"));
     } else if was_active {
-        message(
-            &**job.progress,
-            "info",
-            format!("{unit} left stopped (--no-restart)"),
-        );
+        job.progress
+            .info(format!("{unit} left stopped (--no-restart)"));
     }
 
     if site_changed {
-        phase(&**job.progress, "nginx");
+        job.progress.phase(Phase::Nginx);
         nginx::test(&cfg.nginx_test_command).await?;
         let nginx_unit = &cfg.nginx_unit;
         if units.state(nginx_unit).await?.is_active() {
@@ -251,17 +247,13 @@ async fn forward<U: Units>(
 /// Pre-restore backup (SPEC §7 step 3), under the instance lock already held.
 async fn pre_backup(job: &Job<'_>) -> Result<Option<String>> {
     if std::fs::symlink_metadata(&job.pre.target).is_err() {
-        message(
-            &**job.progress,
-            "warning",
-            format!(
-                "no pre-restore backup: the live data directory {} does not exist",
-                job.pre.target.display()
-            ),
-        );
+        job.progress.warn(format!(
+            "no pre-restore backup: the live data directory {} does not exist",
+            job.pre.target.display()
+        ));
         return Ok(None);
     }
-    phase(&**job.progress, "pre_backup");
+    job.progress.phase(Phase::PreBackup);
     let params = CreateParams {
         instance: job.plan.instance.clone(),
         message: Some(
@@ -274,20 +266,19 @@ async fn pre_backup(job: &Job<'_>) -> Result<Option<String>> {
         data_only: job.data_only,
         ..CreateParams::default()
     };
-    let nested: Sink = Arc::new(Nested(Arc::clone(job.progress)));
+    let nested = Reporter::new(Nested(job.progress.clone()));
     let (plan, _) =
         crate::ops::create::run_under_lock(job.ctx, &params, job.actor, &nested).await?;
-    message(
-        &**job.progress,
-        "info",
-        format!("pre-restore backup {} written to {}", plan.id, plan.archive),
-    );
+    job.progress.info(format!(
+        "pre-restore backup {} written to {}",
+        plan.id, plan.archive
+    ));
     Ok(Some(plan.id))
 }
 
 /// The pre-restore backup's events, minus its plan (the operation's plan is the
 /// restore's).
-struct Nested(Sink);
+struct Nested(Reporter);
 
 impl Progress for Nested {
     fn emit(&self, event: EventKind) {
@@ -431,11 +422,7 @@ fn set_link(
 /// Step 6: the registry entry gets the archive's paths, version and domain
 /// (unless data-only) and `metadata.last_restored_at/by`; under the global lock.
 async fn update_registry(job: &Job<'_>, journal: &mut Journal, payload: &Path) -> Result<()> {
-    let _global = job
-        .ctx
-        .locks
-        .acquire(true, &[], &LockEvents(&**job.progress))
-        .await?;
+    let _global = job.ctx.locks.acquire(true, &[], job.progress).await?;
     let file = job.ctx.config.registry_file();
     let name = job.plan.instance.clone();
     let mut registry = Registry::load(&file)?;
@@ -488,9 +475,7 @@ fn apply_archived(job: &Job<'_>, entry: &mut Instance, meta: &serde_json::Map<St
         if let Some(root) = paths.root.as_deref()
             && root != restored_to
         {
-            message(
-                &**job.progress,
-                "warning",
+            job.progress.warn(
                 format!(
                     "the archive's paths.root {root:?} differs from where the data was restored ({restored_to}); keeping the current data root"
                 ),

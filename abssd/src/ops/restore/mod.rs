@@ -17,10 +17,9 @@
 //! the staging directory, and the archive is hashed in the same pass.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use abssd_proto::{
-    Actor, EventKind, RestoreMode, RestoreParams, RestorePlan, RestoreResult, status,
+    Actor, EventKind, Phase, RestoreMode, RestoreParams, RestorePlan, RestoreResult, status,
 };
 use serde_json::{Value, json};
 
@@ -30,7 +29,8 @@ use crate::extract::{self, Expect, Extracted, Limits, Reserve};
 use crate::fsutil;
 use crate::index::Index;
 use crate::journal::{Journal, Outcome, Record, Step};
-use crate::ops::{ByteProgress, Ctx, LockEvents, Progress, Sink};
+use crate::ops::Ctx;
+use crate::progress::{Progress, Reporter};
 use crate::systemd::{Systemd, Units};
 
 mod dest;
@@ -45,10 +45,10 @@ pub async fn run(
     ctx: &Ctx,
     params: &RestoreParams,
     actor: &Actor,
-    progress: &Sink,
+    progress: &Reporter,
 ) -> Result<(RestorePlan, Option<RestoreResult>)> {
     check_flags(params)?;
-    phase(&**progress, "preflight");
+    progress.phase(Phase::Preflight);
     let (config, p) = (ctx.config.clone(), params.clone());
     let pre = tokio::task::spawn_blocking(move || plan::preflight(&config, &p)).await??;
     let live = params.dest.is_none();
@@ -82,7 +82,7 @@ pub async fn run(
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
     for w in &plan.warnings {
-        message(&**progress, "warning", w.clone());
+        progress.warn(w.clone());
     }
     let short = plan.space.available_bytes
         < plan
@@ -91,7 +91,7 @@ pub async fn run(
             .saturating_add(plan.space.reserve_bytes);
     if params.dry_run {
         if short {
-            message(&**progress, "warning", no_space(&plan).to_string());
+            progress.warn(no_space(&plan).to_string());
         }
         return Ok((plan, None));
     }
@@ -130,11 +130,15 @@ pub async fn run(
 /// (no pre-restore backup, no staging yet), recorded in the index like
 /// `backup verify --deep`; any problem refuses the restore. The extraction
 /// that follows checks the same sha256, so it unpacks the bytes checked here.
-async fn verify_deep(ctx: &Ctx, entry: &abssd_proto::BackupEntry, progress: &Sink) -> Result<()> {
-    let (entry, sink) = (entry.clone(), Arc::clone(progress));
+async fn verify_deep(
+    ctx: &Ctx,
+    entry: &abssd_proto::BackupEntry,
+    progress: &Reporter,
+) -> Result<()> {
+    let (entry, sink) = (entry.clone(), progress.clone());
     let (max_entries, state_dir) = (ctx.config.max_restore_entries, ctx.config.state_dir.clone());
     let finding = tokio::task::spawn_blocking(move || {
-        crate::ops::verify::check(&entry, max_entries, &*sink, Some(&state_dir))
+        crate::ops::verify::check(&entry, max_entries, &sink, Some(&state_dir))
     })
     .await?;
     let finding = crate::ops::verify::record(ctx, vec![finding], progress)
@@ -144,7 +148,7 @@ async fn verify_deep(ctx: &Ctx, entry: &abssd_proto::BackupEntry, progress: &Sin
     let item = finding.item;
     match item.status.as_str() {
         status::AVAILABLE => {
-            message(&**progress, "info", item.message);
+            progress.info(item.message);
             Ok(())
         }
         // Our side (space, the scratch directory, reading the archive): the
@@ -213,7 +217,7 @@ pub(crate) struct Job<'a> {
     ctx: &'a Ctx,
     params: &'a RestoreParams,
     actor: &'a Actor,
-    progress: &'a Sink,
+    progress: &'a Reporter,
     pre: &'a plan::Preflight,
     plan: &'a RestorePlan,
     staging: PathBuf,
@@ -291,14 +295,14 @@ impl Job<'_> {
             same_owner: rustix::process::geteuid().is_root(),
         };
         let (archive, staging) = (self.pre.archive.clone(), self.staging.clone());
-        let sink: Sink = Arc::clone(self.progress);
+        let sink = self.progress.clone();
         let total = self.plan.archive_bytes;
         let extracted = tokio::task::spawn_blocking(move || {
-            let mut bytes = ByteProgress::start(&*sink, "extract", total);
+            let mut bytes = sink.bytes(Phase::Extract, total);
             extract::extract(&archive, &staging, &expect, &mut |n| bytes.add(n))
         })
         .await??;
-        phase(&**self.progress, "validate");
+        self.progress.phase(Phase::Validate);
         let payload = self.payload();
         let instance = self.plan.instance.clone();
         tokio::task::spawn_blocking(move || validate(&payload, &instance)).await??;
@@ -308,12 +312,8 @@ impl Job<'_> {
 
     /// Record the restore on the index entry (SPEC §5), under the global lock.
     async fn annotate_index(&self, outcome: &Outcome) -> Result<String> {
-        phase(&**self.progress, "index");
-        let _global = self
-            .ctx
-            .locks
-            .acquire(true, &[], &LockEvents(&**self.progress))
-            .await?;
+        self.progress.phase(Phase::Index);
+        let _global = self.ctx.locks.acquire(true, &[], self.progress).await?;
         let index_file = self.ctx.config.index_file.clone();
         let now = fsutil::now_utc();
         let (id, op_id, outcome, at) = (
@@ -427,20 +427,6 @@ fn instance_metadata(payload: &Path) -> Result<Option<serde_json::Map<String, Va
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).at("reading", &path),
     }
-}
-
-fn phase(progress: &dyn Progress, name: &str) {
-    progress.emit(EventKind::Phase {
-        name: name.to_owned(),
-        total_bytes: None,
-    });
-}
-
-fn message(progress: &dyn Progress, level: &str, text: String) {
-    progress.emit(EventKind::Message {
-        level: level.to_owned(),
-        text,
-    });
 }
 
 /// Remove a directory tree if it exists; `Ok(false)` when it was not there.
