@@ -13,9 +13,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::member::{Body, Member, Origin};
 use super::snapshot::{self, HEADER, Kind};
 use super::tree::Gone;
-use super::{Body, Member, Origin};
 use crate::error::{Error, Result};
 use crate::scratch::Scratch;
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::Origin;
+use super::member::Origin;
 use super::snapshot::Taken;
 use super::tree::{self, Gone, Ident};
 use crate::error::{Error, Result};

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use rustix::fs::{Dir, FileType};
 use rustix::io::Errno;
 
+use super::member::{Body, MAX_NAME, Member, Origin};
+use super::skipped::{SkipKind, Skipped};
 use super::tree::{self, Gone, Ident, Tree};
-use super::{Body, MAX_NAME, Member, Origin, SkipKind, Skipped};
 use crate::error::{Error, Result};
 
 /// What the walk found in one directory, in name order.

@@ -16,9 +16,11 @@ use async_compression::zstd::CParameter;
 use tokio::io::AsyncWriteExt;
 use tokio_tar::{Builder, EntryType, Header, HeaderMode};
 
+use super::member::{Body, Member};
 use super::sink::{Encoder, HashingFile};
+use super::skipped::{SkipKind, Skipped};
 use super::tree;
-use super::{Body, Gone, Member, SkipKind, Skipped};
+use super::tree::Gone;
 use crate::error::{Error, IoContext, Result};
 
 /// What the writer produced.
@@ -72,7 +74,7 @@ async fn write_async(
         content_bytes += n;
         report(n);
     };
-    let archive_err = super::write_error;
+    let archive_err = write_error;
     let sink = HashingFile::new(file).map_err(archive_err)?;
     let level = Level::Precise(codec.level);
     let encoder = match codec.algorithm {
@@ -455,7 +457,7 @@ async fn copy_content(
     buf: &mut [u8],
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64> {
-    let write_err = super::write_error;
+    let write_err = write_error;
     let path = path.as_ref();
     let mut left = size;
     while left > 0 {
@@ -482,6 +484,18 @@ async fn copy_content(
     let pad = (512 - (size % 512) as usize) % 512;
     out.write_all(&[0u8; 512][..pad]).await.map_err(write_err)?;
     Ok(missing)
+}
+
+/// An error while writing an archive. A full disk is the host's problem
+/// (`environment`), anything else an archive failure.
+pub(crate) fn write_error(e: std::io::Error) -> crate::Error {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        crate::Error::Environment(format!(
+            "writing the archive failed: {e}; free some space in the backups root"
+        ))
+    } else {
+        crate::Error::Archive(format!("writing the archive failed: {e}"))
+    }
 }
 
 #[cfg(test)]
