@@ -77,7 +77,7 @@ impl World {
     }
 
     /// The configuration the daemon runs with.
-    pub fn cfg(&self) -> abssd::Config {
+    pub fn cfg(&self) -> abssd::config::Layout {
         self.sb.config()
     }
 

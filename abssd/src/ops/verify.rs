@@ -73,7 +73,7 @@ pub async fn run(
     params: &VerifyParams,
     progress: &Sink,
 ) -> Result<(VerifyPlan, VerifyResult)> {
-    let index_file = ctx.config.index_file.clone();
+    let index_file = ctx.config.layout.index_file.clone();
     let (file, p) = (index_file.clone(), params.clone());
     let (entries, plan) = tokio::task::spawn_blocking(move || {
         let entries = select(&Index::load(&file)?, &p, &file)?;
@@ -93,8 +93,8 @@ pub async fn run(
     });
 
     let mut findings = Vec::with_capacity(entries.len());
-    let max_entries = ctx.config.max_restore_entries;
-    let deep = params.deep.then(|| ctx.config.state_dir.clone());
+    let max_entries = ctx.config.daemon.max_restore_entries;
+    let deep = params.deep.then(|| ctx.config.layout.state_dir.clone());
     for entry in entries {
         let (sink, deep) = (progress.clone(), deep.clone());
         let finding = tokio::task::spawn_blocking(move || {
@@ -122,7 +122,7 @@ pub async fn record(ctx: &Ctx, findings: Vec<Finding>, progress: &Sink) -> Resul
             .locks
             .acquire(true, &[], &LockEvents(&**progress))
             .await?;
-        let file = ctx.config.index_file.clone();
+        let file = ctx.config.layout.index_file.clone();
         tokio::task::spawn_blocking(move || {
             let mut index = Index::load(&file)?;
             let now = fsutil::now_utc();

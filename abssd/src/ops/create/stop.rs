@@ -50,7 +50,7 @@ impl<U: Units> Job<'_, U> {
     ) -> Result<(CreatePlan, Option<CreateResult>)> {
         let unit = self.unit;
         let mut journal = Journal::create(
-            &self.ctx.config.state_dir,
+            &self.ctx.config.layout.state_dir,
             Record {
                 version: 1,
                 op_id: self.progress.op_id(),
