@@ -557,3 +557,115 @@ fn type_name(v: &Value) -> &'static str {
         Value::Object(_) => "a mapping",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<ConfigFile> {
+        ConfigFile::parse(Path::new("/etc/abssctl/config.yml"), yaml)
+    }
+
+    #[test]
+    fn an_empty_file_sets_nothing() {
+        for text in ["", "  \n", "~\n", "# only a comment\n"] {
+            let f = parse(text).unwrap();
+            assert_eq!(f.state_dir, None, "{text:?}");
+            assert_eq!(f.daemon.max_connections, None, "{text:?}");
+            assert!(f.unknown_keys().is_empty(), "{text:?}");
+        }
+        let err = parse("- a\n- b\n").unwrap_err().to_string();
+        assert!(
+            err.contains("mapping of settings") && err.contains("a list"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn layers_merge_key_by_key_the_upper_winning() {
+        // As config.yml and a file of abssd's own will: the same model, merged.
+        let lower = parse(
+            "state_dir: /lower\nlock_timeout: 5\nodd: 1\n\
+             backups: {root: /b, compression: {algorithm: gzip, level: 4}}\n\
+             daemon: {max_batch: 2, idle_timeout: 60, odd: 1}\n",
+        )
+        .unwrap();
+        let upper = ConfigFile::parse(
+            Path::new("/etc/abssctl/abssd.yml"),
+            "lock_timeout: 7\nbackups: {compression: {level: 9}}\n\
+             daemon: {idle_timeout: 0, consistency: none, other: 2}\n",
+        )
+        .unwrap();
+        let m = lower.merge(upper);
+        assert_eq!(m.state_dir, Some(PathBuf::from("/lower")));
+        assert_eq!(m.lock_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(m.backups.root, Some(PathBuf::from("/b")));
+        assert_eq!(m.backups.compression.algorithm, Some(Compression::Gzip));
+        assert_eq!(m.backups.compression.level, Some(9));
+        assert_eq!(m.daemon.max_batch, Some(2));
+        assert_eq!(m.daemon.idle_timeout, Some(Duration::ZERO));
+        assert_eq!(m.daemon.consistency, Some(Consistency::None));
+        assert_eq!(m.unknown_keys(), ["odd", "daemon.odd", "daemon.other"]);
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_are_refused_naming_the_key() {
+        for (yaml, key, says) in [
+            ("lock_timeout: soon\n", "lock_timeout", "number of seconds"),
+            ("lock_timeout: -1\n", "lock_timeout", "from 0 to"),
+            ("lock_timeout: 'NaN'\n", "lock_timeout", "from 0 to"),
+            ("service_user: ''\n", "service_user", "non-empty"),
+            ("state_dir: var/lib\n", "state_dir", "absolute"),
+            ("backups: [1]\n", "backups", "mapping"),
+            (
+                "backups:\n  compression:\n    algorithm: lz4\n",
+                "backups.compression.algorithm",
+                "zstd",
+            ),
+            (
+                "backups:\n  compression:\n    level: '3'\n",
+                "backups.compression.level",
+                "whole number",
+            ),
+            (
+                "nginx:\n  test_command: nginx -t\n",
+                "nginx.test_command",
+                "sequence",
+            ),
+            (
+                "nginx:\n  test_command: []\n",
+                "nginx.test_command",
+                "non-empty list",
+            ),
+            (
+                "daemon:\n  consistency: fast\n",
+                "daemon.consistency",
+                "snapshot",
+            ),
+            (
+                "daemon:\n  max_batch: true\n",
+                "daemon.max_batch",
+                "whole number",
+            ),
+            (
+                "daemon:\n  max_request_bytes: 1023\n",
+                "daemon.max_request_bytes",
+                "from 1024",
+            ),
+            (
+                "daemon:\n  idle_timeout: 1e30\n",
+                "daemon.idle_timeout",
+                "from 0 to",
+            ),
+        ] {
+            let err = parse(yaml).expect_err(yaml);
+            assert_eq!(err.kind(), abssd_proto::ErrorKind::Environment);
+            let err = err.to_string();
+            assert!(
+                err.starts_with(&format!("/etc/abssctl/config.yml: key {key:?}: "))
+                    && err.contains(says),
+                "{yaml}: {err}"
+            );
+        }
+    }
+}

@@ -68,7 +68,10 @@ pub enum Source {
     Flags,
 }
 
-/// One source's settings, checked as they were read.
+/// One source's settings, checked as they were read. Every source has the
+/// file's shape, so another file (settings of abssd's own beside the Python
+/// tool's `config.yml`) is one more layer, and a value's source is the highest
+/// layer that sets it.
 #[derive(Debug)]
 pub struct Layer {
     /// Where they come from.
