@@ -13,6 +13,7 @@
 //! * [`file`]     — the file's serde model: sections, checked values, unknown keys, merging.
 //! * [`layout`]   — the paths, and `--prefix`.
 //! * [`settings`] — the daemon's settings and the services', with their defaults.
+//! * `value`      — the checked values the file's fields are read as.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 pub mod file;
 pub mod layout;
 pub mod settings;
+mod value;
 
 pub use file::ConfigFile;
 pub use layout::{Layout, site_name, unit_name};
@@ -159,13 +161,13 @@ fn from_env(env: &BTreeMap<String, String>) -> Result<ConfigFile> {
     layer.daemon.socket = path("ABSSCTL_SOCKET");
     layer.daemon.operator_group = env.get("ABSSCTL_OPERATOR_GROUP").cloned();
     if let Some(v) = env.get("ABSSCTL_LOCK_TIMEOUT") {
-        let seconds = file::parse_seconds(v)
-            .filter(|s| *s <= f64::from(file::MAX_SECONDS))
+        let seconds = value::parse_seconds(v)
+            .filter(|s| *s <= f64::from(value::MAX_SECONDS))
             .ok_or_else(|| {
                 Error::Environment(format!(
                     "environment variable ABSSCTL_LOCK_TIMEOUT={v:?} is not a number of seconds \
                      from 0 to {}",
-                    file::MAX_SECONDS
+                    value::MAX_SECONDS
                 ))
             })?;
         layer.lock_timeout = Some(std::time::Duration::from_secs_f64(seconds));
