@@ -76,7 +76,7 @@ impl World {
         self.daemon = Daemon::start(&self.sb);
     }
 
-    /// The configuration the daemon runs with.
+    /// The paths of the configuration the daemon runs with.
     pub fn cfg(&self) -> abssd::config::Layout {
         self.sb.config()
     }
