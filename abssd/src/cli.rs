@@ -72,7 +72,7 @@ pub fn main() -> ExitCode {
         }
     };
     // Before the runtime's threads exist (they inherit the signal mask).
-    let shutdown = match shutdown_signal(config.stop_timeout) {
+    let shutdown = match shutdown_signal(config.daemon.stop_timeout) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("abssd: cannot handle signals: {e}");

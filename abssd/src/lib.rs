@@ -101,10 +101,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let socket = config.socket.clone();
+    let socket = config.layout.socket.clone();
     // One daemon per state directory: recovery must never roll back the work
     // of another daemon that is still running.
-    let _sole = sole_daemon(&config.state_dir)?;
+    let _sole = sole_daemon(&config.layout.state_dir)?;
     let activated = service::activated_listener()?;
     let ctx = ops::Ctx::new(config);
     let operations = operations::Operations::default();
@@ -117,11 +117,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Some(std_listener) => {
             let listener = tokio::net::UnixListener::from_std(std_listener)
                 .map_err(|e| Error::Environment(format!("the socket systemd passed: {e}")))?;
-            let idle = ctx.config.idle_timeout;
+            let idle = ctx.config.daemon.idle_timeout;
             (listener, (!idle.is_zero()).then_some(idle))
         }
         None => (
-            rpc::bind(&ctx.config.socket, &ctx.config.socket_group).await?,
+            rpc::bind(&ctx.config.layout.socket, &ctx.config.daemon.socket_group).await?,
             None,
         ),
     };

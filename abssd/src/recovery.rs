@@ -36,20 +36,20 @@ use crate::{fsutil, oplog};
 /// registered in `ops`.
 pub async fn recover(ctx: &Ctx, ops: &Operations) {
     let config = &ctx.config;
-    let journal_dir = Journal::dir(&config.state_dir);
+    let journal_dir = Journal::dir(&config.layout.state_dir);
     let stale = [
-        fsutil::remove_stale_temps(&config.index_file),
-        fsutil::remove_stale_temps(&config.registry_file()),
+        fsutil::remove_stale_temps(&config.layout.index_file),
+        fsutil::remove_stale_temps(&config.layout.registry_file()),
         fsutil::remove_temps(&journal_dir, "."),
     ];
     for path in stale.iter().flatten() {
         tracing::info!(path = %path.display(), "removed the temporary file of an interrupted write");
     }
     // A snapshot or blob copy a create was archiving when the daemon stopped.
-    for path in crate::scratch::remove_leftovers(&config.state_dir) {
+    for path in crate::scratch::remove_leftovers(&config.layout.state_dir) {
         tracing::info!(path = %path.display(), "removed the copies of an interrupted operation");
     }
-    let pending = match Journal::pending(&config.state_dir) {
+    let pending = match Journal::pending(&config.layout.state_dir) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the journals; nothing recovered");
@@ -78,8 +78,8 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
             Ok(_held) => one(ctx, &record, &progress, &mut units).await,
         };
         let keep = matches!(&outcome, Err(e) if e.detail.as_ref().is_some_and(|d| d["left"].as_array().is_some_and(|l| !l.is_empty())));
-        let log = config.oplog_file();
-        if let Err(e) = oplog::record(&log, config.oplog_max_bytes, &op, &outcome) {
+        let log = config.layout.oplog_file();
+        if let Err(e) = oplog::record(&log, config.daemon.oplog_max_bytes, &op, &outcome) {
             tracing::error!(error = %e, "cannot write the operations log");
         }
         match &outcome {
@@ -127,7 +127,7 @@ async fn one(
     let config = &ctx.config;
     match record.command.as_str() {
         "backup create" => {
-            let (file, r) = (config.index_file.clone(), record.clone());
+            let (file, r) = (config.layout.index_file.clone(), record.clone());
             let removed = tokio::task::spawn_blocking(move || ops::create::recover(&file, &r))
                 .await
                 .map_err(Error::from)
@@ -238,7 +238,7 @@ async fn connected<'u>(
 ) -> Option<&'u Systemd> {
     if units.is_none() {
         *units = Some(
-            Systemd::connect(config.bus_address.as_deref())
+            Systemd::connect(config.services.bus_address.as_deref())
                 .await
                 .map_err(|e| e.to_string()),
         );

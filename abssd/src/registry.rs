@@ -156,7 +156,7 @@ impl Instance {
     pub fn data_root(&self, config: &Config) -> PathBuf {
         match &self.paths.root {
             Some(root) if !root.is_empty() => PathBuf::from(root),
-            _ => config.instance_root.join(&self.name),
+            _ => config.layout.instance_root.join(&self.name),
         }
     }
 }

@@ -58,8 +58,13 @@ impl Sandbox {
         Sandbox { _dir: dir, prefix }
     }
 
+    /// The paths of the daemon configuration for this prefix.
+    pub fn config(&self) -> abssd::config::Layout {
+        self.full_config().layout
+    }
+
     /// The daemon configuration for this prefix (no config file, no env).
-    pub fn config(&self) -> abssd::Config {
+    pub fn full_config(&self) -> abssd::Config {
         let over = abssd::Overrides {
             prefix: Some(self.prefix.clone()),
             ..Default::default()
@@ -210,12 +215,12 @@ pub struct Daemon {
 impl Daemon {
     /// Start on the sandbox's default config and wait until it answers.
     pub fn start(sandbox: &Sandbox) -> Daemon {
-        Daemon::start_with(sandbox.config())
+        Daemon::start_with(sandbox.full_config())
     }
 
     /// Start with an explicit configuration.
     pub fn start_with(config: abssd::Config) -> Daemon {
-        let socket = config.socket.clone();
+        let socket = config.layout.socket.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()

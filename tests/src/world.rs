@@ -76,8 +76,8 @@ impl World {
         self.daemon = Daemon::start(&self.sb);
     }
 
-    /// The configuration the daemon runs with.
-    pub fn cfg(&self) -> abssd::Config {
+    /// The paths of the configuration the daemon runs with.
+    pub fn cfg(&self) -> abssd::config::Layout {
         self.sb.config()
     }
 

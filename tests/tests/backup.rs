@@ -437,9 +437,9 @@ fn an_unauthorized_peer_may_read_but_not_mutate() {
     }
     let sb = Sandbox::new();
     sb.add_instance("alpha");
-    let mut config = sb.config();
-    config.socket_group = "nogroup".into();
-    config.operator_group = "abssctl-test-nonexistent".into();
+    let mut config = sb.full_config();
+    config.daemon.socket_group = "nogroup".into();
+    config.daemon.operator_group = "abssctl-test-nonexistent".into();
     let daemon = Daemon::start_with(config);
     // Let `nobody` reach the socket through the temporary directories.
     for dir in [sb.prefix.clone(), sb.path("run"), sb.path("run/abssctl")] {

@@ -51,7 +51,7 @@ impl Host {
         let cfg = sb.config();
         let fake = FakeSystemd::start(Some(&cfg.unit_dir));
         fake.set_unit(&unit_name("alpha"), true, true);
-        fake.set_unit(&cfg.nginx_unit, true, true);
+        fake.set_unit(&sb.full_config().services.nginx_unit, true, true);
         sb.write_config(&format!(
             "systemd:\n  bus_address: {}\nnginx:\n  test_command: {}\n",
             json!(fake.address()),

@@ -111,7 +111,7 @@ fn index_ids(sb: &Sandbox) -> Vec<String> {
 }
 
 /// Set `metadata.uncompressed_bytes` of every index entry (`null`: remove).
-fn set_recorded_size(cfg: &abssd::Config, value: Value) {
+fn set_recorded_size(cfg: &abssd::config::Layout, value: Value) {
     let mut index: Value = serde_json::from_slice(&fs::read(&cfg.index_file).unwrap()).unwrap();
     for e in index["backups"].as_array_mut().unwrap() {
         match &value {

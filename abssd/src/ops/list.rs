@@ -13,7 +13,7 @@ pub async fn list(ctx: &Ctx, params: &ListParams) -> Result<ListResult> {
     if let Some(name) = &params.instance {
         validate_name(name)?;
     }
-    let file = ctx.config.index_file.clone();
+    let file = ctx.config.layout.index_file.clone();
     let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
     Ok(ListResult {
         backups: index.newest_first(params.instance.as_deref()),
@@ -22,8 +22,10 @@ pub async fn list(ctx: &Ctx, params: &ListParams) -> Result<ListResult> {
 
 /// One entry.
 pub async fn show(ctx: &Ctx, params: &ShowParams) -> Result<ShowResult> {
-    let file = ctx.config.index_file.clone();
+    let file = ctx.config.layout.index_file.clone();
     let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
-    let backup = index.require(&params.id, &ctx.config.index_file)?.clone();
+    let backup = index
+        .require(&params.id, &ctx.config.layout.index_file)?
+        .clone();
     Ok(ShowResult { backup })
 }

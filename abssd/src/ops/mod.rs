@@ -41,7 +41,7 @@ pub struct Ctx {
 impl Ctx {
     /// A context over a configuration.
     pub fn new(config: Config) -> Arc<Ctx> {
-        let locks = Locks::new(&config.runtime_dir, config.lock_timeout);
+        let locks = Locks::new(&config.layout.runtime_dir, config.daemon.lock_timeout);
         Arc::new(Ctx {
             config,
             locks,

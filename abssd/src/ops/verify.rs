@@ -74,7 +74,7 @@ pub async fn run(
     params: &VerifyParams,
     progress: &Reporter,
 ) -> Result<(VerifyPlan, VerifyResult)> {
-    let index_file = ctx.config.index_file.clone();
+    let index_file = ctx.config.layout.index_file.clone();
     let (file, p) = (index_file.clone(), params.clone());
     let (entries, plan) = tokio::task::spawn_blocking(move || {
         let entries = select(&Index::load(&file)?, &p, &file)?;
@@ -94,8 +94,8 @@ pub async fn run(
     });
 
     let mut findings = Vec::with_capacity(entries.len());
-    let max_entries = ctx.config.max_restore_entries;
-    let deep = params.deep.then(|| ctx.config.state_dir.clone());
+    let max_entries = ctx.config.daemon.max_restore_entries;
+    let deep = params.deep.then(|| ctx.config.layout.state_dir.clone());
     for entry in entries {
         let (progress, deep) = (progress.clone(), deep.clone());
         let finding = tokio::task::spawn_blocking(move || {
@@ -124,7 +124,7 @@ pub async fn record(
 ) -> Result<Vec<Finding>> {
     let findings = {
         let _global = ctx.locks.acquire(true, &[], progress).await?;
-        let file = ctx.config.index_file.clone();
+        let file = ctx.config.layout.index_file.clone();
         tokio::task::spawn_blocking(move || {
             let mut index = Index::load(&file)?;
             let now = fsutil::now_utc();

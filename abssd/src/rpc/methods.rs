@@ -73,7 +73,7 @@ impl State {
             .acquire_owned()
             .await
             .map_err(|_| not_found())?;
-        let log = self.ctx.config.oplog_file();
+        let log = self.ctx.config.layout.oplog_file();
         let found = tokio::task::spawn_blocking(move || {
             let found = oplog::find(&log, &id);
             crate::memory::release_freed();
@@ -118,7 +118,7 @@ impl State {
         let op = if peer.may_mutate {
             self.ops.begin(command, args, actor, target)
         } else {
-            let limit = self.ctx.config.max_operations_per_reader as usize;
+            let limit = self.ctx.config.daemon.max_operations_per_reader as usize;
             self.ops
                 .begin_within(limit, command, args, actor, target)
                 .map_err(|limit| {
@@ -161,8 +161,8 @@ impl State {
             // rotate operators' lines away.
             if !op2.reader {
                 let (log, max) = (
-                    this.ctx.config.oplog_file(),
-                    this.ctx.config.oplog_max_bytes,
+                    this.ctx.config.layout.oplog_file(),
+                    this.ctx.config.daemon.oplog_max_bytes,
                 );
                 let (op3, outcome3) = (op2.clone(), outcome.clone());
                 let written =
@@ -492,10 +492,10 @@ fn status(state: &State, peer: &Peer) -> DaemonStatus {
         pid: std::process::id(),
         started_at: state.started_at.clone(),
         uptime_secs: state.started.elapsed().as_secs(),
-        socket: cfg.socket.display().to_string(),
-        operator_group: cfg.operator_group.clone(),
-        config_file: cfg.config_file.display().to_string(),
-        paths: cfg.paths(),
+        socket: cfg.layout.socket.display().to_string(),
+        operator_group: cfg.daemon.operator_group.clone(),
+        config_file: cfg.layout.config_file.display().to_string(),
+        paths: cfg.layout.paths(),
         operations_running: state
             .ops
             .running()

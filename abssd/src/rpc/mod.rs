@@ -140,15 +140,15 @@ pub async fn serve(
     let methods = methods::module(state.clone())
         .map_err(|e| Error::Internal(format!("registering methods: {e}")))?;
     let cfg = &ctx.config;
-    let max_connections = descriptors(cfg.max_connections);
+    let max_connections = descriptors(cfg.daemon.max_connections);
     let slots = Slots::new(cfg, max_connections);
     let server_cfg = ServerConfig::builder()
         .max_connections(max_connections)
-        .max_request_body_size(cfg.max_request_bytes)
-        .max_response_body_size(cfg.max_response_bytes)
+        .max_request_body_size(cfg.daemon.max_request_bytes)
+        .max_response_body_size(cfg.daemon.max_response_bytes)
         .max_subscriptions_per_connection(64)
-        .set_message_buffer_capacity(cfg.message_buffer)
-        .set_batch_request_config(BatchRequestConfig::Limit(cfg.max_batch))
+        .set_message_buffer_capacity(cfg.daemon.message_buffer)
+        .set_batch_request_config(BatchRequestConfig::Limit(cfg.daemon.max_batch))
         .build();
     let builder = Server::builder()
         .set_config(server_cfg)
@@ -206,8 +206,9 @@ pub async fn serve(
             }
         };
         let open = Open::count(&clock);
-        let group = cfg.operator_group.clone();
-        let (max_calls, send_timeout) = (cfg.max_calls_per_connection, cfg.send_timeout);
+        let group = cfg.daemon.operator_group.clone();
+        let (max_calls, send_timeout) =
+            (cfg.daemon.max_calls_per_connection, cfg.daemon.send_timeout);
         let (builder, methods, stop, slots) = (
             builder.clone(),
             methods.clone(),
@@ -262,7 +263,7 @@ pub async fn serve(
     if running > 0 {
         tracing::info!(running, "waiting for running operations to end");
     }
-    state.drain(ctx.config.stop_timeout).await;
+    state.drain(ctx.config.daemon.stop_timeout).await;
     for op in state.ops.running() {
         tracing::warn!(op_id = %op.id, command = %op.command, "still running at exit; it is abandoned");
     }

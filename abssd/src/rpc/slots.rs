@@ -47,8 +47,11 @@ impl Slots {
     pub fn new(config: &Config, max: u32) -> Arc<Slots> {
         Arc::new(Slots {
             max,
-            per_uid: config.max_connections_per_uid,
-            reserved: config.reserved_connections.min(max.saturating_sub(1)),
+            per_uid: config.daemon.max_connections_per_uid,
+            reserved: config
+                .daemon
+                .reserved_connections
+                .min(max.saturating_sub(1)),
             state: Mutex::new(Counts::default()),
         })
     }

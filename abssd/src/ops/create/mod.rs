@@ -85,12 +85,12 @@ fn resolve(ctx: &Ctx, params: &CreateParams) -> Result<Resolved> {
     }
     let labels = split_labels(&params.labels)?;
     let algorithm = match params.compression {
-        abssd_proto::Compression::Auto => ctx.config.default_compression.algorithm(),
+        abssd_proto::Compression::Auto => ctx.config.daemon.default_compression.algorithm(),
         other => other.algorithm(),
     };
     let level = effective_level(
         algorithm,
-        params.compression_level.or(ctx.config.default_level),
+        params.compression_level.or(ctx.config.daemon.default_level),
     )?;
     let out_dir = out_dir(ctx, params)?;
     Ok(Resolved {
@@ -98,7 +98,7 @@ fn resolve(ctx: &Ctx, params: &CreateParams) -> Result<Resolved> {
         level,
         out_dir,
         labels,
-        mode: params.consistency.unwrap_or(ctx.config.consistency),
+        mode: params.consistency.unwrap_or(ctx.config.daemon.consistency),
     })
 }
 
@@ -106,7 +106,7 @@ fn resolve(ctx: &Ctx, params: &CreateParams) -> Result<Resolved> {
 /// `None`s when systemd cannot be reached (a host or test without it).
 async fn unit_running(ctx: &Ctx, unit: &str) -> (Option<Systemd>, Option<bool>) {
     let asked = async {
-        let systemd = Systemd::connect(ctx.config.bus_address.as_deref()).await?;
+        let systemd = Systemd::connect(ctx.config.services.bus_address.as_deref()).await?;
         let state = systemd.state(unit).await?;
         Ok::<_, Error>((systemd, state))
     };
@@ -228,7 +228,7 @@ async fn pass<'a>(
             j
         }
         None => journal.insert(Journal::create(
-            &ctx.config.state_dir,
+            &ctx.config.layout.state_dir,
             Record {
                 version: 1,
                 op_id: progress.op_id(),
@@ -465,7 +465,7 @@ async fn finish(
         reconciled_at: None,
         extra: Map::new(),
     };
-    let index_file = ctx.config.index_file.clone();
+    let index_file = ctx.config.layout.index_file.clone();
     {
         let _global = ctx.locks.acquire(true, &[], progress).await?;
         let entry = entry.clone();
@@ -525,10 +525,10 @@ mod tests {
             ..Overrides::default()
         };
         let config = Config::load_with_env(&over, &Default::default()).unwrap();
-        let data = config.instance_root.join("alpha");
+        let data = config.layout.instance_root.join("alpha");
         std::fs::create_dir_all(&data).unwrap();
         std::fs::write(data.join("budget.txt"), "x".repeat(3000)).unwrap();
-        let registry = config.registry_file();
+        let registry = config.layout.registry_file();
         std::fs::create_dir_all(registry.parent().unwrap()).unwrap();
         std::fs::write(&registry, "instances:\n- name: alpha\n").unwrap();
         Ctx::new(config)

@@ -45,8 +45,8 @@ pub(super) fn effective_level(algorithm: Algorithm, level: Option<i32>) -> Resul
 /// symlink, and is a directory where it exists. The normalised path is what the
 /// plan, the result and the index name.
 pub(super) fn out_dir(ctx: &Ctx, params: &CreateParams) -> Result<PathBuf> {
-    let root = normalize(&ctx.config.backups_root);
-    let default = ctx.config.instance_backup_dir(&params.instance);
+    let root = normalize(&ctx.config.layout.backups_root);
+    let default = ctx.config.layout.instance_backup_dir(&params.instance);
     let raw = params
         .out_dir
         .clone()
@@ -82,10 +82,10 @@ pub(super) fn out_dir(ctx: &Ctx, params: &CreateParams) -> Result<PathBuf> {
             root.display()
         )));
     }
-    if dir.starts_with(normalize(&ctx.config.restores_root)) {
+    if dir.starts_with(normalize(&ctx.config.layout.restores_root)) {
         return Err(Error::validation(format!(
             "{what} {raw} lies in the restores root {}, which holds restored data, not archives",
-            ctx.config.restores_root.display()
+            ctx.config.layout.restores_root.display()
         )));
     }
     // Resolve the deepest existing ancestor: a symlink inside the root must not
@@ -173,7 +173,7 @@ pub(super) fn build_plan(
     out_dir: &Path,
     reading: Reading,
 ) -> Result<Planned> {
-    let registry_file = config.registry_file();
+    let registry_file = config.layout.registry_file();
     let registry_bytes = match std::fs::read(&registry_file) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -200,16 +200,16 @@ pub(super) fn build_plan(
     let tree = Arc::new(Tree::open(&data_root)?);
     // The walk stops as soon as the tree is more than a restore accepts, with
     // room left for the members a create adds besides the data.
-    let limit = config.max_restore_entries;
-    let mut holes =
-        Budget::new(config.max_sparse_hole_bytes).entries(limit.saturating_sub(NON_DATA_MEMBERS));
+    let limit = config.daemon.max_restore_entries;
+    let mut holes = Budget::new(config.daemon.max_sparse_hole_bytes)
+        .entries(limit.saturating_sub(NON_DATA_MEMBERS));
     let (mut data, mut skipped) = archive::walk(&tree, &format!("{id}/data"), &mut holes)?;
     leave_out_unrestorable(&mut data, &mut skipped, &id, &tree);
     // Snapshot mode: databases by their header, their journals left out,
     // blobs read until stable (a plain read in every other capture).
     let captured = match reading.capture {
         Capture::Snapshot => {
-            let scratch = Arc::new(crate::scratch::Scratch::new(&config.state_dir));
+            let scratch = Arc::new(crate::scratch::Scratch::new(&config.layout.state_dir));
             archive::capture::classify(&mut data, &scratch)?
         }
         Capture::Stop | Capture::None | Capture::Offline => Default::default(),
@@ -227,19 +227,19 @@ pub(super) fn build_plan(
         let assets = [
             (
                 "unit",
-                config.unit_file(&instance.name),
+                config.layout.unit_file(&instance.name),
                 "systemd",
                 unit_name(&instance.name),
             ),
             (
                 "site",
-                config.site_file(&instance.name),
+                config.layout.site_file(&instance.name),
                 "nginx",
                 site_name(&instance.name),
             ),
             (
                 "site_enabled",
-                config.site_link(&instance.name),
+                config.layout.site_link(&instance.name),
                 "nginx-enabled",
                 site_name(&instance.name),
             ),
@@ -328,7 +328,7 @@ pub(super) fn build_plan(
         data_only: params.data_only,
         total_bytes: members.iter().map(Member::content_len).sum(),
         sources,
-        index: config.index_file.display().to_string(),
+        index: config.layout.index_file.display().to_string(),
         dry_run: params.dry_run,
         consistency: reading.mode,
         capture: reading.capture,

@@ -51,7 +51,7 @@ impl<U: Units> Job<'_, U> {
     ) -> Result<(CreatePlan, Option<CreateResult>)> {
         let unit = self.unit;
         let mut journal = Journal::create(
-            &self.ctx.config.state_dir,
+            &self.ctx.config.layout.state_dir,
             Record {
                 version: 1,
                 op_id: self.progress.op_id(),
@@ -250,7 +250,7 @@ mod tests {
             progress: &progress,
         };
         let ran = job.run(resolved, reading).await;
-        let journals = crate::journal::Journal::pending(&ctx.config.state_dir).unwrap();
+        let journals = crate::journal::Journal::pending(&ctx.config.layout.state_dir).unwrap();
         assert!(journals.is_empty(), "the journal is closed: {journals:?}");
         (rec, ran)
     }

@@ -60,8 +60,8 @@ pub async fn run(
 
     progress.phase(Phase::Scan);
     let (root, skip) = (
-        config.backups_root.clone(),
-        vec![config.restores_root.clone()],
+        config.layout.backups_root.clone(),
+        vec![config.layout.restores_root.clone()],
     );
     let scanned = tokio::task::spawn_blocking(move || scan::scan(&root, &skip)).await??;
     for s in &scanned.skipped {
@@ -72,13 +72,13 @@ pub async fn run(
             "{} director{} below the instance directories of {} not looked into: reconcile finds archives only in the backups root and the directories directly in it (<root>/<instance>/<archive>)",
             scanned.deeper,
             if scanned.deeper == 1 { "y" } else { "ies" },
-            config.backups_root.display()
+            config.layout.backups_root.display()
         ));
     }
 
     let (index, in_flight) = {
         let _global = ctx.locks.acquire(true, &[], progress).await?;
-        let file = config.index_file.clone();
+        let file = config.layout.index_file.clone();
         let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
         (index, ctx.in_flight.snapshot())
     };
@@ -115,8 +115,8 @@ pub async fn run(
         0
     };
     let plan = ReconcilePlan {
-        backups_root: config.backups_root.display().to_string(),
-        index: config.index_file.display().to_string(),
+        backups_root: config.layout.backups_root.display().to_string(),
+        index: config.layout.index_file.display().to_string(),
         instance: scope.clone(),
         archives: scan_ref.archives.len() as u64,
         index_entries: index_ref.backups.len() as u64,
@@ -136,8 +136,8 @@ pub async fn run(
         ..ReconcileResult::default()
     };
     let rehash = params.verify.then(|| Rehash {
-        max_entries: config.max_restore_entries,
-        deep: params.deep.then(|| config.state_dir.clone()),
+        max_entries: config.daemon.max_restore_entries,
+        deep: params.deep.then(|| config.layout.state_dir.clone()),
     });
     let mut planned = judge_entries(
         located,
@@ -150,7 +150,7 @@ pub async fn run(
     planned.extend(
         orphan_findings(
             orphans,
-            params.adopt.then_some(config.max_restore_entries),
+            params.adopt.then_some(config.daemon.max_restore_entries),
             scope,
             (&scan_ref, &index_ref),
             actor,
@@ -346,7 +346,7 @@ async fn write(
     let _instances = ctx.locks.acquire(false, &adopting, progress).await?;
     let _global = ctx.locks.acquire(true, &[], progress).await?;
     let in_flight: HashSet<PathBuf> = ctx.in_flight.snapshot();
-    let file = ctx.config.index_file.clone();
+    let file = ctx.config.layout.index_file.clone();
     let (planned, done) = tokio::task::spawn_blocking(move || {
         let done = apply::write(&file, &planned, &in_flight)?;
         Ok::<_, Error>((planned, done))

@@ -126,11 +126,14 @@ pub fn leftovers(config: &Config, instance: &str, target: &Path, live: bool) -> 
         let site = site_name(instance);
         for (dir, prefix) in [
             (
-                config.unit_dir.clone(),
+                config.layout.unit_dir.clone(),
                 format!("{}.bak-", unit_name(instance)),
             ),
-            (config.sites_available.clone(), format!("{site}.bak-")),
-            (config.sites_enabled.clone(), format!(".{site}.bak-")),
+            (
+                config.layout.sites_available.clone(),
+                format!("{site}.bak-"),
+            ),
+            (config.layout.sites_enabled.clone(), format!(".{site}.bak-")),
         ] {
             for path in siblings(&dir, &prefix) {
                 out.push(format!(
@@ -206,7 +209,7 @@ mod tests {
     fn leftovers_are_listed_by_kind_and_others_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
-        let root = cfg.instance_root.join("alpha");
+        let root = cfg.layout.instance_root.join("alpha");
         let data = root.join("data");
         for d in [
             data.clone(),
@@ -214,18 +217,19 @@ mod tests {
             root.join(".data.restore-20240101-000000-abcdef"),
             root.join("data.pre-restore-"),
             root.join("database"),
-            cfg.unit_dir.clone(),
-            cfg.sites_enabled.clone(),
+            cfg.layout.unit_dir.clone(),
+            cfg.layout.sites_enabled.clone(),
         ] {
             std::fs::create_dir_all(d).unwrap();
         }
         std::fs::write(
-            cfg.unit_dir
+            cfg.layout
+                .unit_dir
                 .join("abssctl-alpha.service.bak-20240101-000000-abcdef"),
             "x",
         )
         .unwrap();
-        std::fs::write(cfg.unit_dir.join("abssctl-beta.service.bak-1"), "x").unwrap();
+        std::fs::write(cfg.layout.unit_dir.join("abssctl-beta.service.bak-1"), "x").unwrap();
         let live = leftovers(&cfg, "alpha", &data, true);
         assert_eq!(live.len(), 3, "{live:#?}");
         assert!(live[0].contains(".data.restore-20240101") && live[0].contains("staging"));

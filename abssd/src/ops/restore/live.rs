@@ -173,7 +173,7 @@ async fn forward<U: Units>(
         job.progress.phase(Phase::Assets);
         let name = &job.plan.instance;
         let unit_src = payload.join("systemd").join(unit_name(name));
-        let unit_file = cfg.unit_file(name);
+        let unit_file = cfg.layout.unit_file(name);
         if let Some(path) =
             install_file(job, journal, &unit_src, &unit_file, Asset::Unit, &mut done)?
         {
@@ -181,7 +181,7 @@ async fn forward<U: Units>(
         }
         let site_src = payload.join("nginx").join(site_name(name));
         if site_src.exists() {
-            let site = cfg.site_file(name);
+            let site = cfg.layout.site_file(name);
             if let Some(path) =
                 install_file(job, journal, &site_src, &site, Asset::Site, &mut done)?
             {
@@ -192,7 +192,7 @@ async fn forward<U: Units>(
             if let Some(path) = set_link(
                 job,
                 journal,
-                &cfg.site_link(name),
+                &cfg.layout.site_link(name),
                 &site,
                 enabled,
                 &mut done,
@@ -227,8 +227,8 @@ async fn forward<U: Units>(
 
     if site_changed {
         job.progress.phase(Phase::Nginx);
-        nginx::test(&cfg.nginx_test_command).await?;
-        let nginx_unit = &cfg.nginx_unit;
+        nginx::test(&cfg.services.nginx_test_command).await?;
+        let nginx_unit = &cfg.services.nginx_unit;
         if units.state(nginx_unit).await?.is_active() {
             journal.begin(Step::ReloadNginx)?;
             crash_point!("restore::before-nginx-reload");
@@ -423,7 +423,7 @@ fn set_link(
 /// (unless data-only) and `metadata.last_restored_at/by`; under the global lock.
 async fn update_registry(job: &Job<'_>, journal: &mut Journal, payload: &Path) -> Result<()> {
     let _global = job.ctx.locks.acquire(true, &[], job.progress).await?;
-    let file = job.ctx.config.registry_file();
+    let file = job.ctx.config.layout.registry_file();
     let name = job.plan.instance.clone();
     let mut registry = Registry::load(&file)?;
     let entry = registry.get_mut(&name).ok_or_else(|| {

@@ -55,7 +55,7 @@ pub async fn run(
     let data_only = !live || params.data_only || pre.entry.metadata.data_only;
 
     let units = if live {
-        Some(Systemd::connect(ctx.config.bus_address.as_deref()).await?)
+        Some(Systemd::connect(ctx.config.services.bus_address.as_deref()).await?)
     } else {
         None
     };
@@ -66,7 +66,7 @@ pub async fn run(
     let stamp = stamp(&progress.op_id());
     let staging = plan::staging_dir(&pre.target, &stamp);
     let pre_backup_dir = (live && !params.no_pre_backup)
-        .then(|| ctx.config.instance_backup_dir(&pre.entry.instance));
+        .then(|| ctx.config.layout.instance_backup_dir(&pre.entry.instance));
     let plan = plan::build(
         &ctx.config,
         plan::PlanInput {
@@ -136,7 +136,10 @@ async fn verify_deep(
     progress: &Reporter,
 ) -> Result<()> {
     let (entry, sink) = (entry.clone(), progress.clone());
-    let (max_entries, state_dir) = (ctx.config.max_restore_entries, ctx.config.state_dir.clone());
+    let (max_entries, state_dir) = (
+        ctx.config.daemon.max_restore_entries,
+        ctx.config.layout.state_dir.clone(),
+    );
     let finding = tokio::task::spawn_blocking(move || {
         crate::ops::verify::check(&entry, max_entries, &sink, Some(&state_dir))
     })
@@ -229,7 +232,7 @@ impl Job<'_> {
     /// A fresh journal for this run.
     fn journal(&self, unit_was_active: Option<bool>) -> Result<Journal> {
         Journal::create(
-            &self.ctx.config.state_dir,
+            &self.ctx.config.layout.state_dir,
             Record {
                 version: 1,
                 op_id: self.progress.op_id(),
@@ -286,11 +289,11 @@ impl Job<'_> {
                 .available_bytes
                 .saturating_sub(self.plan.space.reserve_bytes),
             limits: Limits {
-                max_entries: config.max_restore_entries,
+                max_entries: config.daemon.max_restore_entries,
                 recorded_bytes: self.pre.entry.metadata.uncompressed_bytes,
             },
             reserve: Reserve {
-                percent: config.restore_reserve_percent,
+                percent: config.daemon.restore_reserve_percent,
             },
             same_owner: rustix::process::geteuid().is_root(),
         };
@@ -314,7 +317,7 @@ impl Job<'_> {
     async fn annotate_index(&self, outcome: &Outcome) -> Result<String> {
         self.progress.phase(Phase::Index);
         let _global = self.ctx.locks.acquire(true, &[], self.progress).await?;
-        let index_file = self.ctx.config.index_file.clone();
+        let index_file = self.ctx.config.layout.index_file.clone();
         let now = fsutil::now_utc();
         let (id, op_id, outcome, at) = (
             self.plan.id.clone(),

@@ -48,8 +48,10 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
     if let Some(name) = &params.instance {
         validate_name(name)?;
     }
-    let index = Index::load(&config.index_file)?;
-    let entry = index.require(&params.id, &config.index_file)?.clone();
+    let index = Index::load(&config.layout.index_file)?;
+    let entry = index
+        .require(&params.id, &config.layout.index_file)?
+        .clone();
     if let Some(name) = &params.instance
         && name != &entry.instance
     {
@@ -126,9 +128,9 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
     let (instance, target) = match &params.dest {
         Some(dest) => (None, dest_dir(config, dest)?),
         None => {
-            let registry = Registry::load(&config.registry_file())?;
+            let registry = Registry::load(&config.layout.registry_file())?;
             let instance = registry
-                .require(&entry.instance, &config.registry_file())?
+                .require(&entry.instance, &config.layout.registry_file())?
                 .clone();
             let root = instance.data_root(config);
             (Some(instance), root)
@@ -139,7 +141,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
     let leftovers = guards::leftovers(config, &entry.instance, &target, live);
     let (available, size) = space(&target)?;
     let reserve = Reserve {
-        percent: config.restore_reserve_percent,
+        percent: config.daemon.restore_reserve_percent,
     }
     .bytes(size);
     Ok(Preflight {
@@ -194,7 +196,7 @@ pub fn dest_dir(config: &Config, dest: &str) -> Result<PathBuf> {
             "--dest must not contain '.' or '..' components: {dest:?}"
         )));
     }
-    let roots = [&config.instance_root, &config.restores_root];
+    let roots = [&config.layout.instance_root, &config.layout.restores_root];
     let lexically_inside = |p: &Path, roots: &[PathBuf]| {
         roots
             .iter()
@@ -203,8 +205,8 @@ pub fn dest_dir(config: &Config, dest: &str) -> Result<PathBuf> {
     if !lexically_inside(&path, &roots.map(|r| r.clone())) {
         return Err(Error::validation(format!(
             "--dest {dest} must lie under the instance root {} or the restores root {}",
-            config.instance_root.display(),
-            config.restores_root.display()
+            config.layout.instance_root.display(),
+            config.layout.restores_root.display()
         )));
     }
     // Symlinks in the existing part must not lead elsewhere.
@@ -248,26 +250,26 @@ pub fn dest_dir(config: &Config, dest: &str) -> Result<PathBuf> {
 /// backups root (reconcile never looks into it). `real_dest` has its symlinks
 /// resolved; the directories are compared resolved too.
 fn refuse_owned(config: &Config, dest: &str, real_dest: &Path) -> Result<()> {
-    let restores = real_path(&config.restores_root);
+    let restores = real_path(&config.layout.restores_root);
     if real_dest.starts_with(&restores) && real_dest != restores {
         return Ok(());
     }
     let owned: [(&str, &Path); 10] = [
-        ("the backups root", &config.backups_root),
+        ("the backups root", &config.layout.backups_root),
         (
             "the backup index's directory",
-            config.index_file.parent().unwrap_or(Path::new("/")),
+            config.layout.index_file.parent().unwrap_or(Path::new("/")),
         ),
-        ("the state directory", &config.state_dir),
-        ("the registry directory", &config.registry_dir),
-        ("the logs directory", &config.logs_dir),
-        ("the runtime directory", &config.runtime_dir),
-        ("the systemd unit directory", &config.unit_dir),
-        ("nginx's sites-available", &config.sites_available),
-        ("nginx's sites-enabled", &config.sites_enabled),
+        ("the state directory", &config.layout.state_dir),
+        ("the registry directory", &config.layout.registry_dir),
+        ("the logs directory", &config.layout.logs_dir),
+        ("the runtime directory", &config.layout.runtime_dir),
+        ("the systemd unit directory", &config.layout.unit_dir),
+        ("nginx's sites-available", &config.layout.sites_available),
+        ("nginx's sites-enabled", &config.layout.sites_enabled),
         (
             "the configuration directory",
-            config.config_file.parent().unwrap_or(Path::new("/")),
+            config.layout.config_file.parent().unwrap_or(Path::new("/")),
         ),
     ];
     for (what, dir) in owned {
@@ -275,7 +277,7 @@ fn refuse_owned(config: &Config, dest: &str, real_dest: &Path) -> Result<()> {
             return Err(Error::validation(format!(
                 "--dest {dest} lies inside {what} ({}), which abssd manages; choose a directory under {} (the restores root) or the instance root outside it",
                 dir.display(),
-                config.restores_root.display()
+                config.layout.restores_root.display()
             )));
         }
     }
@@ -466,8 +468,8 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
                 "assets",
                 format!(
                     "install the archived {} and {} (previous files kept as .bak-<ts> until the end), and the sites-enabled link",
-                    config.unit_file(&entry.instance).display(),
-                    config.site_file(&entry.instance).display()
+                    config.layout.unit_file(&entry.instance).display(),
+                    config.layout.site_file(&entry.instance).display()
                 ),
             );
             step("daemon_reload", "systemd daemon-reload".into());
@@ -477,7 +479,7 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
             format!(
                 "update {} in {}{}",
                 entry.instance,
-                config.registry_file().display(),
+                config.layout.registry_file().display(),
                 if data_only {
                     " (last_restored_at/by)"
                 } else {
@@ -494,8 +496,8 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
                 format!(
                     "if {} changed: {}, then reload {}",
                     site_name(&entry.instance),
-                    config.nginx_test_command.join(" "),
-                    config.nginx_unit
+                    config.services.nginx_test_command.join(" "),
+                    config.services.nginx_unit
                 ),
             );
         }
@@ -506,7 +508,10 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
     }
     step(
         "index",
-        format!("record the restore in {}", config.index_file.display()),
+        format!(
+            "record the restore in {}",
+            config.layout.index_file.display()
+        ),
     );
 
     Ok(RestorePlan {
@@ -582,20 +587,20 @@ mod tests {
             &Default::default(),
         )
         .unwrap();
-        std::fs::create_dir_all(&config.instance_root).unwrap();
-        std::fs::create_dir_all(&config.restores_root).unwrap();
-        let ok = config.restores_root.join("new");
+        std::fs::create_dir_all(&config.layout.instance_root).unwrap();
+        std::fs::create_dir_all(&config.layout.restores_root).unwrap();
+        let ok = config.layout.restores_root.join("new");
         assert_eq!(dest_dir(&config, ok.to_str().unwrap()).unwrap(), ok);
         assert!(dest_dir(&config, "relative/x").is_err());
-        let dotdot = format!("{}/../etc", config.restores_root.display());
+        let dotdot = format!("{}/../etc", config.layout.restores_root.display());
         assert!(dest_dir(&config, &dotdot).is_err());
         assert!(dest_dir(&config, "/etc/x").is_err());
-        assert!(dest_dir(&config, config.instance_root.to_str().unwrap()).is_err());
-        let full = config.restores_root.join("full");
+        assert!(dest_dir(&config, config.layout.instance_root.to_str().unwrap()).is_err());
+        let full = config.layout.restores_root.join("full");
         std::fs::create_dir(&full).unwrap();
         std::fs::write(full.join("f"), "x").unwrap();
         assert!(dest_dir(&config, full.to_str().unwrap()).is_err());
-        let link = config.restores_root.join("link");
+        let link = config.layout.restores_root.join("link");
         std::os::unix::fs::symlink("/etc", &link).unwrap();
         assert!(dest_dir(&config, link.join("x").to_str().unwrap()).is_err());
     }

@@ -53,7 +53,7 @@ pub async fn recover<U: Units>(
             _ => Vec::new(),
         })
         .collect();
-    let (index_file, record2) = (config.index_file.clone(), record.clone());
+    let (index_file, record2) = (config.layout.index_file.clone(), record.clone());
     tokio::task::spawn_blocking(move || {
         let mut done = Vec::new();
         for path in &leftovers {

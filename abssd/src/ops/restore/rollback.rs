@@ -83,13 +83,13 @@ pub async fn rollback<U: Units>(
             }
             Step::StopUnit { unit } => unit_touched = Some(unit),
             Step::Registry { instance, before } => {
-                match restore_registry_entry(&config.registry_file(), instance, before) {
+                match restore_registry_entry(&config.layout.registry_file(), instance, before) {
                     Ok(()) => report
                         .undone
                         .push(format!("registry entry of {instance} put back")),
                     Err(e) => report.left.push(format!(
                         "the registry entry of {instance} in {} could not be put back ({e}); it was: {}",
-                        config.registry_file().display(),
+                        config.layout.registry_file().display(),
                         before
                     )),
                 }
@@ -177,14 +177,14 @@ pub async fn rollback<U: Units>(
             }
         }
         if nginx_reload {
-            match units.reload(&config.nginx_unit).await {
+            match units.reload(&config.services.nginx_unit).await {
                 Ok(()) => report.undone.push(format!(
                     "{} reloaded with the previous site",
-                    config.nginx_unit
+                    config.services.nginx_unit
                 )),
                 Err(e) => report.left.push(format!(
                     "{} could not be reloaded with the previous site: {e}",
-                    config.nginx_unit
+                    config.services.nginx_unit
                 )),
             }
         }

@@ -1,0 +1,514 @@
+//! The configuration file as a serde model: one struct per section, shaped like
+//! the YAML (SPEC §3), every value optional (absent means "the next layer down
+//! decides"), and a flattened map of unknown keys at each level.
+//!
+//! Values are checked as they are read, so a bad one is refused naming its file
+//! and its dotted key, and nothing past here converts with `as`: a count that
+//! is negative or beyond its type is an error, never a wrapped number.
+//!
+//! The same struct carries every layer of the configuration (the file, the
+//! environment, the command line; see [`super::Layer`]): layers are merged with
+//! [`ConfigFile::merge`], the upper one winning key by key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use abssd_proto::{Compression, Consistency};
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde_json::{Map, Value};
+
+use super::value::{
+    MAX_SECONDS, MAX_STOP_TIMEOUT, absolute, command, count, non_empty, seconds, section, whole,
+};
+use crate::error::{Error, Result};
+
+/// Keys no section knows, in the order the file has them (kept, and warned about).
+pub type Unknown = Map<String, Value>;
+
+/// One layer of settings, shaped like `/etc/abssctl/config.yml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of settings")]
+pub struct ConfigFile {
+    /// `instance_root`: default instance data roots live here.
+    #[serde(deserialize_with = "absolute")]
+    pub instance_root: Option<PathBuf>,
+    /// `state_dir`: daemon state (journal, registry by default).
+    #[serde(deserialize_with = "absolute")]
+    pub state_dir: Option<PathBuf>,
+    /// `registry_dir`: holds `instances.yml`.
+    #[serde(deserialize_with = "absolute")]
+    pub registry_dir: Option<PathBuf>,
+    /// `logs_dir`: holds `operations.jsonl`.
+    #[serde(deserialize_with = "absolute")]
+    pub logs_dir: Option<PathBuf>,
+    /// `runtime_dir`: holds the lock files shared with the Python tool.
+    #[serde(deserialize_with = "absolute")]
+    pub runtime_dir: Option<PathBuf>,
+    /// `lock_timeout`: longest wait for any lock.
+    #[serde(deserialize_with = "seconds::<_, MAX_SECONDS>")]
+    pub lock_timeout: Option<Duration>,
+    /// `service_user`: the account instances run as.
+    #[serde(deserialize_with = "non_empty")]
+    pub service_user: Option<String>,
+    /// `backups:`.
+    #[serde(deserialize_with = "section")]
+    pub backups: BackupsSection,
+    /// `systemd:`.
+    #[serde(deserialize_with = "section")]
+    pub systemd: SystemdSection,
+    /// `nginx:` (abssd's own).
+    #[serde(deserialize_with = "section")]
+    pub nginx: NginxSection,
+    /// `daemon:` (abssd's own).
+    #[serde(deserialize_with = "section")]
+    pub daemon: DaemonSection,
+    /// The Python tool's keys that abssd does not read: known, so not warned
+    /// about; the Python tool checks their values itself.
+    #[serde(flatten)]
+    pub python: PythonOnly,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// Top-level keys of the Python tool (its `config.py` defaults, and the
+/// sections older versions had) that abssd has no use for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct PythonOnly {
+    pub config_file: Option<IgnoredAny>,
+    pub install_root: Option<IgnoredAny>,
+    pub templates_dir: Option<IgnoredAny>,
+    pub npm_package_name: Option<IgnoredAny>,
+    pub reverse_proxy: Option<IgnoredAny>,
+    pub default_version: Option<IgnoredAny>,
+    pub node_compat_file: Option<IgnoredAny>,
+    pub ports: Option<IgnoredAny>,
+    pub tls: Option<IgnoredAny>,
+    pub node: Option<IgnoredAny>,
+    pub versions: Option<IgnoredAny>,
+    pub npm: Option<IgnoredAny>,
+}
+
+/// `backups:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of settings")]
+pub struct BackupsSection {
+    /// `backups.root`: archives live in `<root>/<instance>/`.
+    #[serde(deserialize_with = "absolute")]
+    pub root: Option<PathBuf>,
+    /// `backups.index`: the backup index file.
+    #[serde(deserialize_with = "absolute")]
+    pub index: Option<PathBuf>,
+    /// `backups.restores_root` (abssd's own): where `restore --dest` may write.
+    #[serde(deserialize_with = "absolute")]
+    pub restores_root: Option<PathBuf>,
+    /// `backups.compression:`.
+    #[serde(deserialize_with = "section")]
+    pub compression: CompressionSection,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `backups.compression:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of settings")]
+pub struct CompressionSection {
+    /// `backups.compression.algorithm`: what `auto` means.
+    pub algorithm: Option<Compression>,
+    /// `backups.compression.level`: the level when a request gives none; the
+    /// algorithm's own range is checked when a create uses it.
+    #[serde(deserialize_with = "whole::<_, i32, 1, { i32::MAX as u64 }>")]
+    pub level: Option<i32>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `systemd:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of settings")]
+pub struct SystemdSection {
+    /// `systemd.unit_dir`: where the instances' unit files are.
+    #[serde(deserialize_with = "absolute")]
+    pub unit_dir: Option<PathBuf>,
+    /// `systemd.bus_address` (abssd's own): systemd's D-Bus address.
+    #[serde(deserialize_with = "non_empty")]
+    pub bus_address: Option<String>,
+    /// The Python tool's `systemd.systemctl_bin`; abssd speaks D-Bus instead.
+    pub systemctl_bin: Option<IgnoredAny>,
+    /// The Python tool's `systemd.journalctl_bin`.
+    pub journalctl_bin: Option<IgnoredAny>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `nginx:` (abssd's own).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of settings")]
+pub struct NginxSection {
+    /// `nginx.sites_available`.
+    #[serde(deserialize_with = "absolute")]
+    pub sites_available: Option<PathBuf>,
+    /// `nginx.sites_enabled`.
+    #[serde(deserialize_with = "absolute")]
+    pub sites_enabled: Option<PathBuf>,
+    /// `nginx.test_command`: the configuration check, argv form.
+    #[serde(deserialize_with = "command")]
+    pub test_command: Option<Vec<String>>,
+    /// `nginx.service`: the unit reloaded after a site changed.
+    #[serde(deserialize_with = "non_empty")]
+    pub service: Option<String>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `daemon:` (abssd's own). What each setting does is told where it is
+/// resolved, [`super::DaemonSettings`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a mapping of settings")]
+#[allow(missing_docs)]
+pub struct DaemonSection {
+    #[serde(deserialize_with = "absolute")]
+    pub socket: Option<PathBuf>,
+    #[serde(deserialize_with = "non_empty")]
+    pub operator_group: Option<String>,
+    #[serde(deserialize_with = "non_empty")]
+    pub socket_group: Option<String>,
+    #[serde(deserialize_with = "count::<_, 1>")]
+    pub max_connections: Option<u32>,
+    #[serde(deserialize_with = "count::<_, 1>")]
+    pub max_connections_per_uid: Option<u32>,
+    #[serde(deserialize_with = "count::<_, 0>")]
+    pub reserved_connections: Option<u32>,
+    #[serde(deserialize_with = "count::<_, 1024>")]
+    pub max_request_bytes: Option<u32>,
+    #[serde(deserialize_with = "count::<_, { 64 << 10 }>")]
+    pub max_response_bytes: Option<u32>,
+    #[serde(deserialize_with = "count::<_, 1>")]
+    pub max_batch: Option<u32>,
+    #[serde(deserialize_with = "count::<_, 1>")]
+    pub max_calls_per_connection: Option<u32>,
+    #[serde(deserialize_with = "count::<_, 1>")]
+    pub message_buffer: Option<u32>,
+    #[serde(deserialize_with = "seconds::<_, MAX_SECONDS>")]
+    pub send_timeout: Option<Duration>,
+    #[serde(deserialize_with = "count::<_, 0>")]
+    pub max_operations_per_reader: Option<u32>,
+    #[serde(deserialize_with = "count::<_, { 64 << 10 }>")]
+    pub operations_log_max_bytes: Option<u32>,
+    #[serde(deserialize_with = "whole::<_, u64, 0, { u64::MAX }>")]
+    pub max_sparse_hole_bytes: Option<u64>,
+    #[serde(deserialize_with = "seconds::<_, MAX_SECONDS>")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(deserialize_with = "seconds::<_, MAX_STOP_TIMEOUT>")]
+    pub stop_timeout: Option<Duration>,
+    #[serde(deserialize_with = "whole::<_, u64, 1, { u64::MAX }>")]
+    pub max_restore_entries: Option<u64>,
+    #[serde(deserialize_with = "whole::<_, u8, 0, 50>")]
+    pub restore_reserve_percent: Option<u8>,
+    pub consistency: Option<Consistency>,
+    /// Anything else.
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+impl ConfigFile {
+    /// Read and check a configuration file; a missing or empty file is an empty
+    /// layer (all defaults).
+    pub fn read(path: &Path) -> Result<ConfigFile> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "reading config",
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        ConfigFile::parse(path, &text)
+    }
+
+    /// Parse the text of the file at `path` (named in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<ConfigFile> {
+        if text.trim().is_empty() {
+            return Ok(ConfigFile::default());
+        }
+        // Through an untyped tree first: YAML syntax errors stay apart from bad
+        // values, and a bad value is found with the path of keys leading to it.
+        let tree: Value = serde_saphyr::from_str(text).map_err(|e| Error::Corrupt {
+            path: path.to_owned(),
+            format: "YAML",
+            message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+        })?;
+        match tree {
+            Value::Null => Ok(ConfigFile::default()),
+            Value::Object(_) => typed(path, tree),
+            other => Err(Error::Environment(format!(
+                "{}: expected a mapping of settings at the top level, found {}",
+                path.display(),
+                type_name(&other)
+            ))),
+        }
+    }
+
+    /// This layer with `upper` laid over it: each key `upper` sets wins.
+    pub fn merge(self, upper: ConfigFile) -> ConfigFile {
+        ConfigFile {
+            instance_root: upper.instance_root.or(self.instance_root),
+            state_dir: upper.state_dir.or(self.state_dir),
+            registry_dir: upper.registry_dir.or(self.registry_dir),
+            logs_dir: upper.logs_dir.or(self.logs_dir),
+            runtime_dir: upper.runtime_dir.or(self.runtime_dir),
+            lock_timeout: upper.lock_timeout.or(self.lock_timeout),
+            service_user: upper.service_user.or(self.service_user),
+            backups: self.backups.merge(upper.backups),
+            systemd: self.systemd.merge(upper.systemd),
+            nginx: self.nginx.merge(upper.nginx),
+            daemon: self.daemon.merge(upper.daemon),
+            python: PythonOnly::default(),
+            unknown: merge_unknown(self.unknown, upper.unknown),
+        }
+    }
+
+    /// The dotted names of every unknown key, at any depth, in file order.
+    pub fn unknown_keys(&self) -> Vec<String> {
+        let sections: [(&str, &Unknown); 6] = [
+            ("", &self.unknown),
+            ("backups.", &self.backups.unknown),
+            ("backups.compression.", &self.backups.compression.unknown),
+            ("systemd.", &self.systemd.unknown),
+            ("nginx.", &self.nginx.unknown),
+            ("daemon.", &self.daemon.unknown),
+        ];
+        sections
+            .into_iter()
+            .flat_map(|(prefix, map)| map.keys().map(move |k| format!("{prefix}{k}")))
+            .collect()
+    }
+}
+
+impl BackupsSection {
+    fn merge(self, upper: BackupsSection) -> BackupsSection {
+        BackupsSection {
+            root: upper.root.or(self.root),
+            index: upper.index.or(self.index),
+            restores_root: upper.restores_root.or(self.restores_root),
+            compression: CompressionSection {
+                algorithm: upper.compression.algorithm.or(self.compression.algorithm),
+                level: upper.compression.level.or(self.compression.level),
+                unknown: merge_unknown(self.compression.unknown, upper.compression.unknown),
+            },
+            unknown: merge_unknown(self.unknown, upper.unknown),
+        }
+    }
+}
+
+impl SystemdSection {
+    fn merge(self, upper: SystemdSection) -> SystemdSection {
+        SystemdSection {
+            unit_dir: upper.unit_dir.or(self.unit_dir),
+            bus_address: upper.bus_address.or(self.bus_address),
+            systemctl_bin: None,
+            journalctl_bin: None,
+            unknown: merge_unknown(self.unknown, upper.unknown),
+        }
+    }
+}
+
+impl NginxSection {
+    fn merge(self, upper: NginxSection) -> NginxSection {
+        NginxSection {
+            sites_available: upper.sites_available.or(self.sites_available),
+            sites_enabled: upper.sites_enabled.or(self.sites_enabled),
+            test_command: upper.test_command.or(self.test_command),
+            service: upper.service.or(self.service),
+            unknown: merge_unknown(self.unknown, upper.unknown),
+        }
+    }
+}
+
+impl DaemonSection {
+    fn merge(self, upper: DaemonSection) -> DaemonSection {
+        DaemonSection {
+            socket: upper.socket.or(self.socket),
+            operator_group: upper.operator_group.or(self.operator_group),
+            socket_group: upper.socket_group.or(self.socket_group),
+            max_connections: upper.max_connections.or(self.max_connections),
+            max_connections_per_uid: upper
+                .max_connections_per_uid
+                .or(self.max_connections_per_uid),
+            reserved_connections: upper.reserved_connections.or(self.reserved_connections),
+            max_request_bytes: upper.max_request_bytes.or(self.max_request_bytes),
+            max_response_bytes: upper.max_response_bytes.or(self.max_response_bytes),
+            max_batch: upper.max_batch.or(self.max_batch),
+            max_calls_per_connection: upper
+                .max_calls_per_connection
+                .or(self.max_calls_per_connection),
+            message_buffer: upper.message_buffer.or(self.message_buffer),
+            send_timeout: upper.send_timeout.or(self.send_timeout),
+            max_operations_per_reader: upper
+                .max_operations_per_reader
+                .or(self.max_operations_per_reader),
+            operations_log_max_bytes: upper
+                .operations_log_max_bytes
+                .or(self.operations_log_max_bytes),
+            max_sparse_hole_bytes: upper.max_sparse_hole_bytes.or(self.max_sparse_hole_bytes),
+            idle_timeout: upper.idle_timeout.or(self.idle_timeout),
+            stop_timeout: upper.stop_timeout.or(self.stop_timeout),
+            max_restore_entries: upper.max_restore_entries.or(self.max_restore_entries),
+            restore_reserve_percent: upper
+                .restore_reserve_percent
+                .or(self.restore_reserve_percent),
+            consistency: upper.consistency.or(self.consistency),
+            unknown: merge_unknown(self.unknown, upper.unknown),
+        }
+    }
+}
+
+fn merge_unknown(mut lower: Unknown, upper: Unknown) -> Unknown {
+    lower.extend(upper);
+    lower
+}
+
+/// The typed model of a parsed tree; a bad value names the file and its key.
+fn typed<T: DeserializeOwned>(path: &Path, tree: Value) -> Result<T> {
+    serde_path_to_error::deserialize(tree).map_err(|e| {
+        Error::Environment(format!(
+            "{}: key {:?}: {}",
+            path.display(),
+            e.path().to_string(),
+            e.inner()
+        ))
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<ConfigFile> {
+        ConfigFile::parse(Path::new("/etc/abssctl/config.yml"), yaml)
+    }
+
+    #[test]
+    fn an_empty_file_sets_nothing() {
+        for text in ["", "  \n", "~\n", "# only a comment\n"] {
+            let f = parse(text).unwrap();
+            assert_eq!(f.state_dir, None, "{text:?}");
+            assert_eq!(f.daemon.max_connections, None, "{text:?}");
+            assert!(f.unknown_keys().is_empty(), "{text:?}");
+        }
+        let err = parse("- a\n- b\n").unwrap_err().to_string();
+        assert!(
+            err.contains("mapping of settings") && err.contains("a list"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn layers_merge_key_by_key_the_upper_winning() {
+        // As config.yml and a file of abssd's own will: the same model, merged.
+        let lower = parse(
+            "state_dir: /lower\nlock_timeout: 5\nodd: 1\n\
+             backups: {root: /b, compression: {algorithm: gzip, level: 4}}\n\
+             daemon: {max_batch: 2, idle_timeout: 60, odd: 1}\n",
+        )
+        .unwrap();
+        let upper = ConfigFile::parse(
+            Path::new("/etc/abssctl/abssd.yml"),
+            "lock_timeout: 7\nbackups: {compression: {level: 9}}\n\
+             daemon: {idle_timeout: 0, consistency: none, other: 2}\n",
+        )
+        .unwrap();
+        let m = lower.merge(upper);
+        assert_eq!(m.state_dir, Some(PathBuf::from("/lower")));
+        assert_eq!(m.lock_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(m.backups.root, Some(PathBuf::from("/b")));
+        assert_eq!(m.backups.compression.algorithm, Some(Compression::Gzip));
+        assert_eq!(m.backups.compression.level, Some(9));
+        assert_eq!(m.daemon.max_batch, Some(2));
+        assert_eq!(m.daemon.idle_timeout, Some(Duration::ZERO));
+        assert_eq!(m.daemon.consistency, Some(Consistency::None));
+        assert_eq!(m.unknown_keys(), ["odd", "daemon.odd", "daemon.other"]);
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_are_refused_naming_the_key() {
+        for (yaml, key, says) in [
+            ("lock_timeout: soon\n", "lock_timeout", "number of seconds"),
+            ("lock_timeout: -1\n", "lock_timeout", "from 0 to"),
+            ("lock_timeout: 'NaN'\n", "lock_timeout", "from 0 to"),
+            ("service_user: ''\n", "service_user", "non-empty"),
+            ("state_dir: var/lib\n", "state_dir", "absolute"),
+            ("backups: [1]\n", "backups", "mapping"),
+            (
+                "backups:\n  compression:\n    algorithm: lz4\n",
+                "backups.compression.algorithm",
+                "zstd",
+            ),
+            (
+                "backups:\n  compression:\n    level: '3'\n",
+                "backups.compression.level",
+                "whole number",
+            ),
+            (
+                "nginx:\n  test_command: nginx -t\n",
+                "nginx.test_command",
+                "sequence",
+            ),
+            (
+                "nginx:\n  test_command: []\n",
+                "nginx.test_command",
+                "non-empty list",
+            ),
+            (
+                "daemon:\n  consistency: fast\n",
+                "daemon.consistency",
+                "snapshot",
+            ),
+            (
+                "daemon:\n  max_batch: true\n",
+                "daemon.max_batch",
+                "whole number",
+            ),
+            (
+                "daemon:\n  max_request_bytes: 1023\n",
+                "daemon.max_request_bytes",
+                "from 1024",
+            ),
+            (
+                "daemon:\n  idle_timeout: 1e30\n",
+                "daemon.idle_timeout",
+                "from 0 to",
+            ),
+        ] {
+            let err = parse(yaml).expect_err(yaml);
+            assert_eq!(err.kind(), abssd_proto::ErrorKind::Environment);
+            let err = err.to_string();
+            assert!(
+                err.starts_with(&format!("/etc/abssctl/config.yml: key {key:?}: "))
+                    && err.contains(says),
+                "{yaml}: {err}"
+            );
+        }
+    }
+}

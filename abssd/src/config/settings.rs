@@ -1,0 +1,268 @@
+//! The daemon's own settings and the host services it drives, resolved from
+//! the merged configuration with their defaults.
+
+use std::time::Duration;
+
+use abssd_proto::{Compression, Consistency};
+
+use super::file::ConfigFile;
+
+/// Default of `daemon.max_restore_entries`.
+pub const DEFAULT_MAX_RESTORE_ENTRIES: u64 = 1_000_000;
+/// Default of `daemon.restore_reserve_percent`.
+pub const DEFAULT_RESTORE_RESERVE_PERCENT: u8 = 5;
+
+/// How the daemon behaves: who may do what, its limits and timeouts, and the
+/// defaults a request leaves open.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Longest wait for any lock (`lock_timeout`, shared with the Python tool).
+    pub lock_timeout: Duration,
+    /// Group whose members may mutate (`daemon.operator_group`).
+    pub operator_group: String,
+    /// Group owning the socket (who may connect at all); default the operator
+    /// group (`daemon.socket_group`).
+    pub socket_group: String,
+    /// Most simultaneous connections (`daemon.max_connections`).
+    pub max_connections: u32,
+    /// Most simultaneous connections of one uid other than root and the daemon's
+    /// own (`daemon.max_connections_per_uid`), so one peer cannot take every slot.
+    pub max_connections_per_uid: u32,
+    /// Connections only root and operators may use (`daemon.reserved_connections`):
+    /// an operator can always connect while readers fill the rest.
+    pub reserved_connections: u32,
+    /// Largest request body accepted (`daemon.max_request_bytes`).
+    pub max_request_bytes: u32,
+    /// Largest response (`daemon.max_response_bytes`).
+    pub max_response_bytes: u32,
+    /// Requests in one JSON-RPC batch (`daemon.max_batch`).
+    pub max_batch: u32,
+    /// Calls of one connection being answered at once (`daemon.max_calls_per_connection`);
+    /// beyond it the daemon stops reading that connection until one is answered.
+    pub max_calls_per_connection: u32,
+    /// Answers and notifications queued for one WebSocket connection
+    /// (`daemon.message_buffer`); a full queue stops reading that connection.
+    pub message_buffer: u32,
+    /// A connection whose answers cannot be written for this long is closed
+    /// (`daemon.send_timeout`): a client that sends but never reads is dropped.
+    pub send_timeout: Duration,
+    /// Operations one non-operator uid may have running (`daemon.max_operations_per_reader`).
+    pub max_operations_per_reader: u32,
+    /// `operations.jsonl` is rotated to `operations.jsonl.1` once it reaches this
+    /// size (`daemon.operations_log_max_bytes`).
+    pub oplog_max_bytes: u64,
+    /// Bytes of holes (a file's size beyond its allocated blocks) one create
+    /// archives; sparse files beyond it are left out with a warning
+    /// (`daemon.max_sparse_hole_bytes`, default 1 GiB).
+    pub max_sparse_hole_bytes: u64,
+    /// When socket-activated: exit after this long with no connection and no
+    /// running operation (`daemon.idle_timeout`; zero: never).
+    pub idle_timeout: Duration,
+    /// On SIGTERM/SIGINT: how long running operations may take to end before
+    /// the daemon exits anyway (`daemon.stop_timeout`, default 120 s; keep it
+    /// 10 s below the unit's `TimeoutStopSec=`).
+    pub stop_timeout: Duration,
+    /// Most tar entries a restore extracts, an adoption or a verify reads
+    /// (`daemon.max_restore_entries`).
+    pub max_restore_entries: u64,
+    /// Percent of the staging filesystem's size a restore leaves free, at most
+    /// 1 GiB (`daemon.restore_reserve_percent`).
+    pub restore_reserve_percent: u8,
+    /// How `backup create` reads a running instance when the request does not
+    /// say (`daemon.consistency`: `snapshot`, `stop` or `none`; default `snapshot`).
+    pub consistency: Consistency,
+    /// Compression when a request says `auto` (`backups.compression.algorithm`).
+    pub default_compression: Compression,
+    /// Level when a request gives none (`backups.compression.level`).
+    pub default_level: Option<i32>,
+}
+
+impl DaemonSettings {
+    /// What `merged` sets, defaults for the rest.
+    pub fn resolve(merged: &ConfigFile) -> DaemonSettings {
+        let d = &merged.daemon;
+        let operator_group = d
+            .operator_group
+            .clone()
+            .unwrap_or_else(|| "abssctl".to_owned());
+        let max_connections = d.max_connections.unwrap_or(64);
+        DaemonSettings {
+            lock_timeout: merged.lock_timeout.unwrap_or(Duration::from_secs(30)),
+            socket_group: d
+                .socket_group
+                .clone()
+                .unwrap_or_else(|| operator_group.clone()),
+            operator_group,
+            max_connections,
+            max_connections_per_uid: d.max_connections_per_uid.unwrap_or(16),
+            // Else no operator could ever connect while readers fill the rest.
+            reserved_connections: d
+                .reserved_connections
+                .unwrap_or(16)
+                .min(max_connections.saturating_sub(1)),
+            max_request_bytes: d.max_request_bytes.unwrap_or(1 << 20),
+            max_response_bytes: d.max_response_bytes.unwrap_or(16 << 20),
+            max_batch: d.max_batch.unwrap_or(abssd_proto::limits::BATCH),
+            max_calls_per_connection: d.max_calls_per_connection.unwrap_or(16),
+            message_buffer: d.message_buffer.unwrap_or(16),
+            // A zero timeout would drop every client at its first answer.
+            send_timeout: d
+                .send_timeout
+                .unwrap_or(Duration::from_secs(10))
+                .max(Duration::from_millis(100)),
+            max_operations_per_reader: d.max_operations_per_reader.unwrap_or(2),
+            oplog_max_bytes: u64::from(d.operations_log_max_bytes.unwrap_or(64 << 20)),
+            max_sparse_hole_bytes: d.max_sparse_hole_bytes.unwrap_or(1 << 30),
+            idle_timeout: d.idle_timeout.unwrap_or(Duration::from_secs(300)),
+            stop_timeout: d.stop_timeout.unwrap_or(Duration::from_secs(120)),
+            max_restore_entries: d.max_restore_entries.unwrap_or(DEFAULT_MAX_RESTORE_ENTRIES),
+            restore_reserve_percent: d
+                .restore_reserve_percent
+                .unwrap_or(DEFAULT_RESTORE_RESERVE_PERCENT),
+            consistency: d.consistency.unwrap_or_default(),
+            default_compression: merged.backups.compression.algorithm.unwrap_or_default(),
+            default_level: merged.backups.compression.level,
+        }
+    }
+}
+
+/// The host's services the daemon drives: systemd over D-Bus, the nginx check
+/// and reload, the instances' account.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The account instances run as (`service_user`; kept for the Python tool,
+    /// informational here).
+    pub service_user: Option<String>,
+    /// D-Bus address of systemd's bus (`systemd.bus_address`, `--bus`); `None` =
+    /// the system bus (`DBUS_SYSTEM_BUS_ADDRESS`, else the well-known socket).
+    pub bus_address: Option<String>,
+    /// The nginx config check, argv form (`nginx.test_command`).
+    pub nginx_test_command: Vec<String>,
+    /// The unit reloaded after a site changed (`nginx.service`).
+    pub nginx_unit: String,
+}
+
+impl Services {
+    /// What `merged` sets, defaults for the rest.
+    pub fn resolve(merged: &ConfigFile) -> Services {
+        Services {
+            service_user: merged.service_user.clone(),
+            bus_address: merged.systemd.bus_address.clone(),
+            nginx_test_command: merged
+                .nginx
+                .test_command
+                .clone()
+                .unwrap_or_else(|| vec!["nginx".to_owned(), "-t".to_owned()]),
+            nginx_unit: merged
+                .nginx
+                .service
+                .clone()
+                .unwrap_or_else(|| "nginx.service".to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn merged(yaml: &str) -> ConfigFile {
+        ConfigFile::parse(Path::new("/c.yml"), yaml).unwrap()
+    }
+
+    #[test]
+    fn daemon_defaults() {
+        let d = DaemonSettings::resolve(&ConfigFile::default());
+        assert_eq!(d.lock_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (d.operator_group.as_str(), d.socket_group.as_str()),
+            ("abssctl", "abssctl")
+        );
+        assert_eq!(
+            [
+                d.max_connections,
+                d.max_connections_per_uid,
+                d.reserved_connections,
+                d.max_request_bytes,
+                d.max_response_bytes,
+                d.max_batch,
+                d.max_calls_per_connection,
+                d.message_buffer,
+                d.max_operations_per_reader,
+            ],
+            [
+                64,
+                16,
+                16,
+                1 << 20,
+                16 << 20,
+                abssd_proto::limits::BATCH,
+                16,
+                16,
+                2
+            ]
+        );
+        assert_eq!(
+            [d.send_timeout, d.idle_timeout, d.stop_timeout],
+            [10, 300, 120].map(Duration::from_secs)
+        );
+        assert_eq!(
+            [
+                d.oplog_max_bytes,
+                d.max_sparse_hole_bytes,
+                d.max_restore_entries
+            ],
+            [64 << 20, 1 << 30, 1_000_000]
+        );
+        assert_eq!(d.restore_reserve_percent, 5);
+        assert_eq!(d.consistency, Consistency::Snapshot);
+        assert_eq!(
+            (d.default_compression, d.default_level),
+            (Compression::Auto, None)
+        );
+    }
+
+    #[test]
+    fn daemon_settings_are_read_and_bent_where_they_must_be() {
+        let d = DaemonSettings::resolve(&merged(
+            "lock_timeout: 2.5\nbackups:\n  compression:\n    algorithm: gzip\n    level: 9\n\
+             daemon:\n  operator_group: ops\n  max_connections: 4\n  reserved_connections: 10\n\
+             \x20 send_timeout: 0\n  consistency: stop\n  operations_log_max_bytes: 4294967295\n",
+        ));
+        assert_eq!(d.lock_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            (d.operator_group.as_str(), d.socket_group.as_str()),
+            ("ops", "ops")
+        );
+        // At least one connection stays open to readers; a zero send timeout
+        // would drop every client.
+        assert_eq!(d.reserved_connections, 3);
+        assert_eq!(d.send_timeout, Duration::from_millis(100));
+        assert_eq!(d.consistency, Consistency::Stop);
+        assert_eq!(d.oplog_max_bytes, u64::from(u32::MAX));
+        assert_eq!(
+            (d.default_compression, d.default_level),
+            (Compression::Gzip, Some(9))
+        );
+    }
+
+    #[test]
+    fn services_defaults_and_settings() {
+        let s = Services::resolve(&ConfigFile::default());
+        assert_eq!(s.service_user, None);
+        assert_eq!(s.bus_address, None);
+        assert_eq!(s.nginx_test_command, ["nginx", "-t"]);
+        assert_eq!(s.nginx_unit, "nginx.service");
+
+        let s = Services::resolve(&merged(
+            "service_user: actual\nsystemd:\n  bus_address: unix:path=/b\n\
+             nginx:\n  test_command: [nginx, -t, -c, /n.conf]\n  service: web.service\n",
+        ));
+        assert_eq!(s.service_user.as_deref(), Some("actual"));
+        assert_eq!(s.bus_address.as_deref(), Some("unix:path=/b"));
+        assert_eq!(s.nginx_test_command, ["nginx", "-t", "-c", "/n.conf"]);
+        assert_eq!(s.nginx_unit, "web.service");
+    }
+}

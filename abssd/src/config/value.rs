@@ -1,0 +1,176 @@
+//! Checked values, as serde reads them from the config file: each function
+//! here is a field's `deserialize_with`, and refuses a value out of its range
+//! with a message saying what it must be (the key and file are added by the
+//! caller). Whole numbers go through `TryFrom`, never `as`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+/// The longest duration any setting takes (about 31 years): beyond it a
+/// `Duration` from the value could not even be made.
+pub const MAX_SECONDS: u32 = 1_000_000_000;
+/// The longest `daemon.stop_timeout`: a stop that waits longer is a hang.
+pub const MAX_STOP_TIMEOUT: u32 = 3600;
+
+/// A section: a mapping, or nothing (`backups:` with no keys under it).
+pub(super) fn section<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> std::result::Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+pub(super) fn non_empty<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(s) if s.is_empty() => Err(de::Error::custom("must be a non-empty string")),
+        s => Ok(s),
+    }
+}
+
+pub(super) fn absolute<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<PathBuf>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.starts_with('/') => Ok(Some(PathBuf::from(s))),
+        Some(s) => Err(de::Error::custom(format!(
+            "must be an absolute path, found {s:?}"
+        ))),
+    }
+}
+
+pub(super) fn command<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    match Option::<Vec<String>>::deserialize(d)? {
+        Some(argv) if argv.is_empty() => Err(de::Error::custom(
+            "must be a non-empty list of strings (the program, then its arguments)",
+        )),
+        argv => Ok(argv),
+    }
+}
+
+/// A whole number from `MIN` to `MAX` (and in `T`): checked, never cast.
+pub(super) fn whole<'de, D, T, const MIN: u64, const MAX: u64>(
+    d: D,
+) -> std::result::Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i128>,
+{
+    Option::<Whole>::deserialize(d)?
+        .map(|Whole(n)| bounded(n, MIN.into(), MAX.into()))
+        .transpose()
+}
+
+/// A count held in a `u32`, at least `MIN`.
+pub(super) fn count<'de, D: Deserializer<'de>, const MIN: u32>(
+    d: D,
+) -> std::result::Result<Option<u32>, D::Error> {
+    Option::<Whole>::deserialize(d)?
+        .map(|Whole(n)| bounded(n, MIN.into(), u32::MAX.into()))
+        .transpose()
+}
+
+fn bounded<T: TryFrom<i128>, E: de::Error>(
+    n: i128,
+    min: i128,
+    max: i128,
+) -> std::result::Result<T, E> {
+    (min..=max)
+        .contains(&n)
+        .then(|| T::try_from(n).ok())
+        .flatten()
+        .ok_or_else(|| {
+            let range = if max == i128::from(u64::MAX) {
+                format!("{min} or more")
+            } else {
+                format!("from {min} to {max}")
+            };
+            E::custom(format!("must be a whole number {range}, found {n}"))
+        })
+}
+
+/// A number of seconds from 0 to `MAX`: an integer, a decimal, or a string
+/// holding one (`"1.5"`).
+pub(super) fn seconds<'de, D: Deserializer<'de>, const MAX: u32>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    Ok(Option::<Seconds<MAX>>::deserialize(d)?.map(|Seconds(v)| v))
+}
+
+/// Any integer YAML holds, unconverted (`1.0` and `"1"` are not whole numbers).
+struct Whole(i128);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Whole, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Whole;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_i64<E>(self, n: i64) -> std::result::Result<Whole, E> {
+                Ok(Whole(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> std::result::Result<Whole, E> {
+                Ok(Whole(n.into()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A number of seconds from 0 to `MAX`, as a duration.
+struct Seconds<const MAX: u32>(Duration);
+
+impl<'de, const MAX: u32> Deserialize<'de> for Seconds<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<const MAX: u32>;
+        impl<const MAX: u32> V<MAX> {
+            fn check<E: de::Error>(
+                v: Option<f64>,
+                found: &dyn std::fmt::Debug,
+            ) -> std::result::Result<Seconds<MAX>, E> {
+                v.filter(|v| (0.0..=f64::from(MAX)).contains(v))
+                    .map(|v| Seconds(Duration::from_secs_f64(v)))
+                    .ok_or_else(|| {
+                        E::custom(format!(
+                            "must be a number of seconds from 0 to {MAX}, found {found:?}"
+                        ))
+                    })
+            }
+        }
+        impl<const MAX: u32> de::Visitor<'_> for V<MAX> {
+            type Value = Seconds<MAX>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a number of seconds from 0 to {MAX}")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Self::Value, E> {
+                V::check(u32::try_from(n).ok().map(f64::from), &n)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Self::Value, E> {
+                V::check(u32::try_from(n).ok().map(f64::from), &n)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Self::Value, E> {
+                V::check(Some(v), &v)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Self::Value, E> {
+                V::check(parse_seconds(s), &s)
+            }
+        }
+        d.deserialize_any(V::<MAX>)
+    }
+}
+
+/// A finite, non-negative number of seconds written as text (config or environment).
+pub fn parse_seconds(s: &str) -> Option<f64> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
