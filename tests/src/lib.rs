@@ -30,7 +30,10 @@ pub mod inspect;
 pub mod nobody;
 pub mod python;
 pub mod rawtar;
+pub mod serial;
 pub mod world;
+
+pub use serial::{Serial, Share, serial, share};
 
 /// A temporary prefix laid out like a host (SPEC §3), re-rooted.
 #[derive(Debug)]
@@ -39,6 +42,8 @@ pub struct Sandbox {
     _dir: tempfile::TempDir,
     /// The prefix passed to `--prefix`.
     pub prefix: PathBuf,
+    /// Leave to run abssd in this process (see [`serial`]).
+    _share: Share,
 }
 
 impl Default for Sandbox {
@@ -50,12 +55,17 @@ impl Default for Sandbox {
 impl Sandbox {
     /// An empty prefix.
     pub fn new() -> Sandbox {
+        let share = share();
         let dir = tempfile::Builder::new()
             .prefix("abssd-test-")
             .tempdir()
             .expect("tempdir");
         let prefix = dir.path().to_owned();
-        Sandbox { _dir: dir, prefix }
+        Sandbox {
+            _dir: dir,
+            prefix,
+            _share: share,
+        }
     }
 
     /// The daemon configuration for this prefix (no config file, no env).
@@ -205,6 +215,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Held until the daemon is stopped, which may be after its sandbox is gone.
+    _share: Share,
 }
 
 impl Daemon {
@@ -215,6 +227,7 @@ impl Daemon {
 
     /// Start with an explicit configuration.
     pub fn start_with(config: abssd::Config) -> Daemon {
+        let share = share();
         let socket = config.socket.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -237,6 +250,7 @@ impl Daemon {
             socket,
             stop: Some(tx),
             thread: Some(thread),
+            _share: share,
         }
     }
 
