@@ -327,3 +327,34 @@ pub fn tar(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Panics unless every test file in `dir` (a `*.rs` file, or a directory with
+/// a `mod.rs`) is declared as `mod name;` in `root`, the text of the test
+/// binary's root file there: with `autotests = false` cargo would skip a file
+/// nobody names, and its tests with it, without a word.
+pub fn assert_every_file_is_a_module(dir: &Path, root: &str) {
+    let mut missing = Vec::new();
+    for entry in fs::read_dir(dir).expect("read the tests directory") {
+        let path = entry.expect("read the tests directory").path();
+        let name = if path.is_dir() {
+            if !path.join("mod.rs").exists() {
+                // The submodules of a file beside it, e.g. `cli_fake/`.
+                continue;
+            }
+            path.file_name()
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            path.file_stem()
+        } else {
+            continue;
+        };
+        let name = name.expect("a name").to_string_lossy().into_owned();
+        if name != "main" && !root.lines().any(|l| l.trim() == format!("mod {name};")) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "test files not named as modules in {}/main.rs: {missing:?}",
+        dir.display()
+    );
+}

@@ -518,7 +518,12 @@ fn extraction_works_unprivileged_without_owners() {
         let status = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "extraction_works_unprivileged_without_owners",
+                // Its name in the test binary: its module's path, the crate's
+                // name left out.
+                &format!(
+                    "{}::extraction_works_unprivileged_without_owners",
+                    module_path!().split_once("::").expect("a module").1
+                ),
                 "--test-threads=1",
             ])
             .env(
