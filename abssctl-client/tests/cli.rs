@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::thread;
 
-mod common;
-use common::{assert_exit, json_doc, text};
+use crate::common::{assert_exit, json_doc, text};
 
 /// Run `abssctl` with `args`, never touching a real daemon: the socket defaults to
 /// one that does not exist unless the test passes `--socket`.

@@ -7,8 +7,7 @@ use std::process::{Command, Output};
 use abssd_tests::{Daemon, Sandbox};
 use serde_json::{Value, json};
 
-mod common;
-use common::{assert_exit, text};
+use crate::common::{assert_exit, text};
 
 /// A sandboxed host with instance `alpha`, and a daemon serving it. The daemon is
 /// declared first so it stops before the sandbox directory goes away.

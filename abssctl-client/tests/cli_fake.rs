@@ -10,12 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-mod common;
-use common::{assert_exit, json_doc, text};
+use crate::common::{assert_exit, json_doc, text};
 
-// A test target's root file resolves `mod` like a `mod.rs`: without the
-// path this would be `tests/standin.rs`.
-#[path = "cli_fake/standin.rs"]
 mod standin;
 use standin::{
     FakeDaemon, RESTORE_ID, create_result, entry, plan, reconcile_applied, reconcile_drift,

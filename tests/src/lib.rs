@@ -30,7 +30,10 @@ pub mod inspect;
 pub mod nobody;
 pub mod python;
 pub mod rawtar;
+pub mod serial;
 pub mod world;
+
+pub use serial::{Serial, Share, serial, share};
 
 /// A temporary prefix laid out like a host (SPEC §3), re-rooted.
 #[derive(Debug)]
@@ -39,6 +42,8 @@ pub struct Sandbox {
     _dir: tempfile::TempDir,
     /// The prefix passed to `--prefix`.
     pub prefix: PathBuf,
+    /// Leave to run abssd in this process (see [`serial`]).
+    _share: Share,
 }
 
 impl Default for Sandbox {
@@ -50,12 +55,17 @@ impl Default for Sandbox {
 impl Sandbox {
     /// An empty prefix.
     pub fn new() -> Sandbox {
+        let share = share();
         let dir = tempfile::Builder::new()
             .prefix("abssd-test-")
             .tempdir()
             .expect("tempdir");
         let prefix = dir.path().to_owned();
-        Sandbox { _dir: dir, prefix }
+        Sandbox {
+            _dir: dir,
+            prefix,
+            _share: share,
+        }
     }
 
     /// The paths of the daemon configuration for this prefix.
@@ -210,6 +220,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Held until the daemon is stopped, which may be after its sandbox is gone.
+    _share: Share,
 }
 
 impl Daemon {
@@ -220,6 +232,7 @@ impl Daemon {
 
     /// Start with an explicit configuration.
     pub fn start_with(config: abssd::Config) -> Daemon {
+        let share = share();
         let socket = config.layout.socket.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -242,6 +255,7 @@ impl Daemon {
             socket,
             stop: Some(tx),
             thread: Some(thread),
+            _share: share,
         }
     }
 
@@ -317,4 +331,35 @@ pub fn tar(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Panics unless every test file in `dir` (a `*.rs` file, or a directory with
+/// a `mod.rs`) is declared as `mod name;` in `root`, the text of the test
+/// binary's root file there: with `autotests = false` cargo would skip a file
+/// nobody names, and its tests with it, without a word.
+pub fn assert_every_file_is_a_module(dir: &Path, root: &str) {
+    let mut missing = Vec::new();
+    for entry in fs::read_dir(dir).expect("read the tests directory") {
+        let path = entry.expect("read the tests directory").path();
+        let name = if path.is_dir() {
+            if !path.join("mod.rs").exists() {
+                // The submodules of a file beside it, e.g. `cli_fake/`.
+                continue;
+            }
+            path.file_name()
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            path.file_stem()
+        } else {
+            continue;
+        };
+        let name = name.expect("a name").to_string_lossy().into_owned();
+        if name != "main" && !root.lines().any(|l| l.trim() == format!("mod {name};")) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "test files not named as modules in {}/main.rs: {missing:?}",
+        dir.display()
+    );
 }

@@ -7,7 +7,7 @@
 //!
 //! Writers are real second processes (`python3` with its sqlite3 module) that
 //! say through a pipe when they are inside their transaction: no sleeps.
-//! Every test holds a `FailScenario` (hooks are process-wide).
+//! Every test holds [`serial`] (hooks are process-wide).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -23,14 +23,11 @@ use abssd_proto::methods::BackupCreate;
 use abssd_proto::methods::call::call;
 use abssd_proto::*;
 use abssd_tests::nobody::{self, NOBODY};
+use abssd_tests::serial;
 use abssd_tests::tar;
 use abssd_tests::world::World;
 use jsonrpsee::core::client::Client;
 use rusqlite::{Connection, OpenFlags};
-
-fn serial() -> fail::FailScenario<'static> {
-    fail::FailScenario::setup()
-}
 
 /// Hand the data directory to the service user, as on a real host.
 fn owned_by_nobody(w: &World) -> PathBuf {

@@ -33,6 +33,7 @@ use abssd_proto::{
 };
 use abssd_tests::actual::{Checked, check_data};
 use abssd_tests::nobody::{NOBODY, chown_r};
+use abssd_tests::serial;
 use abssd_tests::world::{Tmpfs, World, restore};
 use jsonrpsee::core::client::Client;
 
@@ -156,11 +157,6 @@ impl Drop for Writer {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Serializes the tests that arm hooks (process-wide) and clears them after.
-fn serial() -> fail::FailScenario<'static> {
-    fail::FailScenario::setup()
 }
 
 /// An instance whose unit runs, its data directory handed to the service

@@ -6,8 +6,8 @@
 //! systemd is the fake on a private bus: it records the verbs it is sent, and
 //! runs a test's hook when a job finishes, before abssd hears of it. The
 //! order of stop, archive pass and start is observed at those hooks and at
-//! the daemon's `create::after-walk` hook, never by timing. Every test holds a
-//! `FailScenario`: hooks are process-wide, so the tests run one at a time.
+//! the daemon's `create::after-walk` hook, never by timing. Every test holds
+//! [`serial`]: hooks are process-wide, so the tests run one at a time.
 
 use std::fs;
 use std::io::Write;
@@ -19,15 +19,11 @@ use abssd_proto::methods::{BackupCreate, BackupShow, BackupVerify};
 use abssd_proto::*;
 use abssd_tests::inspect::{events_of, phase};
 use abssd_tests::world::{World, live, restore};
-use abssd_tests::{Daemon, Sandbox, Verb, client, tar};
+use abssd_tests::{Daemon, Sandbox, Verb, client, serial, tar};
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
 
 const UNIT: &str = "abssctl-alpha.service";
-
-fn serial() -> fail::FailScenario<'static> {
-    fail::FailScenario::setup()
-}
 
 fn stop_mode() -> CreateParams {
     CreateParams {

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use abssd::extract::{Expect, Extracted, extract};
 use abssd_proto::Algorithm;
-use abssd_tests::tar;
+use abssd_tests::{share, tar};
 
 const TOP: &str = "20250101-000000-budget-abc123";
 
@@ -211,6 +211,7 @@ fn expect(algorithm: Algorithm, sha256: String) -> Expect {
 
 /// Extract, returning the result and the progress total.
 fn run(archive: &Path, staging: &Path, expect: &Expect) -> (abssd::Result<Extracted>, u64) {
+    let _share = share();
     let mut read = 0u64;
     let result = extract(archive, staging, expect, &mut |n| read += n);
     (result, read)
@@ -333,6 +334,8 @@ fn gnu_tar_archives_in_every_compression_come_back_exactly() {
 fn our_own_archives_come_back_exactly() {
     use abssd::archive::{Budget, Codec, Tree, walk, write};
 
+    // The walk and the writer pass the create hooks.
+    let _share = share();
     let work = tempfile::tempdir().unwrap();
     let w = work.path().to_owned();
     let top = make_source(&w.join("src"), false);
@@ -501,7 +504,12 @@ fn extraction_works_unprivileged_without_owners() {
         let status = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "extraction_works_unprivileged_without_owners",
+                // Its name in the test binary: its module's path, the crate's
+                // name left out.
+                &format!(
+                    "{}::extraction_works_unprivileged_without_owners",
+                    module_path!().split_once("::").expect("a module").1
+                ),
                 "--test-threads=1",
             ])
             .env(

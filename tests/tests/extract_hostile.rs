@@ -15,13 +15,15 @@ use std::process::{Command, Stdio};
 use abssd::extract::{Expect, Extracted, extract};
 use abssd_proto::Algorithm;
 use abssd_tests::rawtar::{RawTar, kind};
-use abssd_tests::tar;
+use abssd_tests::{Share, share, tar};
 
 const TOP: &str = "20250101-000000-budget-abc123";
 
 /// A temporary directory with `victim/`, `archives/` and `work/staging/`.
 struct Fixture {
     dir: tempfile::TempDir,
+    /// Extraction passes a hook (see [`abssd_tests::serial`]).
+    _share: Share,
 }
 
 impl Fixture {
@@ -32,7 +34,10 @@ impl Fixture {
         fs::write(victim.join("passwd"), b"root:x:0:0\n").unwrap();
         fs::create_dir_all(dir.path().join("archives")).unwrap();
         fs::create_dir_all(dir.path().join("work/staging")).unwrap();
-        Fixture { dir }
+        Fixture {
+            dir,
+            _share: share(),
+        }
     }
 
     fn root(&self) -> &Path {

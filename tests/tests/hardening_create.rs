@@ -4,8 +4,8 @@
 //! create must still get right (trees deeper than descriptors allow, paths
 //! longer than `PATH_MAX`, sparse files, times before 1970, `--out-dir`).
 //!
-//! Every test holds a `FailScenario`: hooks are process-wide, so the tests of
-//! this binary run one at a time.
+//! Every test holds [`serial`]: hooks are process-wide, so these tests run
+//! one at a time, and alone in the process.
 
 use std::fs;
 use std::os::fd::OwnedFd;
@@ -21,17 +21,12 @@ use abssd_proto::methods::{BackupCreate, BackupShow};
 use abssd_proto::*;
 use abssd_tests::inspect::events_of;
 use abssd_tests::nobody::{self, NOBODY};
+use abssd_tests::serial;
 use abssd_tests::tar;
 use abssd_tests::world::{World, restore};
 use jsonrpsee::core::client::Client;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-
-/// Serializes the tests of this binary (hooks are process-wide) and clears
-/// every hook when dropped.
-fn serial() -> fail::FailScenario<'static> {
-    fail::FailScenario::setup()
-}
 
 /// Hand the data directory to the service user, as on a real host: it owns
 /// everything below the data root and can reach it.

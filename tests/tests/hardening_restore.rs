@@ -15,7 +15,7 @@
 //! * a GNU tar archive's negative mtime is restored as such.
 //!
 //! The `extract::after-entry` hook is global to this process, so every test
-//! here holds `fail::FailScenario` (the tests run one at a time).
+//! here holds [`serial`] (the tests run one at a time).
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -30,7 +30,7 @@ use abssd_proto::*;
 use abssd_tests::nobody::{self, NOBODY, chown_r};
 use abssd_tests::python::register_python_entry;
 use abssd_tests::world::{Tmpfs, World, assert_same, no_pre, restore};
-use abssd_tests::{Daemon, Sandbox, backup, client, tar};
+use abssd_tests::{Daemon, Sandbox, backup, client, serial, tar};
 use serde_json::{Value, json};
 
 /// Run `script` with `sh` as uid/gid 65534 (the instance's service user).
@@ -162,7 +162,7 @@ fn others(dir: &Path, keep: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planted_archive_never_becomes_another_instances_backup() {
-    let _serial = fail::FailScenario::setup();
+    let _serial = serial();
     let w = World::new(&["alpha", "beta"]);
     let c = w.client().await;
     let cfg = w.cfg();
@@ -266,7 +266,7 @@ async fn a_planted_archive_never_becomes_another_instances_backup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adoption_refuses_what_restore_refuses() {
-    let _serial = fail::FailScenario::setup();
+    let _serial = serial();
     let sb = Sandbox::new();
     sb.add_instance("alpha");
     let daemon = Daemon::start(&sb);
@@ -346,7 +346,7 @@ async fn adoption_refuses_what_restore_refuses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_flags_an_archive_restore_would_refuse_and_restore_refuses_it() {
-    let _serial = fail::FailScenario::setup();
+    let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
     let cfg = w.cfg();
@@ -429,7 +429,7 @@ async fn verify_flags_an_archive_restore_would_refuse_and_restore_refuses_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_and_messages_with_control_characters_are_refused() {
-    let _serial = fail::FailScenario::setup();
+    let _serial = serial();
     let sb = Sandbox::new();
     sb.add_instance("alpha");
     let daemon = Daemon::start(&sb);
@@ -510,7 +510,7 @@ async fn with_zeros(w: &World, bytes: usize) -> CreateResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_stops_at_the_recorded_content_size() {
-    let _serial = fail::FailScenario::setup();
+    let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
     let made = with_zeros(&w, 8 << 20).await;
@@ -535,7 +535,7 @@ async fn restore_stops_at_the_recorded_content_size() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_verify_and_adopt_stop_at_the_configured_entry_count() {
-    let _serial = fail::FailScenario::setup();
+    let _serial = serial();
     let mut w = World::new(&["alpha"]);
     // Made under the default limit (a create refuses a tree over the limit),
     // restored and verified under a lower one.
@@ -574,7 +574,7 @@ async fn restore_verify_and_adopt_stop_at_the_configured_entry_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staging_never_eats_into_the_filesystems_reserve() {
-    let scenario = fail::FailScenario::setup();
+    let scenario = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
     let made = with_zeros(&w, 6 << 20).await;
@@ -637,7 +637,7 @@ async fn staging_never_eats_into_the_filesystems_reserve() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_negative_mtime_from_gnu_tar_is_restored_as_such() {
-    let _serial = fail::FailScenario::setup();
+    let _serial = serial();
     let sb = Sandbox::new();
     let data = sb.add_instance("alpha");
     let daemon = Daemon::start(&sb);
@@ -674,7 +674,7 @@ async fn a_negative_mtime_from_gnu_tar_is_restored_as_such() {
 /// root place the data anywhere. Such a destination is refused up front.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dest_below_a_directory_another_user_owns_is_refused() {
-    let _serial = fail::FailScenario::setup();
+    let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
     let made = backup(&c, "alpha").await;

@@ -11,7 +11,7 @@ use abssd_proto::methods::{BackupCreate, BackupReconcile, BackupRestore};
 use abssd_proto::*;
 use abssd_tests::inspect::{events_of, snapshot_content};
 use abssd_tests::python::{python_style_archive, register_python_entry};
-use abssd_tests::{Daemon, Sandbox, backup, client};
+use abssd_tests::{Daemon, Sandbox, backup, client, serial};
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
 
@@ -596,6 +596,8 @@ async fn a_sidecar_that_disagrees_with_its_orphan_blocks_adoption() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_on_its_way_into_the_index_is_never_an_orphan() {
+    // The hook below is process-wide.
+    let _serial = serial();
     let sb = Sandbox::new();
     sb.add_instance("alpha");
     let daemon = Daemon::start(&sb);
