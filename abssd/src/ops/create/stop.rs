@@ -22,10 +22,10 @@ use crate::ops::{Ctx, Sink};
 use crate::systemd::Units;
 
 /// A `stop`-mode create of an instance whose unit runs.
-pub(super) struct Job<'a, U: Units> {
+pub(super) struct Job<'a> {
     pub ctx: &'a Ctx,
     /// The connection the unit's state was read on.
-    pub units: &'a U,
+    pub units: &'a dyn Units,
     /// The instance's unit.
     pub unit: &'a str,
     pub params: &'a CreateParams,
@@ -33,7 +33,7 @@ pub(super) struct Job<'a, U: Units> {
     pub progress: &'a Sink,
 }
 
-impl<U: Units> Job<'_, U> {
+impl Job<'_> {
     /// Stop, walk and archive, start, then write the index entry.
     ///
     /// When the archive pass fails, the unit is started again before the
@@ -172,9 +172,9 @@ fn not_started(cause: Error, unit: &str, start: &Error) -> Error {
 /// that far. `None` when the create stopped no unit; otherwise what was done,
 /// or what is left for an operator. `units` is `None` when systemd cannot be
 /// reached.
-pub async fn recover_unit<U: Units>(
+pub async fn recover_unit(
     record: &Record,
-    units: Option<&U>,
+    units: Option<&dyn Units>,
 ) -> Option<std::result::Result<String, String>> {
     let unit = record.steps.iter().find_map(|s| match s {
         Step::StopUnit { unit } => Some(unit.as_str()),

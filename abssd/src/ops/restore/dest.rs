@@ -2,71 +2,28 @@
 //! lock on the instance, no unit, asset or registry change; only the staging
 //! directory and the final rename are journaled.
 
+use std::path::Path;
+
 use abssd_proto::RestoreResult;
 
-use super::{Job, mode, remove_tree, rollback};
+use super::job::{Done, Job};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::journal::Step;
+use crate::journal::{Journal, Step};
 
+/// Restore `job`'s data into its `--dest` directory.
 pub(super) async fn run(job: &Job<'_>) -> Result<RestoreResult> {
     let mut journal = job.journal(None)?;
-    let placed = place(job, &mut journal).await;
-    let extracted = match placed {
-        Ok(x) => x,
-        Err(cause) => {
-            let record = journal.record().clone();
-            let report = rollback::rollback::<crate::systemd::Systemd>(
-                &job.ctx.config,
-                None,
-                &record,
-                &**job.progress,
-            )
-            .await;
-            return Err(report.into_error(cause, journal));
-        }
-    };
-    let outcome = job.outcome(&extracted.sha256, None);
-    journal.commit(outcome.clone())?;
-    let mut warnings = Vec::new();
-    let staging = job.staging.clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || remove_tree(&staging)).await? {
-        warnings.push(format!("could not remove the staging directory: {e}"));
+    match place(job, &mut journal).await {
+        Ok(done) => job.finish(journal, done).await,
+        Err(cause) => Err(job.roll_back(journal, None, cause).await),
     }
-    let target = job.pre.target.clone();
-    let restored_at = match job.annotate_index(&outcome).await {
-        Ok(at) => at,
-        Err(e) => {
-            warnings.push(format!(
-                "the restore is complete but the index was not annotated: {e}"
-            ));
-            fsutil::now_utc()
-        }
-    };
-    journal.close()?;
-    Ok(RestoreResult {
-        id: job.plan.id.clone(),
-        instance: job.plan.instance.clone(),
-        mode: mode(job.params),
-        destination: target.display().to_string(),
-        pre_restore_backup: None,
-        restored_at,
-        checksum: extracted.sha256,
-        entries: extracted.entries,
-        content_bytes: extracted.content_bytes,
-        assets: Vec::new(),
-        unit_running: None,
-        nginx_reloaded: false,
-        warnings,
-    })
 }
 
-async fn place(
-    job: &Job<'_>,
-    journal: &mut crate::journal::Journal,
-) -> Result<crate::extract::Extracted> {
-    let extracted = job.stage(journal).await?;
-    super::phase(&**job.progress, "place");
+/// Extract into staging, then rename the data into the destination.
+async fn place(job: &Job<'_>, journal: &mut Journal) -> Result<Done> {
+    let done = job.stage(journal).await?;
+    job.phase("place");
     let target = job.pre.target.clone();
     let from = job.payload().join("data");
     journal.begin(Step::PlaceData {
@@ -86,8 +43,8 @@ async fn place(
             }
         }
         std::fs::rename(&from, &target).at("moving the restored data to", &target)?;
-        fsutil::sync_dir(target.parent().unwrap_or(std::path::Path::new("/")))
+        fsutil::sync_dir(target.parent().unwrap_or(Path::new("/")))
     })
     .await??;
-    Ok(extracted)
+    Ok(done)
 }
