@@ -17,6 +17,8 @@ pub mod create;
 pub mod list;
 pub mod reconcile;
 pub mod restore;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod verify;
 
 /// A backup message (`--message`, `--backup-message`): any text but control

@@ -48,3 +48,104 @@ async fn place(job: &Job<'_>, journal: &mut Journal) -> Result<Done> {
     .await??;
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests {
+    use abssd_proto::{RestoreMode, RestoreParams};
+
+    use crate::error::Error;
+    use crate::ops::testkit::Host;
+
+    fn dest(host: &Host, id: &str) -> RestoreParams {
+        RestoreParams {
+            id: id.into(),
+            dest: Some(host.cfg().restores_root.join("copy").display().to_string()),
+            ..RestoreParams::default()
+        }
+    }
+
+    /// What the restores root holds, by name.
+    fn restores(host: &Host) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&host.cfg().restores_root)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn the_data_lands_in_the_new_directory_and_the_unit_is_never_touched() {
+        let host = Host::new();
+        let id = host.backup().await;
+        host.vandalize();
+        let live_before = host.live_state();
+        host.timeline.clear();
+        let (_, sink) = host.progress();
+
+        let (plan, result) = super::super::run(&host.ctx, &dest(&host, &id), &host.actor(), &sink)
+            .await
+            .unwrap();
+        let result = result.unwrap();
+
+        assert!(
+            host.timeline.systemd().is_empty(),
+            "{:?}",
+            host.timeline.systemd()
+        );
+        assert_eq!(result.mode, RestoreMode::Dest);
+        assert_eq!(result.unit_running, None);
+        assert!(result.assets.is_empty() && !result.nginx_reloaded);
+        assert!(result.warnings.is_empty(), "{:?}", result.warnings);
+        let copy = host.cfg().restores_root.join("copy");
+        assert_eq!(
+            std::fs::read_to_string(copy.join("budget/db.txt")).unwrap(),
+            "v1"
+        );
+        assert_eq!(host.live_state(), live_before);
+        // The phases are the plan's steps, after the pre-flight.
+        let steps: Vec<String> = plan.steps.iter().map(|s| s.step.clone()).collect();
+        assert_eq!(steps, ["extract", "validate", "place", "index"]);
+        assert_eq!(
+            host.timeline.phases(),
+            [&["preflight".to_owned()][..], &steps].concat()
+        );
+        // Staging removed, journal closed.
+        assert_eq!(restores(&host), ["copy"]);
+        assert!(host.journals().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_archive_rolls_back_without_systemd() {
+        let host = Host::new();
+        let id = host.backup().await;
+        let index = crate::index::Index::load(&host.cfg().index_file).unwrap();
+        let archive = index.get(&id).unwrap().path.clone();
+        let mut bytes = std::fs::read(&archive).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&archive, bytes).unwrap();
+        host.timeline.clear();
+        let (_, sink) = host.progress();
+
+        let err = super::super::run(&host.ctx, &dest(&host, &id), &host.actor(), &sink)
+            .await
+            .unwrap_err();
+
+        assert!(
+            !matches!(err, Error::RolledBack { .. }),
+            "nothing to report: {err}"
+        );
+        assert!(
+            host.timeline.systemd().is_empty(),
+            "{:?}",
+            host.timeline.systemd()
+        );
+        assert!(host.timeline.phases().contains(&"rollback".to_owned()));
+        assert!(!host.timeline.phases().contains(&"place".to_owned()));
+        assert!(restores(&host).is_empty(), "{:?}", restores(&host));
+        assert!(host.journals().is_empty());
+    }
+}

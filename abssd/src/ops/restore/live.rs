@@ -250,3 +250,274 @@ impl Live<'_, '_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use abssd_proto::RestoreParams;
+
+    use crate::config::unit_name;
+    use crate::error::Error;
+    use crate::journal::Step;
+    use crate::ops::testkit::{Host, INSTANCE};
+
+    fn live(id: &str) -> RestoreParams {
+        RestoreParams {
+            id: id.into(),
+            yes: true,
+            ..RestoreParams::default()
+        }
+    }
+
+    /// Each systemd job's line says which data and unit file were live then.
+    fn probe(host: &Host) {
+        let (data, unit) = (
+            host.data().join("budget/db.txt"),
+            host.cfg().unit_file(INSTANCE),
+        );
+        host.units.probe(move || {
+            let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+            let unit = read(&unit);
+            format!(
+                "data={} unit={}",
+                read(&data),
+                unit.lines().next().unwrap_or("")
+            )
+        });
+    }
+
+    /// The timeline from the first phase named `from` on: phases and jobs.
+    fn from_phase(host: &Host, from: &str) -> Vec<String> {
+        host.timeline
+            .lines()
+            .into_iter()
+            .skip_while(|l| *l != format!("phase {from}"))
+            .filter(|l| {
+                l.starts_with("phase ")
+                    || l.starts_with("systemd ")
+                        && !l.contains(" state ")
+                        && !l.ends_with(" connect")
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn stop_swap_reload_start_in_the_plans_order() {
+        let host = Host::new();
+        let id = host.backup().await;
+        host.vandalize();
+        probe(&host);
+        host.timeline.clear();
+        let (_, sink) = host.progress();
+
+        let (plan, result) = super::super::run(&host.ctx, &live(&id), &host.actor(), &sink)
+            .await
+            .unwrap();
+        let result = result.unwrap();
+
+        let unit = unit_name(INSTANCE);
+        let (before, after) = ("data=v2 unit=changed", "data=v1 unit=[Service]");
+        let steps: Vec<&str> = plan.steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(
+            steps,
+            [
+                "lock",
+                "pre_backup",
+                "extract",
+                "validate",
+                "stop_unit",
+                "swap",
+                "assets",
+                "daemon_reload",
+                "registry",
+                "start_unit",
+                "nginx",
+                "cleanup",
+                "index"
+            ]
+        );
+        // The pre-restore backup's own phases come before "extract".
+        assert_eq!(
+            from_phase(&host, "extract"),
+            [
+                "phase extract".to_owned(),
+                "phase validate".into(),
+                "phase stop_unit".into(),
+                format!("systemd stop {unit} | {before}"),
+                "phase swap".into(),
+                "phase assets".into(),
+                "phase daemon_reload".into(),
+                format!("systemd daemon-reload | {after}"),
+                "phase registry".into(),
+                "phase start_unit".into(),
+                format!("systemd start {unit} | {after}"),
+                "phase nginx".into(),
+                format!("systemd reload nginx.service | {after}"),
+                "phase cleanup".into(),
+                "phase index".into(),
+            ]
+        );
+        assert!(host.timeline.phases().contains(&"pre_backup".to_owned()));
+
+        assert_eq!(result.unit_running, Some(true));
+        assert!(result.nginx_reloaded);
+        assert!(result.pre_restore_backup.is_some());
+        assert_eq!(
+            result.assets,
+            [
+                host.cfg().unit_file(INSTANCE).display().to_string(),
+                host.cfg().site_file(INSTANCE).display().to_string()
+            ]
+        );
+        assert!(result.warnings.is_empty(), "{:?}", result.warnings);
+        assert!(host.units.is_active(&unit));
+        // Committed and cleaned up: no journal, nothing kept beside the data
+        // or the service files.
+        assert!(host.journals().is_empty());
+        let left: Vec<_> = host
+            .live_state()
+            .into_keys()
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.contains(".pre-restore-")
+                    || name.contains(".bak-")
+                    || name.contains(".restore-")
+            })
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let registry = crate::registry::Registry::load(&host.cfg().registry_file()).unwrap();
+        let entry = registry.get(INSTANCE).unwrap();
+        assert_eq!(entry.metadata["last_restored_by"], "root");
+    }
+
+    #[tokio::test]
+    async fn a_start_that_fails_rolls_everything_back_and_starts_the_old_unit() {
+        let host = Host::new();
+        let id = host.backup().await;
+        host.vandalize();
+        probe(&host);
+        let state_before = host.live_state();
+        let unit = unit_name(INSTANCE);
+        host.units.fail(&format!("start {unit}"), 1);
+        host.timeline.clear();
+        let (_, sink) = host.progress();
+
+        let err = super::super::run(
+            &host.ctx,
+            &RestoreParams {
+                no_pre_backup: true,
+                ..live(&id)
+            },
+            &host.actor(),
+            &sink,
+        )
+        .await
+        .unwrap_err();
+
+        let Error::RolledBack {
+            cause,
+            undone,
+            left,
+        } = err
+        else {
+            panic!("not rolled back: {err}");
+        };
+        assert!(matches!(*cause, Error::Service(_)), "{cause}");
+        assert!(left.is_empty(), "{left:?}");
+        assert!(
+            undone.contains(&format!("data put back in {}", host.data().display())),
+            "{undone:?}"
+        );
+        let (before, after) = ("data=v2 unit=changed", "data=v1 unit=[Service]");
+        assert_eq!(
+            host.timeline.jobs(),
+            [
+                format!("stop {unit} | {before}"),
+                format!("daemon-reload | {after}"),
+                format!("start {unit} | {after} (failed)"),
+                // The rollback: stop what may have started, reload the unit
+                // file put back, start the unit that ran before.
+                format!("stop {unit} | {after}"),
+                format!("daemon-reload | {before}"),
+                format!("start {unit} | {before}"),
+            ]
+        );
+        assert_eq!(host.live_state(), state_before);
+        assert!(host.units.is_active(&unit));
+        // Everything was put back: the journal is gone.
+        assert!(host.journals().is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_the_rollback_cannot_undo_is_named_and_its_journal_kept() {
+        let host = Host::new();
+        let id = host.backup().await;
+        host.vandalize();
+        let state_before = host.live_state();
+        let unit = unit_name(INSTANCE);
+        // The start fails, and so does the rollback's start of the old unit.
+        host.units.fail(&format!("start {unit}"), 2);
+        let (_, sink) = host.progress();
+
+        let err = super::super::run(
+            &host.ctx,
+            &RestoreParams {
+                no_pre_backup: true,
+                ..live(&id)
+            },
+            &host.actor(),
+            &sink,
+        )
+        .await
+        .unwrap_err();
+
+        let Error::RolledBack { left, .. } = err else {
+            panic!("not rolled back: {err}");
+        };
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left[0].contains("could not be started again"), "{left:?}");
+        assert!(
+            left[1].contains("journal of this restore is kept"),
+            "{left:?}"
+        );
+        // The files are back all the same; the unit is down.
+        assert_eq!(host.live_state(), state_before);
+        assert!(!host.units.is_active(&unit));
+        // The journal holds every step the plan took, in the plan's order, up
+        // to the failed start and without a commit: what recovery redoes.
+        let journals = host.journals();
+        assert_eq!(journals.len(), 1);
+        let record = &journals[0];
+        assert_eq!(record.unit_was_active, Some(true));
+        let kinds: Vec<&str> = record
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Staging { .. } => "staging",
+                Step::StopUnit { .. } => "stop_unit",
+                Step::MoveAside { .. } => "move_aside",
+                Step::PlaceData { .. } => "place_data",
+                Step::Replace { .. } => "replace",
+                Step::DaemonReload => "daemon_reload",
+                Step::Registry { .. } => "registry",
+                Step::StartUnit { .. } => "start_unit",
+                Step::ReloadNginx => "reload_nginx",
+                Step::Commit => "commit",
+                Step::Archive { .. } => "archive",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "staging",
+                "stop_unit",
+                "move_aside",
+                "place_data",
+                "replace",
+                "replace",
+                "daemon_reload",
+                "registry",
+                "start_unit"
+            ]
+        );
+    }
+}

@@ -18,6 +18,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::journal::{Journal, Step};
 
+/// The tag of the previous data a live restore keeps beside the restored:
+/// `<data>.pre-restore-<ts>`.
+pub(super) const PRE_RESTORE: &str = ".pre-restore-";
+
 /// A path the swap changed, and where its previous content is kept.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Replaced {
@@ -43,7 +47,7 @@ pub(super) fn data(
     staged: &Path,
     live: &Path,
 ) -> Result<Replaced> {
-    let aside = fsutil::suffixed(live, &format!(".pre-restore-{stamp}"));
+    let aside = fsutil::suffixed(live, &format!("{PRE_RESTORE}{stamp}"));
     if std::fs::symlink_metadata(&aside).is_ok() {
         return Err(Error::Environment(format!(
             "{} already exists; not overwriting it",
@@ -203,5 +207,137 @@ fn refuse_existing(path: Option<&Path>) -> Result<()> {
             p.display()
         ))),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Record;
+
+    fn journal(dir: &Path) -> Journal {
+        Journal::create(
+            dir,
+            Record {
+                version: 1,
+                op_id: "op".into(),
+                command: "backup restore".into(),
+                instance: "a".into(),
+                backup_id: "b".into(),
+                started_at: "2026-01-01T00:00:00Z".into(),
+                unit_was_active: None,
+                steps: Vec::new(),
+                outcome: None,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_file_that_differs_is_replaced_and_the_previous_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = journal(&dir.path().join("state"));
+        let (src, dest) = (dir.path().join("archived"), dir.path().join("unit"));
+        std::fs::write(&src, "new").unwrap();
+        std::fs::write(&dest, "old").unwrap();
+
+        let r = file(&mut j, "ts", &src, &dest, Asset::Unit)
+            .unwrap()
+            .unwrap();
+        let bak = dir.path().join("unit.bak-ts");
+        assert_eq!(
+            r,
+            Replaced {
+                path: dest.clone(),
+                kept: Some(bak.clone())
+            }
+        );
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(&bak).unwrap(), "old");
+        assert_eq!(
+            j.record().steps,
+            [Step::Replace {
+                path: dest.clone(),
+                backup: Some(bak),
+                new: Some(dir.path().join(".unit.new-ts")),
+            }]
+        );
+        // The same content again: nothing to do, nothing journaled.
+        assert_eq!(file(&mut j, "ts2", &src, &dest, Asset::Unit).unwrap(), None);
+        assert_eq!(j.record().steps.len(), 1);
+    }
+
+    #[test]
+    fn a_taken_bak_name_is_refused_before_anything_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = journal(&dir.path().join("state"));
+        let (src, dest) = (dir.path().join("archived"), dir.path().join("site"));
+        std::fs::write(&src, "new").unwrap();
+        std::fs::write(&dest, "old").unwrap();
+        std::fs::write(dir.path().join("site.bak-ts"), "earlier").unwrap();
+
+        let err = file(&mut j, "ts", &src, &dest, Asset::Site).unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("site.bak-ts")).unwrap(),
+            "earlier"
+        );
+        assert!(j.record().steps.is_empty());
+    }
+
+    #[test]
+    fn the_link_is_made_to_match_and_the_previous_one_kept_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = journal(&dir.path().join("state"));
+        let (site, other) = (dir.path().join("site"), dir.path().join("other"));
+        let enabled = dir.path().join("enabled");
+        std::fs::create_dir(&enabled).unwrap();
+        let l = enabled.join("site");
+        std::os::unix::fs::symlink(&other, &l).unwrap();
+
+        let r = link(&mut j, "ts", &l, &site, true).unwrap().unwrap();
+        let hidden = enabled.join(".site.bak-ts");
+        assert_eq!(r.kept.as_deref(), Some(hidden.as_path()));
+        assert_eq!(std::fs::read_link(&l).unwrap(), site);
+        assert_eq!(std::fs::read_link(&hidden).unwrap(), other);
+        assert_eq!(link(&mut j, "ts2", &l, &site, true).unwrap(), None);
+
+        // Disabled in the archive: the link goes, kept hidden again.
+        let r = link(&mut j, "ts3", &l, &site, false).unwrap().unwrap();
+        assert!(std::fs::symlink_metadata(&l).is_err());
+        assert_eq!(r.kept, Some(enabled.join(".site.bak-ts3")));
+        assert_eq!(j.record().steps.len(), 2);
+    }
+
+    #[test]
+    fn the_data_goes_aside_and_the_staged_data_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = journal(&dir.path().join("state"));
+        let (staged, live) = (dir.path().join("staged"), dir.path().join("data"));
+        std::fs::create_dir(&staged).unwrap();
+        std::fs::write(staged.join("f"), "restored").unwrap();
+        std::fs::create_dir(&live).unwrap();
+        std::fs::write(live.join("f"), "live").unwrap();
+
+        let r = data(&mut j, "ts", &staged, &live).unwrap();
+        let aside = dir.path().join("data.pre-restore-ts");
+        assert_eq!(r.kept.as_deref(), Some(aside.as_path()));
+        assert_eq!(std::fs::read_to_string(live.join("f")).unwrap(), "restored");
+        assert_eq!(std::fs::read_to_string(aside.join("f")).unwrap(), "live");
+        assert!(!staged.exists());
+        assert_eq!(
+            j.record().steps,
+            [
+                Step::MoveAside {
+                    live: live.clone(),
+                    aside
+                },
+                Step::PlaceData {
+                    from: staged,
+                    to: live
+                }
+            ]
+        );
     }
 }
