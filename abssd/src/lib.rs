@@ -26,6 +26,7 @@
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps, removing trees,
 //!   names of the copies kept beside a replaced file.
+//! * [`text`]       — outside text cut to a length fit for messages and logs.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
 //! * [`error`]      — the one error type and its wire mapping.
 
@@ -85,6 +86,7 @@ pub mod rpc;
 pub mod scratch;
 pub mod service;
 pub mod systemd;
+pub mod text;
 pub mod zipend;
 
 use std::future::Future;

@@ -64,7 +64,7 @@ pub fn check(path: &Path, size: u64) -> Result<(), String> {
         let mut member = zip
             .by_index(i)
             .map_err(|e| format!("not a readable zip: member {i}: {e}"))?;
-        let name = super::bounded(&String::from_utf8_lossy(member.name_raw()));
+        let name = crate::text::bounded(&String::from_utf8_lossy(member.name_raw()));
         loop {
             let n = match member.read(&mut buf) {
                 Ok(0) => break,

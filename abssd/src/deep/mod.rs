@@ -60,6 +60,7 @@ use abssd_proto::{Algorithm, DeepVerification};
 
 use crate::error::{Error, Result};
 use crate::extract::{self, EntryType, Inspected, Limits, Visit};
+use crate::text::bounded;
 
 pub mod actual;
 mod blob;
@@ -72,17 +73,6 @@ use actual::Role;
 /// Rows of `account.sqlite`'s `files` table read: far more budgets than any
 /// server holds; the rest are not checked.
 pub const MAX_LISTED: usize = 100_000;
-/// Characters of a name or a message kept in a problem.
-const MAX_SHOWN: usize = 300;
-
-/// `s`, cut to [`MAX_SHOWN`] characters.
-pub(crate) fn bounded(s: &str) -> String {
-    match s.char_indices().nth(MAX_SHOWN) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
-}
-
 /// What one pass found.
 #[derive(Debug)]
 pub struct Checked {

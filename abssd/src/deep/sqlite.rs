@@ -124,7 +124,7 @@ pub fn integrity(conn: &Connection) -> Result<(), String> {
     } else {
         Err(format!(
             "PRAGMA integrity_check says: {}",
-            super::bounded(&first)
+            crate::text::bounded(&first)
         ))
     }
 }

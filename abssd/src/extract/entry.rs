@@ -11,10 +11,11 @@ use std::path::Path;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_tar::{Entry, EntryType};
 
+use super::bounds::Expect;
 use super::names::{self, EntryPath};
 use super::source::{ChunkReader, Meter};
+use super::stream::{refused, stream_error};
 use super::tree::{Meta, Tree};
-use super::{Expect, refused, stream_error};
 use crate::error::{Error, Result};
 
 /// Check and create one entry.

@@ -22,10 +22,12 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_tar::EntryType;
 
+use super::bounds::Limits;
 use super::entry::{Lossy, link_target};
+use super::names;
 use super::names::EntryPath;
 use super::source::{ChunkReader, Meter};
-use super::{HEADER_ALLOWANCE, Limits, corrupt, names, refused, stream, stream_error};
+use super::stream::{HEADER_ALLOWANCE, check_end, corrupt, refused, stream, stream_error};
 use crate::error::{Error, IoContext, Result};
 
 /// The most `metadata/instance.json` may hold.
@@ -290,7 +292,7 @@ async fn walk(
         found.content_bytes = total;
     }
     drop(entries);
-    super::check_end(tar, meter, found.entries, archive)?;
+    check_end(tar, meter, found.entries, archive)?;
     found.has_data = shape
         .dirs
         .contains(format!("{}/data", found.top).as_bytes());

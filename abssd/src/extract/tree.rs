@@ -160,7 +160,7 @@ impl Tree {
     /// A hardlink to a regular file this archive already created.
     pub(super) fn hardlink(&mut self, path: &EntryPath, target: &EntryPath) -> Result<()> {
         if !self.files.contains(target.as_bytes()) {
-            return Err(super::refused(
+            return Err(super::stream::refused(
                 &self.archive,
                 path,
                 format!(
@@ -276,7 +276,7 @@ impl Tree {
             match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(DIR_CREATE_MODE)) {
                 Ok(()) => {}
                 Err(Errno::EXIST) => {
-                    return Err(super::refused(
+                    return Err(super::stream::refused(
                         &self.archive,
                         &DirName(here),
                         "is needed as a directory, but an earlier entry made it a file or link",
@@ -302,7 +302,7 @@ impl Tree {
     fn create_error(&self, path: &EntryPath, e: Errno) -> Error {
         match e {
             Errno::EXIST => {
-                super::refused(&self.archive, path, "is a duplicate entry in the archive")
+                super::stream::refused(&self.archive, path, "is a duplicate entry in the archive")
             }
             e => self.io_error("creating", path.as_bytes(), e),
         }
