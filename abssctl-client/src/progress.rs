@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use abssd_proto::EventKind;
+use abssd_proto::{EventKind, Level, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::render::{Output, esc, human_size};
@@ -31,27 +31,28 @@ pub struct ProgressView {
     bar: ProgressBar,
     /// The phase `bar` belongs to, so a `progress` event for a phase whose `phase`
     /// event was missed still gets its own bar.
-    phase: Option<String>,
+    phase: Option<Phase>,
 }
 
-/// How a phase name reads on the bar: `stop_unit` → `stop unit`.
-fn phase_label(name: &str) -> String {
-    match name {
-        "pre_backup" => "pre-backup".to_owned(),
-        other => esc(&other.replace('_', " ")).into_owned(),
+/// How a phase name reads on the bar: `stop_unit` → `stop unit`. A name this
+/// abssctl does not know reads the same way.
+fn phase_label(phase: &Phase) -> String {
+    match phase {
+        Phase::PreBackup => "pre-backup".to_owned(),
+        other => esc(&other.to_string().replace('_', " ")).into_owned(),
     }
 }
 
 /// The line left behind by a phase that ended (`done`) or that the operation
 /// failed in (`failed`): its label lined up with the bars, the bytes it processed
 /// when it had a size, and how long it took.
-fn end_line(name: &str, outcome: &str, bytes: Option<u64>, elapsed: Duration) -> String {
+fn end_line(phase: &Phase, outcome: &str, bytes: Option<u64>, elapsed: Duration) -> String {
     let bytes = bytes
         .map(|b| format!(" {}", human_size(b)))
         .unwrap_or_default();
     format!(
         "{:>12} {outcome}{bytes} in {:.1}s",
-        phase_label(name),
+        phase_label(phase),
         elapsed.as_secs_f64()
     )
 }
@@ -99,7 +100,7 @@ impl ProgressView {
             }
             EventKind::Phase { name, total_bytes } => self.start_phase(name, *total_bytes),
             EventKind::Progress { phase, done, total } => {
-                if self.phase.as_deref() != Some(phase.as_str()) {
+                if self.phase.as_ref() != Some(phase) {
                     self.start_phase(phase, Some(*total));
                 }
                 self.bar.set_length(*total);
@@ -107,12 +108,9 @@ impl ProgressView {
             }
             EventKind::Message { level, text } => {
                 let out = self.out;
-                match level.as_str() {
-                    "info" => self.bar.suspend(|| out.note(&esc(text))),
-                    "warning" => self.bar.suspend(|| out.warn(&esc(text))),
-                    other => self
-                        .bar
-                        .suspend(|| out.note(&format!("{}: {}", esc(other), esc(text)))),
+                match level {
+                    Level::Info => self.bar.suspend(|| out.note(&esc(text))),
+                    Level::Warning => self.bar.suspend(|| out.warn(&esc(text))),
                 }
             }
             EventKind::Finished { .. } => {
@@ -152,10 +150,10 @@ impl ProgressView {
         eprintln!("{line}");
     }
 
-    fn start_phase(&mut self, name: &str, total_bytes: Option<u64>) {
+    fn start_phase(&mut self, phase: &Phase, total_bytes: Option<u64>) {
         self.end_phase("done");
         self.clear();
-        self.phase = Some(name.to_owned());
+        self.phase = Some(phase.clone());
         if !self.visible {
             return;
         }
@@ -166,9 +164,9 @@ impl ProgressView {
                     .progress_chars("=> ");
                 ProgressBar::new(total)
                     .with_style(style)
-                    .with_prefix(phase_label(name))
+                    .with_prefix(phase_label(phase))
             }
-            None => spinner_bar(&phase_label(name), String::new()),
+            None => spinner_bar(&phase_label(phase), String::new()),
         };
     }
 
@@ -211,11 +209,16 @@ mod tests {
 
     #[test]
     fn phases_read_as_words_with_their_size_and_time() {
-        assert_eq!(phase_label("stop_unit"), "stop unit");
-        assert_eq!(phase_label("pre_backup"), "pre-backup");
+        assert_eq!(phase_label(&Phase::StopUnit), "stop unit");
+        assert_eq!(phase_label(&Phase::PreBackup), "pre-backup");
+        assert_eq!(phase_label(&Phase::Verify("b_1".into())), "verify:b 1");
+        assert_eq!(
+            phase_label(&Phase::from("from_the_future")),
+            "from the future"
+        );
         assert_eq!(
             end_line(
-                "extract",
+                &Phase::Extract,
                 "done",
                 Some(3 << 20),
                 Duration::from_millis(4260)
@@ -223,7 +226,7 @@ mod tests {
             "     extract done 3.0 MiB in 4.3s"
         );
         assert_eq!(
-            end_line("swap", "failed", None, Duration::from_millis(300)),
+            end_line(&Phase::Swap, "failed", None, Duration::from_millis(300)),
             "        swap failed in 0.3s"
         );
     }
@@ -236,15 +239,15 @@ mod tests {
         });
         assert!(!view.visible);
         view.on_event(&EventKind::Phase {
-            name: "archive".to_owned(),
+            name: Phase::Archive,
             total_bytes: Some(10),
         });
         view.on_event(&EventKind::Progress {
-            phase: "checksum".to_owned(),
+            phase: Phase::from("checksum"),
             done: 4,
             total: 8,
         });
-        assert_eq!(view.phase.as_deref(), Some("checksum"));
+        assert_eq!(view.phase, Some(Phase::Other("checksum".into())));
         assert!(view.bar.is_hidden());
         view.on_event(&EventKind::Finished {
             result: serde_json::Value::Null,

@@ -7,6 +7,8 @@
 //! * [`rpc`]        — the socket: accept loop, peer credentials, method handlers.
 //! * [`operations`] — daemon-owned operations: ids, event logs, watchers.
 //! * [`ops`]        — the operations themselves, one file per verb, over a [`ops::Ctx`].
+//! * [`progress`]   — what operations report as they go: the [`progress::Progress`]
+//!   trait, its handle, throttled byte counts, and a recorder for tests.
 //! * [`locks`]      — global and per-instance locks (in memory + the Python tool's flocks).
 //! * [`index`]      — the backup index (`backups.json`).
 //! * [`registry`]   — the instance registry (`instances.yml`).
@@ -80,6 +82,7 @@ pub mod nginx;
 pub mod operations;
 pub mod oplog;
 pub mod ops;
+pub mod progress;
 pub mod recovery;
 pub mod registry;
 pub mod rpc;

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use abssd_proto::{Actor, Event, EventKind, OpInfo, OpState, WireError};
+use abssd_proto::{Actor, Event, EventKind, Level, OpInfo, OpState, WireError};
 use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::error::{Error, shown};
 use crate::fsutil;
-use crate::ops::Progress;
+use crate::progress::Progress;
 
 /// Ended operations kept in memory for `op.list` / `op.watch` (older ones are
 /// still found in the operations log by `op.get` / `op.watch`).
@@ -455,7 +455,10 @@ impl Operation {
             .events
             .iter()
             .filter_map(|e| match &e.kind {
-                EventKind::Message { level, text } if level == "warning" => Some(text.clone()),
+                EventKind::Message {
+                    level: Level::Warning,
+                    text,
+                } => Some(text.clone()),
                 _ => None,
             })
             .collect()
@@ -537,7 +540,7 @@ mod tests {
         let ops = Operations::default();
         let op = ops.begin("backup create", Value::Null, actor(), Some("a".into()));
         op.emit(EventKind::Message {
-            level: "info".into(),
+            level: Level::Info,
             text: "x".into(),
         });
         op.emit(EventKind::Finished {

@@ -265,8 +265,8 @@ pub fn render(op: &Operation, outcome: &Outcome) -> Value {
 mod tests {
     use super::*;
     use crate::operations::Operations;
-    use crate::ops::Progress;
-    use abssd_proto::{Actor, ErrorKind, EventKind, OpState, WireError};
+    use crate::progress::Progress;
+    use abssd_proto::{Actor, ErrorKind, EventKind, OpState, Phase, WireError};
 
     #[test]
     fn one_line_per_operation_also_on_failure() {
@@ -285,7 +285,7 @@ mod tests {
             Some("a".into()),
         );
         ok.emit(EventKind::Phase {
-            name: "archive".into(),
+            name: Phase::Archive,
             total_bytes: Some(10),
         });
         ok.changed("id-1");

@@ -20,14 +20,15 @@
 
 use std::sync::Arc;
 
-use abssd_proto::{Actor, ErrorKind, EventKind, WireError};
+use abssd_proto::{Actor, ErrorKind, WireError};
 use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Record, Step};
-use crate::operations::{Operation, Operations};
+use crate::operations::Operations;
 use crate::ops::restore::recover::{self as restore, Recovered};
-use crate::ops::{self, Ctx, LockEvents, Progress};
+use crate::ops::{self, Ctx};
+use crate::progress::{Progress, Reporter};
 use crate::systemd::Units;
 use crate::{fsutil, oplog};
 
@@ -69,11 +70,12 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
             _ => record.backup_id.clone(),
         });
         let op = ops.begin_recovered(&record.op_id, &record.command, target, daemon_actor());
+        let progress = Reporter::from(Arc::clone(&op));
         // Nothing else runs yet, but a Python abssctl may: take the same locks
         // the operation held.
-        let outcome = match locked(ctx, &record, &op).await {
+        let outcome = match locked(ctx, &record, &progress).await {
             Err(e) => Err(e.to_wire()),
-            Ok(_held) => one(ctx, &record, &op, &mut units).await,
+            Ok(_held) => one(ctx, &record, &progress, &mut units).await,
         };
         let keep = matches!(&outcome, Err(e) if e.detail.as_ref().is_some_and(|d| d["left"].as_array().is_some_and(|l| !l.is_empty())));
         let log = config.oplog_file();
@@ -104,13 +106,13 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
 async fn locked(
     ctx: &Ctx,
     record: &Record,
-    op: &Operation,
+    progress: &Reporter,
 ) -> Result<Vec<crate::locks::LockGuard>> {
     let instance = ctx
         .locks
-        .acquire(false, &[record.instance.as_str()], &LockEvents(op))
+        .acquire(false, &[record.instance.as_str()], progress)
         .await?;
-    let global = ctx.locks.acquire(true, &[], &LockEvents(op)).await?;
+    let global = ctx.locks.acquire(true, &[], progress).await?;
     Ok(vec![instance, global])
 }
 
@@ -119,7 +121,7 @@ async fn locked(
 async fn one(
     ctx: &Ctx,
     record: &Record,
-    op: &Arc<Operation>,
+    progress: &Reporter,
     units: &mut Option<std::result::Result<Box<dyn Units>, String>>,
 ) -> std::result::Result<serde_json::Value, WireError> {
     let config = &ctx.config;
@@ -148,7 +150,7 @@ async fn one(
                 Some(Err(l)) => left.push(l),
                 None => {}
             }
-            say(op, &done);
+            done.iter().cloned().for_each(|l| progress.info(l));
             match removed {
                 None if left.is_empty() => {
                     Ok(json!({ "recovered": "finished", "id": record.backup_id, "done": done }))
@@ -160,7 +162,7 @@ async fn one(
                     left,
                 )),
                 Some(removed) => {
-                    say(op, &removed);
+                    removed.iter().cloned().for_each(|l| progress.info(l));
                     let what = if removed.is_empty() {
                         "it had not written anything yet"
                     } else {
@@ -190,16 +192,16 @@ async fn one(
             } else {
                 None
             };
-            let recovered = restore::recover(config, record, systemd, &**op)
+            let recovered = restore::recover(config, record, systemd, progress)
                 .await
                 .map_err(|e| e.to_wire())?;
             match recovered {
                 Recovered::Finished { done } => {
-                    say(op, &done);
+                    done.iter().cloned().for_each(|l| progress.info(l));
                     Ok(json!({ "recovered": "finished", "id": record.backup_id, "done": done }))
                 }
                 Recovered::RolledBack(report) => {
-                    say(op, &report.undone);
+                    report.undone.iter().cloned().for_each(|l| progress.info(l));
                     let mut left = report.left;
                     if needs_systemd && systemd.is_none() {
                         let why = match units.as_ref() {
@@ -238,7 +240,7 @@ async fn connected<'u>(
         *units = Some(ctx.systemd.connect().await.map_err(|e| e.to_string()));
     }
     match units.as_ref() {
-        Some(Ok(s)) => Some(&**s),
+        Some(Ok(s)) => Some(s.as_ref()),
         _ => None,
     }
 }
@@ -251,15 +253,6 @@ fn interrupted(command: &str, what: &str, undone: Vec<String>, left: Vec<String>
     );
     e.detail = Some(json!({ "rolled_back": undone, "left": left }));
     e
-}
-
-fn say(op: &Operation, lines: &[String]) {
-    for text in lines {
-        op.emit(EventKind::Message {
-            level: "info".into(),
-            text: text.clone(),
-        });
-    }
 }
 
 /// Recovery acts on the daemon's own behalf.

@@ -8,6 +8,7 @@
 //! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
 //! * [`op`]      — operations, their events, and the `op.*` / `daemon.*` types.
+//! * [`progress`] — what events say an operation is doing: phase names, message levels.
 //! * [`methods`] — one zero-sized type per JSON-RPC method, tying its name to its
 //!   parameter and result types ([`Method`]); the daemon registers handlers by these
 //!   types and the client calls through them, so a renamed field or method breaks the
@@ -23,6 +24,7 @@ pub mod error;
 pub mod limits;
 pub mod methods;
 pub mod op;
+pub mod progress;
 pub mod reconcile;
 pub mod restore;
 
@@ -30,6 +32,7 @@ pub use backup::*;
 pub use error::{ErrorKind, WireError};
 pub use methods::Method;
 pub use op::*;
+pub use progress::{Level, Phase};
 pub use reconcile::*;
 pub use restore::*;
 

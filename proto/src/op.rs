@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::WireError;
+use crate::progress::{Level, Phase};
 
 /// Who asked, from the socket's `SO_PEERCRED` (never from request data).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,15 +106,15 @@ pub enum EventKind {
     },
     /// A new phase began.
     Phase {
-        /// `archive`, `checksum`, `index`, `verify:<id>`, ...
-        name: String,
+        /// `archive`, `index`, `verify:<id>`, ...
+        name: Phase,
         /// Bytes this phase will process, when known.
         total_bytes: Option<u64>,
     },
     /// Bytes processed in the current phase (throttled).
     Progress {
         /// Phase name.
-        phase: String,
+        phase: Phase,
         /// Bytes done.
         done: u64,
         /// Bytes in the phase.
@@ -122,7 +123,7 @@ pub enum EventKind {
     /// A note for the operator.
     Message {
         /// `info` or `warning`.
-        level: String,
+        level: Level,
         /// Text.
         text: String,
     },

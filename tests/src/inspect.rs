@@ -82,11 +82,12 @@ pub async fn events_of(c: &Client, op_id: &str) -> Vec<Event> {
     out
 }
 
-/// The first `phase` event with this name.
+/// The first `phase` event with this name (as it goes over the wire).
 pub fn phase<'a>(events: &'a [Event], name: &str) -> Option<&'a Event> {
+    let name = abssd_proto::Phase::from(name);
     events
         .iter()
-        .find(|e| matches!(&e.kind, EventKind::Phase { name: n, .. } if n == name))
+        .find(|e| matches!(&e.kind, EventKind::Phase { name: n, .. } if *n == name))
 }
 
 /// Whether the operation waited for an instance lock.

@@ -377,7 +377,7 @@ async fn creates_for_two_instances_overlap_and_for_one_instance_serialize() {
     let end_a = &ea.last().unwrap().ts;
     let b_archiving = eb
         .iter()
-        .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "archive"))
+        .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if *name == Phase::Archive))
         .unwrap();
     assert!(
         &b_archiving.ts < end_a,
@@ -409,11 +409,11 @@ async fn creates_for_two_instances_overlap_and_for_one_instance_serialize() {
     // write (its last step under the instance lock).
     let index_1 = first
         .iter()
-        .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "index"))
+        .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if *name == Phase::Index))
         .unwrap();
     let start_2 = second
         .iter()
-        .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if name == "archive"))
+        .find(|e| matches!(&e.kind, EventKind::Phase { name, .. } if *name == Phase::Archive))
         .unwrap();
     assert!(start_2.ts >= index_1.ts, "{} < {}", start_2.ts, index_1.ts);
     let info = call::<OpGet>(&c, &OpIdParams { op_id: waiter })

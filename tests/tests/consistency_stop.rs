@@ -156,7 +156,7 @@ async fn stop_mode_stops_the_unit_around_the_walk_and_the_archive_pass() {
     let said = format!("started {UNIT} again; it was stopped for {downtime} ms");
     assert!(
         events.iter().any(
-            |e| matches!(&e.kind, EventKind::Message { level, text } if level == "info" && *text == said)
+            |e| matches!(&e.kind, EventKind::Message { level, text } if *level == Level::Info && *text == said)
         ),
         "no event saying {said:?}"
     );

@@ -185,7 +185,7 @@ async fn leftovers_of_earlier_restores_are_reported_and_never_touched() {
     let events = events_of(&c, &out.op_id).await;
     assert!(
         events.iter().any(|e| matches!(&e.kind,
-            EventKind::Message { level, text } if level == "warning" && text.starts_with(&old.display().to_string()))),
+            EventKind::Message { level, text } if *level == Level::Warning && text.starts_with(&old.display().to_string()))),
         "{events:?}"
     );
 

@@ -140,7 +140,7 @@ async fn assert_warned(
     let events = events_of(c, &out.op_id).await;
     assert!(
         events.iter().any(|e| matches!(&e.kind,
-            EventKind::Message { level, text } if level == "warning" && text.contains(what))),
+            EventKind::Message { level, text } if *level == Level::Warning && text.contains(what))),
         "no warning event about {what}"
     );
 }

@@ -249,7 +249,7 @@ async fn orphans_are_named_from_their_file_or_directory_and_partials_are_not_arc
     );
     let warned = events_of(&c, &op_id).await.into_iter().any(|e| {
         matches!(&e.kind, EventKind::Message { level, text }
-            if level == "warning" && text.starts_with("1 directory below the instance directories"))
+            if *level == Level::Warning && text.starts_with("1 directory below the instance directories"))
     });
     assert!(warned, "the skipped directory is reported");
     assert_eq!(plan.partial_files, 1);
@@ -350,7 +350,7 @@ async fn mismatches_of_status_size_and_checksum_and_what_apply_does_about_them()
     for id in [&corrupt.id, &resized.id, &damaged.id] {
         assert!(
             events.iter().any(|e| matches!(&e.kind,
-                EventKind::Phase { name, total_bytes: Some(_) } if name == &format!("verify:{id}"))),
+                EventKind::Phase { name, total_bytes: Some(_) } if *name == Phase::Verify(id.clone()))),
             "no verify phase for {id}"
         );
     }

@@ -197,13 +197,15 @@ async fn live_restore_brings_back_data_unit_site_link_and_registry_and_restarts_
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     let last_phase = events.iter().rev().find_map(|e| match &e.kind {
-        EventKind::Phase { name, .. } => Some(name.as_str()),
+        EventKind::Phase { name, .. } => Some(name),
         _ => None,
     });
-    assert_eq!(last_phase, Some("index"));
+    assert_eq!(last_phase, Some(&Phase::Index));
     let extract: Vec<_> = events
         .iter()
-        .filter(|e| matches!(&e.kind, EventKind::Progress { phase, .. } if phase == "extract"))
+        .filter(
+            |e| matches!(&e.kind, EventKind::Progress { phase, .. } if *phase == Phase::Extract),
+        )
         .collect();
     assert!(
         extract.iter().any(|e| matches!(&e.kind,

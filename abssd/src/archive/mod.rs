@@ -25,8 +25,6 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::ops::ByteProgress;
-
 pub mod capture;
 pub mod sidecar;
 mod sink;
@@ -263,8 +261,8 @@ fn elide(text: &str) -> String {
     format!("{head}...{tail}")
 }
 
-/// Hash a file (verify), pushing byte progress. Blocking.
-pub fn sha256_file(path: &Path, progress: &mut ByteProgress<'_>) -> std::io::Result<String> {
+/// Hash a file (verify). `progress(n)` gets the bytes read. Blocking.
+pub fn sha256_file(path: &Path, progress: &mut (dyn FnMut(u64) + Send)) -> std::io::Result<String> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -274,7 +272,7 @@ pub fn sha256_file(path: &Path, progress: &mut ByteProgress<'_>) -> std::io::Res
             break;
         }
         hasher.update(&buf[..n]);
-        progress.add(n as u64);
+        progress(n as u64);
     }
     Ok(hex::encode(hasher.finalize()))
 }

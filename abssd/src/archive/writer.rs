@@ -20,7 +20,6 @@ use super::sink::{Encoder, HashingFile};
 use super::tree;
 use super::{Body, Gone, Member, SkipKind, Skipped};
 use crate::error::{Error, IoContext, Result};
-use crate::ops::ByteProgress;
 
 /// What the writer produced.
 #[derive(Debug, Clone)]
@@ -49,13 +48,14 @@ pub struct Codec {
 }
 
 /// Write `members` as a tar stream through `codec` into `file` (a new, empty
-/// file), hashing the bytes as they are written. Blocking: call it from a
-/// blocking thread. The caller owns the file's name and removes it on error.
+/// file), hashing the bytes as they are written. `progress(n)` gets the file
+/// content bytes as they go in. Blocking: call it from a blocking thread. The
+/// caller owns the file's name and removes it on error.
 pub fn write(
     file: File,
     members: &[Member],
     codec: Codec,
-    progress: &mut ByteProgress<'_>,
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Written> {
     let handle = tokio::runtime::Handle::current();
     handle.block_on(write_async(file, members, codec, progress))
@@ -65,8 +65,13 @@ async fn write_async(
     file: File,
     members: &[Member],
     codec: Codec,
-    progress: &mut ByteProgress<'_>,
+    report: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Written> {
+    let mut content_bytes = 0;
+    let mut progress = |n| {
+        content_bytes += n;
+        report(n);
+    };
     let archive_err = super::write_error;
     let sink = HashingFile::new(file).map_err(archive_err)?;
     let level = Level::Precise(codec.level);
@@ -92,7 +97,7 @@ async fn write_async(
     let mut skipped = Vec::new();
     let mut snapshots = 0;
     for m in members {
-        let outcome = append(&mut builder, m, &mut buf, progress).await?;
+        let outcome = append(&mut builder, m, &mut buf, &mut progress).await?;
         let archived = outcome.as_ref().is_none_or(|s| s.kind != SkipKind::LeftOut);
         if archived && matches!(m.body, Body::Database { .. }) {
             snapshots += 1;
@@ -116,7 +121,7 @@ async fn write_async(
     Ok(Written {
         sha256,
         size: bytes,
-        content_bytes: progress.done(),
+        content_bytes,
         skipped,
         snapshots,
     })
@@ -128,7 +133,7 @@ async fn append(
     builder: &mut Builder<Encoder>,
     m: &Member,
     buf: &mut [u8],
-    progress: &mut ByteProgress<'_>,
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Option<Skipped>> {
     let mut header = Header::new_gnu();
     header.set_mode(m.mode);
@@ -154,7 +159,7 @@ async fn append(
                 .append_data(&mut header, &m.name, bytes.as_slice())
                 .await
                 .map_err(err)?;
-            progress.add(bytes.len() as u64);
+            progress(bytes.len() as u64);
         }
         Body::File { from, ident, size } => {
             // Opened before its header is written, so that a file that changed
@@ -324,7 +329,7 @@ async fn append_file(
     path: &Path,
     size: u64,
     buf: &mut [u8],
-    progress: &mut ByteProgress<'_>,
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64> {
     let err = |e: std::io::Error| Error::Archive(format!("adding {} to the archive: {e}", m.name));
     header.set_entry_type(EntryType::Regular);
@@ -349,7 +354,7 @@ async fn append_copy(
     taken: super::snapshot::Taken,
     path: &Path,
     buf: &mut [u8],
-    progress: &mut ByteProgress<'_>,
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<()> {
     let mut file = taken.file;
     let missing = append_file(
@@ -448,7 +453,7 @@ async fn copy_content(
     size: u64,
     out: &mut Encoder,
     buf: &mut [u8],
-    progress: &mut ByteProgress<'_>,
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64> {
     let write_err = super::write_error;
     let path = path.as_ref();
@@ -462,7 +467,7 @@ async fn copy_content(
         }
         out.write_all(&buf[..n]).await.map_err(write_err)?;
         left -= n as u64;
-        progress.add(n as u64);
+        progress(n as u64);
     }
     let missing = left;
     if missing > 0 {
@@ -471,7 +476,7 @@ async fn copy_content(
             let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             out.write_all(&buf[..n]).await.map_err(write_err)?;
             left -= n as u64;
-            progress.add(n as u64);
+            progress(n as u64);
         }
     }
     let pad = (512 - (size % 512) as usize) % 512;

@@ -1,16 +1,14 @@
 //! Operations: plain async functions over a [`Ctx`] that push what happens into a
-//! [`Progress`] sink. They never see the socket; the RPC layer supplies an
-//! [`crate::operations::Operation`] as the sink, tests supply a recorder.
+//! [`Reporter`](crate::progress::Reporter). They never see the socket; the RPC layer
+//! supplies an [`crate::operations::Operation`] to report into, tests a
+//! [`Recorder`](crate::progress::Recorder).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use abssd_proto::EventKind;
 
 use crate::config::Config;
-use crate::locks::{LockName, LockObserver, Locks};
+use crate::locks::Locks;
 use crate::systemd::{Bus, Connector};
 
 pub mod create;
@@ -103,94 +101,5 @@ pub struct InFlightClaim<'a> {
 impl Drop for InFlightClaim<'_> {
     fn drop(&mut self) {
         self.owner.set().remove(&self.archive);
-    }
-}
-
-/// Where an operation reports what it does.
-pub trait Progress: Send + Sync {
-    /// Record an event.
-    fn emit(&self, event: EventKind);
-    /// Record that a backup entry was created or changed (operations log).
-    fn changed(&self, backup_id: &str);
-    /// The operation's id (journals and restore history name it).
-    fn op_id(&self) -> String;
-}
-
-/// How operations hold their sink: shared, so blocking sections can report too.
-pub type Sink = Arc<dyn Progress>;
-
-/// Lock waits become events.
-#[allow(missing_debug_implementations)]
-pub struct LockEvents<'a>(pub &'a dyn Progress);
-
-impl LockObserver for LockEvents<'_> {
-    fn waiting(&self, lock: &LockName) {
-        self.0.emit(EventKind::LockWait {
-            lock: lock.to_string(),
-        });
-    }
-    fn acquired(&self, lock: &LockName, waited: Duration) {
-        self.0.emit(EventKind::LockAcquired {
-            lock: lock.to_string(),
-            waited_ms: waited.as_millis() as u64,
-        });
-    }
-}
-
-/// Emits throttled byte-progress events for one phase (at most ~10 per second,
-/// plus the final one), so a 1 GiB archive does not produce a million events.
-#[allow(missing_debug_implementations)]
-pub struct ByteProgress<'a> {
-    sink: &'a dyn Progress,
-    phase: String,
-    total: u64,
-    done: u64,
-    last: Instant,
-}
-
-impl<'a> ByteProgress<'a> {
-    /// Start a phase: emits `phase` with its total.
-    pub fn start(sink: &'a dyn Progress, phase: impl Into<String>, total: u64) -> Self {
-        let phase = phase.into();
-        sink.emit(EventKind::Phase {
-            name: phase.clone(),
-            total_bytes: Some(total),
-        });
-        ByteProgress {
-            sink,
-            phase,
-            total,
-            done: 0,
-            last: Instant::now(),
-        }
-    }
-
-    /// Account for `n` more bytes.
-    pub fn add(&mut self, n: u64) {
-        self.done += n;
-        if self.last.elapsed() >= Duration::from_millis(100) {
-            self.flush();
-        }
-    }
-
-    /// Emit the current figure now.
-    pub fn flush(&mut self) {
-        self.last = Instant::now();
-        self.sink.emit(EventKind::Progress {
-            phase: self.phase.clone(),
-            done: self.done,
-            total: self.total.max(self.done),
-        });
-    }
-
-    /// Bytes so far.
-    pub fn done(&self) -> u64 {
-        self.done
-    }
-}
-
-impl Drop for ByteProgress<'_> {
-    fn drop(&mut self) {
-        self.flush();
     }
 }

@@ -1,74 +1,32 @@
 //! Op-level test fixtures: a [`Host`] in a temp directory (config, one
-//! instance with its data, unit file, site and link, registry entry), a fake
-//! systemd behind the [`Connector`] seam, and a progress recorder, both
-//! writing into one [`Timeline`] so a test sees the order of phases and unit
-//! jobs together.
+//! instance with its data, unit file, site and link, registry entry) and a
+//! fake systemd behind the [`Connector`] seam. Operations report into a
+//! [`Recorder`]; the fake stamps each call with how many events the recorder
+//! held then, so [`timeline`] can show phases and unit jobs in one order.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use abssd_proto::{Actor, CreateParams, EventKind};
+use abssd_proto::{Actor, CreateParams, EventKind, Level};
 use futures_util::future::BoxFuture;
 
 use crate::config::{Config, Overrides, unit_name};
 use crate::error::{Error, Result};
-use crate::ops::{Ctx, Progress, Sink};
+use crate::ops::Ctx;
+use crate::progress::{Recorder, Reporter};
 use crate::registry::Registry;
 use crate::systemd::{Connector, UnitState, Units};
-
-/// What the fakes saw, in order: `phase <name>`, `info: <text>`,
-/// `warning: <text>`, and `systemd <call>` lines.
-#[derive(Debug, Clone, Default)]
-pub struct Timeline(Arc<Mutex<Vec<String>>>);
-
-impl Timeline {
-    fn push(&self, line: String) {
-        self.0.lock().unwrap().push(line);
-    }
-
-    /// Every line so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Forget what was seen (after a test's setup).
-    pub fn clear(&self) {
-        self.0.lock().unwrap().clear();
-    }
-
-    /// The phases, in order.
-    pub fn phases(&self) -> Vec<String> {
-        self.with_prefix("phase ")
-    }
-
-    /// The systemd calls that change something (`stop`, `start`, `reload`,
-    /// `daemon-reload`), in order, with what the probe saw at each.
-    pub fn jobs(&self) -> Vec<String> {
-        self.with_prefix("systemd ")
-            .into_iter()
-            .filter(|c| !c.starts_with("state ") && c != "connect")
-            .collect()
-    }
-
-    /// Every systemd call, queries included.
-    pub fn systemd(&self) -> Vec<String> {
-        self.with_prefix("systemd ")
-    }
-
-    fn with_prefix(&self, prefix: &str) -> Vec<String> {
-        self.lines()
-            .into_iter()
-            .filter_map(|l| l.strip_prefix(prefix).map(str::to_owned))
-            .collect()
-    }
-}
 
 /// A systemd that keeps units' running state in memory and fails the calls
 /// it is told to. Cheap to clone; every clone is the same systemd.
 #[derive(Clone)]
 pub struct FakeUnits {
-    timeline: Timeline,
+    /// Every call since the last [`FakeUnits::watch`]: the number of events
+    /// the watched recorder held when it came, and the call.
+    calls: Arc<Mutex<Vec<(usize, String)>>>,
+    /// The recorder of the operation under test.
+    watched: Arc<Mutex<Option<Arc<Recorder>>>>,
     active: Arc<Mutex<BTreeMap<String, bool>>>,
     /// Calls (`start abssctl-a.service`) that fail, each with how many times.
     failing: Arc<Mutex<BTreeMap<String, usize>>>,
@@ -87,13 +45,48 @@ impl std::fmt::Debug for FakeUnits {
 }
 
 impl FakeUnits {
-    fn new(timeline: Timeline) -> FakeUnits {
+    fn new() -> FakeUnits {
         FakeUnits {
-            timeline,
+            calls: Arc::default(),
+            watched: Arc::default(),
             active: Arc::default(),
             failing: Arc::default(),
             probe: Arc::default(),
         }
+    }
+
+    /// Forget the calls so far; stamp the next ones against `recorder`.
+    pub fn watch(&self, recorder: &Arc<Recorder>) {
+        self.calls.lock().unwrap().clear();
+        *self.watched.lock().unwrap() = Some(Arc::clone(recorder));
+    }
+
+    /// Every call since the last [`FakeUnits::watch`], queries included:
+    /// `connect`, `state <unit>`, `stop <unit> | <probe>`...
+    pub fn calls(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    /// The calls that change something (`stop`, `start`, `reload`,
+    /// `daemon-reload`), in order, with what the probe saw at each.
+    pub fn jobs(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| !c.starts_with("state ") && c != "connect")
+            .collect()
+    }
+
+    fn record(&self, call: String) {
+        let after = match &*self.watched.lock().unwrap() {
+            Some(recorder) => recorder.events().len(),
+            None => 0,
+        };
+        self.calls.lock().unwrap().push((after, call));
     }
 
     /// Set whether `unit` runs.
@@ -129,14 +122,14 @@ impl FakeUnits {
                 _ => false,
             }
         };
-        let mut line = format!("systemd {call}");
+        let mut line = call.clone();
         if let Some(seen) = seen {
             line.push_str(&format!(" | {seen}"));
         }
         if failed {
             line.push_str(" (failed)");
         }
-        self.timeline.push(line);
+        self.record(line);
         if failed {
             return Err(Error::Service(format!("fake systemd: {call} failed")));
         }
@@ -147,7 +140,7 @@ impl FakeUnits {
 
 impl Units for FakeUnits {
     fn state<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<UnitState>> {
-        self.timeline.push(format!("systemd state {unit}"));
+        self.record(format!("state {unit}"));
         let active = self.is_active(unit);
         Box::pin(async move {
             Ok(UnitState {
@@ -183,35 +176,38 @@ impl Units for FakeUnits {
 
 impl Connector for FakeUnits {
     fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Units>>> {
-        self.timeline.push("systemd connect".into());
+        self.record("connect".into());
         let units: Box<dyn Units> = Box::new(self.clone());
         Box::pin(async move { Ok(units) })
     }
 }
 
-/// A [`Progress`] that writes phases and messages into the timeline and keeps
-/// every event.
-#[derive(Debug)]
-pub struct Recorder {
-    timeline: Timeline,
-    /// Every event, in order.
-    pub events: Mutex<Vec<EventKind>>,
-}
-
-impl Progress for Recorder {
-    fn emit(&self, event: EventKind) {
-        match &event {
-            EventKind::Phase { name, .. } => self.timeline.push(format!("phase {name}")),
-            EventKind::Message { level, text } => self.timeline.push(format!("{level}: {text}")),
+/// What `recorder` and `units` saw, in one order: `phase <name>`,
+/// `info: <text>`, `warning: <text>` and `systemd <call>` lines (a call comes
+/// after the events recorded before it).
+pub fn timeline(recorder: &Recorder, units: &FakeUnits) -> Vec<String> {
+    let events = recorder.events();
+    let calls = units.calls.lock().unwrap().clone();
+    let mut calls = calls.into_iter().peekable();
+    let mut lines = Vec::new();
+    for i in 0..=events.len() {
+        while let Some((_, call)) = calls.next_if(|(after, _)| *after <= i) {
+            lines.push(format!("systemd {call}"));
+        }
+        match events.get(i) {
+            Some(EventKind::Phase { name, .. }) => lines.push(format!("phase {name}")),
+            Some(EventKind::Message { level, text }) => lines.push(match level {
+                Level::Info => format!("info: {text}"),
+                Level::Warning => format!("warning: {text}"),
+            }),
             _ => {}
         }
-        self.events.lock().unwrap().push(event);
     }
-    fn changed(&self, _backup_id: &str) {}
-    fn op_id(&self) -> String {
-        "0190b6a2-7c4e-7def-8abc-0123456789ab".into()
-    }
+    lines
 }
+
+/// The id of the operations a [`Host`] runs.
+pub const OP_ID: &str = "0190b6a2-7c4e-7def-8abc-0123456789ab";
 
 /// The instance every [`Host`] has.
 pub const INSTANCE: &str = "a";
@@ -226,8 +222,6 @@ pub struct Host {
     pub ctx: Arc<Ctx>,
     /// systemd, as operations see it.
     pub units: FakeUnits,
-    /// What the fakes saw.
-    pub timeline: Timeline,
 }
 
 impl Host {
@@ -262,8 +256,7 @@ impl Host {
         ))
         .unwrap();
         write(&config.registry_file(), &registry.to_yaml().unwrap());
-        let timeline = Timeline::default();
-        let units = FakeUnits::new(timeline.clone());
+        let units = FakeUnits::new();
         units.set_active(&unit_name(INSTANCE), true);
         units.set_active(&config.nginx_unit, true);
         let ctx = Ctx::with_systemd(config, Box::new(units.clone()));
@@ -271,7 +264,6 @@ impl Host {
             _prefix: dir,
             ctx,
             units,
-            timeline,
         }
     }
 
@@ -285,14 +277,12 @@ impl Host {
         self.cfg().instance_root.join(INSTANCE).join("data")
     }
 
-    /// A fresh recorder writing into the timeline.
-    pub fn progress(&self) -> (Arc<Recorder>, Sink) {
-        let recorder = Arc::new(Recorder {
-            timeline: self.timeline.clone(),
-            events: Mutex::default(),
-        });
-        let sink: Sink = recorder.clone();
-        (recorder, sink)
+    /// A fresh recorder for the next operation, and its handle; the fake
+    /// systemd forgets its calls and stamps the next ones against it.
+    pub fn progress(&self) -> (Arc<Recorder>, Reporter) {
+        let (recorder, reporter) = Recorder::start(OP_ID);
+        self.units.watch(&recorder);
+        (recorder, reporter)
     }
 
     /// Who asks.

@@ -20,8 +20,8 @@
 use std::path::{Path, PathBuf};
 
 use abssd_proto::{
-    Algorithm, BackupEntry, DeepVerification, EventKind, VerifyItem, VerifyParams, VerifyPlan,
-    VerifyResult, status,
+    Algorithm, BackupEntry, DeepVerification, EventKind, Phase, VerifyItem, VerifyParams,
+    VerifyPlan, VerifyResult, status,
 };
 
 use crate::archive;
@@ -30,7 +30,8 @@ use crate::error::{Error, Result};
 use crate::extract::{self, Limits};
 use crate::fsutil;
 use crate::index::Index;
-use crate::ops::{ByteProgress, Ctx, LockEvents, Sink};
+use crate::ops::Ctx;
+use crate::progress::{Progress, Reporter};
 
 /// What hashing one archive found.
 #[derive(Debug)]
@@ -71,7 +72,7 @@ impl Finding {
 pub async fn run(
     ctx: &Ctx,
     params: &VerifyParams,
-    progress: &Sink,
+    progress: &Reporter,
 ) -> Result<(VerifyPlan, VerifyResult)> {
     let index_file = ctx.config.index_file.clone();
     let (file, p) = (index_file.clone(), params.clone());
@@ -96,9 +97,9 @@ pub async fn run(
     let max_entries = ctx.config.max_restore_entries;
     let deep = params.deep.then(|| ctx.config.state_dir.clone());
     for entry in entries {
-        let (sink, deep) = (progress.clone(), deep.clone());
+        let (progress, deep) = (progress.clone(), deep.clone());
         let finding = tokio::task::spawn_blocking(move || {
-            check(&entry, max_entries, &*sink, deep.as_deref())
+            check(&entry, max_entries, &progress, deep.as_deref())
         })
         .await?;
         findings.push(finding);
@@ -116,12 +117,13 @@ pub async fn run(
 /// Write findings into the index under the global lock, on a fresh read (the
 /// index may have changed while we were hashing), and say which entries
 /// changed. Also how restore `--verify-deep` records its check.
-pub async fn record(ctx: &Ctx, findings: Vec<Finding>, progress: &Sink) -> Result<Vec<Finding>> {
+pub async fn record(
+    ctx: &Ctx,
+    findings: Vec<Finding>,
+    progress: &Reporter,
+) -> Result<Vec<Finding>> {
     let findings = {
-        let _global = ctx
-            .locks
-            .acquire(true, &[], &LockEvents(&**progress))
-            .await?;
+        let _global = ctx.locks.acquire(true, &[], progress).await?;
         let file = ctx.config.index_file.clone();
         tokio::task::spawn_blocking(move || {
             let mut index = Index::load(&file)?;
@@ -157,7 +159,7 @@ fn select(index: &Index, params: &VerifyParams, file: &Path) -> Result<Vec<Backu
 pub fn check(
     entry: &BackupEntry,
     max_entries: u64,
-    sink: &dyn crate::ops::Progress,
+    progress: &Reporter,
     deep: Option<&Path>,
 ) -> Finding {
     let previous_status = entry.status.clone();
@@ -206,19 +208,19 @@ pub fn check(
         .or_else(|| Algorithm::from_file_name(&entry.path));
     let inspected = algorithm.map(|algorithm| {
         let phase = match scratch {
-            Some(_) => format!("verify-deep:{}", entry.id),
-            None => format!("verify:{}", entry.id),
+            Some(_) => Phase::VerifyDeep(entry.id.clone()),
+            None => Phase::Verify(entry.id.clone()),
         };
-        let mut bytes = ByteProgress::start(sink, phase, size);
+        let mut bytes = progress.bytes(phase, size);
         let limits = Limits {
             max_entries,
             recorded_bytes: entry.metadata.uncompressed_bytes,
         };
-        let progress = &mut |n| bytes.add(n);
+        let count = &mut |n| bytes.add(n);
         match scratch.as_ref() {
-            Some(scratch) => deep::check(&path, algorithm, limits, scratch, progress)
+            Some(scratch) => deep::check(&path, algorithm, limits, scratch, count)
                 .map(|c| (c.inspected, Some(c.deep))),
-            None => extract::inspect(&path, algorithm, limits, progress).map(|i| (i, None)),
+            None => extract::inspect(&path, algorithm, limits, count).map(|i| (i, None)),
         }
     });
     drop(scratch);
@@ -271,8 +273,8 @@ pub fn check(
     };
     // The inspection stopped early: hash the whole file to tell damage from
     // an archive that is intact but unusable.
-    let mut bytes = ByteProgress::start(sink, format!("verify:{}", entry.id), size);
-    match archive::sha256_file(&path, &mut bytes) {
+    let mut bytes = progress.bytes(Phase::Verify(entry.id.clone()), size);
+    match archive::sha256_file(&path, &mut |n| bytes.add(n)) {
         Ok(observed) if observed == expected => finding(
             status::CORRUPT,
             format!("checksum matches, but restore would refuse it: {refusal}"),

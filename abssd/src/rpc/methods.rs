@@ -21,7 +21,8 @@ use abssd_proto::limits::{self, Bounded};
 
 use crate::error::Error;
 use crate::operations::{self, Operation, Operations};
-use crate::ops::{self, Ctx, Sink};
+use crate::ops::{self, Ctx};
+use crate::progress::Reporter;
 use crate::registry::validate_name;
 use crate::rpc::peer::Peer;
 use crate::{fsutil, oplog};
@@ -110,7 +111,7 @@ impl State {
         work: F,
     ) -> Result<Arc<Operation>, WireError>
     where
-        F: FnOnce(Arc<Ctx>, Sink) -> Fut,
+        F: FnOnce(Arc<Ctx>, Reporter) -> Fut,
         Fut: Future<Output = Result<Value, Error>> + Send + 'static,
     {
         let actor = peer.actor.clone();
@@ -130,7 +131,7 @@ impl State {
                     )
                 })?
         };
-        let fut = work(self.ctx.clone(), op.clone() as Sink);
+        let fut = work(self.ctx.clone(), Reporter::from(op.clone()));
         let this = self.clone();
         let op2 = op.clone();
         tokio::spawn(async move {
@@ -317,7 +318,7 @@ fn operation<M, F, Fut>(
 where
     M: Method,
     M::Params: Clone + Sync,
-    F: Fn(Arc<Ctx>, Sink, M::Params, Peer) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Arc<Ctx>, Reporter, M::Params, Peer) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Value, Error>> + Send + 'static,
 {
     module.register_async_method(M::NAME, move |params, state, ext| {

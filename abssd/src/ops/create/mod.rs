@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use abssd_proto::{
     Actor, BackupEntry, Capture, Checksum, CreateParams, CreatePlan, CreateResult, EntryMetadata,
-    EventKind, status,
+    EventKind, Phase, status,
 };
 use serde_json::{Map, Value};
 
@@ -24,7 +24,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::index::Index;
 use crate::journal::{Journal, Record, Step};
-use crate::ops::{ByteProgress, Ctx, InFlightClaim, LockEvents, Progress, Sink};
+use crate::ops::{Ctx, InFlightClaim};
+use crate::progress::{Progress, Reporter};
 use crate::registry::validate_name;
 use crate::systemd::Units;
 
@@ -39,12 +40,12 @@ pub async fn run(
     ctx: &Ctx,
     params: &CreateParams,
     actor: &Actor,
-    progress: &Sink,
+    progress: &Reporter,
 ) -> Result<(CreatePlan, Option<CreateResult>)> {
     let resolved = resolve(ctx, params)?;
     let _instance_lock = ctx
         .locks
-        .acquire(false, &[params.instance.as_str()], &LockEvents(&**progress))
+        .acquire(false, &[params.instance.as_str()], progress)
         .await?;
     run_locked(ctx, params, actor, progress, resolved).await
 }
@@ -70,7 +71,7 @@ pub async fn run_under_lock(
     ctx: &Ctx,
     params: &CreateParams,
     actor: &Actor,
-    progress: &Sink,
+    progress: &Reporter,
 ) -> Result<(CreatePlan, Option<CreateResult>)> {
     let resolved = resolve(ctx, params)?;
     run_locked(ctx, params, actor, progress, resolved).await
@@ -122,7 +123,7 @@ async fn run_locked(
     ctx: &Ctx,
     params: &CreateParams,
     actor: &Actor,
-    progress: &Sink,
+    progress: &Reporter,
     resolved: Resolved,
 ) -> Result<(CreatePlan, Option<CreateResult>)> {
     let unit = crate::config::unit_name(&params.instance);
@@ -180,7 +181,7 @@ struct Written<'a> {
 async fn pass<'a>(
     ctx: &'a Ctx,
     params: &CreateParams,
-    progress: &Sink,
+    progress: &Reporter,
     Resolved {
         algorithm,
         level,
@@ -201,10 +202,10 @@ async fn pass<'a>(
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
     for note in &plan.notes {
-        say(progress, "info", note);
+        progress.info(note.clone());
     }
     for w in &plan.warnings {
-        warn(progress, w);
+        progress.warn(w.clone());
     }
     if params.dry_run {
         return Ok(Pass::Planned(plan));
@@ -247,14 +248,14 @@ async fn pass<'a>(
         sidecar: PathBuf::from(&plan.checksum_file),
     })?;
     crash_point!("create::before-partial");
-    let (sink, plan2) = (progress.clone(), plan.clone());
-    let written = tokio::task::spawn_blocking(move || produce(&plan2, &members, codec, &*sink))
+    let (progress2, plan2) = (progress.clone(), plan.clone());
+    let written = tokio::task::spawn_blocking(move || produce(&plan2, &members, codec, &progress2))
         .await
         .map_err(Error::from)
         .and_then(|w| w)
         .inspect_err(|_| discard(&plan))?;
-    for w in &archive::warnings(&written.skipped) {
-        warn(progress, w);
+    for w in archive::warnings(&written.skipped) {
+        progress.warn(w);
     }
     Ok(Pass::Written(Written {
         plan,
@@ -271,7 +272,7 @@ async fn index(
     w: &Written<'_>,
     params: &CreateParams,
     actor: &Actor,
-    progress: &Sink,
+    progress: &Reporter,
 ) -> Result<CreateResult> {
     let r = finish(
         ctx,
@@ -313,18 +314,6 @@ fn end<T>(journal: Option<Journal>, result: Result<T>) -> Result<T> {
             Err(e)
         }
     }
-}
-
-/// Tell the watchers what was left out of the archive.
-fn warn(progress: &Sink, warning: &str) {
-    say(progress, "warning", warning);
-}
-
-fn say(progress: &Sink, level: &str, text: &str) {
-    progress.emit(EventKind::Message {
-        level: level.into(),
-        text: text.to_owned(),
-    });
 }
 
 /// Start-up recovery of a create the daemon stopped during (see
@@ -386,7 +375,7 @@ fn produce(
     plan: &CreatePlan,
     members: &[Member],
     codec: Codec,
-    sink: &dyn Progress,
+    progress: &Reporter,
 ) -> Result<archive::Written> {
     // The walk is done and nothing is read yet: tests swap files here.
     hook_point!("create::after-walk");
@@ -406,8 +395,8 @@ fn produce(
         .mode(fsutil::FILE_MODE)
         .open(&partial)
         .at("creating", &partial)?;
-    let mut bytes = ByteProgress::start(sink, "archive", plan.total_bytes);
-    let written = archive::write(file, members, codec, &mut bytes).and_then(|w| {
+    let mut bytes = progress.bytes(Phase::Archive, plan.total_bytes);
+    let written = archive::write(file, members, codec, &mut |n| bytes.add(n)).and_then(|w| {
         crash_point!("create::before-rename");
         std::fs::rename(&partial, &archive).at("renaming", &partial)?;
         fsutil::sync_dir(dir)?;
@@ -441,12 +430,9 @@ async fn finish(
     params: &CreateParams,
     labels: Vec<String>,
     actor: &Actor,
-    progress: &Sink,
+    progress: &Reporter,
 ) -> Result<CreateResult> {
-    progress.emit(EventKind::Phase {
-        name: "index".into(),
-        total_bytes: None,
-    });
+    progress.phase(Phase::Index);
     let created_at = plan.created_at.clone();
     let entry = BackupEntry {
         id: plan.id.clone(),
@@ -481,10 +467,7 @@ async fn finish(
     };
     let index_file = ctx.config.index_file.clone();
     {
-        let _global = ctx
-            .locks
-            .acquire(true, &[], &LockEvents(&**progress))
-            .await?;
+        let _global = ctx.locks.acquire(true, &[], progress).await?;
         let entry = entry.clone();
         tokio::task::spawn_blocking(move || {
             let mut index = Index::load(&index_file)?;
@@ -527,7 +510,78 @@ async fn finish(
 
 #[cfg(test)]
 mod tests {
+    use abssd_proto::{Level, VerifyParams};
+
     use super::*;
+    use crate::config::{Config, Overrides};
+    use crate::progress::Recorder;
+
+    /// A context under a temporary prefix with one instance, `alpha`, whose
+    /// data is one small file; systemd cannot be reached, whatever the host.
+    pub(super) fn one_instance(dir: &Path) -> std::sync::Arc<Ctx> {
+        let over = Overrides {
+            prefix: Some(dir.into()),
+            bus_address: Some(format!("unix:path={}", dir.join("no-bus").display())),
+            ..Overrides::default()
+        };
+        let config = Config::load_with_env(&over, &Default::default()).unwrap();
+        let data = config.instance_root.join("alpha");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("budget.txt"), "x".repeat(3000)).unwrap();
+        let registry = config.registry_file();
+        std::fs::create_dir_all(registry.parent().unwrap()).unwrap();
+        std::fs::write(&registry, "instances:\n- name: alpha\n").unwrap();
+        Ctx::new(config)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_reports_its_phases_in_order_and_a_verify_of_it_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = one_instance(dir.path());
+        let actor = Actor {
+            uid: 0,
+            user: "root".into(),
+            pid: 1,
+        };
+        let params = CreateParams {
+            instance: "alpha".into(),
+            data_only: true,
+            ..CreateParams::default()
+        };
+
+        let (rec, progress) = Recorder::start("op-create");
+        let (plan, result) = run(&ctx, &params, &actor, &progress).await.unwrap();
+        let result = result.unwrap();
+        assert_eq!(rec.phases(), [Phase::Archive, Phase::Index]);
+        assert!(matches!(rec.events()[0], EventKind::Plan { .. }));
+        assert_eq!(
+            rec.progress_of(&Phase::Archive).last(),
+            Some(&(result.uncompressed_bytes, plan.total_bytes)),
+            "the last count is every content byte archived"
+        );
+        assert!(result.uncompressed_bytes >= 3000);
+        assert_eq!(rec.messages(Level::Warning), plan.warnings);
+        assert_eq!(rec.messages(Level::Info), plan.notes);
+        assert_eq!(rec.changed_backups(), std::slice::from_ref(&result.id));
+
+        let (rec, progress) = Recorder::start("op-verify");
+        let verify = VerifyParams {
+            id: Some(result.id.clone()),
+            ..VerifyParams::default()
+        };
+        let (_, verified) = crate::ops::verify::run(&ctx, &verify, &progress)
+            .await
+            .unwrap();
+        assert_eq!(verified.results[0].status, status::AVAILABLE);
+        assert_eq!(rec.phases(), [Phase::Verify(result.id.clone())]);
+        assert_eq!(
+            rec.progress_of(&Phase::Verify(result.id.clone())).last(),
+            Some(&(result.size_bytes, result.size_bytes)),
+            "every byte of the archive was read"
+        );
+        assert!(rec.warnings().is_empty());
+        assert_eq!(rec.changed_backups(), [result.id]);
+    }
 
     #[test]
     fn labels_split_on_commas_and_dedupe() {

@@ -12,13 +12,14 @@
 
 use std::time::Instant;
 
-use abssd_proto::{Actor, CreateParams, CreatePlan, CreateResult, EventKind};
+use abssd_proto::{Actor, CreateParams, CreatePlan, CreateResult, Phase};
 
 use super::{Pass, Reading, Resolved, end, index, pass};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::journal::{Journal, Record, Step};
-use crate::ops::{Ctx, Sink};
+use crate::ops::Ctx;
+use crate::progress::{Progress, Reporter};
 use crate::systemd::Units;
 
 /// A `stop`-mode create of an instance whose unit runs.
@@ -30,7 +31,7 @@ pub(super) struct Job<'a> {
     pub unit: &'a str,
     pub params: &'a CreateParams,
     pub actor: &'a Actor,
-    pub progress: &'a Sink,
+    pub progress: &'a Reporter,
 }
 
 impl Job<'_> {
@@ -68,7 +69,7 @@ impl Job<'_> {
             unit: unit.to_owned(),
         })?;
         crash_point!("create-stop::before-stop-unit");
-        self.phase("stop_unit");
+        self.progress.phase(Phase::StopUnit);
         let stopping = Instant::now();
         if let Err(e) = self.units.stop(unit).await {
             // A stop job that failed or timed out can leave the unit half
@@ -80,7 +81,7 @@ impl Job<'_> {
             return end(Some(journal), Err(e));
         }
         crash_point!("create-stop::after-stop-unit");
-        self.info(format!("stopped {unit} for the backup"));
+        self.progress.info(format!("stopped {unit} for the backup"));
 
         let mut journal = Some(journal);
         let passed = pass(
@@ -93,12 +94,12 @@ impl Job<'_> {
         )
         .await;
         crash_point!("create-stop::before-start-unit");
-        self.phase("start_unit");
+        self.progress.phase(Phase::StartUnit);
         let started = self.units.start(unit).await;
         let downtime_ms = stopping.elapsed().as_millis() as u64;
         crash_point!("create-stop::after-start-unit");
         match &started {
-            Ok(()) => self.info(format!(
+            Ok(()) => self.progress.info(format!(
                 "started {unit} again; it was stopped for {downtime_ms} ms"
             )),
             Err(e) => {
@@ -140,20 +141,6 @@ impl Job<'_> {
         // looks into why it fails.
         end(journal, result)
     }
-
-    fn phase(&self, name: &str) {
-        self.progress.emit(EventKind::Phase {
-            name: name.into(),
-            total_bytes: None,
-        });
-    }
-
-    fn info(&self, text: String) {
-        self.progress.emit(EventKind::Message {
-            level: "info".into(),
-            text,
-        });
-    }
 }
 
 /// `cause`, and the unit that could not be started again after it.
@@ -190,4 +177,142 @@ pub async fn recover_unit(
             "{unit} was stopped for a backup and could not be started again ({why}); start it with systemctl start {unit}"
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use abssd_proto::{Consistency, Level, Phase};
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::progress::Recorder;
+    use crate::systemd::UnitState;
+
+    /// systemd as a stop-mode create sees it: every stop and start is noted,
+    /// and a start fails when told to.
+    #[derive(Default)]
+    struct Fake {
+        calls: Mutex<Vec<String>>,
+        start_fails: bool,
+    }
+
+    impl Units for Fake {
+        fn state<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<UnitState>> {
+            Box::pin(async { Err(Error::Internal("not asked in a stop-mode create".into())) })
+        }
+        fn start<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                self.calls.lock().unwrap().push(format!("start {unit}"));
+                match self.start_fails {
+                    true => Err(Error::Environment("the start job failed".into())),
+                    false => Ok(()),
+                }
+            })
+        }
+        fn stop<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                self.calls.lock().unwrap().push(format!("stop {unit}"));
+                Ok(())
+            })
+        }
+        fn reload<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { Err(Error::Internal("not used".into())) })
+        }
+        fn daemon_reload(&self) -> BoxFuture<'_, Result<()>> {
+            Box::pin(async { Err(Error::Internal("not used".into())) })
+        }
+    }
+
+    /// Run a stop-mode create of the test instance against `units`.
+    async fn stop_mode(
+        units: &Fake,
+        dir: &std::path::Path,
+    ) -> (Arc<Recorder>, Result<(CreatePlan, Option<CreateResult>)>) {
+        let ctx = super::super::tests::one_instance(dir);
+        let params = CreateParams {
+            instance: "alpha".into(),
+            data_only: true,
+            consistency: Some(Consistency::Stop),
+            ..CreateParams::default()
+        };
+        let actor = Actor {
+            uid: 0,
+            user: "root".into(),
+            pid: 1,
+        };
+        let (rec, progress) = Recorder::start("op-stop");
+        let unit = crate::config::unit_name("alpha");
+        let resolved = super::super::resolve(&ctx, &params).unwrap();
+        let reading = Reading::decide(Consistency::Stop, Some(true), &unit).unwrap();
+        let job = Job {
+            ctx: &ctx,
+            units,
+            unit: &unit,
+            params: &params,
+            actor: &actor,
+            progress: &progress,
+        };
+        let ran = job.run(resolved, reading).await;
+        let journals = crate::journal::Journal::pending(&ctx.config.state_dir).unwrap();
+        assert!(journals.is_empty(), "the journal is closed: {journals:?}");
+        (rec, ran)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_unit_is_down_exactly_around_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let units = Fake::default();
+        let (rec, ran) = stop_mode(&units, dir.path()).await;
+        let result = ran.unwrap().1.unwrap();
+        assert_eq!(
+            rec.phases(),
+            [
+                Phase::StopUnit,
+                Phase::Archive,
+                Phase::StartUnit,
+                Phase::Index
+            ]
+        );
+        assert_eq!(
+            *units.calls.lock().unwrap(),
+            ["stop abssctl-alpha.service", "start abssctl-alpha.service"]
+        );
+        let said = rec.messages(Level::Info);
+        assert_eq!(said[0], "stopped abssctl-alpha.service for the backup");
+        assert!(
+            said[1].starts_with("started abssctl-alpha.service again; it was stopped for "),
+            "{said:?}"
+        );
+        assert!(result.downtime_ms.is_some());
+        assert_eq!(rec.changed_backups(), [result.id]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_unit_that_does_not_start_again_fails_the_create_but_keeps_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let units = Fake {
+            start_fails: true,
+            ..Fake::default()
+        };
+        let (rec, ran) = stop_mode(&units, dir.path()).await;
+        let Err(Error::NotRestarted { backup_id, .. }) = ran else {
+            panic!("expected NotRestarted, got {ran:?}");
+        };
+        assert_eq!(
+            rec.phases(),
+            [
+                Phase::StopUnit,
+                Phase::Archive,
+                Phase::StartUnit,
+                Phase::Index
+            ]
+        );
+        assert_eq!(
+            rec.messages(Level::Info),
+            ["stopped abssctl-alpha.service for the backup"]
+        );
+        assert_eq!(rec.changed_backups(), [backup_id]);
+    }
 }

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use abssd_proto::{Actor, BackupEntry, Checksum, EntryMetadata, status};
+use abssd_proto::{Actor, BackupEntry, Checksum, EntryMetadata, Phase, status};
 use serde_json::{Map, Value};
 
 use super::classify::{Change, Planned, created_at};
@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::extract;
 use crate::fsutil;
 use crate::index::{self, Index};
-use crate::ops::{ByteProgress, Progress};
+use crate::progress::Reporter;
 use crate::registry::validate_name;
 
 /// An orphan ready to be indexed.
@@ -49,7 +49,7 @@ pub fn adoption(
     limits: extract::Limits,
     index: &Index,
     actor: &Actor,
-    sink: &dyn Progress,
+    progress: &Reporter,
 ) -> std::result::Result<Adoption, String> {
     let path = Path::new(&archive.path);
     let instance = archive.dir.as_str();
@@ -65,7 +65,7 @@ pub fn adoption(
         ));
     }
     trusted_file(path)?;
-    let mut bytes = ByteProgress::start(sink, format!("adopt:{}", archive.name), archive.size);
+    let mut bytes = progress.bytes(Phase::Adopt(archive.name.clone()), archive.size);
     let found = extract::inspect(path, archive.algorithm, limits, &mut |n| bytes.add(n))
         .map_err(|e| format!("cannot be read: {e}"))?;
     drop(bytes);

@@ -20,12 +20,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use abssd_proto::{
-    Actor, EventKind, ReconcileItem, ReconcileParams, ReconcilePlan, ReconcileResult,
+    Actor, EventKind, Phase, ReconcileItem, ReconcileParams, ReconcilePlan, ReconcileResult,
 };
 
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::ops::{Ctx, LockEvents, Sink, verify};
+use crate::ops::{Ctx, verify};
+use crate::progress::{Progress, Reporter};
 use crate::registry::validate_name;
 
 mod apply;
@@ -39,7 +40,7 @@ pub async fn run(
     ctx: &Ctx,
     params: &ReconcileParams,
     actor: &Actor,
-    progress: &Sink,
+    progress: &Reporter,
 ) -> Result<(ReconcilePlan, ReconcileResult)> {
     if params.adopt && !params.apply {
         return Err(Error::validation(
@@ -57,32 +58,26 @@ pub async fn run(
     let scope = params.instance.clone();
     let config = &ctx.config;
 
-    phase(progress, "scan");
+    progress.phase(Phase::Scan);
     let (root, skip) = (
         config.backups_root.clone(),
         vec![config.restores_root.clone()],
     );
     let scanned = tokio::task::spawn_blocking(move || scan::scan(&root, &skip)).await??;
     for s in &scanned.skipped {
-        warn(progress, format!("not considered: {s}"));
+        progress.warn(format!("not considered: {s}"));
     }
     if scanned.deeper > 0 {
-        warn(
-            progress,
-            format!(
-                "{} director{} below the instance directories of {} not looked into: reconcile finds archives only in the backups root and the directories directly in it (<root>/<instance>/<archive>)",
-                scanned.deeper,
-                if scanned.deeper == 1 { "y" } else { "ies" },
-                config.backups_root.display()
-            ),
-        );
+        progress.warn(format!(
+            "{} director{} below the instance directories of {} not looked into: reconcile finds archives only in the backups root and the directories directly in it (<root>/<instance>/<archive>)",
+            scanned.deeper,
+            if scanned.deeper == 1 { "y" } else { "ies" },
+            config.backups_root.display()
+        ));
     }
 
     let (index, in_flight) = {
-        let _global = ctx
-            .locks
-            .acquire(true, &[], &LockEvents(&**progress))
-            .await?;
+        let _global = ctx.locks.acquire(true, &[], progress).await?;
         let file = config.index_file.clone();
         let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
         (index, ctx.in_flight.snapshot())
@@ -98,14 +93,11 @@ pub async fn run(
     })
     .await?;
     if !writing.is_empty() {
-        progress.emit(EventKind::Message {
-            level: "info".into(),
-            text: format!(
-                "{} archive(s) being written by running creates were left out: {}",
-                writing.len(),
-                writing.join(", ")
-            ),
-        });
+        progress.info(format!(
+            "{} archive(s) being written by running creates were left out: {}",
+            writing.len(),
+            writing.join(", ")
+        ));
     }
 
     let rehash: u64 = if params.verify {
@@ -208,7 +200,7 @@ async fn judge_entries(
     located: Vec<Located>,
     rehash: Option<Rehash>,
     (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
-    progress: &Sink,
+    progress: &Reporter,
     result: &mut ReconcileResult,
 ) -> Result<Vec<Planned>> {
     let lone: HashSet<&str> = scan
@@ -220,10 +212,10 @@ async fn judge_entries(
     for Located { at, size } in located {
         let entry = &index.backups[at];
         let finding = if let (Some(r), Some(_)) = (&rehash, size) {
-            let (entry, sink, r) = (entry.clone(), progress.clone(), r.clone());
+            let (entry, progress, r) = (entry.clone(), progress.clone(), r.clone());
             Some(
                 tokio::task::spawn_blocking(move || {
-                    verify::check(&entry, r.max_entries, &*sink, r.deep.as_deref())
+                    verify::check(&entry, r.max_entries, &progress, r.deep.as_deref())
                 })
                 .await?,
             )
@@ -267,7 +259,7 @@ async fn orphan_findings(
     scope: Option<String>,
     (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
     actor: &Actor,
-    progress: &Sink,
+    progress: &Reporter,
     result: &mut ReconcileResult,
 ) -> Result<Vec<Planned>> {
     let mut planned = Vec::new();
@@ -278,7 +270,7 @@ async fn orphan_findings(
     } in orphans
     {
         if let (Some(max_entries), true) = (adopt, adoptable) {
-            let (s, i, sink, a, sc) = (
+            let (s, i, progress, a, sc) = (
                 scan.clone(),
                 index.clone(),
                 progress.clone(),
@@ -290,7 +282,14 @@ async fn orphan_findings(
                 recorded_bytes: None,
             };
             let prepared = tokio::task::spawn_blocking(move || {
-                apply::adoption(&s.archives[archive], sc.as_deref(), limits, &i, &a, &*sink)
+                apply::adoption(
+                    &s.archives[archive],
+                    sc.as_deref(),
+                    limits,
+                    &i,
+                    &a,
+                    &progress,
+                )
             })
             .await?;
             match prepared {
@@ -323,13 +322,13 @@ async fn orphan_findings(
 async fn write(
     ctx: &Ctx,
     planned: Vec<Planned>,
-    progress: &Sink,
+    progress: &Reporter,
     result: &mut ReconcileResult,
 ) -> Result<Vec<ReconcileItem>> {
     if planned.is_empty() {
         return Ok(Vec::new());
     }
-    phase(progress, "index");
+    progress.phase(Phase::Index);
     // Adoptions also take their instances' locks: a create holds its instance
     // lock (ours in memory, the Python tool's as a flock) from before its
     // archive exists until its entry is written, so under these locks no
@@ -344,14 +343,8 @@ async fn write(
         .collect();
     adopting.sort_unstable();
     adopting.dedup();
-    let _instances = ctx
-        .locks
-        .acquire(false, &adopting, &LockEvents(&**progress))
-        .await?;
-    let _global = ctx
-        .locks
-        .acquire(true, &[], &LockEvents(&**progress))
-        .await?;
+    let _instances = ctx.locks.acquire(false, &adopting, progress).await?;
+    let _global = ctx.locks.acquire(true, &[], progress).await?;
     let in_flight: HashSet<PathBuf> = ctx.in_flight.snapshot();
     let file = ctx.config.index_file.clone();
     let (planned, done) = tokio::task::spawn_blocking(move || {
@@ -400,18 +393,4 @@ fn list_mut(result: &mut ReconcileResult, category: Category) -> &mut Vec<Reconc
         Category::Orphaned => &mut result.orphaned,
         Category::Mismatched => &mut result.mismatched,
     }
-}
-
-fn phase(progress: &Sink, name: &str) {
-    progress.emit(EventKind::Phase {
-        name: name.into(),
-        total_bytes: None,
-    });
-}
-
-fn warn(progress: &Sink, text: String) {
-    progress.emit(EventKind::Message {
-        level: "warning".into(),
-        text,
-    });
 }

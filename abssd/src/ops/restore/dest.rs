@@ -4,12 +4,13 @@
 
 use std::path::Path;
 
-use abssd_proto::RestoreResult;
+use abssd_proto::{Phase, RestoreResult};
 
 use super::job::{Done, Job};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::journal::{Journal, Step};
+use crate::progress::Progress;
 
 /// Restore `job`'s data into its `--dest` directory.
 pub(super) async fn run(job: &Job<'_>) -> Result<RestoreResult> {
@@ -23,7 +24,7 @@ pub(super) async fn run(job: &Job<'_>) -> Result<RestoreResult> {
 /// Extract into staging, then rename the data into the destination.
 async fn place(job: &Job<'_>, journal: &mut Journal) -> Result<Done> {
     let done = job.stage(journal).await?;
-    job.phase("place");
+    job.progress.phase(Phase::Place);
     let target = job.pre.target.clone();
     let from = job.payload().join("data");
     journal.begin(Step::PlaceData {
@@ -51,7 +52,7 @@ async fn place(job: &Job<'_>, journal: &mut Journal) -> Result<Done> {
 
 #[cfg(test)]
 mod tests {
-    use abssd_proto::{RestoreMode, RestoreParams};
+    use abssd_proto::{Phase, RestoreMode, RestoreParams};
 
     use crate::error::Error;
     use crate::ops::testkit::Host;
@@ -82,19 +83,14 @@ mod tests {
         let id = host.backup().await;
         host.vandalize();
         let live_before = host.live_state();
-        host.timeline.clear();
-        let (_, sink) = host.progress();
+        let (rec, sink) = host.progress();
 
         let (plan, result) = super::super::run(&host.ctx, &dest(&host, &id), &host.actor(), &sink)
             .await
             .unwrap();
         let result = result.unwrap();
 
-        assert!(
-            host.timeline.systemd().is_empty(),
-            "{:?}",
-            host.timeline.systemd()
-        );
+        assert!(host.units.calls().is_empty(), "{:?}", host.units.calls());
         assert_eq!(result.mode, RestoreMode::Dest);
         assert_eq!(result.unit_running, None);
         assert!(result.assets.is_empty() && !result.nginx_reloaded);
@@ -108,10 +104,8 @@ mod tests {
         // The phases are the plan's steps, after the pre-flight.
         let steps: Vec<String> = plan.steps.iter().map(|s| s.step.clone()).collect();
         assert_eq!(steps, ["extract", "validate", "place", "index"]);
-        assert_eq!(
-            host.timeline.phases(),
-            [&["preflight".to_owned()][..], &steps].concat()
-        );
+        let phases: Vec<String> = rec.phases().iter().map(Phase::to_string).collect();
+        assert_eq!(phases, [&["preflight".to_owned()][..], &steps].concat());
         // Staging removed, journal closed.
         assert_eq!(restores(&host), ["copy"]);
         assert!(host.journals().is_empty());
@@ -127,8 +121,7 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0xff;
         std::fs::write(&archive, bytes).unwrap();
-        host.timeline.clear();
-        let (_, sink) = host.progress();
+        let (rec, sink) = host.progress();
 
         let err = super::super::run(&host.ctx, &dest(&host, &id), &host.actor(), &sink)
             .await
@@ -138,13 +131,9 @@ mod tests {
             !matches!(err, Error::RolledBack { .. }),
             "nothing to report: {err}"
         );
-        assert!(
-            host.timeline.systemd().is_empty(),
-            "{:?}",
-            host.timeline.systemd()
-        );
-        assert!(host.timeline.phases().contains(&"rollback".to_owned()));
-        assert!(!host.timeline.phases().contains(&"place".to_owned()));
+        assert!(host.units.calls().is_empty(), "{:?}", host.units.calls());
+        assert!(rec.phases().contains(&Phase::Rollback));
+        assert!(!rec.phases().contains(&Phase::Place));
         assert!(restores(&host).is_empty(), "{:?}", restores(&host));
         assert!(host.journals().is_empty());
     }

@@ -4,9 +4,8 @@
 //! clean-up → annotate → close tail it ends with (step 7).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use abssd_proto::{Actor, EventKind, RestoreMode, RestoreParams, RestorePlan, RestoreResult};
+use abssd_proto::{Actor, Phase, RestoreMode, RestoreParams, RestorePlan, RestoreResult};
 use serde_json::Value;
 
 use super::{history, payload, plan, rollback};
@@ -14,7 +13,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::extract::{self, Expect, Limits, Reserve};
 use crate::fsutil;
 use crate::journal::{Journal, Outcome, Record, Step};
-use crate::ops::{ByteProgress, Ctx, LockEvents, Progress, Sink};
+use crate::ops::Ctx;
+use crate::progress::{Progress, Reporter};
 use crate::systemd::Units;
 
 /// Everything one restore run works with.
@@ -23,7 +23,7 @@ pub(crate) struct Job<'a> {
     pub ctx: &'a Ctx,
     pub params: &'a RestoreParams,
     pub actor: &'a Actor,
-    pub progress: &'a Sink,
+    pub progress: &'a Reporter,
     pub pre: &'a plan::Preflight,
     pub plan: &'a RestorePlan,
     /// `<work dir>/.<name>.restore-<stamp>`, created by [`Job::stage`].
@@ -125,14 +125,13 @@ impl Job<'_> {
             same_owner: rustix::process::geteuid().is_root(),
         };
         let (archive, staging) = (self.pre.archive.clone(), self.staging.clone());
-        let sink: Sink = Arc::clone(self.progress);
-        let total = self.plan.archive_bytes;
+        let (progress, total) = (self.progress.clone(), self.plan.archive_bytes);
         let extracted = tokio::task::spawn_blocking(move || {
-            let mut bytes = ByteProgress::start(&*sink, "extract", total);
+            let mut bytes = progress.bytes(Phase::Extract, total);
             extract::extract(&archive, &staging, &expect, &mut |n| bytes.add(n))
         })
         .await??;
-        self.phase("validate");
+        self.progress.phase(Phase::Validate);
         let payload = self.payload();
         let instance = self.plan.instance.clone();
         tokio::task::spawn_blocking(move || payload::validate(&payload, &instance)).await??;
@@ -155,7 +154,7 @@ impl Job<'_> {
         cause: Error,
     ) -> Error {
         let record = journal.record().clone();
-        let report = rollback::rollback(&self.ctx.config, units, &record, &**self.progress).await;
+        let report = rollback::rollback(&self.ctx.config, units, &record, self.progress).await;
         report.into_error(cause, journal)
     }
 
@@ -171,7 +170,7 @@ impl Job<'_> {
         // The plan names this step only for live restores; a --dest restore
         // removes just its staging directory.
         if self.live() {
-            self.phase("cleanup");
+            self.progress.phase(Phase::Cleanup);
         }
         let leftovers = std::mem::take(&mut done.leftovers);
         let failed = tokio::task::spawn_blocking(move || {
@@ -196,7 +195,7 @@ impl Job<'_> {
             }
         };
         for w in &done.warnings {
-            self.warn(w.clone());
+            self.progress.warn(w.clone());
         }
         crash_point!("restore::after-annotate");
         journal.close()?;
@@ -233,12 +232,8 @@ impl Job<'_> {
 
     /// Record the restore on the index entry (SPEC §5), under the global lock.
     async fn annotate_index(&self, outcome: &Outcome) -> Result<String> {
-        self.phase("index");
-        let _global = self
-            .ctx
-            .locks
-            .acquire(true, &[], &LockEvents(&**self.progress))
-            .await?;
+        self.progress.phase(Phase::Index);
+        let _global = self.ctx.locks.acquire(true, &[], self.progress).await?;
         let index_file = self.ctx.config.index_file.clone();
         let now = fsutil::now_utc();
         let (id, op_id, outcome, at) = (
@@ -254,35 +249,4 @@ impl Job<'_> {
         self.progress.changed(&self.plan.id);
         Ok(now)
     }
-
-    /// A phase begins.
-    pub fn phase(&self, name: &str) {
-        phase(&**self.progress, name);
-    }
-
-    /// An informational message.
-    pub fn info(&self, text: String) {
-        message(&**self.progress, "info", text);
-    }
-
-    /// A warning message.
-    pub fn warn(&self, text: String) {
-        message(&**self.progress, "warning", text);
-    }
-}
-
-/// A phase begins (also before a [`Job`] exists).
-pub(super) fn phase(progress: &dyn Progress, name: &str) {
-    progress.emit(EventKind::Phase {
-        name: name.to_owned(),
-        total_bytes: None,
-    });
-}
-
-/// A message at `level` (`info`, `warning`).
-pub(super) fn message(progress: &dyn Progress, level: &str, text: String) {
-    progress.emit(EventKind::Message {
-        level: level.to_owned(),
-        text,
-    });
 }

@@ -3,7 +3,7 @@
 //! point is rolled back from the journal ([`Job::roll_back`]), after it only
 //! clean-up remains ([`Job::finish`]).
 
-use abssd_proto::RestoreResult;
+use abssd_proto::{Phase, RestoreResult};
 use serde_json::json;
 
 use super::job::{Done, Job};
@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::journal::{Journal, Step};
 use crate::nginx;
-use crate::ops::LockEvents;
+use crate::progress::Progress;
 use crate::registry::Registry;
 use crate::systemd::Units;
 
@@ -25,11 +25,7 @@ pub(super) async fn run(job: &Job<'_>, units: &dyn Units) -> Result<RestoreResul
     let _lock = job
         .ctx
         .locks
-        .acquire(
-            false,
-            &[job.plan.instance.as_str()],
-            &LockEvents(&**job.progress),
-        )
+        .acquire(false, &[job.plan.instance.as_str()], job.progress)
         .await?;
     // The state that counts is the one under the lock.
     let was_active = units.state(&unit).await?.is_active();
@@ -83,7 +79,7 @@ impl Live<'_, '_> {
         if self.was_active {
             self.stop_unit(journal).await?;
         }
-        job.phase("swap");
+        job.progress.phase(Phase::Swap);
         let data = swap::data(
             journal,
             &job.stamp,
@@ -98,12 +94,13 @@ impl Live<'_, '_> {
         }
 
         // 6. Reconcile: the registry, the unit's running state, nginx.
-        job.phase("registry");
+        job.progress.phase(Phase::Registry);
         self.update_registry(journal).await?;
         if self.running_after {
             self.start_unit(journal).await?;
         } else if self.was_active {
-            job.info(format!("{} left stopped (--no-restart)", self.unit));
+            job.progress
+                .info(format!("{} left stopped (--no-restart)", self.unit));
         }
         if site_changed {
             self.reload_nginx(journal, &mut done).await?;
@@ -114,14 +111,14 @@ impl Live<'_, '_> {
 
     async fn stop_unit(&self, journal: &mut Journal) -> Result<()> {
         let unit = self.unit;
-        self.job.phase("stop_unit");
+        self.job.progress.phase(Phase::StopUnit);
         journal.begin(Step::StopUnit {
             unit: unit.to_owned(),
         })?;
         crash_point!("restore::before-stop-unit");
         self.units.stop(unit).await?;
         crash_point!("restore::after-stop-unit");
-        self.job.info(format!("stopped {unit}"));
+        self.job.progress.info(format!("stopped {unit}"));
         Ok(())
     }
 
@@ -129,7 +126,7 @@ impl Live<'_, '_> {
     /// `true` when the site or its link changed (nginx checks and reloads).
     fn assets(&self, journal: &mut Journal, done: &mut Done) -> Result<bool> {
         let job = self.job;
-        job.phase("assets");
+        job.progress.phase(Phase::Assets);
         let (cfg, name, stamp) = (&job.ctx.config, &job.plan.instance, &job.stamp);
         let payload = job.payload();
         let mut replaced = |r: Replaced| {
@@ -159,7 +156,7 @@ impl Live<'_, '_> {
     }
 
     async fn daemon_reload(&self, journal: &mut Journal) -> Result<()> {
-        self.job.phase("daemon_reload");
+        self.job.progress.phase(Phase::DaemonReload);
         journal.begin(Step::DaemonReload)?;
         crash_point!("restore::before-daemon-reload");
         self.units.daemon_reload().await?;
@@ -172,11 +169,7 @@ impl Live<'_, '_> {
     /// global lock.
     async fn update_registry(&self, journal: &mut Journal) -> Result<()> {
         let job = self.job;
-        let _global = job
-            .ctx
-            .locks
-            .acquire(true, &[], &LockEvents(&**job.progress))
-            .await?;
+        let _global = job.ctx.locks.acquire(true, &[], job.progress).await?;
         let file = job.ctx.config.registry_file();
         let name = job.plan.instance.clone();
         let mut registry = Registry::load(&file)?;
@@ -196,7 +189,7 @@ impl Live<'_, '_> {
         if let Some(archived) = &archived
             && let Some(root) = entry.apply_archived(archived, &job.pre.target)
         {
-            job.warn(format!(
+            job.progress.warn(format!(
                 "the archive's paths.root {root:?} differs from where the data was restored ({}); keeping the current data root",
                 job.pre.target.display()
             ));
@@ -219,21 +212,21 @@ impl Live<'_, '_> {
 
     async fn start_unit(&self, journal: &mut Journal) -> Result<()> {
         let unit = self.unit;
-        self.job.phase("start_unit");
+        self.job.progress.phase(Phase::StartUnit);
         journal.begin(Step::StartUnit {
             unit: unit.to_owned(),
         })?;
         crash_point!("restore::before-start-unit");
         self.units.start(unit).await?;
         crash_point!("restore::after-start-unit");
-        self.job.info(format!("started {unit}"));
+        self.job.progress.info(format!("started {unit}"));
         Ok(())
     }
 
     /// `nginx -t`, then a reload when nginx runs (a warning when it does not).
     async fn reload_nginx(&self, journal: &mut Journal, done: &mut Done) -> Result<()> {
         let cfg = &self.job.ctx.config;
-        self.job.phase("nginx");
+        self.job.progress.phase(Phase::Nginx);
         nginx::test(&cfg.nginx_test_command).await?;
         let nginx_unit = &cfg.nginx_unit;
         if self.units.state(nginx_unit).await?.is_active() {
@@ -253,12 +246,13 @@ impl Live<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use abssd_proto::RestoreParams;
+    use abssd_proto::{Phase, RestoreParams};
 
     use crate::config::unit_name;
     use crate::error::Error;
     use crate::journal::Step;
-    use crate::ops::testkit::{Host, INSTANCE};
+    use crate::ops::testkit::{Host, INSTANCE, timeline};
+    use crate::progress::Recorder;
 
     fn live(id: &str) -> RestoreParams {
         RestoreParams {
@@ -286,9 +280,8 @@ mod tests {
     }
 
     /// The timeline from the first phase named `from` on: phases and jobs.
-    fn from_phase(host: &Host, from: &str) -> Vec<String> {
-        host.timeline
-            .lines()
+    fn from_phase(host: &Host, rec: &Recorder, from: &str) -> Vec<String> {
+        timeline(rec, &host.units)
             .into_iter()
             .skip_while(|l| *l != format!("phase {from}"))
             .filter(|l| {
@@ -306,8 +299,7 @@ mod tests {
         let id = host.backup().await;
         host.vandalize();
         probe(&host);
-        host.timeline.clear();
-        let (_, sink) = host.progress();
+        let (rec, sink) = host.progress();
 
         let (plan, result) = super::super::run(&host.ctx, &live(&id), &host.actor(), &sink)
             .await
@@ -337,7 +329,7 @@ mod tests {
         );
         // The pre-restore backup's own phases come before "extract".
         assert_eq!(
-            from_phase(&host, "extract"),
+            from_phase(&host, &rec, "extract"),
             [
                 "phase extract".to_owned(),
                 "phase validate".into(),
@@ -356,7 +348,7 @@ mod tests {
                 "phase index".into(),
             ]
         );
-        assert!(host.timeline.phases().contains(&"pre_backup".to_owned()));
+        assert!(rec.phases().contains(&Phase::PreBackup));
 
         assert_eq!(result.unit_running, Some(true));
         assert!(result.nginx_reloaded);
@@ -398,7 +390,6 @@ mod tests {
         let state_before = host.live_state();
         let unit = unit_name(INSTANCE);
         host.units.fail(&format!("start {unit}"), 1);
-        host.timeline.clear();
         let (_, sink) = host.progress();
 
         let err = super::super::run(
@@ -429,7 +420,7 @@ mod tests {
         );
         let (before, after) = ("data=v2 unit=changed", "data=v1 unit=[Service]");
         assert_eq!(
-            host.timeline.jobs(),
+            host.units.jobs(),
             [
                 format!("stop {unit} | {before}"),
                 format!("daemon-reload | {after}"),

@@ -26,14 +26,13 @@
 //! Extraction itself is [`crate::extract`]: every entry is created by us beneath
 //! the staging directory, and the archive is hashed in the same pass.
 
-use std::sync::Arc;
-
-use abssd_proto::{Actor, EventKind, RestoreParams, RestorePlan, RestoreResult, status};
+use abssd_proto::{Actor, EventKind, Phase, RestoreParams, RestorePlan, RestoreResult, status};
 
 use crate::config::unit_name;
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::ops::{Ctx, Sink};
+use crate::ops::Ctx;
+use crate::progress::{Progress, Reporter};
 
 mod dest;
 mod guards;
@@ -47,17 +46,17 @@ pub mod recover;
 pub mod rollback;
 mod swap;
 
-use job::{Job, message, phase};
+use job::Job;
 
 /// Run `backup restore`. Returns the plan, and the result unless `dry_run`.
 pub async fn run(
     ctx: &Ctx,
     params: &RestoreParams,
     actor: &Actor,
-    progress: &Sink,
+    progress: &Reporter,
 ) -> Result<(RestorePlan, Option<RestoreResult>)> {
     check_flags(params)?;
-    phase(&**progress, "preflight");
+    progress.phase(Phase::Preflight);
     let (config, p) = (ctx.config.clone(), params.clone());
     let pre = tokio::task::spawn_blocking(move || plan::preflight(&config, &p)).await??;
     let live = params.dest.is_none();
@@ -91,7 +90,7 @@ pub async fn run(
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });
     for w in &plan.warnings {
-        message(&**progress, "warning", w.clone());
+        progress.warn(w.clone());
     }
     let short = plan.space.available_bytes
         < plan
@@ -100,7 +99,7 @@ pub async fn run(
             .saturating_add(plan.space.reserve_bytes);
     if params.dry_run {
         if short {
-            message(&**progress, "warning", no_space(&plan).to_string());
+            progress.warn(no_space(&plan).to_string());
         }
         return Ok((plan, None));
     }
@@ -139,11 +138,15 @@ pub async fn run(
 /// (no pre-restore backup, no staging yet), recorded in the index like
 /// `backup verify --deep`; any problem refuses the restore. The extraction
 /// that follows checks the same sha256, so it unpacks the bytes checked here.
-async fn verify_deep(ctx: &Ctx, entry: &abssd_proto::BackupEntry, progress: &Sink) -> Result<()> {
-    let (entry, sink) = (entry.clone(), Arc::clone(progress));
+async fn verify_deep(
+    ctx: &Ctx,
+    entry: &abssd_proto::BackupEntry,
+    progress: &Reporter,
+) -> Result<()> {
+    let (entry, sink) = (entry.clone(), progress.clone());
     let (max_entries, state_dir) = (ctx.config.max_restore_entries, ctx.config.state_dir.clone());
     let finding = tokio::task::spawn_blocking(move || {
-        crate::ops::verify::check(&entry, max_entries, &*sink, Some(&state_dir))
+        crate::ops::verify::check(&entry, max_entries, &sink, Some(&state_dir))
     })
     .await?;
     let finding = crate::ops::verify::record(ctx, vec![finding], progress)
@@ -153,7 +156,7 @@ async fn verify_deep(ctx: &Ctx, entry: &abssd_proto::BackupEntry, progress: &Sin
     let item = finding.item;
     match item.status.as_str() {
         status::AVAILABLE => {
-            message(&**progress, "info", item.message);
+            progress.info(item.message);
             Ok(())
         }
         // Our side (space, the scratch directory, reading the archive): the

@@ -2,24 +2,22 @@
 //! instance, under the instance lock the restore already holds, reporting into
 //! the restore's own events.
 
-use std::sync::Arc;
-
-use abssd_proto::{CreateParams, EventKind};
+use abssd_proto::{CreateParams, EventKind, Phase};
 
 use super::job::Job;
 use crate::error::Result;
-use crate::ops::{Progress, Sink};
+use crate::progress::{Progress, Reporter};
 
 /// Back up the live data; `None` (with a warning) when there is none.
 pub(super) async fn take(job: &Job<'_>) -> Result<Option<String>> {
     if std::fs::symlink_metadata(&job.pre.target).is_err() {
-        job.warn(format!(
+        job.progress.warn(format!(
             "no pre-restore backup: the live data directory {} does not exist",
             job.pre.target.display()
         ));
         return Ok(None);
     }
-    job.phase("pre_backup");
+    job.progress.phase(Phase::PreBackup);
     let params = CreateParams {
         instance: job.plan.instance.clone(),
         message: Some(
@@ -32,10 +30,10 @@ pub(super) async fn take(job: &Job<'_>) -> Result<Option<String>> {
         data_only: job.data_only,
         ..CreateParams::default()
     };
-    let nested: Sink = Arc::new(Nested(Arc::clone(job.progress)));
+    let nested = Reporter::new(Nested(job.progress.clone()));
     let (plan, _) =
         crate::ops::create::run_under_lock(job.ctx, &params, job.actor, &nested).await?;
-    job.info(format!(
+    job.progress.info(format!(
         "pre-restore backup {} written to {}",
         plan.id, plan.archive
     ));
@@ -44,7 +42,7 @@ pub(super) async fn take(job: &Job<'_>) -> Result<Option<String>> {
 
 /// The pre-restore backup's events, minus its plan (the operation's plan is the
 /// restore's).
-struct Nested(Sink);
+struct Nested(Reporter);
 
 impl Progress for Nested {
     fn emit(&self, event: EventKind) {

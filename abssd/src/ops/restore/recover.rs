@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::journal::{Record, Step};
-use crate::ops::Progress;
+use crate::progress::Progress;
 use crate::systemd::Units;
 
 use super::{history, rollback};

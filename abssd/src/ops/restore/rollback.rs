@@ -6,12 +6,12 @@
 
 use std::path::Path;
 
-use abssd_proto::EventKind;
+use abssd_proto::Phase;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Record, Step};
-use crate::ops::Progress;
+use crate::progress::Progress;
 use crate::registry::{Instance, Registry};
 use crate::systemd::Units;
 
@@ -58,10 +58,7 @@ pub async fn rollback(
     record: &Record,
     progress: &dyn Progress,
 ) -> Report {
-    progress.emit(EventKind::Phase {
-        name: "rollback".into(),
-        total_bytes: None,
-    });
+    progress.phase(Phase::Rollback);
     let mut report = Report::default();
     let mut daemon_reload = false;
     let mut nginx_reload = false;
