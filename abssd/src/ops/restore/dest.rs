@@ -102,10 +102,12 @@ mod tests {
         );
         assert_eq!(host.live_state(), live_before);
         // The phases are the plan's steps, after the pre-flight.
-        let steps: Vec<String> = plan.steps.iter().map(|s| s.step.clone()).collect();
-        assert_eq!(steps, ["extract", "validate", "place", "index"]);
-        let phases: Vec<String> = rec.phases().iter().map(Phase::to_string).collect();
-        assert_eq!(phases, [&["preflight".to_owned()][..], &steps].concat());
+        let steps: Vec<Phase> = plan.steps.iter().map(|s| s.step.clone()).collect();
+        assert_eq!(
+            steps,
+            [Phase::Extract, Phase::Validate, Phase::Place, Phase::Index]
+        );
+        assert_eq!(rec.phases(), [vec![Phase::Preflight], steps].concat());
         // Staging removed, journal closed.
         assert_eq!(restores(&host), ["copy"]);
         assert!(host.journals().is_empty());

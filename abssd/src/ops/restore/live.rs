@@ -308,26 +308,35 @@ mod tests {
 
         let unit = unit_name(INSTANCE);
         let (before, after) = ("data=v2 unit=changed", "data=v1 unit=[Service]");
-        let steps: Vec<&str> = plan.steps.iter().map(|s| s.step.as_str()).collect();
+        let steps: Vec<Phase> = plan.steps.iter().map(|s| s.step.clone()).collect();
         assert_eq!(
             steps,
             [
-                "lock",
-                "pre_backup",
-                "extract",
-                "validate",
-                "stop_unit",
-                "swap",
-                "assets",
-                "daemon_reload",
-                "registry",
-                "start_unit",
-                "nginx",
-                "cleanup",
-                "index"
+                Phase::Lock,
+                Phase::PreBackup,
+                Phase::Extract,
+                Phase::Validate,
+                Phase::StopUnit,
+                Phase::Swap,
+                Phase::Assets,
+                Phase::DaemonReload,
+                Phase::Registry,
+                Phase::StartUnit,
+                Phase::Nginx,
+                Phase::Cleanup,
+                Phase::Index
             ]
         );
-        // The pre-restore backup's own phases come before "extract".
+        // From the extraction on, the phases are the plan's steps (before
+        // it, the pre-restore backup reports its own).
+        let from_extract = |list: &[Phase]| -> Vec<Phase> {
+            list.iter()
+                .skip_while(|p| **p != Phase::Extract)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(from_extract(&rec.phases()), from_extract(&steps));
+        // And the unit jobs come between the phases of their steps.
         assert_eq!(
             from_phase(&host, &rec, "extract"),
             [

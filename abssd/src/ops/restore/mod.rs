@@ -218,3 +218,88 @@ fn stamp(op_id: &str) -> String {
         .collect();
     format!("{}-{short}", fsutil::compact(jiff::Timestamp::now()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use abssd_proto::{Phase, RestoreParams, RestorePlan};
+
+    use super::plan::STEPS;
+    use crate::ops::testkit::Host;
+
+    /// What a restore that runs every step of `plan` reports after its
+    /// `preflight`: each step's phase (`lock` has none; the deep check's names
+    /// the backup), and within `pre_backup` the nested create's own phases.
+    fn reported(plan: &RestorePlan) -> Vec<Phase> {
+        plan.steps
+            .iter()
+            .flat_map(|s| match &s.step {
+                Phase::Lock => vec![],
+                Phase::DeepCheck => vec![Phase::VerifyDeep(plan.id.clone())],
+                Phase::PreBackup => vec![Phase::PreBackup, Phase::Archive, Phase::Index],
+                step => vec![step.clone()],
+            })
+            .collect()
+    }
+
+    /// Run a restore of `params` that takes every step its plan lists, and
+    /// check that it reported exactly those; the plan.
+    async fn planned_and_reported(host: &Host, params: RestoreParams) -> RestorePlan {
+        let (rec, progress) = host.progress();
+        let (plan, result) = super::run(&host.ctx, &params, &host.actor(), &progress)
+            .await
+            .unwrap();
+        assert!(result.is_some());
+        assert_eq!(
+            rec.phases(),
+            [vec![Phase::Preflight], reported(&plan)].concat(),
+            "the phases reported are the plan's steps"
+        );
+        plan
+    }
+
+    /// A step added to the plan that no restore reports, or a phase a restore
+    /// reports that its plan does not list, fails here: the live restore
+    /// below takes every live step (deep check, pre-restore backup, a running
+    /// unit, changed service files and site), the `--dest` one every other.
+    #[tokio::test]
+    async fn every_step_is_planned_by_some_restore_and_reported_when_it_runs() {
+        let host = Host::new();
+        let id = host.backup().await;
+        host.vandalize();
+        let live = planned_and_reported(
+            &host,
+            RestoreParams {
+                id: id.clone(),
+                yes: true,
+                verify_deep: true,
+                ..RestoreParams::default()
+            },
+        )
+        .await;
+        let dest = planned_and_reported(
+            &host,
+            RestoreParams {
+                id,
+                dest: Some(host.cfg().restores_root.join("copy").display().to_string()),
+                verify_deep: true,
+                ..RestoreParams::default()
+            },
+        )
+        .await;
+
+        let mut planned = BTreeSet::new();
+        for plan in [&live, &dest] {
+            let at: Vec<usize> = plan
+                .steps
+                .iter()
+                .map(|s| STEPS.iter().position(|p| *p == s.step).unwrap())
+                .collect();
+            assert!(at.is_sorted(), "{:?} is in STEPS' order", plan.steps);
+            planned.extend(plan.steps.iter().map(|s| s.step.to_string()));
+        }
+        let all: BTreeSet<String> = STEPS.iter().map(Phase::to_string).collect();
+        assert_eq!(planned, all, "together the two plans list every step");
+    }
+}
