@@ -3,11 +3,14 @@
 //! Every state file is replaced atomically: a temporary file in the same
 //! directory is written, fsynced, renamed over the target, and the directory is
 //! fsynced, so a crash or a full disk leaves either the old or the new file.
+//! A file replaced in place by an operation is kept beside it under a name
+//! made here ([`bak_path`], [`hidden_sibling`]) until the operation is done,
+//! and removed with [`remove_path`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{OFlags, ResolveFlags};
 
@@ -143,6 +146,55 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The tag of a file kept when an operation replaced it: `<name>.bak-<stamp>`.
+pub const BAK: &str = ".bak-";
+
+/// `path` with `suffix` appended to its last component.
+pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Where the file at `path` is kept when it is replaced at `stamp`:
+/// `<path>.bak-<stamp>`.
+pub fn bak_path(path: &Path, stamp: &str) -> PathBuf {
+    suffixed(path, &format!("{BAK}{stamp}"))
+}
+
+/// A hidden sibling of `path` tagged `tag` at `stamp`: `.<name>.<tag>-<stamp>`
+/// in the same directory (so a rename to `path` is atomic), which globs like
+/// nginx's `sites-enabled/*` do not match.
+pub fn hidden_sibling(path: &Path, tag: &str, stamp: &str) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    dir.join(format!(".{}.{tag}-{stamp}", file_name(path)))
+}
+
+/// Remove a directory tree if it exists; `Ok(false)` when it was not there.
+///
+/// The trees removed this way are filled by others (an instance's previous
+/// data, a staging directory an archive filled): std's `remove_dir_all` walks
+/// them through directory descriptors (`openat` with `O_NOFOLLOW`,
+/// `unlinkat`), so a symlink swapped in during the walk is removed, never
+/// followed.
+pub fn remove_tree(path: &Path) -> Result<bool> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).at("removing", path),
+    }
+}
+
+/// Remove a file, symlink or directory tree ([`remove_tree`]); nothing there
+/// is fine.
+pub fn remove_path(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => remove_tree(path).map(|_| ()),
+        Ok(_) => fs::remove_file(path).at("removing", path),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Current UTC time, whole seconds (truncated), `Z` suffix: `2025-01-02T03:04:05Z`.
 pub fn now_utc() -> String {
     utc(jiff::Timestamp::now())
@@ -180,6 +232,46 @@ mod tests {
         assert_eq!(mode, FILE_MODE);
         let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn kept_copies_are_named_beside_the_original() {
+        let unit = Path::new("/etc/systemd/system/abssctl-a.service");
+        assert_eq!(
+            bak_path(unit, "20250102-030405-abcdef"),
+            Path::new("/etc/systemd/system/abssctl-a.service.bak-20250102-030405-abcdef")
+        );
+        let link = Path::new("/etc/nginx/sites-enabled/a.conf");
+        assert_eq!(
+            hidden_sibling(link, "bak", "x"),
+            Path::new("/etc/nginx/sites-enabled/.a.conf.bak-x")
+        );
+        assert_eq!(
+            suffixed(Path::new("/srv/a/data"), ".pre-restore-x"),
+            Path::new("/srv/a/data.pre-restore-x")
+        );
+    }
+
+    #[test]
+    fn remove_path_takes_trees_files_and_links_but_never_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), "x").unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(tree.join("sub")).unwrap();
+        fs::write(tree.join("sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("sub/link")).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+
+        remove_path(&tree).unwrap();
+        remove_path(&link).unwrap();
+        remove_path(&dir.path().join("absent")).unwrap();
+        assert!(fs::symlink_metadata(&tree).is_err());
+        assert!(fs::symlink_metadata(&link).is_err());
+        assert!(outside.join("keep").exists(), "a link's target was removed");
+        assert!(!remove_tree(&tree).unwrap());
     }
 
     #[test]

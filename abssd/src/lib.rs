@@ -18,14 +18,16 @@
 //!   checks work on.
 //! * [`journal`]    — the write-ahead journal that drives rollback and recovery.
 //! * [`recovery`]   — finishing or rolling back, at start-up, what a stopped daemon left.
-//! * [`systemd`]    — unit state and start/stop/reload jobs over D-Bus (the only zbus user).
+//! * [`systemd`]    — unit state and start/stop/reload jobs over D-Bus (the only zbus
+//!   user), behind the connector operations find in their context.
 //! * [`service`]    — running under systemd: socket activation, readiness, watchdog, journal.
 //! * [`nginx`]      — the nginx configuration check.
 //! * [`extract`]    — hashing and extracting an archive into a staging directory, safely.
 //! * [`deep`]       — the deep check: is what an archive holds a working Actual server?
 //! * [`zipend`]     — a zip's end record, read before any zip parser trusts it.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
-//! * [`fsutil`]     — atomic writes, directory modes, timestamps.
+//! * [`fsutil`]     — atomic writes, directory modes, timestamps, removing trees,
+//!   names of the copies kept beside a replaced file.
 //! * [`text`]       — outside text cut to a length fit for messages and logs.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
 //! * [`error`]      — the one error type and its wire mapping.

@@ -29,7 +29,7 @@ use crate::operations::Operations;
 use crate::ops::restore::recover::{self as restore, Recovered};
 use crate::ops::{self, Ctx};
 use crate::progress::{Progress, Reporter};
-use crate::systemd::Systemd;
+use crate::systemd::Units;
 use crate::{fsutil, oplog};
 
 /// Recover everything the journals hold; the recovered operations are
@@ -56,7 +56,7 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
             return;
         }
     };
-    let mut units: Option<std::result::Result<Systemd, String>> = None;
+    let mut units: Option<std::result::Result<Box<dyn Units>, String>> = None;
     for (path, record) in pending {
         let record = match record {
             Ok(r) => r,
@@ -122,7 +122,7 @@ async fn one(
     ctx: &Ctx,
     record: &Record,
     progress: &Reporter,
-    units: &mut Option<std::result::Result<Systemd, String>>,
+    units: &mut Option<std::result::Result<Box<dyn Units>, String>>,
 ) -> std::result::Result<serde_json::Value, WireError> {
     let config = &ctx.config;
     match record.command.as_str() {
@@ -140,7 +140,7 @@ async fn one(
                 .iter()
                 .any(|s| matches!(s, Step::StopUnit { .. }));
             let systemd = if stopped {
-                connected(config, units).await
+                connected(ctx, units).await
             } else {
                 None
             };
@@ -188,7 +188,7 @@ async fn one(
                 )
             });
             let systemd = if needs_systemd && !record.steps.contains(&Step::Commit) {
-                connected(config, units).await
+                connected(ctx, units).await
             } else {
                 None
             };
@@ -233,18 +233,14 @@ async fn one(
 /// systemd, connected at the first journal that needs it; `None` when it
 /// cannot be reached (`units` then holds why).
 async fn connected<'u>(
-    config: &crate::config::Config,
-    units: &'u mut Option<std::result::Result<Systemd, String>>,
-) -> Option<&'u Systemd> {
+    ctx: &Ctx,
+    units: &'u mut Option<std::result::Result<Box<dyn Units>, String>>,
+) -> Option<&'u dyn Units> {
     if units.is_none() {
-        *units = Some(
-            Systemd::connect(config.services.bus_address.as_deref())
-                .await
-                .map_err(|e| e.to_string()),
-        );
+        *units = Some(ctx.systemd.connect().await.map_err(|e| e.to_string()));
     }
     match units.as_ref() {
-        Some(Ok(s)) => Some(s),
+        Some(Ok(s)) => Some(s.as_ref()),
         _ => None,
     }
 }

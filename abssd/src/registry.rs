@@ -159,6 +159,32 @@ impl Instance {
             _ => config.layout.instance_root.join(&self.name),
         }
     }
+
+    /// Take `paths`, `version` and `domain` from `archived`, the entry an
+    /// archive carries (`metadata/instance.json`), as a restore does (SPEC §7
+    /// step 6). The data root stays where the data was just restored,
+    /// `restored_to`: when the archive names another, that root is returned
+    /// so the caller can say it was not taken.
+    pub fn apply_archived(
+        &mut self,
+        archived: &Map<String, Value>,
+        restored_to: &Path,
+    ) -> Option<String> {
+        if let Some(Value::String(v)) = archived.get("version") {
+            self.version = Some(v.clone());
+        }
+        if let Some(Value::String(d)) = archived.get("domain") {
+            self.domain = Some(d.clone());
+        }
+        let mut paths = archived
+            .get("paths")
+            .and_then(|p| serde_json::from_value::<InstancePaths>(p.clone()).ok())?;
+        let restored_to = restored_to.display().to_string();
+        let other_root = paths.root.take().filter(|root| *root != restored_to);
+        paths.root = self.paths.root.clone();
+        self.paths = paths;
+        other_root
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +260,45 @@ top_level_extra: kept
         assert_eq!(
             reg.get("gamma").unwrap().data_root(&cfg),
             dir.path().join("srv/gamma")
+        );
+    }
+
+    #[test]
+    fn archived_entry_brings_paths_version_domain_but_not_the_root() {
+        let mut reg = Registry::parse(PYYAML).unwrap();
+        let alpha = reg.get_mut("alpha").unwrap();
+        let archived = serde_json::json!({
+            "name": "alpha",
+            "version": "25.1.0",
+            "domain": "budget.example",
+            "port": 9999,
+            "paths": {"root": "/elsewhere/alpha", "data": "/elsewhere/alpha/data"},
+        });
+        let other = alpha.apply_archived(archived.as_object().unwrap(), Path::new("/srv/alpha"));
+        assert_eq!(other.as_deref(), Some("/elsewhere/alpha"));
+        assert_eq!(alpha.version.as_deref(), Some("25.1.0"));
+        assert_eq!(alpha.domain.as_deref(), Some("budget.example"));
+        assert_eq!(alpha.port, Some(5006), "only paths, version and domain");
+        assert_eq!(alpha.paths.root.as_deref(), Some("/srv/alpha"));
+        assert_eq!(alpha.paths.extra["data"], "/elsewhere/alpha/data");
+        assert!(!alpha.paths.extra.contains_key("config"));
+
+        // The same root: nothing to say. No paths: the current ones stay.
+        let same = serde_json::json!({"paths": {"root": "/srv/alpha"}});
+        assert_eq!(
+            alpha.apply_archived(same.as_object().unwrap(), Path::new("/srv/alpha")),
+            None
+        );
+        let beta = reg.get_mut("beta").unwrap();
+        let before = beta.paths.clone();
+        let bare = serde_json::json!({"version": "2"});
+        assert_eq!(
+            beta.apply_archived(bare.as_object().unwrap(), Path::new("/x")),
+            None
+        );
+        assert_eq!(
+            (beta.paths.clone(), beta.version.as_deref()),
+            (before, Some("2"))
         );
     }
 

@@ -1,9 +1,10 @@
 //! systemd over D-Bus: unit state, start / stop / reload jobs, daemon-reload.
 //!
-//! Operations see systemd only through the [`Units`] trait; [`Systemd`] implements it
-//! over a zbus connection to `org.freedesktop.systemd1` (the system bus unless
-//! `--bus` / `DBUS_SYSTEM_BUS_ADDRESS` points elsewhere). This is the only module of
-//! the daemon that imports zbus.
+//! Operations see systemd only through the [`Units`] trait, and get a handle from
+//! the [`Connector`] their context holds, so tests can put a fake in its place.
+//! [`Systemd`] implements it over a zbus connection to `org.freedesktop.systemd1`
+//! (the system bus unless `--bus` / `DBUS_SYSTEM_BUS_ADDRESS` points elsewhere),
+//! opened by [`Bus`]. This is the only module of the daemon that imports zbus.
 //!
 //! A job method (`StartUnit`, `StopUnit`, `ReloadUnit`) only *queues* a job and
 //! returns its object path; the outcome arrives later as a `JobRemoved(id, job,
@@ -11,12 +12,12 @@
 //! job that finishes before the reply has been read is not missed, and each caller
 //! waits for its own job path, so concurrent jobs never take each other's results.
 
-use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use zbus::OwnedObjectPath;
 use zbus::proxy::CacheProperties;
 
@@ -84,18 +85,44 @@ impl UnitState {
     }
 }
 
-/// What operations need from systemd.
+/// What operations need from systemd. Boxed futures keep it usable as
+/// `dyn Units`, the shape operations receive it in.
 pub trait Units: Send + Sync {
     /// The unit's current state; an unknown unit is `load_state: "not-found"`.
-    fn state(&self, unit: &str) -> impl Future<Output = Result<UnitState>> + Send;
+    fn state<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<UnitState>>;
     /// Start and wait for the job; a result other than `done` is an error.
-    fn start(&self, unit: &str) -> impl Future<Output = Result<()>> + Send;
+    fn start<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Stop and wait for the job; a result other than `done` is an error.
-    fn stop(&self, unit: &str) -> impl Future<Output = Result<()>> + Send;
+    fn stop<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Reload (`ReloadUnit`, as for `nginx.service`) and wait for the job.
-    fn reload(&self, unit: &str) -> impl Future<Output = Result<()>> + Send;
+    fn reload<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>>;
     /// `systemctl daemon-reload`: re-read unit files. Returns when done.
-    fn daemon_reload(&self) -> impl Future<Output = Result<()>> + Send;
+    fn daemon_reload(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// Opens the [`Units`] handle an operation works with. Operations connect
+/// when they need systemd, not at start-up: the daemon serves on a host (or in
+/// a test) without systemd, and a restore asks on a fresh connection.
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// A handle on systemd; an [`Error::Service`] when it cannot be reached.
+    fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Units>>>;
+}
+
+/// The real [`Connector`]: a [`Systemd`] on the D-Bus at `address` (`None`:
+/// the system bus).
+#[derive(Debug, Clone)]
+pub struct Bus {
+    /// `systemd.bus_address` / `--bus`.
+    pub address: Option<String>,
+}
+
+impl Connector for Bus {
+    fn connect(&self) -> BoxFuture<'_, Result<Box<dyn Units>>> {
+        Box::pin(async move {
+            let systemd = Systemd::connect(self.address.as_deref()).await?;
+            Ok(Box::new(systemd) as Box<dyn Units>)
+        })
+    }
 }
 
 /// `org.freedesktop.systemd1.Manager`, only what we call.
@@ -298,7 +325,35 @@ impl Systemd {
 }
 
 impl Units for Systemd {
-    async fn state(&self, unit: &str) -> Result<UnitState> {
+    fn state<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<UnitState>> {
+        Box::pin(self.unit_state(unit))
+    }
+
+    fn start<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.run_job(Job::Start, unit))
+    }
+
+    fn stop<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.run_job(Job::Stop, unit))
+    }
+
+    fn reload<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.run_job(Job::Reload, unit))
+    }
+
+    fn daemon_reload(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.manager
+                .reload()
+                .await
+                .map_err(|e| self.call_failed("systemd daemon-reload failed", &e))
+        })
+    }
+}
+
+impl Systemd {
+    /// [`Units::state`]: four properties of the unit's object, read fresh.
+    async fn unit_state(&self, unit: &str) -> Result<UnitState> {
         let what = format!("systemd could not load {unit}");
         let path = self
             .manager
@@ -325,25 +380,6 @@ impl Units for Systemd {
             sub_state,
             unit_file_state,
         })
-    }
-
-    async fn start(&self, unit: &str) -> Result<()> {
-        self.run_job(Job::Start, unit).await
-    }
-
-    async fn stop(&self, unit: &str) -> Result<()> {
-        self.run_job(Job::Stop, unit).await
-    }
-
-    async fn reload(&self, unit: &str) -> Result<()> {
-        self.run_job(Job::Reload, unit).await
-    }
-
-    async fn daemon_reload(&self) -> Result<()> {
-        self.manager
-            .reload()
-            .await
-            .map_err(|e| self.call_failed("systemd daemon-reload failed", &e))
     }
 }
 

@@ -70,6 +70,12 @@ macro_rules! phases {
 phases! {
     /// `preflight`: restore checks the archive, the target and the space.
     Preflight = "preflight",
+    /// `verify_deep`: the step of a restore's plan that runs the deep check
+    /// first (`verify_deep`); while it runs, the phase is [`Phase::VerifyDeep`].
+    DeepCheck = "verify_deep",
+    /// `lock`: the step of a live restore's plan that takes the instance
+    /// lock. Only in plans: waiting shows as `lock_wait` events.
+    Lock = "lock",
     /// `scan`: reconcile walks the backups root.
     Scan = "scan",
     /// `pre_backup`: restore backs up the live instance first.
@@ -166,9 +172,13 @@ mod tests {
     use super::*;
     use crate::{Event, EventKind};
 
-    /// Every name abssd sends today (docs/API.md), as it goes over the wire.
+    /// Every name abssd sends today (docs/API.md), as it goes over the wire:
+    /// in events, and as the steps of a restore plan (which adds `verify_deep`
+    /// and `lock`).
     const TODAY: &[&str] = &[
         "preflight",
+        "verify_deep",
+        "lock",
         "scan",
         "pre_backup",
         "stop_unit",

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backup::Algorithm;
+use crate::progress::Phase;
 
 /// `backup.restore` parameters (flags of `abssctl backup restore`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -115,8 +116,10 @@ pub struct UnitPlan {
 /// One step the restore takes, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreStep {
-    /// Stable step name (`extract`, `stop_unit`, `swap_data`, ...).
-    pub step: String,
+    /// The step, by the name of the phase it reports when it runs (`extract`,
+    /// `stop_unit`, `swap`, ...); `lock` and `verify_deep` are the two that
+    /// report none of that name (see [`Phase::Lock`], [`Phase::DeepCheck`]).
+    pub step: Phase,
     /// What it does, for people.
     pub detail: String,
 }

@@ -452,7 +452,7 @@ async fn restore_verify_deep_refuses_a_bad_archive_and_changes_nothing() {
         ..no_pre(&r.id)
     };
     let plan = restore(&c, &dry).await.unwrap().plan.unwrap();
-    assert_eq!(plan.steps[0].step, "verify_deep");
+    assert_eq!(plan.steps[0].step.to_string(), "verify_deep");
 
     // With the pre-restore backup on: the refusal comes before it.
     let params = RestoreParams {
@@ -529,7 +529,7 @@ async fn restore_verify_deep_restores_a_good_archive() {
         ..no_pre(&r.id)
     };
     let out = restore(&c, &params).await.unwrap();
-    assert_eq!(out.plan.unwrap().steps[0].step, "verify_deep");
+    assert_eq!(out.plan.unwrap().steps[0].step.to_string(), "verify_deep");
     out.result.unwrap();
     assert_eq!(fs::read(data.join(".migrate")).unwrap(), migrate);
     let account = Connection::open(data.join("server-files/account.sqlite")).unwrap();

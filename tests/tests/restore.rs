@@ -78,7 +78,7 @@ async fn dry_run_and_unconfirmed_restores_change_nothing() {
         plan.pre_backup_dir.as_deref(),
         Some(w.cfg().instance_backup_dir("alpha").to_str().unwrap())
     );
-    let steps: Vec<&str> = plan.steps.iter().map(|s| s.step.as_str()).collect();
+    let steps: Vec<String> = plan.steps.iter().map(|s| s.step.to_string()).collect();
     assert_eq!(
         steps,
         [

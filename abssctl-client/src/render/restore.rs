@@ -48,17 +48,13 @@ pub fn plan(p: &RestorePlan) -> String {
     }
     text.push_str(&fields(2, &pairs));
     text.push_str("Steps:\n");
-    let width = p
-        .steps
-        .iter()
-        .map(|s| s.step.chars().count())
-        .max()
-        .unwrap_or(0);
-    for (n, step) in p.steps.iter().enumerate() {
+    let names: Vec<String> = p.steps.iter().map(|s| s.step.to_string()).collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (n, (name, step)) in names.iter().zip(&p.steps).enumerate() {
         let line = format!(
             "  {:>2}. {:width$}  {}",
             n + 1,
-            esc(&step.step),
+            esc(name),
             esc(&step.detail)
         );
         text.push_str(line.trim_end());

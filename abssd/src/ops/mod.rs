@@ -9,11 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 use crate::locks::Locks;
+use crate::systemd::{Bus, Connector};
 
 pub mod create;
 pub mod list;
 pub mod reconcile;
 pub mod restore;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod verify;
 
 /// A backup message (`--message`, `--backup-message`): any text but control
@@ -36,16 +39,27 @@ pub struct Ctx {
     pub locks: Locks,
     /// Archives being written that have no index entry yet.
     pub in_flight: InFlight,
+    /// How operations reach systemd: D-Bus in the daemon, a fake in tests.
+    pub systemd: Box<dyn Connector>,
 }
 
 impl Ctx {
-    /// A context over a configuration.
+    /// A context over a configuration, reaching systemd on its D-Bus.
     pub fn new(config: Config) -> Arc<Ctx> {
+        let bus = Bus {
+            address: config.services.bus_address.clone(),
+        };
+        Ctx::with_systemd(config, Box::new(bus))
+    }
+
+    /// A context that reaches systemd through `systemd`.
+    pub fn with_systemd(config: Config, systemd: Box<dyn Connector>) -> Arc<Ctx> {
         let locks = Locks::new(&config.layout.runtime_dir, config.daemon.lock_timeout);
         Arc::new(Ctx {
             config,
             locks,
             in_flight: InFlight::default(),
+            systemd,
         })
     }
 }

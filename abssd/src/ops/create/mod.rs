@@ -27,7 +27,7 @@ use crate::journal::{Journal, Record, Step};
 use crate::ops::{Ctx, InFlightClaim};
 use crate::progress::{Progress, Reporter};
 use crate::registry::validate_name;
-use crate::systemd::{Systemd, Units};
+use crate::systemd::Units;
 
 mod plan;
 mod stop;
@@ -104,9 +104,9 @@ fn resolve(ctx: &Ctx, params: &CreateParams) -> Result<Resolved> {
 
 /// The unit's state, asked of systemd, and the connection it was asked on;
 /// `None`s when systemd cannot be reached (a host or test without it).
-async fn unit_running(ctx: &Ctx, unit: &str) -> (Option<Systemd>, Option<bool>) {
+async fn unit_running(ctx: &Ctx, unit: &str) -> (Option<Box<dyn Units>>, Option<bool>) {
     let asked = async {
-        let systemd = Systemd::connect(ctx.config.services.bus_address.as_deref()).await?;
+        let systemd = ctx.systemd.connect().await?;
         let state = systemd.state(unit).await?;
         Ok::<_, Error>((systemd, state))
     };
@@ -136,7 +136,7 @@ async fn run_locked(
             systemd.ok_or_else(|| Error::Internal("stop mode decided without systemd".into()))?;
         let job = stop::Job {
             ctx,
-            units: &systemd,
+            units: &*systemd,
             unit: &unit,
             params,
             actor,

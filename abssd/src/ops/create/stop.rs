@@ -23,10 +23,10 @@ use crate::progress::{Progress, Reporter};
 use crate::systemd::Units;
 
 /// A `stop`-mode create of an instance whose unit runs.
-pub(super) struct Job<'a, U: Units> {
+pub(super) struct Job<'a> {
     pub ctx: &'a Ctx,
     /// The connection the unit's state was read on.
-    pub units: &'a U,
+    pub units: &'a dyn Units,
     /// The instance's unit.
     pub unit: &'a str,
     pub params: &'a CreateParams,
@@ -34,7 +34,7 @@ pub(super) struct Job<'a, U: Units> {
     pub progress: &'a Reporter,
 }
 
-impl<U: Units> Job<'_, U> {
+impl Job<'_> {
     /// Stop, walk and archive, start, then write the index entry.
     ///
     /// When the archive pass fails, the unit is started again before the
@@ -159,9 +159,9 @@ fn not_started(cause: Error, unit: &str, start: &Error) -> Error {
 /// that far. `None` when the create stopped no unit; otherwise what was done,
 /// or what is left for an operator. `units` is `None` when systemd cannot be
 /// reached.
-pub async fn recover_unit<U: Units>(
+pub async fn recover_unit(
     record: &Record,
-    units: Option<&U>,
+    units: Option<&dyn Units>,
 ) -> Option<std::result::Result<String, String>> {
     let unit = record.steps.iter().find_map(|s| match s {
         Step::StopUnit { unit } => Some(unit.as_str()),
@@ -184,6 +184,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use abssd_proto::{Consistency, Level, Phase};
+    use futures_util::future::BoxFuture;
 
     use super::*;
     use crate::progress::Recorder;
@@ -198,25 +199,29 @@ mod tests {
     }
 
     impl Units for Fake {
-        async fn state(&self, _: &str) -> Result<UnitState> {
-            Err(Error::Internal("not asked in a stop-mode create".into()))
+        fn state<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<UnitState>> {
+            Box::pin(async { Err(Error::Internal("not asked in a stop-mode create".into())) })
         }
-        async fn start(&self, unit: &str) -> Result<()> {
-            self.calls.lock().unwrap().push(format!("start {unit}"));
-            match self.start_fails {
-                true => Err(Error::Environment("the start job failed".into())),
-                false => Ok(()),
-            }
+        fn start<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                self.calls.lock().unwrap().push(format!("start {unit}"));
+                match self.start_fails {
+                    true => Err(Error::Environment("the start job failed".into())),
+                    false => Ok(()),
+                }
+            })
         }
-        async fn stop(&self, unit: &str) -> Result<()> {
-            self.calls.lock().unwrap().push(format!("stop {unit}"));
-            Ok(())
+        fn stop<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                self.calls.lock().unwrap().push(format!("stop {unit}"));
+                Ok(())
+            })
         }
-        async fn reload(&self, _: &str) -> Result<()> {
-            Err(Error::Internal("not used".into()))
+        fn reload<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { Err(Error::Internal("not used".into())) })
         }
-        async fn daemon_reload(&self) -> Result<()> {
-            Err(Error::Internal("not used".into()))
+        fn daemon_reload(&self) -> BoxFuture<'_, Result<()>> {
+            Box::pin(async { Err(Error::Internal("not used".into())) })
         }
     }
 

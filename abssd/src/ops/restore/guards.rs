@@ -11,8 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::swap::PRE_RESTORE;
 use crate::config::{Config, site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::BAK;
 
 /// Where a path lives: its filesystem and, when the kernel says (Linux ≥ 5.8),
 /// its mount. A bind mount of the same filesystem has the same device but
@@ -117,7 +119,7 @@ pub fn leftovers(config: &Config, instance: &str, target: &Path, live: bool) -> 
         ));
     }
     if live {
-        for path in siblings(dir, &format!("{name}.pre-restore-")) {
+        for path in siblings(dir, &format!("{name}{PRE_RESTORE}")) {
             out.push(format!(
                 "{} holds the data an earlier restore replaced; {keep}",
                 path.display()
@@ -127,13 +129,13 @@ pub fn leftovers(config: &Config, instance: &str, target: &Path, live: bool) -> 
         for (dir, prefix) in [
             (
                 config.layout.unit_dir.clone(),
-                format!("{}.bak-", unit_name(instance)),
+                format!("{}{BAK}", unit_name(instance)),
             ),
             (
                 config.layout.sites_available.clone(),
-                format!("{site}.bak-"),
+                format!("{site}{BAK}"),
             ),
-            (config.layout.sites_enabled.clone(), format!(".{site}.bak-")),
+            (config.layout.sites_enabled.clone(), format!(".{site}{BAK}")),
         ] {
             for path in siblings(&dir, &prefix) {
                 out.push(format!(

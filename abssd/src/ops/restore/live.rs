@@ -1,238 +1,244 @@
-//! The live restore, SPEC §7 steps 3–7. Each destructive step is written to the
-//! journal before it is taken; any failure before the commit point is rolled
-//! back from the journal (see `rollback`), after it only clean-up remains.
+//! The live restore, SPEC §7 steps 3–7 in that order. Each destructive step is
+//! written to the journal before it is taken; any failure before the commit
+//! point is rolled back from the journal ([`Job::roll_back`]), after it only
+//! clean-up remains ([`Job::finish`]).
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use abssd_proto::{Phase, RestoreResult};
+use serde_json::json;
 
-use abssd_proto::{CreateParams, EventKind, Phase, RestoreResult};
-use serde_json::{Value, json};
-
-use super::{Job, instance_metadata, mode, remove_tree, rollback};
+use super::job::{Done, Job};
+use super::swap::{self, Asset, Replaced};
+use super::{payload, pre_backup};
 use crate::config::{site_name, unit_name};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::journal::{Journal, Step};
 use crate::nginx;
-use crate::progress::{Progress, Reporter};
-use crate::registry::{Instance, Registry};
+use crate::progress::Progress;
+use crate::registry::Registry;
 use crate::systemd::Units;
 
-/// What the forward path produced, for the result and the clean-up.
-#[derive(Debug, Default)]
-struct Done {
-    sha256: String,
-    entries: u64,
-    content_bytes: u64,
-    assets: Vec<String>,
-    nginx_reloaded: bool,
-    /// Paths to remove once committed.
-    leftovers: Vec<PathBuf>,
-    warnings: Vec<String>,
-}
-
-pub(super) async fn run<U: Units>(job: &Job<'_>, units: &U) -> Result<RestoreResult> {
-    let instance = job.plan.instance.clone();
-    let unit = unit_name(&instance);
+/// Restore `job` over the live instance, driving its unit through `units`.
+pub(super) async fn run(job: &Job<'_>, units: &dyn Units) -> Result<RestoreResult> {
+    let unit = unit_name(&job.plan.instance);
+    // 3. The instance lock, and the pre-restore backup under it.
     let _lock = job
         .ctx
         .locks
-        .acquire(false, &[instance.as_str()], job.progress)
+        .acquire(false, &[job.plan.instance.as_str()], job.progress)
         .await?;
     // The state that counts is the one under the lock.
     let was_active = units.state(&unit).await?.is_active();
-    let running_after = job.params.restart.unwrap_or(was_active);
-
-    let pre_backup = if job.params.no_pre_backup {
+    let pre_restore_backup = if job.params.no_pre_backup {
         None
     } else {
-        pre_backup(job).await?
+        pre_backup::take(job).await?
     };
 
     let mut journal = job.journal(Some(was_active))?;
-    let forward = forward(job, units, &mut journal, &unit, was_active, running_after).await;
-    let mut done = match forward {
-        Ok(done) => done,
-        Err(cause) => {
-            let record = journal.record().clone();
-            let report =
-                rollback::rollback(&job.ctx.config, Some(units), &record, job.progress).await;
-            return Err(report.into_error(cause, journal));
-        }
+    let live = Live {
+        job,
+        units,
+        unit: &unit,
+        was_active,
+        running_after: job.params.restart.unwrap_or(was_active),
     };
-    let outcome = job.outcome(&done.sha256, pre_backup.clone());
-    journal.commit(outcome.clone())?;
-    crash_point!("restore::after-commit");
-
-    job.progress.phase(Phase::Cleanup);
-    let leftovers = std::mem::take(&mut done.leftovers);
-    let removed = tokio::task::spawn_blocking(move || {
-        leftovers
-            .iter()
-            .filter_map(|p| remove_path(p).err().map(|e| e.to_string()))
-            .collect::<Vec<_>>()
-    })
-    .await?;
-    for e in removed {
-        done.warnings.push(format!("clean-up: {e}"));
-    }
-    crash_point!("restore::after-cleanup");
-    let restored_at = match job.annotate_index(&outcome).await {
-        Ok(at) => at,
-        Err(e) => {
-            done.warnings.push(format!(
-                "the restore is complete but the index was not annotated: {e}"
-            ));
-            fsutil::now_utc()
+    match live.forward(&mut journal).await {
+        Ok(done) => {
+            let done = Done {
+                pre_restore_backup,
+                ..done
+            };
+            // 7. Commit, clean up, annotate the index entry.
+            job.finish(journal, done).await
         }
-    };
-    for w in &done.warnings {
-        job.progress.warn(w.clone());
+        Err(cause) => Err(job.roll_back(journal, Some(units), cause).await),
     }
-    crash_point!("restore::after-annotate");
-    journal.close()?;
-    Ok(RestoreResult {
-        id: job.plan.id.clone(),
-        instance,
-        mode: mode(job.params),
-        destination: job.pre.target.display().to_string(),
-        pre_restore_backup: pre_backup,
-        restored_at,
-        checksum: done.sha256,
-        entries: done.entries,
-        content_bytes: done.content_bytes,
-        assets: done.assets,
-        unit_running: Some(running_after),
-        nginx_reloaded: done.nginx_reloaded,
-        warnings: done.warnings,
-    })
 }
 
-/// Steps 4–6, each journaled before it is taken.
-async fn forward<U: Units>(
-    job: &Job<'_>,
-    units: &U,
-    journal: &mut Journal,
-    unit: &str,
+/// A live restore between its journal's start and its commit point.
+struct Live<'r, 'a> {
+    job: &'r Job<'a>,
+    units: &'r dyn Units,
+    /// The instance's unit.
+    unit: &'r str,
+    /// Whether it ran when the restore took the lock.
     was_active: bool,
+    /// Whether it runs afterwards (`--restart` / `--no-restart`, else as it was).
     running_after: bool,
-) -> Result<Done> {
-    let cfg = &job.ctx.config;
-    let extracted = job.stage(journal).await?;
-    let payload = job.payload();
-    let mut done = Done {
-        sha256: extracted.sha256,
-        entries: extracted.entries,
-        content_bytes: extracted.content_bytes,
-        leftovers: vec![job.staging.clone()],
-        ..Done::default()
-    };
+}
 
-    if was_active {
-        job.progress.phase(Phase::StopUnit);
+impl Live<'_, '_> {
+    /// Steps 4–6, each journaled before it is taken.
+    async fn forward(&self, journal: &mut Journal) -> Result<Done> {
+        let job = self.job;
+        // 4. Extract into staging, hashing the archive; validate the payload.
+        let mut done = job.stage(journal).await?;
+
+        // 5. Swap: stop the unit, the data, the service assets, daemon-reload.
+        if self.was_active {
+            self.stop_unit(journal).await?;
+        }
+        job.progress.phase(Phase::Swap);
+        let data = swap::data(
+            journal,
+            &job.stamp,
+            &job.payload().join("data"),
+            &job.pre.target,
+        )?;
+        done.leftovers.extend(data.kept);
+        let mut site_changed = false;
+        if !job.data_only {
+            site_changed = self.assets(journal, &mut done)?;
+            self.daemon_reload(journal).await?;
+        }
+
+        // 6. Reconcile: the registry, the unit's running state, nginx.
+        job.progress.phase(Phase::Registry);
+        self.update_registry(journal).await?;
+        if self.running_after {
+            self.start_unit(journal).await?;
+        } else if self.was_active {
+            job.progress
+                .info(format!("{} left stopped (--no-restart)", self.unit));
+        }
+        if site_changed {
+            self.reload_nginx(journal, &mut done).await?;
+        }
+        done.unit_running = Some(self.running_after);
+        Ok(done)
+    }
+
+    async fn stop_unit(&self, journal: &mut Journal) -> Result<()> {
+        let unit = self.unit;
+        self.job.progress.phase(Phase::StopUnit);
         journal.begin(Step::StopUnit {
             unit: unit.to_owned(),
         })?;
         crash_point!("restore::before-stop-unit");
-        units.stop(unit).await?;
+        self.units.stop(unit).await?;
         crash_point!("restore::after-stop-unit");
-        job.progress.info(format!("stopped {unit}"));
+        self.job.progress.info(format!("stopped {unit}"));
+        Ok(())
     }
 
-    job.progress.phase(Phase::Swap);
-    let live = job.pre.target.clone();
-    let aside = suffixed(&live, &format!(".pre-restore-{}", job.stamp));
-    if std::fs::symlink_metadata(&aside).is_ok() {
-        return Err(Error::Environment(format!(
-            "{} already exists; not overwriting it",
-            aside.display()
-        )));
-    }
-    if std::fs::symlink_metadata(&live).is_ok() {
-        journal.begin(Step::MoveAside {
-            live: live.clone(),
-            aside: aside.clone(),
-        })?;
-        crash_point!("restore::before-move-aside");
-        std::fs::rename(&live, &aside).at("moving the live data aside to", &aside)?;
-        crash_point!("restore::after-move-aside");
-        done.leftovers.push(aside);
-    }
-    let staged = payload.join("data");
-    journal.begin(Step::PlaceData {
-        from: staged.clone(),
-        to: live.clone(),
-    })?;
-    crash_point!("restore::before-place-data");
-    std::fs::rename(&staged, &live).at("moving the restored data into", &live)?;
-    fsutil::sync_dir(live.parent().unwrap_or(Path::new("/")))?;
-    crash_point!("restore::after-place-data");
-
-    let mut site_changed = false;
-    if !job.data_only {
+    /// The archived unit file, site and sites-enabled link, where they differ.
+    /// `true` when the site or its link changed (nginx checks and reloads).
+    fn assets(&self, journal: &mut Journal, done: &mut Done) -> Result<bool> {
+        let job = self.job;
         job.progress.phase(Phase::Assets);
-        let name = &job.plan.instance;
+        let (cfg, name, stamp) = (&job.ctx.config, &job.plan.instance, &job.stamp);
+        let payload = job.payload();
+        let mut replaced = |r: Replaced| {
+            done.assets.push(r.path.display().to_string());
+            done.leftovers.extend(r.kept);
+        };
         let unit_src = payload.join("systemd").join(unit_name(name));
-        let unit_file = cfg.layout.unit_file(name);
-        if let Some(path) =
-            install_file(job, journal, &unit_src, &unit_file, Asset::Unit, &mut done)?
-        {
-            done.assets.push(path);
+        if let Some(r) = swap::file(
+            journal,
+            stamp,
+            &unit_src,
+            &cfg.layout.unit_file(name),
+            Asset::Unit,
+        )? {
+            replaced(r);
         }
         let site_src = payload.join("nginx").join(site_name(name));
-        if site_src.exists() {
-            let site = cfg.layout.site_file(name);
-            if let Some(path) =
-                install_file(job, journal, &site_src, &site, Asset::Site, &mut done)?
-            {
-                done.assets.push(path);
-                site_changed = true;
-            }
-            let enabled = payload.join("nginx-enabled").join(site_name(name)).exists();
-            if let Some(path) = set_link(
-                job,
-                journal,
-                &cfg.layout.site_link(name),
-                &site,
-                enabled,
-                &mut done,
-            )? {
-                done.assets.push(path);
-                site_changed = true;
-            }
+        if !site_src.exists() {
+            return Ok(false);
         }
-        job.progress.phase(Phase::DaemonReload);
-        journal.begin(Step::DaemonReload)?;
-        crash_point!("restore::before-daemon-reload");
-        units.daemon_reload().await?;
-        crash_point!("restore::after-daemon-reload");
+        let mut site_changed = false;
+        let site = cfg.layout.site_file(name);
+        if let Some(r) = swap::file(journal, stamp, &site_src, &site, Asset::Site)? {
+            replaced(r);
+            site_changed = true;
+        }
+        let enabled = payload.join("nginx-enabled").join(site_name(name)).exists();
+        if let Some(r) = swap::link(journal, stamp, &cfg.layout.site_link(name), &site, enabled)? {
+            replaced(r);
+            site_changed = true;
+        }
+        Ok(site_changed)
     }
 
-    job.progress.phase(Phase::Registry);
-    update_registry(job, journal, &payload).await?;
+    async fn daemon_reload(&self, journal: &mut Journal) -> Result<()> {
+        self.job.progress.phase(Phase::DaemonReload);
+        journal.begin(Step::DaemonReload)?;
+        crash_point!("restore::before-daemon-reload");
+        self.units.daemon_reload().await?;
+        crash_point!("restore::after-daemon-reload");
+        Ok(())
+    }
 
-    if running_after {
-        job.progress.phase(Phase::StartUnit);
+    /// The registry entry gets the archive's paths, version and domain
+    /// (unless data-only) and `metadata.last_restored_at/by`; under the
+    /// global lock.
+    async fn update_registry(&self, journal: &mut Journal) -> Result<()> {
+        let job = self.job;
+        let _global = job.ctx.locks.acquire(true, &[], job.progress).await?;
+        let file = job.ctx.config.layout.registry_file();
+        let name = job.plan.instance.clone();
+        let mut registry = Registry::load(&file)?;
+        let entry = registry.get_mut(&name).ok_or_else(|| {
+            Error::Environment(format!(
+                "instance {name} disappeared from {} during the restore",
+                file.display()
+            ))
+        })?;
+        let before = serde_json::to_value(&*entry)
+            .map_err(|e| Error::Internal(format!("encoding registry entry: {e}")))?;
+        let archived = if job.data_only {
+            None
+        } else {
+            payload::instance_metadata(&job.payload())?
+        };
+        if let Some(archived) = &archived
+            && let Some(root) = entry.apply_archived(archived, &job.pre.target)
+        {
+            job.progress.warn(format!(
+                "the archive's paths.root {root:?} differs from where the data was restored ({}); keeping the current data root",
+                job.pre.target.display()
+            ));
+        }
+        entry
+            .metadata
+            .insert("last_restored_at".into(), json!(fsutil::now_utc()));
+        entry
+            .metadata
+            .insert("last_restored_by".into(), json!(job.actor.user));
+        journal.begin(Step::Registry {
+            instance: name,
+            before,
+        })?;
+        crash_point!("restore::before-registry");
+        registry.save(&file)?;
+        crash_point!("restore::after-registry");
+        Ok(())
+    }
+
+    async fn start_unit(&self, journal: &mut Journal) -> Result<()> {
+        let unit = self.unit;
+        self.job.progress.phase(Phase::StartUnit);
         journal.begin(Step::StartUnit {
             unit: unit.to_owned(),
         })?;
         crash_point!("restore::before-start-unit");
-        units.start(unit).await?;
+        self.units.start(unit).await?;
         crash_point!("restore::after-start-unit");
-        job.progress.info(format!("started {unit}"));
-    } else if was_active {
-        job.progress
-            .info(format!("{unit} left stopped (--no-restart)"));
+        self.job.progress.info(format!("started {unit}"));
+        Ok(())
     }
 
-    if site_changed {
-        job.progress.phase(Phase::Nginx);
+    /// `nginx -t`, then a reload when nginx runs (a warning when it does not).
+    async fn reload_nginx(&self, journal: &mut Journal, done: &mut Done) -> Result<()> {
+        let cfg = &self.job.ctx.config;
+        self.job.progress.phase(Phase::Nginx);
         nginx::test(&cfg.services.nginx_test_command).await?;
         let nginx_unit = &cfg.services.nginx_unit;
-        if units.state(nginx_unit).await?.is_active() {
+        if self.units.state(nginx_unit).await?.is_active() {
             journal.begin(Step::ReloadNginx)?;
             crash_point!("restore::before-nginx-reload");
-            units.reload(nginx_unit).await?;
+            self.units.reload(nginx_unit).await?;
             crash_point!("restore::after-nginx-reload");
             done.nginx_reloaded = true;
         } else {
@@ -240,276 +246,284 @@ async fn forward<U: Units>(
                 "{nginx_unit} is not running, so it was not reloaded; the new site takes effect when it starts"
             ));
         }
+        Ok(())
     }
-    Ok(done)
 }
 
-/// Pre-restore backup (SPEC §7 step 3), under the instance lock already held.
-async fn pre_backup(job: &Job<'_>) -> Result<Option<String>> {
-    if std::fs::symlink_metadata(&job.pre.target).is_err() {
-        job.progress.warn(format!(
-            "no pre-restore backup: the live data directory {} does not exist",
-            job.pre.target.display()
-        ));
-        return Ok(None);
-    }
-    job.progress.phase(Phase::PreBackup);
-    let params = CreateParams {
-        instance: job.plan.instance.clone(),
-        message: Some(
-            job.params
-                .backup_message
-                .clone()
-                .unwrap_or_else(|| format!("pre-restore backup before restoring {}", job.plan.id)),
-        ),
-        labels: vec!["pre-restore".into()],
-        data_only: job.data_only,
-        ..CreateParams::default()
-    };
-    let nested = Reporter::new(Nested(job.progress.clone()));
-    let (plan, _) =
-        crate::ops::create::run_under_lock(job.ctx, &params, job.actor, &nested).await?;
-    job.progress.info(format!(
-        "pre-restore backup {} written to {}",
-        plan.id, plan.archive
-    ));
-    Ok(Some(plan.id))
-}
+#[cfg(test)]
+mod tests {
+    use abssd_proto::{Phase, RestoreParams};
 
-/// The pre-restore backup's events, minus its plan (the operation's plan is the
-/// restore's).
-struct Nested(Reporter);
+    use crate::config::unit_name;
+    use crate::error::Error;
+    use crate::journal::Step;
+    use crate::ops::testkit::{Host, INSTANCE, timeline};
+    use crate::progress::Recorder;
 
-impl Progress for Nested {
-    fn emit(&self, event: EventKind) {
-        if !matches!(event, EventKind::Plan { .. }) {
-            self.0.emit(event);
+    fn live(id: &str) -> RestoreParams {
+        RestoreParams {
+            id: id.into(),
+            yes: true,
+            ..RestoreParams::default()
         }
     }
-    fn changed(&self, backup_id: &str) {
-        self.0.changed(backup_id);
-    }
-    fn op_id(&self) -> String {
-        self.0.op_id()
-    }
-}
 
-/// Which service asset [`install_file`] replaces (names its crash points).
-#[derive(Debug, Clone, Copy)]
-enum Asset {
-    Unit,
-    Site,
-}
+    /// Each systemd job's line says which data and unit file were live then.
+    fn probe(host: &Host) {
+        let (data, unit) = (
+            host.data().join("budget/db.txt"),
+            host.cfg().layout.unit_file(INSTANCE),
+        );
+        host.units.probe(move || {
+            let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+            let unit = read(&unit);
+            format!(
+                "data={} unit={}",
+                read(&data),
+                unit.lines().next().unwrap_or("")
+            )
+        });
+    }
 
-/// Install the archived `src` at `dest` when it differs (journaled, the previous
-/// file kept as `.bak-<ts>`). Returns the path when it changed.
-fn install_file(
-    job: &Job<'_>,
-    journal: &mut Journal,
-    src: &Path,
-    dest: &Path,
-    asset: Asset,
-    done: &mut Done,
-) -> Result<Option<String>> {
-    let Ok(meta) = std::fs::symlink_metadata(src) else {
-        return Ok(None);
-    };
-    if !meta.is_file() {
-        return Err(Error::Archive(format!(
-            "{} in the archive is not a regular file",
-            src.display()
-        )));
+    /// The timeline from the first phase named `from` on: phases and jobs.
+    fn from_phase(host: &Host, rec: &Recorder, from: &str) -> Vec<String> {
+        timeline(rec, &host.units)
+            .into_iter()
+            .skip_while(|l| *l != format!("phase {from}"))
+            .filter(|l| {
+                l.starts_with("phase ")
+                    || l.starts_with("systemd ")
+                        && !l.contains(" state ")
+                        && !l.ends_with(" connect")
+            })
+            .collect()
     }
-    let content = std::fs::read(src).at("reading", src)?;
-    if std::fs::read(dest).ok().as_deref() == Some(&content[..]) {
-        return Ok(None);
-    }
-    let dir = dest.parent().unwrap_or(Path::new("/"));
-    fsutil::ensure_dir(dir)?;
-    let file_name = dest.file_name().unwrap_or_default().to_string_lossy();
-    let new = dir.join(format!(".{file_name}.new-{}", job.stamp));
-    let backup = std::fs::symlink_metadata(dest)
-        .is_ok()
-        .then(|| suffixed(dest, &format!(".bak-{}", job.stamp)));
-    refuse_existing(backup.as_deref())?;
-    journal.begin(Step::Replace {
-        path: dest.to_owned(),
-        backup: backup.clone(),
-        new: Some(new.clone()),
-    })?;
-    match asset {
-        Asset::Unit => crash_point!("restore::before-unit-file"),
-        Asset::Site => crash_point!("restore::before-site-file"),
-    }
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(meta.permissions().mode() & 0o777)
-            .open(&new)
-            .at("creating", &new)?;
-        f.write_all(&content).at("writing", &new)?;
-        f.sync_all().at("syncing", &new)?;
-        if let Ok(m) = std::fs::metadata(src) {
-            let _ = std::fs::set_permissions(&new, m.permissions());
-        }
-    }
-    if let Some(b) = &backup {
-        std::fs::rename(dest, b).at("keeping the previous file as", b)?;
-        done.leftovers.push(b.clone());
-    }
-    std::fs::rename(&new, dest).at("installing", dest)?;
-    fsutil::sync_dir(dir)?;
-    match asset {
-        Asset::Unit => crash_point!("restore::after-unit-file"),
-        Asset::Site => crash_point!("restore::after-site-file"),
-    }
-    Ok(Some(dest.display().to_string()))
-}
 
-/// Make `link` a symlink to `site` (`enabled`) or absent. The previous entry is
-/// kept as a hidden `.bak-<ts>` (nginx's `sites-enabled/*` does not match dot
-/// files). Returns the link's path when it changed.
-fn set_link(
-    job: &Job<'_>,
-    journal: &mut Journal,
-    link: &Path,
-    site: &Path,
-    enabled: bool,
-    done: &mut Done,
-) -> Result<Option<String>> {
-    let current = std::fs::symlink_metadata(link).ok();
-    let already = match &current {
-        Some(m) if m.file_type().is_symlink() => {
-            enabled && std::fs::read_link(link).ok().as_deref() == Some(site)
-        }
-        Some(_) => false,
-        None => !enabled,
-    };
-    if already {
-        return Ok(None);
-    }
-    let dir = link.parent().unwrap_or(Path::new("/"));
-    fsutil::ensure_dir(dir)?;
-    let file_name = link.file_name().unwrap_or_default().to_string_lossy();
-    let backup = current
-        .is_some()
-        .then(|| dir.join(format!(".{file_name}.bak-{}", job.stamp)));
-    let new = enabled.then(|| dir.join(format!(".{file_name}.new-{}", job.stamp)));
-    refuse_existing(backup.as_deref())?;
-    journal.begin(Step::Replace {
-        path: link.to_owned(),
-        backup: backup.clone(),
-        new: new.clone(),
-    })?;
-    crash_point!("restore::before-site-link");
-    if let Some(new) = &new {
-        std::os::unix::fs::symlink(site, new).at("creating", new)?;
-    }
-    if let Some(b) = &backup {
-        std::fs::rename(link, b).at("keeping the previous link as", b)?;
-        done.leftovers.push(b.clone());
-    }
-    if let Some(new) = &new {
-        std::fs::rename(new, link).at("enabling", link)?;
-    }
-    fsutil::sync_dir(dir)?;
-    crash_point!("restore::after-site-link");
-    Ok(Some(link.display().to_string()))
-}
+    #[tokio::test]
+    async fn stop_swap_reload_start_in_the_plans_order() {
+        let host = Host::new();
+        let id = host.backup().await;
+        host.vandalize();
+        probe(&host);
+        let (rec, sink) = host.progress();
 
-/// Step 6: the registry entry gets the archive's paths, version and domain
-/// (unless data-only) and `metadata.last_restored_at/by`; under the global lock.
-async fn update_registry(job: &Job<'_>, journal: &mut Journal, payload: &Path) -> Result<()> {
-    let _global = job.ctx.locks.acquire(true, &[], job.progress).await?;
-    let file = job.ctx.config.layout.registry_file();
-    let name = job.plan.instance.clone();
-    let mut registry = Registry::load(&file)?;
-    let entry = registry.get_mut(&name).ok_or_else(|| {
-        Error::Environment(format!(
-            "instance {name} disappeared from {} during the restore",
-            file.display()
-        ))
-    })?;
-    let before = serde_json::to_value(&*entry)
-        .map_err(|e| Error::Internal(format!("encoding registry entry: {e}")))?;
-    let archived = if job.data_only {
-        None
-    } else {
-        instance_metadata(payload)?
-    };
-    if let Some(meta) = &archived {
-        apply_archived(job, entry, meta);
-    }
-    entry
-        .metadata
-        .insert("last_restored_at".into(), json!(fsutil::now_utc()));
-    entry
-        .metadata
-        .insert("last_restored_by".into(), json!(job.actor.user));
-    journal.begin(Step::Registry {
-        instance: name,
-        before,
-    })?;
-    crash_point!("restore::before-registry");
-    registry.save(&file)?;
-    crash_point!("restore::after-registry");
-    Ok(())
-}
+        let (plan, result) = super::super::run(&host.ctx, &live(&id), &host.actor(), &sink)
+            .await
+            .unwrap();
+        let result = result.unwrap();
 
-/// `paths`, `version` and `domain` from the archived entry. The data root stays
-/// where the data was just restored.
-fn apply_archived(job: &Job<'_>, entry: &mut Instance, meta: &serde_json::Map<String, Value>) {
-    if let Some(Value::String(v)) = meta.get("version") {
-        entry.version = Some(v.clone());
-    }
-    if let Some(Value::String(d)) = meta.get("domain") {
-        entry.domain = Some(d.clone());
-    }
-    if let Some(paths) = meta.get("paths")
-        && let Ok(mut paths) =
-            serde_json::from_value::<crate::registry::InstancePaths>(paths.clone())
-    {
-        let restored_to = job.pre.target.display().to_string();
-        if let Some(root) = paths.root.as_deref()
-            && root != restored_to
-        {
-            job.progress.warn(
-                format!(
-                    "the archive's paths.root {root:?} differs from where the data was restored ({restored_to}); keeping the current data root"
-                ),
-            );
-        }
-        paths.root = entry.paths.root.clone();
-        entry.paths = paths;
-    }
-}
+        let unit = unit_name(INSTANCE);
+        let (before, after) = ("data=v2 unit=changed", "data=v1 unit=[Service]");
+        let steps: Vec<Phase> = plan.steps.iter().map(|s| s.step.clone()).collect();
+        assert_eq!(
+            steps,
+            [
+                Phase::Lock,
+                Phase::PreBackup,
+                Phase::Extract,
+                Phase::Validate,
+                Phase::StopUnit,
+                Phase::Swap,
+                Phase::Assets,
+                Phase::DaemonReload,
+                Phase::Registry,
+                Phase::StartUnit,
+                Phase::Nginx,
+                Phase::Cleanup,
+                Phase::Index
+            ]
+        );
+        // From the extraction on, the phases are the plan's steps (before
+        // it, the pre-restore backup reports its own).
+        let from_extract = |list: &[Phase]| -> Vec<Phase> {
+            list.iter()
+                .skip_while(|p| **p != Phase::Extract)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(from_extract(&rec.phases()), from_extract(&steps));
+        // And the unit jobs come between the phases of their steps.
+        assert_eq!(
+            from_phase(&host, &rec, "extract"),
+            [
+                "phase extract".to_owned(),
+                "phase validate".into(),
+                "phase stop_unit".into(),
+                format!("systemd stop {unit} | {before}"),
+                "phase swap".into(),
+                "phase assets".into(),
+                "phase daemon_reload".into(),
+                format!("systemd daemon-reload | {after}"),
+                "phase registry".into(),
+                "phase start_unit".into(),
+                format!("systemd start {unit} | {after}"),
+                "phase nginx".into(),
+                format!("systemd reload nginx.service | {after}"),
+                "phase cleanup".into(),
+                "phase index".into(),
+            ]
+        );
+        assert!(rec.phases().contains(&Phase::PreBackup));
 
-/// A `.bak-*` name that is taken is never overwritten (it may be the only copy
-/// of an earlier file).
-fn refuse_existing(path: Option<&Path>) -> Result<()> {
-    match path {
-        Some(p) if std::fs::symlink_metadata(p).is_ok() => Err(Error::Environment(format!(
-            "{} already exists; not overwriting it",
-            p.display()
-        ))),
-        _ => Ok(()),
+        assert_eq!(result.unit_running, Some(true));
+        assert!(result.nginx_reloaded);
+        assert!(result.pre_restore_backup.is_some());
+        assert_eq!(
+            result.assets,
+            [
+                host.cfg().layout.unit_file(INSTANCE).display().to_string(),
+                host.cfg().layout.site_file(INSTANCE).display().to_string()
+            ]
+        );
+        assert!(result.warnings.is_empty(), "{:?}", result.warnings);
+        assert!(host.units.is_active(&unit));
+        // Committed and cleaned up: no journal, nothing kept beside the data
+        // or the service files.
+        assert!(host.journals().is_empty());
+        let left: Vec<_> = host
+            .live_state()
+            .into_keys()
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.contains(".pre-restore-")
+                    || name.contains(".bak-")
+                    || name.contains(".restore-")
+            })
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let registry = crate::registry::Registry::load(&host.cfg().layout.registry_file()).unwrap();
+        let entry = registry.get(INSTANCE).unwrap();
+        assert_eq!(entry.metadata["last_restored_by"], "root");
     }
-}
 
-/// `path` with `suffix` appended to its last component.
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
+    #[tokio::test]
+    async fn a_start_that_fails_rolls_everything_back_and_starts_the_old_unit() {
+        let host = Host::new();
+        let id = host.backup().await;
+        host.vandalize();
+        probe(&host);
+        let state_before = host.live_state();
+        let unit = unit_name(INSTANCE);
+        host.units.fail(&format!("start {unit}"), 1);
+        let (_, sink) = host.progress();
 
-/// Remove a file, symlink or directory tree.
-pub(super) fn remove_path(path: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => remove_tree(path).map(|_| ()),
-        Ok(_) => std::fs::remove_file(path).at("removing", path),
-        Err(_) => Ok(()),
+        let err = super::super::run(
+            &host.ctx,
+            &RestoreParams {
+                no_pre_backup: true,
+                ..live(&id)
+            },
+            &host.actor(),
+            &sink,
+        )
+        .await
+        .unwrap_err();
+
+        let Error::RolledBack {
+            cause,
+            undone,
+            left,
+        } = err
+        else {
+            panic!("not rolled back: {err}");
+        };
+        assert!(matches!(*cause, Error::Service(_)), "{cause}");
+        assert!(left.is_empty(), "{left:?}");
+        assert!(
+            undone.contains(&format!("data put back in {}", host.data().display())),
+            "{undone:?}"
+        );
+        let (before, after) = ("data=v2 unit=changed", "data=v1 unit=[Service]");
+        assert_eq!(
+            host.units.jobs(),
+            [
+                format!("stop {unit} | {before}"),
+                format!("daemon-reload | {after}"),
+                format!("start {unit} | {after} (failed)"),
+                // The rollback: stop what may have started, reload the unit
+                // file put back, start the unit that ran before.
+                format!("stop {unit} | {after}"),
+                format!("daemon-reload | {before}"),
+                format!("start {unit} | {before}"),
+            ]
+        );
+        assert_eq!(host.live_state(), state_before);
+        assert!(host.units.is_active(&unit));
+        // Everything was put back: the journal is gone.
+        assert!(host.journals().is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_the_rollback_cannot_undo_is_named_and_its_journal_kept() {
+        let host = Host::new();
+        let id = host.backup().await;
+        host.vandalize();
+        let state_before = host.live_state();
+        let unit = unit_name(INSTANCE);
+        // The start fails, and so does the rollback's start of the old unit.
+        host.units.fail(&format!("start {unit}"), 2);
+        let (_, sink) = host.progress();
+
+        let err = super::super::run(
+            &host.ctx,
+            &RestoreParams {
+                no_pre_backup: true,
+                ..live(&id)
+            },
+            &host.actor(),
+            &sink,
+        )
+        .await
+        .unwrap_err();
+
+        let Error::RolledBack { left, .. } = err else {
+            panic!("not rolled back: {err}");
+        };
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left[0].contains("could not be started again"), "{left:?}");
+        assert!(
+            left[1].contains("journal of this restore is kept"),
+            "{left:?}"
+        );
+        // The files are back all the same; the unit is down.
+        assert_eq!(host.live_state(), state_before);
+        assert!(!host.units.is_active(&unit));
+        // The journal holds every step the plan took, in the plan's order, up
+        // to the failed start and without a commit: what recovery redoes.
+        let journals = host.journals();
+        assert_eq!(journals.len(), 1);
+        let record = &journals[0];
+        assert_eq!(record.unit_was_active, Some(true));
+        let kinds: Vec<&str> = record
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Staging { .. } => "staging",
+                Step::StopUnit { .. } => "stop_unit",
+                Step::MoveAside { .. } => "move_aside",
+                Step::PlaceData { .. } => "place_data",
+                Step::Replace { .. } => "replace",
+                Step::DaemonReload => "daemon_reload",
+                Step::Registry { .. } => "registry",
+                Step::StartUnit { .. } => "start_unit",
+                Step::ReloadNginx => "reload_nginx",
+                Step::Commit => "commit",
+                Step::Archive { .. } => "archive",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "staging",
+                "stop_unit",
+                "move_aside",
+                "place_data",
+                "replace",
+                "replace",
+                "daemon_reload",
+                "registry",
+                "start_unit"
+            ]
+        );
     }
 }

@@ -2,43 +2,51 @@
 //! this project, the Python tool or GNU tar, so that a failure never leaves it
 //! half restored.
 //!
-//! * `plan`     — pre-flight checks and the plan (the whole `--dry-run` answer).
-//! * `live`     — the live restore: lock, pre-restore backup, staging, swap,
-//!   assets, registry, unit, nginx, clean-up; every destructive step journaled
-//!   first ([`crate::journal`]).
-//! * `rollback` — undo from the journal, reporting what was put back and what
-//!   could not be.
-//! * `dest`     — `--dest`: the data only, into a new directory.
-//! * `recover`  — start-up recovery of a restore the daemon stopped during.
-//! * `guards`   — pre-flight checks of the filesystem around the target: one
+//! [`run`] checks and plans, then hands the run to `live` or `dest`. Below
+//! them, each module does one part and imports only the ones under it:
+//!
+//! * `plan`       — pre-flight checks and the plan (the whole `--dry-run` answer).
+//! * `guards`     — pre-flight checks of the filesystem around the target: one
 //!   mount for the swap's renames, and what earlier restores left there.
+//! * `live`       — the live restore, SPEC §7 steps 3–7 in order: lock,
+//!   pre-restore backup, staging, swap, assets, registry, unit, nginx,
+//!   clean-up; every destructive step journaled first ([`crate::journal`]).
+//! * `dest`       — `--dest`: the data only, into a new directory.
+//! * `pre_backup` — step 3's backup of the live instance.
+//! * `swap`       — the journaled renames of data, service files and the site
+//!   link, each keeping what it replaces.
+//! * `job`        — one run: its journal, staging, rollback, and the commit →
+//!   clean-up → annotate → close tail every restore ends with.
+//! * `payload`    — what the extracted archive must hold.
+//! * `history`    — the restore's record on the backup's index entry.
+//! * `rollback`   — undo from the journal, reporting what was put back and what
+//!   could not be.
+//! * `recover`    — start-up recovery of a restore the daemon stopped during.
 //!
 //! Extraction itself is [`crate::extract`]: every entry is created by us beneath
 //! the staging directory, and the archive is hashed in the same pass.
 
-use std::path::{Path, PathBuf};
-
-use abssd_proto::{
-    Actor, EventKind, Phase, RestoreMode, RestoreParams, RestorePlan, RestoreResult, status,
-};
-use serde_json::{Value, json};
+use abssd_proto::{Actor, EventKind, Phase, RestoreParams, RestorePlan, RestoreResult, status};
 
 use crate::config::unit_name;
-use crate::error::{Error, IoContext, Result};
-use crate::extract::{self, Expect, Extracted, Limits, Reserve};
+use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::index::Index;
-use crate::journal::{Journal, Outcome, Record, Step};
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
-use crate::systemd::{Systemd, Units};
 
 mod dest;
 mod guards;
+mod history;
+mod job;
 mod live;
+mod payload;
 pub mod plan;
+mod pre_backup;
 pub mod recover;
 pub mod rollback;
+mod swap;
+
+use job::Job;
 
 /// Run `backup restore`. Returns the plan, and the result unless `dry_run`.
 pub async fn run(
@@ -55,7 +63,7 @@ pub async fn run(
     let data_only = !live || params.data_only || pre.entry.metadata.data_only;
 
     let units = if live {
-        Some(Systemd::connect(ctx.config.services.bus_address.as_deref()).await?)
+        Some(ctx.systemd.connect().await?)
     } else {
         None
     };
@@ -120,7 +128,7 @@ pub async fn run(
         data_only,
     };
     let result = match units {
-        Some(units) => live::run(&job, &units).await?,
+        Some(units) => live::run(&job, &*units).await?,
         None => dest::run(&job).await?,
     };
     Ok((plan, Some(result)))
@@ -214,238 +222,94 @@ fn stamp(op_id: &str) -> String {
     format!("{}-{short}", fsutil::compact(jiff::Timestamp::now()))
 }
 
-/// Everything one restore run works with.
-#[allow(missing_debug_implementations)]
-pub(crate) struct Job<'a> {
-    ctx: &'a Ctx,
-    params: &'a RestoreParams,
-    actor: &'a Actor,
-    progress: &'a Reporter,
-    pre: &'a plan::Preflight,
-    plan: &'a RestorePlan,
-    staging: PathBuf,
-    stamp: String,
-    data_only: bool,
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
 
-impl Job<'_> {
-    /// A fresh journal for this run.
-    fn journal(&self, unit_was_active: Option<bool>) -> Result<Journal> {
-        Journal::create(
-            &self.ctx.config.layout.state_dir,
-            Record {
-                version: 1,
-                op_id: self.progress.op_id(),
-                command: "backup restore".into(),
-                instance: self.plan.instance.clone(),
-                backup_id: self.plan.id.clone(),
-                started_at: fsutil::now_utc(),
-                unit_was_active,
-                steps: Vec::new(),
-                outcome: None,
+    use abssd_proto::{Phase, RestoreParams, RestorePlan};
+
+    use super::plan::STEPS;
+    use crate::ops::testkit::Host;
+
+    /// What a restore that runs every step of `plan` reports after its
+    /// `preflight`: each step's phase (`lock` has none; the deep check's names
+    /// the backup), and within `pre_backup` the nested create's own phases.
+    fn reported(plan: &RestorePlan) -> Vec<Phase> {
+        plan.steps
+            .iter()
+            .flat_map(|s| match &s.step {
+                Phase::Lock => vec![],
+                Phase::DeepCheck => vec![Phase::VerifyDeep(plan.id.clone())],
+                Phase::PreBackup => vec![Phase::PreBackup, Phase::Archive, Phase::Index],
+                step => vec![step.clone()],
+            })
+            .collect()
+    }
+
+    /// Run a restore of `params` that takes every step its plan lists, and
+    /// check that it reported exactly those; the plan.
+    async fn planned_and_reported(host: &Host, params: RestoreParams) -> RestorePlan {
+        let (rec, progress) = host.progress();
+        let (plan, result) = super::run(&host.ctx, &params, &host.actor(), &progress)
+            .await
+            .unwrap();
+        assert!(result.is_some());
+        assert_eq!(
+            rec.phases(),
+            [vec![Phase::Preflight], reported(&plan)].concat(),
+            "the phases reported are the plan's steps"
+        );
+        plan
+    }
+
+    /// A step added to the plan that no restore reports, or a phase a restore
+    /// reports that its plan does not list, fails here: the live restore
+    /// below takes every live step (deep check, pre-restore backup, a running
+    /// unit, changed service files and site), the `--dest` one every other.
+    #[tokio::test]
+    async fn every_step_is_planned_by_some_restore_and_reported_when_it_runs() {
+        let host = Host::new();
+        let id = host.backup().await;
+        host.vandalize();
+        let live = planned_and_reported(
+            &host,
+            RestoreParams {
+                id: id.clone(),
+                yes: true,
+                verify_deep: true,
+                ..RestoreParams::default()
             },
         )
-    }
-
-    /// What a committed restore records for its index annotation.
-    fn outcome(&self, sha256: &str, pre_restore_backup: Option<String>) -> Outcome {
-        Outcome {
-            sha256: sha256.to_owned(),
-            pre_restore_backup,
-            by: serde_json::to_value(self.actor).unwrap_or(Value::Null),
-            destination: self.pre.target.clone(),
-        }
-    }
-
-    /// The payload's top directory inside staging: `<staging>/<id>`.
-    fn payload(&self) -> PathBuf {
-        self.staging.join(&self.plan.id)
-    }
-
-    /// Create the staging directory (journaled) and extract into it, hashing the
-    /// archive in the same pass. A mismatch fails here, before anything live.
-    async fn stage(&self, journal: &mut Journal) -> Result<Extracted> {
-        journal.begin(Step::Staging {
-            dir: self.staging.clone(),
-        })?;
-        crash_point!("restore::before-staging");
-        let parent = self.staging.parent().unwrap_or(Path::new("/")).to_owned();
-        fsutil::ensure_dir(&parent)?;
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&self.staging)
-                .at("creating staging directory", &self.staging)?;
-        }
-        let config = &self.ctx.config;
-        let expect = Expect {
-            algorithm: self.pre.algorithm,
-            sha256: self.pre.expected_sha256.clone(),
-            top: self.plan.id.clone(),
-            max_bytes: self
-                .plan
-                .space
-                .available_bytes
-                .saturating_sub(self.plan.space.reserve_bytes),
-            limits: Limits {
-                max_entries: config.daemon.max_restore_entries,
-                recorded_bytes: self.pre.entry.metadata.uncompressed_bytes,
+        .await;
+        let dest = planned_and_reported(
+            &host,
+            RestoreParams {
+                id,
+                dest: Some(
+                    host.cfg()
+                        .layout
+                        .restores_root
+                        .join("copy")
+                        .display()
+                        .to_string(),
+                ),
+                verify_deep: true,
+                ..RestoreParams::default()
             },
-            reserve: Reserve {
-                percent: config.daemon.restore_reserve_percent,
-            },
-            same_owner: rustix::process::geteuid().is_root(),
-        };
-        let (archive, staging) = (self.pre.archive.clone(), self.staging.clone());
-        let sink = self.progress.clone();
-        let total = self.plan.archive_bytes;
-        let extracted = tokio::task::spawn_blocking(move || {
-            let mut bytes = sink.bytes(Phase::Extract, total);
-            extract::extract(&archive, &staging, &expect, &mut |n| bytes.add(n))
-        })
-        .await??;
-        self.progress.phase(Phase::Validate);
-        let payload = self.payload();
-        let instance = self.plan.instance.clone();
-        tokio::task::spawn_blocking(move || validate(&payload, &instance)).await??;
-        crash_point!("restore::after-extract");
-        Ok(extracted)
-    }
+        )
+        .await;
 
-    /// Record the restore on the index entry (SPEC §5), under the global lock.
-    async fn annotate_index(&self, outcome: &Outcome) -> Result<String> {
-        self.progress.phase(Phase::Index);
-        let _global = self.ctx.locks.acquire(true, &[], self.progress).await?;
-        let index_file = self.ctx.config.layout.index_file.clone();
-        let now = fsutil::now_utc();
-        let (id, op_id, outcome, at) = (
-            self.plan.id.clone(),
-            self.progress.op_id(),
-            outcome.clone(),
-            now.clone(),
-        );
-        tokio::task::spawn_blocking(move || annotate(&index_file, &id, &op_id, &outcome, &at))
-            .await??;
-        self.progress.changed(&self.plan.id);
-        Ok(now)
-    }
-}
-
-/// Record restore `op_id` of backup `id` on its index entry (SPEC §5):
-/// `last_restored_at`, `last_restore_destination`, `restored_by`, the
-/// `restores` history, and the verification the extraction amounted to.
-/// Blocking; the caller holds the global lock. Idempotent: a restore already in
-/// the history is not added again (start-up recovery may repeat it).
-pub(crate) fn annotate(
-    index_file: &Path,
-    id: &str,
-    op_id: &str,
-    outcome: &Outcome,
-    at: &str,
-) -> Result<()> {
-    let mut index = Index::load(index_file)?;
-    let entry = index.get_mut(id).ok_or_else(|| {
-        Error::Environment(format!(
-            "backup {id} disappeared from the index during the restore"
-        ))
-    })?;
-    if let Some(Value::Array(list)) = entry.extra.get("restores")
-        && list.iter().any(|r| r["op_id"] == op_id)
-    {
-        return Ok(());
-    }
-    let record = json!({
-        "at": at,
-        "by": outcome.by,
-        "destination": outcome.destination,
-        "op_id": op_id,
-        "pre_restore_backup": outcome.pre_restore_backup,
-    });
-    entry.extra.insert("last_restored_at".into(), json!(at));
-    entry.extra.insert(
-        "last_restore_destination".into(),
-        record["destination"].clone(),
-    );
-    entry.extra.insert("restored_by".into(), outcome.by.clone());
-    match entry.extra.get_mut("restores") {
-        Some(Value::Array(list)) => list.push(record),
-        _ => {
-            entry.extra.insert("restores".into(), json!([record]));
+        let mut planned = BTreeSet::new();
+        for plan in [&live, &dest] {
+            let at: Vec<usize> = plan
+                .steps
+                .iter()
+                .map(|s| STEPS.iter().position(|p| *p == s.step).unwrap())
+                .collect();
+            assert!(at.is_sorted(), "{:?} is in STEPS' order", plan.steps);
+            planned.extend(plan.steps.iter().map(|s| s.step.to_string()));
         }
-    }
-    // The whole archive was just hashed and matched. A deep check that found
-    // a problem in these same bytes still stands: restoring them did not make
-    // a malformed database whole, so the entry stays as that check left it.
-    let deep_problem = entry.metadata.verification.as_ref().is_some_and(|v| !v.ok);
-    if !deep_problem {
-        entry.metadata.verification_error = None;
-        entry.status = status::AVAILABLE.into();
-    }
-    entry.verified_at = Some(at.to_owned());
-    if let Some(c) = entry.checksum.as_mut() {
-        c.last_verified = Some(at.to_owned());
-        c.observed = Some(outcome.sha256.clone());
-    }
-    index.save(index_file)
-}
-
-/// The payload must hold `data/` (a directory); metadata, when present, must be
-/// readable JSON naming the same instance (when it names one): what the archive
-/// says about itself never makes it another instance's backup.
-fn validate(payload: &Path, instance: &str) -> Result<()> {
-    let data = payload.join("data");
-    match std::fs::symlink_metadata(&data) {
-        Ok(m) if m.is_dir() => {}
-        _ => {
-            return Err(Error::Archive(format!(
-                "the archive has no {}/data/ directory; it is not an abssctl backup",
-                payload.file_name().unwrap_or_default().to_string_lossy()
-            )));
-        }
-    }
-    if let Some(meta) = instance_metadata(payload)?
-        && let Some(named) = meta.get("name")
-        && named.as_str() != Some(instance)
-    {
-        return Err(Error::Archive(format!(
-            "the archive's metadata/instance.json names instance {}, not {instance}; refusing to restore it into {instance}",
-            crate::error::shown(&named.to_string())
-        )));
-    }
-    Ok(())
-}
-
-/// `metadata/instance.json` from the payload, when present.
-fn instance_metadata(payload: &Path) -> Result<Option<serde_json::Map<String, Value>>> {
-    let path = payload.join("metadata/instance.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(Some(map)),
-            _ => Err(Error::Archive(format!(
-                "metadata/instance.json in the archive is not a JSON object ({})",
-                path.display()
-            ))),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).at("reading", &path),
-    }
-}
-
-/// Remove a directory tree if it exists; `Ok(false)` when it was not there.
-fn remove_tree(path: &Path) -> Result<bool> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).at("removing", path),
-    }
-}
-
-/// The mode the result reports.
-fn mode(params: &RestoreParams) -> RestoreMode {
-    if params.dest.is_some() {
-        RestoreMode::Dest
-    } else {
-        RestoreMode::Live
+        let all: BTreeSet<String> = STEPS.iter().map(Phase::to_string).collect();
+        assert_eq!(planned, all, "together the two plans list every step");
     }
 }

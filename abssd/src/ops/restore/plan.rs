@@ -4,8 +4,8 @@
 use std::path::{Component, Path, PathBuf};
 
 use abssd_proto::{
-    Algorithm, BackupEntry, ChecksumPlan, RestoreMode, RestoreParams, RestorePlan, RestoreStep,
-    SpacePlan, UnitPlan,
+    Algorithm, BackupEntry, ChecksumPlan, Phase, RestoreMode, RestoreParams, RestorePlan,
+    RestoreStep, SpacePlan, UnitPlan,
 };
 
 use super::guards;
@@ -372,6 +372,28 @@ pub fn staging_dir(target: &Path, stamp: &str) -> PathBuf {
     guards::work_dir(target).join(format!(".{name}.restore-{stamp}"))
 }
 
+/// Every step a restore's plan can list, in the order restores take them:
+/// the plan is made from this list, and a restore reports each step it runs
+/// as the phase of that name (`lock` reports none; `verify_deep` reports
+/// `verify-deep:<id>`).
+pub const STEPS: &[Phase] = &[
+    Phase::DeepCheck,
+    Phase::Lock,
+    Phase::PreBackup,
+    Phase::Extract,
+    Phase::Validate,
+    Phase::Place,
+    Phase::StopUnit,
+    Phase::Swap,
+    Phase::Assets,
+    Phase::DaemonReload,
+    Phase::Registry,
+    Phase::StartUnit,
+    Phase::Nginx,
+    Phase::Cleanup,
+    Phase::Index,
+];
+
 /// Everything the plan reports.
 #[derive(Debug)]
 pub struct PlanInput<'a> {
@@ -412,107 +434,80 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
     let running_after = unit.map(|u| params.restart.unwrap_or(u.is_active()));
     let sidecar = sidecar::path(&pre.archive);
     let target = pre.target.display().to_string();
-    let mut steps = Vec::new();
-    let mut step = |name: &str, detail: String| {
-        steps.push(RestoreStep {
-            step: name.to_owned(),
-            detail,
-        })
-    };
-    if params.verify_deep {
-        step(
-            "verify_deep",
-            format!(
-                "read {} through and check its content (SQLite integrity, Actual's tables, blobs, listed files, .migrate); refuse the restore, changing nothing, if that finds a problem",
-                pre.archive.display()
-            ),
-        );
-    }
-    if mode == RestoreMode::Live {
-        step(
-            "lock",
-            format!("take the instance lock of {}", entry.instance),
-        );
-        if let Some(dir) = &pre_backup_dir {
-            step(
-                "pre_backup",
-                format!("back up the live instance into {} first", dir.display()),
-            );
-        }
-    }
-    step(
-        "extract",
-        format!(
-            "unpack {} into {} while checking its sha256",
-            pre.archive.display(),
-            staging.display()
-        ),
-    );
-    step(
-        "validate",
-        "check the payload: data/, metadata, service assets".into(),
-    );
-    if mode == RestoreMode::Dest {
-        step("place", format!("move the data into {target}"));
-    } else {
-        let unit_name = unit_name(&entry.instance);
-        if unit.is_some_and(UnitState::is_active) {
-            step("stop_unit", format!("stop {unit_name}"));
-        }
-        step(
-            "swap",
-            format!("rename {target} to {target}.pre-restore-<ts> and move the restored data in"),
-        );
-        if !data_only {
-            step(
-                "assets",
-                format!(
+    let live = mode == RestoreMode::Live;
+    let unit_name = unit_name(&entry.instance);
+    let steps = STEPS
+        .iter()
+        .filter_map(|step| {
+            let detail = match step {
+                Phase::DeepCheck => params.verify_deep.then(|| format!(
+                    "read {} through and check its content (SQLite integrity, Actual's tables, blobs, listed files, .migrate); refuse the restore, changing nothing, if that finds a problem",
+                    pre.archive.display()
+                )),
+                Phase::Lock => {
+                    live.then(|| format!("take the instance lock of {}", entry.instance))
+                }
+                Phase::PreBackup => pre_backup_dir
+                    .as_ref()
+                    .filter(|_| live)
+                    .map(|dir| format!("back up the live instance into {} first", dir.display())),
+                Phase::Extract => Some(format!(
+                    "unpack {} into {} while checking its sha256",
+                    pre.archive.display(),
+                    staging.display()
+                )),
+                Phase::Validate => {
+                    Some("check the payload: data/, metadata, service assets".into())
+                }
+                Phase::Place => (!live).then(|| format!("move the data into {target}")),
+                Phase::StopUnit => (live && unit.is_some_and(UnitState::is_active))
+                    .then(|| format!("stop {unit_name}")),
+                Phase::Swap => live.then(|| {
+                    format!("rename {target} to {target}.pre-restore-<ts> and move the restored data in")
+                }),
+                Phase::Assets => (live && !data_only).then(|| format!(
                     "install the archived {} and {} (previous files kept as .bak-<ts> until the end), and the sites-enabled link",
                     config.layout.unit_file(&entry.instance).display(),
                     config.layout.site_file(&entry.instance).display()
-                ),
-            );
-            step("daemon_reload", "systemd daemon-reload".into());
-        }
-        step(
-            "registry",
-            format!(
-                "update {} in {}{}",
-                entry.instance,
-                config.layout.registry_file().display(),
-                if data_only {
-                    " (last_restored_at/by)"
-                } else {
-                    " (paths, version, domain, last_restored_at/by)"
+                )),
+                Phase::DaemonReload => {
+                    (live && !data_only).then(|| "systemd daemon-reload".to_owned())
                 }
-            ),
-        );
-        if running_after == Some(true) {
-            step("start_unit", format!("start {unit_name}"));
-        }
-        if !data_only {
-            step(
-                "nginx",
-                format!(
+                Phase::Registry => live.then(|| format!(
+                    "update {} in {}{}",
+                    entry.instance,
+                    config.layout.registry_file().display(),
+                    if data_only {
+                        " (last_restored_at/by)"
+                    } else {
+                        " (paths, version, domain, last_restored_at/by)"
+                    }
+                )),
+                Phase::StartUnit => (live && running_after == Some(true))
+                    .then(|| format!("start {unit_name}")),
+                Phase::Nginx => (live && !data_only).then(|| format!(
                     "if {} changed: {}, then reload {}",
                     site_name(&entry.instance),
                     config.services.nginx_test_command.join(" "),
                     config.services.nginx_unit
-                ),
-            );
-        }
-        step(
-            "cleanup",
-            "remove the .pre-restore-<ts> data and .bak-<ts> files".into(),
-        );
-    }
-    step(
-        "index",
-        format!(
-            "record the restore in {}",
-            config.layout.index_file.display()
-        ),
-    );
+                )),
+                Phase::Cleanup => live.then(|| {
+                    "remove the .pre-restore-<ts> data and .bak-<ts> files".to_owned()
+                }),
+                Phase::Index => Some(format!(
+                    "record the restore in {}",
+                    config.layout.index_file.display()
+                )),
+                // Not a restore step (STEPS lists those); a test checks that
+                // every one of STEPS has an arm.
+                _ => None,
+            }?;
+            Some(RestoreStep {
+                step: step.clone(),
+                detail,
+            })
+        })
+        .collect();
 
     Ok(RestorePlan {
         id: entry.id.clone(),

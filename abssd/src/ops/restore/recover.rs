@@ -12,7 +12,7 @@ use crate::journal::{Record, Step};
 use crate::progress::Progress;
 use crate::systemd::Units;
 
-use super::{annotate, live::remove_path, rollback};
+use super::{history, rollback};
 
 /// What recovery did with one restore.
 #[derive(Debug)]
@@ -28,10 +28,10 @@ pub enum Recovered {
 
 /// Finish or roll back `record`. `units` is `None` when systemd cannot be
 /// reached (the unit steps then stay undone and are reported as left).
-pub async fn recover<U: Units>(
+pub async fn recover(
     config: &Config,
     record: &Record,
-    units: Option<&U>,
+    units: Option<&dyn Units>,
     progress: &dyn Progress,
 ) -> Result<Recovered> {
     if !record.steps.contains(&Step::Commit) {
@@ -58,11 +58,11 @@ pub async fn recover<U: Units>(
         let mut done = Vec::new();
         for path in &leftovers {
             if std::fs::symlink_metadata(path).is_ok() {
-                remove_path(path)?;
+                fsutil::remove_path(path)?;
                 done.push(format!("removed {}", path.display()));
             }
         }
-        annotate(
+        history::annotate(
             &index_file,
             &record2.backup_id,
             &record2.op_id,

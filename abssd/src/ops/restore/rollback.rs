@@ -52,9 +52,9 @@ impl Report {
 
 /// Roll back every journaled step of `record`. `units` is `None` for restores
 /// that never touch systemd (`--dest`).
-pub async fn rollback<U: Units>(
+pub async fn rollback(
     config: &Config,
-    units: Option<&U>,
+    units: Option<&dyn Units>,
     record: &Record,
     progress: &dyn Progress,
 ) -> Report {
@@ -146,7 +146,8 @@ pub async fn rollback<U: Units>(
             }
             Step::Staging { dir } => {
                 let dir = dir.clone();
-                let removed = tokio::task::spawn_blocking(move || super::remove_tree(&dir)).await;
+                let removed =
+                    tokio::task::spawn_blocking(move || crate::fsutil::remove_tree(&dir)).await;
                 match removed {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => report.left.push(format!(

@@ -1,0 +1,69 @@
+//! A restore's record on its backup's index entry (SPEC §5): written by the
+//! restore once committed, or by start-up recovery for one a stop cut short.
+
+use std::path::Path;
+
+use abssd_proto::status;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::journal::Outcome;
+
+/// Record restore `op_id` of backup `id` on its index entry (SPEC §5):
+/// `last_restored_at`, `last_restore_destination`, `restored_by`, the
+/// `restores` history, and the verification the extraction amounted to.
+/// Blocking; the caller holds the global lock. Idempotent: a restore already in
+/// the history is not added again (start-up recovery may repeat it).
+pub(crate) fn annotate(
+    index_file: &Path,
+    id: &str,
+    op_id: &str,
+    outcome: &Outcome,
+    at: &str,
+) -> Result<()> {
+    let mut index = Index::load(index_file)?;
+    let entry = index.get_mut(id).ok_or_else(|| {
+        Error::Environment(format!(
+            "backup {id} disappeared from the index during the restore"
+        ))
+    })?;
+    if let Some(Value::Array(list)) = entry.extra.get("restores")
+        && list.iter().any(|r| r["op_id"] == op_id)
+    {
+        return Ok(());
+    }
+    let record = json!({
+        "at": at,
+        "by": outcome.by,
+        "destination": outcome.destination,
+        "op_id": op_id,
+        "pre_restore_backup": outcome.pre_restore_backup,
+    });
+    entry.extra.insert("last_restored_at".into(), json!(at));
+    entry.extra.insert(
+        "last_restore_destination".into(),
+        record["destination"].clone(),
+    );
+    entry.extra.insert("restored_by".into(), outcome.by.clone());
+    match entry.extra.get_mut("restores") {
+        Some(Value::Array(list)) => list.push(record),
+        _ => {
+            entry.extra.insert("restores".into(), json!([record]));
+        }
+    }
+    // The whole archive was just hashed and matched. A deep check that found
+    // a problem in these same bytes still stands: restoring them did not make
+    // a malformed database whole, so the entry stays as that check left it.
+    let deep_problem = entry.metadata.verification.as_ref().is_some_and(|v| !v.ok);
+    if !deep_problem {
+        entry.metadata.verification_error = None;
+        entry.status = status::AVAILABLE.into();
+    }
+    entry.verified_at = Some(at.to_owned());
+    if let Some(c) = entry.checksum.as_mut() {
+        c.last_verified = Some(at.to_owned());
+        c.observed = Some(outcome.sha256.clone());
+    }
+    index.save(index_file)
+}
