@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use crate::nobody;
 
@@ -52,9 +53,13 @@ impl Gate {
         Gate { entered, release }
     }
 
-    /// Wait until an operation is held at the hook.
+    /// Wait until an operation is held at the hook. Bounded (a minute), so
+    /// that a hook no operation reaches fails the test instead of hanging it.
     pub async fn entered(&mut self) {
-        self.entered.recv().await.expect("the hook is armed");
+        tokio::time::timeout(Duration::from_secs(60), self.entered.recv())
+            .await
+            .expect("no operation reached the hook within a minute")
+            .expect("the hook is armed");
     }
 
     /// Let the held operation go on.
