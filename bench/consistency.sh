@@ -36,12 +36,6 @@ mkdir -p "$PREFIX/etc/abssctl"
 printf 'systemd:\n  bus_address: "unix:path=%s/no-system-bus"\n' "$WORK" >"$PREFIX/etc/abssctl/config.yml"
 start_daemon
 
-json() { python3 -c 'import json, sys
-doc = json.load(sys.stdin)
-for key in sys.argv[1:]:
-    doc = doc[int(key)] if isinstance(doc, list) else doc.get(key)
-print("" if doc is None else doc)' "$@"; }
-
 # --- measure -------------------------------------------------------------
 
 # time_create NAME MODE: one create, its wall seconds on stdout; checks how it
@@ -105,8 +99,6 @@ PEAK_KIB=$(proc_kib "$DAEMON_PID" VmHWM)
 
 # --- report --------------------------------------------------------------
 
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo
@@ -124,10 +116,6 @@ done
 echo
 echo "abssd peak RSS (VmHWM after all runs): $(mib "$PEAK_KIB") MiB"
 
-missed=0
-check() { # check DESCRIPTION AWK-CONDITION
-  if awk "BEGIN { exit !($2) }"; then echo "  ok      $1"; else echo "  MISSED  $1"; missed=1; fi
-}
 echo
 echo "targets (issue 12):"
 for name in "${CASES[@]}"; do
@@ -135,6 +123,4 @@ for name in "${CASES[@]}"; do
   check "$name: snapshot <= 1.15x none, best of $RUNS (measured ${r}x)" "$r <= 1.15"
 done
 
-if [[ ${BENCH_STRICT:-0} == 1 ]] && ((missed)); then
-  exit 1
-fi
+strict_exit

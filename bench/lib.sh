@@ -4,6 +4,8 @@
 # release binaries (ABSSD, ABSSCTL), creates WORK/PREFIX/SOCK and generates the
 # instances listed in CASES (none when the caller sets BENCH_INSTANCES=0; the
 # sized ones with the caller's SAMPLE_ARGS passed to scripts/sample-instance.py).
+# Then the helpers the measuring scripts share: starting the daemon, timing,
+# backing the cases up, JSON fields, units, and checking targets.
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
   SIZES=${BENCH_SIZES:-"20 100"}
   SMALL_FILES=${BENCH_SMALL_FILES:-5000}
@@ -91,6 +93,44 @@ proc_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 # elapsed START END: seconds between two $EPOCHREALTIME stamps
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
+# mb BYTES: in MB (10^6 bytes), one decimal; mib KIB: KiB in MiB.
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# json KEY...: the value at KEY... (an object's key, a list's index) of the JSON
+# document on stdin; null prints as an empty line, a missing key fails.
+json() { python3 -c 'import json, sys
+doc = json.load(sys.stdin)
+for key in sys.argv[1:]:
+    doc = doc[int(key)] if isinstance(doc, list) else doc[key]
+print("" if doc is None else doc)' "$@"; }
+
+# backup_cases: back up every instance of CASES (zstd level 3) and note, by
+# name, its ID, ARCHIVE, DATA_B (content bytes) and ARCHIVE_B (archive bytes).
+declare -A ID ARCHIVE DATA_B ARCHIVE_B
+backup_cases() {
+  local name
+  for name in "${CASES[@]}"; do
+    echo "== back up $name (zstd level 3)"
+    "$ABSSCTL" --socket "$SOCK" --json backup create "$name" --compression zstd >"$WORK/create.json"
+    ID[$name]=$(json result id <"$WORK/create.json")
+    ARCHIVE[$name]=$(json result archive <"$WORK/create.json")
+    DATA_B[$name]=$(json result uncompressed_bytes <"$WORK/create.json")
+    ARCHIVE_B[$name]=$(json result size_bytes <"$WORK/create.json")
+  done
+}
+
+# check DESCRIPTION AWK-CONDITION: one target, "ok" or "MISSED" (which sets
+# MISSED); strict_exit ends the run with 1 when BENCH_STRICT=1 and one was.
+MISSED=0
+check() {
+  if awk "BEGIN { exit !($2) }"; then echo "  ok      $1"; else echo "  MISSED  $1"; MISSED=1; fi
+}
+strict_exit() {
+  if [[ ${BENCH_STRICT:-0} == 1 ]] && ((MISSED)); then
+    exit 1
+  fi
+}
 
 # start_daemon: abssd --prefix $PREFIX in the background (DAEMON_PID), ready when
 # its socket appears.

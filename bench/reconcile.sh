@@ -123,14 +123,8 @@ echo
 echo "abssd idle RSS (VmRSS after start): $(awk -v k="$IDLE_KIB" 'BEGIN { printf "%.1f", k / 1024 }') MiB"
 echo "abssd peak RSS (VmHWM after all runs): $(awk -v k="$PEAK_KIB" 'BEGIN { printf "%.1f", k / 1024 }') MiB"
 
-missed=0
-check() { # check DESCRIPTION AWK-CONDITION
-  if awk "BEGIN { exit !($2) }"; then echo "  ok      $1"; else echo "  MISSED  $1"; missed=1; fi
-}
 echo
 echo "target:"
 check "read-only reconcile with drift < 0.5 s (measured $READ_BEST s)" "$READ_BEST < 0.5"
 check "read-only reconcile in sync < 0.5 s (measured $SYNC_BEST s)" "$SYNC_BEST < 0.5"
-if [[ ${BENCH_STRICT:-0} == 1 ]] && ((missed)); then
-  exit 1
-fi
+strict_exit

@@ -27,21 +27,7 @@ source bench/lib.sh
 
 start_daemon
 
-json() { python3 -c 'import json, sys
-doc = json.load(sys.stdin)
-for key in sys.argv[1:]:
-    doc = doc[key]
-print(doc)' "$@"; }
-
-declare -A ID ARCHIVE DATA_B ARCHIVE_B ABSSD_S SHELL_S
-for name in "${CASES[@]}"; do
-  echo "== back up $name (zstd level 3)"
-  "$ABSSCTL" --socket "$SOCK" --json backup create "$name" --compression zstd >"$WORK/create.json"
-  ID[$name]=$(json result id <"$WORK/create.json")
-  ARCHIVE[$name]=$(json result archive <"$WORK/create.json")
-  DATA_B[$name]=$(json result uncompressed_bytes <"$WORK/create.json")
-  ARCHIVE_B[$name]=$(json result size_bytes <"$WORK/create.json")
-done
+backup_cases
 
 # --- measure -------------------------------------------------------------
 
@@ -74,6 +60,7 @@ time_shell() {
   elapsed "$t0" "$t1"
 }
 
+declare -A ABSSD_S SHELL_S
 for name in "${CASES[@]}"; do
   printf '== %s (%s bytes of content, %s bytes of archive): warm-up' "$name" "${DATA_B[$name]}" "${ARCHIVE_B[$name]}"
   measure "$name"
@@ -83,9 +70,6 @@ done
 PEAK_KIB=$(proc_kib "$DAEMON_PID" VmHWM)
 
 # --- report --------------------------------------------------------------
-
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 echo
 echo "abssd backup restore --dest vs sha256sum -c + tar --zstd -xf + sync -f; best of $RUNS after a warm-up"
@@ -103,10 +87,6 @@ done
 echo
 echo "abssd peak RSS (VmHWM after all restores): $(mib "$PEAK_KIB") MiB"
 
-missed=0
-check() { # check DESCRIPTION AWK-CONDITION
-  if awk "BEGIN { exit !($2) }"; then echo "  ok      $1"; else echo "  MISSED  $1"; missed=1; fi
-}
 echo
 echo "targets (fsync of the unpacked tree included on both sides):"
 for size in $SIZES; do
@@ -119,6 +99,4 @@ for size in $SIZES; do
   fi
 done
 
-if [[ ${BENCH_STRICT:-0} == 1 ]] && ((missed)); then
-  exit 1
-fi
+strict_exit

@@ -26,20 +26,8 @@ source bench/lib.sh
 
 start_daemon
 
-json() { python3 -c 'import json, sys
-doc = json.load(sys.stdin)
-for key in sys.argv[1:]:
-    doc = doc[int(key)] if isinstance(doc, list) else doc[key]
-print(doc)' "$@"; }
-
-declare -A ID DATA_B ARCHIVE_B DEEP_S PLAIN_S FACTS
-for name in "${CASES[@]}"; do
-  echo "== back up $name (zstd level 3)"
-  "$ABSSCTL" --socket "$SOCK" --json backup create "$name" --compression zstd >"$WORK/create.json"
-  ID[$name]=$(json result id <"$WORK/create.json")
-  DATA_B[$name]=$(json result uncompressed_bytes <"$WORK/create.json")
-  ARCHIVE_B[$name]=$(json result size_bytes <"$WORK/create.json")
-done
+backup_cases
+declare -A DEEP_S PLAIN_S FACTS
 
 # time_verify NAME [--deep]: wall seconds of one verify; fails unless the
 # archive is available (and, deep, passed its content checks).
@@ -79,7 +67,6 @@ PEAK_KIB=$(proc_kib "$DAEMON_PID" VmHWM)
 
 # --- report --------------------------------------------------------------
 
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1e6 / s }'; }
 
 echo
@@ -100,4 +87,4 @@ echo
 for name in "${CASES[@]}"; do
   echo "$name deep check: ${FACTS[$name]}"
 done
-echo "abssd peak RSS (VmHWM after all verifies): $(awk -v k="$PEAK_KIB" 'BEGIN { printf "%.1f", k / 1024 }') MiB"
+echo "abssd peak RSS (VmHWM after all verifies): $(mib "$PEAK_KIB") MiB"

@@ -111,7 +111,7 @@ cargo --version
 # --- checks --------------------------------------------------------------
 
 section "scripts: syntax"
-for f in scripts/*.sh bench/*.sh tests/e2e/*.sh .ci/run; do
+for f in scripts/*.sh bench/*.sh tests/e2e/*.sh tests/e2e/scenarios/*.sh .ci/run; do
   if [[ -f $f ]]; then bash -n "$f"; fi
 done
 python3 -m py_compile scripts/sample-instance.py tests/e2e/treehash.py

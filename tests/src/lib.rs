@@ -14,6 +14,7 @@ pub mod actual;
 pub mod bus;
 pub mod child;
 pub mod fake_systemd;
+pub mod hooks;
 
 pub use fake_systemd::{FakeSystemd, Verb};
 
@@ -319,6 +320,15 @@ pub async fn backup(c: &Client, instance: &str) -> abssd_proto::CreateResult {
     out.result.expect("a create result")
 }
 
+/// `backup.show`: the index entry of backup `id`.
+pub async fn show(c: &Client, id: &str) -> abssd_proto::BackupEntry {
+    use abssd_proto::methods::{BackupShow, call::call};
+    call::<BackupShow>(c, &abssd_proto::ShowParams { id: id.into() })
+        .await
+        .expect("backup.show")
+        .backup
+}
+
 /// Run `tar` (GNU) with arguments; panics with its stderr on failure.
 pub fn tar(args: &[&str]) -> String {
     let out = std::process::Command::new("tar")
@@ -331,6 +341,21 @@ pub fn tar(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The bytes of `member` in an uncompressed `archive`, as GNU tar extracts
+/// them.
+pub fn tar_member(archive: &str, member: &str) -> Vec<u8> {
+    let out = std::process::Command::new("tar")
+        .args(["-xOf", archive, member])
+        .output()
+        .expect("run tar");
+    assert!(
+        out.status.success(),
+        "tar -xOf {archive} {member}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// Panics unless every test file in `dir` (a `*.rs` file, or a directory with

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,6 +19,7 @@ use jsonrpsee::core::client::Client;
 use serde_json::json;
 
 use crate::inspect::{Node, snapshot, snapshot_content};
+use crate::nobody::{self, NOBODY};
 use crate::{Daemon, FakeSystemd, Sandbox, client};
 
 /// A sandbox with instances, a fake systemd that knows their units (running and
@@ -89,6 +91,24 @@ impl World {
     /// The data root of an instance.
     pub fn data(&self, name: &str) -> PathBuf {
         self.cfg().instance_root.join(name).join("data")
+    }
+
+    /// Hand the data directory of instance `name` to the service user, as on
+    /// a real host: it owns everything below the data root, and can reach it
+    /// (every directory above it in the prefix may be searched). Returns the
+    /// data root.
+    pub fn data_owned_by_nobody(&self, name: &str) -> PathBuf {
+        let data = self.data(name);
+        let mut dir = data.clone();
+        while dir.starts_with(&self.sb.prefix) {
+            let mode = fs::metadata(&dir).expect("stat").permissions().mode();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o711)).expect("chmod");
+            if !dir.pop() {
+                break;
+            }
+        }
+        nobody::chown_r(&data, NOBODY);
+        data
     }
 
     /// Everything a live restore may touch, apart from the index and backups.

@@ -22,31 +22,23 @@ use abssd::config::unit_name;
 use abssd_proto::methods::BackupCreate;
 use abssd_proto::methods::call::call;
 use abssd_proto::*;
+use abssd_tests::hooks::{Gate, as_nobody_at};
 use abssd_tests::nobody::{self, NOBODY};
-use abssd_tests::serial;
-use abssd_tests::tar;
 use abssd_tests::world::World;
+use abssd_tests::{Serial, serial, tar, tar_member};
 use jsonrpsee::core::client::Client;
 use rusqlite::{Connection, OpenFlags};
 
-/// Hand the data directory to the service user, as on a real host.
-fn owned_by_nobody(w: &World) -> PathBuf {
-    instance_owned_by_nobody(w, "alpha")
-}
-
-/// [`owned_by_nobody`] for the instance `name`.
-fn instance_owned_by_nobody(w: &World, name: &str) -> PathBuf {
-    let data = w.data(name);
-    let mut dir = data.clone();
-    while dir.starts_with(&w.sb.prefix) {
-        let mode = fs::metadata(&dir).unwrap().permissions().mode();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o711)).unwrap();
-        if !dir.pop() {
-            break;
-        }
-    }
-    nobody::chown_r(&data, NOBODY);
-    data
+/// Where most tests here start: the hooks held ([`serial`]; bind it to a
+/// name, `_serial`, for the whole test), instance `alpha` whose unit runs, a
+/// client, and alpha's data root, handed to the service user as on a real
+/// host.
+async fn scene() -> (Serial, World, Client, PathBuf) {
+    let serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = w.data_owned_by_nobody("alpha");
+    (serial, w, c, data)
 }
 
 /// A database like Actual's group databases, `rows` committed rows of
@@ -150,6 +142,33 @@ os.kill(os.getpid(), 9)
     assert!(!st.success(), "the writer was to be killed");
 }
 
+/// A writer in another process, as the service user and with no busy
+/// timeout, commits one row to `db`: "committed", or SQLite's error (e.g.
+/// "database is locked").
+fn commit_as_nobody(db: &Path) -> String {
+    let script = r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
+c.execute("BEGIN IMMEDIATE")
+c.execute("INSERT INTO messages VALUES ('later')")
+try:
+    c.execute("COMMIT")
+    print("committed")
+except sqlite3.OperationalError as e:
+    print(e)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(db)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Extract the archive with GNU tar into a new directory.
 fn extract(archive: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -177,6 +196,13 @@ fn check(db: &Path) -> Vec<String> {
 
 fn rows(tag: &str, n: u32) -> Vec<String> {
     (0..n).map(|i| format!("{tag}-{i}")).collect()
+}
+
+/// [`check`] of the database `rel` (below the data root) as the archive of
+/// `r` holds it.
+fn archived_rows(r: &CreateResult, rel: &str) -> Vec<String> {
+    let dir = extract(&r.archive);
+    check(&dir.path().join(format!("{}/data/{rel}", r.id)))
 }
 
 fn snapshots_dir(w: &World) -> PathBuf {
@@ -230,10 +256,7 @@ fn has_bytes(file: &str, needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_in_progress_elsewhere_is_archived_as_the_last_committed_state() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     let db = data.join("user-files/group-1.sqlite");
     database(&db, "committed", 50);
     let live = fs::metadata(&db).unwrap();
@@ -291,35 +314,9 @@ async fn a_write_in_progress_elsewhere_is_archived_as_the_last_committed_state()
 /// commit would go through). Once the create is done it commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_is_read_in_place_under_sqlites_lock() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     let db = data.join("user-files/group-1.sqlite");
     database(&db, "committed", 50);
-    let commit = |db: &Path| -> String {
-        let script = r#"
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
-c.execute("BEGIN IMMEDIATE")
-c.execute("INSERT INTO messages VALUES ('later')")
-try:
-    c.execute("COMMIT")
-    print("committed")
-except sqlite3.OperationalError as e:
-    print(e)
-"#;
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .arg(db)
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .output()
-            .expect("python3");
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (d, s, scratch) = (db.clone(), seen.clone(), snapshots_dir(&w));
     fail::cfg_callback("create::database-read", move || {
@@ -329,7 +326,7 @@ except sqlite3.OperationalError as e:
             .output()
             .unwrap();
         s.lock().unwrap().push((
-            commit(&d),
+            commit_as_nobody(&d),
             String::from_utf8_lossy(&copies.stdout).into_owned(),
         ));
     })
@@ -345,20 +342,22 @@ except sqlite3.OperationalError as e:
         "the writer committed under the read"
     );
     assert_eq!(seen[0].1, "", "a copy was made in the scratch directory");
-    let dir = extract(&r.archive);
-    let member = format!("{}/data/user-files/group-1.sqlite", r.id);
-    assert_eq!(check(&dir.path().join(member)), rows("committed", 50));
-    assert_eq!(commit(&db), "committed", "the lock outlived the create");
+    assert_eq!(
+        archived_rows(r, "user-files/group-1.sqlite"),
+        rows("committed", 50)
+    );
+    assert_eq!(
+        commit_as_nobody(&db),
+        "committed",
+        "the lock outlived the create"
+    );
     assert_no_copies(&w);
 }
 
 /// Mode `none` is today's plain copy: the journal goes in as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mode_none_reads_plainly_journal_included() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, _w, c, data) = scene().await;
     let db = data.join("user-files/group-1.sqlite");
     database(&db, "committed", 10);
     let writer = Writer::hold(&db);
@@ -384,10 +383,7 @@ async fn mode_none_reads_plainly_journal_included() {
 /// and the restored pair rolls back to the committed state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_journal_fails_a_snapshot_and_goes_in_when_offline() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     let db = data.join("user-files/group-1.sqlite");
     database(&db, "committed", 3000);
     crash_a_writer(&db);
@@ -442,22 +438,23 @@ fn root_only_database(w: &World) -> (PathBuf, String) {
     (dir, secret)
 }
 
-/// Run `script` as the service user in `dir` the first time the daemon
-/// reaches hook `name`.
-fn as_nobody_at(name: &'static str, dir: &Path, script: String) -> Arc<AtomicBool> {
-    let ran = Arc::new(AtomicBool::new(false));
-    let (dir, flag) = (dir.to_owned(), ran.clone());
-    fail::cfg_callback(name, move || {
-        if !flag.swap(true, Ordering::SeqCst) {
-            nobody::sh(Some(&dir), &script);
-        }
-    })
-    .unwrap();
-    ran
-}
-
 fn assert_secret_absent(archive: &str, secret: &str) {
     assert!(!has_bytes(archive, secret), "the secret is in {archive}");
+}
+
+/// A create with the default parameters while the service user runs
+/// `script` in `dir` at hook `hook`; the script must have run.
+async fn create_attacked(
+    c: &Client,
+    hook: &'static str,
+    dir: &Path,
+    script: String,
+) -> OpOutcome<CreatePlan, CreateResult> {
+    let ran = as_nobody_at(hook, dir, script);
+    let out = create(c, &params(None)).await;
+    fail::remove(hook);
+    assert!(ran.load(Ordering::SeqCst), "{hook} did not run");
+    out
 }
 
 /// Nothing was snapshotted, and a warning says that `what` was left out
@@ -483,30 +480,30 @@ async fn a_directory_swapped_for_a_symlink_never_leads_sqlite_elsewhere() {
     for hook in ["create::after-walk", "create::before-snapshot"] {
         let w = World::new(&["alpha"]);
         let c = w.client().await;
-        let data = owned_by_nobody(&w);
+        let data = w.data_owned_by_nobody("alpha");
         database(&data.join("user-files/group-1.sqlite"), "mine", 5);
         let (secret_dir, secret) = root_only_database(&w);
-        let ran = as_nobody_at(
+        let out = create_attacked(
+            &c,
             hook,
             &data,
             format!(
                 "mv user-files moved && ln -s {} user-files",
                 secret_dir.display()
             ),
-        );
-        let out = create(&c, &params(None)).await;
-        fail::remove(hook);
-        assert!(ran.load(Ordering::SeqCst), "{hook} did not run");
+        )
+        .await;
         let r = out.result.as_ref().unwrap();
         assert_secret_absent(&r.archive, &secret);
-        let member = format!("{}/data/user-files/group-1.sqlite", r.id);
         if hook == "create::after-walk" {
             assert_left_out_replaced(r, "user-files");
         } else {
             // The directory the walk saw, moved: its own database.
             assert_eq!(r.snapshots, 1, "{hook}: {:?}", r.warnings);
-            let dir = extract(&r.archive);
-            assert_eq!(check(&dir.path().join(&member)), rows("mine", 5));
+            assert_eq!(
+                archived_rows(r, "user-files/group-1.sqlite"),
+                rows("mine", 5)
+            );
         }
         assert_no_copies(&w);
     }
@@ -517,23 +514,19 @@ async fn a_directory_swapped_for_a_symlink_never_leads_sqlite_elsewhere() {
 /// the database is left out with a warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_swapped_for_a_symlink_is_left_out() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     database(&data.join("user-files/group-1.sqlite"), "mine", 5);
     let (secret_dir, secret) = root_only_database(&w);
-    let ran = as_nobody_at(
+    let out = create_attacked(
+        &c,
         "create::before-snapshot",
         &data.join("user-files"),
         format!(
             "mv group-1.sqlite moved && ln -s {}/group-1.sqlite group-1.sqlite",
             secret_dir.display()
         ),
-    );
-    let out = create(&c, &params(None)).await;
-    fail::remove("create::before-snapshot");
-    assert!(ran.load(Ordering::SeqCst));
+    )
+    .await;
     let r = out.result.as_ref().unwrap();
     assert_secret_absent(&r.archive, &secret);
     assert_left_out_replaced(r, "group-1.sqlite");
@@ -545,19 +538,15 @@ async fn a_database_swapped_for_a_symlink_is_left_out() {
 /// locked: the daemon releases it, and the database is left out as replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_swapped_in_for_a_database_does_not_hang_the_create() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     database(&data.join("user-files/group-1.sqlite"), "mine", 5);
-    let ran = as_nobody_at(
+    let out = create_attacked(
+        &c,
         "create::before-snapshot",
         &data.join("user-files"),
         "mv group-1.sqlite moved && mkfifo group-1.sqlite".into(),
-    );
-    let out = create(&c, &params(None)).await;
-    fail::remove("create::before-snapshot");
-    assert!(ran.load(Ordering::SeqCst));
+    )
+    .await;
     let r = out.result.as_ref().unwrap();
     assert_left_out_replaced(r, "group-1.sqlite");
     assert_no_copies(&w);
@@ -573,10 +562,7 @@ async fn a_fifo_swapped_in_for_a_database_does_not_hang_the_create() {
 /// right file; the secret never reaches the archive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hard_link_swapped_in_and_out_around_the_open_is_caught() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     let dir = data.join("user-files");
     database(&dir.join("group-1.sqlite"), "mine", 5);
     let (secret_dir, secret) = root_only_database(&w);
@@ -614,9 +600,10 @@ async fn a_hard_link_swapped_in_and_out_around_the_open_is_caught() {
     assert_secret_absent(&r.archive, &secret);
     assert_eq!(swapped_back.load(Ordering::SeqCst), 2, "two attempts");
     assert_eq!(r.snapshots, 1, "{:?}", r.warnings);
-    let out_dir = extract(&r.archive);
-    let member = format!("{}/data/user-files/group-1.sqlite", r.id);
-    assert_eq!(check(&out_dir.path().join(member)), rows("mine", 5));
+    assert_eq!(
+        archived_rows(r, "user-files/group-1.sqlite"),
+        rows("mine", 5)
+    );
     assert_no_copies(&w);
 }
 
@@ -624,32 +611,23 @@ async fn a_hard_link_swapped_in_and_out_around_the_open_is_caught() {
 /// holds one whole version, the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_rewritten_during_its_read_is_read_again() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     let blob = data.join("user-files/file-1.blob");
     fs::write(&blob, vec![b'a'; 300_000]).unwrap();
     nobody::chown_r(&blob, NOBODY);
-    let ran = as_nobody_at(
+    let out = create_attacked(
+        &c,
         "create::blob-read",
         &data.join("user-files"),
         // In place, as Actual writes it: same inode, truncated, rewritten.
         "head -c 200000 /dev/zero | tr '\\0' b 1<> file-1.blob && truncate -s 200000 file-1.blob"
             .into(),
-    );
-    let out = create(&c, &params(None)).await;
-    fail::remove("create::blob-read");
-    assert!(ran.load(Ordering::SeqCst));
+    )
+    .await;
     let r = out.result.as_ref().unwrap();
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let member = format!("{}/data/user-files/file-1.blob", r.id);
-    let stored = Command::new("tar")
-        .args(["-xOf", &r.archive, &member])
-        .output()
-        .unwrap();
-    assert!(stored.status.success());
-    assert_eq!(stored.stdout, vec![b'b'; 200_000]);
+    assert_eq!(tar_member(&r.archive, &member), vec![b'b'; 200_000]);
     assert_no_copies(&w);
     assert_eq!(
         fs::metadata(snapshots_dir(&w)).unwrap().mode() & 0o7777,
@@ -661,10 +639,7 @@ async fn a_blob_rewritten_during_its_read_is_read_again() {
 /// left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_that_never_holds_still_fails_the_create() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     let blob = data.join("user-files/file-1.blob");
     fs::write(&blob, vec![b'a'; 100_000]).unwrap();
     nobody::chown_r(&blob, NOBODY);
@@ -686,10 +661,7 @@ async fn a_blob_that_never_holds_still_fails_the_create() {
 /// warning; one written to while it is read is archived as read and named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_removed_or_changed_during_a_create_are_warnings_not_errors() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, _w, c, data) = scene().await;
     fs::write(data.join("going.txt"), b"soon gone").unwrap();
     fs::write(data.join("growing.log"), b"line\n").unwrap();
     nobody::chown_r(&data, NOBODY);
@@ -727,10 +699,7 @@ async fn files_removed_or_changed_during_a_create_are_warnings_not_errors() {
 /// `--dry-run` says which databases would be snapshotted, and how.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_lists_the_databases_and_the_capture() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     // Told by the header: a real database under any name, not a file named
     // like one.
     database(&data.join("server-files/account.data"), "acct", 1);
@@ -783,28 +752,14 @@ async fn two_instances_are_backed_up_at_once() {
         )
         .unwrap();
     }
-    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let first = AtomicBool::new(true);
-    let held = std::sync::Mutex::new(Some((entered_tx, release_rx)));
-    fail::cfg_callback("create::blob-read", move || {
-        if first.swap(false, Ordering::SeqCst)
-            && let Some((entered, release)) = held.lock().unwrap().take()
-        {
-            entered.send(()).unwrap();
-            release.recv().unwrap();
-        }
-    })
-    .unwrap();
+    let mut gate = Gate::at("create::blob-read");
 
     let c = w.client().await;
     let alpha = {
         let c = w.client().await;
         tokio::spawn(async move { create(&c, &params(None)).await })
     };
-    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
-        .await
-        .unwrap();
+    gate.entered().await;
     let bravo = create(
         &c,
         &CreateParams {
@@ -813,19 +768,15 @@ async fn two_instances_are_backed_up_at_once() {
         },
     )
     .await;
-    release_tx.send(()).unwrap();
+    gate.release();
     let alpha = alpha.await.unwrap();
     fail::remove("create::blob-read");
     for (name, out) in [("alpha", &alpha), ("bravo", &bravo)] {
         let r = out.result.as_ref().expect("a result");
         assert_eq!(r.capture, Capture::Snapshot, "{name}");
         let member = format!("{}/data/user-files/file-1.blob", r.id);
-        let stored = Command::new("tar")
-            .args(["-xOf", &r.archive, &member])
-            .output()
-            .unwrap();
         assert_eq!(
-            stored.stdout,
+            tar_member(&r.archive, &member),
             format!("{name} ").repeat(10_000).into_bytes(),
             "{name}"
         );
@@ -849,7 +800,7 @@ async fn a_database_sqlite_would_open_in_wal_mode_is_refused_and_nothing_beside_
     for switched in [false, true] {
         let w = World::new(&["alpha"]);
         let c = w.client().await;
-        let data = owned_by_nobody(&w);
+        let data = w.data_owned_by_nobody("alpha");
         let dir = data.join("user-files");
         database(&dir.join("group-1.sqlite"), "mine", 5);
         let shared = w.sb.path("shared");
@@ -925,10 +876,7 @@ async fn a_database_sqlite_would_open_in_wal_mode_is_refused_and_nothing_beside_
 /// does not start as a zip (an end-to-end-encrypted budget) is archived as read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_cut_short_by_a_paused_writer_is_read_again_once_whole() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     let (cut, empty) = (
         data.join("user-files/file-1.blob"),
         data.join("user-files/file-3.blob"),
@@ -983,10 +931,7 @@ async fn a_blob_cut_short_by_a_paused_writer_is_read_again_once_whole() {
 /// after the bounded attempts, naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_that_stays_cut_short_fails_the_create() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     let blob = data.join("user-files/file-1.blob");
     let whole = abssd_tests::actual::blob("1", 1, 50_000);
     fs::write(&blob, &whole[..whole.len() - 10]).unwrap();
@@ -1008,10 +953,7 @@ async fn a_blob_that_stays_cut_short_fails_the_create() {
 /// modes none and offline the walk's files go in as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_group_database_is_left_out_of_a_snapshot() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     database(&data.join("user-files/group-1.sqlite"), "kept", 3);
     fs::write(data.join("user-files/group-x.sqlite"), b"").unwrap();
     nobody::chown_r(&data, NOBODY);
@@ -1060,21 +1002,17 @@ async fn an_empty_group_database_is_left_out_of_a_snapshot() {
 /// would otherwise keep the create, and SQLite's lock, for hours.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_grown_past_its_pages_under_the_lock_is_archived_as_sqlite_counts_it() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, _w, c, data) = scene().await;
     let db = data.join("user-files/group-1.sqlite");
     database(&db, "mine", 50);
     let pages = fs::metadata(&db).unwrap().len();
-    let ran = as_nobody_at(
+    let out = create_attacked(
+        &c,
         "create::snapshot-taken",
         &data.join("user-files"),
         "truncate -s +64M group-1.sqlite".into(),
-    );
-    let out = create(&c, &params(None)).await;
-    fail::remove("create::snapshot-taken");
-    assert!(ran.load(Ordering::SeqCst));
+    )
+    .await;
     assert_eq!(fs::metadata(&db).unwrap().len(), pages + (64 << 20));
     let r = out.result.as_ref().unwrap();
     assert_eq!(r.snapshots, 1, "{:?}", r.warnings);
@@ -1092,10 +1030,7 @@ async fn a_database_grown_past_its_pages_under_the_lock_is_archived_as_sqlite_co
 /// snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_cut_under_the_lock_fails_the_create_naming_the_cause() {
-    let _serial = serial();
-    let w = World::new(&["alpha"]);
-    let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let (_serial, w, c, data) = scene().await;
     let db = data.join("user-files/group-1.sqlite");
     database(&db, "mine", 50);
     let ran = as_nobody_at(
@@ -1122,7 +1057,7 @@ async fn a_hard_link_in_another_instance_never_drops_a_snapshots_lock() {
     let _serial = serial();
     let w = World::new(&["alpha", "bravo"]);
     for name in ["alpha", "bravo"] {
-        instance_owned_by_nobody(&w, name);
+        w.data_owned_by_nobody(name);
     }
     let db = w.data("alpha").join("user-files/group-1.sqlite");
     database(&db, "alpha", 20);
@@ -1131,19 +1066,7 @@ async fn a_hard_link_in_another_instance_never_drops_a_snapshots_lock() {
     nobody::sh(None, &format!("ln {} {}", db.display(), other.display()));
 
     // Alpha stops mid-read, SQLite's lock held, until released.
-    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let first = AtomicBool::new(true);
-    let held = std::sync::Mutex::new(Some((entered_tx, release_rx)));
-    fail::cfg_callback("create::database-read", move || {
-        if first.swap(false, Ordering::SeqCst)
-            && let Some((entered, release)) = held.lock().unwrap().take()
-        {
-            entered.send(()).unwrap();
-            release.recv().unwrap();
-        }
-    })
-    .unwrap();
+    let mut gate = Gate::at("create::database-read");
     // Bravo says when it has to wait for alpha.
     let (waits_tx, waits_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     fail::cfg_callback("create::live-file-waits", move || {
@@ -1155,9 +1078,7 @@ async fn a_hard_link_in_another_instance_never_drops_a_snapshots_lock() {
         let c = w.client().await;
         tokio::spawn(async move { create(&c, &params(None)).await })
     };
-    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
-        .await
-        .unwrap();
+    gate.entered().await;
     let mut bravo = {
         let c = w.client().await;
         let p = CreateParams {
@@ -1172,26 +1093,8 @@ async fn a_hard_link_in_another_instance_never_drops_a_snapshots_lock() {
         done = &mut bravo => Some(done),
     };
 
-    let script = r#"
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
-c.execute("BEGIN IMMEDIATE")
-c.execute("INSERT INTO messages VALUES ('later')")
-try:
-    c.execute("COMMIT")
-    print("committed")
-except sqlite3.OperationalError as e:
-    print(e)
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&db)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
-    release_tx.send(()).unwrap();
+    let committed = commit_as_nobody(&db);
+    gate.release();
     fail::remove("create::database-read");
     fail::remove("create::live-file-waits");
     assert!(
@@ -1199,18 +1102,15 @@ except sqlite3.OperationalError as e:
         "bravo's create ran while alpha held its database"
     );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "database is locked",
+        committed, "database is locked",
         "a writer committed under alpha's read"
     );
     let alpha = alpha.await.unwrap().result.expect("alpha's create");
     assert_eq!(alpha.snapshots, 1);
-    let dir = extract(&alpha.archive);
-    let got = check(
-        &dir.path()
-            .join(format!("{}/data/user-files/group-1.sqlite", alpha.id)),
+    assert_eq!(
+        archived_rows(&alpha, "user-files/group-1.sqlite"),
+        rows("alpha", 20)
     );
-    assert_eq!(got, rows("alpha", 20));
     // Bravo went on once alpha's read ended.
     let bravo = bravo.await.unwrap().expect("bravo's create");
     assert!(bravo.result.is_some());

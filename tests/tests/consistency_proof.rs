@@ -17,7 +17,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,7 +32,7 @@ use abssd_proto::{
     Capture, Compression, Consistency, CreateParams, CreateResult, RestoreParams, WireError,
 };
 use abssd_tests::actual::{Checked, check_data};
-use abssd_tests::nobody::{NOBODY, chown_r};
+use abssd_tests::nobody::NOBODY;
 use abssd_tests::serial;
 use abssd_tests::world::{Tmpfs, World, restore};
 use jsonrpsee::core::client::Client;
@@ -165,16 +165,7 @@ impl Drop for Writer {
 fn busy_instance() -> (World, PathBuf, Tmpfs) {
     let w = World::new(&["alpha"]);
     assert!(w.unit_active("alpha"));
-    let data = w.data("alpha");
-    let mut dir = data.clone();
-    while dir.starts_with(&w.sb.prefix) {
-        let mode = fs::metadata(&dir).unwrap().permissions().mode();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o711)).unwrap();
-        if !dir.pop() {
-            break;
-        }
-    }
-    chown_r(&data, NOBODY);
+    let data = w.data_owned_by_nobody("alpha");
     // Restores go to a tmpfs: a restore ends with a syncfs of its
     // destination's filesystem, which on a shared disk waits for everything
     // else written there (0.36 s a restore instead of 0.2 on this machine).

@@ -11,15 +11,14 @@
 
 use std::fs;
 use std::io::Write;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use abssd_proto::methods::call::call;
-use abssd_proto::methods::{BackupCreate, BackupShow, BackupVerify};
+use abssd_proto::methods::{BackupCreate, BackupVerify};
 use abssd_proto::*;
 use abssd_tests::inspect::{events_of, phase};
 use abssd_tests::world::{World, live, restore};
-use abssd_tests::{Daemon, Sandbox, Verb, client, serial, tar};
+use abssd_tests::{Daemon, Sandbox, Verb, client, serial, show, tar, tar_member};
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
 
@@ -41,21 +40,9 @@ async fn create(
     call::<BackupCreate>(c, params).await
 }
 
-async fn entry(c: &Client, id: &str) -> BackupEntry {
-    call::<BackupShow>(c, &ShowParams { id: id.into() })
-        .await
-        .expect("backup.show")
-        .backup
-}
-
-/// The bytes of `member` in an uncompressed archive, as GNU tar extracts them.
-fn member(archive: &str, member: &str) -> Vec<u8> {
-    let out = Command::new("tar")
-        .args(["-xOf", archive, member])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "tar -xOf {archive} {member}");
-    out.stdout
+/// The jobs of one stop-mode create: the unit stopped, then started again.
+fn stop_then_start() -> [String; 2] {
+    [format!("StopUnit {UNIT}"), format!("StartUnit {UNIT}")]
 }
 
 /// The operations-log line of `op_id`.
@@ -116,10 +103,7 @@ async fn stop_mode_stops_the_unit_around_the_walk_and_the_archive_pass() {
     let (plan, r) = (out.plan.unwrap(), out.result.unwrap());
 
     assert_eq!(order.get(), ["stopped", "archive", "started"]);
-    assert_eq!(
-        w.jobs(),
-        [format!("StopUnit {UNIT}"), format!("StartUnit {UNIT}")]
-    );
+    assert_eq!(w.jobs(), stop_then_start());
     assert!(w.unit_active("alpha"));
     assert_eq!(
         (plan.consistency, plan.capture, plan.unit_running),
@@ -131,7 +115,7 @@ async fn stop_mode_stops_the_unit_around_the_walk_and_the_archive_pass() {
     let downtime = r.downtime_ms.expect("downtime reported");
 
     // Walked after the stop: what the service wrote on its way down is whole.
-    let db = member(
+    let db = tar_member(
         &r.archive,
         &format!("{}/data/server-files/account.sqlite", r.id),
     );
@@ -145,7 +129,7 @@ async fn stop_mode_stops_the_unit_around_the_walk_and_the_archive_pass() {
         "the file written at shutdown is not in the archive"
     );
 
-    let e = entry(&c, &r.id).await;
+    let e = show(&c, &r.id).await;
     assert_eq!(e.metadata.consistency.as_deref(), Some("stop"));
     let events = events_of(&c, &out.op_id).await;
     assert!(phase(&events, "stop_unit").is_some() && phase(&events, "start_unit").is_some());
@@ -196,7 +180,7 @@ async fn a_unit_that_is_not_running_is_read_offline_and_left_alone() {
     );
     assert_eq!((r.capture, r.downtime_ms), (Capture::Offline, None));
     assert_eq!(
-        entry(&c, &r.id).await.metadata.consistency.as_deref(),
+        show(&c, &r.id).await.metadata.consistency.as_deref(),
         Some("offline")
     );
     assert!(w.jobs().is_empty(), "{:?}", w.jobs());
@@ -263,13 +247,10 @@ async fn a_unit_that_does_not_start_again_fails_the_create_but_keeps_the_backup(
             err.message
         );
     }
-    assert_eq!(
-        w.jobs(),
-        [format!("StopUnit {UNIT}"), format!("StartUnit {UNIT}")]
-    );
+    assert_eq!(w.jobs(), stop_then_start());
     assert!(!w.unit_active("alpha"));
 
-    let e = entry(&c, &id).await;
+    let e = show(&c, &id).await;
     assert_eq!(e.metadata.consistency.as_deref(), Some("stop"));
     assert_eq!(e.status, "available");
     let verified = call::<BackupVerify>(
@@ -321,10 +302,7 @@ async fn a_failed_archive_pass_starts_the_unit_again() {
         "{}",
         err.message
     );
-    assert_eq!(
-        w.jobs(),
-        [format!("StopUnit {UNIT}"), format!("StartUnit {UNIT}")]
-    );
+    assert_eq!(w.jobs(), stop_then_start());
     assert!(w.unit_active("alpha"));
     assert_eq!(fs::read(w.cfg().index_file).ok(), index);
     assert_eq!(fs::read(&out_dir).unwrap(), b"not a directory");
@@ -368,10 +346,7 @@ async fn a_stop_that_fails_archives_nothing_and_starts_the_unit() {
         "{}",
         err.message
     );
-    assert_eq!(
-        w.jobs(),
-        [format!("StopUnit {UNIT}"), format!("StartUnit {UNIT}")]
-    );
+    assert_eq!(w.jobs(), stop_then_start());
     assert!(w.unit_active("alpha"));
     assert!(!w.cfg().instance_backup_dir("alpha").exists());
     w.assert_no_leftovers();
@@ -395,7 +370,7 @@ async fn the_pre_restore_backup_in_stop_mode_hands_a_running_unit_to_the_restore
     let r = out.result.unwrap();
     let pre = r.pre_restore_backup.expect("a pre-restore backup");
     assert_eq!(
-        entry(&c, &pre).await.metadata.consistency.as_deref(),
+        show(&c, &pre).await.metadata.consistency.as_deref(),
         Some("stop")
     );
     assert_eq!(

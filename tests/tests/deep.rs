@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use abssd_proto::methods::call::call;
-use abssd_proto::methods::{BackupCreate, BackupReconcile, BackupShow, BackupVerify};
+use abssd_proto::methods::{BackupCreate, BackupReconcile, BackupVerify};
 use abssd_proto::*;
 use abssd_tests::inspect::snapshot;
 use abssd_tests::world::{World, assert_same, no_pre, restore};
-use abssd_tests::{Daemon, Sandbox, client};
+use abssd_tests::{Daemon, Sandbox, client, show};
 use jsonrpsee::core::client::Client;
 use rusqlite::Connection;
 
@@ -108,6 +108,44 @@ fn group_db(data: &Path) -> PathBuf {
     data.join(format!("user-files/group-{GROUP}.sqlite"))
 }
 
+/// A sandbox with instance `alpha` whose data is [`actual_data`]'s, and
+/// alpha's data root.
+fn actual_sandbox(encrypted: bool) -> (Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    let data = sb.add_instance("alpha");
+    actual_data(&data, encrypted);
+    (sb, data)
+}
+
+/// The daemon on `sb`, and a client of it.
+async fn serve(sb: &Sandbox) -> (Daemon, Client) {
+    let daemon = Daemon::start(sb);
+    let c = client(&daemon.socket).await;
+    (daemon, c)
+}
+
+/// Leave the group database as a writer stopped in the middle of a
+/// transaction leaves it: with a tiny cache its changes spill into the
+/// database file before the commit, and only the hot journal beside it holds
+/// the pages as they were. The writer worked on a copy in the directory
+/// returned.
+fn leave_a_hot_journal(data: &Path) -> tempfile::TempDir {
+    let scratch = tempfile::tempdir().unwrap();
+    let live = scratch.path().join("g.sqlite");
+    fs::copy(group_db(data), &live).unwrap();
+    let w = Connection::open(&live).unwrap();
+    w.execute_batch("PRAGMA cache_size = 1; BEGIN IMMEDIATE; DELETE FROM messages_binary; INSERT INTO messages_binary SELECT 'x' || i, 0, randomblob(300) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i FROM n);")
+        .unwrap();
+    let journal = scratch.path().join("g.sqlite-journal");
+    assert!(journal.exists(), "the writer has a journal");
+    fs::copy(&live, group_db(data)).unwrap();
+    let mut hot = group_db(data).into_os_string();
+    hot.push("-journal");
+    fs::copy(&journal, &hot).unwrap();
+    drop(w);
+    scratch
+}
+
 /// A backup of `instance` read as its files are, whatever the daemon's
 /// default: the damage must reach the archive as it is.
 async fn backup_as_is(c: &Client, instance: &str) -> CreateResult {
@@ -134,23 +172,13 @@ async fn verify(c: &Client, id: &str, deep: bool) -> VerifyItem {
     out.result.unwrap().results.remove(0)
 }
 
-async fn show(c: &Client, id: &str) -> BackupEntry {
-    call::<BackupShow>(c, &ShowParams { id: id.into() })
-        .await
-        .unwrap()
-        .backup
-}
-
 /// One instance whose data `damage` spoils, backed up, deep-verified: the
 /// item, which must be corrupt with a problem containing `expect`, and the
 /// index entry, which must record it while saying the bytes matched.
 async fn damaged(damage: impl FnOnce(&Path), expect: &str) -> DeepVerification {
-    let sb = Sandbox::new();
-    let data = sb.add_instance("alpha");
-    actual_data(&data, false);
+    let (sb, data) = actual_sandbox(false);
     damage(&data);
-    let daemon = Daemon::start(&sb);
-    let c = client(&daemon.socket).await;
+    let (_daemon, c) = serve(&sb).await;
     let r = backup_as_is(&c, "alpha").await;
 
     let item = verify(&c, &r.id, true).await;
@@ -190,11 +218,8 @@ async fn damaged(damage: impl FnOnce(&Path), expect: &str) -> DeepVerification {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_instance_passes_and_the_index_records_what_was_checked() {
-    let sb = Sandbox::new();
-    let data = sb.add_instance("alpha");
-    actual_data(&data, false);
-    let daemon = Daemon::start(&sb);
-    let c = client(&daemon.socket).await;
+    let (sb, _data) = actual_sandbox(false);
+    let (_daemon, c) = serve(&sb).await;
     let r = abssd_tests::backup(&c, "alpha").await;
 
     let params = VerifyParams {
@@ -302,11 +327,8 @@ async fn a_file_listed_in_account_sqlite_but_absent_is_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_budgets_blob_is_not_a_zip_and_passes() {
-    let sb = Sandbox::new();
-    let data = sb.add_instance("alpha");
-    actual_data(&data, true);
-    let daemon = Daemon::start(&sb);
-    let c = client(&daemon.socket).await;
+    let (sb, data) = actual_sandbox(true);
+    let (_daemon, c) = serve(&sb).await;
     let r = backup_as_is(&c, "alpha").await;
     let item = verify(&c, &r.id, true).await;
     assert_eq!(item.status, status::AVAILABLE, "{item:?}");
@@ -337,25 +359,8 @@ async fn an_encrypted_budgets_blob_is_not_a_zip_and_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_journal_archived_with_its_database_is_rolled_back() {
-    let sb = Sandbox::new();
-    let data = sb.add_instance("alpha");
-    actual_data(&data, false);
-    // A writer stopped in the middle of a transaction: with a tiny cache its
-    // changes spill into the database file before the commit, and only the
-    // journal beside it holds the pages as they were.
-    let scratch = tempfile::tempdir().unwrap();
-    let live = scratch.path().join("g.sqlite");
-    fs::copy(group_db(&data), &live).unwrap();
-    let w = Connection::open(&live).unwrap();
-    w.execute_batch("PRAGMA cache_size = 1; BEGIN IMMEDIATE; DELETE FROM messages_binary; INSERT INTO messages_binary SELECT 'x' || i, 0, randomblob(300) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i FROM n);")
-        .unwrap();
-    let journal = scratch.path().join("g.sqlite-journal");
-    assert!(journal.exists(), "the writer has a journal");
-    fs::copy(&live, group_db(&data)).unwrap();
-    let mut hot = group_db(&data).into_os_string();
-    hot.push("-journal");
-    fs::copy(&journal, &hot).unwrap();
-    drop(w);
+    let (sb, data) = actual_sandbox(false);
+    let _scratch = leave_a_hot_journal(&data);
     // Without its journal the copy is torn: the check must use the journal.
     let torn = Connection::open_with_flags(
         format!("file:{}?immutable=1", group_db(&data).display()),
@@ -364,8 +369,7 @@ async fn a_hot_journal_archived_with_its_database_is_rolled_back() {
     .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)));
     assert!(!matches!(torn.as_deref(), Ok("ok")), "{torn:?}");
 
-    let daemon = Daemon::start(&sb);
-    let c = client(&daemon.socket).await;
+    let (_daemon, c) = serve(&sb).await;
     let r = backup_as_is(&c, "alpha").await;
     let item = verify(&c, &r.id, true).await;
     assert_eq!(item.status, status::AVAILABLE, "{item:?}");
@@ -374,11 +378,8 @@ async fn a_hot_journal_archived_with_its_database_is_rolled_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_verify_deep_records_each_finding() {
-    let sb = Sandbox::new();
-    let data = sb.add_instance("alpha");
-    actual_data(&data, false);
-    let daemon = Daemon::start(&sb);
-    let c = client(&daemon.socket).await;
+    let (sb, data) = actual_sandbox(false);
+    let (_daemon, c) = serve(&sb).await;
     let good = backup_as_is(&c, "alpha").await;
     fs::remove_file(data.join(".migrate")).unwrap();
     let bad = backup_as_is(&c, "alpha").await;
@@ -414,8 +415,7 @@ async fn reconcile_verify_deep_records_each_finding() {
 async fn reconcile_deep_without_verify_is_refused() {
     let sb = Sandbox::new();
     sb.add_instance("alpha");
-    let daemon = Daemon::start(&sb);
-    let c = client(&daemon.socket).await;
+    let (_daemon, c) = serve(&sb).await;
     let before = snapshot(&sb.prefix);
     let params = ReconcileParams {
         apply: true,
@@ -570,20 +570,10 @@ async fn a_journal_naming_a_super_journal_is_not_rolled_back() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let sb = Sandbox::new();
-    let data = sb.add_instance("alpha");
-    actual_data(&data, false);
-    let scratch = tempfile::tempdir().unwrap();
-    let live = scratch.path().join("g.sqlite");
-    fs::copy(group_db(&data), &live).unwrap();
-    let w = Connection::open(&live).unwrap();
-    w.execute_batch("PRAGMA cache_size = 1; BEGIN IMMEDIATE; DELETE FROM messages_binary; INSERT INTO messages_binary SELECT 'x' || i, 0, randomblob(300) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) SELECT i FROM n);")
-        .unwrap();
-    fs::copy(&live, group_db(&data)).unwrap();
+    let (sb, data) = actual_sandbox(false);
+    let scratch = leave_a_hot_journal(&data);
     let mut hot = group_db(&data).into_os_string();
     hot.push("-journal");
-    fs::copy(scratch.path().join("g.sqlite-journal"), &hot).unwrap();
-    drop(w);
     // SQLite's super-journal record: a page number, the name, its length and
     // checksum (the sum of its bytes), the journal magic.
     let fifo = scratch.path().join("evil-mj1234569ab");
@@ -612,8 +602,7 @@ async fn a_journal_naming_a_super_journal_is_not_rolled_back() {
         drop(fd);
     });
 
-    let daemon = Daemon::start(&sb);
-    let c = client(&daemon.socket).await;
+    let (_daemon, c) = serve(&sb).await;
     let r = backup_as_is(&c, "alpha").await;
     let item = verify(&c, &r.id, true).await;
     let was_opened = opened.load(Ordering::SeqCst);

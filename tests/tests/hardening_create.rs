@@ -13,36 +13,20 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupShow};
 use abssd_proto::*;
+use abssd_tests::hooks::as_nobody_at;
 use abssd_tests::inspect::events_of;
 use abssd_tests::nobody::{self, NOBODY};
-use abssd_tests::serial;
-use abssd_tests::tar;
 use abssd_tests::world::{World, restore};
+use abssd_tests::{serial, tar};
 use jsonrpsee::core::client::Client;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-
-/// Hand the data directory to the service user, as on a real host: it owns
-/// everything below the data root and can reach it.
-fn owned_by_nobody(w: &World) -> PathBuf {
-    let data = w.data("alpha");
-    let mut dir = data.clone();
-    while dir.starts_with(&w.sb.prefix) {
-        let mode = fs::metadata(&dir).unwrap().permissions().mode();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o711)).unwrap();
-        if !dir.pop() {
-            break;
-        }
-    }
-    give_to_nobody(&data);
-    data
-}
 
 /// `chown -R` to the service user.
 fn give_to_nobody(path: &Path) {
@@ -54,20 +38,6 @@ fn give_to_nobody(path: &Path) {
 #[track_caller]
 fn as_nobody(dir: &Path, script: &str) {
     nobody::sh(Some(dir), script);
-}
-
-/// The first time the daemon reaches the hook `name`, run `script` as the
-/// service user in `dir`, right there in the window; the flag says it ran.
-fn as_nobody_at(name: &'static str, dir: &Path, script: String) -> Arc<AtomicBool> {
-    let ran = Arc::new(AtomicBool::new(false));
-    let (dir, flag) = (dir.to_owned(), ran.clone());
-    fail::cfg_callback(name, move || {
-        if !flag.swap(true, Ordering::SeqCst) {
-            as_nobody(&dir, &script);
-        }
-    })
-    .unwrap();
-    ran
 }
 
 /// A root-only directory (0700) holding a root-only file (0600) with a secret
@@ -145,7 +115,7 @@ async fn a_file_swapped_for_a_symlink_after_the_walk_is_left_out_not_read() {
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let data = w.data_owned_by_nobody("alpha");
     let (dir, secret) = root_only_secret(&w);
     // As long as the secret: a tar pass that reads through the link fills the
     // recorded size with it.
@@ -181,7 +151,7 @@ async fn a_directory_swapped_for_a_symlink_during_the_walk_is_not_followed() {
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let data = w.data_owned_by_nobody("alpha");
     let (dir, secret) = root_only_secret(&w);
     fs::create_dir(data.join("0-victimdir")).unwrap();
     fs::write(data.join("0-victimdir/shadow"), "mine\n").unwrap();
@@ -222,7 +192,7 @@ async fn a_data_root_its_user_swapped_for_a_symlink_is_not_followed() {
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let data = w.data_owned_by_nobody("alpha");
     // The instance's user owns the directory that holds its data root.
     let home = data.parent().unwrap().to_owned();
     give_to_nobody(&home);
@@ -262,7 +232,7 @@ async fn a_fifo_swapped_in_after_the_walk_neither_hangs_the_create_nor_keeps_the
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let data = w.data_owned_by_nobody("alpha");
     fs::write(data.join("victim"), "data\n").unwrap();
     give_to_nobody(&data.join("victim"));
 
@@ -311,7 +281,7 @@ async fn symlinks_restore_would_refuse_are_left_out_with_warnings_and_the_backup
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let data = w.data_owned_by_nobody("alpha");
     as_nobody(&data, "ln -s /etc/passwd abs && ln -s ../../.. up");
 
     let out = create(&c, &plain("alpha")).await;
@@ -762,7 +732,7 @@ async fn a_file_truncated_after_the_walk_is_stored_padded_and_reported() {
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let data = w.data_owned_by_nobody("alpha");
     fs::write(data.join("shrinking"), vec![b'x'; 10_000]).unwrap();
     give_to_nobody(&data.join("shrinking"));
 
@@ -816,7 +786,7 @@ async fn a_leased_file_is_left_out_and_does_not_fail_the_create() {
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
-    let data = owned_by_nobody(&w);
+    let data = w.data_owned_by_nobody("alpha");
     let leased = data.join("leased");
     fs::write(&leased, "mine\n").unwrap();
     give_to_nobody(&leased);

@@ -9,6 +9,7 @@ use std::process::Command;
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupReconcile, BackupRestore};
 use abssd_proto::*;
+use abssd_tests::hooks::Gate;
 use abssd_tests::inspect::{events_of, snapshot_content};
 use abssd_tests::python::{python_style_archive, register_python_entry};
 use abssd_tests::{Daemon, Sandbox, backup, client, serial};
@@ -604,7 +605,7 @@ async fn an_archive_on_its_way_into_the_index_is_never_an_orphan() {
     let c = client(&daemon.socket).await;
     // Hold the create between renaming its archive into place and writing its
     // index entry: the window a reconcile could mistake for an orphan.
-    fail::cfg("create::archive-in-place", "sleep(1500)").unwrap();
+    let mut gate = Gate::at("create::archive-in-place");
     let started = call::<BackupCreate>(
         &c,
         &CreateParams {
@@ -615,23 +616,14 @@ async fn an_archive_on_its_way_into_the_index_is_never_an_orphan() {
     )
     .await
     .unwrap();
+    gate.entered().await;
     let dir = sb.config().backups_root.join("alpha");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let archive = loop {
-        let found = fs::read_dir(&dir).ok().and_then(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
-        });
-        if let Some(path) = found {
-            break path;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the archive never appeared"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
+    let archive = fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .expect("the archive is in place");
     // In the window: the archive is in place and the index does not have it.
     let (looked, plan, r) = reconcile(&c, None, READ).await;
     let (_, _, adopting) = reconcile(
@@ -660,6 +652,7 @@ async fn an_archive_on_its_way_into_the_index_is_never_an_orphan() {
             if text.contains("being written by running creates") && text.contains(&*archive.to_string_lossy()))
     });
     assert!(said, "the skipped archive is mentioned");
+    gate.release();
     fail::remove("create::archive-in-place");
 
     let events = events_of(&c, &started.op_id).await;
