@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use abssd_proto::{Actor, Event, EventKind, OpInfo, OpState, WireError};
+use abssd_proto::{Actor, Command, Event, EventKind, OpInfo, OpState, WireError};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -50,7 +50,7 @@ pub struct Operation {
     /// UUIDv7 text.
     pub id: String,
     /// `backup create`, ...
-    pub command: String,
+    pub command: Command,
     /// Request parameters.
     pub args: Value,
     /// Who asked.
@@ -88,7 +88,7 @@ impl Operations {
     /// Register a new running operation.
     pub fn begin(
         &self,
-        command: &str,
+        command: Command,
         args: Value,
         actor: Actor,
         target: Option<String>,
@@ -102,7 +102,7 @@ impl Operations {
     pub fn begin_within(
         &self,
         limit: usize,
-        command: &str,
+        command: Command,
         args: Value,
         actor: Actor,
         target: Option<String>,
@@ -126,7 +126,7 @@ impl Operations {
     pub fn begin_recovered(
         &self,
         op_id: &str,
-        command: &str,
+        command: Command,
         target: Option<String>,
         actor: Actor,
     ) -> Arc<Operation> {
@@ -151,7 +151,7 @@ impl Operations {
         let recovered = args["recovery"] == true;
         let mut op = Operation::new(
             text("op_id")?,
-            &text("command")?,
+            Command::named(&text("command")?),
             args,
             actor,
             text("target"),
@@ -242,14 +242,14 @@ pub fn check_id(op_id: &str, now: SystemTime) -> Result<Option<String>, Error> {
 
 impl Operation {
     /// A new operation of this process, with a fresh id.
-    fn started(command: &str, args: Value, actor: Actor, target: Option<String>) -> Operation {
+    fn started(command: Command, args: Value, actor: Actor, target: Option<String>) -> Operation {
         let id = uuid::Uuid::now_v7().to_string();
         Operation::new(id, command, args, actor, target, false)
     }
 
     fn new(
         id: String,
-        command: &str,
+        command: Command,
         args: Value,
         actor: Actor,
         target: Option<String>,
@@ -257,7 +257,7 @@ impl Operation {
     ) -> Operation {
         Operation {
             id,
-            command: command.to_owned(),
+            command,
             args,
             actor,
             target,
@@ -524,6 +524,10 @@ impl Progress for Operation {
 mod tests {
     use super::*;
 
+    fn x() -> Command {
+        Command::Other("x".into())
+    }
+
     fn actor() -> Actor {
         Actor {
             uid: 0,
@@ -535,7 +539,12 @@ mod tests {
     #[tokio::test]
     async fn exactly_one_terminal_event_and_replay_from_start() {
         let ops = Operations::default();
-        let op = ops.begin("backup create", Value::Null, actor(), Some("a".into()));
+        let op = ops.begin(
+            Command::BackupCreate,
+            Value::Null,
+            actor(),
+            Some("a".into()),
+        );
         op.emit(EventKind::Message {
             level: "info".into(),
             text: "x".into(),
@@ -558,8 +567,8 @@ mod tests {
     #[test]
     fn op_ids_are_uuid_v7_and_sort_by_start() {
         let ops = Operations::default();
-        let a = ops.begin("x", Value::Null, actor(), None);
-        let b = ops.begin("x", Value::Null, actor(), None);
+        let a = ops.begin(x(), Value::Null, actor(), None);
+        let b = ops.begin(x(), Value::Null, actor(), None);
         let ua = uuid::Uuid::parse_str(&a.id).unwrap();
         assert_eq!(ua.get_version_num(), 7);
         assert!(a.id < b.id);
@@ -570,7 +579,7 @@ mod tests {
     fn pages_go_back_from_the_newest_and_readers_are_capped() {
         let ops = Operations::default();
         let ids: Vec<String> = (0..7)
-            .map(|_| ops.begin("x", Value::Null, actor(), None).id.clone())
+            .map(|_| ops.begin(x(), Value::Null, actor(), None).id.clone())
             .collect();
         let first = ops.page(false, 3, None);
         let got: Vec<&str> = first.operations.iter().map(|o| o.id.as_str()).collect();
@@ -588,17 +597,17 @@ mod tests {
             pid: 2,
         };
         let a = ops
-            .begin_within(2, "x", Value::Null, reader.clone(), None)
+            .begin_within(2, x(), Value::Null, reader.clone(), None)
             .unwrap();
-        ops.begin_within(2, "x", Value::Null, reader.clone(), None)
+        ops.begin_within(2, x(), Value::Null, reader.clone(), None)
             .unwrap();
         assert_eq!(
-            ops.begin_within(2, "x", Value::Null, reader.clone(), None)
+            ops.begin_within(2, x(), Value::Null, reader.clone(), None)
                 .unwrap_err(),
             2
         );
         a.succeed(Value::Null);
-        assert!(ops.begin_within(2, "x", Value::Null, reader, None).is_ok());
+        assert!(ops.begin_within(2, x(), Value::Null, reader, None).is_ok());
     }
 
     #[test]
@@ -650,7 +659,7 @@ mod tests {
     #[test]
     fn a_readers_ended_operations_never_push_out_an_operators() {
         let ops = Operations::default();
-        let operator = ops.begin("backup create", Value::Null, actor(), None);
+        let operator = ops.begin(Command::BackupCreate, Value::Null, actor(), None);
         operator.succeed(Value::Null);
         let reader = Actor {
             uid: 65534,
@@ -660,7 +669,13 @@ mod tests {
         let mut last = None;
         for _ in 0..KEEP_FINISHED + 10 {
             let op = ops
-                .begin_within(2, "backup reconcile", Value::Null, reader.clone(), None)
+                .begin_within(
+                    2,
+                    Command::BackupReconcile,
+                    Value::Null,
+                    reader.clone(),
+                    None,
+                )
                 .unwrap();
             assert!(op.reader);
             op.succeed(Value::Null);

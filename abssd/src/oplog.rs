@@ -266,7 +266,7 @@ mod tests {
     use super::*;
     use crate::operations::Operations;
     use crate::ops::Progress;
-    use abssd_proto::{Actor, ErrorKind, EventKind, OpState, WireError};
+    use abssd_proto::{Actor, Command, ErrorKind, EventKind, OpState, WireError};
 
     #[test]
     fn one_line_per_operation_also_on_failure() {
@@ -279,7 +279,7 @@ mod tests {
             pid: 42,
         };
         let ok = ops.begin(
-            "backup create",
+            Command::BackupCreate,
             json!({"instance": "a"}),
             actor.clone(),
             Some("a".into()),
@@ -290,7 +290,7 @@ mod tests {
         });
         ok.changed("id-1");
         record(&log, 1 << 20, &ok, &Ok(json!({"id": "id-1"}))).unwrap();
-        let bad = ops.begin("backup verify", json!({}), actor, None);
+        let bad = ops.begin(Command::BackupVerify, json!({}), actor, None);
         record(
             &log,
             1 << 20,
@@ -350,7 +350,7 @@ mod tests {
             pid: 1,
         };
         // A huge result is replaced by its size; the line stays parseable.
-        let big = ops.begin("backup reconcile", json!({}), actor.clone(), None);
+        let big = ops.begin(Command::BackupReconcile, json!({}), actor.clone(), None);
         let huge = json!({ "items": "x".repeat(3 * MAX_LINE) });
         record(&log, 1 << 30, &big, &Ok(huge)).unwrap();
         let text = std::fs::read_to_string(&log).unwrap();
@@ -363,7 +363,12 @@ mod tests {
         let max = 4096;
         let mut ids = Vec::new();
         for _ in 0..40 {
-            let op = ops.begin("backup verify", json!({"all": true}), actor.clone(), None);
+            let op = ops.begin(
+                Command::BackupVerify,
+                json!({"all": true}),
+                actor.clone(),
+                None,
+            );
             record(&log, max, &op, &Ok(json!({"results": []}))).unwrap();
             ids.push(op.id.clone());
         }

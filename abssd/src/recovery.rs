@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use abssd_proto::{Actor, ErrorKind, EventKind, WireError};
+use abssd_proto::{Actor, Command, ErrorKind, EventKind, WireError};
 use serde_json::json;
 
 use crate::error::{Error, Result};
@@ -64,11 +64,16 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
                 continue;
             }
         };
-        let target = Some(match record.command.as_str() {
-            "backup create" => record.instance.clone(),
+        let target = Some(match record.command {
+            Command::BackupCreate => record.instance.clone(),
             _ => record.backup_id.clone(),
         });
-        let op = ops.begin_recovered(&record.op_id, &record.command, target, daemon_actor());
+        let op = ops.begin_recovered(
+            &record.op_id,
+            record.command.clone(),
+            target,
+            daemon_actor(),
+        );
         // Nothing else runs yet, but a Python abssctl may: take the same locks
         // the operation held.
         let outcome = match locked(ctx, &record, &op).await {
@@ -123,8 +128,8 @@ async fn one(
     units: &mut Option<std::result::Result<Systemd, String>>,
 ) -> std::result::Result<serde_json::Value, WireError> {
     let config = &ctx.config;
-    match record.command.as_str() {
-        "backup create" => {
+    match &record.command {
+        Command::BackupCreate => {
             let (file, r) = (config.index_file.clone(), record.clone());
             let removed = tokio::task::spawn_blocking(move || ops::create::recover(&file, &r))
                 .await
@@ -154,7 +159,7 @@ async fn one(
                     Ok(json!({ "recovered": "finished", "id": record.backup_id, "done": done }))
                 }
                 None => Err(interrupted(
-                    "backup create",
+                    &Command::BackupCreate,
                     "its backup was complete, but the unit it had stopped was not started again",
                     done,
                     left,
@@ -167,7 +172,7 @@ async fn one(
                         "its unfinished archive was removed"
                     };
                     Err(interrupted(
-                        "backup create",
+                        &Command::BackupCreate,
                         what,
                         removed.into_iter().chain(done).collect(),
                         left,
@@ -175,7 +180,7 @@ async fn one(
                 }
             }
         }
-        "backup restore" => {
+        Command::BackupRestore => {
             let needs_systemd = record.steps.iter().any(|s| {
                 matches!(
                     s,
@@ -213,7 +218,7 @@ async fn one(
                         ));
                     }
                     Err(interrupted(
-                        "backup restore",
+                        &Command::BackupRestore,
                         "it was rolled back",
                         report.undone,
                         left,
@@ -248,7 +253,7 @@ async fn connected<'u>(
 }
 
 /// The error a rolled-back interrupted operation ends with.
-fn interrupted(command: &str, what: &str, undone: Vec<String>, left: Vec<String>) -> WireError {
+fn interrupted(command: &Command, what: &str, undone: Vec<String>, left: Vec<String>) -> WireError {
     let mut e = WireError::new(
         ErrorKind::Environment,
         format!("abssd stopped during this {command}; at start-up {what}"),

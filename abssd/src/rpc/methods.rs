@@ -10,7 +10,7 @@ use abssd_proto::methods::{
     DaemonStatusMethod, OpGet, OpList, OpWatch,
 };
 use abssd_proto::{
-    DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
+    Command, DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
     error::ErrorData,
 };
 use jsonrpsee::server::{Extensions, PendingSubscriptionSink, RpcModule};
@@ -103,7 +103,7 @@ impl State {
     /// `daemon.max_operations_per_reader` running at once; beyond that, `busy`.
     fn start<F, Fut>(
         self: &Arc<Self>,
-        command: &str,
+        command: Command,
         args: Value,
         peer: &Peer,
         target: Option<String>,
@@ -294,7 +294,7 @@ where
 /// How a method run as an operation is described.
 struct OpMethod<P> {
     /// The operations-log command, e.g. `backup create`.
-    command: &'static str,
+    command: Command,
     /// The instance or backup it is about.
     target: fn(&P) -> Option<String>,
     /// Whether to answer `{op_id}` at once.
@@ -321,7 +321,7 @@ where
     Fut: Future<Output = Result<Value, Error>> + Send + 'static,
 {
     module.register_async_method(M::NAME, move |params, state, ext| {
-        let work = work.clone();
+        let (work, command) = (work.clone(), how.command.clone());
         async move {
             let peer = peer(&ext)?;
             let p: M::Params = parse(&params).map_err(|e| refused(M::NAME, &peer, &e))?;
@@ -333,13 +333,9 @@ where
             let detach = (how.detached)(&p);
             let (p2, peer2) = (p.clone(), peer.clone());
             let op = state
-                .start(
-                    how.command,
-                    args,
-                    &peer,
-                    (how.target)(&p),
-                    move |ctx, sink| work(ctx, sink, p2, peer2),
-                )
+                .start(command, args, &peer, (how.target)(&p), move |ctx, sink| {
+                    work(ctx, sink, p2, peer2)
+                })
                 .map_err(|e| refused(M::NAME, &peer, &rpc_error(e)))?;
             if detach {
                 return Ok(json!({ "op_id": op.id }));
@@ -405,7 +401,7 @@ pub fn module(
     operation::<BackupCreate, _, _>(
         &mut m,
         OpMethod {
-            command: "backup create",
+            command: Command::BackupCreate,
             target: |p| Some(p.instance.clone()),
             detached: |p| p.detach && !p.dry_run,
             operator_only: |_| true,
@@ -424,7 +420,7 @@ pub fn module(
     operation::<BackupRestore, _, _>(
         &mut m,
         OpMethod {
-            command: "backup restore",
+            command: Command::BackupRestore,
             target: |p| Some(p.id.clone()),
             detached: |p| p.detach && !p.dry_run,
             operator_only: |_| true,
@@ -444,7 +440,7 @@ pub fn module(
     operation::<BackupVerify, _, _>(
         &mut m,
         OpMethod {
-            command: "backup verify",
+            command: Command::BackupVerify,
             target: |p| p.id.clone().or_else(|| p.all.then(|| "all".to_owned())),
             detached: |p| p.detach,
             operator_only: |_| true,
@@ -460,7 +456,7 @@ pub fn module(
     operation::<BackupReconcile, _, _>(
         &mut m,
         OpMethod {
-            command: "backup reconcile",
+            command: Command::BackupReconcile,
             target: |p| p.instance.clone(),
             detached: |p| p.detach,
             operator_only: |p| p.mutates() || p.verify,

@@ -231,7 +231,7 @@ async fn pass<'a>(
             Record {
                 version: 1,
                 op_id: progress.op_id(),
-                command: "backup create".into(),
+                command: abssd_proto::Command::BackupCreate,
                 instance: plan.instance.clone(),
                 backup_id: plan.id.clone(),
                 started_at: fsutil::now_utc(),

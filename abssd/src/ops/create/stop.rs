@@ -54,7 +54,7 @@ impl<U: Units> Job<'_, U> {
             Record {
                 version: 1,
                 op_id: self.progress.op_id(),
-                command: "backup create".into(),
+                command: abssd_proto::Command::BackupCreate,
                 instance: self.params.instance.clone(),
                 // Set once the walk, after the stop, has named the backup.
                 backup_id: String::new(),

@@ -229,7 +229,7 @@ impl Job<'_> {
             Record {
                 version: 1,
                 op_id: self.progress.op_id(),
-                command: "backup restore".into(),
+                command: abssd_proto::Command::BackupRestore,
                 instance: self.plan.instance.clone(),
                 backup_id: self.plan.id.clone(),
                 started_at: fsutil::now_utc(),
