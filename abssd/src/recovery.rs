@@ -82,7 +82,7 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
         };
         let keep = matches!(&outcome, Err(e) if e.detail.as_ref().is_some_and(|d| d["left"].as_array().is_some_and(|l| !l.is_empty())));
         let log = config.oplog_file();
-        if let Err(e) = oplog::record(&log, config.oplog_max_bytes, &op, &outcome) {
+        if let Err(e) = oplog::record(&log, config.oplog_max_bytes, op.line(&outcome)) {
             tracing::error!(error = %e, "cannot write the operations log");
         }
         match &outcome {

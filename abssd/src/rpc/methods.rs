@@ -163,10 +163,9 @@ impl State {
                     this.ctx.config.oplog_file(),
                     this.ctx.config.oplog_max_bytes,
                 );
-                let (op3, outcome3) = (op2.clone(), outcome.clone());
+                let line = op2.line(&outcome);
                 let written =
-                    tokio::task::spawn_blocking(move || oplog::record(&log, max, &op3, &outcome3))
-                        .await;
+                    tokio::task::spawn_blocking(move || oplog::record(&log, max, line)).await;
                 if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
                     tracing::error!(op_id = %op2.id, error = %e, "cannot write the operations log");
                 }
