@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use abssd_proto::Command;
+use abssd_proto::{Actor, Command};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -121,8 +121,8 @@ pub struct Outcome {
     pub sha256: String,
     /// The pre-restore backup's id, when one was taken.
     pub pre_restore_backup: Option<String>,
-    /// Who asked (`{uid, user, pid}`).
-    pub by: serde_json::Value,
+    /// Who asked.
+    pub by: Actor,
     /// Where the data was restored.
     pub destination: PathBuf,
 }

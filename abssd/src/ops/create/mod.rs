@@ -14,10 +14,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use abssd_proto::{
-    Actor, BackupEntry, Capture, Checksum, CreateParams, CreatePlan, CreateResult, EntryMetadata,
-    EventKind, status,
+    Actor, BackupEntry, Capture, CreateParams, CreatePlan, CreateResult, EntryMetadata, EventKind,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::archive::{self, Codec, Member};
 use crate::error::{Error, IoContext, Result};
@@ -448,36 +447,24 @@ async fn finish(
         total_bytes: None,
     });
     let created_at = plan.created_at.clone();
-    let entry = BackupEntry {
-        id: plan.id.clone(),
-        instance: plan.instance.clone(),
-        created_at: created_at.clone(),
-        path: plan.archive.clone(),
-        algorithm: Some(plan.algorithm.as_str().to_owned()),
-        compression_level: plan.compression_level.map(i64::from),
-        size_bytes: Some(written.size),
-        checksum: Some(Checksum {
-            algorithm: "sha256".into(),
-            value: written.sha256.clone(),
-            last_verified: None,
-            observed: None,
-            extra: Map::new(),
-        }),
-        status: status::AVAILABLE.into(),
-        message: params.message.clone(),
-        created_by: Some(serde_json::to_value(actor).unwrap_or(Value::Null)),
-        metadata: EntryMetadata {
-            data_only: params.data_only,
-            labels: labels.clone(),
-            verification_error: None,
-            uncompressed_bytes: Some(written.content_bytes),
-            consistency: Some(plan.capture.as_str().to_owned()),
-            verification: None,
-            extra: Map::new(),
-        },
-        verified_at: None,
-        reconciled_at: None,
-        extra: Map::new(),
+    let mut entry = BackupEntry::new(
+        plan.id.clone(),
+        plan.instance.clone(),
+        created_at.clone(),
+        plan.archive.clone(),
+        plan.algorithm.as_str(),
+        written.size,
+        written.sha256.clone(),
+    );
+    entry.compression_level = plan.compression_level.map(i64::from);
+    entry.message = params.message.clone();
+    entry.created_by = Some(serde_json::to_value(actor).unwrap_or(Value::Null));
+    entry.metadata = EntryMetadata {
+        data_only: params.data_only,
+        labels: labels.clone(),
+        uncompressed_bytes: Some(written.content_bytes),
+        consistency: Some(plan.capture.as_str().to_owned()),
+        ..EntryMetadata::default()
     };
     let index_file = ctx.config.index_file.clone();
     {

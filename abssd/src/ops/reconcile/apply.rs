@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use abssd_proto::{Actor, BackupEntry, Checksum, EntryMetadata, status};
+use abssd_proto::{Actor, BackupEntry, EntryMetadata, status};
 use serde_json::{Map, Value};
 
 use super::classify::{Change, Planned, created_at};
@@ -123,37 +123,23 @@ pub fn adoption(
         "adopted_by".into(),
         serde_json::to_value(actor).unwrap_or(Value::Null),
     );
-    let entry = BackupEntry {
-        id: id.clone(),
+    let mut entry = BackupEntry::new(
+        id.clone(),
         instance,
-        created_at: created_at(&id, archive.mtime),
-        path: archive.path.clone(),
-        algorithm: Some(archive.algorithm.as_str().to_owned()),
-        compression_level: None,
-        size_bytes: Some(found.archive_bytes),
-        checksum: Some(Checksum {
-            algorithm: "sha256".into(),
-            value: found.sha256,
-            last_verified: None,
-            observed: None,
-            extra: Map::new(),
-        }),
-        status: status::AVAILABLE.into(),
-        message: None,
-        created_by: None,
-        metadata: EntryMetadata {
-            data_only: !found.has_assets,
-            labels: vec!["adopted".into()],
-            verification_error: None,
-            uncompressed_bytes: Some(found.content_bytes),
-            consistency: None,
-            verification: None,
-            extra: Map::new(),
-        },
-        verified_at: None,
-        reconciled_at: Some(now),
-        extra,
+        created_at(&id, archive.mtime),
+        archive.path.clone(),
+        archive.algorithm.as_str(),
+        found.archive_bytes,
+        found.sha256,
+    );
+    entry.metadata = EntryMetadata {
+        data_only: !found.has_assets,
+        labels: vec!["adopted".into()],
+        uncompressed_bytes: Some(found.content_bytes),
+        ..EntryMetadata::default()
     };
+    entry.reconciled_at = Some(now);
+    entry.extra = extra;
     Ok(Adoption {
         entry,
         sidecar,
