@@ -77,10 +77,11 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
         // Nothing else runs yet, but a Python abssctl may: take the same locks
         // the operation held.
         let outcome = match locked(ctx, &record, &op).await {
-            Err(e) => Err(e.to_wire()),
+            Err(e) => Err(Failure::from(e)),
             Ok(_held) => one(ctx, &record, &op, &mut units).await,
         };
-        let keep = matches!(&outcome, Err(e) if e.detail.as_ref().is_some_and(|d| d["left"].as_array().is_some_and(|l| !l.is_empty())));
+        let keep = matches!(&outcome, Err(Failure::Interrupted { left, .. }) if !left.is_empty());
+        let outcome = outcome.map_err(Failure::into_wire);
         let log = config.oplog_file();
         if let Err(e) = oplog::record(&log, config.oplog_max_bytes, op.line(&outcome)) {
             tracing::error!(error = %e, "cannot write the operations log");
@@ -119,6 +120,50 @@ async fn locked(
     Ok(vec![instance, global])
 }
 
+/// Why a recovered operation ends failed.
+#[derive(Debug)]
+enum Failure {
+    /// It was rolled back (or its unit not started again): what was done,
+    /// and what is left for an operator.
+    Interrupted {
+        command: Command,
+        what: &'static str,
+        undone: Vec<String>,
+        left: Vec<String>,
+    },
+    /// Recovering it failed, or its journal was not one recovery knows.
+    Error(WireError),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Error(e.to_wire())
+    }
+}
+
+impl Failure {
+    /// The error the operation ends with: for an interrupted one, what was
+    /// rolled back and what is left are in its detail.
+    fn into_wire(self) -> WireError {
+        match self {
+            Failure::Interrupted {
+                command,
+                what,
+                undone,
+                left,
+            } => {
+                let mut e = WireError::new(
+                    ErrorKind::Environment,
+                    format!("abssd stopped during this {command}; at start-up {what}"),
+                );
+                e.detail = Some(json!({ "rolled_back": undone, "left": left }));
+                e
+            }
+            Failure::Error(e) => e,
+        }
+    }
+}
+
 /// Recover one operation. `Ok` when it had finished (or is finished now),
 /// `Err` when it was rolled back, with what was done and what is left.
 async fn one(
@@ -126,7 +171,7 @@ async fn one(
     record: &Record,
     op: &Arc<Operation>,
     units: &mut Option<std::result::Result<Systemd, String>>,
-) -> std::result::Result<serde_json::Value, WireError> {
+) -> std::result::Result<serde_json::Value, Failure> {
     let config = &ctx.config;
     match &record.command {
         Command::BackupCreate => {
@@ -134,8 +179,7 @@ async fn one(
             let removed = tokio::task::spawn_blocking(move || ops::create::recover(&file, &r))
                 .await
                 .map_err(Error::from)
-                .and_then(|x| x)
-                .map_err(|e| e.to_wire())?;
+                .and_then(|x| x)?;
             // A `stop`-mode create stopped the unit: it runs again whatever
             // became of the archive.
             let stopped = record
@@ -158,12 +202,12 @@ async fn one(
                 None if left.is_empty() => {
                     Ok(json!({ "recovered": "finished", "id": record.backup_id, "done": done }))
                 }
-                None => Err(interrupted(
-                    &Command::BackupCreate,
-                    "its backup was complete, but the unit it had stopped was not started again",
-                    done,
+                None => Err(Failure::Interrupted {
+                    command: Command::BackupCreate,
+                    what: "its backup was complete, but the unit it had stopped was not started again",
+                    undone: done,
                     left,
-                )),
+                }),
                 Some(removed) => {
                     say(op, &removed);
                     let what = if removed.is_empty() {
@@ -171,12 +215,12 @@ async fn one(
                     } else {
                         "its unfinished archive was removed"
                     };
-                    Err(interrupted(
-                        &Command::BackupCreate,
+                    Err(Failure::Interrupted {
+                        command: Command::BackupCreate,
                         what,
-                        removed.into_iter().chain(done).collect(),
+                        undone: removed.into_iter().chain(done).collect(),
                         left,
-                    ))
+                    })
                 }
             }
         }
@@ -195,9 +239,7 @@ async fn one(
             } else {
                 None
             };
-            let recovered = restore::recover(config, record, systemd, &**op)
-                .await
-                .map_err(|e| e.to_wire())?;
+            let recovered = restore::recover(config, record, systemd, &**op).await?;
             match recovered {
                 Recovered::Finished { done } => {
                     say(op, &done);
@@ -217,19 +259,22 @@ async fn one(
                             record.unit_was_active.unwrap_or(false)
                         ));
                     }
-                    Err(interrupted(
-                        &Command::BackupRestore,
-                        "it was rolled back",
-                        report.undone,
+                    Err(Failure::Interrupted {
+                        command: Command::BackupRestore,
+                        what: "it was rolled back",
+                        undone: report.undone,
                         left,
-                    ))
+                    })
                 }
             }
         }
-        other => Err(WireError::new(
+        other => Err(Failure::Error(WireError::new(
             ErrorKind::Internal,
-            format!("a journal of an unknown command {other:?}; left as it is"),
-        )),
+            format!(
+                "a journal of an unknown command {:?}; left as it is",
+                other.as_str()
+            ),
+        ))),
     }
 }
 
@@ -250,16 +295,6 @@ async fn connected<'u>(
         Some(Ok(s)) => Some(s),
         _ => None,
     }
-}
-
-/// The error a rolled-back interrupted operation ends with.
-fn interrupted(command: &Command, what: &str, undone: Vec<String>, left: Vec<String>) -> WireError {
-    let mut e = WireError::new(
-        ErrorKind::Environment,
-        format!("abssd stopped during this {command}; at start-up {what}"),
-    );
-    e.detail = Some(json!({ "rolled_back": undone, "left": left }));
-    e
 }
 
 fn say(op: &Operation, lines: &[String]) {
