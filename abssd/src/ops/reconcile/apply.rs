@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use abssd_proto::{Actor, BackupEntry, EntryMetadata, status};
 use serde_json::{Map, Value};
 
-use super::classify::{Change, Planned, created_at};
-use super::scan::Archive;
+use super::classify::{Adoption, Change, Planned};
+use super::scan::{Archive, created_at, infer};
 use crate::archive::sidecar;
 use crate::error::Result;
 use crate::extract;
@@ -22,17 +22,6 @@ use crate::fsutil;
 use crate::index::{self, Index};
 use crate::ops::{ByteProgress, Progress};
 use crate::registry::validate_name;
-
-/// An orphan ready to be indexed.
-#[derive(Debug)]
-pub struct Adoption {
-    /// The new entry.
-    pub entry: BackupEntry,
-    /// Sidecar text to write (`None`: the one there is right).
-    pub sidecar: Option<String>,
-    /// What differs from what the path suggested, for the finding's reason.
-    pub notes: Vec<String>,
-}
 
 /// Read `archive` through and build its entry; `Err` says why it cannot be
 /// adopted. `scope` is the `--instance` filter. Blocking.
@@ -85,7 +74,7 @@ pub fn adoption(
             ));
         }
     }
-    if id != super::classify::infer(archive).0 {
+    if id != infer(archive).0 {
         notes.push(format!("the archive holds backup {id}"));
     }
     if let Some(other) = index.get(&id) {
