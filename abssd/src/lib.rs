@@ -5,7 +5,8 @@
 //! * [`cli`]        — the `abssd` command line: flags, logging, runtime, signals.
 //! * [`config`]     — configuration and every path derived from it (`--prefix` lives here).
 //! * [`rpc`]        — the socket: accept loop, peer credentials, method handlers.
-//! * [`operations`] — daemon-owned operations: ids, event logs, watchers.
+//! * [`operations`] — daemon-owned operations: ids, event logs, watchers, and their
+//!   lifecycle (run on a task of their own, log line, end) shared by rpc and recovery.
 //! * [`ops`]        — the operations themselves, one file per verb, over a [`ops::Ctx`].
 //! * [`locks`]      — global and per-instance locks (in memory + the Python tool's flocks).
 //! * [`index`]      — the backup index (`backups.json`).
@@ -102,7 +103,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _sole = sole_daemon(&config.state_dir)?;
     let activated = service::activated_listener()?;
     let ctx = ops::Ctx::new(config);
-    let operations = operations::Operations::default();
+    let operations = std::sync::Arc::new(operations::Operations::with_log(oplog::Log {
+        path: ctx.config.oplog_file(),
+        max_bytes: ctx.config.oplog_max_bytes,
+    }));
     // Before the socket is served: no request ever sees a half-restored
     // instance (under socket activation, clients wait in the backlog).
     service::status("recovering interrupted operations");

@@ -6,6 +6,7 @@
 //! terminal event (`finished` or `failed`) ends the log.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,9 +15,9 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::error::{Error, shown};
-use crate::fsutil;
 use crate::oplog::{Bulky, Changed, Line, LineActor, LineError, LineResult, Status, Step, Target};
 use crate::ops::Progress;
+use crate::{fsutil, oplog};
 
 /// How an operation ended: its result, or its error.
 pub type Outcome = std::result::Result<Value, WireError>;
@@ -37,6 +38,9 @@ pub struct Operations {
     ops: Mutex<BTreeMap<String, Arc<Operation>>>,
     /// Makes "count the caller's running operations, then begin one" one step.
     admit: Mutex<()>,
+    /// Where ended operations are written; `None` (the default, for tests)
+    /// writes no line.
+    log: Option<oplog::Log>,
 }
 
 /// One page of `op.list`.
@@ -89,6 +93,67 @@ struct Record {
 }
 
 impl Operations {
+    /// An empty table whose ended operations are written to `log`.
+    pub fn with_log(log: oplog::Log) -> Operations {
+        Operations {
+            log: Some(log),
+            ..Operations::default()
+        }
+    }
+
+    /// Run `work` as `op` on a task of its own, so it runs to its end whatever
+    /// happens to whoever asked for it (a client that disconnects, a Ctrl-C);
+    /// a panic in it ends it failed. See [`Operations::finish`].
+    pub fn spawn<F>(self: &Arc<Self>, op: Arc<Operation>, work: F)
+    where
+        F: Future<Output = Result<Value, Error>> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Tests hold operations here (on a blocking thread, so a `pause` stops
+            // no worker) to see how many a peer can have running at once. Only
+            // when a test armed it: the hop would reorder operations otherwise.
+            #[cfg(feature = "failpoints")]
+            if fail::list()
+                .iter()
+                .any(|(name, _)| name == "rpc::operation-started")
+            {
+                let _ = tokio::task::spawn_blocking(|| hook_point!("rpc::operation-started")).await;
+            }
+            let outcome = match tokio::spawn(work).await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(e)) => Err(e.to_wire()),
+                Err(join) => Err(WireError::new(
+                    abssd_proto::ErrorKind::Internal,
+                    format!("operation crashed: {join}"),
+                )),
+            };
+            this.finish(&op, outcome).await;
+        });
+    }
+
+    /// End `op` with `outcome`: its operations-log line is written first, so
+    /// whoever sees the end also finds the line, then the terminal event is
+    /// announced, then the oldest ended operations beyond the quotas are
+    /// forgotten. The log is the record of what was changed and by whom: a
+    /// reader's operation (read-only, the only kind a reader may start) is
+    /// left out, so that readers cannot rotate operators' lines away.
+    pub async fn finish(&self, op: &Arc<Operation>, outcome: Outcome) {
+        if let Some(log) = self.log.clone().filter(|_| !op.reader) {
+            let line = op.line(&outcome);
+            let written = tokio::task::spawn_blocking(move || log.record(line)).await;
+            if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
+                tracing::error!(op_id = %op.id, error = %e, "cannot write the operations log");
+            }
+        }
+        match outcome {
+            Ok(result) => op.succeed(result),
+            Err(e) => op.fail(e),
+        }
+        self.trim();
+        crate::memory::release_freed();
+    }
+
     /// Register a new running operation.
     pub fn begin(
         &self,
@@ -857,5 +922,72 @@ mod tests {
             .unwrap();
         assert_eq!(done.outcome(), Some(Ok(json!({"id": "id-1"}))));
         assert_eq!(done.target.as_deref(), Some("a"));
+    }
+
+    /// A table writing to a log in a fresh directory.
+    fn logged() -> (tempfile::TempDir, Arc<Operations>, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("operations.jsonl");
+        let ops = Operations::with_log(oplog::Log {
+            path: path.clone(),
+            max_bytes: 1 << 20,
+        });
+        (dir, Arc::new(ops), path)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operation_ends_failed_with_its_log_line() {
+        let (_dir, ops, log) = logged();
+        let op = ops.begin(
+            Command::BackupCreate,
+            Value::Null,
+            actor(),
+            Some("a".into()),
+        );
+        ops.spawn(op.clone(), async { panic!("boom") });
+        op.ended().await;
+        let Some(Err(e)) = op.outcome() else {
+            panic!("{:?}", op.outcome());
+        };
+        assert_eq!(e.kind, abssd_proto::ErrorKind::Internal);
+        assert!(e.message.starts_with("operation crashed"), "{}", e.message);
+        let terminal: Vec<_> = op
+            .events_from(0)
+            .into_iter()
+            .filter(|e| e.kind.is_terminal())
+            .collect();
+        assert_eq!(terminal.len(), 1);
+        // Whoever sees the end finds the line.
+        let line = oplog::find(&log, &op.id).unwrap().unwrap();
+        assert_eq!(line.result.status, Status::Error);
+        assert_eq!(line.rc, 4);
+        assert!(!ops.get(&op.id).unwrap().is_running());
+    }
+
+    #[tokio::test]
+    async fn operations_end_after_their_line_is_written_and_readers_write_none() {
+        let (_dir, ops, log) = logged();
+        let op = ops.begin(Command::BackupVerify, Value::Null, actor(), None);
+        ops.spawn(op.clone(), async { Ok(serde_json::json!({"n": 1})) });
+        op.ended().await;
+        assert_eq!(op.outcome(), Some(Ok(serde_json::json!({"n": 1}))));
+        let line = oplog::find(&log, &op.id).unwrap().unwrap();
+        assert_eq!(line.result.data, Bulky::Kept(serde_json::json!({"n": 1})));
+
+        let failing = ops.begin(Command::BackupVerify, Value::Null, actor(), None);
+        ops.spawn(failing.clone(), async {
+            Err(Error::validation("no such thing"))
+        });
+        failing.ended().await;
+        let line = oplog::find(&log, &failing.id).unwrap().unwrap();
+        assert_eq!(line.result.message, Bulky::Kept("no such thing".into()));
+
+        let reader = ops
+            .begin_within(2, Command::BackupReconcile, Value::Null, actor(), None)
+            .unwrap();
+        ops.spawn(reader.clone(), async { Ok(Value::Null) });
+        reader.ended().await;
+        assert_eq!(reader.outcome(), Some(Ok(Value::Null)));
+        assert!(oplog::find(&log, &reader.id).unwrap().is_none());
     }
 }

@@ -273,6 +273,22 @@ impl Line {
     }
 }
 
+/// The log file and the size it rotates at.
+#[derive(Debug, Clone)]
+pub struct Log {
+    /// `logs_dir/operations.jsonl`.
+    pub path: PathBuf,
+    /// Rotated once it would pass this size.
+    pub max_bytes: u64,
+}
+
+impl Log {
+    /// Append `line` (see [`record`]). Blocking.
+    pub fn record(&self, line: Line) -> Result<()> {
+        record(&self.path, self.max_bytes, line)
+    }
+}
+
 /// Serializes rotation with appends, so no line is written to a file that is
 /// being renamed away (appends of other processes, e.g. the Python tool, are
 /// whole lines anyway: O_APPEND, one write each).

@@ -24,12 +24,12 @@ use abssd_proto::{Actor, Command, ErrorKind, EventKind, WireError};
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::journal::{Journal, Record, Step};
 use crate::operations::{Operation, Operations};
 use crate::ops::restore::recover::{self as restore, Recovered};
 use crate::ops::{self, Ctx, LockEvents, Progress};
 use crate::systemd::Systemd;
-use crate::{fsutil, oplog};
 
 /// Recover everything the journals hold; the recovered operations are
 /// registered in `ops`.
@@ -82,10 +82,6 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
         };
         let keep = matches!(&outcome, Err(Failure::Interrupted { left, .. }) if !left.is_empty());
         let outcome = outcome.map_err(Failure::into_wire);
-        let log = config.oplog_file();
-        if let Err(e) = oplog::record(&log, config.oplog_max_bytes, op.line(&outcome)) {
-            tracing::error!(error = %e, "cannot write the operations log");
-        }
         match &outcome {
             Ok(_) => {
                 tracing::info!(op_id = %op.id, command = %op.command, "interrupted operation finished at start-up")
@@ -94,10 +90,7 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
                 tracing::warn!(op_id = %op.id, command = %op.command, error = %e.message, "interrupted operation rolled back at start-up")
             }
         }
-        match outcome {
-            Ok(result) => op.succeed(result),
-            Err(e) => op.fail(e),
-        }
+        ops.finish(&op, outcome).await;
         if keep {
             tracing::error!(journal = %path.display(), "recovery left work for an operator; the journal is kept and retried at the next start");
         } else if let Err(e) = Journal::resume(path, record).close() {

@@ -1,5 +1,6 @@
 //! Method handlers: decode parameters, check authorization, call `ops`, encode.
-//! Mutating methods run as daemon-owned operations.
+//! Mutating methods run as daemon-owned operations: a handler validates and
+//! hands the work over to the operations table, which runs it to its end.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub struct State {
     /// Config, locks.
     pub ctx: Arc<Ctx>,
     /// Running and recent operations.
-    pub ops: Operations,
+    pub ops: Arc<Operations>,
     /// One search of the operations log at a time: a flood of unknown ids waits
     /// here holding no buffer, and the daemon holds one search's buffer at most.
     log_search: Arc<tokio::sync::Semaphore>,
@@ -43,7 +44,7 @@ pub struct State {
 
 impl State {
     /// State over `ops` (which may already hold operations recovered at start-up).
-    pub fn new(ctx: Arc<Ctx>, ops: Operations) -> State {
+    pub fn new(ctx: Arc<Ctx>, ops: Arc<Operations>) -> State {
         State {
             ctx,
             ops,
@@ -98,11 +99,12 @@ impl State {
         let _ = tokio::time::timeout(bound, all).await;
     }
 
-    /// Start an operation on its own task; it runs to its end whatever happens to
-    /// the connection that asked for it. A peer that may only read gets at most
-    /// `daemon.max_operations_per_reader` running at once; beyond that, `busy`.
+    /// Begin an operation and hand `work` to the operations table, which runs
+    /// it to its end (see [`Operations::spawn`]). A peer that may only read
+    /// gets at most `daemon.max_operations_per_reader` running at once; beyond
+    /// that, `busy`.
     fn start<F, Fut>(
-        self: &Arc<Self>,
+        &self,
         command: Command,
         args: Value,
         peer: &Peer,
@@ -130,53 +132,8 @@ impl State {
                     )
                 })?
         };
-        let fut = work(self.ctx.clone(), op.clone() as Sink);
-        let this = self.clone();
-        let op2 = op.clone();
-        tokio::spawn(async move {
-            // Tests hold operations here (on a blocking thread, so a `pause` stops
-            // no worker) to see how many a peer can have running at once. Only
-            // when a test armed it: the hop would reorder operations otherwise.
-            #[cfg(feature = "failpoints")]
-            if fail::list()
-                .iter()
-                .any(|(name, _)| name == "rpc::operation-started")
-            {
-                let _ = tokio::task::spawn_blocking(|| hook_point!("rpc::operation-started")).await;
-            }
-            // A panic in the work still ends the operation with exactly one event.
-            let outcome = match tokio::spawn(fut).await {
-                Ok(Ok(result)) => Ok(result),
-                Ok(Err(e)) => Err(e.to_wire()),
-                Err(join) => Err(WireError::new(
-                    ErrorKind::Internal,
-                    format!("operation crashed: {join}"),
-                )),
-            };
-            // The log line is written before anyone is told the operation ended, so
-            // whoever sees the end also finds the line. The log is the record of
-            // what was changed and by whom: a reader's operation (read-only, the
-            // only kind a reader may start) is left out, so that readers cannot
-            // rotate operators' lines away.
-            if !op2.reader {
-                let (log, max) = (
-                    this.ctx.config.oplog_file(),
-                    this.ctx.config.oplog_max_bytes,
-                );
-                let line = op2.line(&outcome);
-                let written =
-                    tokio::task::spawn_blocking(move || oplog::record(&log, max, line)).await;
-                if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
-                    tracing::error!(op_id = %op2.id, error = %e, "cannot write the operations log");
-                }
-            }
-            match outcome {
-                Ok(result) => op2.succeed(result),
-                Err(e) => op2.fail(e),
-            }
-            this.ops.trim();
-            crate::memory::release_freed();
-        });
+        self.ops
+            .spawn(op.clone(), work(self.ctx.clone(), op.clone() as Sink));
         Ok(op)
     }
 }
