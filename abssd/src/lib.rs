@@ -5,8 +5,9 @@
 //! * [`cli`]        — the `abssd` command line: flags, logging, runtime, signals.
 //! * [`config`]     — configuration and every path derived from it (`--prefix` lives here).
 //! * [`rpc`]        — the socket: accept loop, peer credentials, method handlers.
-//! * [`operations`] — daemon-owned operations: ids, event logs, watchers, and their
-//!   lifecycle (run on a task of their own, log line, end) shared by rpc and recovery.
+//! * [`optable`]    — the daemon's table of running and ended operations: ids, event
+//!   logs, watchers, and their lifecycle (run on a task of their own, log line, end)
+//!   shared by rpc and recovery.
 //! * [`ops`]        — the operations themselves, one file per verb, over a [`ops::Ctx`].
 //! * [`locks`]      — global and per-instance locks (in memory + the Python tool's flocks).
 //! * [`index`]      — the backup index (`backups.json`).
@@ -75,9 +76,9 @@ pub mod journal;
 pub mod locks;
 pub mod memory;
 pub mod nginx;
-pub mod operations;
 pub mod oplog;
 pub mod ops;
+pub mod optable;
 pub mod recovery;
 pub mod registry;
 pub mod rpc;
@@ -103,7 +104,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _sole = sole_daemon(&config.state_dir)?;
     let activated = service::activated_listener()?;
     let ctx = ops::Ctx::new(config);
-    let operations = std::sync::Arc::new(operations::Operations::with_log(oplog::Log {
+    let operations = std::sync::Arc::new(optable::Operations::with_log(oplog::Log {
         path: ctx.config.oplog_file(),
         max_bytes: ctx.config.oplog_max_bytes,
     }));

@@ -26,9 +26,9 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::journal::{Journal, Record, Step};
-use crate::operations::{Operation, Operations};
 use crate::ops::restore::recover::{self as restore, Recovered};
 use crate::ops::{self, Ctx, LockEvents, Progress};
+use crate::optable::{Operation, Operations};
 use crate::systemd::Systemd;
 
 /// Recover everything the journals hold; the recovered operations are

@@ -1,6 +1,6 @@
 //! Operations: plain async functions over a [`Ctx`] that push what happens into a
 //! [`Progress`] sink. They never see the socket; the RPC layer supplies an
-//! [`crate::operations::Operation`] as the sink, tests supply a recorder.
+//! [`crate::optable::Operation`] as the sink, tests supply a recorder.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use abssd_proto::limits::{self, Bounded};
 
 use crate::error::Error;
-use crate::operations::{self, Operation, Operations};
 use crate::ops::{self, Ctx, Sink};
+use crate::optable::{self, Operation, Operations};
 use crate::registry::validate_name;
 use crate::rpc::peer::Peer;
 use crate::{fsutil, oplog};
@@ -61,7 +61,7 @@ impl State {
     /// is searched by one caller at a time.
     pub async fn lookup(&self, op_id: &str) -> Result<Arc<Operation>, Error> {
         let not_found = || Error::not_found("operation", op_id);
-        let id = operations::check_id(op_id, SystemTime::now())?.ok_or_else(not_found)?;
+        let id = optable::check_id(op_id, SystemTime::now())?.ok_or_else(not_found)?;
         if let Some(op) = self.ops.get(&id) {
             return Ok(op);
         }

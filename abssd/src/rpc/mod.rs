@@ -131,7 +131,7 @@ pub fn descriptors(max_connections: u32) -> u32 {
 /// connection).
 pub async fn serve(
     ctx: Arc<Ctx>,
-    ops: Arc<crate::operations::Operations>,
+    ops: Arc<crate::optable::Operations>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
     idle: Option<Duration>,
