@@ -81,6 +81,13 @@ pub fn main() -> ExitCode {
     };
     // umask 027: everything the daemon creates is closed to "other".
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    let listener = match crate::listen(&config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("abssd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,7 +98,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let served = runtime.block_on(crate::run(config, shutdown));
+    let served = runtime.block_on(crate::run(config, listener, shutdown));
     // A thread still stuck in an abandoned operation must not keep the process.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match served {

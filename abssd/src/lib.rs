@@ -92,45 +92,70 @@ use std::future::Future;
 pub use config::{Config, Overrides};
 pub use error::{Error, Result};
 
-/// Run the daemon: recover what a previous run left unfinished, then bind the
-/// configured socket and serve until `shutdown`.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// What the daemon serves on, taken by [`listen`] before [`run`]: the
+/// socket, and the daemon's hold on its state directory.
+#[derive(Debug)]
+pub struct Listener {
+    socket: std::os::unix::net::UnixListener,
+    /// Passed by systemd (socket activation): the socket stays systemd's, and
+    /// the daemon exits when idle.
+    activated: bool,
+    /// One daemon per state directory: recovery must never roll back the
+    /// work of another daemon that is still running.
+    _sole: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Take the state directory and the socket: the one systemd passed, else
+/// `config.socket`, bound now. A client that connects before [`run`] serves
+/// waits in the socket's backlog, as under socket activation.
+pub fn listen(config: &Config) -> Result<Listener> {
+    let sole = sole_daemon(&config.state_dir)?;
+    let (socket, activated) = match service::activated_listener()? {
+        Some(passed) => (passed, true),
+        None => (rpc::bind(&config.socket, &config.socket_group)?, false),
+    };
+    Ok(Listener {
+        socket,
+        activated,
+        _sole: sole,
+    })
+}
+
+/// Run the daemon on `listener` (see [`listen`]): recover what a previous run
+/// left unfinished, then serve until `shutdown`.
+pub async fn run(
+    config: Config,
+    listener: Listener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
     let socket = config.socket.clone();
-    // One daemon per state directory: recovery must never roll back the work
-    // of another daemon that is still running.
-    let _sole = sole_daemon(&config.state_dir)?;
-    let activated = service::activated_listener()?;
+    let Listener {
+        socket: std_listener,
+        activated,
+        _sole,
+    } = listener;
+    let listener = tokio::net::UnixListener::from_std(std_listener)
+        .map_err(|e| Error::Environment(format!("serving {}: {e}", socket.display())))?;
     let ctx = ops::Ctx::new(config);
     let operations = std::sync::Arc::new(optable::Operations::with_log(oplog::Log {
         path: ctx.config.oplog_file(),
         max_bytes: ctx.config.oplog_max_bytes,
     }));
     // Before the socket is served: no request ever sees a half-restored
-    // instance (under socket activation, clients wait in the backlog).
+    // instance (clients wait in the backlog).
     service::status("recovering interrupted operations");
     recovery::recover(&ctx, &operations).await;
-    let socket_activated = activated.is_some();
-    let (listener, idle) = match activated {
-        Some(std_listener) => {
-            let listener = tokio::net::UnixListener::from_std(std_listener)
-                .map_err(|e| Error::Environment(format!("the socket systemd passed: {e}")))?;
-            let idle = ctx.config.idle_timeout;
-            (listener, (!idle.is_zero()).then_some(idle))
-        }
-        None => (
-            rpc::bind(&ctx.config.socket, &ctx.config.socket_group).await?,
-            None,
-        ),
-    };
-    tracing::info!(socket = %socket.display(), socket_activated, "serving");
+    let idle = ctx.config.idle_timeout;
+    let idle = (activated && !idle.is_zero()).then_some(idle);
+    tracing::info!(socket = %socket.display(), socket_activated = activated, "serving");
     service::ready(&format!("serving {}", socket.display()));
     service::spawn_watchdog();
     let served = rpc::serve(ctx, operations, listener, shutdown, idle).await;
     // A socket systemd passed is systemd's to keep (for the next activation).
-    if !socket_activated {
+    if !activated {
         let _ = std::fs::remove_file(&socket);
     }
     served
