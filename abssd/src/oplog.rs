@@ -259,7 +259,7 @@ const SHRINK_ORDER: [fn(&mut Line) -> &mut dyn Omit; 7] = [
 
 impl Line {
     /// The line as bytes with its newline, at most [`MAX_LINE`] long.
-    fn to_bytes(mut self) -> Vec<u8> {
+    fn into_bytes(mut self) -> Vec<u8> {
         let mut bytes = serde_json::to_vec(&self).unwrap_or_default();
         for part in SHRINK_ORDER {
             if bytes.len() < MAX_LINE {
@@ -304,7 +304,7 @@ pub fn rotated(path: &Path) -> PathBuf {
 /// Append the line of an operation that has ended (called just before the end
 /// is announced); rotate first when the file would pass `max_bytes`.
 pub fn record(path: &Path, max_bytes: u64, line: Line) -> Result<()> {
-    let bytes = line.to_bytes();
+    let bytes = line.into_bytes();
     let _serial = WRITER.lock().unwrap_or_else(|p| p.into_inner());
     let len = match std::fs::metadata(path) {
         Ok(meta) => meta.len(),
@@ -492,7 +492,7 @@ mod tests {
         for text in [OURS_OK, OURS_FAILED] {
             let line: Line = serde_json::from_str(text).unwrap();
             assert!(line.extra.is_empty() && line.result.extra.is_empty());
-            assert_eq!(line.to_bytes(), format!("{text}\n").into_bytes());
+            assert_eq!(line.into_bytes(), format!("{text}\n").into_bytes());
         }
         let ok: Line = serde_json::from_str(OURS_OK).unwrap();
         assert_eq!(ok.command, Command::BackupCreate);
@@ -604,7 +604,7 @@ mod tests {
         let mut bulky = line("everything", json!(null));
         bulky.args = Bulky::Kept(json!("a".repeat(MAX_LINE)));
         bulky.result.message = Bulky::Kept("m".repeat(MAX_LINE));
-        let bytes = bulky.to_bytes();
+        let bytes = bulky.into_bytes();
         assert!(bytes.len() <= MAX_LINE, "{}", bytes.len());
         let shrunk: Line = serde_json::from_slice(&bytes).unwrap();
         assert!(matches!(shrunk.args, Bulky::Omitted(_)));
