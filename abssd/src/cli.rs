@@ -81,13 +81,6 @@ pub fn main() -> ExitCode {
     };
     // umask 027: everything the daemon creates is closed to "other".
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
-    let listener = match crate::listen(&config) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("abssd: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,7 +91,13 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let served = runtime.block_on(crate::run(config, listener, shutdown));
+    let served = runtime.block_on(async {
+        let daemon = crate::start(config).await?;
+        // Bound once recovery is done: a client never meets a half-restored
+        // instance, and the socket's existence says the daemon serves.
+        let listener = crate::listen(daemon.config())?;
+        daemon.run(listener, shutdown).await
+    });
     // A thread still stuck in an abandoned operation must not keep the process.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match served {

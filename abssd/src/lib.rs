@@ -92,73 +92,88 @@ use std::future::Future;
 pub use config::{Config, Overrides};
 pub use error::{Error, Result};
 
-/// What the daemon serves on, taken by [`listen`] before [`run`]: the
-/// socket, and the daemon's hold on its state directory.
+/// A daemon that holds its state directory and has recovered what a
+/// previous run left unfinished ([`start`]); [`Daemon::run`] serves it.
+#[derive(Debug)]
+pub struct Daemon {
+    ctx: std::sync::Arc<ops::Ctx>,
+    operations: std::sync::Arc<optable::Operations>,
+    /// One daemon per state directory: recovery must never roll back the
+    /// work of another daemon that is still running.
+    _sole: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// The socket a daemon serves ([`listen`]).
 #[derive(Debug)]
 pub struct Listener {
     socket: std::os::unix::net::UnixListener,
     /// Passed by systemd (socket activation): the socket stays systemd's, and
     /// the daemon exits when idle.
     activated: bool,
-    /// One daemon per state directory: recovery must never roll back the
-    /// work of another daemon that is still running.
-    _sole: nix::fcntl::Flock<std::fs::File>,
 }
 
-/// Take the state directory and the socket: the one systemd passed, else
-/// `config.socket`, bound now. A client that connects before [`run`] serves
-/// waits in the socket's backlog, as under socket activation.
-pub fn listen(config: &Config) -> Result<Listener> {
-    let sole = sole_daemon(&config.state_dir)?;
-    let (socket, activated) = match service::activated_listener()? {
-        Some(passed) => (passed, true),
-        None => (rpc::bind(&config.socket, &config.socket_group)?, false),
-    };
-    Ok(Listener {
-        socket,
-        activated,
-        _sole: sole,
-    })
-}
-
-/// Run the daemon on `listener` (see [`listen`]): recover what a previous run
-/// left unfinished, then serve until `shutdown`.
-pub async fn run(
-    config: Config,
-    listener: Listener,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
+/// Take the state directory and recover every operation a previous run was
+/// stopped in the middle of (see [`recovery`]).
+pub async fn start(config: Config) -> Result<Daemon> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let socket = config.socket.clone();
-    let Listener {
-        socket: std_listener,
-        activated,
-        _sole,
-    } = listener;
-    let listener = tokio::net::UnixListener::from_std(std_listener)
-        .map_err(|e| Error::Environment(format!("serving {}: {e}", socket.display())))?;
+    let sole = sole_daemon(&config.state_dir)?;
     let ctx = ops::Ctx::new(config);
     let operations = std::sync::Arc::new(optable::Operations::with_log(oplog::Log {
         path: ctx.config.oplog_file(),
         max_bytes: ctx.config.oplog_max_bytes,
     }));
-    // Before the socket is served: no request ever sees a half-restored
-    // instance (clients wait in the backlog).
     service::status("recovering interrupted operations");
     recovery::recover(&ctx, &operations).await;
-    let idle = ctx.config.idle_timeout;
-    let idle = (activated && !idle.is_zero()).then_some(idle);
-    tracing::info!(socket = %socket.display(), socket_activated = activated, "serving");
-    service::ready(&format!("serving {}", socket.display()));
-    service::spawn_watchdog();
-    let served = rpc::serve(ctx, operations, listener, shutdown, idle).await;
-    // A socket systemd passed is systemd's to keep (for the next activation).
-    if !activated {
-        let _ = std::fs::remove_file(&socket);
+    Ok(Daemon {
+        ctx,
+        operations,
+        _sole: sole,
+    })
+}
+
+/// The socket to serve: the one systemd passed, else `config.socket`, bound
+/// now. The command line binds it after [`start`], so the socket opens once
+/// recovery is done; a caller that binds it before (the tests) has its
+/// clients wait in the backlog until [`Daemon::run`] serves, as under socket
+/// activation.
+pub fn listen(config: &Config) -> Result<Listener> {
+    let (socket, activated) = match service::activated_listener()? {
+        Some(passed) => (passed, true),
+        None => (rpc::bind(&config.socket, &config.socket_group)?, false),
+    };
+    Ok(Listener { socket, activated })
+}
+
+impl Daemon {
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.ctx.config
     }
-    served
+
+    /// Serve `listener` until `shutdown` (or, socket-activated, until idle),
+    /// then let running operations end.
+    pub async fn run(self, listener: Listener, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let socket = self.ctx.config.socket.clone();
+        let Listener {
+            socket: std_listener,
+            activated,
+        } = listener;
+        let listener = tokio::net::UnixListener::from_std(std_listener)
+            .map_err(|e| Error::Environment(format!("serving {}: {e}", socket.display())))?;
+        let idle = self.ctx.config.idle_timeout;
+        let idle = (activated && !idle.is_zero()).then_some(idle);
+        tracing::info!(socket = %socket.display(), socket_activated = activated, "serving");
+        service::ready(&format!("serving {}", socket.display()));
+        service::spawn_watchdog();
+        let served = rpc::serve(self.ctx, self.operations, listener, shutdown, idle).await;
+        // A socket systemd passed is systemd's to keep (for the next activation).
+        if !activated {
+            let _ = std::fs::remove_file(&socket);
+        }
+        served
+    }
 }
 
 /// Hold `state_dir/abssd.lock` exclusively for the life of the daemon.

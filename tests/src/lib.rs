@@ -229,7 +229,11 @@ impl Daemon {
                 let stop = async {
                     let _ = rx.await;
                 };
-                if let Err(e) = abssd::run(config, listener, stop).await {
+                let served = match abssd::start(config).await {
+                    Ok(daemon) => daemon.run(listener, stop).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
                     eprintln!("abssd failed: {e}");
                 }
             });
