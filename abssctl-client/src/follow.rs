@@ -8,7 +8,7 @@ use std::future;
 
 use abssd_proto::methods::OpGet;
 use abssd_proto::methods::call::{call, watch};
-use abssd_proto::{ErrorKind, EventKind, OpIdParams, OpState, WireError};
+use abssd_proto::{Command, ErrorKind, EventKind, OpIdParams, OpState, WireError};
 use jsonrpsee::core::client::Client;
 use serde_json::Value;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -58,7 +58,7 @@ pub struct Finished {
     /// The operation.
     pub op_id: String,
     /// Its command (`backup create`, ...), from the `started` event or `op.get`.
-    pub command: Option<String>,
+    pub command: Option<Command>,
     /// The `plan` event's plan, `null` when there was none.
     pub plan: Value,
     /// The method's result.

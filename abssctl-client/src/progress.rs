@@ -74,7 +74,7 @@ impl ProgressView {
             EventKind::Started { command, target } => {
                 let what = match target {
                     Some(t) => format!("{command} {t}"),
-                    None => command.clone(),
+                    None => command.to_string(),
                 };
                 self.spinner("", format!("starting {what}"));
             }

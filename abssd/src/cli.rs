@@ -91,7 +91,13 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let served = runtime.block_on(crate::run(config, shutdown));
+    let served = runtime.block_on(async {
+        let daemon = crate::start(config).await?;
+        // Bound once recovery is done: a client never meets a half-restored
+        // instance, and the socket's existence says the daemon serves.
+        let listener = crate::listen(daemon.config())?;
+        daemon.run(listener, shutdown).await
+    });
     // A thread still stuck in an abandoned operation must not keep the process.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match served {

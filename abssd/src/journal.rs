@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use abssd_proto::{Actor, Command};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -95,8 +96,8 @@ pub struct Record {
     pub version: u32,
     /// The operation.
     pub op_id: String,
-    /// `backup restore`.
-    pub command: String,
+    /// `backup restore` or `backup create`.
+    pub command: Command,
     /// Instance concerned.
     pub instance: String,
     /// Backup id concerned.
@@ -120,8 +121,8 @@ pub struct Outcome {
     pub sha256: String,
     /// The pre-restore backup's id, when one was taken.
     pub pre_restore_backup: Option<String>,
-    /// Who asked (`{uid, user, pid}`).
-    pub by: serde_json::Value,
+    /// Who asked.
+    pub by: Actor,
     /// Where the data was restored.
     pub destination: PathBuf,
 }
@@ -143,7 +144,7 @@ impl Journal {
     /// the operation and its command, so a restore and its pre-restore backup
     /// (one operation) never share a file.
     pub fn create(state_dir: &Path, record: Record) -> Result<Journal> {
-        let kind = record.command.replace(' ', "-");
+        let kind = record.command.as_str().replace(' ', "-");
         let path = Journal::dir(state_dir).join(format!("{}.{kind}.json", record.op_id));
         let journal = Journal { path, record };
         journal.write()?;
@@ -256,7 +257,7 @@ mod tests {
             Record {
                 version: 1,
                 op_id: "op1".into(),
-                command: "backup restore".into(),
+                command: Command::BackupRestore,
                 instance: "a".into(),
                 backup_id: "b".into(),
                 started_at: "2026-01-01T00:00:00Z".into(),

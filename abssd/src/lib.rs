@@ -5,7 +5,9 @@
 //! * [`cli`]        — the `abssd` command line: flags, logging, runtime, signals.
 //! * [`config`]     — configuration and every path derived from it (`--prefix` lives here).
 //! * [`rpc`]        — the socket: accept loop, peer credentials, method handlers.
-//! * [`operations`] — daemon-owned operations: ids, event logs, watchers.
+//! * [`optable`]    — the daemon's table of running and ended operations: ids, event
+//!   logs, watchers, and their lifecycle (run on a task of their own, log line, end)
+//!   shared by rpc and recovery.
 //! * [`ops`]        — the operations themselves, one file per verb, over a [`ops::Ctx`].
 //! * [`progress`]   — what operations report as they go: the [`progress::Progress`]
 //!   trait, its handle, throttled byte counts, and a recorder for tests.
@@ -79,9 +81,9 @@ pub mod journal;
 pub mod locks;
 pub mod memory;
 pub mod nginx;
-pub mod operations;
 pub mod oplog;
 pub mod ops;
+pub mod optable;
 pub mod progress;
 pub mod recovery;
 pub mod registry;
@@ -97,45 +99,91 @@ use std::future::Future;
 pub use config::{Config, Overrides};
 pub use error::{Error, Result};
 
-/// Run the daemon: recover what a previous run left unfinished, then bind the
-/// configured socket and serve until `shutdown`.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// A daemon that holds its state directory and has recovered what a
+/// previous run left unfinished ([`start`]); [`Daemon::run`] serves it.
+#[derive(Debug)]
+pub struct Daemon {
+    ctx: std::sync::Arc<ops::Ctx>,
+    operations: std::sync::Arc<optable::Operations>,
+    /// One daemon per state directory: recovery must never roll back the
+    /// work of another daemon that is still running.
+    _sole: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// The socket a daemon serves ([`listen`]).
+#[derive(Debug)]
+pub struct Listener {
+    socket: std::os::unix::net::UnixListener,
+    /// Passed by systemd (socket activation): the socket stays systemd's, and
+    /// the daemon exits when idle.
+    activated: bool,
+}
+
+/// Take the state directory and recover every operation a previous run was
+/// stopped in the middle of (see [`recovery`]).
+pub async fn start(config: Config) -> Result<Daemon> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let socket = config.layout.socket.clone();
-    // One daemon per state directory: recovery must never roll back the work
-    // of another daemon that is still running.
-    let _sole = sole_daemon(&config.layout.state_dir)?;
-    let activated = service::activated_listener()?;
+    let sole = sole_daemon(&config.layout.state_dir)?;
     let ctx = ops::Ctx::new(config);
-    let operations = operations::Operations::default();
-    // Before the socket is served: no request ever sees a half-restored
-    // instance (under socket activation, clients wait in the backlog).
+    let operations = std::sync::Arc::new(optable::Operations::with_log(oplog::Log {
+        path: ctx.config.layout.oplog_file(),
+        max_bytes: ctx.config.daemon.oplog_max_bytes,
+    }));
     service::status("recovering interrupted operations");
     recovery::recover(&ctx, &operations).await;
-    let socket_activated = activated.is_some();
-    let (listener, idle) = match activated {
-        Some(std_listener) => {
-            let listener = tokio::net::UnixListener::from_std(std_listener)
-                .map_err(|e| Error::Environment(format!("the socket systemd passed: {e}")))?;
-            let idle = ctx.config.daemon.idle_timeout;
-            (listener, (!idle.is_zero()).then_some(idle))
-        }
+    Ok(Daemon {
+        ctx,
+        operations,
+        _sole: sole,
+    })
+}
+
+/// The socket to serve: the one systemd passed, else `config.socket`, bound
+/// now. The command line binds it after [`start`], so the socket opens once
+/// recovery is done; a caller that binds it before (the tests) has its
+/// clients wait in the backlog until [`Daemon::run`] serves, as under socket
+/// activation.
+pub fn listen(config: &Config) -> Result<Listener> {
+    let (socket, activated) = match service::activated_listener()? {
+        Some(passed) => (passed, true),
         None => (
-            rpc::bind(&ctx.config.layout.socket, &ctx.config.daemon.socket_group).await?,
-            None,
+            rpc::bind(&config.layout.socket, &config.daemon.socket_group)?,
+            false,
         ),
     };
-    tracing::info!(socket = %socket.display(), socket_activated, "serving");
-    service::ready(&format!("serving {}", socket.display()));
-    service::spawn_watchdog();
-    let served = rpc::serve(ctx, operations, listener, shutdown, idle).await;
-    // A socket systemd passed is systemd's to keep (for the next activation).
-    if !socket_activated {
-        let _ = std::fs::remove_file(&socket);
+    Ok(Listener { socket, activated })
+}
+
+impl Daemon {
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.ctx.config
     }
-    served
+
+    /// Serve `listener` until `shutdown` (or, socket-activated, until idle),
+    /// then let running operations end.
+    pub async fn run(self, listener: Listener, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let socket = self.ctx.config.layout.socket.clone();
+        let Listener {
+            socket: std_listener,
+            activated,
+        } = listener;
+        let listener = tokio::net::UnixListener::from_std(std_listener)
+            .map_err(|e| Error::Environment(format!("serving {}: {e}", socket.display())))?;
+        let idle = self.ctx.config.daemon.idle_timeout;
+        let idle = (activated && !idle.is_zero()).then_some(idle);
+        tracing::info!(socket = %socket.display(), socket_activated = activated, "serving");
+        service::ready(&format!("serving {}", socket.display()));
+        service::spawn_watchdog();
+        let served = rpc::serve(self.ctx, self.operations, listener, shutdown, idle).await;
+        // A socket systemd passed is systemd's to keep (for the next activation).
+        if !activated {
+            let _ = std::fs::remove_file(&socket);
+        }
+        served
+    }
 }
 
 /// Hold `state_dir/abssd.lock` exclusively for the life of the daemon.

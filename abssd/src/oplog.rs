@@ -9,34 +9,285 @@
 //! new file is started, so the log holds between one and two files' worth of the
 //! most recent operations. [`find`] looks in both, reading backwards in fixed
 //! chunks.
+//!
+//! The file is shared with the Python tool, so a [`Line`] reads the lines of
+//! both (and of older versions of this daemon), and writes its own exactly as
+//! they have always been written.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde_json::{Value, json};
+use abssd_proto::{Actor, Command, ErrorKind};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::operations::Operation;
-
-/// How an operation ended.
-pub type Outcome = std::result::Result<Value, abssd_proto::WireError>;
 
 /// The longest line written; a line that would be longer loses its bulkiest
 /// parts (result data, plan, arguments, ...) to a note of their size.
 pub const MAX_LINE: usize = 256 << 10;
 
+/// One line: what an operation was, who asked, and how it ended. This daemon
+/// writes every field; the Python tool writes the same schema with other
+/// shapes in places (an actor `{type, name}`, a target object, `changed` as a
+/// count, errors as texts) and leaves some fields out, so those fields are
+/// typed to read both, and keys neither is known for are kept in `extra`.
+/// Fields are in the order the line has always been written in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    /// Always 1.
+    pub schema_version: u32,
+    /// When the line was written (the Python tool: when the command began).
+    pub ts: String,
+    /// The operation's id (the Python tool's are 32 hex digits, no hyphens).
+    pub op_id: String,
+    /// `backup create`, ...
+    pub command: Command,
+    /// The request's parameters.
+    pub args: Bulky<Value>,
+    /// Who asked.
+    pub actor: LineActor,
+    /// The instance or backup id it was about.
+    pub target: Option<Target>,
+    /// The plan, `null` when none was announced.
+    pub planned_actions: Bulky<Value>,
+    /// How it ended.
+    pub result: LineResult,
+    /// The exit code `abssctl` gives for this outcome.
+    pub rc: i64,
+    /// When it began (not written by the Python tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// How long it ran.
+    pub duration_ms: u64,
+    /// How long it waited for locks (optional for the Python tool).
+    #[serde(default)]
+    pub lock_wait_ms: u64,
+    /// Its phases in order (optional for the Python tool).
+    #[serde(default)]
+    pub steps: Bulky<Vec<Step>>,
+    /// Keys only the Python tool writes (`context`, `redactions`), kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `result` of a line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineResult {
+    /// How it ended.
+    pub status: Status,
+    /// `ok`, or the error's message.
+    pub message: Bulky<String>,
+    /// The error (this daemon writes at most one; its `detail` says what a
+    /// rollback put back and what is left).
+    pub errors: Bulky<Vec<LineError>>,
+    /// Warnings emitted on the way.
+    pub warnings: Bulky<Vec<String>>,
+    /// Whether it changed a backup entry (the Python tool: how many changes).
+    pub changed: Changed,
+    /// The backups created or changed.
+    pub backups: Vec<String>,
+    /// What it returned (`null` on failure; not written by the Python tool).
+    #[serde(default)]
+    pub data: Bulky<Value>,
+    /// Keys only the Python tool writes (`context`), kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `result.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// It ended with a result.
+    Success,
+    /// The Python tool's: done, with warnings.
+    Warning,
+    /// It ended with an error.
+    Error,
+    /// A status neither writer uses; read as a failure.
+    #[serde(other)]
+    Unknown,
+}
+
+/// `actor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LineActor {
+    /// This daemon's: the peer's credentials.
+    Peer(Actor),
+    /// The Python tool's `{type, name, session}`, or anything else, kept.
+    Other(Value),
+}
+
+/// `target`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Target {
+    /// This daemon's: an instance or a backup id.
+    Name(String),
+    /// The Python tool's `{kind, name}`, or anything else, kept.
+    Other(Value),
+}
+
+/// `result.changed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Changed {
+    /// This daemon's.
+    Any(bool),
+    /// The Python tool's.
+    Count(u64),
+}
+
+/// One of `result.errors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LineError {
+    /// This daemon's: the error as it travels (`detail` written as `null`
+    /// when there is none).
+    Wire {
+        /// Its kind; one this daemon does not know (a newer one wrote the
+        /// line) is read as `internal`.
+        #[serde(deserialize_with = "kind_or_internal")]
+        kind: ErrorKind,
+        /// What went wrong.
+        message: String,
+        /// Structured context.
+        detail: Option<Value>,
+    },
+    /// The Python tool's: a text.
+    Text(String),
+    /// Anything else, kept.
+    Other(Value),
+}
+
+fn kind_or_internal<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<ErrorKind, D::Error> {
+    let kind = Value::deserialize(d)?;
+    Ok(serde_json::from_value(kind).unwrap_or(ErrorKind::Internal))
+}
+
+/// One of `steps`: a phase and when it began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// The phase's name.
+    pub name: String,
+    /// When it began.
+    pub ts: String,
+    /// The Python tool's `status` and `detail`, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A part of a line that may have been replaced by a note of its size, to
+/// keep the line within [`MAX_LINE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Bulky<T> {
+    /// Replaced.
+    Omitted(Omitted),
+    /// As it was.
+    Kept(T),
+}
+
+/// What is left of an omitted part: `{"omitted_bytes": n}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Omitted {
+    /// The part's length as JSON.
+    pub omitted_bytes: u64,
+}
+
+impl<'de> Deserialize<'de> for Omitted {
+    /// Only from an object with that one key (a derived struct would also
+    /// take an array such as `[3]`, which a kept part may well be).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let note = Map::<String, Value>::deserialize(d)?;
+        match (
+            note.len(),
+            note.get("omitted_bytes").and_then(Value::as_u64),
+        ) {
+            (1, Some(omitted_bytes)) => Ok(Omitted { omitted_bytes }),
+            _ => Err(serde::de::Error::custom("not an omitted part")),
+        }
+    }
+}
+
+impl<T: Default> Default for Bulky<T> {
+    fn default() -> Self {
+        Bulky::Kept(T::default())
+    }
+}
+
+impl<T> Bulky<T> {
+    /// The part, unless it was omitted.
+    pub fn kept(&self) -> Option<&T> {
+        match self {
+            Bulky::Kept(part) => Some(part),
+            Bulky::Omitted(_) => None,
+        }
+    }
+}
+
+/// A part that can give way to a note of its size.
+trait Omit {
+    fn omit(&mut self);
+}
+
+impl<T: Serialize> Omit for Bulky<T> {
+    fn omit(&mut self) {
+        if let Bulky::Kept(part) = self {
+            let size = serde_json::to_vec(part).map_or(0, |b| b.len());
+            *self = Bulky::Omitted(Omitted {
+                omitted_bytes: size as u64,
+            });
+        }
+    }
+}
+
 /// What goes first when a line is too long, bulkiest and least needed first.
-const SHRINK_ORDER: &[&str] = &[
-    "/result/data",
-    "/planned_actions",
-    "/result/errors",
-    "/result/warnings",
-    "/steps",
-    "/args",
-    "/result/message",
+const SHRINK_ORDER: [fn(&mut Line) -> &mut dyn Omit; 7] = [
+    |l| &mut l.result.data,
+    |l| &mut l.planned_actions,
+    |l| &mut l.result.errors,
+    |l| &mut l.result.warnings,
+    |l| &mut l.steps,
+    |l| &mut l.args,
+    |l| &mut l.result.message,
 ];
+
+impl Line {
+    /// The line as bytes with its newline, at most [`MAX_LINE`] long.
+    fn into_bytes(mut self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(&self).unwrap_or_default();
+        for part in SHRINK_ORDER {
+            if bytes.len() < MAX_LINE {
+                break;
+            }
+            part(&mut self).omit();
+            bytes = serde_json::to_vec(&self).unwrap_or_default();
+        }
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
+/// The log file and the size it rotates at.
+#[derive(Debug, Clone)]
+pub struct Log {
+    /// `logs_dir/operations.jsonl`.
+    pub path: PathBuf,
+    /// Rotated once it would pass this size.
+    pub max_bytes: u64,
+}
+
+impl Log {
+    /// Append `line` (see [`record`]). Blocking.
+    pub fn record(&self, line: Line) -> Result<()> {
+        record(&self.path, self.max_bytes, line)
+    }
+}
 
 /// Serializes rotation with appends, so no line is written to a file that is
 /// being renamed away (appends of other processes, e.g. the Python tool, are
@@ -50,11 +301,10 @@ pub fn rotated(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Append the line for an operation that has ended with `outcome` (called just
-/// before the end is announced); rotate first when the file would pass
-/// `max_bytes`.
-pub fn record(path: &Path, max_bytes: u64, op: &Operation, outcome: &Outcome) -> Result<()> {
-    let bytes = line_bytes(render(op, outcome));
+/// Append the line of an operation that has ended (called just before the end
+/// is announced); rotate first when the file would pass `max_bytes`.
+pub fn record(path: &Path, max_bytes: u64, line: Line) -> Result<()> {
+    let bytes = line.into_bytes();
     let _serial = WRITER.lock().unwrap_or_else(|p| p.into_inner());
     let len = match std::fs::metadata(path) {
         Ok(meta) => meta.len(),
@@ -67,23 +317,6 @@ pub fn record(path: &Path, max_bytes: u64, op: &Operation, outcome: &Outcome) ->
     let mut file = fsutil::open_append(path)?;
     // One write call per line keeps lines whole with O_APPEND.
     file.write_all(&bytes).at("appending to", path)
-}
-
-/// The line as bytes with its newline, at most [`MAX_LINE`] long.
-fn line_bytes(mut line: Value) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-    for pointer in SHRINK_ORDER {
-        if bytes.len() < MAX_LINE {
-            break;
-        }
-        if let Some(part) = line.pointer_mut(pointer) {
-            let size = serde_json::to_vec(part).map(|b| b.len()).unwrap_or(0);
-            *part = json!({ "omitted_bytes": size });
-            bytes = serde_json::to_vec(&line).unwrap_or_default();
-        }
-    }
-    bytes.push(b'\n');
-    bytes
 }
 
 /// How [`find`] reads a file: back from its end, in reads of `chunk` bytes,
@@ -107,25 +340,41 @@ const SCAN: Scan = Scan {
 /// The line of operation `op_id`, searched for from the end of the log (the last
 /// 8 MiB of the current file, then of the rotated one). Blocking; the caller
 /// runs one search at a time.
-pub fn find(path: &Path, op_id: &str) -> Result<Option<Value>> {
+pub fn find(path: &Path, op_id: &str) -> Result<Option<Line>> {
     match find_in(path, op_id, SCAN)? {
         Some(line) => Ok(Some(line)),
         None => find_in(&rotated(path), op_id, SCAN),
     }
 }
 
-fn find_in(path: &Path, op_id: &str, scan: Scan) -> Result<Option<Value>> {
+fn find_in(path: &Path, op_id: &str, scan: Scan) -> Result<Option<Line>> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).at("opening", path),
     };
-    scan.find(&file, op_id).at("reading", path)
+    let Some(bytes) = scan.find(&file, op_id).at("reading", path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Corrupt {
+            path: path.to_owned(),
+            format: "operations log line",
+            message: format!("the line of operation {op_id}: {e}"),
+        })
+}
+
+/// Just enough of a line to tell whose it is.
+#[derive(Deserialize)]
+struct Whose<'a> {
+    #[serde(borrow)]
+    op_id: std::borrow::Cow<'a, str>,
 }
 
 impl Scan {
     /// The newest line of `file` (within the window) whose `op_id` is `op_id`.
-    fn find(self, file: &std::fs::File, op_id: &str) -> std::io::Result<Option<Value>> {
+    fn find(self, file: &std::fs::File, op_id: &str) -> std::io::Result<Option<Vec<u8>>> {
         use std::os::unix::fs::FileExt;
         let len = file.metadata()?.len();
         let start = len.saturating_sub(self.window);
@@ -194,7 +443,7 @@ fn newest(
     finder: &memchr::memmem::Finder<'_>,
     op_id: &str,
     longest: usize,
-) -> Option<Value> {
+) -> Option<Vec<u8>> {
     // Searched forwards (memchr's reverse search has no fast prefilter); a
     // chunk holds few hits, the newest is tried first.
     let hits: Vec<usize> = finder.find_iter(lines).collect();
@@ -207,165 +456,170 @@ fn newest(
         let to = memchr::memchr(b'\n', &lines[hit..]).map_or(lines.len(), |i| hit + i);
         // The needle may also occur inside a line's arguments or result.
         if to - from <= longest
-            && let Ok(line) = serde_json::from_slice::<Value>(&lines[from..to])
-            && line["op_id"] == op_id
+            && let Ok(line) = serde_json::from_slice::<Whose<'_>>(&lines[from..to])
+            && line.op_id == op_id
         {
-            return Some(line);
+            return Some(lines[from..to].to_vec());
         }
         end = from;
     }
     None
 }
 
-/// The log line for an operation.
-pub fn render(op: &Operation, outcome: &Outcome) -> Value {
-    let info = op.info();
-    let (status, message, errors, rc, result) = match outcome {
-        Ok(result) => ("success", "ok".to_owned(), vec![], 0, Some(result.clone())),
-        Err(e) => {
-            let rc = e.kind.exit_code();
-            (
-                "error",
-                e.message.clone(),
-                // `detail` says what a rollback put back and what is left.
-                vec![json!({"kind": e.kind, "message": e.message, "detail": e.detail})],
-                rc,
-                None,
-            )
-        }
-    };
-    let backups = op.changed_backups();
-    json!({
-        "schema_version": 1,
-        "ts": fsutil::now_utc(),
-        "op_id": info.op_id,
-        "command": info.command,
-        "args": info.args,
-        "actor": info.actor,
-        "target": info.target,
-        "planned_actions": op.plan(),
-        "result": {
-            "status": status,
-            "message": message,
-            "errors": errors,
-            "warnings": op.warnings(),
-            "changed": !backups.is_empty(),
-            "backups": backups,
-            "data": result,
-        },
-        "rc": rc,
-        "started_at": info.started_at,
-        "duration_ms": op.start.elapsed().as_millis() as u64,
-        "lock_wait_ms": info.lock_wait_ms,
-        "steps": op.steps(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operations::Operations;
-    use crate::progress::Progress;
-    use abssd_proto::{Actor, ErrorKind, EventKind, OpState, Phase, WireError};
+    use serde_json::json;
+
+    /// A line as this daemon has written them since schema 1: an ended
+    /// create, fields in their order, `detail: null` and all.
+    const OURS_OK: &str = r#"{"schema_version":1,"ts":"2025-06-01T10:00:05Z","op_id":"0197a1c2-7f00-7c4e-9a51-2b6f0e8d1a10","command":"backup create","args":{"instance":"alpha","message":null,"labels":[],"data_only":false,"dry_run":false,"detach":false},"actor":{"uid":0,"user":"root","pid":4242},"target":"alpha","planned_actions":{"id":"20250601-100000-alpha-a1b2c3","archive":"/srv/backups/alpha/20250601-100000-alpha-a1b2c3.tar.zst"},"result":{"status":"success","message":"ok","errors":[],"warnings":["the unit was not running"],"changed":true,"backups":["20250601-100000-alpha-a1b2c3"],"data":{"plan":{},"result":{"id":"20250601-100000-alpha-a1b2c3","size_bytes":1234}}},"rc":0,"started_at":"2025-06-01T10:00:00Z","duration_ms":5012,"lock_wait_ms":3,"steps":[{"name":"archive","ts":"2025-06-01T10:00:01.123Z"},{"name":"index","ts":"2025-06-01T10:00:05.001Z"}]}"#;
+
+    /// A restore rolled back at start-up: `rolled_back` and `left` in the
+    /// error's detail, no data.
+    const OURS_FAILED: &str = r#"{"schema_version":1,"ts":"2025-06-01T11:00:00Z","op_id":"0197a1c3-0000-7000-8000-000000000001","command":"backup restore","args":{"recovery":true},"actor":{"uid":0,"user":"abssd (start-up recovery)","pid":77},"target":"20250601-100000-alpha-a1b2c3","planned_actions":null,"result":{"status":"error","message":"abssd stopped during this backup restore; at start-up it was rolled back","errors":[{"kind":"environment","message":"abssd stopped during this backup restore; at start-up it was rolled back","detail":{"rolled_back":["moved /srv/alpha back"],"left":[]}}],"warnings":[],"changed":false,"backups":[],"data":null},"rc":3,"started_at":"2025-06-01T10:59:59Z","duration_ms":40,"lock_wait_ms":0,"steps":[]}"#;
+
+    /// Lines of the Python abssctl (ADR-028's examples, and the shape its
+    /// `logging.py` writes with steps, context and redactions).
+    const PYTHON: [&str; 3] = [
+        r#"{"schema_version":1,"ts":"2025-10-05T18:09:11.012Z","op_id":"01J9W8T5Z8C9S3R7PV0V4EZ3QK","command":"create-instance","args":{"instance":"prod-family"},"actor":{"type":"user","name":"ken"},"target":{"kind":"instance","name":"prod-family"},"planned_actions":[{"action":"create_dir","path":".../srv/prod-family/data"},{"action":"write_file","path":".../etc/systemd/system/prod-family-budgetapp.service"}],"result":{"status":"success","message":"Instance created and enabled","warnings":[],"errors":[],"changed":3,"backups":[]},"rc":0,"duration_ms":842,"lock_wait_ms":37}"#,
+        r#"{"schema_version":1,"ts":"2025-10-05T18:11:43.500Z","op_id":"01J9W8Y6Q2B7J1M4H0W2XZV9GS","command":"uninstall-version","args":{"version":"25.8.0"},"actor":{"type":"user","name":"ken"},"target":{"kind":"version","value":"25.8.0"},"planned_actions":[{"action":"remove_dir","path":".../srv/app/v25.8.0"}],"result":{"status":"error","message":"Version in use by instances: prod-family, test","errors":["in_use: prod-family","in_use: test"],"warnings":[],"changed":0,"backups":[]},"rc":2,"duration_ms":123}"#,
+        r#"{"schema_version":1,"ts":"2025-10-06T09:00:00.000Z","op_id":"5f0c8e4a2b9d4c1e8f7a6b5c4d3e2f10","command":"backup create","args":{"instance":"alpha","message":null},"actor":{"type":"ci","name":"github-actions","session":"run-12345"},"target":{"kind":"instance","name":"alpha"},"planned_actions":[],"result":{"status":"warning","message":"Backup created with warnings","errors":[],"warnings":["zstd not found"],"changed":1,"backups":["20251006-090000-alpha-00ff00"],"context":{"archive":"alpha.tar.gz"}},"rc":0,"duration_ms":410,"lock_wait_ms":0,"steps":[{"name":"backup.archive","ts":"2025-10-06T09:00:00.100Z","status":"success","detail":"gzip"}],"redactions":["paths"],"context":{"abssctl_version":"0.1.5a1"}}"#,
+    ];
 
     #[test]
-    fn one_line_per_operation_also_on_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("logs/operations.jsonl");
-        let ops = Operations::default();
-        let actor = Actor {
-            uid: 1000,
-            user: "ops".into(),
-            pid: 42,
+    fn this_daemons_lines_read_back_and_are_written_byte_for_byte_as_before() {
+        for text in [OURS_OK, OURS_FAILED] {
+            let line: Line = serde_json::from_str(text).unwrap();
+            assert!(line.extra.is_empty() && line.result.extra.is_empty());
+            assert_eq!(line.into_bytes(), format!("{text}\n").into_bytes());
+        }
+        let ok: Line = serde_json::from_str(OURS_OK).unwrap();
+        assert_eq!(ok.command, Command::BackupCreate);
+        assert_eq!(ok.result.status, Status::Success);
+        assert_eq!(ok.result.changed, Changed::Any(true));
+        assert!(matches!(&ok.actor, LineActor::Peer(a) if a.pid == 4242));
+        assert_eq!(ok.target, Some(Target::Name("alpha".into())));
+        assert_eq!(ok.steps.kept().unwrap()[1].name, "index");
+        assert_eq!(ok.result.data.kept().unwrap()["result"]["size_bytes"], 1234);
+
+        let failed: Line = serde_json::from_str(OURS_FAILED).unwrap();
+        assert_eq!(failed.result.status, Status::Error);
+        let Some([LineError::Wire { kind, detail, .. }]) =
+            failed.result.errors.kept().map(Vec::as_slice)
+        else {
+            panic!("{:?}", failed.result.errors);
         };
-        let ok = ops.begin(
-            "backup create",
-            json!({"instance": "a"}),
-            actor.clone(),
-            Some("a".into()),
-        );
-        ok.emit(EventKind::Phase {
-            name: Phase::Archive,
-            total_bytes: Some(10),
-        });
-        ok.changed("id-1");
-        record(&log, 1 << 20, &ok, &Ok(json!({"id": "id-1"}))).unwrap();
-        let bad = ops.begin("backup verify", json!({}), actor, None);
-        record(
-            &log,
-            1 << 20,
-            &bad,
-            &Err(WireError::new(ErrorKind::Environment, "disk full")),
-        )
-        .unwrap();
+        assert_eq!(*kind, ErrorKind::Environment);
+        assert_eq!(detail.as_ref().unwrap()["left"], serde_json::json!([]));
+        assert_eq!(failed.planned_actions, Bulky::Kept(Value::Null));
+    }
 
-        let text = std::fs::read_to_string(&log).unwrap();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+    #[test]
+    fn the_python_tools_lines_read_with_what_only_it_writes_kept() {
+        let lines: Vec<Line> = PYTHON
+            .iter()
+            .map(|text| serde_json::from_str(text).unwrap())
             .collect();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0]["schema_version"], 1);
-        assert_eq!(lines[0]["result"]["backups"][0], "id-1");
-        assert_eq!(lines[0]["result"]["changed"], true);
-        assert_eq!(lines[0]["steps"][0]["name"], "archive");
-        assert_eq!(lines[0]["actor"]["uid"], 1000);
-        assert_eq!(lines[1]["result"]["status"], "error");
-        assert_eq!(lines[1]["rc"], 3);
-        assert_eq!(lines[1]["result"]["errors"][0]["kind"], "environment");
-
-        // Lines are found again by op id, newest first; others are not.
-        let found = find(&log, &bad.id).unwrap().unwrap();
-        assert_eq!(found["command"], "backup verify");
+        assert_eq!(lines[0].command, Command::Other("create-instance".into()));
+        assert!(matches!(&lines[0].actor, LineActor::Other(a) if a["name"] == "ken"));
+        assert!(matches!(&lines[0].target, Some(Target::Other(t)) if t["kind"] == "instance"));
+        assert_eq!(lines[0].result.changed, Changed::Count(3));
+        assert_eq!(lines[0].lock_wait_ms, 37);
+        // Fields it leaves out.
+        assert_eq!(lines[1].started_at, None);
+        assert_eq!(lines[1].steps, Bulky::Kept(vec![]));
+        assert_eq!(lines[1].result.data, Bulky::Kept(Value::Null));
         assert_eq!(
-            find(&log, &ok.id).unwrap().unwrap()["result"]["backups"][0],
-            "id-1"
+            lines[1].result.errors.kept().unwrap()[0],
+            LineError::Text("in_use: prod-family".into())
         );
-        assert!(find(&log, "nope").unwrap().is_none());
-        assert!(
-            find(&dir.path().join("absent.jsonl"), "x")
-                .unwrap()
-                .is_none()
-        );
+        // A Python `backup create` is the same command; what only Python
+        // writes is kept.
+        let create = &lines[2];
+        assert_eq!(create.command, Command::BackupCreate);
+        assert_eq!(create.result.status, Status::Warning);
+        assert_eq!(create.result.extra["context"]["archive"], "alpha.tar.gz");
+        assert_eq!(create.extra["context"]["abssctl_version"], "0.1.5a1");
+        assert_eq!(create.extra["redactions"][0], "paths");
+        assert_eq!(create.steps.kept().unwrap()[0].extra["detail"], "gzip");
+        // Nothing is lost in a round trip.
+        for (line, text) in lines.iter().zip(PYTHON) {
+            let again: Value = serde_json::to_value(line).unwrap();
+            let original: Value = serde_json::from_str(text).unwrap();
+            for (key, value) in original.as_object().unwrap() {
+                if key == "result" {
+                    for (k, v) in value.as_object().unwrap() {
+                        assert_eq!(&again["result"][k], v, "result.{k}");
+                    }
+                } else {
+                    assert_eq!(&again[key], value, "{key}");
+                }
+            }
+        }
+        // An error kind this daemon does not know reads as internal, with
+        // its detail.
+        let newer = OURS_FAILED.replace("\"kind\":\"environment\"", "\"kind\":\"from_the_future\"");
+        let line: Line = serde_json::from_str(&newer).unwrap();
+        let Some([LineError::Wire { kind, detail, .. }]) =
+            line.result.errors.kept().map(Vec::as_slice)
+        else {
+            panic!("{:?}", line.result.errors);
+        };
+        assert_eq!((*kind, detail.is_some()), (ErrorKind::Internal, true));
+    }
 
-        // …and become ended operations again.
-        let again = Operations::default().from_log(&found).unwrap();
-        let info = again.info();
-        assert_eq!(
-            (info.state, info.op_id.as_str()),
-            (OpState::Failed, bad.id.as_str())
-        );
-        assert_eq!(info.error.unwrap().kind, ErrorKind::Environment);
-        assert_eq!(again.events_from(0).len(), 2);
+    /// A line of this daemon for `op_id` whose result is `data`.
+    fn line(op_id: &str, data: Value) -> Line {
+        let mut line: Line = serde_json::from_str(OURS_OK).unwrap();
+        line.op_id = op_id.to_owned();
+        line.result.data = Bulky::Kept(data);
+        line
     }
 
     #[test]
     fn lines_are_bounded_and_the_log_rotates_keeping_what_find_needs() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operations.jsonl");
-        let ops = Operations::default();
-        let actor = Actor {
-            uid: 0,
-            user: "root".into(),
-            pid: 1,
-        };
         // A huge result is replaced by its size; the line stays parseable.
-        let big = ops.begin("backup reconcile", json!({}), actor.clone(), None);
+        let big = uuid::Uuid::now_v7().to_string();
         let huge = json!({ "items": "x".repeat(3 * MAX_LINE) });
-        record(&log, 1 << 30, &big, &Ok(huge)).unwrap();
+        record(&log, 1 << 30, line(&big, huge)).unwrap();
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.len() <= MAX_LINE, "{}", text.len());
-        let line: Value = serde_json::from_str(text.trim_end()).unwrap();
-        assert!(line["result"]["data"]["omitted_bytes"].as_u64().unwrap() > 3 * MAX_LINE as u64);
-        assert_eq!(line["op_id"], big.id.as_str());
+        let raw: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert!(raw["result"]["data"]["omitted_bytes"].as_u64().unwrap() > 3 * MAX_LINE as u64);
+        assert_eq!(raw["op_id"], big.as_str());
+        // …and reads back as a line whose data was omitted, the rest kept.
+        let found = find(&log, &big).unwrap().unwrap();
+        let Bulky::Omitted(Omitted { omitted_bytes }) = found.result.data else {
+            panic!("{:?}", found.result.data);
+        };
+        assert!(omitted_bytes > 3 * MAX_LINE as u64);
+        assert_eq!(found.result.message, Bulky::Kept("ok".to_owned()));
+        assert!(found.steps.kept().is_some());
+
+        // When the data is not enough, the next parts go in order, down to
+        // the message; the line still reads back.
+        let mut bulky = line("everything", json!(null));
+        bulky.args = Bulky::Kept(json!("a".repeat(MAX_LINE)));
+        bulky.result.message = Bulky::Kept("m".repeat(MAX_LINE));
+        let bytes = bulky.into_bytes();
+        assert!(bytes.len() <= MAX_LINE, "{}", bytes.len());
+        let shrunk: Line = serde_json::from_slice(&bytes).unwrap();
+        assert!(matches!(shrunk.args, Bulky::Omitted(_)));
+        assert!(matches!(shrunk.result.message, Bulky::Omitted(_)));
+        assert!(matches!(shrunk.steps, Bulky::Omitted(_)));
+        assert_eq!(shrunk.result.backups, ["20250601-100000-alpha-a1b2c3"]);
 
         // Past the size, the file moves to .1 and a new one starts; both are searched.
+        let log = dir.path().join("rotating.jsonl");
         let max = 4096;
         let mut ids = Vec::new();
         for _ in 0..40 {
-            let op = ops.begin("backup verify", json!({"all": true}), actor.clone(), None);
-            record(&log, max, &op, &Ok(json!({"results": []}))).unwrap();
-            ids.push(op.id.clone());
+            let id = uuid::Uuid::now_v7().to_string();
+            record(&log, max, line(&id, json!({"results": []}))).unwrap();
+            ids.push(id);
         }
         assert!(std::fs::metadata(&log).unwrap().len() <= max);
         assert!(std::fs::metadata(rotated(&log)).unwrap().len() <= max);
@@ -376,9 +630,19 @@ mod tests {
             .iter()
             .find(|id| in_rotated.contains(id.as_str()))
             .unwrap();
-        assert_eq!(find(&log, older).unwrap().unwrap()["op_id"], older.as_str());
+        assert_eq!(find(&log, older).unwrap().unwrap().op_id, older.as_str());
         // The oldest are gone: the log is bounded.
         assert!(find(&log, &ids[0]).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_found_line_that_is_not_a_log_line_is_an_error_naming_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("operations.jsonl");
+        std::fs::write(&log, "{\"op_id\":\"x\",\"command\":7}\n").unwrap();
+        let err = find(&log, "x").unwrap_err();
+        assert!(err.to_string().contains("operations.jsonl"), "{err}");
+        assert!(find(&log, "y").unwrap().is_none());
     }
 
     /// Lines `{"op_id":…,"n":…,"pad":"xx…"}` and where each starts.
@@ -406,9 +670,10 @@ mod tests {
 
     /// The `n` of the line found.
     fn scan(file: &std::fs::File, scan: Scan, op_id: &str) -> Option<u64> {
-        scan.find(file, op_id)
-            .unwrap()
-            .map(|line| line["n"].as_u64().unwrap())
+        scan.find(file, op_id).unwrap().map(|line| {
+            let line: Value = serde_json::from_slice(&line).unwrap();
+            line["n"].as_u64().unwrap()
+        })
     }
 
     #[test]

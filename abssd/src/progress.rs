@@ -2,7 +2,7 @@
 //! pushes events, and never knows who shows them).
 //!
 //! * [`Progress`] — the trait: three required methods, and `phase`, `info`,
-//!   `warn` on top of them. The RPC layer's [`crate::operations::Operation`]
+//!   `warn` on top of them. The RPC layer's [`crate::optable::Operation`]
 //!   implements it; tests use a [`Recorder`].
 //! * [`Reporter`] — the cheap cloneable handle operations hold and pass on
 //!   (also into blocking threads); it observes lock waits too.

@@ -20,17 +20,17 @@
 
 use std::sync::Arc;
 
-use abssd_proto::{Actor, ErrorKind, WireError};
+use abssd_proto::{Actor, Command, ErrorKind, WireError};
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::journal::{Journal, Record, Step};
-use crate::operations::Operations;
 use crate::ops::restore::recover::{self as restore, Recovered};
 use crate::ops::{self, Ctx};
+use crate::optable::Operations;
 use crate::progress::{Progress, Reporter};
 use crate::systemd::Units;
-use crate::{fsutil, oplog};
 
 /// Recover everything the journals hold; the recovered operations are
 /// registered in `ops`.
@@ -65,23 +65,25 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
                 continue;
             }
         };
-        let target = Some(match record.command.as_str() {
-            "backup create" => record.instance.clone(),
+        let target = Some(match record.command {
+            Command::BackupCreate => record.instance.clone(),
             _ => record.backup_id.clone(),
         });
-        let op = ops.begin_recovered(&record.op_id, &record.command, target, daemon_actor());
+        let op = ops.begin_recovered(
+            &record.op_id,
+            record.command.clone(),
+            target,
+            daemon_actor(),
+        );
         let progress = Reporter::from(Arc::clone(&op));
         // Nothing else runs yet, but a Python abssctl may: take the same locks
         // the operation held.
         let outcome = match locked(ctx, &record, &progress).await {
-            Err(e) => Err(e.to_wire()),
+            Err(e) => Err(Failure::from(e)),
             Ok(_held) => one(ctx, &record, &progress, &mut units).await,
         };
-        let keep = matches!(&outcome, Err(e) if e.detail.as_ref().is_some_and(|d| d["left"].as_array().is_some_and(|l| !l.is_empty())));
-        let log = config.layout.oplog_file();
-        if let Err(e) = oplog::record(&log, config.daemon.oplog_max_bytes, &op, &outcome) {
-            tracing::error!(error = %e, "cannot write the operations log");
-        }
+        let keep = matches!(&outcome, Err(Failure::Interrupted { left, .. }) if !left.is_empty());
+        let outcome = outcome.map_err(Failure::into_wire);
         match &outcome {
             Ok(_) => {
                 tracing::info!(op_id = %op.id, command = %op.command, "interrupted operation finished at start-up")
@@ -90,10 +92,7 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
                 tracing::warn!(op_id = %op.id, command = %op.command, error = %e.message, "interrupted operation rolled back at start-up")
             }
         }
-        match outcome {
-            Ok(result) => op.succeed(result),
-            Err(e) => op.fail(e),
-        }
+        ops.finish(&op, outcome).await;
         if keep {
             tracing::error!(journal = %path.display(), "recovery left work for an operator; the journal is kept and retried at the next start");
         } else if let Err(e) = Journal::resume(path, record).close() {
@@ -116,6 +115,50 @@ async fn locked(
     Ok(vec![instance, global])
 }
 
+/// Why a recovered operation ends failed.
+#[derive(Debug)]
+enum Failure {
+    /// It was rolled back (or its unit not started again): what was done,
+    /// and what is left for an operator.
+    Interrupted {
+        command: Command,
+        what: &'static str,
+        undone: Vec<String>,
+        left: Vec<String>,
+    },
+    /// Recovering it failed, or its journal was not one recovery knows.
+    Error(WireError),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Error(e.to_wire())
+    }
+}
+
+impl Failure {
+    /// The error the operation ends with: for an interrupted one, what was
+    /// rolled back and what is left are in its detail.
+    fn into_wire(self) -> WireError {
+        match self {
+            Failure::Interrupted {
+                command,
+                what,
+                undone,
+                left,
+            } => {
+                let mut e = WireError::new(
+                    ErrorKind::Environment,
+                    format!("abssd stopped during this {command}; at start-up {what}"),
+                );
+                e.detail = Some(json!({ "rolled_back": undone, "left": left }));
+                e
+            }
+            Failure::Error(e) => e,
+        }
+    }
+}
+
 /// Recover one operation. `Ok` when it had finished (or is finished now),
 /// `Err` when it was rolled back, with what was done and what is left.
 async fn one(
@@ -123,16 +166,15 @@ async fn one(
     record: &Record,
     progress: &Reporter,
     units: &mut Option<std::result::Result<Box<dyn Units>, String>>,
-) -> std::result::Result<serde_json::Value, WireError> {
+) -> std::result::Result<serde_json::Value, Failure> {
     let config = &ctx.config;
-    match record.command.as_str() {
-        "backup create" => {
+    match &record.command {
+        Command::BackupCreate => {
             let (file, r) = (config.layout.index_file.clone(), record.clone());
             let removed = tokio::task::spawn_blocking(move || ops::create::recover(&file, &r))
                 .await
                 .map_err(Error::from)
-                .and_then(|x| x)
-                .map_err(|e| e.to_wire())?;
+                .and_then(|x| x)?;
             // A `stop`-mode create stopped the unit: it runs again whatever
             // became of the archive.
             let stopped = record
@@ -155,12 +197,12 @@ async fn one(
                 None if left.is_empty() => {
                     Ok(json!({ "recovered": "finished", "id": record.backup_id, "done": done }))
                 }
-                None => Err(interrupted(
-                    "backup create",
-                    "its backup was complete, but the unit it had stopped was not started again",
-                    done,
+                None => Err(Failure::Interrupted {
+                    command: Command::BackupCreate,
+                    what: "its backup was complete, but the unit it had stopped was not started again",
+                    undone: done,
                     left,
-                )),
+                }),
                 Some(removed) => {
                     removed.iter().cloned().for_each(|l| progress.info(l));
                     let what = if removed.is_empty() {
@@ -168,16 +210,16 @@ async fn one(
                     } else {
                         "its unfinished archive was removed"
                     };
-                    Err(interrupted(
-                        "backup create",
+                    Err(Failure::Interrupted {
+                        command: Command::BackupCreate,
                         what,
-                        removed.into_iter().chain(done).collect(),
+                        undone: removed.into_iter().chain(done).collect(),
                         left,
-                    ))
+                    })
                 }
             }
         }
-        "backup restore" => {
+        Command::BackupRestore => {
             let needs_systemd = record.steps.iter().any(|s| {
                 matches!(
                     s,
@@ -192,9 +234,7 @@ async fn one(
             } else {
                 None
             };
-            let recovered = restore::recover(config, record, systemd, progress)
-                .await
-                .map_err(|e| e.to_wire())?;
+            let recovered = restore::recover(config, record, systemd, progress).await?;
             match recovered {
                 Recovered::Finished { done } => {
                     done.iter().cloned().for_each(|l| progress.info(l));
@@ -214,19 +254,22 @@ async fn one(
                             record.unit_was_active.unwrap_or(false)
                         ));
                     }
-                    Err(interrupted(
-                        "backup restore",
-                        "it was rolled back",
-                        report.undone,
+                    Err(Failure::Interrupted {
+                        command: Command::BackupRestore,
+                        what: "it was rolled back",
+                        undone: report.undone,
                         left,
-                    ))
+                    })
                 }
             }
         }
-        other => Err(WireError::new(
+        other => Err(Failure::Error(WireError::new(
             ErrorKind::Internal,
-            format!("a journal of an unknown command {other:?}; left as it is"),
-        )),
+            format!(
+                "a journal of an unknown command {:?}; left as it is",
+                other.as_str()
+            ),
+        ))),
     }
 }
 
@@ -243,16 +286,6 @@ async fn connected<'u>(
         Some(Ok(s)) => Some(s.as_ref()),
         _ => None,
     }
-}
-
-/// The error a rolled-back interrupted operation ends with.
-fn interrupted(command: &str, what: &str, undone: Vec<String>, left: Vec<String>) -> WireError {
-    let mut e = WireError::new(
-        ErrorKind::Environment,
-        format!("abssd stopped during this {command}; at start-up {what}"),
-    );
-    e.detail = Some(json!({ "rolled_back": undone, "left": left }));
-    e
 }
 
 /// Recovery acts on the daemon's own behalf.

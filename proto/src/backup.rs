@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::op::Actor;
+
 /// Status values of an index entry, as the Python tool writes them.
 pub mod status {
     /// Archive present and, as far as is known, intact.
@@ -67,7 +69,38 @@ pub struct BackupEntry {
     /// When reconcile last changed this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_at: Option<String>,
+    /// When it was last restored (the Python tool writes this one too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restored_at: Option<String>,
+    /// Where its data was last restored to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restore_destination: Option<String>,
+    /// Who restored it last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_by: Option<Actor>,
+    /// Every restore of it by this project, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restores: Vec<RestoreRecord>,
     /// Every other key, kept verbatim and in order.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One restore of a backup, in its entry's `restores`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    /// When it ended (UTC).
+    pub at: String,
+    /// Who asked.
+    pub by: Actor,
+    /// Where the data went.
+    pub destination: String,
+    /// The restore operation, so a repeated annotation (start-up recovery
+    /// finishing a committed restore) is recognised.
+    pub op_id: String,
+    /// The backup of the instance taken just before, if any (written as `null`).
+    pub pre_restore_backup: Option<String>,
+    /// Unknown keys, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -92,6 +125,19 @@ pub struct Checksum {
     /// Unknown keys, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl Checksum {
+    /// A sha256 digest, not verified since.
+    pub fn sha256(hex: String) -> Checksum {
+        Checksum {
+            algorithm: "sha256".to_owned(),
+            value: hex,
+            last_verified: None,
+            observed: None,
+            extra: Map::new(),
+        }
+    }
 }
 
 /// The `metadata` object of an entry.
@@ -160,6 +206,41 @@ pub struct DeepVerification {
 }
 
 impl BackupEntry {
+    /// A new entry for an archive just written, or found whole and hashed:
+    /// `available`, with its size and sha256 digest, and nothing else said
+    /// about it yet (no message, labels, verification or restores).
+    pub fn new(
+        id: String,
+        instance: String,
+        created_at: String,
+        path: String,
+        algorithm: &str,
+        size_bytes: u64,
+        sha256: String,
+    ) -> BackupEntry {
+        BackupEntry {
+            id,
+            instance,
+            created_at,
+            path,
+            algorithm: Some(algorithm.to_owned()),
+            compression_level: None,
+            size_bytes: Some(size_bytes),
+            checksum: Some(Checksum::sha256(sha256)),
+            status: status::AVAILABLE.to_owned(),
+            message: None,
+            created_by: None,
+            metadata: EntryMetadata::default(),
+            verified_at: None,
+            reconciled_at: None,
+            last_restored_at: None,
+            last_restore_destination: None,
+            restored_by: None,
+            restores: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+
     /// Rewrite the older spellings (SPEC §5) into the current ones: a flat
     /// `checksum_sha256` becomes `checksum: {algorithm, value}`, status `present`
     /// becomes `available`. Idempotent.
@@ -167,13 +248,7 @@ impl BackupEntry {
         if let Some(Value::String(hex)) = self.extra.remove("checksum_sha256")
             && self.checksum.is_none()
         {
-            self.checksum = Some(Checksum {
-                algorithm: "sha256".to_owned(),
-                value: hex,
-                last_verified: None,
-                observed: None,
-                extra: Map::new(),
-            });
+            self.checksum = Some(Checksum::sha256(hex));
         }
         if self.status == status::LEGACY_PRESENT {
             self.status = status::AVAILABLE.to_owned();
@@ -542,6 +617,106 @@ impl VerifyResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_entry_is_available_with_its_digest_and_nothing_else() {
+        let entry = BackupEntry::new(
+            "20250102-030405-alpha-a1b2c3".into(),
+            "alpha".into(),
+            "2025-01-02T03:04:05Z".into(),
+            "/srv/backups/alpha/20250102-030405-alpha-a1b2c3.tar.zst".into(),
+            "zstd",
+            1234,
+            "00ff".into(),
+        );
+        // Exactly the keys, values and order create and adoption wrote when
+        // they assembled entries by hand.
+        let expected = serde_json::json!({
+            "id": "20250102-030405-alpha-a1b2c3",
+            "instance": "alpha",
+            "created_at": "2025-01-02T03:04:05Z",
+            "path": "/srv/backups/alpha/20250102-030405-alpha-a1b2c3.tar.zst",
+            "algorithm": "zstd",
+            "compression_level": null,
+            "size_bytes": 1234,
+            "checksum": {"algorithm": "sha256", "value": "00ff"},
+            "status": "available",
+            "message": null,
+            "created_by": null,
+            "metadata": {"data_only": false, "labels": []}
+        });
+        assert_eq!(
+            serde_json::to_string(&entry).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
+        assert_eq!(entry.sha256(), Some("00ff"));
+    }
+
+    #[test]
+    fn restore_history_reads_into_fields_and_is_written_back_as_it_was() {
+        // An entry as abssd annotated it after a restore (history after
+        // `reconciled_at`), with a key of the Python tool after it.
+        let text = serde_json::json!({
+            "id": "20250102-030405-alpha-a1b2c3",
+            "instance": "alpha",
+            "created_at": "2025-01-02T03:04:05Z",
+            "path": "/srv/backups/alpha/x.tar.zst",
+            "algorithm": "zstd",
+            "compression_level": null,
+            "size_bytes": 1234,
+            "checksum": {"algorithm": "sha256", "value": "00ff", "last_verified": "2025-02-01T00:00:00Z", "observed": "00ff"},
+            "status": "available",
+            "message": null,
+            "created_by": {"uid": 0, "user": "root", "pid": 4},
+            "metadata": {"data_only": false, "labels": []},
+            "verified_at": "2025-02-01T00:00:00Z",
+            "last_restored_at": "2025-02-01T00:00:00Z",
+            "last_restore_destination": "/srv/alpha/data",
+            "restored_by": {"uid": 0, "user": "root", "pid": 9},
+            "restores": [
+                {"at": "2025-01-15T00:00:00Z", "by": {"uid": 1000, "user": "ops", "pid": 8},
+                 "destination": "/tmp/x", "op_id": "op-1", "pre_restore_backup": null},
+                {"at": "2025-02-01T00:00:00Z", "by": {"uid": 0, "user": "root", "pid": 9},
+                 "destination": "/srv/alpha/data", "op_id": "op-2",
+                 "pre_restore_backup": "20250201-000000-alpha-000001", "note": "kept"}
+            ],
+            "python_key": [1]
+        })
+        .to_string();
+        let entry: BackupEntry = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            entry.last_restored_at.as_deref(),
+            Some("2025-02-01T00:00:00Z")
+        );
+        assert_eq!(
+            entry.last_restore_destination.as_deref(),
+            Some("/srv/alpha/data")
+        );
+        assert_eq!(entry.restored_by.as_ref().map(|a| a.pid), Some(9));
+        assert_eq!(entry.restores.len(), 2);
+        assert_eq!(entry.restores[0].pre_restore_backup, None);
+        assert_eq!(entry.restores[1].op_id, "op-2");
+        assert_eq!(entry.restores[1].extra["note"], "kept");
+        // Nothing else is taken for unknown keys.
+        assert_eq!(entry.extra.keys().collect::<Vec<_>>(), ["python_key"]);
+        assert_eq!(serde_json::to_string(&entry).unwrap(), text);
+
+        // An entry never restored has none of the keys.
+        let mut fresh = entry.clone();
+        fresh.last_restored_at = None;
+        fresh.last_restore_destination = None;
+        fresh.restored_by = None;
+        fresh.restores.clear();
+        let written = serde_json::to_value(&fresh).unwrap();
+        for key in [
+            "last_restored_at",
+            "last_restore_destination",
+            "restored_by",
+            "restores",
+        ] {
+            assert!(written.get(key).is_none(), "{key}");
+        }
+    }
 
     #[test]
     fn legacy_spellings_are_normalized() {

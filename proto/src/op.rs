@@ -19,6 +19,77 @@ pub struct Actor {
     pub pid: i32,
 }
 
+/// What an operation does, written as the command line that asks for it:
+/// `backup create`, ... — the operations log's `command`, the `started`
+/// event's, `op.get`'s and the journal's.
+///
+/// Serialized as that text. Other texts are kept as they are
+/// ([`Command::Other`]): the operations log is shared with the Python tool
+/// (`instance create`, `backup prune`, ...) and a newer daemon may run
+/// commands this one does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// `backup create`
+    BackupCreate,
+    /// `backup restore`
+    BackupRestore,
+    /// `backup verify`
+    BackupVerify,
+    /// `backup reconcile`
+    BackupReconcile,
+    /// Any other command, as written.
+    Other(String),
+}
+
+impl Command {
+    /// The command as written, e.g. `backup create`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Command::BackupCreate => "backup create",
+            Command::BackupRestore => "backup restore",
+            Command::BackupVerify => "backup verify",
+            Command::BackupReconcile => "backup reconcile",
+            Command::Other(text) => text,
+        }
+    }
+
+    /// The command a text names; the method spelling (`backup.create`) names
+    /// the same command.
+    pub fn named(text: &str) -> Command {
+        let known = [
+            Command::BackupCreate,
+            Command::BackupRestore,
+            Command::BackupVerify,
+            Command::BackupReconcile,
+        ];
+        known
+            .into_iter()
+            .find(|c| {
+                let name = c.as_str();
+                text == name || text.replace('.', " ") == name
+            })
+            .unwrap_or_else(|| Command::Other(text.to_owned()))
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Command {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Command::named(&String::deserialize(d)?))
+    }
+}
+
 /// Lifecycle of an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,7 +108,7 @@ pub struct OpInfo {
     /// UUIDv7, so ids sort by start time.
     pub op_id: String,
     /// `backup create`, `backup verify`, ...
-    pub command: String,
+    pub command: Command,
     /// The request parameters.
     pub args: Value,
     /// Who started it.
@@ -83,7 +154,7 @@ pub enum EventKind {
     /// First event of every operation.
     Started {
         /// Command name.
-        command: String,
+        command: Command,
         /// Instance or backup id.
         target: Option<String>,
     },
@@ -230,4 +301,37 @@ pub struct DaemonStatus {
     pub recovered: Vec<OpInfo>,
     /// Whether the caller may mutate.
     pub caller_may_mutate: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_written_as_the_command_line_and_others_kept() {
+        let known = [
+            (Command::BackupCreate, "backup create"),
+            (Command::BackupRestore, "backup restore"),
+            (Command::BackupVerify, "backup verify"),
+            (Command::BackupReconcile, "backup reconcile"),
+        ];
+        for (command, text) in known {
+            let json = serde_json::to_string(&command).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), command);
+            assert_eq!(command.to_string(), text);
+            // The method spelling names the same command.
+            assert_eq!(Command::named(&text.replace(' ', ".")), command);
+        }
+        // The Python tool's commands (and a newer daemon's) survive a round trip.
+        for text in ["instance create", "backup prune", "doctor", ""] {
+            let command: Command = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+            assert_eq!(command, Command::Other(text.to_owned()));
+            assert_eq!(
+                serde_json::to_string(&command).unwrap(),
+                format!("\"{text}\"")
+            );
+        }
+        assert!(serde_json::from_str::<Command>("7").is_err());
+    }
 }

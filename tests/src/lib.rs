@@ -21,7 +21,7 @@ pub use fake_systemd::{FakeSystemd, Verb};
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use abssd::registry::{Instance, InstancePaths, Registry};
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
@@ -231,10 +231,12 @@ impl Daemon {
         Daemon::start_with(sandbox.full_config())
     }
 
-    /// Start with an explicit configuration.
+    /// Start with an explicit configuration: bind its socket here, run it on
+    /// a thread of its own, and return once it serves (start-up recovery done).
     pub fn start_with(config: abssd::Config) -> Daemon {
         let share = share();
         let socket = config.layout.socket.clone();
+        let listener = abssd::listen(&config).expect("abssd cannot listen");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -246,12 +248,16 @@ impl Daemon {
                 let stop = async {
                     let _ = rx.await;
                 };
-                if let Err(e) = abssd::run(config, stop).await {
+                let served = match abssd::start(config).await {
+                    Ok(daemon) => daemon.run(listener, stop).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
                     eprintln!("abssd failed: {e}");
                 }
             });
         });
-        wait_for_socket(&socket);
+        first_answer(&socket);
         Daemon {
             socket,
             stop: Some(tx),
@@ -281,15 +287,29 @@ impl Drop for Daemon {
     }
 }
 
-fn wait_for_socket(socket: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("abssd did not start serving {}", socket.display());
+/// One `daemon.status` call over a plain HTTP connection. The socket is bound
+/// already, so the call waits in its backlog until the daemon serves, which
+/// it does once start-up recovery is done: no polling.
+fn first_answer(socket: &Path) {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"daemon.status","params":{}}"#;
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: abssd\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send daemon.status");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"protocol\""),
+        "abssd did not start serving {}: {answer:?}",
+        socket.display()
+    );
 }
 
 /// A WebSocket JSON-RPC client over the Unix socket.

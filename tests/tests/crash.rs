@@ -241,7 +241,7 @@ async fn check_recovered(host: &Host, d: &ChildDaemon, op_id: &str, what: &str) 
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .find(|l| l["op_id"] == op_id && l["args"]["recovery"] == true)
         .unwrap_or_else(|| panic!("{what}: no operations-log line for the recovery"));
-    assert_eq!(line["command"], op.command, "{what}");
+    assert_eq!(line["command"], op.command.as_str(), "{what}");
     // What was done: the clean-up of a finished operation, or the rollback.
     let said = match line["result"]["status"].as_str() {
         Some("success") => &line["result"]["data"],
@@ -619,7 +619,7 @@ async fn sigterm_lets_a_restore_finish_and_a_second_signal_exits_at_once() {
     .await
     .unwrap();
     assert_eq!((info.state, info.recovered), (OpState::Succeeded, false));
-    assert_eq!(info.command, "backup restore");
+    assert_eq!(info.command.as_str(), "backup restore");
     assert_eq!(info.result.unwrap()["result"]["id"], made.id.as_str());
     let events = abssd_tests::inspect::events_of(&c, &op_id).await;
     assert!(

@@ -788,7 +788,7 @@ async fn a_readers_reconciles_neither_push_out_operators_operations_nor_fill_the
     )
     .await
     .unwrap();
-    assert_eq!(got.command, "backup create");
+    assert_eq!(got.command.as_str(), "backup create");
     assert!(
         got.events > 3,
         "the full event log, not a log line: {got:?}"

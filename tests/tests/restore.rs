@@ -159,17 +159,17 @@ async fn live_restore_brings_back_data_unit_site_link_and_registry_and_restarts_
     assert_eq!(w.calls("ReloadUnit nginx.service"), 1);
 
     let e = entry(&c, &made.id).await;
-    assert!(e.extra.contains_key("last_restored_at"));
+    assert!(e.last_restored_at.is_some());
     assert_eq!(
-        e.extra["last_restore_destination"],
-        json!(w.data("alpha").display().to_string())
+        e.last_restore_destination,
+        Some(w.data("alpha").display().to_string())
     );
-    assert_eq!(e.extra["restored_by"]["uid"], json!(0));
-    let history = e.extra["restores"].as_array().unwrap();
+    assert_eq!(e.restored_by.as_ref().unwrap().uid, 0);
+    let history = &e.restores;
     assert_eq!(history.len(), 1);
-    assert_eq!(history[0]["op_id"], json!(out.op_id));
+    assert_eq!(history[0].op_id, out.op_id);
     let pre = result.pre_restore_backup.clone().unwrap();
-    assert_eq!(history[0]["pre_restore_backup"], json!(pre));
+    assert_eq!(history[0].pre_restore_backup, Some(pre.clone()));
     let pre_entry = entry(&c, &pre).await;
     assert_eq!(pre_entry.metadata.labels, ["pre-restore"]);
     assert_eq!(pre_entry.instance, "alpha");
@@ -243,7 +243,7 @@ async fn a_stopped_unit_stays_stopped_unless_told_and_restart_flags_win() {
         assert_eq!(w.unit_active("alpha"), restart);
     }
     let e = entry(&c, &made.id).await;
-    assert_eq!(e.extra["restores"].as_array().unwrap().len(), 3);
+    assert_eq!(e.restores.len(), 3);
     w.assert_no_leftovers();
 }
 
@@ -276,8 +276,8 @@ async fn dest_restore_writes_only_the_new_directory() {
     assert_same(&before, &w.live_state());
     assert!(w.jobs().is_empty(), "{:?}", w.fake.calls());
     assert_eq!(
-        entry(&c, &made.id).await.extra["last_restore_destination"],
-        json!(dest.display().to_string())
+        entry(&c, &made.id).await.last_restore_destination,
+        Some(dest.display().to_string())
     );
 
     // Refusals: not empty, outside the allowed roots, relative, live-only flags.
@@ -575,7 +575,7 @@ async fn gnu_tar_archives_in_the_python_layout_restore() {
         // Python's keys survive the annotation.
         let e = entry(&c, id).await;
         assert_eq!(e.created_by, Some(json!("root")));
-        assert_eq!(e.extra["restores"].as_array().unwrap().len(), 1);
+        assert_eq!(e.restores.len(), 1);
     }
     w.assert_no_leftovers();
 }

@@ -97,13 +97,12 @@ async fn follow_and_show(
 /// Present a finished operation of any command the way that command does
 /// (`op watch`).
 fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
-    // `backup create` in the events; accept the method spelling too.
-    let command = finished.command.as_deref().unwrap_or("").replace('.', " ");
-    match command.as_str() {
-        "backup create" => backup::show_created(out, finished),
-        "backup verify" => backup::show_verified(out, finished),
-        "backup reconcile" => backup::show_reconciled(out, finished),
-        "backup restore" => restore::show_restored(out, finished),
+    // `backup create` in the events (the method spelling names it too).
+    match finished.command {
+        Some(abssd_proto::Command::BackupCreate) => backup::show_created(out, finished),
+        Some(abssd_proto::Command::BackupVerify) => backup::show_verified(out, finished),
+        Some(abssd_proto::Command::BackupReconcile) => backup::show_reconciled(out, finished),
+        Some(abssd_proto::Command::BackupRestore) => restore::show_restored(out, finished),
         _ => {
             let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
             out.show(&doc, || {

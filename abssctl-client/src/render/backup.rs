@@ -118,12 +118,11 @@ pub fn detail(e: &BackupEntry) -> String {
         pairs.push(("reconciled at", at.clone()));
     }
     let mut text = fields(0, &pairs);
-    // Keys this client has no name for (restore history, Python-tool extras) still
-    // show, under their own names.
-    let extras: Vec<(String, String)> = e
-        .extra
-        .iter()
-        .map(|(k, v)| (k.clone(), value_text(v)))
+    // The restore history, and keys this client has no name for (Python-tool
+    // extras), show under their own names.
+    let extras: Vec<(String, String)> = restore_history(e)
+        .into_iter()
+        .chain(e.extra.iter().map(|(k, v)| (k.clone(), value_text(v))))
         .chain(
             e.metadata
                 .extra
@@ -146,6 +145,27 @@ pub fn detail(e: &BackupEntry) -> String {
         text.push_str(&fields(2, &pairs));
     }
     text
+}
+
+/// The restore history fields that are set, as the index names them.
+fn restore_history(e: &BackupEntry) -> Vec<(String, String)> {
+    fn text<T: serde::Serialize>(v: &T) -> String {
+        value_text(&serde_json::to_value(v).unwrap_or(Value::Null))
+    }
+    let mut out = Vec::new();
+    if let Some(at) = &e.last_restored_at {
+        out.push(("last_restored_at".to_owned(), text(at)));
+    }
+    if let Some(dest) = &e.last_restore_destination {
+        out.push(("last_restore_destination".to_owned(), text(dest)));
+    }
+    if let Some(by) = &e.restored_by {
+        out.push(("restored_by".to_owned(), text(by)));
+    }
+    if !e.restores.is_empty() {
+        out.push(("restores".to_owned(), text(&e.restores)));
+    }
+    out
 }
 
 /// `created_by` / `restored_by`: `{uid, user, pid}` from this project, a user name

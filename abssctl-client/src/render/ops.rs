@@ -14,7 +14,7 @@ pub fn list(ops: &[OpInfo]) -> String {
         .map(|op| {
             vec![
                 op.op_id.clone(),
-                op.command.clone(),
+                op.command.to_string(),
                 op.target.clone().unwrap_or_else(|| "-".to_owned()),
                 state_text(op),
                 op.started_at.clone(),
@@ -107,7 +107,7 @@ mod tests {
     fn op() -> OpInfo {
         OpInfo {
             op_id: "0190-aaaa".to_owned(),
-            command: "backup create".to_owned(),
+            command: abssd_proto::Command::BackupCreate,
             args: serde_json::json!({}),
             actor: Actor {
                 uid: 1000,

@@ -1,6 +1,6 @@
 //! Operations: plain async functions over a [`Ctx`] that push what happens into a
 //! [`Reporter`](crate::progress::Reporter). They never see the socket; the RPC layer
-//! supplies an [`crate::operations::Operation`] to report into, tests a
+//! supplies an [`crate::optable::Operation`] to report into, tests a
 //! [`Recorder`](crate::progress::Recorder).
 
 use std::collections::HashSet;

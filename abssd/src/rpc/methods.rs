@@ -1,5 +1,6 @@
 //! Method handlers: decode parameters, check authorization, call `ops`, encode.
-//! Mutating methods run as daemon-owned operations.
+//! Mutating methods run as daemon-owned operations: a handler validates and
+//! hands the work over to the operations table, which runs it to its end.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use abssd_proto::methods::{
     DaemonStatusMethod, OpGet, OpList, OpWatch,
 };
 use abssd_proto::{
-    DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
+    Command, DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
     error::ErrorData,
 };
 use jsonrpsee::server::{Extensions, PendingSubscriptionSink, RpcModule};
@@ -20,8 +21,8 @@ use serde_json::{Value, json};
 use abssd_proto::limits::{self, Bounded};
 
 use crate::error::Error;
-use crate::operations::{self, Operation, Operations};
 use crate::ops::{self, Ctx};
+use crate::optable::{self, Operation, Operations};
 use crate::progress::Reporter;
 use crate::registry::validate_name;
 use crate::rpc::peer::Peer;
@@ -33,7 +34,7 @@ pub struct State {
     /// Config, locks.
     pub ctx: Arc<Ctx>,
     /// Running and recent operations.
-    pub ops: Operations,
+    pub ops: Arc<Operations>,
     /// One search of the operations log at a time: a flood of unknown ids waits
     /// here holding no buffer, and the daemon holds one search's buffer at most.
     log_search: Arc<tokio::sync::Semaphore>,
@@ -44,7 +45,7 @@ pub struct State {
 
 impl State {
     /// State over `ops` (which may already hold operations recovered at start-up).
-    pub fn new(ctx: Arc<Ctx>, ops: Operations) -> State {
+    pub fn new(ctx: Arc<Ctx>, ops: Arc<Operations>) -> State {
         State {
             ctx,
             ops,
@@ -61,7 +62,7 @@ impl State {
     /// is searched by one caller at a time.
     pub async fn lookup(&self, op_id: &str) -> Result<Arc<Operation>, Error> {
         let not_found = || Error::not_found("operation", op_id);
-        let id = operations::check_id(op_id, SystemTime::now())?.ok_or_else(not_found)?;
+        let id = optable::check_id(op_id, SystemTime::now())?.ok_or_else(not_found)?;
         if let Some(op) = self.ops.get(&id) {
             return Ok(op);
         }
@@ -99,12 +100,13 @@ impl State {
         let _ = tokio::time::timeout(bound, all).await;
     }
 
-    /// Start an operation on its own task; it runs to its end whatever happens to
-    /// the connection that asked for it. A peer that may only read gets at most
-    /// `daemon.max_operations_per_reader` running at once; beyond that, `busy`.
+    /// Begin an operation and hand `work` to the operations table, which runs
+    /// it to its end (see [`Operations::spawn`]). A peer that may only read
+    /// gets at most `daemon.max_operations_per_reader` running at once; beyond
+    /// that, `busy`.
     fn start<F, Fut>(
-        self: &Arc<Self>,
-        command: &str,
+        &self,
+        command: Command,
         args: Value,
         peer: &Peer,
         target: Option<String>,
@@ -131,54 +133,10 @@ impl State {
                     )
                 })?
         };
-        let fut = work(self.ctx.clone(), Reporter::from(op.clone()));
-        let this = self.clone();
-        let op2 = op.clone();
-        tokio::spawn(async move {
-            // Tests hold operations here (on a blocking thread, so a `pause` stops
-            // no worker) to see how many a peer can have running at once. Only
-            // when a test armed it: the hop would reorder operations otherwise.
-            #[cfg(feature = "failpoints")]
-            if fail::list()
-                .iter()
-                .any(|(name, _)| name == "rpc::operation-started")
-            {
-                let _ = tokio::task::spawn_blocking(|| hook_point!("rpc::operation-started")).await;
-            }
-            // A panic in the work still ends the operation with exactly one event.
-            let outcome = match tokio::spawn(fut).await {
-                Ok(Ok(result)) => Ok(result),
-                Ok(Err(e)) => Err(e.to_wire()),
-                Err(join) => Err(WireError::new(
-                    ErrorKind::Internal,
-                    format!("operation crashed: {join}"),
-                )),
-            };
-            // The log line is written before anyone is told the operation ended, so
-            // whoever sees the end also finds the line. The log is the record of
-            // what was changed and by whom: a reader's operation (read-only, the
-            // only kind a reader may start) is left out, so that readers cannot
-            // rotate operators' lines away.
-            if !op2.reader {
-                let (log, max) = (
-                    this.ctx.config.layout.oplog_file(),
-                    this.ctx.config.daemon.oplog_max_bytes,
-                );
-                let (op3, outcome3) = (op2.clone(), outcome.clone());
-                let written =
-                    tokio::task::spawn_blocking(move || oplog::record(&log, max, &op3, &outcome3))
-                        .await;
-                if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
-                    tracing::error!(op_id = %op2.id, error = %e, "cannot write the operations log");
-                }
-            }
-            match outcome {
-                Ok(result) => op2.succeed(result),
-                Err(e) => op2.fail(e),
-            }
-            this.ops.trim();
-            crate::memory::release_freed();
-        });
+        self.ops.spawn(
+            op.clone(),
+            work(self.ctx.clone(), Reporter::from(op.clone())),
+        );
         Ok(op)
     }
 }
@@ -295,7 +253,7 @@ where
 /// How a method run as an operation is described.
 struct OpMethod<P> {
     /// The operations-log command, e.g. `backup create`.
-    command: &'static str,
+    command: Command,
     /// The instance or backup it is about.
     target: fn(&P) -> Option<String>,
     /// Whether to answer `{op_id}` at once.
@@ -322,7 +280,7 @@ where
     Fut: Future<Output = Result<Value, Error>> + Send + 'static,
 {
     module.register_async_method(M::NAME, move |params, state, ext| {
-        let work = work.clone();
+        let (work, command) = (work.clone(), how.command.clone());
         async move {
             let peer = peer(&ext)?;
             let p: M::Params = parse(&params).map_err(|e| refused(M::NAME, &peer, &e))?;
@@ -334,13 +292,9 @@ where
             let detach = (how.detached)(&p);
             let (p2, peer2) = (p.clone(), peer.clone());
             let op = state
-                .start(
-                    how.command,
-                    args,
-                    &peer,
-                    (how.target)(&p),
-                    move |ctx, sink| work(ctx, sink, p2, peer2),
-                )
+                .start(command, args, &peer, (how.target)(&p), move |ctx, sink| {
+                    work(ctx, sink, p2, peer2)
+                })
                 .map_err(|e| refused(M::NAME, &peer, &rpc_error(e)))?;
             if detach {
                 return Ok(json!({ "op_id": op.id }));
@@ -406,7 +360,7 @@ pub fn module(
     operation::<BackupCreate, _, _>(
         &mut m,
         OpMethod {
-            command: "backup create",
+            command: Command::BackupCreate,
             target: |p| Some(p.instance.clone()),
             detached: |p| p.detach && !p.dry_run,
             operator_only: |_| true,
@@ -425,7 +379,7 @@ pub fn module(
     operation::<BackupRestore, _, _>(
         &mut m,
         OpMethod {
-            command: "backup restore",
+            command: Command::BackupRestore,
             target: |p| Some(p.id.clone()),
             detached: |p| p.detach && !p.dry_run,
             operator_only: |_| true,
@@ -445,7 +399,7 @@ pub fn module(
     operation::<BackupVerify, _, _>(
         &mut m,
         OpMethod {
-            command: "backup verify",
+            command: Command::BackupVerify,
             target: |p| p.id.clone().or_else(|| p.all.then(|| "all".to_owned())),
             detached: |p| p.detach,
             operator_only: |_| true,
@@ -461,7 +415,7 @@ pub fn module(
     operation::<BackupReconcile, _, _>(
         &mut m,
         OpMethod {
-            command: "backup reconcile",
+            command: Command::BackupReconcile,
             target: |p| p.instance.clone(),
             detached: |p| p.detach,
             operator_only: |p| p.mutates() || p.verify,

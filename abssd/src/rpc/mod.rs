@@ -18,7 +18,7 @@ use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
     BatchRequestConfig, Server, ServerConfig, serve_with_graceful_shutdown, stop_channel,
 };
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tower::Service;
 
 use crate::error::{Error, IoContext, Result};
@@ -43,7 +43,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Bind the socket: 0660, owned by `group` when it exists. A stale socket
 /// file is replaced; a live one (another daemon answers) is refused.
-pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
+pub fn bind(socket: &Path, group: &str) -> Result<std::os::unix::net::UnixListener> {
     if let Some(dir) = socket.parent() {
         fsutil::ensure_dir(dir)?;
     }
@@ -56,7 +56,7 @@ pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
                     socket.display()
                 )));
             }
-            if UnixStream::connect(socket).await.is_ok() {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
                 return Err(Error::Environment(format!(
                     "another abssd is already serving {}; stop it first",
                     socket.display()
@@ -67,7 +67,9 @@ pub async fn bind(socket: &Path, group: &str) -> Result<UnixListener> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).at("checking", socket),
     }
-    let listener = UnixListener::bind(socket).at("binding", socket)?;
+    let listener = std::os::unix::net::UnixListener::bind(socket).at("binding", socket)?;
+    // Served by tokio.
+    listener.set_nonblocking(true).at("binding", socket)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).at("chmod", socket)?;
     if let Ok(Some(g)) = nix::unistd::Group::from_name(group) {
         // Without the group only root (and the daemon's user) can connect; say so.
@@ -131,7 +133,7 @@ pub fn descriptors(max_connections: u32) -> u32 {
 /// connection).
 pub async fn serve(
     ctx: Arc<Ctx>,
-    ops: crate::operations::Operations,
+    ops: Arc<crate::optable::Operations>,
     listener: UnixListener,
     shutdown: impl Future<Output = ()>,
     idle: Option<Duration>,

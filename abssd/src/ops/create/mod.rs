@@ -14,10 +14,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use abssd_proto::{
-    Actor, BackupEntry, Capture, Checksum, CreateParams, CreatePlan, CreateResult, EntryMetadata,
-    EventKind, Phase, status,
+    Actor, BackupEntry, Capture, CreateParams, CreatePlan, CreateResult, EntryMetadata, EventKind,
+    Phase,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::archive::{self, Codec, Member};
 use crate::error::{Error, IoContext, Result};
@@ -232,7 +232,7 @@ async fn pass<'a>(
             Record {
                 version: 1,
                 op_id: progress.op_id(),
-                command: "backup create".into(),
+                command: abssd_proto::Command::BackupCreate,
                 instance: plan.instance.clone(),
                 backup_id: plan.id.clone(),
                 started_at: fsutil::now_utc(),
@@ -434,36 +434,24 @@ async fn finish(
 ) -> Result<CreateResult> {
     progress.phase(Phase::Index);
     let created_at = plan.created_at.clone();
-    let entry = BackupEntry {
-        id: plan.id.clone(),
-        instance: plan.instance.clone(),
-        created_at: created_at.clone(),
-        path: plan.archive.clone(),
-        algorithm: Some(plan.algorithm.as_str().to_owned()),
-        compression_level: plan.compression_level.map(i64::from),
-        size_bytes: Some(written.size),
-        checksum: Some(Checksum {
-            algorithm: "sha256".into(),
-            value: written.sha256.clone(),
-            last_verified: None,
-            observed: None,
-            extra: Map::new(),
-        }),
-        status: status::AVAILABLE.into(),
-        message: params.message.clone(),
-        created_by: Some(serde_json::to_value(actor).unwrap_or(Value::Null)),
-        metadata: EntryMetadata {
-            data_only: params.data_only,
-            labels: labels.clone(),
-            verification_error: None,
-            uncompressed_bytes: Some(written.content_bytes),
-            consistency: Some(plan.capture.as_str().to_owned()),
-            verification: None,
-            extra: Map::new(),
-        },
-        verified_at: None,
-        reconciled_at: None,
-        extra: Map::new(),
+    let mut entry = BackupEntry::new(
+        plan.id.clone(),
+        plan.instance.clone(),
+        created_at.clone(),
+        plan.archive.clone(),
+        plan.algorithm.as_str(),
+        written.size,
+        written.sha256.clone(),
+    );
+    entry.compression_level = plan.compression_level.map(i64::from);
+    entry.message = params.message.clone();
+    entry.created_by = Some(serde_json::to_value(actor).unwrap_or(Value::Null));
+    entry.metadata = EntryMetadata {
+        data_only: params.data_only,
+        labels: labels.clone(),
+        uncompressed_bytes: Some(written.content_bytes),
+        consistency: Some(plan.capture.as_str().to_owned()),
+        ..EntryMetadata::default()
     };
     let index_file = ctx.config.layout.index_file.clone();
     {
@@ -572,7 +560,7 @@ mod tests {
         let (_, verified) = crate::ops::verify::run(&ctx, &verify, &progress)
             .await
             .unwrap();
-        assert_eq!(verified.results[0].status, status::AVAILABLE);
+        assert_eq!(verified.results[0].status, abssd_proto::status::AVAILABLE);
         assert_eq!(rec.phases(), [Phase::Verify(result.id.clone())]);
         assert_eq!(
             rec.progress_of(&Phase::Verify(result.id.clone())).last(),

@@ -55,7 +55,7 @@ impl Job<'_> {
             Record {
                 version: 1,
                 op_id: self.progress.op_id(),
-                command: "backup create".into(),
+                command: abssd_proto::Command::BackupCreate,
                 instance: self.params.instance.clone(),
                 // Set once the walk, after the stop, has named the backup.
                 backup_id: String::new(),

@@ -10,11 +10,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use abssd_proto::{Actor, BackupEntry, Checksum, EntryMetadata, Phase, status};
+use abssd_proto::{Actor, BackupEntry, EntryMetadata, Phase, status};
 use serde_json::{Map, Value};
 
-use super::classify::{Change, Planned, created_at};
-use super::scan::Archive;
+use super::classify::{Adoption, Change, Planned};
+use super::scan::{Archive, created_at, infer};
 use crate::archive::sidecar;
 use crate::error::Result;
 use crate::extract;
@@ -22,17 +22,6 @@ use crate::fsutil;
 use crate::index::{self, Index};
 use crate::progress::Reporter;
 use crate::registry::validate_name;
-
-/// An orphan ready to be indexed.
-#[derive(Debug)]
-pub struct Adoption {
-    /// The new entry.
-    pub entry: BackupEntry,
-    /// Sidecar text to write (`None`: the one there is right).
-    pub sidecar: Option<String>,
-    /// What differs from what the path suggested, for the finding's reason.
-    pub notes: Vec<String>,
-}
 
 /// Read `archive` through and build its entry; `Err` says why it cannot be
 /// adopted. `scope` is the `--instance` filter. Blocking.
@@ -85,7 +74,7 @@ pub fn adoption(
             ));
         }
     }
-    if id != super::classify::infer(archive).0 {
+    if id != infer(archive).0 {
         notes.push(format!("the archive holds backup {id}"));
     }
     if let Some(other) = index.get(&id) {
@@ -123,37 +112,23 @@ pub fn adoption(
         "adopted_by".into(),
         serde_json::to_value(actor).unwrap_or(Value::Null),
     );
-    let entry = BackupEntry {
-        id: id.clone(),
+    let mut entry = BackupEntry::new(
+        id.clone(),
         instance,
-        created_at: created_at(&id, archive.mtime),
-        path: archive.path.clone(),
-        algorithm: Some(archive.algorithm.as_str().to_owned()),
-        compression_level: None,
-        size_bytes: Some(found.archive_bytes),
-        checksum: Some(Checksum {
-            algorithm: "sha256".into(),
-            value: found.sha256,
-            last_verified: None,
-            observed: None,
-            extra: Map::new(),
-        }),
-        status: status::AVAILABLE.into(),
-        message: None,
-        created_by: None,
-        metadata: EntryMetadata {
-            data_only: !found.has_assets,
-            labels: vec!["adopted".into()],
-            verification_error: None,
-            uncompressed_bytes: Some(found.content_bytes),
-            consistency: None,
-            verification: None,
-            extra: Map::new(),
-        },
-        verified_at: None,
-        reconciled_at: Some(now),
-        extra,
+        created_at(&id, archive.mtime),
+        archive.path.clone(),
+        archive.algorithm.as_str(),
+        found.archive_bytes,
+        found.sha256,
+    );
+    entry.metadata = EntryMetadata {
+        data_only: !found.has_assets,
+        labels: vec!["adopted".into()],
+        uncompressed_bytes: Some(found.content_bytes),
+        ..EntryMetadata::default()
     };
+    entry.reconciled_at = Some(now);
+    entry.extra = extra;
     Ok(Adoption {
         entry,
         sidecar,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use abssd_proto::{BackupEntry, ReconcileItem, item_status, status};
 
-use super::scan::{Archive, Scan};
+use super::scan::{Scan, archive_of, infer, strip_extension};
 use crate::index::{self, Index};
 use crate::ops::verify::Finding;
 use crate::registry::validate_name;
@@ -49,7 +49,18 @@ pub enum Change {
         size: Option<u64>,
     },
     /// A new entry for an orphan, and its sidecar.
-    Adopt(Box<super::apply::Adoption>),
+    Adopt(Box<Adoption>),
+}
+
+/// An orphan ready to be indexed.
+#[derive(Debug)]
+pub struct Adoption {
+    /// The new entry.
+    pub entry: BackupEntry,
+    /// Sidecar text to write (`None`: the one there is right).
+    pub sidecar: Option<String>,
+    /// What differs from what the path suggested, for the finding's reason.
+    pub notes: Vec<String>,
 }
 
 /// A change and the finding it fixes.
@@ -297,98 +308,4 @@ pub fn stray_sidecars(scan: &Scan, index: &Index, instance: Option<&str>) -> Vec
             })
         })
         .collect()
-}
-
-/// The archive path a sidecar belongs to.
-pub fn archive_of(sidecar: &str) -> &str {
-    sidecar
-        .strip_suffix(crate::archive::sidecar::SUFFIX)
-        .unwrap_or(sidecar)
-}
-
-/// Id, instance and how they were found, from an orphan's path:
-/// `<instance>/<YYYYMMDD-HHMMSS-<instance>-<hex>>.<ext>`, else the file's
-/// stem and the first directory under the root.
-pub fn infer(archive: &Archive) -> (String, Option<String>, &'static str) {
-    let id = strip_extension(&archive.name).to_owned();
-    if let Some(instance) = index::instance_of_id(&id) {
-        let instance = instance.to_owned();
-        return (id, Some(instance), "id and instance from the file name");
-    }
-    let first = archive.dir.split('/').next().unwrap_or_default();
-    if validate_name(first).is_ok() {
-        return (
-            id,
-            Some(first.to_owned()),
-            "id from the file name, instance from its directory",
-        );
-    }
-    (
-        id,
-        None,
-        "instance unknown (not in an instance directory, no backup id in the name)",
-    )
-}
-
-/// The file name without `.tar`, `.tar.gz` or `.tar.zst`.
-fn strip_extension(name: &str) -> &str {
-    [".tar.zst", ".tar.gz", ".tar"]
-        .iter()
-        .find_map(|ext| name.strip_suffix(ext))
-        .unwrap_or(name)
-}
-
-/// `created_at` for an adopted archive: the time in its id, else its mtime.
-pub fn created_at(id: &str, mtime: i64) -> String {
-    let from_id = id
-        .get(..15)
-        .and_then(|t| jiff::civil::DateTime::strptime("%Y%m%d-%H%M%S", t).ok())
-        .and_then(|t| jiff::tz::TimeZone::UTC.to_timestamp(t).ok());
-    let at = from_id
-        .or_else(|| jiff::Timestamp::from_second(mtime).ok())
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    crate::fsutil::utc(at)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use abssd_proto::Algorithm;
-
-    fn archive(dir: &str, name: &str) -> Archive {
-        Archive {
-            path: format!("/b/{dir}/{name}"),
-            dir: dir.into(),
-            name: name.into(),
-            algorithm: Algorithm::Zstd,
-            size: 1,
-            mtime: 0,
-        }
-    }
-
-    #[test]
-    fn orphans_are_named_from_their_file_or_directory() {
-        let (id, inst, _) = infer(&archive("beta", "20250102-030405-alpha-a1b2c3.tar.gz"));
-        assert_eq!(
-            (id.as_str(), inst.as_deref()),
-            ("20250102-030405-alpha-a1b2c3", Some("alpha"))
-        );
-        let (id, inst, _) = infer(&archive("beta/weekly", "sunday.tar"));
-        assert_eq!((id.as_str(), inst.as_deref()), ("sunday", Some("beta")));
-        let (id, inst, _) = infer(&archive("", "loose.tar.zst"));
-        assert_eq!((id.as_str(), inst), ("loose", None));
-    }
-
-    #[test]
-    fn created_at_comes_from_the_id_else_the_mtime() {
-        assert_eq!(
-            created_at("20250102-030405-alpha-a1b2c3", 0),
-            "2025-01-02T03:04:05Z"
-        );
-        assert_eq!(created_at("sunday", 86_400), "1970-01-02T00:00:00Z");
-        assert_eq!(
-            created_at("20251399-999999-x-000000", 0),
-            "1970-01-01T00:00:00Z"
-        );
-    }
 }

@@ -11,9 +11,12 @@
 //! 5. `--apply`: under the global lock, re-read the index and write every
 //!    change that still holds in one atomic replace (`apply::write`).
 //!
-//! * `scan`     — the walk.
+//! * `scan`     — the walk, and what an archive's path says (its id, instance,
+//!   date; the archive a sidecar belongs to).
 //! * `classify` — index against disk: findings and the changes that fix them.
 //! * `apply`    — adoption of orphans and the index write.
+//!
+//! Each imports only those above it: `classify` the walk, `apply` both.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -206,7 +209,7 @@ async fn judge_entries(
     let lone: HashSet<&str> = scan
         .lone_sidecars
         .iter()
-        .map(|s| classify::archive_of(s))
+        .map(|s| scan::archive_of(s))
         .collect();
     let mut planned = Vec::new();
     for Located { at, size } in located {

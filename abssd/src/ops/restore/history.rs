@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-use abssd_proto::status;
-use serde_json::{Value, json};
+use abssd_proto::{RestoreRecord, status};
 
 use crate::error::{Error, Result};
 use crate::index::Index;
@@ -28,30 +27,21 @@ pub(crate) fn annotate(
             "backup {id} disappeared from the index during the restore"
         ))
     })?;
-    if let Some(Value::Array(list)) = entry.extra.get("restores")
-        && list.iter().any(|r| r["op_id"] == op_id)
-    {
+    if entry.restores.iter().any(|r| r.op_id == op_id) {
         return Ok(());
     }
-    let record = json!({
-        "at": at,
-        "by": outcome.by,
-        "destination": outcome.destination,
-        "op_id": op_id,
-        "pre_restore_backup": outcome.pre_restore_backup,
+    let destination = outcome.destination.to_string_lossy().into_owned();
+    entry.last_restored_at = Some(at.to_owned());
+    entry.last_restore_destination = Some(destination.clone());
+    entry.restored_by = Some(outcome.by.clone());
+    entry.restores.push(RestoreRecord {
+        at: at.to_owned(),
+        by: outcome.by.clone(),
+        destination,
+        op_id: op_id.to_owned(),
+        pre_restore_backup: outcome.pre_restore_backup.clone(),
+        extra: serde_json::Map::new(),
     });
-    entry.extra.insert("last_restored_at".into(), json!(at));
-    entry.extra.insert(
-        "last_restore_destination".into(),
-        record["destination"].clone(),
-    );
-    entry.extra.insert("restored_by".into(), outcome.by.clone());
-    match entry.extra.get_mut("restores") {
-        Some(Value::Array(list)) => list.push(record),
-        _ => {
-            entry.extra.insert("restores".into(), json!([record]));
-        }
-    }
     // The whole archive was just hashed and matched. A deep check that found
     // a problem in these same bytes still stands: restoring them did not make
     // a malformed database whole, so the entry stays as that check left it.

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use abssd_proto::{Actor, Phase, RestoreMode, RestoreParams, RestorePlan, RestoreResult};
-use serde_json::Value;
 
 use super::{history, payload, plan, rollback};
 use crate::error::{Error, IoContext, Result};
@@ -72,7 +71,7 @@ impl Job<'_> {
             Record {
                 version: 1,
                 op_id: self.progress.op_id(),
-                command: "backup restore".into(),
+                command: abssd_proto::Command::BackupRestore,
                 instance: self.plan.instance.clone(),
                 backup_id: self.plan.id.clone(),
                 started_at: fsutil::now_utc(),
@@ -225,7 +224,7 @@ impl Job<'_> {
         Outcome {
             sha256: sha256.to_owned(),
             pre_restore_backup,
-            by: serde_json::to_value(self.actor).unwrap_or(Value::Null),
+            by: self.actor.clone(),
             destination: self.pre.target.clone(),
         }
     }

@@ -221,7 +221,7 @@ mod tests {
             Record {
                 version: 1,
                 op_id: "op".into(),
-                command: "backup restore".into(),
+                command: abssd_proto::Command::BackupRestore,
                 instance: "a".into(),
                 backup_id: "b".into(),
                 started_at: "2026-01-01T00:00:00Z".into(),

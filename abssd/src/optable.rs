@@ -6,16 +6,21 @@
 //! terminal event (`finished` or `failed`) ends the log.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use abssd_proto::{Actor, Event, EventKind, Level, OpInfo, OpState, WireError};
-use serde_json::Value;
+use abssd_proto::{Actor, Command, Event, EventKind, Level, OpInfo, OpState, WireError};
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::error::{Error, shown};
-use crate::fsutil;
+use crate::oplog::{Bulky, Changed, Line, LineActor, LineError, LineResult, Status, Step, Target};
 use crate::progress::Progress;
+use crate::{fsutil, oplog};
+
+/// How an operation ended: its result, or its error.
+pub type Outcome = std::result::Result<Value, WireError>;
 
 /// Ended operations kept in memory for `op.list` / `op.watch` (older ones are
 /// still found in the operations log by `op.get` / `op.watch`).
@@ -33,6 +38,9 @@ pub struct Operations {
     ops: Mutex<BTreeMap<String, Arc<Operation>>>,
     /// Makes "count the caller's running operations, then begin one" one step.
     admit: Mutex<()>,
+    /// Where ended operations are written; `None` (the default, for tests)
+    /// writes no line.
+    log: Option<oplog::Log>,
 }
 
 /// One page of `op.list`.
@@ -50,7 +58,7 @@ pub struct Operation {
     /// UUIDv7 text.
     pub id: String,
     /// `backup create`, ...
-    pub command: String,
+    pub command: Command,
     /// Request parameters.
     pub args: Value,
     /// Who asked.
@@ -85,10 +93,71 @@ struct Record {
 }
 
 impl Operations {
+    /// An empty table whose ended operations are written to `log`.
+    pub fn with_log(log: oplog::Log) -> Operations {
+        Operations {
+            log: Some(log),
+            ..Operations::default()
+        }
+    }
+
+    /// Run `work` as `op` on a task of its own, so it runs to its end whatever
+    /// happens to whoever asked for it (a client that disconnects, a Ctrl-C);
+    /// a panic in it ends it failed. See [`Operations::finish`].
+    pub fn spawn<F>(self: &Arc<Self>, op: Arc<Operation>, work: F)
+    where
+        F: Future<Output = Result<Value, Error>> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Tests hold operations here (on a blocking thread, so a `pause` stops
+            // no worker) to see how many a peer can have running at once. Only
+            // when a test armed it: the hop would reorder operations otherwise.
+            #[cfg(feature = "failpoints")]
+            if fail::list()
+                .iter()
+                .any(|(name, _)| name == "rpc::operation-started")
+            {
+                let _ = tokio::task::spawn_blocking(|| hook_point!("rpc::operation-started")).await;
+            }
+            let outcome = match tokio::spawn(work).await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(e)) => Err(e.to_wire()),
+                Err(join) => Err(WireError::new(
+                    abssd_proto::ErrorKind::Internal,
+                    format!("operation crashed: {join}"),
+                )),
+            };
+            this.finish(&op, outcome).await;
+        });
+    }
+
+    /// End `op` with `outcome`: its operations-log line is written first, so
+    /// whoever sees the end also finds the line, then the terminal event is
+    /// announced, then the oldest ended operations beyond the quotas are
+    /// forgotten. The log is the record of what was changed and by whom: a
+    /// reader's operation (read-only, the only kind a reader may start) is
+    /// left out, so that readers cannot rotate operators' lines away.
+    pub async fn finish(&self, op: &Arc<Operation>, outcome: Outcome) {
+        if let Some(log) = self.log.clone().filter(|_| !op.reader) {
+            let line = op.line(&outcome);
+            let written = tokio::task::spawn_blocking(move || log.record(line)).await;
+            if let Ok(Err(e)) | Err(e) = written.map_err(Error::from) {
+                tracing::error!(op_id = %op.id, error = %e, "cannot write the operations log");
+            }
+        }
+        match outcome {
+            Ok(result) => op.succeed(result),
+            Err(e) => op.fail(e),
+        }
+        self.trim();
+        crate::memory::release_freed();
+    }
+
     /// Register a new running operation.
     pub fn begin(
         &self,
-        command: &str,
+        command: Command,
         args: Value,
         actor: Actor,
         target: Option<String>,
@@ -102,7 +171,7 @@ impl Operations {
     pub fn begin_within(
         &self,
         limit: usize,
-        command: &str,
+        command: Command,
         args: Value,
         actor: Actor,
         target: Option<String>,
@@ -126,7 +195,7 @@ impl Operations {
     pub fn begin_recovered(
         &self,
         op_id: &str,
-        command: &str,
+        command: Command,
         target: Option<String>,
         actor: Actor,
     ) -> Arc<Operation> {
@@ -143,41 +212,53 @@ impl Operations {
 
     /// An operation that ended before this process started (or was forgotten),
     /// brought back from its operations-log line: its start, plan and outcome,
-    /// so `op.get` and `op.watch` still answer for it.
-    pub fn from_log(&self, line: &Value) -> Option<Arc<Operation>> {
-        let text = |k: &str| line.get(k).and_then(Value::as_str).map(str::to_owned);
-        let actor = serde_json::from_value(line.get("actor")?.clone()).ok()?;
-        let args = line.get("args").cloned().unwrap_or(Value::Null);
-        let recovered = args["recovery"] == true;
+    /// so `op.get` and `op.watch` still answer for it. `None` for a line of
+    /// the Python tool, whose actor is not a peer of this daemon.
+    pub fn from_log(&self, line: &Line) -> Option<Arc<Operation>> {
+        let LineActor::Peer(actor) = &line.actor else {
+            return None;
+        };
+        // An omitted part stays the note of its size.
+        let value = |part: &Bulky<Value>| serde_json::to_value(part).unwrap_or(Value::Null);
+        let args = value(&line.args);
+        let recovered = args.get("recovery") == Some(&Value::Bool(true));
+        let target = match &line.target {
+            Some(Target::Name(name)) => Some(name.clone()),
+            _ => None,
+        };
         let mut op = Operation::new(
-            text("op_id")?,
-            &text("command")?,
+            line.op_id.clone(),
+            line.command.clone(),
             args,
-            actor,
-            text("target"),
+            actor.clone(),
+            target,
             recovered,
         );
-        if let Some(at) = text("started_at") {
-            op.started_at = at;
+        if let Some(at) = &line.started_at {
+            op.started_at = at.clone();
         }
         let op = self.insert(op);
-        if let Some(plan) = line.get("planned_actions").filter(|p| !p.is_null()) {
-            op.emit(EventKind::Plan { plan: plan.clone() });
+        let plan = value(&line.planned_actions);
+        if !plan.is_null() {
+            op.emit(EventKind::Plan { plan });
         }
-        let result = &line["result"];
-        let terminal = if result["status"] == "success" {
+        let result = &line.result;
+        let terminal = if result.status == Status::Success {
             EventKind::Finished {
-                result: result["data"].clone(),
+                result: value(&result.data),
             }
         } else {
-            let first = &result["errors"][0];
-            let kind = serde_json::from_value(first["kind"].clone())
-                .unwrap_or(abssd_proto::ErrorKind::Internal);
-            let mut error = WireError::new(kind, result["message"].as_str().unwrap_or("failed"));
-            error.detail = Some(first["detail"].clone()).filter(|d| !d.is_null());
+            let first = result.errors.kept().and_then(|e| e.first());
+            let (kind, detail) = match first {
+                Some(LineError::Wire { kind, detail, .. }) => (*kind, detail.clone()),
+                _ => (abssd_proto::ErrorKind::Internal, None),
+            };
+            let message = result.message.kept().map_or("failed", String::as_str);
+            let mut error = WireError::new(kind, message);
+            error.detail = detail.filter(|d| !d.is_null());
             EventKind::Failed { error }
         };
-        op.end_at(terminal, text("ts").unwrap_or_else(fsutil::now_utc));
+        op.end_at(terminal, line.ts.clone());
         Some(op)
     }
 
@@ -242,14 +323,14 @@ pub fn check_id(op_id: &str, now: SystemTime) -> Result<Option<String>, Error> {
 
 impl Operation {
     /// A new operation of this process, with a fresh id.
-    fn started(command: &str, args: Value, actor: Actor, target: Option<String>) -> Operation {
+    fn started(command: Command, args: Value, actor: Actor, target: Option<String>) -> Operation {
         let id = uuid::Uuid::now_v7().to_string();
         Operation::new(id, command, args, actor, target, false)
     }
 
     fn new(
         id: String,
-        command: &str,
+        command: Command,
         args: Value,
         actor: Actor,
         target: Option<String>,
@@ -257,7 +338,7 @@ impl Operation {
     ) -> Operation {
         Operation {
             id,
-            command: command.to_owned(),
+            command,
             args,
             actor,
             target,
@@ -418,7 +499,7 @@ impl Operation {
     }
 
     /// The terminal outcome, once ended.
-    pub fn outcome(&self) -> Option<Result<Value, WireError>> {
+    pub fn outcome(&self) -> Option<Outcome> {
         let r = self.record();
         match r.state {
             OpState::Running => None,
@@ -436,14 +517,16 @@ impl Operation {
     }
 
     /// Phase names in order (operations log `steps`).
-    pub fn steps(&self) -> Vec<Value> {
+    pub fn steps(&self) -> Vec<Step> {
         self.record()
             .events
             .iter()
             .filter_map(|e| match &e.kind {
-                EventKind::Phase { name, .. } => {
-                    Some(serde_json::json!({"name": name, "ts": e.ts}))
-                }
+                EventKind::Phase { name, .. } => Some(Step {
+                    name: name.to_string(),
+                    ts: e.ts.clone(),
+                    extra: Map::new(),
+                }),
                 _ => None,
             })
             .collect()
@@ -462,6 +545,52 @@ impl Operation {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Its operations-log line, now that it has ended with `outcome`.
+    pub fn line(&self, outcome: &Outcome) -> Line {
+        let (status, message, errors, rc, data) = match outcome {
+            Ok(result) => (Status::Success, "ok".to_owned(), vec![], 0, result.clone()),
+            Err(e) => (
+                Status::Error,
+                e.message.clone(),
+                vec![LineError::Wire {
+                    kind: e.kind,
+                    message: e.message.clone(),
+                    detail: e.detail.clone(),
+                }],
+                e.kind.exit_code(),
+                Value::Null,
+            ),
+        };
+        let backups = self.changed_backups();
+        let lock_wait_ms = self.record().lock_wait_ms;
+        Line {
+            schema_version: 1,
+            ts: fsutil::now_utc(),
+            op_id: self.id.clone(),
+            command: self.command.clone(),
+            args: Bulky::Kept(self.args.clone()),
+            actor: LineActor::Peer(self.actor.clone()),
+            target: self.target.clone().map(Target::Name),
+            planned_actions: Bulky::Kept(self.plan().unwrap_or(Value::Null)),
+            result: LineResult {
+                status,
+                message: Bulky::Kept(message),
+                errors: Bulky::Kept(errors),
+                warnings: Bulky::Kept(self.warnings()),
+                changed: Changed::Any(!backups.is_empty()),
+                backups,
+                data: Bulky::Kept(data),
+                extra: Map::new(),
+            },
+            rc: rc.into(),
+            started_at: Some(self.started_at.clone()),
+            duration_ms: self.start.elapsed().as_millis() as u64,
+            lock_wait_ms,
+            steps: Bulky::Kept(self.steps()),
+            extra: Map::new(),
+        }
     }
 
     /// The public view.
@@ -527,6 +656,10 @@ impl Progress for Operation {
 mod tests {
     use super::*;
 
+    fn x() -> Command {
+        Command::Other("x".into())
+    }
+
     fn actor() -> Actor {
         Actor {
             uid: 0,
@@ -538,7 +671,12 @@ mod tests {
     #[tokio::test]
     async fn exactly_one_terminal_event_and_replay_from_start() {
         let ops = Operations::default();
-        let op = ops.begin("backup create", Value::Null, actor(), Some("a".into()));
+        let op = ops.begin(
+            Command::BackupCreate,
+            Value::Null,
+            actor(),
+            Some("a".into()),
+        );
         op.emit(EventKind::Message {
             level: Level::Info,
             text: "x".into(),
@@ -561,8 +699,8 @@ mod tests {
     #[test]
     fn op_ids_are_uuid_v7_and_sort_by_start() {
         let ops = Operations::default();
-        let a = ops.begin("x", Value::Null, actor(), None);
-        let b = ops.begin("x", Value::Null, actor(), None);
+        let a = ops.begin(x(), Value::Null, actor(), None);
+        let b = ops.begin(x(), Value::Null, actor(), None);
         let ua = uuid::Uuid::parse_str(&a.id).unwrap();
         assert_eq!(ua.get_version_num(), 7);
         assert!(a.id < b.id);
@@ -573,7 +711,7 @@ mod tests {
     fn pages_go_back_from_the_newest_and_readers_are_capped() {
         let ops = Operations::default();
         let ids: Vec<String> = (0..7)
-            .map(|_| ops.begin("x", Value::Null, actor(), None).id.clone())
+            .map(|_| ops.begin(x(), Value::Null, actor(), None).id.clone())
             .collect();
         let first = ops.page(false, 3, None);
         let got: Vec<&str> = first.operations.iter().map(|o| o.id.as_str()).collect();
@@ -591,17 +729,17 @@ mod tests {
             pid: 2,
         };
         let a = ops
-            .begin_within(2, "x", Value::Null, reader.clone(), None)
+            .begin_within(2, x(), Value::Null, reader.clone(), None)
             .unwrap();
-        ops.begin_within(2, "x", Value::Null, reader.clone(), None)
+        ops.begin_within(2, x(), Value::Null, reader.clone(), None)
             .unwrap();
         assert_eq!(
-            ops.begin_within(2, "x", Value::Null, reader.clone(), None)
+            ops.begin_within(2, x(), Value::Null, reader.clone(), None)
                 .unwrap_err(),
             2
         );
         a.succeed(Value::Null);
-        assert!(ops.begin_within(2, "x", Value::Null, reader, None).is_ok());
+        assert!(ops.begin_within(2, x(), Value::Null, reader, None).is_ok());
     }
 
     #[test]
@@ -653,7 +791,7 @@ mod tests {
     #[test]
     fn a_readers_ended_operations_never_push_out_an_operators() {
         let ops = Operations::default();
-        let operator = ops.begin("backup create", Value::Null, actor(), None);
+        let operator = ops.begin(Command::BackupCreate, Value::Null, actor(), None);
         operator.succeed(Value::Null);
         let reader = Actor {
             uid: 65534,
@@ -663,7 +801,13 @@ mod tests {
         let mut last = None;
         for _ in 0..KEEP_FINISHED + 10 {
             let op = ops
-                .begin_within(2, "backup reconcile", Value::Null, reader.clone(), None)
+                .begin_within(
+                    2,
+                    Command::BackupReconcile,
+                    Value::Null,
+                    reader.clone(),
+                    None,
+                )
                 .unwrap();
             assert!(op.reader);
             op.succeed(Value::Null);
@@ -675,5 +819,178 @@ mod tests {
         let readers = ops.list().iter().filter(|o| o.reader).count();
         assert_eq!(readers, KEEP_FINISHED_READERS);
         assert!(!operator.reader);
+    }
+
+    #[test]
+    fn one_line_per_operation_also_on_failure() {
+        use crate::oplog::{find, record};
+        use abssd_proto::ErrorKind;
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/operations.jsonl");
+        let ops = Operations::default();
+        let actor = Actor {
+            uid: 1000,
+            user: "ops".into(),
+            pid: 42,
+        };
+        let ok = ops.begin(
+            Command::BackupCreate,
+            json!({"instance": "a"}),
+            actor.clone(),
+            Some("a".into()),
+        );
+        ok.emit(EventKind::Phase {
+            name: "archive".into(),
+            total_bytes: Some(10),
+        });
+        ok.changed("id-1");
+        record(&log, 1 << 20, ok.line(&Ok(json!({"id": "id-1"})))).unwrap();
+        let bad = ops.begin(Command::BackupVerify, json!({}), actor, None);
+        let failed = Err(WireError::new(ErrorKind::Environment, "disk full"));
+        record(&log, 1 << 20, bad.line(&failed)).unwrap();
+
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["schema_version"], 1);
+        assert_eq!(lines[0]["result"]["backups"][0], "id-1");
+        assert_eq!(lines[0]["result"]["changed"], true);
+        assert_eq!(lines[0]["steps"][0]["name"], "archive");
+        assert_eq!(lines[0]["actor"]["uid"], 1000);
+        assert_eq!(lines[1]["result"]["status"], "error");
+        assert_eq!(lines[1]["rc"], 3);
+        assert_eq!(lines[1]["result"]["errors"][0]["kind"], "environment");
+        // The keys, in the order lines have always had them.
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            keys(&lines[1]),
+            [
+                "schema_version",
+                "ts",
+                "op_id",
+                "command",
+                "args",
+                "actor",
+                "target",
+                "planned_actions",
+                "result",
+                "rc",
+                "started_at",
+                "duration_ms",
+                "lock_wait_ms",
+                "steps"
+            ]
+        );
+        assert_eq!(
+            keys(&lines[1]["result"]),
+            [
+                "status", "message", "errors", "warnings", "changed", "backups", "data"
+            ]
+        );
+        assert_eq!(
+            keys(&lines[1]["result"]["errors"][0]),
+            ["kind", "message", "detail"]
+        );
+        assert_eq!(keys(&lines[0]["steps"][0]), ["name", "ts"]);
+
+        // Lines are found again by op id, newest first; others are not.
+        let found = find(&log, &bad.id).unwrap().unwrap();
+        assert_eq!(found.command, Command::BackupVerify);
+        assert_eq!(
+            find(&log, &ok.id).unwrap().unwrap().result.backups[0],
+            "id-1"
+        );
+        assert!(find(&log, "nope").unwrap().is_none());
+        assert!(
+            find(&dir.path().join("absent.jsonl"), "x")
+                .unwrap()
+                .is_none()
+        );
+
+        // …and become ended operations again.
+        let again = Operations::default().from_log(&found).unwrap();
+        let info = again.info();
+        assert_eq!(
+            (info.state, info.op_id.as_str()),
+            (OpState::Failed, bad.id.as_str())
+        );
+        assert_eq!(info.error.unwrap().kind, ErrorKind::Environment);
+        assert_eq!(again.events_from(0).len(), 2);
+        let done = Operations::default()
+            .from_log(&find(&log, &ok.id).unwrap().unwrap())
+            .unwrap();
+        assert_eq!(done.outcome(), Some(Ok(json!({"id": "id-1"}))));
+        assert_eq!(done.target.as_deref(), Some("a"));
+    }
+
+    /// A table writing to a log in a fresh directory.
+    fn logged() -> (tempfile::TempDir, Arc<Operations>, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("operations.jsonl");
+        let ops = Operations::with_log(oplog::Log {
+            path: path.clone(),
+            max_bytes: 1 << 20,
+        });
+        (dir, Arc::new(ops), path)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operation_ends_failed_with_its_log_line() {
+        let (_dir, ops, log) = logged();
+        let op = ops.begin(
+            Command::BackupCreate,
+            Value::Null,
+            actor(),
+            Some("a".into()),
+        );
+        ops.spawn(op.clone(), async { panic!("boom") });
+        op.ended().await;
+        let Some(Err(e)) = op.outcome() else {
+            panic!("{:?}", op.outcome());
+        };
+        assert_eq!(e.kind, abssd_proto::ErrorKind::Internal);
+        assert!(e.message.starts_with("operation crashed"), "{}", e.message);
+        let terminal: Vec<_> = op
+            .events_from(0)
+            .into_iter()
+            .filter(|e| e.kind.is_terminal())
+            .collect();
+        assert_eq!(terminal.len(), 1);
+        // Whoever sees the end finds the line.
+        let line = oplog::find(&log, &op.id).unwrap().unwrap();
+        assert_eq!(line.result.status, Status::Error);
+        assert_eq!(line.rc, 4);
+        assert!(!ops.get(&op.id).unwrap().is_running());
+    }
+
+    #[tokio::test]
+    async fn operations_end_after_their_line_is_written_and_readers_write_none() {
+        let (_dir, ops, log) = logged();
+        let op = ops.begin(Command::BackupVerify, Value::Null, actor(), None);
+        ops.spawn(op.clone(), async { Ok(serde_json::json!({"n": 1})) });
+        op.ended().await;
+        assert_eq!(op.outcome(), Some(Ok(serde_json::json!({"n": 1}))));
+        let line = oplog::find(&log, &op.id).unwrap().unwrap();
+        assert_eq!(line.result.data, Bulky::Kept(serde_json::json!({"n": 1})));
+
+        let failing = ops.begin(Command::BackupVerify, Value::Null, actor(), None);
+        ops.spawn(failing.clone(), async {
+            Err(Error::validation("no such thing"))
+        });
+        failing.ended().await;
+        let line = oplog::find(&log, &failing.id).unwrap().unwrap();
+        assert_eq!(line.result.message, Bulky::Kept("no such thing".into()));
+
+        let reader = ops
+            .begin_within(2, Command::BackupReconcile, Value::Null, actor(), None)
+            .unwrap();
+        ops.spawn(reader.clone(), async { Ok(Value::Null) });
+        reader.ended().await;
+        assert_eq!(reader.outcome(), Some(Ok(Value::Null)));
+        assert!(oplog::find(&log, &reader.id).unwrap().is_none());
     }
 }
