@@ -33,6 +33,12 @@
 //! * [`text`]       — outside text cut to a length fit for messages and logs.
 //! * [`memory`]     — keeping glibc's heap small in a long-running daemon.
 //! * [`error`]      — the one error type and its wire mapping.
+//!
+//! Modules import only downward: `cli`, `rpc`, `recovery` and `optable` run
+//! operations; `ops` runs them over everything else, and nothing below `ops`
+//! imports from it. No two modules reach each other in a loop: what a child
+//! and its parent both need lives in a sibling. A unit test (`layers.rs`)
+//! reads the source and fails on a loop or an upward import.
 
 /// A named point where the crash-safety tests stop the daemon dead. Built with
 /// the `failpoints` feature and run with `FAILPOINTS=<name>=return`, the process
@@ -78,6 +84,8 @@ pub mod extract;
 pub mod fsutil;
 pub mod index;
 pub mod journal;
+#[cfg(test)]
+mod layers;
 pub mod locks;
 pub mod memory;
 pub mod nginx;

@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use abssd_proto::{Actor, CreateParams, CreatePlan, CreateResult, Phase};
 
-use super::{Pass, Reading, Resolved, end, index, pass};
+use super::pass::{Pass, Resolved, end, index, pass};
+use super::plan::Reading;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::journal::{Journal, Record, Step};
