@@ -69,21 +69,102 @@ pub struct BackupEntry {
     /// When reconcile last changed this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_at: Option<String>,
+    // The restore history is written by others too (the Python tool, older
+    // daemons, hand edits), in shapes of their own: each field reads any
+    // value, typed when it has this project's shape, else kept as it was. One
+    // entry in another shape must never make the whole index unreadable.
     /// When it was last restored (the Python tool writes this one too).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_restored_at: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_restored_at: Option<Lenient<String>>,
     /// Where its data was last restored to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_restore_destination: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_restore_destination: Option<Lenient<String>>,
     /// Who restored it last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restored_by: Option<Actor>,
-    /// Every restore of it by this project, oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub restores: Vec<RestoreRecord>,
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub restored_by: Option<Lenient<Actor>>,
+    /// Every restore of it, oldest first; this project's records typed.
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub restores: Option<Lenient<Vec<Lenient<RestoreRecord>>>>,
     /// Every other key, kept verbatim and in order.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A value written by this project and by others: [`Lenient::Typed`] when it
+/// has this project's shape exactly (it is written back as the same text),
+/// else [`Lenient::Other`], kept as it was read and written back unchanged.
+/// Reading one never fails.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lenient<T> {
+    /// This project's shape.
+    Typed(T),
+    /// Any other value, kept.
+    Other(Value),
+}
+
+impl<T> Lenient<T> {
+    /// The value, when it has this project's shape.
+    pub fn typed(&self) -> Option<&T> {
+        match self {
+            Lenient::Typed(t) => Some(t),
+            Lenient::Other(_) => None,
+        }
+    }
+}
+
+impl<T: Serialize + serde::de::DeserializeOwned> Lenient<T> {
+    /// Typed only when `T` reads `value` and writes it back as the same text
+    /// (no key dropped, reordered or added), so nothing another writer put
+    /// there is lost.
+    pub fn from_value(value: Value) -> Lenient<T> {
+        match T::deserialize(&value) {
+            Ok(t) if serde_json::to_string(&t).ok() == serde_json::to_string(&value).ok() => {
+                Lenient::Typed(t)
+            }
+            _ => Lenient::Other(value),
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Lenient<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Lenient::Typed(t) => t.serialize(s),
+            Lenient::Other(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de, T: Serialize + serde::de::DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Lenient::from_value(Value::deserialize(d)?))
+    }
+}
+
+/// A present key, whatever its value (`null` included, so it is written
+/// back too).
+fn kept<'de, D, T>(d: D) -> Result<Option<Lenient<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Serialize + serde::de::DeserializeOwned,
+{
+    Lenient::deserialize(d).map(Some)
 }
 
 /// One restore of a backup, in its entry's `restores`.
@@ -236,8 +317,29 @@ impl BackupEntry {
             last_restored_at: None,
             last_restore_destination: None,
             restored_by: None,
-            restores: Vec::new(),
+            restores: None,
             extra: Map::new(),
+        }
+    }
+
+    /// The restores recorded in this project's shape, oldest first.
+    pub fn restore_records(&self) -> impl Iterator<Item = &RestoreRecord> {
+        let list = match &self.restores {
+            Some(Lenient::Typed(list)) => &list[..],
+            _ => &[],
+        };
+        list.iter().filter_map(Lenient::typed)
+    }
+
+    /// Whether `restores` holds a record of operation `op_id`, in whatever
+    /// shape it was written.
+    pub fn has_restore(&self, op_id: &str) -> bool {
+        match &self.restores {
+            Some(Lenient::Typed(list)) => list.iter().any(|r| match r {
+                Lenient::Typed(r) => r.op_id == op_id,
+                Lenient::Other(v) => v.get("op_id").and_then(Value::as_str) == Some(op_id),
+            }),
+            _ => false,
         }
     }
 
@@ -684,19 +786,29 @@ mod tests {
         })
         .to_string();
         let entry: BackupEntry = serde_json::from_str(&text).unwrap();
+        let text_of = |v: &Option<Lenient<String>>| v.as_ref().and_then(Lenient::typed).cloned();
         assert_eq!(
-            entry.last_restored_at.as_deref(),
+            text_of(&entry.last_restored_at).as_deref(),
             Some("2025-02-01T00:00:00Z")
         );
         assert_eq!(
-            entry.last_restore_destination.as_deref(),
+            text_of(&entry.last_restore_destination).as_deref(),
             Some("/srv/alpha/data")
         );
-        assert_eq!(entry.restored_by.as_ref().map(|a| a.pid), Some(9));
-        assert_eq!(entry.restores.len(), 2);
-        assert_eq!(entry.restores[0].pre_restore_backup, None);
-        assert_eq!(entry.restores[1].op_id, "op-2");
-        assert_eq!(entry.restores[1].extra["note"], "kept");
+        assert_eq!(
+            entry
+                .restored_by
+                .as_ref()
+                .and_then(Lenient::typed)
+                .map(|a| a.pid),
+            Some(9)
+        );
+        let records: Vec<&RestoreRecord> = entry.restore_records().collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].pre_restore_backup, None);
+        assert_eq!(records[1].op_id, "op-2");
+        assert_eq!(records[1].extra["note"], "kept");
+        assert!(entry.has_restore("op-1") && !entry.has_restore("op-3"));
         // Nothing else is taken for unknown keys.
         assert_eq!(entry.extra.keys().collect::<Vec<_>>(), ["python_key"]);
         assert_eq!(serde_json::to_string(&entry).unwrap(), text);
@@ -706,7 +818,7 @@ mod tests {
         fresh.last_restored_at = None;
         fresh.last_restore_destination = None;
         fresh.restored_by = None;
-        fresh.restores.clear();
+        fresh.restores = None;
         let written = serde_json::to_value(&fresh).unwrap();
         for key in [
             "last_restored_at",
@@ -715,6 +827,56 @@ mod tests {
             "restores",
         ] {
             assert!(written.get(key).is_none(), "{key}");
+        }
+    }
+
+    #[test]
+    fn restore_history_in_other_shapes_is_read_and_written_back_unchanged() {
+        // The Python tool names actors by user name; older or hand-made
+        // records have other keys, other orders, nulls and numbers.
+        let text = serde_json::json!({
+            "id": "x", "instance": "a", "created_at": "2025-01-02T03:04:05Z",
+            "path": "/srv/backups/a/x.tar.gz", "algorithm": "gzip",
+            "compression_level": null, "size_bytes": 10,
+            "checksum": {"algorithm": "sha256", "value": "00ff"},
+            "status": "available", "message": "from python", "created_by": "root",
+            "metadata": {"data_only": false, "labels": []},
+            "last_restored_at": 1735787045,
+            "last_restore_destination": null,
+            "restored_by": "root",
+            "restores": [
+                {"restored_at": "2025-01-15T00:00:00Z", "actor": "root"},
+                {"op_id": "op-1", "at": "2025-01-16T00:00:00Z",
+                 "by": {"uid": 0, "user": "root", "pid": 4},
+                 "destination": "/srv/a/data", "pre_restore_backup": null},
+                {"at": "2025-01-17T00:00:00Z", "by": {"uid": 0, "user": "root", "pid": 5, "tty": "pts/0"},
+                 "destination": "/srv/a/data", "op_id": "op-2", "pre_restore_backup": null},
+                "restored once by hand"
+            ]
+        })
+        .to_string();
+        let entry: BackupEntry = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&entry).unwrap(), text);
+        assert_eq!(entry.restored_by, Some(Lenient::Other("root".into())));
+        assert_eq!(
+            entry.last_restore_destination,
+            Some(Lenient::Other(Value::Null))
+        );
+        // Records in another order or with more keys are kept as they are,
+        // and still count as that operation's.
+        assert_eq!(entry.restore_records().count(), 0);
+        assert!(entry.has_restore("op-1") && entry.has_restore("op-2"));
+
+        for restores in [r#"{"count":2}"#, "null", r#""see the log""#] {
+            let text = text.replace(
+                r#""restored_by":"root""#,
+                r#""restored_by":{"user":"root"}"#,
+            );
+            let start = text.find(r#""restores":"#).unwrap();
+            let text = format!("{}\"restores\":{restores}}}", &text[..start]);
+            let entry: BackupEntry = serde_json::from_str(&text).unwrap();
+            assert_eq!(serde_json::to_string(&entry).unwrap(), text);
+            assert!(!entry.has_restore("op-1"));
         }
     }
 

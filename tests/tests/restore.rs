@@ -8,7 +8,7 @@ use std::process::Command;
 
 use abssd::config::unit_name;
 use abssd_proto::methods::call::call;
-use abssd_proto::methods::{BackupCreate, BackupRestore, BackupShow};
+use abssd_proto::methods::{BackupCreate, BackupList, BackupRestore, BackupShow};
 use abssd_proto::*;
 use abssd_tests::inspect::{events_of, phase, snapshot, waited_for_instance};
 use abssd_tests::python::{python_style_archive, register_python_entry};
@@ -162,10 +162,10 @@ async fn live_restore_brings_back_data_unit_site_link_and_registry_and_restarts_
     assert!(e.last_restored_at.is_some());
     assert_eq!(
         e.last_restore_destination,
-        Some(w.data("alpha").display().to_string())
+        Some(Lenient::Typed(w.data("alpha").display().to_string()))
     );
-    assert_eq!(e.restored_by.as_ref().unwrap().uid, 0);
-    let history = &e.restores;
+    assert_eq!(e.restored_by.as_ref().unwrap().typed().unwrap().uid, 0);
+    let history: Vec<&RestoreRecord> = e.restore_records().collect();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].op_id, out.op_id);
     let pre = result.pre_restore_backup.clone().unwrap();
@@ -243,7 +243,7 @@ async fn a_stopped_unit_stays_stopped_unless_told_and_restart_flags_win() {
         assert_eq!(w.unit_active("alpha"), restart);
     }
     let e = entry(&c, &made.id).await;
-    assert_eq!(e.restores.len(), 3);
+    assert_eq!(e.restore_records().count(), 3);
     w.assert_no_leftovers();
 }
 
@@ -277,7 +277,7 @@ async fn dest_restore_writes_only_the_new_directory() {
     assert!(w.jobs().is_empty(), "{:?}", w.fake.calls());
     assert_eq!(
         entry(&c, &made.id).await.last_restore_destination,
-        Some(dest.display().to_string())
+        Some(Lenient::Typed(dest.display().to_string()))
     );
 
     // Refusals: not empty, outside the allowed roots, relative, live-only flags.
@@ -575,8 +575,90 @@ async fn gnu_tar_archives_in_the_python_layout_restore() {
         // Python's keys survive the annotation.
         let e = entry(&c, id).await;
         assert_eq!(e.created_by, Some(json!("root")));
-        assert_eq!(e.restores.len(), 1);
+        assert_eq!(e.restore_records().count(), 1);
     }
+    w.assert_no_leftovers();
+}
+
+/// The raw JSON of index entry `id`, as it stands in the file.
+fn raw_entry(w: &World, id: &str) -> Value {
+    let index: Value = serde_json::from_slice(&w.index()).unwrap();
+    index["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .unwrap()
+        .clone()
+}
+
+/// Restore history in shapes other writers use (the Python tool names an
+/// actor by its user name; a hand edit, an older record with other keys, a
+/// `null`) is no reason to refuse the whole index, which every backup
+/// operation reads: such values are kept as they were written, and a restore
+/// of the entry adds its own record beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_history_in_other_shapes_keeps_the_index_usable_and_is_kept() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    let (odd, other) = (
+        "20250601-100000-alpha-a1b2c3",
+        "20250601-100001-alpha-d4e5f6",
+    );
+    for id in [odd, other] {
+        let (archive, _) = python_style_archive(&w.sb, "alpha", id, true);
+        register_python_entry(&w.sb, "alpha", id, &archive, "gzip");
+    }
+    let python_record = json!({"restored_at": "2025-06-01T11:00:00Z", "actor": "root",
+                               "destination": "/srv/alpha/data"});
+    let index_file = w.cfg().index_file;
+    let mut index: Value = serde_json::from_slice(&w.index()).unwrap();
+    for e in index["backups"].as_array_mut().unwrap() {
+        let m = e.as_object_mut().unwrap();
+        if m["id"] == odd {
+            m.insert("last_restored_at".into(), json!("2025-06-01T11:00:00Z"));
+            m.insert("last_restore_destination".into(), Value::Null);
+            m.insert("restored_by".into(), json!("root"));
+            m.insert("restores".into(), json!([python_record]));
+        } else if m["id"] == other {
+            m.insert("last_restored_at".into(), json!(1748775600));
+            m.insert(
+                "restored_by".into(),
+                json!({"user": "root", "tty": "pts/0"}),
+            );
+            m.insert("restores".into(), json!({"count": 2}));
+        }
+    }
+    fs::write(&index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+    let other_before = serde_json::to_string(&raw_entry(&w, other)).unwrap();
+
+    // Every entry stays readable, and so does the index for writing.
+    let list = call::<BackupList>(&c, &ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(list.backups.len(), 3);
+    assert_eq!(entry(&c, &made.id).await.id, made.id);
+    let second = backup(&c, "alpha").await;
+
+    let out = restore(&c, &no_pre(odd)).await.unwrap();
+    assert!(out.result.is_some());
+    let e = raw_entry(&w, odd);
+    assert_eq!(e["restored_by"]["uid"], 0);
+    assert_eq!(e["last_restore_destination"], json!(w.data("alpha")));
+    let history = e["restores"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(
+        serde_json::to_string(&history[0]).unwrap(),
+        serde_json::to_string(&python_record).unwrap()
+    );
+    assert_eq!(history[1]["op_id"], json!(out.op_id));
+    // The entry nobody restored is written back byte for byte.
+    assert_eq!(
+        serde_json::to_string(&raw_entry(&w, other)).unwrap(),
+        other_before
+    );
+    assert_eq!(entry(&c, &second.id).await.id, second.id);
     w.assert_no_leftovers();
 }
 

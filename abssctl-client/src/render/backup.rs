@@ -162,8 +162,8 @@ fn restore_history(e: &BackupEntry) -> Vec<(String, String)> {
     if let Some(by) = &e.restored_by {
         out.push(("restored_by".to_owned(), text(by)));
     }
-    if !e.restores.is_empty() {
-        out.push(("restores".to_owned(), text(&e.restores)));
+    if let Some(restores) = &e.restores {
+        out.push(("restores".to_owned(), text(restores)));
     }
     out
 }

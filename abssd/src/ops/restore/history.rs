@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use abssd_proto::{RestoreRecord, status};
+use abssd_proto::{Lenient, RestoreRecord, status};
 
 use crate::error::{Error, Result};
 use crate::index::Index;
@@ -27,14 +27,14 @@ pub(crate) fn annotate(
             "backup {id} disappeared from the index during the restore"
         ))
     })?;
-    if entry.restores.iter().any(|r| r.op_id == op_id) {
+    if entry.has_restore(op_id) {
         return Ok(());
     }
     let destination = outcome.destination.to_string_lossy().into_owned();
-    entry.last_restored_at = Some(at.to_owned());
-    entry.last_restore_destination = Some(destination.clone());
-    entry.restored_by = Some(outcome.by.clone());
-    entry.restores.push(RestoreRecord {
+    entry.last_restored_at = Some(Lenient::Typed(at.to_owned()));
+    entry.last_restore_destination = Some(Lenient::Typed(destination.clone()));
+    entry.restored_by = Some(Lenient::Typed(outcome.by.clone()));
+    let record = Lenient::Typed(RestoreRecord {
         at: at.to_owned(),
         by: outcome.by.clone(),
         destination,
@@ -42,6 +42,12 @@ pub(crate) fn annotate(
         pre_restore_backup: outcome.pre_restore_backup.clone(),
         extra: serde_json::Map::new(),
     });
+    // Records in other shapes stay beside ours; a `restores` that is not a
+    // list is replaced by one, as it always was.
+    match &mut entry.restores {
+        Some(Lenient::Typed(list)) => list.push(record),
+        restores => *restores = Some(Lenient::Typed(vec![record])),
+    }
     // The whole archive was just hashed and matched. A deep check that found
     // a problem in these same bytes still stands: restoring them did not make
     // a malformed database whole, so the entry stays as that check left it.
