@@ -6,8 +6,10 @@
 //!
 //! The graph is read from the text: every `use` tree and every path spelled
 //! from `crate::`, `super::`, `self::` or a child module's name, each resolved
-//! to the deepest module it names. Unit-test modules are left out (they sit
-//! inside what they test).
+//! to the deepest module it names; a name the crate root re-exports counts as
+//! the module it comes from. What `#[cfg(test)]` marks is left out (unit tests
+//! sit inside what they test). Not seen: paths built by macros from pieces,
+//! `#[path]` attributes, inline modules other than test modules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -49,18 +51,39 @@ fn modules(src: &Path) -> BTreeMap<Module, String> {
     found
 }
 
-/// The source without comments and without its unit tests.
+/// The source without comments and without what `#[cfg(test)]` marks (unit
+/// tests, and test-only items such as `mod testkit;`): only the marked item
+/// is left out, never the rest of the file after it.
 fn code(source: &str) -> String {
     let mut out = String::new();
-    for line in source.lines() {
+    let mut lines = source.lines();
+    while let Some(line) = lines.next() {
         let trimmed = line.trim_start();
         if trimmed.starts_with("#[cfg(test)]") {
-            break;
+            skip_item(line.len() - trimmed.len(), &mut lines);
+            continue;
         }
         out.push_str(line.split("//").next().unwrap_or(""));
         out.push('\n');
     }
     out
+}
+
+/// Skip the item after an attribute indented by `indent`: through its first
+/// line when that ends it (`mod testkit;`), else through the line that
+/// closes it at the attribute's indentation (`}` or `};`, as rustfmt writes
+/// it; braces inside strings cannot end it early).
+fn skip_item<'a>(indent: usize, lines: &mut impl Iterator<Item = &'a str>) {
+    let item = lines.find(|l| !l.trim_start().starts_with("#["));
+    if item.is_none_or(|l| l.trim_end().ends_with(';') || l.trim_end().ends_with('}')) {
+        return;
+    }
+    for line in lines {
+        let close = line.trim_end();
+        if close.len() - close.trim_start().len() == indent && matches!(close.trim(), "}" | "};") {
+            return;
+        }
+    }
 }
 
 /// `a::{b, c::{d, e}}` as `a::b`, `a::c::d`, `a::c::e`.
@@ -136,7 +159,38 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
     None
 }
 
-/// Module → the modules it imports from.
+/// What the crate root re-exports (`pub use error::{Error, Result};`): each
+/// name under which it does, and the path it stands for.
+fn reexports(root: &str) -> BTreeMap<String, Module> {
+    let mut out = BTreeMap::new();
+    let mut rest = root;
+    while let Some(at) = find_word(rest, "use") {
+        let before = rest[..at].trim_end();
+        let after = &rest[at + 3..];
+        let Some(end) = after.find(';') else { break };
+        if before.ends_with("pub") || before.ends_with(')') {
+            for path in expand(&after[..end]) {
+                let (path, alias) = match path.split_once(" as ") {
+                    Some((path, alias)) => (path, Some(alias.trim())),
+                    None => (path.as_str(), None),
+                };
+                let segments: Module = path
+                    .trim()
+                    .split("::")
+                    .filter(|s| !s.is_empty() && *s != "crate" && *s != "self")
+                    .map(str::to_owned)
+                    .collect();
+                if let Some(name) = alias.or(segments.last().map(String::as_str)) {
+                    out.insert(name.to_owned(), segments.clone());
+                }
+            }
+        }
+        rest = &after[end..];
+    }
+    out
+}
+
+/// Module → the modules it imports from (the crate root, `[]`, included).
 fn graph(src: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
     let modules = modules(src);
     let resolve = |path: &[String]| -> Module {
@@ -146,6 +200,10 @@ fn graph(src: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
             .find(|m| modules.contains_key(m))
             .unwrap_or_default()
     };
+    let reexported = modules
+        .get(&Module::new())
+        .map(|root| reexports(&code(root)))
+        .unwrap_or_default();
     let mut edges = BTreeMap::new();
     for (module, source) in &modules {
         let code = code(source);
@@ -173,8 +231,15 @@ fn graph(src: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
                 base.pop();
             }
             base.extend(segments.map(str::to_owned));
-            let target = resolve(&base);
-            if &target != module && !target.is_empty() {
+            let mut target = resolve(&base);
+            // `crate::Error` is the crate root's re-export of `error::Error`:
+            // an import of `error`, not of the root.
+            if let Some(origin) = base.first().and_then(|name| reexported.get(name))
+                && target.is_empty()
+            {
+                target = resolve(&[origin.as_slice(), &base[1..]].concat());
+            }
+            if &target != module {
                 to.insert(target);
             }
         }
@@ -186,7 +251,13 @@ fn graph(src: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
 /// The loops of the graph (its strongly connected components of more than
 /// one module), each with its edges.
 fn loops(edges: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<Vec<String>> {
-    let name = |m: &Module| m.join("::");
+    let name = |m: &Module| {
+        if m.is_empty() {
+            "crate".to_owned()
+        } else {
+            m.join("::")
+        }
+    };
     let reach = |from: &Module| {
         let mut seen = BTreeSet::new();
         let mut todo = vec![from.clone()];
@@ -268,4 +339,48 @@ fn the_checker_sees_a_loop_and_an_upward_import() {
     let archive = &edges[&vec!["archive".to_owned()]];
     assert!(archive.contains(&vec!["ops".to_owned()]), "{archive:?}");
     assert!(archive.contains(&vec!["ops".to_owned(), "restore".to_owned()]));
+}
+
+/// What the checker once missed: code after a test-only item (it stopped
+/// reading a file at its first `#[cfg(test)]`), and imports through the
+/// crate root (`crate::Name` of a root item or re-export).
+#[test]
+fn the_checker_reads_past_test_only_items_and_through_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir_all(src.join("ops")).unwrap();
+    std::fs::write(
+        src.join("lib.rs"),
+        "mod ops;\nmod index;\nmod fsutil;\npub use ops::Job as Task;\npub fn start() { ops::run() }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("ops/mod.rs"),
+        "mod restore;\n#[cfg(test)]\nmod testkit;\npub struct Job;\npub fn run() { crate::index::read(); restore::go() }\n\
+         #[cfg(test)]\nfn helper() {\n    let s = \"}\";\n}\npub fn after() { crate::fsutil::now() }\n\
+         #[cfg(test)]\nmod tests {\n    use crate::fsutil::gone;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("ops/testkit.rs"), "").unwrap();
+    std::fs::write(
+        src.join("ops/restore.rs"),
+        "pub fn go() { crate::start() }\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("index.rs"), "use crate::Task;\npub fn read() {}\n").unwrap();
+    std::fs::write(src.join("fsutil.rs"), "pub fn now() {}\n").unwrap();
+    let edges = graph(src);
+    let module = |path: &str| -> Module { path.split("::").map(str::to_owned).collect() };
+    let ops = &edges[&module("ops")];
+    assert!(ops.contains(&module("index")), "{ops:?}");
+    assert!(ops.contains(&module("fsutil")), "{ops:?}");
+    assert_eq!(ops.len(), 3, "the test-only items' imports count: {ops:?}");
+    assert_eq!(edges[&module("index")], BTreeSet::from([module("ops")]));
+    let looping: Vec<String> = loops(&edges).into_iter().flatten().collect();
+    assert!(
+        looping.contains(&"ops::restore -> crate".to_owned()),
+        "{looping:?}"
+    );
+    assert!(looping.contains(&"crate -> ops".to_owned()), "{looping:?}");
+    assert!(looping.contains(&"index -> ops".to_owned()), "{looping:?}");
 }

@@ -8,7 +8,7 @@
 //!
 //! The same struct carries every layer of the configuration (the file, the
 //! environment, the command line; see [`super::Layer`]): layers are merged with
-//! [`ConfigFile::merge`], the upper one winning key by key.
+//! [`Merge::merge`], the upper one winning key by key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,196 +26,254 @@ use crate::error::{Error, Result};
 /// Keys no section knows, in the order the file has them (kept, and warned about).
 pub type Unknown = Map<String, Value>;
 
-/// One layer of settings, shaped like `/etc/abssctl/config.yml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, expecting = "a mapping of settings")]
-pub struct ConfigFile {
-    /// `instance_root`: default instance data roots live here.
-    #[serde(deserialize_with = "absolute")]
-    pub instance_root: Option<PathBuf>,
-    /// `state_dir`: daemon state (journal, registry by default).
-    #[serde(deserialize_with = "absolute")]
-    pub state_dir: Option<PathBuf>,
-    /// `registry_dir`: holds `instances.yml`.
-    #[serde(deserialize_with = "absolute")]
-    pub registry_dir: Option<PathBuf>,
-    /// `logs_dir`: holds `operations.jsonl`.
-    #[serde(deserialize_with = "absolute")]
-    pub logs_dir: Option<PathBuf>,
-    /// `runtime_dir`: holds the lock files shared with the Python tool.
-    #[serde(deserialize_with = "absolute")]
-    pub runtime_dir: Option<PathBuf>,
-    /// `lock_timeout`: longest wait for any lock.
-    #[serde(deserialize_with = "seconds::<_, MAX_SECONDS>")]
-    pub lock_timeout: Option<Duration>,
-    /// `service_user`: the account instances run as.
-    #[serde(deserialize_with = "non_empty")]
-    pub service_user: Option<String>,
+/// One layer of settings laid over another, key by key: what the upper one
+/// sets wins, sections merge the same way inside, unknown keys add up.
+pub trait Merge {
+    /// `self` with `upper` laid over it.
+    fn merge(self, upper: Self) -> Self;
+}
+
+impl<T> Merge for Option<T> {
+    fn merge(self, upper: Self) -> Self {
+        upper.or(self)
+    }
+}
+
+impl Merge for Unknown {
+    fn merge(mut self, upper: Self) -> Self {
+        self.extend(upper);
+        self
+    }
+}
+
+/// A struct of the file's model and its [`Merge`], field by field: a new
+/// setting is a new field here and nothing else in this file.
+macro_rules! layered {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident: $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl Merge for $name {
+            fn merge(self, upper: Self) -> Self {
+                $name {
+                    $( $field: Merge::merge(self.$field, upper.$field), )*
+                }
+            }
+        }
+    };
+}
+
+layered! {
+    /// One layer of settings, shaped like `/etc/abssctl/config.yml`.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    pub struct ConfigFile {
+        /// `instance_root`: default instance data roots live here.
+        #[serde(deserialize_with = "absolute")]
+        pub instance_root: Option<PathBuf>,
+        /// `state_dir`: daemon state (journal, registry by default).
+        #[serde(deserialize_with = "absolute")]
+        pub state_dir: Option<PathBuf>,
+        /// `registry_dir`: holds `instances.yml`.
+        #[serde(deserialize_with = "absolute")]
+        pub registry_dir: Option<PathBuf>,
+        /// `logs_dir`: holds `operations.jsonl`.
+        #[serde(deserialize_with = "absolute")]
+        pub logs_dir: Option<PathBuf>,
+        /// `runtime_dir`: holds the lock files shared with the Python tool.
+        #[serde(deserialize_with = "absolute")]
+        pub runtime_dir: Option<PathBuf>,
+        /// `lock_timeout`: longest wait for any lock.
+        #[serde(deserialize_with = "seconds::<_, MAX_SECONDS>")]
+        pub lock_timeout: Option<Duration>,
+        /// `service_user`: the account instances run as.
+        #[serde(deserialize_with = "non_empty")]
+        pub service_user: Option<String>,
+        /// `backups:`.
+        #[serde(deserialize_with = "section")]
+        pub backups: BackupsSection,
+        /// `systemd:`.
+        #[serde(deserialize_with = "section")]
+        pub systemd: SystemdSection,
+        /// `nginx:` (abssd's own).
+        #[serde(deserialize_with = "section")]
+        pub nginx: NginxSection,
+        /// `daemon:` (abssd's own).
+        #[serde(deserialize_with = "section")]
+        pub daemon: DaemonSection,
+        /// The Python tool's keys that abssd does not read: known, so not warned
+        /// about; the Python tool checks their values itself.
+        #[serde(flatten)]
+        pub python: PythonOnly,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
+}
+
+layered! {
+    /// Top-level keys of the Python tool (its `config.py` defaults, and the
+    /// sections older versions had) that abssd has no use for.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    #[allow(missing_docs)]
+    pub struct PythonOnly {
+        pub config_file: Option<IgnoredAny>,
+        pub install_root: Option<IgnoredAny>,
+        pub templates_dir: Option<IgnoredAny>,
+        pub npm_package_name: Option<IgnoredAny>,
+        pub reverse_proxy: Option<IgnoredAny>,
+        pub default_version: Option<IgnoredAny>,
+        pub node_compat_file: Option<IgnoredAny>,
+        pub ports: Option<IgnoredAny>,
+        pub tls: Option<IgnoredAny>,
+        pub node: Option<IgnoredAny>,
+        pub versions: Option<IgnoredAny>,
+        pub npm: Option<IgnoredAny>,
+    }
+}
+
+layered! {
     /// `backups:`.
-    #[serde(deserialize_with = "section")]
-    pub backups: BackupsSection,
-    /// `systemd:`.
-    #[serde(deserialize_with = "section")]
-    pub systemd: SystemdSection,
-    /// `nginx:` (abssd's own).
-    #[serde(deserialize_with = "section")]
-    pub nginx: NginxSection,
-    /// `daemon:` (abssd's own).
-    #[serde(deserialize_with = "section")]
-    pub daemon: DaemonSection,
-    /// The Python tool's keys that abssd does not read: known, so not warned
-    /// about; the Python tool checks their values itself.
-    #[serde(flatten)]
-    pub python: PythonOnly,
-    /// Anything else.
-    #[serde(flatten)]
-    pub unknown: Unknown,
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    pub struct BackupsSection {
+        /// `backups.root`: archives live in `<root>/<instance>/`.
+        #[serde(deserialize_with = "absolute")]
+        pub root: Option<PathBuf>,
+        /// `backups.index`: the backup index file.
+        #[serde(deserialize_with = "absolute")]
+        pub index: Option<PathBuf>,
+        /// `backups.restores_root` (abssd's own): where `restore --dest` may write.
+        #[serde(deserialize_with = "absolute")]
+        pub restores_root: Option<PathBuf>,
+        /// `backups.compression:`.
+        #[serde(deserialize_with = "section")]
+        pub compression: CompressionSection,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
 }
 
-/// Top-level keys of the Python tool (its `config.py` defaults, and the
-/// sections older versions had) that abssd has no use for.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-#[allow(missing_docs)]
-pub struct PythonOnly {
-    pub config_file: Option<IgnoredAny>,
-    pub install_root: Option<IgnoredAny>,
-    pub templates_dir: Option<IgnoredAny>,
-    pub npm_package_name: Option<IgnoredAny>,
-    pub reverse_proxy: Option<IgnoredAny>,
-    pub default_version: Option<IgnoredAny>,
-    pub node_compat_file: Option<IgnoredAny>,
-    pub ports: Option<IgnoredAny>,
-    pub tls: Option<IgnoredAny>,
-    pub node: Option<IgnoredAny>,
-    pub versions: Option<IgnoredAny>,
-    pub npm: Option<IgnoredAny>,
-}
-
-/// `backups:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, expecting = "a mapping of settings")]
-pub struct BackupsSection {
-    /// `backups.root`: archives live in `<root>/<instance>/`.
-    #[serde(deserialize_with = "absolute")]
-    pub root: Option<PathBuf>,
-    /// `backups.index`: the backup index file.
-    #[serde(deserialize_with = "absolute")]
-    pub index: Option<PathBuf>,
-    /// `backups.restores_root` (abssd's own): where `restore --dest` may write.
-    #[serde(deserialize_with = "absolute")]
-    pub restores_root: Option<PathBuf>,
+layered! {
     /// `backups.compression:`.
-    #[serde(deserialize_with = "section")]
-    pub compression: CompressionSection,
-    /// Anything else.
-    #[serde(flatten)]
-    pub unknown: Unknown,
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    pub struct CompressionSection {
+        /// `backups.compression.algorithm`: what `auto` means.
+        pub algorithm: Option<Compression>,
+        /// `backups.compression.level`: the level when a request gives none; the
+        /// algorithm's own range is checked when a create uses it.
+        #[serde(deserialize_with = "whole::<_, i32, 1, { i32::MAX as u64 }>")]
+        pub level: Option<i32>,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
 }
 
-/// `backups.compression:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, expecting = "a mapping of settings")]
-pub struct CompressionSection {
-    /// `backups.compression.algorithm`: what `auto` means.
-    pub algorithm: Option<Compression>,
-    /// `backups.compression.level`: the level when a request gives none; the
-    /// algorithm's own range is checked when a create uses it.
-    #[serde(deserialize_with = "whole::<_, i32, 1, { i32::MAX as u64 }>")]
-    pub level: Option<i32>,
-    /// Anything else.
-    #[serde(flatten)]
-    pub unknown: Unknown,
+layered! {
+    /// `systemd:`.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    pub struct SystemdSection {
+        /// `systemd.unit_dir`: where the instances' unit files are.
+        #[serde(deserialize_with = "absolute")]
+        pub unit_dir: Option<PathBuf>,
+        /// `systemd.bus_address` (abssd's own): systemd's D-Bus address.
+        #[serde(deserialize_with = "non_empty")]
+        pub bus_address: Option<String>,
+        /// The Python tool's `systemd.systemctl_bin`; abssd speaks D-Bus instead.
+        pub systemctl_bin: Option<IgnoredAny>,
+        /// The Python tool's `systemd.journalctl_bin`.
+        pub journalctl_bin: Option<IgnoredAny>,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
 }
 
-/// `systemd:`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, expecting = "a mapping of settings")]
-pub struct SystemdSection {
-    /// `systemd.unit_dir`: where the instances' unit files are.
-    #[serde(deserialize_with = "absolute")]
-    pub unit_dir: Option<PathBuf>,
-    /// `systemd.bus_address` (abssd's own): systemd's D-Bus address.
-    #[serde(deserialize_with = "non_empty")]
-    pub bus_address: Option<String>,
-    /// The Python tool's `systemd.systemctl_bin`; abssd speaks D-Bus instead.
-    pub systemctl_bin: Option<IgnoredAny>,
-    /// The Python tool's `systemd.journalctl_bin`.
-    pub journalctl_bin: Option<IgnoredAny>,
-    /// Anything else.
-    #[serde(flatten)]
-    pub unknown: Unknown,
+layered! {
+    /// `nginx:` (abssd's own).
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    pub struct NginxSection {
+        /// `nginx.sites_available`.
+        #[serde(deserialize_with = "absolute")]
+        pub sites_available: Option<PathBuf>,
+        /// `nginx.sites_enabled`.
+        #[serde(deserialize_with = "absolute")]
+        pub sites_enabled: Option<PathBuf>,
+        /// `nginx.test_command`: the configuration check, argv form.
+        #[serde(deserialize_with = "command")]
+        pub test_command: Option<Vec<String>>,
+        /// `nginx.service`: the unit reloaded after a site changed.
+        #[serde(deserialize_with = "non_empty")]
+        pub service: Option<String>,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
 }
 
-/// `nginx:` (abssd's own).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, expecting = "a mapping of settings")]
-pub struct NginxSection {
-    /// `nginx.sites_available`.
-    #[serde(deserialize_with = "absolute")]
-    pub sites_available: Option<PathBuf>,
-    /// `nginx.sites_enabled`.
-    #[serde(deserialize_with = "absolute")]
-    pub sites_enabled: Option<PathBuf>,
-    /// `nginx.test_command`: the configuration check, argv form.
-    #[serde(deserialize_with = "command")]
-    pub test_command: Option<Vec<String>>,
-    /// `nginx.service`: the unit reloaded after a site changed.
-    #[serde(deserialize_with = "non_empty")]
-    pub service: Option<String>,
-    /// Anything else.
-    #[serde(flatten)]
-    pub unknown: Unknown,
-}
-
-/// `daemon:` (abssd's own). What each setting does is told where it is
-/// resolved, [`super::DaemonSettings`].
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, expecting = "a mapping of settings")]
-#[allow(missing_docs)]
-pub struct DaemonSection {
-    #[serde(deserialize_with = "absolute")]
-    pub socket: Option<PathBuf>,
-    #[serde(deserialize_with = "non_empty")]
-    pub operator_group: Option<String>,
-    #[serde(deserialize_with = "non_empty")]
-    pub socket_group: Option<String>,
-    #[serde(deserialize_with = "count::<_, 1>")]
-    pub max_connections: Option<u32>,
-    #[serde(deserialize_with = "count::<_, 1>")]
-    pub max_connections_per_uid: Option<u32>,
-    #[serde(deserialize_with = "count::<_, 0>")]
-    pub reserved_connections: Option<u32>,
-    #[serde(deserialize_with = "count::<_, 1024>")]
-    pub max_request_bytes: Option<u32>,
-    #[serde(deserialize_with = "count::<_, { 64 << 10 }>")]
-    pub max_response_bytes: Option<u32>,
-    #[serde(deserialize_with = "count::<_, 1>")]
-    pub max_batch: Option<u32>,
-    #[serde(deserialize_with = "count::<_, 1>")]
-    pub max_calls_per_connection: Option<u32>,
-    #[serde(deserialize_with = "count::<_, 1>")]
-    pub message_buffer: Option<u32>,
-    #[serde(deserialize_with = "seconds::<_, MAX_SECONDS>")]
-    pub send_timeout: Option<Duration>,
-    #[serde(deserialize_with = "count::<_, 0>")]
-    pub max_operations_per_reader: Option<u32>,
-    #[serde(deserialize_with = "count::<_, { 64 << 10 }>")]
-    pub operations_log_max_bytes: Option<u32>,
-    #[serde(deserialize_with = "whole::<_, u64, 0, { u64::MAX }>")]
-    pub max_sparse_hole_bytes: Option<u64>,
-    #[serde(deserialize_with = "seconds::<_, MAX_SECONDS>")]
-    pub idle_timeout: Option<Duration>,
-    #[serde(deserialize_with = "seconds::<_, MAX_STOP_TIMEOUT>")]
-    pub stop_timeout: Option<Duration>,
-    #[serde(deserialize_with = "whole::<_, u64, 1, { u64::MAX }>")]
-    pub max_restore_entries: Option<u64>,
-    #[serde(deserialize_with = "whole::<_, u8, 0, 50>")]
-    pub restore_reserve_percent: Option<u8>,
-    pub consistency: Option<Consistency>,
-    /// Anything else.
-    #[serde(flatten)]
-    pub unknown: Unknown,
+layered! {
+    /// `daemon:` (abssd's own). What each setting does is told where it is
+    /// resolved, [`super::DaemonSettings`].
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    #[allow(missing_docs)]
+    pub struct DaemonSection {
+        #[serde(deserialize_with = "absolute")]
+        pub socket: Option<PathBuf>,
+        #[serde(deserialize_with = "non_empty")]
+        pub operator_group: Option<String>,
+        #[serde(deserialize_with = "non_empty")]
+        pub socket_group: Option<String>,
+        #[serde(deserialize_with = "count::<_, 1>")]
+        pub max_connections: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 1>")]
+        pub max_connections_per_uid: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 0>")]
+        pub reserved_connections: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 1024>")]
+        pub max_request_bytes: Option<u32>,
+        #[serde(deserialize_with = "count::<_, { 64 << 10 }>")]
+        pub max_response_bytes: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 1>")]
+        pub max_batch: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 1>")]
+        pub max_calls_per_connection: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 1>")]
+        pub message_buffer: Option<u32>,
+        #[serde(deserialize_with = "seconds::<_, MAX_SECONDS>")]
+        pub send_timeout: Option<Duration>,
+        #[serde(deserialize_with = "count::<_, 0>")]
+        pub max_operations_per_reader: Option<u32>,
+        #[serde(deserialize_with = "count::<_, { 64 << 10 }>")]
+        pub operations_log_max_bytes: Option<u32>,
+        #[serde(deserialize_with = "whole::<_, u64, 0, { u64::MAX }>")]
+        pub max_sparse_hole_bytes: Option<u64>,
+        #[serde(deserialize_with = "seconds::<_, MAX_SECONDS>")]
+        pub idle_timeout: Option<Duration>,
+        #[serde(deserialize_with = "seconds::<_, MAX_STOP_TIMEOUT>")]
+        pub stop_timeout: Option<Duration>,
+        #[serde(deserialize_with = "whole::<_, u64, 1, { u64::MAX }>")]
+        pub max_restore_entries: Option<u64>,
+        #[serde(deserialize_with = "whole::<_, u8, 0, 50>")]
+        pub restore_reserve_percent: Option<u8>,
+        pub consistency: Option<Consistency>,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
 }
 
 impl ConfigFile {
@@ -259,25 +317,6 @@ impl ConfigFile {
         }
     }
 
-    /// This layer with `upper` laid over it: each key `upper` sets wins.
-    pub fn merge(self, upper: ConfigFile) -> ConfigFile {
-        ConfigFile {
-            instance_root: upper.instance_root.or(self.instance_root),
-            state_dir: upper.state_dir.or(self.state_dir),
-            registry_dir: upper.registry_dir.or(self.registry_dir),
-            logs_dir: upper.logs_dir.or(self.logs_dir),
-            runtime_dir: upper.runtime_dir.or(self.runtime_dir),
-            lock_timeout: upper.lock_timeout.or(self.lock_timeout),
-            service_user: upper.service_user.or(self.service_user),
-            backups: self.backups.merge(upper.backups),
-            systemd: self.systemd.merge(upper.systemd),
-            nginx: self.nginx.merge(upper.nginx),
-            daemon: self.daemon.merge(upper.daemon),
-            python: PythonOnly::default(),
-            unknown: merge_unknown(self.unknown, upper.unknown),
-        }
-    }
-
     /// The dotted names of every unknown key, at any depth, in file order.
     pub fn unknown_keys(&self) -> Vec<String> {
         let sections: [(&str, &Unknown); 6] = [
@@ -293,89 +332,6 @@ impl ConfigFile {
             .flat_map(|(prefix, map)| map.keys().map(move |k| format!("{prefix}{k}")))
             .collect()
     }
-}
-
-impl BackupsSection {
-    fn merge(self, upper: BackupsSection) -> BackupsSection {
-        BackupsSection {
-            root: upper.root.or(self.root),
-            index: upper.index.or(self.index),
-            restores_root: upper.restores_root.or(self.restores_root),
-            compression: CompressionSection {
-                algorithm: upper.compression.algorithm.or(self.compression.algorithm),
-                level: upper.compression.level.or(self.compression.level),
-                unknown: merge_unknown(self.compression.unknown, upper.compression.unknown),
-            },
-            unknown: merge_unknown(self.unknown, upper.unknown),
-        }
-    }
-}
-
-impl SystemdSection {
-    fn merge(self, upper: SystemdSection) -> SystemdSection {
-        SystemdSection {
-            unit_dir: upper.unit_dir.or(self.unit_dir),
-            bus_address: upper.bus_address.or(self.bus_address),
-            systemctl_bin: None,
-            journalctl_bin: None,
-            unknown: merge_unknown(self.unknown, upper.unknown),
-        }
-    }
-}
-
-impl NginxSection {
-    fn merge(self, upper: NginxSection) -> NginxSection {
-        NginxSection {
-            sites_available: upper.sites_available.or(self.sites_available),
-            sites_enabled: upper.sites_enabled.or(self.sites_enabled),
-            test_command: upper.test_command.or(self.test_command),
-            service: upper.service.or(self.service),
-            unknown: merge_unknown(self.unknown, upper.unknown),
-        }
-    }
-}
-
-impl DaemonSection {
-    fn merge(self, upper: DaemonSection) -> DaemonSection {
-        DaemonSection {
-            socket: upper.socket.or(self.socket),
-            operator_group: upper.operator_group.or(self.operator_group),
-            socket_group: upper.socket_group.or(self.socket_group),
-            max_connections: upper.max_connections.or(self.max_connections),
-            max_connections_per_uid: upper
-                .max_connections_per_uid
-                .or(self.max_connections_per_uid),
-            reserved_connections: upper.reserved_connections.or(self.reserved_connections),
-            max_request_bytes: upper.max_request_bytes.or(self.max_request_bytes),
-            max_response_bytes: upper.max_response_bytes.or(self.max_response_bytes),
-            max_batch: upper.max_batch.or(self.max_batch),
-            max_calls_per_connection: upper
-                .max_calls_per_connection
-                .or(self.max_calls_per_connection),
-            message_buffer: upper.message_buffer.or(self.message_buffer),
-            send_timeout: upper.send_timeout.or(self.send_timeout),
-            max_operations_per_reader: upper
-                .max_operations_per_reader
-                .or(self.max_operations_per_reader),
-            operations_log_max_bytes: upper
-                .operations_log_max_bytes
-                .or(self.operations_log_max_bytes),
-            max_sparse_hole_bytes: upper.max_sparse_hole_bytes.or(self.max_sparse_hole_bytes),
-            idle_timeout: upper.idle_timeout.or(self.idle_timeout),
-            stop_timeout: upper.stop_timeout.or(self.stop_timeout),
-            max_restore_entries: upper.max_restore_entries.or(self.max_restore_entries),
-            restore_reserve_percent: upper
-                .restore_reserve_percent
-                .or(self.restore_reserve_percent),
-            consistency: upper.consistency.or(self.consistency),
-            unknown: merge_unknown(self.unknown, upper.unknown),
-        }
-    }
-}
-
-fn merge_unknown(mut lower: Unknown, upper: Unknown) -> Unknown {
-    lower.extend(upper);
-    lower
 }
 
 /// The typed model of a parsed tree; a bad value names the file and its key.

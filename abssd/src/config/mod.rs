@@ -25,7 +25,7 @@ pub mod layout;
 pub mod settings;
 mod value;
 
-pub use file::ConfigFile;
+pub use file::{ConfigFile, Merge};
 pub use layout::{Layout, site_name, unit_name};
 pub use settings::{
     DEFAULT_MAX_RESTORE_ENTRIES, DEFAULT_RESTORE_RESERVE_PERCENT, DaemonSettings, Services,
