@@ -228,7 +228,7 @@ mod tests {
 
     use abssd_proto::{Phase, RestoreParams, RestorePlan};
 
-    use super::plan::STEPS;
+    use super::plan::PlanStep;
     use crate::ops::testkit::Host;
 
     /// What a restore that runs every step of `plan` reports after its
@@ -304,12 +304,24 @@ mod tests {
             let at: Vec<usize> = plan
                 .steps
                 .iter()
-                .map(|s| STEPS.iter().position(|p| *p == s.step).unwrap())
+                .map(|s| {
+                    PlanStep::ALL
+                        .iter()
+                        .position(|p| p.phase() == s.step)
+                        .unwrap()
+                })
                 .collect();
-            assert!(at.is_sorted(), "{:?} is in STEPS' order", plan.steps);
+            assert!(
+                at.is_sorted(),
+                "{:?} is in PlanStep::ALL's order",
+                plan.steps
+            );
             planned.extend(plan.steps.iter().map(|s| s.step.to_string()));
         }
-        let all: BTreeSet<String> = STEPS.iter().map(Phase::to_string).collect();
+        let all: BTreeSet<String> = PlanStep::ALL
+            .iter()
+            .map(|s| s.phase().to_string())
+            .collect();
         assert_eq!(planned, all, "together the two plans list every step");
     }
 }

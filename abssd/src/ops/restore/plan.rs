@@ -372,27 +372,67 @@ pub fn staging_dir(target: &Path, stamp: &str) -> PathBuf {
     guards::work_dir(target).join(format!(".{name}.restore-{stamp}"))
 }
 
-/// Every step a restore's plan can list, in the order restores take them:
-/// the plan is made from this list, and a restore reports each step it runs
-/// as the phase of that name (`lock` reports none; `verify_deep` reports
-/// `verify-deep:<id>`).
-pub const STEPS: &[Phase] = &[
-    Phase::DeepCheck,
-    Phase::Lock,
-    Phase::PreBackup,
-    Phase::Extract,
-    Phase::Validate,
-    Phase::Place,
-    Phase::StopUnit,
-    Phase::Swap,
-    Phase::Assets,
-    Phase::DaemonReload,
-    Phase::Registry,
-    Phase::StartUnit,
-    Phase::Nginx,
-    Phase::Cleanup,
-    Phase::Index,
-];
+/// The steps a restore's plan can list, each named as its [`Phase`], in one
+/// list: [`PlanStep`], [`PlanStep::ALL`] and [`PlanStep::phase`] are made
+/// from it, so a step cannot be added to the enum and left out of the order,
+/// and `build`'s exhaustive match over [`PlanStep`] makes each one say
+/// whether it is planned.
+macro_rules! plan_steps {
+    ($($(#[$doc:meta])* $step:ident,)*) => {
+        /// A step a restore's plan can list. A restore reports each step it
+        /// runs as the phase of that name ([`PlanStep::phase`]): `lock`
+        /// reports none; `verify_deep` reports `verify-deep:<id>`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum PlanStep {
+            $($(#[$doc])* $step,)*
+        }
+
+        impl PlanStep {
+            /// Every step, in the order restores take them.
+            pub const ALL: &[PlanStep] = &[$(PlanStep::$step,)*];
+
+            /// The phase that names this step, in plans and when it runs.
+            pub fn phase(self) -> Phase {
+                match self {
+                    $(PlanStep::$step => Phase::$step,)*
+                }
+            }
+        }
+    };
+}
+
+plan_steps! {
+    /// Read the archive through and check its content first (`--verify-deep`).
+    DeepCheck,
+    /// Take the instance lock (live).
+    Lock,
+    /// Back up the live instance first (live).
+    PreBackup,
+    /// Unpack the archive into staging.
+    Extract,
+    /// Check the unpacked payload.
+    Validate,
+    /// Move the data into `--dest`.
+    Place,
+    /// Stop a running unit (live).
+    StopUnit,
+    /// Move the live data aside and the restored data in (live).
+    Swap,
+    /// Install the archived unit file, site and link (live, not data-only).
+    Assets,
+    /// Have systemd reload its units (live, not data-only).
+    DaemonReload,
+    /// Update the registry entry (live).
+    Registry,
+    /// Start the unit when it is to run (live).
+    StartUnit,
+    /// Check and reload nginx (live, not data-only).
+    Nginx,
+    /// Remove what the restore replaced (live).
+    Cleanup,
+    /// Record the restore in the index.
+    Index,
+}
 
 /// Everything the plan reports.
 #[derive(Debug)]
@@ -436,44 +476,44 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
     let target = pre.target.display().to_string();
     let live = mode == RestoreMode::Live;
     let unit_name = unit_name(&entry.instance);
-    let steps = STEPS
+    let steps = PlanStep::ALL
         .iter()
-        .filter_map(|step| {
+        .filter_map(|&step| {
             let detail = match step {
-                Phase::DeepCheck => params.verify_deep.then(|| format!(
+                PlanStep::DeepCheck => params.verify_deep.then(|| format!(
                     "read {} through and check its content (SQLite integrity, Actual's tables, blobs, listed files, .migrate); refuse the restore, changing nothing, if that finds a problem",
                     pre.archive.display()
                 )),
-                Phase::Lock => {
+                PlanStep::Lock => {
                     live.then(|| format!("take the instance lock of {}", entry.instance))
                 }
-                Phase::PreBackup => pre_backup_dir
+                PlanStep::PreBackup => pre_backup_dir
                     .as_ref()
                     .filter(|_| live)
                     .map(|dir| format!("back up the live instance into {} first", dir.display())),
-                Phase::Extract => Some(format!(
+                PlanStep::Extract => Some(format!(
                     "unpack {} into {} while checking its sha256",
                     pre.archive.display(),
                     staging.display()
                 )),
-                Phase::Validate => {
+                PlanStep::Validate => {
                     Some("check the payload: data/, metadata, service assets".into())
                 }
-                Phase::Place => (!live).then(|| format!("move the data into {target}")),
-                Phase::StopUnit => (live && unit.is_some_and(UnitState::is_active))
+                PlanStep::Place => (!live).then(|| format!("move the data into {target}")),
+                PlanStep::StopUnit => (live && unit.is_some_and(UnitState::is_active))
                     .then(|| format!("stop {unit_name}")),
-                Phase::Swap => live.then(|| {
+                PlanStep::Swap => live.then(|| {
                     format!("rename {target} to {target}.pre-restore-<ts> and move the restored data in")
                 }),
-                Phase::Assets => (live && !data_only).then(|| format!(
+                PlanStep::Assets => (live && !data_only).then(|| format!(
                     "install the archived {} and {} (previous files kept as .bak-<ts> until the end), and the sites-enabled link",
                     config.layout.unit_file(&entry.instance).display(),
                     config.layout.site_file(&entry.instance).display()
                 )),
-                Phase::DaemonReload => {
+                PlanStep::DaemonReload => {
                     (live && !data_only).then(|| "systemd daemon-reload".to_owned())
                 }
-                Phase::Registry => live.then(|| format!(
+                PlanStep::Registry => live.then(|| format!(
                     "update {} in {}{}",
                     entry.instance,
                     config.layout.registry_file().display(),
@@ -483,27 +523,24 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
                         " (paths, version, domain, last_restored_at/by)"
                     }
                 )),
-                Phase::StartUnit => (live && running_after == Some(true))
+                PlanStep::StartUnit => (live && running_after == Some(true))
                     .then(|| format!("start {unit_name}")),
-                Phase::Nginx => (live && !data_only).then(|| format!(
+                PlanStep::Nginx => (live && !data_only).then(|| format!(
                     "if {} changed: {}, then reload {}",
                     site_name(&entry.instance),
                     config.services.nginx_test_command.join(" "),
                     config.services.nginx_unit
                 )),
-                Phase::Cleanup => live.then(|| {
+                PlanStep::Cleanup => live.then(|| {
                     "remove the .pre-restore-<ts> data and .bak-<ts> files".to_owned()
                 }),
-                Phase::Index => Some(format!(
+                PlanStep::Index => Some(format!(
                     "record the restore in {}",
                     config.layout.index_file.display()
                 )),
-                // Not a restore step (STEPS lists those); a test checks that
-                // every one of STEPS has an arm.
-                _ => None,
             }?;
             Some(RestoreStep {
-                step: step.clone(),
+                step: step.phase(),
                 detail,
             })
         })
@@ -561,6 +598,39 @@ mod tests {
         assert_eq!(space_needed(1000, None), 1200);
         assert_eq!(space_needed(1000, Some(5000)), 5500);
         assert_eq!(space_needed(1000, Some(10)), 1200);
+    }
+
+    /// Plans name their steps on the wire as these phases, in this order;
+    /// clients and older abssctl versions read them.
+    #[test]
+    fn steps_keep_their_wire_names_and_order() {
+        let names: Vec<String> = PlanStep::ALL
+            .iter()
+            .map(|s| s.phase().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "verify_deep",
+                "lock",
+                "pre_backup",
+                "extract",
+                "validate",
+                "place",
+                "stop_unit",
+                "swap",
+                "assets",
+                "daemon_reload",
+                "registry",
+                "start_unit",
+                "nginx",
+                "cleanup",
+                "index",
+            ]
+        );
+        for step in PlanStep::ALL {
+            assert_eq!(Phase::from(step.phase().to_string()), step.phase());
+        }
     }
 
     #[test]
