@@ -46,7 +46,8 @@ pub struct Instance {
     /// `root`, `data`, `config`, ...
     #[serde(default)]
     pub paths: InstancePaths,
-    /// Free-form metadata (`last_restored_at`, ...).
+    /// Free-form metadata; abssd writes `last_restored_at/by` through
+    /// [`Instance::record_restore`].
     #[serde(default)]
     pub metadata: Map<String, Value>,
     /// Other keys.
@@ -185,6 +186,18 @@ impl Instance {
         self.paths = paths;
         other_root
     }
+
+    /// Note a restore of this instance in its metadata (SPEC §7 step 6): when
+    /// (`at`, UTC as the index writes it) and by whom (`by`, the requesting
+    /// user's name), as strings under `last_restored_at` and
+    /// `last_restored_by`, replacing those of an earlier restore and keeping
+    /// every other key.
+    pub fn record_restore(&mut self, at: &str, by: &str) {
+        self.metadata
+            .insert("last_restored_at".into(), Value::String(at.to_owned()));
+        self.metadata
+            .insert("last_restored_by".into(), Value::String(by.to_owned()));
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +313,49 @@ top_level_extra: kept
             (beta.paths.clone(), beta.version.as_deref()),
             (before, Some("2"))
         );
+    }
+
+    /// The keys and value types are the registry format's (the Python tool and
+    /// older abssd read them): two strings in `metadata`, after the keys
+    /// already there and strings to a YAML 1.1 reader too; a later restore
+    /// replaces an earlier one's.
+    #[test]
+    fn a_restore_is_recorded_as_two_strings_in_metadata() {
+        let mut reg = Registry::parse(PYYAML).unwrap();
+        let alpha = reg.get_mut("alpha").unwrap();
+        alpha.record_restore("2025-01-01T00:00:00Z", "ops");
+        alpha.record_restore("2025-06-01T11:00:00Z", "root");
+        let keys: Vec<&str> = alpha.metadata.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "note",
+                "flag",
+                "owner",
+                "created",
+                "last_restored_at",
+                "last_restored_by"
+            ]
+        );
+        reg.get_mut("beta")
+            .unwrap()
+            .record_restore("2025-06-02T00:00:00Z", "1e3");
+
+        let out = reg.to_yaml().unwrap();
+        // The time is quoted (PyYAML would read it as a timestamp), as is a
+        // user name that would read as a number.
+        let alpha_meta = "  metadata:\n    note: \"1e3\"\n    flag: \"off\"\n    owner: ops\n    created: \"2025-01-02\"\n    last_restored_at: \"2025-06-01T11:00:00Z\"\n    last_restored_by: root\n";
+        assert!(out.contains(alpha_meta), "{out}");
+        let beta_meta = "  metadata:\n    last_restored_at: \"2025-06-02T00:00:00Z\"\n    last_restored_by: \"1e3\"\n";
+        assert!(out.contains(beta_meta), "{out}");
+        let again = Registry::parse(&out).unwrap();
+        assert_eq!(again, reg);
+        let beta = &again.get("beta").unwrap().metadata;
+        assert_eq!(
+            beta["last_restored_at"],
+            Value::from("2025-06-02T00:00:00Z")
+        );
+        assert_eq!(beta["last_restored_by"], Value::from("1e3"));
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! clean-up remains ([`Job::finish`]).
 
 use abssd_proto::{Phase, RestoreResult};
-use serde_json::json;
 
 use super::job::{Done, Job};
 use super::swap::{self, Asset, Replaced};
@@ -200,12 +199,7 @@ impl Live<'_, '_> {
                 job.pre.target.display()
             ));
         }
-        entry
-            .metadata
-            .insert("last_restored_at".into(), json!(fsutil::now_utc()));
-        entry
-            .metadata
-            .insert("last_restored_by".into(), json!(job.actor.user));
+        entry.record_restore(&fsutil::now_utc(), &job.actor.user);
         journal.begin(Step::Registry {
             instance: name,
             before,
