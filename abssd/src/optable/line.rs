@@ -7,7 +7,8 @@ use std::sync::Arc;
 use abssd_proto::{EventKind, WireError};
 use serde_json::{Map, Value};
 
-use super::{Operation, Operations, Outcome};
+use super::Operations;
+use super::operation::{Operation, Outcome};
 use crate::fsutil;
 use crate::oplog::{Bulky, Changed, Line, LineActor, LineError, LineResult, Status, Target};
 use crate::progress::Progress;
@@ -84,7 +85,7 @@ impl Operation {
             ),
         };
         let backups = self.changed_backups();
-        let lock_wait_ms = self.record().lock_wait_ms;
+        let lock_wait_ms = self.lock_wait_ms();
         Line {
             schema_version: 1,
             ts: fsutil::now_utc(),
