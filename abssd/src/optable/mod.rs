@@ -25,7 +25,7 @@ use crate::progress::Progress;
 mod line;
 mod operation;
 
-pub use operation::{Operation, Outcome};
+pub use operation::{Args, Operation, Outcome};
 
 /// Ended operations kept in memory for `op.list` / `op.watch` (older ones are
 /// still found in the operations log by `op.get` / `op.watch`).
@@ -164,20 +164,18 @@ impl Operations {
         target: Option<String>,
         actor: Actor,
     ) -> Arc<Operation> {
-        let args = serde_json::json!({ "recovery": true });
         self.insert(Operation::new(
             op_id.to_owned(),
             command,
-            args,
+            Args::Recovery,
             actor,
             target,
-            true,
         ))
     }
 
     /// Operations recovered at start-up.
     pub fn recovered(&self) -> Vec<Arc<Operation>> {
-        self.list().into_iter().filter(|o| o.recovered).collect()
+        self.list().into_iter().filter(|o| o.recovered()).collect()
     }
 
     fn insert(&self, op: Operation) -> Arc<Operation> {
@@ -201,7 +199,7 @@ impl Operations {
         for (reader, keep) in [(false, KEEP_FINISHED), (true, KEEP_FINISHED_READERS)] {
             let ended: Vec<String> = ops
                 .iter()
-                .filter(|(_, o)| o.reader == reader && !o.recovered && !o.is_running())
+                .filter(|(_, o)| o.reader == reader && !o.recovered() && !o.is_running())
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in ended.iter().take(ended.len().saturating_sub(keep)) {

@@ -17,6 +17,44 @@ use crate::progress::Progress;
 /// How an operation ended: its result, or its error.
 pub type Outcome = std::result::Result<Value, WireError>;
 
+/// What an operation was started with.
+///
+/// On the wire (`op.get`'s `args`, and the `args` of its operations-log line)
+/// a recovery is `{"recovery": true}`, as it has always been written; that
+/// shape is mapped here and nowhere else ([`Args::to_wire`],
+/// [`Args::from_wire`]). Read back, only exactly that object is a recovery: a
+/// request's parameters that merely include a `recovery` key stay a request.
+/// Parameters that are exactly `{"recovery": true}` would read back as a
+/// recovery, which is why no method may take a parameter of that name (none
+/// does, and every method's parameters refuse unknown keys).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Args {
+    /// The request's parameters (for one brought back from the operations
+    /// log, as its line kept them: perhaps a note of their size).
+    Request(Value),
+    /// None: start-up recovery took the operation over from an interrupted run.
+    Recovery,
+}
+
+impl Args {
+    /// As `op.get` shows them and the operations log writes them.
+    pub fn to_wire(&self) -> Value {
+        match self {
+            Args::Request(params) => params.clone(),
+            Args::Recovery => serde_json::json!({ "recovery": true }),
+        }
+    }
+
+    /// Read back from an operations-log line (see [`Args`] for the rule).
+    pub fn from_wire(args: Value) -> Args {
+        if args == Args::Recovery.to_wire() {
+            Args::Recovery
+        } else {
+            Args::Request(args)
+        }
+    }
+}
+
 /// One operation.
 #[derive(Debug)]
 pub struct Operation {
@@ -24,16 +62,14 @@ pub struct Operation {
     pub id: String,
     /// `backup create`, ...
     pub command: Command,
-    /// Request parameters.
-    pub args: Value,
+    /// Request parameters, or the mark of a recovery.
+    pub args: Args,
     /// Who asked.
     pub actor: Actor,
     /// Instance or backup id.
     pub target: Option<String>,
     /// Wall-clock start.
     pub started_at: String,
-    /// Taken over from an interrupted run by start-up recovery.
-    pub recovered: bool,
     /// Started by a peer that may only read (so it changes nothing): kept in
     /// its own quota and not written to the operations log.
     pub reader: bool,
@@ -66,16 +102,15 @@ impl Operation {
         target: Option<String>,
     ) -> Operation {
         let id = uuid::Uuid::now_v7().to_string();
-        Operation::new(id, command, args, actor, target, false)
+        Operation::new(id, command, Args::Request(args), actor, target)
     }
 
     pub(super) fn new(
         id: String,
         command: Command,
-        args: Value,
+        args: Args,
         actor: Actor,
         target: Option<String>,
-        recovered: bool,
     ) -> Operation {
         Operation {
             id,
@@ -84,7 +119,6 @@ impl Operation {
             actor,
             target,
             started_at: fsutil::now_utc(),
-            recovered,
             reader: false,
             start: Instant::now(),
             state: Mutex::new(Record {
@@ -105,6 +139,11 @@ impl Operation {
 impl Operation {
     fn record(&self) -> std::sync::MutexGuard<'_, Record> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Taken over from an interrupted run by start-up recovery.
+    pub fn recovered(&self) -> bool {
+        self.args == Args::Recovery
     }
 
     /// Whether it has not ended.
@@ -249,7 +288,7 @@ impl Operation {
         OpInfo {
             op_id: self.id.clone(),
             command: self.command.clone(),
-            args: self.args.clone(),
+            args: self.args.to_wire(),
             actor: self.actor.clone(),
             target: self.target.clone(),
             state: r.state,
@@ -259,7 +298,7 @@ impl Operation {
             events: r.events.len() as u64,
             result: r.result.clone(),
             error: r.error.clone(),
-            recovered: self.recovered,
+            recovered: self.recovered(),
         }
     }
 
