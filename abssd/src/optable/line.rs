@@ -7,7 +7,8 @@ use std::sync::Arc;
 use abssd_proto::{EventKind, WireError};
 use serde_json::{Map, Value};
 
-use super::{Operation, Operations, Outcome};
+use super::Operations;
+use super::operation::{Args, Operation, Outcome};
 use crate::fsutil;
 use crate::oplog::{Bulky, Changed, Line, LineActor, LineError, LineResult, Status, Target};
 use crate::progress::Progress;
@@ -23,8 +24,6 @@ impl Operations {
         };
         // An omitted part stays the note of its size.
         let value = |part: &Bulky<Value>| serde_json::to_value(part).unwrap_or(Value::Null);
-        let args = value(&line.args);
-        let recovered = args.get("recovery") == Some(&Value::Bool(true));
         let target = match &line.target {
             Some(Target::Name(name)) => Some(name.clone()),
             _ => None,
@@ -32,10 +31,9 @@ impl Operations {
         let mut op = Operation::new(
             line.op_id.clone(),
             line.command.clone(),
-            args,
+            Args::from_wire(value(&line.args)),
             actor.clone(),
             target,
-            recovered,
         );
         if let Some(at) = &line.started_at {
             op.started_at = at.clone();
@@ -84,13 +82,13 @@ impl Operation {
             ),
         };
         let backups = self.changed_backups();
-        let lock_wait_ms = self.record().lock_wait_ms;
+        let lock_wait_ms = self.lock_wait_ms();
         Line {
             schema_version: 1,
             ts: fsutil::now_utc(),
             op_id: self.id.clone(),
             command: self.command.clone(),
-            args: Bulky::Kept(self.args.clone()),
+            args: Bulky::Kept(self.args.to_wire()),
             actor: LineActor::Peer(self.actor.clone()),
             target: self.target.clone().map(Target::Name),
             planned_actions: Bulky::Kept(self.plan().unwrap_or(Value::Null)),
@@ -224,5 +222,96 @@ mod tests {
             .unwrap();
         assert_eq!(done.outcome(), Some(Ok(json!({"id": "id-1"}))));
         assert_eq!(done.target.as_deref(), Some("a"));
+    }
+
+    /// A start-up recovery's line, as this daemon has always written it (a
+    /// restore rolled back).
+    const RECOVERED: &str = r#"{"schema_version":1,"ts":"2025-06-01T11:00:00Z","op_id":"0197a1c3-0000-7000-8000-000000000001","command":"backup restore","args":{"recovery":true},"actor":{"uid":0,"user":"abssd (start-up recovery)","pid":77},"target":"20250601-100000-alpha-a1b2c3","planned_actions":null,"result":{"status":"error","message":"abssd stopped during this backup restore; at start-up it was rolled back","errors":[{"kind":"environment","message":"abssd stopped during this backup restore; at start-up it was rolled back","detail":{"rolled_back":["moved /srv/alpha back"],"left":[]}}],"warnings":[],"changed":false,"backups":[],"data":null},"rc":3,"started_at":"2025-06-01T10:59:59Z","duration_ms":40,"lock_wait_ms":0,"steps":[]}"#;
+
+    /// The times of a line, set to those of [`RECOVERED`].
+    fn at_recovered_times(mut line: Line) -> String {
+        line.ts = "2025-06-01T11:00:00Z".into();
+        line.started_at = Some("2025-06-01T10:59:59Z".into());
+        line.duration_ms = 40;
+        serde_json::to_string(&line).unwrap()
+    }
+
+    #[test]
+    fn a_recovery_is_written_as_always_and_reads_back_as_one() {
+        use abssd_proto::ErrorKind;
+        use serde_json::json;
+        let actor = Actor {
+            uid: 0,
+            user: "abssd (start-up recovery)".into(),
+            pid: 77,
+        };
+        let op = Operations::default().begin_recovered(
+            "0197a1c3-0000-7000-8000-000000000001",
+            Command::BackupRestore,
+            Some("20250601-100000-alpha-a1b2c3".into()),
+            actor,
+        );
+        assert!(op.recovered());
+        assert_eq!(op.info().args, json!({"recovery": true}));
+        let message = "abssd stopped during this backup restore; at start-up it was rolled back";
+        let mut error = WireError::new(ErrorKind::Environment, message);
+        error.detail = Some(json!({"rolled_back": ["moved /srv/alpha back"], "left": []}));
+        assert_eq!(at_recovered_times(op.line(&Err(error))), RECOVERED);
+
+        // An old line reads back as a recovery, and is written again the same.
+        let old: Line = serde_json::from_str(RECOVERED).unwrap();
+        let again = Operations::default().from_log(&old).unwrap();
+        assert_eq!(again.args, Args::Recovery);
+        let info = again.info();
+        assert!(info.recovered);
+        assert_eq!(info.args, json!({"recovery": true}));
+        let outcome = again.outcome().unwrap();
+        assert_eq!(at_recovered_times(again.line(&outcome)), RECOVERED);
+    }
+
+    /// Only exactly `{"recovery": true}` is a recovery: parameters that merely
+    /// hold a `recovery` key stay parameters, written and read back as they
+    /// were. Parameters that are exactly the mark read back as a recovery (the
+    /// line cannot tell them apart), which is why no method takes a parameter
+    /// of that name.
+    #[test]
+    fn a_requests_recovery_parameter_stays_a_parameter() {
+        use serde_json::json;
+        let actor = Actor {
+            uid: 1000,
+            user: "ops".into(),
+            pid: 42,
+        };
+        let written_and_read = |params: Value| {
+            let op = Operations::default().begin(
+                Command::BackupCreate,
+                params.clone(),
+                actor.clone(),
+                None,
+            );
+            assert!(!op.recovered(), "{params}");
+            assert_eq!(op.info().args, params);
+            let line = op.line(&Ok(Value::Null));
+            assert_eq!(line.args, Bulky::Kept(params.clone()));
+            let text = serde_json::to_string(&line).unwrap();
+            let back: Line = serde_json::from_str(&text).unwrap();
+            Operations::default().from_log(&back).unwrap()
+        };
+        for params in [
+            json!({"recovery": true, "instance": "a"}),
+            json!({"recovery": false}),
+            json!({"recovery": "true"}),
+            json!({"recovery": 1}),
+            json!([{"recovery": true}]),
+            json!([true]),
+            Value::Null,
+        ] {
+            let again = written_and_read(params.clone());
+            assert_eq!(again.args, Args::Request(params.clone()));
+            assert!(!again.recovered() && !again.info().recovered, "{params}");
+            assert_eq!(again.info().args, params);
+        }
+        let mark = written_and_read(json!({"recovery": true}));
+        assert_eq!(mark.args, Args::Recovery);
     }
 }

@@ -1,28 +1,31 @@
-//! The daemon's table of operations: ids, event logs, state, and watchers.
+//! The daemon's table of operations: their ids, and their lifecycle.
 //!
 //! Every mutating call runs as an [`Operation`] on its own task, so a client that
-//! disconnects (or a Ctrl-C) never stops it half-way. Its events are kept so
-//! `op.watch` can replay them from the start and then follow live; exactly one
-//! terminal event (`finished` or `failed`) ends the log.
+//! disconnects (or a Ctrl-C) never stops it half-way ([`Operations::spawn`]);
+//! when it ends, its operations-log line is written before its end is announced
+//! ([`Operations::finish`]). The table keeps ended operations within quotas,
+//! pages through them for `op.list`, and brings back from the log one that
+//! ended before this process started.
+//!
+//! * `operation.rs` — one operation: its record, events, watchers, outcome.
+//! * `line.rs` — an operation's operations-log line, built and read back.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use abssd_proto::{Actor, Command, Event, EventKind, Level, OpInfo, OpState, WireError};
-use serde_json::{Map, Value};
-use tokio::sync::watch;
+use abssd_proto::{Actor, Command, EventKind, WireError};
+use serde_json::Value;
 
 use crate::error::{Error, shown};
-use crate::oplog::Step;
+use crate::oplog;
 use crate::progress::Progress;
-use crate::{fsutil, oplog};
 
 mod line;
+mod operation;
 
-/// How an operation ended: its result, or its error.
-pub type Outcome = std::result::Result<Value, WireError>;
+pub use operation::{Args, Operation, Outcome};
 
 /// Ended operations kept in memory for `op.list` / `op.watch` (older ones are
 /// still found in the operations log by `op.get` / `op.watch`).
@@ -52,46 +55,6 @@ pub struct Page {
     pub operations: Vec<Arc<Operation>>,
     /// The oldest id of the page, when older operations remain.
     pub next_before: Option<String>,
-}
-
-/// One operation.
-#[derive(Debug)]
-pub struct Operation {
-    /// UUIDv7 text.
-    pub id: String,
-    /// `backup create`, ...
-    pub command: Command,
-    /// Request parameters.
-    pub args: Value,
-    /// Who asked.
-    pub actor: Actor,
-    /// Instance or backup id.
-    pub target: Option<String>,
-    /// Wall-clock start.
-    pub started_at: String,
-    /// Taken over from an interrupted run by start-up recovery.
-    pub recovered: bool,
-    /// Started by a peer that may only read (so it changes nothing): kept in
-    /// its own quota and not written to the operations log.
-    pub reader: bool,
-    /// Monotonic start, for durations.
-    pub start: Instant,
-    /// Mutable part.
-    state: Mutex<Record>,
-    /// Bumped on every event; watchers wait on it.
-    tick: watch::Sender<u64>,
-}
-
-#[derive(Debug)]
-struct Record {
-    events: Vec<Event>,
-    state: OpState,
-    finished_at: Option<String>,
-    lock_wait_ms: u64,
-    plan: Option<Value>,
-    result: Option<Value>,
-    error: Option<WireError>,
-    changed: Vec<String>,
 }
 
 impl Operations {
@@ -201,20 +164,18 @@ impl Operations {
         target: Option<String>,
         actor: Actor,
     ) -> Arc<Operation> {
-        let args = serde_json::json!({ "recovery": true });
         self.insert(Operation::new(
             op_id.to_owned(),
             command,
-            args,
+            Args::Recovery,
             actor,
             target,
-            true,
         ))
     }
 
     /// Operations recovered at start-up.
     pub fn recovered(&self) -> Vec<Arc<Operation>> {
-        self.list().into_iter().filter(|o| o.recovered).collect()
+        self.list().into_iter().filter(|o| o.recovered()).collect()
     }
 
     fn insert(&self, op: Operation) -> Arc<Operation> {
@@ -238,7 +199,7 @@ impl Operations {
         for (reader, keep) in [(false, KEEP_FINISHED), (true, KEEP_FINISHED_READERS)] {
             let ended: Vec<String> = ops
                 .iter()
-                .filter(|(_, o)| o.reader == reader && !o.recovered && !o.is_running())
+                .filter(|(_, o)| o.reader == reader && !o.recovered() && !o.is_running())
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in ended.iter().take(ended.len().saturating_sub(keep)) {
@@ -269,46 +230,6 @@ pub fn check_id(op_id: &str, now: SystemTime) -> Result<Option<String>, Error> {
             Duration::new(secs, nanos) > since_epoch
         });
     Ok((!future).then(|| id.hyphenated().to_string()))
-}
-
-impl Operation {
-    /// A new operation of this process, with a fresh id.
-    fn started(command: Command, args: Value, actor: Actor, target: Option<String>) -> Operation {
-        let id = uuid::Uuid::now_v7().to_string();
-        Operation::new(id, command, args, actor, target, false)
-    }
-
-    fn new(
-        id: String,
-        command: Command,
-        args: Value,
-        actor: Actor,
-        target: Option<String>,
-        recovered: bool,
-    ) -> Operation {
-        Operation {
-            id,
-            command,
-            args,
-            actor,
-            target,
-            started_at: fsutil::now_utc(),
-            recovered,
-            reader: false,
-            start: Instant::now(),
-            state: Mutex::new(Record {
-                events: Vec::new(),
-                state: OpState::Running,
-                finished_at: None,
-                lock_wait_ms: 0,
-                plan: None,
-                result: None,
-                error: None,
-                changed: Vec::new(),
-            }),
-            tick: watch::channel(0).0,
-        }
-    }
 }
 
 impl Operations {
@@ -361,203 +282,10 @@ impl Operations {
     }
 }
 
-impl Operation {
-    fn record(&self) -> std::sync::MutexGuard<'_, Record> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether it has not ended.
-    pub fn is_running(&self) -> bool {
-        self.record().state == OpState::Running
-    }
-
-    /// End with a result; no-op if already ended.
-    pub fn succeed(&self, result: Value) {
-        self.end(EventKind::Finished { result });
-    }
-
-    /// End with an error; no-op if already ended.
-    pub fn fail(&self, error: WireError) {
-        self.end(EventKind::Failed { error });
-    }
-
-    fn end(&self, terminal: EventKind) {
-        self.end_at(terminal, fsutil::now_utc());
-    }
-
-    fn end_at(&self, terminal: EventKind, finished_at: String) {
-        {
-            let mut r = self.record();
-            if r.state != OpState::Running {
-                return;
-            }
-            match &terminal {
-                EventKind::Finished { result } => {
-                    r.state = OpState::Succeeded;
-                    r.result = Some(result.clone());
-                }
-                EventKind::Failed { error } => {
-                    r.state = OpState::Failed;
-                    r.error = Some(error.clone());
-                }
-                _ => {}
-            }
-            r.finished_at = Some(finished_at);
-        }
-        self.push(terminal);
-    }
-
-    fn push(&self, kind: EventKind) {
-        let mut r = self.record();
-        let seq = r.events.len() as u64;
-        r.events.push(Event {
-            seq,
-            ts: fsutil::now_utc_millis(),
-            kind,
-        });
-        drop(r);
-        self.tick.send_replace(seq + 1);
-    }
-
-    /// Events from `from` on (a snapshot).
-    pub fn events_from(&self, from: usize) -> Vec<Event> {
-        self.record()
-            .events
-            .get(from..)
-            .map(<[Event]>::to_vec)
-            .unwrap_or_default()
-    }
-
-    /// A receiver that changes whenever an event is added.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.tick.subscribe()
-    }
-
-    /// Wait until the operation has ended.
-    pub async fn ended(&self) {
-        let mut rx = self.subscribe();
-        while self.is_running() {
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// The plan, once announced.
-    pub fn plan(&self) -> Option<Value> {
-        self.record().plan.clone()
-    }
-
-    /// The terminal outcome, once ended.
-    pub fn outcome(&self) -> Option<Outcome> {
-        let r = self.record();
-        match r.state {
-            OpState::Running => None,
-            OpState::Succeeded => Some(Ok(r.result.clone().unwrap_or(Value::Null))),
-            OpState::Failed => Some(Err(r
-                .error
-                .clone()
-                .unwrap_or_else(|| WireError::new(abssd_proto::ErrorKind::Internal, "unknown")))),
-        }
-    }
-
-    /// Backups created or changed.
-    pub fn changed_backups(&self) -> Vec<String> {
-        self.record().changed.clone()
-    }
-
-    /// Phase names in order (operations log `steps`).
-    pub fn steps(&self) -> Vec<Step> {
-        self.record()
-            .events
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::Phase { name, .. } => Some(Step {
-                    name: name.to_string(),
-                    ts: e.ts.clone(),
-                    extra: Map::new(),
-                }),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Warnings emitted.
-    pub fn warnings(&self) -> Vec<String> {
-        self.record()
-            .events
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::Message {
-                    level: Level::Warning,
-                    text,
-                } => Some(text.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The public view.
-    pub fn info(&self) -> OpInfo {
-        let r = self.record();
-        OpInfo {
-            op_id: self.id.clone(),
-            command: self.command.clone(),
-            args: self.args.clone(),
-            actor: self.actor.clone(),
-            target: self.target.clone(),
-            state: r.state,
-            started_at: self.started_at.clone(),
-            finished_at: r.finished_at.clone(),
-            lock_wait_ms: r.lock_wait_ms,
-            events: r.events.len() as u64,
-            result: r.result.clone(),
-            error: r.error.clone(),
-            recovered: self.recovered,
-        }
-    }
-
-    /// [`Operation::info`] without what can be large — the result, and an
-    /// error's detail — for lists (`op.list`, `daemon.status`): a page of them
-    /// stays small whatever the operations returned. `op.get` has the rest.
-    pub fn summary(&self) -> OpInfo {
-        let mut info = self.info();
-        info.result = None;
-        if let Some(e) = info.error.as_mut() {
-            e.detail = None;
-        }
-        info
-    }
-}
-
-impl Progress for Operation {
-    fn emit(&self, event: EventKind) {
-        if event.is_terminal() {
-            // Terminal events come only from succeed/fail, so there is exactly one.
-            return;
-        }
-        {
-            let mut r = self.record();
-            match &event {
-                EventKind::LockAcquired { waited_ms, .. } => r.lock_wait_ms += waited_ms,
-                EventKind::Plan { plan } => r.plan = Some(plan.clone()),
-                _ => {}
-            }
-        }
-        self.push(event);
-    }
-
-    fn changed(&self, backup_id: &str) {
-        self.record().changed.push(backup_id.to_owned());
-    }
-
-    fn op_id(&self) -> String {
-        self.id.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use abssd_proto::{Level, OpState};
+
     use super::*;
     use crate::oplog::{Bulky, Status};
 
