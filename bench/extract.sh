@@ -146,6 +146,7 @@ done
 
 # --- report --------------------------------------------------------------
 
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 ratio() { awk -v a="${ABSSD_S[$1]}" -v s="${SHELL_S[$1]}" 'BEGIN { printf "%.2f", a / s }'; }
 
 echo
@@ -160,6 +161,10 @@ for name in "${CASES[@]}"; do
     "$(awk -v k="${RSS_KIB[$name]}" 'BEGIN { printf "%.1f", k / 1024 }')"
 done
 
+missed=0
+check() { # check DESCRIPTION AWK-CONDITION
+  if awk "BEGIN { exit !($2) }"; then echo "  ok      $1"; else echo "  MISSED  $1"; missed=1; fi
+}
 echo
 echo "targets:"
 for size in $SIZES; do
@@ -172,4 +177,6 @@ if ((SMALL_FILES > 0)); then
   check "$name: no slower than the shell restore (measured $(ratio "$name")x)" "$(ratio "$name") <= 1.0"
 fi
 
-strict_exit
+if [[ ${BENCH_STRICT:-0} == 1 ]] && ((missed)); then
+  exit 1
+fi
