@@ -200,7 +200,7 @@ pub struct RestoreArgs {
     pub id: String,
 
     /// Refuse unless the backup belongs to this instance (a guard against a wrong id).
-    #[arg(long, value_name = "NAME")]
+    #[arg(short, long, value_name = "NAME")]
     pub instance: Option<String>,
 
     /// Restore only the data, into this new or empty directory (under the instance
@@ -215,8 +215,10 @@ pub struct RestoreArgs {
     pub dry_run: bool,
 
     /// Do not back up the live instance first. Once the restore succeeds, its
-    /// current data cannot be brought back.
-    #[arg(long, conflicts_with = "dest")]
+    /// current data cannot be brought back. A --dest restore takes no
+    /// pre-restore backup anyway, so there the flag changes nothing (it is
+    /// accepted, as the Python tool accepts it).
+    #[arg(long)]
     pub no_pre_backup: bool,
 
     /// Message stored with the pre-restore backup.
@@ -314,7 +316,7 @@ impl From<CompressionArg> for Compression {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only this instance's backups.
-    #[arg(long, value_name = "NAME")]
+    #[arg(short, long, value_name = "NAME")]
     pub instance: Option<String>,
 }
 
@@ -354,7 +356,7 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
     /// Only this instance's entries and archives.
-    #[arg(long, value_name = "NAME")]
+    #[arg(short, long, value_name = "NAME")]
     pub instance: Option<String>,
 
     /// Fix the index: mark entries whose archive is gone `missing`, set entries of
@@ -543,13 +545,36 @@ mod tests {
             &["b1", "--dry-run", "--detach"],
             &["b1", "--dest", "/x", "--restart"],
             &["b1", "--dest", "/x", "--no-restart"],
-            &["b1", "--dest", "/x", "--no-pre-backup"],
             &["b1", "--no-pre-backup", "--backup-message", "m"],
             &[],
         ] {
             let err = restore(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn dest_restore_accepts_no_pre_backup() {
+        let args = restore(&["b1", "--dest", "/x", "--no-pre-backup"]).unwrap();
+        assert!(args.no_pre_backup);
+        assert_eq!(args.dest.as_deref(), Some(std::path::Path::new("/x")));
+    }
+
+    #[test]
+    fn short_i_is_instance_wherever_the_python_tool_has_it() {
+        assert_eq!(
+            restore(&["b1", "-i", "alpha"]).unwrap().instance.as_deref(),
+            Some("alpha")
+        );
+        assert_eq!(
+            reconcile(&["-i", "alpha"]).unwrap().instance.as_deref(),
+            Some("alpha")
+        );
+        let cli = Cli::try_parse_from(["abssctl", "backup", "list", "-i", "alpha"]).unwrap();
+        let Command::Backup(BackupCommand::List(args)) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.instance.as_deref(), Some("alpha"));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub mod status {
     pub const ERROR: &str = "error";
     /// Never checked.
     pub const UNKNOWN: &str = "unknown";
+    /// Deleted on purpose: the Python tool's `backup prune` deletes the archive
+    /// and its sidecar and keeps the entry with this status and `removed_at`.
+    pub const REMOVED: &str = "removed";
     /// Older spelling of [`AVAILABLE`], accepted on read.
     pub const LEGACY_PRESENT: &str = "present";
 }

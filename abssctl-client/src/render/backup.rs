@@ -60,7 +60,7 @@ pub fn detail(e: &BackupEntry) -> String {
     let mut pairs: Vec<(&str, String)> = vec![
         ("id", e.id.clone()),
         ("instance", e.instance.clone()),
-        ("status", e.status.clone()),
+        ("status", status_text(e)),
         ("created", e.created_at.clone()),
         (
             "created by",
@@ -68,7 +68,14 @@ pub fn detail(e: &BackupEntry) -> String {
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), actor_text),
         ),
-        ("archive", e.path.clone()),
+        (
+            "archive",
+            if e.status == status::REMOVED {
+                format!("{} (deleted)", e.path)
+            } else {
+                e.path.clone()
+            },
+        ),
         (
             "size",
             e.size_bytes.map_or_else(|| "-".to_owned(), size_with_bytes),
@@ -145,6 +152,19 @@ pub fn detail(e: &BackupEntry) -> String {
         text.push_str(&fields(2, &pairs));
     }
     text
+}
+
+/// The status, and for an entry a prune removed (the Python tool's `backup
+/// prune` deletes the archive and keeps the entry with `removed_at`) when and
+/// that it was meant: such an entry is a record, not drift.
+fn status_text(e: &BackupEntry) -> String {
+    if e.status != status::REMOVED {
+        return e.status.clone();
+    }
+    match e.extra.get("removed_at").and_then(Value::as_str) {
+        Some(at) => format!("removed {at} (pruned: the archive was deleted on purpose)"),
+        None => "removed (pruned: the archive was deleted on purpose)".to_owned(),
+    }
 }
 
 /// The restore history fields that are set, as the index names them.
@@ -569,6 +589,31 @@ mod tests {
             text.contains("last_restored_at:  2025-02-01T00:00:00Z"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_pruned_entry_is_shown_as_removed_with_its_time() {
+        let mut e = entry();
+        e.status = status::REMOVED.into();
+        e.extra
+            .insert("removed_at".into(), "2025-03-01T00:00:00Z".into());
+        let row = list(std::slice::from_ref(&e));
+        assert!(row.lines().nth(1).unwrap().contains("  removed  "), "{row}");
+        let text = detail(&e);
+        assert!(
+            text.contains(
+                "status:      removed 2025-03-01T00:00:00Z (pruned: the archive was deleted on purpose)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("/srv/backups/alpha/x.tar.zst (deleted)\n"),
+            "{text}"
+        );
+        // Without the time, still removed; and no other status says deleted.
+        e.extra.clear();
+        assert!(detail(&e).contains("removed (pruned"), "{}", detail(&e));
+        assert!(!detail(&entry()).contains("(deleted)"));
     }
 
     #[test]

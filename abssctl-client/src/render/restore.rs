@@ -45,6 +45,13 @@ pub fn plan(p: &RestorePlan) -> String {
                 .as_ref()
                 .map_or_else(|| "none".to_owned(), |dir| format!("into {dir}")),
         ));
+    } else {
+        // Said outright, because --no-pre-backup is accepted here and does
+        // nothing: there is nothing live to keep.
+        pairs.push((
+            "pre-restore backup",
+            "none (a --dest restore changes nothing live)".to_owned(),
+        ));
     }
     text.push_str(&fields(2, &pairs));
     text.push_str("Steps:\n");
@@ -292,6 +299,22 @@ mod tests {
             assert!(text.contains(part), "missing {part:?}:\n{text}");
         }
         assert!(!text.contains("Warnings"), "{text}");
+    }
+
+    #[test]
+    fn dest_plan_says_no_pre_restore_backup_and_leaves_the_unit_out() {
+        let mut p = live_plan();
+        p.mode = RestoreMode::Dest;
+        p.target = "/srv/restores/alpha-copy".into();
+        p.pre_backup_dir = None;
+        p.unit = None;
+        p.steps.remove(0);
+        let text = plan(&p);
+        assert!(
+            text.contains("pre-restore backup:  none (a --dest restore changes nothing live)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("unit:"), "{text}");
     }
 
     #[test]

@@ -145,6 +145,11 @@ pub fn judge(
         if entry.status == status::MISSING {
             return Verdict::KnownMissing;
         }
+        // A prune (the Python tool's) deleted it on purpose and said so: no
+        // drift, and marking it `missing` would erase that record.
+        if entry.status == status::REMOVED {
+            return Verdict::Fine;
+        }
         let mut reason = "archive not found".to_owned();
         if lone_sidecar {
             reason.push_str(" (its .sha256 sidecar is still there)");
@@ -308,4 +313,46 @@ pub fn stray_sidecars(scan: &Scan, index: &Index, instance: Option<&str>) -> Vec
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(status: &str) -> BackupEntry {
+        serde_json::from_value(serde_json::json!({
+            "id": "20250101-000000-alpha-aaaaaa", "instance": "alpha",
+            "created_at": "2025-01-01T00:00:00Z",
+            "path": "/srv/backups/alpha/20250101-000000-alpha-aaaaaa.tar.zst",
+            "size_bytes": 10, "status": status, "removed_at": "2025-02-01T00:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pruned_entry_without_its_archive_is_in_sync() {
+        assert!(matches!(
+            judge(&entry(status::REMOVED), None, None, false),
+            Verdict::Fine
+        ));
+        // The same absence under any other status is drift, fixed by marking it.
+        assert!(matches!(
+            judge(&entry(status::AVAILABLE), None, None, false),
+            Verdict::Finding(Category::Missing, _, Some(Change::MarkMissing))
+        ));
+    }
+
+    #[test]
+    fn a_pruned_entry_whose_archive_is_back_is_reported_not_rewritten() {
+        let Verdict::Finding(Category::Mismatched, item, None) =
+            judge(&entry(status::REMOVED), Some(10), None, false)
+        else {
+            panic!("a present archive of a removed entry is a finding without a fix");
+        };
+        assert!(
+            item.reason.contains("index says removed"),
+            "{}",
+            item.reason
+        );
+    }
 }

@@ -183,9 +183,12 @@ fn check_flags(params: &RestoreParams) -> Result<()> {
                 "--restart/--no-restart apply to live restores; --dest never touches the unit",
             ));
         }
-        if params.no_pre_backup || params.backup_message.is_some() {
+        // `no_pre_backup` is accepted and changes nothing: a --dest restore
+        // takes no pre-restore backup anyway, and the Python tool accepts the
+        // pair, so scripts written for it pass it.
+        if params.backup_message.is_some() {
             return Err(Error::validation(
-                "--no-pre-backup/--backup-message apply to live restores; --dest changes nothing live, so no pre-restore backup is taken",
+                "--backup-message applies to live restores; --dest changes nothing live, so no pre-restore backup is taken",
             ));
         }
     }
