@@ -389,3 +389,194 @@ fn reconcile_exits_3_on_drift_until_applied_and_prints_the_categories() {
     assert_eq!(doc["applied"][0]["status"], "missing");
     assert_eq!(host.json(&["backup", "reconcile"], 0)["known_missing"], 1);
 }
+
+#[test]
+fn short_i_is_instance_for_list_reconcile_and_restore() {
+    let host = Host::new();
+    let made = host.create(&[]);
+    let id = made["id"].as_str().unwrap();
+    let listed = |name: &str| {
+        host.json(&["backup", "list", "-i", name], 0)["backups"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!((listed("alpha"), listed("beta")), (1, 0));
+
+    // -i is the guard against a wrong id: refused for another instance.
+    let dest = host.sandbox.config().restores_root.join("alpha-i");
+    let dest = dest.to_str().unwrap();
+    let doc = host.json(&["backup", "restore", id, "-i", "beta", "--dest", dest], 2);
+    assert_eq!(error_kind(&doc), "validation", "{doc}");
+    assert!(!Path::new(dest).exists());
+
+    // -i scopes reconcile: alpha's drift is not beta's.
+    std::fs::remove_file(made["archive"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        host.json(&["backup", "reconcile", "-i", "beta"], 0)["unresolved"],
+        0
+    );
+    let doc = host.json(&["backup", "reconcile", "-i", "alpha"], 3);
+    assert_eq!(doc["missing"][0]["id"], id, "{doc}");
+}
+
+#[test]
+fn dest_restore_with_no_pre_backup_runs_and_takes_no_backup() {
+    let host = Host::new();
+    let id = host.create(&[])["id"].as_str().unwrap().to_owned();
+    let dest = host.sandbox.config().restores_root.join("alpha-copy");
+    let dest_arg = dest.to_str().unwrap();
+
+    let plan = host.json(
+        &[
+            "backup",
+            "restore",
+            &id,
+            "-i",
+            "alpha",
+            "--dest",
+            dest_arg,
+            "--no-pre-backup",
+            "--dry-run",
+        ],
+        0,
+    );
+    assert_eq!(plan["plan"]["mode"], "dest", "{plan}");
+    assert_eq!(plan["plan"]["pre_backup_dir"], Value::Null, "{plan}");
+    let out = host.abssctl(&[
+        "backup",
+        "restore",
+        &id,
+        "--dest",
+        dest_arg,
+        "--no-pre-backup",
+        "--dry-run",
+    ]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout)
+            .contains("pre-restore backup:  none (a --dest restore changes nothing live)"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let doc = host.json(
+        &[
+            "backup",
+            "restore",
+            &id,
+            "--dest",
+            dest_arg,
+            "--no-pre-backup",
+        ],
+        0,
+    );
+    assert_eq!(
+        Path::new(doc["result"]["destination"].as_str().unwrap()),
+        dest,
+        "{doc}"
+    );
+    let data = host.sandbox.config().instance_root.join("alpha/data");
+    assert_eq!(
+        std::fs::read(dest.join("user-files/budget-1/db.sqlite")).ok(),
+        Some(std::fs::read(data.join("user-files/budget-1/db.sqlite")).unwrap()),
+    );
+    assert!(dest.join("server-files").is_dir());
+    // Still the one backup: no pre-restore backup was taken.
+    let list = host.json(&["backup", "list"], 0);
+    assert_eq!(list["backups"].as_array().unwrap().len(), 1, "{list}");
+}
+
+/// Turn the entry `id` into what the Python tool's `backup prune` leaves:
+/// archive and sidecar deleted, `status: removed` and `removed_at` set, the
+/// index written as its `json.dump(indent=2)` plus a newline. Returns the
+/// entry as written.
+fn prune_like_python(host: &Host, id: &str) -> Value {
+    let index_file = host.sandbox.config().index_file;
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_file).unwrap()).unwrap();
+    let entry = index["backups"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["id"] == id)
+        .unwrap();
+    let archive = entry["path"].as_str().unwrap().to_owned();
+    std::fs::remove_file(&archive).unwrap();
+    std::fs::remove_file(format!("{archive}.sha256")).unwrap();
+    entry["status"] = json!("removed");
+    entry["removed_at"] = json!("2025-11-08T12:00:00Z");
+    let pruned = entry.clone();
+    let mut bytes = serde_json::to_vec_pretty(&index).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&index_file, bytes).unwrap();
+    pruned
+}
+
+/// The index entry `id`, as text in the file's key order.
+fn entry_text(host: &Host, id: &str) -> String {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(host.sandbox.config().index_file).unwrap()).unwrap();
+    let entry = index["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .unwrap();
+    serde_json::to_string(entry).unwrap()
+}
+
+#[test]
+fn a_python_pruned_entry_is_not_drift_and_shows_as_removed() {
+    let host = Host::new();
+    let pruned_id = host.create(&[])["id"].as_str().unwrap().to_owned();
+    let kept = host.create(&[]);
+    let pruned = prune_like_python(&host, &pruned_id);
+    let index_file = host.sandbox.config().index_file;
+    let before = std::fs::read(&index_file).unwrap();
+
+    // Read-only: no drift, nothing known missing.
+    let doc = host.json(&["backup", "reconcile"], 0);
+    assert_eq!(doc["unresolved"], 0, "{doc}");
+    assert_eq!(doc["missing"], json!([]), "{doc}");
+    assert_eq!(doc["mismatched"], json!([]), "{doc}");
+    assert_eq!(doc["stray_sidecars"], json!([]), "{doc}");
+    assert_eq!(doc["known_missing"], 0, "{doc}");
+    // --apply has nothing to write: the file is as the Python tool left it.
+    let doc = host.json(&["backup", "reconcile", "--apply"], 0);
+    assert_eq!(doc["applied"], json!([]), "{doc}");
+    assert_eq!(std::fs::read(&index_file).unwrap(), before);
+
+    // Drift elsewhere makes --apply write the index: the pruned entry keeps
+    // every key and value, in order.
+    std::fs::remove_file(kept["archive"].as_str().unwrap()).unwrap();
+    let doc = host.json(&["backup", "reconcile", "--apply"], 0);
+    assert_eq!(doc["applied"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc["applied"][0]["id"], kept["id"], "{doc}");
+    assert_eq!(
+        entry_text(&host, &pruned_id),
+        serde_json::to_string(&pruned).unwrap()
+    );
+
+    // list and show say removed.
+    let list = host.json(&["backup", "list"], 0);
+    let row = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == pruned_id.as_str())
+        .unwrap();
+    assert_eq!(row["status"], "removed", "{list}");
+    assert_eq!(row["removed_at"], "2025-11-08T12:00:00Z", "{list}");
+    let out = host.abssctl(&["backup", "list"]);
+    assert_exit(&out, 0);
+    let table = text(&out.stdout);
+    let line = table.lines().find(|l| l.starts_with(&pruned_id)).unwrap();
+    assert!(line.split_whitespace().any(|w| w == "removed"), "{table}");
+    let out = host.abssctl(&["backup", "show", &pruned_id]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("removed 2025-11-08T12:00:00Z (pruned"),
+        "{}",
+        text(&out.stdout)
+    );
+}
