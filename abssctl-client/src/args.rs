@@ -117,7 +117,8 @@ pub enum BackupCommand {
     ///
     /// Reconcile scans the backups root for archives (*.tar, *.tar.gz, *.tar.zst) and
     /// sorts whatever disagrees with the index into three categories:
-    ///   missing     an index entry whose archive is gone
+    ///   missing     an index entry whose archive is gone (not one a prune
+    ///               marked "removed": that archive was deleted on purpose)
     ///   orphaned    an archive that no index entry points at
     ///   mismatched  an archive that is present but whose entry does not say
     ///               "available", or whose size (with --verify: checksum) differs
