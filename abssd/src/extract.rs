@@ -59,8 +59,8 @@ pub struct Extracted {
 /// Why extraction would refuse a symlink named `member` (an archive path under
 /// `<top>/`) pointing at `target`, if it would. `backup create` applies the
 /// same rule to what it archives, so that a backup it reports restores.
-pub(crate) fn refused_symlink(member: &str, top: &str, target: &[u8]) -> Option<String> {
-    match names::entry_path(member.as_bytes(), top, false) {
+pub(crate) fn refused_symlink(member: &[u8], top: &str, target: &[u8]) -> Option<String> {
+    match names::entry_path(member, top, false) {
         Ok(path) => names::check_symlink(&path, target).err(),
         Err(why) => Some(why.to_owned()),
     }

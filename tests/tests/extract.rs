@@ -100,10 +100,8 @@ fn chmod(path: &Path, mode: u32) {
 }
 
 /// A backup payload under `<src>/<TOP>` exercising everything extraction
-/// keeps, with hardlinks and a non-UTF-8 name when `gnu` (our writer stores
-/// neither: it archives each name of a hardlinked file as its own file and
-/// skips non-UTF-8 names with a warning).
-fn make_source(src: &Path, gnu: bool) -> PathBuf {
+/// keeps, hardlinks and non-UTF-8 names included.
+fn make_source(src: &Path) -> PathBuf {
     let top = src.join(TOP);
     let data = top.join("data");
     for d in ["sub/deep/ro", "up", "sticky", "sgid", "private"] {
@@ -130,14 +128,21 @@ fn make_source(src: &Path, gnu: bool) -> PathBuf {
     fs::write(data.join("private/secret.key"), b"k3y\n").unwrap();
     let long = "n".repeat(150);
     fs::write(data.join(&long), b"a name longer than 100 bytes\n").unwrap();
-    if gnu {
-        fs::write(
-            data.join(std::ffi::OsStr::from_bytes(b"caf\xe9")),
-            b"latin-1 name\n",
-        )
-        .unwrap();
-        fs::hard_link(data.join("a.txt"), data.join("sub/hard")).unwrap();
-    }
+    fs::write(
+        data.join(std::ffi::OsStr::from_bytes(b"caf\xe9")),
+        b"latin-1 name\n",
+    )
+    .unwrap();
+    // A long one, stored in a GNU long-name record, in a non-UTF-8 directory.
+    let mut long_raw = b"d\xff\xfe/".to_vec();
+    long_raw.extend_from_slice(&[b'\xe9'; 120]);
+    fs::create_dir(data.join(std::ffi::OsStr::from_bytes(b"d\xff\xfe"))).unwrap();
+    fs::write(
+        data.join(std::ffi::OsStr::from_bytes(&long_raw)),
+        b"a long latin-1 name\n",
+    )
+    .unwrap();
+    fs::hard_link(data.join("a.txt"), data.join("sub/hard")).unwrap();
     symlink("sub/deep", data.join("current")).unwrap();
     symlink("../a.txt", data.join("up/link")).unwrap();
     symlink(
@@ -219,14 +224,7 @@ fn run(archive: &Path, staging: &Path, expect: &Expect) -> (abssd::Result<Extrac
 
 /// Extract `archive` into a new staging dir next to it and check the result
 /// against `src`.
-fn round_trip(
-    work: &Path,
-    src_top: &Path,
-    archive: &Path,
-    algorithm: Algorithm,
-    keep_ns: bool,
-    hardlinks: bool,
-) {
+fn round_trip(work: &Path, src_top: &Path, archive: &Path, algorithm: Algorithm, keep_ns: bool) {
     let staging = work.join(format!(
         "staging-{}",
         archive.file_name().unwrap().display()
@@ -260,12 +258,10 @@ fn round_trip(
         .map(|(_, n)| n.6.len() as u64)
         .sum();
     assert_eq!(done.content_bytes, content);
-    if hardlinks {
-        let data = staging.join(TOP).join("data");
-        let a = fs::metadata(data.join("a.txt")).unwrap();
-        let hard = fs::metadata(data.join("sub/hard")).unwrap();
-        assert_eq!((a.ino(), a.nlink()), (hard.ino(), 2), "hardlink kept");
-    }
+    let data = staging.join(TOP).join("data");
+    let a = fs::metadata(data.join("a.txt")).unwrap();
+    let hard = fs::metadata(data.join("sub/hard")).unwrap();
+    assert_eq!((a.ino(), a.nlink()), (hard.ino(), 2), "hardlink kept");
     // What the tests check for setuid must have been there to drop.
     assert_eq!(src[&PathBuf::from(TOP).join("data/suid")].1, 0o4755);
     assert_eq!(got[&PathBuf::from(TOP).join("data/suid")].1, 0o755);
@@ -276,16 +272,16 @@ fn gnu_tar_archives_in_every_compression_come_back_exactly() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let src = w.join("src");
-    let top = make_source(&src, true);
+    let top = make_source(&src);
     let src_s = src.to_str().unwrap();
 
     let zst = w.join("a.tar.zst");
     tar(&["--zstd", "-cf", zst.to_str().unwrap(), "-C", src_s, TOP]);
-    round_trip(w, &top, &zst, Algorithm::Zstd, false, true);
+    round_trip(w, &top, &zst, Algorithm::Zstd, false);
 
     let gz = w.join("a.tar.gz");
     tar(&["-czf", gz.to_str().unwrap(), "-C", src_s, TOP]);
-    round_trip(w, &top, &gz, Algorithm::Gzip, false, true);
+    round_trip(w, &top, &gz, Algorithm::Gzip, false);
 
     // pax keeps sub-second times; a plain tar goes through uncompressed.
     let plain = w.join("a.tar");
@@ -297,7 +293,7 @@ fn gnu_tar_archives_in_every_compression_come_back_exactly() {
         src_s,
         TOP,
     ]);
-    round_trip(w, &top, &plain, Algorithm::None, true, true);
+    round_trip(w, &top, &plain, Algorithm::None, true);
 
     // Two gzip members back to back, split in the middle of an entry: GNU tar
     // reads it, so must we.
@@ -327,7 +323,7 @@ fn gnu_tar_archives_in_every_compression_come_back_exactly() {
     let multi_path = w.join("multi.tar.gz");
     fs::write(&multi_path, &multi).unwrap();
     tar(&["-tzf", multi_path.to_str().unwrap()]);
-    round_trip(w, &top, &multi_path, Algorithm::Gzip, true, true);
+    round_trip(w, &top, &multi_path, Algorithm::Gzip, true);
 }
 
 #[test]
@@ -338,7 +334,7 @@ fn our_own_archives_come_back_exactly() {
     let _share = share();
     let work = tempfile::tempdir().unwrap();
     let w = work.path().to_owned();
-    let top = make_source(&w.join("src"), false);
+    let top = make_source(&w.join("src"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .build()
@@ -363,7 +359,7 @@ fn our_own_archives_come_back_exactly() {
             .unwrap()
             .unwrap();
         assert_eq!(written.sha256, sha256sum(&archive));
-        round_trip(&w, &top, &archive, algorithm, false, false);
+        round_trip(&w, &top, &archive, algorithm, false);
     }
 }
 
@@ -372,7 +368,7 @@ fn dot_slash_names_and_missing_directory_entries_are_accepted() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let src = w.join("src");
-    make_source(&src, true);
+    make_source(&src);
     // `./<id>/...` names, as `tar -C staging ./<id>` writes them.
     let dotted = w.join("dotted.tar");
     tar(&[
@@ -483,7 +479,7 @@ fn extraction_works_unprivileged_without_owners() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let src = w.join("src");
-    make_source(&src, true);
+    make_source(&src);
     let archive = w.join("a.tar.zst");
     tar(&[
         "--zstd",

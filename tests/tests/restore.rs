@@ -777,3 +777,89 @@ async fn restore_and_create_serialize_on_one_instance_and_overlap_on_two() {
     );
     w.assert_no_leftovers();
 }
+
+/// The inode numbers of `a` and `b` (not following symlinks).
+fn inodes(a: &Path, b: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| fs::symlink_metadata(p).unwrap().ino();
+    (ino(a), ino(b))
+}
+
+/// A name that is not UTF-8 and a file with two names are archived with no
+/// warning, as GNU tar stores them: GNU tar extracts the raw name byte for
+/// byte and the two names as one file, and so do a live and a `--dest` restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_names_and_hard_links_are_archived_and_restored_as_gnu_tar_does() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let data = w.data("alpha");
+    let raw = OsStr::from_bytes(b"caf\xe9.txt");
+    fs::write(data.join(raw), b"latin-1 name\n").unwrap();
+    fs::write(data.join("first"), b"one file, two names\n").unwrap();
+    fs::hard_link(data.join("first"), data.join("user-files/second")).unwrap();
+    let linked = |root: &Path| {
+        let (a, b) = inodes(&root.join("first"), &root.join("user-files/second"));
+        assert_eq!(a, b, "{}: the two names are one file", root.display());
+        assert_eq!(
+            fs::read(root.join(raw)).unwrap(),
+            b"latin-1 name\n",
+            "{}",
+            root.display()
+        );
+    };
+    linked(&data);
+    let made = backup(&c, "alpha").await;
+    assert!(made.warnings.is_empty(), "{:?}", made.warnings);
+    let data_then = snapshot(&data);
+
+    // GNU tar: the raw name, byte for byte, and a hard-link entry.
+    let listing = abssd_tests::tar(&["-tvf", &made.archive]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("hrw") && l.ends_with(&format!("{}/data/first", made.id))),
+        "{listing}"
+    );
+    let out = tempfile::tempdir().unwrap();
+    abssd_tests::tar(&[
+        "-xpf",
+        &made.archive,
+        "--numeric-owner",
+        "-C",
+        out.path().to_str().unwrap(),
+    ]);
+    let gnu = out.path().join(&made.id).join("data");
+    linked(&gnu);
+    assert_eq!(snapshot(&gnu), data_then);
+
+    // Our restore, live: the broken link and the lost name come back.
+    fs::remove_file(data.join(raw)).unwrap();
+    fs::remove_file(data.join("user-files/second")).unwrap();
+    fs::write(data.join("user-files/second"), b"one file, two names\n").unwrap();
+    let r = restore(&c, &no_pre(&made.id))
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    linked(&data);
+    assert_eq!(snapshot(&data), data_then);
+
+    // And to a destination.
+    let dest = w.cfg().restores_root.join("alpha-copy");
+    restore(
+        &c,
+        &RestoreParams {
+            id: made.id.clone(),
+            dest: Some(dest.display().to_string()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    linked(&dest);
+    assert_eq!(snapshot(&dest), data_then);
+    w.assert_no_leftovers();
+}

@@ -58,7 +58,7 @@ pub fn classify(members: &mut Vec<Member>, scratch: &Arc<Scratch>) -> Result<Cap
         else {
             continue;
         };
-        if *size == 0 && m.name.ends_with(".sqlite") {
+        if *size == 0 && m.name.ends_with(b".sqlite") {
             empty.insert(m.name.clone());
             continue;
         }
@@ -90,7 +90,7 @@ pub fn classify(members: &mut Vec<Member>, scratch: &Arc<Scratch>) -> Result<Cap
                     tree.display(rel).display()
                 )));
             }
-            Kind::Other if m.name.ends_with(".blob") => {
+            Kind::Other if m.name.ends_with(b".blob") => {
                 m.body = Body::Stable {
                     from: Origin::Tree(tree.clone(), rel.clone()),
                     ident: *ident,
@@ -153,9 +153,9 @@ pub fn classify(members: &mut Vec<Member>, scratch: &Arc<Scratch>) -> Result<Cap
 
 /// Whether the member `name` is the `-journal`, `-wal` or `-shm` of one of
 /// the `databases` (member names).
-pub fn is_journal_of(name: &str, databases: &HashSet<String>) -> bool {
+pub fn is_journal_of(name: &[u8], databases: &HashSet<Vec<u8>>) -> bool {
     super::snapshot::JOURNAL_SUFFIXES.iter().any(|suffix| {
-        name.strip_suffix(suffix)
+        name.strip_suffix(suffix.as_bytes())
             .is_some_and(|db| databases.contains(db))
     })
 }
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn only_the_journals_of_detected_databases_are_journals() {
-        let dbs: HashSet<String> = ["id/data/a.sqlite".to_owned(), "id/data/x/db".to_owned()]
+        let dbs: HashSet<Vec<u8>> = [b"id/data/a.sqlite".to_vec(), b"id/data/x/db".to_vec()]
             .into_iter()
             .collect();
         for yes in [
@@ -176,7 +176,7 @@ mod tests {
             "id/data/a.sqlite-shm",
             "id/data/x/db-journal",
         ] {
-            assert!(is_journal_of(yes, &dbs), "{yes}");
+            assert!(is_journal_of(yes.as_bytes(), &dbs), "{yes}");
         }
         for no in [
             "id/data/a.sqlite",
@@ -186,7 +186,7 @@ mod tests {
             "id/data/db-journal",
             "id/data/x/db-journal/",
         ] {
-            assert!(!is_journal_of(no, &dbs), "{no}");
+            assert!(!is_journal_of(no.as_bytes(), &dbs), "{no}");
         }
     }
 
@@ -226,7 +226,7 @@ mod tests {
             "{:?}",
             got.notes
         );
-        let kinds: Vec<(&str, &str)> = members
+        let kinds: Vec<(String, &str)> = members
             .iter()
             .map(|m| {
                 let kind = match m.body {
@@ -235,18 +235,18 @@ mod tests {
                     Body::File { .. } => "file",
                     _ => "other",
                 };
-                (m.name.as_str(), kind)
+                (m.shown().into_owned(), kind)
             })
             .collect();
         assert_eq!(
             kinds,
             [
-                ("id/data/", "other"),
-                ("id/data/empty.db", "file"),
-                ("id/data/fake.sqlite", "file"),
-                ("id/data/fake.sqlite-journal", "file"),
-                ("id/data/file-1.blob", "stable"),
-                ("id/data/plain.name", "db"),
+                ("id/data/".to_owned(), "other"),
+                ("id/data/empty.db".to_owned(), "file"),
+                ("id/data/fake.sqlite".to_owned(), "file"),
+                ("id/data/fake.sqlite-journal".to_owned(), "file"),
+                ("id/data/file-1.blob".to_owned(), "stable"),
+                ("id/data/plain.name".to_owned(), "db"),
             ]
         );
     }

@@ -2,6 +2,7 @@
 //! and where its content comes from ([`Body`], [`Origin`]).
 
 use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,8 +12,10 @@ use super::tree::{self, Gone, Ident, Tree};
 /// One entry of the archive, in write order.
 #[derive(Debug, Clone)]
 pub struct Member {
-    /// Path inside the archive (`<id>/data/...`).
-    pub name: String,
+    /// Path inside the archive (`<id>/data/...`), as the bytes the
+    /// filesystem gave: names need not be UTF-8, and are stored as they are,
+    /// as GNU tar stores them.
+    pub name: Vec<u8>,
     /// What to write.
     pub body: Body,
     /// Permission bits (setuid/setgid kept as found; extraction drops them).
@@ -100,6 +103,16 @@ impl Origin {
 }
 
 impl Member {
+    /// The name, for messages.
+    pub fn shown(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.name)
+    }
+
+    /// The name as a path, for the tar builder (which stores its bytes as they are).
+    pub fn path(&self) -> &std::path::Path {
+        std::path::Path::new(std::ffi::OsStr::from_bytes(&self.name))
+    }
+
     /// Content bytes this member contributes (for progress totals).
     pub fn content_len(&self) -> u64 {
         match &self.body {
@@ -112,9 +125,9 @@ impl Member {
     }
 
     /// A member with the metadata of a file on disk.
-    pub fn from_meta(name: String, body: Body, meta: &Metadata) -> Member {
+    pub fn from_meta(name: impl Into<Vec<u8>>, body: Body, meta: &Metadata) -> Member {
         Member {
-            name,
+            name: name.into(),
             body,
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
@@ -124,9 +137,9 @@ impl Member {
     }
 
     /// A member with the metadata a `statx` gave.
-    pub fn from_stat(name: String, body: Body, st: &rustix::fs::Statx) -> Member {
+    pub fn from_stat(name: impl Into<Vec<u8>>, body: Body, st: &rustix::fs::Statx) -> Member {
         Member {
-            name,
+            name: name.into(),
             body,
             mode: u32::from(st.stx_mode) & 0o7777,
             uid: st.stx_uid,
@@ -136,14 +149,14 @@ impl Member {
     }
 
     /// A member made by the daemon (owned by it, mode 0640/0750, mtime now).
-    pub fn synthetic(name: String, body: Body) -> Member {
+    pub fn synthetic(name: impl Into<Vec<u8>>, body: Body) -> Member {
         let mode = if matches!(body, Body::Dir) {
             0o750
         } else {
             0o640
         };
         Member {
-            name,
+            name: name.into(),
             body,
             mode,
             uid: nix::unistd::getuid().as_raw(),

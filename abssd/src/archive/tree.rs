@@ -144,7 +144,7 @@ pub fn file_type(st: &Statx) -> FileType {
 /// Which object a name led to: device, inode and (where the filesystem keeps
 /// it) birth time, so that a file removed and replaced by one that reuses its
 /// inode number is still told apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ident {
     dev: (u32, u32),
     ino: u64,

@@ -108,8 +108,7 @@ impl Budget {
 
 /// List the tree as members named `<prefix>/<relative>`, depth first in name
 /// order. Symlinks are recorded, never followed; sockets, FIFOs and device
-/// nodes, names that are not UTF-8 or longer than restore accepts
-/// ([`MAX_NAME`]), sparse files beyond `holes` and whatever changed while it
+/// nodes, names longer than restore accepts ([`MAX_NAME`]), sparse files beyond `holes` and whatever changed while it
 /// was being walked are left out and reported.
 pub fn walk(
     tree: &Arc<Tree>,
@@ -122,14 +121,18 @@ pub fn walk(
         tree.root_stat(),
     )];
     let mut skipped = Vec::new();
-    let root = list(tree, b"", None, &format!("{prefix}/"), holes, &mut skipped).map_err(
-        |gone| match gone {
-            Gone::Failed(e) => e,
-            Gone::Changed(why) => {
-                Error::Environment(format!("{} {why}", tree.display(b"").display()))
-            }
-        },
-    )?;
+    let root = list(
+        tree,
+        b"",
+        None,
+        format!("{prefix}/").as_bytes(),
+        holes,
+        &mut skipped,
+    )
+    .map_err(|gone| match gone {
+        Gone::Failed(e) => e,
+        Gone::Changed(why) => Error::Environment(format!("{} {why}", tree.display(b"").display())),
+    })?;
     let mut stack = vec![root.into_iter()];
     while let Some(children) = stack.last_mut() {
         let Some(child) = children.next() else {
@@ -163,7 +166,7 @@ fn list(
     tree: &Arc<Tree>,
     rel: &[u8],
     expect: Option<Ident>,
-    name_prefix: &str,
+    name_prefix: &[u8],
     holes: &mut Budget,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<Child>, Gone> {
@@ -200,10 +203,6 @@ fn list(
                     kind: SkipKind::LeftOut,
                 })
             };
-            let Ok(utf8) = std::str::from_utf8(&name) else {
-                skip("name is not valid UTF-8".into());
-                continue;
-            };
             let st = match tree::stat_at(dir, &name) {
                 Ok(st) => st,
                 Err(Errno::NOENT) => {
@@ -213,10 +212,14 @@ fn list(
                 Err(e) => return Err(failed("reading", &child_rel, e)),
             };
             let kind = tree::file_type(&st);
-            let member_name = match kind {
-                FileType::Directory => format!("{name_prefix}{utf8}/"),
-                _ => format!("{name_prefix}{utf8}"),
-            };
+            // The name's bytes as they are (not necessarily UTF-8), as GNU tar
+            // stores them; restore creates them byte for byte.
+            let mut member_name = Vec::with_capacity(name_prefix.len() + name.len() + 1);
+            member_name.extend_from_slice(name_prefix);
+            member_name.extend_from_slice(&name);
+            if kind == FileType::Directory {
+                member_name.push(b'/');
+            }
             if member_name.len() > MAX_NAME {
                 skip(format!(
                     "restore would refuse it: its name in the archive would be longer than \
@@ -295,8 +298,8 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn names(members: &[Member]) -> Vec<&str> {
-        members.iter().map(|m| m.name.as_str()).collect()
+    fn names(members: &[Member]) -> Vec<String> {
+        members.iter().map(|m| m.shown().into_owned()).collect()
     }
 
     #[test]
@@ -361,6 +364,20 @@ mod tests {
         assert!(why[0].contains("/p: not a regular file"), "{why:?}");
         assert!(why[1].contains("/s: is a sparse file"), "{why:?}");
         assert_eq!(holes.holes_left, 1 << 20);
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_listed_as_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let raw = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        fs::create_dir(dir.path().join(raw)).unwrap();
+        fs::write(dir.path().join(raw).join(raw), "x").unwrap();
+        let tree = Arc::new(Tree::open(dir.path()).unwrap());
+        let (members, skipped) = walk(&tree, "t", &mut Budget::new(0)).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let got: Vec<&[u8]> = members.iter().map(|m| m.name.as_slice()).collect();
+        assert_eq!(got, [&b"t/"[..], b"t/caf\xe9/", b"t/caf\xe9/caf\xe9"]);
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! what that thread is for. zstd compresses on its own worker threads; the
 //! archive bytes are hashed and written on another.
 
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use abssd_proto::Algorithm;
@@ -16,11 +19,11 @@ use async_compression::zstd::CParameter;
 use tokio::io::AsyncWriteExt;
 use tokio_tar::{Builder, EntryType, Header, HeaderMode};
 
-use super::member::{Body, Member};
+use super::member::{Body, Member, Origin};
 use super::sink::{Encoder, HashingFile};
 use super::skipped::{SkipKind, Skipped};
 use super::tree;
-use super::tree::Gone;
+use super::tree::{Gone, Ident};
 use crate::error::{Error, IoContext, Result};
 
 /// What the writer produced.
@@ -98,8 +101,9 @@ async fn write_async(
     let mut buf = vec![0u8; COPY_CHUNK];
     let mut skipped = Vec::new();
     let mut snapshots = 0;
+    let mut links = Links::default();
     for m in members {
-        let outcome = append(&mut builder, m, &mut buf, &mut progress).await?;
+        let outcome = append(&mut builder, m, &mut buf, &mut links, &mut progress).await?;
         let archived = outcome.as_ref().is_none_or(|s| s.kind != SkipKind::LeftOut);
         if archived && matches!(m.body, Body::Database { .. }) {
             snapshots += 1;
@@ -129,19 +133,31 @@ async fn write_async(
     })
 }
 
+/// The files with more than one name archived whole so far, by the identity
+/// the walk saw, with the member name that holds their content. Only plain
+/// reads of the data tree are here: databases and blobs are read under their
+/// own rules (a snapshot, a stable copy) and stay content entries, and so do
+/// names of theirs met as plain files.
+#[derive(Default)]
+struct Links {
+    first: HashMap<Ident, Vec<u8>>,
+}
+
 /// Append one member; a file that changed since the walk is left out and
 /// returned instead.
 async fn append(
     builder: &mut Builder<Encoder>,
     m: &Member,
     buf: &mut [u8],
+    links: &mut Links,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Option<Skipped>> {
     let mut header = Header::new_gnu();
     header.set_mode(m.mode);
     header.set_uid(u64::from(m.uid));
     header.set_gid(u64::from(m.gid));
-    let err = |e: std::io::Error| Error::Archive(format!("adding {} to the archive: {e}", m.name));
+    let err =
+        |e: std::io::Error| Error::Archive(format!("adding {} to the archive: {e}", m.shown()));
     set_mtime(builder, &mut header, m.mtime)
         .await
         .map_err(err)?;
@@ -150,7 +166,7 @@ async fn append(
             header.set_entry_type(EntryType::Directory);
             header.set_size(0);
             builder
-                .append_data(&mut header, &m.name, tokio::io::empty())
+                .append_data(&mut header, m.path(), tokio::io::empty())
                 .await
                 .map_err(err)?;
         }
@@ -158,7 +174,7 @@ async fn append(
             header.set_entry_type(EntryType::Regular);
             header.set_size(bytes.len() as u64);
             builder
-                .append_data(&mut header, &m.name, bytes.as_slice())
+                .append_data(&mut header, m.path(), bytes.as_slice())
                 .await
                 .map_err(err)?;
             progress(bytes.len() as u64);
@@ -173,6 +189,22 @@ async fn append(
             };
             let path = from.display();
             let before = tree::stat_fd(&file).map_err(|e| io_err("reading", &path, e))?;
+            // Another name of a file already archived whole from this tree
+            // (both opened as the inode the walk saw): a hard-link entry, as
+            // GNU tar writes it, so that restore makes them one file again.
+            let linked = before.stx_nlink > 1 && matches!(from, Origin::Tree(..));
+            if linked && let Some(first) = links.first.get(ident) {
+                header.set_entry_type(EntryType::Link);
+                header.set_size(0);
+                set_link_name(builder, &mut header, first)
+                    .await
+                    .map_err(err)?;
+                builder
+                    .append_data(&mut header, m.path(), tokio::io::empty())
+                    .await
+                    .map_err(err)?;
+                return Ok(None);
+            }
             let mut file = file;
             let missing = append_file(
                 builder,
@@ -185,6 +217,9 @@ async fn append(
                 progress,
             )
             .await?;
+            if linked {
+                links.first.insert(*ident, m.name.clone());
+            }
             if missing > 0 {
                 return Ok(Some(Skipped {
                     path,
@@ -255,16 +290,11 @@ async fn append(
         Body::Symlink(target) => {
             header.set_entry_type(EntryType::Symlink);
             header.set_size(0);
-            if header.set_link_name(target).is_err() {
-                append_long_link(builder, target).await.map_err(err)?;
-                let bytes = target.as_os_str().as_encoded_bytes();
-                if let Some(gnu) = header.as_gnu_mut() {
-                    let n = gnu.linkname.len().min(bytes.len());
-                    gnu.linkname[..n].copy_from_slice(&bytes[..n]);
-                }
-            }
+            set_link_name(builder, &mut header, target.as_os_str().as_bytes())
+                .await
+                .map_err(err)?;
             builder
-                .append_data(&mut header, &m.name, tokio::io::empty())
+                .append_data(&mut header, m.path(), tokio::io::empty())
                 .await
                 .map_err(err)?;
         }
@@ -333,7 +363,8 @@ async fn append_file(
     buf: &mut [u8],
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64> {
-    let err = |e: std::io::Error| Error::Archive(format!("adding {} to the archive: {e}", m.name));
+    let err =
+        |e: std::io::Error| Error::Archive(format!("adding {} to the archive: {e}", m.shown()));
     header.set_entry_type(EntryType::Regular);
     header.set_size(size);
     // The builder writes the header (and a GNU long-name record when the
@@ -341,7 +372,7 @@ async fn append_file(
     // content then goes through in large chunks: tokio's copy moves 8 KiB
     // at a time, which costs ~10% of a create's CPU on 1 GiB.
     builder
-        .append_data(header, &m.name, tokio::io::empty())
+        .append_data(header, m.path(), tokio::io::empty())
         .await
         .map_err(err)?;
     copy_content(file, path, size, builder.get_mut(), buf, progress).await
@@ -425,9 +456,30 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
     }
 }
 
-/// A GNU `././@LongLink` record carrying a symlink target longer than 100 bytes.
-async fn append_long_link(builder: &mut Builder<Encoder>, target: &Path) -> std::io::Result<()> {
-    let mut data = target.as_os_str().as_encoded_bytes().to_vec();
+/// Put a link's target (its bytes as they are) in `header`, preceded by a GNU
+/// `././@LongLink` record when it does not fit in the header's 100 bytes.
+async fn set_link_name(
+    builder: &mut Builder<Encoder>,
+    header: &mut Header,
+    target: &[u8],
+) -> std::io::Result<()> {
+    if header
+        .set_link_name(Path::new(OsStr::from_bytes(target)))
+        .is_ok()
+    {
+        return Ok(());
+    }
+    append_long_link(builder, target).await?;
+    if let Some(gnu) = header.as_gnu_mut() {
+        let n = gnu.linkname.len().min(target.len());
+        gnu.linkname[..n].copy_from_slice(&target[..n]);
+    }
+    Ok(())
+}
+
+/// A GNU `././@LongLink` record carrying a link target longer than 100 bytes.
+async fn append_long_link(builder: &mut Builder<Encoder>, target: &[u8]) -> std::io::Result<()> {
+    let mut data = target.to_vec();
     data.push(0);
     let mut h = Header::new_gnu();
     if let Some(gnu) = h.as_gnu_mut() {

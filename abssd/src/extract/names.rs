@@ -303,9 +303,40 @@ mod tests {
     }
 
     #[test]
-    fn names_need_not_be_utf8() {
+    fn names_need_not_be_utf8_but_hostile_ones_stay_refused() {
         let p = entry_path(b"id/data/caf\xe9", "id", false).unwrap();
         assert_eq!(p.name(), b"caf\xe9");
+        let p = entry_path(b"id/data/\xff\xfe/x\x80", "id", false).unwrap();
+        assert_eq!(p.as_bytes(), b"id/data/\xff\xfe/x\x80");
+        let refused = |raw: &[u8]| entry_path(raw, "id", false).unwrap_err();
+        assert_eq!(refused(b"/id/data/caf\xe9"), "has an absolute name");
+        assert_eq!(refused(b"id/data/\xe9/../../x"), "has a '..' component");
+        assert_eq!(
+            refused(b"\xe9d/data/x"),
+            "is outside the backup's top directory"
+        );
+        let mut long = b"id/".to_vec();
+        long.extend_from_slice(&[0xe9; MAX_PATH]);
+        assert!(refused(&long).contains("longer than 4096"));
+        // A link to a raw name is checked like any other name.
+        let c = check(
+            EntryType::Link,
+            b"id/data/b",
+            Some(b"id/data/caf\xe9"),
+            "id",
+        )
+        .unwrap();
+        assert_eq!(c.hardlink.unwrap().as_bytes(), b"id/data/caf\xe9");
+        assert!(
+            check(
+                EntryType::Link,
+                b"id/data/b",
+                Some(b"id/\xe9/../../x"),
+                "id"
+            )
+            .unwrap_err()
+            .contains("'..'")
+        );
     }
 
     fn link(at: &str, target: &str) -> Result<(), String> {

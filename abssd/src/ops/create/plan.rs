@@ -369,9 +369,12 @@ fn leave_out_unrestorable(
         match crate::extract::refused_symlink(&m.name, id, target) {
             None => true,
             Some(why) => {
-                let rel = m.name.strip_prefix(&data_prefix).unwrap_or(&m.name);
+                let rel = m
+                    .name
+                    .strip_prefix(data_prefix.as_bytes())
+                    .unwrap_or(&m.name);
                 skipped.push(archive::Skipped {
-                    path: tree.display(rel.as_bytes()),
+                    path: tree.display(rel),
                     reason: format!("restore would refuse it: it {why}"),
                     kind: archive::SkipKind::LeftOut,
                 });
