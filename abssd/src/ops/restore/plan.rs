@@ -100,7 +100,10 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
         Err(e) => return Err(e).at("reading", &archive),
     }
     let sidecar = sidecar::path(&archive);
-    let indexed = entry.sha256().map(str::to_ascii_lowercase);
+    let indexed = entry
+        .sha256()
+        .filter(|v| !v.is_empty())
+        .map(str::to_ascii_lowercase);
     let (expected_sha256, sidecar_missing) = match (read_sidecar(&sidecar)?, indexed) {
         (Some(hex), Some(indexed)) if hex != indexed => {
             return Err(Error::Environment(format!(
