@@ -116,19 +116,22 @@ pub enum BackupCommand {
     /// Compare the backup index with the archives on disk; optionally fix the index.
     ///
     /// Reconcile scans the backups root for archives (*.tar, *.tar.gz, *.tar.zst) and
-    /// sorts whatever disagrees with the index into three categories:
+    /// sorts whatever disagrees with the index into four categories:
     ///   missing     an index entry whose archive is gone (not one a prune
     ///               marked "removed": that archive was deleted on purpose)
     ///   orphaned    an archive that no index entry points at
     ///   mismatched  an archive that is present but whose entry does not say
     ///               "available", or whose size (with --verify: checksum) differs
+    ///   missing sidecars  an archive that is present without its .sha256 sidecar;
+    ///               --apply hashes it and writes the sidecar when the hash is the
+    ///               index's checksum
     ///
     /// .sha256 sidecars with neither an archive nor an entry are listed as stray
     /// sidecars: they are not drift, and reconcile never deletes anything.
     ///
     /// Without --apply it only reads, and anyone who may connect to abssd can run it.
-    /// It never reads archive contents unless --verify or --adopt asks for that, so
-    /// it is cheap enough for cron. --apply (and --adopt) change the index and need
+    /// It never reads archive contents unless --verify or --adopt asks for that (or
+    /// --apply, for archives without a sidecar), so it is cheap enough for cron. --apply (and --adopt) change the index and need
     /// an operator (root or the operator group).
     ///
     /// Exit codes: 0 when the index and the archives agree, or everything found was

@@ -1,12 +1,14 @@
 //! `backup.reconcile`: parameters, plan and result.
 //!
 //! Reconcile compares the backup index with the archives under the backups root
-//! and sorts what disagrees into three categories (SPEC §7):
+//! and sorts what disagrees into four categories (SPEC §7):
 //!
 //! * **missing** — an entry whose archive is absent (and not yet marked so);
 //! * **orphaned** — an archive no entry points at;
 //! * **mismatched** — an archive that is present but whose entry does not say
-//!   `available`, or whose size (or, with `verify`, checksum) differs.
+//!   `available`, or whose size (or, with `verify`, checksum) differs;
+//! * **missing sidecars** — an archive that is present without its `.sha256`
+//!   sidecar.
 //!
 //! Each finding is a [`ReconcileItem`] saying why it was classified so and what
 //! `apply` does (or did) about it.
@@ -116,6 +118,11 @@ pub struct ReconcileResult {
     pub orphaned: Vec<ReconcileItem>,
     /// Archives whose entry disagrees with them.
     pub mismatched: Vec<ReconcileItem>,
+    /// Present archives of entries in scope without their `.sha256` sidecar
+    /// (each item names the archive). `apply` hashes each and writes its
+    /// sidecar when the hash is the entry's checksum.
+    #[serde(default)]
+    pub missing_sidecars: Vec<ReconcileItem>,
     /// `.sha256` sidecars with neither an archive nor an entry: reported, not
     /// drift (nothing in the index is wrong), never deleted.
     #[serde(default)]
@@ -137,16 +144,24 @@ pub struct ReconcileResult {
 impl ReconcileResult {
     /// Whether nothing was found at all.
     pub fn in_sync(&self) -> bool {
-        self.missing.is_empty() && self.orphaned.is_empty() && self.mismatched.is_empty()
+        self.missing.is_empty()
+            && self.orphaned.is_empty()
+            && self.mismatched.is_empty()
+            && self.missing_sidecars.is_empty()
     }
 
     /// Count the findings not fixed (sets [`ReconcileResult::unresolved`]).
     pub fn count_unresolved(&mut self) {
-        self.unresolved = [&self.missing, &self.orphaned, &self.mismatched]
-            .into_iter()
-            .flatten()
-            .filter(|i| !i.resolved)
-            .count() as u64;
+        self.unresolved = [
+            &self.missing,
+            &self.orphaned,
+            &self.mismatched,
+            &self.missing_sidecars,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|i| !i.resolved)
+        .count() as u64;
     }
 }
 
@@ -171,11 +186,12 @@ mod tests {
         let mut r = ReconcileResult {
             missing: vec![item(true), item(false)],
             mismatched: vec![item(false)],
+            missing_sidecars: vec![item(false), item(true)],
             stray_sidecars: vec![item(false)],
             ..ReconcileResult::default()
         };
         r.count_unresolved();
-        assert_eq!(r.unresolved, 2);
+        assert_eq!(r.unresolved, 3);
         assert!(!r.in_sync());
         assert!(ReconcileResult::default().in_sync());
     }
@@ -183,7 +199,13 @@ mod tests {
     #[test]
     fn json_has_the_three_categories_and_omits_unused_lists() {
         let v = serde_json::to_value(ReconcileResult::default()).unwrap();
-        for key in ["missing", "orphaned", "mismatched", "stray_sidecars"] {
+        for key in [
+            "missing",
+            "orphaned",
+            "mismatched",
+            "missing_sidecars",
+            "stray_sidecars",
+        ] {
             assert!(v[key].as_array().unwrap().is_empty(), "{key}");
         }
         assert!(v.get("applied").is_none());

@@ -66,8 +66,15 @@ pub struct ChecksumPlan {
     pub expected: String,
     /// The sidecar file.
     pub sidecar: String,
-    /// Whether the sidecar names the same digest as the index.
+    /// Whether the sidecar names the same digest as the index (`false` when
+    /// it is missing).
     pub sidecar_agrees: bool,
+    /// The sidecar is missing: the archive is checked against the index's
+    /// checksum, and the sidecar is written back once the restore succeeds.
+    /// Left out when false, so plans of archives with their sidecar read as
+    /// they always did.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sidecar_missing: bool,
     /// The entry's status (`available`, `corrupt`, ...).
     pub status: String,
     /// When the archive was last verified, if ever.

@@ -753,3 +753,85 @@ async fn adoption_waits_for_a_python_create_holding_the_instance_lock() {
     assert_eq!(idx["backups"].as_array().unwrap().len(), 1);
     assert_eq!(entry(&idx, id)["message"], "from python");
 }
+
+/// Issue 14 item 8: a present archive whose `.sha256` sidecar is gone is
+/// drift of its own kind. A read-only run reports it and writes nothing;
+/// `--apply` hashes the archive, and writes the sidecar only when the hash is
+/// the index's checksum (a damaged archive is reported as a mismatch, as
+/// `--verify` does, and gets no sidecar); the next run is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_sidecar_is_reported_and_written_back_from_a_verified_hash() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    sb.add_instance("alpha");
+    let daemon = Daemon::start(&sb);
+    let c = client(&daemon.socket).await;
+    let lost = backup(&c, "alpha").await;
+    let damaged = backup(&c, "alpha").await;
+    let sidecar = |a: &str| PathBuf::from(format!("{a}.sha256"));
+    let by_create = fs::read(sidecar(&lost.archive)).unwrap();
+    let meta = fs::metadata(sidecar(&lost.archive)).unwrap();
+    let (mode, uid, gid) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
+    fs::remove_file(sidecar(&lost.archive)).unwrap();
+    fs::remove_file(sidecar(&damaged.archive)).unwrap();
+    let mut bytes = fs::read(&damaged.archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&damaged.archive, &bytes).unwrap();
+    let before = fs::read(sb.config().index_file).unwrap();
+
+    // Read-only: both reported, nothing read or written.
+    let (_, plan, r) = reconcile(&c, None, READ).await;
+    assert_eq!(plan.read_bytes, 0);
+    let mut got = ids(&r.missing_sidecars);
+    got.sort();
+    let mut want = vec![lost.id.as_str(), damaged.id.as_str()];
+    want.sort();
+    assert_eq!(got, want);
+    let item = r.missing_sidecars.iter().find(|i| i.id == lost.id).unwrap();
+    assert_eq!(item.path, lost.archive);
+    assert_eq!(item.status, "available");
+    assert!(item.reason.contains("sidecar"), "{}", item.reason);
+    assert!(item.action.is_some());
+    assert!(!r.in_sync());
+    assert_eq!(r.unresolved, 2);
+    assert!(r.missing.is_empty() && r.orphaned.is_empty() && r.mismatched.is_empty());
+    assert!(!sidecar(&lost.archive).exists());
+    assert_eq!(fs::read(sb.config().index_file).unwrap(), before);
+
+    // --apply: hashed; the good one gets its sidecar back, byte for byte as
+    // create wrote it, the damaged one none, and is reported as a mismatch.
+    let (_, plan, r) = reconcile(&c, None, APPLY).await;
+    assert_eq!(plan.read_bytes, lost.size_bytes + damaged.size_bytes);
+    let fixed = r.missing_sidecars.iter().find(|i| i.id == lost.id).unwrap();
+    assert!(fixed.resolved, "{fixed:?}");
+    let refused = r
+        .missing_sidecars
+        .iter()
+        .find(|i| i.id == damaged.id)
+        .unwrap();
+    assert!(!refused.resolved);
+    assert_eq!(refused.action, None);
+    assert!(refused.reason.contains("not written"), "{}", refused.reason);
+    assert_eq!(ids(&r.mismatched), [damaged.id.as_str()]);
+    assert!(r.mismatched[0].reason.contains("checksum mismatch"));
+    assert_eq!(fs::read(sidecar(&lost.archive)).unwrap(), by_create);
+    let meta = fs::metadata(sidecar(&lost.archive)).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (mode, uid, gid)
+    );
+    assert!(!sidecar(&damaged.archive).exists());
+    assert_eq!(entry(&index(&sb), &damaged.id)["status"], "corrupt");
+
+    // Next run: only the damaged archive is left, and its missing sidecar.
+    let (_, _, r) = reconcile(&c, None, READ).await;
+    assert_eq!(ids(&r.missing_sidecars), [damaged.id.as_str()]);
+    // Once the damaged backup is dealt with (here: its archive removed and
+    // the entry marked so), the index and the disk agree.
+    fs::remove_file(&damaged.archive).unwrap();
+    reconcile(&c, None, APPLY).await;
+    let (_, _, r) = reconcile(&c, None, READ).await;
+    assert!(r.in_sync(), "{r:?}");
+    assert!(r.missing_sidecars.is_empty());
+}

@@ -861,5 +861,82 @@ async fn raw_names_and_hard_links_are_archived_and_restored_as_gnu_tar_does() {
     .unwrap();
     linked(&dest);
     assert_eq!(snapshot(&dest), data_then);
+}
+
+/// Issue 14 item 8: a backup whose `.sha256` sidecar is gone but whose index
+/// entry has its checksum restores (as the Python tool's restore does), checked
+/// against the index; the plan says so, and the sidecar is written back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_sidecar_restores_against_the_index_and_is_written_back() {
+    use std::os::unix::fs::MetadataExt;
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    let sidecar = PathBuf::from(format!("{}.sha256", made.archive));
+    let written_by_create = fs::read(&sidecar).unwrap();
+    let meta = fs::metadata(&sidecar).unwrap();
+    let (mode, uid, gid) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
+    fs::remove_file(&sidecar).unwrap();
+    let data_then = snapshot(&w.data("alpha"));
+    vandalize(&w, "alpha");
+
+    let out = restore(&c, &no_pre(&made.id)).await.unwrap();
+    let plan = out.plan.unwrap();
+    assert_eq!(plan.checksum.expected, made.checksum);
+    assert!(plan.checksum.sidecar_missing);
+    assert!(!plan.checksum.sidecar_agrees);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("sidecar") && w.contains("missing") && w.contains("index")),
+        "{:?}",
+        plan.warnings
+    );
+    let result = out.result.unwrap();
+    assert_eq!(result.checksum, made.checksum);
+    assert_eq!(snapshot(&w.data("alpha")), data_then);
+
+    assert_eq!(fs::read(&sidecar).unwrap(), written_by_create);
+    let meta = fs::metadata(&sidecar).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (mode, uid, gid)
+    );
+    w.assert_no_leftovers();
+}
+
+/// With the sidecar gone the index checksum is all that vouches for the
+/// archive: a damaged archive is still refused, and nothing changes (no
+/// sidecar is written for it either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_sidecar_and_a_damaged_archive_change_nothing() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    let sidecar = PathBuf::from(format!("{}.sha256", made.archive));
+    fs::remove_file(&sidecar).unwrap();
+    vandalize(&w, "alpha");
+    let mut bytes = fs::read(&made.archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(&made.archive, &bytes).unwrap();
+    let (before, index_before) = (w.live_state(), w.index());
+    w.fake.clear_calls();
+
+    let err = restore(&c, &no_pre(&made.id)).await.unwrap_err();
+    assert!(
+        err.message.contains("checksum") || err.message.contains("corrupt"),
+        "{}",
+        err.message
+    );
+    assert!(!err.message.contains("missing"), "{}", err.message);
+    assert!(!sidecar.exists());
+    assert_same(&before, &w.live_state());
+    assert_eq!(w.index(), index_before);
+    assert_eq!(
+        w.calls("StopUnit") + w.calls("StartUnit") + w.calls("Reload"),
+        0
+    );
+    assert!(w.unit_active("alpha"));
     w.assert_no_leftovers();
 }

@@ -19,6 +19,9 @@ pub fn reconciled(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
     text.push_str(&entries("missing", &r.missing));
     text.push_str(&orphans(&r.orphaned));
     text.push_str(&entries("mismatched", &r.mismatched));
+    if !r.missing_sidecars.is_empty() {
+        text.push_str(&entries("missing sidecars", &r.missing_sidecars));
+    }
     if !r.stray_sidecars.is_empty() {
         text.push_str(&sidecars(&r.stray_sidecars));
     }
@@ -161,7 +164,7 @@ fn summary(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
         String::new()
     };
     if r.unresolved == 0 {
-        let found = [&r.missing, &r.orphaned, &r.mismatched]
+        let found = [&r.missing, &r.orphaned, &r.mismatched, &r.missing_sidecars]
             .iter()
             .map(|items| items.len())
             .sum::<usize>() as u64;
@@ -192,6 +195,7 @@ fn summary(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
     let (missing, missing_manual) = open(&r.missing);
     let (mismatched, mismatched_manual) = open(&r.mismatched);
     let (orphaned, orphaned_manual) = open(&r.orphaned);
+    let (sidecars, sidecars_manual) = open(&r.missing_sidecars);
 
     let mut hints = Vec::new();
     if !applied && missing + mismatched > 0 {
@@ -201,6 +205,13 @@ fn summary(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
             counted(&[(missing, "missing"), (mismatched, "mismatched")]),
         ));
     }
+    if !applied && sidecars > 0 {
+        hints.push(format!(
+            "--apply hashes {sidecars} {} and writes {} missing .sha256 sidecar when it matches the index",
+            plural(sidecars, "archive", "archives"),
+            plural(sidecars, "its", "their"),
+        ));
+    }
     if !adopted && orphaned > 0 {
         hints.push(format!(
             "--apply --adopt gives {orphaned} orphaned {} {}",
@@ -208,7 +219,7 @@ fn summary(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
             plural(orphaned, "an index entry", "index entries"),
         ));
     }
-    let manual = missing_manual + mismatched_manual + orphaned_manual;
+    let manual = missing_manual + mismatched_manual + orphaned_manual + sidecars_manual;
     if manual > 0 {
         hints.push(format!(
             "{manual} {} no automatic fix (ACTION manual): look at {}",
@@ -216,7 +227,7 @@ fn summary(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
             plural(manual, "it", "them"),
         ));
     }
-    if applied && (missing + mismatched > 0 || (adopted && orphaned > 0)) {
+    if applied && (missing + mismatched + sidecars > 0 || (adopted && orphaned > 0)) {
         // Asked for and still open (say, the index changed during the run).
         hints.push("asked for but not made: see REASON; a rerun compares again".to_owned());
     }
@@ -276,6 +287,33 @@ mod tests {
             verify,
             deep: false,
         }
+    }
+
+    #[test]
+    fn missing_sidecars_are_drift_with_their_own_list_and_hint() {
+        let mut lost = item(
+            "lost",
+            "available",
+            Some("hash the archive; write the sidecar if the hash is the index's checksum"),
+            false,
+        );
+        lost.reason = "archive present but its .sha256 sidecar is missing".to_owned();
+        let mut r = ReconcileResult {
+            missing_sidecars: vec![lost],
+            ..ReconcileResult::default()
+        };
+        r.count_unresolved();
+        let text = reconciled(&r, Some(&plan(false, false, false)));
+        assert!(text.contains("missing sidecars (1)\n"), "{text}");
+        assert!(text.contains("sidecar is missing"), "{text}");
+        assert!(
+            text.contains("--apply hashes 1 archive and writes its missing .sha256 sidecar"),
+            "{text}"
+        );
+        r.missing_sidecars[0].resolved = true;
+        r.count_unresolved();
+        let text = reconciled(&r, Some(&plan(true, false, false)));
+        assert!(text.ends_with("in sync now: 1 finding fixed\n"), "{text}");
     }
 
     #[test]

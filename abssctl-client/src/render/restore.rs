@@ -86,7 +86,12 @@ fn warnings(list: &[String]) -> String {
 fn checksum_text(p: &RestorePlan) -> String {
     let c = &p.checksum;
     let mut parts = vec![format!("{}, sha256 {}", c.status, c.expected)];
-    if !c.sidecar_agrees {
+    if c.sidecar_missing {
+        parts.push(format!(
+            "{} missing (written back after the restore)",
+            c.sidecar
+        ));
+    } else if !c.sidecar_agrees {
         parts.push(format!("DIFFERS from {}", c.sidecar));
     }
     parts.push(match &c.last_verified {
@@ -315,6 +320,21 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("unit:"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_sidecar_is_named_as_missing_not_as_differing() {
+        let mut p = live_plan();
+        p.checksum.sidecar_agrees = false;
+        p.checksum.sidecar_missing = true;
+        let text = plan(&p);
+        assert!(
+            text.contains("sha256 ab12; /srv/backups/alpha/x.tar.zst.sha256 missing (written back after the restore)"),
+            "{text}"
+        );
+        assert!(!text.contains("DIFFERS"), "{text}");
+        p.checksum.sidecar_missing = false;
+        assert!(plan(&p).contains("DIFFERS from /srv/backups/alpha/x.tar.zst.sha256"));
     }
 
     #[test]

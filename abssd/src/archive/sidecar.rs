@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{IoContext, Result};
+use crate::fsutil;
+
 /// What the sidecar's name adds to the archive's.
 pub const SUFFIX: &str = ".sha256";
 
@@ -33,6 +36,34 @@ pub fn names(text: &str, archive_name: &str) -> bool {
         == Some(archive_name)
 }
 
+/// Write the missing sidecar of `archive` for `sha256`, a digest the caller
+/// has just verified the archive against, the way a create writes it
+/// (atomically, [`fsutil::FILE_MODE`], owned by the daemon). Nothing is
+/// written when a sidecar appeared meanwhile (it is not ours to replace) or
+/// the archive is gone (a sidecar beside nothing would be a stray). Returns
+/// whether it wrote one. Blocking; the caller holds the global lock, under
+/// which archives are pruned and sidecars written.
+pub fn write_back(archive: &Path, sha256: &str) -> Result<bool> {
+    let sidecar = path(archive);
+    match std::fs::symlink_metadata(&sidecar) {
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).at("reading", &sidecar),
+    }
+    match std::fs::symlink_metadata(archive) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).at("reading", archive),
+    }
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    fsutil::atomic_write(&sidecar, line(sha256, &name).as_bytes())?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +80,29 @@ mod tests {
         assert_eq!(digest("garbage  x.tar\n"), None);
         assert_eq!(digest(""), None);
         assert_eq!(path(Path::new("/b/x.tar")), Path::new("/b/x.tar.sha256"));
+    }
+
+    #[test]
+    fn write_back_fills_only_a_missing_sidecar_beside_an_archive() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("x.tar.zst");
+        let hex = "ab".repeat(32);
+        // No archive: a sidecar would be a stray.
+        assert!(!write_back(&archive, &hex).unwrap());
+        assert!(!path(&archive).exists());
+        std::fs::write(&archive, "a").unwrap();
+        assert!(write_back(&archive, &hex).unwrap());
+        let text = std::fs::read_to_string(path(&archive)).unwrap();
+        assert_eq!(text, line(&hex, "x.tar.zst"));
+        let mode = std::fs::metadata(path(&archive))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, fsutil::FILE_MODE);
+        // One that is there, even another, is left alone.
+        std::fs::write(path(&archive), "other").unwrap();
+        assert!(!write_back(&archive, &hex).unwrap());
+        assert_eq!(std::fs::read_to_string(path(&archive)).unwrap(), "other");
     }
 }

@@ -1,11 +1,14 @@
 //! The two steps of reconcile that write: building an entry for an orphan
 //! (read through, hashed, its sidecar checked) and writing every planned
 //! change into the index in one atomic replace, each change checked again
-//! against the index and the disk as they are under the global lock.
+//! against the index and the disk as they are under the global lock; then
+//! the missing sidecars of present archives.
 //!
 //! Nothing here needs a journal: a sidecar and the index are each replaced
 //! atomically, and a sidecar written for an orphan whose entry then failed to
-//! be written is correct on its own; the next run adopts the orphan again.
+//! be written is correct on its own; the next run adopts the orphan again. A
+//! sidecar written back is correct whatever else happens: its digest is the
+//! archive's hash and the entry's checksum.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -182,24 +185,72 @@ fn sidecar_to_write(
     Ok((!sidecar::names(&text, name) || text != wanted).then_some(wanted))
 }
 
+/// What became of one planned change.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Written.
+    Done,
+    /// The index or the disk no longer call for it; nothing written.
+    Stale,
+    /// Writing it failed (a sidecar: the index changes stand).
+    Failed(String),
+}
+
 /// Write every change that still holds into the index, in one atomic
-/// replace. Blocking; the caller holds the global lock. Returns, for each
-/// planned change, whether it was written.
+/// replace, then the sidecars to write back. Blocking; the caller holds the
+/// global lock. Returns what became of each planned change.
 pub fn write(
     index_file: &Path,
     planned: &[Planned],
     in_flight: &HashSet<PathBuf>,
-) -> Result<Vec<bool>> {
+) -> Result<Vec<Applied>> {
     let mut index = Index::load(index_file)?;
     let now = fsutil::now_utc();
     let mut done = Vec::with_capacity(planned.len());
+    let mut changed = false;
     for p in planned {
-        done.push(apply_one(&mut index, p, in_flight, &now)?);
+        let applied = match &p.change {
+            // After the index: a sidecar that cannot be written must not
+            // cost the index its fixes.
+            Change::WriteSidecar { .. } => Applied::Stale,
+            _ if apply_one(&mut index, p, in_flight, &now)? => {
+                changed = true;
+                Applied::Done
+            }
+            _ => Applied::Stale,
+        };
+        done.push(applied);
     }
-    if done.iter().any(|d| *d) {
+    if changed {
         index.save(index_file)?;
     }
+    for (p, applied) in planned.iter().zip(done.iter_mut()) {
+        if let Change::WriteSidecar { sha256, size } = &p.change {
+            *applied = write_sidecar(&index, p, sha256, *size);
+        }
+    }
     Ok(done)
+}
+
+/// Write back the sidecar of `p`'s archive if its entry still has checksum
+/// `sha256` (which its archive hashed to) and the archive is still the file
+/// of `size` bytes that was hashed, and no sidecar has appeared since.
+fn write_sidecar(index: &Index, p: &Planned, sha256: &str, size: u64) -> Applied {
+    let same_entry = index
+        .get(&p.id)
+        .filter(|e| e.path == p.path)
+        .and_then(|e| e.sha256())
+        .is_some_and(|v| v.eq_ignore_ascii_case(sha256));
+    let same_file =
+        std::fs::symlink_metadata(&p.path).is_ok_and(|m| m.is_file() && m.len() == size);
+    if !same_entry || !same_file {
+        return Applied::Stale;
+    }
+    match sidecar::write_back(Path::new(&p.path), sha256) {
+        Ok(true) => Applied::Done,
+        Ok(false) => Applied::Stale,
+        Err(e) => Applied::Failed(e.to_string()),
+    }
 }
 
 /// One change, if the index and the disk still call for it.

@@ -31,6 +31,8 @@ pub enum Category {
     Orphaned,
     /// `mismatched`
     Mismatched,
+    /// `missing_sidecars` (see `sidecars`)
+    MissingSidecar,
 }
 
 /// An index change `--apply` makes.
@@ -50,6 +52,13 @@ pub enum Change {
     },
     /// A new entry for an orphan, and its sidecar.
     Adopt(Box<Adoption>),
+    /// Write the missing sidecar of a present archive; no index change.
+    WriteSidecar {
+        /// The archive's hash, equal to its entry's checksum.
+        sha256: String,
+        /// The archive's size when it was hashed.
+        size: u64,
+    },
 }
 
 /// An orphan ready to be indexed.

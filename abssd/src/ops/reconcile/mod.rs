@@ -5,18 +5,24 @@
 //! 2. Read the index and the set of archives creates are writing, together,
 //!    under the global lock: an archive renamed into place but not yet indexed
 //!    is then in one or the other, never taken for an orphan.
-//! 3. Classify (`classify`): missing, orphaned, mismatched; stray sidecars.
-//! 4. `--verify`: re-hash every present archive in scope; `--adopt`: read each
-//!    orphan through (`apply::adoption`). Both without any lock.
+//! 3. Classify (`classify`): missing, orphaned, mismatched; present archives
+//!    without their sidecar (`sidecars`); stray sidecars.
+//! 4. `--verify`: re-hash every present archive in scope (`--apply`: at least
+//!    those without a sidecar); `--adopt`: read each orphan through
+//!    (`apply::adoption`). Both without any lock.
 //! 5. `--apply`: under the global lock, re-read the index and write every
-//!    change that still holds in one atomic replace (`apply::write`).
+//!    change that still holds in one atomic replace (`apply::write`), then the
+//!    sidecars.
 //!
 //! * `scan`     — the walk, and what an archive's path says (its id, instance,
 //!   date; the archive a sidecar belongs to).
 //! * `classify` — index against disk: findings and the changes that fix them.
-//! * `apply`    — adoption of orphans and the index write.
+//! * `sidecars` — present archives without their sidecar, and when one may be
+//!   written back.
+//! * `apply`    — adoption of orphans, the index write, sidecars written back.
 //!
-//! Each imports only those above it: `classify` the walk, `apply` both.
+//! Each imports only those above it: `classify` the walk, `sidecars` both,
+//! `apply` all three.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -35,6 +41,7 @@ use crate::registry::validate_name;
 mod apply;
 mod classify;
 mod scan;
+mod sidecars;
 
 use classify::{Category, Change, Located, Orphan, Planned, Verdict};
 
@@ -88,11 +95,12 @@ pub async fn run(
 
     let (scan_ref, index_ref) = (Arc::new(scanned), Arc::new(index));
     let (s2, i2, sc2) = (scan_ref.clone(), index_ref.clone(), scope.clone());
-    let (located, orphans, writing, strays) = tokio::task::spawn_blocking(move || {
+    let (located, orphans, writing, strays, lacking) = tokio::task::spawn_blocking(move || {
         let (located, claimed) = classify::locate(&s2, &i2, sc2.as_deref());
         let (orphans, writing) = classify::orphans(&s2, &claimed, &i2, &in_flight, sc2.as_deref());
         let strays = classify::stray_sidecars(&s2, &i2, sc2.as_deref());
-        (located, orphans, writing, strays)
+        let lacking = sidecars::lacking(&s2, &i2, &located);
+        (located, orphans, writing, strays, lacking)
     })
     .await?;
     if !writing.is_empty() {
@@ -103,11 +111,17 @@ pub async fn run(
         ));
     }
 
-    let rehash: u64 = if params.verify {
-        located.iter().filter_map(|l| l.size).sum()
-    } else {
-        0
+    // `--apply` hashes the archives without a sidecar that the index has a
+    // checksum for, to write their sidecars from a verified hash.
+    let hashed = |l: &&Located| {
+        params.verify
+            || (params.apply
+                && lacking.contains(&l.at)
+                && index_ref.backups[l.at]
+                    .sha256()
+                    .is_some_and(|v| !v.is_empty()))
     };
+    let rehash: u64 = located.iter().filter(hashed).filter_map(|l| l.size).sum();
     let adopt: u64 = if params.adopt {
         orphans
             .iter()
@@ -138,13 +152,14 @@ pub async fn run(
         stray_sidecars: strays,
         ..ReconcileResult::default()
     };
-    let rehash = params.verify.then(|| Rehash {
+    let rehash = (params.verify || params.apply).then(|| Rehash {
+        all: params.verify,
         max_entries: config.daemon.max_restore_entries,
         deep: params.deep.then(|| config.layout.state_dir.clone()),
     });
     let mut planned = judge_entries(
         located,
-        rehash,
+        (rehash, &lacking),
         (&scan_ref, &index_ref),
         progress,
         &mut result,
@@ -187,9 +202,11 @@ pub async fn run(
     Ok((plan, result))
 }
 
-/// How `--verify` re-hashes.
+/// How `--verify` re-hashes (and `--apply` the archives without a sidecar).
 #[derive(Debug, Clone)]
 struct Rehash {
+    /// `--verify`: every present archive, not only those without a sidecar.
+    all: bool,
     /// `daemon.max_restore_entries`.
     max_entries: u64,
     /// `--deep`: the state directory, for the deep check's copies.
@@ -197,11 +214,12 @@ struct Rehash {
 }
 
 /// Judge every entry in scope, re-hashing present archives first under
-/// `--verify` (and deep-checking them under `--deep`); findings go into
-/// `result`, fixes are returned.
+/// `--verify` (and deep-checking them under `--deep`), and under `--apply`
+/// those in `lacking` (no sidecar); findings go into `result`, fixes are
+/// returned.
 async fn judge_entries(
     located: Vec<Located>,
-    rehash: Option<Rehash>,
+    (rehash, lacking): (Option<Rehash>, &HashSet<usize>),
     (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
     progress: &Reporter,
     result: &mut ReconcileResult,
@@ -214,7 +232,11 @@ async fn judge_entries(
     let mut planned = Vec::new();
     for Located { at, size } in located {
         let entry = &index.backups[at];
-        let finding = if let (Some(r), Some(_)) = (&rehash, size) {
+        let no_sidecar = lacking.contains(&at);
+        let wanted = rehash
+            .as_ref()
+            .filter(|r| r.all || (no_sidecar && entry.sha256().is_some_and(|v| !v.is_empty())));
+        let finding = if let (Some(r), Some(_)) = (wanted, size) {
             let (entry, progress, r) = (entry.clone(), progress.clone(), r.clone());
             Some(
                 tokio::task::spawn_blocking(move || {
@@ -226,6 +248,22 @@ async fn judge_entries(
             None
         };
         let (id, path) = (entry.id.clone(), entry.path.clone());
+        if let (true, Some(size)) = (no_sidecar, size) {
+            let hashed = finding.as_ref().map(|f| sidecars::Hashed {
+                observed: f.observed.as_deref(),
+                message: &f.item.message,
+            });
+            let (item, change) = sidecars::judge(entry, size, hashed);
+            result.missing_sidecars.push(item);
+            if let Some(change) = change {
+                planned.push(Planned {
+                    id: id.clone(),
+                    path: path.clone(),
+                    item: Some((Category::MissingSidecar, result.missing_sidecars.len() - 1)),
+                    change,
+                });
+            }
+        }
         let sidecar_left = lone.contains(entry.path.as_str());
         match classify::judge(entry, size, finding, sidecar_left) {
             Verdict::Fine => {}
@@ -357,13 +395,15 @@ async fn write(
     .await??;
     let mut applied = Vec::new();
     for (p, written) in planned.into_iter().zip(done) {
-        if !written {
+        let why = match written {
+            apply::Applied::Done => None,
+            apply::Applied::Stale => Some("changed since it was looked at, not applied".to_owned()),
+            apply::Applied::Failed(e) => Some(format!("not applied: {e}")),
+        };
+        if let Some(why) = why {
             if let Some((category, at)) = p.item {
                 let item = &mut list_mut(result, category)[at];
-                item.reason = format!(
-                    "{}; changed since it was looked at, not applied",
-                    item.reason
-                );
+                item.reason = format!("{}; {why}", item.reason);
             }
             continue;
         }
@@ -377,6 +417,7 @@ async fn write(
             Change::MarkAvailable => abssd_proto::status::AVAILABLE.to_owned(),
             Change::Record { finding, .. } => finding.item.status.clone(),
             Change::Adopt(a) => a.entry.status.clone(),
+            Change::WriteSidecar { .. } => item.status.clone(),
         };
         // A re-hash that found damage is recorded, but the archive is still bad.
         item.resolved = match &p.change {
@@ -395,5 +436,6 @@ fn list_mut(result: &mut ReconcileResult, category: Category) -> &mut Vec<Reconc
         Category::Missing => &mut result.missing,
         Category::Orphaned => &mut result.orphaned,
         Category::Mismatched => &mut result.mismatched,
+        Category::MissingSidecar => &mut result.missing_sidecars,
     }
 }

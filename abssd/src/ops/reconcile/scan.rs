@@ -17,7 +17,7 @@
 //! What an archive's path says about it (its id, its instance, when it was
 //! made; the archive a sidecar belongs to) is read here too, from names only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +56,8 @@ pub struct Scan {
     pub by_inode: HashMap<(u64, u64), usize>,
     /// Sidecars (`<archive>.sha256`) whose archive was not found.
     pub lone_sidecars: Vec<String>,
+    /// Paths of the archives (as walked) that have their sidecar beside them.
+    pub sidecars: HashSet<String>,
     /// `.partial` files seen.
     pub partials: u64,
     /// Names that could not be considered (not UTF-8, unreadable
@@ -165,13 +167,14 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
             }
         }
     }
-    out.lone_sidecars = sidecars
-        .into_iter()
-        .filter(|s| {
-            let archive = &s[..s.len() - sidecar::SUFFIX.len()];
-            !out.by_path.contains_key(archive)
-        })
-        .collect();
+    for s in sidecars {
+        let archive = archive_of(&s);
+        if out.by_path.contains_key(archive) {
+            out.sidecars.insert(archive.to_owned());
+        } else {
+            out.lone_sidecars.push(s);
+        }
+    }
     Ok(out)
 }
 
@@ -274,6 +277,12 @@ mod tests {
         assert_eq!(
             scan.lone_sidecars,
             [root.join("a/gone.tar.sha256").display().to_string()]
+        );
+        let with_sidecar: Vec<&String> = scan.sidecars.iter().collect();
+        assert_eq!(
+            with_sidecar,
+            [&root.join("a/1.tar.zst").display().to_string()],
+            "top.tar has none"
         );
         let via_link = root.join("a/link.tar").display().to_string();
         let top = scan.find(&via_link).unwrap();

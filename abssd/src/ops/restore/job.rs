@@ -193,6 +193,14 @@ impl Job<'_> {
                 fsutil::now_utc()
             }
         };
+        if self.pre.sidecar_missing
+            && let Err(e) = self.write_back_sidecar().await
+        {
+            done.warnings.push(format!(
+                "the restore is complete but the missing sidecar of {} was not written back: {e} (`abssctl backup reconcile --apply` writes it)",
+                self.pre.archive.display()
+            ));
+        }
         for w in &done.warnings {
             self.progress.warn(w.clone());
         }
@@ -227,6 +235,29 @@ impl Job<'_> {
             by: self.actor.clone(),
             destination: self.pre.target.clone(),
         }
+    }
+
+    /// Write back the `.sha256` sidecar the archive was missing, now that the
+    /// extraction has matched it against the index's checksum. A repair beside
+    /// the restore, not part of it: it is not journaled, since rollback must
+    /// never remove it (it is right whatever happens to the instance) and a
+    /// stop before it leaves things as they were before the restore, which
+    /// reconcile reports and `--apply` repairs. Under the global lock, where
+    /// prunes remove archives and reconcile writes sidecars.
+    async fn write_back_sidecar(&self) -> Result<()> {
+        let _global = self.ctx.locks.acquire(true, &[], self.progress).await?;
+        let (archive, sha256) = (self.pre.archive.clone(), self.pre.expected_sha256.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            crate::archive::sidecar::write_back(&archive, &sha256)
+        })
+        .await??;
+        if written {
+            self.progress.info(format!(
+                "wrote the missing sidecar {} back",
+                crate::archive::sidecar::path(&self.pre.archive).display()
+            ));
+        }
+        Ok(())
     }
 
     /// Record the restore on the index entry (SPEC §5), under the global lock.

@@ -28,6 +28,9 @@ pub struct Preflight {
     pub archive: PathBuf,
     /// Digest the archive must have.
     pub expected_sha256: String,
+    /// The archive has no `.sha256` sidecar: `expected_sha256` is the index's,
+    /// and the restore writes the sidecar back once it has succeeded.
+    pub sidecar_missing: bool,
     /// Compression.
     pub algorithm: Algorithm,
     /// Where the data ends up.
@@ -97,19 +100,33 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
         Err(e) => return Err(e).at("reading", &archive),
     }
     let sidecar = sidecar::path(&archive);
-    let sidecar_hex = read_sidecar(&sidecar)?;
-    let expected_sha256 = match entry.sha256() {
-        Some(v) => v.to_ascii_lowercase(),
-        None => sidecar_hex.clone(),
+    let indexed = entry
+        .sha256()
+        .filter(|v| !v.is_empty())
+        .map(str::to_ascii_lowercase);
+    let (expected_sha256, sidecar_missing) = match (read_sidecar(&sidecar)?, indexed) {
+        (Some(hex), Some(indexed)) if hex != indexed => {
+            return Err(Error::Environment(format!(
+                "the checksum file {} ({hex}) disagrees with the index ({indexed}) for backup {}; run `abssctl backup verify {}`",
+                sidecar.display(),
+                entry.id,
+                entry.id
+            )));
+        }
+        (Some(hex), _) => (hex, false),
+        // The Python tool restores from the index's checksum alone; the
+        // extraction checks it all the same, so the sidecar is not needed to
+        // trust the archive, and is written back once the restore succeeds.
+        (None, Some(indexed)) => (indexed, true),
+        (None, None) => {
+            return Err(Error::Environment(format!(
+                "the checksum file {} is missing and the index records no checksum for backup {}: nothing says what the archive must hash to (run `abssctl backup verify {}` to check it)",
+                sidecar.display(),
+                entry.id,
+                entry.id
+            )));
+        }
     };
-    if sidecar_hex != expected_sha256 {
-        return Err(Error::Environment(format!(
-            "the checksum file {} ({sidecar_hex}) disagrees with the index ({expected_sha256}) for backup {}; run `abssctl backup verify {}`",
-            sidecar.display(),
-            entry.id,
-            entry.id
-        )));
-    }
     let algorithm = match entry.algorithm.as_deref() {
         Some(name) => Algorithm::from_name(name).ok_or_else(|| {
             Error::Environment(format!(
@@ -149,6 +166,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
         instance,
         archive,
         expected_sha256,
+        sidecar_missing,
         algorithm,
         target,
         available,
@@ -157,16 +175,13 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
     })
 }
 
-/// The digest named by a sidecar (`<hex>  <name>`).
-fn read_sidecar(path: &Path) -> Result<String> {
+/// The digest named by a sidecar (`<hex>  <name>`); `None` when there is no
+/// sidecar. One that cannot be read or does not start with a digest is an
+/// error: something is wrong beside the archive, and a person should look.
+fn read_sidecar(path: &Path) -> Result<Option<String>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::Environment(format!(
-                "the checksum file {} is missing; restore needs it (run `abssctl backup verify` to check the archive)",
-                path.display()
-            )));
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).at("reading", path),
     };
     let hex = sidecar::digest(&text).ok_or_else(|| {
@@ -175,7 +190,7 @@ fn read_sidecar(path: &Path) -> Result<String> {
             path.display()
         ))
     })?;
-    Ok(hex.to_ascii_lowercase())
+    Ok(Some(hex.to_ascii_lowercase()))
 }
 
 /// Check `--dest`: absolute, no `..`, under the instance root or the restores
@@ -557,7 +572,8 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
         checksum: ChecksumPlan {
             expected: pre.expected_sha256.clone(),
             sidecar: sidecar.display().to_string(),
-            sidecar_agrees: true,
+            sidecar_agrees: !pre.sidecar_missing,
+            sidecar_missing: pre.sidecar_missing,
             status: entry.status.clone(),
             last_verified: entry
                 .checksum
@@ -585,8 +601,21 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
         pre_backup_dir: pre_backup_dir.map(|d| d.display().to_string()),
         steps,
         dry_run: params.dry_run,
-        warnings: pre.leftovers.clone(),
+        warnings: pre
+            .sidecar_missing
+            .then(|| missing_sidecar(&sidecar))
+            .into_iter()
+            .chain(pre.leftovers.iter().cloned())
+            .collect(),
     })
+}
+
+/// The plan's warning for an archive without its sidecar.
+fn missing_sidecar(sidecar: &Path) -> String {
+    format!(
+        "sidecar {} is missing: the archive is verified against the index checksum while it is unpacked, and the sidecar will be written back once the restore has succeeded",
+        sidecar.display()
+    )
 }
 
 #[cfg(test)]
