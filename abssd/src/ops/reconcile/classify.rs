@@ -138,15 +138,7 @@ pub fn judge(
     verified: Option<Finding>,
     lone_sidecar: bool,
 ) -> Verdict {
-    let item = |reason: String, action: Option<&str>| ReconcileItem {
-        id: entry.id.clone(),
-        instance: Some(entry.instance.clone()),
-        path: entry.path.clone(),
-        status: entry.status.clone(),
-        reason,
-        action: action.map(str::to_owned),
-        resolved: false,
-    };
+    let item = |reason: String, action: Option<&str>| entry_item(entry, reason, action);
     let vanished = verified
         .as_ref()
         .is_some_and(|f| f.item.status == status::MISSING);
@@ -322,6 +314,23 @@ pub fn stray_sidecars(scan: &Scan, index: &Index, instance: Option<&str>) -> Vec
             })
         })
         .collect()
+}
+
+/// The report line of an index entry: why, and what `--apply` would do.
+pub(super) fn entry_item(
+    entry: &BackupEntry,
+    reason: String,
+    action: Option<&str>,
+) -> ReconcileItem {
+    ReconcileItem {
+        id: entry.id.clone(),
+        instance: Some(entry.instance.clone()),
+        path: entry.path.clone(),
+        status: entry.status.clone(),
+        reason,
+        action: action.map(str::to_owned),
+        resolved: false,
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use abssd_proto::{BackupEntry, ReconcileItem};
 
-use super::classify::{Change, Located};
+use super::classify::{Change, Located, entry_item};
 use super::scan::Scan;
 use crate::archive::sidecar;
 use crate::index::Index;
@@ -90,15 +90,7 @@ pub fn judge(
             }
         },
     };
-    let item = ReconcileItem {
-        id: entry.id.clone(),
-        instance: Some(entry.instance.clone()),
-        path: entry.path.clone(),
-        status: entry.status.clone(),
-        reason,
-        action: action.map(str::to_owned),
-        resolved: false,
-    };
+    let item = entry_item(entry, reason, action);
     (item, change)
 }
 
