@@ -247,9 +247,88 @@ pub struct EntryMetadata {
     /// The last deep verification (`backup verify --deep`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<DeepVerification>,
+    // The Python tool's own record of the last restore and of reconcile, in
+    // its spellings, so that whichever tool wrote last the other reads the
+    // same thing. Written by either tool (and by hand), so read leniently.
+    /// When it was last restored (UTC, whole seconds, `Z`): the Python
+    /// tool's spelling of the top-level `last_restored_at`.
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_restored_at: Option<Lenient<String>>,
+    /// Where its data was last restored to (absolute path).
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_restore_destination: Option<Lenient<String>>,
+    /// Who restored it last, in the Python tool's actor shape.
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_restore_actor: Option<Lenient<ToolActor>>,
+    /// When reconcile `--apply` last changed the entry (UTC, whole seconds, `Z`).
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reconciled_at: Option<Lenient<String>>,
+    /// Why reconcile `--apply` last changed it (see [`reconcile_reason`]).
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reconcile_reason: Option<Lenient<String>>,
     /// Unknown keys, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// `metadata.reconcile_reason` values: why reconcile `--apply` changed an
+/// entry.
+pub mod reconcile_reason {
+    /// Its archive is gone: marked `missing` (the Python tool's value).
+    pub const ARCHIVE_MISSING: &str = "archive-missing";
+    /// Its archive is there again (or its status was never checked): marked
+    /// `available`.
+    pub const ARCHIVE_PRESENT: &str = "archive-present";
+    /// Its archive was re-hashed (`--verify`) and the finding recorded.
+    pub const ARCHIVE_REHASHED: &str = "archive-rehashed";
+    /// An orphaned archive given this new entry (`--adopt`).
+    pub const ARCHIVE_ADOPTED: &str = "archive-adopted";
+}
+
+/// Who did something, in the shape the Python tool writes into the index
+/// (`metadata.last_restore_actor`): `{type, name}`, plus `session` when it
+/// knows one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolActor {
+    /// `user`, or `ci` for the Python tool run under CI.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// User name.
+    pub name: String,
+    /// The terminal or CI job, when known (abssd never knows one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+impl ToolActor {
+    /// The caller of an abssd operation, as the Python tool names a person.
+    pub fn of(actor: &Actor) -> ToolActor {
+        ToolActor {
+            kind: "user".to_owned(),
+            name: actor.user.clone(),
+            session: None,
+        }
+    }
 }
 
 /// What a deep verification checked inside an archive and the first problem
@@ -881,6 +960,61 @@ mod tests {
             assert_eq!(serde_json::to_string(&entry).unwrap(), text);
             assert!(!entry.has_restore("op-1"));
         }
+    }
+
+    #[test]
+    fn the_python_tools_restore_and_reconcile_metadata_is_typed_or_kept() {
+        // As the Python tool writes them (cli.py: `_iso_now()` times, its
+        // `_detect_actor()` shape, "archive-missing"), in its key order.
+        let metadata = serde_json::json!({
+            "data_only": false, "labels": ["pre-backup-restore"],
+            "last_restored_at": "2025-01-15T00:00:00Z",
+            "last_restore_destination": "/srv/a/data",
+            "last_restore_actor": {"type": "ci", "name": "runner", "session": "4711"},
+            "reconciled_at": "2025-01-16T00:00:00Z",
+            "reconcile_reason": "archive-missing",
+        });
+        let m: EntryMetadata = serde_json::from_value(metadata.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&m).unwrap(), metadata);
+        assert!(m.extra.is_empty());
+        let actor = m
+            .last_restore_actor
+            .as_ref()
+            .and_then(Lenient::typed)
+            .unwrap();
+        assert_eq!(
+            (actor.kind.as_str(), actor.session.as_deref()),
+            ("ci", Some("4711"))
+        );
+        assert_eq!(
+            m.reconcile_reason,
+            Some(Lenient::Typed(reconcile_reason::ARCHIVE_MISSING.into()))
+        );
+        // Other shapes (a bare user name, more keys, a number, null) are kept.
+        let odd = serde_json::json!({
+            "data_only": false, "labels": [],
+            "last_restored_at": 1735787045,
+            "last_restore_destination": null,
+            "last_restore_actor": {"type": "user", "name": "root", "uid": 0},
+            "reconcile_reason": ["archive-missing"],
+        });
+        let m: EntryMetadata = serde_json::from_value(odd.clone()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            serde_json::to_string(&odd).unwrap()
+        );
+        assert!(matches!(m.last_restore_actor, Some(Lenient::Other(_))));
+        assert!(matches!(m.last_restored_at, Some(Lenient::Other(_))));
+        // What abssd writes for its caller.
+        let ours = ToolActor::of(&Actor {
+            uid: 0,
+            user: "root".into(),
+            pid: 7,
+        });
+        assert_eq!(
+            serde_json::to_value(ours).unwrap(),
+            serde_json::json!({"type": "user", "name": "root"})
+        );
     }
 
     #[test]

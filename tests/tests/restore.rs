@@ -171,7 +171,10 @@ async fn live_restore_brings_back_data_unit_site_link_and_registry_and_restarts_
     let pre = result.pre_restore_backup.clone().unwrap();
     assert_eq!(history[0].pre_restore_backup, Some(pre.clone()));
     let pre_entry = entry(&c, &pre).await;
-    assert_eq!(pre_entry.metadata.labels, ["pre-restore"]);
+    assert_eq!(
+        pre_entry.metadata.labels,
+        ["pre-restore", "pre-backup-restore"]
+    );
     assert_eq!(pre_entry.instance, "alpha");
     w.assert_no_leftovers();
 
@@ -939,4 +942,91 @@ async fn a_missing_sidecar_and_a_damaged_archive_change_nothing() {
     );
     assert!(w.unit_active("alpha"));
     w.assert_no_leftovers();
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, as the Python tool's `_iso_now` writes a time:
+/// `datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")`.
+fn assert_python_time(v: &Value) {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
+    let shape: String = s
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99T99:99:99Z", "{s}");
+}
+
+/// A restore leaves on the entry what the Python tool's restore leaves, under
+/// its names and in its formats, so that whichever tool restored last the
+/// other reads the same record; the Python tool's earlier record is replaced
+/// and its other metadata kept. The Python tool (cli.py, `backup restore`):
+///   restore_metadata["last_restore_destination"] = str(destination_dir)
+///   restore_metadata["last_restored_at"] = restored_at
+///   restore_metadata["last_restore_actor"] = dict(actor_value)
+/// with `actor = {"type": actor_type, "name": username}` (+ `session`), and
+/// its pre-restore backup labelled by `_compose_backup_metadata("backup
+/// restore", ..)`: `label = f"pre-{slug}"`, i.e. `pre-backup-restore`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_writes_the_python_tools_restore_metadata_and_pre_backup_label() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let id = "20250601-100000-alpha-a1b2c3";
+    let (archive, _) = python_style_archive(&w.sb, "alpha", id, true);
+    register_python_entry(&w.sb, "alpha", id, &archive, "gzip");
+    let index_file = w.cfg().index_file;
+    let mut index: Value = serde_json::from_slice(&w.index()).unwrap();
+    for e in index["backups"].as_array_mut().unwrap() {
+        if e["id"] == id {
+            e["last_restored_at"] = json!("2025-06-01T11:00:00Z");
+            e["metadata"] = json!({
+                "data_only": false,
+                "labels": ["nightly"],
+                "last_restored_at": "2025-06-01T11:00:00Z",
+                "last_restore_destination": "/elsewhere/data",
+                "last_restore_actor": {"type": "ci", "name": "runner", "session": "4711"},
+                "python_only": {"kept": true},
+            });
+        }
+    }
+    fs::write(&index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+
+    let out = restore(&c, &live(id)).await.unwrap();
+    let result = out.result.unwrap();
+    let e = raw_entry(&w, id);
+    let m = &e["metadata"];
+    assert_python_time(&m["last_restored_at"]);
+    assert_ne!(m["last_restored_at"], "2025-06-01T11:00:00Z");
+    assert_eq!(m["last_restored_at"], e["last_restored_at"]);
+    assert_eq!(
+        m["last_restore_destination"],
+        json!(w.data("alpha").display().to_string())
+    );
+    assert_eq!(m["last_restore_destination"], e["last_restore_destination"]);
+    assert_eq!(
+        m["last_restore_actor"],
+        json!({"type": "user", "name": "root"})
+    );
+    assert_eq!(e["restored_by"]["user"], "root");
+    assert_eq!(m["labels"], json!(["nightly"]));
+    assert_eq!(m["python_only"], json!({"kept": true}));
+    assert!(m.get("verification_error").is_none());
+
+    // The typed reading of the same entry.
+    let typed = entry(&c, id).await;
+    assert_eq!(
+        typed.metadata.last_restore_actor,
+        Some(Lenient::Typed(ToolActor {
+            kind: "user".into(),
+            name: "root".into(),
+            session: None,
+        }))
+    );
+
+    let pre = result.pre_restore_backup.unwrap();
+    let pre_entry = raw_entry(&w, &pre);
+    assert_eq!(
+        pre_entry["metadata"]["labels"],
+        json!(["pre-restore", "pre-backup-restore"])
+    );
+    // Nobody restored the pre-restore backup.
+    assert!(pre_entry["metadata"].get("last_restored_at").is_none());
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use abssd_proto::{Lenient, RestoreRecord, status};
+use abssd_proto::{Lenient, RestoreRecord, ToolActor, status};
 
 use crate::error::{Error, Result};
 use crate::index::Index;
@@ -11,7 +11,8 @@ use crate::journal::Outcome;
 
 /// Record restore `op_id` of backup `id` on its index entry (SPEC §5):
 /// `last_restored_at`, `last_restore_destination`, `restored_by`, the
-/// `restores` history, and the verification the extraction amounted to.
+/// `restores` history, the Python tool's `metadata.last_restore_*`, and the
+/// verification the extraction amounted to.
 /// Blocking; the caller holds the global lock. Idempotent: a restore already in
 /// the history is not added again (start-up recovery may repeat it).
 pub(crate) fn annotate(
@@ -34,6 +35,11 @@ pub(crate) fn annotate(
     entry.last_restored_at = Some(Lenient::Typed(at.to_owned()));
     entry.last_restore_destination = Some(Lenient::Typed(destination.clone()));
     entry.restored_by = Some(Lenient::Typed(outcome.by.clone()));
+    // The Python tool records the same restore under `metadata`, in its own
+    // shapes; written too, so whichever tool restored last, both read it.
+    entry.metadata.last_restored_at = Some(Lenient::Typed(at.to_owned()));
+    entry.metadata.last_restore_destination = Some(Lenient::Typed(destination.clone()));
+    entry.metadata.last_restore_actor = Some(Lenient::Typed(ToolActor::of(&outcome.by)));
     let record = Lenient::Typed(RestoreRecord {
         at: at.to_owned(),
         by: outcome.by.clone(),

@@ -8,6 +8,11 @@ use super::job::Job;
 use crate::error::Result;
 use crate::progress::{Progress, Reporter};
 
+/// The pre-restore backup's label.
+pub(crate) const LABEL: &str = "pre-restore";
+/// The label the Python tool gives its pre-restore backup.
+pub(crate) const PYTHON_LABEL: &str = "pre-backup-restore";
+
 /// Back up the live data; `None` (with a warning) when there is none.
 pub(super) async fn take(job: &Job<'_>) -> Result<Option<String>> {
     if std::fs::symlink_metadata(&job.pre.target).is_err() {
@@ -26,7 +31,9 @@ pub(super) async fn take(job: &Job<'_>) -> Result<Option<String>> {
                 .clone()
                 .unwrap_or_else(|| format!("pre-restore backup before restoring {}", job.plan.id)),
         ),
-        labels: vec!["pre-restore".into()],
+        // Ours, and the Python tool's (`pre-` + its operation's name), so
+        // either tool's listing filters it the same way.
+        labels: vec![LABEL.into(), PYTHON_LABEL.into()],
         data_only: job.data_only,
         ..CreateParams::default()
     };
