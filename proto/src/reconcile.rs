@@ -107,6 +107,10 @@ pub struct ReconcileItem {
     /// This run fixed it: the next reconcile will not report it.
     #[serde(default)]
     pub resolved: bool,
+    /// The archive's size in bytes, for orphans (as the Python tool's
+    /// reconcile reports them); absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
 }
 
 /// `backup.reconcile` result.
@@ -137,6 +141,10 @@ pub struct ReconcileResult {
     /// counted for the record.
     #[serde(default)]
     pub known_missing: u64,
+    /// Index entries this run changed or added (`--apply`; the Python tool's
+    /// count of the same name). Sidecars written are not counted.
+    #[serde(default)]
+    pub updates_applied: u64,
     /// Findings this run did not fix. The client exits 3 when it is not zero.
     pub unresolved: u64,
 }
@@ -178,6 +186,7 @@ mod tests {
             reason: "archive not found".into(),
             action: Some("mark missing".into()),
             resolved,
+            size_bytes: None,
         }
     }
 

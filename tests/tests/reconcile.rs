@@ -835,3 +835,89 @@ async fn a_missing_sidecar_is_reported_and_written_back_from_a_verified_hash() {
     assert!(r.in_sync(), "{r:?}");
     assert!(r.missing_sidecars.is_empty());
 }
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, as the Python tool's `_iso_now` writes a time:
+/// `datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")`.
+fn assert_python_time(v: &Value) {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
+    let shape: String = s
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99T99:99:99Z", "{s}");
+}
+
+/// `--apply` records each change where the Python tool's reconcile does, and
+/// the report carries what its `--json` carries. The Python tool (cli.py,
+/// `backup reconcile`), for an entry whose archive is gone:
+///   metadata_map["reconciled_at"] = reconciled_at       # _iso_now()
+///   metadata_map["reconcile_reason"] = "archive-missing"
+/// its orphans: {"path": .., "instance": .., "size_bytes": archive_path.stat().st_size}
+/// and its result: {"missing", "mismatched", "orphaned", "updates_applied"}.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_writes_the_python_tools_reconcile_fields_and_orphans_have_their_size() {
+    let sb = Sandbox::new();
+    sb.add_instance("alpha");
+    let daemon = Daemon::start(&sb);
+    let c = client(&daemon.socket).await;
+    let cfg = sb.config();
+    // A Python entry whose archive is gone, its other metadata to be kept.
+    let gone = "20250601-100000-alpha-abc123";
+    let (archive, _) = python_style_archive(&sb, "alpha", gone, true);
+    register_python_entry(&sb, "alpha", gone, &archive, "gzip");
+    set_entry(
+        &sb,
+        gone,
+        "metadata",
+        json!({"data_only": false, "labels": ["nightly"], "python_only": 1}),
+    );
+    let saved = sb.path("saved.tar.gz");
+    fs::rename(&archive, &saved).unwrap();
+    // An orphan.
+    let orphan = "20250602-100000-alpha-def456";
+    let (orphan_archive, _) = python_style_archive(&sb, "alpha", orphan, false);
+    let orphan_size = fs::metadata(&orphan_archive).unwrap().len();
+
+    let (_, _, r) = reconcile(&c, None, READ).await;
+    assert_eq!(r.orphaned.len(), 1, "{r:#?}");
+    assert_eq!(r.orphaned[0].size_bytes, Some(orphan_size));
+    assert_eq!(r.orphaned[0].instance.as_deref(), Some("alpha"));
+    assert_eq!(r.missing[0].size_bytes, None);
+    assert_eq!(r.updates_applied, 0);
+
+    let (_, _, r) = reconcile(&c, None, APPLY).await;
+    assert_eq!(r.updates_applied, 1, "{r:#?}");
+    let idx = index(&sb);
+    let e = entry(&idx, gone);
+    assert_eq!(e["status"], "missing");
+    assert_python_time(&e["metadata"]["reconciled_at"]);
+    assert_eq!(e["metadata"]["reconciled_at"], e["reconciled_at"]);
+    assert_eq!(e["metadata"]["reconcile_reason"], "archive-missing");
+    assert_eq!(e["metadata"]["labels"], json!(["nightly"]));
+    assert_eq!(e["metadata"]["python_only"], 1);
+    // The same report as JSON on the wire, as the Python tool's has it.
+    let wire = serde_json::to_value(&r).unwrap();
+    assert_eq!(wire["updates_applied"], 1);
+    assert_eq!(wire["orphaned"][0]["size_bytes"], orphan_size);
+    assert!(wire["missing"][0].get("size_bytes").is_none());
+
+    // Back again: ours says why, in the same field.
+    fs::rename(&saved, &archive).unwrap();
+    let flags = Flags {
+        adopt: true,
+        ..APPLY
+    };
+    let (_, _, r) = reconcile(&c, None, flags).await;
+    assert_eq!(r.updates_applied, 2, "{r:#?}");
+    let idx = index(&sb);
+    let e = entry(&idx, gone);
+    assert_eq!(e["status"], "available");
+    assert_eq!(e["metadata"]["reconcile_reason"], "archive-present");
+    assert_python_time(&e["metadata"]["reconciled_at"]);
+    let a = entry(&idx, orphan);
+    assert_eq!(a["metadata"]["reconcile_reason"], "archive-adopted");
+    assert_eq!(a["metadata"]["reconciled_at"], a["reconciled_at"]);
+    assert_python_time(&a["metadata"]["reconciled_at"]);
+    assert_eq!(a["size_bytes"], orphan_size);
+    assert!(cfg.backups_root.join("alpha").is_dir());
+}

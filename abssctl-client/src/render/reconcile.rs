@@ -270,6 +270,7 @@ mod tests {
             reason: "archive not found".to_owned(),
             action: action.map(str::to_owned),
             resolved,
+            size_bytes: None,
         }
     }
 

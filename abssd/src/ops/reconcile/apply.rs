@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use abssd_proto::{Actor, BackupEntry, EntryMetadata, Phase, status};
+use abssd_proto::{Actor, BackupEntry, EntryMetadata, Lenient, Phase, reconcile_reason, status};
 use serde_json::{Map, Value};
 
 use super::classify::{Adoption, Change, Planned};
@@ -130,6 +130,9 @@ pub fn adoption(
         uncompressed_bytes: Some(found.content_bytes),
         ..EntryMetadata::default()
     };
+    entry.metadata.reconciled_at = Some(Lenient::Typed(now.clone()));
+    entry.metadata.reconcile_reason =
+        Some(Lenient::Typed(reconcile_reason::ARCHIVE_ADOPTED.into()));
     entry.reconciled_at = Some(now);
     entry.extra = extra;
     Ok(Adoption {
@@ -278,22 +281,28 @@ fn apply_one(
     let Some(entry) = index.get_mut(&p.id).filter(|e| e.path == p.path) else {
         return Ok(false);
     };
-    match &p.change {
+    let reason = match &p.change {
         Change::MarkMissing if !present && entry.status != status::MISSING => {
             entry.status = status::MISSING.into();
+            reconcile_reason::ARCHIVE_MISSING
         }
         Change::MarkAvailable if present && entry.status != status::AVAILABLE => {
             entry.status = status::AVAILABLE.into();
+            reconcile_reason::ARCHIVE_PRESENT
         }
         Change::Record { finding, size } if present => {
             finding.record(entry, now);
             if size.is_some() {
                 entry.size_bytes = *size;
             }
+            reconcile_reason::ARCHIVE_REHASHED
         }
         _ => return Ok(false),
-    }
+    };
     entry.reconciled_at = Some(now.to_owned());
+    // The Python tool's record of the same change, so either tool reads it.
+    entry.metadata.reconciled_at = Some(Lenient::Typed(now.to_owned()));
+    entry.metadata.reconcile_reason = Some(Lenient::Typed(reason.to_owned()));
     Ok(true)
 }
 

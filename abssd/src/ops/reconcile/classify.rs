@@ -279,6 +279,7 @@ pub fn orphans(
                 reason,
                 action: adoptable.then(|| "adopt".to_owned()),
                 resolved: false,
+                size_bytes: Some(archive.size),
             },
             adoptable,
         });
@@ -311,6 +312,7 @@ pub fn stray_sidecars(scan: &Scan, index: &Index, instance: Option<&str>) -> Vec
                 reason: format!("{name} is gone and no index entry names it"),
                 action: None,
                 resolved: false,
+                size_bytes: None,
             })
         })
         .collect()
@@ -330,6 +332,7 @@ pub(super) fn entry_item(
         reason,
         action: action.map(str::to_owned),
         resolved: false,
+        size_bytes: None,
     }
 }
 

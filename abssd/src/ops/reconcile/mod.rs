@@ -408,6 +408,9 @@ async fn write(
             continue;
         }
         progress.changed(&p.id);
+        if !matches!(p.change, Change::WriteSidecar { .. }) {
+            result.updates_applied += 1;
+        }
         let Some((category, at)) = p.item else {
             continue;
         };
