@@ -294,17 +294,17 @@ fn recorded_asset(
             "is {text:?}: it must be an absolute path without '.' or '..'"
         ));
     }
-    if path.file_name().and_then(|n| n.to_str()) != Some(name) {
-        return refuse(format!(
-            "is {text:?}: the file must be named {name}, as both tools name it"
-        ));
-    }
     let parent = path.parent().unwrap_or(Path::new("/"));
     if !dirs.iter().any(|d| d == parent) {
         let allowed: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
         return refuse(format!(
             "is {text:?}, outside the directories it may name ({})",
             allowed.join(", ")
+        ));
+    }
+    if path.file_name().and_then(|n| n.to_str()) != Some(name) {
+        return refuse(format!(
+            "is {text:?}: the file must be named {name}, as both tools name it"
         ));
     }
     Ok(Some(path.to_owned()))

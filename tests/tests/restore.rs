@@ -940,3 +940,125 @@ async fn a_missing_sidecar_and_a_damaged_archive_change_nothing() {
     assert!(w.unit_active("alpha"));
     w.assert_no_leftovers();
 }
+
+/// Point alpha's registry entry at `site`, `link` and `unit` under
+/// `paths.nginx_site`, `paths.nginx_enabled` and `paths.systemd_unit`, as the
+/// Python tool records them (plain strings).
+fn record_paths(w: &World, unit: &Path, site: &Path, link: &Path) {
+    let file = w.cfg().registry_file();
+    let mut reg = abssd::registry::Registry::load(&file).unwrap();
+    let paths = &mut reg.get_mut("alpha").unwrap().paths.extra;
+    for (key, p) in [
+        ("systemd_unit", unit),
+        ("nginx_site", site),
+        ("nginx_enabled", link),
+    ] {
+        paths.insert(key.into(), json!(p.display().to_string()));
+    }
+    reg.save(&file).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recorded_unit_and_site_paths_are_archived_planned_and_restored_there() {
+    let w = World::new(&["alpha"]);
+    let cfg = w.cfg();
+    // Where the Python tool keeps them with no systemd.unit_dir configured:
+    // under its runtime directory, not where abssd's configuration says.
+    let run = &cfg.runtime_dir;
+    let (site, link) = (
+        run.join("nginx/sites-available/abssctl-alpha.conf"),
+        run.join("nginx/sites-enabled/abssctl-alpha.conf"),
+    );
+    fs::create_dir_all(site.parent().unwrap()).unwrap();
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    fs::rename(cfg.site_file("alpha"), &site).unwrap();
+    fs::remove_file(cfg.site_link("alpha")).unwrap();
+    std::os::unix::fs::symlink(&site, &link).unwrap();
+    let site_then = fs::read(&site).unwrap();
+    record_paths(&w, &cfg.unit_file("alpha"), &site, &link);
+
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    assert_eq!(
+        abssd_tests::tar_member(
+            &made.archive,
+            &format!("{}/nginx/abssctl-alpha.conf", made.id)
+        ),
+        site_then,
+        "the recorded site is archived"
+    );
+    fs::write(
+        &site,
+        "server { listen 127.0.0.1:8081; server_name vandal.test; }\n",
+    )
+    .unwrap();
+    fs::remove_file(&link).unwrap();
+
+    let out = restore(
+        &c,
+        &RestoreParams {
+            dry_run: true,
+            ..no_pre(&made.id)
+        },
+    )
+    .await
+    .unwrap();
+    let plan = out.plan.unwrap();
+    let assets = plan
+        .steps
+        .iter()
+        .find(|s| s.step == Phase::Assets)
+        .expect("an assets step");
+    assert!(
+        assets.detail.contains(&site.display().to_string())
+            && assets.detail.contains(&link.display().to_string()),
+        "{}",
+        assets.detail
+    );
+
+    let out = restore(&c, &no_pre(&made.id)).await.unwrap();
+    assert!(out.result.unwrap().nginx_reloaded);
+    assert_eq!(fs::read(&site).unwrap(), site_then);
+    assert_eq!(fs::read_link(&link).unwrap(), site);
+    assert!(
+        !cfg.site_file("alpha").exists() && fs::symlink_metadata(cfg.site_link("alpha")).is_err(),
+        "nothing is installed at the default paths"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_path_outside_the_allowed_directories_is_refused_changing_nothing() {
+    let w = World::new(&["alpha"]);
+    let cfg = w.cfg();
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    let victim = w.sb.path("etc/passwd");
+    fs::create_dir_all(victim.parent().unwrap()).unwrap();
+    fs::write(&victim, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    for (site, why) in [
+        (victim.clone(), "outside the directories"),
+        (
+            cfg.sites_available.join("default"),
+            "must be named abssctl-alpha.conf",
+        ),
+    ] {
+        record_paths(&w, &cfg.unit_file("alpha"), &site, &cfg.site_link("alpha"));
+        let (before, index_before) = (w.live_state(), w.index());
+        let err = restore(&c, &no_pre(&made.id)).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+        assert!(
+            err.message.contains("instance alpha")
+                && err.message.contains("paths.nginx_site")
+                && err.message.contains(why),
+            "{}",
+            err.message
+        );
+        assert_same(&before, &w.live_state());
+        assert_eq!(w.index(), index_before);
+    }
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+    assert!(!cfg.sites_available.join("default").exists());
+}
