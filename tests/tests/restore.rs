@@ -1062,3 +1062,58 @@ async fn a_recorded_path_outside_the_allowed_directories_is_refused_changing_not
     );
     assert!(!cfg.sites_available.join("default").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archived_site_without_a_destination_is_a_warning_in_the_plan_and_the_restore() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let id = "20250601-100000-alpha-a1b2c3";
+    let (archive, data) = python_style_archive(&w.sb, "alpha", id, true);
+    // A site under another name, as a hand-made or renamed setup leaves it:
+    // no path abssd may write is known for it.
+    let top = data.parent().unwrap();
+    fs::write(
+        top.join("nginx/alpha.example.test.conf"),
+        "server { listen 127.0.0.1:8082; }\n",
+    )
+    .unwrap();
+    let archive_s = archive.display().to_string();
+    let staging = top.parent().unwrap().display().to_string();
+    abssd_tests::tar(&["-czf", &archive_s, "-C", &staging, id]);
+    register_python_entry(&w.sb, "alpha", id, &archive, "gzip");
+    let says =
+        |w: &str| w.contains("nginx/alpha.example.test.conf") && w.contains("cannot be determined");
+
+    let plan = restore(
+        &c,
+        &RestoreParams {
+            dry_run: true,
+            ..no_pre(id)
+        },
+    )
+    .await
+    .unwrap()
+    .plan
+    .unwrap();
+    assert!(plan.warnings.iter().any(|w| says(w)), "{:?}", plan.warnings);
+    assert_eq!(
+        plan.warnings
+            .iter()
+            .filter(|w| w.contains("archive holds"))
+            .count(),
+        1
+    );
+
+    let result = restore(&c, &no_pre(id)).await.unwrap().result.unwrap();
+    assert!(
+        result.warnings.iter().any(|w| says(w)),
+        "{:?}",
+        result.warnings
+    );
+    assert!(
+        !w.cfg()
+            .sites_available
+            .join("alpha.example.test.conf")
+            .exists()
+    );
+}

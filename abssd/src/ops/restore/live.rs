@@ -7,7 +7,7 @@ use abssd_proto::{Phase, RestoreResult};
 
 use super::job::{Done, Job};
 use super::swap::{self, Asset, Replaced};
-use super::{payload, pre_backup};
+use super::{payload, pre_backup, unplaced};
 use crate::config::{site_name, unit_name};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -133,6 +133,8 @@ impl Live<'_, '_> {
             ))
         })?;
         let payload = job.payload();
+        done.warnings
+            .extend(unplaced::warnings(name, &unplaced::in_payload(&payload)));
         let mut replaced = |r: Replaced| {
             done.assets.push(r.path.display().to_string());
             done.leftovers.extend(r.kept);
