@@ -1030,3 +1030,180 @@ async fn a_restore_writes_the_python_tools_restore_metadata_and_pre_backup_label
     // Nobody restored the pre-restore backup.
     assert!(pre_entry["metadata"].get("last_restored_at").is_none());
 }
+
+/// Point alpha's registry entry at `site`, `link` and `unit` under
+/// `paths.nginx_site`, `paths.nginx_enabled` and `paths.systemd_unit`, as the
+/// Python tool records them (plain strings).
+fn record_paths(w: &World, unit: &Path, site: &Path, link: &Path) {
+    let file = w.cfg().registry_file();
+    let mut reg = abssd::registry::Registry::load(&file).unwrap();
+    let paths = &mut reg.get_mut("alpha").unwrap().paths.extra;
+    for (key, p) in [
+        ("systemd_unit", unit),
+        ("nginx_site", site),
+        ("nginx_enabled", link),
+    ] {
+        paths.insert(key.into(), json!(p.display().to_string()));
+    }
+    reg.save(&file).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recorded_unit_and_site_paths_are_archived_planned_and_restored_there() {
+    let w = World::new(&["alpha"]);
+    let cfg = w.cfg();
+    // Where the Python tool keeps them with no systemd.unit_dir configured:
+    // under its runtime directory, not where abssd's configuration says.
+    let run = &cfg.runtime_dir;
+    let (site, link) = (
+        run.join("nginx/sites-available/abssctl-alpha.conf"),
+        run.join("nginx/sites-enabled/abssctl-alpha.conf"),
+    );
+    fs::create_dir_all(site.parent().unwrap()).unwrap();
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    fs::rename(cfg.site_file("alpha"), &site).unwrap();
+    fs::remove_file(cfg.site_link("alpha")).unwrap();
+    std::os::unix::fs::symlink(&site, &link).unwrap();
+    let site_then = fs::read(&site).unwrap();
+    record_paths(&w, &cfg.unit_file("alpha"), &site, &link);
+
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    assert_eq!(
+        abssd_tests::tar_member(
+            &made.archive,
+            &format!("{}/nginx/abssctl-alpha.conf", made.id)
+        ),
+        site_then,
+        "the recorded site is archived"
+    );
+    fs::write(
+        &site,
+        "server { listen 127.0.0.1:8081; server_name vandal.test; }\n",
+    )
+    .unwrap();
+    fs::remove_file(&link).unwrap();
+
+    let out = restore(
+        &c,
+        &RestoreParams {
+            dry_run: true,
+            ..no_pre(&made.id)
+        },
+    )
+    .await
+    .unwrap();
+    let plan = out.plan.unwrap();
+    let assets = plan
+        .steps
+        .iter()
+        .find(|s| s.step == Phase::Assets)
+        .expect("an assets step");
+    assert!(
+        assets.detail.contains(&site.display().to_string())
+            && assets.detail.contains(&link.display().to_string()),
+        "{}",
+        assets.detail
+    );
+
+    let out = restore(&c, &no_pre(&made.id)).await.unwrap();
+    assert!(out.result.unwrap().nginx_reloaded);
+    assert_eq!(fs::read(&site).unwrap(), site_then);
+    assert_eq!(fs::read_link(&link).unwrap(), site);
+    assert!(
+        !cfg.site_file("alpha").exists() && fs::symlink_metadata(cfg.site_link("alpha")).is_err(),
+        "nothing is installed at the default paths"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_path_outside_the_allowed_directories_is_refused_changing_nothing() {
+    let w = World::new(&["alpha"]);
+    let cfg = w.cfg();
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    let victim = w.sb.path("etc/passwd");
+    fs::create_dir_all(victim.parent().unwrap()).unwrap();
+    fs::write(&victim, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    for (site, why) in [
+        (victim.clone(), "outside the directories"),
+        (
+            cfg.sites_available.join("default"),
+            "must be named abssctl-alpha.conf",
+        ),
+    ] {
+        record_paths(&w, &cfg.unit_file("alpha"), &site, &cfg.site_link("alpha"));
+        let (before, index_before) = (w.live_state(), w.index());
+        let err = restore(&c, &no_pre(&made.id)).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+        assert!(
+            err.message.contains("instance alpha")
+                && err.message.contains("paths.nginx_site")
+                && err.message.contains(why),
+            "{}",
+            err.message
+        );
+        assert_same(&before, &w.live_state());
+        assert_eq!(w.index(), index_before);
+    }
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+    assert!(!cfg.sites_available.join("default").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archived_site_without_a_destination_is_a_warning_in_the_plan_and_the_restore() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let id = "20250601-100000-alpha-a1b2c3";
+    let (archive, data) = python_style_archive(&w.sb, "alpha", id, true);
+    // A site under another name, as a hand-made or renamed setup leaves it:
+    // no path abssd may write is known for it.
+    let top = data.parent().unwrap();
+    fs::write(
+        top.join("nginx/alpha.example.test.conf"),
+        "server { listen 127.0.0.1:8082; }\n",
+    )
+    .unwrap();
+    let archive_s = archive.display().to_string();
+    let staging = top.parent().unwrap().display().to_string();
+    abssd_tests::tar(&["-czf", &archive_s, "-C", &staging, id]);
+    register_python_entry(&w.sb, "alpha", id, &archive, "gzip");
+    let says =
+        |w: &str| w.contains("nginx/alpha.example.test.conf") && w.contains("cannot be determined");
+
+    let plan = restore(
+        &c,
+        &RestoreParams {
+            dry_run: true,
+            ..no_pre(id)
+        },
+    )
+    .await
+    .unwrap()
+    .plan
+    .unwrap();
+    assert!(plan.warnings.iter().any(|w| says(w)), "{:?}", plan.warnings);
+    assert_eq!(
+        plan.warnings
+            .iter()
+            .filter(|w| w.contains("archive holds"))
+            .count(),
+        1
+    );
+
+    let result = restore(&c, &no_pre(id)).await.unwrap().result.unwrap();
+    assert!(
+        result.warnings.iter().any(|w| says(w)),
+        "{:?}",
+        result.warnings
+    );
+    assert!(
+        !w.cfg()
+            .sites_available
+            .join("alpha.example.test.conf")
+            .exists()
+    );
+}

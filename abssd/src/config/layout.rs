@@ -36,6 +36,8 @@ pub struct Layout {
     pub restores_root: PathBuf,
     /// The Unix socket served.
     pub socket: PathBuf,
+    /// `--prefix`, under which every default is re-rooted.
+    pub prefix: Option<PathBuf>,
 }
 
 impl Layout {
@@ -98,6 +100,7 @@ impl Layout {
             state_dir,
             runtime_dir,
             backups_root,
+            prefix: prefix.map(Path::to_owned),
         }
     }
 

@@ -224,22 +224,13 @@ pub(super) fn build_plan(
     members.extend(data);
 
     if !params.data_only {
+        let at = instance.service_paths(config)?;
         let assets = [
-            (
-                "unit",
-                config.layout.unit_file(&instance.name),
-                "systemd",
-                unit_name(&instance.name),
-            ),
-            (
-                "site",
-                config.layout.site_file(&instance.name),
-                "nginx",
-                site_name(&instance.name),
-            ),
+            ("unit", at.unit, "systemd", unit_name(&instance.name)),
+            ("site", at.site, "nginx", site_name(&instance.name)),
             (
                 "site_enabled",
-                config.layout.site_link(&instance.name),
+                at.link,
                 "nginx-enabled",
                 site_name(&instance.name),
             ),

@@ -12,9 +12,10 @@
 use std::path::{Path, PathBuf};
 
 use super::swap::PRE_RESTORE;
-use crate::config::{Config, site_name, unit_name};
+use crate::config::{site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::BAK;
+use crate::registry::ServicePaths;
 
 /// Where a path lives: its filesystem and, when the kernel says (Linux ≥ 5.8),
 /// its mount. A bind mount of the same filesystem has the same device but
@@ -100,7 +101,12 @@ pub fn one_mount(target: &Path, live: bool) -> Result<()> {
 /// What earlier restores left beside `target` (and, for live restores, beside
 /// the instance's unit file, site and enabled link), one warning each, sorted.
 /// A directory that cannot be read is skipped: this only informs.
-pub fn leftovers(config: &Config, instance: &str, target: &Path, live: bool) -> Vec<String> {
+pub fn leftovers(
+    instance: &str,
+    target: &Path,
+    live: bool,
+    assets: Option<&ServicePaths>,
+) -> Vec<String> {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -125,17 +131,16 @@ pub fn leftovers(config: &Config, instance: &str, target: &Path, live: bool) -> 
                 path.display()
             ));
         }
+    }
+    // Beside the unit, site and link this restore would install (none for a
+    // data-only restore, which leaves them alone).
+    if let Some(at) = assets {
         let site = site_name(instance);
+        let dir_of = |p: &Path| p.parent().unwrap_or(Path::new("/")).to_owned();
         for (dir, prefix) in [
-            (
-                config.layout.unit_dir.clone(),
-                format!("{}{BAK}", unit_name(instance)),
-            ),
-            (
-                config.layout.sites_available.clone(),
-                format!("{site}{BAK}"),
-            ),
-            (config.layout.sites_enabled.clone(), format!(".{site}{BAK}")),
+            (dir_of(&at.unit), format!("{}{BAK}", unit_name(instance))),
+            (dir_of(&at.site), format!("{site}{BAK}")),
+            (dir_of(&at.link), format!(".{site}{BAK}")),
         ] {
             for path in siblings(&dir, &prefix) {
                 out.push(format!(
@@ -170,8 +175,8 @@ fn siblings(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
-    fn config(prefix: &Path) -> Config {
-        Config::load_with_env(
+    fn config(prefix: &Path) -> crate::config::Config {
+        crate::config::Config::load_with_env(
             &crate::config::Overrides {
                 prefix: Some(prefix.into()),
                 ..Default::default()
@@ -232,12 +237,18 @@ mod tests {
         )
         .unwrap();
         std::fs::write(cfg.layout.unit_dir.join("abssctl-beta.service.bak-1"), "x").unwrap();
-        let live = leftovers(&cfg, "alpha", &data, true);
+        let at = crate::registry::Registry::parse("instances: [{name: alpha}]")
+            .unwrap()
+            .get("alpha")
+            .unwrap()
+            .service_paths(&cfg)
+            .unwrap();
+        let live = leftovers("alpha", &data, true, Some(&at));
         assert_eq!(live.len(), 3, "{live:#?}");
         assert!(live[0].contains(".data.restore-20240101") && live[0].contains("staging"));
         assert!(live[1].contains("data.pre-restore-20240101") && live[1].contains("kept"));
         assert!(live[2].contains("abssctl-alpha.service.bak-"));
-        let dest = leftovers(&cfg, "alpha", &data, false);
+        let dest = leftovers("alpha", &data, false, None);
         assert_eq!(dest.len(), 1, "{dest:#?}");
     }
 }

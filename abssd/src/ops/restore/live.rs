@@ -7,7 +7,7 @@ use abssd_proto::{Phase, RestoreResult};
 
 use super::job::{Done, Job};
 use super::swap::{self, Asset, Replaced};
-use super::{payload, pre_backup};
+use super::{payload, pre_backup, unplaced};
 use crate::config::{site_name, unit_name};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -126,20 +126,21 @@ impl Live<'_, '_> {
     fn assets(&self, journal: &mut Journal, done: &mut Done) -> Result<bool> {
         let job = self.job;
         job.progress.phase(Phase::Assets);
-        let (cfg, name, stamp) = (&job.ctx.config, &job.plan.instance, &job.stamp);
+        let (name, stamp) = (&job.plan.instance, &job.stamp);
+        let at = job.pre.assets.as_ref().ok_or_else(|| {
+            Error::Internal(format!(
+                "no unit and site paths were resolved for {name} before installing them"
+            ))
+        })?;
         let payload = job.payload();
+        done.warnings
+            .extend(unplaced::warnings(name, &unplaced::in_payload(&payload)));
         let mut replaced = |r: Replaced| {
             done.assets.push(r.path.display().to_string());
             done.leftovers.extend(r.kept);
         };
         let unit_src = payload.join("systemd").join(unit_name(name));
-        if let Some(r) = swap::file(
-            journal,
-            stamp,
-            &unit_src,
-            &cfg.layout.unit_file(name),
-            Asset::Unit,
-        )? {
+        if let Some(r) = swap::file(journal, stamp, &unit_src, &at.unit, Asset::Unit)? {
             replaced(r);
         }
         let site_src = payload.join("nginx").join(site_name(name));
@@ -147,13 +148,13 @@ impl Live<'_, '_> {
             return Ok(false);
         }
         let mut site_changed = false;
-        let site = cfg.layout.site_file(name);
-        if let Some(r) = swap::file(journal, stamp, &site_src, &site, Asset::Site)? {
+        let site = &at.site;
+        if let Some(r) = swap::file(journal, stamp, &site_src, site, Asset::Site)? {
             replaced(r);
             site_changed = true;
         }
         let enabled = payload.join("nginx-enabled").join(site_name(name)).exists();
-        if let Some(r) = swap::link(journal, stamp, &cfg.layout.site_link(name), &site, enabled)? {
+        if let Some(r) = swap::link(journal, stamp, &at.link, site, enabled)? {
             replaced(r);
             site_changed = true;
         }

@@ -45,6 +45,7 @@ mod pre_backup;
 pub mod recover;
 pub mod rollback;
 mod swap;
+mod unplaced;
 
 use job::Job;
 
@@ -75,7 +76,7 @@ pub async fn run(
     let staging = plan::staging_dir(&pre.target, &stamp);
     let pre_backup_dir = (live && !params.no_pre_backup)
         .then(|| ctx.config.layout.instance_backup_dir(&pre.entry.instance));
-    let plan = plan::build(
+    let mut plan = plan::build(
         &ctx.config,
         plan::PlanInput {
             pre: &pre,
@@ -86,6 +87,29 @@ pub async fn run(
             data_only,
         },
     )?;
+    // The dry run (which the client's confirmation shows) reads the archive
+    // through for what the restore would not install; the restore itself
+    // finds the same in the unpacked payload.
+    if params.dry_run && !data_only {
+        let (archive, algorithm, instance) = (
+            pre.archive.clone(),
+            pre.algorithm,
+            pre.entry.instance.clone(),
+        );
+        let limits = crate::extract::Limits {
+            max_entries: ctx.config.daemon.max_restore_entries,
+            recorded_bytes: pre.entry.metadata.uncompressed_bytes,
+        };
+        let found =
+            tokio::task::spawn_blocking(move || unplaced::in_archive(&archive, algorithm, limits))
+                .await?;
+        match found {
+            Ok(found) => plan.warnings.extend(unplaced::warnings(&instance, &found)),
+            Err(e) => plan.warnings.push(format!(
+                "could not read the archive through to list its unit and site files: {e}"
+            )),
+        }
+    }
     progress.emit(EventKind::Plan {
         plan: serde_json::to_value(&plan).unwrap_or_default(),
     });

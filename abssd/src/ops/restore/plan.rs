@@ -14,7 +14,7 @@ use crate::config::{Config, site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::extract::Reserve;
 use crate::index::{self, Index};
-use crate::registry::{Instance, Registry, validate_name};
+use crate::registry::{Instance, Registry, ServicePaths, validate_name};
 use crate::systemd::UnitState;
 
 /// What pre-flight found, beyond the plan itself.
@@ -24,6 +24,9 @@ pub struct Preflight {
     pub entry: BackupEntry,
     /// The registry entry (live restores).
     pub instance: Option<Instance>,
+    /// Where the unit file, site and link go (live restores that install
+    /// them): the registry entry's recorded paths, else the defaults.
+    pub assets: Option<ServicePaths>,
     /// Archive path.
     pub archive: PathBuf,
     /// Digest the archive must have.
@@ -154,8 +157,14 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
         }
     };
     let live = params.dest.is_none();
+    // Checked before anything changes: a recorded path that is refused stops
+    // the restore here, with nothing touched.
+    let assets = match &instance {
+        Some(i) if !params.data_only && !entry.metadata.data_only => Some(i.service_paths(config)?),
+        _ => None,
+    };
     guards::one_mount(&target, live)?;
-    let leftovers = guards::leftovers(config, &entry.instance, &target, live);
+    let leftovers = guards::leftovers(&entry.instance, &target, live, assets.as_ref());
     let (available, size) = space(&target)?;
     let reserve = Reserve {
         percent: config.daemon.restore_reserve_percent,
@@ -164,6 +173,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
     Ok(Preflight {
         entry,
         instance,
+        assets,
         archive,
         expected_sha256,
         sidecar_missing,
@@ -520,10 +530,11 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
                 PlanStep::Swap => live.then(|| {
                     format!("rename {target} to {target}.pre-restore-<ts> and move the restored data in")
                 }),
-                PlanStep::Assets => (live && !data_only).then(|| format!(
-                    "install the archived {} and {} (previous files kept as .bak-<ts> until the end), and the sites-enabled link",
-                    config.layout.unit_file(&entry.instance).display(),
-                    config.layout.site_file(&entry.instance).display()
+                PlanStep::Assets => pre.assets.as_ref().filter(|_| live && !data_only).map(|at| format!(
+                    "install the archived {} and {} (previous files kept as .bak-<ts> until the end), and the sites-enabled link {}",
+                    at.unit.display(),
+                    at.site.display(),
+                    at.link.display()
                 )),
                 PlanStep::DaemonReload => {
                     (live && !data_only).then(|| "systemd daemon-reload".to_owned())
