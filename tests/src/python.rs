@@ -107,3 +107,14 @@ pub fn register_python_entry(sb: &Sandbox, name: &str, id: &str, archive: &Path,
     fs::create_dir_all(index_file.parent().unwrap()).unwrap();
     fs::write(&index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
 }
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, as the Python tool's `_iso_now` writes a time:
+/// `datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")`.
+pub fn assert_python_time(v: &Value) {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
+    let shape: String = s
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99T99:99:99Z", "{s}");
+}

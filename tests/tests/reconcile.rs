@@ -11,7 +11,7 @@ use abssd_proto::methods::{BackupCreate, BackupReconcile, BackupRestore};
 use abssd_proto::*;
 use abssd_tests::hooks::Gate;
 use abssd_tests::inspect::{events_of, snapshot_content};
-use abssd_tests::python::{python_style_archive, register_python_entry};
+use abssd_tests::python::{assert_python_time, python_style_archive, register_python_entry};
 use abssd_tests::{Daemon, Sandbox, backup, client, serial};
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
@@ -834,17 +834,6 @@ async fn a_missing_sidecar_is_reported_and_written_back_from_a_verified_hash() {
     let (_, _, r) = reconcile(&c, None, READ).await;
     assert!(r.in_sync(), "{r:?}");
     assert!(r.missing_sidecars.is_empty());
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`, as the Python tool's `_iso_now` writes a time:
-/// `datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")`.
-fn assert_python_time(v: &Value) {
-    let s = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
-    let shape: String = s
-        .chars()
-        .map(|c| if c.is_ascii_digit() { '9' } else { c })
-        .collect();
-    assert_eq!(shape, "9999-99-99T99:99:99Z", "{s}");
 }
 
 /// `--apply` records each change where the Python tool's reconcile does, and

@@ -11,7 +11,7 @@ use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupList, BackupRestore, BackupShow};
 use abssd_proto::*;
 use abssd_tests::inspect::{events_of, phase, snapshot, waited_for_instance};
-use abssd_tests::python::{python_style_archive, register_python_entry};
+use abssd_tests::python::{assert_python_time, python_style_archive, register_python_entry};
 use abssd_tests::world::{Tmpfs, World, assert_same, live, no_pre, restore};
 use abssd_tests::{Verb, backup};
 use jsonrpsee::core::client::Client;
@@ -942,17 +942,6 @@ async fn a_missing_sidecar_and_a_damaged_archive_change_nothing() {
     );
     assert!(w.unit_active("alpha"));
     w.assert_no_leftovers();
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`, as the Python tool's `_iso_now` writes a time:
-/// `datetime.now(tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")`.
-fn assert_python_time(v: &Value) {
-    let s = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
-    let shape: String = s
-        .chars()
-        .map(|c| if c.is_ascii_digit() { '9' } else { c })
-        .collect();
-    assert_eq!(shape, "9999-99-99T99:99:99Z", "{s}");
 }
 
 /// A restore leaves on the entry what the Python tool's restore leaves, under
