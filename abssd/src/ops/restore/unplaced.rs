@@ -20,12 +20,17 @@ const ASSET_DIRS: [&str; 3] = ["systemd", "nginx", "nginx-enabled"];
 /// One warning for each `(dir, name)` that is not the instance's own asset.
 pub(super) fn warnings(instance: &str, found: &[(String, String)]) -> Vec<String> {
     let (unit, site) = (unit_name(instance), site_name(instance));
-    found
+    let unplaced: Vec<_> = found
         .iter()
         .filter(|(dir, name)| {
             let own = if dir == "systemd" { &unit } else { &site };
             name != own
         })
+        .collect();
+    // An archive may hold any number of them: name a few, count the rest.
+    let mut out: Vec<String> = unplaced
+        .iter()
+        .take(MAX_NAMED)
         .map(|(dir, name)| {
             let own = if dir == "systemd" { &unit } else { &site };
             format!(
@@ -33,8 +38,18 @@ pub(super) fn warnings(instance: &str, found: &[(String, String)]) -> Vec<String
                 crate::error::shown(name)
             )
         })
-        .collect()
+        .collect();
+    if unplaced.len() > MAX_NAMED {
+        out.push(format!(
+            "... and {} more files in the archive's unit and site directories that are not installed",
+            unplaced.len() - MAX_NAMED
+        ));
+    }
+    out
 }
+
+/// Unplaced files named one by one in a plan or result.
+const MAX_NAMED: usize = 20;
 
 /// The files directly inside the asset directories of an unpacked payload.
 pub(super) fn in_payload(payload: &Path) -> Vec<(String, String)> {
@@ -113,6 +128,20 @@ mod tests {
         );
         assert!(
             w[1].contains("systemd/abssctl-alpha.conf") && w[1].contains("abssctl-alpha.service")
+        );
+    }
+
+    #[test]
+    fn many_unplaced_files_are_named_a_few_and_counted() {
+        let found: Vec<(String, String)> = (0..MAX_NAMED + 5)
+            .map(|i| ("nginx".to_owned(), format!("other-{i}.conf")))
+            .collect();
+        let w = warnings("alpha", &found);
+        assert_eq!(w.len(), MAX_NAMED + 1);
+        assert!(
+            w[MAX_NAMED].starts_with("... and 5 more"),
+            "{}",
+            w[MAX_NAMED]
         );
     }
 }
