@@ -127,6 +127,12 @@ cargo clippy --workspace --all-targets --locked -j2 -- -D warnings
 section "documented builds contain no crash points (scripts/check-builds.sh)"
 scripts/check-builds.sh
 
+section "the Python abssctl as a test peer (scripts/python-peer.sh)"
+ABSSD_TEST_PYTHON_PEER=$(realpath "$(scripts/python-peer.sh)")
+export ABSSD_TEST_PYTHON_PEER
+PYTHONPATH=${ABSSD_PYTHON_PEER_SRC:-../shared/reference/python-abssctl/src} "$ABSSD_TEST_PYTHON_PEER/bin/python" -m abssctl --version
+echo "ok: $ABSSD_TEST_PYTHON_PEER"
+
 if cargo nextest --version >/dev/null 2>&1; then
   section "cargo nextest run --workspace --locked"
   cargo nextest run --workspace --locked --build-jobs 2 -j 2

@@ -4,6 +4,7 @@
 //! systemd on a private D-Bus ([`FakeSystemd`], over [`bus::Bus`]);
 //! [`rawtar`] writes the hostile tar streams the extraction tests feed in;
 //! [`python`] makes archives and index entries the way the Python tool does;
+//! [`peer`] runs the Python tool itself on a sandbox;
 //! [`child`] runs abssd as a process with its crash points armed;
 //! [`world`] puts it all together for restore tests ([`world::World`]);
 //! [`actual`] is what Actual's sync server keeps, as `actual-writer` writes it.
@@ -29,6 +30,7 @@ use jsonrpsee::core::client::{Client, ClientBuilder};
 
 pub mod inspect;
 pub mod nobody;
+pub mod peer;
 pub mod python;
 pub mod rawtar;
 pub mod serial;

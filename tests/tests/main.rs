@@ -20,6 +20,7 @@ mod guards;
 mod hardening_create;
 mod hardening_restore;
 mod hardening_rpc;
+mod interop;
 mod reconcile;
 mod restore;
 mod service;
