@@ -216,6 +216,59 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// An instance as the Python tool lays it out and registers it: the same
+    /// files as [`Sandbox::add_instance`], but its data root is the whole
+    /// `instance_root/<name>` (config.json beside `data/`), its nginx site in
+    /// the Python tool's `runtime_dir/nginx/sites-*`, and its registry entry
+    /// the keys `instance create` writes, dumped by PyYAML (`safe_dump`,
+    /// `sort_keys=False`). Returns the data root.
+    pub fn add_python_instance(&self, name: &str) -> PathBuf {
+        self.add_instance(name);
+        let cfg = self.config();
+        let root = cfg.instance_root.join(name);
+        let available = cfg.runtime_dir.join("nginx/sites-available");
+        let enabled = cfg.runtime_dir.join("nginx/sites-enabled");
+        fs::create_dir_all(&available).expect("mkdir");
+        fs::create_dir_all(&enabled).expect("mkdir");
+        let site = available.join(abssd::config::site_name(name));
+        let link = enabled.join(abssd::config::site_name(name));
+        fs::rename(cfg.site_file(name), &site).expect("move site");
+        fs::remove_file(cfg.site_link(name)).expect("unlink site");
+        symlink(&site, &link).expect("symlink");
+        let s = |p: &Path| p.display().to_string();
+        peer::python_script(
+            r#"
+import sys, yaml
+file, name, root, runtime, logs, state, unit, site, link = sys.argv[1:]
+with open(file) as f:
+    doc = yaml.safe_load(f) or {}
+for entry in doc.get("instances") or []:
+    if entry.get("name") == name:
+        entry["paths"] = {
+            "root": root, "data": root + "/data", "config": root + "/config.json",
+            "runtime": runtime, "logs": logs, "state": state,
+            "systemd_unit": unit, "nginx_site": site, "nginx_enabled": link,
+        }
+with open(file, "w") as f:
+    yaml.safe_dump(doc, f, sort_keys=False)
+"#,
+            &[
+                &s(&cfg.registry_file()),
+                name,
+                &s(&root),
+                &s(&cfg.runtime_dir.join("instances").join(name)),
+                &s(&cfg.logs_dir.join(name)),
+                &s(&cfg.state_dir.join("instances").join(name)),
+                &s(&cfg.unit_file(name)),
+                &s(&site),
+                &s(&link),
+            ],
+        );
+        root
+    }
+}
+
 /// The real daemon, in-process on its own runtime thread; stopped on drop.
 #[derive(Debug)]
 pub struct Daemon {

@@ -45,9 +45,23 @@ impl World {
     /// `backups:\n  index: ...`). The instances are registered first, where
     /// the default configuration puts them.
     pub fn with_config(instances: &[&str], extra: impl FnOnce(&Sandbox) -> String) -> World {
+        World::build(instances, Sandbox::add_instance, extra)
+    }
+
+    /// Like [`World::new`], the instances laid out and registered the way the
+    /// Python tool does ([`Sandbox::add_python_instance`]).
+    pub fn python(instances: &[&str]) -> World {
+        World::build(instances, Sandbox::add_python_instance, |_| String::new())
+    }
+
+    fn build(
+        instances: &[&str],
+        add: fn(&Sandbox, &str) -> PathBuf,
+        extra: impl FnOnce(&Sandbox) -> String,
+    ) -> World {
         let sb = Sandbox::new();
         for name in instances {
-            sb.add_instance(name);
+            add(&sb, name);
         }
         let cfg = sb.config();
         let fake = FakeSystemd::start(Some(&cfg.unit_dir));
