@@ -245,3 +245,54 @@ async fn an_abssd_backup_restores_under_python_and_both_reconcile_clean() {
     assert!(ours.in_sync(), "{ours:?}");
     assert_python_reconcile_clean(&py);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_python_prune_removed_is_not_drift_to_abssd() {
+    let w = World::python(&["alpha"]);
+    let c = w.client().await;
+    let py = python(&w);
+    let ours = abssd_tests::backup(&c, "alpha").await;
+    let created = py.json(&["backup", "create", "alpha", "--json"]);
+    let theirs = created["result"]["id"].as_str().unwrap().to_owned();
+
+    // Everything older than "now": the Python tool removes both archives and
+    // marks both entries removed.
+    let out = py.run(&["backup", "prune", "--older-than", "0", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!std::path::Path::new(&ours.archive).exists());
+    let listed = call::<abssd_proto::methods::BackupList>(&c, &ListParams::default())
+        .await
+        .unwrap();
+    let mut seen: Vec<(String, String)> = listed
+        .backups
+        .iter()
+        .map(|b| (b.id.clone(), b.status.clone()))
+        .collect();
+    seen.sort();
+    let mut want = vec![
+        (ours.id.clone(), "removed".to_owned()),
+        (theirs.clone(), "removed".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+
+    // Intended, not drift: reported clean, and --apply leaves the index as it is.
+    let before = w.index();
+    let report = reconcile(&c).await;
+    assert!(report.in_sync() && report.unresolved == 0, "{report:?}");
+    let applied = call::<BackupReconcile>(
+        &c,
+        &ReconcileParams {
+            apply: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .result
+    .unwrap();
+    assert_eq!(applied.updates_applied, 0, "{applied:?}");
+    assert_eq!(w.index(), before);
+    // (The Python tool's own reconcile lists its removed entries as missing:
+    // its prune and its reconcile disagree; ours follows its prune.)
+}
