@@ -276,8 +276,33 @@ async fn what_the_python_prune_removed_is_not_drift_to_abssd() {
     want.sort();
     assert_eq!(seen, want);
 
-    // Intended, not drift: reported clean, and --apply leaves the index as it is.
+    // Intended, not drift: verify --all passes them by, and verify of one
+    // of them says why there is nothing to verify; neither writes anything.
     let before = w.index();
+    let all = call::<abssd_proto::methods::BackupVerify>(
+        &c,
+        &VerifyParams {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(all.result.unwrap().results.is_empty());
+    let one = call::<abssd_proto::methods::BackupVerify>(
+        &c,
+        &VerifyParams {
+            id: Some(ours.id.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(one.kind, ErrorKind::Validation, "{one:?}");
+    assert!(one.message.contains("removed"), "{one:?}");
+    assert_eq!(w.index(), before);
+
+    // Reconcile reports them clean, and --apply leaves the index as it is.
     let report = reconcile(&c).await;
     assert!(report.in_sync() && report.unresolved == 0, "{report:?}");
     let applied = call::<BackupReconcile>(

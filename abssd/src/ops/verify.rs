@@ -128,12 +128,22 @@ pub async fn record(
         tokio::task::spawn_blocking(move || {
             let mut index = Index::load(&file)?;
             let now = fsutil::now_utc();
+            let mut recorded = false;
             for f in &findings {
-                if let Some(e) = index.get_mut(&f.item.id) {
+                // An entry pruned meanwhile (by either tool) stays as the
+                // prune left it: its archive is gone on purpose.
+                if let Some(e) = index.get_mut(&f.item.id)
+                    && e.status != status::REMOVED
+                {
                     f.record(e, &now);
+                    recorded = true;
                 }
             }
-            index.save(&file)?;
+            // Nothing to record, nothing to write: the file stays as its
+            // last writer left it, byte for byte.
+            if recorded {
+                index.save(&file)?;
+            }
             Ok::<_, Error>(findings)
         })
         .await??
@@ -148,8 +158,22 @@ fn select(index: &Index, params: &VerifyParams, file: &Path) -> Result<Vec<Backu
     match (&params.id, params.all) {
         (Some(_), true) => Err(Error::validation("give a backup id or --all, not both")),
         (None, false) => Err(Error::validation("give a backup id or --all")),
-        (Some(id), false) => Ok(vec![index.require(id, file)?.clone()]),
-        (None, true) => Ok(index.newest_first(None)),
+        (Some(id), false) => {
+            let entry = index.require(id, file)?;
+            if entry.status == status::REMOVED {
+                return Err(Error::validation(format!(
+                    "backup {id} was removed by a prune (status: removed): there is no archive to verify"
+                )));
+            }
+            Ok(vec![entry.clone()])
+        }
+        // Removed entries are a record of a prune, not backups to check: a
+        // verify that marked them `missing` would erase that record.
+        (None, true) => Ok(index
+            .newest_first(None)
+            .into_iter()
+            .filter(|e| e.status != status::REMOVED)
+            .collect()),
     }
 }
 
