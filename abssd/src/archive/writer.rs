@@ -203,6 +203,9 @@ async fn append(
                     .append_data(&mut header, m.path(), tokio::io::empty())
                     .await
                     .map_err(err)?;
+                // The walk counted this name's size in the total like any
+                // file's; counted done here, progress still ends at the total.
+                progress(*size);
                 return Ok(None);
             }
             let mut file = file;

@@ -265,6 +265,35 @@ mod tests {
         assert_eq!(rec.changed_backups(), [result.id]);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn progress_ends_at_the_total_when_a_file_has_two_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = one_instance(dir.path());
+        let data = ctx.config.layout.instance_root.join("alpha");
+        std::fs::hard_link(data.join("budget.txt"), data.join("second-name")).unwrap();
+        let actor = Actor {
+            uid: 0,
+            user: "root".into(),
+            pid: 1,
+        };
+        let params = CreateParams {
+            instance: "alpha".into(),
+            data_only: true,
+            ..CreateParams::default()
+        };
+        let (rec, progress) = Recorder::start("op-create");
+        let (plan, result) = run(&ctx, &params, &actor, &progress).await.unwrap();
+        assert!(result.unwrap().warnings.is_empty());
+        assert!(
+            plan.total_bytes >= 6000,
+            "both names are counted in the plan"
+        );
+        assert_eq!(
+            rec.progress_of(&Phase::Archive).last(),
+            Some(&(plan.total_bytes, plan.total_bytes))
+        );
+    }
+
     #[test]
     fn labels_split_on_commas_and_dedupe() {
         let raw = vec![
