@@ -2,10 +2,17 @@
 //! tool (SPEC §3, §4).
 //!
 //! The file is the truth: it is read afresh under the lock for every operation
-//! and never cached. Known keys are typed; every other key is kept in `extra` and
-//! written back. Output goes through serde-saphyr, which quotes strings PyYAML
-//! would otherwise read as booleans, numbers or dates (`yes`, `on`, `1e3`,
-//! `2025-01-02`).
+//! and never cached. It is read leniently ([`yaml`]: a tree with byte
+//! positions, scalars typed as PyYAML's YAML 1.1 resolver types them) and each
+//! entry is typed on its own ([`typed`]): a value our model rejects stops only
+//! an operation on that instance. A restore changes one entry in place
+//! ([`emit`]): its unchanged keys and every other byte of the file stay as the
+//! other tool wrote them, and what is written reads back in PyYAML as the types
+//! meant.
+
+mod emit;
+mod typed;
+mod yaml;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -17,15 +24,45 @@ use crate::config::{Config, site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 
 /// The whole registry file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Read leniently: every entry is typed on its own, and one whose known keys
+/// hold what the model does not accept (`port: auto`, a date as `version`)
+/// is kept aside in `rejected`, so that an odd value in one instance's entry
+/// never stops an operation on another. The text it was read from is kept:
+/// [`Registry::write_entry`] changes one entry and no other byte.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Registry {
-    /// Instances in file order.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    /// Entries that type, in file order.
     pub instances: Vec<Instance>,
-    /// Other top-level keys.
+    /// Other top-level keys (read as JSON; only a whole-file
+    /// [`Registry::save`] writes them, which the daemon never does).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// Entries that do not type: (instance name, the reason).
+    #[serde(skip)]
+    rejected: Vec<(String, String)>,
+    /// The text and tree read, for editing one entry in place.
+    #[serde(skip)]
+    source: Option<Source>,
 }
+
+/// What [`Registry::parse`] read.
+#[derive(Debug, Clone)]
+struct Source {
+    text: String,
+    doc: yaml::Doc,
+}
+
+impl PartialEq for Registry {
+    fn eq(&self, other: &Registry) -> bool {
+        (&self.instances, &self.extra, &self.rejected)
+            == (&other.instances, &other.extra, &other.rejected)
+    }
+}
+
+/// Largest registry read: a few KiB per instance; a bigger file is not one
+/// either tool wrote.
+const MAX_FILE: u64 = 16 << 20;
 
 /// One instance entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,10 +104,6 @@ pub struct InstancePaths {
     pub extra: Map<String, Value>,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Instance>, D::Error> {
-    Ok(Option::<Vec<Instance>>::deserialize(d)?.unwrap_or_default())
-}
-
 /// Check an instance name against `[a-z0-9][a-z0-9-]*` (also keeps it a single,
 /// harmless path component).
 pub fn validate_name(name: &str) -> Result<()> {
@@ -91,38 +124,166 @@ impl Registry {
     /// Read and parse the registry. A missing file is an empty registry; an
     /// unparsable one is an error naming the file.
     pub fn load(path: &Path) -> Result<Registry> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        use std::io::Read;
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Registry::default()),
             Err(e) => return Err(e).at("reading registry", path),
         };
-        Registry::parse(&text).map_err(|message| Error::Corrupt {
+        let mut text = String::new();
+        file.take(MAX_FILE + 1)
+            .read_to_string(&mut text)
+            .at("reading registry", path)?;
+        let corrupt = |message: String| Error::Corrupt {
             path: path.to_owned(),
             format: "YAML",
             message,
-        })
-    }
-
-    /// Parse registry text.
-    pub fn parse(text: &str) -> Result<Registry, String> {
-        if text.trim().is_empty() {
-            return Ok(Registry::default());
+        };
+        if text.len() as u64 > MAX_FILE {
+            return Err(corrupt(format!("larger than {} MiB", MAX_FILE >> 20)));
         }
-        serde_saphyr::from_str(text)
-            .map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())
+        Registry::parse(&text).map_err(corrupt)
     }
 
-    /// Render as YAML (block style, keys in order).
+    /// Parse registry text. Only a file that is not YAML, or whose shape is
+    /// not a registry's (a mapping with an `instances` list), is an error.
+    pub fn parse(text: &str) -> Result<Registry, String> {
+        let doc = yaml::parse(text)?;
+        let mut registry = Registry::default();
+        if let Some(root) = &doc.root {
+            let pairs = match root.pairs() {
+                Some(pairs) => pairs,
+                None if matches!(yaml::resolve(root), Some(yaml::Scalar::Null)) => &[],
+                None => return Err("the registry is not a mapping".into()),
+            };
+            for (k, v) in pairs {
+                if k.as_str() == Some("instances") {
+                    match &v.kind {
+                        yaml::Kind::Seq(items) => {
+                            for item in items {
+                                match Instance::from_node(&doc, text, item) {
+                                    Ok(instance) => registry.instances.push(instance),
+                                    Err(rejected) => registry.rejected.push(rejected),
+                                }
+                            }
+                        }
+                        _ if matches!(yaml::resolve(v), Some(yaml::Scalar::Null)) => {}
+                        _ => return Err("`instances` is not a list".into()),
+                    }
+                } else {
+                    registry.extra.insert(doc.key(k)?, doc.json(v)?);
+                }
+            }
+        }
+        registry.source = Some(Source {
+            text: text.to_owned(),
+            doc,
+        });
+        Ok(registry)
+    }
+
+    /// Render the whole registry as YAML (block style, keys in order): for
+    /// a file abssd makes whole (tests, fresh hosts). The daemon edits the
+    /// shared file with [`Registry::write_entry`].
     pub fn to_yaml(&self) -> Result<String> {
         serde_saphyr::to_string(self)
             .map_err(|e| Error::Internal(format!("rendering registry: {e}")))
     }
 
-    /// Write the registry atomically.
+    /// Write the whole registry atomically (see [`Registry::to_yaml`]).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = crate::fsutil::write_temp(path, self.to_yaml()?.as_bytes())?;
-        crash_point!("registry::before-rename");
-        crate::fsutil::replace(tmp, path)
+        write(path, &self.to_yaml()?)
+    }
+
+    /// The registry text with `new` as the entry of `new.name`, every other
+    /// byte as read: the unchanged keys of that entry keep their text too
+    /// (see [`emit::merge`]). An instance with no entry is appended.
+    pub fn with_entry(&self, new: &Instance) -> Result<String> {
+        let fail = |why: String| {
+            Error::Environment(format!(
+                "the registry entry of {} cannot be rewritten in place: {why}; edit the registry by hand",
+                new.name
+            ))
+        };
+        let encode = |i: &Instance| match serde_json::to_value(i) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(Error::Internal("encoding a registry entry".into())),
+        };
+        let new_map = encode(new)?;
+        let empty = Source {
+            text: String::new(),
+            doc: yaml::Doc::default(),
+        };
+        let Source { text, doc } = self.source.as_ref().unwrap_or(&empty);
+        let splice = |range: std::ops::Range<usize>, insert: &str| {
+            let mut out = String::with_capacity(text.len() + insert.len());
+            out.push_str(&text[..range.start]);
+            out.push_str(insert);
+            out.push_str(&text[range.end..]);
+            out
+        };
+        let list = doc.root.as_ref().and_then(|r| r.get("instances"));
+        let entries = match list.map(|l| &l.kind) {
+            Some(yaml::Kind::Seq(items)) => items.as_slice(),
+            _ => &[],
+        };
+        let found = entries
+            .iter()
+            .find(|e| e.get("name").and_then(yaml::Node::as_str) == Some(&new.name));
+        if let Some(node) = found {
+            let old = match self.get(&new.name) {
+                Some(old) => encode(old)?,
+                None => return Err(fail("its current entry is not valid".into())),
+            };
+            if !list.is_some_and(|l| l.block) {
+                let _ = node;
+                return Err(fail("the instances list is in flow style".into()));
+            }
+            let indent = emit::column(text, node.start);
+            let text_new = emit::merge(text, doc, node, &old, &new_map, indent, 0).map_err(fail)?;
+            return Ok(splice(node.start..node.end, &text_new));
+        }
+        let mut entry = Map::new();
+        for (k, v) in new_map {
+            // Absent keys stay absent, as the Python tool writes a new entry.
+            if !(v.is_null() || v == Value::Object(Map::new())) {
+                entry.insert(k, v);
+            }
+        }
+        match (list, &doc.root) {
+            (Some(list), _) => {
+                let (range, insert) = emit::append(text, list, &entry).map_err(fail)?;
+                Ok(splice(range, &insert))
+            }
+            (None, root) if root.as_ref().is_none_or(|r| r.block && r.pairs().is_some()) => {
+                let mut out = text.clone();
+                if !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                out.push_str("instances:\n- ");
+                emit::mapping(&mut out, &entry, 2);
+                out.push('\n');
+                Ok(out)
+            }
+            _ => Err(fail("the registry is not a block mapping".into())),
+        }
+    }
+
+    /// Write `new` as its entry into the registry file, atomically, leaving
+    /// the rest of the file as this registry read it ([`Registry::with_entry`]).
+    pub fn write_entry(&self, path: &Path, new: &Instance) -> Result<()> {
+        let text = self.with_entry(new)?;
+        // What was written must read back as what was meant, or nothing is
+        // written.
+        let check = Registry::parse(&text)
+            .map_err(|e| Error::Internal(format!("the rewritten registry does not parse: {e}")))?;
+        if check.get(&new.name) != Some(new) {
+            return Err(Error::Internal(format!(
+                "the rewritten registry entry of {} does not read back as written",
+                new.name
+            )));
+        }
+        write(path, &text)
     }
 
     /// The entry for `name`, mutable.
@@ -135,11 +296,25 @@ impl Registry {
         self.instances.iter().find(|i| i.name == name)
     }
 
-    /// The entry for `name`, or a not-found error listing what exists.
+    /// The entry for `name`, or a not-found error listing what exists, or a
+    /// validation error naming the key of that entry that does not type.
     pub fn require(&self, name: &str, file: &Path) -> Result<&Instance> {
         validate_name(name)?;
+        if self.get(name).is_none()
+            && let Some((_, why)) = self.rejected.iter().find(|(n, _)| n == name)
+        {
+            return Err(Error::validation(format!(
+                "instance {name}: {why} in the registry {}; fix that entry",
+                file.display()
+            )));
+        }
         self.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
+            let known: Vec<&str> = self
+                .instances
+                .iter()
+                .map(|i| i.name.as_str())
+                .chain(self.rejected.iter().map(|(n, _)| n.as_str()))
+                .collect();
             Error::NotFound {
                 what: "instance",
                 name: name.to_owned(),
@@ -242,6 +417,13 @@ impl Instance {
         self.metadata
             .insert("last_restored_by".into(), Value::String(by.to_owned()));
     }
+}
+
+/// Write `text` as the registry file, atomically.
+fn write(path: &Path, text: &str) -> Result<()> {
+    let tmp = crate::fsutil::write_temp(path, text.as_bytes())?;
+    crash_point!("registry::before-rename");
+    crate::fsutil::replace(tmp, path)
 }
 
 /// Where an instance's service assets live ([`Instance::service_paths`]).
@@ -539,6 +721,124 @@ top_level_extra: kept
             assert!(
                 msg.contains("instance alpha") && msg.contains("paths.nginx_site"),
                 "{msg}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod in_place {
+    use super::*;
+
+    /// Hand-written YAML 1.1 with comments and odd values around and inside
+    /// the entry that changes.
+    const HAND: &str = "\
+# the registry
+instances:
+- name: other   # keep me
+  port: .inf
+  version: 2025-01-02
+  flags: !!set {a, b}
+  blob: !!binary aGVsbG8=
+  big: 1180591620717411303424
+  1: int key
+- name: alpha
+  domain: y
+  port: 5006
+  # a comment inside
+  version: '1.0'
+  paths:
+    root: /srv/alpha
+    data: /srv/alpha/data   # data
+    odd: 0o17
+  metadata: {created: 2025-01-02, n: 0755}
+  when: 2025-01-02
+  blob: !!binary aGVsbG8=
+- {name: flowy, port: 'auto'}
+top: [on, 1e3]
+";
+
+    #[test]
+    fn only_the_changed_keys_of_the_entry_change() {
+        let reg = Registry::parse(HAND).unwrap();
+        assert!(reg.get("other").is_none(), "port .inf does not type");
+        assert!(reg.get("flowy").is_none());
+        let mut alpha = reg.get("alpha").unwrap().clone();
+        alpha.version = Some("on".into());
+        alpha
+            .paths
+            .extra
+            .insert("data".into(), "/srv/x/data".into());
+        alpha.record_restore("2025-06-01T11:00:00Z", "1e3");
+        let out = reg.with_entry(&alpha).unwrap();
+        let expect = HAND
+            .replace("version: '1.0'", "version: \"on\"")
+            .replace("data: /srv/alpha/data", "data: /srv/x/data")
+            .replace(
+                "metadata: {created: 2025-01-02, n: 0755}",
+                "metadata:\n    created: 2025-01-02\n    n: 0755\n    last_restored_at: \"2025-06-01T11:00:00Z\"\n    last_restored_by: \"1e3\"",
+            );
+        assert_eq!(out, expect);
+        let again = Registry::parse(&out).unwrap();
+        assert_eq!(again.get("alpha"), Some(&alpha));
+
+        // Unchanged: the very same bytes.
+        let same = reg.get("alpha").unwrap().clone();
+        assert_eq!(reg.with_entry(&same).unwrap(), HAND);
+    }
+
+    #[test]
+    fn a_bad_value_names_instance_and_key_and_others_still_type() {
+        let reg = Registry::parse(HAND).unwrap();
+        for (name, key) in [("other", "port"), ("flowy", "port")] {
+            let e = reg.require(name, Path::new("/r.yml")).unwrap_err();
+            assert_eq!(e.kind(), abssd_proto::ErrorKind::Validation);
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("instance {name}")) && msg.contains(key),
+                "{msg}"
+            );
+        }
+        assert!(reg.require("alpha", Path::new("/r.yml")).is_ok());
+        let bad = Registry::parse("instances:\n- name: a\n  version: 2025-01-02\n").unwrap();
+        let msg = bad.require("a", Path::new("/r")).unwrap_err().to_string();
+        assert!(
+            msg.contains("instance a") && msg.contains("version"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_missing_entry_is_appended_in_block_style() {
+        let new = Instance {
+            name: "gamma".into(),
+            domain: None,
+            port: Some(5007),
+            version: Some("25.1.0".into()),
+            status: None,
+            paths: InstancePaths::default(),
+            metadata: Map::new(),
+            extra: Map::new(),
+        };
+        let reg = Registry::parse(HAND).unwrap();
+        let out = reg.with_entry(&new).unwrap();
+        let at = HAND.find("top:").unwrap();
+        assert_eq!(&out[..at - 1], &HAND[..at - 1]);
+        assert!(
+            out.contains("- name: gamma\n  port: 5007\n  version: \"25.1.0\"\ntop:"),
+            "{out}"
+        );
+        for text in ["", "# only a comment\n", "instances:\n", "instances: []\n"] {
+            let reg = Registry::parse(text).unwrap();
+            let out = reg.with_entry(&new).unwrap();
+            assert!(
+                out.starts_with(text.trim_end_matches("[]\n").trim_end_matches('\n')),
+                "{out}"
+            );
+            assert_eq!(
+                Registry::parse(&out).unwrap().get("gamma"),
+                Some(&new),
+                "{out}"
             );
         }
     }
