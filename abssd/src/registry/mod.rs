@@ -787,6 +787,29 @@ top: [on, 1e3]
         assert_eq!(reg.with_entry(&same).unwrap(), HAND);
     }
 
+    /// A block scalar or nested list last in the entry: the entry ends where
+    /// its text ends, and what follows keeps its bytes.
+    #[test]
+    fn an_entry_ending_in_a_block_scalar_or_list_keeps_what_follows() {
+        for tail in [
+            "  note: |\n    two\n    lines\n",
+            "  tags:\n  - a\n  - b\n",
+            "  blob: !!binary |\n    AAE=\n\n",
+        ] {
+            let text =
+                format!("instances:\n- name: alpha\n  version: '1'\n{tail}# after\n- name: beta\n");
+            let reg = Registry::parse(&text).unwrap();
+            let mut alpha = reg.get("alpha").unwrap().clone();
+            alpha.version = Some("2".into());
+            let out = reg.with_entry(&alpha).unwrap();
+            assert_eq!(
+                out,
+                text.replace("version: '1'", "version: \"2\""),
+                "{tail:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_bad_value_names_instance_and_key_and_others_still_type() {
         let reg = Registry::parse(HAND).unwrap();
