@@ -283,3 +283,119 @@ async fn a_bad_value_stops_only_its_own_instance() {
     assert_eq!(fs::read_to_string(&file).unwrap(), bad_alpha);
     assert_eq!(abssd_tests::inspect::snapshot(&w.data("alpha")), data_then);
 }
+
+/// Every string YAML 1.1 reads specially, written by abssd as a value and as
+/// a key, reads back in PyYAML as that same string; numbers, booleans and
+/// null stay themselves.
+#[test]
+fn written_strings_read_back_in_pyyaml_as_strings() {
+    use abssd::registry::{Instance, Registry};
+    let strings = [
+        "",
+        "y",
+        "Y",
+        "n",
+        "N",
+        "yes",
+        "No",
+        "ON",
+        "off",
+        "True",
+        "fAlSe",
+        "~",
+        "null",
+        "NULL",
+        "0o17",
+        "0755",
+        "0x1F",
+        "0b101",
+        "1_000",
+        "1:30",
+        "190:20:30",
+        "-1",
+        "+1",
+        "42",
+        "1e3",
+        "1.0e+3",
+        "1.5",
+        ".5",
+        ".inf",
+        "-.inf",
+        ".NaN",
+        "2025-01-02",
+        "2025-01-02T10:00:00Z",
+        "2025-1-2 1:00:00",
+        "- a",
+        "a: b",
+        "a #b",
+        "#c",
+        "&a",
+        "*a",
+        "!x",
+        "!!binary",
+        "|",
+        ">",
+        "'",
+        "\"",
+        "%x",
+        "@x",
+        "`x",
+        "[a]",
+        "{a}",
+        "a,b",
+        " a",
+        "a ",
+        "a\nb",
+        "tab\there",
+        "\r",
+        "\u{1}",
+        "\u{7f}",
+        "\u{85}",
+        "\u{a0}",
+        "\u{2028}",
+        "\u{feff}",
+        "?",
+        ":",
+        "<<",
+        "=",
+        "é",
+        "/srv/alpha",
+        "plain-text_1.2",
+    ];
+    let mut meta = serde_json::Map::new();
+    for (i, s) in strings.iter().enumerate() {
+        meta.insert(format!("v{i}"), Value::from(*s));
+        meta.insert((*s).to_owned(), Value::from(i));
+    }
+    meta.insert("t".into(), Value::Bool(true));
+    meta.insert("z".into(), Value::Null);
+    meta.insert("f".into(), Value::from(1e20));
+    meta.insert("big".into(), Value::from(u64::MAX));
+    let alpha = Instance {
+        name: "alpha".into(),
+        domain: Some("on".into()),
+        port: Some(5006),
+        version: Some("1.10".into()),
+        status: Some("off".into()),
+        paths: Default::default(),
+        metadata: meta.clone(),
+        extra: Default::default(),
+    };
+    let text = Registry::parse("").unwrap().with_entry(&alpha).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("instances.yml");
+    fs::write(&file, &text).unwrap();
+    // json.dumps fails on any date or bytes PyYAML produced; types are
+    // compared below.
+    let read = python_script(
+        "import json,sys,yaml\nd=yaml.safe_load(open(sys.argv[1]))\nassert all(type(k) is str for k in d['instances'][0]['metadata']), 'a key is not a string'\nprint(json.dumps(d))",
+        &[file.to_str().unwrap()],
+    );
+    let read: Value = serde_json::from_str(&read).unwrap();
+    let entry = &read["instances"][0];
+    assert_eq!(entry["domain"], "on", "{text}");
+    assert_eq!(entry["status"], "off");
+    assert_eq!(entry["version"], "1.10");
+    assert_eq!(entry["port"], 5006);
+    assert_eq!(entry["metadata"], Value::Object(meta), "{text}");
+}

@@ -457,6 +457,11 @@ impl Doc {
                 Scalar::Null => Value::Null,
                 Scalar::Bool(b) => Value::Bool(b),
                 Scalar::Int(Some(i)) => Value::from(i),
+                // Above i64 but within u64: JSON holds it (as an archive's
+                // instance.json may), and it must read back the same.
+                Scalar::Int(None) if value.parse::<u64>().is_ok() => {
+                    Value::from(value.parse::<u64>().unwrap_or_default())
+                }
                 Scalar::Float(f) if f.is_finite() => Value::from(f),
                 Scalar::Str(s) => Value::String(s.to_owned()),
                 Scalar::Int(None) | Scalar::Float(_) | Scalar::Timestamp | Scalar::Other => {
@@ -544,5 +549,10 @@ mod tests {
         let doc = parse(&bomb).unwrap();
         assert!(doc.json(doc.root.as_ref().unwrap()).is_err());
         assert!(parse(&"[".repeat(100)).is_err());
+        let big = parse("a: 18446744073709551615\nb: 18446744073709551616\n").unwrap();
+        assert_eq!(
+            big.json(big.root.as_ref().unwrap()).unwrap(),
+            serde_json::json!({"a": u64::MAX, "b": "18446744073709551616"})
+        );
     }
 }
