@@ -61,6 +61,8 @@ pub(super) struct Doc {
     pub root: Option<Node>,
     /// Anchored nodes by id, for reading aliases.
     anchors: HashMap<usize, Node>,
+    /// Nodes held in `anchors`, bounded: nested anchors copy their subtrees.
+    anchored: usize,
 }
 
 impl Node {
@@ -134,7 +136,7 @@ pub(super) fn parse(text: &str) -> Result<Doc, String> {
                     anchors: anchor != 0,
                 };
                 if anchor != 0 {
-                    doc.anchors.insert(anchor, node.clone());
+                    doc.anchor(anchor, &node)?;
                 }
                 finish(node, &mut stack, &mut doc);
             }
@@ -189,7 +191,7 @@ pub(super) fn parse(text: &str) -> Result<Doc, String> {
                     anchors,
                 };
                 if anchor != 0 {
-                    doc.anchors.insert(anchor, node.clone());
+                    doc.anchor(anchor, &node)?;
                 }
                 finish(node, &mut stack, &mut doc);
             }
@@ -430,6 +432,23 @@ fn timestamp(v: &str) -> bool {
 }
 
 impl Doc {
+    /// Keep `node` for the aliases to anchor `id`.
+    fn anchor(&mut self, id: usize, node: &Node) -> Result<(), String> {
+        fn count(n: &Node) -> usize {
+            1 + match &n.kind {
+                Kind::Seq(items) => items.iter().map(count).sum(),
+                Kind::Map(pairs) => pairs.iter().map(|(k, v)| count(k) + count(v)).sum(),
+                _ => 0,
+            }
+        }
+        self.anchored += count(node);
+        if self.anchored > MAX_EXPANDED {
+            return Err("too many anchored nodes".into());
+        }
+        self.anchors.insert(id, node.clone());
+        Ok(())
+    }
+
     /// A mapping key as the typed entry names it (an int key `1` is `"1"`).
     pub fn key(&self, node: &Node) -> Result<String, String> {
         Ok(match self.json(node)? {
