@@ -177,14 +177,13 @@ sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
     restore_keeps_everything_else(&w, &id, &text, 1).await;
 }
 
-/// A hand-written YAML 1.1 registry: comments, plain `y`/`on`/`1e3`/`0o17`/
-/// `0755`, a date, a big int, an int key, `.inf`, `!!binary`, a set.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restore_changes_only_its_entry_in_a_hand_written_registry() {
-    let (w, id) = world_with_backup().await;
+/// A hand-written YAML 1.1 registry for `w`'s alpha: comments, plain
+/// `y`/`on`/`1e3`/`0o17`/`0755`, dates, a big int, int keys, `.inf`,
+/// `!!binary`, sets, flow mappings.
+fn hand_written(w: &World) -> String {
     let cfg = w.cfg();
     let root = cfg.instance_root.join("alpha");
-    let text = format!(
+    format!(
         "\
 # Instances on this host (edited by hand).
 format: 1   # registry format
@@ -229,8 +228,48 @@ top: [on, 1e3, 1:30]
 ",
         data = w.data("alpha").display(),
         config = root.join("config.json").display(),
-    );
+    )
+}
+
+/// A hand-written YAML 1.1 registry (see [`hand_written`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_changes_only_its_entry_in_a_hand_written_registry() {
+    let (w, id) = world_with_backup().await;
+    let text = hand_written(&w);
     restore_keeps_everything_else(&w, &id, &text, 1).await;
+}
+
+/// A restore rolled back after the registry step puts the entry back as
+/// PyYAML read it, and no byte outside it changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_restore_leaves_the_registry_as_pyyaml_read_it() {
+    let (w, id) = world_with_backup().await;
+    let text = hand_written(&w);
+    let file = w.cfg().registry_file();
+    fs::write(&file, &text).unwrap();
+    let unit = abssd::config::unit_name("alpha");
+    w.fake.set_unit(&unit, false, true);
+    w.fake.fail(&unit, abssd_tests::Verb::Start, Some("failed"));
+    let c = w.client().await;
+    let params = RestoreParams {
+        restart: Some(true),
+        ..no_pre(&id)
+    };
+    let err = restore(&c, &params).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
+    assert!(
+        err.message.contains("registry entry of alpha put back"),
+        "{err:?}"
+    );
+    let after = fs::read_to_string(&file).unwrap();
+    let diff = pyyaml_diff(&w.sb.path("cmp"), &text, &after);
+    assert!(diff.is_empty(), "{diff:?}\n{after}");
+    let (start, end) = entry_span(&text, "alpha");
+    let (a_start, a_end) = entry_span(&after, "alpha");
+    assert_eq!(
+        (&after[..a_start], &after[a_end..]),
+        (&text[..start], &text[end..])
+    );
 }
 
 /// One entry our model rejects stops nothing for another instance; the same
