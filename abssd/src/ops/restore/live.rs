@@ -178,14 +178,20 @@ impl Live<'_, '_> {
         let _global = job.ctx.locks.acquire(true, &[], job.progress).await?;
         let file = job.ctx.config.layout.registry_file();
         let name = job.plan.instance.clone();
-        let mut registry = Registry::load(&file)?;
-        let entry = registry.get_mut(&name).ok_or_else(|| {
-            Error::Environment(format!(
-                "instance {name} disappeared from {} during the restore",
-                file.display()
-            ))
-        })?;
-        let before = serde_json::to_value(&*entry)
+        let registry = Registry::load(&file)?;
+        // An entry edited since the plan into one that no longer types is
+        // refused with the key named.
+        let mut entry = match registry.require(&name, &file) {
+            Ok(entry) => entry.clone(),
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::Environment(format!(
+                    "instance {name} disappeared from {} during the restore",
+                    file.display()
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let before = serde_json::to_value(&entry)
             .map_err(|e| Error::Internal(format!("encoding registry entry: {e}")))?;
         let archived = if job.data_only {
             None
@@ -206,7 +212,7 @@ impl Live<'_, '_> {
             before,
         })?;
         crash_point!("restore::before-registry");
-        registry.save(&file)?;
+        registry.write_entry(&file, &entry)?;
         crash_point!("restore::after-registry");
         Ok(())
     }

@@ -231,11 +231,9 @@ fn undo_replace(path: &Path, backup: Option<&Path>, new: Option<&Path>) -> Resul
 fn restore_registry_entry(file: &Path, instance: &str, before: &serde_json::Value) -> Result<()> {
     let before: Instance = serde_json::from_value(before.clone())
         .map_err(|e| Error::Internal(format!("journaled registry entry: {e}")))?;
-    let mut registry = Registry::load(file)?;
-    match registry.get_mut(instance) {
-        Some(entry) if *entry == before => return Ok(()),
-        Some(entry) => *entry = before,
-        None => registry.instances.push(before),
+    let registry = Registry::load(file)?;
+    if registry.get(instance) == Some(&before) {
+        return Ok(());
     }
-    registry.save(file)
+    registry.write_entry(file, &before)
 }

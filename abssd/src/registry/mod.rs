@@ -2,10 +2,18 @@
 //! tool (SPEC §3, §4).
 //!
 //! The file is the truth: it is read afresh under the lock for every operation
-//! and never cached. Known keys are typed; every other key is kept in `extra` and
-//! written back. Output goes through serde-saphyr, which quotes strings PyYAML
-//! would otherwise read as booleans, numbers or dates (`yes`, `on`, `1e3`,
-//! `2025-01-02`).
+//! and never cached. It is read leniently (`yaml.rs`: a tree with byte
+//! positions, scalars typed as PyYAML's YAML 1.1 resolver types them) and each
+//! entry is typed on its own (`typed.rs`): a value our model rejects stops only
+//! an operation on that instance. A restore changes one entry in place
+//! (`edit.rs`, `emit.rs`): its unchanged keys and every other byte of the file stay as the
+//! other tool wrote them, and what is written reads back in PyYAML as the types
+//! meant.
+
+mod edit;
+mod emit;
+mod typed;
+mod yaml;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -17,15 +25,45 @@ use crate::config::{Config, site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 
 /// The whole registry file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Read leniently: every entry is typed on its own, and one whose known keys
+/// hold what the model does not accept (`port: auto`, a date as `version`)
+/// is kept aside in `rejected`, so that an odd value in one instance's entry
+/// never stops an operation on another. The text it was read from is kept:
+/// [`Registry::write_entry`] changes one entry and no other byte.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Registry {
-    /// Instances in file order.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    /// Entries that type, in file order.
     pub instances: Vec<Instance>,
-    /// Other top-level keys.
+    /// Other top-level keys (read as JSON; only a whole-file
+    /// [`Registry::save`] writes them, which the daemon never does).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// Entries that do not type: (instance name, the reason).
+    #[serde(skip)]
+    rejected: Vec<(String, String)>,
+    /// The text and tree read, for editing one entry in place.
+    #[serde(skip)]
+    source: Option<Source>,
 }
+
+/// What [`Registry::parse`] read.
+#[derive(Debug, Clone)]
+struct Source {
+    text: String,
+    doc: yaml::Doc,
+}
+
+impl PartialEq for Registry {
+    fn eq(&self, other: &Registry) -> bool {
+        (&self.instances, &self.extra, &self.rejected)
+            == (&other.instances, &other.extra, &other.rejected)
+    }
+}
+
+/// Largest registry read: a few KiB per instance; a bigger file is not one
+/// either tool wrote.
+const MAX_FILE: u64 = 16 << 20;
 
 /// One instance entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,10 +105,6 @@ pub struct InstancePaths {
     pub extra: Map<String, Value>,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Instance>, D::Error> {
-    Ok(Option::<Vec<Instance>>::deserialize(d)?.unwrap_or_default())
-}
-
 /// Check an instance name against `[a-z0-9][a-z0-9-]*` (also keeps it a single,
 /// harmless path component).
 pub fn validate_name(name: &str) -> Result<()> {
@@ -91,38 +125,79 @@ impl Registry {
     /// Read and parse the registry. A missing file is an empty registry; an
     /// unparsable one is an error naming the file.
     pub fn load(path: &Path) -> Result<Registry> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        use std::io::Read;
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Registry::default()),
             Err(e) => return Err(e).at("reading registry", path),
         };
-        Registry::parse(&text).map_err(|message| Error::Corrupt {
+        let mut text = String::new();
+        file.take(MAX_FILE + 1)
+            .read_to_string(&mut text)
+            .at("reading registry", path)?;
+        let corrupt = |message: String| Error::Corrupt {
             path: path.to_owned(),
             format: "YAML",
             message,
-        })
-    }
-
-    /// Parse registry text.
-    pub fn parse(text: &str) -> Result<Registry, String> {
-        if text.trim().is_empty() {
-            return Ok(Registry::default());
+        };
+        if text.len() as u64 > MAX_FILE {
+            return Err(corrupt(format!("larger than {} MiB", MAX_FILE >> 20)));
         }
-        serde_saphyr::from_str(text)
-            .map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())
+        Registry::parse(&text).map_err(corrupt)
     }
 
-    /// Render as YAML (block style, keys in order).
+    /// Parse registry text. Only a file that is not YAML, or whose shape is
+    /// not a registry's (a mapping with an `instances` list), is an error.
+    pub fn parse(text: &str) -> Result<Registry, String> {
+        let doc = yaml::parse(text)?;
+        let mut registry = Registry::default();
+        if let Some(root) = &doc.root {
+            let pairs = match root.pairs() {
+                Some(pairs) => pairs,
+                None if matches!(yaml::resolve(root), Some(yaml::Scalar::Null)) => &[],
+                None => return Err("the registry is not a mapping".into()),
+            };
+            for (k, v) in pairs {
+                if k.as_str() == Some("instances") {
+                    match &v.kind {
+                        yaml::Kind::Seq(items) => {
+                            for item in items {
+                                match Instance::from_node(&doc, text, item) {
+                                    Ok(instance) => registry.instances.push(instance),
+                                    Err(rejected) => registry.rejected.push(rejected),
+                                }
+                            }
+                        }
+                        _ if matches!(yaml::resolve(v), Some(yaml::Scalar::Null)) => {}
+                        _ => return Err("`instances` is not a list".into()),
+                    }
+                } else {
+                    // Only a whole-file save writes these back: one that
+                    // does not convert (an alias bomb) is left out, not fatal.
+                    if let (Ok(k), Ok(v)) = (doc.key(k), doc.json(v)) {
+                        registry.extra.insert(k, v);
+                    }
+                }
+            }
+        }
+        registry.source = Some(Source {
+            text: text.to_owned(),
+            doc,
+        });
+        Ok(registry)
+    }
+
+    /// Render the whole registry as YAML (block style, keys in order): for
+    /// a file abssd makes whole (tests, fresh hosts). The daemon edits the
+    /// shared file with [`Registry::write_entry`].
     pub fn to_yaml(&self) -> Result<String> {
         serde_saphyr::to_string(self)
             .map_err(|e| Error::Internal(format!("rendering registry: {e}")))
     }
 
-    /// Write the registry atomically.
+    /// Write the whole registry atomically (see [`Registry::to_yaml`]).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = crate::fsutil::write_temp(path, self.to_yaml()?.as_bytes())?;
-        crash_point!("registry::before-rename");
-        crate::fsutil::replace(tmp, path)
+        write(path, &self.to_yaml()?)
     }
 
     /// The entry for `name`, mutable.
@@ -135,11 +210,25 @@ impl Registry {
         self.instances.iter().find(|i| i.name == name)
     }
 
-    /// The entry for `name`, or a not-found error listing what exists.
+    /// The entry for `name`, or a not-found error listing what exists, or a
+    /// validation error naming the key of that entry that does not type.
     pub fn require(&self, name: &str, file: &Path) -> Result<&Instance> {
         validate_name(name)?;
+        if self.get(name).is_none()
+            && let Some((_, why)) = self.rejected.iter().find(|(n, _)| n == name)
+        {
+            return Err(Error::validation(format!(
+                "instance {name}: {why} in the registry {}; fix that entry",
+                file.display()
+            )));
+        }
         self.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.instances.iter().map(|i| i.name.as_str()).collect();
+            let known: Vec<&str> = self
+                .instances
+                .iter()
+                .map(|i| i.name.as_str())
+                .chain(self.rejected.iter().map(|(n, _)| n.as_str()))
+                .collect();
             Error::NotFound {
                 what: "instance",
                 name: name.to_owned(),
@@ -242,6 +331,13 @@ impl Instance {
         self.metadata
             .insert("last_restored_by".into(), Value::String(by.to_owned()));
     }
+}
+
+/// Write `text` as the registry file, atomically.
+fn write(path: &Path, text: &str) -> Result<()> {
+    let tmp = crate::fsutil::write_temp(path, text.as_bytes())?;
+    crash_point!("registry::before-rename");
+    crate::fsutil::replace(tmp, path)
 }
 
 /// Where an instance's service assets live ([`Instance::service_paths`]).

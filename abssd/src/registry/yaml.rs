@@ -1,0 +1,577 @@
+//! The registry file as a YAML tree that remembers where each node sits in
+//! the text, and PyYAML's YAML 1.1 reading of its scalars.
+//!
+//! Positions let an edit replace one instance's entry and leave every other
+//! byte as the other tool wrote it; the YAML 1.1 reading makes "the same
+//! value" mean what it means to PyYAML (`on` is a boolean, `1e3` a string).
+
+use std::collections::HashMap;
+
+use granit_parser::{Event, Parser, ScalarStyle, StructureStyle};
+use serde_json::{Map, Value};
+
+/// Deepest nesting accepted: the registry is a few levels deep; a deeper
+/// file is not one either tool wrote.
+const MAX_DEPTH: usize = 64;
+/// Most nodes one value may expand to through aliases (a "billion laughs"
+/// file stops here instead of filling memory).
+const MAX_EXPANDED: usize = 100_000;
+
+/// One node with its byte range in the source.
+#[derive(Debug, Clone)]
+pub(super) struct Node {
+    /// What the node is.
+    pub kind: Kind,
+    /// First byte (its tag, when it has one).
+    pub start: usize,
+    /// One past the last byte of its content.
+    pub end: usize,
+    /// Block (not flow) notation, for collections.
+    pub block: bool,
+    /// It or a node inside defines an anchor or is an alias: its text cannot
+    /// be dropped or copied without changing what other nodes mean.
+    pub anchors: bool,
+}
+
+/// The node kinds.
+#[derive(Debug, Clone)]
+pub(super) enum Kind {
+    /// A scalar as written.
+    Scalar {
+        /// The value after escapes.
+        value: String,
+        /// Plain scalars are the ones YAML 1.1 resolves to other types.
+        plain: bool,
+        /// An explicit tag's suffix (`binary`, `str`, `set`) or whole text.
+        tag: Option<String>,
+    },
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping in file order (a `!!set` too: its tag changes nothing
+    /// abssd reads).
+    Map(Vec<(Node, Node)>),
+    /// `*name`: the anchor's id.
+    Alias(usize),
+}
+
+/// A parsed document: its root (`None` when empty) and its anchors.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Doc {
+    /// The root node.
+    pub root: Option<Node>,
+    /// Anchored nodes by id, for reading aliases.
+    anchors: HashMap<usize, Node>,
+    /// Nodes held in `anchors`, bounded: nested anchors copy their subtrees.
+    anchored: usize,
+}
+
+impl Node {
+    /// The pairs of a mapping.
+    pub fn pairs(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            Kind::Map(pairs) => Some(pairs),
+            _ => None,
+        }
+    }
+
+    /// The value of a scalar that is a string to YAML 1.1 (the only keys the
+    /// registry's typed fields use).
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Scalar { value, .. } if matches!(resolve(self), Some(Scalar::Str(_))) => {
+                Some(value)
+            }
+            _ => None,
+        }
+    }
+
+    /// The value under key `key` of a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.pairs()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+}
+
+fn tag_name(tag: Option<&granit_parser::Tag>) -> Option<String> {
+    let tag = tag?;
+    Some(
+        tag.core_suffix()
+            .map(str::to_owned)
+            .unwrap_or_else(|| tag.original()),
+    )
+}
+
+/// Parse `text` (one document). An error is the parser's message with its
+/// line.
+pub(super) fn parse(text: &str) -> Result<Doc, String> {
+    let mut doc = Doc::default();
+    let mut stack: Vec<Open> = Vec::new();
+    let mut documents = 0;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| e.to_string())?;
+        let range = span.byte_range().ok_or("the parser gave no byte offsets")?;
+        let start = span
+            .tag_start
+            .and_then(|t| t.byte_offset())
+            .map_or(range.start, |t| t.min(range.start));
+        match event {
+            Event::DocumentStart(..) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err("more than one YAML document".into());
+                }
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let node = Node {
+                    kind: Kind::Scalar {
+                        value: value.into_owned(),
+                        plain: style == ScalarStyle::Plain,
+                        tag: tag_name(tag.as_deref()),
+                    },
+                    start,
+                    end: range.end,
+                    block: true,
+                    anchors: anchor != 0,
+                };
+                if anchor != 0 {
+                    doc.anchor(anchor, &node)?;
+                }
+                finish(node, &mut stack, &mut doc);
+            }
+            Event::Alias(id) => {
+                let node = Node {
+                    kind: Kind::Alias(id),
+                    start,
+                    end: range.end,
+                    block: true,
+                    anchors: true,
+                };
+                finish(node, &mut stack, &mut doc);
+            }
+            Event::SequenceStart(style, anchor, _) => {
+                stack.push(open(&stack, true, style, anchor, &span, start)?);
+            }
+            Event::MappingStart(style, anchor, _) => {
+                stack.push(open(&stack, false, style, anchor, &span, start)?);
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Open {
+                    seq,
+                    items,
+                    start,
+                    block,
+                    anchor,
+                    ..
+                } = stack.pop().ok_or("unbalanced collection")?;
+                let first = items.first().map_or(range.start, |n| n.start);
+                let start = start.min(first);
+                let end = if block {
+                    items.last().map_or(range.end, |n| n.end)
+                } else {
+                    range.end
+                };
+                let anchors = anchor != 0 || items.iter().any(|n| n.anchors);
+                let kind = if seq {
+                    Kind::Seq(items)
+                } else {
+                    let mut pairs = Vec::with_capacity(items.len() / 2);
+                    let mut it = items.into_iter();
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        pairs.push((k, v));
+                    }
+                    Kind::Map(pairs)
+                };
+                let node = Node {
+                    kind,
+                    start,
+                    end,
+                    block,
+                    anchors,
+                };
+                if anchor != 0 {
+                    doc.anchor(anchor, &node)?;
+                }
+                finish(node, &mut stack, &mut doc);
+            }
+            _ => {}
+        }
+    }
+    Ok(doc)
+}
+
+/// A collection being read.
+struct Open {
+    seq: bool,
+    items: Vec<Node>,
+    start: usize,
+    block: bool,
+    anchor: usize,
+}
+
+fn open(
+    stack: &[Open],
+    seq: bool,
+    style: StructureStyle,
+    anchor: usize,
+    span: &granit_parser::Span,
+    start: usize,
+) -> Result<Open, String> {
+    if stack.len() >= MAX_DEPTH {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    let block = style == StructureStyle::Block;
+    Ok(Open {
+        seq,
+        items: Vec::new(),
+        // A block collection starts at its first child (its event may sit
+        // elsewhere); a tag written before it stays with it.
+        start: if block && span.tag_start.is_none() {
+            usize::MAX
+        } else {
+            start
+        },
+        block,
+        anchor,
+    })
+}
+
+fn finish(node: Node, stack: &mut [Open], doc: &mut Doc) {
+    match stack.last_mut() {
+        Some(open) => open.items.push(node),
+        None => doc.root = Some(node),
+    }
+}
+
+/// What PyYAML's resolver (YAML 1.1) reads a scalar as.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Scalar<'a> {
+    /// `~`, `null`, empty.
+    Null,
+    /// `yes`, `on`, `true`, ...
+    Bool(bool),
+    /// An integer; `None` when it does not fit in 64 bits.
+    Int(Option<i64>),
+    /// A float with a dot, `.inf`, `.nan`.
+    Float(f64),
+    /// A string.
+    Str(&'a str),
+    /// A date or time.
+    Timestamp,
+    /// Another tag (`!!binary`, a custom one).
+    Other,
+}
+
+/// How PyYAML reads `node`, a scalar (`None` for collections and aliases).
+pub(super) fn resolve(node: &Node) -> Option<Scalar<'_>> {
+    let Kind::Scalar { value, plain, tag } = &node.kind else {
+        return None;
+    };
+    let v = value.as_str();
+    Some(match tag.as_deref() {
+        Some("str") => Scalar::Str(v),
+        Some("null") => Scalar::Null,
+        Some("bool") => bool_word(v).map_or(Scalar::Other, Scalar::Bool),
+        Some("int") => int(v).map_or(Scalar::Other, Scalar::Int),
+        Some("float") => float(v)
+            .or_else(|| int(v).map(|_| v.replace('_', "").parse().unwrap_or(f64::NAN)))
+            .map_or(Scalar::Other, Scalar::Float),
+        Some(_) => Scalar::Other,
+        None if !plain => Scalar::Str(v),
+        None => plain_scalar(v),
+    })
+}
+
+/// The type PyYAML gives an untagged plain scalar `v`.
+pub(super) fn plain_scalar(v: &str) -> Scalar<'_> {
+    if matches!(v, "" | "~" | "null" | "Null" | "NULL") {
+        Scalar::Null
+    } else if let Some(b) = bool_word(v) {
+        Scalar::Bool(b)
+    } else if let Some(i) = int(v) {
+        Scalar::Int(i)
+    } else if let Some(f) = float(v) {
+        Scalar::Float(f)
+    } else if timestamp(v) {
+        Scalar::Timestamp
+    } else {
+        Scalar::Str(v)
+    }
+}
+
+fn bool_word(v: &str) -> Option<bool> {
+    match v {
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
+}
+
+fn all(s: &str, ok: impl Fn(u8) -> bool) -> bool {
+    !s.is_empty() && s.bytes().all(ok)
+}
+
+fn unsigned(v: &str) -> (i128, &str) {
+    match v.as_bytes().first() {
+        Some(b'-') => (-1, &v[1..]),
+        Some(b'+') => (1, &v[1..]),
+        _ => (1, v),
+    }
+}
+
+/// PyYAML's int forms: `0b1010`, `017` (octal), `0x1F`, `1_000`, `1:30`
+/// (base 60). `Some(None)`: an int too big for 64 bits.
+fn int(v: &str) -> Option<Option<i64>> {
+    let (sign, u) = unsigned(v);
+    let digits = |s: &str, radix: u32| -> Option<i128> {
+        let mut n: i128 = 0;
+        for c in s.chars().filter(|&c| c != '_') {
+            n = n
+                .checked_mul(radix.into())?
+                .checked_add(c.to_digit(radix)?.into())?;
+        }
+        Some(n)
+    };
+    let n = if let Some(b) = u.strip_prefix("0b") {
+        all(b, |c| matches!(c, b'0' | b'1' | b'_')).then(|| digits(b, 2))?
+    } else if let Some(x) = u.strip_prefix("0x") {
+        all(x, |c| c.is_ascii_hexdigit() || c == b'_').then(|| digits(x, 16))?
+    } else if u.len() > 1 && u.starts_with('0') {
+        all(u, |c| matches!(c, b'0'..=b'7' | b'_')).then(|| digits(u, 8))?
+    } else if u.contains(':') {
+        let mut parts = u.split(':');
+        let first = parts.next()?;
+        if !(first.starts_with(|c: char| matches!(c, '1'..='9'))
+            && all(first, |c| c.is_ascii_digit() || c == b'_'))
+        {
+            return None;
+        }
+        let mut n = digits(first, 10);
+        for p in parts {
+            let sexagesimal = all(p, |c| c.is_ascii_digit())
+                && (p.len() == 1 || p.len() == 2 && p.as_bytes()[0] <= b'5');
+            if !sexagesimal {
+                return None;
+            }
+            n = n.and_then(|n| n.checked_mul(60)?.checked_add(p.parse().ok()?));
+        }
+        n
+    } else if u == "0"
+        || (u.starts_with(|c: char| matches!(c, '1'..='9'))
+            && all(u, |c| c.is_ascii_digit() || c == b'_'))
+    {
+        digits(u, 10)
+    } else {
+        return None;
+    };
+    Some(n.and_then(|n| i64::try_from(sign * n).ok()))
+}
+
+/// PyYAML's float forms: a dot is required (`1.5`, `1.0e+3`, `.5`), or
+/// `.inf`/`.nan`, or base 60 with a dot.
+fn float(v: &str) -> Option<f64> {
+    let (sign, u) = unsigned(v);
+    let sign = sign as f64;
+    if matches!(u, ".inf" | ".Inf" | ".INF") {
+        return Some(sign * f64::INFINITY);
+    }
+    if matches!(v, ".nan" | ".NaN" | ".NAN") {
+        return Some(f64::NAN);
+    }
+    let clean = u.replace('_', "");
+    let (mantissa, exp) = match clean.find(['e', 'E']) {
+        Some(i) => (&clean[..i], Some(&clean[i + 1..])),
+        None => (&clean[..], None),
+    };
+    if let Some(e) = exp {
+        let digits = e.strip_prefix(['+', '-'])?;
+        if digits.len() == e.len() || !all(digits, |c| c.is_ascii_digit()) {
+            return None;
+        }
+    }
+    if u.contains(':') {
+        // Base 60 with a fraction: `1:30.5`.
+        let (whole, frac) = mantissa.split_once('.')?;
+        let i = int(whole)??;
+        return Some(sign * (i as f64 + format!("0.{frac}").parse::<f64>().ok()?));
+    }
+    let (whole, frac) = mantissa.split_once('.')?;
+    // A digit before the dot, or (unsigned) a dot and digits: `1.`, `.5`.
+    let ok = if whole.is_empty() {
+        v == u && all(frac, |c| c.is_ascii_digit())
+    } else {
+        u.starts_with(|c: char| c.is_ascii_digit())
+            && all(whole, |c| c.is_ascii_digit())
+            && (frac.is_empty() || all(frac, |c| c.is_ascii_digit()))
+    };
+    if !ok {
+        return None;
+    }
+    format!("{}{clean}", if sign < 0.0 { "-" } else { "" })
+        .parse()
+        .ok()
+}
+
+/// PyYAML's timestamp forms: `2025-01-02`, `2025-1-2 10:00:00`, ... (a
+/// looser check than its pattern: it decides only how a value is read back,
+/// and any such value is quoted when written).
+fn timestamp(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && {
+        let rest = &v[5..];
+        let mut it = rest.splitn(3, '-');
+        let (m, d) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+        let d_end = d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len());
+        matches!(m.len(), 1 | 2)
+            && all(m, |c| c.is_ascii_digit())
+            && matches!(d_end, 1 | 2)
+            && (d_end == d.len() && it.next().is_none()
+                || d[d_end..].starts_with(['T', 't', ' ', '\t']))
+    }
+}
+
+impl Doc {
+    /// Keep `node` for the aliases to anchor `id`.
+    fn anchor(&mut self, id: usize, node: &Node) -> Result<(), String> {
+        fn count(n: &Node) -> usize {
+            1 + match &n.kind {
+                Kind::Seq(items) => items.iter().map(count).sum(),
+                Kind::Map(pairs) => pairs.iter().map(|(k, v)| count(k) + count(v)).sum(),
+                _ => 0,
+            }
+        }
+        self.anchored += count(node);
+        if self.anchored > MAX_EXPANDED {
+            return Err("too many anchored nodes".into());
+        }
+        self.anchors.insert(id, node.clone());
+        Ok(())
+    }
+
+    /// A mapping key as the typed entry names it (an int key `1` is `"1"`).
+    pub fn key(&self, node: &Node) -> Result<String, String> {
+        Ok(match self.json(node)? {
+            Value::String(s) => s,
+            other => other.to_string(),
+        })
+    }
+
+    /// `node` as JSON, with PyYAML's types where JSON has them; what JSON
+    /// cannot hold (a big int, `.inf`, a date, `!!binary`) is its text.
+    pub fn json(&self, node: &Node) -> Result<Value, String> {
+        let mut budget = MAX_EXPANDED;
+        self.json_in(node, &mut budget, 0)
+    }
+
+    fn json_in(&self, node: &Node, budget: &mut usize, depth: usize) -> Result<Value, String> {
+        *budget = budget
+            .checked_sub(1)
+            .ok_or("a value expands to too many nodes through aliases")?;
+        if depth > MAX_DEPTH {
+            return Err("aliases nest too deep".into());
+        }
+        Ok(match &node.kind {
+            Kind::Scalar { value, .. } => match resolve(node).unwrap_or(Scalar::Other) {
+                Scalar::Null => Value::Null,
+                Scalar::Bool(b) => Value::Bool(b),
+                Scalar::Int(Some(i)) => Value::from(i),
+                // Above i64 but within u64: JSON holds it (as an archive's
+                // instance.json may), and it must read back the same.
+                Scalar::Int(None) if value.parse::<u64>().is_ok() => {
+                    Value::from(value.parse::<u64>().unwrap_or_default())
+                }
+                Scalar::Float(f) if f.is_finite() => Value::from(f),
+                Scalar::Str(s) => Value::String(s.to_owned()),
+                Scalar::Int(None) | Scalar::Float(_) | Scalar::Timestamp | Scalar::Other => {
+                    Value::String(value.clone())
+                }
+            },
+            Kind::Seq(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|n| self.json_in(n, budget, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Kind::Map(pairs) => {
+                let mut map = Map::new();
+                for (k, v) in pairs {
+                    let key = match self.json_in(k, budget, depth + 1)? {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    map.insert(key, self.json_in(v, budget, depth + 1)?);
+                }
+                Value::Object(map)
+            }
+            Kind::Alias(id) => match self.anchors.get(id) {
+                Some(target) => self.json_in(target, budget, depth + 1)?,
+                None => return Err(format!("alias to an unknown anchor (id {id})")),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What PyYAML 6 `safe_load` gives for each plain scalar.
+    #[test]
+    fn plain_scalars_resolve_as_pyyaml_does() {
+        use Scalar::*;
+        for (text, want) in [
+            ("", Null),
+            ("~", Null),
+            ("NULL", Null),
+            ("on", Bool(true)),
+            ("OFF", Bool(false)),
+            ("y", Str("y")),
+            ("0755", Int(Some(493))),
+            ("0o17", Str("0o17")),
+            ("0x1F", Int(Some(31))),
+            ("0b101", Int(Some(5))),
+            ("1_000", Int(Some(1000))),
+            ("1:30", Int(Some(90))),
+            ("-42", Int(Some(-42))),
+            ("1180591620717411303424", Int(None)),
+            ("1e3", Str("1e3")),
+            ("1.0e+3", Float(1000.0)),
+            ("1.", Float(1.0)),
+            (".5", Float(0.5)),
+            ("-.5", Str("-.5")),
+            ("-.inf", Float(f64::NEG_INFINITY)),
+            ("2025-01-02", Timestamp),
+            ("2025-01-02 10:00:00", Timestamp),
+            ("2025-01-02x", Str("2025-01-02x")),
+            ("1:a", Str("1:a")),
+            ("25.1.0", Str("25.1.0")),
+        ] {
+            assert_eq!(plain_scalar(text), want, "{text:?}");
+        }
+        assert!(matches!(plain_scalar(".nan"), Float(f) if f.is_nan()));
+    }
+
+    #[test]
+    fn nodes_know_their_bytes_and_aliases_are_bounded() {
+        let text = "a: &x [1, 2]\nb:\n  c: *x\n";
+        let doc = parse(text).unwrap();
+        let root = doc.root.as_ref().unwrap();
+        let b = root.get("b").unwrap();
+        assert_eq!(&text[b.start..b.end], "c: *x");
+        assert!(b.anchors);
+        assert_eq!(doc.json(b).unwrap(), serde_json::json!({"c": [1, 2]}));
+        let mut bomb = String::from("a0: &a0 [x, x]\n");
+        for i in 1..40 {
+            bomb.push_str(&format!("a{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));
+        }
+        let doc = parse(&bomb).unwrap();
+        assert!(doc.json(doc.root.as_ref().unwrap()).is_err());
+        assert!(parse(&"[".repeat(100)).is_err());
+        let big = parse("a: 18446744073709551615\nb: 18446744073709551616\n").unwrap();
+        assert_eq!(
+            big.json(big.root.as_ref().unwrap()).unwrap(),
+            serde_json::json!({"a": u64::MAX, "b": "18446744073709551616"})
+        );
+    }
+}
