@@ -140,8 +140,18 @@ fn restored(now: &State, at_backup: &State, id: &str, op_id: &str) -> Result<(),
     let meta = reg["metadata"]
         .as_object_mut()
         .ok_or("no registry metadata")?;
-    if meta.remove("last_restored_at").is_none() || meta.remove("last_restored_by").is_none() {
-        return Err("registry entry not marked restored".into());
+    for key in [
+        "last_restored_at",
+        "last_restored_by",
+        "last_restore_source",
+        "last_restore_destination",
+        "last_restore_actor",
+    ] {
+        if meta.remove(key).is_none() {
+            return Err(format!(
+                "registry entry not marked restored ({key} missing)"
+            ));
+        }
     }
     if reg != at_backup.registry {
         return Err(format!(

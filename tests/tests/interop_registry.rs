@@ -114,8 +114,10 @@ async fn restore_keeps_everything_else(w: &World, id: &str, text: &str, alpha_at
             [".version", ".domain", ".paths"]
                 .iter()
                 .any(|k| rest == *k || rest.starts_with(&format!("{k}.")))
-                || rest == ".metadata.last_restored_at"
-                || rest == ".metadata.last_restored_by"
+                || RESTORE_NOTE
+                    .iter()
+                    .any(|k| rest == format!(".metadata.{k}"))
+                || rest.starts_with(".metadata.last_restore_actor.")
         })
     };
     let unexpected: Vec<&String> = diff.iter().filter(|d| !allowed(d)).collect();
@@ -123,13 +125,15 @@ async fn restore_keeps_everything_else(w: &World, id: &str, text: &str, alpha_at
         unexpected.is_empty(),
         "changed for PyYAML: {unexpected:?}\nbefore:\n{text}\nafter:\n{after}"
     );
-    for must in [
-        ".version",
-        ".metadata.last_restored_at",
-        ".metadata.last_restored_by",
-    ] {
+    for must in [".version".to_owned()]
+        .into_iter()
+        .chain(RESTORE_NOTE.iter().map(|k| format!(".metadata.{k}")))
+    {
+        let written = |d: &String| {
+            d == &format!("{alpha}{must}") || d.starts_with(&format!("{alpha}{must}."))
+        };
         assert!(
-            diff.contains(&format!("{alpha}{must}")),
+            diff.iter().any(written),
             "{must} not written: {diff:?}\n{after}"
         );
     }
@@ -143,7 +147,19 @@ async fn restore_keeps_everything_else(w: &World, id: &str, text: &str, alpha_at
         meta["last_restored_at"].is_string() && meta["last_restored_by"] == "root",
         "{meta}"
     );
+    assert_eq!(meta["last_restore_actor"]["name"], "root", "{meta}");
+    assert!(meta["last_restore_source"].is_string(), "{meta}");
+    assert!(meta["last_restore_destination"].is_string(), "{meta}");
 }
+
+/// The metadata keys a restore writes: abssd's two and the Python tool's three.
+const RESTORE_NOTE: [&str; 5] = [
+    "last_restored_at",
+    "last_restored_by",
+    "last_restore_source",
+    "last_restore_destination",
+    "last_restore_actor",
+];
 
 /// PyYAML writes the registry (`safe_dump`, its own quoting and tags) with
 /// values our model would reject in other entries and odd unknown keys in the

@@ -148,14 +148,19 @@ top: [on, 1e3]
             .paths
             .extra
             .insert("data".into(), "/srv/x/data".into());
-        alpha.record_restore("2025-06-01T11:00:00Z", "1e3");
+        let actor = super::super::tests::actor("1e3");
+        alpha.record_restore(&super::super::tests::note(
+            "2025-06-01T11:00:00Z",
+            &actor,
+            "1e3",
+        ));
         let out = reg.with_entry(&alpha).unwrap();
         let expect = HAND
             .replace("version: '1.0'", "version: \"on\"")
             .replace("data: /srv/alpha/data", "data: /srv/x/data")
             .replace(
                 "metadata: {created: 2025-01-02, n: 0755}",
-                "metadata:\n    created: 2025-01-02\n    n: 0755\n    last_restored_at: \"2025-06-01T11:00:00Z\"\n    last_restored_by: \"1e3\"",
+                "metadata:\n    created: 2025-01-02\n    n: 0755\n    last_restored_at: \"2025-06-01T11:00:00Z\"\n    last_restored_by: \"1e3\"\n    last_restore_source: \"1e3\"\n    last_restore_destination: /srv/alpha\n    last_restore_actor:\n      type: user\n      name: \"1e3\"",
             );
         assert_eq!(out, expect);
         let again = Registry::parse(&out).unwrap();

@@ -17,6 +17,7 @@ mod yaml;
 
 use std::path::{Component, Path, PathBuf};
 
+use abssd_proto::{Actor, ToolActor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -320,17 +321,45 @@ impl Instance {
         other_root
     }
 
-    /// Note a restore of this instance in its metadata (SPEC §7 step 6): when
-    /// (`at`, UTC as the index writes it) and by whom (`by`, the requesting
-    /// user's name), as strings under `last_restored_at` and
-    /// `last_restored_by`, replacing those of an earlier restore and keeping
-    /// every other key.
-    pub fn record_restore(&mut self, at: &str, by: &str) {
-        self.metadata
-            .insert("last_restored_at".into(), Value::String(at.to_owned()));
-        self.metadata
-            .insert("last_restored_by".into(), Value::String(by.to_owned()));
+    /// Note a restore of this instance in its metadata (SPEC §7 step 6),
+    /// replacing an earlier restore's note and keeping every other key. Both
+    /// tools' keys, so that whichever wrote last, either reads the same:
+    /// `last_restored_at` (UTC, as the index writes it) and `last_restored_by`
+    /// (the user's name, abssd's), and the Python tool's `last_restore_source`
+    /// (the backup id), `last_restore_destination` (the data root restored)
+    /// and `last_restore_actor` (`{type: user, name}`).
+    pub fn record_restore(&mut self, note: &RestoreNote<'_>) {
+        let text = |s: &str| Value::String(s.to_owned());
+        let actor = ToolActor::of(note.actor);
+        for (key, value) in [
+            ("last_restored_at", text(note.at)),
+            ("last_restored_by", text(&note.actor.user)),
+            ("last_restore_source", text(note.source)),
+            (
+                "last_restore_destination",
+                text(&note.destination.display().to_string()),
+            ),
+            (
+                "last_restore_actor",
+                serde_json::to_value(&actor).unwrap_or(Value::Null),
+            ),
+        ] {
+            self.metadata.insert(key.into(), value);
+        }
     }
+}
+
+/// One restore of an instance, as [`Instance::record_restore`] notes it.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreNote<'a> {
+    /// When it finished (UTC, whole seconds, `Z`).
+    pub at: &'a str,
+    /// Who asked for it.
+    pub actor: &'a Actor,
+    /// The backup restored.
+    pub source: &'a str,
+    /// The data root it was restored to.
+    pub destination: &'a Path,
 }
 
 /// Write `text` as the registry file, atomically.
@@ -407,7 +436,7 @@ fn recorded_asset(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// As PyYAML `safe_dump(sort_keys=False)` writes it: strings that would read as
@@ -521,16 +550,38 @@ top_level_extra: kept
         );
     }
 
+    /// A restore as the tests note it.
+    pub(crate) fn note<'a>(at: &'a str, actor: &'a Actor, source: &'a str) -> RestoreNote<'a> {
+        RestoreNote {
+            at,
+            actor,
+            source,
+            destination: Path::new("/srv/alpha"),
+        }
+    }
+
+    pub(crate) fn actor(user: &str) -> Actor {
+        Actor {
+            uid: 0,
+            user: user.into(),
+            pid: 1,
+        }
+    }
+
     /// The keys and value types are the registry format's (the Python tool and
-    /// older abssd read them): two strings in `metadata`, after the keys
-    /// already there and strings to a YAML 1.1 reader too; a later restore
-    /// replaces an earlier one's.
+    /// older abssd read them): strings in `metadata` (and the Python tool's
+    /// actor mapping), after the keys already there and strings to a YAML 1.1
+    /// reader too; a later restore replaces an earlier one's.
     #[test]
-    fn a_restore_is_recorded_as_two_strings_in_metadata() {
+    fn a_restore_is_recorded_in_metadata_with_both_tools_keys() {
         let mut reg = Registry::parse(PYYAML).unwrap();
         let alpha = reg.get_mut("alpha").unwrap();
-        alpha.record_restore("2025-01-01T00:00:00Z", "ops");
-        alpha.record_restore("2025-06-01T11:00:00Z", "root");
+        alpha.record_restore(&note("2025-01-01T00:00:00Z", &actor("ops"), "old-id"));
+        alpha.record_restore(&note(
+            "2025-06-01T11:00:00Z",
+            &actor("root"),
+            "20250601-110000-alpha-a1b2c3",
+        ));
         let keys: Vec<&str> = alpha.metadata.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
@@ -540,20 +591,23 @@ top_level_extra: kept
                 "owner",
                 "created",
                 "last_restored_at",
-                "last_restored_by"
+                "last_restored_by",
+                "last_restore_source",
+                "last_restore_destination",
+                "last_restore_actor",
             ]
         );
-        reg.get_mut("beta")
-            .unwrap()
-            .record_restore("2025-06-02T00:00:00Z", "1e3");
+        reg.get_mut("beta").unwrap().record_restore(&note(
+            "2025-06-02T00:00:00Z",
+            &actor("1e3"),
+            "1e3",
+        ));
 
         let out = reg.to_yaml().unwrap();
         // The time is quoted (PyYAML would read it as a timestamp), as is a
         // user name that would read as a number.
-        let alpha_meta = "  metadata:\n    note: \"1e3\"\n    flag: \"off\"\n    owner: ops\n    created: \"2025-01-02\"\n    last_restored_at: \"2025-06-01T11:00:00Z\"\n    last_restored_by: root\n";
+        let alpha_meta = "  metadata:\n    note: \"1e3\"\n    flag: \"off\"\n    owner: ops\n    created: \"2025-01-02\"\n    last_restored_at: \"2025-06-01T11:00:00Z\"\n    last_restored_by: root\n    last_restore_source: 20250601-110000-alpha-a1b2c3\n    last_restore_destination: /srv/alpha\n    last_restore_actor:\n      type: user\n      name: root\n";
         assert!(out.contains(alpha_meta), "{out}");
-        let beta_meta = "  metadata:\n    last_restored_at: \"2025-06-02T00:00:00Z\"\n    last_restored_by: \"1e3\"\n";
-        assert!(out.contains(beta_meta), "{out}");
         let again = Registry::parse(&out).unwrap();
         assert_eq!(again, reg);
         let beta = &again.get("beta").unwrap().metadata;
@@ -562,6 +616,8 @@ top_level_extra: kept
             Value::from("2025-06-02T00:00:00Z")
         );
         assert_eq!(beta["last_restored_by"], Value::from("1e3"));
+        assert_eq!(beta["last_restore_source"], Value::from("1e3"));
+        assert_eq!(beta["last_restore_actor"]["name"], Value::from("1e3"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::fsutil;
 use crate::journal::{Journal, Step};
 use crate::nginx;
 use crate::progress::Progress;
-use crate::registry::Registry;
+use crate::registry::{Registry, RestoreNote};
 use crate::systemd::Units;
 
 /// Restore `job` over the live instance, driving its unit through `units`.
@@ -206,7 +206,12 @@ impl Live<'_, '_> {
                 job.pre.target.display()
             ));
         }
-        entry.record_restore(&fsutil::now_utc(), &job.actor.user);
+        entry.record_restore(&RestoreNote {
+            at: &fsutil::now_utc(),
+            actor: job.actor,
+            source: &job.params.id,
+            destination: &job.pre.target,
+        });
         journal.begin(Step::Registry {
             instance: name,
             before,
@@ -395,6 +400,20 @@ mod tests {
         let registry = crate::registry::Registry::load(&host.cfg().layout.registry_file()).unwrap();
         let entry = registry.get(INSTANCE).unwrap();
         assert_eq!(entry.metadata["last_restored_by"], "root");
+        // The Python tool's keys for the same restore.
+        assert_eq!(entry.metadata["last_restore_actor"]["name"], "root");
+        assert_eq!(entry.metadata["last_restore_actor"]["type"], "user");
+        assert!(
+            entry.metadata["last_restore_source"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        );
+        assert_eq!(
+            entry.metadata["last_restore_destination"]
+                .as_str()
+                .map(std::path::PathBuf::from),
+            Some(entry.data_root(&host.cfg()))
+        );
     }
 
     #[tokio::test]
