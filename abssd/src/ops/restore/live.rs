@@ -26,7 +26,6 @@ pub(super) async fn run(job: &Job<'_>, units: &dyn Units) -> Result<RestoreResul
         .locks
         .acquire(false, &[job.plan.instance.as_str()], job.progress)
         .await?;
-    hook_point!("restore::locked");
     // The state that counts is the one under the lock.
     let was_active = units.state(&unit).await?.is_active();
     let pre_restore_backup = if job.params.no_pre_backup {
