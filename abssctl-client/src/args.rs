@@ -12,14 +12,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const GLOBAL: &str = "Global options";
 
 const EXIT_CODES: &str = "\
-Exit codes:
-  0    success
-  1    not found (instance, backup or operation)
-  2    validation error or refused request (also command-line usage errors)
+Exit codes (ADR-013, as the Python abssctl answers):
+  0    success; also a reconcile that ran, drift or not
+  2    validation error or refused request: bad flags (usage errors), an instance,
+       backup or operation that does not exist, a backup whose archive is missing,
+       a restore of a corrupt archive (checksum mismatch, truncated)
   3    environment: daemon unreachable, permission denied, disk, lock timeout, busy;
-       or verify found a missing, corrupt or unreadable archive; or reconcile found
-       drift between the index and the archives that it did not fix
-  4    systemd, nginx or archive work failed, or an internal error
+       or verify found a missing, corrupt or unreadable archive; or reconcile
+       --check found drift that it did not fix
+  4    systemd, nginx or archive work failed (an archive restore refuses to
+       extract), or an internal error
   130  interrupted: the client detached, the operation goes on in abssd";
 
 /// Back up, restore and check Actual Budget sync server instances through abssd.
@@ -134,9 +136,10 @@ pub enum BackupCommand {
     /// --apply, for archives without a sidecar), so it is cheap enough for cron. --apply (and --adopt) change the index and need
     /// an operator (root or the operator group).
     ///
-    /// Exit codes: 0 when the index and the archives agree, or everything found was
-    /// fixed; 3 when drift was found and not fixed, so a nightly
-    /// `abssctl backup reconcile --json` can alert on it.
+    /// Exit codes: 0 when the report ran, whether or not it found drift (as the
+    /// Python abssctl's reconcile exits). With --check: 3 when drift is left after
+    /// the run (found and not fixed), so a nightly `abssctl backup reconcile
+    /// --check` can alert on it.
     #[command(verbatim_doc_comment)]
     Reconcile(ReconcileArgs),
 }
@@ -385,6 +388,12 @@ pub struct ReconcileArgs {
     #[arg(long, requires = "verify")]
     pub deep: bool,
 
+    /// Exit 3 when drift is left after the run (found and not fixed by --apply),
+    /// as `backup verify` exits 3 when it finds a problem: for cron. Without it
+    /// a reconcile that ran exits 0, drift or not.
+    #[arg(long, conflicts_with = "detach")]
+    pub check: bool,
+
     /// Start reconciling, print the operation id and return at once.
     #[arg(long)]
     pub detach: bool,
@@ -398,7 +407,8 @@ pub enum OpCommand {
     /// Follow an operation: replay its events, show progress, print its result.
     ///
     /// Exits like the command that started it would have: 0 when it finished,
-    /// the error's exit code when it failed.
+    /// the error's exit code when it failed (a reconcile exits as one started
+    /// without --check).
     Watch(OpWatchArgs),
 }
 

@@ -153,7 +153,8 @@ fn help_mentions_every_command() {
                 "--json",
                 "ABSSCTL_SOCKET",
                 "Exit codes",
-                "reconcile found\n       drift",
+                "reconcile\n       --check found drift",
+                "an instance,\n       backup or operation that does not exist",
             ],
         ),
         (
@@ -244,8 +245,9 @@ fn reconcile_help_explains_categories_flags_and_exit_codes() {
         "Without --apply it only reads",
         "cheap enough for cron",
         "need\nan operator",
-        "0 when the index and the archives agree",
-        "3 when drift was found and not fixed",
+        "--check",
+        "0 when the report ran, whether or not it found drift",
+        "With --check: 3 when drift is left after\nthe run",
     ] {
         assert!(help.contains(part), "missing {part:?}:\n{help}");
     }

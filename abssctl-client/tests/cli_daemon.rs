@@ -215,12 +215,12 @@ fn control_characters_from_the_daemon_never_reach_the_terminal() {
 }
 
 #[test]
-fn show_unknown_id_exits_1() {
+fn show_unknown_id_exits_2() {
     let host = Host::new();
-    let doc = host.json(&["backup", "show", "20250101-000000-alpha-abcdef"], 1);
+    let doc = host.json(&["backup", "show", "20250101-000000-alpha-abcdef"], 2);
     assert_eq!(error_kind(&doc), "not_found");
     let out = host.abssctl(&["backup", "show", "20250101-000000-alpha-abcdef"]);
-    assert_exit(&out, 1);
+    assert_exit(&out, 2);
     assert!(out.stdout.is_empty());
     assert!(
         text(&out.stderr).starts_with("abssctl: error: "),
@@ -253,9 +253,9 @@ fn verify_after_corrupting_the_archive_exits_3() {
 }
 
 #[test]
-fn create_for_an_unknown_instance_exits_1() {
+fn create_for_an_unknown_instance_exits_2() {
     let host = Host::new();
-    let doc = host.json(&["backup", "create", "nosuch"], 1);
+    let doc = host.json(&["backup", "create", "nosuch"], 2);
     assert_eq!(error_kind(&doc), "not_found");
 }
 
@@ -311,7 +311,7 @@ fn detached_operations_can_be_listed_and_watched() {
         json!([])
     );
     assert_eq!(
-        error_kind(&host.json(&["op", "watch", "0190abcd-0000-7000-8000-000000000000"], 1)),
+        error_kind(&host.json(&["op", "watch", "0190abcd-0000-7000-8000-000000000000"], 2)),
         "not_found"
     );
 }
@@ -370,14 +370,17 @@ fn reconcile_exits_3_on_drift_until_applied_and_prints_the_categories() {
     );
     std::fs::remove_file(made["archive"].as_str().unwrap()).unwrap();
 
+    // A reconcile that ran exits 0, drift or not (the Python tool's code);
+    // --check exits 3 while drift is left.
     let out = host.abssctl(&["backup", "reconcile"]);
-    assert_exit(&out, 3);
+    assert_exit(&out, 0);
     let table = text(&out.stdout);
     assert!(table.contains("missing (1)"), "{table}");
     assert!(table.contains(made["id"].as_str().unwrap()), "{table}");
     assert!(table.contains("orphaned (0)"), "{table}");
 
-    let doc = host.json(&["backup", "reconcile"], 3);
+    assert_exit(&host.abssctl(&["backup", "reconcile", "--check"]), 3);
+    let doc = host.json(&["backup", "reconcile", "--check"], 3);
     assert_eq!(doc["missing"][0]["id"], made["id"]);
     assert_eq!(doc["missing"][0]["action"], "mark missing");
     assert!(doc["op_id"].is_string());
@@ -387,7 +390,10 @@ fn reconcile_exits_3_on_drift_until_applied_and_prints_the_categories() {
 
     let doc = host.json(&["backup", "reconcile", "--apply"], 0);
     assert_eq!(doc["applied"][0]["status"], "missing");
-    assert_eq!(host.json(&["backup", "reconcile"], 0)["known_missing"], 1);
+    assert_eq!(
+        host.json(&["backup", "reconcile", "--check"], 0)["known_missing"],
+        1
+    );
 }
 
 #[test]
@@ -416,7 +422,7 @@ fn short_i_is_instance_for_list_reconcile_and_restore() {
         host.json(&["backup", "reconcile", "-i", "beta"], 0)["unresolved"],
         0
     );
-    let doc = host.json(&["backup", "reconcile", "-i", "alpha"], 3);
+    let doc = host.json(&["backup", "reconcile", "-i", "alpha", "--check"], 3);
     assert_eq!(doc["missing"][0]["id"], id, "{doc}");
 }
 

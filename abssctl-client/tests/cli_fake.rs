@@ -105,14 +105,14 @@ fn detach_prints_the_op_id_at_once() {
 }
 
 #[test]
-fn unknown_instance_and_backup_exit_1() {
+fn unknown_instance_and_backup_exit_2() {
     let d = FakeDaemon::start();
     let out = d.abssctl(&["backup", "create", "ghost", "--json"]);
-    assert_exit(&out, 1);
+    assert_exit(&out, 2);
     assert_eq!(json_doc(&out)["error"]["kind"], "not_found");
 
     let out = d.abssctl(&["backup", "show", "ghost"]);
-    assert_exit(&out, 1);
+    assert_exit(&out, 2);
     assert!(out.stdout.is_empty());
     assert_eq!(
         text(&out.stderr),
@@ -160,7 +160,7 @@ fn op_watch_exits_with_the_outcome() {
     assert_exit(&out, 3);
 
     let out = d.abssctl(&["op", "watch", "no-such-op", "--json"]);
-    assert_exit(&out, 1);
+    assert_exit(&out, 2);
 }
 
 #[test]
@@ -394,10 +394,10 @@ fn a_rolled_back_restore_says_what_was_put_back_and_exits_by_kind() {
 }
 
 #[test]
-fn restore_of_an_unknown_backup_exits_1_before_asking() {
+fn restore_of_an_unknown_backup_exits_2_before_asking() {
     let d = FakeDaemon::start();
     let out = d.abssctl(&["backup", "restore", "ghost"]);
-    assert_exit(&out, 1);
+    assert_exit(&out, 2);
     assert_eq!(
         text(&out.stderr),
         "abssctl: error: no backup ghost in the index\n"
@@ -440,7 +440,7 @@ fn assert_result_with_op_id(doc: &Value, op_id: &str, result: Value) {
 }
 
 #[test]
-fn reconcile_json_is_one_document_and_exits_3_on_unfixed_drift() {
+fn reconcile_json_is_one_document_and_exits_3_on_unfixed_drift_with_check() {
     let d = FakeDaemon::start();
     let out = d.abssctl(&[
         "backup",
@@ -449,6 +449,7 @@ fn reconcile_json_is_one_document_and_exits_3_on_unfixed_drift() {
         "drifty",
         "--verify",
         "--deep",
+        "--check",
         "--json",
     ]);
     assert_exit(&out, 3);
@@ -495,8 +496,9 @@ fn reconcile_in_sync_exits_0() {
 #[test]
 fn reconcile_text_groups_findings_with_counts() {
     let d = FakeDaemon::start();
+    // Without --check, a reconcile that ran exits 0 whatever it found.
     let out = d.abssctl(&["backup", "reconcile", "--instance", "drifty"]);
-    assert_exit(&out, 3);
+    assert_exit(&out, 0);
     let stdout = text(&out.stdout);
     for part in [
         "index:     /srv/backups/backups.json (3 entries)\n",
@@ -588,8 +590,9 @@ fn reconcile_detach_and_op_watch() {
     assert_eq!(json_doc(&out), json!({ "op_id": "op-reconcile-drift" }));
     assert_eq!(d.reconciles()[0]["detach"], true);
 
+    // Re-attached, a reconcile exits as one started without --check.
     let out = d.abssctl(&["op", "watch", "op-reconcile-drift", "--json"]);
-    assert_exit(&out, 3);
+    assert_exit(&out, 0);
     assert_result_with_op_id(&json_doc(&out), "op-reconcile-drift", reconcile_drift());
 
     let out = d.abssctl(&["op", "watch", "op-reconcile-ok"]);

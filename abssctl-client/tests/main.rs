@@ -11,6 +11,7 @@ mod cli_daemon;
 mod cli_fake;
 mod common;
 mod generate;
+mod interop_exit;
 
 #[test]
 fn every_test_file_is_a_module() {

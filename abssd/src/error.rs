@@ -77,6 +77,12 @@ pub enum Error {
     /// An archive could not be written or read.
     #[error("{0}")]
     Archive(String),
+    /// An archive's bytes are not the ones recorded (checksum mismatch) or not
+    /// a readable archive (truncated, a damaged stream). A refusal of the
+    /// request, as the Python tool answers it (exit 2), not a failure of the
+    /// host or a service: nothing was changed, and no retry will help.
+    #[error("{0}")]
+    CorruptArchive(String),
     /// systemd, nginx or the bus failed or is unreachable.
     #[error("{0}")]
     Service(String),
@@ -124,6 +130,7 @@ impl Error {
             Error::LockTimeout { .. } => ErrorKind::Busy,
             Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Archive(_) => ErrorKind::Service,
+            Error::CorruptArchive(_) => ErrorKind::Validation,
             Error::Service(_) => ErrorKind::Service,
             Error::RolledBack { cause, .. } => cause.kind(),
             Error::NotRestarted { .. } => ErrorKind::Service,

@@ -102,7 +102,7 @@ pub fn extract(
         "archive extracted"
     );
     if !hashed.sha256.eq_ignore_ascii_case(expect.sha256.trim()) {
-        return Err(Error::Archive(format!(
+        return Err(Error::CorruptArchive(format!(
             "checksum mismatch for {}: expected {}, got {}; the archive is corrupt or was changed",
             archive.display(),
             expect.sha256.trim(),

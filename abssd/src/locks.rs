@@ -2,20 +2,50 @@
 //! mirrored as `flock`s on the Python tool's lock files (`runtime_dir/abssctl.lock`,
 //! `runtime_dir/<instance>.lock`), so the two tools exclude each other.
 //!
-//! Rules:
-//! * One [`Locks::acquire`] call takes what it asks for in a fixed order — global
-//!   first, then instances sorted by name — the order the Python tool uses.
-//! * The global lock guards the shared state files (index, registry). Long
-//!   operations hold their instance lock and take the global lock only around a
-//!   state-file write, which waits for nothing else while held.
-//! * Every wait is bounded by `lock_timeout` and reported.
+//! The Python tool (`LockManager.mutate_instances`) takes the global lock file
+//! first, then the instance's, and holds the global one *while it waits* for
+//! the instance's. So no process may wait for the global lock file while it
+//! holds an instance lock file: the two would wait for each other until one
+//! `lock_timeout` ended. The daemon therefore keeps two global locks:
+//!
+//! * the global lock **file**, which every operation that holds any lock holds
+//!   from before its instance lock files until it ends: one `flock` shared by
+//!   all the daemon's operations (counted by references, released when the
+//!   last one ends). This is what the Python tool sees, in its order, and for
+//!   at least its scope;
+//! * the global lock **in memory**, which guards the shared state files (index,
+//!   registry) between the daemon's own operations, taken after their
+//!   instance locks and only around a state-file write, which waits for
+//!   nothing else while held. Creates of different instances overlap.
+//!
+//! One [`Locks::acquire`] takes, within one `lock_timeout`: the global lock
+//! file, then the named instances sorted by name (memory, then file), then the
+//! in-memory global lock if asked. An operation that already holds locks takes
+//! the global lock file again by reference, without waiting.
+//!
+//! Per operation, what the Python tool sees (its `cli.py` beside it):
+//!
+//! | operation | abssd: order | held for | the Python tool |
+//! |---|---|---|---|
+//! | `backup create` | global file, then instance | the whole create: plan, archive pass, sidecar, index entry | global, then instance, for the whole create |
+//! | `backup restore` (live) | global file, then instance | from before the pre-restore backup to the end of clean-up and the index annotation | global, then instance, only while it reads the registry entry; the rest runs unlocked |
+//! | `backup restore --dest` | global file | around each index or sidecar write | as the live restore |
+//! | `backup reconcile` | global file (then the instances of adopted orphans) | around the index read, and around the `--apply` write | none |
+//! | `backup verify` | global file | around the index write | none |
+//! | recovery at start-up | global file, then instance | the recovery of that operation | — |
+//!
+//! The live restore holds its locks longer than the Python tool does: it
+//! replaces the instance's data, unit and site, and a create of the same
+//! instance must not read them half-swapped. A longer hold in the same order
+//! cannot deadlock; the other side only waits (up to its `lock_timeout`).
+//! Every wait is bounded by `lock_timeout` and reported.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -38,6 +68,9 @@ pub struct Locks {
     global: Arc<Mutex<()>>,
     /// In-memory instance locks, created on first use and kept (a few bytes each).
     instances: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// The global lock file's `flock`, while any operation holds a lock; the
+    /// async mutex makes one operation at a time wait for the Python tool.
+    global_file: Mutex<Weak<Flock<File>>>,
 }
 
 /// Which lock.
@@ -61,8 +94,12 @@ impl std::fmt::Display for LockName {
 /// Held locks; released (in reverse order) on drop.
 #[derive(Debug)]
 pub struct LockGuard {
-    /// In acquisition order.
-    held: Vec<(LockName, Flock<File>, OwnedMutexGuard<()>)>,
+    /// In acquisition order; the global lock (in memory only: its file is
+    /// `global_file`) last, when asked for.
+    held: Vec<(LockName, Option<Flock<File>>, OwnedMutexGuard<()>)>,
+    /// This guard's reference to the global lock file, released after
+    /// everything in `held`, as the Python tool releases its locks.
+    global_file: Option<Arc<Flock<File>>>,
     /// Total time spent waiting.
     pub waited: Duration,
 }
@@ -72,6 +109,7 @@ impl Drop for LockGuard {
         while let Some(held) = self.held.pop() {
             drop(held);
         }
+        self.global_file.take();
     }
 }
 
@@ -91,11 +129,13 @@ impl Locks {
             timeout,
             global: Arc::new(Mutex::new(())),
             instances: StdMutex::new(HashMap::new()),
+            global_file: Mutex::new(Weak::new()),
         }
     }
 
-    /// Take `global` (if asked) and then the named instances in sorted order, within
-    /// one `lock_timeout` for the whole set.
+    /// Take the global lock file, the named instances in sorted order, and
+    /// then the in-memory global lock if `global`, within one `lock_timeout`
+    /// for the whole set.
     pub async fn acquire(
         &self,
         global: bool,
@@ -109,14 +149,18 @@ impl Locks {
         names.sort();
         names.dedup();
         if global {
-            names.insert(0, LockName::Global);
+            names.push(LockName::Global);
         }
         let deadline = Instant::now() + self.timeout;
         let start = Instant::now();
         let mut guard = LockGuard {
             held: Vec::new(),
+            global_file: None,
             waited: Duration::ZERO,
         };
+        if !names.is_empty() {
+            guard.global_file = Some(self.global_file(deadline, start, observer).await?);
+        }
         for name in names {
             let one_start = Instant::now();
             let mutex = self.mutex(&name);
@@ -132,7 +176,14 @@ impl Locks {
                         .map_err(|_| self.timeout_error(&name, start))?
                 }
             };
-            let (file, flock_waited) = self.flock(&name, deadline, start, observer, waited).await?;
+            let (file, flock_waited) = match name {
+                // Its file is held already, by `guard.global_file`.
+                LockName::Global => (None, false),
+                LockName::Instance(_) => {
+                    let (file, w) = self.flock(&name, deadline, start, observer, waited).await?;
+                    (Some(file), w)
+                }
+            };
             // Only a real wait is worth an event; opening the lock file is not one.
             if waited || flock_waited {
                 observer.acquired(&name, one_start.elapsed());
@@ -141,6 +192,33 @@ impl Locks {
         }
         guard.waited = start.elapsed();
         Ok(guard)
+    }
+
+    /// A reference to the global lock file's `flock`: the one the daemon
+    /// holds already, or a new one once the Python tool lets it go.
+    async fn global_file(
+        &self,
+        deadline: Instant,
+        start: Instant,
+        observer: &dyn LockObserver,
+    ) -> Result<Arc<Flock<File>>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut slot = tokio::time::timeout(left, self.global_file.lock())
+            .await
+            .map_err(|_| self.timeout_error(&LockName::Global, start))?;
+        if let Some(held) = slot.upgrade() {
+            return Ok(held);
+        }
+        let one_start = Instant::now();
+        let (file, waited) = self
+            .flock(&LockName::Global, deadline, start, observer, false)
+            .await?;
+        if waited {
+            observer.acquired(&LockName::Global, one_start.elapsed());
+        }
+        let file = Arc::new(file);
+        *slot = Arc::downgrade(&file);
+        Ok(file)
     }
 
     fn mutex(&self, name: &LockName) -> Arc<Mutex<()>> {
@@ -257,17 +335,25 @@ mod tests {
         g.held.iter().map(|(n, _, _)| n.to_string()).collect()
     }
 
+    /// Whether another process (another open file description) could take
+    /// `file` in `dir` now; it lets it go at once.
+    fn free(dir: &Path, file: &str) -> bool {
+        let f = File::create(dir.join(file)).unwrap();
+        Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok()
+    }
+
     #[tokio::test]
-    async fn acquires_global_first_then_instances_sorted() {
+    async fn acquires_the_global_file_then_instances_sorted_then_global_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let locks = Locks::new(dir.path(), Duration::from_secs(1));
         let g = locks
             .acquire(true, &["zeta", "alpha", "zeta"], &Quiet)
             .await
             .unwrap();
+        assert!(g.global_file.is_some());
         assert_eq!(
             held_names(&g),
-            ["global", "instance:alpha", "instance:zeta"]
+            ["instance:alpha", "instance:zeta", "global"]
         );
         assert!(dir.path().join("abssctl.lock").exists());
         assert!(dir.path().join("alpha.lock").exists());
@@ -305,6 +391,63 @@ mod tests {
         drop(held);
         let g = waiter.await.unwrap().unwrap();
         assert!(g.waited >= Duration::from_millis(90), "{:?}", g.waited);
+    }
+
+    #[tokio::test]
+    async fn the_global_file_is_held_while_any_lock_is_and_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Locks::new(dir.path(), Duration::from_millis(200));
+        let create = locks.acquire(false, &["alpha"], &Quiet).await.unwrap();
+        assert!(
+            !free(dir.path(), "abssctl.lock"),
+            "an instance lock without the global file"
+        );
+        // Another operation's state-file write shares the file, without waiting.
+        let rec = Record::default();
+        let write = locks.acquire(true, &[], &rec).await.unwrap();
+        assert!(
+            rec.0.lock().unwrap().is_empty(),
+            "{:?}",
+            rec.0.lock().unwrap()
+        );
+        drop(create);
+        assert!(!free(dir.path(), "abssctl.lock"));
+        drop(write);
+        assert!(free(dir.path(), "abssctl.lock"));
+        assert!(free(dir.path(), "alpha.lock"));
+    }
+
+    #[tokio::test]
+    async fn waiting_for_the_global_file_holds_no_instance_file() {
+        // The Python tool's order: it holds the global file while it waits for
+        // an instance's. Were the daemon to hold that instance's file while it
+        // waits for the global one, both would wait until a timeout.
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::create(dir.path().join("abssctl.lock")).unwrap();
+        let python = Flock::lock(f, FlockArg::LockExclusive).unwrap();
+        let locks = Arc::new(Locks::new(dir.path(), Duration::from_secs(30)));
+        let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
+        struct Told(StdMutex<Option<tokio::sync::oneshot::Sender<String>>>);
+        impl LockObserver for Told {
+            fn waiting(&self, l: &LockName) {
+                if let Some(tx) = self.0.lock().unwrap().take() {
+                    let _ = tx.send(l.to_string());
+                }
+            }
+            fn acquired(&self, _: &LockName, _: Duration) {}
+        }
+        let l2 = locks.clone();
+        let daemon = tokio::spawn(async move {
+            let told = Told(StdMutex::new(Some(waiting_tx)));
+            l2.acquire(false, &["alpha"], &told).await
+        });
+        assert_eq!(waiting_rx.await.unwrap(), "global");
+        // The Python tool can take alpha's file, and then lets both go.
+        assert!(free(dir.path(), "alpha.lock"));
+        drop(python);
+        let g = daemon.await.unwrap().unwrap();
+        assert_eq!(held_names(&g), ["instance:alpha"]);
+        assert!(!free(dir.path(), "alpha.lock"));
     }
 
     #[tokio::test]

@@ -101,18 +101,16 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
     }
 }
 
-/// The instance lock, then the global one (the order operations nest them).
+/// The locks the operation held, taken in one acquire, in the order every
+/// operation takes them (see [`crate::locks`]).
 async fn locked(
     ctx: &Ctx,
     record: &Record,
     progress: &Reporter,
-) -> Result<Vec<crate::locks::LockGuard>> {
-    let instance = ctx
-        .locks
-        .acquire(false, &[record.instance.as_str()], progress)
-        .await?;
-    let global = ctx.locks.acquire(true, &[], progress).await?;
-    Ok(vec![instance, global])
+) -> Result<crate::locks::LockGuard> {
+    ctx.locks
+        .acquire(true, &[record.instance.as_str()], progress)
+        .await
 }
 
 /// Why a recovered operation ends failed.

@@ -25,10 +25,12 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The client's exit code for this kind (README "Exit codes").
+    /// The client's exit code for this kind (README "Exit codes"): ADR-013's
+    /// table as the Python abssctl applies it, which answers 2 for an instance
+    /// or backup that does not exist.
     pub fn exit_code(self) -> i32 {
         match self {
-            ErrorKind::NotFound => 1,
+            ErrorKind::NotFound => 2,
             ErrorKind::Validation => 2,
             ErrorKind::Environment => 3,
             ErrorKind::Forbidden => 3,
@@ -121,7 +123,7 @@ mod tests {
     fn kinds_serialize_snake_case_and_map_to_spec_exit_codes() {
         let json = serde_json::to_string(&ErrorKind::NotFound).unwrap();
         assert_eq!(json, "\"not_found\"");
-        assert_eq!(ErrorKind::NotFound.exit_code(), 1);
+        assert_eq!(ErrorKind::NotFound.exit_code(), 2);
         assert_eq!(ErrorKind::Validation.exit_code(), 2);
         assert_eq!(ErrorKind::Forbidden.exit_code(), 3);
         assert_eq!(ErrorKind::Service.exit_code(), 4);

@@ -129,6 +129,26 @@ impl PythonPeer {
     /// `python -m abssctl ARGS` with the peer's environment (no other
     /// `ABSSCTL_*` or `ABSSD_*` variable of the test process leaks in).
     pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.interpreter();
+        cmd.arg("-m").arg("abssctl").args(args);
+        cmd
+    }
+
+    /// As [`PythonPeer::command`], with `prelude` run first in the same
+    /// interpreter: a stand-in that wraps one of the tool's functions, e.g.
+    /// to hold it where a test wants it, while the rest is the tool itself.
+    pub fn command_after(&self, prelude: &str, args: &[&str]) -> Command {
+        let mut cmd = self.interpreter();
+        cmd.arg("-c")
+            .arg(format!(
+                "{prelude}\nimport sys\nsys.argv[0] = 'abssctl'\nfrom abssctl.cli import main\nmain()\n"
+            ))
+            .args(args);
+        cmd
+    }
+
+    /// The venv's python with the peer's environment.
+    fn interpreter(&self) -> Command {
         let mut cmd = python();
         for (k, _) in std::env::vars() {
             if k.starts_with("ABSSCTL_") || k.starts_with("ABSSD_") {
@@ -144,10 +164,7 @@ impl PythonPeer {
             .env("PATH", path)
             .env("COLUMNS", "200")
             .env("NO_COLOR", "1")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .arg("-m")
-            .arg("abssctl")
-            .args(args);
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

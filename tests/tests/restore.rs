@@ -333,7 +333,8 @@ async fn a_checksum_mismatch_changes_nothing_live() {
     w.fake.clear_calls();
 
     let err = restore(&c, &no_pre(&made.id)).await.unwrap_err();
-    assert_eq!(err.kind, ErrorKind::Service, "{err:?}");
+    // Refused (exit 2), as the Python tool refuses a checksum mismatch.
+    assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
     assert!(
         err.message.contains("checksum") || err.message.contains("corrupt"),
         "{}",

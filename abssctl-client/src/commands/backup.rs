@@ -145,12 +145,34 @@ async fn reconcile(client: &Client, out: Output, args: ReconcileArgs) -> Result<
     if args.detach {
         return Ok(show_started(out, &started.op_id));
     }
-    follow_and_show(client, out, &started.op_id, &mut interrupt, show_reconciled).await
+    let present = if args.check {
+        show_reconciled_check
+    } else {
+        show_reconciled
+    };
+    follow_and_show(client, out, &started.op_id, &mut interrupt, present).await
+}
+
+/// Print a finished reconcile; a reconcile that ran succeeds, drift or not (the
+/// Python tool's exit code: scripts beside it expect 0).
+pub fn show_reconciled(out: Output, finished: Finished) -> Result<Exit, WireError> {
+    present_reconciled(out, finished).map(|_| Exit::Success)
+}
+
+/// `reconcile --check`: print it, and [`Exit::Problems`] when findings are left
+/// unfixed.
+fn show_reconciled_check(out: Output, finished: Finished) -> Result<Exit, WireError> {
+    let unresolved = present_reconciled(out, finished)?;
+    Ok(if unresolved > 0 {
+        Exit::Problems
+    } else {
+        Exit::Success
+    })
 }
 
 /// Print a finished reconcile: the result's categories and counts with `op_id`
-/// added, or the grouped tables; [`Exit::Problems`] when findings are left unfixed.
-pub fn show_reconciled(out: Output, finished: Finished) -> Result<Exit, WireError> {
+/// added, or the grouped tables; the number of findings left unfixed.
+fn present_reconciled(out: Output, finished: Finished) -> Result<u64, WireError> {
     let result: ReconcileResult = decode("reconcile result", finished.result.clone())?;
     if out.json {
         // The result's own keys, so fields newer than this client are kept.
@@ -165,9 +187,5 @@ pub fn show_reconciled(out: Output, finished: Finished) -> Result<Exit, WireErro
         let plan = serde_json::from_value::<ReconcilePlan>(finished.plan).ok();
         out.text(&render::reconcile::reconciled(&result, plan.as_ref()));
     }
-    Ok(if result.unresolved > 0 {
-        Exit::Problems
-    } else {
-        Exit::Success
-    })
+    Ok(result.unresolved)
 }

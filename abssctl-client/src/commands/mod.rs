@@ -30,7 +30,7 @@ pub enum Exit {
     /// Done, nothing to report.
     Success,
     /// Done, and it found problems (verify: missing, corrupt or unreadable archives;
-    /// reconcile: drift between index and archives that it did not fix).
+    /// reconcile --check: drift between index and archives that it did not fix).
     Problems,
     /// Ctrl-C: the client let go of an operation that goes on in the daemon.
     Detached,
@@ -41,8 +41,9 @@ impl Exit {
     pub fn code(self) -> i32 {
         match self {
             Exit::Success => 0,
-            // SPEC §9 counts "verify found corruption" as an environment problem;
-            // reconcile drift is the same kind of finding.
+            // SPEC §9 counts "verify found corruption" as an environment problem
+            // (the Python tool's verify exits 3 for it); drift left after
+            // `reconcile --check` is the same kind of finding.
             Exit::Problems => ErrorKind::Environment.exit_code(),
             // The shell's convention for "ended by SIGINT".
             Exit::Detached => 130,

@@ -116,7 +116,7 @@ pub(super) fn stream_error(
 
 /// The archive is damaged.
 pub(super) fn corrupt(archive: &Path, what: impl Display) -> Error {
-    Error::Archive(format!(
+    Error::CorruptArchive(format!(
         "{} is truncated or corrupt: {what}",
         archive.display()
     ))

@@ -1,8 +1,9 @@
 //! `backup create`: plan, then one streaming pass into `<archive>.partial`,
 //! rename, sidecar, index entry (SPEC §7).
 //!
-//! The instance lock is held for the whole run; the global lock only around the
-//! index write. On any failure the partial archive and sidecar are removed and no
+//! The instance lock is held for the whole run, and with it the global lock
+//! file the Python tool sees (taken first); the daemon's own global lock only
+//! around the index write (see [`crate::locks`]). On any failure the partial archive and sidecar are removed and no
 //! index entry is written.
 //!
 //! * `pass` — what every mode runs: the archive pass, the index entry, and
@@ -44,6 +45,7 @@ pub async fn run(
         .locks
         .acquire(false, &[params.instance.as_str()], progress)
         .await?;
+    hook_point!("create::locked");
     run_locked(ctx, params, actor, progress, resolved).await
 }
 

@@ -373,8 +373,8 @@ async fn write(
     // Adoptions also take their instances' locks: a create holds its instance
     // lock (ours in memory, the Python tool's as a flock) from before its
     // archive exists until its entry is written, so under these locks no
-    // create can index the same archive after we have. Instance locks first,
-    // then the global one, in the order a create nests them.
+    // create can index the same archive after we have. One acquire takes
+    // them in the order every operation does (see `crate::locks`).
     let mut adopting: Vec<&str> = planned
         .iter()
         .filter_map(|p| match &p.change {
@@ -384,8 +384,7 @@ async fn write(
         .collect();
     adopting.sort_unstable();
     adopting.dedup();
-    let _instances = ctx.locks.acquire(false, &adopting, progress).await?;
-    let _global = ctx.locks.acquire(true, &[], progress).await?;
+    let _locks = ctx.locks.acquire(true, &adopting, progress).await?;
     let in_flight: HashSet<PathBuf> = ctx.in_flight.snapshot();
     let file = ctx.config.layout.index_file.clone();
     let (planned, done) = tokio::task::spawn_blocking(move || {

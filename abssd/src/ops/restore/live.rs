@@ -412,7 +412,7 @@ mod tests {
             entry.metadata["last_restore_destination"]
                 .as_str()
                 .map(std::path::PathBuf::from),
-            Some(entry.data_root(&host.cfg()))
+            Some(entry.data_root(host.cfg()))
         );
     }
 

@@ -93,12 +93,16 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
                 archive.display()
             )));
         }
+        // Not found, as the Python tool answers it (exit 2).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::Environment(format!(
-                "the archive of backup {} is missing: {} (run `abssctl backup reconcile`)",
-                entry.id,
-                archive.display()
-            )));
+            return Err(Error::NotFound {
+                what: "archive",
+                name: archive.display().to_string(),
+                hint: format!(
+                    " (backup {} is in the index; run `abssctl backup reconcile`)",
+                    entry.id
+                ),
+            });
         }
         Err(e) => return Err(e).at("reading", &archive),
     }
