@@ -23,7 +23,7 @@ default 120 s), exit; whatever is still running then is abandoned, and the proce
 exits 10 s later at the latest whatever its threads are doing. A second signal exits
 at once (143 for SIGTERM, 130 for SIGINT); the next start recovers.
 
-Configuration, lowest precedence first (docs/CONFIG.md):
+Configuration, lowest precedence first (README, Daemon flags and configuration):
   defaults; config.yml (the Python abssctl's keys only); abssd.yml (abssd's own:
   daemon:, nginx:, backups.restores_root, systemd.bus_address); the Python tool's
   ABSSCTL_<SECTION>__<KEY> variables (e.g. ABSSCTL_BACKUPS__ROOT,
