@@ -98,6 +98,11 @@ impl Sandbox {
             "abssd's own keys {:?} written to config.yml: use write_abssd_config",
             split.own_keys
         );
+        assert!(
+            split.shared.unknown_keys().is_empty(),
+            "keys the Python tool refuses written to config.yml: {:?}",
+            split.shared.unknown_keys()
+        );
     }
 
     /// Write the sandbox's `abssd.yml` (abssd's own settings, e.g. a private
