@@ -33,7 +33,7 @@ source bench/lib.sh
 # whether the unit runs and `snapshot` snapshots (as on a host where the unit
 # runs), while `none` copies the files.
 mkdir -p "$PREFIX/etc/abssctl"
-printf 'systemd:\n  bus_address: "unix:path=%s/no-system-bus"\n' "$WORK" >"$PREFIX/etc/abssctl/config.yml"
+printf 'systemd:\n  bus_address: "unix:path=%s/no-system-bus"\n' "$WORK" >"$PREFIX/etc/abssctl/abssd.yml"
 start_daemon
 
 # --- measure -------------------------------------------------------------

@@ -149,7 +149,9 @@ else
   note "nginx is not installed: the site check is 'true' (apt-get install nginx for the real nginx -t)"
   NGINX_TEST='["true"]'
 fi
-printf 'nginx:\n  test_command: %s\n' "$NGINX_TEST" >"$PREFIX/etc/abssctl/config.yml"
+# abssd's own settings go to abssd.yml: config.yml is the Python abssctl's, which
+# refuses keys it does not know.
+printf 'nginx:\n  test_command: %s\n' "$NGINX_TEST" >"$PREFIX/etc/abssctl/abssd.yml"
 
 say "Starting abssd --prefix $PREFIX ${BUS_ARGS[*]}"
 note "every default path (config, registry, backups, socket, logs) lives under the prefix"
@@ -178,7 +180,7 @@ for _ in $(seq 1 100); do
 done
 [[ -n $ready ]] || die "abssd did not answer on $SOCK within 10 s"
 note "abssd is running as pid $DAEMON_PID, socket $SOCK"
-export ABSSCTL_SOCKET=$SOCK
+export ABSSD_SOCKET=$SOCK
 
 # --- the tour ------------------------------------------------------------
 

@@ -16,7 +16,8 @@ The layout matches what `abssd --prefix PREFIX` expects:
     PREFIX/srv/NAME/data/current -> user-files/<uuid>    relative symlink
     PREFIX/etc/systemd/system/abssctl-NAME.service
     PREFIX/etc/nginx/sites-available/abssctl-NAME.conf   (+ relative sites-enabled symlink)
-    PREFIX/var/lib/abssctl/registry/instances.yml        entry added or replaced
+    PREFIX/var/lib/abssctl/registry/instances.yml        entry added or replaced, with
+                                                         the unit's and site's paths
 
 `--size-mb` is the approximate size of the instance data (default 8). It is split
 over budgets of at most ~48 MiB each (plus their blob); past two budgets the first
@@ -517,6 +518,16 @@ class Instance:
             with open(os.path.join(d, "item-%06d%s" % (i, exts[i % 4])), "wb") as f:
                 f.write(body)
 
+    def assets(self) -> dict:
+        """Where the unit and site are, recorded in the registry entry as the
+        Python tool records them (so no configuration has to point there)."""
+        p, conf = self.prefix, f"abssctl-{self.name}.conf"
+        return {
+            "systemd_unit": os.path.join(p, "etc", "systemd", "system", f"abssctl-{self.name}.service"),
+            "nginx_site": os.path.join(p, "etc", "nginx", "sites-available", conf),
+            "nginx_enabled": os.path.join(p, "etc", "nginx", "sites-enabled", conf),
+        }
+
     def write_service_assets(self) -> None:
         a, p = self.args, self.prefix
         unit_dir = os.path.join(p, "etc", "systemd", "system")
@@ -587,7 +598,7 @@ server {{
         os.makedirs(reg_dir, exist_ok=True)
         path = os.path.join(reg_dir, "instances.yml")
         entry = registry_entry(self.name, self.args.domain, self.args.port, VERSION,
-                               self.root, self.data, self.config)
+                               self.root, self.data, self.config, self.assets())
         old = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
         new = merge_registry(old, self.name, entry)
         tmp = path + ".tmp"
@@ -698,7 +709,7 @@ def yaml_scalar(v: object) -> str:
     return s if plain_ok else "'" + s.replace("'", "''") + "'"
 
 
-def registry_entry(name, domain, port, version, root, data, config) -> str:
+def registry_entry(name, domain, port, version, root, data, config, assets) -> str:
     return "".join([
         f"- name: {yaml_scalar(name)}\n",
         f"  domain: {yaml_scalar(domain)}\n",
@@ -709,6 +720,7 @@ def registry_entry(name, domain, port, version, root, data, config) -> str:
         f"    root: {yaml_scalar(root)}\n",
         f"    data: {yaml_scalar(data)}\n",
         f"    config: {yaml_scalar(config)}\n",
+        *(f"    {k}: {yaml_scalar(v)}\n" for k, v in assets.items()),
         "  metadata: {}\n",
     ])
 

@@ -33,13 +33,14 @@ Exit codes (ADR-013, as the Python abssctl answers):
 #[derive(Debug, Parser)]
 #[command(name = "abssctl", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// The daemon's Unix socket.
+    /// The daemon's Unix socket (ABSSCTL_SOCKET, its old variable, is still read
+    /// in this release with a warning; the Python abssctl refuses to run while it is set).
     #[arg(
         long,
         global = true,
         help_heading = GLOBAL,
         value_name = "PATH",
-        env = "ABSSCTL_SOCKET",
+        env = "ABSSD_SOCKET",
         default_value = abssd_proto::DEFAULT_SOCKET
     )]
     pub socket: PathBuf,
@@ -451,6 +452,30 @@ pub fn split_labels(values: &[String]) -> Vec<String> {
         }
     }
     labels
+}
+
+/// The socket variable's old name, still read in this release when neither
+/// `--socket` nor `ABSSD_SOCKET` is given.
+pub const OLD_SOCKET_VARIABLE: &str = "ABSSCTL_SOCKET";
+
+/// Parse the command line, reading the socket's old variable when the socket
+/// was left at its default; the deprecation warning goes to stderr.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let defaulted = matches!(
+        matches.value_source("socket"),
+        None | Some(clap::parser::ValueSource::DefaultValue)
+    );
+    if defaulted && let Some(old) = std::env::var_os(OLD_SOCKET_VARIABLE) {
+        eprintln!(
+            "abssctl: warning: {OLD_SOCKET_VARIABLE} is deprecated (still read in this release): \
+             use ABSSD_SOCKET; the Python abssctl refuses to run while {OLD_SOCKET_VARIABLE} is set"
+        );
+        cli.socket = old.into();
+    }
+    cli
 }
 
 #[cfg(test)]

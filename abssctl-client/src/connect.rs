@@ -52,7 +52,7 @@ pub async fn connect(socket: &Path) -> Result<Client, WireError> {
 fn unreachable(socket: &Path, err: &io::Error) -> WireError {
     let socket = socket.display();
     let start = "start it with `systemctl start abssd.socket` (or `abssd --prefix DIR` for a \
-                 sandbox), or point --socket / ABSSCTL_SOCKET at its socket";
+                 sandbox), or point --socket / ABSSD_SOCKET at its socket";
     let message = match err.kind() {
         io::ErrorKind::NotFound => {
             format!("cannot reach abssd: no socket at {socket}; the daemon is not running: {start}")

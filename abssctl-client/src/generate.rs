@@ -87,8 +87,14 @@ fn top_page(cmd: &Command, w: &mut Vec<u8>) -> io::Result<()> {
     let mut roff = Roff::default();
     roff.control("SH", ["ENVIRONMENT"]);
     roff.control("TP", []);
-    roff.text([roman("ABSSCTL_SOCKET")]);
+    roff.text([roman("ABSSD_SOCKET")]);
     roff.text([roman("The daemon's socket, when --socket is not given.")]);
+    roff.control("TP", []);
+    roff.text([roman("ABSSCTL_SOCKET")]);
+    roff.text([roman(
+        "Deprecated name of ABSSD_SOCKET, still read in this release with a warning \
+         (the Python abssctl refuses to run while it is set).",
+    )]);
     roff.control("SH", ["FILES"]);
     roff.control("TP", []);
     roff.text([roman(abssd_proto::DEFAULT_SOCKET)]);

@@ -28,14 +28,12 @@ use std::process::ExitCode;
 
 use abssctl_client::args;
 use abssd_proto::{ErrorKind, WireError};
-use clap::Parser;
 
-use crate::args::Cli;
 use crate::render::Output;
 
 fn main() -> ExitCode {
     // Usage errors, --help and --version exit here (usage errors with 2).
-    let cli = Cli::parse();
+    let cli = args::parse();
     let out = Output {
         json: cli.json,
         quiet: cli.quiet,

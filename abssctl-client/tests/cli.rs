@@ -14,7 +14,7 @@ use crate::common::{assert_exit, json_doc, text};
 fn abssctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_abssctl"))
         .args(args)
-        .env("ABSSCTL_SOCKET", "/nonexistent/abssctl-test/abssd.sock")
+        .env("ABSSD_SOCKET", "/nonexistent/abssctl-test/abssd.sock")
         .output()
         .expect("abssctl runs")
 }
@@ -56,11 +56,58 @@ fn socket_comes_from_the_environment() {
     let sock = socket_arg(&dir.path().join("from-env.sock"));
     let out = Command::new(env!("CARGO_BIN_EXE_abssctl"))
         .args(["daemon", "status"])
-        .env("ABSSCTL_SOCKET", &sock)
+        .env("ABSSD_SOCKET", &sock)
         .output()
         .unwrap();
     assert_exit(&out, 3);
     assert!(text(&out.stderr).contains(&sock), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("deprecated"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_old_socket_variable_is_read_with_a_warning_below_the_new_one_and_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = socket_arg(&dir.path().join("old.sock"));
+    let new = socket_arg(&dir.path().join("new.sock"));
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_abssctl"));
+        cmd.env_remove("ABSSD_SOCKET").env_remove("ABSSCTL_SOCKET");
+        cmd.args(args).envs(env.iter().copied()).output().unwrap()
+    };
+    let out = run(&[("ABSSCTL_SOCKET", &old)], &["daemon", "status"]);
+    assert_exit(&out, 3);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&old)
+            && err.contains("ABSSCTL_SOCKET is deprecated")
+            && err.contains("ABSSD_SOCKET"),
+        "{err}"
+    );
+    for (env, args) in [
+        (
+            &[
+                ("ABSSCTL_SOCKET", old.as_str()),
+                ("ABSSD_SOCKET", new.as_str()),
+            ][..],
+            &["daemon", "status"][..],
+        ),
+        (
+            &[("ABSSCTL_SOCKET", old.as_str())][..],
+            &["daemon", "status", "--socket", new.as_str()][..],
+        ),
+    ] {
+        let out = run(env, args);
+        assert_exit(&out, 3);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&new) && !err.contains(&old) && !err.contains("deprecated"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -151,7 +198,7 @@ fn help_mentions_every_command() {
                 "daemon",
                 "--socket",
                 "--json",
-                "ABSSCTL_SOCKET",
+                "ABSSD_SOCKET",
                 "Exit codes",
                 "reconcile\n       --check found drift",
                 "an instance,\n       backup or operation that does not exist",

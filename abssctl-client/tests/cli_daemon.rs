@@ -27,7 +27,7 @@ impl Host {
     fn abssctl(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_abssctl"))
             .args(args)
-            .env("ABSSCTL_SOCKET", &self.daemon.socket)
+            .env("ABSSD_SOCKET", &self.daemon.socket)
             .output()
             .expect("abssctl runs")
     }

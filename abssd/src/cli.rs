@@ -21,7 +21,19 @@ finished or rolled back from its journal (state_dir/journal/).
 SIGTERM/SIGINT: stop accepting, let running operations end (up to daemon.stop_timeout,
 default 120 s), exit; whatever is still running then is abandoned, and the process
 exits 10 s later at the latest whatever its threads are doing. A second signal exits
-at once (143 for SIGTERM, 130 for SIGINT); the next start recovers.";
+at once (143 for SIGTERM, 130 for SIGINT); the next start recovers.
+
+Configuration, lowest precedence first (README, Daemon flags and configuration):
+  defaults; config.yml (the Python abssctl's keys only); abssd.yml (abssd's own:
+  daemon:, nginx:, backups.restores_root, systemd.bus_address); the Python tool's
+  ABSSCTL_<SECTION>__<KEY> variables (e.g. ABSSCTL_BACKUPS__ROOT,
+  ABSSCTL_SYSTEMD__UNIT_DIR); abssd's ABSSD_SOCKET, ABSSD_OPERATOR_GROUP,
+  ABSSD_RESTORES_ROOT, ABSSD_NGINX_SITES_AVAILABLE, ABSSD_NGINX_SITES_ENABLED;
+  flags. Deprecated, still read in this release with a warning: abssd's keys in
+  config.yml and the flat ABSSCTL_SOCKET, ABSSCTL_OPERATOR_GROUP,
+  ABSSCTL_RESTORES_ROOT, ABSSCTL_NGINX_SITES_*, ABSSCTL_BACKUPS_ROOT,
+  ABSSCTL_BACKUPS_INDEX, ABSSCTL_UNIT_DIR (the Python abssctl refuses to run
+  while any of them is set). `abssctl daemon status` shows each path's source.";
 
 /// The abssctl daemon: backs up, restores and reconciles Actual Budget sync
 /// server instances, and serves JSON-RPC on a Unix socket for `abssctl` and
@@ -33,14 +45,20 @@ struct Args {
     /// dirs, logs, runtime) under DIR. For sandboxes, tests and the demo.
     #[arg(long, value_name = "DIR", env = "ABSSD_PREFIX")]
     prefix: Option<PathBuf>,
-    /// Config file (default /etc/abssctl/config.yml, under --prefix if given;
-    /// env ABSSCTL_CONFIG_FILE).
+    /// The config file shared with the Python abssctl, only its keys (default
+    /// /etc/abssctl/config.yml, under --prefix if given; env ABSSCTL_CONFIG_FILE,
+    /// as the Python tool reads it).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Socket to serve (default runtime_dir/abssd.sock; env ABSSCTL_SOCKET).
+    /// abssd's own config file: daemon:, nginx:, backups.restores_root,
+    /// systemd.bus_address (default /etc/abssctl/abssd.yml, under --prefix if given).
+    #[arg(long, value_name = "FILE", env = "ABSSD_CONFIG_FILE")]
+    abssd_config: Option<PathBuf>,
+    /// Socket to serve (default runtime_dir/abssd.sock; env ABSSD_SOCKET).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Group whose members may mutate, and the socket's group (default abssctl).
+    /// Group whose members may mutate, and the socket's group (default abssctl;
+    /// env ABSSD_OPERATOR_GROUP).
     #[arg(long, value_name = "NAME")]
     operator_group: Option<String>,
     /// D-Bus address where systemd is reached (default: the system bus).
@@ -60,6 +78,7 @@ pub fn main() -> ExitCode {
     let over = crate::Overrides {
         prefix: args.prefix,
         config_file: args.config,
+        abssd_config_file: args.abssd_config,
         socket: args.socket,
         operator_group: args.operator_group,
         bus_address: args.bus,

@@ -293,6 +293,17 @@ pub struct DaemonStatus {
     pub config_file: String,
     /// Every path in use, by role (`instance_root`, `backups_root`, `index`, ...).
     pub paths: BTreeMap<String, String>,
+    /// abssd's own config file read (or that would be read).
+    #[serde(default)]
+    pub abssd_config_file: String,
+    /// Where each path of `paths` (and the socket, as `socket`) came from, by
+    /// role: `default`, `default under <role> (<its source>)`, `file <path>`,
+    /// `environment <variable>`, `command line`.
+    #[serde(default)]
+    pub path_origins: BTreeMap<String, String>,
+    /// The configuration's warnings: unknown keys, deprecated spellings.
+    #[serde(default)]
+    pub config_warnings: Vec<String>,
     /// Operations currently running.
     pub operations_running: Vec<OpInfo>,
     /// Operations interrupted by the previous stop of the daemon, finished or

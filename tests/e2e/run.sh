@@ -436,7 +436,13 @@ setup_system() {
   ns useradd --no-create-home --user-group --shell /usr/sbin/nologin --groups abssctl-readers e2e-reader
   ns useradd --no-create-home --user-group --shell /usr/sbin/nologin e2e-nobody
   ns mkdir -p /etc/abssctl /etc/systemd/system/abssd.socket.d /etc/tmpfiles.d
-  ns sh -c "printf '%s\n' 'daemon:' '  idle_timeout: $IDLE_TIMEOUT' '  socket_group: abssctl-readers' >/etc/abssctl/config.yml"
+  # config.yml holds only the Python abssctl's keys: the unit dir systemd reads
+  # (without it both tools default to runtime_dir/systemd). abssd's own settings,
+  # the nginx dirs the instances' sites are in among them, go to abssd.yml.
+  ns sh -c "printf '%s\n' 'systemd:' '  unit_dir: /etc/systemd/system' >/etc/abssctl/config.yml"
+  ns sh -c "printf '%s\n' 'daemon:' '  idle_timeout: $IDLE_TIMEOUT' '  socket_group: abssctl-readers' \
+    'nginx:' '  sites_available: /etc/nginx/sites-available' '  sites_enabled: /etc/nginx/sites-enabled' \
+    >/etc/abssctl/abssd.yml"
   ns sh -c "printf '%s\n' '[Socket]' 'SocketGroup=abssctl-readers' >/etc/systemd/system/abssd.socket.d/e2e-readers.conf"
   local f
   for f in "${TMPFILES[@]}"; do

@@ -53,6 +53,7 @@ impl ChildDaemon {
             .arg(&sandbox.prefix)
             .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
             .env_remove("ABSSCTL_CONFIG_FILE")
+            .env_remove("ABSSD_CONFIG_FILE")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

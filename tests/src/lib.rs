@@ -85,12 +85,32 @@ impl Sandbox {
         abssd::Config::load_with_env(&over, &Default::default()).expect("config")
     }
 
-    /// Write the sandbox's config file (the default one under the prefix), e.g.
-    /// to point systemd at a private bus.
+    /// Write the sandbox's `config.yml` (the default one under the prefix),
+    /// shared with the Python tool: only its keys, so this refuses abssd's own
+    /// (they go to [`Sandbox::write_abssd_config`]).
     pub fn write_config(&self, yaml: &str) {
         let file = self.path("etc/abssctl/config.yml");
         fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
-        fs::write(file, yaml).expect("write config");
+        fs::write(&file, yaml).expect("write config");
+        let split = abssd::config::ConfigFile::read_split(&file).expect("config.yml parses");
+        assert!(
+            split.own_keys.is_empty(),
+            "abssd's own keys {:?} written to config.yml: use write_abssd_config",
+            split.own_keys
+        );
+        assert!(
+            split.shared.unknown_keys().is_empty(),
+            "keys the Python tool refuses written to config.yml: {:?}",
+            split.shared.unknown_keys()
+        );
+    }
+
+    /// Write the sandbox's `abssd.yml` (abssd's own settings, e.g. a private
+    /// bus for systemd, the nginx check, daemon limits).
+    pub fn write_abssd_config(&self, yaml: &str) {
+        let file = self.path("etc/abssctl/abssd.yml");
+        fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        fs::write(file, yaml).expect("write abssd config");
     }
 
     /// A self-contained nginx configuration under the prefix that includes its

@@ -174,6 +174,11 @@ impl PythonPeer {
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
+    /// Leave one of the peer's environment variables unset.
+    pub fn remove_env(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
     /// Run it; the output whatever the exit code.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run the Python abssctl")

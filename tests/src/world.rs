@@ -41,9 +41,10 @@ impl World {
     }
 
     /// Like [`World::new`], with what `extra` returns for the sandbox appended
-    /// to the config file (more top-level YAML keys, e.g.
-    /// `backups:\n  index: ...`). The instances are registered first, where
-    /// the default configuration puts them.
+    /// to abssd's own config file (more of abssd's keys, e.g.
+    /// `daemon:\n  max_batch: 2\n`; the Python tool's go to `config.yml`
+    /// through [`Sandbox::write_config`]). The instances are registered first,
+    /// where the default configuration puts them.
     pub fn with_config(instances: &[&str], extra: impl FnOnce(&Sandbox) -> String) -> World {
         World::build(instances, Sandbox::add_instance, extra)
     }
@@ -70,7 +71,7 @@ impl World {
         }
         let nginx = sb.nginx_test_command();
         let extra = extra(&sb);
-        sb.write_config(&format!(
+        sb.write_abssd_config(&format!(
             "systemd:\n  bus_address: {}\nnginx:\n  test_command: {}\n{extra}",
             json!(fake.address()),
             json!(nginx)
@@ -79,11 +80,11 @@ impl World {
         World { sb, fake, daemon }
     }
 
-    /// Stop the daemon, append `yaml` (more top-level keys) to the config
-    /// file, and start a new daemon on it: e.g. to make backups first and then
-    /// lower a limit.
+    /// Stop the daemon, append `yaml` (more of abssd's own keys) to abssd's
+    /// config file, and start a new daemon on it: e.g. to make backups first
+    /// and then lower a limit.
     pub fn restart_with(&mut self, yaml: &str) {
-        let file = self.sb.config().config_file;
+        let file = self.sb.full_config().abssd_config_file;
         let mut text = std::fs::read_to_string(&file).expect("read config");
         text.push_str(yaml);
         std::fs::write(&file, text).expect("write config");

@@ -266,7 +266,8 @@ async fn dry_run_writes_nothing() {
     let mut before = before;
     before.retain(|p, _| !volatile(p));
     after.retain(|p, _| !volatile(p));
-    before.remove(Path::new("etc/systemd/system/abssctl-alpha.service"));
+    let unit = sb.config().unit_file("alpha");
+    before.remove(unit.strip_prefix(&sb.prefix).unwrap());
     assert_eq!(before, after);
     assert!(!sb.path("srv/backups").exists());
 }

@@ -196,7 +196,7 @@ async fn stop_mode_without_systemd_is_refused_and_writes_nothing() {
     let _s = serial();
     let sb = Sandbox::new();
     sb.add_instance("alpha");
-    sb.write_config(&format!(
+    sb.write_abssd_config(&format!(
         "systemd:\n  bus_address: {}\n",
         json!(format!("unix:path={}", sb.path("no-bus").display()))
     ));

@@ -52,7 +52,7 @@ impl Host {
         let fake = FakeSystemd::start(Some(&cfg.unit_dir));
         fake.set_unit(&unit_name("alpha"), true, true);
         fake.set_unit(&sb.full_config().services.nginx_unit, true, true);
-        sb.write_config(&format!(
+        sb.write_abssd_config(&format!(
             "systemd:\n  bus_address: {}\nnginx:\n  test_command: {}\n",
             json!(fake.address()),
             json!(sb.nginx_test_command())

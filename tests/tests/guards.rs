@@ -198,10 +198,12 @@ async fn leftovers_of_earlier_restores_are_reported_and_never_touched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_filesystem_under_the_index_keeps_it_and_leaves_no_half_made_backup() {
     let w = World::with_config(&["alpha"], |sb| {
-        format!(
+        // The Python tool's key: config.yml.
+        sb.write_config(&format!(
             "backups:\n  index: {}\n",
             json!(sb.path("index/backups.json"))
-        )
+        ));
+        String::new()
     });
     let cfg = w.cfg();
     let dir = w.sb.path("index");

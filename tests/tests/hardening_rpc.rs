@@ -55,7 +55,7 @@ fn need_root() {
 fn open_to_nobody(extra: &str) -> Sandbox {
     let sb = Sandbox::new();
     sb.add_instance("alpha");
-    sb.write_config(&format!(
+    sb.write_abssd_config(&format!(
         "daemon:\n  socket_group: nogroup\n  operator_group: abssctl-test-nonexistent\n{extra}"
     ));
     for dir in ["", "run", "run/abssctl"] {
@@ -188,7 +188,7 @@ fn http_request(i: usize) -> Vec<u8> {
 async fn never_reads(websocket: bool) {
     let sb = Sandbox::new();
     sb.add_instance("alpha");
-    sb.write_config("daemon:\n  send_timeout: 2\n");
+    sb.write_abssd_config("daemon:\n  send_timeout: 2\n");
     let daemon = ChildDaemon::start(BIN, &sb, None);
     let pid = daemon.pid();
     let c = client(&daemon.socket).await;

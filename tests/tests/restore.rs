@@ -1042,12 +1042,12 @@ fn record_paths(w: &World, unit: &Path, site: &Path, link: &Path) {
 async fn recorded_unit_and_site_paths_are_archived_planned_and_restored_there() {
     let w = World::new(&["alpha"]);
     let cfg = w.cfg();
-    // Where the Python tool keeps them with no systemd.unit_dir configured:
-    // under its runtime directory, not where abssd's configuration says.
-    let run = &cfg.runtime_dir;
+    // Where the distribution keeps them, recorded in the registry: not where
+    // the configuration's defaults (the Python tool's, under runtime_dir) say.
+    let etc = w.sb.path("etc");
     let (site, link) = (
-        run.join("nginx/sites-available/abssctl-alpha.conf"),
-        run.join("nginx/sites-enabled/abssctl-alpha.conf"),
+        etc.join("nginx/sites-available/abssctl-alpha.conf"),
+        etc.join("nginx/sites-enabled/abssctl-alpha.conf"),
     );
     fs::create_dir_all(site.parent().unwrap()).unwrap();
     fs::create_dir_all(link.parent().unwrap()).unwrap();

@@ -40,7 +40,7 @@ fn receive(sock: &UnixDatagram, bound: Duration, until: &str) -> Vec<String> {
 async fn socket_activated_it_serves_notifies_feeds_the_watchdog_and_exits_when_idle() {
     let sb = Sandbox::new();
     sb.add_instance("alpha");
-    sb.write_config("daemon:\n  idle_timeout: 2\n");
+    sb.write_abssd_config("daemon:\n  idle_timeout: 2\n");
     let socket = sb.socket();
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
     let notify_path = sb.path("notify.sock");
@@ -168,7 +168,7 @@ async fn sigterm_exits_after_the_stop_timeout_even_with_a_thread_stuck() {
     use abssd_tests::child::ChildDaemon;
     let sb = Sandbox::new();
     sb.add_instance("alpha");
-    sb.write_config("daemon:\n  stop_timeout: 1\n");
+    sb.write_abssd_config("daemon:\n  stop_timeout: 1\n");
     let backups = sb.config().backups_root.join("alpha");
     let d = ChildDaemon::start(BIN, &sb, Some("create::after-sidecar=pause"));
     detached_creates(&d.socket, &["alpha"]).await;
@@ -218,7 +218,7 @@ async fn a_second_sigterm_exits_at_once_whatever_the_threads_are_doing() {
     use abssd_tests::child::ChildDaemon;
     let sb = Sandbox::new();
     sb.add_instance("alpha");
-    sb.write_config("daemon:\n  stop_timeout: 600\n");
+    sb.write_abssd_config("daemon:\n  stop_timeout: 600\n");
     let index = sb.config().index_file;
     let d = ChildDaemon::start_on_one_cpu(BIN, &sb, Some("create::after-index=pause"));
     detached_creates(&d.socket, &["alpha"]).await;

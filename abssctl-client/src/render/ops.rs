@@ -58,8 +58,12 @@ pub fn status(s: &DaemonStatus) -> String {
                 "uptime",
                 format!("{} (since {})", human_duration(s.uptime_secs), s.started_at),
             ),
-            ("socket", s.socket.clone()),
+            (
+                "socket",
+                with_origin(&s.socket, s.path_origins.get("socket")),
+            ),
             ("config file", s.config_file.clone()),
+            ("abssd config file", s.abssd_config_file.clone()),
             ("operator group", s.operator_group.clone()),
             ("you may change things", yes_no(s.caller_may_mutate)),
         ],
@@ -69,9 +73,15 @@ pub fn status(s: &DaemonStatus) -> String {
         let pairs: Vec<(&str, String)> = s
             .paths
             .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
+            .map(|(k, v)| (k.as_str(), with_origin(v, s.path_origins.get(k))))
             .collect();
         text.push_str(&fields(2, &pairs));
+    }
+    if !s.config_warnings.is_empty() {
+        text.push_str("configuration warnings:\n");
+        for w in &s.config_warnings {
+            text.push_str(&format!("  {}\n", esc(w)));
+        }
     }
     if s.operations_running.is_empty() {
         text.push_str("running operations: none\n");
@@ -89,6 +99,14 @@ pub fn status(s: &DaemonStatus) -> String {
         }
     }
     text
+}
+
+/// A path and, when the daemon said, where it came from.
+fn with_origin(path: &str, origin: Option<&String>) -> String {
+    match origin {
+        Some(o) => format!("{path}  ({})", esc(o)),
+        None => path.to_owned(),
+    }
 }
 
 fn indented(text: &mut String, block: &str) {
@@ -146,7 +164,24 @@ mod tests {
             socket: "/run/abssctl/abssd.sock".to_owned(),
             operator_group: "abssctl".to_owned(),
             config_file: "/etc/abssctl/config.yml".to_owned(),
-            paths: [("backups_root".to_owned(), "/srv/backups".to_owned())].into(),
+            paths: [
+                ("backups_root".to_owned(), "/srv/backups".to_owned()),
+                ("unit_dir".to_owned(), "/run/abssctl/systemd".to_owned()),
+            ]
+            .into(),
+            abssd_config_file: "/etc/abssctl/abssd.yml".to_owned(),
+            path_origins: [
+                (
+                    "unit_dir".to_owned(),
+                    "default under runtime_dir (environment ABSSCTL_RUNTIME_DIR)".to_owned(),
+                ),
+                (
+                    "socket".to_owned(),
+                    "file /etc/abssctl/abssd.yml".to_owned(),
+                ),
+            ]
+            .into(),
+            config_warnings: vec!["environment variable ABSSCTL_SOCKET is deprecated".to_owned()],
             operations_running: vec![op()],
             recovered: vec![OpInfo {
                 op_id: "0190-bbbb".to_owned(),
@@ -167,6 +202,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  backups_root:  /srv/backups\n"), "{text}");
+        assert!(
+            text.contains(
+                "  unit_dir:      /run/abssctl/systemd  (default under runtime_dir \
+                 (environment ABSSCTL_RUNTIME_DIR))\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("/run/abssctl/abssd.sock  (file /etc/abssctl/abssd.yml)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "configuration warnings:\n  environment variable ABSSCTL_SOCKET is deprecated\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("  0190-aaaa  backup create"), "{text}");
         assert!(text.contains("recovered at start-up"), "{text}");
         assert!(

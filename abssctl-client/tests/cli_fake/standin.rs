@@ -416,7 +416,7 @@ impl FakeDaemon {
 
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_abssctl"));
-        cmd.args(args).env("ABSSCTL_SOCKET", &self.socket);
+        cmd.args(args).env("ABSSD_SOCKET", &self.socket);
         cmd
     }
 

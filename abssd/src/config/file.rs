@@ -46,6 +46,37 @@ impl Merge for Unknown {
     }
 }
 
+/// Where a layer of settings comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A configuration file.
+    File(PathBuf),
+    /// An environment variable (its name).
+    Environment(String),
+    /// Command-line flags.
+    Flags,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Environment(v) => write!(f, "environment {v}"),
+            Source::Flags => f.write_str("command line"),
+        }
+    }
+}
+
+/// One source's settings, checked as they were read. Every source has the
+/// file's shape, and a value's source is the highest layer that sets it.
+#[derive(Debug)]
+pub struct Layer {
+    /// Where they come from.
+    pub source: Source,
+    /// What it sets.
+    pub settings: ConfigFile,
+}
+
 /// A struct of the file's model and its [`Merge`], field by field: a new
 /// setting is a new field here and nothing else in this file.
 macro_rules! layered {
@@ -296,25 +327,58 @@ impl ConfigFile {
 
     /// Parse the text of the file at `path` (named in errors).
     pub fn parse(path: &Path, text: &str) -> Result<ConfigFile> {
-        if text.trim().is_empty() {
-            return Ok(ConfigFile::default());
+        typed(path, Value::Object(tree(path, text)?))
+    }
+
+    /// Read a file and part the Python tool's keys from abssd's own
+    /// ([`ABSSD_ONLY`]); a missing file is two empty parts.
+    pub fn read_split(path: &Path) -> Result<Split> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Split::default()),
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "reading config",
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        let mut shared = tree(path, &text)?;
+        let mut own = Map::new();
+        let mut own_keys = Vec::new();
+        for key in ABSSD_ONLY {
+            let (section, name) = key.split_once('.').unwrap_or(("", key));
+            let holder = if section.is_empty() {
+                Some(&mut shared)
+            } else {
+                shared.get_mut(section).and_then(Value::as_object_mut)
+            };
+            let Some(value) = holder.and_then(|m| m.shift_remove(name)) else {
+                continue;
+            };
+            if !is_set(&value) {
+                continue;
+            }
+            own_keys.push(key.to_owned());
+            if section.is_empty() {
+                own.insert(name.to_owned(), value);
+            } else if let Some(m) = own
+                .entry(section)
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+            {
+                m.insert(name.to_owned(), value);
+            }
         }
-        // Through an untyped tree first: YAML syntax errors stay apart from bad
-        // values, and a bad value is found with the path of keys leading to it.
-        let tree: Value = serde_saphyr::from_str(text).map_err(|e| Error::Corrupt {
-            path: path.to_owned(),
-            format: "YAML",
-            message: e.to_string().lines().next().unwrap_or_default().to_owned(),
-        })?;
-        match tree {
-            Value::Null => Ok(ConfigFile::default()),
-            Value::Object(_) => typed(path, tree),
-            other => Err(Error::Environment(format!(
-                "{}: expected a mapping of settings at the top level, found {}",
-                path.display(),
-                type_name(&other)
-            ))),
-        }
+        let mut shared_keys = Vec::new();
+        leaves("", &shared, &mut shared_keys);
+        Ok(Split {
+            shared: typed(path, Value::Object(shared))?,
+            own: typed(path, Value::Object(own))?,
+            own_keys,
+            shared_keys,
+        })
     }
 
     /// The dotted names of every unknown key, at any depth, in file order.
@@ -334,12 +398,81 @@ impl ConfigFile {
     }
 }
 
+/// The keys only abssd reads (dotted; a section's name stands for all of it):
+/// the Python tool refuses each of them in `config.yml`.
+pub const ABSSD_ONLY: [&str; 4] = [
+    "daemon",
+    "nginx",
+    "backups.restores_root",
+    "systemd.bus_address",
+];
+
+/// A file's settings parted by owner (see [`ConfigFile::read_split`]).
+#[derive(Debug, Default)]
+pub struct Split {
+    /// The keys the Python tool knows (and unknown ones).
+    pub shared: ConfigFile,
+    /// abssd's own keys ([`ABSSD_ONLY`]).
+    pub own: ConfigFile,
+    /// Which of [`ABSSD_ONLY`] the file sets.
+    pub own_keys: Vec<String>,
+    /// The dotted names of every other key the file sets, in file order.
+    pub shared_keys: Vec<String>,
+}
+
+/// The text of a file as an untyped mapping (empty when the file is): YAML
+/// syntax errors stay apart from bad values, and a bad value is then found with
+/// the path of keys leading to it.
+fn tree(path: &Path, text: &str) -> Result<Map<String, Value>> {
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    let tree: Value = serde_saphyr::from_str(text).map_err(|e| Error::Corrupt {
+        path: path.to_owned(),
+        format: "YAML",
+        message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+    })?;
+    match tree {
+        Value::Null => Ok(Map::new()),
+        Value::Object(m) => Ok(m),
+        other => Err(Error::Environment(format!(
+            "{}: expected a mapping of settings at the top level, found {}",
+            path.display(),
+            type_name(&other)
+        ))),
+    }
+}
+
+/// Whether `v` sets anything: not null, or a section with a value set in it.
+fn is_set(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Object(m) => m.values().any(is_set),
+        _ => true,
+    }
+}
+
+/// The dotted names of the values set (not null) in `map`, sections descended.
+fn leaves(prefix: &str, map: &Map<String, Value>, out: &mut Vec<String>) {
+    for (k, v) in map {
+        match v {
+            Value::Null => {}
+            Value::Object(m) => leaves(&format!("{prefix}{k}."), m, out),
+            _ => out.push(format!("{prefix}{k}")),
+        }
+    }
+}
+
 /// The typed model of a parsed tree; a bad value names the file and its key.
 fn typed<T: DeserializeOwned>(path: &Path, tree: Value) -> Result<T> {
+    typed_as(&path.display().to_string(), tree)
+}
+
+/// [`typed`] for settings that are not a file (`what` names their source).
+pub(super) fn typed_as<T: DeserializeOwned>(what: &str, tree: Value) -> Result<T> {
     serde_path_to_error::deserialize(tree).map_err(|e| {
         Error::Environment(format!(
-            "{}: key {:?}: {}",
-            path.display(),
+            "{what}: key {:?}: {}",
             e.path().to_string(),
             e.inner()
         ))

@@ -77,21 +77,23 @@ impl Layout {
                     .unwrap_or(&backups_root)
                     .join("restores")
             }),
+            // The Python tool's defaults for the same config (its `cli.py`),
+            // so that both place an instance's unit and site alike.
             unit_dir: merged
                 .systemd
                 .unit_dir
                 .clone()
-                .unwrap_or_else(|| root("/etc/systemd/system")),
+                .unwrap_or_else(|| runtime_dir.join("systemd")),
             sites_available: merged
                 .nginx
                 .sites_available
                 .clone()
-                .unwrap_or_else(|| root("/etc/nginx/sites-available")),
+                .unwrap_or_else(|| runtime_dir.join("nginx/sites-available")),
             sites_enabled: merged
                 .nginx
                 .sites_enabled
                 .clone()
-                .unwrap_or_else(|| root("/etc/nginx/sites-enabled")),
+                .unwrap_or_else(|| runtime_dir.join("nginx/sites-enabled")),
             socket: merged
                 .daemon
                 .socket
@@ -167,6 +169,73 @@ impl Layout {
     }
 }
 
+/// Each path's role (as [`Layout::paths`] names it, and `socket`), the role
+/// whose path its default derives from, and whether `f` sets it.
+fn roles(f: &ConfigFile) -> [(&'static str, Option<&'static str>, bool); 13] {
+    let b = &f.backups;
+    [
+        ("instance_root", None, f.instance_root.is_some()),
+        ("state_dir", None, f.state_dir.is_some()),
+        ("registry", Some("state_dir"), f.registry_dir.is_some()),
+        ("logs_dir", None, f.logs_dir.is_some()),
+        ("operations_log", Some("logs_dir"), false),
+        ("runtime_dir", None, f.runtime_dir.is_some()),
+        ("backups_root", None, b.root.is_some()),
+        ("index", Some("backups_root"), b.index.is_some()),
+        (
+            "restores_root",
+            Some("backups_root"),
+            b.restores_root.is_some(),
+        ),
+        (
+            "unit_dir",
+            Some("runtime_dir"),
+            f.systemd.unit_dir.is_some(),
+        ),
+        (
+            "sites_available",
+            Some("runtime_dir"),
+            f.nginx.sites_available.is_some(),
+        ),
+        (
+            "sites_enabled",
+            Some("runtime_dir"),
+            f.nginx.sites_enabled.is_some(),
+        ),
+        ("socket", Some("runtime_dir"), f.daemon.socket.is_some()),
+    ]
+}
+
+/// The path roles a layer sets.
+pub(super) fn roles_set(f: &ConfigFile) -> Vec<&'static str> {
+    roles(f)
+        .into_iter()
+        .filter_map(|(role, _, set)| set.then_some(role))
+        .collect()
+}
+
+/// Where each path came from, given the source that last set each role: that
+/// source; else, for a default derived from another path, the default under
+/// that path and where it came from; else `default`.
+pub(super) fn origins(
+    set_by: &BTreeMap<&'static str, super::file::Source>,
+) -> BTreeMap<String, String> {
+    roles(&ConfigFile::default())
+        .into_iter()
+        .map(|(role, parent, _)| {
+            let origin = match (
+                set_by.get(role),
+                parent.and_then(|p| Some((p, set_by.get(p)?))),
+            ) {
+                (Some(source), _) => source.to_string(),
+                (None, Some((p, source))) => format!("default under {p} ({source})"),
+                (None, None) => "default".to_owned(),
+            };
+            (role.to_owned(), origin)
+        })
+        .collect()
+}
+
 /// `abssctl-<instance>.service`.
 pub fn unit_name(instance: &str) -> String {
     format!("abssctl-{instance}.service")
@@ -210,9 +279,10 @@ mod tests {
             ("runtime_dir", "/p/run/abssctl"),
             ("backups_root", "/p/srv/backups"),
             ("index", "/p/srv/backups/backups.json"),
-            ("unit_dir", "/p/etc/systemd/system"),
-            ("sites_available", "/p/etc/nginx/sites-available"),
-            ("sites_enabled", "/p/etc/nginx/sites-enabled"),
+            // The Python tool's defaults: under runtime_dir.
+            ("unit_dir", "/p/run/abssctl/systemd"),
+            ("sites_available", "/p/run/abssctl/nginx/sites-available"),
+            ("sites_enabled", "/p/run/abssctl/nginx/sites-enabled"),
             ("restores_root", "/p/srv/restores"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
@@ -223,11 +293,11 @@ mod tests {
         assert_eq!(l.instance_backup_dir("a"), p("/p/srv/backups/a"));
         assert_eq!(
             l.unit_file("a"),
-            p("/p/etc/systemd/system/abssctl-a.service")
+            p("/p/run/abssctl/systemd/abssctl-a.service")
         );
         assert_eq!(
             l.site_file("a"),
-            p("/p/etc/nginx/sites-available/abssctl-a.conf")
+            p("/p/run/abssctl/nginx/sites-available/abssctl-a.conf")
         );
 
         let bare = Layout::resolve(None, "/c".into(), &ConfigFile::default());
@@ -251,11 +321,9 @@ mod tests {
         assert_eq!(l.restores_root, PathBuf::from("/b/restores"));
         assert_eq!(l.unit_dir, PathBuf::from("/u"));
         assert_eq!(l.sites_enabled, PathBuf::from("/e"));
-        // What is not set stays under the prefix.
-        assert_eq!(
-            l.sites_available,
-            PathBuf::from("/p/etc/nginx/sites-available")
-        );
+        // What is not set follows runtime_dir, as the Python tool's does.
+        assert_eq!(l.sites_available, PathBuf::from("/r/nginx/sites-available"));
+        assert_eq!(l.instance_root, PathBuf::from("/p/srv"));
 
         let l = Layout::resolve(
             None,

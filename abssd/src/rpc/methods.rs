@@ -450,6 +450,9 @@ fn status(state: &State, peer: &Peer) -> DaemonStatus {
         operator_group: cfg.daemon.operator_group.clone(),
         config_file: cfg.layout.config_file.display().to_string(),
         paths: cfg.layout.paths(),
+        abssd_config_file: cfg.abssd_config_file.display().to_string(),
+        path_origins: cfg.origins.clone(),
+        config_warnings: cfg.warnings.clone(),
         operations_running: state
             .ops
             .running()

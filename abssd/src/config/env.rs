@@ -1,0 +1,320 @@
+//! The environment as layers of settings, one layer per variable (so each
+//! value's source is the variable that set it):
+//! * the Python tool's `ABSSCTL_<A>__<B>` overrides, with its names, nesting and
+//!   value coercion (its `config.py`, ADR-023), for the keys it knows;
+//! * abssd's own `ABSSD_*` variables ([`ABSSD_VARS`]) for abssd-only keys;
+//! * for one release, the flat `ABSSCTL_*` names abssd read before
+//!   ([`DEPRECATED`]), each with a deprecation warning.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Number, Value};
+
+use super::file::{ABSSD_ONLY, ConfigFile, Layer, Source, typed_as};
+use crate::error::Result;
+
+/// Variables the Python tool reads itself and never as a setting.
+pub const RESERVED: [&str; 3] = [
+    "ABSSCTL_CONFIG_FILE",
+    "ABSSCTL_SKIP_NPM",
+    "ABSSCTL_VERSIONS_CACHE",
+];
+
+/// abssd's own variables and the key of `abssd.yml` each sets: `ABSSD_` and
+/// the key's name upper-cased, `NGINX_` kept for the nginx section's. Values
+/// are taken as they are (no YAML coercion).
+pub const ABSSD_VARS: [(&str, &str); 5] = [
+    ("ABSSD_SOCKET", "daemon.socket"),
+    ("ABSSD_OPERATOR_GROUP", "daemon.operator_group"),
+    ("ABSSD_RESTORES_ROOT", "backups.restores_root"),
+    ("ABSSD_NGINX_SITES_AVAILABLE", "nginx.sites_available"),
+    ("ABSSD_NGINX_SITES_ENABLED", "nginx.sites_enabled"),
+];
+
+/// The flat names abssd read before, the key each sets, and its name now.
+/// Still read for one release, below their new names.
+pub const DEPRECATED: [(&str, &str, &str); 8] = [
+    ("ABSSCTL_SOCKET", "daemon.socket", "ABSSD_SOCKET"),
+    (
+        "ABSSCTL_OPERATOR_GROUP",
+        "daemon.operator_group",
+        "ABSSD_OPERATOR_GROUP",
+    ),
+    (
+        "ABSSCTL_RESTORES_ROOT",
+        "backups.restores_root",
+        "ABSSD_RESTORES_ROOT",
+    ),
+    (
+        "ABSSCTL_NGINX_SITES_AVAILABLE",
+        "nginx.sites_available",
+        "ABSSD_NGINX_SITES_AVAILABLE",
+    ),
+    (
+        "ABSSCTL_NGINX_SITES_ENABLED",
+        "nginx.sites_enabled",
+        "ABSSD_NGINX_SITES_ENABLED",
+    ),
+    (
+        "ABSSCTL_BACKUPS_ROOT",
+        "backups.root",
+        "ABSSCTL_BACKUPS__ROOT",
+    ),
+    (
+        "ABSSCTL_BACKUPS_INDEX",
+        "backups.index",
+        "ABSSCTL_BACKUPS__INDEX",
+    ),
+    (
+        "ABSSCTL_UNIT_DIR",
+        "systemd.unit_dir",
+        "ABSSCTL_SYSTEMD__UNIT_DIR",
+    ),
+];
+
+/// The environment's layers, lowest first (deprecated names, the Python
+/// tool's, abssd's own), and the warnings about them.
+pub fn layers(env: &BTreeMap<String, String>) -> Result<(Vec<Layer>, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let (mut old, mut python, mut own) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, raw) in env {
+        if let Some((_, key, new)) = DEPRECATED.iter().find(|(n, ..)| n == name) {
+            let python_key = name["ABSSCTL_".len()..].to_lowercase();
+            warnings.push(format!(
+                "environment variable {name} is deprecated (still read in this release): \
+                 use {new}; the Python abssctl reads it as a top-level key {python_key:?} \
+                 and refuses to run while it is set"
+            ));
+            old.push(layer(name, key, Value::String(raw.clone()))?);
+        } else if let Some((_, key)) = ABSSD_VARS.iter().find(|(n, _)| n == name) {
+            own.push(layer(name, key, Value::String(raw.clone()))?);
+        } else if let Some(key) = python_key(name) {
+            if let Some(mine) = ABSSD_ONLY
+                .iter()
+                .find(|k| key == **k || key.starts_with(&format!("{k}.")))
+            {
+                warnings.push(format!(
+                    "environment variable {name} ignored: {mine} is abssd's own setting, which \
+                     the Python abssctl refuses; set it in abssd.yml or with an ABSSD_* variable"
+                ));
+                continue;
+            }
+            let l = layer(name, &key, coerce(raw))?;
+            for k in l.settings.unknown_keys() {
+                warnings.push(format!(
+                    "environment variable {name}: unknown key {k:?} ignored (the Python \
+                     abssctl refuses to run while it is set)"
+                ));
+            }
+            python.push(l);
+        }
+    }
+    Ok((old.into_iter().chain(python).chain(own).collect(), warnings))
+}
+
+/// The dotted key the Python tool reads variable `name` as: `ABSSCTL_` off,
+/// `__` for nesting, lower case; `None` for other and reserved variables.
+pub fn python_key(name: &str) -> Option<String> {
+    let suffix = name.strip_prefix("ABSSCTL_")?;
+    if RESERVED.contains(&name) {
+        return None;
+    }
+    let segments: Vec<String> = suffix
+        .split("__")
+        .filter(|s| !s.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    (!segments.is_empty()).then(|| segments.join("."))
+}
+
+/// One variable's setting of dotted `key` as a layer; a bad value names the variable.
+fn layer(name: &str, key: &str, value: Value) -> Result<Layer> {
+    let tree = key.rsplit('.').fold(value, |inner, k| {
+        Value::Object(Map::from_iter([(k.to_owned(), inner)]))
+    });
+    Ok(Layer {
+        settings: typed_as::<ConfigFile>(&format!("environment variable {name}"), tree)?,
+        source: Source::Environment(name.to_owned()),
+    })
+}
+
+/// A variable's value as the Python tool reads it: `yaml.safe_load` of the
+/// stripped text (YAML 1.1's plain scalars: `yes`/`off` are booleans, `017`
+/// is octal, `1e3` a string, `1.5e+3` a float), the text itself when that fails.
+pub fn coerce(raw: &str) -> Value {
+    let s = raw.trim();
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Value::Bool(true);
+        }
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Value::Bool(false);
+        }
+        _ => {}
+    }
+    if let Some(v) = yaml11_int(s) {
+        return v;
+    }
+    if let Some(v) = yaml11_float(s) {
+        return v;
+    }
+    // Flow collections, quoted strings, `a: b`, comments: YAML proper. Plain
+    // text that is none of the above is a string whatever YAML 1.2 says of it.
+    let structured = s.starts_with(['[', '{', '"', '\'', '-', '?', '#', '&', '*', '!', '|', '>'])
+        || s.contains(": ")
+        || s.ends_with(':')
+        || s.contains(" #");
+    if structured && let Ok(v) = serde_saphyr::from_str::<Value>(s) {
+        return v;
+    }
+    Value::String(s.to_owned())
+}
+
+/// YAML 1.1's int: decimal, `0b`, `0x`, a leading `0` for octal, `_` between
+/// digits, base 60 (`1:30`).
+fn yaml11_int(s: &str) -> Option<Value> {
+    let (negative, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let digits = |t: &str, radix: u32| {
+        !t.is_empty()
+            && t.chars().all(|c| c == '_' || c.is_digit(radix))
+            && t.chars().any(|c| c != '_')
+    };
+    let value: i128 = if let Some(b) = body.strip_prefix("0b") {
+        digits(b, 2).then(|| i128::from_str_radix(&b.replace('_', ""), 2).ok())??
+    } else if let Some(x) = body.strip_prefix("0x") {
+        digits(x, 16).then(|| i128::from_str_radix(&x.replace('_', ""), 16).ok())??
+    } else if body == "0" {
+        0
+    } else if let Some(o) = body.strip_prefix('0') {
+        digits(o, 8).then(|| i128::from_str_radix(&o.replace('_', ""), 8).ok())??
+    } else if body.contains(':') {
+        let mut parts = body.split(':');
+        let first = parts.next()?;
+        if !(digits(first, 10) && first.starts_with(|c: char| ('1'..='9').contains(&c))) {
+            return None;
+        }
+        let mut n = first.replace('_', "").parse::<i128>().ok()?;
+        for p in parts {
+            let d = (p.len() <= 2 && digits(p, 10)).then(|| p.parse::<i128>().ok())??;
+            if d > 59 {
+                return None;
+            }
+            n = n.checked_mul(60)?.checked_add(d)?;
+        }
+        n
+    } else if body.starts_with(|c: char| c.is_ascii_digit()) && digits(body, 10) {
+        body.replace('_', "").parse().ok()?
+    } else {
+        return None;
+    };
+    let value = if negative { -value } else { value };
+    Some(
+        i64::try_from(value)
+            .map(Number::from)
+            .or_else(|_| u64::try_from(value).map(Number::from))
+            .map_or_else(|_| Value::String(s.to_owned()), Value::Number),
+    )
+}
+
+/// YAML 1.1's float: a dot is required (`1e3` is a string), an exponent has
+/// a sign; `.inf`/`.nan` have no JSON number and stay text.
+fn yaml11_float(s: &str) -> Option<Value> {
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    let (int, frac) = mantissa.split_once('.')?;
+    let ok_int = int.is_empty() || (int.starts_with(|c: char| c.is_ascii_digit()));
+    let all = |t: &str| t.chars().all(|c| c == '_' || c.is_ascii_digit());
+    if !(ok_int && all(int) && all(frac)) || (int.is_empty() && frac.is_empty()) {
+        return None;
+    }
+    if let Some(e) = exponent {
+        let digits = e.strip_prefix(['-', '+'])?;
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+    }
+    let v: f64 = s.replace('_', "").parse().ok()?;
+    Some(Number::from_f64(v).map_or_else(|| Value::String(s.to_owned()), Value::Number))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_are_coerced_as_pyyaml_reads_them() {
+        for (raw, want) in [
+            (" /srv/backups ", json!("/srv/backups")),
+            ("5", json!(5)),
+            ("-3", json!(-3)),
+            ("1_000", json!(1000)),
+            ("017", json!(15)),
+            ("0x1f", json!(31)),
+            ("0b101", json!(5)),
+            ("1:30", json!(90)),
+            ("1.5", json!(1.5)),
+            ("1.5e+3", json!(1500.0)),
+            (".5", json!(0.5)),
+            // YAML 1.1: no dot, no float; no sign in the exponent, no float.
+            ("1e3", json!("1e3")),
+            ("1.0e3", json!("1.0e3")),
+            ("0o17", json!("0o17")),
+            ("yes", json!(true)),
+            ("Off", json!(false)),
+            ("y", json!("y")),
+            ("~", Value::Null),
+            ("", Value::Null),
+            ("[1, 2]", json!([1, 2])),
+            ("{level: 3}", json!({"level": 3})),
+            ("'017'", json!("017")),
+            ("soon", json!("soon")),
+            ("NaN", json!("NaN")),
+        ] {
+            assert_eq!(coerce(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn names_nest_on_double_underscores_lower_cased_and_reserved_ones_are_not_keys() {
+        assert_eq!(
+            python_key("ABSSCTL_BACKUPS__ROOT").as_deref(),
+            Some("backups.root")
+        );
+        assert_eq!(
+            python_key("ABSSCTL_BACKUPS__COMPRESSION__LEVEL").as_deref(),
+            Some("backups.compression.level")
+        );
+        assert_eq!(
+            python_key("ABSSCTL_STATE_DIR").as_deref(),
+            Some("state_dir")
+        );
+        assert_eq!(
+            python_key("ABSSCTL_BACKUPS_ROOT").as_deref(),
+            Some("backups_root")
+        );
+        assert_eq!(
+            python_key("ABSSCTL_SYSTEMD____UNIT_DIR").as_deref(),
+            Some("systemd.unit_dir")
+        );
+        for name in [
+            "ABSSCTL_CONFIG_FILE",
+            "ABSSCTL_SKIP_NPM",
+            "ABSSCTL_VERSIONS_CACHE",
+            "ABSSCTL_",
+            "ABSSCTL___",
+            "ABSSD_SOCKET",
+            "PATH",
+        ] {
+            assert_eq!(python_key(name), None, "{name}");
+        }
+    }
+}
