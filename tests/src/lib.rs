@@ -105,6 +105,23 @@ impl Sandbox {
         );
     }
 
+    /// Write a `config.yml` as the Python tool's operator would: every path of
+    /// the sandbox spelled out (the same paths `--prefix` gives abssd), a lock
+    /// timeout and the compression. Both tools read it.
+    pub fn write_python_config(&self) {
+        let cfg = self.config();
+        let d = |p: &Path| serde_json::to_string(&p.display().to_string()).expect("json");
+        self.write_config(&format!(
+            "instance_root: {}\nstate_dir: {}\nlogs_dir: {}\nruntime_dir: {}\nlock_timeout: 30\nbackups:\n  root: {}\n  compression:\n    algorithm: zstd\nsystemd:\n  unit_dir: {}\n",
+            d(&cfg.instance_root),
+            d(&cfg.state_dir),
+            d(&cfg.logs_dir),
+            d(&cfg.runtime_dir),
+            d(&cfg.backups_root),
+            d(&cfg.unit_dir),
+        ));
+    }
+
     /// Write the sandbox's `abssd.yml` (abssd's own settings, e.g. a private
     /// bus for systemd, the nginx check, daemon limits).
     pub fn write_abssd_config(&self, yaml: &str) {

@@ -51,8 +51,19 @@ impl World {
 
     /// Like [`World::new`], the instances laid out and registered the way the
     /// Python tool does ([`Sandbox::add_python_instance`]).
+    /// The shared `config.yml` names every path (the Python tool's defaults
+    /// are not re-rooted under a prefix), as a host's would.
     pub fn python(instances: &[&str]) -> World {
-        World::build(instances, Sandbox::add_python_instance, |_| String::new())
+        World::build(
+            instances,
+            |sb, name| {
+                if !sb.config().config_file.exists() {
+                    sb.write_python_config();
+                }
+                sb.add_python_instance(name)
+            },
+            |_| String::new(),
+        )
     }
 
     fn build(

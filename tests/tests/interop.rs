@@ -156,13 +156,22 @@ fn assert_python_reconcile_clean(py: &PythonPeer) {
     }
 }
 
+/// The Python tool on the world's prefix, reading the very config.yml the
+/// daemon reads (abssd's own keys are in abssd.yml beside it).
 fn python(w: &World) -> PythonPeer {
     let mut py = PythonPeer::new(&w.sb);
-    // TODO(i14 config): World writes abssd-only keys into config.yml until
-    // they move to abssd.yml; the peer reads an empty file meanwhile.
-    let empty = w.sb.path("python-peer/config.yml");
-    fs::write(&empty, "{}\n").unwrap();
-    py.set_env("ABSSCTL_CONFIG_FILE", empty.to_str().unwrap());
+    for var in [
+        "ABSSCTL_INSTANCE_ROOT",
+        "ABSSCTL_STATE_DIR",
+        "ABSSCTL_REGISTRY_DIR",
+        "ABSSCTL_LOGS_DIR",
+        "ABSSCTL_RUNTIME_DIR",
+        "ABSSCTL_BACKUPS__ROOT",
+        "ABSSCTL_BACKUPS__INDEX",
+        "ABSSCTL_SYSTEMD__UNIT_DIR",
+    ] {
+        py.remove_env(var);
+    }
     py
 }
 
