@@ -218,10 +218,8 @@ mod tests {
         Ctx::new(config)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_create_reports_its_phases_in_order_and_a_verify_of_it_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = one_instance(dir.path());
+    /// root asks for a data-only create of `alpha`.
+    fn root_creates_alpha_data() -> (Actor, CreateParams) {
         let actor = Actor {
             uid: 0,
             user: "root".into(),
@@ -232,6 +230,14 @@ mod tests {
             data_only: true,
             ..CreateParams::default()
         };
+        (actor, params)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_reports_its_phases_in_order_and_a_verify_of_it_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = one_instance(dir.path());
+        let (actor, params) = root_creates_alpha_data();
 
         let (rec, progress) = Recorder::start("op-create");
         let (plan, result) = run(&ctx, &params, &actor, &progress).await.unwrap();
@@ -273,16 +279,7 @@ mod tests {
         let ctx = one_instance(dir.path());
         let data = ctx.config.layout.instance_root.join("alpha");
         std::fs::hard_link(data.join("budget.txt"), data.join("second-name")).unwrap();
-        let actor = Actor {
-            uid: 0,
-            user: "root".into(),
-            pid: 1,
-        };
-        let params = CreateParams {
-            instance: "alpha".into(),
-            data_only: true,
-            ..CreateParams::default()
-        };
+        let (actor, params) = root_creates_alpha_data();
         let (rec, progress) = Recorder::start("op-create");
         let (plan, result) = run(&ctx, &params, &actor, &progress).await.unwrap();
         assert!(result.unwrap().warnings.is_empty());
