@@ -1197,3 +1197,56 @@ async fn an_archived_site_without_a_destination_is_a_warning_in_the_plan_and_the
             .exists()
     );
 }
+
+/// Re-pack a payload laid out by [`python_style_archive`] (GNU tar, names
+/// sorted so that `data/` comes before `metadata/`), after `change` edits it.
+fn repack(w: &World, id: &str, archive: &Path, change: impl FnOnce(&Path)) {
+    let staging = w.sb.path(&format!("py-staging-{id}"));
+    change(&staging.join(id));
+    abssd_tests::tar(&[
+        "--sort=name",
+        "-czf",
+        archive.to_str().unwrap(),
+        "-C",
+        staging.to_str().unwrap(),
+        id,
+    ]);
+}
+
+/// Extraction holds a regular `metadata/instance.json` to 1 MiB; a hard-link
+/// entry of that name carries the content of a data file of any size, and
+/// the restore read it whole into the daemon's memory (and took its
+/// `version` into the registry). It is refused, before anything live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_linked_instance_json_is_held_to_the_same_bound() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let id = "20250601-100000-alpha-b16b16";
+    let (archive, _) = python_style_archive(&w.sb, "alpha", id, true);
+    repack(&w, id, &archive, |top| {
+        // A valid entry, just over the bound: the restore would go through.
+        let pad = "x".repeat((1 << 20) + 1);
+        let big = json!({"name": "alpha", "version": "9.9.9-linked", "pad": pad});
+        let file = top.join("data/pad.json");
+        fs::write(&file, serde_json::to_vec(&big).unwrap()).unwrap();
+        let meta = top.join("metadata/instance.json");
+        fs::remove_file(&meta).unwrap();
+        fs::hard_link(&file, &meta).unwrap();
+    });
+    let listing = abssd_tests::tar(&["-tvzf", archive.to_str().unwrap()]);
+    assert!(
+        listing.contains("metadata/instance.json link to"),
+        "{listing}"
+    );
+    register_python_entry(&w.sb, "alpha", id, &archive, "gzip");
+    let before = w.live_state();
+    let err = restore(&c, &no_pre(id)).await.unwrap_err();
+    assert!(err.message.contains("larger than"), "{err:?}");
+    assert_same(&before, &w.live_state());
+    let reg = abssd::registry::Registry::load(&w.cfg().registry_file()).unwrap();
+    assert_ne!(
+        reg.get("alpha").unwrap().version.as_deref(),
+        Some("9.9.9-linked")
+    );
+    w.assert_no_leftovers();
+}
