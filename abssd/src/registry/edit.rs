@@ -194,6 +194,74 @@ top: [on, 1e3]
         }
     }
 
+    /// Hand-written forms around the keys a restore changes or adds: an
+    /// empty value (`version:` and nothing, last or not), a block scalar
+    /// last in the entry or in `paths` with keys added after it. The edit
+    /// reads back as meant and the next entry keeps its bytes.
+    #[test]
+    fn empty_values_and_block_scalars_last_take_the_edit() {
+        for (body, after) in [
+            (
+                "  version:
+  port: 5006
+",
+                "",
+            ),
+            (
+                "  port: 5006
+  version:
+",
+                "",
+            ),
+            (
+                "  port: 5006
+  version:   # c
+",
+                "",
+            ),
+            (
+                "  paths:
+  metadata:
+",
+                "",
+            ),
+            (
+                "  note: >-
+    folded
+",
+                "",
+            ),
+            (
+                "  note: |
+    two
+    lines
+",
+                "",
+            ),
+            (
+                "  paths:
+    odd: |
+      x
+",
+                "  port: 5006
+",
+            ),
+        ] {
+            let text =
+                format!("instances:\n- name: alpha\n{body}{after}- name: beta\n  version:\n");
+            let reg = Registry::parse(&text).unwrap();
+            let mut alpha = reg.get("alpha").unwrap().clone();
+            alpha.version = Some("24.9.0".into());
+            alpha.domain = Some("d.example".into());
+            alpha.paths.extra.insert("data".into(), "/new".into());
+            alpha.metadata.insert("last".into(), "x".into());
+            let out = reg.with_entry(&alpha).unwrap();
+            let again = Registry::parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+            assert_eq!(again.get("alpha"), Some(&alpha), "{out}");
+            assert!(out.ends_with("\n- name: beta\n  version:\n"), "{out}");
+        }
+    }
+
     #[test]
     fn a_bad_value_names_instance_and_key_and_others_still_type() {
         let reg = Registry::parse(HAND).unwrap();

@@ -132,6 +132,29 @@ pub(super) fn parse(text: &str) -> Result<Doc, String> {
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
+                // An empty value (`version:` and nothing) is placed at its
+                // colon: it is put after it, so that an edit replacing the
+                // value keeps the colon once.
+                let (start, end) = if style == ScalarStyle::Plain
+                    && tag.is_none()
+                    && start == range.end
+                    && text[start..].starts_with(':')
+                {
+                    (start + 1, start + 1)
+                } else if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+                    // A block scalar's span runs into the next line's
+                    // indentation: it ends after its last line break, so
+                    // that text put after it starts a line of its own.
+                    let seg = &text[start..range.end];
+                    match seg.rfind('\n') {
+                        Some(i) if seg[i + 1..].bytes().all(|b| b == b' ') => {
+                            (start, start + i + 1)
+                        }
+                        _ => (start, range.end),
+                    }
+                } else {
+                    (start, range.end)
+                };
                 let node = Node {
                     kind: Kind::Scalar {
                         value: value.into_owned(),
@@ -139,7 +162,7 @@ pub(super) fn parse(text: &str) -> Result<Doc, String> {
                         tag: tag_name(tag.as_deref()),
                     },
                     start,
-                    end: range.end,
+                    end,
                     block: true,
                     anchors: anchor != 0,
                 };
