@@ -36,7 +36,7 @@ mod tree;
 
 use bounds::Room;
 pub use bounds::{Expect, Limits, RESERVE_MAX_BYTES, RESERVE_MAX_INODES, Reserve};
-pub use inspect::{Inspected, Visit, inspect, inspect_with};
+pub use inspect::{INSTANCE_JSON_MAX, Inspected, Visit, inspect, inspect_with};
 pub use names::MAX_PATH;
 use source::{ChunkReader, Meter};
 use stream::{HEADER_ALLOWANCE, check_end, stream, stream_error};

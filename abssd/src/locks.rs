@@ -253,14 +253,24 @@ impl Locks {
         let mut told = already_told;
         let mut waited = false;
         loop {
+            // Not through a symlink, and only a regular file: the note below
+            // truncates what it opened, and a FIFO or device there must not
+            // stall or feed the daemon. The Python tool makes plain files.
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
                 .mode(fsutil::FILE_MODE)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
                 .open(&path)
                 .at("opening lock file", &path)?;
+            if !file.metadata().at("opening lock file", &path)?.is_file() {
+                return Err(Error::Environment(format!(
+                    "the lock file {} is not a regular file; remove it",
+                    path.display()
+                )));
+            }
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(mut locked) => {
                     let note = serde_json::json!({
@@ -362,6 +372,28 @@ mod tests {
             note.contains(&format!("\"pid\":{}", std::process::id())),
             "{note}"
         );
+    }
+
+    /// A lock file swapped for a symlink (to a file the note would
+    /// truncate) or a FIFO is refused, the file it points to untouched.
+    #[tokio::test]
+    async fn a_lock_file_that_is_a_symlink_or_fifo_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("abssctl.lock")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join("alpha.lock"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let locks = Locks::new(dir.path(), Duration::from_millis(200));
+        let err = locks.acquire(true, &[], &Quiet).await.unwrap_err();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(err.to_string().contains("abssctl.lock"), "{err}");
+        std::fs::remove_file(dir.path().join("abssctl.lock")).unwrap();
+        let err = locks.acquire(false, &["alpha"], &Quiet).await.unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[tokio::test]

@@ -351,3 +351,46 @@ async fn a_python_create_held_past_its_lock_timeout_by_abssd_times_out() {
         [result["result"]["id"].as_str().unwrap().to_owned()]
     );
 }
+
+/// A local user who is not an operator cannot open the lock files, so cannot
+/// hold one to stall abssd (nor the Python tool) or create one of their own,
+/// even where `runtime_dir` is widened for read-only clients (README, "Who
+/// may connect"): abssd makes them root's, mode 0640, as the Python tool does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_user_cannot_open_or_create_the_lock_files() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    sb.add_instance("alpha");
+    let daemon = Daemon::start(&sb);
+    let c = client(&daemon.socket).await;
+    abssd_tests::backup(&c, "alpha").await;
+    let runtime = sb.config().runtime_dir;
+    // Every directory from the prefix down to runtime_dir searchable by all.
+    let mut dir = runtime.clone();
+    loop {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if dir == sb.prefix || !dir.pop() {
+            break;
+        }
+    }
+    for file in ["abssctl.lock", "alpha.lock", "beta.lock"] {
+        let path = runtime.join(file);
+        assert_eq!(path.exists(), file != "beta.lock", "{file}");
+        let out = std::process::Command::new("flock")
+            .args(["-n", "-x"])
+            .arg(&path)
+            .arg("true")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("Permission denied"),
+            "{file}: {:?} {err}",
+            out.status
+        );
+    }
+    assert!(!runtime.join("beta.lock").exists());
+}

@@ -11,6 +11,7 @@ use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupCreate, BackupList, BackupRestore, BackupShow};
 use abssd_proto::*;
 use abssd_tests::inspect::{events_of, phase, snapshot, waited_for_instance};
+use abssd_tests::peer::python_script;
 use abssd_tests::python::{assert_python_time, python_style_archive, register_python_entry};
 use abssd_tests::world::{Tmpfs, World, assert_same, live, no_pre, restore};
 use abssd_tests::{Verb, backup};
@@ -1196,4 +1197,159 @@ async fn an_archived_site_without_a_destination_is_a_warning_in_the_plan_and_the
             .join("alpha.example.test.conf")
             .exists()
     );
+}
+
+/// Re-pack a payload laid out by [`python_style_archive`] (GNU tar, names
+/// sorted so that `data/` comes before `metadata/`), after `change` edits it.
+fn repack(w: &World, id: &str, archive: &Path, change: impl FnOnce(&Path)) {
+    let staging = w.sb.path(&format!("py-staging-{id}"));
+    change(&staging.join(id));
+    abssd_tests::tar(&[
+        "--sort=name",
+        "-czf",
+        archive.to_str().unwrap(),
+        "-C",
+        staging.to_str().unwrap(),
+        id,
+    ]);
+}
+
+/// Extraction holds a regular `metadata/instance.json` to 1 MiB; a hard-link
+/// entry of that name carries the content of a data file of any size, and
+/// the restore read it whole into the daemon's memory (and took its
+/// `version` into the registry). It is refused, before anything live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_linked_instance_json_is_held_to_the_same_bound() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let id = "20250601-100000-alpha-b16b16";
+    let (archive, _) = python_style_archive(&w.sb, "alpha", id, true);
+    repack(&w, id, &archive, |top| {
+        // A valid entry, just over the bound: the restore would go through.
+        let pad = "x".repeat((1 << 20) + 1);
+        let big = json!({"name": "alpha", "version": "9.9.9-linked", "pad": pad});
+        let file = top.join("data/pad.json");
+        fs::write(&file, serde_json::to_vec(&big).unwrap()).unwrap();
+        let meta = top.join("metadata/instance.json");
+        fs::remove_file(&meta).unwrap();
+        fs::hard_link(&file, &meta).unwrap();
+    });
+    let listing = abssd_tests::tar(&["-tvzf", archive.to_str().unwrap()]);
+    assert!(
+        listing.contains("metadata/instance.json link to"),
+        "{listing}"
+    );
+    register_python_entry(&w.sb, "alpha", id, &archive, "gzip");
+    let before = w.live_state();
+    let err = restore(&c, &no_pre(id)).await.unwrap_err();
+    assert!(err.message.contains("larger than"), "{err:?}");
+    assert_same(&before, &w.live_state());
+    let reg = abssd::registry::Registry::load(&w.cfg().registry_file()).unwrap();
+    assert_ne!(
+        reg.get("alpha").unwrap().version.as_deref(),
+        Some("9.9.9-linked")
+    );
+    w.assert_no_leftovers();
+}
+
+/// Both registry texts as PyYAML reads them, as JSON (`[before, after]`).
+const PYYAML_BOTH: &str = r#"
+import json, sys, yaml
+def load(p):
+    with open(p) as f:
+        return yaml.safe_load(f)
+print(json.dumps([load(sys.argv[1]), load(sys.argv[2])], default=str))
+"#;
+
+/// A restore takes `paths`, `version` and `domain` from the archive's
+/// `metadata/instance.json` into the shared registry. Whatever those hold
+/// (YAML syntax, document markers, comments, anchors and tags as text,
+/// control and separator characters, deep nesting, very long values and
+/// keys), PyYAML reads the edited file with every other entry and top-level
+/// key unchanged and the restored entry's values exactly as archived, or the
+/// restore is refused with the registry as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_archived_registry_values_stay_inside_the_restored_entry() {
+    let w = World::new(&["alpha", "beta"]);
+    let c = w.client().await;
+    let file = w.cfg().registry_file();
+    // Hand-written neighbours: a comment, a flow entry, a top-level key.
+    let mut text = fs::read_to_string(&file).unwrap();
+    text.push_str("# after the list\nzz_top: {keep: [1, 2]}\n");
+    fs::write(&file, &text).unwrap();
+    let mut deep = json!("bottom");
+    for _ in 0..20 {
+        deep = json!({"d": [deep]});
+    }
+    let hostile = json!({
+        "name": "alpha",
+        "version": "1\n- name: beta\n  port: 1\n",
+        "domain": "x\"\n---\n...\n# c\t&a *a !!python/object:os.system '\\",
+        "paths": {
+            "data": "/srv/x\n  evil: 1\n- name: injected",
+            "k\n- name: evil\n": "v",
+            "&anchor": "*anchor",
+            "? key": ": value",
+            "": "",
+            "nested": {"a": [{"b": ["c", {"d": null}]}, [], {}], "e": 1.5e300, "f": -1},
+            "deep": deep,
+            "long": "A ".repeat(50_000),
+            "chars": "\u{2028}\u{2029}\u{85}\u{feff}\u{0}\u{1b}[31m \u{7f} é 😀 \r\n",
+        },
+    });
+    let long_key = json!({"name": "alpha", "paths": {"k".repeat(1100): "v"}});
+    for (n, archived) in [hostile, long_key].into_iter().enumerate() {
+        let id = format!("20250601-10000{n}-alpha-bad0{n}0");
+        let (archive, _) = python_style_archive(&w.sb, "alpha", &id, true);
+        repack(&w, &id, &archive, |top| {
+            fs::write(
+                top.join("metadata/instance.json"),
+                serde_json::to_vec(&archived).unwrap(),
+            )
+            .unwrap();
+        });
+        register_python_entry(&w.sb, "alpha", &id, &archive, "gzip");
+        let before = fs::read_to_string(&file).unwrap();
+        let outcome = restore(&c, &no_pre(&id)).await;
+        let after = fs::read_to_string(&file).unwrap();
+        let dir = w.sb.path(&format!("pyyaml-{n}"));
+        fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("before.yml"), dir.join("after.yml"));
+        fs::write(&a, &before).unwrap();
+        fs::write(&b, &after).unwrap();
+        let read = python_script(PYYAML_BOTH, &[a.to_str().unwrap(), b.to_str().unwrap()]);
+        let [old, new]: [Value; 2] = serde_json::from_str(&read).unwrap();
+        let entry = |doc: &Value, name: &str| -> Vec<Value> {
+            let list = doc["instances"].as_array().unwrap();
+            list.iter().filter(|e| e["name"] == name).cloned().collect()
+        };
+        assert_eq!(entry(&new, "beta"), entry(&old, "beta"), "{n}: {after}");
+        assert_eq!(entry(&new, "alpha").len(), 1, "{n}: {after}");
+        assert_eq!(new["instances"].as_array().unwrap().len(), 2, "{n}");
+        let mut tops = new.as_object().unwrap().clone();
+        let mut old_tops = old.as_object().unwrap().clone();
+        tops.remove("instances");
+        old_tops.remove("instances");
+        assert_eq!(tops, old_tops, "{n}");
+        assert_eq!(new["zz_top"], json!({"keep": [1, 2]}));
+        match outcome {
+            Ok(_) => {
+                let alpha = &entry(&new, "alpha")[0];
+                for key in ["version", "domain"] {
+                    if let Some(v) = archived.get(key) {
+                        assert_eq!(&alpha[key], v, "{n}: {key}");
+                    }
+                }
+                for (k, v) in archived["paths"].as_object().unwrap() {
+                    assert_eq!(&alpha["paths"][k], v, "{n}: paths.{k:?}");
+                }
+            }
+            // Past 1024 characters a key is no implicit key to YAML: the
+            // read-back of the edit refuses it and the restore rolls back.
+            Err(e) => {
+                assert_eq!(n, 1, "{e:?}");
+                assert_eq!(after, before, "{n}: refused ({e:?}) but written");
+            }
+        }
+    }
 }

@@ -31,7 +31,7 @@ use super::stream::{HEADER_ALLOWANCE, check_end, corrupt, refused, stream, strea
 use crate::error::{Error, IoContext, Result};
 
 /// The most `metadata/instance.json` may hold.
-const INSTANCE_JSON_MAX: u64 = 1 << 20;
+pub const INSTANCE_JSON_MAX: u64 = 1 << 20;
 
 /// What an archive holds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -96,7 +96,30 @@ impl Registry {
                 new.name
             )));
         }
+        self.same_but(&check, &new.name)?;
         write(path, &text)
+    }
+
+    /// That `after` reads as this registry but for the entry of `name`:
+    /// every other entry, typed or not, and every other top-level key. The
+    /// edit is built to change one entry; this is what makes an edit that
+    /// reached past it (archived values are not ours) fail before the file
+    /// is replaced.
+    fn same_but(&self, after: &Registry, name: &str) -> Result<()> {
+        fn others<'a>(
+            r: &'a Registry,
+            name: &str,
+        ) -> (Vec<&'a Instance>, Vec<&'a (String, String)>) {
+            let typed = r.instances.iter().filter(|i| i.name != name).collect();
+            let rejected = r.rejected.iter().filter(|(n, _)| n != name).collect();
+            (typed, rejected)
+        }
+        if others(self, name) != others(after, name) || self.extra != after.extra {
+            return Err(Error::Internal(format!(
+                "rewriting the registry entry of {name} would change other entries or keys; nothing was written"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -191,6 +214,99 @@ top: [on, 1e3]
                 text.replace("version: '1'", "version: \"2\""),
                 "{tail:?}"
             );
+        }
+    }
+
+    /// Hand-written forms around the keys a restore changes or adds: an
+    /// empty value (`version:` and nothing, last or not), a block scalar
+    /// last in the entry or in `paths` with keys added after it. The edit
+    /// reads back as meant and the next entry keeps its bytes.
+    #[test]
+    fn empty_values_and_block_scalars_last_take_the_edit() {
+        for (body, after) in [
+            (
+                "  version:
+  port: 5006
+",
+                "",
+            ),
+            (
+                "  port: 5006
+  version:
+",
+                "",
+            ),
+            (
+                "  port: 5006
+  version:   # c
+",
+                "",
+            ),
+            (
+                "  paths:
+  metadata:
+",
+                "",
+            ),
+            (
+                "  note: >-
+    folded
+",
+                "",
+            ),
+            (
+                "  note: |
+    two
+    lines
+",
+                "",
+            ),
+            (
+                "  paths:
+    odd: |
+      x
+",
+                "  port: 5006
+",
+            ),
+        ] {
+            let text =
+                format!("instances:\n- name: alpha\n{body}{after}- name: beta\n  version:\n");
+            let reg = Registry::parse(&text).unwrap();
+            let mut alpha = reg.get("alpha").unwrap().clone();
+            alpha.version = Some("24.9.0".into());
+            alpha.domain = Some("d.example".into());
+            alpha.paths.extra.insert("data".into(), "/new".into());
+            alpha.metadata.insert("last".into(), "x".into());
+            let out = reg.with_entry(&alpha).unwrap();
+            let again = Registry::parse(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+            assert_eq!(again.get("alpha"), Some(&alpha), "{out}");
+            assert!(out.ends_with("\n- name: beta\n  version:\n"), "{out}");
+        }
+    }
+
+    /// The last check before the file is replaced: an edit that changed
+    /// another entry (typed or not) or a top-level key is refused.
+    #[test]
+    fn an_edit_that_reaches_past_its_entry_is_refused() {
+        let before = Registry::parse(HAND).unwrap();
+        assert!(before.same_but(&before, "alpha").is_ok());
+        let changed_alpha = HAND.replace("domain: y", "domain: z");
+        assert!(
+            before
+                .same_but(&Registry::parse(&changed_alpha).unwrap(), "alpha")
+                .is_ok()
+        );
+        for other in [
+            HAND.replace("- name: other", "- name: other2"),
+            HAND.replace("port: 'auto'", "port: 'manual'"),
+            HAND.replace("top: [on, 1e3]", "top: [off, 1e3]"),
+            format!("{HAND}extra: 1\n"),
+            HAND.replace("- {name: flowy, port: 'auto'}\n", ""),
+        ] {
+            let after = Registry::parse(&other).unwrap();
+            let err = before.same_but(&after, "alpha").unwrap_err();
+            assert!(err.to_string().contains("other entries"), "{err}");
         }
     }
 

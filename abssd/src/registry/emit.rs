@@ -294,6 +294,11 @@ pub(super) fn merge(
         out.push(':');
         after_key(&mut out, v, indent);
     }
+    // A mapping whose text ends with its last line's break (a block scalar
+    // last) keeps it: what follows starts its own line.
+    if src[orig.start..orig.end].ends_with('\n') && !out.ends_with('\n') {
+        out.push('\n');
+    }
     Ok(out)
 }
 

@@ -439,6 +439,39 @@ fn recorded_asset(
 pub(crate) mod tests {
     use super::*;
 
+    /// Many short entries, each reading one big anchor: what they expand to
+    /// together is bounded, not only each one; the entries past the bound are
+    /// refused, naming the aliases.
+    #[test]
+    fn aliases_expand_to_a_bounded_total_over_the_whole_file() {
+        fn nodes(v: &Value) -> usize {
+            1 + match v {
+                Value::Array(a) => a.iter().map(nodes).sum(),
+                Value::Object(m) => m.values().map(nodes).sum(),
+                _ => 0,
+            }
+        }
+        let mut text = format!("big: &a [{}]\ninstances:\n", vec!["0"; 20_000].join(","));
+        for i in 0..100 {
+            text.push_str(&format!("- {{name: i{i}, metadata: {{m: *a}}}}\n"));
+        }
+        let reg = Registry::parse(&text).unwrap();
+        let total: usize = reg
+            .instances
+            .iter()
+            .map(|i| nodes(&Value::Object(i.metadata.clone())))
+            .sum();
+        assert!(total <= 1_000_000 + 20_010, "{total} nodes read");
+        assert!(
+            reg.rejected
+                .iter()
+                .any(|(n, why)| n == "i99" && why.contains("aliases")),
+            "{:?}",
+            reg.rejected.last()
+        );
+        assert!(reg.get("i0").is_some());
+    }
+
     /// As PyYAML `safe_dump(sort_keys=False)` writes it: strings that would read as
     /// other types are quoted, the rest are plain.
     const PYYAML: &str = "\

@@ -16,6 +16,11 @@ const MAX_DEPTH: usize = 64;
 /// Most nodes one value may expand to through aliases (a "billion laughs"
 /// file stops here instead of filling memory).
 const MAX_EXPANDED: usize = 100_000;
+/// Most nodes all of a document's aliases may expand to, over every reading
+/// of its values: a bound per value alone lets a 16 MiB file of short
+/// entries, each naming one big anchor, expand to a hundred thousand times
+/// its size.
+const MAX_EXPANDED_TOTAL: usize = 10 * MAX_EXPANDED;
 
 /// One node with its byte range in the source.
 #[derive(Debug, Clone)]
@@ -63,6 +68,9 @@ pub(super) struct Doc {
     anchors: HashMap<usize, Node>,
     /// Nodes held in `anchors`, bounded: nested anchors copy their subtrees.
     anchored: usize,
+    /// Nodes read through aliases so far, bounded by [`MAX_EXPANDED_TOTAL`]
+    /// (shared by clones: they read the same text).
+    expanded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Node {
@@ -124,6 +132,29 @@ pub(super) fn parse(text: &str) -> Result<Doc, String> {
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
+                // An empty value (`version:` and nothing) is placed at its
+                // colon: it is put after it, so that an edit replacing the
+                // value keeps the colon once.
+                let (start, end) = if style == ScalarStyle::Plain
+                    && tag.is_none()
+                    && start == range.end
+                    && text[start..].starts_with(':')
+                {
+                    (start + 1, start + 1)
+                } else if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+                    // A block scalar's span runs into the next line's
+                    // indentation: it ends after its last line break, so
+                    // that text put after it starts a line of its own.
+                    let seg = &text[start..range.end];
+                    match seg.rfind('\n') {
+                        Some(i) if seg[i + 1..].bytes().all(|b| b == b' ') => {
+                            (start, start + i + 1)
+                        }
+                        _ => (start, range.end),
+                    }
+                } else {
+                    (start, range.end)
+                };
                 let node = Node {
                     kind: Kind::Scalar {
                         value: value.into_owned(),
@@ -131,7 +162,7 @@ pub(super) fn parse(text: &str) -> Result<Doc, String> {
                         tag: tag_name(tag.as_deref()),
                     },
                     start,
-                    end: range.end,
+                    end,
                     block: true,
                     anchors: anchor != 0,
                 };
@@ -505,7 +536,19 @@ impl Doc {
                 Value::Object(map)
             }
             Kind::Alias(id) => match self.anchors.get(id) {
-                Some(target) => self.json_in(target, budget, depth + 1)?,
+                Some(target) => {
+                    let before = *budget;
+                    let value = self.json_in(target, budget, depth + 1)?;
+                    let used = before - *budget;
+                    let total = self
+                        .expanded
+                        .fetch_add(used, std::sync::atomic::Ordering::Relaxed)
+                        + used;
+                    if total > MAX_EXPANDED_TOTAL {
+                        return Err("the file's aliases expand to too many nodes".into());
+                    }
+                    value
+                }
                 None => return Err(format!("alias to an unknown anchor (id {id})")),
             },
         })
