@@ -157,6 +157,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
             let instance = registry
                 .require(&entry.instance, &config.layout.registry_file())?
                 .clone();
+            registry.check_editable(&config.layout.registry_file(), &instance)?;
             let root = instance.data_root(config);
             (Some(instance), root)
         }
