@@ -225,12 +225,16 @@ impl Registry {
             )));
         }
         self.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self
+            // Sorted, as typed and rejected entries are kept apart; an entry
+            // without a name has none to list.
+            let mut known: Vec<&str> = self
                 .instances
                 .iter()
                 .map(|i| i.name.as_str())
                 .chain(self.rejected.iter().map(|(n, _)| n.as_str()))
+                .filter(|n| !n.is_empty())
                 .collect();
+            known.sort_unstable();
             Error::NotFound {
                 what: "instance",
                 name: name.to_owned(),
@@ -510,6 +514,21 @@ top_level_extra: kept
         assert_eq!(beta["last_restored_by"], Value::from("1e3"));
         assert_eq!(beta["last_restore_source"], Value::from("1e3"));
         assert_eq!(beta["last_restore_actor"]["name"], Value::from("1e3"));
+    }
+
+    #[test]
+    fn not_found_lists_the_known_names_sorted_and_no_empty_one() {
+        let reg =
+            Registry::parse("instances:\n- name: beta\n  port: auto\n- name: 12\n- name: alpha\n")
+                .unwrap();
+        let err = reg
+            .require("gamma", Path::new("/r/instances.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("in /r/instances.yml (known: alpha, beta)"),
+            "{err}"
+        );
     }
 
     #[test]
