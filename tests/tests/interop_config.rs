@@ -118,14 +118,7 @@ async fn the_python_backups_root_variable_moves_both_tools_to_the_same_backups_r
     let mut py = PythonPeer::new(&sb);
     py.remove_env("ABSSCTL_BACKUPS__INDEX");
     py.set_env(var, &moved.display().to_string());
-    let listed = py.json(&["backup", "list", "--json"]);
-    let ids: Vec<&str> = listed["backups"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{listed}"))
-        .iter()
-        .filter_map(|b| b["id"].as_str())
-        .collect();
-    assert_eq!(ids, [made.id.as_str()], "{listed}");
+    assert_eq!(py.backup_ids(), [made.id.as_str()]);
     let out = py.run(&["backup", "verify", &made.id]);
     assert!(
         out.status.success(),
