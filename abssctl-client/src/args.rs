@@ -134,8 +134,9 @@ pub enum BackupCommand {
     ///
     /// Without --apply it only reads, and anyone who may connect to abssd can run it.
     /// It never reads archive contents unless --verify or --adopt asks for that (or
-    /// --apply, for archives without a sidecar), so it is cheap enough for cron. --apply (and --adopt) change the index and need
-    /// an operator (root or the operator group).
+    /// --apply, for archives without a sidecar), so it is cheap enough for cron.
+    /// --apply (and --adopt) change the index and need an operator (root or the
+    /// operator group).
     ///
     /// Exit codes: 0 when the report ran, whether or not it found drift (as the
     /// Python abssctl's reconcile exits). With --check: 3 when drift is left after

@@ -284,14 +284,15 @@ fn reconcile_help_explains_categories_flags_and_exit_codes() {
         "--adopt",
         "--verify",
         "--detach",
-        // The three categories, the read-only default, the cost, the exit codes.
+        // The four categories, the read-only default, the cost, the exit codes.
         "  missing     an index entry whose archive is gone",
         "  orphaned    an archive that no index entry points at",
         "  mismatched  an archive that is present",
+        "  missing sidecars  an archive that is present without its .sha256 sidecar",
         "stray\nsidecars",
         "Without --apply it only reads",
         "cheap enough for cron",
-        "need\nan operator",
+        "need an operator",
         "--check",
         "0 when the report ran, whether or not it found drift",
         "With --check: 3 when drift is left after\nthe run",

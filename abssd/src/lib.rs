@@ -14,6 +14,8 @@
 //! * [`locks`]      — global and per-instance locks (in memory + the Python tool's flocks).
 //! * [`index`]      — the backup index (`backups.json`).
 //! * [`registry`]   — the instance registry (`instances.yml`).
+//! * [`yaml11`]     — PyYAML's YAML 1.1 types of plain scalars, for the registry and the
+//!   `ABSSCTL_*` variables.
 //! * [`archive`]    — walking sources and writing compressed, hashed tar archives; in
 //!   snapshot mode SQLite snapshots and blobs read until they hold still.
 //! * [`scratch`]    — private per-operation directories for the copies creates and deep
@@ -100,6 +102,7 @@ pub mod scratch;
 pub mod service;
 pub mod systemd;
 pub mod text;
+pub mod yaml11;
 pub mod zipend;
 
 use std::future::Future;

@@ -202,6 +202,17 @@ impl PythonPeer {
         })
     }
 
+    /// The ids its `backup list --json` shows, in its order.
+    pub fn backup_ids(&self) -> Vec<String> {
+        let listed = self.json(&["backup", "list", "--json"]);
+        listed["backups"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no backups list: {listed}"))
+            .iter()
+            .filter_map(|b| b["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// What its stand-ins were asked to do, one call a line.
     pub fn calls(&self) -> String {
         fs::read_to_string(&self.calls).unwrap_or_default()

@@ -33,14 +33,7 @@ async fn python_lists_shows_and_verifies_an_abssd_backup() {
         .unwrap();
 
     let py = PythonPeer::new(&sb);
-    let listed = py.json(&["backup", "list", "--json"]);
-    let ids: Vec<&str> = listed["backups"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{listed}"))
-        .iter()
-        .filter_map(|b| b["id"].as_str())
-        .collect();
-    assert_eq!(ids, [r.id.as_str()], "{listed}");
+    assert_eq!(py.backup_ids(), [r.id.as_str()]);
     let shown = py.json(&["backup", "show", &r.id, "--json"]);
     assert_eq!(
         shown["backup"]["checksum"]["value"].as_str(),

@@ -118,14 +118,7 @@ async fn the_python_backups_root_variable_moves_both_tools_to_the_same_backups_r
     let mut py = PythonPeer::new(&sb);
     py.remove_env("ABSSCTL_BACKUPS__INDEX");
     py.set_env(var, &moved.display().to_string());
-    let listed = py.json(&["backup", "list", "--json"]);
-    let ids: Vec<&str> = listed["backups"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{listed}"))
-        .iter()
-        .filter_map(|b| b["id"].as_str())
-        .collect();
-    assert_eq!(ids, [made.id.as_str()], "{listed}");
+    assert_eq!(py.backup_ids(), [made.id.as_str()]);
     let out = py.run(&["backup", "verify", &made.id]);
     assert!(
         out.status.success(),
@@ -133,4 +126,59 @@ async fn the_python_backups_root_variable_moves_both_tools_to_the_same_backups_r
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// An `ABSSCTL_*` value means to abssd what it means to the Python tool
+/// (`yaml.safe_load` of the stripped text), for every YAML 1.1 form a person
+/// may type; what JSON cannot hold (a date, `.inf`) stays its text.
+#[test]
+fn environment_values_mean_to_abssd_what_they_mean_to_pyyaml() {
+    use abssd::config::env::coerce;
+    use abssd_tests::peer::python_script;
+    let values = [
+        "/srv/backups",
+        " 5 ",
+        "-3",
+        "+0",
+        "017",
+        "0o17",
+        "0x1F",
+        "-0x1F",
+        "0b101",
+        "1_000",
+        "1:30",
+        "190:20:30",
+        "1:60",
+        "1.5",
+        "1.",
+        ".5",
+        "+.5",
+        "-.5",
+        "._5",
+        "1_0.5",
+        "1:30.5",
+        "1.5e+3",
+        "1e3",
+        "1.0e3",
+        "yes",
+        "Off",
+        "y",
+        "n",
+        "~",
+        "null",
+        "",
+        "[1, 2]",
+        "{level: 3}",
+        "'017'",
+        "- a",
+        "NaN",
+        "soon",
+    ];
+    const LOAD: &str = "import json, sys, yaml\n\
+        print(json.dumps([yaml.safe_load(v.strip()) for v in sys.argv[1:]]))";
+    let pyyaml: Vec<serde_json::Value> =
+        serde_json::from_str(&python_script(LOAD, &values)).unwrap();
+    for (raw, want) in values.iter().zip(pyyaml) {
+        assert_eq!(coerce(raw), want, "{raw:?}");
+    }
 }

@@ -454,3 +454,39 @@ fn written_strings_read_back_in_pyyaml_as_strings() {
     assert_eq!(entry["port"], 5006);
     assert_eq!(entry["metadata"], Value::Object(meta), "{text}");
 }
+
+/// A registry abssd cannot edit in place (PyYAML wrote it in flow style)
+/// refuses a live restore, and its dry run, while it plans: the data, the
+/// registry and the unit stay as they were, and the error names the file.
+/// Before, the restore stopped the unit and swapped the data, failed at its
+/// registry step and rolled all of it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_cannot_be_edited_in_place_refuses_the_restore_before_it_changes_anything()
+{
+    let (w, id) = world_with_backup().await;
+    let file = w.cfg().registry_file();
+    let flow = python_script(
+        "import sys, yaml\n\
+         d = yaml.safe_load(open(sys.argv[1]))\n\
+         print(yaml.safe_dump(d, default_flow_style=True), end='')",
+        &[file.to_str().unwrap()],
+    );
+    assert!(flow.starts_with("{instances: ["), "{flow}");
+    fs::write(&file, &flow).unwrap();
+    let data_then = abssd_tests::inspect::snapshot(&w.data("alpha"));
+    let c = w.client().await;
+    let mut dry = no_pre(&id);
+    dry.dry_run = true;
+    for params in [dry, no_pre(&id)] {
+        let e = restore(&c, &params).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Environment, "{e:?}");
+        assert!(
+            e.message.contains(&file.display().to_string())
+                && e.message.contains("flow style")
+                && !e.message.contains("rolled back"),
+            "{e:?}"
+        );
+    }
+    assert_eq!(fs::read_to_string(&file).unwrap(), flow);
+    assert_eq!(abssd_tests::inspect::snapshot(&w.data("alpha")), data_then);
+}

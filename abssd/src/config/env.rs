@@ -8,10 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::file::{ABSSD_ONLY, ConfigFile, Layer, Source, typed_as};
 use crate::error::Result;
+use crate::yaml11::{self, Scalar};
 
 /// Variables the Python tool reads itself and never as a setting.
 pub const RESERVED: [&str; 3] = [
@@ -139,110 +140,27 @@ fn layer(name: &str, key: &str, value: Value) -> Result<Layer> {
 }
 
 /// A variable's value as the Python tool reads it: `yaml.safe_load` of the
-/// stripped text (YAML 1.1's plain scalars: `yes`/`off` are booleans, `017`
-/// is octal, `1e3` a string, `1.5e+3` a float), the text itself when that fails.
+/// stripped text, YAML 1.1 ([`yaml11`]: `yes`/`off` are booleans, `017` is
+/// octal, `1e3` a string, `1.5e+3` a float), the text itself when that fails.
 pub fn coerce(raw: &str) -> Value {
     let s = raw.trim();
-    match s {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
-            return Value::Bool(true);
-        }
-        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
-            return Value::Bool(false);
-        }
-        _ => {}
-    }
-    if let Some(v) = yaml11_int(s) {
-        return v;
-    }
-    if let Some(v) = yaml11_float(s) {
-        return v;
-    }
-    // Flow collections, quoted strings, `a: b`, comments: YAML proper. Plain
-    // text that is none of the above is a string whatever YAML 1.2 says of it.
-    let structured = s.starts_with(['[', '{', '"', '\'', '-', '?', '#', '&', '*', '!', '|', '>'])
+    let scalar = yaml11::plain(s);
+    // Flow collections, quoted strings, `a: b`, `- a`, comments: YAML proper.
+    // Plain text that is none of those keeps YAML 1.1's reading, whatever
+    // YAML 1.2 says of it (`-.5` is text to PyYAML).
+    let structured = s.starts_with(['[', '{', '"', '\'', '#', '&', '*', '!', '|', '>'])
+        || s.starts_with("- ")
+        || s.starts_with("? ")
         || s.contains(": ")
         || s.ends_with(':')
         || s.contains(" #");
-    if structured && let Ok(v) = serde_saphyr::from_str::<Value>(s) {
+    if matches!(scalar, Scalar::Str(_))
+        && structured
+        && let Ok(v) = serde_saphyr::from_str::<Value>(s)
+    {
         return v;
     }
-    Value::String(s.to_owned())
-}
-
-/// YAML 1.1's int: decimal, `0b`, `0x`, a leading `0` for octal, `_` between
-/// digits, base 60 (`1:30`).
-fn yaml11_int(s: &str) -> Option<Value> {
-    let (negative, body) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let digits = |t: &str, radix: u32| {
-        !t.is_empty()
-            && t.chars().all(|c| c == '_' || c.is_digit(radix))
-            && t.chars().any(|c| c != '_')
-    };
-    let value: i128 = if let Some(b) = body.strip_prefix("0b") {
-        digits(b, 2).then(|| i128::from_str_radix(&b.replace('_', ""), 2).ok())??
-    } else if let Some(x) = body.strip_prefix("0x") {
-        digits(x, 16).then(|| i128::from_str_radix(&x.replace('_', ""), 16).ok())??
-    } else if body == "0" {
-        0
-    } else if let Some(o) = body.strip_prefix('0') {
-        digits(o, 8).then(|| i128::from_str_radix(&o.replace('_', ""), 8).ok())??
-    } else if body.contains(':') {
-        let mut parts = body.split(':');
-        let first = parts.next()?;
-        if !(digits(first, 10) && first.starts_with(|c: char| ('1'..='9').contains(&c))) {
-            return None;
-        }
-        let mut n = first.replace('_', "").parse::<i128>().ok()?;
-        for p in parts {
-            let d = (p.len() <= 2 && digits(p, 10)).then(|| p.parse::<i128>().ok())??;
-            if d > 59 {
-                return None;
-            }
-            n = n.checked_mul(60)?.checked_add(d)?;
-        }
-        n
-    } else if body.starts_with(|c: char| c.is_ascii_digit()) && digits(body, 10) {
-        body.replace('_', "").parse().ok()?
-    } else {
-        return None;
-    };
-    let value = if negative { -value } else { value };
-    Some(
-        i64::try_from(value)
-            .map(Number::from)
-            .or_else(|_| u64::try_from(value).map(Number::from))
-            .map_or_else(|_| Value::String(s.to_owned()), Value::Number),
-    )
-}
-
-/// YAML 1.1's float: a dot is required (`1e3` is a string), an exponent has
-/// a sign; `.inf`/`.nan` have no JSON number and stay text.
-fn yaml11_float(s: &str) -> Option<Value> {
-    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
-    let (mantissa, exponent) = match body.find(['e', 'E']) {
-        Some(i) => (&body[..i], Some(&body[i + 1..])),
-        None => (body, None),
-    };
-    let (int, frac) = mantissa.split_once('.')?;
-    let ok_int = int.is_empty() || (int.starts_with(|c: char| c.is_ascii_digit()));
-    let all = |t: &str| t.chars().all(|c| c == '_' || c.is_ascii_digit());
-    if !(ok_int && all(int) && all(frac)) || (int.is_empty() && frac.is_empty()) {
-        return None;
-    }
-    if let Some(e) = exponent {
-        let digits = e.strip_prefix(['-', '+'])?;
-        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-    }
-    let v: f64 = s.replace('_', "").parse().ok()?;
-    Some(Number::from_f64(v).map_or_else(|| Value::String(s.to_owned()), Value::Number))
+    yaml11::json(scalar, s)
 }
 
 #[cfg(test)]
@@ -278,6 +196,14 @@ mod tests {
             ("'017'", json!("017")),
             ("soon", json!("soon")),
             ("NaN", json!("NaN")),
+            // PyYAML's floats: no sign before a bare dot; base 60 with a fraction.
+            ("+.5", json!("+.5")),
+            ("-.5", json!("-.5")),
+            ("1:30.5", json!(90.5)),
+            (".inf", json!(".inf")),
+            ("18446744073709551615", json!(u64::MAX)),
+            ("2025-01-02", json!("2025-01-02")),
+            ("- a", json!(["a"])),
         ] {
             assert_eq!(coerce(raw), want, "{raw:?}");
         }

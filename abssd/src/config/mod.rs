@@ -156,8 +156,18 @@ impl Config {
         let mut set_by = BTreeMap::new();
         for layer in layers {
             if let Source::File(path) = &layer.source {
+                // abssd only warns, but the Python tool will not run on the
+                // shared file while it holds a key it does not know.
+                let python = if *path == config_file {
+                    " (the Python abssctl refuses to run while it is in this file)"
+                } else {
+                    ""
+                };
                 for key in layer.settings.unknown_keys() {
-                    warnings.push(format!("{}: unknown key {key:?} ignored", path.display()));
+                    warnings.push(format!(
+                        "{}: unknown key {key:?} ignored{python}",
+                        path.display()
+                    ));
                 }
             }
             for role in layout::roles_set(&layer.settings) {
@@ -397,7 +407,13 @@ daemon: {max_batch: 4, max_batches: 5}
             "daemon.max_batches",
         ]
         .iter()
-        .map(|k| format!("{}: unknown key {k:?} ignored", path.display()))
+        .map(|k| {
+            format!(
+                "{}: unknown key {k:?} ignored (the Python abssctl refuses to run while it is \
+                 in this file)",
+                path.display()
+            )
+        })
         .collect();
         let unknown: Vec<String> = c
             .warnings
@@ -410,6 +426,23 @@ daemon: {max_batch: 4, max_batches: 5}
         assert_eq!(c.daemon.max_batch, 4);
         assert_eq!(c.layout.unit_dir, PathBuf::from("/u"));
         assert_eq!(c.daemon.default_level, Some(3));
+
+        // In abssd's own file an unknown key troubles only abssd.
+        let c = load_both(
+            dir.path(),
+            "",
+            "daemon: {max_batches: 5}\n",
+            &[],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.warnings,
+            [format!(
+                "{}: unknown key \"daemon.max_batches\" ignored",
+                dir.path().join("etc/abssctl/abssd.yml").display()
+            )]
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ impl Registry {
     pub fn with_entry(&self, new: &Instance) -> Result<String> {
         let fail = |why: String| {
             Error::Environment(format!(
-                "the registry entry of {} cannot be rewritten in place: {why}; edit the registry by hand",
+                "the registry entry of {} cannot be rewritten in place: {why}; write the \
+                 registry in block style without anchors, as the Python tool writes it \
+                 (yaml.safe_dump), and retry",
                 new.name
             ))
         };
@@ -82,10 +84,25 @@ impl Registry {
         }
     }
 
+    /// Refuse, naming the file, when a restore could not write `instance`'s
+    /// entry back in place (a flow-style `instances` list, anchors in the
+    /// entry): checked while the restore plans, so that it stops before it
+    /// changes anything rather than at its registry step, after the swap.
+    /// The probe changes the entry's metadata, as every restore does.
+    pub fn check_editable(&self, path: &Path, instance: &Instance) -> Result<()> {
+        let mut probe = instance.clone();
+        probe
+            .metadata
+            .insert("last_restored_at".into(), Value::String(String::new()));
+        self.with_entry(&probe)
+            .map(drop)
+            .map_err(|e| in_file(path, e))
+    }
+
     /// Write `new` as its entry into the registry file, atomically, leaving
     /// the rest of the file as this registry read it ([`Registry::with_entry`]).
     pub fn write_entry(&self, path: &Path, new: &Instance) -> Result<()> {
-        let text = self.with_entry(new)?;
+        let text = self.with_entry(new).map_err(|e| in_file(path, e))?;
         // What was written must read back as what was meant, or nothing is
         // written.
         let check = Registry::parse(&text)
@@ -120,6 +137,14 @@ impl Registry {
             )));
         }
         Ok(())
+    }
+}
+
+/// [`Registry::with_entry`]'s refusal with the registry file's name in front.
+fn in_file(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Environment(m) => Error::Environment(format!("{}: {m}", path.display())),
+        other => other,
     }
 }
 

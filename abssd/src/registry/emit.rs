@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use super::yaml::{self, Doc, Kind, Node, Scalar};
+use crate::yaml11;
 
 /// `s` as a YAML scalar that PyYAML reads back as this same string.
 pub(super) fn string(s: &str) -> String {
@@ -36,7 +37,7 @@ fn plain_ok(s: &str) -> bool {
             word.as_str(),
             "y" | "n" | "yes" | "no" | "true" | "false" | "on" | "off" | "null"
         )
-        && matches!(yaml::plain_scalar(s), Scalar::Str(_))
+        && matches!(yaml11::plain(s), Scalar::Str(_))
 }
 
 /// A double-quoted scalar; what YAML does not allow raw in a file (control
@@ -448,10 +449,7 @@ mod tests {
             (0.25, "0.25"),
         ] {
             assert_eq!(scalar(&Value::from(f)), text);
-            assert!(
-                matches!(yaml::plain_scalar(text), Scalar::Float(_)),
-                "{text}"
-            );
+            assert!(matches!(yaml11::plain(text), Scalar::Float(_)), "{text}");
         }
     }
 }

@@ -15,7 +15,7 @@ use super::swap::PRE_RESTORE;
 use crate::config::{site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::BAK;
-use crate::registry::ServicePaths;
+use crate::registry::paths::ServicePaths;
 
 /// Where a path lives: its filesystem and, when the kernel says (Linux ≥ 5.8),
 /// its mount. A bind mount of the same filesystem has the same device but

@@ -14,7 +14,8 @@ use crate::config::{Config, site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::extract::Reserve;
 use crate::index::{self, Index};
-use crate::registry::{Instance, Registry, ServicePaths, validate_name};
+use crate::registry::paths::ServicePaths;
+use crate::registry::{Instance, Registry, validate_name};
 use crate::systemd::UnitState;
 
 /// What pre-flight found, beyond the plan itself.
@@ -156,6 +157,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
             let instance = registry
                 .require(&entry.instance, &config.layout.registry_file())?
                 .clone();
+            registry.check_editable(&config.layout.registry_file(), &instance)?;
             let root = instance.data_root(config);
             (Some(instance), root)
         }
