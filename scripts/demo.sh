@@ -312,10 +312,12 @@ with open(path, "w") as f:
     json.dump(index, f, indent=2)
 PY
 show mv "$ARCHIVE" "$PREFIX/moved-away.tar.zst"
+show "$ABSSCTL" backup reconcile
+note "exit 0: the report ran (as the Python abssctl answers); --check makes drift an exit code"
 rc=0
-show "$ABSSCTL" backup reconcile || rc=$?
-((rc == 3)) || die "expected exit 3 (drift found, not fixed) from reconcile, got $rc"
-note "exit 3: drift found and not fixed, so a cron job can alert"
+show "$ABSSCTL" backup reconcile --check || rc=$?
+((rc == 3)) || die "expected exit 3 (drift found, not fixed) from reconcile --check, got $rc"
+note "exit 3 with --check: drift found and not fixed, so a cron job can alert"
 
 say "Fix it: --apply marks the missing entry, --adopt reads and hashes the orphan and indexes it"
 show "$ABSSCTL" backup reconcile --apply --adopt
