@@ -1267,4 +1267,162 @@ mod tests {
         );
         assert_eq!(d.len(), 10_000);
     }
+
+    /// Properties over any policy and history.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const STATUSES: [&str; 8] = [
+            status::AVAILABLE,
+            status::LEGACY_PRESENT,
+            status::UNKNOWN,
+            status::MISSING,
+            status::CORRUPT,
+            status::ERROR,
+            status::REMOVED,
+            "archived",
+        ];
+
+        fn candidate() -> impl Strategy<Value = Candidate> {
+            (
+                (0u8..3, 0u32..40),
+                // Half-hour steps over about 4.5 years around NOW: equal
+                // times, the future and DST changes all occur.
+                prop::option::weighted(0.95, 0i64..80_000),
+                prop::sample::select(&STATUSES[..]),
+                (prop::bool::weighted(0.4), prop::bool::weighted(0.1)),
+                (prop::bool::weighted(0.1), prop::bool::weighted(0.05)),
+            )
+                .prop_map(
+                    |((inst, id), half_hours, status, (verified, protected), (pre, used))| {
+                        Candidate {
+                            id: format!("b{id:02}"),
+                            instance: format!("i{inst}"),
+                            created_at: half_hours.map(|h| {
+                                t("2022-01-01T00:00:00Z") + SignedDuration::from_secs(h * 1800)
+                            }),
+                            status: status.into(),
+                            verified_good: verified,
+                            protected,
+                            pre_restore: pre,
+                            in_use: used,
+                            size_bytes: 1,
+                        }
+                    },
+                )
+        }
+
+        fn policy() -> impl Strategy<Value = Policy> {
+            let count = || prop::option::of(0u32..5);
+            (
+                (count(), count(), count(), count(), count(), count()),
+                prop::option::of(prop_oneof![
+                    (0i64..40).prop_map(|d| d.days()),
+                    (0i64..100).prop_map(|h| h.hours()),
+                    (0i64..3).prop_map(|m| m.months()),
+                ]),
+                prop::option::of(0u32..400),
+            )
+                .prop_map(|((last, h, d, w, m, y), within, older)| Policy {
+                    keep_last: last,
+                    keep_hourly: h,
+                    keep_daily: d,
+                    keep_weekly: w,
+                    keep_monthly: m,
+                    keep_yearly: y,
+                    keep_within: within,
+                    older_than_days: older,
+                })
+        }
+
+        /// The newest of `cands` (by time, then id) that `pick` accepts.
+        fn newest<'a>(
+            cands: impl Iterator<Item = &'a Candidate>,
+            pick: impl Fn(&Candidate) -> bool,
+        ) -> Option<&'a Candidate> {
+            cands
+                .filter(|c| c.status != status::REMOVED && c.created_at.is_some() && pick(c))
+                .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
+        }
+
+        /// Every decision for `id` keeps it.
+        fn all_kept(d: &[Decision], id: &str) -> bool {
+            d.iter().filter(|d| d.id == id).all(|d| d.keep) && d.iter().any(|d| d.id == id)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn rules_hold(
+                policy in policy(),
+                cands in prop::collection::vec(candidate(), 0..40),
+                in_berlin in any::<bool>(),
+            ) {
+                let tz = if in_berlin { berlin() } else { TimeZone::UTC };
+                let min_age = SignedDuration::from_hours(7 * 24);
+                let planned = plan(&policy, &cands, t(NOW), &tz, min_age);
+                if policy.is_empty() {
+                    prop_assert!(planned.is_err());
+                    return Ok(());
+                }
+                let d = planned.unwrap();
+
+                // One decision per candidate that is not removed, none for removed ones.
+                let live = cands.iter().filter(|c| c.status != status::REMOVED).count();
+                prop_assert_eq!(d.len(), live);
+                prop_assert!(d.iter().all(|d| d.status != status::REMOVED));
+                // Removed exactly when no rule keeps it.
+                for x in &d {
+                    prop_assert_eq!(x.keep, !x.reasons.is_empty(), "{:?}", x);
+                }
+
+                let instances: std::collections::BTreeSet<&str> =
+                    cands.iter().map(|c| c.instance.as_str()).collect();
+                for inst in instances {
+                    let of = || cands.iter().filter(|c| c.instance == inst);
+                    let verified = newest(of(), |c| {
+                        c.verified_good
+                            && matches!(c.status.as_str(), status::AVAILABLE | status::LEGACY_PRESENT)
+                    });
+                    match verified {
+                        Some(v) => prop_assert!(all_kept(&d, &v.id), "newest verified {}", v.id),
+                        None => {
+                            if let Some(n) = newest(of(), |_| true) {
+                                prop_assert!(all_kept(&d, &n.id), "newest {}", n.id);
+                            }
+                        }
+                    }
+                }
+                for c in cands.iter().filter(|c| c.status != status::REMOVED) {
+                    if c.protected || c.in_use {
+                        prop_assert!(all_kept(&d, &c.id), "{:?}", c);
+                    }
+                }
+
+                // Run again on the index as the prune leaves it (what it
+                // removed marked `removed`): nothing more goes.
+                let removed: std::collections::HashSet<&str> =
+                    d.iter().filter(|d| !d.keep).map(|d| d.id.as_str()).collect();
+                let after: Vec<Candidate> = cands
+                    .iter()
+                    .map(|c| {
+                        let mut c = c.clone();
+                        if removed.contains(c.id.as_str()) {
+                            c.status = status::REMOVED.into();
+                        }
+                        c
+                    })
+                    .collect();
+                let again = plan(&policy, &after, t(NOW), &tz, min_age).unwrap();
+                prop_assert!(again.iter().all(|d| d.keep), "{:?}", again);
+                prop_assert_eq!(again.len(), d.len() - removed.len());
+            }
+        }
+    }
 }
