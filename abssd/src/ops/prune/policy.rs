@@ -90,6 +90,76 @@ impl Policy {
     }
 }
 
+/// Read a `--keep-within` duration in restic's notation: whole numbers, each
+/// followed by `y` (years), `m` (months, as restic: not minutes), `d` (days)
+/// or `h` (hours), each unit at most once, e.g. `2y5m7d3h` or `30d`.
+/// restic's notation rather than jiff's, where `5m` is five minutes: an
+/// operator who knows restic must not keep a thousandth of what was meant.
+pub fn parse_keep_within(text: &str) -> Result<Span> {
+    let bad = || {
+        Error::validation(format!(
+            "--keep-within {:?} is not a duration like 7d, 2y5m or 36h \
+             (units y, m = months, d, h; each once)",
+            crate::error::shown(text)
+        ))
+    };
+    let mut span = Span::new();
+    let mut seen = String::new();
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
+        if digits == 0 || digits > 6 || seen.contains(unit) {
+            return Err(bad());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
+        span = match unit {
+            'y' => span.try_years(n),
+            'm' => span.try_months(n),
+            'd' => span.try_days(n),
+            'h' => span.try_hours(n),
+            _ => return Err(bad()),
+        }
+        .map_err(|_| bad())?;
+        seen.push(unit);
+        rest = &rest[digits + 1..];
+    }
+    Ok(span)
+}
+
+impl fmt::Display for Policy {
+    /// The policy as a plan's header says it: `keep 3 last, 7 daily, within
+    /// P30D of the newest, newer than 90 days`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (self.keep_last, "last"),
+            (self.keep_hourly, "hourly"),
+            (self.keep_daily, "daily"),
+            (self.keep_weekly, "weekly"),
+            (self.keep_monthly, "monthly"),
+            (self.keep_yearly, "yearly"),
+        ] {
+            if let Some(n) = n.filter(|&n| n > 0) {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        if let Some(span) = self.keep_within.filter(|s| !s.is_zero()) {
+            parts.push(format!("within {span} of the newest"));
+        }
+        if let Some(days) = self.older_than_days.filter(|&d| d > 0) {
+            parts.push(format!("newer than {days} days"));
+        }
+        if parts.is_empty() {
+            return f.write_str("keep nothing");
+        }
+        write!(f, "keep {}", parts.join(", "))
+    }
+}
+
 /// What [`plan`] needs to know of one index entry; the caller derives it from
 /// the index and the operations running now.
 #[derive(Debug, Clone, PartialEq)]
@@ -1225,6 +1295,48 @@ mod tests {
             status: "x\u{1b}[2J".into(),
         };
         assert!(!esc.to_string().contains('\u{1b}'));
+    }
+
+    /// restic's duration notation, `m` being months; anything else refused.
+    #[test]
+    fn keep_within_in_restic_notation() {
+        let span = parse_keep_within("2y5m7d3h").unwrap();
+        assert_eq!(
+            (
+                span.get_years(),
+                span.get_months(),
+                span.get_days(),
+                span.get_hours()
+            ),
+            (2, 5, 7, 3)
+        );
+        assert_eq!(parse_keep_within("30d").unwrap().get_days(), 30);
+        assert_eq!(parse_keep_within("5m").unwrap().get_minutes(), 0);
+        for bad in [
+            "", "7", "d", "7w", "1d1d", "-1d", "7 d", "1234567d", "99999y", "7d\u{1b}",
+        ] {
+            let err = parse_keep_within(bad).unwrap_err();
+            assert_eq!(err.kind(), abssd_proto::ErrorKind::Validation, "{bad:?}");
+            assert!(!err.to_string().contains('\u{1b}'));
+        }
+    }
+
+    /// A plan's header names every rule that keeps something.
+    #[test]
+    fn policy_reads_as_a_sentence() {
+        let policy = Policy {
+            keep_last: Some(3),
+            keep_daily: Some(7),
+            keep_weekly: Some(0),
+            keep_within: Some(30.days()),
+            older_than_days: Some(90),
+            ..Policy::default()
+        };
+        assert_eq!(
+            policy.to_string(),
+            "keep 3 last, 7 daily, within P30D of the newest, newer than 90 days"
+        );
+        assert_eq!(Policy::default().to_string(), "keep nothing");
     }
 
     /// Not a timing assertion: prints how long a plan of 10,000 entries over
