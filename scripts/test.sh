@@ -93,6 +93,21 @@ if ((${#missing_cmds[@]} > 0)); then
     exit 1
   fi
 fi
+# The time zone database, a file set with no command to look for: the daemon
+# reads the host's zone from it, and prune's unit tests read Europe/Berlin.
+if [[ ! -e /usr/share/zoneinfo/Europe/Berlin ]]; then
+  echo "missing: /usr/share/zoneinfo (package: tzdata)"
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "test.sh: install it first, e.g.: sudo apt-get install -y --no-install-recommends tzdata" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends tzdata || {
+    apt-get update
+    apt-get install -y --no-install-recommends tzdata
+  }
+  [[ -e /usr/share/zoneinfo/Europe/Berlin ]] || { echo "test.sh: still missing after apt-get install: tzdata" >&2; exit 1; }
+fi
 for cmd in dbus-daemon nginx zstd curl sqlite3 tar sha256sum python3; do
   printf '  %-12s %s\n' "$cmd" "$(command -v "$cmd")"
 done

@@ -13,6 +13,7 @@ use crate::systemd::{Bus, Connector};
 
 pub mod create;
 pub mod list;
+pub mod prune;
 pub mod reconcile;
 pub mod restore;
 #[cfg(test)]

@@ -1,0 +1,3 @@
+//! `backup prune`: which backups a retention policy keeps, and removing the rest.
+
+pub mod policy;
