@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use abssd_proto::methods::{
-    BackupCreate, BackupList, BackupReconcile, BackupRestore, BackupShow, BackupVerify,
-    DaemonStatusMethod, OpGet, OpList, OpWatch,
+    BackupCreate, BackupList, BackupProtect, BackupReconcile, BackupRestore, BackupShow,
+    BackupUnprotect, BackupVerify, DaemonStatusMethod, OpGet, OpList, OpWatch,
 };
 use abssd_proto::{
     Command, DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
@@ -410,6 +410,27 @@ pub fn module(
             Ok(json!({ "plan": plan, "result": result }))
         },
     )?;
+    for (command, protected) in [
+        (Command::BackupProtect, true),
+        (Command::BackupUnprotect, false),
+    ] {
+        let how = OpMethod {
+            command,
+            target: |p: &abssd_proto::ProtectParams| Some(p.id.clone()),
+            detached: |_| false,
+            operator_only: |_| true,
+            validate: |p| crate::index::check_id(&p.id),
+        };
+        let work = move |ctx: Arc<Ctx>, sink: Reporter, p: abssd_proto::ProtectParams, _| async move {
+            let result = ops::protect::set(&ctx, &p.id, protected, &sink).await?;
+            Ok(json!({ "result": result }))
+        };
+        if protected {
+            operation::<BackupProtect, _, _>(&mut m, how, work)?;
+        } else {
+            operation::<BackupUnprotect, _, _>(&mut m, how, work)?;
+        }
+    }
     // A read-only reconcile (no --apply) is open to every peer, like list; but
     // not --verify, which reads every archive in scope.
     operation::<BackupReconcile, _, _>(
