@@ -15,6 +15,7 @@ pub mod claims;
 pub mod create;
 pub mod list;
 pub mod protect;
+pub mod prune;
 pub mod reconcile;
 pub mod restore;
 #[cfg(test)]
