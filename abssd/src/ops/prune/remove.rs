@@ -63,7 +63,7 @@ impl Removal {
 }
 
 /// Why a planned removal did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeptReason {
     /// The entry is protected now.
@@ -83,7 +83,7 @@ pub enum KeptReason {
 }
 
 /// What became of one planned removal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// The entry says removed and the files are gone.
@@ -103,7 +103,7 @@ pub enum Outcome {
 }
 
 /// One planned removal and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Removed {
     /// Backup id.
     pub id: String,
