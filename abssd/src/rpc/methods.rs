@@ -442,8 +442,9 @@ pub fn module(
             validate: |p| p.ids.iter().try_for_each(|id| crate::index::check_id(id)),
         },
         |ctx, sink, p, _| async move {
-            let removed = testing::remove(&ctx, &p.ids, &sink).await?;
-            Ok(json!({ "result": removed }))
+            let items = testing::remove(&ctx, &p.ids, &sink).await?;
+            let removed_bytes = ops::prune::remove::removed_bytes(&items);
+            Ok(json!({ "result": { "items": items, "removed_bytes": removed_bytes } }))
         },
     )?;
     // A read-only reconcile (no --apply) is open to every peer, like list; but
@@ -521,7 +522,16 @@ pub mod testing {
         const NAME: &'static str = "test.remove";
         const MUTATES: bool = true;
         type Params = RemoveParams;
-        type Output = abssd_proto::OpOutcome<serde_json::Value, Vec<Removed>>;
+        type Output = abssd_proto::OpOutcome<serde_json::Value, Removals>;
+    }
+
+    /// `test.remove` result.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Removals {
+        /// One per id, in order.
+        pub items: Vec<Removed>,
+        /// What they freed.
+        pub removed_bytes: u64,
     }
 
     /// Remove the backups `ids` as the index has them now.

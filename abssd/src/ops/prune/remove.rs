@@ -162,6 +162,11 @@ pub async fn remove(
         let outcome = outcome?;
         match &outcome {
             Outcome::Removed { bytes, .. } => {
+                progress.emit(abssd_proto::EventKind::Progress {
+                    phase: Phase::Remove(removal.id.clone()),
+                    done: *bytes,
+                    total: *bytes,
+                });
                 progress.changed(&removal.id);
                 progress.info(format!("removed backup {} ({bytes} bytes)", removal.id));
             }
@@ -177,6 +182,18 @@ pub async fn remove(
     }
     tokio::task::spawn_blocking(move || journal.close()).await??;
     Ok(out)
+}
+
+/// The bytes `items` freed (what an operation's result and its
+/// operations-log line report).
+pub fn removed_bytes(items: &[Removed]) -> u64 {
+    items
+        .iter()
+        .map(|r| match r.outcome {
+            Outcome::Removed { bytes, .. } => bytes,
+            Outcome::Kept { .. } => 0,
+        })
+        .sum()
 }
 
 fn kept(removal: &Removal, reason: KeptReason, detail: String) -> Removed {
@@ -450,6 +467,11 @@ mod tests {
             panic!("{out:?}");
         };
         assert_eq!(*bytes, size + sidecar_size);
+        assert_eq!(removed_bytes(&out), size + sidecar_size);
+        assert_eq!(
+            recorder.progress_of(&Phase::Remove(old.clone())),
+            vec![(*bytes, *bytes)]
+        );
         assert_eq!(after.status, status::REMOVED);
         assert_eq!(after.extra["removed_at"], removed_at.as_str());
         // Every other field as it was.
