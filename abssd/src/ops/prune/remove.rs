@@ -140,7 +140,10 @@ pub async fn remove(
     let mut out = Vec::with_capacity(removals.len());
     for removal in removals {
         progress.phase(Phase::Remove(removal.id.clone()));
-        let _global = ctx.locks.acquire(true, &[], progress).await?;
+        let _global = match ctx.locks.acquire(true, &[], progress).await {
+            Ok(held) => held,
+            Err(e) => return Err(abandon(ctx, journal, e, progress).await),
+        };
         // Taken before the index is read: from here no restore or verify of
         // this backup can start, and one running now keeps it.
         let Some(_removing) = ctx.in_use.begin_removal(&removal.id) else {
@@ -159,7 +162,10 @@ pub async fn remove(
         })
         .await?;
         journal = j;
-        let outcome = outcome?;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => return Err(abandon(ctx, journal, e, progress).await),
+        };
         match &outcome {
             Outcome::Removed { bytes, .. } => {
                 progress.emit(abssd_proto::EventKind::Progress {
@@ -182,6 +188,32 @@ pub async fn remove(
     }
     tokio::task::spawn_blocking(move || journal.close()).await??;
     Ok(out)
+}
+
+/// A removal failed with `error` (reading or writing the index or the
+/// journal): finish now what [`recover`] would at start-up (a backup whose
+/// entry says removed loses its files) and close the journal; if even that
+/// fails, the journal stays for start-up recovery. The caller holds the
+/// global lock when a removal was under way.
+async fn abandon(ctx: &Ctx, journal: Journal, error: Error, progress: &Reporter) -> Error {
+    let layout = &ctx.config.layout;
+    let (file, root) = (layout.index_file.clone(), layout.backups_root.clone());
+    let finished = tokio::task::spawn_blocking(move || {
+        let lines = recover(&file, &root, journal.record())?;
+        journal.close()?;
+        Ok::<_, Error>(lines)
+    })
+    .await;
+    match finished {
+        Ok(Ok(lines)) => lines.into_iter().for_each(|l| progress.info(l)),
+        Ok(Err(e)) => progress.warn(format!(
+            "could not finish the interrupted removal ({e}); abssd finishes it at its next start"
+        )),
+        Err(e) => progress.warn(format!(
+            "could not finish the interrupted removal ({e}); abssd finishes it at its next start"
+        )),
+    }
+    error
 }
 
 /// The bytes `items` freed (what an operation's result and its
@@ -403,15 +435,23 @@ pub fn recover(index_file: &Path, backups_root: &Path, record: &Record) -> Resul
             _ => None,
         })
         .collect();
+    let pending: Vec<(&String, &PathBuf)> = record
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::RemoveBackup { id, archive } if !done.contains(id.as_str()) => {
+                Some((id, archive))
+            }
+            _ => None,
+        })
+        .collect();
+    // Nothing under way: the index need not even be readable.
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
     let index = Index::load(index_file)?;
     let mut lines = Vec::new();
-    for step in &record.steps {
-        let Step::RemoveBackup { id, archive } = step else {
-            continue;
-        };
-        if done.contains(id.as_str()) {
-            continue;
-        }
+    for (id, archive) in pending {
         let marked = index
             .get(id)
             .is_some_and(|e| e.status == status::REMOVED && Path::new(&e.path) == archive);
@@ -586,6 +626,23 @@ mod tests {
             assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
         }
         assert!(Path::new(&e.path).exists());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_index_fails_the_removal_and_leaves_no_journal() {
+        let host = Host::new();
+        let id = host.backup().await;
+        let e = entry(&host, &id);
+        let file = host.cfg().layout.index_file.clone();
+        std::fs::write(&file, b"{\"backups\": [").unwrap();
+        let (_, sink) = host.progress();
+        let err = remove(&host.ctx, vec![Removal::of(&e)], &sink)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), abssd_proto::ErrorKind::Environment, "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"{\"backups\": [");
+        assert!(Path::new(&e.path).exists());
+        assert!(host.journals().is_empty());
     }
 
     #[tokio::test]
