@@ -9,7 +9,7 @@ use std::path::Path;
 use abssd::rpc::testing::{Remove, RemoveParams};
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{
-    BackupList, BackupProtect, BackupReconcile, BackupRestore, BackupUnprotect,
+    BackupList, BackupProtect, BackupReconcile, BackupRestore, BackupUnprotect, BackupVerify,
 };
 use abssd_proto::*;
 use abssd_tests::hooks::Gate;
@@ -110,52 +110,106 @@ async fn protect_and_unprotect_set_the_flag_a_removal_honours() {
     assert!(freed[1] > made.size_bytes, "{freed:?}");
 }
 
+/// What a reader is, the hook it is held at while it reads the archive, and
+/// its parameters for a backup id.
+type ReaderKind = (&'static str, &'static str, Box<dyn Fn(&str) -> Reader>);
+
+/// How a reader of a backup is started (detached), and where it is held.
+fn readers(w: &World) -> Vec<ReaderKind> {
+    let dest = w.cfg().restores_root.join("alpha-copy");
+    vec![
+        (
+            "restore --dest",
+            "extract::after-entry",
+            Box::new(move |id| {
+                Reader::Restore(RestoreParams {
+                    id: id.into(),
+                    dest: Some(dest.display().to_string()),
+                    detach: true,
+                    ..Default::default()
+                })
+            }),
+        ),
+        (
+            "live restore",
+            "extract::after-entry",
+            Box::new(|id| {
+                Reader::Restore(RestoreParams {
+                    detach: true,
+                    ..abssd_tests::world::no_pre(id)
+                })
+            }),
+        ),
+        (
+            "verify",
+            "verify::claimed",
+            Box::new(|id| {
+                Reader::Verify(VerifyParams {
+                    id: Some(id.into()),
+                    detach: true,
+                    ..Default::default()
+                })
+            }),
+        ),
+    ]
+}
+
+enum Reader {
+    Restore(RestoreParams),
+    Verify(VerifyParams),
+}
+
+impl Reader {
+    async fn start(&self, c: &Client) -> String {
+        match self {
+            Reader::Restore(p) => call::<BackupRestore>(c, p).await.unwrap().op_id,
+            Reader::Verify(p) => call::<BackupVerify>(c, p).await.unwrap().op_id,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backup_a_restore_reads_is_kept_until_the_restore_ends() {
+async fn a_backup_a_restore_or_verify_reads_is_kept_until_it_ends() {
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
-    let made = backup(&c, "alpha").await;
-    let mut gate = Gate::at("extract::after-entry");
-    let dest = w.cfg().restores_root.join("alpha-copy");
-    let params = RestoreParams {
-        id: made.id.clone(),
-        dest: Some(dest.display().to_string()),
-        detach: true,
-        ..Default::default()
-    };
-    let op_id = call::<BackupRestore>(&c, &params).await.unwrap().op_id;
-    gate.entered().await;
+    for (what, hook, reader) in readers(&w) {
+        let made = backup(&c, "alpha").await;
+        let _ = std::fs::remove_dir_all(w.cfg().restores_root.join("alpha-copy"));
+        let mut gate = Gate::at(hook);
+        let op_id = reader(&made.id).start(&c).await;
+        gate.entered().await;
 
-    let before = w.index();
-    let items = remove(&c, &[&made.id]).await;
-    assert_eq!(items[0]["outcome"], "kept", "{items:?}");
-    assert_eq!(items[0]["reason"], "in_use", "{items:?}");
-    assert_eq!(w.index(), before);
-    assert!(Path::new(&made.archive).exists());
+        let before = w.index();
+        let items = remove(&c, &[&made.id]).await;
+        assert_eq!(items[0]["outcome"], "kept", "{what}: {items:?}");
+        assert_eq!(items[0]["reason"], "in_use", "{what}: {items:?}");
+        assert_eq!(w.index(), before, "{what}");
+        assert!(Path::new(&made.archive).exists(), "{what}");
 
-    gate.release();
-    let events = abssd_tests::inspect::events_of(&c, &op_id).await;
-    assert!(
-        matches!(events.last().unwrap().kind, EventKind::Finished { .. }),
-        "{events:?}"
-    );
-    // Once the restore is over, nothing holds it.
-    let items = remove(&c, &[&made.id]).await;
-    assert_eq!(items[0]["outcome"], "removed", "{items:?}");
-    assert!(!Path::new(&made.archive).exists());
-    // And a restore of it now is refused: there is nothing left to read.
-    let err = call::<BackupRestore>(
-        &c,
-        &RestoreParams {
-            detach: false,
-            dest: Some(w.cfg().restores_root.join("again").display().to_string()),
-            ..params
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.kind.exit_code(), 2, "{err:?}");
+        gate.release();
+        let events = abssd_tests::inspect::events_of(&c, &op_id).await;
+        assert!(
+            matches!(events.last().unwrap().kind, EventKind::Finished { .. }),
+            "{what}: {events:?}"
+        );
+        fail::remove(hook);
+        // Once it is over, nothing holds the backup.
+        let items = remove(&c, &[&made.id]).await;
+        assert_eq!(items[0]["outcome"], "removed", "{what}: {items:?}");
+        assert!(!Path::new(&made.archive).exists(), "{what}");
+        // And reading it now is refused: there is nothing left to read.
+        let err = match reader(&made.id) {
+            Reader::Restore(p) => call::<BackupRestore>(&c, &RestoreParams { detach: false, ..p })
+                .await
+                .map(|_| ()),
+            Reader::Verify(p) => call::<BackupVerify>(&c, &VerifyParams { detach: false, ..p })
+                .await
+                .map(|_| ()),
+        }
+        .unwrap_err();
+        assert_eq!(err.kind.exit_code(), 2, "{what}: {err:?}");
+    }
 }
 
 /// The Python tool on the world's prefix, reading the very config.yml the

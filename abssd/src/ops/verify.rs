@@ -108,6 +108,8 @@ pub async fn run(
         };
         let (progress, deep) = (progress.clone(), deep.clone());
         let finding = tokio::task::spawn_blocking(move || {
+            // Claimed, about to read: tests race a prune here.
+            hook_point!("verify::claimed");
             check(&entry, max_entries, &progress, deep.as_deref())
         })
         .await?;
