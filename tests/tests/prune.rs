@@ -251,9 +251,22 @@ async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
     let created = py.json(&["backup", "create", "alpha", "--json"]);
     let theirs = created["result"]["id"].as_str().unwrap().to_owned();
     let theirs_path = raw_entry(&w, &theirs)["path"].as_str().unwrap().to_owned();
-    // A second apart, so the Python tool orders them as made.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let newest = backup(&c, "alpha").await;
+    // Days apart, so the Python tool (which orders by created_at in whole
+    // seconds, ties in file order) orders them as made, whatever the clock.
+    let mut raw: Value = serde_json::from_slice(&w.index()).unwrap();
+    for e in raw["backups"].as_array_mut().unwrap() {
+        if e["id"] == oldest.id {
+            e["created_at"] = "2020-01-01T00:00:00Z".into();
+        } else if e["id"] == theirs {
+            e["created_at"] = "2020-01-02T00:00:00Z".into();
+        }
+    }
+    std::fs::write(
+        &w.cfg().index_file,
+        serde_json::to_vec_pretty(&raw).unwrap(),
+    )
+    .unwrap();
 
     // We remove the Python tool's backup: its entry keeps every key it
     // wrote, with the two its own prune writes.
@@ -299,6 +312,14 @@ async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
         };
         assert_eq!(b.status, want, "{}", b.id);
     }
+    // The Python tool's rewrite of an entry (its verify) keeps our mark.
+    call::<BackupProtect>(&c, &protect(&newest.id))
+        .await
+        .unwrap();
+    let out = py.run(&["backup", "verify", &newest.id]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(raw_entry(&w, &newest.id)["protected"], true);
+    assert!(show(&c, &newest.id).await.protected);
     // Our removal of an entry the Python tool removed keeps it as it is.
     let index = w.index();
     let items = remove(&c, &[&oldest.id]).await;
