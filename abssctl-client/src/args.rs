@@ -112,6 +112,13 @@ pub enum BackupCommand {
     List(ListArgs),
     /// Show every recorded field of one backup.
     Show(ShowArgs),
+    /// Protect a backup: no prune removes it until `backup unprotect`.
+    ///
+    /// The mark is kept in the index entry (`protected: true`). Exits 2 when
+    /// there is no such backup.
+    Protect(ProtectArgs),
+    /// Take a backup's protection away: prunes may remove it again.
+    Unprotect(ProtectArgs),
     /// Recompute archive checksums and record the outcome in the index.
     ///
     /// Exits 3 when any archive is missing, corrupt or unreadable.
@@ -332,6 +339,13 @@ pub struct ListArgs {
 /// `abssctl backup show`
 #[derive(Debug, Args)]
 pub struct ShowArgs {
+    /// The backup id, as `backup list` prints it.
+    pub id: String,
+}
+
+/// `abssctl backup protect` / `unprotect`
+#[derive(Debug, Args)]
+pub struct ProtectArgs {
     /// The backup id, as `backup list` prints it.
     pub id: String,
 }

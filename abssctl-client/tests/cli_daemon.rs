@@ -230,6 +230,55 @@ fn show_unknown_id_exits_2() {
 }
 
 #[test]
+fn protect_and_unprotect_show_in_list_and_show_and_an_unknown_id_exits_2() {
+    let host = Host::new();
+    let id = host.create(&[])["id"].as_str().unwrap().to_owned();
+    let doc = host.json(&["backup", "protect", &id], 0);
+    assert!(doc["op_id"].is_string(), "{doc}");
+    assert_eq!(
+        doc["result"],
+        json!({"id": id, "protected": true, "changed": true})
+    );
+    let shown = host.json(&["backup", "show", &id], 0);
+    assert_eq!(shown["backup"]["protected"], true, "{shown}");
+    let out = host.abssctl(&["backup", "list"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("available (protected)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = host.abssctl(&["backup", "show", &id]);
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("protected") && l.ends_with("yes")),
+        "{}",
+        text(&out.stdout)
+    );
+    // Again: it says so, and changes nothing.
+    let out = host.abssctl(&["backup", "protect", &id]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("already"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let doc = host.json(&["backup", "unprotect", &id], 0);
+    assert_eq!(doc["result"]["protected"], false, "{doc}");
+    let shown = host.json(&["backup", "show", &id], 0);
+    assert!(shown["backup"].get("protected").is_none(), "{shown}");
+
+    for verb in ["protect", "unprotect"] {
+        let doc = host.json(&["backup", verb, "20250101-000000-alpha-abcdef"], 2);
+        assert_eq!(error_kind(&doc), "not_found", "{verb}");
+        let doc = host.json(&["backup", verb, "a/b"], 2);
+        assert_eq!(error_kind(&doc), "validation", "{verb}");
+    }
+}
+
+#[test]
 fn verify_after_corrupting_the_archive_exits_3() {
     let host = Host::new();
     let result = host.create(&[]);

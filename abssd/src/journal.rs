@@ -84,6 +84,20 @@ pub enum Step {
     },
     /// nginx was reloaded (undo: reload it again once the site is back).
     ReloadNginx,
+    /// A prune is about to mark backup `id` removed in the index and delete
+    /// `archive` and its sidecar. Never undone: start-up recovery finishes it
+    /// when the entry says removed, and has nothing to do when it does not.
+    RemoveBackup {
+        /// Backup id.
+        id: String,
+        /// The archive its entry names.
+        archive: PathBuf,
+    },
+    /// The removal of backup `id` is over (removed, or its entry put back).
+    Removed {
+        /// Backup id.
+        id: String,
+    },
     /// Past this point the operation is complete: recovery finishes the clean-up
     /// instead of rolling back.
     Commit,

@@ -8,6 +8,8 @@
 //! * a restore before its commit point is rolled back exactly like a failed
 //!   restore (data, unit file, site and link, registry entry, the unit's running
 //!   state, nginx); after it, its clean-up and index annotation are done now;
+//! * a prune's removals are finished: an entry it had marked removed loses
+//!   the archive and sidecar still there; one it had not marked is kept;
 //! * temporary files of interrupted atomic writes of the index, the registry
 //!   and the journals are removed, and so are the private copies of
 //!   interrupted creates and deep checks (`state_dir/scratch/`).
@@ -65,10 +67,12 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
                 continue;
             }
         };
-        let target = Some(match record.command {
-            Command::BackupCreate => record.instance.clone(),
-            _ => record.backup_id.clone(),
-        });
+        let target = match record.command {
+            Command::BackupCreate => Some(record.instance.clone()),
+            // A prune works on many backups, named in its steps.
+            Command::BackupPrune => None,
+            _ => Some(record.backup_id.clone()),
+        };
         let op = ops.begin_recovered(
             &record.op_id,
             record.command.clone(),
@@ -108,9 +112,12 @@ async fn locked(
     record: &Record,
     progress: &Reporter,
 ) -> Result<crate::locks::LockGuard> {
-    ctx.locks
-        .acquire(true, &[record.instance.as_str()], progress)
-        .await
+    // A prune holds no instance lock (its journal names no instance).
+    let instances: &[&str] = match record.instance.as_str() {
+        "" => &[],
+        one => &[one],
+    };
+    ctx.locks.acquire(true, instances, progress).await
 }
 
 /// Why a recovered operation ends failed.
@@ -260,6 +267,20 @@ async fn one(
                     })
                 }
             }
+        }
+        Command::BackupPrune => {
+            let (file, root, r) = (
+                config.layout.index_file.clone(),
+                config.layout.backups_root.clone(),
+                record.clone(),
+            );
+            let done =
+                tokio::task::spawn_blocking(move || ops::prune::remove::recover(&file, &root, &r))
+                    .await
+                    .map_err(Error::from)
+                    .and_then(|x| x)?;
+            done.iter().cloned().for_each(|l| progress.info(l));
+            Ok(json!({ "recovered": "finished", "done": done }))
         }
         other => Err(Failure::Error(WireError::new(
             ErrorKind::Internal,

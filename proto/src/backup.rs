@@ -72,6 +72,15 @@ pub struct BackupEntry {
     /// When reconcile last changed this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_at: Option<String>,
+    /// Kept by every prune (`abssctl backup protect`). Written only when set,
+    /// so entries of the Python tool (which knows no such key) round-trip
+    /// unchanged, and one it rewrites keeps the key (it keeps unknown keys).
+    #[serde(
+        default,
+        deserialize_with = "protection",
+        skip_serializing_if = "is_false"
+    )]
+    pub protected: bool,
     // The restore history is written by others too (the Python tool, older
     // daemons, hand edits), in shapes of their own: each field reads any
     // value, typed when it has this project's shape, else kept as it was. One
@@ -187,6 +196,21 @@ pub struct RestoreRecord {
     /// Unknown keys, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `protected` as written by hand or another tool: a boolean, `null` (not
+/// protected), or any other value, read as protected: a prune must never take
+/// a backup someone meant to keep, and the index must stay readable.
+fn protection<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Bool(b) => b,
+        Value::Null => false,
+        _ => true,
+    })
 }
 
 fn unknown_status() -> String {
@@ -396,6 +420,7 @@ impl BackupEntry {
             metadata: EntryMetadata::default(),
             verified_at: None,
             reconciled_at: None,
+            protected: false,
             last_restored_at: None,
             last_restore_destination: None,
             restored_by: None,
@@ -590,6 +615,25 @@ pub struct ShowParams {
 pub struct ShowResult {
     /// The index entry.
     pub backup: BackupEntry,
+}
+
+/// `backup.protect` / `backup.unprotect` parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectParams {
+    /// Backup id.
+    pub id: String,
+}
+
+/// `backup.protect` / `backup.unprotect` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtectResult {
+    /// Backup id.
+    pub id: String,
+    /// Whether it is protected now.
+    pub protected: bool,
+    /// Whether the index changed (`false`: it was so already).
+    pub changed: bool,
 }
 
 /// `backup.create` parameters (flags of `abssctl backup create`).
@@ -1031,6 +1075,36 @@ mod tests {
         let out = serde_json::to_value(&e).unwrap();
         assert_eq!(out["odd"]["k"][1], 2);
         assert_eq!(out["path"], "/srv/backups/a/x.tar.gz");
+    }
+
+    #[test]
+    fn protected_is_written_only_when_set_and_any_odd_value_reads_as_protected() {
+        let raw = serde_json::json!({"id": "x", "instance": "a",
+            "created_at": "2025-01-02T03:04:05Z", "path": "/b/x.tar.zst", "status": "available"});
+        let mut e: BackupEntry = serde_json::from_value(raw.clone()).unwrap();
+        assert!(!e.protected);
+        assert!(serde_json::to_value(&e).unwrap().get("protected").is_none());
+        e.protected = true;
+        let out = serde_json::to_value(&e).unwrap();
+        assert_eq!(out["protected"], true);
+        assert!(
+            serde_json::from_value::<BackupEntry>(out)
+                .unwrap()
+                .protected
+        );
+        // Hand-written values never make the index unreadable, and only an
+        // explicit false or null leaves a backup unprotected.
+        for (value, protected) in [
+            (serde_json::json!(false), false),
+            (serde_json::Value::Null, false),
+            (serde_json::json!("yes"), true),
+            (serde_json::json!(1), true),
+        ] {
+            let mut odd = raw.clone();
+            odd["protected"] = value.clone();
+            let e: BackupEntry = serde_json::from_value(odd).unwrap();
+            assert_eq!(e.protected, protected, "{value}");
+        }
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn list(field: &str, values: &[String], count: usize, max: usize) -> Result<
     values.iter().try_for_each(|v| text(field, v, max))
 }
 
-use crate::backup::{CreateParams, ListParams, ShowParams, VerifyParams};
+use crate::backup::{CreateParams, ListParams, ProtectParams, ShowParams, VerifyParams};
 use crate::op::{NoParams, OpIdParams, OpListParams};
 use crate::reconcile::ReconcileParams;
 use crate::restore::RestoreParams;
@@ -83,6 +83,12 @@ impl Bounded for ListParams {
 }
 
 impl Bounded for ShowParams {
+    fn check(&self) -> Result<(), WireError> {
+        text("id", &self.id, ID)
+    }
+}
+
+impl Bounded for ProtectParams {
     fn check(&self) -> Result<(), WireError> {
         text("id", &self.id, ID)
     }

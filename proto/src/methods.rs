@@ -58,6 +58,10 @@ methods! {
     BackupReconcile = "backup.reconcile", mutates: true, ReconcileParams => OpOutcome<ReconcilePlan, ReconcileResult>;
     /// Recompute archive checksums and record the outcome.
     BackupVerify = "backup.verify", mutates: true, VerifyParams => OpOutcome<VerifyPlan, VerifyResult>;
+    /// Mark a backup protected: no prune removes it.
+    BackupProtect = "backup.protect", mutates: true, ProtectParams => OpOutcome<serde_json::Value, ProtectResult>;
+    /// Take a backup's protection away.
+    BackupUnprotect = "backup.unprotect", mutates: true, ProtectParams => OpOutcome<serde_json::Value, ProtectResult>;
     /// One operation.
     OpGet = "op.get", mutates: false, OpIdParams => OpInfo;
     /// Operations this daemon knows.

@@ -37,6 +37,12 @@ pub enum Command {
     BackupVerify,
     /// `backup reconcile`
     BackupReconcile,
+    /// `backup protect`
+    BackupProtect,
+    /// `backup unprotect`
+    BackupUnprotect,
+    /// `backup prune`
+    BackupPrune,
     /// Any other command, as written.
     Other(String),
 }
@@ -49,6 +55,9 @@ impl Command {
             Command::BackupRestore => "backup restore",
             Command::BackupVerify => "backup verify",
             Command::BackupReconcile => "backup reconcile",
+            Command::BackupProtect => "backup protect",
+            Command::BackupUnprotect => "backup unprotect",
+            Command::BackupPrune => "backup prune",
             Command::Other(text) => text,
         }
     }
@@ -61,6 +70,9 @@ impl Command {
             Command::BackupRestore,
             Command::BackupVerify,
             Command::BackupReconcile,
+            Command::BackupProtect,
+            Command::BackupUnprotect,
+            Command::BackupPrune,
         ];
         known
             .into_iter()
@@ -325,6 +337,9 @@ mod tests {
             (Command::BackupRestore, "backup restore"),
             (Command::BackupVerify, "backup verify"),
             (Command::BackupReconcile, "backup reconcile"),
+            (Command::BackupProtect, "backup protect"),
+            (Command::BackupUnprotect, "backup unprotect"),
+            (Command::BackupPrune, "backup prune"),
         ];
         for (command, text) in known {
             let json = serde_json::to_string(&command).unwrap();
@@ -335,7 +350,7 @@ mod tests {
             assert_eq!(Command::named(&text.replace(' ', ".")), command);
         }
         // The Python tool's commands (and a newer daemon's) survive a round trip.
-        for text in ["instance create", "backup prune", "doctor", ""] {
+        for text in ["instance create", "backup forget", "doctor", ""] {
             let command: Command = serde_json::from_str(&format!("\"{text}\"")).unwrap();
             assert_eq!(command, Command::Other(text.to_owned()));
             assert_eq!(

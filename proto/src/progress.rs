@@ -41,6 +41,9 @@ macro_rules! phases {
             /// `adopt:<file name>`: reading an orphaned archive through
             /// (reconcile's `adopt`).
             Adopt(String),
+            /// `remove:<id>`: a prune removes backup `<id>` (its index entry
+            /// marked removed, its archive and sidecar deleted).
+            Remove(String),
             /// A name this build does not know (a newer daemon's), kept as it
             /// came so a client can still show it. Never holds a known name:
             /// parsing gives the variant for those.
@@ -52,7 +55,11 @@ macro_rules! phases {
             fn fixed_name(&self) -> Option<&'static str> {
                 match self {
                     $(Phase::$variant => Some($name),)*
-                    Phase::Verify(_) | Phase::VerifyDeep(_) | Phase::Adopt(_) | Phase::Other(_) => None,
+                    Phase::Verify(_)
+                    | Phase::VerifyDeep(_)
+                    | Phase::Adopt(_)
+                    | Phase::Remove(_)
+                    | Phase::Other(_) => None,
                 }
             }
 
@@ -113,6 +120,7 @@ phases! {
 const VERIFY: &str = "verify:";
 const VERIFY_DEEP: &str = "verify-deep:";
 const ADOPT: &str = "adopt:";
+const REMOVE: &str = "remove:";
 
 impl fmt::Display for Phase {
     /// The wire name.
@@ -121,6 +129,7 @@ impl fmt::Display for Phase {
             Phase::Verify(id) => write!(f, "{VERIFY}{id}"),
             Phase::VerifyDeep(id) => write!(f, "{VERIFY_DEEP}{id}"),
             Phase::Adopt(name) => write!(f, "{ADOPT}{name}"),
+            Phase::Remove(id) => write!(f, "{REMOVE}{id}"),
             Phase::Other(name) => f.write_str(name),
             fixed => f.write_str(fixed.fixed_name().unwrap_or_default()),
         }
@@ -148,6 +157,9 @@ impl From<String> for Phase {
         }
         if let Some(file) = name.strip_prefix(ADOPT) {
             return Phase::Adopt(file.to_owned());
+        }
+        if let Some(id) = name.strip_prefix(REMOVE) {
+            return Phase::Remove(id.to_owned());
         }
         Phase::Other(name)
     }
@@ -198,6 +210,7 @@ mod tests {
         "verify:20240101-000000-alpha-0a1b2c",
         "verify-deep:20240101-000000-alpha-0a1b2c",
         "adopt:alpha-2024.tar.zst",
+        "remove:20240101-000000-alpha-0a1b2c",
     ];
 
     #[test]

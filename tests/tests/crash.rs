@@ -1,5 +1,5 @@
-//! Crash safety (SPEC §9): abssd is killed in the middle of a create or a live
-//! restore — at every crash point in its source, and by `SIGKILL` at random
+//! Crash safety (SPEC §9): abssd is killed in the middle of a create, a live
+//! restore or a prune's removal — at every crash point in its source, and by `SIGKILL` at random
 //! moments — then started again; recovery must leave the instance exactly as
 //! before the operation or exactly as restored, the unit in its running state,
 //! and nothing behind (staging, `.partial`, `.pre-restore-*`, `.bak-*`,
@@ -414,6 +414,63 @@ async fn index_writers_killed_at(failpoint: &str) -> usize {
     killed
 }
 
+/// Kill a removal (`ops::prune::remove`, through the failpoints build's
+/// `test.remove`) of one of two backups at `failpoint`, recover, and check:
+/// an entry marked removed has neither archive nor sidecar left; one not
+/// marked is exactly as before with both files intact (never an `available`
+/// entry whose archive is gone); the other backup is untouched. Returns
+/// whether the backup ended up removed.
+async fn removal_killed_at(failpoint: &str) -> bool {
+    use abssd::rpc::testing::{Remove, RemoveParams};
+    let host = Host::new();
+    let cfg = host.sb.config();
+    let d = host.daemon(None);
+    let c = client(&d.socket).await;
+    let (gone, kept) = (backup(&c, "alpha").await, backup(&c, "alpha").await);
+    d.stop();
+    let before = fs::read(&cfg.index_file).unwrap();
+    let d = host.daemon(Some(failpoint));
+    let params = RemoveParams {
+        ids: vec![gone.id.clone()],
+        detach: true,
+    };
+    let op_id = call::<Remove>(&client(&d.socket).await, &params)
+        .await
+        .unwrap()
+        .op_id;
+    let what = format!("removal killed at {failpoint}");
+    let d = died_and_recovered(&host, d, &op_id, &what).await;
+    let index: Value = serde_json::from_slice(&fs::read(&cfg.index_file).unwrap()).unwrap();
+    let entry = |id: &str| {
+        index["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let present = |archive: &str| {
+        (
+            PathBuf::from(archive).exists(),
+            PathBuf::from(format!("{archive}.sha256")).exists(),
+        )
+    };
+    let removed = entry(&gone.id)["status"] == "removed";
+    if removed {
+        assert_eq!(present(&gone.archive), (false, false), "{what}");
+        assert!(entry(&gone.id)["removed_at"].is_string(), "{what}");
+    } else {
+        assert_eq!(fs::read(&cfg.index_file).unwrap(), before, "{what}");
+        assert_eq!(present(&gone.archive), (true, true), "{what}");
+    }
+    assert_eq!(entry(&kept.id)["status"], "available", "{what}");
+    assert_eq!(present(&kept.archive), (true, true), "{what}");
+    host.assert_no_leftovers(&what);
+    d.stop();
+    removed
+}
+
 /// Every crash point in the source is exercised; each prefix names the
 /// operations that pass through it, so a new point cannot go unexercised.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,6 +499,17 @@ async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
                 (true, true)
             }
             "registry" => (false, true),
+            "prune" => {
+                let removed = removal_killed_at(point).await;
+                // Once its entry says removed, the removal is finished.
+                assert_eq!(
+                    removed,
+                    point != "prune::journaled",
+                    "removal killed at {point}"
+                );
+                runs.push(format!("removal@{point}"));
+                (false, false)
+            }
             other => panic!("crash point {point}: no scenario for {other}:: points; add one here"),
         };
         if create {

@@ -24,6 +24,7 @@ mod interop;
 mod interop_config;
 mod interop_locks;
 mod interop_registry;
+mod prune;
 mod reconcile;
 mod restore;
 mod service;

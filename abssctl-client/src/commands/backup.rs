@@ -1,11 +1,15 @@
-//! `abssctl backup create | list | show | verify | reconcile`; `restore` is in
+//! `abssctl backup create | list | show | protect | unprotect | verify |
+//! reconcile`; `restore` is in
 //! [`super::restore`].
 
 use abssd_proto::methods::call::call;
-use abssd_proto::methods::{BackupCreate, BackupList, BackupReconcile, BackupShow, BackupVerify};
+use abssd_proto::methods::{
+    BackupCreate, BackupList, BackupProtect, BackupReconcile, BackupShow, BackupUnprotect,
+    BackupVerify,
+};
 use abssd_proto::{
-    CreateParams, CreateResult, ErrorKind, ListParams, ReconcileParams, ReconcilePlan,
-    ReconcileResult, ShowParams, VerifyParams, VerifyResult, WireError,
+    CreateParams, CreateResult, ErrorKind, ListParams, ProtectParams, ReconcileParams,
+    ReconcilePlan, ReconcileResult, ShowParams, VerifyParams, VerifyResult, WireError,
 };
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
@@ -34,6 +38,14 @@ pub async fn run(client: &Client, out: Output, cmd: BackupCommand) -> Result<Exi
             let answer = call::<BackupShow>(client, &ShowParams { id: args.id }).await?;
             out.show(&answer, || render::backup::detail(&answer.backup));
             Ok(Exit::Success)
+        }
+        BackupCommand::Protect(args) => {
+            let answer = call::<BackupProtect>(client, &ProtectParams { id: args.id }).await?;
+            show_protected(out, &answer.op_id, answer.result)
+        }
+        BackupCommand::Unprotect(args) => {
+            let answer = call::<BackupUnprotect>(client, &ProtectParams { id: args.id }).await?;
+            show_protected(out, &answer.op_id, answer.result)
         }
         BackupCommand::Verify(args) => verify(client, out, args).await,
         BackupCommand::Reconcile(args) => reconcile(client, out, args).await,
@@ -92,6 +104,20 @@ pub fn show_created(out: Output, finished: Finished) -> Result<Exit, WireError> 
         let result: CreateResult = decode("backup result", finished.result)?;
         out.text(&render::backup::created(&result));
     }
+    Ok(Exit::Success)
+}
+
+/// Print a protect / unprotect: `{op_id, result}` or one line.
+fn show_protected(
+    out: Output,
+    op_id: &str,
+    result: Option<abssd_proto::ProtectResult>,
+) -> Result<Exit, WireError> {
+    let result = result
+        .ok_or_else(|| WireError::new(ErrorKind::Internal, "abssd answered without a result"))?;
+    out.show(&json!({ "op_id": op_id, "result": result }), || {
+        render::backup::protected(&result)
+    });
     Ok(Exit::Success)
 }
 

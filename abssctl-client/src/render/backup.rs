@@ -25,7 +25,11 @@ pub fn list(entries: &[BackupEntry]) -> String {
                 e.created_at.clone(),
                 e.size_bytes.map_or_else(|| "-".to_owned(), human_size),
                 e.algorithm.clone().unwrap_or_else(|| "-".to_owned()),
-                e.status.clone(),
+                if e.protected {
+                    format!("{} (protected)", e.status)
+                } else {
+                    e.status.clone()
+                },
                 ellipsize(&note(e), NOTE_WIDTH),
             ]
         })
@@ -41,6 +45,21 @@ pub fn list(entries: &[BackupEntry]) -> String {
             ("labels/message", Align::Left),
         ],
         &rows,
+    )
+}
+
+/// `backup protect` / `unprotect`: one line.
+pub fn protected(r: &abssd_proto::ProtectResult) -> String {
+    let now = if r.protected {
+        "protected: no prune removes it"
+    } else {
+        "not protected: prunes may remove it"
+    };
+    let was = if r.changed { "" } else { " (it was already)" };
+    format!(
+        "backup {} is {now}{was}
+",
+        esc(&r.id)
     )
 }
 
@@ -61,6 +80,7 @@ pub fn detail(e: &BackupEntry) -> String {
         ("id", e.id.clone()),
         ("instance", e.instance.clone()),
         ("status", status_text(e)),
+        ("protected", yes_no(e.protected)),
         ("created", e.created_at.clone()),
         (
             "created by",

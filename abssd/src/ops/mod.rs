@@ -11,8 +11,10 @@ use crate::config::Config;
 use crate::locks::Locks;
 use crate::systemd::{Bus, Connector};
 
+pub mod claims;
 pub mod create;
 pub mod list;
+pub mod protect;
 pub mod prune;
 pub mod reconcile;
 pub mod restore;
@@ -40,6 +42,9 @@ pub struct Ctx {
     pub locks: Locks,
     /// Archives being written that have no index entry yet.
     pub in_flight: InFlight,
+    /// Backups whose archives running operations read, and those being
+    /// removed: a prune never removes the one a restore or verify reads.
+    pub in_use: claims::InUse,
     /// How operations reach systemd: D-Bus in the daemon, a fake in tests.
     pub systemd: Box<dyn Connector>,
 }
@@ -60,6 +65,7 @@ impl Ctx {
             config,
             locks,
             in_flight: InFlight::default(),
+            in_use: claims::InUse::default(),
             systemd,
         })
     }

@@ -97,8 +97,19 @@ pub async fn run(
     let max_entries = ctx.config.daemon.max_restore_entries;
     let deep = params.deep.then(|| ctx.config.layout.state_dir.clone());
     for entry in entries {
+        // Held while the archive is read, so no prune removes it meanwhile.
+        let _reading = match ctx.in_use.claim(&entry.id) {
+            Ok(claim) => claim,
+            Err(e) if params.all => {
+                progress.info(format!("not verified: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let (progress, deep) = (progress.clone(), deep.clone());
         let finding = tokio::task::spawn_blocking(move || {
+            // Claimed, about to read: tests race a prune here.
+            hook_point!("verify::claimed");
             check(&entry, max_entries, &progress, deep.as_deref())
         })
         .await?;

@@ -35,6 +35,8 @@ mod slots;
 
 use flow::{Flow, GateLayer, Throttled};
 pub use methods::State;
+#[cfg(feature = "failpoints")]
+pub use methods::testing;
 use peer::Peer;
 use slots::Slots;
 

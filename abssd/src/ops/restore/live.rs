@@ -529,6 +529,8 @@ mod tests {
                 Step::ReloadNginx => "reload_nginx",
                 Step::Commit => "commit",
                 Step::Archive { .. } => "archive",
+                Step::RemoveBackup { .. } => "remove_backup",
+                Step::Removed { .. } => "removed",
             })
             .collect();
         assert_eq!(

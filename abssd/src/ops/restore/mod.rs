@@ -57,6 +57,9 @@ pub async fn run(
     progress: &Reporter,
 ) -> Result<(RestorePlan, Option<RestoreResult>)> {
     check_flags(params)?;
+    // Held until the restore ends, so no prune removes the archive it reads;
+    // taken before the index is read, so a prune that ended first is seen.
+    let _reading = ctx.in_use.claim(&params.id)?;
     progress.phase(Phase::Preflight);
     let (config, p) = (ctx.config.clone(), params.clone());
     let pre = tokio::task::spawn_blocking(move || plan::preflight(&config, &p)).await??;

@@ -1,0 +1,739 @@
+//! Removing backups a prune decided on: mark each index entry the way the
+//! Python tool's `backup prune` does (`status: removed`, `removed_at`, every
+//! other field kept), then delete its archive and `.sha256` sidecar.
+//!
+//! Per backup, under the global lock on a fresh read of the index:
+//!
+//! 1. re-check: an entry now protected, read by a running restore or verify
+//!    ([`crate::ops::claims`]), changed since it was planned (another path or
+//!    checksum), already removed or gone is kept, with the reason;
+//! 2. journal the step ([`Step::RemoveBackup`]);
+//! 3. mark the entry removed and write the index;
+//! 4. delete the archive and the sidecar, through a descriptor of their
+//!    directory opened beneath the backups root without following symlinks
+//!    (the index names the files, and whoever can write it must not make a
+//!    root daemon delete anything else);
+//! 5. journal that it is done ([`Step::Removed`]).
+//!
+//! The index is written before anything is deleted, so no `available` entry
+//! ever points at a deleted archive; an entry marked removed whose archive is
+//! still there is what a crash between 3 and 4 leaves, and [`recover`]
+//! deletes it at start-up.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use abssd_proto::{Command, Phase, status};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+use serde::Serialize;
+
+use crate::archive;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::index::Index;
+use crate::journal::{Journal, Record, Step};
+use crate::ops::Ctx;
+use crate::progress::{Progress, Reporter};
+
+/// One backup to remove, as the plan saw it: removal re-checks the entry
+/// against it and keeps a backup that changed since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Removal {
+    /// Backup id.
+    pub id: String,
+    /// Its instance (for reports).
+    pub instance: String,
+    /// The archive path the plan saw.
+    pub path: String,
+    /// The sha256 digest the plan saw, if any.
+    pub sha256: Option<String>,
+}
+
+impl Removal {
+    /// The removal of `entry` as it is now.
+    pub fn of(entry: &abssd_proto::BackupEntry) -> Removal {
+        Removal {
+            id: entry.id.clone(),
+            instance: entry.instance.clone(),
+            path: entry.path.clone(),
+            sha256: entry.sha256().map(str::to_owned),
+        }
+    }
+}
+
+/// Why a planned removal did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeptReason {
+    /// The entry is protected now.
+    Protected,
+    /// A running restore or verify reads its archive.
+    InUse,
+    /// Its path or checksum is not the planned one.
+    Changed,
+    /// It is no longer in the index.
+    Gone,
+    /// Another prune (ours or the Python tool's) removed it meanwhile.
+    AlreadyRemoved,
+    /// Its archive is not a file beneath the backups root.
+    Unsafe,
+    /// Deleting its archive failed; the entry was put back as it was.
+    Failed,
+}
+
+/// What became of one planned removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The entry says removed and the files are gone.
+    Removed {
+        /// The entry's `removed_at`.
+        removed_at: String,
+        /// Bytes the archive and sidecar took.
+        bytes: u64,
+    },
+    /// Nothing was changed for it.
+    Kept {
+        /// Why.
+        reason: KeptReason,
+        /// For people.
+        detail: String,
+    },
+}
+
+/// One planned removal and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Removed {
+    /// Backup id.
+    pub id: String,
+    /// Its instance.
+    pub instance: String,
+    /// What became of it.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Remove `removals` in order (see the module doc), one `remove:<id>` phase
+/// each. A removal kept for a reason does not stop the others; an error
+/// reading or writing the index or the journal does.
+pub async fn remove(
+    ctx: &Ctx,
+    removals: Vec<Removal>,
+    progress: &Reporter,
+) -> Result<Vec<Removed>> {
+    let layout = &ctx.config.layout;
+    let record = Record {
+        version: 1,
+        op_id: progress.op_id(),
+        command: Command::BackupPrune,
+        instance: String::new(),
+        backup_id: String::new(),
+        started_at: fsutil::now_utc(),
+        unit_was_active: None,
+        steps: Vec::new(),
+        outcome: None,
+    };
+    let state_dir = layout.state_dir.clone();
+    let mut journal =
+        tokio::task::spawn_blocking(move || Journal::create(&state_dir, record)).await??;
+    let mut out = Vec::with_capacity(removals.len());
+    for removal in removals {
+        progress.phase(Phase::Remove(removal.id.clone()));
+        let _global = match ctx.locks.acquire(true, &[], progress).await {
+            Ok(held) => held,
+            Err(e) => return Err(abandon(ctx, journal, e, progress).await),
+        };
+        // Taken before the index is read: from here no restore or verify of
+        // this backup can start, and one running now keeps it.
+        let Some(_removing) = ctx.in_use.begin_removal(&removal.id) else {
+            out.push(kept(
+                &removal,
+                KeptReason::InUse,
+                "a running restore or verify reads it".into(),
+            ));
+            continue;
+        };
+        let (file, root) = (layout.index_file.clone(), layout.backups_root.clone());
+        let r = removal.clone();
+        let (j, outcome) = tokio::task::spawn_blocking(move || {
+            let outcome = remove_one(&file, &root, &mut journal, &r);
+            (journal, outcome)
+        })
+        .await?;
+        journal = j;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => return Err(abandon(ctx, journal, e, progress).await),
+        };
+        match &outcome {
+            Outcome::Removed { bytes, .. } => {
+                progress.emit(abssd_proto::EventKind::Progress {
+                    phase: Phase::Remove(removal.id.clone()),
+                    done: *bytes,
+                    total: *bytes,
+                });
+                progress.changed(&removal.id);
+                progress.info(format!("removed backup {} ({bytes} bytes)", removal.id));
+            }
+            Outcome::Kept { detail, .. } => {
+                progress.info(format!("kept backup {}: {detail}", removal.id));
+            }
+        }
+        out.push(Removed {
+            id: removal.id,
+            instance: removal.instance,
+            outcome,
+        });
+    }
+    tokio::task::spawn_blocking(move || journal.close()).await??;
+    Ok(out)
+}
+
+/// A removal failed with `error` (reading or writing the index or the
+/// journal): finish now what [`recover`] would at start-up (a backup whose
+/// entry says removed loses its files) and close the journal; if even that
+/// fails, the journal stays for start-up recovery. The caller holds the
+/// global lock when a removal was under way.
+async fn abandon(ctx: &Ctx, journal: Journal, error: Error, progress: &Reporter) -> Error {
+    let layout = &ctx.config.layout;
+    let (file, root) = (layout.index_file.clone(), layout.backups_root.clone());
+    let finished = tokio::task::spawn_blocking(move || {
+        let lines = recover(&file, &root, journal.record())?;
+        journal.close()?;
+        Ok::<_, Error>(lines)
+    })
+    .await;
+    match finished {
+        Ok(Ok(lines)) => lines.into_iter().for_each(|l| progress.info(l)),
+        Ok(Err(e)) => progress.warn(format!(
+            "could not finish the interrupted removal ({e}); abssd finishes it at its next start"
+        )),
+        Err(e) => progress.warn(format!(
+            "could not finish the interrupted removal ({e}); abssd finishes it at its next start"
+        )),
+    }
+    error
+}
+
+/// The bytes `items` freed (what an operation's result and its
+/// operations-log line report).
+pub fn removed_bytes(items: &[Removed]) -> u64 {
+    items
+        .iter()
+        .map(|r| match r.outcome {
+            Outcome::Removed { bytes, .. } => bytes,
+            Outcome::Kept { .. } => 0,
+        })
+        .sum()
+}
+
+fn kept(removal: &Removal, reason: KeptReason, detail: String) -> Removed {
+    Removed {
+        id: removal.id.clone(),
+        instance: removal.instance.clone(),
+        outcome: Outcome::Kept { reason, detail },
+    }
+}
+
+/// Steps 1–5 for one backup. The caller holds the global lock and the
+/// backup's removal claim. Blocking.
+fn remove_one(
+    file: &Path,
+    root: &Path,
+    journal: &mut Journal,
+    removal: &Removal,
+) -> Result<Outcome> {
+    let keep = |reason, detail: String| Ok(Outcome::Kept { reason, detail });
+    let mut index = Index::load(file)?;
+    let Some(entry) = index.get_mut(&removal.id) else {
+        return keep(KeptReason::Gone, "it is no longer in the index".into());
+    };
+    if entry.status == status::REMOVED {
+        return keep(
+            KeptReason::AlreadyRemoved,
+            "another prune removed it meanwhile".into(),
+        );
+    }
+    if entry.protected {
+        return keep(
+            KeptReason::Protected,
+            "it is protected (abssctl backup unprotect ID lifts that)".into(),
+        );
+    }
+    if entry.path != removal.path || entry.sha256() != removal.sha256.as_deref() {
+        return keep(
+            KeptReason::Changed,
+            "its archive path or checksum changed since the plan; prune again to decide on it"
+                .into(),
+        );
+    }
+    let files = match Files::open(root, Path::new(&entry.path)) {
+        Ok(f) => f,
+        Err(why) => return keep(KeptReason::Unsafe, why),
+    };
+    let before = entry.clone();
+    journal.begin(Step::RemoveBackup {
+        id: removal.id.clone(),
+        archive: PathBuf::from(&entry.path),
+    })?;
+    crash_point!("prune::journaled");
+    let removed_at = fsutil::now_utc();
+    entry.status = status::REMOVED.to_owned();
+    entry
+        .extra
+        .insert("removed_at".to_owned(), removed_at.clone().into());
+    index.save(file)?;
+    crash_point!("prune::marked");
+    let bytes = match files.delete_archive() {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // Still there: the entry says so again, as it was.
+            put_back(file, before)?;
+            journal.begin(Step::Removed {
+                id: removal.id.clone(),
+            })?;
+            return keep(KeptReason::Failed, format!("{e}; its entry is as it was"));
+        }
+    };
+    crash_point!("prune::archive-deleted");
+    // The archive is gone: the entry rightly says removed whatever becomes
+    // of the sidecar; a sidecar left is a stray for reconcile to list.
+    let bytes = bytes + files.delete_sidecar().unwrap_or(0);
+    files.sync()?;
+    journal.begin(Step::Removed {
+        id: removal.id.clone(),
+    })?;
+    Ok(Outcome::Removed { removed_at, bytes })
+}
+
+/// Write `before` back over its entry (a failed deletion).
+fn put_back(file: &Path, before: abssd_proto::BackupEntry) -> Result<()> {
+    let mut index = Index::load(file)?;
+    if let Some(e) = index.get_mut(&before.id) {
+        *e = before;
+        index.save(file)?;
+    }
+    Ok(())
+}
+
+/// An archive and its sidecar, by their directory's descriptor.
+struct Files {
+    /// The directory, opened beneath the backups root.
+    dir: OwnedFd,
+    /// Where it is, for messages.
+    dir_path: PathBuf,
+    archive: OsString,
+    sidecar: OsString,
+}
+
+impl Files {
+    /// Open the directory of `archive`, which must lie beneath `root` with no
+    /// symlink on the way; `Err` says why not, for people.
+    fn open(root: &Path, archive: &Path) -> std::result::Result<Files, String> {
+        let outside = || {
+            format!(
+                "its archive {} is not a file beneath the backups root {}; left alone",
+                archive.display(),
+                root.display()
+            )
+        };
+        let rel = archive.strip_prefix(root).map_err(|_| outside())?;
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(outside());
+        }
+        let (Some(name), Some(parent)) = (rel.file_name(), rel.parent()) else {
+            return Err(outside());
+        };
+        // The root itself is configuration, and may be a symlink an
+        // administrator made; below it nothing is followed.
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open the backups root {}: {e}", root.display()))?;
+        let dir = if parent.as_os_str().is_empty() {
+            root_fd
+        } else {
+            rustix::fs::openat2(
+                &root_fd,
+                parent,
+                fsutil::OPEN_DIR,
+                Mode::empty(),
+                fsutil::BENEATH,
+            )
+            .map_err(|e| format!("{}: {e}", outside()))?
+        };
+        let sidecar = archive::sidecar::path(archive);
+        Ok(Files {
+            dir,
+            dir_path: root.join(parent),
+            archive: name.to_owned(),
+            sidecar: sidecar.file_name().unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// Delete the archive; its size, 0 when it was gone already.
+    fn delete_archive(&self) -> Result<u64> {
+        self.delete(&self.archive)
+    }
+
+    /// Delete the sidecar; its size, 0 when there was none.
+    fn delete_sidecar(&self) -> Result<u64> {
+        self.delete(&self.sidecar)
+    }
+
+    /// Unlink a regular file `name` of the directory (never anything else:
+    /// `unlinkat` removes a symlink itself, but a symlink or directory there
+    /// is not what the index names, so it is refused).
+    fn delete(&self, name: &OsString) -> Result<u64> {
+        let path = self.dir_path.join(name);
+        let st = match rustix::fs::statx(
+            &self.dir,
+            name.as_os_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::TYPE | StatxFlags::SIZE,
+        ) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(0),
+            Err(e) => return Err(std::io::Error::from(e)).at("reading", &path),
+        };
+        if FileType::from_raw_mode(st.stx_mode.into()) != FileType::RegularFile {
+            return Err(Error::Environment(format!(
+                "{} is not a regular file; not deleted",
+                path.display()
+            )));
+        }
+        match rustix::fs::unlinkat(&self.dir, name.as_os_str(), AtFlags::empty()) {
+            Ok(()) => Ok(st.stx_size),
+            Err(rustix::io::Errno::NOENT) => Ok(0),
+            Err(e) => Err(std::io::Error::from(e)).at("deleting", &path),
+        }
+    }
+
+    /// Make the deletions durable.
+    fn sync(&self) -> Result<()> {
+        rustix::fs::fsync(&self.dir)
+            .map_err(std::io::Error::from)
+            .at("syncing", &self.dir_path)
+    }
+}
+
+/// Start-up recovery of a prune the daemon stopped during: every removal
+/// journaled and not done is completed when its entry says removed (the
+/// archive and sidecar, if still there, are deleted) and left alone when it
+/// does not (the crash came before the entry was marked: nothing was
+/// deleted). The caller holds the global lock. Blocking. Returns what was
+/// done, for people.
+pub fn recover(index_file: &Path, backups_root: &Path, record: &Record) -> Result<Vec<String>> {
+    let done: std::collections::HashSet<&str> = record
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Removed { id } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let pending: Vec<(&String, &PathBuf)> = record
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::RemoveBackup { id, archive } if !done.contains(id.as_str()) => {
+                Some((id, archive))
+            }
+            _ => None,
+        })
+        .collect();
+    // Nothing under way: the index need not even be readable.
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let index = Index::load(index_file)?;
+    let mut lines = Vec::new();
+    for (id, archive) in pending {
+        let marked = index
+            .get(id)
+            .is_some_and(|e| e.status == status::REMOVED && Path::new(&e.path) == archive);
+        if !marked {
+            lines.push(format!(
+                "backup {id} was not removed (the daemon stopped before its entry was marked); it is kept"
+            ));
+            continue;
+        }
+        let files = Files::open(backups_root, archive).map_err(Error::Environment)?;
+        let bytes = files.delete_archive()? + files.delete_sidecar()?;
+        files.sync()?;
+        lines.push(format!(
+            "finished removing backup {id}: its entry said removed; deleted {bytes} bytes left of {}",
+            archive.display()
+        ));
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use abssd_proto::BackupEntry;
+
+    use super::*;
+    use crate::ops::testkit::Host;
+
+    fn index(host: &Host) -> Index {
+        Index::load(&host.cfg().layout.index_file).unwrap()
+    }
+
+    fn entry(host: &Host, id: &str) -> BackupEntry {
+        index(host).get(id).unwrap().clone()
+    }
+
+    fn sidecar(e: &BackupEntry) -> PathBuf {
+        archive::sidecar::path(Path::new(&e.path))
+    }
+
+    #[tokio::test]
+    async fn a_removal_marks_the_entry_as_the_python_tool_does_and_deletes_both_files() {
+        let host = Host::new();
+        let (old, new) = (host.backup().await, host.backup().await);
+        let before = entry(&host, &old);
+        let size = before.size_bytes.unwrap();
+        let sidecar_size = std::fs::metadata(sidecar(&before)).unwrap().len();
+        let (recorder, sink) = host.progress();
+        let out = remove(&host.ctx, vec![Removal::of(&before)], &sink)
+            .await
+            .unwrap();
+        let after = entry(&host, &old);
+        let Outcome::Removed { removed_at, bytes } = &out[0].outcome else {
+            panic!("{out:?}");
+        };
+        assert_eq!(*bytes, size + sidecar_size);
+        assert_eq!(removed_bytes(&out), size + sidecar_size);
+        assert_eq!(
+            recorder.progress_of(&Phase::Remove(old.clone())),
+            vec![(*bytes, *bytes)]
+        );
+        assert_eq!(after.status, status::REMOVED);
+        assert_eq!(after.extra["removed_at"], removed_at.as_str());
+        // Every other field as it was.
+        let mut expected = before.clone();
+        expected.status = status::REMOVED.into();
+        expected
+            .extra
+            .insert("removed_at".into(), removed_at.clone().into());
+        assert_eq!(after, expected);
+        assert!(!Path::new(&before.path).exists());
+        assert!(!sidecar(&before).exists());
+        // The other backup is untouched, and nothing is left to recover.
+        let other = entry(&host, &new);
+        assert_eq!(other.status, status::AVAILABLE);
+        assert!(Path::new(&other.path).exists());
+        assert!(host.journals().is_empty());
+        assert_eq!(recorder.phases(), vec![Phase::Remove(old.clone())]);
+        assert_eq!(recorder.changed_backups(), vec![old]);
+    }
+
+    #[tokio::test]
+    async fn protected_read_changed_and_already_removed_backups_are_kept_with_the_reason() {
+        let host = Host::new();
+        let ids = [
+            host.backup().await,
+            host.backup().await,
+            host.backup().await,
+            host.backup().await,
+        ];
+        let planned: Vec<Removal> = ids
+            .iter()
+            .map(|id| Removal::of(&entry(&host, id)))
+            .collect();
+        // Since the plan: one protected, one read by a restore, one re-pointed,
+        // one removed by the Python tool.
+        let file = host.cfg().layout.index_file.clone();
+        let mut idx = index(&host);
+        idx.get_mut(&ids[0]).unwrap().protected = true;
+        idx.get_mut(&ids[2])
+            .unwrap()
+            .checksum
+            .as_mut()
+            .unwrap()
+            .value = "00".repeat(32);
+        let gone = idx.get_mut(&ids[3]).unwrap();
+        gone.status = status::REMOVED.into();
+        idx.save(&file).unwrap();
+        let before = std::fs::read(&file).unwrap();
+        let reading = host.ctx.in_use.claim(&ids[1]).unwrap();
+        let (recorder, sink) = host.progress();
+        let out = remove(&host.ctx, planned, &sink).await.unwrap();
+        drop(reading);
+        let reasons: Vec<_> = out
+            .iter()
+            .map(|r| match &r.outcome {
+                Outcome::Kept { reason, .. } => *reason,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                KeptReason::Protected,
+                KeptReason::InUse,
+                KeptReason::Changed,
+                KeptReason::AlreadyRemoved
+            ]
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), before, "index unchanged");
+        for id in &ids[..3] {
+            assert!(Path::new(&entry(&host, id).path).exists(), "{id}");
+        }
+        assert!(recorder.changed_backups().is_empty());
+        assert!(host.journals().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_archive_outside_the_backups_root_or_through_a_symlink_is_left_alone() {
+        let host = Host::new();
+        let id = host.backup().await;
+        let root = host.cfg().layout.backups_root.clone();
+        let e = entry(&host, &id);
+        // A file elsewhere that an edited index names.
+        let victim = host.cfg().layout.state_dir.join("victim.tar.zst");
+        std::fs::write(&victim, b"keep me").unwrap();
+        // And a directory under the root that is a symlink to it.
+        let linked = root.join("linked");
+        std::os::unix::fs::symlink(victim.parent().unwrap(), &linked).unwrap();
+        let file = host.cfg().layout.index_file.clone();
+        for path in [
+            victim.clone(),
+            linked.join("victim.tar.zst"),
+            root.join("a/../../state/victim.tar.zst"),
+        ] {
+            let mut idx = index(&host);
+            idx.get_mut(&id).unwrap().path = path.display().to_string();
+            idx.save(&file).unwrap();
+            let (_, sink) = host.progress();
+            let planned = Removal::of(&entry(&host, &id));
+            let out = remove(&host.ctx, vec![planned], &sink).await.unwrap();
+            assert!(
+                matches!(
+                    out[0].outcome,
+                    Outcome::Kept {
+                        reason: KeptReason::Unsafe,
+                        ..
+                    }
+                ),
+                "{path:?}: {out:?}"
+            );
+            assert_eq!(entry(&host, &id).status, status::AVAILABLE);
+            assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        }
+        assert!(Path::new(&e.path).exists());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_index_fails_the_removal_and_leaves_no_journal() {
+        let host = Host::new();
+        let id = host.backup().await;
+        let e = entry(&host, &id);
+        let file = host.cfg().layout.index_file.clone();
+        std::fs::write(&file, b"{\"backups\": [").unwrap();
+        let (_, sink) = host.progress();
+        let err = remove(&host.ctx, vec![Removal::of(&e)], &sink)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), abssd_proto::ErrorKind::Environment, "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"{\"backups\": [");
+        assert!(Path::new(&e.path).exists());
+        assert!(host.journals().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_archive_that_cannot_be_deleted_gets_its_entry_back() {
+        let host = Host::new();
+        let id = host.backup().await;
+        let e = entry(&host, &id);
+        // A directory where the archive was: not what the index names.
+        std::fs::remove_file(&e.path).unwrap();
+        std::fs::create_dir(&e.path).unwrap();
+        let (_, sink) = host.progress();
+        let out = remove(&host.ctx, vec![Removal::of(&e)], &sink)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                out[0].outcome,
+                Outcome::Kept {
+                    reason: KeptReason::Failed,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert_eq!(entry(&host, &id), e);
+        assert!(Path::new(&e.path).is_dir());
+        assert!(host.journals().is_empty());
+    }
+
+    fn journal_of(id: &str, archive: &str) -> Record {
+        Record {
+            version: 1,
+            op_id: "op".into(),
+            command: Command::BackupPrune,
+            instance: String::new(),
+            backup_id: String::new(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            unit_was_active: None,
+            steps: vec![Step::RemoveBackup {
+                id: id.into(),
+                archive: archive.into(),
+            }],
+            outcome: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn recovery_deletes_what_a_marked_entry_left_and_keeps_an_unmarked_one() {
+        let host = Host::new();
+        let (marked, unmarked) = (host.backup().await, host.backup().await);
+        let layout = &host.cfg().layout;
+        let (m, u) = (entry(&host, &marked), entry(&host, &unmarked));
+        // A crash after the entry was marked, before the files were deleted.
+        let mut idx = index(&host);
+        idx.get_mut(&marked).unwrap().status = status::REMOVED.into();
+        idx.save(&layout.index_file).unwrap();
+        let lines = recover(
+            &layout.index_file,
+            &layout.backups_root,
+            &journal_of(&marked, &m.path),
+        )
+        .unwrap();
+        assert!(lines[0].contains("finished removing"), "{lines:?}");
+        assert!(!Path::new(&m.path).exists());
+        assert!(!sidecar(&m).exists());
+        // Again (a crash during recovery): nothing left to do, no error.
+        recover(
+            &layout.index_file,
+            &layout.backups_root,
+            &journal_of(&marked, &m.path),
+        )
+        .unwrap();
+        // A crash before the entry was marked: the backup stays whole.
+        let lines = recover(
+            &layout.index_file,
+            &layout.backups_root,
+            &journal_of(&unmarked, &u.path),
+        )
+        .unwrap();
+        assert!(lines[0].contains("kept"), "{lines:?}");
+        assert!(Path::new(&u.path).exists());
+        assert_eq!(entry(&host, &unmarked), u);
+        // A removal journaled as done is not looked at again.
+        let mut done = journal_of(&unmarked, &u.path);
+        done.steps.push(Step::Removed {
+            id: unmarked.clone(),
+        });
+        assert!(
+            recover(&layout.index_file, &layout.backups_root, &done)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
