@@ -6,6 +6,7 @@
 //! * [`backup`]  — backup index entries and the `backup.*` parameters and results.
 //! * [`restore`] — `backup.restore` parameters, plan and result.
 //! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
+//! * [`prune`]   — `backup.prune` parameters, plan (a decision per backup) and result.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
 //! * [`op`]      — operations, their events, and the `op.*` / `daemon.*` types.
 //! * [`progress`] — what events say an operation is doing: phase names, message levels.
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod methods;
 pub mod op;
 pub mod progress;
+pub mod prune;
 pub mod reconcile;
 pub mod restore;
 
@@ -33,6 +35,7 @@ pub use error::{ErrorKind, WireError};
 pub use methods::Method;
 pub use op::*;
 pub use progress::{Level, Phase};
+pub use prune::*;
 pub use reconcile::*;
 pub use restore::*;
 

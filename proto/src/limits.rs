@@ -21,6 +21,8 @@ pub const LABEL: usize = 100;
 pub const LABELS: usize = 32;
 /// Paths (`out_dir`, `dest`): Linux's `PATH_MAX`.
 pub const PATH: usize = 4096;
+/// `keep_within`: a restic duration such as `2y5m7d3h`.
+pub const KEEP_WITHIN: usize = 32;
 /// Requests in one JSON-RPC batch.
 pub const BATCH: u32 = 16;
 /// `op.list`: operations per page when `limit` is not given.
@@ -67,6 +69,7 @@ pub fn list(field: &str, values: &[String], count: usize, max: usize) -> Result<
 
 use crate::backup::{CreateParams, ListParams, ProtectParams, ShowParams, VerifyParams};
 use crate::op::{NoParams, OpIdParams, OpListParams};
+use crate::prune::PruneParams;
 use crate::reconcile::ReconcileParams;
 use crate::restore::RestoreParams;
 
@@ -115,6 +118,13 @@ impl Bounded for RestoreParams {
 impl Bounded for ReconcileParams {
     fn check(&self) -> Result<(), WireError> {
         opt("instance", self.instance.as_ref(), NAME)
+    }
+}
+
+impl Bounded for PruneParams {
+    fn check(&self) -> Result<(), WireError> {
+        opt("instance", self.instance.as_ref(), NAME)?;
+        opt("keep_within", self.keep_within.as_ref(), KEEP_WITHIN)
     }
 }
 

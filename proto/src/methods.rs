@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::backup::*;
 use crate::op::*;
+use crate::prune::*;
 use crate::reconcile::*;
 use crate::restore::*;
 
@@ -58,6 +59,8 @@ methods! {
     BackupReconcile = "backup.reconcile", mutates: true, ReconcileParams => OpOutcome<ReconcilePlan, ReconcileResult>;
     /// Recompute archive checksums and record the outcome.
     BackupVerify = "backup.verify", mutates: true, VerifyParams => OpOutcome<VerifyPlan, VerifyResult>;
+    /// Apply a retention policy: remove the backups no rule keeps.
+    BackupPrune = "backup.prune", mutates: true, PruneParams => OpOutcome<PrunePlan, PruneResult>;
     /// Mark a backup protected: no prune removes it.
     BackupProtect = "backup.protect", mutates: true, ProtectParams => OpOutcome<serde_json::Value, ProtectResult>;
     /// Take a backup's protection away.
