@@ -151,6 +151,39 @@ pub enum BackupCommand {
     /// --check` can alert on it.
     #[command(verbatim_doc_comment)]
     Reconcile(ReconcileArgs),
+    /// Remove old backups by a retention policy, per instance.
+    ///
+    /// Every backup of the scope is kept when any rule keeps it, and removed only
+    /// when none does (restic's rules; they add up, never subtract):
+    ///   --keep-last N                      the newest N backups that can be restored
+    ///   --keep-hourly/daily/weekly/monthly/yearly N
+    ///                                      the newest backup of each of the newest N
+    ///                                      hours, days, ISO weeks, months, years that
+    ///                                      have one (in the host's time zone)
+    ///   --keep-within DURATION             every backup made within DURATION before the
+    ///                                      instance's newest (restic's notation: 2y5m7d3h,
+    ///                                      m = months)
+    ///   --keep N, --older-than DAYS        the Python abssctl's flags: --keep is
+    ///                                      --keep-last; --older-than keeps every backup
+    ///                                      newer than DAYS days (it never removes
+    ///                                      anything on its own)
+    /// With no rule given, the policy is the daemon's `backups.retention` (abssd.yml);
+    /// with none there either, prune refuses (exit 2).
+    ///
+    /// Whatever the policy, these are always kept: the newest backup of each
+    /// instance whose checksum was last verified good (the newest of any status
+    /// when none is), protected backups (`backup protect`), backups a running
+    /// restore or verify reads, and pre-restore backups younger than
+    /// `backups.pre_restore_min_age` (7 days).
+    ///
+    /// Removing a backup deletes its archive and .sha256 sidecar and marks its
+    /// index entry `removed` (with `removed_at`), as the Python abssctl's prune
+    /// does. --dry-run prints every backup with keep or remove and why, and the
+    /// space freed; without it prune shows the same plan and asks for
+    /// confirmation, or needs --yes (no terminal and no --yes: exit 2, nothing
+    /// changed).
+    #[command(verbatim_doc_comment)]
+    Prune(PruneArgs),
 }
 
 /// `abssctl backup create`
@@ -412,6 +445,69 @@ pub struct ReconcileArgs {
 
     /// Start reconciling, print the operation id and return at once.
     #[arg(long)]
+    pub detach: bool,
+}
+
+/// `abssctl backup prune`
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only this instance's backups.
+    #[arg(short, long, value_name = "NAME")]
+    pub instance: Option<String>,
+
+    /// Keep the newest N backups that can be restored.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+
+    /// Keep the newest backup of each of the newest N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+
+    /// Keep the newest backup of each of the newest N days that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+
+    /// Keep the newest backup of each of the newest N ISO weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+
+    /// Keep the newest backup of each of the newest N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+
+    /// Keep the newest backup of each of the newest N years that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+
+    /// Keep every backup made within DURATION before the instance's newest
+    /// (restic's notation: 7d, 36h, 2y5m7d3h; m is months).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+
+    /// The Python abssctl's --keep: the same as --keep-last.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<u32>,
+
+    /// The Python abssctl's --older-than, made safe: keep every backup newer
+    /// than DAYS days (older ones go only if no other rule keeps them).
+    #[arg(long, value_name = "DAYS")]
+    pub older_than: Option<u32>,
+
+    /// Also drop index entries marked `removed` more than DAYS days ago.
+    #[arg(long, value_name = "DAYS")]
+    pub purge_index: Option<u32>,
+
+    /// Print every backup with keep or remove and why, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Remove without asking for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Start the prune, print its operation id and return at once (after the
+    /// confirmation).
+    #[arg(long, conflicts_with = "dry_run")]
     pub detach: bool,
 }
 

@@ -15,6 +15,7 @@
 
 pub mod backup;
 pub mod ops;
+pub mod prune;
 pub mod reconcile;
 pub mod restore;
 

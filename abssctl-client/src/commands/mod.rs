@@ -3,12 +3,14 @@
 //!
 //! * [`backup`]  — `backup create | list | show | verify | reconcile`
 //! * [`restore`] — `backup restore`: plan, confirmation, follow
+//! * [`prune`]   — `backup prune`: plan, confirmation, follow
 //! * [`op`]      — `op list | watch`
 //! * [`daemon`]  — `daemon status`
 
 pub mod backup;
 pub mod daemon;
 pub mod op;
+pub mod prune;
 pub mod restore;
 
 use std::path::Path;
@@ -104,6 +106,7 @@ fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
         Some(abssd_proto::Command::BackupVerify) => backup::show_verified(out, finished),
         Some(abssd_proto::Command::BackupReconcile) => backup::show_reconciled(out, finished),
         Some(abssd_proto::Command::BackupRestore) => restore::show_restored(out, finished),
+        Some(abssd_proto::Command::BackupPrune) => prune::show_pruned(out, finished),
         _ => {
             let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
             out.show(&doc, || {
@@ -116,6 +119,61 @@ fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
             Ok(Exit::Success)
         }
     }
+}
+
+/// Ask the operator `question` and a y/N `prompt` on the terminal, before a
+/// command that changes something it cannot undo is requested. Without a
+/// terminal the answer is `no_terminal`; a "no" is `cancelled`. Either is a
+/// `validation` error (exit 2) sent before anything was requested.
+async fn ask_operator(
+    question: String,
+    prompt: String,
+    no_terminal: String,
+    cancelled: &str,
+) -> Result<(), WireError> {
+    use std::io::{self, IsTerminal};
+    if !(io::stdin().is_terminal() && io::stderr().is_terminal()) {
+        return Err(WireError::new(ErrorKind::Validation, no_terminal));
+    }
+    // Off the runtime's only thread: the connection keeps being served meanwhile.
+    let answer = tokio::task::spawn_blocking(move || {
+        ask(
+            &question,
+            &prompt,
+            &mut io::stdin().lock(),
+            &mut io::stderr(),
+        )
+    })
+    .await
+    .map_err(|err| WireError::new(ErrorKind::Internal, format!("the prompt failed: {err}")))?
+    .map_err(|err| {
+        WireError::new(
+            ErrorKind::Environment,
+            format!("cannot read the answer from the terminal: {err}"),
+        )
+    })?;
+    if answer {
+        Ok(())
+    } else {
+        Err(WireError::new(ErrorKind::Validation, cancelled))
+    }
+}
+
+/// Write `question` and `prompt [y/N] ` to `output`, read one line from
+/// `input`: `y` or `yes` (any case) agrees; anything else, or end of input,
+/// declines.
+fn ask(
+    question: &str,
+    prompt: &str,
+    input: &mut impl std::io::BufRead,
+    output: &mut impl std::io::Write,
+) -> std::io::Result<bool> {
+    write!(output, "{question}{prompt} [y/N] ")?;
+    output.flush()?;
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    let answer = line.trim().to_ascii_lowercase();
+    Ok(answer == "y" || answer == "yes")
 }
 
 /// Read a typed answer out of an operation's JSON result.
@@ -150,6 +208,33 @@ fn absolute_utf8(flag: &str, path: &Path) -> Result<String, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(typed: &str) -> (bool, String) {
+        let mut shown = Vec::new();
+        let agreed = ask(
+            "Q?\n",
+            "Restore instance alpha now?",
+            &mut typed.as_bytes(),
+            &mut shown,
+        )
+        .unwrap();
+        (agreed, String::from_utf8(shown).unwrap())
+    }
+
+    #[test]
+    fn only_y_or_yes_agrees() {
+        for typed in ["y\n", "Y\n", "yes\n", " YES \n", "y"] {
+            assert!(answer(typed).0, "{typed:?}");
+        }
+        for typed in ["", "\n", "n\n", "no\n", "yep\n", "sure\n", "y es\n"] {
+            assert!(!answer(typed).0, "{typed:?}");
+        }
+    }
+
+    #[test]
+    fn the_prompt_follows_the_question() {
+        assert_eq!(answer("n\n").1, "Q?\nRestore instance alpha now? [y/N] ");
+    }
 
     #[test]
     fn path_flags_are_made_absolute() {

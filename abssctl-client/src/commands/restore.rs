@@ -7,15 +7,13 @@
 //! without it, so a request that skipped the question could not change anything
 //! either.
 
-use std::io::{self, BufRead, IsTerminal, Write};
-
 use abssd_proto::methods::BackupRestore;
 use abssd_proto::methods::call::call;
 use abssd_proto::{ErrorKind, RestoreMode, RestoreParams, RestorePlan, RestoreResult, WireError};
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
 
-use super::{Exit, absolute_utf8, decode, follow_and_show, show_started};
+use super::{Exit, absolute_utf8, ask_operator, decode, follow_and_show, show_started};
 use crate::args::RestoreArgs;
 use crate::follow::{Finished, Interrupt};
 use crate::render::{self, Output};
@@ -70,63 +68,23 @@ pub async fn run(client: &Client, out: Output, args: RestoreArgs) -> Result<Exit
     follow_and_show(client, out, &started.op_id, &mut interrupt, show_restored).await
 }
 
-/// Ask the operator on the terminal; without one, refuse. Either refusal is a
-/// `validation` error (exit 2) sent before the restore was requested.
+/// Ask the operator on the terminal; without one, refuse (see [`ask_operator`]).
 async fn confirm(plan: &RestorePlan, no_pre_backup: bool) -> Result<(), WireError> {
-    if !(io::stdin().is_terminal() && io::stderr().is_terminal()) {
-        return Err(WireError::new(
-            ErrorKind::Validation,
-            format!(
-                "restoring backup {} replaces the data of instance {} in {}; there is no \
-                 terminal to ask for confirmation, so pass --yes (or --dry-run to see the \
-                 plan); nothing changed",
-                plan.id, plan.instance, plan.target
-            ),
-        ));
-    }
+    let no_terminal = format!(
+        "restoring backup {} replaces the data of instance {} in {}; there is no \
+         terminal to ask for confirmation, so pass --yes (or --dry-run to see the \
+         plan); nothing changed",
+        plan.id, plan.instance, plan.target
+    );
     let question = render::restore::confirmation(plan, no_pre_backup);
-    let instance = plan.instance.clone();
-    // Off the runtime's only thread: the connection keeps being served meanwhile.
-    let answer = tokio::task::spawn_blocking(move || {
-        ask(
-            &question,
-            &instance,
-            &mut io::stdin().lock(),
-            &mut io::stderr(),
-        )
-    })
+    let prompt = format!("Restore instance {} now?", plan.instance);
+    ask_operator(
+        question,
+        prompt,
+        no_terminal,
+        "restore cancelled; nothing changed",
+    )
     .await
-    .map_err(|err| WireError::new(ErrorKind::Internal, format!("the prompt failed: {err}")))?
-    .map_err(|err| {
-        WireError::new(
-            ErrorKind::Environment,
-            format!("cannot read the answer from the terminal: {err}"),
-        )
-    })?;
-    if answer {
-        Ok(())
-    } else {
-        Err(WireError::new(
-            ErrorKind::Validation,
-            "restore cancelled; nothing changed",
-        ))
-    }
-}
-
-/// Write `question` and a y/N prompt to `output`, read one line from `input`:
-/// `y` or `yes` (any case) agrees; anything else, or end of input, declines.
-fn ask(
-    question: &str,
-    instance: &str,
-    input: &mut impl BufRead,
-    output: &mut impl Write,
-) -> io::Result<bool> {
-    write!(output, "{question}Restore instance {instance} now? [y/N] ")?;
-    output.flush()?;
-    let mut line = String::new();
-    input.read_line(&mut line)?;
-    let answer = line.trim().to_ascii_lowercase();
-    Ok(answer == "y" || answer == "yes")
 }
 
 /// Print a finished restore: `{op_id, plan, result}` or a summary.
@@ -146,30 +104,4 @@ pub fn show_restored(out: Output, finished: Finished) -> Result<Exit, WireError>
         ));
     }
     Ok(Exit::Success)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answer(typed: &str) -> (bool, String) {
-        let mut shown = Vec::new();
-        let agreed = ask("Q?\n", "alpha", &mut typed.as_bytes(), &mut shown).unwrap();
-        (agreed, String::from_utf8(shown).unwrap())
-    }
-
-    #[test]
-    fn only_y_or_yes_agrees() {
-        for typed in ["y\n", "Y\n", "yes\n", " YES \n", "y"] {
-            assert!(answer(typed).0, "{typed:?}");
-        }
-        for typed in ["", "\n", "n\n", "no\n", "yep\n", "sure\n", "y es\n"] {
-            assert!(!answer(typed).0, "{typed:?}");
-        }
-    }
-
-    #[test]
-    fn the_prompt_follows_the_question() {
-        assert_eq!(answer("n\n").1, "Q?\nRestore instance alpha now? [y/N] ");
-    }
 }
