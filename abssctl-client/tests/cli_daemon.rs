@@ -635,3 +635,82 @@ fn a_python_pruned_entry_is_not_drift_and_shows_as_removed() {
         text(&out.stdout)
     );
 }
+
+/// `backup prune`: the dry run shows every backup with its decision and
+/// changes nothing; without a terminal and without --yes it refuses (exit 2);
+/// with --yes it removes what the plan said; with no rule at all it refuses.
+#[test]
+fn prune_plans_asks_and_removes_only_what_no_rule_keeps() {
+    let host = Host::new();
+    let first = host.create(&[])["id"].as_str().unwrap().to_owned();
+    let second = host.create(&[])["id"].as_str().unwrap().to_owned();
+    let statuses = |host: &Host| -> Vec<(String, String)> {
+        let list = host.json(&["backup", "list"], 0);
+        let mut got: Vec<(String, String)> = list["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["id"].as_str().unwrap().to_owned(),
+                    b["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    let before = statuses(&host);
+
+    let plan = host.json(&["backup", "prune", "--keep-last", "1", "--dry-run"], 0);
+    let backups = plan["plan"]["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{plan}");
+    let removed: Vec<&str> = backups
+        .iter()
+        .filter(|b| b["keep"] == json!(false))
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed.len(), 1, "{plan}");
+    assert!([first.as_str(), second.as_str()].contains(&removed[0]));
+    assert!(plan["result"].is_null());
+    assert_eq!(statuses(&host), before, "a dry run changes nothing");
+    let human = host.abssctl(&["backup", "prune", "--keep-last", "1", "--dry-run"]);
+    assert_exit(&human, 0);
+    let shown = text(&human.stdout);
+    assert!(
+        shown.contains("REMOVE") && shown.contains("keep"),
+        "{shown}"
+    );
+    assert!(shown.contains("1 kept, 1 to remove"), "{shown}");
+
+    // No terminal here, no --yes: refused before anything was asked for.
+    let refused = host.json(&["backup", "prune", "--keep-last", "1"], 2);
+    assert_eq!(error_kind(&refused), "validation", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--yes"),
+        "{refused}"
+    );
+    assert_eq!(statuses(&host), before);
+
+    let done = host.json(&["backup", "prune", "--keep-last", "1", "--yes"], 0);
+    let items = done["result"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{done}");
+    assert_eq!(items[0]["id"], json!(removed[0]));
+    assert_eq!(items[0]["removed"], json!(true));
+    let after = statuses(&host);
+    for (id, status) in &after {
+        let want = if id == removed[0] {
+            "removed"
+        } else {
+            "available"
+        };
+        assert_eq!(status, want, "{after:?}");
+    }
+
+    // No rule on the command line and none in abssd.yml: refused.
+    let empty = host.json(&["backup", "prune", "--dry-run"], 2);
+    assert_eq!(error_kind(&empty), "validation", "{empty}");
+}
