@@ -414,27 +414,36 @@ async fn index_writers_killed_at(failpoint: &str) -> usize {
     killed
 }
 
-/// Kill a removal (`ops::prune::remove`, through the failpoints build's
-/// `test.remove`) of one of two backups at `failpoint`, recover, and check:
+/// Kill a removal (`ops::prune::remove`, through `backup.prune` of a policy
+/// that removes the older of two backups) at `failpoint`, recover, and check:
 /// an entry marked removed has neither archive nor sidecar left; one not
 /// marked is exactly as before with both files intact (never an `available`
 /// entry whose archive is gone); the other backup is untouched. Returns
 /// whether the backup ended up removed.
 async fn removal_killed_at(failpoint: &str) -> bool {
-    use abssd::rpc::testing::{Remove, RemoveParams};
     let host = Host::new();
     let cfg = host.sb.config();
     let d = host.daemon(None);
     let c = client(&d.socket).await;
     let (gone, kept) = (backup(&c, "alpha").await, backup(&c, "alpha").await);
     d.stop();
+    // Days apart: `keep_last: 1` removes the older whatever the clock.
+    let mut index: Value = serde_json::from_slice(&fs::read(&cfg.index_file).unwrap()).unwrap();
+    for e in index["backups"].as_array_mut().unwrap() {
+        if e["id"] == gone.id {
+            e["created_at"] = "2020-01-01T00:00:00Z".into();
+        }
+    }
+    fs::write(&cfg.index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
     let before = fs::read(&cfg.index_file).unwrap();
     let d = host.daemon(Some(failpoint));
-    let params = RemoveParams {
-        ids: vec![gone.id.clone()],
+    let params = PruneParams {
+        keep_last: Some(1),
+        yes: true,
         detach: true,
+        ..Default::default()
     };
-    let op_id = call::<Remove>(&client(&d.socket).await, &params)
+    let op_id = call::<abssd_proto::methods::BackupPrune>(&client(&d.socket).await, &params)
         .await
         .unwrap()
         .op_id;

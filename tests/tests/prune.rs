@@ -1,15 +1,14 @@
-//! Protection and removal (issue 15's safety): `backup.protect` /
-//! `backup.unprotect` over the socket, a removal racing a restore of the same
-//! backup, and the Python tool's prune and ours on one index. Removals run
-//! through the failpoints build's `test.remove` (the removal executor alone;
-//! `backup.prune` decides what to remove).
+//! `backup.prune` over the socket (issue 15): the plan and its reasons, the
+//! confirmation, the policy from abssd.yml, the safety rules (protected, in
+//! use, the newest verified), `purge_index`, and the Python tool's prune and
+//! ours on one index.
 
 use std::path::Path;
 
-use abssd::rpc::testing::{Remove, RemoveParams};
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{
-    BackupList, BackupProtect, BackupReconcile, BackupRestore, BackupUnprotect, BackupVerify,
+    BackupList, BackupProtect, BackupPrune, BackupReconcile, BackupRestore, BackupUnprotect,
+    BackupVerify,
 };
 use abssd_proto::*;
 use abssd_tests::hooks::Gate;
@@ -19,20 +18,81 @@ use abssd_tests::{backup, serial, show};
 use jsonrpsee::core::client::Client;
 use serde_json::Value;
 
-/// `test.remove` of `ids`, waiting for the outcome: one item per id.
-async fn remove(c: &Client, ids: &[&str]) -> Vec<Value> {
-    let params = RemoveParams {
-        ids: ids.iter().map(|s| (*s).to_owned()).collect(),
-        detach: false,
-    };
-    let out = call::<Remove>(c, &params).await.unwrap();
-    out.result
+/// `backup.prune` with `params`, confirmed, waiting for the outcome.
+async fn prune(c: &Client, params: PruneParams) -> (PrunePlan, PruneResult) {
+    let out = call::<BackupPrune>(
+        c,
+        &PruneParams {
+            yes: true,
+            ..params
+        },
+    )
+    .await
+    .unwrap();
+    (out.plan.unwrap(), out.result.unwrap())
+}
+
+/// A prune that removes exactly the backups made more than a year ago (and
+/// not kept by a safety rule).
+fn older_than_a_year() -> PruneParams {
+    PruneParams {
+        older_than: Some(365),
+        ..Default::default()
+    }
+}
+
+fn keep_last(n: u32) -> PruneParams {
+    PruneParams {
+        keep_last: Some(n),
+        ..Default::default()
+    }
+}
+
+/// Set the `created_at` of each `(id, time)` in the index, so the order of
+/// backups made within one second is the test's, not the clock's.
+fn date(w: &World, dates: &[(&str, &str)]) {
+    edit(w, |e| {
+        if let Some((_, at)) = dates.iter().find(|(id, _)| e["id"] == *id) {
+            e["created_at"] = (*at).into();
+        }
+    });
+}
+
+/// Change every entry of the index with `f`.
+fn edit(w: &World, f: impl Fn(&mut Value)) {
+    let mut raw: Value = serde_json::from_slice(&w.index()).unwrap();
+    raw["backups"]
+        .as_array_mut()
         .unwrap()
-        .items
-        .into_iter()
-        .map(|r| serde_json::to_value(r).unwrap())
+        .iter_mut()
+        .for_each(f);
+    std::fs::write(
+        &w.cfg().index_file,
+        serde_json::to_vec_pretty(&raw).unwrap(),
+    )
+    .unwrap();
+}
+
+async fn verify(c: &Client, id: &str) {
+    let params = VerifyParams {
+        id: Some(id.into()),
+        ..Default::default()
+    };
+    call::<BackupVerify>(c, &params).await.unwrap();
+}
+
+fn item<'a>(plan: &'a PrunePlan, id: &str) -> &'a PruneItem {
+    plan.backups.iter().find(|b| b.id == id).unwrap()
+}
+
+fn rules(item: &PruneItem) -> Vec<String> {
+    item.reasons
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap().to_owned())
         .collect()
 }
+
+const LONG_AGO: &str = "2020-01-01T00:00:00Z";
 
 fn protect(id: &str) -> ProtectParams {
     ProtectParams { id: id.into() }
@@ -43,6 +103,8 @@ async fn protect_and_unprotect_set_the_flag_a_removal_honours() {
     let w = World::new(&["alpha"]);
     let c = w.client().await;
     let made = backup(&c, "alpha").await;
+    backup(&c, "alpha").await;
+    date(&w, &[(&made.id, LONG_AGO)]);
 
     let out = call::<BackupProtect>(&c, &protect(&made.id)).await.unwrap();
     let r = out.result.unwrap();
@@ -54,10 +116,13 @@ async fn protect_and_unprotect_set_the_flag_a_removal_honours() {
     assert!(!again.result.unwrap().changed);
     assert_eq!(w.index(), before);
 
-    // A removal keeps it, says why, and changes nothing.
-    let items = remove(&c, &[&made.id]).await;
-    assert_eq!(items[0]["outcome"], "kept", "{items:?}");
-    assert_eq!(items[0]["reason"], "protected", "{items:?}");
+    // A prune that would remove it keeps it, says why, and changes nothing.
+    let (plan, result) = prune(&c, older_than_a_year()).await;
+    let kept = item(&plan, &made.id);
+    assert!(kept.keep, "{plan:?}");
+    assert_eq!(rules(kept), ["protected"], "{plan:?}");
+    assert_eq!(kept.why, "protected");
+    assert_eq!((plan.remove, result.items.len()), (0, 0), "{result:?}");
     assert_eq!(w.index(), before);
     assert!(Path::new(&made.archive).exists());
 
@@ -67,8 +132,12 @@ async fn protect_and_unprotect_set_the_flag_a_removal_honours() {
     assert!(!out.result.unwrap().protected);
     let raw: Value = serde_json::from_slice(&w.index()).unwrap();
     assert!(raw["backups"][0].get("protected").is_none(), "{raw}");
-    let items = remove(&c, &[&made.id]).await;
-    assert_eq!(items[0]["outcome"], "removed", "{items:?}");
+    let (plan, result) = prune(&c, older_than_a_year()).await;
+    assert_eq!(item(&plan, &made.id).why, "no rule keeps it", "{plan:?}");
+    assert_eq!(result.items.len(), 1, "{result:?}");
+    let gone = &result.items[0];
+    assert!(gone.removed && gone.id == made.id, "{result:?}");
+    assert_eq!(result.removed_bytes, gone.bytes);
     assert!(!Path::new(&made.archive).exists());
     let sidecar = std::fs::metadata(format!("{}.sha256", made.archive)).is_ok();
     assert!(!sidecar);
@@ -175,15 +244,22 @@ async fn a_backup_a_restore_or_verify_reads_is_kept_until_it_ends() {
     let c = w.client().await;
     for (what, hook, reader) in readers(&w) {
         let made = backup(&c, "alpha").await;
+        // Verified, so that it stays the newest verified once the reader
+        // has verified `made`.
+        let newer = backup(&c, "alpha").await;
+        verify(&c, &newer.id).await;
+        date(&w, &[(&made.id, LONG_AGO)]);
         let _ = std::fs::remove_dir_all(w.cfg().restores_root.join("alpha-copy"));
         let mut gate = Gate::at(hook);
         let op_id = reader(&made.id).start(&c).await;
         gate.entered().await;
 
         let before = w.index();
-        let items = remove(&c, &[&made.id]).await;
-        assert_eq!(items[0]["outcome"], "kept", "{what}: {items:?}");
-        assert_eq!(items[0]["reason"], "in_use", "{what}: {items:?}");
+        let (plan, result) = prune(&c, older_than_a_year()).await;
+        let kept = item(&plan, &made.id);
+        assert!(kept.keep, "{what}: {plan:?}");
+        assert_eq!(rules(kept), ["in_use"], "{what}: {plan:?}");
+        assert!(result.items.is_empty(), "{what}: {result:?}");
         assert_eq!(w.index(), before, "{what}");
         assert!(Path::new(&made.archive).exists(), "{what}");
 
@@ -195,8 +271,10 @@ async fn a_backup_a_restore_or_verify_reads_is_kept_until_it_ends() {
         );
         fail::remove(hook);
         // Once it is over, nothing holds the backup.
-        let items = remove(&c, &[&made.id]).await;
-        assert_eq!(items[0]["outcome"], "removed", "{what}: {items:?}");
+        let (plan, result) = prune(&c, older_than_a_year()).await;
+        let ids: Vec<&str> = result.items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, [made.id.as_str()], "{what}: {plan:?}");
+        assert!(result.items[0].removed, "{what}: {result:?}");
         assert!(!Path::new(&made.archive).exists(), "{what}");
         // And reading it now is refused: there is nothing left to read.
         let err = match reader(&made.id) {
@@ -268,11 +346,18 @@ async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
     )
     .unwrap();
 
-    // We remove the Python tool's backup: its entry keeps every key it
-    // wrote, with the two its own prune writes.
+    // Our prune removes the Python tool's backup (our oldest is protected,
+    // the newest is the last kept): its entry keeps every key it wrote, with
+    // the two its own prune writes.
+    call::<BackupProtect>(&c, &protect(&oldest.id))
+        .await
+        .unwrap();
     let before = raw_entry(&w, &theirs);
-    let items = remove(&c, &[&theirs]).await;
-    assert_eq!(items[0]["outcome"], "removed", "{items:?}");
+    let (plan, result) = prune(&c, keep_last(1)).await;
+    assert_eq!(plan.remove, 1, "{plan:?}");
+    let ids: Vec<&str> = result.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, [theirs.as_str()], "{result:?}");
+    assert!(result.items[0].removed, "{result:?}");
     let after = raw_entry(&w, &theirs);
     let mut expected = before.clone();
     expected["status"] = "removed".into();
@@ -282,10 +367,12 @@ async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
     assert!(!Path::new(&format!("{theirs_path}.sha256")).exists());
 
     // The Python tool's prune keeps the newest two (ours and its removed
-    // one, which it counts) and removes our oldest.
+    // one, which it counts) and removes our oldest: it does not honour
+    // protection, but keeps the flag.
     let out = py.run(&["backup", "prune", "--keep", "2", "--json"]);
     assert!(out.status.success(), "{out:?}");
     assert!(!Path::new(&oldest.archive).exists());
+    assert_eq!(raw_entry(&w, &oldest.id)["protected"], true);
 
     // Both tools read both as removed, the newest as available.
     let listed = py.json(&["backup", "list", "--json"]);
@@ -320,12 +407,312 @@ async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(raw_entry(&w, &newest.id)["protected"], true);
     assert!(show(&c, &newest.id).await.protected);
-    // Our removal of an entry the Python tool removed keeps it as it is.
+    // Our prune after the Python tool's decides nothing on removed entries
+    // and changes nothing.
     let index = w.index();
-    let items = remove(&c, &[&oldest.id]).await;
-    assert_eq!(items[0]["reason"], "already_removed", "{items:?}");
+    let (plan, result) = prune(&c, keep_last(1)).await;
+    let ids: Vec<&str> = plan.backups.iter().map(|b| b.id.as_str()).collect();
+    assert_eq!(ids, [newest.id.as_str()], "{plan:?}");
+    assert!(result.items.is_empty(), "{result:?}");
     assert_eq!(w.index(), index);
     // And reconcile finds nothing to fix.
+    let report = call::<BackupReconcile>(&c, &ReconcileParams::default())
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert!(report.in_sync() && report.unresolved == 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_gives_every_backup_a_decision_and_its_reasons_and_changes_nothing() {
+    let w = World::new(&["alpha", "beta"]);
+    let c = w.client().await;
+    let old = backup(&c, "alpha").await;
+    let mid = backup(&c, "alpha").await;
+    let new = backup(&c, "alpha").await;
+    let beta = backup(&c, "beta").await;
+    date(
+        &w,
+        &[
+            (&old.id, LONG_AGO),
+            (&mid.id, "2020-01-02T00:00:00Z"),
+            (&new.id, "2020-01-03T00:00:00Z"),
+        ],
+    );
+    let before = w.index();
+    let out = call::<BackupPrune>(
+        &c,
+        &PruneParams {
+            dry_run: true,
+            ..keep_last(1)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(out.result.is_none(), "{out:?}");
+    let plan = out.plan.unwrap();
+    assert_eq!(
+        (plan.policy.as_str(), plan.policy_source.as_str()),
+        ("keep-last 1", "request")
+    );
+    assert!(!plan.time_zone.is_empty());
+    // Every backup, by instance, newest first.
+    let ids: Vec<&str> = plan.backups.iter().map(|b| b.id.as_str()).collect();
+    assert_eq!(ids, [&new.id, &mid.id, &old.id, &beta.id], "{plan:?}");
+    let newest = item(&plan, &new.id);
+    assert!(newest.keep);
+    assert_eq!(rules(newest), ["last", "newest_of_instance"], "{plan:?}");
+    assert_eq!(newest.reasons[0]["rank"], 1);
+    assert_eq!(newest.why, "last #1, newest (none verified)");
+    assert_eq!(newest.created_at.as_deref(), Some("2020-01-03T00:00:00Z"));
+    for gone in [&mid, &old] {
+        let i = item(&plan, &gone.id);
+        assert!(!i.keep && i.reasons.is_empty(), "{i:?}");
+        assert_eq!(i.why, "no rule keeps it");
+        assert_eq!(i.size_bytes, gone.size_bytes);
+        assert_eq!(i.status, "available");
+    }
+    assert!(item(&plan, &beta.id).keep);
+    assert_eq!((plan.keep, plan.remove), (2, 2));
+    assert_eq!(plan.freed_bytes, mid.size_bytes + old.size_bytes);
+    assert!(plan.purge.is_empty());
+
+    assert_eq!(w.index(), before);
+    for b in [&old, &mid, &new, &beta] {
+        assert!(Path::new(&b.archive).exists(), "{}", b.id);
+    }
+    // The operations log has the plan, and no result.
+    let log = std::fs::read_to_string(w.cfg().oplog_file()).unwrap();
+    let line: Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["command"] == "backup prune")
+        .unwrap();
+    assert_eq!(line["result"]["data"]["plan"]["remove"], 2, "{line}");
+    assert!(
+        line["result"]["data"]
+            .get("result")
+            .is_none_or(Value::is_null),
+        "{line}"
+    );
+
+    // `instance` narrows the scope.
+    let out = call::<BackupPrune>(
+        &c,
+        &PruneParams {
+            dry_run: true,
+            instance: Some("beta".into()),
+            ..keep_last(1)
+        },
+    )
+    .await
+    .unwrap();
+    let plan = out.plan.unwrap();
+    let ids: Vec<&str> = plan.backups.iter().map(|b| b.id.as_str()).collect();
+    assert_eq!(ids, [beta.id.as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_unconfirmed_or_without_a_policy_is_refused_and_changes_nothing() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let old = backup(&c, "alpha").await;
+    backup(&c, "alpha").await;
+    date(&w, &[(&old.id, LONG_AGO)]);
+    let before = w.index();
+
+    let err = call::<BackupPrune>(&c, &keep_last(1)).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+    assert!(err.message.contains("yes"), "{err:?}");
+    // No policy in the request and none in abssd.yml.
+    let err = call::<BackupPrune>(
+        &c,
+        &PruneParams {
+            yes: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Validation, "{err:?}");
+    assert!(err.message.contains("keeps nothing"), "{err:?}");
+    // Every rule zero is no policy either; a bad duration is refused.
+    for bad in [
+        PruneParams {
+            keep_last: Some(0),
+            older_than: Some(0),
+            ..Default::default()
+        },
+        PruneParams {
+            keep_within: Some("5 minutes".into()),
+            ..Default::default()
+        },
+    ] {
+        let err = call::<BackupPrune>(
+            &c,
+            &PruneParams {
+                yes: true,
+                ..bad.clone()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Validation, "{bad:?}: {err:?}");
+    }
+    assert_eq!(w.index(), before);
+    assert!(Path::new(&old.archive).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_naming_no_rule_applies_the_policy_of_abssd_yml() {
+    let w = World::with_config(&["alpha"], |_| {
+        "backups:\n  retention:\n    keep_last: 1\n    keep_within: 1d\n".into()
+    });
+    let c = w.client().await;
+    let old = backup(&c, "alpha").await;
+    let new = backup(&c, "alpha").await;
+    date(&w, &[(&old.id, LONG_AGO)]);
+    let (plan, result) = prune(&c, PruneParams::default()).await;
+    assert_eq!(
+        (plan.policy.as_str(), plan.policy_source.as_str()),
+        ("keep-last 1, keep-within 1d", "config")
+    );
+    assert_eq!(rules(item(&plan, &new.id))[..2], ["last", "within"]);
+    let ids: Vec<&str> = result.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, [old.id.as_str()], "{result:?}");
+    assert!(!Path::new(&old.archive).exists());
+    assert!(Path::new(&new.archive).exists());
+    assert_eq!(show(&c, &old.id).await.status, "removed");
+    // A rule in the request replaces the config's policy.
+    let out = call::<BackupPrune>(
+        &c,
+        &PruneParams {
+            dry_run: true,
+            ..keep_last(3)
+        },
+    )
+    .await
+    .unwrap();
+    let plan = out.plan.unwrap();
+    assert_eq!(
+        (plan.policy.as_str(), plan.policy_source.as_str()),
+        ("keep-last 3", "request")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_verified_backup_survives_a_keep_last_whose_newest_is_corrupt() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let verified = backup(&c, "alpha").await;
+    let unverified = backup(&c, "alpha").await;
+    let corrupt = backup(&c, "alpha").await;
+    verify(&c, &verified.id).await;
+    date(
+        &w,
+        &[
+            (&verified.id, LONG_AGO),
+            (&unverified.id, "2020-01-02T00:00:00Z"),
+            (&corrupt.id, "2020-01-03T00:00:00Z"),
+        ],
+    );
+    edit(&w, |e| {
+        if e["id"] == corrupt.id {
+            e["status"] = "corrupt".into();
+        }
+    });
+    let (plan, result) = prune(&c, keep_last(1)).await;
+    // A corrupt backup takes no slot: the last one goes to the newest that
+    // may restore; the newest verified is kept whatever the policy says.
+    assert_eq!(rules(item(&plan, &unverified.id)), ["last"], "{plan:?}");
+    assert_eq!(
+        rules(item(&plan, &verified.id)),
+        ["newest_verified"],
+        "{plan:?}"
+    );
+    assert_eq!(item(&plan, &verified.id).why, "newest verified");
+    assert!(!item(&plan, &corrupt.id).keep, "{plan:?}");
+    let ids: Vec<&str> = result.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, [corrupt.id.as_str()], "{result:?}");
+    assert!(Path::new(&verified.archive).exists());
+    assert!(Path::new(&unverified.archive).exists());
+    assert!(!Path::new(&corrupt.archive).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_index_drops_only_removed_entries_older_than_its_bound() {
+    let w = World::new(&["alpha", "beta"]);
+    let c = w.client().await;
+    let long_gone = backup(&c, "alpha").await;
+    let just_gone = backup(&c, "alpha").await;
+    let unreadable = backup(&c, "alpha").await;
+    let other = backup(&c, "beta").await;
+    backup(&c, "beta").await;
+    let newest = backup(&c, "alpha").await;
+    date(
+        &w,
+        &[
+            (&long_gone.id, LONG_AGO),
+            (&just_gone.id, LONG_AGO),
+            (&unreadable.id, LONG_AGO),
+            (&other.id, LONG_AGO),
+        ],
+    );
+    let (_, result) = prune(&c, older_than_a_year()).await;
+    assert_eq!(result.items.len(), 4, "{result:?}");
+    assert_eq!(result.purged, 0);
+    edit(&w, |e| {
+        if e["id"] == long_gone.id || e["id"] == other.id {
+            e["removed_at"] = "2020-02-01T00:00:00Z".into();
+        } else if e["id"] == unreadable.id {
+            e["removed_at"] = "last tuesday".into();
+        }
+    });
+
+    // A dry run lists what it would drop, and drops nothing.
+    let before = w.index();
+    let out = call::<BackupPrune>(
+        &c,
+        &PruneParams {
+            dry_run: true,
+            purge_index: Some(30),
+            instance: Some("alpha".into()),
+            ..keep_last(1)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.plan.unwrap().purge, [long_gone.id.as_str()]);
+    assert_eq!(w.index(), before);
+
+    // Only alpha's, only the old one.
+    let (plan, result) = prune(
+        &c,
+        PruneParams {
+            purge_index: Some(30),
+            instance: Some("alpha".into()),
+            ..keep_last(1)
+        },
+    )
+    .await;
+    assert_eq!(plan.purge, [long_gone.id.as_str()]);
+    assert_eq!(result.purged, 1);
+    assert!(result.items.is_empty(), "{result:?}");
+    let raw: Value = serde_json::from_slice(&w.index()).unwrap();
+    let mut left: Vec<&str> = raw["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    left.sort();
+    assert!(!left.contains(&long_gone.id.as_str()), "{left:?}");
+    for id in [&just_gone.id, &unreadable.id, &other.id, &newest.id] {
+        assert!(left.contains(&id.as_str()), "{id}: {left:?}");
+    }
+    assert_eq!(left.len(), 5, "{left:?}");
+    // And reconcile finds nothing amiss.
     let report = call::<BackupReconcile>(&c, &ReconcileParams::default())
         .await
         .unwrap()

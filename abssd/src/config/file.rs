@@ -19,7 +19,8 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Map, Value};
 
 use super::value::{
-    MAX_SECONDS, MAX_STOP_TIMEOUT, absolute, command, count, non_empty, seconds, section, whole,
+    MAX_SECONDS, MAX_STOP_TIMEOUT, absolute, age, command, count, non_empty, seconds, section,
+    whole,
 };
 use crate::error::{Error, Result};
 
@@ -188,6 +189,45 @@ layered! {
         /// `backups.compression:`.
         #[serde(deserialize_with = "section")]
         pub compression: CompressionSection,
+        /// `backups.retention:` (abssd's own): the policy of a `backup prune`
+        /// that names no rule.
+        #[serde(deserialize_with = "section")]
+        pub retention: RetentionSection,
+        /// `backups.pre_restore_min_age` (abssd's own): no prune removes a
+        /// pre-restore backup younger than this (seconds, or a duration such
+        /// as `7d` or `36h`).
+        #[serde(deserialize_with = "age::<_, MAX_SECONDS>")]
+        pub pre_restore_min_age: Option<Duration>,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
+}
+
+layered! {
+    /// `backups.retention:` (abssd's own), the rules of `backup prune`, each
+    /// as its flag. What each rule keeps is told in
+    /// `ops::prune::policy`.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    #[allow(missing_docs)]
+    pub struct RetentionSection {
+        #[serde(deserialize_with = "count::<_, 0>")]
+        pub keep_last: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 0>")]
+        pub keep_hourly: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 0>")]
+        pub keep_daily: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 0>")]
+        pub keep_weekly: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 0>")]
+        pub keep_monthly: Option<u32>,
+        #[serde(deserialize_with = "count::<_, 0>")]
+        pub keep_yearly: Option<u32>,
+        /// restic's notation (`30d`, `2y5m`); read when a prune uses it,
+        /// where the notation is parsed.
+        #[serde(deserialize_with = "non_empty")]
+        pub keep_within: Option<String>,
         /// Anything else.
         #[serde(flatten)]
         pub unknown: Unknown,
@@ -383,10 +423,11 @@ impl ConfigFile {
 
     /// The dotted names of every unknown key, at any depth, in file order.
     pub fn unknown_keys(&self) -> Vec<String> {
-        let sections: [(&str, &Unknown); 6] = [
+        let sections: [(&str, &Unknown); 7] = [
             ("", &self.unknown),
             ("backups.", &self.backups.unknown),
             ("backups.compression.", &self.backups.compression.unknown),
+            ("backups.retention.", &self.backups.retention.unknown),
             ("systemd.", &self.systemd.unknown),
             ("nginx.", &self.nginx.unknown),
             ("daemon.", &self.daemon.unknown),
@@ -400,10 +441,12 @@ impl ConfigFile {
 
 /// The keys only abssd reads (dotted; a section's name stands for all of it):
 /// the Python tool refuses each of them in `config.yml`.
-pub const ABSSD_ONLY: [&str; 4] = [
+pub const ABSSD_ONLY: [&str; 6] = [
     "daemon",
     "nginx",
     "backups.restores_root",
+    "backups.retention",
+    "backups.pre_restore_min_age",
     "systemd.bus_address",
 ];
 

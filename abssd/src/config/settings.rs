@@ -75,6 +75,29 @@ pub struct DaemonSettings {
     pub default_compression: Compression,
     /// Level when a request gives none (`backups.compression.level`).
     pub default_level: Option<i32>,
+    /// The policy of a `backup prune` that names no rule (`backups.retention`).
+    pub retention: Retention,
+    /// No prune removes a pre-restore backup younger than this
+    /// (`backups.pre_restore_min_age`, default 7 days).
+    pub pre_restore_min_age: Duration,
+}
+
+/// Default of `backups.pre_restore_min_age`: a week to notice that a restore
+/// was a mistake.
+pub const DEFAULT_PRE_RESTORE_MIN_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `backups.retention`, as set (each rule as its `backup prune` flag).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// restic's notation, parsed when a prune uses it.
+    pub keep_within: Option<String>,
 }
 
 impl DaemonSettings {
@@ -122,6 +145,22 @@ impl DaemonSettings {
             consistency: d.consistency.unwrap_or_default(),
             default_compression: merged.backups.compression.algorithm.unwrap_or_default(),
             default_level: merged.backups.compression.level,
+            retention: {
+                let r = &merged.backups.retention;
+                Retention {
+                    keep_last: r.keep_last,
+                    keep_hourly: r.keep_hourly,
+                    keep_daily: r.keep_daily,
+                    keep_weekly: r.keep_weekly,
+                    keep_monthly: r.keep_monthly,
+                    keep_yearly: r.keep_yearly,
+                    keep_within: r.keep_within.clone(),
+                }
+            },
+            pre_restore_min_age: merged
+                .backups
+                .pre_restore_min_age
+                .unwrap_or(DEFAULT_PRE_RESTORE_MIN_AGE),
         }
     }
 }
@@ -246,6 +285,51 @@ mod tests {
             (d.default_compression, d.default_level),
             (Compression::Gzip, Some(9))
         );
+    }
+
+    #[test]
+    fn retention_and_pre_restore_age_are_read_checked_and_defaulted() {
+        let d = DaemonSettings::resolve(&ConfigFile::default());
+        assert_eq!(d.retention, Retention::default());
+        assert_eq!(d.pre_restore_min_age, DEFAULT_PRE_RESTORE_MIN_AGE);
+
+        let d = DaemonSettings::resolve(&merged(
+            "backups:\n  pre_restore_min_age: 3600\n  retention:\n    keep_last: 3\n\
+             \x20   keep_daily: 7\n    keep_within: 2y5m\n",
+        ));
+        assert_eq!(
+            d.retention,
+            Retention {
+                keep_last: Some(3),
+                keep_daily: Some(7),
+                keep_within: Some("2y5m".into()),
+                ..Retention::default()
+            }
+        );
+        assert_eq!(d.pre_restore_min_age, Duration::from_secs(3600));
+        for (text, secs) in [
+            ("7d", 7 * 86400),
+            ("36h", 36 * 3600),
+            ("\"90\"", 90),
+            ("1.5", 1),
+        ] {
+            let d = DaemonSettings::resolve(&merged(&format!(
+                "backups:\n  pre_restore_min_age: {text}\n"
+            )));
+            assert_eq!(d.pre_restore_min_age.as_secs(), secs, "{text}");
+        }
+        for bad in [
+            "backups:\n  pre_restore_min_age: 1mo\n",
+            "backups:\n  pre_restore_min_age: -5\n",
+            "backups:\n  pre_restore_min_age: soon\n",
+            "backups:\n  retention:\n    keep_last: -1\n",
+            "backups:\n  retention:\n    keep_within: \"\"\n",
+        ] {
+            let e = ConfigFile::parse(Path::new("/c.yml"), bad);
+            assert!(e.is_err(), "{bad}");
+        }
+        let unknown = merged("backups:\n  retention:\n    keep_lats: 3\n").unknown_keys();
+        assert_eq!(unknown, ["backups.retention.keep_lats"]);
     }
 
     #[test]

@@ -103,6 +103,48 @@ pub(super) fn seconds<'de, D: Deserializer<'de>, const MAX: u32>(
     Ok(Option::<Seconds<MAX>>::deserialize(d)?.map(|Seconds(v)| v))
 }
 
+/// An age from 0 to `MAX` seconds: a number of seconds as [`seconds`] reads
+/// it, or a duration of days, hours, minutes and seconds (`7d`, `36h`,
+/// `1d 12h`, `P7D`; months and years are refused: their length varies).
+pub(super) fn age<'de, D: Deserializer<'de>, const MAX: u32>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    let Some(raw) = Option::<Raw>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let secs = match &raw {
+        Raw::Number(n) => Some(*n),
+        Raw::Text(s) => parse_seconds(s).or_else(|| parse_age(s)),
+    };
+    secs.filter(|v| v.is_finite() && (0.0..=f64::from(MAX)).contains(v))
+        .map(|v| Some(Duration::from_secs_f64(v)))
+        .ok_or_else(|| {
+            let found: &dyn std::fmt::Debug = match &raw {
+                Raw::Number(n) => n,
+                Raw::Text(s) => s,
+            };
+            de::Error::custom(format!(
+                "must be a number of seconds from 0 to {MAX} or a duration such as 7d or 36h, \
+                 found {found:?}"
+            ))
+        })
+}
+
+/// A duration in jiff's friendly or ISO 8601 notation, days counted as 24 h.
+fn parse_age(s: &str) -> Option<f64> {
+    let span: jiff::Span = s.trim().parse().ok()?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .ok()?;
+    Some(d.as_secs_f64())
+}
+
 /// Any integer YAML holds, unconverted (`1.0` and `"1"` are not whole numbers).
 struct Whole(i128);
 

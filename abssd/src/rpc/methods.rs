@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use abssd_proto::methods::{
-    BackupCreate, BackupList, BackupProtect, BackupReconcile, BackupRestore, BackupShow,
-    BackupUnprotect, BackupVerify, DaemonStatusMethod, OpGet, OpList, OpWatch,
+    BackupCreate, BackupList, BackupProtect, BackupPrune, BackupReconcile, BackupRestore,
+    BackupShow, BackupUnprotect, BackupVerify, DaemonStatusMethod, OpGet, OpList, OpWatch,
 };
 use abssd_proto::{
     Command, DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
@@ -431,20 +431,23 @@ pub fn module(
             operation::<BackupUnprotect, _, _>(&mut m, how, work)?;
         }
     }
-    #[cfg(feature = "failpoints")]
-    operation::<testing::Remove, _, _>(
+    operation::<BackupPrune, _, _>(
         &mut m,
         OpMethod {
             command: Command::BackupPrune,
-            target: |_| None,
-            detached: |p| p.detach,
+            target: |p| p.instance.clone(),
+            detached: |p| p.detach && !p.dry_run,
             operator_only: |_| true,
-            validate: |p| p.ids.iter().try_for_each(|id| crate::index::check_id(id)),
+            validate: |p| {
+                if !p.dry_run && !p.yes {
+                    return Err(ops::prune::not_confirmed());
+                }
+                p.instance.as_deref().map_or(Ok(()), validate_name)
+            },
         },
         |ctx, sink, p, _| async move {
-            let items = testing::remove(&ctx, &p.ids, &sink).await?;
-            let removed_bytes = ops::prune::remove::removed_bytes(&items);
-            Ok(json!({ "result": { "items": items, "removed_bytes": removed_bytes } }))
+            let (plan, result) = ops::prune::run(&ctx, &p, &sink).await?;
+            Ok(json!({ "plan": plan, "result": result }))
         },
     )?;
     // A read-only reconcile (no --apply) is open to every peer, like list; but
@@ -473,80 +476,6 @@ pub fn module(
         },
     )?;
     Ok(m)
-}
-
-/// Scaffolding of the `failpoints` build only (the crash and interop tests'
-/// daemon): `test.remove {ids}` runs the removal executor
-/// ([`ops::prune::remove`]) on the named backups as they are in the index, so
-/// the tests can stop the daemon inside it and race it against restores.
-/// `backup.prune` decides what to remove; this only removes.
-#[cfg(feature = "failpoints")]
-pub mod testing {
-    use abssd_proto::WireError;
-    use serde::{Deserialize, Serialize};
-
-    use crate::error::{Error, Result};
-    use crate::index::Index;
-    use crate::ops::Ctx;
-    use crate::ops::prune::remove::{self, Removal, Removed};
-    use crate::progress::Reporter;
-
-    /// `test.remove`.
-    #[derive(Debug, Clone, Copy)]
-    pub struct Remove;
-
-    /// `test.remove` parameters.
-    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct RemoveParams {
-        /// Backup ids, removed in this order.
-        pub ids: Vec<String>,
-        /// Answer `{op_id}` at once.
-        #[serde(default)]
-        pub detach: bool,
-    }
-
-    impl abssd_proto::limits::Bounded for RemoveParams {
-        fn check(&self) -> std::result::Result<(), WireError> {
-            if self.ids.len() > 100 {
-                return Err(WireError::new(
-                    abssd_proto::ErrorKind::Validation,
-                    "at most 100 ids",
-                ));
-            }
-            Ok(())
-        }
-    }
-
-    impl abssd_proto::Method for Remove {
-        const NAME: &'static str = "test.remove";
-        const MUTATES: bool = true;
-        type Params = RemoveParams;
-        type Output = abssd_proto::OpOutcome<serde_json::Value, Removals>;
-    }
-
-    /// `test.remove` result.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
-    pub struct Removals {
-        /// One per id, in order.
-        pub items: Vec<Removed>,
-        /// What they freed.
-        pub removed_bytes: u64,
-    }
-
-    /// Remove the backups `ids` as the index has them now.
-    pub async fn remove(ctx: &Ctx, ids: &[String], progress: &Reporter) -> Result<Vec<Removed>> {
-        let index = Index::load(&ctx.config.layout.index_file)?;
-        let removals = ids
-            .iter()
-            .map(|id| {
-                index
-                    .require(id, &ctx.config.layout.index_file)
-                    .map(Removal::of)
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        remove::remove(ctx, removals, progress).await
-    }
 }
 
 fn status(state: &State, peer: &Peer) -> DaemonStatus {

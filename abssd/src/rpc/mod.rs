@@ -35,8 +35,6 @@ mod slots;
 
 use flow::{Flow, GateLayer, Throttled};
 pub use methods::State;
-#[cfg(feature = "failpoints")]
-pub use methods::testing;
 use peer::Peer;
 use slots::Slots;
 

@@ -1,6 +1,474 @@
 //! `backup prune`: which backups a retention policy keeps (`policy`, a pure
 //! function of the index and a clock), and removing the rest (`remove`,
-//! journaled and crash-safe).
+//! journaled and crash-safe). [`run`] is the operation: it takes the policy
+//! from the request or the config, plans on a fresh read of the index with
+//! what running operations read, and removes what no rule keeps.
 
 pub mod policy;
 pub mod remove;
+
+use std::collections::{HashMap, HashSet};
+
+use abssd_proto::{
+    BackupEntry, EventKind, Phase, PruneItem, PruneOutcome, PruneParams, PrunePlan, PruneResult,
+    policy_source, status,
+};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::config::Retention;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::ops::Ctx;
+use crate::progress::{Progress, Reporter};
+use policy::{Candidate, Decision, Policy};
+use remove::{Outcome, Removal};
+
+/// The labels a restore gives the backup it takes first: ours and the
+/// Python tool's.
+const PRE_RESTORE_LABELS: [&str; 2] = ["pre-restore", "pre-backup-restore"];
+
+/// Plan, and unless `dry_run`, remove what the plan removes and purge the
+/// index. The plan is emitted as the `plan` event before anything changes.
+pub async fn run(
+    ctx: &Ctx,
+    params: &PruneParams,
+    progress: &Reporter,
+) -> Result<(PrunePlan, Option<PruneResult>)> {
+    // The handler refuses this too; here it guards every other caller.
+    if !params.dry_run && !params.yes {
+        return Err(not_confirmed());
+    }
+    let (rules, source) = if params.has_rules() {
+        (request_policy(params)?, policy_source::REQUEST.to_owned())
+    } else {
+        (
+            config_policy(&ctx.config.daemon.retention)?,
+            policy_source::CONFIG.to_owned(),
+        )
+    };
+    let min_age = SignedDuration::try_from(ctx.config.daemon.pre_restore_min_age)
+        .map_err(|e| Error::validation(format!("backups.pre_restore_min_age: {e}")))?;
+    let in_use = ctx.in_use.snapshot();
+    let file = ctx.config.layout.index_file.clone();
+    let p = params.clone();
+    let (plan, entries) = tokio::task::spawn_blocking(move || {
+        let index = Index::load(&file)?;
+        let now = Timestamp::now();
+        let tz = TimeZone::system();
+        let (plan, removals) = plan(&index, &p, &rules, source, &in_use, now, &tz, min_age)?;
+        Ok::<_, Error>((plan, removals))
+    })
+    .await??;
+    progress.emit(EventKind::Plan {
+        plan: serde_json::to_value(&plan).unwrap_or_default(),
+    });
+    if params.dry_run {
+        return Ok((plan, None));
+    }
+
+    let removed = remove::remove(ctx, entries, progress).await?;
+    let removed_bytes = remove::removed_bytes(&removed);
+    let items = removed
+        .into_iter()
+        .map(|r| {
+            let (removed, removed_at, bytes, reason) = match r.outcome {
+                Outcome::Removed { removed_at, bytes } => (true, Some(removed_at), bytes, None),
+                Outcome::Kept { detail, .. } => (false, None, 0, Some(detail)),
+            };
+            PruneOutcome {
+                id: r.id,
+                instance: r.instance,
+                removed,
+                removed_at,
+                bytes,
+                reason,
+            }
+        })
+        .collect();
+    let purged = if plan.purge.is_empty() {
+        0
+    } else {
+        purge(ctx, &plan.purge, progress).await?
+    };
+    Ok((
+        plan,
+        Some(PruneResult {
+            items,
+            removed_bytes,
+            purged,
+        }),
+    ))
+}
+
+/// The refusal of a prune neither confirmed nor a dry run.
+pub fn not_confirmed() -> Error {
+    Error::validation(
+        "a prune removes backups; confirm with yes: true (abssctl: --yes), \
+         or use dry_run to see the plan",
+    )
+}
+
+/// The request's rules; `keep` (the Python tool's) is `keep_last`, and when
+/// both are given the larger keeps more.
+fn request_policy(p: &PruneParams) -> Result<(Policy, String)> {
+    let keep_within = p
+        .keep_within
+        .as_deref()
+        .map(|t| Ok::<_, Error>((t, policy::parse_keep_within(t)?)))
+        .transpose()?;
+    let keep_last = match (p.keep_last, p.keep) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let policy = Policy {
+        keep_last,
+        keep_hourly: p.keep_hourly,
+        keep_daily: p.keep_daily,
+        keep_weekly: p.keep_weekly,
+        keep_monthly: p.keep_monthly,
+        keep_yearly: p.keep_yearly,
+        keep_within: keep_within.map(|(_, s)| s),
+        older_than_days: p.older_than,
+    };
+    let text = describe(&policy, keep_within.map(|(t, _)| t));
+    Ok((policy, text))
+}
+
+/// `backups.retention`; its `keep_within` is read here, where the notation is
+/// known, and a bad one is refused naming the key.
+fn config_policy(r: &Retention) -> Result<(Policy, String)> {
+    let keep_within = r
+        .keep_within
+        .as_deref()
+        .map(|t| {
+            policy::parse_keep_within(t)
+                .map(|s| (t, s))
+                .map_err(|e| Error::validation(format!("backups.retention.keep_within: {e}")))
+        })
+        .transpose()?;
+    let policy = Policy {
+        keep_last: r.keep_last,
+        keep_hourly: r.keep_hourly,
+        keep_daily: r.keep_daily,
+        keep_weekly: r.keep_weekly,
+        keep_monthly: r.keep_monthly,
+        keep_yearly: r.keep_yearly,
+        keep_within: keep_within.map(|(_, s)| s),
+        older_than_days: None,
+    };
+    let text = describe(&policy, keep_within.map(|(t, _)| t));
+    Ok((policy, text))
+}
+
+/// The policy for people, in flag names: `keep-last 3, keep-within 30d`.
+fn describe(p: &Policy, keep_within: Option<&str>) -> String {
+    let mut parts: Vec<String> = [
+        ("keep-last", p.keep_last),
+        ("keep-hourly", p.keep_hourly),
+        ("keep-daily", p.keep_daily),
+        ("keep-weekly", p.keep_weekly),
+        ("keep-monthly", p.keep_monthly),
+        ("keep-yearly", p.keep_yearly),
+    ]
+    .into_iter()
+    .filter_map(|(name, n)| n.map(|n| format!("{name} {n}")))
+    .collect();
+    if let Some(t) = keep_within {
+        parts.push(format!("keep-within {t}"));
+    }
+    if let Some(days) = p.older_than_days {
+        parts.push(format!("older-than {days} days"));
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The plan over `index` (a pure function of its inputs), and the removals
+/// it implies, each as the index has the entry now.
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    index: &Index,
+    params: &PruneParams,
+    (policy, text): &(Policy, String),
+    source: String,
+    in_use: &HashSet<String>,
+    now: Timestamp,
+    tz: &TimeZone,
+    min_age: SignedDuration,
+) -> Result<(PrunePlan, Vec<Removal>)> {
+    let scope: Vec<&BackupEntry> = index
+        .backups
+        .iter()
+        .filter(|e| params.instance.as_deref().is_none_or(|i| e.instance == i))
+        .collect();
+    let candidates: Vec<Candidate> = scope.iter().map(|e| candidate(e, in_use)).collect();
+    let decisions = policy::plan(policy, &candidates, now, tz, min_age)?;
+    let freed_bytes = policy::freed_bytes(&decisions);
+
+    // A duplicated id is always kept, so the first entry of an id is the one
+    // any removal means.
+    let mut by_id: HashMap<&str, &BackupEntry> = HashMap::with_capacity(scope.len());
+    for e in &scope {
+        by_id.entry(e.id.as_str()).or_insert(e);
+    }
+    let removals = decisions
+        .iter()
+        .filter(|d| !d.keep)
+        .filter_map(|d| by_id.get(d.id.as_str()).map(|e| Removal::of(e)))
+        .collect();
+    let purge = match params.purge_index {
+        Some(days) => {
+            let back = SignedDuration::from_hours(i64::from(days) * 24);
+            let before = now.checked_sub(back).map_err(|e| {
+                Error::validation(format!("purge_index {days} reaches too far back: {e}"))
+            })?;
+            purgeable(&scope, before)
+        }
+        None => Vec::new(),
+    };
+    let keep = decisions.iter().filter(|d| d.keep).count() as u64;
+    let plan = PrunePlan {
+        policy: text.clone(),
+        policy_source: source,
+        time_zone: tz.iana_name().unwrap_or("system").to_owned(),
+        instance: params.instance.clone(),
+        remove: decisions.len() as u64 - keep,
+        keep,
+        freed_bytes,
+        backups: decisions.into_iter().map(item).collect(),
+        purge,
+    };
+    Ok((plan, removals))
+}
+
+/// What the rules need to know of `entry`.
+fn candidate(entry: &BackupEntry, in_use: &HashSet<String>) -> Candidate {
+    let verified_good = entry.status == status::AVAILABLE
+        && entry.metadata.verification_error.is_none()
+        && entry.checksum.as_ref().is_some_and(|c| {
+            c.last_verified.is_some() && c.observed.as_ref().is_none_or(|o| *o == c.value)
+        });
+    Candidate {
+        id: entry.id.clone(),
+        instance: entry.instance.clone(),
+        created_at: entry.created_at.parse().ok(),
+        status: entry.status.clone(),
+        verified_good,
+        protected: entry.protected,
+        pre_restore: entry
+            .metadata
+            .labels
+            .iter()
+            .any(|l| PRE_RESTORE_LABELS.contains(&l.as_str())),
+        in_use: in_use.contains(&entry.id),
+        size_bytes: entry.size_bytes.unwrap_or(0),
+    }
+}
+
+fn item(d: Decision) -> PruneItem {
+    let why = if d.reasons.is_empty() {
+        "no rule keeps it".to_owned()
+    } else {
+        d.reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    PruneItem {
+        id: d.id,
+        instance: d.instance,
+        created_at: d.created_at.map(crate::fsutil::utc),
+        status: d.status,
+        keep: d.keep,
+        reasons: d
+            .reasons
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect(),
+        why,
+        size_bytes: d.size_bytes,
+    }
+}
+
+/// Ids of the `removed` entries removed before `before`; an entry whose
+/// `removed_at` is unreadable stays (its age is unknown).
+fn purgeable(entries: &[&BackupEntry], before: Timestamp) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| e.status == status::REMOVED)
+        .filter(|e| {
+            e.extra
+                .get("removed_at")
+                .and_then(|v| v.as_str())
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .is_some_and(|at| at < before)
+        })
+        .map(|e| e.id.clone())
+        .collect()
+}
+
+/// Drop the planned `ids` from the index, under the global lock on a fresh
+/// read, in one atomic write: only those still `removed` (one the Python
+/// tool re-added meanwhile stays).
+async fn purge(ctx: &Ctx, ids: &[String], progress: &Reporter) -> Result<u64> {
+    progress.phase(Phase::Index);
+    let _global = ctx.locks.acquire(true, &[], progress).await?;
+    let file = ctx.config.layout.index_file.clone();
+    let ids: HashSet<String> = ids.iter().cloned().collect();
+    let purged = tokio::task::spawn_blocking(move || {
+        let mut index = Index::load(&file)?;
+        let before = index.backups.len();
+        index
+            .backups
+            .retain(|e| !(e.status == status::REMOVED && ids.contains(&e.id)));
+        let purged = (before - index.backups.len()) as u64;
+        if purged > 0 {
+            index.save(&file)?;
+        }
+        Ok::<_, Error>(purged)
+    })
+    .await??;
+    progress.info(format!("dropped {purged} removed entries from the index"));
+    Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, created_at: &str) -> BackupEntry {
+        BackupEntry::new(
+            id.into(),
+            "alpha".into(),
+            created_at.into(),
+            format!("/b/alpha/{id}.tar.zst"),
+            "zstd",
+            100,
+            "ab".repeat(32),
+        )
+    }
+
+    #[test]
+    fn verified_good_needs_a_recorded_verification_that_matched() {
+        let none = HashSet::new();
+        let mut e = entry("a", "2025-01-01T00:00:00Z");
+        assert!(!candidate(&e, &none).verified_good, "never verified");
+        e.checksum.as_mut().unwrap().last_verified = Some("2025-01-02T00:00:00Z".into());
+        assert!(candidate(&e, &none).verified_good);
+        e.checksum.as_mut().unwrap().observed = Some("cd".repeat(32));
+        assert!(!candidate(&e, &none).verified_good, "observed differs");
+        e.checksum.as_mut().unwrap().observed = Some("ab".repeat(32));
+        assert!(candidate(&e, &none).verified_good, "observed matches");
+        e.metadata.verification_error = Some("deep check found a problem".into());
+        assert!(!candidate(&e, &none).verified_good, "deep check failed");
+        e.metadata.verification_error = None;
+        e.status = status::UNKNOWN.into();
+        assert!(!candidate(&e, &none).verified_good, "not available now");
+    }
+
+    #[test]
+    fn candidates_carry_labels_claims_protection_and_an_unreadable_time_as_none() {
+        let mut e = entry("a", "2025-01-01T00:00:00+02:00");
+        let c = candidate(&e, &HashSet::new());
+        assert_eq!(c.created_at, Some("2024-12-31T22:00:00Z".parse().unwrap()));
+        assert!(!c.pre_restore && !c.in_use && !c.protected);
+        assert_eq!(c.size_bytes, 100);
+        for label in ["pre-restore", "pre-backup-restore"] {
+            e.metadata.labels = vec!["x".into(), label.into()];
+            assert!(candidate(&e, &HashSet::new()).pre_restore, "{label}");
+        }
+        e.created_at = "yesterday".into();
+        e.protected = true;
+        e.size_bytes = None;
+        let c = candidate(&e, &HashSet::from(["a".to_owned()]));
+        assert_eq!(c.created_at, None);
+        assert!(c.in_use && c.protected);
+        assert_eq!(c.size_bytes, 0);
+    }
+
+    #[test]
+    fn the_python_keep_is_keep_last_and_the_larger_counts() {
+        let p = PruneParams {
+            keep: Some(5),
+            keep_last: Some(2),
+            older_than: Some(30),
+            keep_within: Some("2y5m".into()),
+            ..Default::default()
+        };
+        let (policy, text) = request_policy(&p).unwrap();
+        assert_eq!(policy.keep_last, Some(5));
+        assert_eq!(policy.older_than_days, Some(30));
+        assert_eq!(text, "keep-last 5, keep-within 2y5m, older-than 30 days");
+        let bad = PruneParams {
+            keep_within: Some("5 minutes".into()),
+            ..Default::default()
+        };
+        assert!(request_policy(&bad).is_err());
+        let bad = Retention {
+            keep_within: Some("5x".into()),
+            ..Retention::default()
+        };
+        let e = config_policy(&bad).unwrap_err().to_string();
+        assert!(e.contains("backups.retention.keep_within"), "{e}");
+    }
+
+    #[test]
+    fn the_plan_removes_what_no_rule_keeps_and_lists_old_removed_entries_to_purge() {
+        let mut index = Index {
+            backups: vec![
+                entry("old", "2025-01-01T00:00:00Z"),
+                entry("new", "2025-01-02T00:00:00Z"),
+                entry("gone", "2024-01-01T00:00:00Z"),
+                entry("gone-late", "2024-01-02T00:00:00Z"),
+                entry("gone-unreadable", "2024-01-03T00:00:00Z"),
+            ],
+            ..Index::default()
+        };
+        for (e, at) in index.backups[2..].iter_mut().zip([
+            "2025-01-01T00:00:00Z",
+            "2025-01-09T00:00:00Z",
+            "whenever",
+        ]) {
+            e.status = status::REMOVED.into();
+            e.extra.insert("removed_at".into(), at.into());
+        }
+        let params = PruneParams {
+            keep_last: Some(1),
+            purge_index: Some(3),
+            ..Default::default()
+        };
+        let rules = request_policy(&params).unwrap();
+        let now: Timestamp = "2025-01-10T00:00:00Z".parse().unwrap();
+        let (plan, removals) = plan(
+            &index,
+            &params,
+            &rules,
+            "request".into(),
+            &HashSet::new(),
+            now,
+            &TimeZone::UTC,
+            SignedDuration::ZERO,
+        )
+        .unwrap();
+        let decided: Vec<(&str, bool)> = plan
+            .backups
+            .iter()
+            .map(|b| (b.id.as_str(), b.keep))
+            .collect();
+        assert_eq!(decided, [("new", true), ("old", false)]);
+        assert_eq!(removals, [Removal::of(&index.backups[0])]);
+        assert_eq!((plan.keep, plan.remove, plan.freed_bytes), (1, 1, 100));
+        assert_eq!(plan.purge, ["gone"]);
+        assert_eq!(plan.time_zone, "UTC");
+        assert_eq!(plan.backups[1].why, "no rule keeps it");
+        assert_eq!(
+            plan.backups[0].reasons[0],
+            serde_json::json!({"rule": "last", "rank": 1})
+        );
+    }
+}
