@@ -720,3 +720,46 @@ async fn purge_index_drops_only_removed_entries_older_than_its_bound() {
         .unwrap();
     assert!(report.in_sync() && report.unresolved == 0, "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_restore_backup_is_kept_for_its_minimum_age() {
+    let mut w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let restored = backup(&c, "alpha").await;
+    let out = abssd_tests::world::restore(&c, &abssd_tests::world::live(&restored.id))
+        .await
+        .unwrap();
+    let pre = out.result.unwrap().pre_restore_backup.unwrap();
+    let newest = backup(&c, "alpha").await;
+    // The newest in the future, the restored one long ago: the order is the
+    // test's; the pre-restore backup is as young as the clock says.
+    date(
+        &w,
+        &[
+            (&restored.id, LONG_AGO),
+            (&newest.id, "2099-01-01T00:00:00Z"),
+        ],
+    );
+    let params = || PruneParams {
+        dry_run: true,
+        ..keep_last(1)
+    };
+    let plan = call::<BackupPrune>(&c, &params())
+        .await
+        .unwrap()
+        .plan
+        .unwrap();
+    let kept = item(&plan, &pre);
+    assert_eq!(rules(kept), ["pre_restore_min_age"], "{plan:?}");
+    assert!(kept.why.starts_with("pre-restore until "), "{kept:?}");
+
+    // With no minimum age it goes like any other.
+    w.restart_with("backups:\n  pre_restore_min_age: 0\n");
+    let c = w.client().await;
+    let plan = call::<BackupPrune>(&c, &params())
+        .await
+        .unwrap()
+        .plan
+        .unwrap();
+    assert!(!item(&plan, &pre).keep, "{plan:?}");
+}
