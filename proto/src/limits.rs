@@ -23,6 +23,8 @@ pub const LABELS: usize = 32;
 pub const PATH: usize = 4096;
 /// `keep_within`: a restic duration such as `2y5m7d3h`.
 pub const KEEP_WITHIN: usize = 32;
+/// `expect_digest`: a sha256 in hex.
+pub const DIGEST: usize = 64;
 /// Requests in one JSON-RPC batch.
 pub const BATCH: u32 = 16;
 /// `op.list`: operations per page when `limit` is not given.
@@ -124,7 +126,8 @@ impl Bounded for ReconcileParams {
 impl Bounded for PruneParams {
     fn check(&self) -> Result<(), WireError> {
         opt("instance", self.instance.as_ref(), NAME)?;
-        opt("keep_within", self.keep_within.as_ref(), KEEP_WITHIN)
+        opt("keep_within", self.keep_within.as_ref(), KEEP_WITHIN)?;
+        opt("expect_digest", self.expect_digest.as_ref(), DIGEST)
     }
 }
 

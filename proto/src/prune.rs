@@ -58,6 +58,12 @@ pub struct PruneParams {
     /// whose `removed_at` is more than DAYS days old.
     #[serde(default)]
     pub purge_index: Option<u32>,
+    /// The `digest` of the plan the operator confirmed (the client sends the
+    /// dry run's after asking). When the plan made now differs (a backup was
+    /// made, removed, protected or verified in between), the prune is refused
+    /// and changes nothing, rather than remove what nobody saw.
+    #[serde(default)]
+    pub expect_digest: Option<String>,
     /// Return `{op_id}` at once instead of waiting for the result.
     #[serde(default)]
     pub detach: bool,
@@ -112,6 +118,10 @@ pub struct PrunePlan {
     /// Ids of the `removed` entries `purge_index` drops from the index.
     #[serde(default)]
     pub purge: Vec<String>,
+    /// sha256 (hex) of what the plan changes: the ids it removes and purges,
+    /// in order. Equal digests, the same changes (see `expect_digest`).
+    #[serde(default)]
+    pub digest: String,
 }
 
 /// The decision on one backup.

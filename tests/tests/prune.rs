@@ -763,3 +763,69 @@ async fn a_pre_restore_backup_is_kept_for_its_minimum_age() {
         .unwrap();
     assert!(!item(&plan, &pre).keep, "{plan:?}");
 }
+
+/// The operator confirms a plan, not a policy: a prune carrying the digest of
+/// the plan it was shown is refused, changing nothing, when a backup made
+/// meanwhile changes what the policy removes; with the new plan's digest it
+/// removes exactly what that plan said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_of_a_confirmed_plan_is_refused_when_the_plan_changed_meanwhile() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let old = backup(&c, "alpha").await.id;
+    let newer = backup(&c, "alpha").await.id;
+    date(
+        &w,
+        &[
+            (&old, "2025-01-01T00:00:00Z"),
+            (&newer, "2025-02-01T00:00:00Z"),
+        ],
+    );
+    let dry = |digest: Option<String>| PruneParams {
+        dry_run: digest.is_none(),
+        expect_digest: digest,
+        ..keep_last(1)
+    };
+    let shown = call::<BackupPrune>(&c, &dry(None))
+        .await
+        .unwrap()
+        .plan
+        .unwrap();
+    assert_eq!(shown.remove, 1);
+    assert_eq!(shown.digest.len(), 64);
+
+    // Made after the plan was shown: keep_last 1 now removes two.
+    let newest = backup(&c, "alpha").await.id;
+    let before = w.index();
+    let refused = call::<BackupPrune>(
+        &c,
+        &PruneParams {
+            yes: true,
+            ..dry(Some(shown.digest.clone()))
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Validation, "{refused:?}");
+    assert!(refused.message.contains("plan changed"), "{refused:?}");
+    assert_eq!(w.index(), before, "nothing changed");
+
+    let again = call::<BackupPrune>(&c, &dry(None))
+        .await
+        .unwrap()
+        .plan
+        .unwrap();
+    assert_ne!(again.digest, shown.digest);
+    let (_, result) = prune(&c, dry(Some(again.digest.clone()))).await;
+    let mut removed: Vec<&str> = result
+        .items
+        .iter()
+        .filter(|i| i.removed)
+        .map(|i| i.id.as_str())
+        .collect();
+    removed.sort();
+    let mut want = vec![old.as_str(), newer.as_str()];
+    want.sort();
+    assert_eq!(removed, want, "{result:?}");
+    assert!(show(&c, &newest).await.status == status::AVAILABLE);
+}

@@ -32,6 +32,7 @@ pub async fn run(client: &Client, out: Output, args: PruneArgs) -> Result<Exit, 
         dry_run: true,
         yes: false,
         purge_index: args.purge_index,
+        expect_digest: None,
         // The dry run answers with its plan at once.
         detach: false,
     };
@@ -52,6 +53,9 @@ pub async fn run(client: &Client, out: Output, args: PruneArgs) -> Result<Exit, 
     }
     if !args.yes {
         confirm(&plan).await?;
+        // What was confirmed, and nothing else: abssd refuses if its plan
+        // now differs. (--yes accepts the policy's plan at the time it runs.)
+        params.expect_digest = Some(plan.digest.clone());
     }
     // Caught from here on: Ctrl-C detaches instead of leaving the op id unknown.
     let mut interrupt = Interrupt::install();

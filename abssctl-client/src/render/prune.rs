@@ -127,6 +127,7 @@ mod tests {
             remove: 1,
             freed_bytes: 2048,
             purge: vec![],
+            digest: String::new(),
         };
         let text = plan(&p, true);
         assert!(

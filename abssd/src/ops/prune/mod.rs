@@ -66,6 +66,14 @@ pub async fn run(
     if params.dry_run {
         return Ok((plan, None));
     }
+    if let Some(expected) = &params.expect_digest
+        && !expected.eq_ignore_ascii_case(&plan.digest)
+    {
+        return Err(Error::validation(
+            "the prune plan changed since it was shown (a backup was made, removed, protected \
+             or verified meanwhile); nothing changed: run the prune again to see the new plan",
+        ));
+    }
 
     let removed = remove::remove(ctx, entries, progress).await?;
     let removed_bytes = remove::removed_bytes(&removed);
@@ -215,7 +223,7 @@ fn plan(
     for e in &scope {
         by_id.entry(e.id.as_str()).or_insert(e);
     }
-    let removals = decisions
+    let removals: Vec<Removal> = decisions
         .iter()
         .filter(|d| !d.keep)
         .filter_map(|d| by_id.get(d.id.as_str()).map(|e| Removal::of(e)))
@@ -231,6 +239,7 @@ fn plan(
         None => Vec::new(),
     };
     let keep = decisions.iter().filter(|d| d.keep).count() as u64;
+    let digest = digest(&removals, &purge);
     let plan = PrunePlan {
         policy: text.clone(),
         policy_source: source,
@@ -241,8 +250,27 @@ fn plan(
         freed_bytes,
         backups: decisions.into_iter().map(item).collect(),
         purge,
+        digest,
     };
     Ok((plan, removals))
+}
+
+/// What a plan changes, as one sha256: each removal's id, then each purged
+/// id, a line each. Two plans with one digest remove and purge the same.
+fn digest(removals: &[Removal], purge: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for r in removals {
+        hasher.update(b"remove ");
+        hasher.update(r.id.as_bytes());
+        hasher.update(b"\n");
+    }
+    for id in purge {
+        hasher.update(b"purge ");
+        hasher.update(id.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// What the rules need to know of `entry`.
