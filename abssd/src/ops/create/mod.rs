@@ -162,6 +162,11 @@ pub fn recover(index_file: &Path, record: &Record) -> Result<Option<Vec<String>>
                     Err(e) => return Err(e).at("removing", path),
                 }
             }
+            // Killed while the sidecar was being written: its temporary file,
+            // not yet renamed into place.
+            for path in fsutil::remove_stale_temps(sidecar) {
+                removed.push(format!("removed {}", path.display()));
+            }
             if !removed.is_empty()
                 && let Some(dir) = archive.parent()
             {
@@ -291,6 +296,40 @@ mod tests {
             rec.progress_of(&Phase::Archive).last(),
             Some(&(plan.total_bytes, plan.total_bytes))
         );
+    }
+
+    /// A create killed while its sidecar was being written leaves the
+    /// sidecar's temporary file; recovery removes it with the rest.
+    #[test]
+    fn recovery_removes_a_sidecar_temporary_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("backups.json");
+        std::fs::write(&index, r#"{"backups": []}"#).unwrap();
+        let archive = dir.path().join("b1.tar.zst");
+        let sidecar = dir.path().join("b1.tar.zst.sha256");
+        let partial = dir.path().join("b1.tar.zst.partial");
+        std::fs::write(&archive, b"archive").unwrap();
+        let temp = fsutil::write_temp(&sidecar, b"digest").unwrap();
+        let (_, temp_path) = temp.keep().unwrap();
+        let record = Record {
+            version: 1,
+            op_id: "op".into(),
+            command: abssd_proto::Command::BackupCreate,
+            instance: "alpha".into(),
+            backup_id: "b1".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            unit_was_active: None,
+            steps: vec![Step::Archive {
+                partial,
+                archive: archive.clone(),
+                sidecar,
+            }],
+            outcome: None,
+        };
+        let removed = recover(&index, &record).unwrap().unwrap();
+        assert!(!archive.exists());
+        assert!(!temp_path.exists(), "{removed:?}");
+        assert_eq!(removed.len(), 2, "{removed:?}");
     }
 
     #[test]
