@@ -488,6 +488,23 @@ fn an_unauthorized_peer_may_read_but_not_mutate() {
     assert_eq!(looked["result"]["result"]["unresolved"], 0, "{looked}");
     let fixing = rpc("backup.reconcile", r#"{"apply":true}"#);
     assert_eq!(fixing["error"]["data"]["kind"], "forbidden", "{fixing}");
+    // Prune, even a dry run (a plan of every entry is costly), and the
+    // protection a prune honours are an operator's.
+    for (method, params) in [
+        ("backup.prune", r#"{"keep_last":1,"dry_run":true}"#),
+        ("backup.prune", r#"{"keep_last":1,"yes":true}"#),
+        ("backup.protect", r#"{"id":"20250101-000000-alpha-000001"}"#),
+        (
+            "backup.unprotect",
+            r#"{"id":"20250101-000000-alpha-000001"}"#,
+        ),
+    ] {
+        let denied = rpc(method, params);
+        assert_eq!(
+            denied["error"]["data"]["kind"], "forbidden",
+            "{method}: {denied}"
+        );
+    }
     assert!(!sb.path("srv/backups/alpha").exists());
 }
 

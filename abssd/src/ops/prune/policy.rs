@@ -553,9 +553,12 @@ impl Rules<'_> {
                 r.push(Reason::InUse);
             }
             if let (true, Some(t)) = (c.pre_restore, c.created_at) {
-                let until = t.checked_add(self.pre_restore_min_age).map_err(|e| {
-                    Error::validation(format!("backups.pre_restore_min_age is too large: {e}"))
-                })?;
+                // Past jiff's range (an entry dated near year 9999, or a
+                // huge minimum age) is young for ever: kept, and the rest of
+                // the plan is not refused for one entry's date.
+                let until = t
+                    .checked_add(self.pre_restore_min_age)
+                    .unwrap_or(Timestamp::MAX);
                 if until > self.now {
                     r.push(Reason::PreRestoreMinAge { until });
                 }
@@ -1206,6 +1209,32 @@ mod tests {
         assert_eq!(kept(&d), ["newest", "young"]);
         let until = t("2026-01-06T00:00:00Z");
         assert_eq!(reasons(&d, "young"), [Reason::PreRestoreMinAge { until }]);
+    }
+
+    /// A pre-restore entry dated so late that its minimum age runs past the
+    /// calendar's end is kept, and the plan for the others still made.
+    #[test]
+    fn a_pre_restore_age_past_the_calendar_keeps_the_backup_and_plans_the_rest() {
+        let cands = [
+            Candidate {
+                pre_restore: true,
+                ..at("far", "9999-12-30T00:00:00Z")
+            },
+            at("newest", "2025-12-31T00:00:00Z"),
+            at("old", "2025-01-01T00:00:00Z"),
+        ];
+        let policy = Policy {
+            keep_last: Some(2),
+            ..Policy::default()
+        };
+        let d = run(&policy, &cands);
+        assert_eq!(kept(&d), ["far", "newest"]);
+        assert!(
+            reasons(&d, "far").contains(&Reason::PreRestoreMinAge {
+                until: Timestamp::MAX
+            }),
+            "{d:?}"
+        );
     }
 
     /// What prune cannot be sure of it keeps: a status it does not know, an

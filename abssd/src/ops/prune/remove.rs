@@ -246,6 +246,12 @@ fn remove_one(
 ) -> Result<Outcome> {
     let keep = |reason, detail: String| Ok(Outcome::Kept { reason, detail });
     let mut index = Index::load(file)?;
+    if let Some(other) = sharer(&index, &removal.id, Path::new(&removal.path)) {
+        return keep(
+            KeptReason::Unsafe,
+            format!("its archive is also backup {other}'s, which is not removed; left alone"),
+        );
+    }
     let Some(entry) = index.get_mut(&removal.id) else {
         return keep(KeptReason::Gone, "it is no longer in the index".into());
     };
@@ -307,6 +313,17 @@ fn remove_one(
     Ok(Outcome::Removed { removed_at, bytes })
 }
 
+/// Another entry than `id`'s, not removed, whose archive is `archive`:
+/// deleting it would leave that entry pointing at nothing (an index the
+/// Python tool or a hand edit wrote can name one file twice).
+fn sharer<'a>(index: &'a Index, id: &str, archive: &Path) -> Option<&'a str> {
+    index
+        .backups
+        .iter()
+        .find(|e| e.id != id && e.status != status::REMOVED && Path::new(&e.path) == archive)
+        .map(|e| e.id.as_str())
+}
+
 /// Write `before` back over its entry (a failed deletion).
 fn put_back(file: &Path, before: abssd_proto::BackupEntry) -> Result<()> {
     let mut index = Index::load(file)?;
@@ -345,6 +362,19 @@ impl Files {
         let (Some(name), Some(parent)) = (rel.file_name(), rel.parent()) else {
             return Err(outside());
         };
+        // Only an archive by its name (what create writes and reconcile
+        // adopts): an entry naming the index (`backups.json` beside the
+        // archives), a sidecar or anything else under the root is not one.
+        if name
+            .to_str()
+            .and_then(abssd_proto::Algorithm::from_file_name)
+            .is_none()
+        {
+            return Err(format!(
+                "its archive {} is not named like one (*.tar, *.tar.gz, *.tar.zst); left alone",
+                archive.display()
+            ));
+        }
         // The root itself is configuration, and may be a symlink an
         // administrator made; below it nothing is followed.
         let root_fd = rustix::fs::open(
@@ -458,6 +488,13 @@ pub fn recover(index_file: &Path, backups_root: &Path, record: &Record) -> Resul
         if !marked {
             lines.push(format!(
                 "backup {id} was not removed (the daemon stopped before its entry was marked); it is kept"
+            ));
+            continue;
+        }
+        if let Some(other) = sharer(&index, id, archive) {
+            lines.push(format!(
+                "backup {id}'s archive {} is also backup {other}'s, which is not removed; left alone",
+                archive.display()
             ));
             continue;
         }
@@ -626,6 +663,71 @@ mod tests {
             assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
         }
         assert!(Path::new(&e.path).exists());
+    }
+
+    /// Beneath the root and no symlink on the way, yet not this backup's to
+    /// delete: the index itself (beside the archives by default), another
+    /// backup's sidecar, another live backup's archive. Each is kept whole.
+    #[tokio::test]
+    async fn an_entry_naming_the_index_a_sidecar_or_another_backups_archive_deletes_nothing() {
+        let host = Host::new();
+        let (id, other) = (host.backup().await, host.backup().await);
+        let layout = &host.cfg().layout;
+        let file = layout.index_file.clone();
+        assert!(file.starts_with(&layout.backups_root), "{file:?}");
+        let theirs = entry(&host, &other);
+        for path in [
+            file.display().to_string(),
+            sidecar(&theirs).display().to_string(),
+            theirs.path.clone(),
+        ] {
+            let mut idx = index(&host);
+            idx.get_mut(&id).unwrap().path = path.clone();
+            idx.save(&file).unwrap();
+            let planned = Removal::of(&entry(&host, &id));
+            let (_, sink) = host.progress();
+            let out = remove(&host.ctx, vec![planned], &sink).await.unwrap();
+            assert!(
+                matches!(
+                    out[0].outcome,
+                    Outcome::Kept {
+                        reason: KeptReason::Unsafe,
+                        ..
+                    }
+                ),
+                "{path}: {out:?}"
+            );
+            assert!(Path::new(&path).is_file(), "{path} deleted");
+            assert_eq!(entry(&host, &id).status, status::AVAILABLE, "{path}");
+            assert!(host.journals().is_empty());
+        }
+        assert!(Path::new(&theirs.path).is_file());
+        assert!(sidecar(&theirs).is_file());
+        assert_eq!(entry(&host, &other), theirs);
+    }
+
+    /// Recovery trusts the journal no more than a removal trusts the index: a
+    /// marked entry whose archive another live entry names is left alone.
+    #[tokio::test]
+    async fn recovery_leaves_an_archive_another_live_entry_names() {
+        let host = Host::new();
+        let (id, other) = (host.backup().await, host.backup().await);
+        let layout = &host.cfg().layout;
+        let theirs = entry(&host, &other);
+        let mut idx = index(&host);
+        let e = idx.get_mut(&id).unwrap();
+        e.status = status::REMOVED.into();
+        e.path = theirs.path.clone();
+        idx.save(&layout.index_file).unwrap();
+        let lines = recover(
+            &layout.index_file,
+            &layout.backups_root,
+            &journal_of(&id, &theirs.path),
+        )
+        .unwrap();
+        assert!(lines[0].contains("left alone"), "{lines:?}");
+        assert!(Path::new(&theirs.path).is_file());
+        assert!(sidecar(&theirs).is_file());
     }
 
     #[tokio::test]
