@@ -168,6 +168,27 @@ impl PythonPeer {
         cmd
     }
 
+    /// The peer for a sandbox whose shared `config.yml` names every path
+    /// ([`Sandbox::write_python_config`], [`crate::world::World::python`]):
+    /// it reads them from that file, as on a host, not from its environment.
+    pub fn reading_config_yml(sb: &Sandbox) -> PythonPeer {
+        let mut py = PythonPeer::new(sb);
+        py.env.retain(|(k, _)| {
+            ![
+                "ABSSCTL_INSTANCE_ROOT",
+                "ABSSCTL_STATE_DIR",
+                "ABSSCTL_REGISTRY_DIR",
+                "ABSSCTL_LOGS_DIR",
+                "ABSSCTL_RUNTIME_DIR",
+                "ABSSCTL_BACKUPS__ROOT",
+                "ABSSCTL_BACKUPS__INDEX",
+                "ABSSCTL_SYSTEMD__UNIT_DIR",
+            ]
+            .contains(&k.as_str())
+        });
+        py
+    }
+
     /// Set (or replace) one of the peer's environment variables.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);

@@ -152,20 +152,7 @@ fn assert_python_reconcile_clean(py: &PythonPeer) {
 /// The Python tool on the world's prefix, reading the very config.yml the
 /// daemon reads (abssd's own keys are in abssd.yml beside it).
 fn python(w: &World) -> PythonPeer {
-    let mut py = PythonPeer::new(&w.sb);
-    for var in [
-        "ABSSCTL_INSTANCE_ROOT",
-        "ABSSCTL_STATE_DIR",
-        "ABSSCTL_REGISTRY_DIR",
-        "ABSSCTL_LOGS_DIR",
-        "ABSSCTL_RUNTIME_DIR",
-        "ABSSCTL_BACKUPS__ROOT",
-        "ABSSCTL_BACKUPS__INDEX",
-        "ABSSCTL_SYSTEMD__UNIT_DIR",
-    ] {
-        py.remove_env(var);
-    }
-    py
+    PythonPeer::reading_config_yml(&w.sb)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -293,20 +293,7 @@ async fn a_backup_a_restore_or_verify_reads_is_kept_until_it_ends() {
 /// The Python tool on the world's prefix, reading the very config.yml the
 /// daemon reads.
 fn python(w: &World) -> PythonPeer {
-    let mut py = PythonPeer::new(&w.sb);
-    for var in [
-        "ABSSCTL_INSTANCE_ROOT",
-        "ABSSCTL_STATE_DIR",
-        "ABSSCTL_REGISTRY_DIR",
-        "ABSSCTL_LOGS_DIR",
-        "ABSSCTL_RUNTIME_DIR",
-        "ABSSCTL_BACKUPS__ROOT",
-        "ABSSCTL_BACKUPS__INDEX",
-        "ABSSCTL_SYSTEMD__UNIT_DIR",
-    ] {
-        py.remove_env(var);
-    }
-    py
+    PythonPeer::reading_config_yml(&w.sb)
 }
 
 fn raw_entry(w: &World, id: &str) -> Value {

@@ -256,19 +256,20 @@ fn plan(
 }
 
 /// What a plan changes, as one sha256: each removal's id, then each purged
-/// id, a line each. Two plans with one digest remove and purge the same.
+/// id, each as a tag, its length and its bytes (so no id, whatever it holds,
+/// can make two different plans read alike). Two plans with one digest remove
+/// and purge the same.
 fn digest(removals: &[Removal], purge: &[String]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    for r in removals {
-        hasher.update(b"remove ");
-        hasher.update(r.id.as_bytes());
-        hasher.update(b"\n");
-    }
-    for id in purge {
-        hasher.update(b"purge ");
+    let ids = removals
+        .iter()
+        .map(|r| (b'r', r.id.as_str()))
+        .chain(purge.iter().map(|id| (b'p', id.as_str())));
+    for (tag, id) in ids {
+        hasher.update([tag]);
+        hasher.update((id.len() as u64).to_le_bytes());
         hasher.update(id.as_bytes());
-        hasher.update(b"\n");
     }
     hex::encode(hasher.finalize())
 }
@@ -368,6 +369,46 @@ async fn purge(ctx: &Ctx, ids: &[String], progress: &Reporter) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn removal(id: &str) -> Removal {
+        Removal {
+            id: id.into(),
+            instance: "alpha".into(),
+            path: format!("/b/alpha/{id}.tar.zst"),
+            sha256: None,
+        }
+    }
+
+    /// The digest tells plans apart by what they change, whatever the ids
+    /// hold: ids that would join into the same text, a removal and a purge of
+    /// one id, and another order all differ.
+    #[test]
+    fn digests_differ_whenever_the_changes_do() {
+        let d = |r: &[&str], p: &[&str]| {
+            let removals: Vec<Removal> = r.iter().map(|id| removal(id)).collect();
+            let purge: Vec<String> = p.iter().map(|id| (*id).to_owned()).collect();
+            digest(&removals, &purge)
+        };
+        let plans = [
+            d(&["a", "b"], &[]),
+            d(&["a\nremove b"], &[]),
+            d(&["ab"], &[]),
+            d(&["b", "a"], &[]),
+            d(&["a"], &["b"]),
+            d(&[], &["a", "b"]),
+            d(&[], &[]),
+        ];
+        for (i, x) in plans.iter().enumerate() {
+            for y in &plans[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        assert_eq!(
+            d(&["a", "b"], &[]),
+            plans[0],
+            "and equal changes, equal digests"
+        );
+    }
 
     fn entry(id: &str, created_at: &str) -> BackupEntry {
         BackupEntry::new(
