@@ -162,6 +162,18 @@ impl World {
         fs::read(self.cfg().index_file).unwrap()
     }
 
+    /// The raw JSON of index entry `id`, as it stands in the file.
+    pub fn raw_entry(&self, id: &str) -> serde_json::Value {
+        let index: serde_json::Value = serde_json::from_slice(&self.index()).expect("index");
+        index["backups"]
+            .as_array()
+            .expect("backups")
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("no entry {id}"))
+            .clone()
+    }
+
     /// Whether the fake systemd has the instance's unit running.
     pub fn unit_active(&self, name: &str) -> bool {
         self.fake

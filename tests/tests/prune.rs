@@ -296,17 +296,6 @@ fn python(w: &World) -> PythonPeer {
     PythonPeer::reading_config_yml(&w.sb)
 }
 
-fn raw_entry(w: &World, id: &str) -> Value {
-    let raw: Value = serde_json::from_slice(&w.index()).unwrap();
-    raw["backups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["id"] == id)
-        .unwrap()
-        .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
     let w = World::python(&["alpha"]);
@@ -315,7 +304,7 @@ async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
     let oldest = backup(&c, "alpha").await;
     let created = py.json(&["backup", "create", "alpha", "--json"]);
     let theirs = created["result"]["id"].as_str().unwrap().to_owned();
-    let theirs_path = raw_entry(&w, &theirs)["path"].as_str().unwrap().to_owned();
+    let theirs_path = w.raw_entry(&theirs)["path"].as_str().unwrap().to_owned();
     let newest = backup(&c, "alpha").await;
     // Days apart, so the Python tool (which orders by created_at in whole
     // seconds, ties in file order) orders them as made, whatever the clock.
@@ -339,13 +328,13 @@ async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
     call::<BackupProtect>(&c, &protect(&oldest.id))
         .await
         .unwrap();
-    let before = raw_entry(&w, &theirs);
+    let before = w.raw_entry(&theirs);
     let (plan, result) = prune(&c, keep_last(1)).await;
     assert_eq!(plan.remove, 1, "{plan:?}");
     let ids: Vec<&str> = result.items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, [theirs.as_str()], "{result:?}");
     assert!(result.items[0].removed, "{result:?}");
-    let after = raw_entry(&w, &theirs);
+    let after = w.raw_entry(&theirs);
     let mut expected = before.clone();
     expected["status"] = "removed".into();
     expected["removed_at"] = after["removed_at"].clone();
@@ -359,7 +348,7 @@ async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
     let out = py.run(&["backup", "prune", "--keep", "2", "--json"]);
     assert!(out.status.success(), "{out:?}");
     assert!(!Path::new(&oldest.archive).exists());
-    assert_eq!(raw_entry(&w, &oldest.id)["protected"], true);
+    assert_eq!(w.raw_entry(&oldest.id)["protected"], true);
 
     // Both tools read both as removed, the newest as available.
     let listed = py.json(&["backup", "list", "--json"]);
@@ -392,7 +381,7 @@ async fn the_python_prune_and_our_removal_on_one_index_agree_on_removed() {
         .unwrap();
     let out = py.run(&["backup", "verify", &newest.id]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(raw_entry(&w, &newest.id)["protected"], true);
+    assert_eq!(w.raw_entry(&newest.id)["protected"], true);
     assert!(show(&c, &newest.id).await.protected);
     // Our prune after the Python tool's decides nothing on removed entries
     // and changes nothing.

@@ -585,18 +585,6 @@ async fn gnu_tar_archives_in_the_python_layout_restore() {
     w.assert_no_leftovers();
 }
 
-/// The raw JSON of index entry `id`, as it stands in the file.
-fn raw_entry(w: &World, id: &str) -> Value {
-    let index: Value = serde_json::from_slice(&w.index()).unwrap();
-    index["backups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["id"] == id)
-        .unwrap()
-        .clone()
-}
-
 /// Restore history in shapes other writers use (the Python tool names an
 /// actor by its user name; a hand edit, an older record with other keys, a
 /// `null`) is no reason to refuse the whole index, which every backup
@@ -636,7 +624,7 @@ async fn restore_history_in_other_shapes_keeps_the_index_usable_and_is_kept() {
         }
     }
     fs::write(&index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
-    let other_before = serde_json::to_string(&raw_entry(&w, other)).unwrap();
+    let other_before = serde_json::to_string(&w.raw_entry(other)).unwrap();
 
     // Every entry stays readable, and so does the index for writing.
     let list = call::<BackupList>(&c, &ListParams::default())
@@ -648,7 +636,7 @@ async fn restore_history_in_other_shapes_keeps_the_index_usable_and_is_kept() {
 
     let out = restore(&c, &no_pre(odd)).await.unwrap();
     assert!(out.result.is_some());
-    let e = raw_entry(&w, odd);
+    let e = w.raw_entry(odd);
     assert_eq!(e["restored_by"]["uid"], 0);
     assert_eq!(e["last_restore_destination"], json!(w.data("alpha")));
     let history = e["restores"].as_array().unwrap();
@@ -660,7 +648,7 @@ async fn restore_history_in_other_shapes_keeps_the_index_usable_and_is_kept() {
     assert_eq!(history[1]["op_id"], json!(out.op_id));
     // The entry nobody restored is written back byte for byte.
     assert_eq!(
-        serde_json::to_string(&raw_entry(&w, other)).unwrap(),
+        serde_json::to_string(&w.raw_entry(other)).unwrap(),
         other_before
     );
     assert_eq!(entry(&c, &second.id).await.id, second.id);
@@ -982,7 +970,7 @@ async fn a_restore_writes_the_python_tools_restore_metadata_and_pre_backup_label
 
     let out = restore(&c, &live(id)).await.unwrap();
     let result = out.result.unwrap();
-    let e = raw_entry(&w, id);
+    let e = w.raw_entry(id);
     let m = &e["metadata"];
     assert_python_time(&m["last_restored_at"]);
     assert_ne!(m["last_restored_at"], "2025-06-01T11:00:00Z");
@@ -1013,7 +1001,7 @@ async fn a_restore_writes_the_python_tools_restore_metadata_and_pre_backup_label
     );
 
     let pre = result.pre_restore_backup.unwrap();
-    let pre_entry = raw_entry(&w, &pre);
+    let pre_entry = w.raw_entry(&pre);
     assert_eq!(
         pre_entry["metadata"]["labels"],
         json!(["pre-restore", "pre-backup-restore"])
