@@ -126,9 +126,9 @@ async fn follow_events(
             view.on_event(&event.kind);
             match event.kind {
                 EventKind::Started { command, .. } => finished.command = Some(command),
-                EventKind::Plan { plan } => finished.plan = plan,
+                EventKind::Plan { plan } => finished.plan = plan.to_value(),
                 EventKind::Finished { result } => {
-                    return Ok(Ended::Finished(unwrap_outcome(finished, result)));
+                    return Ok(Ended::Finished(unwrap_outcome(finished, result.to_value())));
                 }
                 EventKind::Failed { error } => return Ok(Ended::Failed(error)),
                 _ => {}
@@ -145,7 +145,7 @@ async fn follow_events(
         finished.command.get_or_insert(info.command);
         match info.state {
             OpState::Succeeded => {
-                let result = info.result.unwrap_or(Value::Null);
+                let result = info.result.map_or(Value::Null, |r| r.to_value());
                 return Ok(Ended::Finished(unwrap_outcome(finished, result)));
             }
             OpState::Failed => {

@@ -250,7 +250,7 @@ mod tests {
         assert_eq!(view.phase, Some(Phase::Other("checksum".into())));
         assert!(view.bar.is_hidden());
         view.on_event(&EventKind::Finished {
-            result: serde_json::Value::Null,
+            result: abssd_proto::Json::null(),
         });
         assert_eq!(view.phase, None);
     }

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use abssd_proto::{Actor, Command, ErrorKind};
+use abssd_proto::{Actor, Command, ErrorKind, Json};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -52,7 +52,7 @@ pub struct Line {
     /// The instance or backup id it was about.
     pub target: Option<Target>,
     /// The plan, `null` when none was announced.
-    pub planned_actions: Bulky<Value>,
+    pub planned_actions: Bulky<Json>,
     /// How it ended.
     pub result: LineResult,
     /// The exit code `abssctl` gives for this outcome.
@@ -91,7 +91,7 @@ pub struct LineResult {
     pub backups: Vec<String>,
     /// What it returned (`null` on failure; not written by the Python tool).
     #[serde(default)]
-    pub data: Bulky<Value>,
+    pub data: Bulky<Json>,
     /// Keys only the Python tool writes (`context`), kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -501,7 +501,10 @@ mod tests {
         assert!(matches!(&ok.actor, LineActor::Peer(a) if a.pid == 4242));
         assert_eq!(ok.target, Some(Target::Name("alpha".into())));
         assert_eq!(ok.steps.kept().unwrap()[1].name, "index");
-        assert_eq!(ok.result.data.kept().unwrap()["result"]["size_bytes"], 1234);
+        assert_eq!(
+            ok.result.data.kept().unwrap().to_value()["result"]["size_bytes"],
+            1234
+        );
 
         let failed: Line = serde_json::from_str(OURS_FAILED).unwrap();
         assert_eq!(failed.result.status, Status::Error);
@@ -512,7 +515,7 @@ mod tests {
         };
         assert_eq!(*kind, ErrorKind::Environment);
         assert_eq!(detail.as_ref().unwrap()["left"], serde_json::json!([]));
-        assert_eq!(failed.planned_actions, Bulky::Kept(Value::Null));
+        assert_eq!(failed.planned_actions, Bulky::Kept(Json::null()));
     }
 
     #[test]
@@ -529,7 +532,7 @@ mod tests {
         // Fields it leaves out.
         assert_eq!(lines[1].started_at, None);
         assert_eq!(lines[1].steps, Bulky::Kept(vec![]));
-        assert_eq!(lines[1].result.data, Bulky::Kept(Value::Null));
+        assert_eq!(lines[1].result.data, Bulky::Kept(Json::null()));
         assert_eq!(
             lines[1].result.errors.kept().unwrap()[0],
             LineError::Text("in_use: prod-family".into())
@@ -573,7 +576,7 @@ mod tests {
     fn line(op_id: &str, data: Value) -> Line {
         let mut line: Line = serde_json::from_str(OURS_OK).unwrap();
         line.op_id = op_id.to_owned();
-        line.result.data = Bulky::Kept(data);
+        line.result.data = Bulky::Kept(Json::from(data));
         line
     }
 

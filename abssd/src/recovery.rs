@@ -87,7 +87,9 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
             Ok(_held) => one(ctx, &record, &progress, &mut units).await,
         };
         let keep = matches!(&outcome, Err(Failure::Interrupted { left, .. }) if !left.is_empty());
-        let outcome = outcome.map_err(Failure::into_wire);
+        let outcome = outcome
+            .map(abssd_proto::Json::from)
+            .map_err(Failure::into_wire);
         match &outcome {
             Ok(_) => {
                 tracing::info!(op_id = %op.id, command = %op.command, "interrupted operation finished at start-up")

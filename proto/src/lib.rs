@@ -7,6 +7,7 @@
 //! * [`restore`] — `backup.restore` parameters, plan and result.
 //! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
 //! * [`prune`]   — `backup.prune` parameters, plan (a decision per backup) and result.
+//! * [`json`]    — [`Json`], a large plan or result kept as shared JSON text.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
 //! * [`op`]      — operations, their events, and the `op.*` / `daemon.*` types.
 //! * [`progress`] — what events say an operation is doing: phase names, message levels.
@@ -22,6 +23,7 @@
 
 pub mod backup;
 pub mod error;
+pub mod json;
 pub mod limits;
 pub mod methods;
 pub mod op;
@@ -32,6 +34,7 @@ pub mod restore;
 
 pub use backup::*;
 pub use error::{ErrorKind, WireError};
+pub use json::Json;
 pub use methods::Method;
 pub use op::*;
 pub use progress::{Level, Phase};

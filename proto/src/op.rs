@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::Json;
 use crate::error::WireError;
 use crate::progress::{Level, Phase};
 
@@ -138,7 +139,7 @@ pub struct OpInfo {
     /// Number of events so far.
     pub events: u64,
     /// The result, once succeeded.
-    pub result: Option<Value>,
+    pub result: Option<Json>,
     /// The error, once failed.
     pub error: Option<WireError>,
     /// The daemon stopped during this operation, and start-up recovery finished
@@ -173,7 +174,7 @@ pub enum EventKind {
     /// The plan, once computed.
     Plan {
         /// Same shape as the `plan` of the final answer.
-        plan: Value,
+        plan: Json,
     },
     /// Waiting for a lock (only sent when it is not free at once).
     LockWait {
@@ -213,7 +214,7 @@ pub enum EventKind {
     /// Terminal: success, with the outcome.
     Finished {
         /// What the blocking call answers, without `op_id`: `{plan, result}`.
-        result: Value,
+        result: Json,
     },
     /// Terminal: failure.
     Failed {

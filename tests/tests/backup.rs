@@ -318,7 +318,7 @@ async fn a_client_that_disconnects_does_not_stop_the_operation() {
     let planned = events
         .iter()
         .find_map(|e| match &e.kind {
-            EventKind::Plan { plan } => plan["total_bytes"].as_u64(),
+            EventKind::Plan { plan } => plan.to_value()["total_bytes"].as_u64(),
             _ => None,
         })
         .unwrap();

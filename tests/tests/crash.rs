@@ -707,10 +707,13 @@ async fn sigterm_lets_a_restore_finish_and_a_second_signal_exits_at_once() {
     .unwrap();
     assert_eq!((info.state, info.recovered), (OpState::Succeeded, false));
     assert_eq!(info.command.as_str(), "backup restore");
-    assert_eq!(info.result.unwrap()["result"]["id"], made.id.as_str());
+    assert_eq!(
+        info.result.unwrap().to_value()["result"]["id"],
+        made.id.as_str()
+    );
     let events = abssd_tests::inspect::events_of(&c, &op_id).await;
     assert!(
-        matches!(&events.last().unwrap().kind, EventKind::Finished { result } if result["result"]["id"] == made.id.as_str())
+        matches!(&events.last().unwrap().kind, EventKind::Finished { result } if result.to_value()["result"]["id"] == made.id.as_str())
     );
     d.stop();
 

@@ -221,7 +221,10 @@ async fn a_python_create_waits_for_an_abssd_create_of_the_same_instance() {
     let EventKind::Finished { result } = end.kind else {
         panic!("abssd's create failed: {end:?}");
     };
-    let ours = result["result"]["id"].as_str().unwrap().to_owned();
+    let ours = result.to_value()["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let theirs = python_succeeded(python)["result"]["id"]
         .as_str()
         .unwrap()
@@ -264,7 +267,10 @@ async fn an_abssd_create_waits_for_a_python_create_of_the_same_instance() {
     let EventKind::Finished { result } = end.kind else {
         panic!("abssd's create failed: {end:?}");
     };
-    let ours = result["result"]["id"].as_str().unwrap().to_owned();
+    let ours = result.to_value()["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut ids = index_ids(&sb);
     ids.sort();
     let mut want = vec![ours, theirs.clone()];
@@ -348,7 +354,10 @@ async fn a_python_create_held_past_its_lock_timeout_by_abssd_times_out() {
     };
     assert_eq!(
         index_ids(&sb),
-        [result["result"]["id"].as_str().unwrap().to_owned()]
+        [result.to_value()["result"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()]
     );
 }
 

@@ -738,7 +738,7 @@ async fn adoption_waits_for_a_python_create_holding_the_instance_lock() {
     let EventKind::Finished { result } = end.kind else {
         panic!("{end:?}");
     };
-    let r: ReconcileResult = serde_json::from_value(result["result"].clone()).unwrap();
+    let r: ReconcileResult = serde_json::from_value(result.to_value()["result"].clone()).unwrap();
     assert_eq!(
         r.adopted.unwrap().len(),
         0,

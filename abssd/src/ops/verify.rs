@@ -90,7 +90,7 @@ pub async fn run(
     })
     .await??;
     progress.emit(EventKind::Plan {
-        plan: serde_json::to_value(&plan).unwrap_or_default(),
+        plan: abssd_proto::Json::new(&plan),
     });
 
     let mut findings = Vec::with_capacity(entries.len());

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use abssd_proto::{EventKind, WireError};
+use abssd_proto::{EventKind, Json, WireError};
 use serde_json::{Map, Value};
 
 use super::Operations;
@@ -24,6 +24,10 @@ impl Operations {
         };
         // An omitted part stays the note of its size.
         let value = |part: &Bulky<Value>| serde_json::to_value(part).unwrap_or(Value::Null);
+        let json = |part: &Bulky<Json>| match part {
+            Bulky::Kept(json) => json.clone(),
+            Bulky::Omitted(note) => Json::new(note),
+        };
         let target = match &line.target {
             Some(Target::Name(name)) => Some(name.clone()),
             _ => None,
@@ -39,14 +43,14 @@ impl Operations {
             op.started_at = at.clone();
         }
         let op = self.insert(op);
-        let plan = value(&line.planned_actions);
+        let plan = json(&line.planned_actions);
         if !plan.is_null() {
             op.emit(EventKind::Plan { plan });
         }
         let result = &line.result;
         let terminal = if result.status == Status::Success {
             EventKind::Finished {
-                result: value(&result.data),
+                result: json(&result.data),
             }
         } else {
             let first = result.errors.kept().and_then(|e| e.first());
@@ -78,7 +82,7 @@ impl Operation {
                     detail: e.detail.clone(),
                 }],
                 e.kind.exit_code(),
-                Value::Null,
+                Json::null(),
             ),
         };
         let backups = self.changed_backups();
@@ -91,7 +95,7 @@ impl Operation {
             args: Bulky::Kept(self.args.to_wire()),
             actor: LineActor::Peer(self.actor.clone()),
             target: self.target.clone().map(Target::Name),
-            planned_actions: Bulky::Kept(self.plan().unwrap_or(Value::Null)),
+            planned_actions: Bulky::Kept(self.plan().unwrap_or_default()),
             result: LineResult {
                 status,
                 message: Bulky::Kept(message),
@@ -142,7 +146,7 @@ mod tests {
             total_bytes: Some(10),
         });
         ok.changed("id-1");
-        record(&log, 1 << 20, ok.line(&Ok(json!({"id": "id-1"})))).unwrap();
+        record(&log, 1 << 20, ok.line(&Ok(json!({"id": "id-1"}).into()))).unwrap();
         let bad = ops.begin(Command::BackupVerify, json!({}), actor, None);
         let failed = Err(WireError::new(ErrorKind::Environment, "disk full"));
         record(&log, 1 << 20, bad.line(&failed)).unwrap();
@@ -220,7 +224,7 @@ mod tests {
         let done = Operations::default()
             .from_log(&find(&log, &ok.id).unwrap().unwrap())
             .unwrap();
-        assert_eq!(done.outcome(), Some(Ok(json!({"id": "id-1"}))));
+        assert_eq!(done.outcome(), Some(Ok(json!({"id": "id-1"}).into())));
         assert_eq!(done.target.as_deref(), Some("a"));
     }
 
@@ -291,7 +295,7 @@ mod tests {
             );
             assert!(!op.recovered(), "{params}");
             assert_eq!(op.info().args, params);
-            let line = op.line(&Ok(Value::Null));
+            let line = op.line(&Ok(Json::null()));
             assert_eq!(line.args, Bulky::Kept(params.clone()));
             let text = serde_json::to_string(&line).unwrap();
             let back: Line = serde_json::from_str(&text).unwrap();

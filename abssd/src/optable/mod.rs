@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use abssd_proto::{Actor, Command, EventKind, WireError};
+use abssd_proto::{Actor, Command, EventKind, Json, WireError};
 use serde_json::Value;
 
 use crate::error::{Error, shown};
@@ -36,6 +36,13 @@ const KEEP_FINISHED: usize = 256;
 /// memory. They are not in the operations log either: once out of this quota,
 /// they are gone.
 const KEEP_FINISHED_READERS: usize = 32;
+
+/// At most this many bytes of plans and results of ended operations are kept
+/// in memory, per quota (operators', readers'): a prune plan of 10,000
+/// backups is ~2 MB, and 256 of them must not hold half a gigabyte. The
+/// oldest go first; the newest ended operation always stays.
+const KEEP_FINISHED_BYTES: usize = 64 << 20;
+const KEEP_FINISHED_READERS_BYTES: usize = 16 << 20;
 
 /// All operations this process knows.
 #[derive(Debug, Default)]
@@ -71,7 +78,7 @@ impl Operations {
     /// a panic in it ends it failed. See [`Operations::finish`].
     pub fn spawn<F>(self: &Arc<Self>, op: Arc<Operation>, work: F)
     where
-        F: Future<Output = Result<Value, Error>> + Send + 'static,
+        F: Future<Output = Result<Json, Error>> + Send + 'static,
     {
         let this = self.clone();
         tokio::spawn(async move {
@@ -192,18 +199,30 @@ impl Operations {
         op
     }
 
-    /// Forget the oldest ended operations beyond each quota (recovered ones
-    /// stay); called when one begins and when one ends.
+    /// Forget the oldest ended operations beyond each quota, of count and of
+    /// bytes (recovered ones stay); called when one begins and when one ends.
     pub fn trim(&self) {
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
-        for (reader, keep) in [(false, KEEP_FINISHED), (true, KEEP_FINISHED_READERS)] {
-            let ended: Vec<String> = ops
+        for (reader, keep, budget) in [
+            (false, KEEP_FINISHED, KEEP_FINISHED_BYTES),
+            (true, KEEP_FINISHED_READERS, KEEP_FINISHED_READERS_BYTES),
+        ] {
+            // Newest first: keep while both quotas allow, then forget the rest.
+            let mut kept = 0;
+            let mut bytes = 0usize;
+            let forget: Vec<String> = ops
                 .iter()
+                .rev()
                 .filter(|(_, o)| o.reader == reader && !o.recovered() && !o.is_running())
+                .filter(|(_, o)| {
+                    bytes = bytes.saturating_add(o.retained_bytes());
+                    kept += 1;
+                    kept > keep || (kept > 1 && bytes > budget)
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
-            for id in ended.iter().take(ended.len().saturating_sub(keep)) {
-                ops.remove(id);
+            for id in forget {
+                ops.remove(&id);
             }
         }
     }
@@ -315,9 +334,9 @@ mod tests {
             text: "x".into(),
         });
         op.emit(EventKind::Finished {
-            result: Value::Null,
+            result: Json::null(),
         }); // ignored
-        op.succeed(serde_json::json!({"ok": true}));
+        op.succeed(serde_json::json!({"ok": true}).into());
         op.fail(WireError::new(abssd_proto::ErrorKind::Internal, "late")); // ignored
         let events = op.events_from(0);
         let kinds: Vec<_> = events.iter().map(|e| e.kind.is_terminal()).collect();
@@ -371,7 +390,7 @@ mod tests {
                 .unwrap_err(),
             2
         );
-        a.succeed(Value::Null);
+        a.succeed(Json::null());
         assert!(ops.begin_within(2, x(), Value::Null, reader, None).is_ok());
     }
 
@@ -425,7 +444,7 @@ mod tests {
     fn a_readers_ended_operations_never_push_out_an_operators() {
         let ops = Operations::default();
         let operator = ops.begin(Command::BackupCreate, Value::Null, actor(), None);
-        operator.succeed(Value::Null);
+        operator.succeed(Json::null());
         let reader = Actor {
             uid: 65534,
             user: "nobody".into(),
@@ -443,7 +462,7 @@ mod tests {
                 )
                 .unwrap();
             assert!(op.reader);
-            op.succeed(Value::Null);
+            op.succeed(Json::null());
             last = Some(op.id.clone());
         }
         ops.trim();
@@ -498,11 +517,14 @@ mod tests {
     async fn operations_end_after_their_line_is_written_and_readers_write_none() {
         let (_dir, ops, log) = logged();
         let op = ops.begin(Command::BackupVerify, Value::Null, actor(), None);
-        ops.spawn(op.clone(), async { Ok(serde_json::json!({"n": 1})) });
+        ops.spawn(op.clone(), async { Ok(serde_json::json!({"n": 1}).into()) });
         op.ended().await;
-        assert_eq!(op.outcome(), Some(Ok(serde_json::json!({"n": 1}))));
+        assert_eq!(op.outcome(), Some(Ok(serde_json::json!({"n": 1}).into())));
         let line = oplog::find(&log, &op.id).unwrap().unwrap();
-        assert_eq!(line.result.data, Bulky::Kept(serde_json::json!({"n": 1})));
+        assert_eq!(
+            line.result.data,
+            Bulky::Kept(serde_json::json!({"n": 1}).into())
+        );
 
         let failing = ops.begin(Command::BackupVerify, Value::Null, actor(), None);
         ops.spawn(failing.clone(), async {
@@ -515,9 +537,9 @@ mod tests {
         let reader = ops
             .begin_within(2, Command::BackupReconcile, Value::Null, actor(), None)
             .unwrap();
-        ops.spawn(reader.clone(), async { Ok(Value::Null) });
+        ops.spawn(reader.clone(), async { Ok(Json::null()) });
         reader.ended().await;
-        assert_eq!(reader.outcome(), Some(Ok(Value::Null)));
+        assert_eq!(reader.outcome(), Some(Ok(Json::null())));
         assert!(oplog::find(&log, &reader.id).unwrap().is_none());
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use abssd_proto::{Actor, Command, Event, EventKind, Level, OpInfo, OpState, WireError};
+use abssd_proto::{Actor, Command, Event, EventKind, Json, Level, OpInfo, OpState, WireError};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
@@ -15,7 +15,7 @@ use crate::oplog::Step;
 use crate::progress::Progress;
 
 /// How an operation ended: its result, or its error.
-pub type Outcome = std::result::Result<Value, WireError>;
+pub type Outcome = std::result::Result<Json, WireError>;
 
 /// What an operation was started with.
 ///
@@ -87,8 +87,8 @@ struct Record {
     state: OpState,
     finished_at: Option<String>,
     lock_wait_ms: u64,
-    plan: Option<Value>,
-    result: Option<Value>,
+    plan: Option<Json>,
+    result: Option<Json>,
     error: Option<WireError>,
     changed: Vec<String>,
 }
@@ -152,7 +152,7 @@ impl Operation {
     }
 
     /// End with a result; no-op if already ended.
-    pub fn succeed(&self, result: Value) {
+    pub fn succeed(&self, result: Json) {
         self.end(EventKind::Finished { result });
     }
 
@@ -224,7 +224,7 @@ impl Operation {
     }
 
     /// The plan, once announced.
-    pub fn plan(&self) -> Option<Value> {
+    pub fn plan(&self) -> Option<Json> {
         self.record().plan.clone()
     }
 
@@ -233,12 +233,20 @@ impl Operation {
         let r = self.record();
         match r.state {
             OpState::Running => None,
-            OpState::Succeeded => Some(Ok(r.result.clone().unwrap_or(Value::Null))),
+            OpState::Succeeded => Some(Ok(r.result.clone().unwrap_or_default())),
             OpState::Failed => Some(Err(r
                 .error
                 .clone()
                 .unwrap_or_else(|| WireError::new(abssd_proto::ErrorKind::Internal, "unknown")))),
         }
+    }
+
+    /// What its plan and result take in memory (their text), the bulk of
+    /// what an ended operation keeps.
+    pub fn retained_bytes(&self) -> usize {
+        let r = self.record();
+        let len = |j: &Option<Json>| j.as_ref().map_or(0, |j| j.get().len());
+        len(&r.plan) + len(&r.result)
     }
 
     /// Total time spent waiting for locks so far.

@@ -11,11 +11,13 @@ use abssd_proto::methods::{
     BackupShow, BackupUnprotect, BackupVerify, DaemonStatusMethod, OpGet, OpList, OpWatch,
 };
 use abssd_proto::{
-    Command, DaemonStatus, ErrorKind, Method, OpInfo, OpListResult, PROTOCOL_VERSION, WireError,
-    error::ErrorData,
+    Command, DaemonStatus, ErrorKind, Json, Method, OpInfo, OpListResult, PROTOCOL_VERSION,
+    WireError, error::ErrorData,
 };
 use jsonrpsee::server::{Extensions, PendingSubscriptionSink, RpcModule};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use abssd_proto::limits::{self, Bounded};
@@ -114,7 +116,7 @@ impl State {
     ) -> Result<Arc<Operation>, WireError>
     where
         F: FnOnce(Arc<Ctx>, Reporter) -> Fut,
-        Fut: Future<Output = Result<Value, Error>> + Send + 'static,
+        Fut: Future<Output = Result<Json, Error>> + Send + 'static,
     {
         let actor = peer.actor.clone();
         let op = if peer.may_mutate {
@@ -277,7 +279,7 @@ where
     M: Method,
     M::Params: Clone + Sync,
     F: Fn(Arc<Ctx>, Reporter, M::Params, Peer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Value, Error>> + Send + 'static,
+    Fut: Future<Output = Result<Json, Error>> + Send + 'static,
 {
     module.register_async_method(M::NAME, move |params, state, ext| {
         let (work, command) = (work.clone(), how.command.clone());
@@ -297,18 +299,11 @@ where
                 })
                 .map_err(|e| refused(M::NAME, &peer, &rpc_error(e)))?;
             if detach {
-                return Ok(json!({ "op_id": op.id }));
+                return Ok(with_op_id(&op.id, &Json::new(&json!({}))));
             }
             op.ended().await;
             match op.outcome() {
-                Some(Ok(result)) => {
-                    // The work returns `{plan, result}`; add the id.
-                    let mut out = json!({ "op_id": op.id });
-                    if let (Value::Object(o), Value::Object(r)) = (&mut out, result) {
-                        o.extend(r.into_iter().filter(|(_, v)| !v.is_null()));
-                    }
-                    Ok(out)
-                }
+                Some(Ok(result)) => Ok(with_op_id(&op.id, &result)),
                 Some(Err(mut e)) => {
                     let detail = e.detail.take().unwrap_or_else(|| json!({}));
                     let mut detail = if detail.is_object() {
@@ -328,6 +323,37 @@ where
         }
     })?;
     Ok(())
+}
+
+/// What an operation answers, as its `finished` event has it (without the
+/// `op_id`): its plan and its result, each left out when there is none.
+#[derive(Serialize)]
+struct Answer<P, R> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<P>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<R>,
+}
+
+fn answer<P: Serialize, R: Serialize>(plan: Option<P>, result: Option<R>) -> Json {
+    Json::new(&Answer { plan, result })
+}
+
+/// The answer of a blocking call: `{"op_id": ..., ...answer}`. The answer
+/// (a plan of 10,000 backups is ~2 MB) is put after the id as the text it
+/// already is, not built again.
+fn with_op_id(op_id: &str, answer: &Json) -> Box<RawValue> {
+    let only_id = Json::new(&json!({ "op_id": op_id }));
+    // An answer is an object, written compact by serde_json: `{}` or `{"k":...}`.
+    let text = match answer.get().strip_prefix('{') {
+        Some(rest) if rest != "}" => {
+            let head = only_id.get().strip_suffix('}').unwrap_or("{");
+            format!("{head},{rest}")
+        }
+        _ => return only_id.raw().to_owned(),
+    };
+    // Valid by construction; checked all the same (one scan of the text).
+    RawValue::from_string(text).unwrap_or_else(|_| only_id.raw().to_owned())
 }
 
 /// Every method of the API.
@@ -373,7 +399,7 @@ pub fn module(
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::create::run(&ctx, &p, &peer.actor, &sink).await?;
-            Ok(json!({ "plan": plan, "result": result }))
+            Ok(answer(Some(plan), result))
         },
     )?;
     operation::<BackupRestore, _, _>(
@@ -393,7 +419,7 @@ pub fn module(
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::restore::run(&ctx, &p, &peer.actor, &sink).await?;
-            Ok(json!({ "plan": plan, "result": result }))
+            Ok(answer(Some(plan), result))
         },
     )?;
     operation::<BackupVerify, _, _>(
@@ -407,7 +433,7 @@ pub fn module(
         },
         |ctx, sink, p, _| async move {
             let (plan, result) = ops::verify::run(&ctx, &p, &sink).await?;
-            Ok(json!({ "plan": plan, "result": result }))
+            Ok(answer(Some(plan), Some(result)))
         },
     )?;
     for (command, protected) in [
@@ -423,7 +449,7 @@ pub fn module(
         };
         let work = move |ctx: Arc<Ctx>, sink: Reporter, p: abssd_proto::ProtectParams, _| async move {
             let result = ops::protect::set(&ctx, &p.id, protected, &sink).await?;
-            Ok(json!({ "result": result }))
+            Ok(answer(None::<()>, Some(result)))
         };
         if protected {
             operation::<BackupProtect, _, _>(&mut m, how, work)?;
@@ -447,7 +473,7 @@ pub fn module(
         },
         |ctx, sink, p, _| async move {
             let (plan, result) = ops::prune::run(&ctx, &p, &sink).await?;
-            Ok(json!({ "plan": plan, "result": result }))
+            Ok(answer(Some(plan), result))
         },
     )?;
     // A read-only reconcile (no --apply) is open to every peer, like list; but
@@ -463,7 +489,7 @@ pub fn module(
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::reconcile::run(&ctx, &p, &peer.actor, &sink).await?;
-            Ok(json!({ "plan": plan, "result": result }))
+            Ok(answer(Some(plan), Some(result)))
         },
     )?;
 

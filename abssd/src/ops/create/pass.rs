@@ -79,7 +79,7 @@ pub(super) async fn pass<'a>(
     })
     .await??;
     progress.emit(EventKind::Plan {
-        plan: serde_json::to_value(&plan).unwrap_or_default(),
+        plan: abssd_proto::Json::new(&plan),
     });
     for note in &plan.notes {
         progress.info(note.clone());

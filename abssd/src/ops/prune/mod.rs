@@ -61,7 +61,7 @@ pub async fn run(
     })
     .await??;
     progress.emit(EventKind::Plan {
-        plan: serde_json::to_value(&plan).unwrap_or_default(),
+        plan: abssd_proto::Json::new(&plan),
     });
     if params.dry_run {
         return Ok((plan, None));

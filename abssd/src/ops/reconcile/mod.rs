@@ -145,7 +145,7 @@ pub async fn run(
         deep: params.deep,
     };
     progress.emit(EventKind::Plan {
-        plan: serde_json::to_value(&plan).unwrap_or_default(),
+        plan: abssd_proto::Json::new(&plan),
     });
 
     let mut result = ReconcileResult {

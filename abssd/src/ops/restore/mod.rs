@@ -114,7 +114,7 @@ pub async fn run(
         }
     }
     progress.emit(EventKind::Plan {
-        plan: serde_json::to_value(&plan).unwrap_or_default(),
+        plan: abssd_proto::Json::new(&plan),
     });
     for w in &plan.warnings {
         progress.warn(w.clone());
