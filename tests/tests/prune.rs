@@ -187,6 +187,20 @@ type ReaderKind = (&'static str, &'static str, Box<dyn Fn(&str) -> Reader>);
 fn readers(w: &World) -> Vec<ReaderKind> {
     let dest = w.cfg().restores_root.join("alpha-copy");
     vec![
+        // First: it reads every archive of the instance, and the backup under
+        // test is then its first (the oldest).
+        (
+            "reconcile --verify",
+            "reconcile::claimed",
+            Box::new(|_| {
+                Reader::Reconcile(ReconcileParams {
+                    instance: Some("alpha".into()),
+                    verify: true,
+                    detach: true,
+                    ..Default::default()
+                })
+            }),
+        ),
         (
             "restore --dest",
             "extract::after-entry",
@@ -226,6 +240,7 @@ fn readers(w: &World) -> Vec<ReaderKind> {
 enum Reader {
     Restore(RestoreParams),
     Verify(VerifyParams),
+    Reconcile(ReconcileParams),
 }
 
 impl Reader {
@@ -233,12 +248,13 @@ impl Reader {
         match self {
             Reader::Restore(p) => call::<BackupRestore>(c, p).await.unwrap().op_id,
             Reader::Verify(p) => call::<BackupVerify>(c, p).await.unwrap().op_id,
+            Reader::Reconcile(p) => call::<BackupReconcile>(c, p).await.unwrap().op_id,
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backup_a_restore_or_verify_reads_is_kept_until_it_ends() {
+async fn a_backup_a_restore_verify_or_reconcile_reads_is_kept_until_it_ends() {
     let _serial = serial();
     let w = World::new(&["alpha"]);
     let c = w.client().await;
@@ -284,6 +300,15 @@ async fn a_backup_a_restore_or_verify_reads_is_kept_until_it_ends() {
             Reader::Verify(p) => call::<BackupVerify>(&c, &VerifyParams { detach: false, ..p })
                 .await
                 .map(|_| ()),
+            Reader::Reconcile(p) => {
+                // Reconcile does not refuse: a removed backup is no drift, and
+                // it has nothing to say of it.
+                let p = ReconcileParams { detach: false, ..p };
+                let done = call::<BackupReconcile>(&c, &p).await.unwrap();
+                let said = serde_json::to_string(&done.result).unwrap();
+                assert!(!said.contains(&made.id), "{what}: {said}");
+                continue;
+            }
         }
         .unwrap_err();
         assert_eq!(err.kind.exit_code(), 2, "{what}: {err:?}");

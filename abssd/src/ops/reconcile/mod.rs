@@ -34,6 +34,7 @@ use abssd_proto::{
 
 use crate::error::{Error, Result};
 use crate::index::Index;
+use crate::ops::claims::InUse;
 use crate::ops::{Ctx, verify};
 use crate::progress::{Progress, Reporter};
 use crate::registry::validate_name;
@@ -159,7 +160,7 @@ pub async fn run(
     });
     let mut planned = judge_entries(
         located,
-        (rehash, &lacking),
+        (rehash, &lacking, &ctx.in_use),
         (&scan_ref, &index_ref),
         progress,
         &mut result,
@@ -219,7 +220,7 @@ struct Rehash {
 /// returned.
 async fn judge_entries(
     located: Vec<Located>,
-    (rehash, lacking): (Option<Rehash>, &HashSet<usize>),
+    (rehash, lacking, in_use): (Option<Rehash>, &HashSet<usize>, &InUse),
     (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
     progress: &Reporter,
     result: &mut ReconcileResult,
@@ -237,9 +238,20 @@ async fn judge_entries(
             .as_ref()
             .filter(|r| r.all || (no_sidecar && entry.sha256().is_some_and(|v| !v.is_empty())));
         let finding = if let (Some(r), Some(_)) = (wanted, size) {
+            // Claimed while the archive is read, as verify does, so no prune
+            // removes it meanwhile; one being removed is left out.
+            let _reading = match in_use.claim(&entry.id) {
+                Ok(claim) => claim,
+                Err(e) => {
+                    progress.info(format!("not checked: {e}"));
+                    continue;
+                }
+            };
             let (entry, progress, r) = (entry.clone(), progress.clone(), r.clone());
             Some(
                 tokio::task::spawn_blocking(move || {
+                    // Claimed, about to read: tests race a prune here.
+                    hook_point!("reconcile::claimed");
                     verify::check(&entry, r.max_entries, &progress, r.deep.as_deref())
                 })
                 .await?,
