@@ -276,12 +276,21 @@ async fn one(
                 config.layout.backups_root.clone(),
                 record.clone(),
             );
-            let done =
+            let ops::prune::remove::Recovered { done, left } =
                 tokio::task::spawn_blocking(move || ops::prune::remove::recover(&file, &root, &r))
                     .await
                     .map_err(Error::from)
                     .and_then(|x| x)?;
             done.iter().cloned().for_each(|l| progress.info(l));
+            if !left.is_empty() {
+                left.iter().cloned().for_each(|l| progress.warn(l));
+                return Err(Failure::Interrupted {
+                    command: Command::BackupPrune,
+                    what: "not every removal could be finished; the rest are tried again at the next start",
+                    undone: done,
+                    left,
+                });
+            }
             Ok(json!({ "recovered": "finished", "done": done }))
         }
         other => Err(Failure::Error(WireError::new(

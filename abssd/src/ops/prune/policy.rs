@@ -35,6 +35,12 @@
 //! may mean something by it), whose creation time is unreadable, or whose id
 //! another entry also has (a removal by id could hit the wrong one).
 //!
+//! A backup dated after the clock (the clock was set back, or another host's
+//! clock is ahead) cannot be placed in time: it is kept for as long as it is
+//! in the future, and it neither takes a counting rule's slot nor either
+//! "newest" safety slot, so a few such entries never crowd out the backups
+//! that were really made last.
+//!
 //! Entries with status `removed` are gone already: they are no candidates and
 //! get no decision. Equal creation times are ordered by id (the larger id is
 //! the newer), so a plan never depends on the order of the index.
@@ -268,6 +274,8 @@ pub enum Reason {
     },
     /// Safety: the entry's creation time is unreadable.
     UnknownTime,
+    /// Safety: made after the clock's now (the clock or the entry is wrong).
+    Future,
     /// Safety: another index entry has the same id.
     DuplicateId,
 }
@@ -303,6 +311,7 @@ impl fmt::Display for Reason {
                 write!(f, "unknown status {:?}", crate::error::shown(status))
             }
             Reason::UnknownTime => f.write_str("unreadable time"),
+            Reason::Future => f.write_str("dated in the future"),
             Reason::DuplicateId => f.write_str("duplicate id"),
         }
     }
@@ -455,6 +464,7 @@ impl Rules<'_> {
             .enumerate()
             .filter(|(_, c)| takes_slot(&c.status) && known_id(self.id_count, c))
             .filter_map(|(i, c)| Some((i, c.created_at?)))
+            .filter(|&(_, t)| t <= self.now)
             .collect();
         if let Some(n) = self.policy.keep_last {
             for (rank, &(i, _)) in slots.iter().take(n as usize).enumerate() {
@@ -528,18 +538,19 @@ impl Rules<'_> {
 
     /// What no policy overrides.
     fn safety(&self, group: &[&Candidate], reasons: &mut [Vec<Reason>]) -> Result<()> {
+        let placed = |c: &Candidate| c.created_at.is_some_and(|t| t <= self.now);
         let newest_verified = group.iter().position(|c| {
             c.verified_good
                 && matches!(
                     c.status.as_str(),
                     status::AVAILABLE | status::LEGACY_PRESENT
                 )
-                && c.created_at.is_some()
+                && placed(c)
         });
         match newest_verified {
             Some(i) => reasons[i].push(Reason::NewestVerified),
             None => {
-                if let Some(i) = group.iter().position(|c| c.created_at.is_some()) {
+                if let Some(i) = group.iter().position(|c| placed(c)) {
                     reasons[i].push(Reason::NewestOfInstance);
                 }
             }
@@ -568,8 +579,10 @@ impl Rules<'_> {
                     status: c.status.clone(),
                 });
             }
-            if c.created_at.is_none() {
-                r.push(Reason::UnknownTime);
+            match c.created_at {
+                None => r.push(Reason::UnknownTime),
+                Some(t) if t > self.now => r.push(Reason::Future),
+                Some(_) => {}
             }
             if !known_id(self.id_count, c) {
                 r.push(Reason::DuplicateId);
@@ -1026,6 +1039,52 @@ mod tests {
         assert_eq!(kept(&run(&within, &all_future)), ["f2", "f1"]);
     }
 
+    /// A backup dated after the clock is kept while it is, and takes no
+    /// slot: `keep_last 1` and the newest-verified slot still go to the
+    /// backups really made last.
+    #[test]
+    fn future_backups_are_kept_and_take_no_slot() {
+        let mut verified_future = at("future", "2027-01-01T00:00:00Z");
+        verified_future.verified_good = true;
+        let mut verified_past = at("verified", "2025-11-01T00:00:00Z");
+        verified_past.verified_good = true;
+        let cands = [
+            verified_future,
+            at("newest", "2025-12-20T00:00:00Z"),
+            verified_past,
+            at("old", "2025-10-01T00:00:00Z"),
+        ];
+        let last = Policy {
+            keep_last: Some(1),
+            keep_daily: Some(1),
+            ..Policy::default()
+        };
+        let d = run(&last, &cands);
+        assert_eq!(kept(&d), ["future", "newest", "verified"]);
+        assert_eq!(reasons(&d, "future"), [Reason::Future]);
+        assert_eq!(
+            reasons(&d, "newest"),
+            [
+                Reason::Last { rank: 1 },
+                Reason::Bucket {
+                    period: Period::Daily,
+                    bucket: "2025-12-20".into()
+                }
+            ]
+        );
+        assert_eq!(reasons(&d, "verified"), [Reason::NewestVerified]);
+        // Once the clock has passed it, it is an ordinary backup.
+        let later = plan(
+            &last,
+            &cands,
+            t("2027-06-01T00:00:00Z"),
+            &TimeZone::UTC,
+            SignedDuration::ZERO,
+        )
+        .unwrap();
+        assert_eq!(kept(&later), ["future"]);
+    }
+
     // --- time zones ---
 
     /// Fall back in Berlin (27 Oct 2024, 03:00 CEST → 02:00 CET): 00:30Z and
@@ -1228,12 +1287,16 @@ mod tests {
             ..Policy::default()
         };
         let d = run(&policy, &cands);
-        assert_eq!(kept(&d), ["far", "newest"]);
-        assert!(
-            reasons(&d, "far").contains(&Reason::PreRestoreMinAge {
-                until: Timestamp::MAX
-            }),
-            "{d:?}"
+        // Dated in the future, it takes no slot of the two.
+        assert_eq!(kept(&d), ["far", "newest", "old"]);
+        assert_eq!(
+            reasons(&d, "far"),
+            [
+                Reason::PreRestoreMinAge {
+                    until: Timestamp::MAX
+                },
+                Reason::Future
+            ],
         );
     }
 

@@ -199,13 +199,18 @@ async fn abandon(ctx: &Ctx, journal: Journal, error: Error, progress: &Reporter)
     let layout = &ctx.config.layout;
     let (file, root) = (layout.index_file.clone(), layout.backups_root.clone());
     let finished = tokio::task::spawn_blocking(move || {
-        let lines = recover(&file, &root, journal.record())?;
-        journal.close()?;
-        Ok::<_, Error>(lines)
+        let recovered = recover(&file, &root, journal.record())?;
+        if recovered.left.is_empty() {
+            journal.close()?;
+        }
+        Ok::<_, Error>(recovered)
     })
     .await;
     match finished {
-        Ok(Ok(lines)) => lines.into_iter().for_each(|l| progress.info(l)),
+        Ok(Ok(Recovered { done, left })) => {
+            done.into_iter().for_each(|l| progress.info(l));
+            left.into_iter().for_each(|l| progress.warn(l));
+        }
         Ok(Err(e)) => progress.warn(format!(
             "could not finish the interrupted removal ({e}); abssd finishes it at its next start"
         )),
@@ -276,7 +281,7 @@ fn remove_one(
     }
     let files = match Files::open(root, Path::new(&entry.path)) {
         Ok(f) => f,
-        Err(why) => return keep(KeptReason::Unsafe, why),
+        Err(Unopened::Refused(why) | Unopened::Root(why)) => return keep(KeptReason::Unsafe, why),
     };
     let before = entry.clone();
     journal.begin(Step::RemoveBackup {
@@ -334,6 +339,15 @@ fn put_back(file: &Path, before: abssd_proto::BackupEntry) -> Result<()> {
     Ok(())
 }
 
+/// Why [`Files::open`] did not open an archive's directory, for people.
+enum Unopened {
+    /// The archive is not where a removal may delete (outside the root, a
+    /// symlink on the way, not named like an archive): left alone for good.
+    Refused(String),
+    /// The backups root itself cannot be opened now (not mounted yet?).
+    Root(String),
+}
+
 /// An archive and its sidecar, by their directory's descriptor.
 struct Files {
     /// The directory, opened beneath the backups root.
@@ -347,7 +361,7 @@ struct Files {
 impl Files {
     /// Open the directory of `archive`, which must lie beneath `root` with no
     /// symlink on the way; `Err` says why not, for people.
-    fn open(root: &Path, archive: &Path) -> std::result::Result<Files, String> {
+    fn open(root: &Path, archive: &Path) -> std::result::Result<Files, Unopened> {
         let outside = || {
             format!(
                 "its archive {} is not a file beneath the backups root {}; left alone",
@@ -355,12 +369,14 @@ impl Files {
                 root.display()
             )
         };
-        let rel = archive.strip_prefix(root).map_err(|_| outside())?;
+        let rel = archive
+            .strip_prefix(root)
+            .map_err(|_| Unopened::Refused(outside()))?;
         if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(outside());
+            return Err(Unopened::Refused(outside()));
         }
         let (Some(name), Some(parent)) = (rel.file_name(), rel.parent()) else {
-            return Err(outside());
+            return Err(Unopened::Refused(outside()));
         };
         // Only an archive by its name (what create writes and reconcile
         // adopts): an entry naming the index (`backups.json` beside the
@@ -370,10 +386,10 @@ impl Files {
             .and_then(abssd_proto::Algorithm::from_file_name)
             .is_none()
         {
-            return Err(format!(
+            return Err(Unopened::Refused(format!(
                 "its archive {} is not named like one (*.tar, *.tar.gz, *.tar.zst); left alone",
                 archive.display()
-            ));
+            )));
         }
         // The root itself is configuration, and may be a symlink an
         // administrator made; below it nothing is followed.
@@ -382,7 +398,7 @@ impl Files {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| format!("cannot open the backups root {}: {e}", root.display()))?;
+        .map_err(|e| Unopened::Root(format!("cannot open the backups root {}: {e}", root.display())))?;
         let dir = if parent.as_os_str().is_empty() {
             root_fd
         } else {
@@ -393,7 +409,7 @@ impl Files {
                 Mode::empty(),
                 fsutil::BENEATH,
             )
-            .map_err(|e| format!("{}: {e}", outside()))?
+            .map_err(|e| Unopened::Refused(format!("{}: {e}", outside())))?
         };
         let sidecar = archive::sidecar::path(archive);
         Ok(Files {
@@ -454,9 +470,12 @@ impl Files {
 /// journaled and not done is completed when its entry says removed (the
 /// archive and sidecar, if still there, are deleted) and left alone when it
 /// does not (the crash came before the entry was marked: nothing was
-/// deleted). The caller holds the global lock. Blocking. Returns what was
-/// done, for people.
-pub fn recover(index_file: &Path, backups_root: &Path, record: &Record) -> Result<Vec<String>> {
+/// deleted). One removal that cannot be finished (its directory swapped, a
+/// read-only disk) does not stop the others: it is reported in
+/// [`Recovered::left`], and the journal must then stay for the next start.
+/// The caller holds the global lock. Blocking. Fails only when the index
+/// cannot be read (nothing was done then).
+pub fn recover(index_file: &Path, backups_root: &Path, record: &Record) -> Result<Recovered> {
     let done: std::collections::HashSet<&str> = record
         .steps
         .iter()
@@ -477,10 +496,11 @@ pub fn recover(index_file: &Path, backups_root: &Path, record: &Record) -> Resul
         .collect();
     // Nothing under way: the index need not even be readable.
     if pending.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Recovered::default());
     }
     let index = Index::load(index_file)?;
-    let mut lines = Vec::new();
+    let mut out = Recovered::default();
+    let lines = &mut out.done;
     for (id, archive) in pending {
         let marked = index
             .get(id)
@@ -498,15 +518,45 @@ pub fn recover(index_file: &Path, backups_root: &Path, record: &Record) -> Resul
             ));
             continue;
         }
-        let files = Files::open(backups_root, archive).map_err(Error::Environment)?;
-        let bytes = files.delete_archive()? + files.delete_sidecar()?;
-        files.sync()?;
-        lines.push(format!(
-            "finished removing backup {id}: its entry said removed; deleted {bytes} bytes left of {}",
-            archive.display()
-        ));
+        let files = match Files::open(backups_root, archive) {
+            Ok(files) => files,
+            Err(Unopened::Refused(why)) => {
+                lines.push(format!("backup {id}: {why}"));
+                continue;
+            }
+            Err(Unopened::Root(why)) => {
+                out.left.push(format!(
+                    "backup {id}'s entry says removed, but {why}; abssd tries again at its next start"
+                ));
+                continue;
+            }
+        };
+        let deleted = (|| {
+            let bytes = files.delete_archive()? + files.delete_sidecar()?;
+            files.sync()?;
+            Ok::<_, Error>(bytes)
+        })();
+        match deleted {
+            Ok(bytes) => lines.push(format!(
+                "finished removing backup {id}: its entry said removed; deleted {bytes} bytes left of {}",
+                archive.display()
+            )),
+            Err(e) => out.left.push(format!(
+                "backup {id}'s entry says removed, but its files could not be deleted ({e}); \
+                 abssd tries again at its next start"
+            )),
+        }
     }
-    Ok(lines)
+    Ok(out)
+}
+
+/// What [`recover`] did, and what it could not do; each line for people.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Removals finished, and removals left alone on purpose.
+    pub done: Vec<String>,
+    /// Removals that failed: their journal must stay.
+    pub left: Vec<String>,
 }
 
 #[cfg(test)]
@@ -724,7 +774,8 @@ mod tests {
             &layout.backups_root,
             &journal_of(&id, &theirs.path),
         )
-        .unwrap();
+        .unwrap()
+        .done;
         assert!(lines[0].contains("left alone"), "{lines:?}");
         assert!(Path::new(&theirs.path).is_file());
         assert!(sidecar(&theirs).is_file());
@@ -791,6 +842,55 @@ mod tests {
         }
     }
 
+    /// One removal that cannot be finished does not stop the others, and
+    /// says so (the journal must then stay); one whose archive is no longer
+    /// where a removal may delete is left alone for good.
+    #[tokio::test]
+    async fn recovery_finishes_every_removal_it_can_and_reports_the_rest() {
+        let host = Host::new();
+        let ids = [
+            host.backup().await,
+            host.backup().await,
+            host.backup().await,
+        ];
+        let layout = &host.cfg().layout;
+        let entries: Vec<BackupEntry> = ids.iter().map(|id| entry(&host, id)).collect();
+        let mut idx = index(&host);
+        for id in &ids {
+            idx.get_mut(id).unwrap().status = status::REMOVED.into();
+        }
+        // The first's archive is now a directory (its deletion fails: EISDIR).
+        let stuck = Path::new(&entries[0].path);
+        std::fs::remove_file(stuck).unwrap();
+        std::fs::create_dir(stuck).unwrap();
+        std::fs::write(stuck.join("x"), "x").unwrap();
+        // The second's entry now names an archive outside the backups root.
+        let elsewhere = layout.state_dir.join("elsewhere.tar.zst");
+        std::fs::copy(&entries[1].path, &elsewhere).unwrap();
+        idx.get_mut(&ids[1]).unwrap().path = elsewhere.display().to_string();
+        idx.save(&layout.index_file).unwrap();
+        let mut journal = journal_of(&ids[0], &entries[0].path);
+        journal.steps.push(Step::RemoveBackup {
+            id: ids[1].clone(),
+            archive: elsewhere.clone(),
+        });
+        journal.steps.push(Step::RemoveBackup {
+            id: ids[2].clone(),
+            archive: entries[2].path.clone().into(),
+        });
+
+        let out = recover(&layout.index_file, &layout.backups_root, &journal).unwrap();
+        assert_eq!(out.left.len(), 1, "{out:?}");
+        assert!(out.left[0].contains(&ids[0]), "{out:?}");
+        assert!(stuck.is_dir());
+        assert_eq!(out.done.len(), 2, "{out:?}");
+        assert!(out.done[0].contains("left alone"), "{out:?}");
+        assert!(elsewhere.is_file());
+        assert!(out.done[1].contains("finished removing"), "{out:?}");
+        assert!(!Path::new(&entries[2].path).exists());
+        assert!(!sidecar(&entries[2]).exists());
+    }
+
     #[tokio::test]
     async fn recovery_deletes_what_a_marked_entry_left_and_keeps_an_unmarked_one() {
         let host = Host::new();
@@ -806,7 +906,8 @@ mod tests {
             &layout.backups_root,
             &journal_of(&marked, &m.path),
         )
-        .unwrap();
+        .unwrap()
+        .done;
         assert!(lines[0].contains("finished removing"), "{lines:?}");
         assert!(!Path::new(&m.path).exists());
         assert!(!sidecar(&m).exists());
@@ -823,7 +924,8 @@ mod tests {
             &layout.backups_root,
             &journal_of(&unmarked, &u.path),
         )
-        .unwrap();
+        .unwrap()
+        .done;
         assert!(lines[0].contains("kept"), "{lines:?}");
         assert!(Path::new(&u.path).exists());
         assert_eq!(entry(&host, &unmarked), u);
@@ -835,6 +937,7 @@ mod tests {
         assert!(
             recover(&layout.index_file, &layout.backups_root, &done)
                 .unwrap()
+                .done
                 .is_empty()
         );
     }
