@@ -192,26 +192,64 @@ pub enum Bulky<T> {
     Kept(T),
 }
 
-/// What is left of an omitted part: `{"omitted_bytes": n}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What is left of an omitted part: `{"omitted_bytes": n}`, and for a plan
+/// or a result its `summary` (see [`summary`]), so that the line of a prune
+/// of thousands of backups still says what it removed and freed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Omitted {
     /// The part's length as JSON.
     pub omitted_bytes: u64,
+    /// The part's small members, when it is an object that has some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Value>,
 }
 
 impl<'de> Deserialize<'de> for Omitted {
-    /// Only from an object with that one key (a derived struct would also
-    /// take an array such as `[3]`, which a kept part may well be).
+    /// Only from an object with that key and perhaps `summary` (a derived
+    /// struct would also take an array such as `[3]`, which a kept part may
+    /// well be).
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let note = Map::<String, Value>::deserialize(d)?;
+        let mut note = Map::<String, Value>::deserialize(d)?;
+        let summary = note.remove("summary");
         match (
             note.len(),
             note.get("omitted_bytes").and_then(Value::as_u64),
         ) {
-            (1, Some(omitted_bytes)) => Ok(Omitted { omitted_bytes }),
+            (1, Some(omitted_bytes)) => Ok(Omitted {
+                omitted_bytes,
+                summary,
+            }),
             _ => Err(serde::de::Error::custom("not an omitted part")),
         }
     }
+}
+
+/// The most a [`summary`] may take, as JSON.
+const MAX_SUMMARY: usize = 4 << 10;
+
+/// What a line keeps of an omitted plan or result: its scalar members, and
+/// those of the objects it holds, one level down (`{"plan": {"keep": 3,
+/// "remove": 8800, "freed_bytes": ...}, "result": {"removed_bytes": ...}}`);
+/// arrays and long strings are left out. `None` when nothing is left, or when
+/// even that passes [`MAX_SUMMARY`].
+fn summary(part: &Value) -> Option<Value> {
+    fn small(v: &Value, depth: u8) -> Option<Value> {
+        match v {
+            Value::Null | Value::Bool(_) | Value::Number(_) => Some(v.clone()),
+            Value::String(t) if t.len() <= 200 => Some(v.clone()),
+            Value::Object(map) if depth > 0 => {
+                let kept: Map<String, Value> = map
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), small(v, depth - 1)?)))
+                    .collect();
+                (!kept.is_empty()).then_some(Value::Object(kept))
+            }
+            _ => None,
+        }
+    }
+    let kept = small(part, 2).filter(Value::is_object)?;
+    let size = serde_json::to_vec(&kept).map_or(usize::MAX, |b| b.len());
+    (size <= MAX_SUMMARY).then_some(kept)
 }
 
 impl<T: Default> Default for Bulky<T> {
@@ -235,12 +273,35 @@ trait Omit {
     fn omit(&mut self);
 }
 
-impl<T: Serialize> Omit for Bulky<T> {
+/// A part of a line, and what is left of it when omitted.
+trait Part: Serialize {
+    fn summary(&self) -> Option<Value> {
+        None
+    }
+}
+
+impl Part for Json {
+    fn summary(&self) -> Option<Value> {
+        summary(&self.to_value())
+    }
+}
+
+impl Part for Value {
+    fn summary(&self) -> Option<Value> {
+        summary(self)
+    }
+}
+
+impl Part for String {}
+impl<T: Serialize> Part for Vec<T> {}
+
+impl<T: Part> Omit for Bulky<T> {
     fn omit(&mut self) {
         if let Bulky::Kept(part) = self {
             let size = serde_json::to_vec(part).map_or(0, |b| b.len());
             *self = Bulky::Omitted(Omitted {
                 omitted_bytes: size as u64,
+                summary: part.summary(),
             });
         }
     }
@@ -266,6 +327,23 @@ impl Line {
                 break;
             }
             part(&mut self).omit();
+            bytes = serde_json::to_vec(&self).unwrap_or_default();
+        }
+        if bytes.len() >= MAX_LINE {
+            // Still too long: the ids of the backups changed (a prune of
+            // thousands) lose their tail, and the line says how many.
+            let mut excess = bytes.len() - MAX_LINE + 64;
+            let backups = &mut self.result.backups;
+            let mut dropped = 0u64;
+            while excess > 0
+                && let Some(id) = backups.pop()
+            {
+                excess = excess.saturating_sub(id.len() + 3);
+                dropped += 1;
+            }
+            self.result
+                .extra
+                .insert("backups_omitted".to_owned(), dropped.into());
             bytes = serde_json::to_vec(&self).unwrap_or_default();
         }
         bytes.push(b'\n');
@@ -595,7 +673,7 @@ mod tests {
         assert_eq!(raw["op_id"], big.as_str());
         // …and reads back as a line whose data was omitted, the rest kept.
         let found = find(&log, &big).unwrap().unwrap();
-        let Bulky::Omitted(Omitted { omitted_bytes }) = found.result.data else {
+        let Bulky::Omitted(Omitted { omitted_bytes, .. }) = found.result.data else {
             panic!("{:?}", found.result.data);
         };
         assert!(omitted_bytes > 3 * MAX_LINE as u64);
@@ -636,6 +714,51 @@ mod tests {
         assert_eq!(find(&log, older).unwrap().unwrap().op_id, older.as_str());
         // The oldest are gone: the log is bounded.
         assert!(find(&log, &ids[0]).unwrap().is_none());
+    }
+
+    /// The line of a prune of thousands of backups: plan and result give
+    /// way to their summaries (what it removed and freed stays), and the ids
+    /// of the backups it changed lose their tail, counted.
+    #[test]
+    fn a_huge_prune_keeps_its_figures_and_as_many_ids_as_fit() {
+        let ids: Vec<String> = (0..20_000)
+            .map(|i| format!("20250601-100000-alpha-{i:06x}"))
+            .collect();
+        let items: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "removed": true, "bytes": 1000}))
+            .collect();
+        let mut l = line(
+            "prune",
+            json!({
+                "plan": {"policy": "keep_last=3", "keep": 3, "remove": 20_000, "backups": items.clone()},
+                "result": {"items": items, "removed_bytes": 20_000_000, "purged": 0},
+            }),
+        );
+        l.planned_actions = Bulky::Kept(Json::new(&json!({"keep": 3, "backups": ids})));
+        l.result.backups = ids.clone();
+        let bytes = l.into_bytes();
+        assert!(bytes.len() <= MAX_LINE, "{}", bytes.len());
+        let back: Line = serde_json::from_slice(&bytes).unwrap();
+        let Bulky::Omitted(Omitted {
+            summary: Some(summary),
+            ..
+        }) = &back.result.data
+        else {
+            panic!("{:?}", back.result.data);
+        };
+        assert_eq!(
+            *summary,
+            json!({"plan": {"policy": "keep_last=3", "keep": 3, "remove": 20_000},
+                   "result": {"removed_bytes": 20_000_000, "purged": 0}})
+        );
+        let kept = back.result.backups.len();
+        assert!(kept > 1000 && kept < ids.len(), "{kept}");
+        assert_eq!(back.result.backups[..], ids[..kept]);
+        assert_eq!(
+            back.result.extra["backups_omitted"],
+            json!(ids.len() - kept)
+        );
     }
 
     #[test]

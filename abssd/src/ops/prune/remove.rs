@@ -398,7 +398,12 @@ impl Files {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| Unopened::Root(format!("cannot open the backups root {}: {e}", root.display())))?;
+        .map_err(|e| {
+            Unopened::Root(format!(
+                "cannot open the backups root {}: {e}",
+                root.display()
+            ))
+        })?;
         let dir = if parent.as_os_str().is_empty() {
             root_fd
         } else {
