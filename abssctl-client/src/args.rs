@@ -63,7 +63,7 @@ pub struct Cli {
 /// Top-level verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create, restore, list, show, verify and reconcile backups.
+    /// Create, restore, list, show, verify, reconcile, prune and protect backups.
     #[command(subcommand)]
     Backup(BackupCommand),
     /// List the daemon's operations, or re-attach to one.
@@ -163,12 +163,15 @@ pub enum BackupCommand {
     ///   --keep-within DURATION             every backup made within DURATION before the
     ///                                      instance's newest (restic's notation: 2y5m7d3h,
     ///                                      m = months)
-    ///   --keep N, --older-than DAYS        the Python abssctl's flags: --keep is
+    ///   -k/--keep N, --older-than DAYS     the Python abssctl's flags: --keep is
     ///                                      --keep-last; --older-than keeps every backup
-    ///                                      newer than DAYS days (it never removes
-    ///                                      anything on its own)
+    ///                                      newer than DAYS days (unlike the Python tool,
+    ///                                      it never removes a backup another rule keeps;
+    ///                                      alone, it removes every older one the safety
+    ///                                      rules below do not keep)
     /// With no rule given, the policy is the daemon's `backups.retention` (abssd.yml);
-    /// with none there either, prune refuses (exit 2).
+    /// with none there either, prune refuses (exit 2). --purge-index applies with a
+    /// policy, never instead of one.
     ///
     /// Whatever the policy, these are always kept: the newest backup of each
     /// instance whose checksum was last verified good (the newest of any status
@@ -485,7 +488,7 @@ pub struct PruneArgs {
     pub keep_within: Option<String>,
 
     /// The Python abssctl's --keep: the same as --keep-last.
-    #[arg(long, value_name = "N")]
+    #[arg(short = 'k', long, value_name = "N")]
     pub keep: Option<u32>,
 
     /// The Python abssctl's --older-than, made safe: keep every backup newer
@@ -725,6 +728,16 @@ mod tests {
             panic!("parsed as another command");
         };
         assert_eq!(args.instance.as_deref(), Some("alpha"));
+        // And -k for prune's --keep, as the Python tool's cron lines have it.
+        let cli =
+            Cli::try_parse_from(["abssctl", "backup", "prune", "-i", "alpha", "-k", "3"]).unwrap();
+        let Command::Backup(BackupCommand::Prune(args)) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(
+            (args.instance.as_deref(), args.keep),
+            (Some("alpha"), Some(3))
+        );
     }
 
     #[test]

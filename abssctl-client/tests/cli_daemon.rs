@@ -1,7 +1,7 @@
 //! `abssctl` against the real abssd, started in a sandbox by the `abssd-tests`
 //! harness: `--json` shapes (SPEC §9) and exit codes end to end.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use abssd_tests::{Daemon, Sandbox};
@@ -713,4 +713,28 @@ fn prune_plans_asks_and_removes_only_what_no_rule_keeps() {
     // No rule on the command line and none in abssd.yml: refused.
     let empty = host.json(&["backup", "prune", "--dry-run"], 2);
     assert_eq!(error_kind(&empty), "validation", "{empty}");
+}
+
+/// A backup prune should remove and cannot (its archive is no longer a
+/// regular file) is kept, says why for programs too, and the prune exits 3:
+/// a nightly timer must not report success.
+#[test]
+fn a_prune_that_could_not_remove_a_backup_exits_3() {
+    let host = Host::new();
+    // Both archives become directories: made in one second, which of the two
+    // the policy removes is their ids' order.
+    let archives: Vec<PathBuf> = [host.create(&[]), host.create(&[])]
+        .iter()
+        .map(|made| PathBuf::from(made["archive"].as_str().unwrap()))
+        .collect();
+    for archive in &archives {
+        std::fs::remove_file(archive).unwrap();
+        std::fs::create_dir(archive).unwrap();
+    }
+    let done = host.json(&["backup", "prune", "--keep-last", "1", "--yes"], 3);
+    let items = done["result"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{done}");
+    assert_eq!(items[0]["removed"], json!(false), "{done}");
+    assert_eq!(items[0]["kept"], json!("failed"), "{done}");
+    assert!(archives.iter().all(|a| a.is_dir()));
 }

@@ -171,6 +171,12 @@ impl Journal {
         self.write()
     }
 
+    /// Record `steps` durably, in one write. Call before taking them.
+    pub fn begin_all(&mut self, steps: impl IntoIterator<Item = Step>) -> Result<()> {
+        self.record.steps.extend(steps);
+        self.write()
+    }
+
     /// Pass the commit point, recording what finishing needs.
     pub fn commit(&mut self, outcome: Outcome) -> Result<()> {
         self.record.outcome = Some(outcome);

@@ -44,7 +44,8 @@ pub struct PruneParams {
     #[serde(default)]
     pub keep: Option<u32>,
     /// The Python tool's `--older-than DAYS`, made safe: keeps every backup
-    /// newer than DAYS days; it never removes anything by itself.
+    /// newer than DAYS days, and never removes one another rule keeps (alone,
+    /// it removes every older backup the safety rules do not keep).
     #[serde(default)]
     pub older_than: Option<u32>,
     /// `--dry-run`: the plan only; nothing changes.
@@ -139,7 +140,8 @@ pub struct PruneItem {
     /// Kept (`true`) or to be removed.
     pub keep: bool,
     /// Every rule that keeps it, each an object tagged by `rule`
-    /// (`{"rule":"last","rank":1}`, `{"rule":"daily","bucket":"2024-10-27"}`,
+    /// (`{"rule":"last","rank":1}`,
+    /// `{"rule":"bucket","period":"daily","bucket":"2024-10-27"}`,
     /// `{"rule":"protected"}`, …; docs/API.md lists them); empty exactly when
     /// it is to be removed.
     pub reasons: Vec<serde_json::Value>,
@@ -163,10 +165,57 @@ pub struct PruneOutcome {
     pub removed_at: Option<String>,
     /// Bytes the archive and its sidecar took (0 when kept).
     pub bytes: u64,
-    /// Why it was kept after all (it changed, became protected or in use
-    /// since the plan); absent when removed.
+    /// Why it was kept after all, for people (it changed, became protected
+    /// or in use since the plan; or its removal failed); absent when removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The same, for programs; absent when removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptReason>,
+}
+
+/// Why a planned removal did not happen ([`PruneOutcome::kept`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeptReason {
+    /// The entry is protected now.
+    Protected,
+    /// A running restore or verify reads its archive.
+    InUse,
+    /// Its path or checksum is not the planned one.
+    Changed,
+    /// It is no longer in the index.
+    Gone,
+    /// Another prune (ours or the Python tool's) removed it meanwhile.
+    AlreadyRemoved,
+    /// Its archive is not a file beneath the backups root (left alone).
+    Unsafe,
+    /// Deleting its archive failed; the entry was put back as it was.
+    Failed,
+    /// A reason a newer daemon gives.
+    #[serde(other)]
+    Other,
+}
+
+impl KeptReason {
+    /// Whether a person must look: the backup should have gone and could not
+    /// (`abssctl backup prune` then exits 3). The others are the world
+    /// moving on since the plan, and the next prune decides again.
+    pub fn needs_operator(self) -> bool {
+        matches!(
+            self,
+            KeptReason::Unsafe | KeptReason::Failed | KeptReason::Other
+        )
+    }
+}
+
+impl PruneResult {
+    /// Some planned removal could not be done and needs a person.
+    pub fn has_problems(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| i.kept.is_some_and(KeptReason::needs_operator))
+    }
 }
 
 /// `backup.prune` result (absent on a dry run).

@@ -95,9 +95,15 @@ pub fn show_pruned(out: Output, finished: Finished) -> Result<Exit, WireError> {
         out.document(
             &json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result }),
         );
-    } else {
-        let result: PruneResult = decode("prune result", finished.result)?;
+    }
+    let result: PruneResult = decode("prune result", finished.result)?;
+    if !out.json {
         out.text(&render::prune::pruned(&result));
     }
-    Ok(Exit::Success)
+    // A backup that should have gone and could not needs a person (exit 3).
+    Ok(if result.has_problems() {
+        Exit::Problems
+    } else {
+        Exit::Success
+    })
 }

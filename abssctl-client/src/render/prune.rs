@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn the_plan_names_every_backup_its_decision_and_why() {
         let p = PrunePlan {
-            policy: "keep 1 last".into(),
+            policy: "keep-last 1".into(),
             policy_source: abssd_proto::policy_source::REQUEST.into(),
             time_zone: "UTC".into(),
             instance: None,
@@ -132,7 +132,7 @@ mod tests {
         let text = plan(&p, true);
         assert!(
             text.starts_with(
-                "Dry run, nothing changed.\nPolicy: keep 1 last (from the command line)"
+                "Dry run, nothing changed.\nPolicy: keep-last 1 (from the command line)"
             ),
             "{text}"
         );
@@ -167,6 +167,7 @@ mod tests {
                     removed_at: Some("2026-12-03T21:00:00Z".into()),
                     bytes: 4096,
                     reason: None,
+                    kept: None,
                 },
                 PruneOutcome {
                     id: "b0".into(),
@@ -175,6 +176,7 @@ mod tests {
                     removed_at: None,
                     bytes: 0,
                     reason: Some("a restore reads it".into()),
+                    kept: Some(abssd_proto::KeptReason::InUse),
                 },
             ],
             removed_bytes: 4096,

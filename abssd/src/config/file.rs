@@ -19,8 +19,8 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Map, Value};
 
 use super::value::{
-    MAX_SECONDS, MAX_STOP_TIMEOUT, absolute, age, command, count, non_empty, seconds, section,
-    whole,
+    MAX_SECONDS, MAX_STOP_TIMEOUT, absolute, age, command, count, keep_within, non_empty, seconds,
+    section, whole,
 };
 use crate::error::{Error, Result};
 
@@ -224,9 +224,8 @@ layered! {
         pub keep_monthly: Option<u32>,
         #[serde(deserialize_with = "count::<_, 0>")]
         pub keep_yearly: Option<u32>,
-        /// restic's notation (`30d`, `2y5m`); read when a prune uses it,
-        /// where the notation is parsed.
-        #[serde(deserialize_with = "non_empty")]
+        /// restic's notation (`30d`, `2y5m`), checked here.
+        #[serde(deserialize_with = "keep_within")]
         pub keep_within: Option<String>,
         /// Anything else.
         #[serde(flatten)]

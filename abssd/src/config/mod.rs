@@ -42,6 +42,7 @@ pub use settings::{
     DEFAULT_MAX_RESTORE_ENTRIES, DEFAULT_PRE_RESTORE_MIN_AGE, DEFAULT_RESTORE_RESERVE_PERCENT,
     DaemonSettings, Retention, Services,
 };
+pub use value::restic_span;
 
 /// What the command line (or a test) asks for, before the files and env are read.
 #[derive(Debug, Clone, Default)]

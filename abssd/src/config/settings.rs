@@ -312,6 +312,9 @@ mod tests {
             ("36h", 36 * 3600),
             ("\"90\"", 90),
             ("1.5", 1),
+            ("2min", 120),
+            ("PT2M", 120),
+            ("1h 30min", 5400),
         ] {
             let d = DaemonSettings::resolve(&merged(&format!(
                 "backups:\n  pre_restore_min_age: {text}\n"
@@ -324,6 +327,12 @@ mod tests {
             "backups:\n  pre_restore_min_age: soon\n",
             "backups:\n  retention:\n    keep_last: -1\n",
             "backups:\n  retention:\n    keep_within: \"\"\n",
+            // Months to restic (keep_within, beside it), minutes to jiff.
+            "backups:\n  pre_restore_min_age: 1m\n",
+            "backups:\n  pre_restore_min_age: 2d 30 m\n",
+            // Checked when read, not at the first prune that uses it.
+            "backups:\n  retention:\n    keep_within: 30days\n",
+            "backups:\n  retention:\n    keep_within: 5m5m\n",
         ] {
             let e = ConfigFile::parse(Path::new("/c.yml"), bad);
             assert!(e.is_err(), "{bad}");

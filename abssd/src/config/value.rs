@@ -31,6 +31,53 @@ pub(super) fn non_empty<'de, D: Deserializer<'de>>(
     }
 }
 
+/// `backups.retention.keep_within`: restic's notation (see [`restic_span`]),
+/// checked when the file is read.
+pub(super) fn keep_within<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    match non_empty(d)? {
+        Some(s) if restic_span(&s).is_none() => Err(de::Error::custom(format!(
+            "must be a duration like 7d, 2y5m or 36h (restic's units y, m = months, d, h; \
+             each once), found {s:?}"
+        ))),
+        s => Ok(s),
+    }
+}
+
+/// A span in restic's `--keep-within` notation: whole numbers of `y`
+/// (years), `m` (months), `d` (days) or `h` (hours), each unit at most once,
+/// e.g. `2y5m7d3h` or `30d`. restic's notation rather than jiff's, where
+/// `5m` is five minutes: an operator who knows restic must not keep a
+/// thousandth of what was meant. `None` when it is not one.
+pub fn restic_span(text: &str) -> Option<jiff::Span> {
+    let mut span = jiff::Span::new();
+    let mut seen = String::new();
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let unit = rest[digits..].chars().next()?;
+        if digits == 0 || digits > 6 || seen.contains(unit) {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        span = match unit {
+            'y' => span.try_years(n),
+            'm' => span.try_months(n),
+            'd' => span.try_days(n),
+            'h' => span.try_hours(n),
+            _ => return None,
+        }
+        .ok()?;
+        seen.push(unit);
+        rest = &rest[digits + 1..];
+    }
+    Some(span)
+}
+
 pub(super) fn absolute<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<PathBuf>, D::Error> {
@@ -137,12 +184,36 @@ pub(super) fn age<'de, D: Deserializer<'de>, const MAX: u32>(
 }
 
 /// A duration in jiff's friendly or ISO 8601 notation, days counted as 24 h.
+/// A bare `m` (`1m`, `30 m`) is refused: jiff reads minutes, restic (whose
+/// notation `keep_within`, beside it in the same file, uses) months; `min`
+/// and `PT1M` say minutes unmistakably.
 fn parse_age(s: &str) -> Option<f64> {
+    if bare_m(s) {
+        return None;
+    }
     let span: jiff::Span = s.trim().parse().ok()?;
     let d = span
         .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
         .ok()?;
     Some(d.as_secs_f64())
+}
+
+/// Whether `s` (not ISO 8601) has a number followed by the unit `m` alone.
+fn bare_m(s: &str) -> bool {
+    let s = s.trim();
+    if s.starts_with(['P', 'p']) {
+        return false;
+    }
+    let b = s.as_bytes();
+    (0..b.len()).any(|i| {
+        matches!(b[i], b'm' | b'M')
+            && b[..i]
+                .iter()
+                .rev()
+                .find(|c| **c != b' ')
+                .is_some_and(u8::is_ascii_digit)
+            && !b.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
+    })
 }
 
 /// Any integer YAML holds, unconverted (`1.0` and `"1"` are not whole numbers).

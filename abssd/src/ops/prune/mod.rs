@@ -8,6 +8,7 @@ pub mod policy;
 pub mod remove;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use abssd_proto::{
     BackupEntry, EventKind, Phase, PruneItem, PruneOutcome, PruneParams, PrunePlan, PruneResult,
@@ -26,7 +27,10 @@ use remove::{Outcome, Removal};
 
 /// The labels a restore gives the backup it takes first: ours and the
 /// Python tool's.
-const PRE_RESTORE_LABELS: [&str; 2] = ["pre-restore", "pre-backup-restore"];
+const PRE_RESTORE_LABELS: [&str; 2] = [
+    crate::ops::restore::PRE_RESTORE_LABEL,
+    crate::ops::restore::PYTHON_PRE_RESTORE_LABEL,
+];
 
 /// Plan, and unless `dry_run`, remove what the plan removes and purge the
 /// index. The plan is emitted as the `plan` event before anything changes.
@@ -52,14 +56,18 @@ pub async fn run(
     let in_use = ctx.in_use.snapshot();
     let file = ctx.config.layout.index_file.clone();
     let p = params.clone();
-    let (plan, entries) = tokio::task::spawn_blocking(move || {
-        let index = Index::load(&file)?;
-        let now = Timestamp::now();
-        let tz = TimeZone::system();
-        let (plan, removals) = plan(&index, &p, &rules, source, &in_use, now, &tz, min_age)?;
-        Ok::<_, Error>((plan, removals))
-    })
-    .await??;
+    let now = Timestamp::now();
+    let tz = TimeZone::system();
+    let (plan, entries, rules) = {
+        let tz = tz.clone();
+        tokio::task::spawn_blocking(move || {
+            let index = Index::load(&file)?;
+            let source = source.clone();
+            let (plan, removals) = plan(&index, &p, &rules, source, &in_use, now, &tz, min_age)?;
+            Ok::<_, Error>((plan, removals, rules))
+        })
+        .await??
+    };
     progress.emit(EventKind::Plan {
         plan: abssd_proto::Json::new(&plan),
     });
@@ -71,18 +79,38 @@ pub async fn run(
     {
         return Err(Error::validation(
             "the prune plan changed since it was shown (a backup was made, removed, protected \
-             or verified meanwhile); nothing changed: run the prune again to see the new plan",
+             or verified meanwhile, or time moved a backup past --older-than or a pre-restore \
+             backup past its minimum age); nothing changed: run the prune again to see the new plan",
         ));
     }
 
-    let removed = remove::remove(ctx, entries, progress).await?;
+    // The same policy on the same clock, asked again on the fresh index of
+    // each batch of removals (what running operations read, the removal
+    // claims decide there).
+    let p = params.clone();
+    let recheck: remove::Recheck = Arc::new(move |index: &Index| {
+        let (_, removals) = self::plan(
+            index,
+            &p,
+            &rules,
+            String::new(),
+            &HashSet::new(),
+            now,
+            &tz,
+            min_age,
+        )?;
+        Ok(removals.into_iter().map(|r| r.id).collect())
+    });
+    let removed = remove::remove(ctx, entries, recheck, progress).await?;
     let removed_bytes = remove::removed_bytes(&removed);
     let items = removed
         .into_iter()
         .map(|r| {
-            let (removed, removed_at, bytes, reason) = match r.outcome {
-                Outcome::Removed { removed_at, bytes } => (true, Some(removed_at), bytes, None),
-                Outcome::Kept { detail, .. } => (false, None, 0, Some(detail)),
+            let (removed, removed_at, bytes, reason, kept) = match r.outcome {
+                Outcome::Removed { removed_at, bytes } => {
+                    (true, Some(removed_at), bytes, None, None)
+                }
+                Outcome::Kept { reason, detail } => (false, None, 0, Some(detail), Some(reason)),
             };
             PruneOutcome {
                 id: r.id,
@@ -91,6 +119,7 @@ pub async fn run(
                 removed_at,
                 bytes,
                 reason,
+                kept,
             }
         })
         .collect();
@@ -208,13 +237,22 @@ fn plan(
     tz: &TimeZone,
     min_age: SignedDuration,
 ) -> Result<(PrunePlan, Vec<Removal>)> {
-    let scope: Vec<&BackupEntry> = index
+    let in_scope = |e: &BackupEntry| params.instance.as_deref().is_none_or(|i| e.instance == i);
+    let scope: Vec<&BackupEntry> = index.backups.iter().filter(|e| in_scope(e)).collect();
+    // An entry out of the scope with an id of the scope goes in too: the id
+    // is then a duplicate to the policy, which keeps it (a removal by id
+    // could hit the other instance's entry). Its own decision is dropped.
+    let scope_ids: HashSet<&str> = scope.iter().map(|e| e.id.as_str()).collect();
+    let candidates: Vec<Candidate> = index
         .backups
         .iter()
-        .filter(|e| params.instance.as_deref().is_none_or(|i| e.instance == i))
+        .filter(|e| in_scope(e) || scope_ids.contains(e.id.as_str()))
+        .map(|e| candidate(e, in_use))
         .collect();
-    let candidates: Vec<Candidate> = scope.iter().map(|e| candidate(e, in_use)).collect();
-    let decisions = policy::plan(policy, &candidates, now, tz, min_age)?;
+    let mut decisions = policy::plan(policy, &candidates, now, tz, min_age)?;
+    if let Some(only) = params.instance.as_deref() {
+        decisions.retain(|d| d.instance == only);
+    }
     let freed_bytes = policy::freed_bytes(&decisions);
 
     // A duplicated id is always kept, so the first entry of an id is the one
@@ -294,7 +332,12 @@ fn candidate(entry: &BackupEntry, in_use: &HashSet<String>) -> Candidate {
             .iter()
             .any(|l| PRE_RESTORE_LABELS.contains(&l.as_str())),
         in_use: in_use.contains(&entry.id),
-        size_bytes: entry.size_bytes.unwrap_or(0),
+        // What removing it frees: nothing when its archive is known gone.
+        size_bytes: if entry.status == status::MISSING {
+            0
+        } else {
+            entry.size_bytes.unwrap_or(0)
+        },
     }
 }
 
@@ -484,6 +527,47 @@ mod tests {
         };
         let e = config_policy(&bad).unwrap_err().to_string();
         assert!(e.contains("backups.retention.keep_within"), "{e}");
+    }
+
+    /// An id another instance's entry also has is kept by a prune of one
+    /// instance: a removal by id could mark the other's entry.
+    #[test]
+    fn an_id_shared_with_an_entry_out_of_scope_is_kept() {
+        let mut theirs = entry("x", "2025-01-01T00:00:00Z");
+        theirs.instance = "beta".into();
+        let index = Index {
+            backups: vec![
+                theirs,
+                entry("x", "2025-01-01T00:00:00Z"),
+                entry("new", "2025-01-02T00:00:00Z"),
+            ],
+            ..Index::default()
+        };
+        let params = PruneParams {
+            instance: Some("alpha".into()),
+            keep_last: Some(1),
+            ..Default::default()
+        };
+        let rules = request_policy(&params).unwrap();
+        let (plan, removals) = plan(
+            &index,
+            &params,
+            &rules,
+            "request".into(),
+            &HashSet::new(),
+            "2025-01-10T00:00:00Z".parse().unwrap(),
+            &TimeZone::UTC,
+            SignedDuration::ZERO,
+        )
+        .unwrap();
+        let decided: Vec<(&str, &str, bool)> = plan
+            .backups
+            .iter()
+            .map(|b| (b.instance.as_str(), b.id.as_str(), b.keep))
+            .collect();
+        assert_eq!(decided, [("alpha", "new", true), ("alpha", "x", true)]);
+        assert_eq!(plan.backups[1].why, "duplicate id");
+        assert!(removals.is_empty());
     }
 
     #[test]

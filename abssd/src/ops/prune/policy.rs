@@ -23,13 +23,14 @@
 //!   prune runs, and the plan does not change while no backup is added.
 //! * `older_than_days` is the Python tool's `--older-than`, made safe: it keeps
 //!   every backup (of any status) made at or after `now - DAYS × 24 h`,
-//!   measured from the clock as the Python tool measures it. It never removes
-//!   anything by itself.
+//!   measured from the clock as the Python tool measures it. Unlike the
+//!   Python tool's, it never removes a backup another rule keeps.
 //! * The rules are ORed: a backup is removed only when no rule keeps it.
 //!
 //! Safety that no policy overrides ([`Reason::is_safety`]): per instance the
 //! newest `available` backup whose checksum was last verified good is kept,
-//! and when none is, the newest backup of any status; protected backups; the
+//! and when none is, the newest backup of any status and the newest that may
+//! restore (`available` or never checked); protected backups; the
 //! backups a running operation reads; pre-restore backups younger than the
 //! minimum age; entries whose status this project does not know (a newer tool
 //! may mean something by it), whose creation time is unreadable, or whose id
@@ -102,68 +103,13 @@ impl Policy {
 /// restic's notation rather than jiff's, where `5m` is five minutes: an
 /// operator who knows restic must not keep a thousandth of what was meant.
 pub fn parse_keep_within(text: &str) -> Result<Span> {
-    let bad = || {
+    crate::config::restic_span(text).ok_or_else(|| {
         Error::validation(format!(
             "--keep-within {:?} is not a duration like 7d, 2y5m or 36h \
              (units y, m = months, d, h; each once)",
             crate::error::shown(text)
         ))
-    };
-    let mut span = Span::new();
-    let mut seen = String::new();
-    let mut rest = text;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        let unit = rest[digits..].chars().next().ok_or_else(bad)?;
-        if digits == 0 || digits > 6 || seen.contains(unit) {
-            return Err(bad());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        span = match unit {
-            'y' => span.try_years(n),
-            'm' => span.try_months(n),
-            'd' => span.try_days(n),
-            'h' => span.try_hours(n),
-            _ => return Err(bad()),
-        }
-        .map_err(|_| bad())?;
-        seen.push(unit);
-        rest = &rest[digits + 1..];
-    }
-    Ok(span)
-}
-
-impl fmt::Display for Policy {
-    /// The policy as a plan's header says it: `keep 3 last, 7 daily, within
-    /// P30D of the newest, newer than 90 days`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = Vec::new();
-        for (n, what) in [
-            (self.keep_last, "last"),
-            (self.keep_hourly, "hourly"),
-            (self.keep_daily, "daily"),
-            (self.keep_weekly, "weekly"),
-            (self.keep_monthly, "monthly"),
-            (self.keep_yearly, "yearly"),
-        ] {
-            if let Some(n) = n.filter(|&n| n > 0) {
-                parts.push(format!("{n} {what}"));
-            }
-        }
-        if let Some(span) = self.keep_within.filter(|s| !s.is_zero()) {
-            parts.push(format!("within {span} of the newest"));
-        }
-        if let Some(days) = self.older_than_days.filter(|&d| d > 0) {
-            parts.push(format!("newer than {days} days"));
-        }
-        if parts.is_empty() {
-            return f.write_str("keep nothing");
-        }
-        write!(f, "keep {}", parts.join(", "))
-    }
+    })
 }
 
 /// What [`plan`] needs to know of one index entry; the caller derives it from
@@ -220,7 +166,7 @@ impl fmt::Display for Period {
 }
 
 /// Why a backup is kept. In `--json` an object tagged by `rule`
-/// (`{"rule":"daily","bucket":"2019-11-17"}`); [`fmt::Display`] for people.
+/// (`{"rule":"bucket","period":"daily","bucket":"2019-11-17"}`); [`fmt::Display`] for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]
 pub enum Reason {
@@ -258,6 +204,10 @@ pub enum Reason {
     NewestVerified,
     /// Safety: the instance's newest backup, none being verified good.
     NewestOfInstance,
+    /// Safety: the instance's newest backup that may restore (`available`
+    /// or never checked), none being verified good and the newest of all
+    /// being dead.
+    NewestRestorable,
     /// Safety: protected by an operator.
     Protected,
     /// Safety: a running operation reads it.
@@ -304,6 +254,7 @@ impl fmt::Display for Reason {
             Reason::NewerThan { since } => write!(f, "newer than {since}"),
             Reason::NewestVerified => f.write_str("newest verified"),
             Reason::NewestOfInstance => f.write_str("newest (none verified)"),
+            Reason::NewestRestorable => f.write_str("newest restorable (none verified)"),
             Reason::Protected => f.write_str("protected"),
             Reason::InUse => f.write_str("in use"),
             Reason::PreRestoreMinAge { until } => write!(f, "pre-restore until {until}"),
@@ -378,9 +329,12 @@ pub fn plan(
     let newer_than = match policy.older_than_days {
         Some(days) if days > 0 => {
             let back = SignedDuration::from_hours(i64::from(days) * 24);
-            Some(now.checked_sub(back).map_err(|e| {
+            let since = now.checked_sub(back).map_err(|e| {
                 Error::validation(format!("--older-than {days} reaches too far back: {e}"))
-            })?)
+            })?;
+            // In whole seconds (down: it keeps, never removes, the
+            // fraction), as people read it and backups are dated.
+            Some(Timestamp::from_second(since.as_second()).unwrap_or(since))
         }
         _ => None,
     };
@@ -550,8 +504,18 @@ impl Rules<'_> {
         match newest_verified {
             Some(i) => reasons[i].push(Reason::NewestVerified),
             None => {
-                if let Some(i) = group.iter().position(|c| placed(c)) {
+                let newest = group.iter().position(|c| placed(c));
+                if let Some(i) = newest {
                     reasons[i].push(Reason::NewestOfInstance);
+                }
+                // The newest of any status may be dead (missing, corrupt):
+                // the newest that may restore stays too, so a window rule
+                // anchored on a dead entry never leaves nothing to restore.
+                let restorable = group
+                    .iter()
+                    .position(|c| placed(c) && takes_slot(&c.status));
+                if let Some(i) = restorable.filter(|&i| Some(i) != newest) {
+                    reasons[i].push(Reason::NewestRestorable);
                 }
             }
         }
@@ -1200,25 +1164,39 @@ mod tests {
         assert_eq!(reasons(&d, "good"), [Reason::NewestVerified]);
     }
 
-    /// With nothing verified, the newest backup of any status survives.
+    /// With nothing verified, the newest backup of any status survives, and
+    /// the newest that may restore too.
     #[test]
     fn newest_of_any_status_survives_when_none_is_verified() {
         let cands = [
-            at("old", "2025-01-01T00:00:00Z"),
+            at("older", "2024-11-01T00:00:00Z"),
+            at("old", "2024-12-01T00:00:00Z"),
             Candidate {
                 status: status::MISSING.into(),
                 ..at("newest", "2025-01-02T00:00:00Z")
             },
         ];
-        let d = run(
-            &Policy {
+        // A window anchored on the dead newest (keep_within), or the clock
+        // (older_than), keeps none of the others: the newest that may
+        // restore stays all the same.
+        for policy in [
+            Policy {
                 older_than_days: Some(1),
                 ..Policy::default()
             },
-            &cands,
-        );
-        assert_eq!(kept(&d), ["newest"]);
-        assert_eq!(reasons(&d, "newest"), [Reason::NewestOfInstance]);
+            Policy {
+                keep_within: Some(7.days()),
+                ..Policy::default()
+            },
+        ] {
+            let d = run(&policy, &cands);
+            assert_eq!(kept(&d), ["newest", "old"], "{policy:?}");
+            assert_eq!(
+                reasons(&d, "newest").last(),
+                Some(&Reason::NewestOfInstance)
+            );
+            assert_eq!(reasons(&d, "old"), [Reason::NewestRestorable]);
+        }
     }
 
     /// Protected and in-use backups are kept whatever the policy.
@@ -1413,24 +1391,6 @@ mod tests {
         }
     }
 
-    /// A plan's header names every rule that keeps something.
-    #[test]
-    fn policy_reads_as_a_sentence() {
-        let policy = Policy {
-            keep_last: Some(3),
-            keep_daily: Some(7),
-            keep_weekly: Some(0),
-            keep_within: Some(30.days()),
-            older_than_days: Some(90),
-            ..Policy::default()
-        };
-        assert_eq!(
-            policy.to_string(),
-            "keep 3 last, 7 daily, within P30D of the newest, newer than 90 days"
-        );
-        assert_eq!(Policy::default().to_string(), "keep nothing");
-    }
-
     /// Not a timing assertion: prints how long a plan of 10,000 entries over
     /// 10 instances takes (`--nocapture` shows it).
     #[test]
@@ -1601,6 +1561,16 @@ mod tests {
                                 prop_assert!(all_kept(&d, &n.id), "newest {}", n.id);
                             }
                         }
+                    }
+                    // Whatever the policy, an instance that had a backup that
+                    // may restore keeps one.
+                    if newest(of(), |c| takes_slot(&c.status)).is_some() {
+                        prop_assert!(
+                            of().any(|c| takes_slot(&c.status)
+                                && c.created_at.is_some()
+                                && all_kept(&d, &c.id)),
+                            "no restorable backup of {} kept", inst
+                        );
                     }
                 }
                 for c in cands.iter().filter(|c| c.status != status::REMOVED) {

@@ -2,27 +2,34 @@
 //! Python tool's `backup prune` does (`status: removed`, `removed_at`, every
 //! other field kept), then delete its archive and `.sha256` sidecar.
 //!
-//! Per backup, under the global lock on a fresh read of the index:
+//! In batches of up to [`BATCH`] backups, each under one hold of the global
+//! lock on one fresh read of the index:
 //!
-//! 1. re-check: an entry now protected, read by a running restore or verify
-//!    ([`crate::ops::claims`]), changed since it was planned (another path or
-//!    checksum), already removed or gone is kept, with the reason;
-//! 2. journal the step ([`Step::RemoveBackup`]);
-//! 3. mark the entry removed and write the index;
-//! 4. delete the archive and the sidecar, through a descriptor of their
+//! 1. re-check each: an entry now protected, read by a running restore or
+//!    verify ([`crate::ops::claims`]), changed since it was planned (another
+//!    path or checksum), already removed or gone, whose id another entry
+//!    has, whose file another live entry names (by any path: compared by
+//!    device and inode), or that the plan's policy keeps when asked again on
+//!    this index ([`Recheck`]) is kept, with the reason;
+//! 2. journal the batch's removals ([`Step::RemoveBackup`]), one write;
+//! 3. mark the entries removed and write the index, once;
+//! 4. delete each archive and sidecar, through a descriptor of their
 //!    directory opened beneath the backups root without following symlinks
 //!    (the index names the files, and whoever can write it must not make a
-//!    root daemon delete anything else);
-//! 5. journal that it is done ([`Step::Removed`]).
+//!    root daemon delete anything else); a deletion that fails puts its
+//!    entry back as it was;
+//! 5. journal that they are done ([`Step::Removed`]), one write.
 //!
 //! The index is written before anything is deleted, so no `available` entry
 //! ever points at a deleted archive; an entry marked removed whose archive is
 //! still there is what a crash between 3 and 4 leaves, and [`recover`]
 //! deletes it at start-up.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use abssd_proto::{Command, Phase, status};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
@@ -62,25 +69,7 @@ impl Removal {
     }
 }
 
-/// Why a planned removal did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeptReason {
-    /// The entry is protected now.
-    Protected,
-    /// A running restore or verify reads its archive.
-    InUse,
-    /// Its path or checksum is not the planned one.
-    Changed,
-    /// It is no longer in the index.
-    Gone,
-    /// Another prune (ours or the Python tool's) removed it meanwhile.
-    AlreadyRemoved,
-    /// Its archive is not a file beneath the backups root.
-    Unsafe,
-    /// Deleting its archive failed; the entry was put back as it was.
-    Failed,
-}
+pub use abssd_proto::KeptReason;
 
 /// What became of one planned removal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -114,12 +103,26 @@ pub struct Removed {
     pub outcome: Outcome,
 }
 
+/// Removals per hold of the global lock. Each batch reads and writes the
+/// index once and the journal twice, whatever its size (a removal at a time
+/// rewrote a 6 MB index 8,800 times for the bench's prune); other operations
+/// get the lock between batches.
+const BATCH: usize = 256;
+
+/// Asked under the global lock, on the fresh index of each batch: the ids of
+/// the backups the confirmed plan's policy (same rules, same clock) removes
+/// now. A backup it keeps now is kept: the index changed since the plan in a
+/// way the policy cares about (a backup found corrupt, so an older verified
+/// one is the newest good one again).
+pub type Recheck = Arc<dyn Fn(&Index) -> Result<HashSet<String>> + Send + Sync>;
+
 /// Remove `removals` in order (see the module doc), one `remove:<id>` phase
-/// each. A removal kept for a reason does not stop the others; an error
-/// reading or writing the index or the journal does.
+/// each, in batches of [`BATCH`]. A removal kept for a reason does not stop
+/// the others; an error reading or writing the index or the journal does.
 pub async fn remove(
     ctx: &Ctx,
     removals: Vec<Removal>,
+    recheck: Recheck,
     progress: &Reporter,
 ) -> Result<Vec<Removed>> {
     let layout = &ctx.config.layout;
@@ -138,56 +141,77 @@ pub async fn remove(
     let mut journal =
         tokio::task::spawn_blocking(move || Journal::create(&state_dir, record)).await??;
     let mut out = Vec::with_capacity(removals.len());
-    for removal in removals {
-        progress.phase(Phase::Remove(removal.id.clone()));
+    for batch in removals.chunks(BATCH) {
         let _global = match ctx.locks.acquire(true, &[], progress).await {
             Ok(held) => held,
             Err(e) => return Err(abandon(ctx, journal, e, progress).await),
         };
         // Taken before the index is read: from here no restore or verify of
-        // this backup can start, and one running now keeps it.
-        let Some(_removing) = ctx.in_use.begin_removal(&removal.id) else {
-            out.push(kept(
-                &removal,
-                KeptReason::InUse,
-                "a running restore or verify reads it".into(),
-            ));
-            continue;
-        };
+        // these backups can start, and one running now keeps its backup.
+        let mut claims = Vec::with_capacity(batch.len());
+        let mut todo = Vec::with_capacity(batch.len());
+        let mut busy = Vec::new();
+        for removal in batch {
+            match ctx.in_use.begin_removal(&removal.id) {
+                Some(claim) => {
+                    claims.push(claim);
+                    todo.push(removal.clone());
+                }
+                None => busy.push(kept(
+                    removal,
+                    KeptReason::InUse,
+                    "a running restore or verify reads it".into(),
+                )),
+            }
+        }
         let (file, root) = (layout.index_file.clone(), layout.backups_root.clone());
-        let r = removal.clone();
-        let (j, outcome) = tokio::task::spawn_blocking(move || {
-            let outcome = remove_one(&file, &root, &mut journal, &r);
-            (journal, outcome)
+        let recheck = Arc::clone(&recheck);
+        let (j, done) = tokio::task::spawn_blocking(move || {
+            let done = remove_batch(&file, &root, &mut journal, &todo, &*recheck);
+            (journal, done)
         })
         .await?;
         journal = j;
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
+        drop(claims);
+        let mut done = match done {
+            Ok(done) => done.into_iter().peekable(),
             Err(e) => return Err(abandon(ctx, journal, e, progress).await),
         };
-        match &outcome {
-            Outcome::Removed { bytes, .. } => {
-                progress.emit(abssd_proto::EventKind::Progress {
-                    phase: Phase::Remove(removal.id.clone()),
-                    done: *bytes,
-                    total: *bytes,
-                });
-                progress.changed(&removal.id);
-                progress.info(format!("removed backup {} ({bytes} bytes)", removal.id));
-            }
-            Outcome::Kept { detail, .. } => {
-                progress.info(format!("kept backup {}: {detail}", removal.id));
+        let mut busy = busy.into_iter().peekable();
+        // In the plan's order.
+        for removal in batch {
+            let next = if busy.peek().is_some_and(|b| b.id == removal.id) {
+                busy.next()
+            } else {
+                done.next()
+            };
+            if let Some(removed) = next {
+                progress.phase(Phase::Remove(removed.id.clone()));
+                report(progress, &removed);
+                out.push(removed);
             }
         }
-        out.push(Removed {
-            id: removal.id,
-            instance: removal.instance,
-            outcome,
-        });
     }
     tokio::task::spawn_blocking(move || journal.close()).await??;
     Ok(out)
+}
+
+/// What became of one removal, as events.
+fn report(progress: &Reporter, removed: &Removed) {
+    match &removed.outcome {
+        Outcome::Removed { bytes, .. } => {
+            progress.emit(abssd_proto::EventKind::Progress {
+                phase: Phase::Remove(removed.id.clone()),
+                done: *bytes,
+                total: *bytes,
+            });
+            progress.changed(&removed.id);
+            progress.info(format!("removed backup {} ({bytes} bytes)", removed.id));
+        }
+        Outcome::Kept { detail, .. } => {
+            progress.info(format!("kept backup {}: {detail}", removed.id));
+        }
+    }
 }
 
 /// A removal failed with `error` (reading or writing the index or the
@@ -241,81 +265,176 @@ fn kept(removal: &Removal, reason: KeptReason, detail: String) -> Removed {
     }
 }
 
-/// Steps 1–5 for one backup. The caller holds the global lock and the
-/// backup's removal claim. Blocking.
-fn remove_one(
+/// Steps 1–5 for one batch: one read of the index, one journal write of
+/// every removal, one index write marking them all, the deletions, one
+/// journal write saying they are done. The caller holds the global lock and
+/// the backups' removal claims. Blocking. Results in the batch's order.
+fn remove_batch(
     file: &Path,
     root: &Path,
     journal: &mut Journal,
-    removal: &Removal,
-) -> Result<Outcome> {
-    let keep = |reason, detail: String| Ok(Outcome::Kept { reason, detail });
+    batch: &[Removal],
+    recheck: &(dyn Fn(&Index) -> Result<HashSet<String>> + Send + Sync),
+) -> Result<Vec<Removed>> {
     let mut index = Index::load(file)?;
-    if let Some(other) = sharer(&index, &removal.id, Path::new(&removal.path)) {
-        return keep(
+    let still = recheck(&index)?;
+    let removing: HashSet<&str> = batch.iter().map(|r| r.id.as_str()).collect();
+    let shared = identities(&index, &removing);
+    let mut results: Vec<Option<Removed>> = vec![None; batch.len()];
+    let mut going: Vec<(usize, Files)> = Vec::new();
+    for (i, removal) in batch.iter().enumerate() {
+        match check(&index, root, removal, &still, &shared) {
+            Ok(files) => going.push((i, files)),
+            Err((reason, detail)) => results[i] = Some(kept(removal, reason, detail)),
+        }
+    }
+    if !going.is_empty() {
+        journal.begin_all(going.iter().map(|(i, _)| Step::RemoveBackup {
+            id: batch[*i].id.clone(),
+            archive: PathBuf::from(&batch[*i].path),
+        }))?;
+        crash_point!("prune::journaled");
+        let removed_at = fsutil::now_utc();
+        let mut before = Vec::with_capacity(going.len());
+        for (i, _) in &going {
+            if let Some(entry) = index.get_mut(&batch[*i].id) {
+                before.push(entry.clone());
+                entry.status = status::REMOVED.to_owned();
+                entry
+                    .extra
+                    .insert("removed_at".to_owned(), removed_at.clone().into());
+            }
+        }
+        index.save(file)?;
+        crash_point!("prune::marked");
+        let mut failed = Vec::new();
+        for (i, files) in &going {
+            let removal = &batch[*i];
+            let outcome = match files.delete_archive() {
+                Ok(bytes) => {
+                    crash_point!("prune::archive-deleted");
+                    // The archive is gone: the entry rightly says removed
+                    // whatever becomes of the sidecar; a sidecar left is a
+                    // stray for reconcile to list.
+                    let bytes = bytes + files.delete_sidecar().unwrap_or(0);
+                    Outcome::Removed {
+                        removed_at: removed_at.clone(),
+                        bytes,
+                    }
+                }
+                Err(e) => {
+                    failed.extend(before.iter().find(|b| b.id == removal.id).cloned());
+                    Outcome::Kept {
+                        reason: KeptReason::Failed,
+                        detail: format!("{e}; its entry is as it was"),
+                    }
+                }
+            };
+            results[*i] = Some(Removed {
+                id: removal.id.clone(),
+                instance: removal.instance.clone(),
+                outcome,
+            });
+        }
+        for (_, files) in &going {
+            files.sync()?;
+        }
+        // Still there: their entries say so again, as they were.
+        if !failed.is_empty() {
+            put_back(file, failed)?;
+        }
+        journal.begin_all(going.iter().map(|(i, _)| Step::Removed {
+            id: batch[*i].id.clone(),
+        }))?;
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// Step 1 for one backup of a batch: its files, opened, when it may go; else
+/// why it is kept.
+fn check(
+    index: &Index,
+    root: &Path,
+    removal: &Removal,
+    still: &HashSet<String>,
+    shared: &HashMap<(u64, u64), String>,
+) -> std::result::Result<Files, (KeptReason, String)> {
+    if let Some(other) = sharer(index, &removal.id, Path::new(&removal.path)) {
+        return Err((
             KeptReason::Unsafe,
             format!("its archive is also backup {other}'s, which is not removed; left alone"),
-        );
+        ));
     }
-    let Some(entry) = index.get_mut(&removal.id) else {
-        return keep(KeptReason::Gone, "it is no longer in the index".into());
+    let mut same_id = index.backups.iter().filter(|e| e.id == removal.id);
+    let (Some(entry), None) = (same_id.next(), same_id.next()) else {
+        return Err(match index.get(&removal.id) {
+            None => (KeptReason::Gone, "it is no longer in the index".into()),
+            Some(_) => (
+                KeptReason::Unsafe,
+                "another index entry has the same id; left alone".into(),
+            ),
+        });
     };
     if entry.status == status::REMOVED {
-        return keep(
+        return Err((
             KeptReason::AlreadyRemoved,
             "another prune removed it meanwhile".into(),
-        );
+        ));
     }
     if entry.protected {
-        return keep(
+        return Err((
             KeptReason::Protected,
             "it is protected (abssctl backup unprotect ID lifts that)".into(),
-        );
+        ));
     }
     if entry.path != removal.path || entry.sha256() != removal.sha256.as_deref() {
-        return keep(
+        return Err((
             KeptReason::Changed,
             "its archive path or checksum changed since the plan; prune again to decide on it"
                 .into(),
-        );
+        ));
+    }
+    if !still.contains(&removal.id) {
+        return Err((
+            KeptReason::Changed,
+            "the policy keeps it now (the index changed since the plan: a backup was found \
+             bad, made or protected); prune again to see why"
+                .into(),
+        ));
     }
     let files = match Files::open(root, Path::new(&entry.path)) {
         Ok(f) => f,
-        Err(Unopened::Refused(why) | Unopened::Root(why)) => return keep(KeptReason::Unsafe, why),
-    };
-    let before = entry.clone();
-    journal.begin(Step::RemoveBackup {
-        id: removal.id.clone(),
-        archive: PathBuf::from(&entry.path),
-    })?;
-    crash_point!("prune::journaled");
-    let removed_at = fsutil::now_utc();
-    entry.status = status::REMOVED.to_owned();
-    entry
-        .extra
-        .insert("removed_at".to_owned(), removed_at.clone().into());
-    index.save(file)?;
-    crash_point!("prune::marked");
-    let bytes = match files.delete_archive() {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            // Still there: the entry says so again, as it was.
-            put_back(file, before)?;
-            journal.begin(Step::Removed {
-                id: removal.id.clone(),
-            })?;
-            return keep(KeptReason::Failed, format!("{e}; its entry is as it was"));
+        Err(Unopened::Refused(why) | Unopened::Root(why)) => {
+            return Err((KeptReason::Unsafe, why));
         }
     };
-    crash_point!("prune::archive-deleted");
-    // The archive is gone: the entry rightly says removed whatever becomes
-    // of the sidecar; a sidecar left is a stray for reconcile to list.
-    let bytes = bytes + files.delete_sidecar().unwrap_or(0);
-    files.sync()?;
-    journal.begin(Step::Removed {
-        id: removal.id.clone(),
-    })?;
-    Ok(Outcome::Removed { removed_at, bytes })
+    if let Some(other) = files.identity().and_then(|id| shared.get(&id)) {
+        return Err((
+            KeptReason::Unsafe,
+            format!(
+                "its archive is the very file backup {other}'s entry names (another path to \
+                 it); left alone"
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+/// The file identity (device, inode) of every archive a live entry names,
+/// but those being removed: a removal whose file is one of them would take
+/// another backup's archive, however its path is spelt (a renamed or
+/// symlinked directory).
+fn identities(index: &Index, removing: &HashSet<&str>) -> HashMap<(u64, u64), String> {
+    use std::os::unix::fs::MetadataExt;
+    index
+        .backups
+        .iter()
+        .filter(|e| e.status != status::REMOVED && !removing.contains(e.id.as_str()))
+        .filter_map(|e| {
+            let meta = std::fs::metadata(&e.path).ok()?;
+            Some(((meta.dev(), meta.ino()), e.id.clone()))
+        })
+        .collect()
 }
 
 /// Another entry than `id`'s, not removed, whose archive is `archive`:
@@ -329,14 +448,15 @@ fn sharer<'a>(index: &'a Index, id: &str, archive: &Path) -> Option<&'a str> {
         .map(|e| e.id.as_str())
 }
 
-/// Write `before` back over its entry (a failed deletion).
-fn put_back(file: &Path, before: abssd_proto::BackupEntry) -> Result<()> {
+/// Write each of `before` back over its entry (failed deletions).
+fn put_back(file: &Path, before: Vec<abssd_proto::BackupEntry>) -> Result<()> {
     let mut index = Index::load(file)?;
-    if let Some(e) = index.get_mut(&before.id) {
-        *e = before;
-        index.save(file)?;
+    for b in before {
+        if let Some(e) = index.get_mut(&b.id) {
+            *e = b;
+        }
     }
-    Ok(())
+    index.save(file)
 }
 
 /// Why [`Files::open`] did not open an archive's directory, for people.
@@ -463,6 +583,17 @@ impl Files {
         }
     }
 
+    /// The archive's identity (device, inode), when it is there.
+    fn identity(&self) -> Option<(u64, u64)> {
+        let st = rustix::fs::statat(
+            &self.dir,
+            self.archive.as_os_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .ok()?;
+        Some((st.st_dev, st.st_ino))
+    }
+
     /// Make the deletions durable.
     fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&self.dir)
@@ -575,6 +706,11 @@ mod tests {
         Index::load(&host.cfg().layout.index_file).unwrap()
     }
 
+    /// A policy that removes every backup of the index.
+    fn every() -> Recheck {
+        Arc::new(|index: &Index| Ok(index.backups.iter().map(|e| e.id.clone()).collect()))
+    }
+
     fn entry(host: &Host, id: &str) -> BackupEntry {
         index(host).get(id).unwrap().clone()
     }
@@ -591,7 +727,7 @@ mod tests {
         let size = before.size_bytes.unwrap();
         let sidecar_size = std::fs::metadata(sidecar(&before)).unwrap().len();
         let (recorder, sink) = host.progress();
-        let out = remove(&host.ctx, vec![Removal::of(&before)], &sink)
+        let out = remove(&host.ctx, vec![Removal::of(&before)], every(), &sink)
             .await
             .unwrap();
         let after = entry(&host, &old);
@@ -654,7 +790,7 @@ mod tests {
         let before = std::fs::read(&file).unwrap();
         let reading = host.ctx.in_use.claim(&ids[1]).unwrap();
         let (recorder, sink) = host.progress();
-        let out = remove(&host.ctx, planned, &sink).await.unwrap();
+        let out = remove(&host.ctx, planned, every(), &sink).await.unwrap();
         drop(reading);
         let reasons: Vec<_> = out
             .iter()
@@ -703,7 +839,9 @@ mod tests {
             idx.save(&file).unwrap();
             let (_, sink) = host.progress();
             let planned = Removal::of(&entry(&host, &id));
-            let out = remove(&host.ctx, vec![planned], &sink).await.unwrap();
+            let out = remove(&host.ctx, vec![planned], every(), &sink)
+                .await
+                .unwrap();
             assert!(
                 matches!(
                     out[0].outcome,
@@ -741,7 +879,9 @@ mod tests {
             idx.save(&file).unwrap();
             let planned = Removal::of(&entry(&host, &id));
             let (_, sink) = host.progress();
-            let out = remove(&host.ctx, vec![planned], &sink).await.unwrap();
+            let out = remove(&host.ctx, vec![planned], every(), &sink)
+                .await
+                .unwrap();
             assert!(
                 matches!(
                     out[0].outcome,
@@ -794,7 +934,7 @@ mod tests {
         let file = host.cfg().layout.index_file.clone();
         std::fs::write(&file, b"{\"backups\": [").unwrap();
         let (_, sink) = host.progress();
-        let err = remove(&host.ctx, vec![Removal::of(&e)], &sink)
+        let err = remove(&host.ctx, vec![Removal::of(&e)], every(), &sink)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), abssd_proto::ErrorKind::Environment, "{err}");
@@ -812,7 +952,7 @@ mod tests {
         std::fs::remove_file(&e.path).unwrap();
         std::fs::create_dir(&e.path).unwrap();
         let (_, sink) = host.progress();
-        let out = remove(&host.ctx, vec![Removal::of(&e)], &sink)
+        let out = remove(&host.ctx, vec![Removal::of(&e)], every(), &sink)
             .await
             .unwrap();
         assert!(
@@ -894,6 +1034,55 @@ mod tests {
         assert!(out.done[1].contains("finished removing"), "{out:?}");
         assert!(!Path::new(&entries[2].path).exists());
         assert!(!sidecar(&entries[2]).exists());
+    }
+
+    /// Asked again on the fresh index, a policy that keeps a backup now
+    /// keeps it, whatever the plan said.
+    #[tokio::test]
+    async fn a_backup_the_policy_keeps_by_the_time_of_its_removal_is_kept() {
+        let host = Host::new();
+        let id = host.backup().await;
+        let e = entry(&host, &id);
+        let (_rec, sink) = host.progress();
+        let none: Recheck = Arc::new(|_: &Index| Ok(HashSet::new()));
+        let out = remove(&host.ctx, vec![Removal::of(&e)], none, &sink)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out[0].outcome, Outcome::Kept { reason: KeptReason::Changed, detail } if detail.contains("policy keeps it now")),
+            "{out:?}"
+        );
+        assert_eq!(entry(&host, &id), e);
+        assert!(Path::new(&e.path).is_file());
+    }
+
+    /// Another live entry naming the same file by another path (a directory
+    /// symlinked or renamed by whoever can write the backups root) keeps it.
+    #[tokio::test]
+    async fn an_archive_another_entry_names_by_another_path_is_kept() {
+        let host = Host::new();
+        let (id, other) = (host.backup().await, host.backup().await);
+        let layout = &host.cfg().layout;
+        let e = entry(&host, &id);
+        let archive = Path::new(&e.path);
+        let alias = layout.backups_root.join("alias");
+        std::os::unix::fs::symlink(archive.parent().unwrap(), &alias).unwrap();
+        let mut idx = index(&host);
+        idx.get_mut(&other).unwrap().path = alias
+            .join(archive.file_name().unwrap())
+            .display()
+            .to_string();
+        idx.save(&layout.index_file).unwrap();
+        let (_rec, sink) = host.progress();
+        let out = remove(&host.ctx, vec![Removal::of(&e)], every(), &sink)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out[0].outcome, Outcome::Kept { reason: KeptReason::Unsafe, detail } if detail.contains(&other)),
+            "{out:?}"
+        );
+        assert!(archive.is_file());
+        assert_eq!(entry(&host, &id).status, status::AVAILABLE);
     }
 
     #[tokio::test]

@@ -278,7 +278,11 @@ fn apply_one(
         index.backups.push(adoption.entry.clone());
         return Ok(true);
     }
-    let Some(entry) = index.get_mut(&p.id).filter(|e| e.path == p.path) else {
+    // An entry a prune marked removed meanwhile stays as the prune left it.
+    let Some(entry) = index
+        .get_mut(&p.id)
+        .filter(|e| e.path == p.path && e.status != status::REMOVED)
+    else {
         return Ok(false);
     };
     let reason = match &p.change {

@@ -42,6 +42,8 @@ mod live;
 mod payload;
 pub mod plan;
 mod pre_backup;
+
+pub(crate) use pre_backup::{LABEL as PRE_RESTORE_LABEL, PYTHON_LABEL as PYTHON_PRE_RESTORE_LABEL};
 pub mod recover;
 pub mod rollback;
 mod swap;
