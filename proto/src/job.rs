@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A step of a backup job, in the order it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStep {
     /// `backup create`.
@@ -17,6 +17,31 @@ pub enum JobStep {
     Verify,
     /// `backup reconcile` of the instance's entries.
     Reconcile,
+}
+
+impl JobStep {
+    /// Every step, in the order a job runs them.
+    pub const ALL: [JobStep; 4] = [
+        JobStep::Create,
+        JobStep::Prune,
+        JobStep::Verify,
+        JobStep::Reconcile,
+    ];
+
+    /// The wire name (`create`, `prune`, `verify`, `reconcile`).
+    pub fn name(self) -> &'static str {
+        match self {
+            JobStep::Create => "create",
+            JobStep::Prune => "prune",
+            JobStep::Verify => "verify",
+            JobStep::Reconcile => "reconcile",
+        }
+    }
+
+    /// The step named `name`.
+    pub fn named(name: &str) -> Option<JobStep> {
+        JobStep::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// How one step of a job ended.
