@@ -357,6 +357,41 @@ mod tests {
     }
 
     #[test]
+    fn the_job_settings_are_read_checked_and_defaulted() {
+        let d = DaemonSettings::resolve(&ConfigFile::default());
+        assert_eq!(
+            d.job,
+            JobSettings {
+                verify_sample: DEFAULT_VERIFY_SAMPLE,
+                deep: false
+            }
+        );
+        let d = DaemonSettings::resolve(&merged(
+            "backups:\n  job:\n    verify_sample: 3\n    deep: true\n",
+        ));
+        assert_eq!(
+            d.job,
+            JobSettings {
+                verify_sample: 3,
+                deep: true
+            }
+        );
+        for bad in [
+            "backups:\n  job:\n    verify_sample: -1\n",
+            "backups:\n  job:\n    verify_sample: 101\n",
+            "backups:\n  job:\n    deep: maybe\n",
+            "backups:\n  job: 3\n",
+        ] {
+            assert!(
+                ConfigFile::parse(Path::new("/c.yml"), bad).is_err(),
+                "{bad}"
+            );
+        }
+        let unknown = merged("backups:\n  job:\n    verify_samples: 3\n").unknown_keys();
+        assert_eq!(unknown, ["backups.job.verify_samples"]);
+    }
+
+    #[test]
     fn services_defaults_and_settings() {
         let s = Services::resolve(&ConfigFile::default());
         assert_eq!(s.service_user, None);
