@@ -404,3 +404,38 @@ fn a_peer_that_may_only_read_is_refused_and_nothing_happens() {
     assert!(!sb.path("srv/backups/alpha").exists());
     assert!(!state_dir.join("jobs").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_older_backup_found_by_the_sample_fails_the_instance_at_verify() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let old = backup(&c, "alpha").await;
+    let mut bytes = std::fs::read(&old.archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&old.archive, bytes).unwrap();
+
+    let err = job(&c, &only("alpha")).await.expect_err("verify finds it");
+    assert_eq!(err.kind, ErrorKind::Environment, "{}", err.message);
+    assert!(err.message.contains("alpha (verify)"), "{}", err.message);
+    let summary: RunResult =
+        serde_json::from_value(err.detail.unwrap()["summary"].clone()).unwrap();
+    let alpha = &summary.instances[0];
+    use JobStepStatus::*;
+    assert_eq!(
+        statuses(alpha),
+        [
+            (JobStep::Create, Ok),
+            (JobStep::Prune, Skipped),
+            (JobStep::Verify, Failed),
+            (JobStep::Reconcile, Skipped)
+        ]
+    );
+    assert!(step(alpha, JobStep::Verify).message.contains(&old.id));
+    // The new backup is good and recorded so; the old one is marked.
+    let made = alpha.backup_id.clone().expect("the create succeeded");
+    assert_eq!(show(&c, &made).await.status, status::AVAILABLE);
+    assert_eq!(show(&c, &old.id).await.status, status::CORRUPT);
+    let r = record(&w, "alpha");
+    assert!(!r.ok && r.backup_id == Some(made));
+}
