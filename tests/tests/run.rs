@@ -8,11 +8,13 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::PathBuf;
 
-use abssd_proto::methods::BackupRun;
 use abssd_proto::methods::call::call;
+use abssd_proto::methods::{BackupCreate, BackupRun};
 use abssd_proto::*;
+use abssd_tests::hooks::Gate;
+use abssd_tests::inspect::events_of;
 use abssd_tests::world::World;
-use abssd_tests::{Daemon, Sandbox, backup, show};
+use abssd_tests::{Daemon, Sandbox, backup, serial, show};
 use jsonrpsee::core::client::Client;
 use serde_json::Value;
 
@@ -438,4 +440,59 @@ async fn a_corrupt_older_backup_found_by_the_sample_fails_the_instance_at_verify
     assert_eq!(show(&c, &old.id).await.status, status::CORRUPT);
     let r = record(&w, "alpha");
     assert!(!r.ok && r.backup_id == Some(made));
+}
+
+/// The job holds no lock across its steps and each step takes its own: a job
+/// that meets a create holding the instance lock waits for it, then runs
+/// every step to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waits_for_a_create_holding_the_instance_lock_then_runs_every_step() {
+    let _serial = serial();
+    let w = World::with_config(&["alpha"], |_| {
+        "backups:\n  retention:\n    keep_last: 5\n".to_owned()
+    });
+    let c = w.client().await;
+    let mut gate = Gate::at("create::locked");
+    let create = CreateParams {
+        instance: "alpha".into(),
+        detach: true,
+        ..CreateParams::default()
+    };
+    let holder = call::<BackupCreate>(&c, &create).await.unwrap().op_id;
+    gate.entered().await;
+
+    let params = RunParams {
+        detach: true,
+        ..only("alpha")
+    };
+    let op_id = call::<BackupRun>(&c, &params).await.unwrap().op_id;
+    let mut events = abssd_proto::methods::call::watch(&c, &op_id).await.unwrap();
+    loop {
+        let event = events.next().await.expect("events").unwrap();
+        if matches!(&event.kind, EventKind::LockWait { lock } if lock == "instance:alpha") {
+            break;
+        }
+        assert!(
+            !event.kind.is_terminal(),
+            "ended without waiting: {event:?}"
+        );
+    }
+    gate.release();
+    fail::remove("create::locked");
+
+    let end = events_of(&c, &op_id).await.pop().unwrap();
+    let EventKind::Finished { result } = end.kind else {
+        panic!("{end:?}");
+    };
+    let r: RunResult = serde_json::from_value(result.to_value()["result"].clone()).unwrap();
+    assert!(r.ok, "{r:?}");
+    assert!(
+        r.instances[0]
+            .steps
+            .iter()
+            .all(|s| s.status == JobStepStatus::Ok),
+        "{r:?}"
+    );
+    let held = events_of(&c, &holder).await.pop().unwrap();
+    assert!(matches!(held.kind, EventKind::Finished { .. }), "{held:?}");
 }
