@@ -36,6 +36,10 @@ pub fn path(state_dir: &Path, instance: &str) -> PathBuf {
 /// Replace `record`'s file with it. Blocking.
 pub fn write(state_dir: &Path, record: &JobRecord) -> Result<PathBuf> {
     validate_name(&record.instance)?;
+    // One writer at a time: a write removes the temporary files it finds of
+    // its record, which must never be another running write's.
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = WRITING.lock().unwrap_or_else(|p| p.into_inner());
     let target = path(state_dir, &record.instance);
     let jobs = state_dir.join(DIR);
     let io = |action: &'static str, at: &Path| {
@@ -70,6 +74,7 @@ pub fn write(state_dir: &Path, record: &JobRecord) -> Result<PathBuf> {
     own_dir(&dir, &jobs)?;
 
     let name = format!("{}.json", record.instance);
+    remove_stale_temps(&dir, &name);
     let temp = format!(".{name}.{}.tmp", uuid::Uuid::now_v7().as_simple());
     let mut bytes = serde_json::to_vec_pretty(record)
         .map_err(|e| Error::Internal(format!("encoding the job record: {e}")))?;
@@ -114,6 +119,28 @@ fn own_dir(dir: &OwnedFd, at: &Path) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// Remove the temporary files of `name` that a daemon killed between writing
+/// and renaming left in `dir` (`.<name>.<id>.tmp`). Best effort: the write
+/// goes on whatever happens here.
+fn remove_stale_temps(dir: &OwnedFd, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(mut entries) = rustix::fs::Dir::read_from(dir) else {
+        return;
+    };
+    let mut stale = Vec::new();
+    while let Some(Ok(entry)) = entries.next() {
+        let Ok(file) = entry.file_name().to_str() else {
+            continue;
+        };
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            stale.push(file.to_owned());
+        }
+    }
+    for file in stale {
+        let _ = rustix::fs::unlinkat(dir, file.as_str(), rustix::fs::AtFlags::empty());
+    }
 }
 
 /// Create `name` in `dir` (never through a symlink, never an existing file),
@@ -189,6 +216,23 @@ mod tests {
             .collect();
         assert_eq!(names, ["alpha.json"]);
         assert_eq!(read(&state, "beta").unwrap(), None);
+    }
+
+    #[test]
+    fn a_temporary_file_left_by_a_killed_write_is_removed_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        write(&state, &record("alpha", "op-1")).unwrap();
+        let jobs = state.join(DIR);
+        std::fs::write(jobs.join(".alpha.json.0197abc.tmp"), "half").unwrap();
+        std::fs::write(jobs.join(".beta.json.0197abc.tmp"), "beta's").unwrap();
+        write(&state, &record("alpha", "op-2")).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&jobs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".beta.json.0197abc.tmp", "alpha.json"]);
     }
 
     #[test]
