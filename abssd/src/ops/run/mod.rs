@@ -518,12 +518,17 @@ mod tests {
     /// Two instances, `alpha` and `beta`, each with one small file;
     /// systemd cannot be reached.
     fn two_instances(dir: &Path) -> Arc<Ctx> {
+        two_instances_with(dir, |_| {})
+    }
+
+    fn two_instances_with(dir: &Path, set: impl FnOnce(&mut Config)) -> Arc<Ctx> {
         let over = Overrides {
             prefix: Some(dir.into()),
             bus_address: Some(format!("unix:path={}", dir.join("no-bus").display())),
             ..Overrides::default()
         };
-        let config = Config::load_with_env(&over, &Default::default()).unwrap();
+        let mut config = Config::load_with_env(&over, &Default::default()).unwrap();
+        set(&mut config);
         for name in ["beta", "alpha"] {
             let data = config.layout.instance_root.join(name);
             std::fs::create_dir_all(&data).unwrap();
@@ -667,6 +672,60 @@ mod tests {
         let state = &ctx.config.layout.state_dir;
         assert!(!record::read(state, "alpha").unwrap().unwrap().ok);
         assert!(record::read(state, "beta").unwrap().unwrap().ok);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sample_takes_the_least_recently_verified_and_deep_is_obeyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = two_instances_with(dir.path(), |c| {
+            c.daemon.job = crate::config::JobSettings {
+                verify_sample: 1,
+                deep: true,
+            };
+        });
+        let alpha = RunParams {
+            instance: Some("alpha".into()),
+            ..RunParams::default()
+        };
+        let (_rec, progress) = Recorder::start("op-1");
+        let (_, first) = run(&ctx, &alpha, &root(), &Nobody, &progress)
+            .await
+            .unwrap();
+        let (_rec, progress) = Recorder::start("op-2");
+        let (_, second) = run(&ctx, &alpha, &root(), &Nobody, &progress)
+            .await
+            .unwrap();
+        let [first, second] = [first, second].map(|r| r.instances[0].backup_id.clone().unwrap());
+        // Verified within one second by the jobs: dated apart here, the
+        // second verified longest ago.
+        let file = &ctx.config.layout.index_file;
+        let mut raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        for e in raw["backups"].as_array_mut().unwrap() {
+            let at = if e["id"] == first.as_str() {
+                "2026-01-02T00:00:00Z"
+            } else {
+                "2026-01-01T00:00:00Z"
+            };
+            e["checksum"]["last_verified"] = at.into();
+        }
+        std::fs::write(file, serde_json::to_vec(&raw).unwrap()).unwrap();
+        let (rec, progress) = Recorder::start("op-3");
+        let (plan, third) = run(&ctx, &alpha, &root(), &Nobody, &progress)
+            .await
+            .unwrap();
+        assert!(plan.deep && plan.verify_sample == 1);
+        let third = third.instances[0].backup_id.clone().unwrap();
+        let verified: Vec<Phase> = rec
+            .phases()
+            .into_iter()
+            .filter(|p| matches!(p, Phase::Verify(_) | Phase::VerifyDeep(_)))
+            .collect();
+        assert_eq!(
+            verified,
+            [Phase::VerifyDeep(third), Phase::VerifyDeep(second)],
+            "first: {first}"
+        );
     }
 
     #[tokio::test]
