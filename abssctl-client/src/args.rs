@@ -187,6 +187,52 @@ pub enum BackupCommand {
     /// changed).
     #[command(verbatim_doc_comment)]
     Prune(PruneArgs),
+    /// Run the backup job: back up, prune, verify and reconcile, per instance.
+    ///
+    /// This is what the systemd timers (abssctl-backup@.timer, abssctl-backup-all.timer)
+    /// run; it can be run by hand the same way. For each instance (one with
+    /// --instance, or every instance of the registry in name order with --all),
+    /// abssd runs, one after the other:
+    ///   create     a backup, as `backup create INSTANCE` with no flags makes it
+    ///              (the configured consistency mode and compression), labelled "job"
+    ///   prune      the retention policy of abssd.yml (backups.retention), for this
+    ///              instance only, without asking: the job is a standing order.
+    ///              Skipped when no policy is configured
+    ///   verify     the new archive, and the backups.job.verify_sample (default 1)
+    ///              older available backups of the instance verified longest ago
+    ///              (or never); deep when backups.job.deep is true
+    ///   reconcile  the instance's index entries against the archives, read-only:
+    ///              drift is shown as a warning, never fixed by the job
+    ///
+    /// A step that fails fails its instance (its later steps are skipped) and never
+    /// stops the other instances. The table shows each instance, its result, the
+    /// backup it made and each step's status. Each instance's outcome is also kept
+    /// in state_dir/jobs/<instance>.json for `abssctl doctor`. Every step is in the
+    /// operations log.
+    ///
+    /// Exit codes: 0 when every instance's job succeeded; otherwise the code of
+    /// the first failure's kind (3 environment or busy, 4 systemd, archive or
+    /// internal, 2 validation), and with --json the error's detail.summary holds
+    /// the whole summary. Needs an operator (root or the operator group).
+    #[command(verbatim_doc_comment)]
+    Run(RunArgs),
+}
+
+/// `abssctl backup run`
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("scope").required(true).args(["instance", "all"]))]
+pub struct RunArgs {
+    /// Run the job for this instance.
+    #[arg(short, long, value_name = "NAME")]
+    pub instance: Option<String>,
+
+    /// Run the job for every instance of the registry, in name order.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Start the job, print its operation id and return at once.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// `abssctl backup create`

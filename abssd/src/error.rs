@@ -112,6 +112,19 @@ pub enum Error {
         /// Why it did not start.
         cause: Box<Error>,
     },
+    /// A backup job (`backup run`) in which at least one instance failed:
+    /// the others ran to their end. Its kind is that of the first failure
+    /// (so the client's exit code says what went wrong), and its detail
+    /// carries the job's whole summary.
+    #[error("{message}")]
+    JobFailed {
+        /// The kind of the first instance's failure.
+        kind: ErrorKind,
+        /// Which instances failed, and at which step.
+        message: String,
+        /// The job's summary (`RunResult`), as JSON.
+        summary: Box<serde_json::Value>,
+    },
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -134,6 +147,7 @@ impl Error {
             Error::Service(_) => ErrorKind::Service,
             Error::RolledBack { cause, .. } => cause.kind(),
             Error::NotRestarted { .. } => ErrorKind::Service,
+            Error::JobFailed { kind, .. } => *kind,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -163,6 +177,7 @@ impl Error {
             } => Some(serde_json::json!({
                 "backup_id": backup_id, "archive": archive, "unit": unit, "unit_running": false
             })),
+            Error::JobFailed { summary, .. } => Some(serde_json::json!({ "summary": summary })),
             _ => None,
         };
         WireError {

@@ -7,6 +7,8 @@
 //! * [`restore`] — `backup.restore` parameters, plan and result.
 //! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
 //! * [`prune`]   — `backup.prune` parameters, plan (a decision per backup) and result.
+//! * [`run`]     — `backup.run`, the backup job: parameters, plan and summary.
+//! * [`job`]     — the record of an instance's last backup job (`backup.run`), read by `daemon.health`.
 //! * [`json`]    — [`Json`], a large plan or result kept as shared JSON text.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
 //! * [`op`]      — operations, their events, and the `op.*` / `daemon.*` types.
@@ -23,6 +25,7 @@
 
 pub mod backup;
 pub mod error;
+pub mod job;
 pub mod json;
 pub mod limits;
 pub mod methods;
@@ -31,9 +34,11 @@ pub mod progress;
 pub mod prune;
 pub mod reconcile;
 pub mod restore;
+pub mod run;
 
 pub use backup::*;
 pub use error::{ErrorKind, WireError};
+pub use job::*;
 pub use json::Json;
 pub use methods::Method;
 pub use op::*;
@@ -41,6 +46,7 @@ pub use progress::{Level, Phase};
 pub use prune::*;
 pub use reconcile::*;
 pub use restore::*;
+pub use run::*;
 
 /// The daemon's default socket path (without `--prefix`).
 pub const DEFAULT_SOCKET: &str = "/run/abssctl/abssd.sock";

@@ -74,6 +74,7 @@ use crate::op::{NoParams, OpIdParams, OpListParams};
 use crate::prune::PruneParams;
 use crate::reconcile::ReconcileParams;
 use crate::restore::RestoreParams;
+use crate::run::RunParams;
 
 impl Bounded for NoParams {
     fn check(&self) -> Result<(), WireError> {
@@ -114,6 +115,12 @@ impl Bounded for RestoreParams {
         opt("instance", self.instance.as_ref(), NAME)?;
         opt("dest", self.dest.as_ref(), PATH)?;
         opt("backup_message", self.backup_message.as_ref(), MESSAGE)
+    }
+}
+
+impl Bounded for RunParams {
+    fn check(&self) -> Result<(), WireError> {
+        opt("instance", self.instance.as_ref(), NAME)
     }
 }
 

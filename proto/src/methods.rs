@@ -12,6 +12,7 @@ use crate::op::*;
 use crate::prune::*;
 use crate::reconcile::*;
 use crate::restore::*;
+use crate::run::*;
 
 /// A JSON-RPC method of abssd.
 pub trait Method {
@@ -65,6 +66,8 @@ methods! {
     BackupProtect = "backup.protect", mutates: true, ProtectParams => OpOutcome<serde_json::Value, ProtectResult>;
     /// Take a backup's protection away.
     BackupUnprotect = "backup.unprotect", mutates: true, ProtectParams => OpOutcome<serde_json::Value, ProtectResult>;
+    /// The backup job: create, prune, verify, reconcile, per instance.
+    BackupRun = "backup.run", mutates: true, RunParams => OpOutcome<RunPlan, RunResult>;
     /// One operation.
     OpGet = "op.get", mutates: false, OpIdParams => OpInfo;
     /// Operations this daemon knows.

@@ -44,6 +44,8 @@ pub enum Command {
     BackupUnprotect,
     /// `backup prune`
     BackupPrune,
+    /// `backup run` (the backup job)
+    BackupRun,
     /// Any other command, as written.
     Other(String),
 }
@@ -59,6 +61,7 @@ impl Command {
             Command::BackupProtect => "backup protect",
             Command::BackupUnprotect => "backup unprotect",
             Command::BackupPrune => "backup prune",
+            Command::BackupRun => "backup run",
             Command::Other(text) => text,
         }
     }
@@ -74,6 +77,7 @@ impl Command {
             Command::BackupProtect,
             Command::BackupUnprotect,
             Command::BackupPrune,
+            Command::BackupRun,
         ];
         known
             .into_iter()

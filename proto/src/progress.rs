@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::job::JobStep;
+
 /// How much a `message` event matters.
 ///
 /// The set is closed: an unknown level is a protocol change, like a new event
@@ -44,6 +46,10 @@ macro_rules! phases {
             /// `remove:<id>`: a prune removes backup `<id>` (its index entry
             /// marked removed, its archive and sidecar deleted).
             Remove(String),
+            /// `<instance>:<step>`: a backup job (`backup.run`) runs one of its
+            /// steps (`create`, `prune`, `verify`, `reconcile`) for an instance;
+            /// the step's own phases follow it.
+            Job(String, JobStep),
             /// A name this build does not know (a newer daemon's), kept as it
             /// came so a client can still show it. Never holds a known name:
             /// parsing gives the variant for those.
@@ -59,6 +65,7 @@ macro_rules! phases {
                     | Phase::VerifyDeep(_)
                     | Phase::Adopt(_)
                     | Phase::Remove(_)
+                    | Phase::Job(..)
                     | Phase::Other(_) => None,
                 }
             }
@@ -130,6 +137,7 @@ impl fmt::Display for Phase {
             Phase::VerifyDeep(id) => write!(f, "{VERIFY_DEEP}{id}"),
             Phase::Adopt(name) => write!(f, "{ADOPT}{name}"),
             Phase::Remove(id) => write!(f, "{REMOVE}{id}"),
+            Phase::Job(instance, step) => write!(f, "{instance}:{}", step.name()),
             Phase::Other(name) => f.write_str(name),
             fixed => f.write_str(fixed.fixed_name().unwrap_or_default()),
         }
@@ -149,6 +157,14 @@ impl From<String> for Phase {
         if let Some(phase) = Phase::from_fixed_name(&name) {
             return phase;
         }
+        // Before the prefixes: an instance may be named `verify` or `remove`,
+        // while no backup id or archive name is a step's name.
+        if let Some((instance, step)) = name.rsplit_once(':')
+            && let Some(step) = JobStep::named(step)
+            && is_instance_name(instance)
+        {
+            return Phase::Job(instance.to_owned(), step);
+        }
         if let Some(id) = name.strip_prefix(VERIFY) {
             return Phase::Verify(id.to_owned());
         }
@@ -163,6 +179,17 @@ impl From<String> for Phase {
         }
         Phase::Other(name)
     }
+}
+
+/// An instance name as the registry allows it: `[a-z0-9][a-z0-9-]*`, at
+/// most [`crate::limits::NAME`] bytes.
+fn is_instance_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.len() <= crate::limits::NAME
 }
 
 impl Serialize for Phase {
@@ -211,6 +238,10 @@ mod tests {
         "verify-deep:20240101-000000-alpha-0a1b2c",
         "adopt:alpha-2024.tar.zst",
         "remove:20240101-000000-alpha-0a1b2c",
+        "alpha:create",
+        "alpha-2:prune",
+        "verify:verify",
+        "remove:reconcile",
     ];
 
     #[test]
@@ -230,6 +261,20 @@ mod tests {
             "the longer prefix is not taken for verify:"
         );
         assert_eq!(Phase::from("adopt:a:b"), Phase::Adopt("a:b".into()));
+        assert_eq!(
+            Phase::from("verify:verify"),
+            Phase::Job("verify".into(), JobStep::Verify),
+            "an instance named like a prefix runs a job step"
+        );
+        assert_eq!(
+            Phase::from("verify:20240101-000000-verify-0a1b2c"),
+            Phase::Verify("20240101-000000-verify-0a1b2c".into())
+        );
+        assert_eq!(
+            Phase::from("Alpha:create"),
+            Phase::Other("Alpha:create".into()),
+            "not an instance name"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod interop_registry;
 mod prune;
 mod reconcile;
 mod restore;
+mod run;
 mod service;
 mod systemd;
 

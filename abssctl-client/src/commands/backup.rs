@@ -51,6 +51,7 @@ pub async fn run(client: &Client, out: Output, cmd: BackupCommand) -> Result<Exi
         BackupCommand::Reconcile(args) => reconcile(client, out, args).await,
         BackupCommand::Restore(args) => super::restore::run(client, out, args).await,
         BackupCommand::Prune(args) => super::prune::run(client, out, args).await,
+        BackupCommand::Run(args) => super::run::run(client, out, args).await,
     }
 }
 

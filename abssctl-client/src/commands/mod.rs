@@ -4,6 +4,7 @@
 //! * [`backup`]  — `backup create | list | show | verify | reconcile`
 //! * [`restore`] — `backup restore`: plan, confirmation, follow
 //! * [`prune`]   — `backup prune`: plan, confirmation, follow
+//! * [`run`]     — `backup run`: the backup job, followed, and its summary
 //! * [`op`]      — `op list | watch`
 //! * [`daemon`]  — `daemon status`
 
@@ -12,6 +13,7 @@ pub mod daemon;
 pub mod op;
 pub mod prune;
 pub mod restore;
+pub mod run;
 
 use std::path::Path;
 
@@ -107,6 +109,7 @@ fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
         Some(abssd_proto::Command::BackupReconcile) => backup::show_reconciled(out, finished),
         Some(abssd_proto::Command::BackupRestore) => restore::show_restored(out, finished),
         Some(abssd_proto::Command::BackupPrune) => prune::show_pruned(out, finished),
+        Some(abssd_proto::Command::BackupRun) => run::show_ran(out, finished),
         _ => {
             let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
             out.show(&doc, || {

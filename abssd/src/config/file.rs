@@ -198,6 +198,29 @@ layered! {
         /// as `7d` or `36h`).
         #[serde(deserialize_with = "age::<_, MAX_SECONDS>")]
         pub pre_restore_min_age: Option<Duration>,
+        /// `backups.job:` (abssd's own): what the backup job (`backup run`)
+        /// verifies besides the backup it made.
+        #[serde(deserialize_with = "section")]
+        pub job: JobSection,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
+}
+
+layered! {
+    /// `backups.job:` (abssd's own), the backup job's verification.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    pub struct JobSection {
+        /// `backups.job.verify_sample`: how many older backups of the instance
+        /// each job verifies besides the new one (those verified longest ago
+        /// first); at most 100.
+        #[serde(deserialize_with = "whole::<_, u32, 0, 100>")]
+        pub verify_sample: Option<u32>,
+        /// `backups.job.deep`: the job's verifications are deep
+        /// (`backup verify --deep`).
+        pub deep: Option<bool>,
         /// Anything else.
         #[serde(flatten)]
         pub unknown: Unknown,
@@ -422,11 +445,12 @@ impl ConfigFile {
 
     /// The dotted names of every unknown key, at any depth, in file order.
     pub fn unknown_keys(&self) -> Vec<String> {
-        let sections: [(&str, &Unknown); 7] = [
+        let sections: [(&str, &Unknown); 8] = [
             ("", &self.unknown),
             ("backups.", &self.backups.unknown),
             ("backups.compression.", &self.backups.compression.unknown),
             ("backups.retention.", &self.backups.retention.unknown),
+            ("backups.job.", &self.backups.job.unknown),
             ("systemd.", &self.systemd.unknown),
             ("nginx.", &self.nginx.unknown),
             ("daemon.", &self.daemon.unknown),
@@ -440,12 +464,13 @@ impl ConfigFile {
 
 /// The keys only abssd reads (dotted; a section's name stands for all of it):
 /// the Python tool refuses each of them in `config.yml`.
-pub const ABSSD_ONLY: [&str; 6] = [
+pub const ABSSD_ONLY: [&str; 7] = [
     "daemon",
     "nginx",
     "backups.restores_root",
     "backups.retention",
     "backups.pre_restore_min_age",
+    "backups.job",
     "systemd.bus_address",
 ];
 

@@ -40,7 +40,7 @@ pub use file::{ConfigFile, Layer, Merge, Source};
 pub use layout::{Layout, site_name, unit_name};
 pub use settings::{
     DEFAULT_MAX_RESTORE_ENTRIES, DEFAULT_PRE_RESTORE_MIN_AGE, DEFAULT_RESTORE_RESERVE_PERCENT,
-    DaemonSettings, Retention, Services,
+    DaemonSettings, JobSettings, Retention, Services,
 };
 pub use value::restic_span;
 

@@ -80,6 +80,22 @@ pub struct DaemonSettings {
     /// No prune removes a pre-restore backup younger than this
     /// (`backups.pre_restore_min_age`, default 7 days).
     pub pre_restore_min_age: Duration,
+    /// What the backup job verifies (`backups.job`).
+    pub job: JobSettings,
+}
+
+/// Default of `backups.job.verify_sample`.
+pub const DEFAULT_VERIFY_SAMPLE: u32 = 1;
+
+/// `backups.job`: what a backup job (`backup run`) verifies besides the
+/// backup it made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Older available backups of the instance verified too, those whose last
+    /// verification is oldest (or absent) first (`verify_sample`, default 1).
+    pub verify_sample: u32,
+    /// Verify deep (`deep`, default false).
+    pub deep: bool,
 }
 
 /// Default of `backups.pre_restore_min_age`: a week to notice that a restore
@@ -161,6 +177,14 @@ impl DaemonSettings {
                 .backups
                 .pre_restore_min_age
                 .unwrap_or(DEFAULT_PRE_RESTORE_MIN_AGE),
+            job: JobSettings {
+                verify_sample: merged
+                    .backups
+                    .job
+                    .verify_sample
+                    .unwrap_or(DEFAULT_VERIFY_SAMPLE),
+                deep: merged.backups.job.deep.unwrap_or(false),
+            },
         }
     }
 }
@@ -339,6 +363,41 @@ mod tests {
         }
         let unknown = merged("backups:\n  retention:\n    keep_lats: 3\n").unknown_keys();
         assert_eq!(unknown, ["backups.retention.keep_lats"]);
+    }
+
+    #[test]
+    fn the_job_settings_are_read_checked_and_defaulted() {
+        let d = DaemonSettings::resolve(&ConfigFile::default());
+        assert_eq!(
+            d.job,
+            JobSettings {
+                verify_sample: DEFAULT_VERIFY_SAMPLE,
+                deep: false
+            }
+        );
+        let d = DaemonSettings::resolve(&merged(
+            "backups:\n  job:\n    verify_sample: 3\n    deep: true\n",
+        ));
+        assert_eq!(
+            d.job,
+            JobSettings {
+                verify_sample: 3,
+                deep: true
+            }
+        );
+        for bad in [
+            "backups:\n  job:\n    verify_sample: -1\n",
+            "backups:\n  job:\n    verify_sample: 101\n",
+            "backups:\n  job:\n    deep: maybe\n",
+            "backups:\n  job: 3\n",
+        ] {
+            assert!(
+                ConfigFile::parse(Path::new("/c.yml"), bad).is_err(),
+                "{bad}"
+            );
+        }
+        let unknown = merged("backups:\n  job:\n    verify_samples: 3\n").unknown_keys();
+        assert_eq!(unknown, ["backups.job.verify_samples"]);
     }
 
     #[test]

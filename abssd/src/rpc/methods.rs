@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use abssd_proto::methods::{
     BackupCreate, BackupList, BackupProtect, BackupPrune, BackupReconcile, BackupRestore,
-    BackupShow, BackupUnprotect, BackupVerify, DaemonStatusMethod, OpGet, OpList, OpWatch,
+    BackupRun, BackupShow, BackupUnprotect, BackupVerify, DaemonStatusMethod, OpGet, OpList,
+    OpWatch,
 };
 use abssd_proto::{
     Command, DaemonStatus, ErrorKind, Json, Method, OpInfo, OpListResult, PROTOCOL_VERSION,
@@ -474,6 +475,26 @@ pub fn module(
         |ctx, sink, p, _| async move {
             let (plan, result) = ops::prune::run(&ctx, &p, &sink).await?;
             Ok(answer(Some(plan), result))
+        },
+    )?;
+    // The backup job creates and prunes: an operator's, always.
+    operation::<BackupRun, _, _>(
+        &mut m,
+        OpMethod {
+            command: Command::BackupRun,
+            target: |p| {
+                p.instance
+                    .clone()
+                    .or_else(|| p.all.then(|| "all".to_owned()))
+            },
+            detached: |p| p.detach,
+            operator_only: |_| true,
+            validate: ops::run::validate,
+        },
+        |ctx, sink, p, peer| async move {
+            let (plan, result) =
+                ops::run::run(&ctx, &p, &peer.actor, &ops::run::Nobody, &sink).await?;
+            Ok(answer(Some(plan), Some(result)))
         },
     )?;
     // A read-only reconcile (no --apply) is open to every peer, like list; but
