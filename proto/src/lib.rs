@@ -7,6 +7,7 @@
 //! * [`restore`] — `backup.restore` parameters, plan and result.
 //! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
 //! * [`prune`]   — `backup.prune` parameters, plan (a decision per backup) and result.
+//! * [`schedule`] — `schedule.*`: the timers that run backup jobs, and what systemd says of them.
 //! * [`job`]     — the record of an instance's last backup job (`backup.run`), read by `daemon.health`.
 //! * [`json`]    — [`Json`], a large plan or result kept as shared JSON text.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
@@ -33,6 +34,7 @@ pub mod progress;
 pub mod prune;
 pub mod reconcile;
 pub mod restore;
+pub mod schedule;
 
 pub use backup::*;
 pub use error::{ErrorKind, WireError};
@@ -44,6 +46,7 @@ pub use progress::{Level, Phase};
 pub use prune::*;
 pub use reconcile::*;
 pub use restore::*;
+pub use schedule::*;
 
 /// The daemon's default socket path (without `--prefix`).
 pub const DEFAULT_SOCKET: &str = "/run/abssctl/abssd.sock";

@@ -12,6 +12,7 @@ use crate::op::*;
 use crate::prune::*;
 use crate::reconcile::*;
 use crate::restore::*;
+use crate::schedule::*;
 
 /// A JSON-RPC method of abssd.
 pub trait Method {
@@ -65,6 +66,12 @@ methods! {
     BackupProtect = "backup.protect", mutates: true, ProtectParams => OpOutcome<serde_json::Value, ProtectResult>;
     /// Take a backup's protection away.
     BackupUnprotect = "backup.unprotect", mutates: true, ProtectParams => OpOutcome<serde_json::Value, ProtectResult>;
+    /// Write a timer's calendar, enable and start it.
+    ScheduleEnable = "schedule.enable", mutates: true, ScheduleParams => OpOutcome<serde_json::Value, ScheduleResult>;
+    /// Stop and disable a timer, remove its calendar.
+    ScheduleDisable = "schedule.disable", mutates: true, ScheduleParams => OpOutcome<serde_json::Value, ScheduleResult>;
+    /// The timers, their calendars, next and last runs, as systemd has them.
+    ScheduleShow = "schedule.show", mutates: false, ScheduleShowParams => ScheduleShowResult;
     /// One operation.
     OpGet = "op.get", mutates: false, OpIdParams => OpInfo;
     /// Operations this daemon knows.

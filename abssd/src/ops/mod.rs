@@ -18,6 +18,7 @@ pub mod protect;
 pub mod prune;
 pub mod reconcile;
 pub mod restore;
+pub mod schedule;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod verify;
