@@ -27,6 +27,7 @@ mod interop_registry;
 mod prune;
 mod reconcile;
 mod restore;
+mod schedule;
 mod service;
 mod systemd;
 
