@@ -18,6 +18,7 @@ pub mod ops;
 pub mod prune;
 pub mod reconcile;
 pub mod restore;
+pub mod schedule;
 
 use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};

@@ -6,12 +6,14 @@
 //! * [`prune`]   — `backup prune`: plan, confirmation, follow
 //! * [`op`]      — `op list | watch`
 //! * [`daemon`]  — `daemon status`
+//! * [`schedule`] — `schedule enable | disable | show`
 
 pub mod backup;
 pub mod daemon;
 pub mod op;
 pub mod prune;
 pub mod restore;
+pub mod schedule;
 
 use std::path::Path;
 
@@ -60,6 +62,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<Exit, WireError> {
         Command::Backup(cmd) => backup::run(&client, out, cmd).await,
         Command::Op(cmd) => op::run(&client, out, cmd).await,
         Command::Daemon(cmd) => daemon::run(&client, out, cmd).await,
+        Command::Schedule(cmd) => schedule::run(&client, out, cmd).await,
     }
 }
 
