@@ -66,8 +66,18 @@ fn allowed(c: char) -> bool {
 /// Both gates: our syntax check, then systemd's parser.
 pub async fn check(spec: &str) -> Result<Calendar> {
     check_syntax(spec)?;
-    let mut child = tokio::process::Command::new(ANALYZE)
-        .args(["calendar", "--", spec])
+    let mut cmd = tokio::process::Command::new(ANALYZE);
+    // Nothing of the daemon's environment but where programs are and the time
+    // zone (the normalized form and the next elapse are local time): a child
+    // given NOTIFY_SOCKET or LISTEN_FDS would speak for abssd to systemd.
+    cmd.env_clear();
+    for keep in ["PATH", "TZ"] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    let mut child = cmd
+        .args(["calendar", "--no-pager", "--", spec])
         .env("LC_ALL", "C")
         .env("SYSTEMD_COLORS", "0")
         .env("SYSTEMD_PAGER", "")
