@@ -19,7 +19,8 @@
 //! at the next boot. Killed during a disable: the timer is stopped but still
 //! enabled (it comes back at boot), or disabled with its calendar drop-in left
 //! (inert: nothing starts a disabled timer). Two runs on one timer are
-//! serialized within the daemon.
+//! serialized within the daemon. A crash point after each step lets the crash
+//! test check exactly that (`tests/tests/crash.rs`).
 
 pub mod calendar;
 pub mod dropin;
@@ -71,8 +72,11 @@ pub async fn enable(ctx: &Ctx, p: &ScheduleParams, progress: &Reporter) -> Resul
     let (dir, t, s) = (unit_dir.clone(), timer.clone(), cal.given.clone());
     let written = tokio::task::spawn_blocking(move || dropin::write(&dir, &t, &s)).await??;
     progress.info(format!("wrote {}", written.display()));
+    crash_point!("schedule::enable-after-drop-in");
     units.daemon_reload().await?;
+    crash_point!("schedule::enable-after-reload");
     units.enable(&timer).await?;
+    crash_point!("schedule::enable-after-enable");
     units.start(&timer).await?;
     progress.info(format!("{timer} enabled and started: {}", cal.normalized));
     Ok(ScheduleResult {
@@ -99,11 +103,14 @@ pub async fn disable(ctx: &Ctx, p: &ScheduleParams, progress: &Reporter) -> Resu
     // timer is neither running nor enabled.
     if state.is_loaded() {
         units.stop(&timer).await?;
+        crash_point!("schedule::disable-after-stop");
         units.disable(&timer).await?;
+        crash_point!("schedule::disable-after-disable");
     }
     let unit_dir = ctx.config.layout.unit_dir.clone();
     let (dir, t) = (unit_dir.clone(), timer.clone());
     let removed = tokio::task::spawn_blocking(move || dropin::remove(&dir, &t)).await??;
+    crash_point!("schedule::disable-after-drop-in");
     units.daemon_reload().await?;
     progress.info(format!("{timer} stopped and disabled"));
     Ok(ScheduleResult {
