@@ -200,6 +200,9 @@ async fn an_unknown_instance_or_no_timer_files_are_refused_and_change_nothing() 
     .await
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    // A calendar on a disable.
+    let e = disable(&c, &one("alpha", Some("daily"))).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Validation, "{e}");
     // Neither an instance nor --all, or both.
     for p in [
         ScheduleParams::default(),

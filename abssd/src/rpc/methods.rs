@@ -521,7 +521,7 @@ pub fn module(
             target: schedule_target,
             detached: |_| false,
             operator_only: |_| true,
-            validate: ops::schedule::precheck,
+            validate: ops::schedule::precheck_disable,
         },
         |ctx, sink, p, _| async move {
             let result = ops::schedule::disable(&ctx, &p, &sink).await?;

@@ -53,6 +53,14 @@ pub fn precheck(p: &ScheduleParams) -> Result<()> {
     p.calendar.as_deref().map_or(Ok(()), calendar::check_syntax)
 }
 
+/// [`precheck`] for `schedule.disable`, which takes no calendar.
+pub fn precheck_disable(p: &ScheduleParams) -> Result<()> {
+    if p.calendar.is_some() {
+        return Err(Error::validation("calendar is for schedule.enable only"));
+    }
+    precheck(p)
+}
+
 /// `schedule.enable`.
 pub async fn enable(ctx: &Ctx, p: &ScheduleParams, progress: &Reporter) -> Result<ScheduleResult> {
     precheck(p)?;
@@ -91,10 +99,7 @@ pub async fn enable(ctx: &Ctx, p: &ScheduleParams, progress: &Reporter) -> Resul
 /// `schedule.disable`. The instance need not be in the registry any more: the
 /// timer of a removed instance can still be turned off.
 pub async fn disable(ctx: &Ctx, p: &ScheduleParams, progress: &Reporter) -> Result<ScheduleResult> {
-    precheck(p)?;
-    if p.calendar.is_some() {
-        return Err(Error::validation("--calendar is for schedule enable only"));
-    }
+    precheck_disable(p)?;
     let timer = p.timer().map_err(|e| Error::validation(e.message))?;
     let _one = CHANGES.lock().await;
     let units = ctx.systemd.connect().await?;
@@ -197,6 +202,11 @@ async fn require_instance(ctx: &Ctx, name: &str) -> Result<()> {
 }
 
 fn not_installed(timer: &str, load_state: &str) -> Error {
+    if load_state == "masked" {
+        return Error::Environment(format!(
+            "{timer} is masked: unmask it (systemctl unmask {timer}) and retry"
+        ));
+    }
     let template = if timer == ALL_TIMER {
         ALL_TIMER.to_owned()
     } else {
