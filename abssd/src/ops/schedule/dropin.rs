@@ -43,7 +43,9 @@ pub fn write(unit_dir: &Path, timer: &str, spec: &str) -> Result<PathBuf> {
     let units = open_dir(unit_dir, None)?;
     let dir_name = format!("{timer}.d");
     match rustix::fs::mkdirat(&units, dir_name.as_str(), Mode::from_raw_mode(0o755)) {
-        Ok(()) | Err(Errno::EXIST) => {}
+        // The new directory's entry is durable before a file is put in it.
+        Ok(()) => rustix::fs::fsync(&units).map_err(|e| io_err("syncing", unit_dir, e))?,
+        Err(Errno::EXIST) => {}
         Err(e) => return Err(io_err("creating", &unit_dir.join(&dir_name), e)),
     }
     let dir_path = unit_dir.join(&dir_name);
