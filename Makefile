@@ -45,9 +45,14 @@ COMPLETIONS := $(GEN)/completions/abssctl.bash $(GEN)/completions/_abssctl $(GEN
 BUILT       := $(RELEASE)/abssd $(RELEASE)/abssctl $(COMPLETIONS) $(GEN)/man/abssctl.1
 DOCS        := README.md docs/API.md
 
-# The units name /usr/sbin/abssd and /usr/share/doc/abssd; other prefixes get
-# their own paths written in.
-UNIT_PATHS := sed -e 's|/usr/sbin/abssd|$(SBINDIR)/abssd|g' -e 's|/usr/share/doc/abssd|$(DOCDIR)|g'
+# The units name /usr/sbin/abssd, /usr/bin/abssctl and /usr/share/doc/abssd;
+# other prefixes get their own paths written in.
+UNIT_PATHS := sed -e 's|/usr/sbin/abssd|$(SBINDIR)/abssd|g' -e 's|/usr/bin/abssctl|$(BINDIR)/abssctl|g' \
+	-e 's|/usr/share/doc/abssd|$(DOCDIR)|g'
+# abssd's units, and the scheduled-backup timers and services (installed
+# disabled: `abssctl schedule enable` turns them on).
+UNITS := abssd.service abssd.socket abssctl-backup@.service abssctl-backup@.timer \
+	abssctl-backup-all.service abssctl-backup-all.timer
 
 .PHONY: all build install uninstall deb
 
@@ -69,7 +74,7 @@ install: $(BUILT)
 		$(DESTDIR)$(DOCDIR)/examples
 	$(INSTALL) -m 0755 $(RELEASE)/abssd $(DESTDIR)$(SBINDIR)/abssd
 	$(INSTALL) -m 0755 $(RELEASE)/abssctl $(DESTDIR)$(BINDIR)/abssctl
-	for unit in abssd.service abssd.socket; do \
+	for unit in $(UNITS); do \
 		$(UNIT_PATHS) systemd/$$unit > $(DESTDIR)$(UNITDIR)/$$unit && \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$unit || exit 1; \
 	done
@@ -91,12 +96,18 @@ install: $(BUILT)
 
 # On the live system (no DESTDIR) the units are stopped and disabled first: once
 # their files are gone systemctl can no longer find their [Install] sections.
+# That includes every enabled backup timer; their calendar drop-ins
+# (/etc/systemd/system/abssctl-backup*.timer.d/) are left, as the operator's.
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 		systemctl disable --now abssd.socket abssd.service 2>/dev/null || true; \
+		for t in /etc/systemd/system/timers.target.wants/abssctl-backup*.timer; do \
+			[ -e "$$t" ] || [ -L "$$t" ] || continue; \
+			systemctl disable --now "$${t##*/}" 2>/dev/null || true; \
+		done; \
 	fi
 	rm -f $(DESTDIR)$(SBINDIR)/abssd $(DESTDIR)$(BINDIR)/abssctl
-	rm -f $(DESTDIR)$(UNITDIR)/abssd.service $(DESTDIR)$(UNITDIR)/abssd.socket
+	for unit in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$unit; done
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/abssctl.conf $(DESTDIR)$(TMPFILESDIR)/abssctl.conf
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/abssctl $(DESTDIR)$(ZSHCOMPDIR)/_abssctl \
 		$(DESTDIR)$(FISHCOMPDIR)/abssctl.fish

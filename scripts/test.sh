@@ -55,6 +55,8 @@ declare -A PACKAGE_OF=(
   # socket activation without PID 1 (tests/tests/service.rs), and the systemd
   # the end-to-end tests boot in a namespace (tests/e2e/run.sh)
   [systemd-socket-activate]=systemd
+  # the shipped units' lint and abssd's calendar check (tests/tests/schedule.rs)
+  [systemd-analyze]=systemd
   [make]=make
   [unshare]=util-linux
   [nsenter]=util-linux

@@ -72,6 +72,16 @@ pub enum Command {
     /// Ask the daemon about itself.
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Run backup jobs on their own: the systemd timers of `backup run`.
+    ///
+    /// Each instance has a timer, abssctl-backup@NAME.timer, that runs
+    /// `abssctl backup run --instance NAME` (abssctl-backup@NAME.service); the
+    /// timer abssctl-backup-all.timer runs `abssctl backup run --all`. Enable
+    /// one or the other for an instance, not both, or it is backed up twice.
+    /// Timers are installed disabled; abssd enables them on request (the
+    /// client needs no privilege but the operator group).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
 }
 
 /// `abssctl backup ...`
@@ -592,6 +602,64 @@ pub struct OpListArgs {
 pub struct OpWatchArgs {
     /// The operation id, as printed by --detach or `op list`.
     pub op_id: String,
+}
+
+/// `abssctl schedule ...`
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Write the timer's calendar, enable the timer and start it.
+    ///
+    /// abssd checks the name (an instance of the registry) and the calendar
+    /// (with systemd's own parser, `systemd-analyze calendar`), writes
+    /// <unit dir>/abssctl-backup@NAME.timer.d/50-abssctl-calendar.conf, then
+    /// over D-Bus reloads systemd, enables the timer and starts it. A bad
+    /// calendar changes nothing (exit 2). Running it again with another
+    /// --calendar replaces the calendar. The timer waits a fixed random delay
+    /// of up to an hour after each calendar time (RandomizedDelaySec=1h,
+    /// FixedRandomDelay=true), and catches up at boot on a run missed while
+    /// the host was off (Persistent=true).
+    Enable(ScheduleEnableArgs),
+    /// Stop and disable the timer and remove its calendar drop-in.
+    ///
+    /// A timer that is not enabled, or an instance no longer in the registry,
+    /// is no error: disable always leaves the timer off.
+    Disable(ScheduleTarget),
+    /// Each timer: enabled?, calendar, next run, last run and how it ended.
+    ///
+    /// Without NAME: every instance of the registry and the --all timer. Any
+    /// user who can reach the socket may ask.
+    Show(ScheduleShowArgs),
+}
+
+/// Which timer: an instance's, or with --all the one of every instance.
+#[derive(Debug, Args)]
+pub struct ScheduleTarget {
+    /// The instance whose timer it is (abssctl-backup@NAME.timer).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// The timer that backs up every instance (abssctl-backup-all.timer).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `abssctl schedule enable`
+#[derive(Debug, Args)]
+pub struct ScheduleEnableArgs {
+    /// Which timer.
+    #[command(flatten)]
+    pub target: ScheduleTarget,
+    /// When to run: a systemd calendar specification (OnCalendar=, see
+    /// systemd.time(7)), e.g. daily, 'Mon..Fri 02:30', '*-*-* 03:00:00 UTC';
+    /// at most 128 characters. Default: daily (midnight, local time).
+    #[arg(long, value_name = "SPEC")]
+    pub calendar: Option<String>,
+}
+
+/// `abssctl schedule show`
+#[derive(Debug, Args)]
+pub struct ScheduleShowArgs {
+    /// Only this instance's timer.
+    pub name: Option<String>,
 }
 
 /// `abssctl daemon ...`

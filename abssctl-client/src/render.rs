@@ -19,6 +19,7 @@ pub mod prune;
 pub mod reconcile;
 pub mod restore;
 pub mod run;
+pub mod schedule;
 
 use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};

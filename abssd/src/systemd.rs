@@ -98,6 +98,27 @@ pub trait Units: Send + Sync {
     fn reload<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>>;
     /// `systemctl daemon-reload`: re-read unit files. Returns when done.
     fn daemon_reload(&self) -> BoxFuture<'_, Result<()>>;
+    /// `systemctl enable UNIT` (its `[Install]` symlinks, persistent).
+    fn enable<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { Err(unsupported("enable", unit)) })
+    }
+    /// `systemctl disable UNIT`; a unit not enabled is no error.
+    fn disable<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { Err(unsupported("disable", unit)) })
+    }
+    /// A timer's state, calendars, next elapse and last trigger.
+    fn timer<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<TimerState>> {
+        Box::pin(async move { Err(unsupported("read the timer", unit)) })
+    }
+    /// A service's `Result` (how its last run ended); `None` when not loaded.
+    fn service_result<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move { Err(unsupported("read the result of", unit)) })
+    }
+}
+
+/// What a [`Units`] that only knows services answers to timer calls.
+fn unsupported(what: &str, unit: &str) -> Error {
+    Error::Internal(format!("this systemd handle cannot {what} {unit}"))
 }
 
 /// Opens the [`Units`] handle an operation works with. Operations connect
@@ -142,6 +163,19 @@ trait Manager {
     fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     /// daemon-reload.
     fn reload(&self) -> zbus::Result<()>;
+    /// `systemctl enable`: the units' install symlinks in /etc (not runtime).
+    fn enable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+        force: bool,
+    ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
+    /// `systemctl disable`.
+    fn disable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+    ) -> zbus::Result<Vec<(String, String, String)>>;
     /// Ask systemd to emit its signals to us.
     fn subscribe(&self) -> zbus::Result<()>;
     /// A job finished with `result` (`done`, `failed`, `canceled`, ...).
@@ -174,6 +208,50 @@ trait Unit {
     /// See [`UnitState::unit_file_state`].
     #[zbus(property(emits_changed_signal = "false"))]
     fn unit_file_state(&self) -> zbus::Result<String>;
+}
+
+/// `org.freedesktop.systemd1.Timer`, what `schedule.show` reports.
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Timer",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Timer {
+    /// `OnCalendar=` specifications: (`OnCalendar`, normalized spec, next elapse).
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn timers_calendar(&self) -> zbus::Result<Vec<(String, String, u64)>>;
+    /// Next elapse on the realtime clock, µs since the epoch; 0 for none.
+    #[zbus(
+        property(emits_changed_signal = "false"),
+        name = "NextElapseUSecRealtime"
+    )]
+    fn next_elapse_usec_realtime(&self) -> zbus::Result<u64>;
+    /// Last trigger, µs since the epoch; 0 for never.
+    #[zbus(property(emits_changed_signal = "false"), name = "LastTriggerUSec")]
+    fn last_trigger_usec(&self) -> zbus::Result<u64>;
+}
+
+/// `org.freedesktop.systemd1.Service`, the one property we read.
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Service",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Service {
+    /// How the last run ended: `success`, `exit-code`, `signal`, `timeout`, ...
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn result(&self) -> zbus::Result<String>;
+}
+
+/// A timer as `schedule.show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TimerState {
+    /// The unit's own state (loaded? enabled? active?).
+    pub unit: UnitState,
+    /// `OnCalendar=` specifications in effect, normalized by systemd.
+    pub calendar: Vec<String>,
+    /// Next elapse, µs since the epoch; 0 for none.
+    pub next_elapse_usec: u64,
+    /// Last trigger, µs since the epoch; 0 for never.
+    pub last_trigger_usec: u64,
 }
 
 /// The three job kinds, for calls and messages.
@@ -349,6 +427,34 @@ impl Units for Systemd {
                 .map_err(|e| self.call_failed("systemd daemon-reload failed", &e))
         })
     }
+
+    fn enable<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.manager
+                .enable_unit_files(&[unit], false, false)
+                .await
+                .map(drop)
+                .map_err(|e| self.call_failed(&format!("systemd could not enable {unit}"), &e))
+        })
+    }
+
+    fn disable<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.manager
+                .disable_unit_files(&[unit], false)
+                .await
+                .map(drop)
+                .map_err(|e| self.call_failed(&format!("systemd could not disable {unit}"), &e))
+        })
+    }
+
+    fn timer<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<TimerState>> {
+        Box::pin(self.timer_state(unit))
+    }
+
+    fn service_result<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(self.service_state(unit))
+    }
 }
 
 impl Systemd {
@@ -382,6 +488,76 @@ impl Systemd {
         })
     }
 }
+
+impl Systemd {
+    /// The object path of `unit`, loading it (a missing file gives `not-found`).
+    async fn unit_path(&self, unit: &str) -> Result<OwnedObjectPath> {
+        self.manager
+            .load_unit(unit)
+            .await
+            .map_err(|e| self.call_failed(&format!("systemd could not load {unit}"), &e))
+    }
+
+    /// [`Units::timer`]: the unit's state, then the timer's own properties
+    /// when it is loaded (a unit without a file has none worth reading).
+    async fn timer_state(&self, unit: &str) -> Result<TimerState> {
+        let state = self.unit_state(unit).await?;
+        let mut timer = TimerState {
+            unit: state,
+            calendar: Vec::new(),
+            next_elapse_usec: 0,
+            last_trigger_usec: 0,
+        };
+        if !timer.unit.is_loaded() {
+            return Ok(timer);
+        }
+        let what = format!("cannot read the timer {unit}");
+        let proxy = TimerProxy::builder(self.manager.inner().connection())
+            .path(self.unit_path(unit).await?)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| self.call_failed(&what, &e))?;
+        let (calendars, next, last) = tokio::try_join!(
+            proxy.timers_calendar(),
+            proxy.next_elapse_usec_realtime(),
+            proxy.last_trigger_usec()
+        )
+        .map_err(|e| self.call_failed(&what, &e))?;
+        // A timer has a handful of specifications; systemd caps nothing, we do.
+        timer.calendar = calendars
+            .into_iter()
+            .take(MAX_CALENDARS)
+            .map(|(_, spec, _)| spec)
+            .collect();
+        timer.next_elapse_usec = next;
+        timer.last_trigger_usec = last;
+        Ok(timer)
+    }
+
+    /// [`Units::service_result`].
+    async fn service_state(&self, unit: &str) -> Result<Option<String>> {
+        let state = self.unit_state(unit).await?;
+        if !state.is_loaded() {
+            return Ok(None);
+        }
+        let what = format!("cannot read the result of {unit}");
+        let proxy = ServiceProxy::builder(self.manager.inner().connection())
+            .path(self.unit_path(unit).await?)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| self.call_failed(&what, &e))?;
+        proxy
+            .result()
+            .await
+            .map(Some)
+            .map_err(|e| self.call_failed(&what, &e))
+    }
+}
+
+/// The most `OnCalendar=` specifications of one timer reported.
+const MAX_CALENDARS: usize = 16;
 
 /// A finished job's `result` as ours: only `done` is success.
 fn job_outcome(job: Job, unit: &str, result: &str) -> Result<()> {

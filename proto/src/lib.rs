@@ -8,6 +8,7 @@
 //! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
 //! * [`prune`]   — `backup.prune` parameters, plan (a decision per backup) and result.
 //! * [`run`]     — `backup.run`, the backup job: parameters, plan and summary.
+//! * [`schedule`] — `schedule.*`: the timers that run backup jobs, and what systemd says of them.
 //! * [`job`]     — the record of an instance's last backup job (`backup.run`), read by `daemon.health`.
 //! * [`json`]    — [`Json`], a large plan or result kept as shared JSON text.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
@@ -35,6 +36,7 @@ pub mod prune;
 pub mod reconcile;
 pub mod restore;
 pub mod run;
+pub mod schedule;
 
 pub use backup::*;
 pub use error::{ErrorKind, WireError};
@@ -47,6 +49,7 @@ pub use prune::*;
 pub use reconcile::*;
 pub use restore::*;
 pub use run::*;
+pub use schedule::*;
 
 /// The daemon's default socket path (without `--prefix`).
 pub const DEFAULT_SOCKET: &str = "/run/abssctl/abssd.sock";

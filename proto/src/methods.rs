@@ -13,6 +13,7 @@ use crate::prune::*;
 use crate::reconcile::*;
 use crate::restore::*;
 use crate::run::*;
+use crate::schedule::*;
 
 /// A JSON-RPC method of abssd.
 pub trait Method {
@@ -68,6 +69,12 @@ methods! {
     BackupUnprotect = "backup.unprotect", mutates: true, ProtectParams => OpOutcome<serde_json::Value, ProtectResult>;
     /// The backup job: create, prune, verify, reconcile, per instance.
     BackupRun = "backup.run", mutates: true, RunParams => OpOutcome<RunPlan, RunResult>;
+    /// Write a timer's calendar, enable and start it.
+    ScheduleEnable = "schedule.enable", mutates: true, ScheduleParams => OpOutcome<serde_json::Value, ScheduleResult>;
+    /// Stop and disable a timer, remove its calendar.
+    ScheduleDisable = "schedule.disable", mutates: true, ScheduleParams => OpOutcome<serde_json::Value, ScheduleResult>;
+    /// The timers, their calendars, next and last runs, as systemd has them.
+    ScheduleShow = "schedule.show", mutates: false, ScheduleShowParams => ScheduleShowResult;
     /// One operation.
     OpGet = "op.get", mutates: false, OpIdParams => OpInfo;
     /// Operations this daemon knows.

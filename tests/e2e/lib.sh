@@ -197,3 +197,42 @@ next_activation() {
     as e2e-op timeout 60 abssctl daemon status --json
   cp "$OUT" "$WORK/status-after.json"
 }
+
+# --- scheduled backups (abssctl schedule) ------------------------------------
+
+# timer_of NAME: the backup timer of instance NAME, or of every instance for --all.
+timer_of() {
+  if [[ $1 == --all ]]; then echo abssctl-backup-all.timer; else echo "abssctl-backup@$1.timer"; fi
+}
+
+# schedule_soon NAME|--all SECONDS [USER]: make the backup timer of NAME fire
+# SECONDS from now, through the product (`abssctl schedule enable` as USER,
+# default e2e-op). The shipped timers wait a fixed random delay of up to an hour
+# (RandomizedDelaySec=1h) and elapse within a minute (AccuracySec's default),
+# so first a runtime drop-in (90-e2e-soon.conf, in /run: gone at the next boot,
+# and sorted after abssd's 50-abssctl-calendar.conf) sets both to nothing.
+# The calendar is the booted system's local time SECONDS ahead, to the second.
+# Leaves OUT/ERR/RC as expect_rc does, and the calendar in SCHEDULED_AT.
+schedule_soon() {
+  local name=$1 secs=$2 user=${3:-e2e-op} timer spec target
+  timer=$(timer_of "$name")
+  ns mkdir -p "/run/systemd/system/$timer.d"
+  printf '[Timer]\nRandomizedDelaySec=0\nAccuracySec=1s\n' |
+    ns sh -c "cat >'/run/systemd/system/$timer.d/90-e2e-soon.conf'"
+  ns systemctl daemon-reload
+  spec=$(ns date -d "+$secs seconds" '+%Y-%m-%d %H:%M:%S')
+  if [[ $name == --all ]]; then target=(--all); else target=("$name"); fi
+  expect_rc 0 "$user: schedule enable ${target[*]} --calendar '$spec' (in $secs s)" \
+    ctl "$user" schedule enable "${target[@]}" --calendar "$spec" --json
+  SCHEDULED_AT=$spec
+}
+
+# unschedule NAME|--all: disable the timer (as root) and drop schedule_soon's drop-in.
+unschedule() {
+  local timer target
+  timer=$(timer_of "$1")
+  if [[ $1 == --all ]]; then target=(--all); else target=("$1"); fi
+  ctl root schedule disable "${target[@]}" >/dev/null 2>&1 || true
+  ns rm -rf "/run/systemd/system/$timer.d"
+  ns systemctl daemon-reload
+}

@@ -3,10 +3,14 @@
 //!
 //! It implements what abssd uses: `LoadUnit`, `GetUnit`, `StartUnit`, `StopUnit`,
 //! `RestartUnit`, `ReloadUnit`, `Reload` (daemon-reload), `Subscribe`,
-//! `GetUnitFileState`, the `JobRemoved` signal, and unit objects
-//! (`/org/freedesktop/systemd1/unit/<escaped name>`) with `LoadState`,
-//! `ActiveState`, `SubState` and `UnitFileState`; a unit's object exists once
-//! `LoadUnit`, `GetUnit` or a job has named it. Jobs end ~2 ms after their method
+//! `GetUnitFileState`, `EnableUnitFiles`, `DisableUnitFiles`, the `JobRemoved`
+//! signal, and unit objects (`/org/freedesktop/systemd1/unit/<escaped name>`)
+//! with `LoadState`, `ActiveState`, `SubState` and `UnitFileState`, a timer's
+//! also with `TimersCalendar` (read from its unit file and drop-ins, as
+//! written), `NextElapseUSecRealtime` and `LastTriggerUSec`, a service's with
+//! `Result`; a unit's object exists once `LoadUnit`, `GetUnit` or a job has
+//! named it. An instance `a@i.timer` without a file of its own loads from its
+//! template `a@.timer`, as in systemd. Jobs end ~2 ms after their method
 //! returns, with `done` or an injected result; a unit's state changes just before
 //! its `JobRemoved`.
 //!
@@ -146,6 +150,17 @@ impl FakeSystemd {
             .on_job(name, verb, Some(state::Hook(Arc::new(hook))));
     }
 
+    /// Set a timer's `NextElapseUSecRealtime` and `LastTriggerUSec` (µs since
+    /// the epoch; 0 = none).
+    pub fn set_timer(&self, name: &str, next_usec: u64, last_usec: u64) {
+        self.model.set_timer(name, next_usec, last_usec);
+    }
+
+    /// Set a service's `Result` (`success` until set).
+    pub fn set_result(&self, name: &str, result: &str) {
+        self.model.set_result(name, result);
+    }
+
     /// The unit as systemd would report it; `None` when it is not loaded.
     pub fn state(&self, name: &str) -> Option<UnitState> {
         let s = self.model.state(name);
@@ -153,7 +168,8 @@ impl FakeSystemd {
     }
 
     /// Mutating calls received, in order: `StartUnit abssctl-a.service`,
-    /// `StopUnit ...`, `RestartUnit ...`, `ReloadUnit nginx.service`, `Reload`.
+    /// `StopUnit ...`, `RestartUnit ...`, `ReloadUnit nginx.service`, `Reload`,
+    /// `EnableUnitFiles x.timer`, `DisableUnitFiles x.timer`.
     pub fn calls(&self) -> Vec<String> {
         self.model.calls()
     }

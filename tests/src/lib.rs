@@ -7,7 +7,8 @@
 //! [`peer`] runs the Python tool itself on a sandbox;
 //! [`child`] runs abssd as a process with its crash points armed;
 //! [`world`] puts it all together for restore tests ([`world::World`]);
-//! [`actual`] is what Actual's sync server keeps, as `actual-writer` writes it.
+//! [`actual`] is what Actual's sync server keeps, as `actual-writer` writes it;
+//! [`units`] installs the unit files of `systemd/` where a test needs them.
 //!
 //! Everything lives under one temporary directory and is removed on drop.
 
@@ -34,6 +35,7 @@ pub mod peer;
 pub mod python;
 pub mod rawtar;
 pub mod serial;
+pub mod units;
 pub mod world;
 
 pub use serial::{Serial, Share, serial, share};

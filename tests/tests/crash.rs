@@ -3,7 +3,9 @@
 //! moments — then started again; recovery must leave the instance exactly as
 //! before the operation or exactly as restored, the unit in its running state,
 //! and nothing behind (staging, `.partial`, `.pre-restore-*`, `.bak-*`,
-//! temporary files, journals). Creates are killed in `snapshot` and `stop`
+//! temporary files, journals); a `schedule enable|disable` killed after any
+//! of its steps leaves exactly the steps done, and the same call again
+//! finishes it. Creates are killed in `snapshot` and `stop`
 //! mode: one killed while it had the unit stopped gets it started again by
 //! the recovery.
 //!
@@ -17,7 +19,9 @@ use std::time::Duration;
 
 use abssd::config::unit_name;
 use abssd_proto::methods::call::call;
-use abssd_proto::methods::{BackupCreate, BackupRestore, DaemonStatusMethod, OpList};
+use abssd_proto::methods::{
+    BackupCreate, BackupRestore, DaemonStatusMethod, OpList, ScheduleDisable, ScheduleEnable,
+};
 use abssd_proto::*;
 use abssd_tests::child::{ChildDaemon, aborted, crash_points};
 use abssd_tests::inspect::{Node, snapshot, snapshot_content};
@@ -480,6 +484,124 @@ async fn removal_killed_at(failpoint: &str) -> bool {
     removed
 }
 
+/// Kill a `schedule enable` or `schedule disable` (the point's name says
+/// which) after one of its steps, and check what docs/API.md says it leaves:
+/// the steps done, none of the others, nothing half-written; then the same
+/// call on a fresh daemon completes it.
+async fn schedule_killed_at(failpoint: &str) {
+    let host = Host::new();
+    let cfg = host.sb.config();
+    abssd_tests::units::install(&cfg.unit_dir, &abssd_tests::units::TIMER_UNITS, None, None);
+    let timer = "abssctl-backup@alpha.timer";
+    let dir = cfg.unit_dir.join(format!("{timer}.d"));
+    let file = dir.join("50-abssctl-calendar.conf");
+    let one = |calendar: Option<&str>| ScheduleParams {
+        instance: Some("alpha".into()),
+        all: false,
+        calendar: calendar.map(str::to_owned),
+    };
+    let enabling = failpoint.starts_with("schedule::enable-");
+    if !enabling {
+        let d = host.daemon(None);
+        call::<ScheduleEnable>(&client(&d.socket).await, &one(Some("hourly")))
+            .await
+            .unwrap();
+        d.stop();
+    }
+    host.fake.clear_calls();
+    let d = host.daemon(Some(failpoint));
+    let c = client(&d.socket).await;
+    let sent = if enabling {
+        call::<ScheduleEnable>(&c, &one(Some("weekly")))
+            .await
+            .map(drop)
+    } else {
+        call::<ScheduleDisable>(&c, &one(None)).await.map(drop)
+    };
+    assert!(sent.is_err(), "{failpoint}: the call was answered");
+    let status = d.wait(Duration::from_secs(60));
+    assert!(aborted(&status), "{failpoint}: never reached ({status})");
+
+    // What a kill there leaves: the steps before it, none after, no temp file.
+    let state = host.fake.state(timer).unwrap();
+    let names: Vec<String> = fs::read_dir(&dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (calls, enabled, active, drop_in): (&[&str], bool, bool, bool) = match failpoint {
+        "schedule::enable-after-drop-in" => (&[], false, false, true),
+        "schedule::enable-after-reload" => (&["Reload"], false, false, true),
+        "schedule::enable-after-enable" => (&["Reload", "EnableUnitFiles"], true, false, true),
+        "schedule::disable-after-stop" => (&["StopUnit"], true, false, true),
+        "schedule::disable-after-disable" => {
+            (&["StopUnit", "DisableUnitFiles"], false, false, true)
+        }
+        "schedule::disable-after-drop-in" => {
+            (&["StopUnit", "DisableUnitFiles"], false, false, false)
+        }
+        other => panic!("crash point {other}: no expectation for it here; add one"),
+    };
+    let made: Vec<String> = host
+        .fake
+        .calls()
+        .iter()
+        .map(|c| c.split(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(made, calls, "{failpoint}: calls");
+    assert_eq!(state.is_enabled(), enabled, "{failpoint}: {state:?}");
+    assert_eq!(state.is_active(), active, "{failpoint}: {state:?}");
+    if drop_in {
+        let want = if enabling { "weekly" } else { "hourly" };
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(
+            text.ends_with(&format!("OnCalendar=\nOnCalendar={want}\n")),
+            "{failpoint}: {text}"
+        );
+        assert_eq!(names, ["50-abssctl-calendar.conf"], "{failpoint}");
+    } else {
+        assert!(!dir.exists(), "{failpoint}: {names:?}");
+    }
+
+    // The same call again finishes the job.
+    let d = host.daemon(None);
+    let c = client(&d.socket).await;
+    if enabling {
+        call::<ScheduleEnable>(&c, &one(Some("weekly")))
+            .await
+            .unwrap();
+        let state = host.fake.state(timer).unwrap();
+        assert!(
+            state.is_enabled() && state.is_active(),
+            "{failpoint}: {state:?}"
+        );
+        assert!(
+            fs::read_to_string(&file)
+                .unwrap()
+                .ends_with("OnCalendar=weekly\n")
+        );
+    } else {
+        call::<ScheduleDisable>(&c, &one(None)).await.unwrap();
+        let state = host.fake.state(timer).unwrap();
+        assert!(
+            !state.is_enabled() && !state.is_active(),
+            "{failpoint}: {state:?}"
+        );
+        assert!(!dir.exists(), "{failpoint}");
+    }
+    assert_eq!(
+        host.fake.calls().last().map(String::as_str),
+        Some(if enabling {
+            "StartUnit abssctl-backup@alpha.timer"
+        } else {
+            "Reload"
+        }),
+        "{failpoint}"
+    );
+    d.stop();
+}
+
 /// Every crash point in the source is exercised; each prefix names the
 /// operations that pass through it, so a new point cannot go unexercised.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,6 +639,11 @@ async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
                     "removal killed at {point}"
                 );
                 runs.push(format!("removal@{point}"));
+                (false, false)
+            }
+            "schedule" => {
+                schedule_killed_at(point).await;
+                runs.push(format!("schedule@{point}"));
                 (false, false)
             }
             other => panic!("crash point {point}: no scenario for {other}:: points; add one here"),

@@ -28,6 +28,7 @@ mod prune;
 mod reconcile;
 mod restore;
 mod run;
+mod schedule;
 mod service;
 mod systemd;
 

@@ -511,3 +511,79 @@ async fn losing_the_bus_while_waiting_is_a_service_error() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn timers_enable_disable_and_their_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("t@.timer"), "[Timer]\nOnCalendar=daily\n").unwrap();
+    fs::create_dir(dir.path().join("t@x.timer.d")).unwrap();
+    fs::write(
+        dir.path().join("t@x.timer.d/50-c.conf"),
+        "[Timer]\nOnCalendar=\nOnCalendar=hourly\nOnCalendar=weekly\n",
+    )
+    .unwrap();
+    let fake = FakeSystemd::start(Some(dir.path()));
+    let sd = connect(&fake).await;
+
+    // An instance loads from its template; the drop-in's reset and calendars apply.
+    let t = sd.timer("t@x.timer").await.unwrap();
+    assert!(t.unit.is_loaded() && !t.unit.is_enabled(), "{t:?}");
+    assert_eq!(t.calendar, ["hourly", "weekly"]);
+    assert_eq!((t.next_elapse_usec, t.last_trigger_usec), (0, 0));
+    assert_eq!(sd.timer("t@y.timer").await.unwrap().calendar, ["daily"]);
+
+    // The knob over D-Bus, as a shell script would set it.
+    let out = Command::new("dbus-send")
+        .arg(format!("--bus={}", fake.address()))
+        .args(["--print-reply", "--dest=org.freedesktop.systemd1"])
+        .args(["/org/abssd/FakeSystemd", "org.abssd.FakeSystemd.SetTimer"])
+        .args(["string:t@x.timer", "uint64:5000000", "uint64:7000000"])
+        .output()
+        .expect("dbus-send");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = sd.timer("t@x.timer").await.unwrap();
+    assert_eq!(
+        (t.next_elapse_usec, t.last_trigger_usec),
+        (5_000_000, 7_000_000)
+    );
+
+    sd.enable("t@x.timer").await.unwrap();
+    assert!(fake.state("t@x.timer").unwrap().is_enabled());
+    assert!(sd.timer("t@x.timer").await.unwrap().unit.is_enabled());
+    sd.disable("t@x.timer").await.unwrap();
+    assert!(!fake.state("t@x.timer").unwrap().is_enabled());
+    assert_eq!(
+        fake.calls(),
+        ["EnableUnitFiles t@x.timer", "DisableUnitFiles t@x.timer"]
+    );
+
+    // A service's Result: none without a unit file, then systemd's.
+    assert_eq!(sd.service_result("t@x.service").await.unwrap(), None);
+    fs::write(
+        dir.path().join("t@.service"),
+        "[Service]\nExecStart=/bin/true\n",
+    )
+    .unwrap();
+    assert_eq!(
+        sd.service_result("t@x.service").await.unwrap().as_deref(),
+        Some("success")
+    );
+    fake.set_result("t@x.service", "exit-code");
+    assert_eq!(
+        sd.service_result("t@x.service").await.unwrap().as_deref(),
+        Some("exit-code")
+    );
+
+    // No unit file: nothing to read, and enabling is systemd's error.
+    let none = sd.timer("nope.timer").await.unwrap();
+    assert!(!none.unit.is_loaded() && none.calendar.is_empty());
+    let e = service_message(sd.enable("nope.timer").await.unwrap_err());
+    assert!(
+        e.contains("nope.timer") && e.contains("does not exist"),
+        "{e}"
+    );
+}

@@ -7,6 +7,7 @@
 //! * [`run`]     — `backup run`: the backup job, followed, and its summary
 //! * [`op`]      — `op list | watch`
 //! * [`daemon`]  — `daemon status`
+//! * [`schedule`] — `schedule enable | disable | show`
 
 pub mod backup;
 pub mod daemon;
@@ -14,6 +15,7 @@ pub mod op;
 pub mod prune;
 pub mod restore;
 pub mod run;
+pub mod schedule;
 
 use std::path::Path;
 
@@ -62,6 +64,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<Exit, WireError> {
         Command::Backup(cmd) => backup::run(&client, out, cmd).await,
         Command::Op(cmd) => op::run(&client, out, cmd).await,
         Command::Daemon(cmd) => daemon::run(&client, out, cmd).await,
+        Command::Schedule(cmd) => schedule::run(&client, out, cmd).await,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod prune;
 pub mod reconcile;
 pub mod restore;
 pub mod run;
+pub mod schedule;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod verify;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use abssd_proto::methods::{
     BackupCreate, BackupList, BackupProtect, BackupPrune, BackupReconcile, BackupRestore,
     BackupRun, BackupShow, BackupUnprotect, BackupVerify, DaemonStatusMethod, OpGet, OpList,
-    OpWatch,
+    OpWatch, ScheduleDisable, ScheduleEnable, ScheduleShow,
 };
 use abssd_proto::{
     Command, DaemonStatus, ErrorKind, Json, Method, OpInfo, OpListResult, PROTOCOL_VERSION,
@@ -372,6 +372,12 @@ pub fn module(
     read::<BackupShow, _, _>(&mut m, |state, p, _| async move {
         ops::list::show(&state.ctx, &p).await
     })?;
+    read::<ScheduleShow, _, _>(&mut m, |state, p, _| async move {
+        if let Some(name) = &p.instance {
+            validate_name(name)?;
+        }
+        ops::schedule::show(&state.ctx, &p).await
+    })?;
     read::<OpGet, _, _>(&mut m, |state, p, _| async move {
         state.lookup(&p.op_id).await.map(|o| o.info())
     })?;
@@ -514,6 +520,35 @@ pub fn module(
         },
     )?;
 
+    operation::<ScheduleEnable, _, _>(
+        &mut m,
+        OpMethod {
+            command: Command::Other("schedule enable".into()),
+            target: schedule_target,
+            detached: |_| false,
+            operator_only: |_| true,
+            validate: ops::schedule::precheck,
+        },
+        |ctx, sink, p, _| async move {
+            let result = ops::schedule::enable(&ctx, &p, &sink).await?;
+            Ok(answer(None::<()>, Some(result)))
+        },
+    )?;
+    operation::<ScheduleDisable, _, _>(
+        &mut m,
+        OpMethod {
+            command: Command::Other("schedule disable".into()),
+            target: schedule_target,
+            detached: |_| false,
+            operator_only: |_| true,
+            validate: ops::schedule::precheck_disable,
+        },
+        |ctx, sink, p, _| async move {
+            let result = ops::schedule::disable(&ctx, &p, &sink).await?;
+            Ok(answer(None::<()>, Some(result)))
+        },
+    )?;
+
     m.register_subscription(
         OpWatch::NAME,
         OpWatch::NOTIFICATION,
@@ -523,6 +558,13 @@ pub fn module(
         },
     )?;
     Ok(m)
+}
+
+/// What a `schedule.*` operation is about: the instance, or `all`.
+fn schedule_target(p: &abssd_proto::ScheduleParams) -> Option<String> {
+    p.instance
+        .clone()
+        .or_else(|| p.all.then(|| "all".to_owned()))
 }
 
 fn status(state: &State, peer: &Peer) -> DaemonStatus {

@@ -41,6 +41,8 @@ bus name org.freedesktop.systemd1), with A the printed address:
   $B Fail sss abssctl-a.service start ""         # clear (verbs: start stop reload;
                                                  #  result "hang": the job never ends)
   $B State s abssctl-a.service                   # -> ssss "loaded" "active" "running" "enabled"
+  $B SetTimer stt abssctl-backup@a.timer 1767225600000000 0   # next elapse, last trigger (µs; 0 none)
+  $B SetResult ss abssctl-backup@a.service exit-code          # the service's Result
   $B Calls                                       # -> as 2 "StartUnit abssctl-a.service" "Reload"
   $B ClearCalls
 
@@ -48,8 +50,8 @@ bus name org.freedesktop.systemd1), with A the printed address:
         /org/abssd/FakeSystemd org.abssd.FakeSystemd.SetUnit \
         string:abssctl-a.service boolean:true boolean:true
 
-The call log holds StartUnit/StopUnit/RestartUnit/ReloadUnit <unit> and Reload
-(daemon-reload). systemd's own API answers as usual, e.g.
+The call log holds StartUnit/StopUnit/RestartUnit/ReloadUnit <unit>, Reload
+(daemon-reload) and EnableUnitFiles/DisableUnitFiles <units>. systemd's own API answers as usual, e.g.
   busctl --address=A call org.freedesktop.systemd1 /org/freedesktop/systemd1 \
     org.freedesktop.systemd1.Manager StartUnit ss abssctl-a.service replace"#;
 

@@ -39,6 +39,16 @@ impl Control {
         (s.load_state, s.active_state, s.sub_state, s.unit_file_state)
     }
 
+    /// A timer's `NextElapseUSecRealtime` and `LastTriggerUSec` (µs; 0 = none).
+    fn set_timer(&self, name: &str, next_usec: u64, last_usec: u64) {
+        self.model.set_timer(name, next_usec, last_usec);
+    }
+
+    /// A service's `Result`.
+    fn set_result(&self, name: &str, result: &str) {
+        self.model.set_result(name, result);
+    }
+
     /// The mutating calls so far: `StartUnit x.service`, `Reload`, ...
     fn calls(&self) -> Vec<String> {
         self.model.calls()

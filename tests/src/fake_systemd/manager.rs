@@ -79,6 +79,20 @@ impl Manager {
             .at(path.as_str(), unit)
             .await
             .map_err(Fault::internal)?;
+        // systemd serves a type's own interface beside the unit's.
+        let model = self.model.clone();
+        let name = name.to_owned();
+        if name.ends_with(".timer") {
+            server
+                .at(path.as_str(), TimerObject { name, model })
+                .await
+                .map_err(Fault::internal)?;
+        } else if name.ends_with(".service") {
+            server
+                .at(path.as_str(), ServiceObject { name, model })
+                .await
+                .map_err(Fault::internal)?;
+        }
         OwnedObjectPath::try_from(path).map_err(Fault::internal)
     }
 
@@ -206,6 +220,45 @@ impl Manager {
         Ok(self.model.state(name).unit_file_state)
     }
 
+    /// `systemctl enable`: (carries install info, changes).
+    async fn enable_unit_files(
+        &self,
+        files: Vec<String>,
+        _runtime: bool,
+        _force: bool,
+    ) -> Result<(bool, Vec<(String, String, String)>), Fault> {
+        self.model
+            .record(format!("EnableUnitFiles {}", files.join(" ")));
+        let mut changes = Vec::new();
+        for f in &files {
+            if !self.model.is_loaded(f) {
+                return Err(file_not_found(f));
+            }
+            self.model.set_enabled(f, true);
+            changes.push(("symlink".into(), f.clone(), String::new()));
+        }
+        Ok((true, changes))
+    }
+
+    /// `systemctl disable`: the changes.
+    async fn disable_unit_files(
+        &self,
+        files: Vec<String>,
+        _runtime: bool,
+    ) -> Result<Vec<(String, String, String)>, Fault> {
+        self.model
+            .record(format!("DisableUnitFiles {}", files.join(" ")));
+        let mut changes = Vec::new();
+        for f in &files {
+            if !self.model.is_loaded(f) {
+                return Err(file_not_found(f));
+            }
+            self.model.set_enabled(f, false);
+            changes.push(("unlink".into(), f.clone(), String::new()));
+        }
+        Ok(changes)
+    }
+
     /// A job finished.
     #[zbus(signal)]
     async fn job_removed(
@@ -215,6 +268,66 @@ impl Manager {
         unit: &str,
         result: &str,
     ) -> zbus::Result<()>;
+}
+
+/// systemd's answer to enabling a unit it has no file for.
+fn file_not_found(name: &str) -> Fault {
+    Fault {
+        name: "org.freedesktop.DBus.Error.FileNotFound",
+        message: format!("Unit file {name} does not exist."),
+    }
+}
+
+/// A timer unit's `org.freedesktop.systemd1.Timer` interface.
+#[derive(Debug)]
+struct TimerObject {
+    name: String,
+    model: Arc<Model>,
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Timer")]
+impl TimerObject {
+    /// `OnCalendar=` from the unit file and its drop-ins, as written.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn timers_calendar(&self) -> Vec<(String, String, u64)> {
+        let next = self.model.timer(&self.name).0;
+        self.model
+            .calendars(&self.name)
+            .into_iter()
+            .map(|spec| ("OnCalendar".to_owned(), spec, next))
+            .collect()
+    }
+
+    /// Set with `FakeSystemd::set_timer`; 0 by default.
+    #[zbus(
+        property(emits_changed_signal = "false"),
+        name = "NextElapseUSecRealtime"
+    )]
+    fn next_elapse_usec_realtime(&self) -> u64 {
+        self.model.timer(&self.name).0
+    }
+
+    /// Set with `FakeSystemd::set_timer`; 0 (never) by default.
+    #[zbus(property(emits_changed_signal = "false"), name = "LastTriggerUSec")]
+    fn last_trigger_usec(&self) -> u64 {
+        self.model.timer(&self.name).1
+    }
+}
+
+/// A service unit's `org.freedesktop.systemd1.Service` interface.
+#[derive(Debug)]
+struct ServiceObject {
+    name: String,
+    model: Arc<Model>,
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Service")]
+impl ServiceObject {
+    /// Set with `FakeSystemd::set_result`; `success` by default.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn result(&self) -> String {
+        self.model.result(&self.name)
+    }
 }
 
 /// One unit's object; every property is read from the model when asked.

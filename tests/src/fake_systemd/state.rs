@@ -85,6 +85,10 @@ struct Inner {
     calls: Vec<String>,
     /// Last job id handed out.
     last_job: u32,
+    /// Timer → (`NextElapseUSecRealtime`, `LastTriggerUSec`), 0 when unset.
+    timers: HashMap<String, (u64, u64)>,
+    /// Service → its `Result` (`success` when unset).
+    results: HashMap<String, String>,
 }
 
 /// The shared model.
@@ -134,12 +138,100 @@ impl Model {
     }
 
     fn has_file(&self, name: &str) -> bool {
-        !name.is_empty()
-            && !name.contains('/')
-            && self
-                .unit_dir
-                .as_ref()
-                .is_some_and(|d| d.join(name).symlink_metadata().is_ok())
+        self.unit_file(name).is_some()
+    }
+
+    /// The file systemd loads `name` from: `<unit_dir>/<name>`, or for an
+    /// instance `a@i.timer` without a file of its own the template `a@.timer`.
+    pub fn unit_file(&self, name: &str) -> Option<PathBuf> {
+        if name.is_empty() || name.contains('/') {
+            return None;
+        }
+        let dir = self.unit_dir.as_ref()?;
+        let own = dir.join(name);
+        if own.symlink_metadata().is_ok() {
+            return Some(own);
+        }
+        let template = template_of(name)?;
+        let file = dir.join(template);
+        file.symlink_metadata().is_ok().then_some(file)
+    }
+
+    /// `OnCalendar=` of a timer as systemd would load it: the unit file, then
+    /// the drop-ins (`*.conf` in `<template>.d/` and `<name>.d/`, by file name,
+    /// an instance's own winning over the template's of the same name); an
+    /// empty `OnCalendar=` clears the list. As written, not normalized.
+    pub fn calendars(&self, name: &str) -> Vec<String> {
+        let Some(file) = self.unit_file(name) else {
+            return Vec::new();
+        };
+        let mut files = vec![file];
+        let mut drop_ins: std::collections::BTreeMap<std::ffi::OsString, PathBuf> =
+            Default::default();
+        let dir = self
+            .unit_dir
+            .as_ref()
+            .expect("a unit file implies a unit dir");
+        for unit in template_of(name).into_iter().chain([name.to_owned()]) {
+            let Ok(entries) = std::fs::read_dir(dir.join(format!("{unit}.d"))) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".conf") {
+                    drop_ins.insert(e.file_name(), e.path());
+                }
+            }
+        }
+        files.extend(drop_ins.into_values());
+        let mut specs = Vec::new();
+        for f in files {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            for line in text.lines() {
+                match line.trim().strip_prefix("OnCalendar=") {
+                    Some("") => specs.clear(),
+                    Some(spec) => specs.push(spec.to_owned()),
+                    None => {}
+                }
+            }
+        }
+        specs
+    }
+
+    /// `systemctl enable` / `disable`: the unit's enablement (loaded units only).
+    pub fn set_enabled(&self, name: &str, enabled: bool) {
+        self.lock()
+            .units
+            .entry(name.to_owned())
+            .or_default()
+            .enabled = enabled;
+    }
+
+    /// Set a timer's next elapse and last trigger (µs since the epoch; 0 = none).
+    pub fn set_timer(&self, name: &str, next_usec: u64, last_usec: u64) {
+        self.lock()
+            .timers
+            .insert(name.to_owned(), (next_usec, last_usec));
+    }
+
+    /// A timer's next elapse and last trigger.
+    pub fn timer(&self, name: &str) -> (u64, u64) {
+        self.lock().timers.get(name).copied().unwrap_or((0, 0))
+    }
+
+    /// Set a service's `Result`.
+    pub fn set_result(&self, name: &str, result: &str) {
+        self.lock()
+            .results
+            .insert(name.to_owned(), result.to_owned());
+    }
+
+    /// A service's `Result`.
+    pub fn result(&self, name: &str) -> String {
+        self.lock()
+            .results
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| "success".into())
     }
 
     /// Whether systemd would have this unit loaded.
@@ -273,6 +365,13 @@ impl Model {
             hook();
         }
     }
+}
+
+/// The template of an instance name: `a@.timer` for `a@i.timer`.
+fn template_of(name: &str) -> Option<String> {
+    let (prefix, rest) = name.split_once('@')?;
+    let (instance, suffix) = rest.rsplit_once('.')?;
+    (!instance.is_empty()).then(|| format!("{prefix}@.{suffix}"))
 }
 
 /// A unit's object path, escaped as systemd does: every byte outside
