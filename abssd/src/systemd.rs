@@ -85,6 +85,18 @@ impl UnitState {
     }
 }
 
+/// A timer unit and its schedule, read uncached.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TimerState {
+    /// The unit itself (loaded? enabled? active means scheduled).
+    pub unit: UnitState,
+    /// Its next elapse, microseconds since the epoch (`NextElapseUSecRealtime`);
+    /// `None` when nothing is scheduled.
+    pub next_usec: Option<u64>,
+    /// When it last fired (`LastTriggerUSec`); `None`: never.
+    pub last_usec: Option<u64>,
+}
+
 /// What operations need from systemd. Boxed futures keep it usable as
 /// `dyn Units`, the shape operations receive it in.
 pub trait Units: Send + Sync {
@@ -98,6 +110,17 @@ pub trait Units: Send + Sync {
     fn reload<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<()>>;
     /// `systemctl daemon-reload`: re-read unit files. Returns when done.
     fn daemon_reload(&self) -> BoxFuture<'_, Result<()>>;
+    /// A timer's state and schedule. Without a way to read the schedule
+    /// (the default), its state only.
+    fn timer<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<TimerState>> {
+        Box::pin(async move {
+            Ok(TimerState {
+                unit: self.state(unit).await?,
+                next_usec: None,
+                last_usec: None,
+            })
+        })
+    }
 }
 
 /// Opens the [`Units`] handle an operation works with. Operations connect
@@ -174,6 +197,23 @@ trait Unit {
     /// See [`UnitState::unit_file_state`].
     #[zbus(property(emits_changed_signal = "false"))]
     fn unit_file_state(&self) -> zbus::Result<String>;
+}
+
+/// `org.freedesktop.systemd1.Timer`, the schedule properties we read.
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Timer",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Timer {
+    /// Next elapse on the realtime clock, µs since the epoch; 0: none.
+    #[zbus(
+        property(emits_changed_signal = "false"),
+        name = "NextElapseUSecRealtime"
+    )]
+    fn next_elapse_usec_realtime(&self) -> zbus::Result<u64>;
+    /// Last trigger, µs since the epoch; 0: never.
+    #[zbus(property(emits_changed_signal = "false"), name = "LastTriggerUSec")]
+    fn last_trigger_usec(&self) -> zbus::Result<u64>;
 }
 
 /// The three job kinds, for calls and messages.
@@ -341,6 +381,10 @@ impl Units for Systemd {
         Box::pin(self.run_job(Job::Reload, unit))
     }
 
+    fn timer<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<TimerState>> {
+        Box::pin(self.timer_state(unit))
+    }
+
     fn daemon_reload(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             self.manager
@@ -379,6 +423,40 @@ impl Systemd {
             active_state,
             sub_state,
             unit_file_state,
+        })
+    }
+}
+
+impl Systemd {
+    /// [`Units::timer`]: the unit's state, then its schedule when it is loaded.
+    async fn timer_state(&self, unit: &str) -> Result<TimerState> {
+        let state = self.unit_state(unit).await?;
+        if !state.is_loaded() {
+            return Ok(TimerState {
+                unit: state,
+                next_usec: None,
+                last_usec: None,
+            });
+        }
+        let what = format!("cannot read the schedule of {unit}");
+        let path = self
+            .manager
+            .load_unit(unit)
+            .await
+            .map_err(|e| self.call_failed(&what, &e))?;
+        let proxy = TimerProxy::builder(self.manager.inner().connection())
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| self.call_failed(&what, &e))?;
+        let (next, last) =
+            tokio::try_join!(proxy.next_elapse_usec_realtime(), proxy.last_trigger_usec())
+                .map_err(|e| self.call_failed(&what, &e))?;
+        Ok(TimerState {
+            unit: state,
+            next_usec: (next != 0).then_some(next),
+            last_usec: (last != 0).then_some(last),
         })
     }
 }

@@ -7,6 +7,7 @@
 //! * [`restore`] — `backup.restore` parameters, plan and result.
 //! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
 //! * [`prune`]   — `backup.prune` parameters, plan (a decision per backup) and result.
+//! * [`health`]  — `daemon.health`: the probe results of `abssctl doctor`.
 //! * [`job`]     — the record of an instance's last backup job (`backup.run`), read by `daemon.health`.
 //! * [`json`]    — [`Json`], a large plan or result kept as shared JSON text.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
@@ -24,6 +25,7 @@
 
 pub mod backup;
 pub mod error;
+pub mod health;
 pub mod job;
 pub mod json;
 pub mod limits;
@@ -36,6 +38,7 @@ pub mod restore;
 
 pub use backup::*;
 pub use error::{ErrorKind, WireError};
+pub use health::*;
 pub use job::*;
 pub use json::Json;
 pub use methods::Method;
