@@ -72,6 +72,42 @@ pub enum Command {
     /// Ask the daemon about itself.
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Check that each instance is being backed up, and that its backups could be restored.
+    ///
+    /// Per instance (every instance of the registry, or -i NAME), abssd checks:
+    ///   backups.age     the newest available backup against backups.max_age (default 36h)
+    ///   backups.verify  backups verify found corrupt or unreadable; when one was last verified
+    ///   job.last        the last `backup run` job (state_dir/jobs/NAME.json)
+    ///   timer           abssctl-backup@NAME.timer or abssctl-backup-all.timer enabled, next run
+    ///   leftovers       .pre-restore-*, restore staging dirs and .bak-* files of earlier restores
+    ///   drift           the index against the archives on disk (a read-only reconcile)
+    ///   disk.free       free space for the next backup: red below the newest backup's size
+    ///                   (plus health.min_free_bytes), yellow below twice that
+    ///
+    /// Each check is green, yellow or red. Yellow ones are printed and leave the exit code
+    /// alone; a red one sets it by its impact, the worst winning, as the Python abssctl
+    /// doctor does:
+    ///   0  healthy: nothing red
+    ///   2  an unknown or invalid instance name (-i)
+    ///   3  environment: no or stale backup, failed verification, failed or unreadable
+    ///      last job, drift (archives missing or not matching the index), disk low,
+    ///      or the registry or index unreadable
+    ///   4  systemd could not be asked about the timers
+    ///
+    /// Any user who may connect may run it. --json prints the report as daemon.health
+    /// returns it (summary, results, instances, metadata), for dashboards. With
+    /// health.textfile_dir set in abssd.yml, abssd also writes abssctl.prom there for
+    /// node_exporter's textfile collector on each full report (without -i).
+    #[command(verbatim_doc_comment)]
+    Doctor(DoctorArgs),
+}
+
+/// `abssctl doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Only this instance.
+    #[arg(short, long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 /// `abssctl backup ...`

@@ -5,7 +5,8 @@
 //! `RestartUnit`, `ReloadUnit`, `Reload` (daemon-reload), `Subscribe`,
 //! `GetUnitFileState`, the `JobRemoved` signal, and unit objects
 //! (`/org/freedesktop/systemd1/unit/<escaped name>`) with `LoadState`,
-//! `ActiveState`, `SubState` and `UnitFileState`; a unit's object exists once
+//! `ActiveState`, `SubState` and `UnitFileState` (and for `.timer` units the
+//! `Timer` interface's `NextElapseUSecRealtime` and `LastTriggerUSec`); a unit's object exists once
 //! `LoadUnit`, `GetUnit` or a job has named it. Jobs end ~2 ms after their method
 //! returns, with `done` or an injected result; a unit's state changes just before
 //! its `JobRemoved`.
@@ -130,6 +131,13 @@ impl FakeSystemd {
     /// Load `name` (file or not) as active or inactive, enabled or disabled.
     pub fn set_unit(&self, name: &str, active: bool, enabled: bool) {
         self.model.set_unit(name, active, enabled);
+    }
+
+    /// Give the timer unit `name` a schedule: its `NextElapseUSecRealtime`
+    /// and `LastTriggerUSec` (µs since the epoch; 0: none). Set the unit
+    /// itself (loaded, enabled) with [`FakeSystemd::set_unit`].
+    pub fn set_timer(&self, name: &str, next_usec: u64, last_usec: u64) {
+        self.model.set_timer(name, next_usec, last_usec);
     }
 
     /// Make every `verb` job on `name` end with `result` (`Some("failed")`, or

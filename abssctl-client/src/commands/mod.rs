@@ -6,9 +6,11 @@
 //! * [`prune`]   — `backup prune`: plan, confirmation, follow
 //! * [`op`]      — `op list | watch`
 //! * [`daemon`]  — `daemon status`
+//! * [`doctor`]  — `doctor`: the health report
 
 pub mod backup;
 pub mod daemon;
+pub mod doctor;
 pub mod op;
 pub mod prune;
 pub mod restore;
@@ -36,6 +38,8 @@ pub enum Exit {
     Problems,
     /// Ctrl-C: the client let go of an operation that goes on in the daemon.
     Detached,
+    /// `doctor`: the exit code the report's summary gives (0, 2, 3 or 4).
+    Report(u8),
 }
 
 impl Exit {
@@ -49,6 +53,7 @@ impl Exit {
             Exit::Problems => ErrorKind::Environment.exit_code(),
             // The shell's convention for "ended by SIGINT".
             Exit::Detached => 130,
+            Exit::Report(code) => i32::from(code),
         }
     }
 }
@@ -60,6 +65,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<Exit, WireError> {
         Command::Backup(cmd) => backup::run(&client, out, cmd).await,
         Command::Op(cmd) => op::run(&client, out, cmd).await,
         Command::Daemon(cmd) => daemon::run(&client, out, cmd).await,
+        Command::Doctor(args) => doctor::run(&client, out, args).await,
     }
 }
 

@@ -79,6 +79,16 @@ impl Manager {
             .at(path.as_str(), unit)
             .await
             .map_err(Fault::internal)?;
+        if name.ends_with(".timer") {
+            let timer = TimerObject {
+                name: name.to_owned(),
+                model: self.model.clone(),
+            };
+            server
+                .at(path.as_str(), timer)
+                .await
+                .map_err(Fault::internal)?;
+        }
         OwnedObjectPath::try_from(path).map_err(Fault::internal)
     }
 
@@ -254,5 +264,31 @@ impl UnitObject {
     #[zbus(property(emits_changed_signal = "false"))]
     fn unit_file_state(&self) -> String {
         self.model.state(&self.name).unit_file_state
+    }
+}
+
+/// A timer unit's schedule (`org.freedesktop.systemd1.Timer`), beside its
+/// `Unit` interface on the same object; 0 when the test set none.
+#[derive(Debug)]
+struct TimerObject {
+    name: String,
+    model: Arc<Model>,
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Timer")]
+impl TimerObject {
+    /// Next elapse, µs since the epoch.
+    #[zbus(
+        property(emits_changed_signal = "false"),
+        name = "NextElapseUSecRealtime"
+    )]
+    fn next_elapse_usec_realtime(&self) -> u64 {
+        self.model.timer(&self.name).0
+    }
+
+    /// Last trigger, µs since the epoch.
+    #[zbus(property(emits_changed_signal = "false"), name = "LastTriggerUSec")]
+    fn last_trigger_usec(&self) -> u64 {
+        self.model.timer(&self.name).1
     }
 }

@@ -85,6 +85,8 @@ struct Inner {
     calls: Vec<String>,
     /// Last job id handed out.
     last_job: u32,
+    /// Timer unit → (next elapse, last trigger), µs since the epoch.
+    timers: HashMap<String, (u64, u64)>,
 }
 
 /// The shared model.
@@ -216,6 +218,18 @@ impl Model {
                 inner.hooks.remove(&key);
             }
         }
+    }
+
+    /// Give the timer `name` a schedule (µs since the epoch; 0: none).
+    pub fn set_timer(&self, name: &str, next_usec: u64, last_usec: u64) {
+        self.lock()
+            .timers
+            .insert(name.to_owned(), (next_usec, last_usec));
+    }
+
+    /// The timer's (next elapse, last trigger); zeros when not set.
+    pub fn timer(&self, name: &str) -> (u64, u64) {
+        self.lock().timers.get(name).copied().unwrap_or((0, 0))
     }
 
     /// Record a call in the log.
