@@ -13,15 +13,16 @@ const GLOBAL: &str = "Global options";
 
 const EXIT_CODES: &str = "\
 Exit codes (ADR-013, as the Python abssctl answers):
-  0    success; also a reconcile that ran, drift or not
+  0    success; also a reconcile that ran, drift or not; doctor with nothing red
   2    validation error or refused request: bad flags (usage errors), an instance,
        backup or operation that does not exist, a backup whose archive is missing,
        a restore of a corrupt archive (checksum mismatch, truncated)
   3    environment: daemon unreachable, permission denied, disk, lock timeout, busy;
        or verify found a missing, corrupt or unreadable archive; or reconcile
-       --check found drift that it did not fix
+       --check found drift that it did not fix; or doctor found a red environment
+       problem (no or stale backup, failed verification or job, drift, disk low)
   4    systemd, nginx or archive work failed (an archive restore refuses to
-       extract), or an internal error
+       extract), or an internal error; doctor: systemd could not be asked
   130  interrupted: the client detached, the operation goes on in abssd";
 
 /// Back up, restore and check Actual Budget sync server instances through abssd.
