@@ -340,7 +340,21 @@ mod tests {
             )));
             assert_eq!(d.pre_restore_min_age.as_secs(), secs, "{text}");
         }
+        let d = DaemonSettings::resolve(&merged(
+            "backups:\n  max_age: 2d\nhealth:\n  textfile_dir: /var/lib/prom\n  min_free_bytes: 1024\n",
+        ));
+        assert_eq!(d.max_age, Duration::from_secs(2 * 86400));
+        assert_eq!(
+            (d.textfile_dir.as_deref(), d.min_free_bytes),
+            (Some(std::path::Path::new("/var/lib/prom")), 1024)
+        );
+        // Zero would call every instance stale.
+        let d = DaemonSettings::resolve(&merged("backups:\n  max_age: 0\n"));
+        assert_eq!(d.max_age, Duration::from_secs(1));
         for bad in [
+            "backups:\n  max_age: 3mo\n",
+            "health:\n  textfile_dir: prom\n",
+            "health:\n  min_free_bytes: -1\n",
             "backups:\n  pre_restore_min_age: 1mo\n",
             "backups:\n  pre_restore_min_age: -5\n",
             "backups:\n  pre_restore_min_age: soon\n",

@@ -14,6 +14,8 @@
 pub mod probes;
 pub mod textfile;
 
+pub use textfile::write_textfile;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -113,7 +115,14 @@ async fn gather(ctx: &Ctx, params: &HealthParams, now: Timestamp) -> Result<Heal
     let registry = tokio::task::spawn_blocking(move || Registry::load(&file)).await?;
     let mut names: Vec<String> = match (&registry, &params.instance) {
         (Ok(r), Some(name)) => vec![r.require(name, &registry_file)?.name.clone()],
-        (Ok(r), None) => r.instances.iter().map(|i| i.name.clone()).collect(),
+        // Names go into paths and unit names: only valid ones (the registry
+        // keeps the others apart already; this makes sure).
+        (Ok(r), None) => r
+            .instances
+            .iter()
+            .map(|i| i.name.clone())
+            .filter(|n| validate_name(n).is_ok())
+            .collect(),
         (Err(e), _) => {
             results.push(probes::result(
                 "registry",
@@ -193,7 +202,8 @@ async fn gather(ctx: &Ctx, params: &HealthParams, now: Timestamp) -> Result<Heal
                         None => (Vec::new(), false),
                     };
                     let free = free_bytes(if dir.is_dir() { &dir } else { &root });
-                    (name, left, capped, read_job(&job), free)
+                    let job = read_job(&job, &name);
+                    (name, left, capped, job, free)
                 })
                 .collect::<Vec<_>>()
         })
@@ -388,13 +398,15 @@ async fn timers(
     Ok(out)
 }
 
-/// An instance's job record: absent, unreadable (why), or read. Not followed
-/// through a symlink, at most [`MAX_JOB_RECORD`] bytes.
-fn read_job(path: &Path) -> JobFile {
+/// `instance`'s job record: absent, unreadable (why), or read. Not followed
+/// through a symlink, never waited on (a FIFO), at most [`MAX_JOB_RECORD`]
+/// bytes, and about `instance`.
+fn read_job(path: &Path, instance: &str) -> JobFile {
     use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc_nofollow())
+        .custom_flags(flags.bits() as i32)
         .open(path);
     let file = match file {
         Ok(f) => f,
@@ -416,13 +428,14 @@ fn read_job(path: &Path) -> JobFile {
         ));
     }
     match serde_json::from_slice::<JobRecord>(&bytes) {
+        Ok(r) if r.instance != instance => JobFile::Unreadable(format!(
+            "{} is the record of instance {:?}",
+            path.display(),
+            probes::clip(&r.instance)
+        )),
         Ok(r) => JobFile::Read(Box::new(r)),
         Err(e) => JobFile::Unreadable(format!("{}: {e}", path.display())),
     }
-}
-
-fn libc_nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 
 /// Bytes an unprivileged writer could still use at `dir` (`f_bavail`): the
@@ -430,4 +443,58 @@ fn libc_nofollow() -> i32 {
 fn free_bytes(dir: &Path) -> std::result::Result<u64, String> {
     let st = rustix::fs::statvfs(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(instance: &str, ok: bool) -> String {
+        serde_json::json!({
+            "instance": instance, "op_id": "o", "started_at": "2026-01-01T00:00:00Z",
+            "finished_at": "2026-01-01T00:01:00Z", "ok": ok, "steps": [],
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn job_records_are_read_tolerantly_and_boundedly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alpha.json");
+        assert!(matches!(read_job(&file, "alpha"), JobFile::Absent));
+
+        std::fs::write(&file, record("alpha", false)).unwrap();
+        let JobFile::Read(r) = read_job(&file, "alpha") else {
+            panic!("not read")
+        };
+        assert!(!r.ok);
+
+        let unreadable = |why: &str| match read_job(&file, "alpha") {
+            JobFile::Unreadable(m) => assert!(m.contains(why), "{m}"),
+            other => panic!("{other:?}"),
+        };
+        std::fs::write(&file, record("beta", true)).unwrap();
+        unreadable("record of instance \"beta\"");
+        std::fs::write(&file, b"{\"instance\": ").unwrap();
+        unreadable("EOF");
+        std::fs::write(&file, vec![b' '; MAX_JOB_RECORD as usize + 1]).unwrap();
+        unreadable("larger than 64 KiB");
+
+        // A symlink is not followed, a FIFO not waited on.
+        std::fs::remove_file(&file).unwrap();
+        let elsewhere = dir.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, record("alpha", true)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+        assert!(matches!(read_job(&file, "alpha"), JobFile::Unreadable(_)));
+        std::fs::remove_file(&file).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &file,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        unreadable("not a regular file");
+    }
 }

@@ -88,6 +88,20 @@ impl With for ProbeResult {
     }
 }
 
+/// At most 64 bytes of a name read from a file, for messages.
+pub fn clip(text: &str) -> &str {
+    clip_to(text, 64)
+}
+
+/// At most `max` bytes of `text`, on a character boundary.
+pub fn clip_to(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// A timestamp as written in the index or a job record.
 pub fn parse_time(text: &str) -> Option<Timestamp> {
     text.parse::<Timestamp>().ok()
@@ -320,7 +334,7 @@ pub fn job(instance: &str, file: &JobFile, now: Timestamp) -> ProbeResult {
                 .take(MAX_LISTED)
                 .map(|s| {
                     let step = serde_json::to_value(s.step).unwrap_or(Value::Null);
-                    format!("{}: {}", step.as_str().unwrap_or("?"), s.message)
+                    format!("{}: {}", step.as_str().unwrap_or("?"), clip_to(&s.message, 200))
                 })
                 .collect();
             red(
@@ -337,7 +351,10 @@ pub fn job(instance: &str, file: &JobFile, now: Timestamp) -> ProbeResult {
                     }
                 ),
             )
-            .fix(format!("see abssctl op show {}", record.op_id))
+            .fix(format!(
+                "see what it did: abssctl op watch {}",
+                clip_to(&record.op_id, 128)
+            ))
             .data(data)
         }
     }
