@@ -25,6 +25,11 @@ impl Control {
         self.model.set_unit(name, active, enabled);
     }
 
+    /// Give the timer `name` its next and last run (µs since the epoch; 0: none).
+    fn set_timer(&self, name: &str, next_usec: u64, last_usec: u64) {
+        self.model.set_timer(name, next_usec, last_usec);
+    }
+
     /// Make every `verb` (`start`, `stop`, `reload`) job on `name` end with
     /// `result` (e.g. `failed`; `hang` = never ends); an empty result clears.
     fn fail(&self, name: &str, verb: &str, result: &str) -> zbus::fdo::Result<()> {
