@@ -422,3 +422,28 @@ async fn a_directory_of_too_many_entries_is_looked_at_only_so_far() {
     assert!(l.message.contains("too many entries"), "{}", l.message);
     assert_eq!(report.summary.exit_code, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_instances_says_so() {
+    let sb = Sandbox::new();
+    let fake = FakeSystemd::start(None);
+    sb.write_abssd_config(&format!(
+        "systemd:\n  bus_address: {}\n",
+        json!(fake.address())
+    ));
+    let daemon = Daemon::start(&sb);
+    let c = abssd_tests::client(&daemon.socket).await;
+    let report = call::<DaemonHealth>(&c, &HealthParams::default())
+        .await
+        .unwrap();
+    assert_eq!(report.results.len(), 1, "{:#?}", report.results);
+    let r = &report.results[0];
+    assert_eq!((r.id.as_str(), r.status), ("registry", ProbeStatus::Yellow));
+    assert!(
+        r.message.contains("no instances are registered"),
+        "{}",
+        r.message
+    );
+    assert!(report.instances.is_empty());
+    assert_eq!(report.summary.exit_code, 0);
+}

@@ -128,6 +128,19 @@ async fn gather(ctx: &Ctx, params: &HealthParams, now: Timestamp) -> Result<Heal
             Vec::new()
         }
     };
+    if names.is_empty() && registry.is_ok() {
+        results.push(probes::result(
+            "registry",
+            "state",
+            None,
+            ProbeStatus::Yellow,
+            Impact::Ok,
+            format!(
+                "no instances are registered in {}: nothing is backed up",
+                registry_file.display()
+            ),
+        ));
+    }
     if names.len() > MAX_INSTANCES {
         results.push(probes::result(
             "registry",
