@@ -21,7 +21,7 @@ pub use sources::MAX_JOB_RECORD;
 pub use textfile::write_textfile;
 
 use std::path::PathBuf;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use abssd_proto::{
@@ -58,7 +58,7 @@ pub fn job_record_file(ctx: &Ctx, instance: &str) -> PathBuf {
 
 /// Make the report; write the textfile when configured and the report covers
 /// every instance.
-pub async fn report(ctx: &Ctx, params: &HealthParams) -> Result<HealthReport> {
+pub async fn report(ctx: &Arc<Ctx>, params: &HealthParams) -> Result<HealthReport> {
     if let Some(name) = &params.instance {
         validate_name(name)?;
     }
@@ -100,7 +100,7 @@ fn count(results: &[ProbeResult]) -> u32 {
     u32::try_from(results.len()).unwrap_or(u32::MAX)
 }
 
-async fn gather(ctx: &Ctx, params: &HealthParams, now: Timestamp) -> Result<HealthReport> {
+async fn gather(ctx: &Arc<Ctx>, params: &HealthParams, now: Timestamp) -> Result<HealthReport> {
     let config = &ctx.config;
     let mut results = Vec::new();
     let registry_file = config.layout.registry_file();

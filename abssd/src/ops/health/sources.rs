@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use abssd_proto::{Actor, JobRecord, ReconcileItem, ReconcileParams, ReconcileResult};
@@ -24,10 +26,29 @@ pub const MAX_JOB_RECORD: u64 = 64 << 10;
 
 /// Reconcile without `--apply`, for every instance at once (one walk of the
 /// backups root), its findings by instance; `Err` says why there are none.
+///
+/// It runs as a task of its own, which goes on after the report stopped
+/// waiting for it; until it ends, later reports do not start another (a
+/// backups root too big to walk in time costs one walk at a time).
 pub(super) async fn reconcile(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     instance: Option<String>,
 ) -> std::result::Result<HashMap<String, ReconcileResult>, String> {
+    static WALKING: AtomicBool = AtomicBool::new(false);
+    /// Lets the next report walk once this one's walk ended.
+    struct Walk;
+    impl Drop for Walk {
+        fn drop(&mut self) {
+            WALKING.store(false, Ordering::Release);
+        }
+    }
+    if WALKING.swap(true, Ordering::AcqRel) {
+        return Err(
+            "the comparison an earlier report started is still running (a very large backups root?)"
+                .to_owned(),
+        );
+    }
+    let walk = Walk;
     let params = ReconcileParams {
         instance,
         apply: false,
@@ -41,17 +62,22 @@ pub(super) async fn reconcile(
         user: "abssd".to_owned(),
         pid: i32::try_from(std::process::id()).unwrap_or(0),
     };
-    let quiet = Reporter::new(Quiet);
-    let run = crate::ops::reconcile::run(ctx, &params, &actor, &quiet);
-    let (_, found) = match tokio::time::timeout(RECONCILE_BUDGET, run).await {
+    let ctx = Arc::clone(ctx);
+    let task = tokio::spawn(async move {
+        let _walk = walk;
+        let quiet = Reporter::new(Quiet);
+        crate::ops::reconcile::run(&ctx, &params, &actor, &quiet).await
+    });
+    let (_, found) = match tokio::time::timeout(RECONCILE_BUDGET, task).await {
         Err(_) => {
             return Err(format!(
                 "it took longer than {} s",
                 RECONCILE_BUDGET.as_secs()
             ));
         }
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(format!("it ended abnormally: {e}")),
+        Ok(Ok(Err(e))) => return Err(e.to_string()),
+        Ok(Ok(Ok(r))) => r,
     };
     let mut by: HashMap<String, ReconcileResult> = HashMap::new();
     let mut put = |items: Vec<ReconcileItem>,
