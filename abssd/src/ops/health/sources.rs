@@ -192,6 +192,11 @@ pub(super) fn read_job(path: &Path, instance: &str) -> JobFile {
 /// Bytes an unprivileged writer could still use at `dir` (`f_bavail`): the
 /// daemon writes as root, but this leaves the root reserve alone.
 pub(super) fn free_bytes(dir: &Path) -> std::result::Result<u64, String> {
+    // Not made yet (no backup so far): the filesystem it will be made on.
+    let dir = dir
+        .ancestors()
+        .find(|d| d.is_dir())
+        .unwrap_or(Path::new("/"));
     let st = rustix::fs::statvfs(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }

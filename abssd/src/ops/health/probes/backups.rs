@@ -20,7 +20,7 @@ pub fn age(
 ) -> ProbeResult {
     const ID: &str = "backups.age";
     let make = format!(
-        "make one now: abssctl backup create -i {instance}; schedule them: abssctl schedule enable {instance}"
+        "make one now: abssctl backup create {instance}; schedule them: abssctl schedule enable {instance}"
     );
     let Some(entry) = newest else {
         return red(
@@ -126,7 +126,7 @@ pub fn verification(instance: &str, entries: &[&BackupEntry], now: Timestamp) ->
             ),
         )
         .fix(format!(
-            "see abssctl backup show {first}; make a new backup (abssctl backup create -i {instance}) and verify it"
+            "see abssctl backup show {first}; make a new backup (abssctl backup create {instance}) and verify it"
         ))
         .data(json!({ "failed": listed(&bad), "last": last_data }));
     }
@@ -137,7 +137,7 @@ pub fn verification(instance: &str, entries: &[&BackupEntry], now: Timestamp) ->
             instance,
             format!("no backup of {instance} has been verified"),
         )
-        .fix(format!("abssctl backup verify --instance {instance}")),
+        .fix("abssctl backup verify --all (or one: abssctl backup verify ID)".to_owned()),
         Some((t, e)) => green(
             ID,
             "backups",

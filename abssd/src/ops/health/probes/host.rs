@@ -5,7 +5,7 @@ use abssd_proto::{Impact, ProbeResult, ProbeStatus, ReconcileResult};
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::{With, green, listed, red, result, yellow};
+use super::{With, green, human_bytes, listed, red, result, yellow};
 use crate::systemd::TimerState;
 
 /// The instance's timer, then the one for all instances.
@@ -204,7 +204,7 @@ pub fn disk(
     let fix =
         "free space on the backups filesystem, prune (abssctl backup prune), or move backups.root"
             .to_owned();
-    let show = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+    let show = human_bytes;
     if free < size.saturating_add(reserve) {
         red(
             ID,

@@ -132,6 +132,22 @@ pub fn human_age(secs: u64) -> String {
     }
 }
 
+/// `512 B`, `3.4 MiB`, `1.2 TiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// The first [`MAX_LISTED`] of `items`, and how many there are.
 pub fn listed<T: serde::Serialize>(items: &[T]) -> Value {
     json!({
@@ -150,5 +166,8 @@ mod tests {
         assert_eq!(human_age(600), "10m");
         assert_eq!(human_age(3 * 3600 + 60), "3h 1m");
         assert_eq!(human_age(2 * 86400 + 5 * 3600), "2d 5h");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(58_176 << 20), "56.8 GiB");
     }
 }
