@@ -13,15 +13,16 @@ const GLOBAL: &str = "Global options";
 
 const EXIT_CODES: &str = "\
 Exit codes (ADR-013, as the Python abssctl answers):
-  0    success; also a reconcile that ran, drift or not
+  0    success; also a reconcile that ran, drift or not; doctor with nothing red
   2    validation error or refused request: bad flags (usage errors), an instance,
        backup or operation that does not exist, a backup whose archive is missing,
        a restore of a corrupt archive (checksum mismatch, truncated)
   3    environment: daemon unreachable, permission denied, disk, lock timeout, busy;
        or verify found a missing, corrupt or unreadable archive; or reconcile
-       --check found drift that it did not fix
+       --check found drift that it did not fix; or doctor found a red environment
+       problem (no or stale backup, failed verification or job, drift, disk low)
   4    systemd, nginx or archive work failed (an archive restore refuses to
-       extract), or an internal error
+       extract), or an internal error; doctor: systemd could not be asked
   130  interrupted: the client detached, the operation goes on in abssd";
 
 /// Back up, restore and check Actual Budget sync server instances through abssd.
@@ -82,6 +83,42 @@ pub enum Command {
     /// client needs no privilege but the operator group).
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Check that each instance is being backed up, and that its backups could be restored.
+    ///
+    /// Per instance (every instance of the registry, or -i NAME), abssd checks:
+    ///   backups.age     the newest available backup against backups.max_age (default 36h)
+    ///   backups.verify  backups verify found corrupt or unreadable; when one was last verified
+    ///   job.last        the last `backup run` job (state_dir/jobs/NAME.json)
+    ///   timer           abssctl-backup@NAME.timer or abssctl-backup-all.timer enabled, next run
+    ///   leftovers       .pre-restore-*, restore staging dirs and .bak-* files of earlier restores
+    ///   drift           the index against the archives on disk (a read-only reconcile)
+    ///   disk.free       free space for the next backup: red below the newest backup's size
+    ///                   (plus health.min_free_bytes), yellow below twice that
+    ///
+    /// Each check is green, yellow or red. Yellow ones are printed and leave the exit code
+    /// alone; a red one sets it by its impact, the worst winning, as the Python abssctl
+    /// doctor does:
+    ///   0  healthy: nothing red
+    ///   2  an unknown or invalid instance name (-i)
+    ///   3  environment: no or stale backup, failed verification, failed or unreadable
+    ///      last job, drift (archives missing or not matching the index), disk low,
+    ///      or the registry or index unreadable
+    ///   4  systemd could not be asked about the timers
+    ///
+    /// Any user who may connect may run it. --json prints the report as daemon.health
+    /// returns it (summary, results, instances, metadata), for dashboards. With
+    /// health.textfile_dir set in abssd.yml, abssd also writes abssctl.prom there for
+    /// node_exporter's textfile collector on each full report (without -i).
+    #[command(verbatim_doc_comment)]
+    Doctor(DoctorArgs),
+}
+
+/// `abssctl doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Only this instance.
+    #[arg(short, long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 /// `abssctl backup ...`

@@ -14,6 +14,7 @@
 //! [`safe_json`]) so nothing slips through.
 
 pub mod backup;
+pub mod health;
 pub mod ops;
 pub mod prune;
 pub mod reconcile;

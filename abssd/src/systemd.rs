@@ -254,6 +254,18 @@ pub struct TimerState {
     pub last_trigger_usec: u64,
 }
 
+impl TimerState {
+    /// Its next elapse (µs since the epoch), when one is scheduled.
+    pub fn next(&self) -> Option<u64> {
+        (self.next_elapse_usec != 0).then_some(self.next_elapse_usec)
+    }
+
+    /// When it last fired (µs since the epoch), if ever.
+    pub fn last(&self) -> Option<u64> {
+        (self.last_trigger_usec != 0).then_some(self.last_trigger_usec)
+    }
+}
+
 /// The three job kinds, for calls and messages.
 #[derive(Debug, Clone, Copy)]
 enum Job {

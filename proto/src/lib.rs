@@ -9,6 +9,7 @@
 //! * [`prune`]   — `backup.prune` parameters, plan (a decision per backup) and result.
 //! * [`run`]     — `backup.run`, the backup job: parameters, plan and summary.
 //! * [`schedule`] — `schedule.*`: the timers that run backup jobs, and what systemd says of them.
+//! * [`health`]  — `daemon.health`: the probe results of `abssctl doctor`.
 //! * [`job`]     — the record of an instance's last backup job (`backup.run`), read by `daemon.health`.
 //! * [`json`]    — [`Json`], a large plan or result kept as shared JSON text.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
@@ -26,6 +27,7 @@
 
 pub mod backup;
 pub mod error;
+pub mod health;
 pub mod job;
 pub mod json;
 pub mod limits;
@@ -40,6 +42,7 @@ pub mod schedule;
 
 pub use backup::*;
 pub use error::{ErrorKind, WireError};
+pub use health::*;
 pub use job::*;
 pub use json::Json;
 pub use methods::Method;

@@ -82,6 +82,12 @@ impl Bounded for NoParams {
     }
 }
 
+impl Bounded for crate::health::HealthParams {
+    fn check(&self) -> Result<(), WireError> {
+        opt("instance", self.instance.as_ref(), NAME)
+    }
+}
+
 impl Bounded for ListParams {
     fn check(&self) -> Result<(), WireError> {
         opt("instance", self.instance.as_ref(), NAME)

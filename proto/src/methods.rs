@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backup::*;
+use crate::health::*;
 use crate::op::*;
 use crate::prune::*;
 use crate::reconcile::*;
@@ -49,6 +50,9 @@ macro_rules! methods {
 methods! {
     /// Version, uptime, socket, paths, running operations.
     DaemonStatusMethod = "daemon.status", mutates: false, NoParams => DaemonStatus;
+    /// Per instance: backup age, verification, last job, timer, leftovers,
+    /// drift and free space, as probe results (`abssctl doctor`).
+    DaemonHealth = "daemon.health", mutates: false, HealthParams => HealthReport;
     /// Index entries, newest first.
     BackupList = "backup.list", mutates: false, ListParams => ListResult;
     /// One index entry.

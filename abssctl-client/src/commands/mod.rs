@@ -8,9 +8,11 @@
 //! * [`op`]      — `op list | watch`
 //! * [`daemon`]  — `daemon status`
 //! * [`schedule`] — `schedule enable | disable | show`
+//! * [`doctor`]  — `doctor`: the health report
 
 pub mod backup;
 pub mod daemon;
+pub mod doctor;
 pub mod op;
 pub mod prune;
 pub mod restore;
@@ -40,6 +42,8 @@ pub enum Exit {
     Problems,
     /// Ctrl-C: the client let go of an operation that goes on in the daemon.
     Detached,
+    /// `doctor`: the exit code the report's summary gives (0, 2, 3 or 4).
+    Report(u8),
 }
 
 impl Exit {
@@ -53,6 +57,7 @@ impl Exit {
             Exit::Problems => ErrorKind::Environment.exit_code(),
             // The shell's convention for "ended by SIGINT".
             Exit::Detached => 130,
+            Exit::Report(code) => i32::from(code),
         }
     }
 }
@@ -65,6 +70,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<Exit, WireError> {
         Command::Op(cmd) => op::run(&client, out, cmd).await,
         Command::Daemon(cmd) => daemon::run(&client, out, cmd).await,
         Command::Schedule(cmd) => schedule::run(&client, out, cmd).await,
+        Command::Doctor(args) => doctor::run(&client, out, args).await,
     }
 }
 

@@ -140,6 +140,9 @@ layered! {
         /// `daemon:` (abssd's own).
         #[serde(deserialize_with = "section")]
         pub daemon: DaemonSection,
+        /// `health:` (abssd's own).
+        #[serde(deserialize_with = "section")]
+        pub health: HealthSection,
         /// The Python tool's keys that abssd does not read: known, so not warned
         /// about; the Python tool checks their values itself.
         #[serde(flatten)]
@@ -198,6 +201,11 @@ layered! {
         /// as `7d` or `36h`).
         #[serde(deserialize_with = "age::<_, MAX_SECONDS>")]
         pub pre_restore_min_age: Option<Duration>,
+        /// `backups.max_age` (abssd's own): `abssctl doctor` reports an
+        /// instance whose newest backup is older than this (seconds, or a
+        /// duration such as `36h` or `2d`).
+        #[serde(deserialize_with = "age::<_, MAX_SECONDS>")]
+        pub max_age: Option<Duration>,
         /// `backups.job:` (abssd's own): what the backup job (`backup run`)
         /// verifies besides the backup it made.
         #[serde(deserialize_with = "section")]
@@ -311,6 +319,25 @@ layered! {
         /// `nginx.service`: the unit reloaded after a site changed.
         #[serde(deserialize_with = "non_empty")]
         pub service: Option<String>,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
+}
+
+layered! {
+    /// `health:` (abssd's own): what `daemon.health` checks against and writes.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    pub struct HealthSection {
+        /// `health.textfile_dir`: write `abssctl.prom` there (node_exporter's
+        /// textfile collector) with each report.
+        #[serde(deserialize_with = "absolute")]
+        pub textfile_dir: Option<PathBuf>,
+        /// `health.min_free_bytes`: bytes the backups filesystem must keep
+        /// free besides the next backup.
+        #[serde(deserialize_with = "whole::<_, u64, 0, { u64::MAX }>")]
+        pub min_free_bytes: Option<u64>,
         /// Anything else.
         #[serde(flatten)]
         pub unknown: Unknown,
@@ -445,7 +472,7 @@ impl ConfigFile {
 
     /// The dotted names of every unknown key, at any depth, in file order.
     pub fn unknown_keys(&self) -> Vec<String> {
-        let sections: [(&str, &Unknown); 8] = [
+        let sections: [(&str, &Unknown); 9] = [
             ("", &self.unknown),
             ("backups.", &self.backups.unknown),
             ("backups.compression.", &self.backups.compression.unknown),
@@ -454,6 +481,7 @@ impl ConfigFile {
             ("systemd.", &self.systemd.unknown),
             ("nginx.", &self.nginx.unknown),
             ("daemon.", &self.daemon.unknown),
+            ("health.", &self.health.unknown),
         ];
         sections
             .into_iter()
@@ -464,9 +492,11 @@ impl ConfigFile {
 
 /// The keys only abssd reads (dotted; a section's name stands for all of it):
 /// the Python tool refuses each of them in `config.yml`.
-pub const ABSSD_ONLY: [&str; 7] = [
+pub const ABSSD_ONLY: [&str; 9] = [
     "daemon",
     "nginx",
+    "health",
+    "backups.max_age",
     "backups.restores_root",
     "backups.retention",
     "backups.pre_restore_min_age",

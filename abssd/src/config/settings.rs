@@ -80,6 +80,14 @@ pub struct DaemonSettings {
     /// No prune removes a pre-restore backup younger than this
     /// (`backups.pre_restore_min_age`, default 7 days).
     pub pre_restore_min_age: Duration,
+    /// `abssctl doctor` reports an instance whose newest backup is older
+    /// (`backups.max_age`, default [`DEFAULT_MAX_AGE`]).
+    pub max_age: Duration,
+    /// Where `daemon.health` writes `abssctl.prom` (`health.textfile_dir`).
+    pub textfile_dir: Option<std::path::PathBuf>,
+    /// Bytes the backups filesystem keeps free besides the next backup
+    /// (`health.min_free_bytes`, default 0).
+    pub min_free_bytes: u64,
     /// What the backup job verifies (`backups.job`).
     pub job: JobSettings,
 }
@@ -97,6 +105,10 @@ pub struct JobSettings {
     /// Verify deep (`deep`, default false).
     pub deep: bool,
 }
+
+/// Default of `backups.max_age`: a daily backup that missed one night is
+/// reported the next morning, one that is merely late is not.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
 
 /// Default of `backups.pre_restore_min_age`: a week to notice that a restore
 /// was a mistake.
@@ -177,6 +189,14 @@ impl DaemonSettings {
                 .backups
                 .pre_restore_min_age
                 .unwrap_or(DEFAULT_PRE_RESTORE_MIN_AGE),
+            // Zero would call every instance stale.
+            max_age: merged
+                .backups
+                .max_age
+                .unwrap_or(DEFAULT_MAX_AGE)
+                .max(Duration::from_secs(1)),
+            textfile_dir: merged.health.textfile_dir.clone(),
+            min_free_bytes: merged.health.min_free_bytes.unwrap_or(0),
             job: JobSettings {
                 verify_sample: merged
                     .backups
@@ -316,6 +336,8 @@ mod tests {
         let d = DaemonSettings::resolve(&ConfigFile::default());
         assert_eq!(d.retention, Retention::default());
         assert_eq!(d.pre_restore_min_age, DEFAULT_PRE_RESTORE_MIN_AGE);
+        assert_eq!(d.max_age, DEFAULT_MAX_AGE);
+        assert_eq!((d.textfile_dir.as_deref(), d.min_free_bytes), (None, 0));
 
         let d = DaemonSettings::resolve(&merged(
             "backups:\n  pre_restore_min_age: 3600\n  retention:\n    keep_last: 3\n\
@@ -345,7 +367,21 @@ mod tests {
             )));
             assert_eq!(d.pre_restore_min_age.as_secs(), secs, "{text}");
         }
+        let d = DaemonSettings::resolve(&merged(
+            "backups:\n  max_age: 2d\nhealth:\n  textfile_dir: /var/lib/prom\n  min_free_bytes: 1024\n",
+        ));
+        assert_eq!(d.max_age, Duration::from_secs(2 * 86400));
+        assert_eq!(
+            (d.textfile_dir.as_deref(), d.min_free_bytes),
+            (Some(std::path::Path::new("/var/lib/prom")), 1024)
+        );
+        // Zero would call every instance stale.
+        let d = DaemonSettings::resolve(&merged("backups:\n  max_age: 0\n"));
+        assert_eq!(d.max_age, Duration::from_secs(1));
         for bad in [
+            "backups:\n  max_age: 3mo\n",
+            "health:\n  textfile_dir: prom\n",
+            "health:\n  min_free_bytes: -1\n",
             "backups:\n  pre_restore_min_age: 1mo\n",
             "backups:\n  pre_restore_min_age: -5\n",
             "backups:\n  pre_restore_min_age: soon\n",

@@ -13,6 +13,7 @@ use crate::systemd::{Bus, Connector};
 
 pub mod claims;
 pub mod create;
+pub mod health;
 pub mod list;
 pub mod protect;
 pub mod prune;

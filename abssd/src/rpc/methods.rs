@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use abssd_proto::methods::{
     BackupCreate, BackupList, BackupProtect, BackupPrune, BackupReconcile, BackupRestore,
-    BackupRun, BackupShow, BackupUnprotect, BackupVerify, DaemonStatusMethod, OpGet, OpList,
-    OpWatch, ScheduleDisable, ScheduleEnable, ScheduleShow,
+    BackupRun, BackupShow, BackupUnprotect, BackupVerify, DaemonHealth, DaemonStatusMethod, OpGet,
+    OpList, OpWatch, ScheduleDisable, ScheduleEnable, ScheduleShow,
 };
 use abssd_proto::{
     Command, DaemonStatus, ErrorKind, Json, Method, OpInfo, OpListResult, PROTOCOL_VERSION,
@@ -365,6 +365,9 @@ pub fn module(
 
     read::<DaemonStatusMethod, _, _>(&mut m, |state, _p, peer| async move {
         Ok(status(&state, &peer))
+    })?;
+    read::<DaemonHealth, _, _>(&mut m, |state, p, _| async move {
+        ops::health::report(&state.ctx, &p).await
     })?;
     read::<BackupList, _, _>(&mut m, |state, p, _| async move {
         ops::list::list(&state.ctx, &p).await

@@ -37,6 +37,7 @@ bus name org.freedesktop.systemd1), with A the printed address:
 
   B='busctl --address=A call org.freedesktop.systemd1 /org/abssd/FakeSystemd org.abssd.FakeSystemd'
   $B SetUnit sbb abssctl-a.service true true     # load: active, enabled
+  $B SetTimer stt abssctl-backup@a.timer 1893456000000000 0   # next run, last run (µs)
   $B Fail sss abssctl-a.service start failed     # every start of it fails
   $B Fail sss abssctl-a.service start ""         # clear (verbs: start stop reload;
                                                  #  result "hang": the job never ends)

@@ -25,6 +25,11 @@ impl Control {
         self.model.set_unit(name, active, enabled);
     }
 
+    /// Give the timer `name` its next and last run (µs since the epoch; 0: none).
+    fn set_timer(&self, name: &str, next_usec: u64, last_usec: u64) {
+        self.model.set_timer(name, next_usec, last_usec);
+    }
+
     /// Make every `verb` (`start`, `stop`, `reload`) job on `name` end with
     /// `result` (e.g. `failed`; `hang` = never ends); an empty result clears.
     fn fail(&self, name: &str, verb: &str, result: &str) -> zbus::fdo::Result<()> {
@@ -37,11 +42,6 @@ impl Control {
     fn state(&self, name: &str) -> (String, String, String, String) {
         let s = self.model.state(name);
         (s.load_state, s.active_state, s.sub_state, s.unit_file_state)
-    }
-
-    /// A timer's `NextElapseUSecRealtime` and `LastTriggerUSec` (µs; 0 = none).
-    fn set_timer(&self, name: &str, next_usec: u64, last_usec: u64) {
-        self.model.set_timer(name, next_usec, last_usec);
     }
 
     /// A service's `Result`.

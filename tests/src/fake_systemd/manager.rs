@@ -369,3 +369,4 @@ impl UnitObject {
         self.model.state(&self.name).unit_file_state
     }
 }
+

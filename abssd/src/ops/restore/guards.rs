@@ -107,6 +107,33 @@ pub fn leftovers(
     live: bool,
     assets: Option<&ServicePaths>,
 ) -> Vec<String> {
+    let mut capped = false;
+    scan_leftovers(instance, target, live, assets, &mut capped)
+}
+
+/// [`leftovers`] of a live instance for `daemon.health`, and whether a
+/// directory had more than [`MAX_SCANNED`] entries (the rest not looked at).
+pub fn leftovers_bounded(
+    instance: &str,
+    target: &Path,
+    assets: Option<&ServicePaths>,
+) -> (Vec<String>, bool) {
+    let mut capped = false;
+    let found = scan_leftovers(instance, target, true, assets, &mut capped);
+    (found, capped)
+}
+
+/// Entries of one directory looked at for leftovers: one with a million
+/// entries must not stall a restore or a health report.
+pub const MAX_SCANNED: usize = 100_000;
+
+fn scan_leftovers(
+    instance: &str,
+    target: &Path,
+    live: bool,
+    assets: Option<&ServicePaths>,
+    capped: &mut bool,
+) -> Vec<String> {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -118,14 +145,14 @@ pub fn leftovers(
     );
     let mut out = Vec::new();
     let staging = format!(".{name}.restore-");
-    for path in siblings(dir, &staging) {
+    for path in siblings(dir, &staging, capped) {
         out.push(format!(
             "{} is the staging directory of an earlier restore (unpacked archive content only); {keep}",
             path.display()
         ));
     }
     if live {
-        for path in siblings(dir, &format!("{name}{PRE_RESTORE}")) {
+        for path in siblings(dir, &format!("{name}{PRE_RESTORE}"), capped) {
             out.push(format!(
                 "{} holds the data an earlier restore replaced; {keep}",
                 path.display()
@@ -142,7 +169,7 @@ pub fn leftovers(
             (dir_of(&at.site), format!("{site}{BAK}")),
             (dir_of(&at.link), format!(".{site}{BAK}")),
         ] {
-            for path in siblings(&dir, &prefix) {
+            for path in siblings(&dir, &prefix, capped) {
                 out.push(format!(
                     "{} is a service file an earlier restore replaced; {keep}",
                     path.display()
@@ -153,12 +180,15 @@ pub fn leftovers(
     out
 }
 
-/// Entries of `dir` whose name starts with `prefix` and goes on, sorted.
-fn siblings(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Entries of `dir` whose name starts with `prefix` and goes on, sorted,
+/// among its first [`MAX_SCANNED`] entries (`capped` set when there were more).
+fn siblings(dir: &Path, prefix: &str, capped: &mut bool) -> Vec<PathBuf> {
+    let Ok(mut entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut found: Vec<PathBuf> = entries
+        .by_ref()
+        .take(MAX_SCANNED)
         .filter_map(|e| e.ok())
         .filter(|e| {
             let name = e.file_name();
@@ -166,7 +196,11 @@ fn siblings(dir: &Path, prefix: &str) -> Vec<PathBuf> {
             name.len() > prefix.len() && name.starts_with(prefix)
         })
         .map(|e| e.path())
+        .take(crate::ops::health::probes::MAX_LISTED * 50)
         .collect();
+    if entries.next().is_some() {
+        *capped = true;
+    }
     found.sort();
     found
 }

@@ -35,7 +35,7 @@ use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
 
 mod dest;
-mod guards;
+pub mod guards;
 mod history;
 mod job;
 mod live;
