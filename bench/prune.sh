@@ -5,7 +5,8 @@
 # policy restic's docs use as their example (keep-last 3, keep-daily 7,
 # keep-weekly 4, keep-monthly 6, keep-within 2d). The plan reads only the
 # index, so no archive files are made. Reports wall time from the client (one
-# JSON-RPC call with curl, the answer read whole) and abssd's peak RSS.
+# JSON-RPC call with curl, the answer read whole) and abssd's peak RSS; then
+# times one real prune of the same policy (empty archive files).
 # See bench/README.md for the target.
 #
 # Knobs (environment):
@@ -111,6 +112,24 @@ printf '%-24s best %ss  median %ss  (%s; answer %s bytes)\n' "plan (dry run)" "$
 echo
 echo "abssd idle RSS (VmRSS after start): $(mib "$IDLE_KIB") MiB"
 echo "abssd peak RSS (VmHWM after all runs): $(mib "$PEAK_KIB") MiB"
+
+# Then once, for real: every archive the index names made (empty files, so
+# the figure is the index, journal and unlink work, not the disk), and the
+# same policy with yes: true.
+python3 - "$PREFIX/srv/backups/backups.json" <<'PY'
+import json, os, sys
+for e in json.load(open(sys.argv[1]))["backups"]:
+    if e["status"] != "removed":
+        os.makedirs(os.path.dirname(e["path"]), exist_ok=True)
+        open(e["path"], "w").close()
+PY
+REQUEST=${REQUEST/\"dry_run\":true/\"yes\":true}
+REMOVE_TIME=$(time_plan)
+REMOVED=$(python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["result"]["result"]
+print("%d removed, %d kept" % (sum(i["removed"] for i in r["items"]), sum(not i["removed"] for i in r["items"])))' "$WORK/plan.json")
+printf '%-24s %ss  (%s; plan, then removal in batches of 256)\n' "prune (removal)" "$REMOVE_TIME" "$REMOVED"
+echo "abssd peak RSS (VmHWM after the removal): $(mib "$(proc_kib "$DAEMON_PID" VmHWM)") MiB"
 
 echo
 echo "target:"

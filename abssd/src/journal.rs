@@ -159,7 +159,17 @@ impl Journal {
     /// (one operation) never share a file.
     pub fn create(state_dir: &Path, record: Record) -> Result<Journal> {
         let kind = record.command.as_str().replace(' ', "-");
-        let path = Journal::dir(state_dir).join(format!("{}.{kind}.json", record.op_id));
+        let dir = Journal::dir(state_dir);
+        // One operation may run several journaled steps (a backup job's
+        // create and prune, per instance): a journal still there (kept for
+        // start-up recovery) is never written over.
+        let path = (1..)
+            .map(|n| match n {
+                1 => dir.join(format!("{}.{kind}.json", record.op_id)),
+                n => dir.join(format!("{}.{kind}.{n}.json", record.op_id)),
+            })
+            .find(|p| std::fs::symlink_metadata(p).is_err())
+            .unwrap_or_else(|| dir.join(format!("{}.{kind}.json", record.op_id)));
         let journal = Journal { path, record };
         journal.write()?;
         Ok(journal)
@@ -300,5 +310,30 @@ mod tests {
         let path = j.path().to_owned();
         j.close().unwrap();
         assert!(!path.exists());
+    }
+
+    /// One operation's second journal of a kind (a backup job's prune of
+    /// the next instance) never writes over the first, kept for recovery.
+    #[test]
+    fn a_second_journal_of_one_operation_leaves_the_first_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = |instance: &str| Record {
+            version: 1,
+            op_id: "op1".into(),
+            command: Command::BackupPrune,
+            instance: instance.into(),
+            backup_id: String::new(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            unit_was_active: None,
+            steps: vec![],
+            outcome: None,
+        };
+        let kept = Journal::create(dir.path(), record("alpha")).unwrap();
+        let second = Journal::create(dir.path(), record("beta")).unwrap();
+        assert_ne!(kept.path(), second.path());
+        second.close().unwrap();
+        let pending = Journal::pending(dir.path()).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].1.as_ref().unwrap().instance, "alpha");
     }
 }

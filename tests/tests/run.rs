@@ -280,6 +280,79 @@ async fn without_a_policy_prune_is_skipped_and_nothing_is_removed() {
     assert_eq!(show(&c, &first.id).await.status, status::AVAILABLE);
 }
 
+/// A policy of zeros keeps nothing and names no rule: the prune step is
+/// skipped, as with no policy, not refused night after night.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_of_zeros_skips_prune_too() {
+    let w = World::with_config(&["alpha"], |_| {
+        "backups:\n  retention:\n    keep_last: 0\n    keep_daily: 0\n".to_owned()
+    });
+    let c = w.client().await;
+    let (_, result) = job(&c, &only("alpha")).await.expect("the job succeeds");
+    let prune = step(&result.instances[0], JobStep::Prune);
+    assert_eq!(prune.status, JobStepStatus::Skipped, "{result:?}");
+}
+
+/// A backup the prune step should remove and cannot (its archive is no
+/// longer a regular file) fails the instance at prune: a nightly job must
+/// not say ok while the disk fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_prune_cannot_remove_fails_the_instance_at_prune() {
+    let w = World::with_config(&["alpha"], |_| {
+        "backups:\n  retention:\n    keep_last: 1\n".to_owned()
+    });
+    let c = w.client().await;
+    let old = backup(&c, "alpha").await;
+    date(&w, &old.id, LONG_AGO);
+    std::fs::remove_file(&old.archive).unwrap();
+    std::fs::create_dir(&old.archive).unwrap();
+    let err = job(&c, &only("alpha")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    let summary: RunResult =
+        serde_json::from_value(err.detail.as_ref().unwrap()["summary"].clone()).unwrap();
+    let prune = step(&summary.instances[0], JobStep::Prune);
+    assert_eq!(prune.status, JobStepStatus::Failed, "{summary:?}");
+    assert!(prune.message.contains(&old.id), "{}", prune.message);
+    assert!(std::path::Path::new(&old.archive).is_dir());
+}
+
+/// Two jobs of one instance at once (its own timer and the all-instances
+/// timer after a boot): the second passes it by, changing nothing, and
+/// neither fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_job_of_an_instance_passes_it_by() {
+    let _serial = serial();
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    let mut gate = Gate::at("create::locked");
+    let params = RunParams {
+        detach: true,
+        ..only("alpha")
+    };
+    let first = call::<BackupRun>(&c, &params).await.unwrap().op_id;
+    gate.entered().await;
+    // No backup was made yet: the index may not exist.
+    let index = || std::fs::read(w.cfg().index_file).ok();
+    let before = index();
+    let (_, second) = job(&c, &only("alpha"))
+        .await
+        .expect("the second job succeeds");
+    let alpha = &second.instances[0];
+    assert!(alpha.ok && alpha.backup_id.is_none(), "{second:?}");
+    assert!(
+        alpha
+            .steps
+            .iter()
+            .all(|s| s.status == JobStepStatus::Skipped),
+        "{second:?}"
+    );
+    assert_eq!(index(), before);
+    gate.release();
+    fail::remove("create::locked");
+    let end = events_of(&c, &first).await.pop().unwrap();
+    assert!(matches!(end.kind, EventKind::Finished { .. }), "{end:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_before_anything_happens() {
     let w = World::new(&["alpha"]);

@@ -139,3 +139,39 @@ mod tests {
         drop(set.claim("b1").unwrap());
     }
 }
+
+/// The instances a backup job (`backup.run`) works on now: the per-instance
+/// timer and the all-instances timer may fire together (both `Persistent=`
+/// after a boot), and two jobs of one instance would each prune the other's
+/// new backup. The second job passes the instance by.
+#[derive(Debug, Default)]
+pub struct Jobs(Mutex<HashSet<String>>);
+
+impl Jobs {
+    /// Claim `instance` until the guard is dropped; `None` while another
+    /// job holds it.
+    pub fn claim(&self, instance: &str) -> Option<JobClaim<'_>> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(instance.to_owned()).then(|| JobClaim {
+            owner: self,
+            instance: instance.to_owned(),
+        })
+    }
+}
+
+/// An instance claimed by a backup job; released on drop.
+#[derive(Debug)]
+pub struct JobClaim<'a> {
+    owner: &'a Jobs,
+    instance: String,
+}
+
+impl Drop for JobClaim<'_> {
+    fn drop(&mut self) {
+        self.owner
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.instance);
+    }
+}

@@ -48,6 +48,8 @@ pub struct Ctx {
     /// Backups whose archives running operations read, and those being
     /// removed: a prune never removes the one a restore or verify reads.
     pub in_use: claims::InUse,
+    /// Instances a backup job works on now.
+    pub jobs: claims::Jobs,
     /// How operations reach systemd: D-Bus in the daemon, a fake in tests.
     pub systemd: Box<dyn Connector>,
 }
@@ -69,6 +71,7 @@ impl Ctx {
             locks,
             in_flight: InFlight::default(),
             in_use: claims::InUse::default(),
+            jobs: claims::Jobs::default(),
             systemd,
         })
     }

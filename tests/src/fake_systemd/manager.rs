@@ -369,4 +369,3 @@ impl UnitObject {
         self.model.state(&self.name).unit_file_state
     }
 }
-

@@ -336,8 +336,12 @@ fn remove_batch(
                 outcome,
             });
         }
+        // Each directory once (a batch is mostly one instance's).
+        let mut synced = HashSet::new();
         for (_, files) in &going {
-            files.sync()?;
+            if synced.insert(files.dir_path.clone()) {
+                files.sync()?;
+            }
         }
         // Still there: their entries say so again, as they were.
         if !failed.is_empty() {

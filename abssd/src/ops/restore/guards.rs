@@ -127,6 +127,9 @@ pub fn leftovers_bounded(
 /// entries must not stall a restore or a health report.
 pub const MAX_SCANNED: usize = 100_000;
 
+/// Leftovers of one directory listed (the rest are not looked for).
+const MAX_FOUND: usize = 1_000;
+
 fn scan_leftovers(
     instance: &str,
     target: &Path,
@@ -196,7 +199,7 @@ fn siblings(dir: &Path, prefix: &str, capped: &mut bool) -> Vec<PathBuf> {
             name.len() > prefix.len() && name.starts_with(prefix)
         })
         .map(|e| e.path())
-        .take(crate::ops::health::probes::MAX_LISTED * 50)
+        .take(MAX_FOUND)
         .collect();
     if entries.next().is_some() {
         *capped = true;

@@ -45,10 +45,8 @@ use crate::progress::{Progress, Reporter};
 use crate::registry::{Registry, validate_name};
 pub use observer::{Nobody, Observer};
 use observer::{Tail, cut};
-use steps::Job;
+use steps::{Job, MESSAGE_BYTES};
 
-/// Bytes of one step's message in the summary and the record.
-const MESSAGE_BYTES: usize = 600;
 /// Failed instances named in the error's message (the summary has them all).
 const NAMED_FAILURES: usize = 8;
 
@@ -92,6 +90,10 @@ pub async fn run(
     let mut outcomes = Vec::with_capacity(instances.len());
     let mut first_failure: Option<WireError> = None;
     for instance in &instances {
+        let Some(_claim) = ctx.jobs.claim(instance) else {
+            outcomes.push(passed_by(instance, progress));
+            continue;
+        };
         let (outcome, failure) = one(ctx, instance, &plan, actor, observer, progress).await;
         if first_failure.is_none() {
             first_failure = failure;
@@ -136,9 +138,44 @@ async fn scope(ctx: &Ctx, params: &RunParams) -> Result<Vec<String>> {
     }
 }
 
-/// Whether `backups.retention` names any rule.
+/// An instance another job is working on now: passed by, every step
+/// skipped, not a failure (that job reports it, and writes its record).
+fn passed_by(instance: &str, progress: &Reporter) -> RunInstance {
+    let why = "another backup job of this instance is running";
+    progress.warn(format!("backup job of {instance}: passed by: {why}"));
+    RunInstance {
+        instance: instance.to_owned(),
+        ok: true,
+        backup_id: None,
+        steps: JobStep::ALL
+            .iter()
+            .map(|&step| abssd_proto::JobStepOutcome {
+                step,
+                status: JobStepStatus::Skipped,
+                message: why.into(),
+            })
+            .collect(),
+        warnings: vec![format!("passed by: {why}")],
+    }
+}
+
+/// Whether `backups.retention` names a rule that keeps something (a policy
+/// of zeros is no policy: the prune step is skipped, not refused).
 fn has_policy(r: &Retention) -> bool {
-    r != &Retention::default()
+    [
+        r.keep_last,
+        r.keep_hourly,
+        r.keep_daily,
+        r.keep_weekly,
+        r.keep_monthly,
+        r.keep_yearly,
+    ]
+    .iter()
+    .any(|n| n.is_some_and(|n| n > 0))
+        || r.keep_within
+            .as_deref()
+            .and_then(crate::config::restic_span)
+            .is_some_and(|s| !s.is_zero())
 }
 
 /// The error of a job in which an instance failed.

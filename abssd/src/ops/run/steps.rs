@@ -6,8 +6,12 @@ use abssd_proto::{
     ReconcileParams, VerifyParams, WireError, status,
 };
 
+use abssd_proto::RunPlan;
+
 use super::observer::{TailLines, cut};
-use super::{MESSAGE_BYTES, RunPlan};
+
+/// Bytes of one step's message in the summary and the record.
+pub(super) const MESSAGE_BYTES: usize = 600;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::ops::{Ctx, create, prune, reconcile, verify};
@@ -137,6 +141,29 @@ impl Job<'_> {
             ..PruneParams::default()
         };
         match prune::run(self.ctx, &params, self.progress).await {
+            Ok((_, Some(result))) if result.has_problems() => {
+                // Backups that should have gone and could not (an archive
+                // not a regular file, a deletion that failed): a person must
+                // look, and a nightly job must not say ok (as `backup prune`
+                // exits 3).
+                let stuck: Vec<String> = result
+                    .items
+                    .iter()
+                    .filter(|i| i.kept.is_some_and(abssd_proto::KeptReason::needs_operator))
+                    .map(|i| format!("{} ({})", i.id, i.reason.as_deref().unwrap_or("kept")))
+                    .collect();
+                self.fail(
+                    JobStep::Prune,
+                    WireError::new(
+                        abssd_proto::ErrorKind::Environment,
+                        format!(
+                            "{} backup(s) could not be removed: {}",
+                            stuck.len(),
+                            cut(stuck.join("; "), MESSAGE_BYTES)
+                        ),
+                    ),
+                );
+            }
             Ok((plan, result)) => {
                 let (removed, freed) = result.map_or((0, 0), |r| {
                     (

@@ -7,7 +7,7 @@ use abssd_proto::{BackupEntry, Impact, JobRecord, JobStepStatus, ProbeResult, st
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::{
+use super::common::{
     MAX_LISTED, With, age_seconds, clip_to, green, human_age, listed, parse_time, red, yellow,
 };
 

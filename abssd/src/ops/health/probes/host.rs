@@ -5,7 +5,7 @@ use abssd_proto::{Impact, ProbeResult, ProbeStatus, ReconcileResult};
 use jiff::Timestamp;
 use serde_json::json;
 
-use super::{With, green, human_bytes, listed, red, result, yellow};
+use super::common::{With, green, human_bytes, listed, red, result, yellow};
 use crate::systemd::TimerState;
 
 /// The instance's timer, then the one for all instances.
