@@ -446,6 +446,7 @@ setup_system() {
   ns sh -c "printf '%s\n' 'systemd:' '  unit_dir: /etc/systemd/system' >/etc/abssctl/config.yml"
   ns sh -c "printf '%s\n' 'daemon:' '  idle_timeout: $IDLE_TIMEOUT' '  socket_group: abssctl-readers' \
     'nginx:' '  sites_available: /etc/nginx/sites-available' '  sites_enabled: /etc/nginx/sites-enabled' \
+    'backups:' '  retention:' '    keep_last: 2' \
     >/etc/abssctl/abssd.yml"
   ns sh -c "printf '%s\n' '[Socket]' 'SocketGroup=abssctl-readers' >/etc/systemd/system/abssd.socket.d/e2e-readers.conf"
   # The scheduled-backup services reach the socket through its group too (they
