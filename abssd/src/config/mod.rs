@@ -40,9 +40,9 @@ pub use file::{ConfigFile, Layer, Merge, Source};
 pub use layout::{Layout, site_name, unit_name};
 pub use settings::{
     DEFAULT_MAX_RESTORE_ENTRIES, DEFAULT_PRE_RESTORE_MIN_AGE, DEFAULT_RESTORE_RESERVE_PERCENT,
-    DaemonSettings, JobSettings, Retention, Services,
+    DaemonSettings, HookSettings, JobSettings, Retention, Services,
 };
-pub use value::restic_span;
+pub use value::{PingUrl, restic_span};
 
 /// What the command line (or a test) asks for, before the files and env are read.
 #[derive(Debug, Clone, Default)]

@@ -64,7 +64,16 @@ impl Job<'_> {
         });
     }
 
-    fn fail(&mut self, step: JobStep, error: WireError) {
+    /// What an observer reported as warnings: the operation's and the
+    /// summary's.
+    pub fn heard(&mut self, warnings: Vec<String>) {
+        for w in warnings {
+            self.progress.warn(w.clone());
+            self.warnings.push(w);
+        }
+    }
+
+    pub fn fail(&mut self, step: JobStep, error: WireError) {
         self.progress.warn(format!(
             "backup job of {}: {} failed: {}",
             self.instance,
