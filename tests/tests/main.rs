@@ -20,6 +20,7 @@ mod guards;
 mod hardening_create;
 mod hardening_restore;
 mod hardening_rpc;
+mod hooks;
 mod interop;
 mod interop_config;
 mod interop_locks;

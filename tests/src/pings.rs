@@ -1,0 +1,117 @@
+//! A monitoring endpoint for the tests of the backup job's pings: a real
+//! HTTP server on 127.0.0.1 (Python's `http.server`, run by `python3`) that
+//! records each request's method, path, `User-Agent` and body, one JSON
+//! line each, before it answers `200 OK`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde::Deserialize;
+
+const SERVER: &str = r#"
+import http.server, json, sys
+
+log = sys.argv[1]
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    def record(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        with open(log, "a") as f:
+            f.write(json.dumps({
+                "method": self.command,
+                "path": self.path,
+                "user_agent": self.headers.get("User-Agent"),
+                "body": body.decode("utf-8", "replace"),
+                "body_bytes": len(body),
+            }) + "\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    do_GET = record
+    do_POST = record
+    do_HEAD = record
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// One request the server received.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Request {
+    /// `POST`, `GET`.
+    pub method: String,
+    /// The path and query.
+    pub path: String,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// The body, as text.
+    pub body: String,
+    /// The body's length in bytes, as received.
+    pub body_bytes: usize,
+}
+
+/// The running server; stopped when dropped.
+#[derive(Debug)]
+pub struct PingServer {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl PingServer {
+    /// Start one, recording into `log`.
+    pub fn start(log: PathBuf) -> PingServer {
+        let mut child = Command::new("python3")
+            .args(["-c", SERVER])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the ping server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("its stdout"))
+            .read_line(&mut line)
+            .expect("the server's port");
+        let port = line.trim().parse().expect("a port number");
+        PingServer { child, port, log }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        match std::fs::read_to_string(&self.log) {
+            Ok(text) => text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a recorded request"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("the ping log: {e}"),
+        }
+    }
+}
+
+impl Drop for PingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then closed).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    listener.local_addr().expect("its address").port()
+}
