@@ -3,7 +3,7 @@
 //! Two files: `/etc/abssctl/config.yml` holds the Python tool's keys (SPEC §3;
 //! abssd reads the ones it shares, one truth for both tools), and abssd's own
 //! `/etc/abssctl/abssd.yml` holds the keys only abssd reads
-//! ([`file::ABSSD_ONLY`]: `daemon:`, `nginx:`, `backups.restores_root`,
+//! ([`file::ABSSD_ONLY`]: `daemon:`, `nginx:`, `hooks:`, `backups.restores_root`,
 //! `systemd.bus_address`). Precedence, lowest first: built-in defaults
 //! (re-rooted under `--prefix`), `config.yml`, `abssd.yml`, the Python tool's
 //! `ABSSCTL_<A>__<B>` variables (its own names and nesting, [`env`]), abssd's
