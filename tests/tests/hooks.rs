@@ -390,3 +390,31 @@ async fn a_failing_before_hook_fails_the_instance_without_a_backup() {
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/p/start", "/p/fail", "/p/start", "/p/fail"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_whose_child_left_its_group_holding_the_output_does_not_hang_the_job() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let pid_file = dir.join("escaped.pid");
+    // setsid: out of the hook's process group (the hook waits until it is),
+    // holding its stdout.
+    let yaml = format!(
+        "hooks:\n  after: [/bin/sh, -c, 'setsid sleep 1000 & p=$!; \
+         while [ \"$(cut -d\" \" -f6 /proc/$p/stat)\" != $p ]; do :; done; \
+         echo $p > {}; echo left']\n",
+        pid_file.display()
+    );
+    let w = World::with_config(&["alpha"], |_| yaml);
+    let c = w.client().await;
+    let (op_id, result) = job(&c, &only("alpha")).await.expect("the job succeeds");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let pid = nix::unistd::Pid::from_raw(pid.trim().parse().unwrap());
+    let escaped = nix::sys::signal::kill(pid, None).is_ok();
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    assert!(escaped, "the child outlived its hook's group");
+    assert!(
+        result.ok && result.instances[0].warnings.is_empty(),
+        "{result:?}"
+    );
+    let events = events_of(&c, &op_id).await;
+    assert!(messages(&events, Level::Info).contains(&"after hook: left".to_owned()));
+}

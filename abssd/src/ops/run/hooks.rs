@@ -17,10 +17,12 @@
 //! `ping_timeout`, following at most [`REDIRECTS`] redirects, no proxy. It
 //! runs on a blocking thread, never on the job's. A command runs with no
 //! shell, stdin `/dev/null`, in `/`, in its own process group, with a clean
-//! environment (`PATH` and the `ABSSCTL_HOOK_*` variables of [`env`]); the
-//! last [`OUTPUT_BYTES`] of its stdout and stderr become the operation's
-//! messages; at `timeout` its process group is killed, and so is whatever
-//! it left running in the group when it exits.
+//! environment (`PATH` and the `ABSSCTL_HOOK_*` variables); the last
+//! [`OUTPUT_BYTES`] of its stdout and stderr (at most [`OUTPUT_LINES`]
+//! lines) become the operation's messages; at `timeout` its process group is
+//! killed, and so is whatever it left running in the group when it exits.
+//! Its output is read for [`OUTPUT_GRACE`] more at most (a process that
+//! left the group may hold the pipes).
 //!
 //! A failed ping or command (but `before`) is a warning of the operation
 //! and of the instance's summary: it never changes the job's outcome.
@@ -45,6 +47,10 @@ pub const OUTPUT_BYTES: usize = 4 * 1024;
 pub const ATTEMPTS: u32 = 3;
 /// Redirects one ping follows.
 pub const REDIRECTS: u32 = 3;
+/// Lines of a command's output that become messages (its last ones).
+pub const OUTPUT_LINES: usize = 64;
+/// How long a command's output is read for after it ended.
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// A hook command's `PATH`.
 pub const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -133,7 +139,8 @@ impl Hooks {
         let output = match &ran {
             Ok((_, out)) | Err((_, out)) => out,
         };
-        for line in output.lines().filter(|l| !l.trim().is_empty()) {
+        let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+        for line in &lines[lines.len().saturating_sub(OUTPUT_LINES)..] {
             progress.info(format!("{name} hook: {line}"));
         }
         match ran {
@@ -273,8 +280,16 @@ async fn run(argv: &[String], vars: &[(&str, &str)], timeout: Duration) -> Ran {
             ))
         }
     };
-    for reader in readers.into_iter().flatten() {
-        let _ = reader.await;
+    // A process that left the group (setsid) may hold the pipes open: its
+    // output is read for a short while more, then no longer waited for.
+    let deadline = tokio::time::Instant::now() + OUTPUT_GRACE;
+    for mut reader in readers.into_iter().flatten() {
+        if tokio::time::timeout_at(deadline, &mut reader)
+            .await
+            .is_err()
+        {
+            reader.abort();
+        }
     }
     let bytes = std::mem::take(&mut output.lock().unwrap_or_else(|p| p.into_inner()).0);
     let text = String::from_utf8_lossy(&bytes);
