@@ -1,7 +1,8 @@
 //! A monitoring endpoint for the tests of the backup job's pings: a real
 //! HTTP server on 127.0.0.1 (Python's `http.server`, run by `python3`) that
 //! records each request's method, path, `User-Agent` and body, one JSON
-//! line each, before it answers `200 OK`.
+//! line each, before it answers `200 OK`; over TLS with a certificate of a
+//! test CA ([`TestCa`]) when asked.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -39,6 +40,11 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+if len(sys.argv) > 3:
+    import ssl
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[2], sys.argv[3])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
@@ -70,9 +76,21 @@ pub struct PingServer {
 impl PingServer {
     /// Start one, recording into `log`.
     pub fn start(log: PathBuf) -> PingServer {
-        let mut child = Command::new("python3")
-            .args(["-c", SERVER])
-            .arg(&log)
+        PingServer::launch(log, None)
+    }
+
+    /// Start one serving https with `ca`'s certificate for 127.0.0.1.
+    pub fn start_tls(log: PathBuf, ca: &TestCa) -> PingServer {
+        PingServer::launch(log, Some(ca))
+    }
+
+    fn launch(log: PathBuf, ca: Option<&TestCa>) -> PingServer {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", SERVER]).arg(&log);
+        if let Some(ca) = ca {
+            cmd.arg(&ca.leaf).arg(&ca.leaf_key);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -88,6 +106,11 @@ impl PingServer {
     /// `http://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `https://127.0.0.1:<port><path>`.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
     }
 
     /// Every request so far, in order.
@@ -114,4 +137,106 @@ impl Drop for PingServer {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     listener.local_addr().expect("its address").port()
+}
+
+/// A CA made for one test (`openssl`), and a server certificate it issued
+/// for 127.0.0.1.
+#[derive(Debug)]
+pub struct TestCa {
+    /// The CA's certificate (PEM): what a client must trust.
+    pub ca: PathBuf,
+    /// The server's certificate (PEM).
+    pub leaf: PathBuf,
+    /// Its key.
+    pub leaf_key: PathBuf,
+}
+
+impl TestCa {
+    /// Make one in `dir`.
+    pub fn new(dir: &std::path::Path) -> TestCa {
+        let at = |name: &str| dir.join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=abssd test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "leaf.key",
+                    "-out",
+                    "leaf.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            at("leaf.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n",
+        )
+        .expect("extensions file");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ]);
+        TestCa {
+            ca: at("ca.pem"),
+            leaf: at("leaf.pem"),
+            leaf_key: at("leaf.key"),
+        }
+    }
 }

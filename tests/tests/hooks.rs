@@ -12,9 +12,11 @@ use std::path::Path;
 use abssd_proto::methods::BackupRun;
 use abssd_proto::methods::call::call;
 use abssd_proto::*;
+use abssd_tests::child::ChildDaemon;
 use abssd_tests::inspect::events_of;
-use abssd_tests::pings::{PingServer, closed_port};
+use abssd_tests::pings::{PingServer, TestCa, closed_port};
 use abssd_tests::world::World;
+use abssd_tests::{FakeSystemd, Sandbox, client};
 use jsonrpsee::core::client::Client;
 use serde_json::Value;
 
@@ -417,4 +419,62 @@ async fn a_hook_whose_child_left_its_group_holding_the_output_does_not_hang_the_
     );
     let events = events_of(&c, &op_id).await;
     assert!(messages(&events, Level::Info).contains(&"after hook: left".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_pings_are_verified_an_untrusted_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let ca = TestCa::new(&dir);
+    let server = PingServer::start_tls(dir.join("pings.jsonl"), &ca);
+    let url = server.https_url(&format!("/{SECRET}"));
+    // This daemon trusts the host's certificates, not the test CA.
+    let w = World::with_config(&["alpha"], |_| format!("hooks:\n  ping_url: {url}\n"));
+    let c = w.client().await;
+    let (_, result) = job(&c, &only("alpha")).await.expect("the job succeeds");
+    let alpha = &result.instances[0];
+    assert!(result.ok && alpha.ok, "{result:?}");
+    let shown = format!("https://127.0.0.1:{}/…", server.port);
+    assert_eq!(alpha.warnings.len(), 2, "{:?}", alpha.warnings);
+    assert!(
+        alpha.warnings[0].starts_with(&format!("the start ping to {shown} failed")),
+        "{:?}",
+        alpha.warnings
+    );
+    assert!(
+        alpha.warnings[0].to_lowercase().contains("cert"),
+        "a certificate problem: {:?}",
+        alpha.warnings
+    );
+    assert!(server.requests().is_empty(), "no request got through");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_pings_reach_a_server_whose_ca_the_host_trusts() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let ca = TestCa::new(&dir);
+    let server = PingServer::start_tls(dir.join("pings.jsonl"), &ca);
+    let sb = Sandbox::new();
+    sb.add_instance("alpha");
+    let fake = FakeSystemd::start(Some(&sb.config().unit_dir));
+    fake.set_unit(&abssd::config::unit_name("alpha"), true, true);
+    sb.write_abssd_config(&format!(
+        "systemd:\n  bus_address: {}\nnginx:\n  test_command: {}\nhooks:\n  ping_url: {}\n",
+        serde_json::json!(fake.address()),
+        serde_json::json!(sb.nginx_test_command()),
+        server.https_url("/p")
+    ));
+    // The host's trust store, as rustls-native-certs reads it, is the test CA.
+    let daemon = ChildDaemon::start_with_env(
+        env!("CARGO_BIN_EXE_abssd-failpoints"),
+        &sb,
+        &[("SSL_CERT_FILE", ca.ca.as_os_str())],
+    );
+    let c = client(&daemon.socket).await;
+    let (_, result) = job(&c, &only("alpha")).await.expect("the job succeeds");
+    assert!(
+        result.ok && result.instances[0].warnings.is_empty(),
+        "{result:?}"
+    );
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/p/start", "/p"]);
 }

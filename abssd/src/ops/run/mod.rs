@@ -24,6 +24,8 @@
 //! operation fails with the kind of the first failure, the summary in its
 //! detail.
 //!
+//! * `hooks`    — the daemon's observer: `hooks:` of abssd.yml, commands and
+//!   monitoring pings around each instance's job.
 //! * `observer` — the [`Observer`] seam, and the bounded log tail it is given.
 //! * `record`   — the job record file, written safely.
 //! * `steps`    — the four steps of one instance's job.
