@@ -1,7 +1,8 @@
 //! A monitoring endpoint for the tests of the backup job's pings: a real
 //! HTTP server on 127.0.0.1 (Python's `http.server`, run by `python3`) that
 //! records each request's method, path, `User-Agent` and body, one JSON
-//! line each, before it answers `200 OK`; over TLS with a certificate of a
+//! line each, before it answers `200 OK` (or `404`, `503` for a path with
+//! such a segment); over TLS with a certificate of a
 //! test CA ([`TestCa`]) when asked.
 
 use std::io::{BufRead, BufReader};
@@ -27,7 +28,9 @@ class Recorder(http.server.BaseHTTPRequestHandler):
                 "body": body.decode("utf-8", "replace"),
                 "body_bytes": len(body),
             }) + "\n")
-        self.send_response(200)
+        # A path with a segment "404" or "503" is answered with that status.
+        parts = self.path.split("/")
+        self.send_response(404 if "404" in parts else 503 if "503" in parts else 200)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"OK")

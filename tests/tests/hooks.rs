@@ -478,3 +478,32 @@ async fn https_pings_reach_a_server_whose_ca_the_host_trusts() {
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/p/start", "/p"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_endpoint_is_asked_once_a_failing_one_three_times() {
+    let server = PingServer::start(tempfile::tempdir().unwrap().keep().join("pings.jsonl"));
+    for (status, attempts) in [("404", 1), ("503", 3)] {
+        let url = server.url(&format!("/{status}/{SECRET}"));
+        let w = World::with_config(&["alpha"], |_| format!("hooks:\n  ping_url: {url}\n"));
+        let c = w.client().await;
+        let before = server.requests().len();
+        let (_, result) = job(&c, &only("alpha")).await.expect("the job succeeds");
+        let alpha = &result.instances[0];
+        assert!(result.ok && alpha.ok, "{result:?}");
+        assert_eq!(alpha.warnings.len(), 2, "{:?}", alpha.warnings);
+        for w in &alpha.warnings {
+            assert!(w.contains(&format!("answered {status}")), "{w}");
+            assert!(!w.contains("secret-uuid"), "{w}");
+        }
+        let paths: Vec<String> = server.requests()[before..]
+            .iter()
+            .map(|r| r.path.clone())
+            .collect();
+        let start = format!("/{status}/{SECRET}/start");
+        let done = format!("/{status}/{SECRET}");
+        let expect: Vec<&str> = std::iter::repeat_n(start.as_str(), attempts)
+            .chain(std::iter::repeat_n(done.as_str(), attempts))
+            .collect();
+        assert_eq!(paths, expect);
+    }
+}

@@ -164,6 +164,11 @@ fn send(agent: &ureq::Agent, url: &str, body: &[u8]) -> std::result::Result<(), 
             .send(body)
         {
             Ok(r) if r.status().is_success() => return Ok(()),
+            // Asking again would not change the answer (a 404 for a check
+            // that does not exist); but for "too many requests".
+            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                return Err(format!("answered {}", r.status()));
+            }
             Ok(r) => last = format!("answered {}", r.status()),
             // ureq's errors name the host at most, never the path.
             Err(e) => last = redact(&e.to_string(), url),
