@@ -94,6 +94,13 @@ impl Hooks {
             .max_redirects(REDIRECTS)
             .user_agent(concat!("abssd/", env!("CARGO_PKG_VERSION")))
             .proxy(None)
+            // An https URL is never followed to http (its secret in clear).
+            .https_only(
+                settings
+                    .ping_url
+                    .as_ref()
+                    .is_some_and(|u| u.secret()[..5].eq_ignore_ascii_case("https")),
+            )
             .http_status_as_error(false)
             .tls_config(tls)
             .build()
