@@ -49,10 +49,8 @@ use crate::registry::{Registry, validate_name};
 pub use hooks::Hooks;
 pub use observer::{Answer, Nobody, Observer};
 use observer::{Tail, cut};
-use steps::Job;
+use steps::{Job, MESSAGE_BYTES};
 
-/// Bytes of one step's message in the summary and the record.
-const MESSAGE_BYTES: usize = 600;
 /// Failed instances named in the error's message (the summary has them all).
 const NAMED_FAILURES: usize = 8;
 

@@ -3,15 +3,17 @@
 
 use abssd_proto::{
     Actor, CreateParams, JobStep, JobStepOutcome, JobStepStatus, Phase, PruneParams,
-    ReconcileParams, VerifyParams, WireError, status,
+    ReconcileParams, RunPlan, VerifyParams, WireError, status,
 };
 
 use super::observer::{TailLines, cut};
-use super::{MESSAGE_BYTES, RunPlan};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::ops::{Ctx, create, prune, reconcile, verify};
 use crate::progress::{Progress, Reporter};
+
+/// Bytes of one step's message in the summary and the record.
+pub(super) const MESSAGE_BYTES: usize = 600;
 
 /// The steps of one instance's job, as they go.
 pub(super) struct Job<'a> {
