@@ -52,6 +52,9 @@ declare -A PACKAGE_OF=(
   [tar]=tar
   [sha256sum]=coreutils
   [python3]=python3
+  # the test CA of the https ping tests (tests/tests/hooks.rs)
+  [openssl]=openssl
+  [setsid]=util-linux
   # socket activation without PID 1 (tests/tests/service.rs), and the systemd
   # the end-to-end tests boot in a namespace (tests/e2e/run.sh)
   [systemd-socket-activate]=systemd

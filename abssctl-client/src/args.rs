@@ -257,6 +257,13 @@ pub enum BackupCommand {
     /// in state_dir/jobs/<instance>.json for `abssctl doctor`. Every step is in the
     /// operations log.
     ///
+    /// Hooks (abssd.yml, `hooks:`): per instance, a ping of hooks.ping_url/start,
+    /// the hooks.before command (if it fails, that instance backs nothing up and
+    /// fails), the steps, hooks.after on success or hooks.on_error on failure,
+    /// then a ping of hooks.ping_url (success) or hooks.ping_url/fail with the end
+    /// of the instance's log. A failed ping, after or on_error is a warning and
+    /// never changes the outcome. See the README for the commands' environment.
+    ///
     /// Exit codes: 0 when every instance's job succeeded; otherwise the code of
     /// the first failure's kind (3 environment or busy, 4 systemd, archive or
     /// internal, 2 validation), and with --json the error's detail.summary holds

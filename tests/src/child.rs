@@ -28,6 +28,18 @@ impl ChildDaemon {
         ChildDaemon::launch(Command::new(bin), sandbox, failpoints)
     }
 
+    /// [`ChildDaemon::start`] with `env` added to its environment (e.g.
+    /// `SSL_CERT_FILE`, which only a child process may be given).
+    pub fn start_with_env(
+        bin: &str,
+        sandbox: &Sandbox,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> ChildDaemon {
+        let mut cmd = Command::new(bin);
+        cmd.envs(env.iter().copied());
+        ChildDaemon::launch(cmd, sandbox, None)
+    }
+
     /// [`ChildDaemon::start`] confined to one CPU (`taskset`, which execs it:
     /// same pid), so its runtime has a single worker thread.
     pub fn start_on_one_cpu(bin: &str, sandbox: &Sandbox, failpoints: Option<&str>) -> ChildDaemon {

@@ -32,6 +32,7 @@ use jsonrpsee::core::client::{Client, ClientBuilder};
 pub mod inspect;
 pub mod nobody;
 pub mod peer;
+pub mod pings;
 pub mod python;
 pub mod rawtar;
 pub mod serial;

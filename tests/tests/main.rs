@@ -21,6 +21,7 @@ mod hardening_create;
 mod hardening_restore;
 mod hardening_rpc;
 mod health;
+mod hooks;
 mod interop;
 mod interop_config;
 mod interop_locks;

@@ -19,8 +19,8 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Map, Value};
 
 use super::value::{
-    MAX_SECONDS, MAX_STOP_TIMEOUT, absolute, age, command, count, keep_within, non_empty, seconds,
-    section, whole,
+    MAX_HOOK_TIMEOUT, MAX_PING_TIMEOUT, MAX_SECONDS, MAX_STOP_TIMEOUT, PingUrl, absolute, age,
+    command, count, hook_command, keep_within, non_empty, ping_url, seconds, section, whole,
 };
 use crate::error::{Error, Result};
 
@@ -143,6 +143,10 @@ layered! {
         /// `health:` (abssd's own).
         #[serde(deserialize_with = "section")]
         pub health: HealthSection,
+        /// `hooks:` (abssd's own): commands and monitoring pings around each
+        /// instance's backup job.
+        #[serde(deserialize_with = "section")]
+        pub hooks: HooksSection,
         /// The Python tool's keys that abssd does not read: known, so not warned
         /// about; the Python tool checks their values itself.
         #[serde(flatten)]
@@ -229,6 +233,37 @@ layered! {
         /// `backups.job.deep`: the job's verifications are deep
         /// (`backup verify --deep`).
         pub deep: Option<bool>,
+        /// Anything else.
+        #[serde(flatten)]
+        pub unknown: Unknown,
+    }
+}
+
+layered! {
+    /// `hooks:` (abssd's own): what runs, and who is told, around each
+    /// instance's backup job (`backup run`). See `ops::run::hooks`.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, expecting = "a mapping of settings")]
+    pub struct HooksSection {
+        /// `hooks.ping_url`: a Healthchecks-style URL (http or https) told
+        /// `<url>/start`, `<url>` (success) and `<url>/fail`.
+        #[serde(deserialize_with = "ping_url")]
+        pub ping_url: Option<PingUrl>,
+        /// `hooks.ping_timeout`: longest one ping may take (at most 120 s).
+        #[serde(deserialize_with = "age::<_, MAX_PING_TIMEOUT>")]
+        pub ping_timeout: Option<Duration>,
+        /// `hooks.before`: a command (argv, no shell) run before the job.
+        #[serde(deserialize_with = "hook_command")]
+        pub before: Option<Vec<String>>,
+        /// `hooks.after`: a command run after a successful job.
+        #[serde(deserialize_with = "hook_command")]
+        pub after: Option<Vec<String>>,
+        /// `hooks.on_error`: a command run after a failed job.
+        #[serde(deserialize_with = "hook_command")]
+        pub on_error: Option<Vec<String>>,
+        /// `hooks.timeout`: longest one command may run (at most 6 h).
+        #[serde(deserialize_with = "age::<_, MAX_HOOK_TIMEOUT>")]
+        pub timeout: Option<Duration>,
         /// Anything else.
         #[serde(flatten)]
         pub unknown: Unknown,
@@ -472,7 +507,7 @@ impl ConfigFile {
 
     /// The dotted names of every unknown key, at any depth, in file order.
     pub fn unknown_keys(&self) -> Vec<String> {
-        let sections: [(&str, &Unknown); 9] = [
+        let sections: [(&str, &Unknown); 10] = [
             ("", &self.unknown),
             ("backups.", &self.backups.unknown),
             ("backups.compression.", &self.backups.compression.unknown),
@@ -482,6 +517,7 @@ impl ConfigFile {
             ("nginx.", &self.nginx.unknown),
             ("daemon.", &self.daemon.unknown),
             ("health.", &self.health.unknown),
+            ("hooks.", &self.hooks.unknown),
         ];
         sections
             .into_iter()
@@ -492,8 +528,9 @@ impl ConfigFile {
 
 /// The keys only abssd reads (dotted; a section's name stands for all of it):
 /// the Python tool refuses each of them in `config.yml`.
-pub const ABSSD_ONLY: [&str; 9] = [
+pub const ABSSD_ONLY: [&str; 10] = [
     "daemon",
+    "hooks",
     "nginx",
     "health",
     "backups.max_age",

@@ -3,7 +3,7 @@
 //! Two files: `/etc/abssctl/config.yml` holds the Python tool's keys (SPEC §3;
 //! abssd reads the ones it shares, one truth for both tools), and abssd's own
 //! `/etc/abssctl/abssd.yml` holds the keys only abssd reads
-//! ([`file::ABSSD_ONLY`]: `daemon:`, `nginx:`, `health:`, `backups.restores_root`,
+//! ([`file::ABSSD_ONLY`]: `daemon:`, `nginx:`, `health:`, `hooks:`, `backups.restores_root`,
 //! `backups.max_age`, `systemd.bus_address`). Precedence, lowest first: built-in defaults
 //! (re-rooted under `--prefix`), `config.yml`, `abssd.yml`, the Python tool's
 //! `ABSSCTL_<A>__<B>` variables (its own names and nesting, [`env`]), abssd's
@@ -40,9 +40,9 @@ pub use file::{ConfigFile, Layer, Merge, Source};
 pub use layout::{Layout, site_name, unit_name};
 pub use settings::{
     DEFAULT_MAX_RESTORE_ENTRIES, DEFAULT_PRE_RESTORE_MIN_AGE, DEFAULT_RESTORE_RESERVE_PERCENT,
-    DaemonSettings, JobSettings, Retention, Services,
+    DaemonSettings, HookSettings, JobSettings, Retention, Services,
 };
-pub use value::restic_span;
+pub use value::{PingUrl, restic_span};
 
 /// What the command line (or a test) asks for, before the files and env are read.
 #[derive(Debug, Clone, Default)]

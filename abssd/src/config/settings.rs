@@ -6,6 +6,7 @@ use std::time::Duration;
 use abssd_proto::{Compression, Consistency};
 
 use super::file::ConfigFile;
+use super::value::PingUrl;
 
 /// Default of `daemon.max_restore_entries`.
 pub const DEFAULT_MAX_RESTORE_ENTRIES: u64 = 1_000_000;
@@ -90,6 +91,34 @@ pub struct DaemonSettings {
     pub min_free_bytes: u64,
     /// What the backup job verifies (`backups.job`).
     pub job: JobSettings,
+    /// Commands and pings around each instance's backup job (`hooks`).
+    pub hooks: HookSettings,
+}
+
+/// Default of `hooks.ping_timeout`.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `hooks.timeout`.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(600);
+/// The shortest timeout of a ping or a hook (a zero one could never succeed).
+pub const MIN_HOOK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// `hooks`: what runs, and who is told, around each instance's backup job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSettings {
+    /// The monitoring URL (`ping_url`), none by default.
+    pub ping_url: Option<PingUrl>,
+    /// Longest one ping attempt may take (`ping_timeout`, default 10 s).
+    pub ping_timeout: Duration,
+    /// Run before each instance's job (`before`); its failure fails that
+    /// instance's job, which then backs nothing up.
+    pub before: Option<Vec<String>>,
+    /// Run after an instance's job succeeded (`after`).
+    pub after: Option<Vec<String>>,
+    /// Run after an instance's job failed (`on_error`).
+    pub on_error: Option<Vec<String>>,
+    /// Longest one command may run before its process group is killed
+    /// (`timeout`, default 10 min).
+    pub timeout: Duration,
 }
 
 /// Default of `backups.job.verify_sample`.
@@ -204,6 +233,23 @@ impl DaemonSettings {
                     .verify_sample
                     .unwrap_or(DEFAULT_VERIFY_SAMPLE),
                 deep: merged.backups.job.deep.unwrap_or(false),
+            },
+            hooks: {
+                let h = &merged.hooks;
+                HookSettings {
+                    ping_url: h.ping_url.clone(),
+                    ping_timeout: h
+                        .ping_timeout
+                        .unwrap_or(DEFAULT_PING_TIMEOUT)
+                        .max(MIN_HOOK_TIMEOUT),
+                    before: h.before.clone(),
+                    after: h.after.clone(),
+                    on_error: h.on_error.clone(),
+                    timeout: h
+                        .timeout
+                        .unwrap_or(DEFAULT_HOOK_TIMEOUT)
+                        .max(MIN_HOOK_TIMEOUT),
+                }
             },
         }
     }
@@ -434,6 +480,68 @@ mod tests {
         }
         let unknown = merged("backups:\n  job:\n    verify_samples: 3\n").unknown_keys();
         assert_eq!(unknown, ["backups.job.verify_samples"]);
+    }
+
+    #[test]
+    fn the_hook_settings_are_read_checked_and_defaulted() {
+        let d = DaemonSettings::resolve(&ConfigFile::default());
+        assert_eq!(d.hooks.ping_url, None);
+        assert_eq!(d.hooks.ping_timeout, DEFAULT_PING_TIMEOUT);
+        assert_eq!(d.hooks.timeout, DEFAULT_HOOK_TIMEOUT);
+        assert_eq!(d.hooks.before, None);
+        let d = DaemonSettings::resolve(&merged(
+            "hooks:\n  ping_url: https://hc-ping.com/0b5e-secret-uuid\n  ping_timeout: 5s\n  \
+             before: [/usr/local/bin/x, arg]\n  after: [/bin/true]\n  on_error: [/bin/false]\n  \
+             timeout: 5min\n",
+        ));
+        let url = d.hooks.ping_url.clone().unwrap();
+        assert_eq!(url.secret(), "https://hc-ping.com/0b5e-secret-uuid");
+        assert_eq!(
+            url.with("start"),
+            "https://hc-ping.com/0b5e-secret-uuid/start"
+        );
+        assert_eq!(url.shown(), "https://hc-ping.com/…");
+        let debug = format!("{d:?}");
+        assert!(!debug.contains("secret-uuid"), "{debug}");
+        assert_eq!(d.hooks.ping_timeout, Duration::from_secs(5));
+        assert_eq!(d.hooks.timeout, Duration::from_secs(300));
+        assert_eq!(
+            d.hooks.before.as_deref(),
+            Some(&["/usr/local/bin/x".to_owned(), "arg".to_owned()][..])
+        );
+        assert_eq!(
+            d.hooks.on_error.as_deref(),
+            Some(&["/bin/false".to_owned()][..])
+        );
+        let http = merged("hooks:\n  ping_url: http://127.0.0.1:8000/p/x/?rid=1\n");
+        let url = DaemonSettings::resolve(&http).hooks.ping_url.unwrap();
+        assert_eq!(url.with("fail"), "http://127.0.0.1:8000/p/x/fail?rid=1");
+        let long = format!("hooks:\n  ping_url: https://h/{}\n", "a".repeat(3000));
+        let many = format!("hooks:\n  after: [/bin/x{}]\n", ", a".repeat(64));
+        for bad in [
+            "hooks:\n  ping_url: ftp://hc-ping.com/uuid\n",
+            "hooks:\n  ping_url: hc-ping.com/uuid\n",
+            "hooks:\n  ping_url: https:///uuid\n",
+            "hooks:\n  ping_url: https://user:pw@h/uuid\n",
+            "hooks:\n  ping_url: \"https://h/a b\"\n",
+            &long,
+            "hooks:\n  before: [x, arg]\n",
+            "hooks:\n  before: []\n",
+            "hooks:\n  after: /bin/true\n",
+            &many,
+            "hooks:\n  timeout: 7h\n",
+            "hooks:\n  ping_timeout: 121\n",
+            "hooks: 3\n",
+        ] {
+            let e = ConfigFile::parse(Path::new("/c.yml"), bad);
+            assert!(e.is_err(), "{bad}");
+        }
+        let e = ConfigFile::parse(Path::new("/c.yml"), "hooks:\n  ping_url: ftp://h/s3cr3t\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hooks.ping_url") && !e.contains("s3cr3t"), "{e}");
+        let unknown = merged("hooks:\n  pingurl: x\n").unknown_keys();
+        assert_eq!(unknown, ["hooks.pingurl"]);
     }
 
     #[test]

@@ -15,6 +15,137 @@ pub const MAX_SECONDS: u32 = 1_000_000_000;
 /// The longest `daemon.stop_timeout`: a stop that waits longer is a hang.
 pub const MAX_STOP_TIMEOUT: u32 = 3600;
 
+/// The longest `hooks.ping_timeout` (seconds).
+pub const MAX_PING_TIMEOUT: u32 = 120;
+/// The longest `hooks.timeout` (seconds): 6 hours.
+pub const MAX_HOOK_TIMEOUT: u32 = 6 * 3600;
+/// Bytes of a `hooks.ping_url`.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Words of a hook command (the program and its arguments).
+pub const MAX_HOOK_ARGS: usize = 64;
+/// Bytes of one word of a hook command.
+pub const MAX_HOOK_ARG_BYTES: usize = 4096;
+
+/// A monitoring URL (`hooks.ping_url`): http or https, with a host. Its
+/// path is a secret (a Healthchecks check's uuid lets anyone ping it): it is
+/// shown, logged and debug-printed as its scheme and host only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PingUrl(String);
+
+impl PingUrl {
+    /// `text` if it is one (see the type); else why not.
+    pub fn parse(text: &str) -> std::result::Result<PingUrl, String> {
+        if text.len() > MAX_URL_BYTES {
+            return Err(format!("must be a URL of at most {MAX_URL_BYTES} bytes"));
+        }
+        let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            // The scheme only: the rest may be a secret.
+            let scheme = text.split_once(':').map_or("none", |(s, _)| s);
+            return Err(format!(
+                "must be an http:// or https:// URL, found the scheme {:?}",
+                crate::error::shown(scheme)
+            ));
+        }
+        let uri: ureq::http::Uri = text
+            .parse()
+            .map_err(|_| "must be a valid http:// or https:// URL".to_owned())?;
+        match uri.authority() {
+            Some(a) if a.as_str().contains('@') => {
+                Err("must not hold a user name or password".to_owned())
+            }
+            Some(a) if !a.host().is_empty() => Ok(PingUrl(text.to_owned())),
+            _ => Err("must name a host".to_owned()),
+        }
+    }
+
+    /// The URL, secret and all: for sending only.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with `/suffix` added to its path (before any query):
+    /// Healthchecks' `/start` and `/fail`.
+    pub fn with(&self, suffix: &str) -> String {
+        if suffix.is_empty() {
+            return self.0.clone();
+        }
+        let (base, query) = match self.0.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (self.0.as_str(), None),
+        };
+        let mut url = format!("{}/{suffix}", base.trim_end_matches('/'));
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
+    }
+
+    /// `scheme://host[:port]/…`: what may be shown.
+    pub fn shown(&self) -> String {
+        match self.0.parse::<ureq::http::Uri>() {
+            Ok(uri) => format!(
+                "{}://{}/…",
+                uri.scheme_str().unwrap_or("?"),
+                uri.authority().map_or("?", |a| a.as_str())
+            ),
+            Err(_) => "(a URL)".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PingUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PingUrl({})", self.shown())
+    }
+}
+
+impl std::fmt::Display for PingUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+pub(super) fn ping_url<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<PingUrl>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| PingUrl::parse(&s).map_err(de::Error::custom))
+        .transpose()
+}
+
+/// A hook command: the program by its absolute path, then its arguments;
+/// bounded (at most [`MAX_HOOK_ARGS`] words of [`MAX_HOOK_ARG_BYTES`]), no
+/// NUL.
+pub(super) fn hook_command<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    let Some(argv) = command(d)? else {
+        return Ok(None);
+    };
+    if argv.len() > MAX_HOOK_ARGS {
+        return Err(de::Error::custom(format!(
+            "must have at most {MAX_HOOK_ARGS} words (the program, then its arguments)"
+        )));
+    }
+    if argv
+        .iter()
+        .any(|a| a.len() > MAX_HOOK_ARG_BYTES || a.contains('\0'))
+    {
+        return Err(de::Error::custom(format!(
+            "each word must be at most {MAX_HOOK_ARG_BYTES} bytes, without NUL"
+        )));
+    }
+    if !argv[0].starts_with('/') {
+        return Err(de::Error::custom(format!(
+            "the program must be an absolute path (no shell, no PATH search), found {:?}",
+            crate::error::shown(&argv[0])
+        )));
+    }
+    Ok(Some(argv))
+}
+
 /// A section: a mapping, or nothing (`backups:` with no keys under it).
 pub(super) fn section<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
     d: D,

@@ -501,8 +501,8 @@ pub fn module(
             validate: ops::run::validate,
         },
         |ctx, sink, p, peer| async move {
-            let (plan, result) =
-                ops::run::run(&ctx, &p, &peer.actor, &ops::run::Nobody, &sink).await?;
+            let hooks = ops::run::Hooks::new(&ctx.config.daemon.hooks);
+            let (plan, result) = ops::run::run(&ctx, &p, &peer.actor, &hooks, &sink).await?;
             Ok(answer(Some(plan), Some(result)))
         },
     )?;

@@ -24,10 +24,13 @@
 //! operation fails with the kind of the first failure, the summary in its
 //! detail.
 //!
+//! * `hooks`    — the daemon's observer: `hooks:` of abssd.yml, commands and
+//!   monitoring pings around each instance's job.
 //! * `observer` — the [`Observer`] seam, and the bounded log tail it is given.
 //! * `record`   — the job record file, written safely.
 //! * `steps`    — the four steps of one instance's job.
 
+pub mod hooks;
 pub mod observer;
 pub mod record;
 mod steps;
@@ -43,7 +46,8 @@ use crate::fsutil;
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
 use crate::registry::{Registry, validate_name};
-pub use observer::{Nobody, Observer};
+pub use hooks::Hooks;
+pub use observer::{Answer, Nobody, Observer};
 use observer::{Tail, cut};
 use steps::{Job, MESSAGE_BYTES};
 
@@ -226,8 +230,8 @@ async fn one(
 ) -> (RunInstance, Option<WireError>) {
     let started_at = fsutil::now_utc();
     let op_id = progress.op_id();
-    observer.started(instance, &op_id);
     let (tail, lines) = Tail::over(progress.clone());
+    let heard = observer.started(instance, &op_id, &tail).await;
     let mut job = Job {
         ctx,
         instance,
@@ -237,8 +241,16 @@ async fn one(
         warnings: Vec::new(),
         failure: None,
     };
+    job.heard(heard.warnings);
+    if let Some(refusal) = heard.refused {
+        // As borgmatic's before hooks: nothing is backed up.
+        job.fail(JobStep::Create, Error::Environment(refusal).to_wire());
+    }
 
-    let backup_id = job.create(actor).await;
+    let backup_id = match job.failure {
+        None => job.create(actor).await,
+        Some(_) => None,
+    };
     job.prune(plan.prune).await;
     job.verify(backup_id.as_deref(), plan).await;
     job.reconcile(actor).await;
@@ -261,7 +273,8 @@ async fn one(
         Ok(Err(e)) => progress.warn(format!("the job record of {instance} was not written: {e}")),
         Err(e) => progress.warn(format!("the job record of {instance} was not written: {e}")),
     }
-    observer.ended(&record, &lines.lines());
+    let heard = observer.ended(&record, &lines.lines(), &tail).await;
+    job.heard(heard.warnings);
     let failure = job.failure.take();
     (
         RunInstance {
@@ -326,15 +339,30 @@ mod tests {
     struct Heard(Mutex<Vec<String>>);
 
     impl Observer for Heard {
-        fn started(&self, instance: &str, _: &str) {
+        fn started<'a>(
+            &'a self,
+            instance: &'a str,
+            _: &'a str,
+            _: &'a Reporter,
+        ) -> futures_util::future::BoxFuture<'a, Answer> {
             self.0.lock().unwrap().push(format!("started {instance}"));
+            Box::pin(std::future::ready(Answer::default()))
         }
-        fn ended(&self, record: &JobRecord, tail: &[String]) {
+        fn ended<'a>(
+            &'a self,
+            record: &'a JobRecord,
+            tail: &'a [String],
+            _: &'a Reporter,
+        ) -> futures_util::future::BoxFuture<'a, Answer> {
             assert!(!tail.is_empty() && tail.len() <= observer::TAIL_LINES);
             self.0
                 .lock()
                 .unwrap()
                 .push(format!("ended {} ok={}", record.instance, record.ok));
+            Box::pin(std::future::ready(Answer {
+                warnings: vec![format!("heard {}", record.instance)],
+                refused: None,
+            }))
         }
     }
 
@@ -357,6 +385,11 @@ mod tests {
         assert!(result.ok);
         use JobStepStatus::*;
         for i in &result.instances {
+            assert_eq!(
+                i.warnings,
+                [format!("heard {}", i.instance)],
+                "an observer's warnings join the summary"
+            );
             assert_eq!(
                 statuses(i),
                 [

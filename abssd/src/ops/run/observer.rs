@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use abssd_proto::{EventKind, JobRecord, Level};
+use futures_util::future::BoxFuture;
 
 use crate::progress::{Progress, Reporter};
 
@@ -21,19 +22,45 @@ pub const TAIL_LINES: usize = 40;
 /// Bytes of one kept line (longer ones are cut on a character boundary).
 pub const TAIL_LINE_BYTES: usize = 400;
 
-/// Told when an instance's job starts and ends. Both are called on the job's
-/// task: an observer that does slow work (a network ping) must bound it.
+/// Told when an instance's job starts and ends, and awaited: the job goes on
+/// when the observer is done. An observer bounds what it does (a ping, a
+/// command) and runs blocking work off the job's task. What it reports to
+/// `progress` (the instance's [`Tail`]) joins the operation's messages.
 pub trait Observer: Send + Sync {
-    /// The job of `instance` begins (operation `op_id`).
-    fn started(&self, instance: &str, op_id: &str) {
-        let _ = (instance, op_id);
+    /// The job of `instance` begins (operation `op_id`). An answer that
+    /// refuses fails the instance's job before it backs anything up.
+    fn started<'a>(
+        &'a self,
+        instance: &'a str,
+        op_id: &'a str,
+        progress: &'a Reporter,
+    ) -> BoxFuture<'a, Answer> {
+        let _ = (instance, op_id, progress);
+        Box::pin(std::future::ready(Answer::default()))
     }
     /// The job of an instance ended, whatever its outcome: its record (as
     /// written to `state_dir/jobs/<instance>.json`) and the last lines of
     /// what it reported (at most [`TAIL_LINES`] of [`TAIL_LINE_BYTES`]).
-    fn ended(&self, record: &JobRecord, tail: &[String]) {
-        let _ = (record, tail);
+    /// A refusal here is ignored: the outcome stands.
+    fn ended<'a>(
+        &'a self,
+        record: &'a JobRecord,
+        tail: &'a [String],
+        progress: &'a Reporter,
+    ) -> BoxFuture<'a, Answer> {
+        let _ = (record, tail, progress);
+        Box::pin(std::future::ready(Answer::default()))
     }
+}
+
+/// What an observer answers.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// What went wrong on its side (a ping not delivered, a hook that
+    /// failed): warnings of the operation and of the instance's summary.
+    pub warnings: Vec<String>,
+    /// Why the instance's job must not run (from [`Observer::started`]).
+    pub refused: Option<String>,
 }
 
 /// The observer that does nothing.

@@ -3,19 +3,17 @@
 
 use abssd_proto::{
     Actor, CreateParams, JobStep, JobStepOutcome, JobStepStatus, Phase, PruneParams,
-    ReconcileParams, VerifyParams, WireError, status,
+    ReconcileParams, RunPlan, VerifyParams, WireError, status,
 };
 
-use abssd_proto::RunPlan;
-
 use super::observer::{TailLines, cut};
-
-/// Bytes of one step's message in the summary and the record.
-pub(super) const MESSAGE_BYTES: usize = 600;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::ops::{Ctx, create, prune, reconcile, verify};
 use crate::progress::{Progress, Reporter};
+
+/// Bytes of one step's message in the summary and the record.
+pub(super) const MESSAGE_BYTES: usize = 600;
 
 /// The steps of one instance's job, as they go.
 pub(super) struct Job<'a> {
@@ -68,7 +66,16 @@ impl Job<'_> {
         });
     }
 
-    fn fail(&mut self, step: JobStep, error: WireError) {
+    /// What an observer reported as warnings: the operation's and the
+    /// summary's.
+    pub fn heard(&mut self, warnings: Vec<String>) {
+        for w in warnings {
+            self.progress.warn(w.clone());
+            self.warnings.push(w);
+        }
+    }
+
+    pub fn fail(&mut self, step: JobStep, error: WireError) {
         self.progress.warn(format!(
             "backup job of {}: {} failed: {}",
             self.instance,
