@@ -82,9 +82,12 @@ impl World {
         }
         let nginx = sb.nginx_test_command();
         let extra = extra(&sb);
+        // The fake reads units and their drop-ins from the unit dir: the
+        // timers' calendar drop-ins go there too.
         sb.write_abssd_config(&format!(
-            "systemd:\n  bus_address: {}\nnginx:\n  test_command: {}\n{extra}",
+            "systemd:\n  bus_address: {}\n  dropin_dir: {}\nnginx:\n  test_command: {}\n{extra}",
             json!(fake.address()),
+            json!(cfg.unit_dir),
             json!(nginx)
         ));
         let daemon = Daemon::start(&sb);

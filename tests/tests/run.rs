@@ -316,6 +316,31 @@ async fn a_backup_prune_cannot_remove_fails_the_instance_at_prune() {
     assert!(std::path::Path::new(&old.archive).is_dir());
 }
 
+/// With health.textfile_dir set, a job alone (no doctor) leaves the
+/// metrics file saying what it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_writes_the_health_metrics_file() {
+    let mut w = World::new(&["alpha"]);
+    let dir = w.sb.path("textfile");
+    w.restart_with(&format!(
+        "health:\n  textfile_dir: {}\n",
+        serde_json::json!(dir)
+    ));
+    let c = w.client().await;
+    let file = dir.join("abssctl.prom");
+    assert!(!file.exists());
+    job(&c, &only("alpha")).await.expect("the job succeeds");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("abssctl_backups{instance=\"alpha\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("abssctl_last_job_success{instance=\"alpha\"} 1\n"),
+        "{text}"
+    );
+}
+
 /// Two jobs of one instance at once (its own timer and the all-instances
 /// timer after a boot): the second passes it by, changing nothing, and
 /// neither fails.

@@ -327,6 +327,10 @@ layered! {
         /// `systemd.bus_address` (abssd's own): systemd's D-Bus address.
         #[serde(deserialize_with = "non_empty")]
         pub bus_address: Option<String>,
+        /// `systemd.dropin_dir` (abssd's own): where `schedule enable` writes
+        /// a backup timer's calendar drop-in.
+        #[serde(deserialize_with = "absolute")]
+        pub dropin_dir: Option<PathBuf>,
         /// The Python tool's `systemd.systemctl_bin`; abssd speaks D-Bus instead.
         pub systemctl_bin: Option<IgnoredAny>,
         /// The Python tool's `systemd.journalctl_bin`.
@@ -528,7 +532,7 @@ impl ConfigFile {
 
 /// The keys only abssd reads (dotted; a section's name stands for all of it):
 /// the Python tool refuses each of them in `config.yml`.
-pub const ABSSD_ONLY: [&str; 10] = [
+pub const ABSSD_ONLY: [&str; 11] = [
     "daemon",
     "hooks",
     "nginx",
@@ -539,6 +543,7 @@ pub const ABSSD_ONLY: [&str; 10] = [
     "backups.pre_restore_min_age",
     "backups.job",
     "systemd.bus_address",
+    "systemd.dropin_dir",
 ];
 
 /// A file's settings parted by owner (see [`ConfigFile::read_split`]).

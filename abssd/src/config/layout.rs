@@ -27,6 +27,11 @@ pub struct Layout {
     pub index_file: PathBuf,
     /// systemd unit directory.
     pub unit_dir: PathBuf,
+    /// Where a backup timer's calendar drop-in goes (`<dir>/<timer>.d/`): a
+    /// directory systemd reads. `systemd.dropin_dir`, else `systemd.unit_dir`
+    /// when set, else `/etc/systemd/system` (the default `unit_dir`,
+    /// `runtime_dir/systemd`, is the Python tool's and systemd never reads it).
+    pub timer_dropin_dir: PathBuf,
     /// nginx `sites-available`.
     pub sites_available: PathBuf,
     /// nginx `sites-enabled`.
@@ -84,6 +89,12 @@ impl Layout {
                 .unit_dir
                 .clone()
                 .unwrap_or_else(|| runtime_dir.join("systemd")),
+            timer_dropin_dir: merged
+                .systemd
+                .dropin_dir
+                .clone()
+                .or_else(|| merged.systemd.unit_dir.clone())
+                .unwrap_or_else(|| root("/etc/systemd/system")),
             sites_available: merged
                 .nginx
                 .sites_available
@@ -159,6 +170,7 @@ impl Layout {
             ("backups_root", show(&self.backups_root)),
             ("index", show(&self.index_file)),
             ("unit_dir", show(&self.unit_dir)),
+            ("timer_dropin_dir", show(&self.timer_dropin_dir)),
             ("sites_available", show(&self.sites_available)),
             ("sites_enabled", show(&self.sites_enabled)),
             ("restores_root", show(&self.restores_root)),
@@ -171,7 +183,7 @@ impl Layout {
 
 /// Each path's role (as [`Layout::paths`] names it, and `socket`), the role
 /// whose path its default derives from, and whether `f` sets it.
-fn roles(f: &ConfigFile) -> [(&'static str, Option<&'static str>, bool); 13] {
+fn roles(f: &ConfigFile) -> [(&'static str, Option<&'static str>, bool); 14] {
     let b = &f.backups;
     [
         ("instance_root", None, f.instance_root.is_some()),
@@ -191,6 +203,11 @@ fn roles(f: &ConfigFile) -> [(&'static str, Option<&'static str>, bool); 13] {
             "unit_dir",
             Some("runtime_dir"),
             f.systemd.unit_dir.is_some(),
+        ),
+        (
+            "timer_dropin_dir",
+            Some("unit_dir"),
+            f.systemd.dropin_dir.is_some(),
         ),
         (
             "sites_available",
@@ -281,6 +298,8 @@ mod tests {
             ("index", "/p/srv/backups/backups.json"),
             // The Python tool's defaults: under runtime_dir.
             ("unit_dir", "/p/run/abssctl/systemd"),
+            // A directory systemd reads, not the unit dir's default.
+            ("timer_dropin_dir", "/p/etc/systemd/system"),
             ("sites_available", "/p/run/abssctl/nginx/sites-available"),
             ("sites_enabled", "/p/run/abssctl/nginx/sites-enabled"),
             ("restores_root", "/p/srv/restores"),
@@ -302,6 +321,15 @@ mod tests {
 
         let bare = Layout::resolve(None, "/c".into(), &ConfigFile::default());
         assert_eq!(bare.instance_root, p("/srv"));
+        assert_eq!(bare.timer_dropin_dir, p("/etc/systemd/system"));
+        // A unit dir set is where systemd reads units: drop-ins go there too,
+        // unless systemd.dropin_dir says otherwise.
+        let set = |yaml: &str| Layout::resolve(None, "/c".into(), &file(yaml)).timer_dropin_dir;
+        assert_eq!(set("systemd:\n  unit_dir: /u\n"), p("/u"));
+        assert_eq!(
+            set("systemd:\n  unit_dir: /u\n  dropin_dir: /etc/systemd/system\n"),
+            p("/etc/systemd/system")
+        );
         assert_eq!(bare.socket, p("/run/abssctl/abssd.sock"));
     }
 

@@ -502,7 +502,17 @@ pub fn module(
         },
         |ctx, sink, p, peer| async move {
             let hooks = ops::run::Hooks::new(&ctx.config.daemon.hooks);
-            let (plan, result) = ops::run::run(&ctx, &p, &peer.actor, &hooks, &sink).await?;
+            let ran = ops::run::run(&ctx, &p, &peer.actor, &hooks, &sink).await;
+            // The metrics file follows each job (health.textfile_dir), so a
+            // dashboard sees a stale host without anyone running doctor.
+            if ctx.config.daemon.textfile_dir.is_some() {
+                use crate::progress::Progress;
+                let all = abssd_proto::HealthParams::default();
+                if let Err(e) = ops::health::report(&ctx, &all).await {
+                    sink.warn(format!("the health metrics file was not written: {e}"));
+                }
+            }
+            let (plan, result) = ran?;
             Ok(answer(Some(plan), Some(result)))
         },
     )?;

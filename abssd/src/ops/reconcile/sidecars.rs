@@ -24,11 +24,11 @@ pub fn lacking(scan: &Scan, index: &Index, located: &[Located]) -> HashSet<usize
         .map(|l| l.at)
         .filter(|&at| {
             let path = &index.backups[at].path;
-            let has = if scan.by_path.contains_key(path) {
-                scan.sidecars.contains(path)
-            } else {
-                std::fs::symlink_metadata(sidecar::path(std::path::Path::new(path))).is_ok()
-            };
+            // The scan is older than the index: a create writes its sidecar
+            // after the scan saw its archive and before its entry is in the
+            // index, so a sidecar the scan missed is looked for again.
+            let has = (scan.by_path.contains_key(path) && scan.sidecars.contains(path))
+                || std::fs::symlink_metadata(sidecar::path(std::path::Path::new(path))).is_ok();
             !has
         })
         .collect()

@@ -44,7 +44,18 @@ pub fn write(unit_dir: &Path, timer: &str, spec: &str) -> Result<PathBuf> {
     let dir_name = format!("{timer}.d");
     match rustix::fs::mkdirat(&units, dir_name.as_str(), Mode::from_raw_mode(0o755)) {
         // The new directory's entry is durable before a file is put in it.
-        Ok(()) => rustix::fs::fsync(&units).map_err(|e| io_err("syncing", unit_dir, e))?,
+        Ok(()) => {
+            // 0755 whatever abssd's umask (0027): operators read drop-ins
+            // (`systemctl cat`) as themselves.
+            rustix::fs::chmodat(
+                &units,
+                dir_name.as_str(),
+                Mode::from_raw_mode(0o755),
+                AtFlags::empty(),
+            )
+            .map_err(|e| io_err("setting the mode of", &unit_dir.join(&dir_name), e))?;
+            rustix::fs::fsync(&units).map_err(|e| io_err("syncing", unit_dir, e))?
+        }
         Err(Errno::EXIST) => {}
         Err(e) => return Err(io_err("creating", &unit_dir.join(&dir_name), e)),
     }
@@ -86,7 +97,13 @@ pub fn write(unit_dir: &Path, timer: &str, spec: &str) -> Result<PathBuf> {
 /// in it (an operator's own drop-ins stay). Nothing there is no error.
 pub fn remove(unit_dir: &Path, timer: &str) -> Result<PathBuf> {
     let target = path(unit_dir, timer);
-    let units = open_dir(unit_dir, None)?;
+    let missing = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+    let units = match open_dir(unit_dir, None) {
+        Ok(d) => d,
+        // No directory, no drop-in: disabling goes on to reload systemd.
+        Err(e) if missing(&e) => return Ok(target),
+        Err(e) => return Err(e),
+    };
     let dir_name = format!("{timer}.d");
     let dir_path = unit_dir.join(&dir_name);
     let dir = match open_dir(&dir_path, Some(&units)) {

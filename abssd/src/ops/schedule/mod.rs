@@ -76,7 +76,7 @@ pub async fn enable(ctx: &Ctx, p: &ScheduleParams, progress: &Reporter) -> Resul
     if !state.is_loaded() {
         return Err(not_installed(&timer, &state.load_state));
     }
-    let unit_dir = ctx.config.layout.unit_dir.clone();
+    let unit_dir = ctx.config.layout.timer_dropin_dir.clone();
     let (dir, t, s) = (unit_dir.clone(), timer.clone(), cal.given.clone());
     let written = tokio::task::spawn_blocking(move || dropin::write(&dir, &t, &s)).await??;
     progress.info(format!("wrote {}", written.display()));
@@ -112,7 +112,7 @@ pub async fn disable(ctx: &Ctx, p: &ScheduleParams, progress: &Reporter) -> Resu
         units.disable(&timer).await?;
         crash_point!("schedule::disable-after-disable");
     }
-    let unit_dir = ctx.config.layout.unit_dir.clone();
+    let unit_dir = ctx.config.layout.timer_dropin_dir.clone();
     let (dir, t) = (unit_dir.clone(), timer.clone());
     let removed = tokio::task::spawn_blocking(move || dropin::remove(&dir, &t)).await??;
     crash_point!("schedule::disable-after-drop-in");
