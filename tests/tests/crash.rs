@@ -56,9 +56,11 @@ impl Host {
         let fake = FakeSystemd::start(Some(&cfg.unit_dir));
         fake.set_unit(&unit_name("alpha"), true, true);
         fake.set_unit(&sb.full_config().services.nginx_unit, true, true);
+        // The fake reads units and drop-ins from the unit dir (see World).
         sb.write_abssd_config(&format!(
-            "systemd:\n  bus_address: {}\nnginx:\n  test_command: {}\n",
+            "systemd:\n  bus_address: {}\n  dropin_dir: {}\nnginx:\n  test_command: {}\n",
             json!(fake.address()),
+            json!(cfg.unit_dir),
             json!(sb.nginx_test_command())
         ));
         Host { sb, fake }
