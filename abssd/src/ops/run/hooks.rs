@@ -81,6 +81,10 @@ impl Event {
 pub struct Hooks {
     settings: HookSettings,
     agent: ureq::Agent,
+    /// A ping of this job failed every attempt: the endpoint is down (or
+    /// silent), and later pings make one attempt each, so a dead endpoint
+    /// costs each instance one timeout, not three.
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Hooks {
@@ -108,6 +112,7 @@ impl Hooks {
         Hooks {
             settings: settings.clone(),
             agent,
+            down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -117,9 +122,19 @@ impl Hooks {
         let url = self.settings.ping_url.as_ref()?;
         let (agent, target, shown) = (self.agent.clone(), url.with(suffix), url.shown());
         let what = if suffix.is_empty() { "success" } else { suffix };
-        let sent = tokio::task::spawn_blocking(move || send(&agent, &target, body.as_bytes()))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+        use std::sync::atomic::Ordering;
+        let attempts = if self.down.load(Ordering::Relaxed) {
+            1
+        } else {
+            ATTEMPTS
+        };
+        let sent =
+            tokio::task::spawn_blocking(move || send(&agent, &target, body.as_bytes(), attempts))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        if sent.is_err() {
+            self.down.store(true, Ordering::Relaxed);
+        }
         sent.err()
             .map(|e| format!("the {what} ping to {shown} failed: {e}"))
     }
@@ -159,9 +174,14 @@ impl Hooks {
 }
 
 /// One ping, with its retries; `Err` with the last attempt's failure.
-fn send(agent: &ureq::Agent, url: &str, body: &[u8]) -> std::result::Result<(), String> {
+fn send(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &[u8],
+    attempts: u32,
+) -> std::result::Result<(), String> {
     let mut last = String::new();
-    for attempt in 0..ATTEMPTS {
+    for attempt in 0..attempts {
         if attempt > 0 {
             std::thread::sleep(Duration::from_secs(u64::from(attempt)));
         }
@@ -177,11 +197,12 @@ fn send(agent: &ureq::Agent, url: &str, body: &[u8]) -> std::result::Result<(), 
                 return Err(format!("answered {}", r.status()));
             }
             Ok(r) => last = format!("answered {}", r.status()),
-            // ureq's errors name the host at most, never the path.
+            // ureq's errors may name a URL (a refused redirect's target):
+            // every part of the secret path is cut out.
             Err(e) => last = redact(&e.to_string(), url),
         }
     }
-    Err(format!("{last} ({ATTEMPTS} attempts)"))
+    Err(format!("{last} ({attempts} attempt(s))"))
 }
 
 /// `text` with `url` (a secret) replaced, should it appear.
@@ -190,11 +211,19 @@ fn redact(text: &str, url: &str) -> String {
         .split_once("://")
         .and_then(|(_, rest)| rest.split_once('/'))
         .map_or("", |(_, p)| p);
-    let text = if path.is_empty() {
+    // The whole path, then each of its parts (a redirect may keep the uuid
+    // and change the rest): any part long enough to be a secret.
+    let mut text = if path.is_empty() {
         text.to_owned()
     } else {
         text.replace(path, "…")
     };
+    for part in path
+        .split(['/', '?', '&', '=', '#'])
+        .filter(|p| p.len() >= 6)
+    {
+        text = text.replace(part, "…");
+    }
     cut(text, 300)
 }
 
@@ -402,6 +431,12 @@ mod tests {
             url,
         );
         assert!(!e.contains("1234-uuid"), "{e}");
+        // A refused redirect names its target: the uuid kept, the rest not.
+        let e = redact(
+            "redirect to http://hc-ping.com/ping/5f0c8e4a-2b9d-4c1e?x=1 refused",
+            "https://hc-ping.com/5f0c8e4a-2b9d-4c1e/start",
+        );
+        assert!(!e.contains("5f0c8e4a-2b9d-4c1e"), "{e}");
     }
 
     #[tokio::test]

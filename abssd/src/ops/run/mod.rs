@@ -231,7 +231,9 @@ async fn one(
     let started_at = fsutil::now_utc();
     let op_id = progress.op_id();
     let (tail, lines) = Tail::over(progress.clone());
-    let heard = observer.started(instance, &op_id, &tail).await;
+    // Hooks report to the operation, not to the tail: what a hook prints
+    // (perhaps a secret) never goes into a ping's body.
+    let heard = observer.started(instance, &op_id, progress).await;
     let mut job = Job {
         ctx,
         instance,
@@ -273,7 +275,7 @@ async fn one(
         Ok(Err(e)) => progress.warn(format!("the job record of {instance} was not written: {e}")),
         Err(e) => progress.warn(format!("the job record of {instance} was not written: {e}")),
     }
-    let heard = observer.ended(&record, &lines.lines(), &tail).await;
+    let heard = observer.ended(&record, &lines.lines(), progress).await;
     job.heard(heard.warnings);
     let failure = job.failure.take();
     (
