@@ -30,6 +30,7 @@ use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{Client, ClientBuilder};
 
 pub mod inspect;
+pub mod jobs;
 pub mod nobody;
 pub mod peer;
 pub mod pings;

@@ -9,34 +9,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use abssd_proto::methods::BackupRun;
-use abssd_proto::methods::call::call;
 use abssd_proto::*;
 use abssd_tests::child::ChildDaemon;
 use abssd_tests::inspect::events_of;
+use abssd_tests::jobs::{job, only};
 use abssd_tests::pings::{PingServer, TestCa, closed_port};
 use abssd_tests::world::World;
 use abssd_tests::{FakeSystemd, Sandbox, client};
-use jsonrpsee::core::client::Client;
 use serde_json::Value;
 
 /// The secret part of the monitoring URL: never in a log or a message.
 const SECRET: &str = "ping/5f0c-secret-uuid";
 /// The bound of a ping's body.
 const BODY_BYTES: usize = 10 * 1024;
-
-fn only(instance: &str) -> RunParams {
-    RunParams {
-        instance: Some(instance.into()),
-        ..RunParams::default()
-    }
-}
-
-async fn job(c: &Client, params: &RunParams) -> Result<(String, RunResult), WireError> {
-    call::<BackupRun>(c, params)
-        .await
-        .map(|out| (out.op_id, out.result.expect("a job result")))
-}
 
 /// The summary a failed job's error carries, and its op id.
 fn failed(err: &WireError) -> (String, RunResult) {

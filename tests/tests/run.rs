@@ -13,32 +13,13 @@ use abssd_proto::methods::{BackupCreate, BackupRun};
 use abssd_proto::*;
 use abssd_tests::hooks::Gate;
 use abssd_tests::inspect::events_of;
+use abssd_tests::jobs::{all, job, only};
 use abssd_tests::world::World;
 use abssd_tests::{Daemon, Sandbox, backup, serial, show};
 use jsonrpsee::core::client::Client;
 use serde_json::Value;
 
 const LONG_AGO: &str = "2020-01-01T00:00:00Z";
-
-fn all() -> RunParams {
-    RunParams {
-        all: true,
-        ..RunParams::default()
-    }
-}
-
-fn only(instance: &str) -> RunParams {
-    RunParams {
-        instance: Some(instance.into()),
-        ..RunParams::default()
-    }
-}
-
-async fn job(c: &Client, params: &RunParams) -> Result<(String, RunResult), WireError> {
-    call::<BackupRun>(c, params)
-        .await
-        .map(|out| (out.op_id, out.result.expect("a job result")))
-}
 
 fn record_path(w: &World, instance: &str) -> PathBuf {
     w.sb.full_config()
