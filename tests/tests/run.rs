@@ -16,7 +16,6 @@ use abssd_tests::inspect::events_of;
 use abssd_tests::jobs::{all, job, only};
 use abssd_tests::world::World;
 use abssd_tests::{Daemon, Sandbox, backup, serial, show};
-use jsonrpsee::core::client::Client;
 use serde_json::Value;
 
 const LONG_AGO: &str = "2020-01-01T00:00:00Z";
