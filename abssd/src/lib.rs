@@ -97,6 +97,7 @@ pub mod optable;
 pub mod progress;
 pub mod recovery;
 pub mod registry;
+pub mod remote;
 pub mod rpc;
 pub mod scratch;
 pub mod service;

@@ -113,6 +113,14 @@ pub struct BackupEntry {
         skip_serializing_if = "Option::is_none"
     )]
     pub restores: Option<Lenient<Vec<Lenient<RestoreRecord>>>>,
+    /// Its copies in remotes (`backup push`), one per remote; written only
+    /// when there is one (the Python tool keeps the key as it is).
+    #[serde(
+        default,
+        deserialize_with = "kept",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub remotes: Option<Lenient<Vec<Lenient<RemoteCopy>>>>,
     /// Every other key, kept verbatim and in order.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -196,6 +204,45 @@ pub struct RestoreRecord {
     /// Unknown keys, kept.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A copy of a backup in a remote, in its entry's `remotes`: written once
+/// the copy's objects are all in the bucket, never before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteCopy {
+    /// The remote's name (`remotes:` in abssd.yml).
+    pub name: String,
+    /// The archive object's key (`<prefix>/<instance>/<file>[.age]`).
+    pub key: String,
+    /// SHA-256 of the object as stored (of the encrypted bytes when
+    /// encrypted; the plain archive's is the entry's `checksum`).
+    pub sha256: String,
+    /// Bytes stored.
+    pub size_bytes: u64,
+    /// When the upload completed (UTC).
+    pub uploaded_at: String,
+    /// Encrypted with age to the remote's recipients.
+    pub encrypted: bool,
+    /// Unknown keys, kept.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl BackupEntry {
+    /// The typed copies of this backup in remotes.
+    pub fn remote_copies(&self) -> impl Iterator<Item = &RemoteCopy> {
+        self.remotes
+            .as_ref()
+            .and_then(Lenient::typed)
+            .into_iter()
+            .flatten()
+            .filter_map(Lenient::typed)
+    }
+
+    /// Its copy in remote `name`, if recorded.
+    pub fn remote_copy(&self, name: &str) -> Option<&RemoteCopy> {
+        self.remote_copies().find(|c| c.name == name)
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -425,6 +472,7 @@ impl BackupEntry {
             last_restore_destination: None,
             restored_by: None,
             restores: None,
+            remotes: None,
             extra: Map::new(),
         }
     }

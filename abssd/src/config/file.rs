@@ -18,34 +18,13 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Map, Value};
 
+pub use super::merge::{Merge, Unknown};
+use super::remotes::RemotesSection;
 use super::value::{
     MAX_HOOK_TIMEOUT, MAX_PING_TIMEOUT, MAX_SECONDS, MAX_STOP_TIMEOUT, PingUrl, absolute, age,
     command, count, hook_command, keep_within, non_empty, ping_url, seconds, section, whole,
 };
 use crate::error::{Error, Result};
-
-/// Keys no section knows, in the order the file has them (kept, and warned about).
-pub type Unknown = Map<String, Value>;
-
-/// One layer of settings laid over another, key by key: what the upper one
-/// sets wins, sections merge the same way inside, unknown keys add up.
-pub trait Merge {
-    /// `self` with `upper` laid over it.
-    fn merge(self, upper: Self) -> Self;
-}
-
-impl<T> Merge for Option<T> {
-    fn merge(self, upper: Self) -> Self {
-        upper.or(self)
-    }
-}
-
-impl Merge for Unknown {
-    fn merge(mut self, upper: Self) -> Self {
-        self.extend(upper);
-        self
-    }
-}
 
 /// Where a layer of settings comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +126,8 @@ layered! {
         /// instance's backup job.
         #[serde(deserialize_with = "section")]
         pub hooks: HooksSection,
+        /// `remotes:` (abssd's own): the buckets that hold off-host copies.
+        pub remotes: RemotesSection,
         /// The Python tool's keys that abssd does not read: known, so not warned
         /// about; the Python tool checks their values itself.
         #[serde(flatten)]
@@ -526,14 +507,16 @@ impl ConfigFile {
         sections
             .into_iter()
             .flat_map(|(prefix, map)| map.keys().map(move |k| format!("{prefix}{k}")))
+            .chain(self.remotes.unknown_keys())
             .collect()
     }
 }
 
 /// The keys only abssd reads (dotted; a section's name stands for all of it):
 /// the Python tool refuses each of them in `config.yml`.
-pub const ABSSD_ONLY: [&str; 11] = [
+pub const ABSSD_ONLY: [&str; 12] = [
     "daemon",
+    "remotes",
     "hooks",
     "nginx",
     "health",

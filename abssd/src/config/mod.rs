@@ -33,11 +33,14 @@ use crate::error::Result;
 pub mod env;
 pub mod file;
 pub mod layout;
+mod merge;
+pub mod remotes;
 pub mod settings;
 mod value;
 
 pub use file::{ConfigFile, Layer, Merge, Source};
 pub use layout::{Layout, site_name, unit_name};
+pub use remotes::{CredentialSource, Endpoint, RemoteSettings, Remotes};
 pub use settings::{
     DEFAULT_MAX_RESTORE_ENTRIES, DEFAULT_PRE_RESTORE_MIN_AGE, DEFAULT_RESTORE_RESERVE_PERCENT,
     DaemonSettings, HookSettings, JobSettings, Retention, Services,
@@ -75,6 +78,8 @@ pub struct Config {
     pub daemon: DaemonSettings,
     /// The host services it drives: systemd, nginx.
     pub services: Services,
+    /// The buckets that hold off-host copies (`remotes:`).
+    pub remotes: Remotes,
     /// Non-fatal findings (unknown keys, deprecated spellings), logged at start
     /// and shown by `daemon status`.
     pub warnings: Vec<String>,
@@ -140,19 +145,21 @@ impl Config {
             source: Source::Flags,
             settings: from_flags(over),
         }]);
-        let mut config = Config::resolve(prefix, config_file, layers);
+        let mut config = Config::resolve(prefix, config_file, layers)?;
         config.abssd_config_file = abssd_file;
         warnings.append(&mut config.warnings);
         config.warnings = warnings;
         Ok(config)
     }
 
-    /// Merge `layers` (lowest first) and fill in the defaults.
+    /// Merge `layers` (lowest first) and fill in the defaults; refused when
+    /// a remote is incomplete (its keys may come from several layers, so it
+    /// is checked once they are merged).
     pub fn resolve(
         prefix: Option<&Path>,
         config_file: PathBuf,
         layers: impl IntoIterator<Item = Layer>,
-    ) -> Config {
+    ) -> Result<Config> {
         let mut warnings = Vec::new();
         let mut merged = ConfigFile::default();
         let mut set_by = BTreeMap::new();
@@ -178,14 +185,16 @@ impl Config {
             merged = merged.merge(layer.settings);
         }
         let abssd_config_file = layout::rerooted(prefix, "/etc/abssctl/abssd.yml");
-        Config {
+        let remotes = Remotes::resolve(&merged.remotes).map_err(crate::Error::Validation)?;
+        Ok(Config {
             layout: Layout::resolve(prefix, config_file, &merged),
             abssd_config_file,
             origins: layout::origins(&set_by),
             daemon: DaemonSettings::resolve(&merged),
             services: Services::resolve(&merged),
+            remotes,
             warnings,
-        }
+        })
     }
 }
 

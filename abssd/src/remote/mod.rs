@@ -1,0 +1,29 @@
+//! Off-host copies of backups in S3-compatible object storage (issue 17):
+//! the client, the credentials, the object layout and the streamed,
+//! optionally encrypted transfers. The operations built on them (push,
+//! pull, `remote test`) are in [`crate::ops`]; the remotes' settings in
+//! [`crate::config::remotes`].
+//!
+//! Layout:
+//! * [`s3`]       — S3 requests: signed by `aws-sigv4`, sent by ureq.
+//! * [`creds`]    — reading a remote's credentials (root-only files, systemd credentials).
+//! * [`layout`]   — the keys of a backup's objects under `<prefix>/<instance>/`.
+//! * [`crypt`]    — age encryption and decryption of copies.
+//! * [`transfer`] — streamed uploads (multipart, never overwriting) and
+//!   downloads, hashed as they go.
+
+pub mod creds;
+pub mod crypt;
+pub mod layout;
+pub mod s3;
+pub mod transfer;
+
+pub use crate::config::remotes::{CredentialSource, RemoteSettings};
+pub use creds::Credentials;
+pub use s3::{S3, S3Error, S3ErrorKind};
+
+/// A client of `remote`, its credentials read now.
+pub fn connect(remote: &RemoteSettings) -> crate::Result<S3> {
+    let credentials = Credentials::load(&remote.name, &remote.credentials)?;
+    Ok(S3::new(remote, credentials))
+}
