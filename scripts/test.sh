@@ -138,7 +138,7 @@ section "scripts: syntax"
 for f in scripts/*.sh bench/*.sh tests/e2e/*.sh tests/e2e/scenarios/*.sh .ci/run; do
   if [[ -f $f ]]; then bash -n "$f"; fi
 done
-python3 -m py_compile scripts/sample-instance.py tests/e2e/treehash.py
+python3 -m py_compile scripts/sample-instance.py tests/e2e/treehash.py tests/src/s3/*.py
 echo "ok"
 
 section "cargo fmt --all -- --check"
