@@ -192,6 +192,16 @@ fn the_cutter_drops_an_upload_after_the_bytes_it_was_told_and_heals() {
 
     cutter.heal();
     assert!(!cutter.is_cut());
+    // Cut on the next request: not one byte of it reaches the server.
+    cutter.cut_after(0);
+    let refused = via
+        .try_put("next", b"never", false)
+        .expect_err("the next request is cut");
+    assert_eq!(refused.status, None, "{refused:?}");
+    assert_eq!(cutter.bytes_forwarded() - before, CUT);
+    assert_eq!(s3.head("next"), None);
+
+    cutter.heal();
     via.put("big", &big);
     assert_eq!(s3.get("big"), big);
     assert!(cutter.bytes_forwarded() - before > CUT + (8 << 20));

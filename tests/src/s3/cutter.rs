@@ -114,7 +114,7 @@ impl Drop for Cutter {
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
-        self.shared.drop_all(&mut self.shared.lock());
+        self.shared.drop_all(&self.shared.lock());
     }
 }
 
@@ -125,7 +125,7 @@ impl Shared {
 
     /// Shut down both sides of every open connection: their threads see
     /// errors or ends of stream and close them.
-    fn drop_all(&self, st: &mut State) {
+    fn drop_all(&self, st: &State) {
         for (client, server) in st.open.values() {
             let _ = client.shutdown(Shutdown::Both);
             let _ = server.shutdown(Shutdown::Both);
@@ -138,19 +138,21 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
+        // A connection dropped here is closed.
         let Ok(client) = client else { continue };
-        {
-            let st = shared.lock();
-            if st.cut || st.open.len() >= MAX_CONNECTIONS {
-                // Dropped here: closed.
-                continue;
-            }
+        if shared.lock().cut {
+            continue;
         }
         let Ok(server) = TcpStream::connect(shared.upstream) else {
             continue;
         };
         let id = {
+            // Checked again under the lock that registers it: a cut made
+            // meanwhile has not seen this connection to drop it.
             let mut st = shared.lock();
+            if st.cut || st.open.len() >= MAX_CONNECTIONS {
+                continue;
+            }
             let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) else {
                 continue;
             };
@@ -223,7 +225,7 @@ fn client_to_server(client: &mut TcpStream, server: &mut TcpStream, shared: &Sha
             shared.forwarded.fetch_add(pass as u64, Ordering::SeqCst);
         }
         if cut {
-            shared.drop_all(&mut shared.lock());
+            shared.drop_all(&shared.lock());
             return false;
         }
     }
