@@ -11,7 +11,7 @@
 # `/` too in the path; query pairs sorted) before moto compares: the check is
 # as strict as before, over the request the client actually signed.
 import sys
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
 
 import moto.iam.access_control as access_control
 from moto.server import main
@@ -25,7 +25,7 @@ def _sigv4_url(url):
     pairs = []
     for pair in parts.query.split("&") if parts.query else []:
         key, sep, value = pair.partition("=")
-        pairs.append(quote(unquote(key), safe="-_.~") + "=" + quote(unquote(value), safe="-_.~"))
+        pairs.append(quote(unquote_plus(key), safe="-_.~") + "=" + quote(unquote_plus(value), safe="-_.~"))
     return urlunsplit((parts.scheme, parts.netloc, path, "&".join(sorted(pairs)), ""))
 
 
