@@ -26,7 +26,7 @@ pub use cutter::Cutter;
 pub use view::{ObjectInfo, S3Error, S3View, Upload};
 
 use std::io::{self, Read, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,8 +43,9 @@ const PROVISION: &str = include_str!("s3/provision.py");
 /// `s3/provision.py` that make the user, its policy and its key.
 const UNAUTHENTICATED_REQUESTS: &str = "3";
 
-/// Readiness: how many times to try connecting, and the pause between tries
-/// (moto imports for a second or two, longer on a loaded machine).
+/// Readiness: how many times to look for the server's listening socket, and
+/// the pause between looks (moto imports for a second or two, longer on a
+/// loaded machine).
 const READY_TRIES: u32 = 1200;
 const READY_PAUSE: Duration = Duration::from_millis(25);
 
@@ -215,8 +216,9 @@ impl S3Server {
         self.view().multipart_uploads()
     }
 
-    /// Spawn moto's server (`s3/server.py`) on `self.port` and wait until it accepts a
-    /// connection; `Err` with the end of its log when it exits first.
+    /// Spawn moto's server (`s3/server.py`) on `self.port` and wait until it
+    /// listens there; `Err` with the end of its log when it exits first (the
+    /// port was taken meanwhile).
     fn launch(&mut self) -> Result<(), String> {
         let log_path = self.dir.path().join("moto.log");
         let log = std::fs::OpenOptions::new()
@@ -252,7 +254,7 @@ impl S3Server {
                     log_tail(&log_path, start)
                 ));
             }
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_secs(1)).is_ok() {
+            if listens(child.id(), self.port) {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -261,7 +263,7 @@ impl S3Server {
         let _ = child.kill();
         let _ = child.wait();
         Err(format!(
-            "it did not accept a connection on port {} after {READY_TRIES} tries: {}",
+            "it did not listen on port {} after {READY_TRIES} looks: {}",
             self.port,
             log_tail(&log_path, start)
         ))
@@ -320,6 +322,36 @@ fn venv() -> PathBuf {
         venv.display()
     );
     venv
+}
+
+/// Whether process `pid` holds a socket listening on 127.0.0.1:`port`: the
+/// server is ready, and the listener is this server's, not another process's
+/// that took the port meanwhile (a connection could not tell them apart).
+fn listens(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    // Columns: sl, local address (IPv4 as a little-endian hex word, port in
+    // hex), remote address, state (0A: LISTEN), ..., inode (the tenth).
+    let local = format!("0100007F:{port:04X}");
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect();
+    if sockets.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+    })
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
