@@ -101,6 +101,9 @@ pub struct ObjectInfo {
     pub size: u64,
     /// Its ETag, quotes removed.
     pub etag: String,
+    /// When it was written, as the server says (ISO 8601, UTC); listings
+    /// give it, `HEAD` leaves it out.
+    pub last_modified: Option<String>,
 }
 
 /// One page of a listing.
@@ -502,6 +505,7 @@ impl S3 {
                     key: key.to_owned(),
                     size,
                     etag,
+                    last_modified: None,
                 }))
             }
             Err(e) if e.kind == S3ErrorKind::NotFound => Ok(None),
@@ -570,6 +574,7 @@ impl S3 {
                     key: c.key,
                     size: c.size,
                     etag: c.etag.trim_matches('"').to_owned(),
+                    last_modified: c.last_modified,
                 })
                 .collect(),
             next: if answer.is_truncated {
@@ -685,6 +690,8 @@ struct ContentsXml {
     size: u64,
     #[serde(rename = "ETag", default)]
     etag: String,
+    #[serde(default)]
+    last_modified: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -716,12 +723,17 @@ mod tests {
         let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>
 <IsTruncated>true</IsTruncated><NextContinuationToken>t/1=</NextContinuationToken>
-<Contents><Key>p/a</Key><Size>3</Size><ETag>"abc"</ETag></Contents>
+<Contents><Key>p/a</Key><LastModified>2026-12-04T05:30:01.000Z</LastModified><Size>3</Size><ETag>"abc"</ETag></Contents>
 <Contents><Key>p/b</Key><Size>0</Size><ETag>"def"</ETag></Contents></ListBucketResult>"#;
         let l: ListXml = quick_xml::de::from_str(xml).unwrap();
         assert_eq!(l.contents.len(), 2);
         assert_eq!(l.contents[0].key, "p/a");
         assert_eq!(l.contents[0].size, 3);
+        assert_eq!(
+            l.contents[0].last_modified.as_deref(),
+            Some("2026-12-04T05:30:01.000Z")
+        );
+        assert_eq!(l.contents[1].last_modified, None);
         assert!(l.is_truncated);
         assert_eq!(l.next_continuation_token.as_deref(), Some("t/1="));
         let empty: ListXml = quick_xml::de::from_str(
