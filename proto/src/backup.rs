@@ -374,6 +374,9 @@ pub mod reconcile_reason {
     pub const ARCHIVE_REHASHED: &str = "archive-rehashed";
     /// An orphaned archive given this new entry (`--adopt`).
     pub const ARCHIVE_ADOPTED: &str = "archive-adopted";
+    /// A backup found only in a remote given this new entry, status
+    /// `missing` (`--remote NAME --adopt`).
+    pub const REMOTE_ADOPTED: &str = "remote-adopted";
 }
 
 /// Who did something, in the shape the Python tool writes into the index

@@ -132,7 +132,8 @@ impl Bounded for RunParams {
 
 impl Bounded for ReconcileParams {
     fn check(&self) -> Result<(), WireError> {
-        opt("instance", self.instance.as_ref(), NAME)
+        opt("instance", self.instance.as_ref(), NAME)?;
+        opt("remote", self.remote.as_ref(), NAME)
     }
 }
 

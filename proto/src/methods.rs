@@ -12,6 +12,7 @@ use crate::health::*;
 use crate::op::*;
 use crate::prune::*;
 use crate::reconcile::*;
+use crate::remote_ls::*;
 use crate::restore::*;
 use crate::run::*;
 use crate::schedule::*;
@@ -83,6 +84,11 @@ methods! {
     OpGet = "op.get", mutates: false, OpIdParams => OpInfo;
     /// Operations this daemon knows.
     OpList = "op.list", mutates: false, OpListParams => OpListResult;
+
+    // Issue 17, helper C: what a remote holds.
+    /// What a remote holds, per backup, against the index. Operator only: it
+    /// makes requests with the remote's credentials.
+    RemoteLs = "remote.ls", mutates: true, RemoteLsParams => RemoteLsResult;
 }
 
 /// The `op.watch` subscription: replays an operation's events, then follows it

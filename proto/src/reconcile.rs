@@ -38,6 +38,12 @@ pub struct ReconcileParams {
     /// Return `{op_id}` at once.
     #[serde(default)]
     pub detach: bool,
+    /// `--remote NAME`: compare the index with what remote `NAME` holds
+    /// instead of the disk (see [`ReconcileResult::local_only`]). `verify`
+    /// and `deep` do not apply; `adopt` adopts the remote-only backups'
+    /// entries (status `missing`, their copy recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 impl ReconcileParams {
@@ -74,6 +80,11 @@ pub struct ReconcilePlan {
     /// `--deep`: each re-hashed archive's content is checked too.
     #[serde(default)]
     pub deep: bool,
+    /// Remote mode: the remote compared with the index. `backups_root` is
+    /// then the bucket and prefix it lists (`s3://BUCKET/PREFIX`), `archives`
+    /// the backups found there, `partial_files` 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// Why an orphan or a stray sidecar is not an [`ReconcileItem::status`] of an entry.
@@ -82,6 +93,8 @@ pub mod item_status {
     pub const UNINDEXED: &str = "unindexed";
     /// A `.sha256` sidecar with neither archive nor index entry.
     pub const SIDECAR_ONLY: &str = "sidecar-only";
+    /// Remote mode: a backup in the remote with no local index entry.
+    pub const REMOTE_ONLY: &str = "remote-only";
 }
 
 /// One finding.
@@ -137,6 +150,11 @@ pub struct ReconcileResult {
     /// Orphans given an index entry (`--adopt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted: Option<Vec<ReconcileItem>>,
+    /// Remote mode: entries with their local archive available and no copy
+    /// recorded in the remote. Informational (a push makes one); not counted
+    /// in `unresolved`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_only: Vec<ReconcileItem>,
     /// Entries already marked `missing` whose archive is still absent: in sync,
     /// counted for the record.
     #[serde(default)]

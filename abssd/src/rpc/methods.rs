@@ -10,6 +10,8 @@ use abssd_proto::methods::{
     BackupCreate, BackupList, BackupProtect, BackupPrune, BackupReconcile, BackupRestore,
     BackupRun, BackupShow, BackupUnprotect, BackupVerify, DaemonHealth, DaemonStatusMethod, OpGet,
     OpList, OpWatch, ScheduleDisable, ScheduleEnable, ScheduleShow,
+    // Issue 17, helper C.
+    RemoteLs,
 };
 use abssd_proto::{
     Command, DaemonStatus, ErrorKind, Json, Method, OpInfo, OpListResult, PROTOCOL_VERSION,
@@ -517,21 +519,40 @@ pub fn module(
         },
     )?;
     // A read-only reconcile (no --apply) is open to every peer, like list; but
-    // not --verify, which reads every archive in scope.
+    // not --verify, which reads every archive in scope, nor --remote, which
+    // makes requests with the remote's credentials.
     operation::<BackupReconcile, _, _>(
         &mut m,
         OpMethod {
             command: Command::BackupReconcile,
             target: |p| p.instance.clone(),
             detached: |p| p.detach,
-            operator_only: |p| p.mutates() || p.verify,
-            validate: |p| p.instance.as_deref().map_or(Ok(()), validate_name),
+            operator_only: |p| p.mutates() || p.verify || p.remote.is_some(),
+            validate: |p| {
+                p.instance.as_deref().map_or(Ok(()), validate_name)?;
+                p.remote.as_deref().map_or(Ok(()), |r| {
+                    crate::config::remotes::check_name(r).map_err(Error::Validation)
+                })
+            },
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::reconcile::run(&ctx, &p, &peer.actor, &sink).await?;
             Ok(answer(Some(plan), Some(result)))
         },
     )?;
+
+    // Issue 17, helper C: what a remote holds. Operator only: it makes
+    // requests with the remote's credentials, which a reader must not be able
+    // to trigger.
+    read::<RemoteLs, _, _>(&mut m, |state, p, peer| async move {
+        if !peer.may_mutate {
+            return Err(Error::Forbidden(format!(
+                "user {} (uid {}) may only read; remote.ls makes requests with the remote's credentials, so it needs root or membership in the operator group",
+                peer.actor.user, peer.actor.uid
+            )));
+        }
+        ops::reconcile::remote::ls(&state.ctx, &p).await
+    })?;
 
     operation::<ScheduleEnable, _, _>(
         &mut m,

@@ -56,6 +56,7 @@ pub(super) async fn reconcile(
         verify: false,
         deep: false,
         detach: false,
+        remote: None,
     };
     let actor = Actor {
         uid: rustix::process::getuid().as_raw(),

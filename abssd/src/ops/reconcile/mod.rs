@@ -41,6 +41,7 @@ use crate::registry::validate_name;
 
 mod apply;
 mod classify;
+pub mod remote;
 mod scan;
 mod sidecars;
 
@@ -65,6 +66,9 @@ pub async fn run(
     }
     if let Some(instance) = &params.instance {
         validate_name(instance)?;
+    }
+    if let Some(name) = &params.remote {
+        return remote::run(ctx, params, name, actor, progress).await;
     }
     let scope = params.instance.clone();
     let config = &ctx.config;
@@ -144,6 +148,7 @@ pub async fn run(
         adopt: params.adopt,
         verify: params.verify,
         deep: params.deep,
+        remote: None,
     };
     progress.emit(EventKind::Plan {
         plan: abssd_proto::Json::new(&plan),
