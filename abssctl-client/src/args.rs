@@ -111,6 +111,39 @@ pub enum Command {
     /// node_exporter's textfile collector on each full report (without -i).
     #[command(verbatim_doc_comment)]
     Doctor(DoctorArgs),
+    // Issue 17, helper C: `remote ls`.
+    /// Off-host copies in S3-compatible remotes (abssd.yml `remotes:`).
+    #[command(subcommand)]
+    Remote(RemoteCommand),
+}
+
+/// `abssctl remote …`
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// List what a remote holds, one row per backup, against the local index.
+    ///
+    /// abssd lists `<prefix>/[<instance>/]` in the remote's bucket (at most
+    /// 1,000,000 keys; it says when it stopped there) and groups the objects
+    /// per backup: the archive (`.age` when encrypted), its `.sha256` sidecar
+    /// and its index entry (`<id>.json[.age]`). INDEX says whether the local
+    /// index has the backup, RECORDED whether its entry records this copy.
+    /// Keys abssd does not write are counted and the first few named.
+    /// `backup reconcile --remote NAME --apply --adopt` adopts the backups
+    /// only the remote has. Operators only: abssd makes the requests with the
+    /// remote's credentials.
+    #[command(verbatim_doc_comment)]
+    Ls(RemoteLsArgs),
+}
+
+/// `abssctl remote ls`
+#[derive(Debug, Args)]
+pub struct RemoteLsArgs {
+    /// The remote (a name under `remotes:` in abssd.yml).
+    pub name: String,
+
+    /// Only this instance's objects.
+    #[arg(short, long, value_name = "NAME")]
+    pub instance: Option<String>,
 }
 
 /// `abssctl doctor`
@@ -539,6 +572,18 @@ pub struct ReconcileArgs {
     /// databases, blobs and listed files; see `backup verify --deep`).
     #[arg(long, requires = "verify")]
     pub deep: bool,
+
+    /// Compare the index with what remote NAME holds (abssd.yml `remotes:`)
+    /// instead of the disk: copies recorded but gone (missing), copies whose
+    /// size or sidecar checksum differ (mismatched), backups only in the
+    /// remote (orphaned), and, for information, backups here with no copy
+    /// there (local only). --apply drops the records of missing copies;
+    /// --apply --adopt adds each remote-only backup's entry (read from the
+    /// remote, decrypted with the remote's age_identity_file) with status
+    /// missing and its copy recorded, so `backup pull` can fetch it: the way
+    /// back for a host that lost its disk. Operators only.
+    #[arg(long, value_name = "NAME", conflicts_with = "verify")]
+    pub remote: Option<String>,
 
     /// Exit 3 when drift is left after the run (found and not fixed by --apply),
     /// as `backup verify` exits 3 when it finds a problem: for cron. Without it

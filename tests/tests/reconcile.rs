@@ -47,6 +47,7 @@ async fn reconcile(
         verify: flags.verify,
         deep: false,
         detach: false,
+        remote: None,
     };
     let out = call::<BackupReconcile>(c, &params).await.unwrap();
     (out.op_id, out.plan.unwrap(), out.result.unwrap())

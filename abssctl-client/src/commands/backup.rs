@@ -167,6 +167,7 @@ async fn reconcile(client: &Client, out: Output, args: ReconcileArgs) -> Result<
         verify: args.verify,
         deep: args.deep,
         detach: true,
+        remote: args.remote,
     };
     let mut interrupt = Interrupt::install();
     let started = call::<BackupReconcile>(client, &params).await?;

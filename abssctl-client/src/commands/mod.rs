@@ -9,12 +9,14 @@
 //! * [`daemon`]  — `daemon status`
 //! * [`schedule`] — `schedule enable | disable | show`
 //! * [`doctor`]  — `doctor`: the health report
+//! * [`remote_ls`] — `remote ls`: what a remote holds
 
 pub mod backup;
 pub mod daemon;
 pub mod doctor;
 pub mod op;
 pub mod prune;
+pub mod remote_ls;
 pub mod restore;
 pub mod run;
 pub mod schedule;
@@ -71,6 +73,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<Exit, WireError> {
         Command::Daemon(cmd) => daemon::run(&client, out, cmd).await,
         Command::Schedule(cmd) => schedule::run(&client, out, cmd).await,
         Command::Doctor(args) => doctor::run(&client, out, args).await,
+        Command::Remote(cmd) => remote_ls::run(&client, out, cmd).await,
     }
 }
 

@@ -19,6 +19,13 @@ pub fn reconciled(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
     text.push_str(&entries("missing", &r.missing));
     text.push_str(&orphans(&r.orphaned));
     text.push_str(&entries("mismatched", &r.mismatched));
+    if !r.local_only.is_empty() {
+        let heading = format!(
+            "local only ({}): no copy in the remote; not drift",
+            r.local_only.len()
+        );
+        text.push_str(&listing(&heading, &r.local_only, &[ID, INSTANCE, REASON]));
+    }
     if !r.missing_sidecars.is_empty() {
         text.push_str(&entries("missing sidecars", &r.missing_sidecars));
     }
@@ -47,20 +54,33 @@ fn compared(p: &ReconcilePlan) -> String {
                 plural(p.index_entries, "entry", "entries")
             ),
         ),
-        (
-            "archives",
-            format!(
-                "{} ({} {})",
-                p.backups_root,
-                p.archives,
-                plural(p.archives, "archive", "archives")
+        match &p.remote {
+            None => (
+                "archives",
+                format!(
+                    "{} ({} {})",
+                    p.backups_root,
+                    p.archives,
+                    plural(p.archives, "archive", "archives")
+                ),
             ),
-        ),
+            Some(remote) => (
+                "remote",
+                format!(
+                    "{remote}: {} ({} {})",
+                    p.backups_root,
+                    p.archives,
+                    plural(p.archives, "backup", "backups")
+                ),
+            ),
+        },
     ];
     if let Some(instance) = &p.instance {
         pairs.push(("instance", format!("{instance} only")));
     }
-    let checked = if p.deep {
+    let checked = if p.remote.is_some() {
+        "recorded copies: present, sizes, sidecars' checksums; backups only in the remote"
+    } else if p.deep {
         "sizes, statuses, checksums and content (archives re-hashed and deep-checked)"
     } else if p.verify {
         "sizes, statuses and checksums (archives re-hashed)"
@@ -168,8 +188,12 @@ fn summary(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
             .iter()
             .map(|items| items.len())
             .sum::<usize>() as u64;
+        let agree = match plan.and_then(|p| p.remote.as_deref()) {
+            Some(remote) => format!("the index and remote {remote}"),
+            None => "the index and the archives".to_owned(),
+        };
         return if found == 0 {
-            format!("in sync: the index and the archives agree{known}\n")
+            format!("in sync: {agree} agree{known}\n")
         } else {
             format!(
                 "in sync now: {found} {} fixed{known}\n",
