@@ -311,7 +311,33 @@ mod tests {
             adopt,
             verify,
             deep: false,
+            remote: None,
         }
+    }
+
+    #[test]
+    fn a_remote_reconcile_names_the_remote_and_lists_local_only_backups() {
+        let p = ReconcilePlan {
+            backups_root: "s3://bkt/hosts/".to_owned(),
+            archives: 1,
+            remote: Some("off".to_owned()),
+            ..plan(false, false, false)
+        };
+        let mut r = ReconcileResult {
+            local_only: vec![item("local-one", "available", Some("push it"), false)],
+            ..ReconcileResult::default()
+        };
+        r.count_unresolved();
+        assert_eq!(r.unresolved, 0, "local only is not drift");
+        let text = reconciled(&r, Some(&p));
+        assert!(text.contains("remote:"), "{text}");
+        assert!(text.contains("off: s3://bkt/hosts/ (1 backup)"), "{text}");
+        assert!(text.contains("local only (1): no copy in the remote"), "{text}");
+        assert!(text.contains("local-one"), "{text}");
+        assert!(
+            text.ends_with("in sync: the index and remote off agree\n"),
+            "{text}"
+        );
     }
 
     #[test]
