@@ -28,6 +28,7 @@ mod interop_locks;
 mod interop_registry;
 mod prune;
 mod reconcile;
+mod remote_reconcile;
 mod restore;
 mod run;
 mod s3_harness;

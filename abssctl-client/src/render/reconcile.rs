@@ -332,7 +332,10 @@ mod tests {
         let text = reconciled(&r, Some(&p));
         assert!(text.contains("remote:"), "{text}");
         assert!(text.contains("off: s3://bkt/hosts/ (1 backup)"), "{text}");
-        assert!(text.contains("local only (1): no copy in the remote"), "{text}");
+        assert!(
+            text.contains("local only (1): no copy in the remote"),
+            "{text}"
+        );
         assert!(text.contains("local-one"), "{text}");
         assert!(
             text.ends_with("in sync: the index and remote off agree\n"),

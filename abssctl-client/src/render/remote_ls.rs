@@ -11,7 +11,10 @@ pub fn listed(r: &RemoteLsResult) -> String {
         0,
         &[
             ("remote", r.remote.clone()),
-            ("listed", format!("{} ({} keys)", r.location, r.keys_scanned)),
+            (
+                "listed",
+                format!("{} ({} keys)", r.location, r.keys_scanned),
+            ),
         ],
     );
     let rows: Vec<Vec<String>> = r.backups.iter().map(row).collect();
@@ -55,7 +58,11 @@ pub fn listed(r: &RemoteLsResult) -> String {
             "{} other key(s) are not objects abssd writes: {}{}\n",
             r.unplaced,
             keys.join(", "),
-            if r.unplaced > keys.len() as u64 { ", …" } else { "" }
+            if r.unplaced > keys.len() as u64 {
+                ", …"
+            } else {
+                ""
+            }
         ));
     }
     text

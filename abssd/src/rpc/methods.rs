@@ -7,11 +7,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use abssd_proto::methods::{
-    BackupCreate, BackupList, BackupProtect, BackupPrune, BackupReconcile, BackupRestore,
-    BackupRun, BackupShow, BackupUnprotect, BackupVerify, DaemonHealth, DaemonStatusMethod, OpGet,
-    OpList, OpWatch, ScheduleDisable, ScheduleEnable, ScheduleShow,
+    BackupCreate,
+    BackupList,
+    BackupProtect,
+    BackupPrune,
+    BackupReconcile,
+    BackupRestore,
+    BackupRun,
+    BackupShow,
+    BackupUnprotect,
+    BackupVerify,
+    DaemonHealth,
+    DaemonStatusMethod,
+    OpGet,
+    OpList,
+    OpWatch,
     // Issue 17, helper C.
     RemoteLs,
+    ScheduleDisable,
+    ScheduleEnable,
+    ScheduleShow,
 };
 use abssd_proto::{
     Command, DaemonStatus, ErrorKind, Json, Method, OpInfo, OpListResult, PROTOCOL_VERSION,

@@ -64,8 +64,8 @@ pub struct Group {
     pub archive: Option<ArchiveObject>,
     /// The sidecar object's key.
     pub sidecar: Option<String>,
-    /// The entry object's key and whether it is encrypted.
-    pub entry: Option<(String, bool)>,
+    /// The entry object's key, whether it is encrypted, and its size.
+    pub entry: Option<(String, bool, u64)>,
 }
 
 /// An archive object.
@@ -171,7 +171,9 @@ fn place(survey: &mut Survey, remote: &RemoteSettings, object: remote::s3::Objec
     let taken = match what {
         Object::Entry { encrypted, .. } => {
             let taken = group.entry.is_some();
-            group.entry.get_or_insert((object.key.clone(), encrypted));
+            group
+                .entry
+                .get_or_insert((object.key.clone(), encrypted, object.size));
             taken
         }
         Object::Sidecar { .. } => {
@@ -224,7 +226,7 @@ pub async fn ls(ctx: &Ctx, params: &RemoteLsParams) -> Result<RemoteLsResult> {
             size_bytes: g.archive.as_ref().map(|a| a.size),
             encrypted: match (&g.archive, &g.entry) {
                 (Some(a), _) => a.encrypted,
-                (None, Some((_, e))) => *e,
+                (None, Some((_, e, _))) => *e,
                 (None, None) => false,
             },
             has_sidecar: g.sidecar.is_some(),
@@ -401,10 +403,7 @@ fn compare(
             continue;
         };
         let found: Option<(u64, Option<&str>)> = match by_key.get(copy.key.as_str()) {
-            Some(g) => g
-                .archive
-                .as_ref()
-                .map(|a| (a.size, g.sidecar.as_deref())),
+            Some(g) => g.archive.as_ref().map(|a| (a.size, g.sidecar.as_deref())),
             // A key outside the listed prefix (another prefix, by hand): looked up.
             None if !copy.key.starts_with(&survey.prefix) => match s3.head(&copy.key) {
                 Ok(info) => info.map(|i| (i.size, None)),
@@ -475,7 +474,7 @@ fn compare(
         }
         let (path, size) = match (&g.archive, &g.entry, &g.sidecar) {
             (Some(a), _, _) => (a.key.clone(), Some(a.size)),
-            (None, Some((k, _)), _) => (k.clone(), None),
+            (None, Some((k, _, _)), _) => (k.clone(), None),
             (None, None, Some(k)) => (k.clone(), None),
             (None, None, None) => continue,
         };
@@ -495,10 +494,7 @@ fn compare(
             instance: Some(g.instance.clone()),
             path,
             status: item_status::REMOTE_ONLY.into(),
-            reason: format!(
-                "in remote {name:?} ({}), not in the index",
-                have.join(", ")
-            ),
+            reason: format!("in remote {name:?} ({}), not in the index", have.join(", ")),
             action: adoptable
                 .then(|| "adopt its entry (status missing, its copy recorded)".to_owned()),
             resolved: false,
@@ -569,7 +565,15 @@ fn adoptions(
         let Some(group) = survey.groups.get(&key) else {
             continue;
         };
-        let adopted = adoption(s3, remote, group, index, backups_root, actor, &mut identities);
+        let adopted = adoption(
+            s3,
+            remote,
+            group,
+            index,
+            backups_root,
+            actor,
+            &mut identities,
+        );
         let item = &mut result.orphaned[at];
         match adopted {
             Ok(entry) => planned.push(Planned {
@@ -596,9 +600,15 @@ fn adoption(
     actor: &Actor,
     identities: &mut Option<std::result::Result<Vec<Box<dyn age::Identity + Send + Sync>>, String>>,
 ) -> std::result::Result<BackupEntry, String> {
-    let (Some(archive), Some((entry_key, sealed))) = (&group.archive, &group.entry) else {
+    let (Some(archive), Some((entry_key, sealed, size))) = (&group.archive, &group.entry) else {
         return Err("it has no archive or no entry object".into());
     };
+    // The listing's size first: nothing larger is downloaded.
+    if *size > MAX_ENTRY_BYTES {
+        return Err(format!(
+            "its entry object {entry_key} is larger than {MAX_ENTRY_BYTES} bytes ({size})"
+        ));
+    }
     let raw = s3
         .get_small(entry_key, MAX_ENTRY_BYTES + 1)
         .map_err(|e| format!("its entry object could not be read: {e}"))?;
@@ -675,9 +685,9 @@ fn adoption(
         crate::ops::check_message("its entry's message", message).map_err(|e| e.to_string())?;
     }
     let sidecar = match &group.sidecar {
-        Some(key) => Some(
-            read_sidecar(s3, key).map_err(|e| format!("its sidecar could not be read: {e}"))?,
-        ),
+        Some(key) => {
+            Some(read_sidecar(s3, key).map_err(|e| format!("its sidecar could not be read: {e}"))?)
+        }
         None => None,
     };
     if let Some(text) = &sidecar {
