@@ -225,6 +225,16 @@ pub enum BackupCommand {
     /// --apply (and --adopt) change the index and need an operator (root or the
     /// operator group).
     ///
+    /// With --remote NAME it compares the index with what remote NAME holds instead:
+    ///   missing     a copy the index records whose archive object is gone
+    ///               (--apply drops the record)
+    ///   mismatched  a recorded copy whose size, or remote sidecar checksum, differs
+    ///   orphaned    a backup only the remote has (remote-only); --apply --adopt
+    ///               adds its entry, read from the remote, with status missing and
+    ///               its copy recorded, so `backup pull` can fetch it
+    ///   local only  an archive here with no copy there (not drift: push it)
+    /// It makes requests with the remote's credentials, so it needs an operator.
+    ///
     /// Exit codes: 0 when the report ran, whether or not it found drift (as the
     /// Python abssctl's reconcile exits). With --check: 3 when drift is left after
     /// the run (found and not fixed), so a nightly `abssctl backup reconcile

@@ -693,7 +693,12 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
     let bytes = b"some archive".as_slice();
     // Each: a real archive and sidecar, and an entry object that lies.
     let mut cases = Vec::new();
-    for (what, make) in [("names another backup", 0), ("huge", 1), ("not JSON", 2)] {
+    for (what, make) in [
+        ("names another backup", 0),
+        ("huge", 1),
+        ("not JSON", 2),
+        ("no time", 3),
+    ] {
         let e = foreign_entry(&h.sb, "alpha", bytes, what);
         push_bytes(&off, &e, bytes);
         let keys = layout::keys(&off, "alpha", &e.id, &e.path, false).unwrap();
@@ -709,7 +714,12 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
                     .insert("padding".into(), Value::String("x".repeat(1 << 21)));
                 serde_json::to_vec(&big).unwrap()
             }
-            _ => b"{\"id\": ".to_vec(),
+            2 => b"{\"id\": ".to_vec(),
+            _ => {
+                let mut odd = e.clone();
+                odd.created_at = "yesterday".into();
+                serde_json::to_vec(&odd).unwrap()
+            }
         };
         s3.delete(&keys.entry).unwrap();
         s3.put(&keys.entry, &body, true).unwrap();
@@ -718,7 +728,7 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
     let before = fs::read(h.sb.config().index_file).ok();
 
     let (_, r) = reconcile(&h.c, "off", None, true, true).await;
-    assert_eq!(r.orphaned.len(), 3, "{r:?}");
+    assert_eq!(r.orphaned.len(), 4, "{r:?}");
     assert_eq!(r.adopted.as_deref(), Some(&[][..]), "{r:?}");
     assert_eq!(r.updates_applied, 0);
     for (id, what) in cases {
@@ -726,7 +736,8 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
         let want = match what {
             "names another backup" => "its entry object names backup",
             "huge" => "larger than 1048576 bytes",
-            _ => "not an index entry in JSON",
+            "not JSON" => "not an index entry in JSON",
+            _ => "created_at \"yesterday\" is not a time",
         };
         assert!(
             !o.resolved && o.action.is_none() && o.reason.contains(want),

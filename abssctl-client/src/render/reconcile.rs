@@ -17,7 +17,10 @@ const FIXED: &str = "✓";
 pub fn reconciled(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
     let mut text = plan.map(compared).unwrap_or_default();
     text.push_str(&entries("missing", &r.missing));
-    text.push_str(&orphans(&r.orphaned));
+    text.push_str(&orphans(
+        &r.orphaned,
+        plan.and_then(|p| p.remote.as_deref()),
+    ));
     text.push_str(&entries("mismatched", &r.mismatched));
     if !r.local_only.is_empty() {
         let heading = format!(
@@ -109,8 +112,11 @@ fn entries(title: &str, items: &[ReconcileItem]) -> String {
 
 /// Archives without an entry: the path is the handle a person has on them (and
 /// holds the id inferred from the name).
-fn orphans(items: &[ReconcileItem]) -> String {
-    let heading = format!("orphaned ({})", items.len());
+fn orphans(items: &[ReconcileItem], remote: Option<&str>) -> String {
+    let heading = match remote {
+        Some(remote) => format!("orphaned ({}): only in remote {remote}", items.len()),
+        None => format!("orphaned ({})", items.len()),
+    };
     listing(&heading, items, &[PATH, INSTANCE, REASON, ACTION])
 }
 

@@ -681,6 +681,20 @@ fn adoption(
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_ascii_lowercase)
         .ok_or("its entry has no SHA-256 checksum")?;
+    if entry.created_at.parse::<jiff::Timestamp>().is_err() {
+        return Err(format!(
+            "its entry's created_at {:?} is not a time",
+            shown(&entry.created_at)
+        ));
+    }
+    if let Some(name) = entry.algorithm.as_deref()
+        && abssd_proto::Algorithm::from_name(name).is_none()
+    {
+        return Err(format!(
+            "its entry's algorithm {:?} is not one abssd reads",
+            shown(name)
+        ));
+    }
     if let Some(message) = &entry.message {
         crate::ops::check_message("its entry's message", message).map_err(|e| e.to_string())?;
     }
