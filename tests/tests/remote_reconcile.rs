@@ -848,3 +848,64 @@ async fn a_reader_is_refused_remote_ls_and_a_remote_reconcile() {
     .unwrap();
     assert_eq!(ids_of(&r), [foreign.id.as_str()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_and_an_unreachable_remote_are_refused_and_change_nothing() {
+    let mut h = host().await;
+    let off = settings(&h.sb, "off");
+    let id = backup(&h.c, "alpha").await.id;
+    push(&h.sb, &off, &id);
+    let before = fs::read(h.sb.config().index_file).unwrap();
+    let refused = |params: ReconcileParams| {
+        let c = &h.c;
+        async move { call::<BackupReconcile>(c, &params).await.unwrap_err() }
+    };
+    let e = refused(ReconcileParams {
+        remote: Some("off".into()),
+        verify: true,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(e.kind, ErrorKind::Validation, "{e:?}");
+    assert!(e.message.contains("--remote"), "{}", e.message);
+    let e = refused(ReconcileParams {
+        remote: Some("../x".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(e.kind, ErrorKind::Validation, "{e:?}");
+    let e = refused(ReconcileParams {
+        remote: Some("nowhere".into()),
+        apply: true,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
+    assert!(e.message.contains("configured: off"), "{}", e.message);
+
+    h.s3.kill();
+    let e = refused(ReconcileParams {
+        remote: Some("off".into()),
+        apply: true,
+        adopt: true,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(e.kind, ErrorKind::Environment, "{e:?}");
+    assert!(
+        e.message.contains("\"off\""),
+        "names the remote: {}",
+        e.message
+    );
+    let e = call::<RemoteLs>(
+        &h.c,
+        &RemoteLsParams {
+            remote: "off".into(),
+            instance: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Environment, "{e:?}");
+    assert_eq!(fs::read(h.sb.config().index_file).unwrap(), before);
+}

@@ -545,9 +545,16 @@ pub fn module(
             operator_only: |p| p.mutates() || p.verify || p.remote.is_some(),
             validate: |p| {
                 p.instance.as_deref().map_or(Ok(()), validate_name)?;
-                p.remote.as_deref().map_or(Ok(()), |r| {
-                    crate::config::remotes::check_name(r).map_err(Error::Validation)
-                })
+                let Some(remote) = p.remote.as_deref() else {
+                    return Ok(());
+                };
+                crate::config::remotes::check_name(remote).map_err(Error::Validation)?;
+                if p.verify || p.deep {
+                    return Err(Error::validation(
+                        "--verify and --deep re-hash local archives; they do not go with --remote",
+                    ));
+                }
+                Ok(())
             },
         },
         |ctx, sink, p, peer| async move {
