@@ -909,3 +909,44 @@ async fn bad_parameters_and_an_unreachable_remote_are_refused_and_change_nothing
     assert_eq!(e.kind, ErrorKind::Environment, "{e:?}");
     assert_eq!(fs::read(h.sb.config().index_file).unwrap(), before);
 }
+
+/// A copy that is there again by the time apply writes (a push completed
+/// meanwhile) keeps its record: apply looks each missing object up again
+/// under the global lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_keeps_the_record_of_a_copy_that_is_back_by_the_time_it_writes() {
+    // The hook below is process-wide.
+    let _serial = abssd_tests::serial();
+    let h = host().await;
+    let off = settings(&h.sb, "off");
+    let id = backup(&h.c, "alpha").await.id;
+    let copy = push(&h.sb, &off, &id);
+    let stored = h.s3.get(&copy.key);
+    h.s3.view().delete(&copy.key);
+    let before = fs::read(h.sb.config().index_file).unwrap();
+
+    let mut gate = abssd_tests::hooks::Gate::at("reconcile::remote-compared");
+    let socket = h.daemon.socket.clone();
+    let running = tokio::spawn(async move {
+        let c = client(&socket).await;
+        reconcile(&c, "off", None, true, false).await
+    });
+    gate.entered().await;
+    h.s3.view().put(&copy.key, &stored);
+    gate.release();
+    fail::remove("reconcile::remote-compared");
+    let (_, r) = running.await.unwrap();
+
+    assert_eq!(ids(&r.missing), [id.as_str()], "it was missing when listed");
+    assert!(!r.missing[0].resolved, "{r:?}");
+    assert!(
+        r.missing[0]
+            .reason
+            .contains("changed since it was looked at"),
+        "{r:?}"
+    );
+    assert_eq!(r.updates_applied, 0);
+    assert_eq!(fs::read(h.sb.config().index_file).unwrap(), before);
+    let (_, r) = reconcile(&h.c, "off", None, false, false).await;
+    assert!(r.in_sync(), "{r:?}");
+}

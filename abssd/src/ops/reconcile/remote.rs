@@ -339,12 +339,14 @@ pub async fn run(
                 &mut result,
             ));
         }
+        // Compared, not yet written: tests bring a copy back here.
+        hook_point!("reconcile::remote-compared");
         (result, planned)
     })
     .await?;
 
     if params.apply {
-        let applied = write(ctx, planned, progress, &mut result).await?;
+        let applied = write(ctx, s3, planned, progress, &mut result).await?;
         if params.adopt {
             let taken: HashSet<&str> = result
                 .orphaned
@@ -780,6 +782,7 @@ fn adoption(
 /// instances' locks); mark what they fixed and return the `applied` list.
 async fn write(
     ctx: &Ctx,
+    s3: std::sync::Arc<S3>,
     planned: Vec<Planned>,
     progress: &Reporter,
     result: &mut ReconcileResult,
@@ -801,7 +804,7 @@ async fn write(
     let _locks = ctx.locks.acquire(true, &names, progress).await?;
     let file = ctx.config.layout.index_file.clone();
     let (planned, done) = tokio::task::spawn_blocking(move || {
-        let done = apply(&file, &planned)?;
+        let done = apply(&file, &planned, &s3)?;
         Ok::<_, Error>((planned, done))
     })
     .await??;
@@ -839,13 +842,23 @@ async fn write(
 
 /// Re-read the index, apply each change that still holds, save once.
 /// Blocking; the caller holds the locks.
-fn apply(file: &Path, planned: &[Planned]) -> Result<Vec<bool>> {
+///
+/// A missing copy's object is looked up again first: a push uploads its
+/// objects before it records the copy (under the global lock), so a copy
+/// recorded after the listing was made is there now and keeps its record.
+fn apply(file: &Path, planned: &[Planned], s3: &S3) -> Result<Vec<bool>> {
     let mut index = Index::load(file)?;
     let mut done = Vec::with_capacity(planned.len());
     let mut taken: HashSet<PathBuf> = HashSet::new();
     for p in planned {
         let ok = match &p.change {
-            Change::Drop { id, name, key } => drop_copy(&mut index, id, name, key),
+            Change::Drop { id, name, key } => {
+                let recorded = index
+                    .get(id)
+                    .and_then(|e| e.remote_copy(name))
+                    .is_some_and(|c| &c.key == key);
+                recorded && matches!(s3.head(key), Ok(None)) && drop_copy(&mut index, id, name, key)
+            }
             Change::Adopt(entry) => {
                 let path = PathBuf::from(&entry.path);
                 let free = index.get(&entry.id).is_none()
