@@ -35,6 +35,7 @@ pub mod file;
 pub mod layout;
 mod merge;
 pub mod remotes;
+pub mod retention;
 pub mod settings;
 mod value;
 

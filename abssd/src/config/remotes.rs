@@ -27,6 +27,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
 use super::merge::{Merge, Unknown};
+use super::retention::{Retention, RetentionSection};
 use super::value::{absolute, whole};
 
 /// Longest remote name.
@@ -68,6 +69,9 @@ pub struct RemoteSection {
     /// `part_size_mib`: 5 to 512.
     #[serde(deserialize_with = "whole::<_, u32, 5, 512>")]
     pub part_size_mib: Option<u32>,
+    /// `retention:`: what `backup prune --remote NAME` keeps of this remote's
+    /// copies (the keys of `backups.retention`; it may keep longer).
+    pub retention: RetentionSection,
     /// Anything else.
     #[serde(flatten)]
     pub unknown: Unknown,
@@ -87,6 +91,7 @@ impl Merge for RemoteSection {
             age_identity_file: self.age_identity_file.merge(upper.age_identity_file),
             auto_push: self.auto_push.merge(upper.auto_push),
             part_size_mib: self.part_size_mib.merge(upper.part_size_mib),
+            retention: self.retention.merge(upper.retention),
             unknown: self.unknown.merge(upper.unknown),
         }
     }
@@ -127,7 +132,15 @@ impl RemotesSection {
     pub fn unknown_keys(&self) -> Vec<String> {
         self.0
             .iter()
-            .flat_map(|(name, s)| s.unknown.keys().map(move |k| format!("remotes.{name}.{k}")))
+            .flat_map(|(name, s)| {
+                let own = s.unknown.keys().map(move |k| format!("remotes.{name}.{k}"));
+                let rules = s
+                    .retention
+                    .unknown
+                    .keys()
+                    .map(move |k| format!("remotes.{name}.retention.{k}"));
+                own.chain(rules)
+            })
             .collect()
     }
 }
@@ -239,6 +252,8 @@ pub struct RemoteSettings {
     pub auto_push: bool,
     /// Bytes per part of a multipart upload (and the one-request limit).
     pub part_size: usize,
+    /// What `backup prune --remote` keeps when the request names no rule.
+    pub retention: Retention,
 }
 
 impl RemoteSettings {
@@ -323,6 +338,7 @@ impl RemoteSettings {
             age_identity_file: s.age_identity_file.clone(),
             auto_push: s.auto_push.unwrap_or(false),
             part_size: s.part_size_mib.unwrap_or(DEFAULT_PART_SIZE_MIB) as usize * (1 << 20),
+            retention: Retention::of(&s.retention),
         })
     }
 }
@@ -457,11 +473,12 @@ mod tests {
     #[test]
     fn a_full_remote_resolves() {
         let r = section(&format!(
-            "offsite:\n  endpoint: https://s3.example.com/gw/\n  bucket: acme-backups\n  prefix: /a/b/\n  credentials_file: /etc/abssctl/o.cred\n  age_recipients: [{KEY}]\n  part_size_mib: 16\n"
+            "offsite:\n  endpoint: https://s3.example.com/gw/\n  bucket: acme-backups\n  prefix: /a/b/\n  credentials_file: /etc/abssctl/o.cred\n  age_recipients: [{KEY}]\n  part_size_mib: 16\n  retention:\n    keep_daily: 30\n"
         ))
         .unwrap();
         let o = r.pick(None).unwrap();
         assert_eq!(o.prefix, "a/b");
+        assert_eq!(o.retention.keep_daily, Some(30));
         assert_eq!(o.region, "us-east-1");
         assert!(o.path_style && o.encrypted() && !o.auto_push);
         assert_eq!(o.part_size, 16 << 20);
