@@ -93,6 +93,18 @@ pub enum Step {
         /// The archive its entry names.
         archive: PathBuf,
     },
+    /// A prune is about to take the record of backup `id`'s copy in
+    /// `remote` out of the index, then delete the copy's objects `keys`.
+    /// Never undone: start-up recovery deletes the objects when the record
+    /// is gone, and leaves them when it is still there.
+    RemoveRemoteCopy {
+        /// The remote's name.
+        remote: String,
+        /// Backup id.
+        id: String,
+        /// The copy's objects (archive, sidecar, entry).
+        keys: Vec<String>,
+    },
     /// The removal of backup `id` is over (removed, or its entry put back).
     Removed {
         /// Backup id.
