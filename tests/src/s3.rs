@@ -140,6 +140,38 @@ impl S3Server {
         "us-east-1"
     }
 
+    /// One remote of abssd.yml's `remotes:` for this server, as a block of
+    /// YAML indented for its place under `remotes:` (`  NAME:` and its
+    /// keys), its credentials written to `dir/NAME.cred` (mode 0600, in the
+    /// AWS shared-credentials shape abssd reads). `extra` is more of the
+    /// remote's keys, one per line, unindented (`prefix: p\nauto_push: true`).
+    pub fn remote_yaml(&self, dir: &Path, name: &str, extra: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let cred = dir.join(format!("{name}.cred"));
+        std::fs::write(
+            &cred,
+            format!(
+                "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                self.access_key, self.secret_key
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut yaml = format!(
+            "  {name}:\n    endpoint: {}\n    bucket: {}\n    region: {}\n    path_style: true\n    credentials_file: {}\n",
+            self.endpoint(),
+            self.bucket(),
+            self.region(),
+            cred.display()
+        );
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            yaml.push_str("    ");
+            yaml.push_str(line);
+            yaml.push('\n');
+        }
+        yaml
+    }
+
     /// Kill the server (SIGKILL to its process group) and wait for it: what it
     /// held is gone, and connections to its port are refused until
     /// [`S3Server::restart`].
