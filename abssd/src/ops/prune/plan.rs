@@ -378,7 +378,9 @@ mod tests {
             keep_within: Some("5x".into()),
             ..Retention::default()
         };
-        let e = config_policy(&bad, "backups.retention").unwrap_err().to_string();
+        let e = config_policy(&bad, "backups.retention")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("backups.retention.keep_within"), "{e}");
     }
 
