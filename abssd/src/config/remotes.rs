@@ -221,6 +221,22 @@ impl Endpoint {
         }
     }
 
+    /// `http://` to a host other than this one (loopback).
+    pub fn is_plain_off_host(&self) -> bool {
+        let (origin, _) = self.split();
+        let Some(rest) = origin.strip_prefix("http://") else {
+            return false;
+        };
+        let host = match rest.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => rest.split(':').next().unwrap_or(""),
+        };
+        !(host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()))
+    }
+
     /// The URL as written (it holds no secret).
     pub fn as_str(&self) -> &str {
         &self.0
@@ -412,6 +428,23 @@ impl Remotes {
         Ok(Remotes { list })
     }
 
+    /// What an operator should know of these remotes: a plain-http endpoint
+    /// off this host carries the copies readable on the wire unless they
+    /// are encrypted (the credentials themselves are never sent: requests
+    /// are signed).
+    pub fn warnings(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .filter(|r| !r.encrypted() && r.endpoint.is_plain_off_host())
+            .map(|r| {
+                format!(
+                    "remotes.{}.endpoint is plain http to another host: copies travel unencrypted; use https or set remotes.{}.age_recipients",
+                    r.name, r.name
+                )
+            })
+            .collect()
+    }
+
     /// Every remote, by name.
     pub fn all(&self) -> &[RemoteSettings] {
         &self.list
@@ -528,6 +561,38 @@ mod tests {
             let err = section(yaml).unwrap_err();
             assert!(err.contains(says), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn plain_http_off_the_host_is_warned_about_unless_encrypted() {
+        let yaml = |endpoint: &str, extra: &str| {
+            section(&format!(
+                "o:\n  endpoint: {endpoint}\n  bucket: bbb\n  credential: c\n{extra}"
+            ))
+            .unwrap()
+            .warnings()
+        };
+        assert_eq!(yaml("http://backup.example", "").len(), 1);
+        assert!(
+            yaml("http://backup.example", "")
+                .iter()
+                .all(|w| w.contains("remotes.o.endpoint"))
+        );
+        for quiet in [
+            "https://backup.example",
+            "http://127.0.0.1:9000",
+            "http://[::1]:9000",
+            "http://localhost",
+        ] {
+            assert!(yaml(quiet, "").is_empty(), "{quiet}");
+        }
+        assert!(
+            yaml(
+                "http://backup.example",
+                &format!("  age_recipients: [{KEY}]\n")
+            )
+            .is_empty()
+        );
     }
 
     #[test]
