@@ -139,6 +139,19 @@ pub struct Record {
     pub outcome: Option<Outcome>,
 }
 
+impl Record {
+    /// The backups whose removal this (prune's) journal says is over.
+    pub fn finished_removals(&self) -> std::collections::HashSet<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Removed { id } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// What a committed restore records for the index annotation, so start-up
 /// recovery can finish it exactly as the operation would have.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

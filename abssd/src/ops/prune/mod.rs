@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use abssd_proto::{
-    EventKind, Phase, PruneOutcome, PruneParams, PrunePlan, PruneResult, policy_source, status,
+    Phase, PruneOutcome, PruneParams, PrunePlan, PruneResult, policy_source, status,
 };
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -67,20 +67,8 @@ pub async fn run(
         })
         .await??
     };
-    progress.emit(EventKind::Plan {
-        plan: abssd_proto::Json::new(&plan),
-    });
-    if params.dry_run {
+    if plan::shown(&plan, params, progress)? {
         return Ok((plan, None));
-    }
-    if let Some(expected) = &params.expect_digest
-        && !expected.eq_ignore_ascii_case(&plan.digest)
-    {
-        return Err(Error::validation(
-            "the prune plan changed since it was shown (a backup was made, removed, protected \
-             or verified meanwhile, or time moved a backup past --older-than or a pre-restore \
-             backup past its minimum age); nothing changed: run the prune again to see the new plan",
-        ));
     }
 
     // The same policy on the same clock, asked again on the fresh index of

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use abssd_proto::{BackupEntry, PruneItem, PruneParams, PrunePlan, status};
+use abssd_proto::{BackupEntry, EventKind, PruneItem, PruneParams, PrunePlan, status};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
@@ -15,6 +15,7 @@ use super::remove::Removal;
 use crate::config::Retention;
 use crate::error::{Error, Result};
 use crate::index::Index;
+use crate::progress::{Progress, Reporter};
 
 /// The labels a restore gives the backup it takes first: ours and the
 /// Python tool's.
@@ -22,6 +23,29 @@ const PRE_RESTORE_LABELS: [&str; 2] = [
     crate::ops::restore::PRE_RESTORE_LABEL,
     crate::ops::restore::PYTHON_PRE_RESTORE_LABEL,
 ];
+
+/// Emits `plan` as the operation's `plan` event; whether that is all the
+/// request asked (a dry run). A confirmed request whose plan differs from
+/// the one the operator saw (`expect_digest`) is refused.
+pub fn shown(plan: &PrunePlan, params: &PruneParams, progress: &Reporter) -> Result<bool> {
+    progress.emit(EventKind::Plan {
+        plan: abssd_proto::Json::new(plan),
+    });
+    if params.dry_run {
+        return Ok(true);
+    }
+    if let Some(expected) = &params.expect_digest
+        && !expected.eq_ignore_ascii_case(&plan.digest)
+    {
+        return Err(Error::validation(
+            "the prune plan changed since it was shown (a backup was made, pushed, removed, \
+             protected or verified meanwhile, or time moved a backup past a rule or a \
+             pre-restore backup past its minimum age); nothing changed: run the prune again \
+             to see the new plan",
+        ));
+    }
+    Ok(false)
+}
 
 /// The request's rules; `keep` (the Python tool's) is `keep_last`, and when
 /// both are given the larger keeps more.

@@ -21,8 +21,8 @@
 use std::collections::HashSet;
 
 use abssd_proto::{
-    BackupEntry, Command, EventKind, Phase, PruneOutcome, PruneParams, PrunePlan, PruneResult,
-    policy_source, status,
+    BackupEntry, Command, Phase, PruneOutcome, PruneParams, PrunePlan, PruneResult, policy_source,
+    status,
 };
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -89,20 +89,8 @@ pub async fn run(
     };
     let (mut shown, removals) = planned;
     shown.remote = Some(remote.name.clone());
-    progress.emit(EventKind::Plan {
-        plan: abssd_proto::Json::new(&shown),
-    });
-    if params.dry_run {
+    if plan::shown(&shown, params, progress)? {
         return Ok((shown, None));
-    }
-    if let Some(expected) = &params.expect_digest
-        && !expected.eq_ignore_ascii_case(&shown.digest)
-    {
-        return Err(Error::validation(
-            "the prune plan changed since it was shown (a copy was pushed, removed or \
-             protected meanwhile, or time moved a backup past a rule); nothing changed: \
-             run the prune again to see the new plan",
-        ));
     }
     let mut items = Vec::new();
     let mut removed_bytes = 0;
@@ -358,14 +346,7 @@ pub struct Recovered {
 /// whose record left the index loses its objects; one still recorded was
 /// never removed and stays.
 pub fn recover(config: &crate::Config, record: &Record) -> Result<Recovered> {
-    let finished: HashSet<&str> = record
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Removed { id } => Some(id.as_str()),
-            _ => None,
-        })
-        .collect();
+    let finished = record.finished_removals();
     let pending: Vec<(&String, &String, &Vec<String>)> = record
         .steps
         .iter()
