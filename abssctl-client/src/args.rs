@@ -652,8 +652,16 @@ pub struct PruneArgs {
     pub older_than: Option<u32>,
 
     /// Also drop index entries marked `removed` more than DAYS days ago.
-    #[arg(long, value_name = "DAYS")]
+    #[arg(long, value_name = "DAYS", conflicts_with = "remote")]
     pub purge_index: Option<u32>,
+
+    /// Prune the copies in remote NAME instead of the local archives: by the
+    /// rules given, else by remotes.NAME.retention in abssd.yml (a remote may
+    /// keep longer than the host). A copy that goes loses its archive,
+    /// sidecar and entry objects and its record in the index entry; the local
+    /// archive and entry stay as they are.
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 
     /// Print every backup with keep or remove and why, and change nothing.
     #[arg(long)]

@@ -93,6 +93,18 @@ pub enum Step {
         /// The archive its entry names.
         archive: PathBuf,
     },
+    /// A prune is about to take the record of backup `id`'s copy in
+    /// `remote` out of the index, then delete the copy's objects `keys`.
+    /// Never undone: start-up recovery deletes the objects when the record
+    /// is gone, and leaves them when it is still there.
+    RemoveRemoteCopy {
+        /// The remote's name.
+        remote: String,
+        /// Backup id.
+        id: String,
+        /// The copy's objects (archive, sidecar, entry).
+        keys: Vec<String>,
+    },
     /// The removal of backup `id` is over (removed, or its entry put back).
     Removed {
         /// Backup id.
@@ -125,6 +137,19 @@ pub struct Record {
     /// What finishing a committed restore still needs (set at the commit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
+}
+
+impl Record {
+    /// The backups whose removal this (prune's) journal says is over.
+    pub fn finished_removals(&self) -> std::collections::HashSet<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Removed { id } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// What a committed restore records for the index annotation, so start-up

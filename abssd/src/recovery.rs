@@ -276,11 +276,19 @@ async fn one(
                 config.layout.backups_root.clone(),
                 record.clone(),
             );
+            let remote_config = config.clone();
             let ops::prune::remove::Recovered { done, left } =
-                tokio::task::spawn_blocking(move || ops::prune::remove::recover(&file, &root, &r))
-                    .await
-                    .map_err(Error::from)
-                    .and_then(|x| x)?;
+                tokio::task::spawn_blocking(move || {
+                    let mut local = ops::prune::remove::recover(&file, &root, &r)?;
+                    // The copies in remotes the prune was removing.
+                    let remote = ops::prune::remote::recover(&remote_config, &r)?;
+                    local.done.extend(remote.done);
+                    local.left.extend(remote.left);
+                    Ok::<_, Error>(local)
+                })
+                .await
+                .map_err(Error::from)
+                .and_then(|x| x)?;
             done.iter().cloned().for_each(|l| progress.info(l));
             if !left.is_empty() {
                 left.iter().cloned().for_each(|l| progress.warn(l));

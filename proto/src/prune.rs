@@ -68,6 +68,11 @@ pub struct PruneParams {
     /// Return `{op_id}` at once instead of waiting for the result.
     #[serde(default)]
     pub detach: bool,
+    /// `--remote NAME`: prune the copies in that remote (by its own
+    /// `remotes.NAME.retention` when no rule is given) instead of the local
+    /// archives. The local archives and entries are left as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 impl PruneParams {
@@ -123,6 +128,10 @@ pub struct PrunePlan {
     /// in order. Equal digests, the same changes (see `expect_digest`).
     #[serde(default)]
     pub digest: String,
+    /// The remote whose copies this plan prunes (`--remote`); absent for
+    /// the local archives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 /// The decision on one backup.

@@ -140,6 +140,72 @@ impl S3Server {
         "us-east-1"
     }
 
+    /// A copy of backup `id` of `instance` put straight into the bucket
+    /// under `prefix` (its archive `file` with `bytes`, a sidecar and an
+    /// entry object, as `backup push` lays them out, unencrypted), and the
+    /// `remotes` record of remote `name` an index entry would hold for it.
+    pub fn plant_copy(
+        &self,
+        name: &str,
+        prefix: &str,
+        instance: &str,
+        id: &str,
+        file: &str,
+        bytes: &[u8],
+    ) -> serde_json::Value {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(bytes));
+        let dir = format!("{prefix}/{instance}");
+        let key = format!("{dir}/{file}");
+        self.put(&key, bytes);
+        self.put(
+            &format!("{key}.sha256"),
+            format!("{sha}  {file}\n").as_bytes(),
+        );
+        self.put(
+            &format!("{dir}/{id}.json"),
+            serde_json::json!({"id": id, "instance": instance})
+                .to_string()
+                .as_bytes(),
+        );
+        serde_json::json!({
+            "name": name, "key": key, "sha256": sha, "size_bytes": bytes.len(),
+            "uploaded_at": "2026-01-01T00:00:00Z", "encrypted": false,
+        })
+    }
+
+    /// One remote of abssd.yml's `remotes:` for this server, as a block of
+    /// YAML indented for its place under `remotes:` (`  NAME:` and its
+    /// keys), its credentials written to `dir/NAME.cred` (mode 0600, in the
+    /// AWS shared-credentials shape abssd reads). `extra` is more of the
+    /// remote's keys, one per line, unindented (`prefix: p\nauto_push: true`).
+    pub fn remote_yaml(&self, dir: &Path, name: &str, extra: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let cred = dir.join(format!("{name}.cred"));
+        std::fs::write(
+            &cred,
+            format!(
+                "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                self.access_key, self.secret_key
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut yaml = format!(
+            "  {name}:\n    endpoint: {}\n    bucket: {}\n    region: {}\n    path_style: true\n    credentials_file: {}\n",
+            self.endpoint(),
+            self.bucket(),
+            self.region(),
+            cred.display()
+        );
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            yaml.push_str("    ");
+            yaml.push_str(line);
+            yaml.push('\n');
+        }
+        yaml
+    }
+
     /// Kill the server (SIGKILL to its process group) and wait for it: what it
     /// held is gone, and connections to its port are refused until
     /// [`S3Server::restart`].

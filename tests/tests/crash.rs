@@ -486,6 +486,85 @@ async fn removal_killed_at(failpoint: &str) -> bool {
     removed
 }
 
+/// Kill a `backup prune --remote` at `failpoint`: after the next start, the
+/// copy's record and its objects are both there (the journal was written,
+/// nothing else) or both gone (recovery deleted the objects of a record that
+/// had left the index); the other copy and every local archive are intact.
+/// Whether the copy went.
+async fn remote_removal_killed_at(failpoint: &str) -> bool {
+    let s3 = abssd_tests::s3::S3Server::start();
+    let host = Host::new();
+    let cfg = host.sb.config();
+    let conf = fs::read_to_string(host.sb.full_config().abssd_config_file).unwrap();
+    host.sb.write_abssd_config(&format!(
+        "{conf}remotes:\n{}",
+        s3.remote_yaml(&host.sb.prefix, "off", "prefix: site")
+    ));
+    let d = host.daemon(None);
+    let c = client(&d.socket).await;
+    let (gone, kept) = (backup(&c, "alpha").await, backup(&c, "alpha").await);
+    d.stop();
+    let mut index: Value = serde_json::from_slice(&fs::read(&cfg.index_file).unwrap()).unwrap();
+    for e in index["backups"].as_array_mut().unwrap() {
+        let id = e["id"].as_str().unwrap().to_owned();
+        let file = PathBuf::from(e["path"].as_str().unwrap());
+        let file = file.file_name().unwrap().to_string_lossy().into_owned();
+        let copy = s3.plant_copy("off", "site", "alpha", &id, &file, id.as_bytes());
+        e["remotes"] = json!([copy]);
+        if id == gone.id {
+            e["created_at"] = "2020-01-01T00:00:00Z".into();
+        }
+    }
+    fs::write(&cfg.index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+    let local = [
+        fs::read(&gone.archive).unwrap(),
+        fs::read(&kept.archive).unwrap(),
+    ];
+    let d = host.daemon(Some(failpoint));
+    let params = PruneParams {
+        remote: Some("off".into()),
+        keep_last: Some(1),
+        yes: true,
+        detach: true,
+        ..Default::default()
+    };
+    let op_id = call::<abssd_proto::methods::BackupPrune>(&client(&d.socket).await, &params)
+        .await
+        .unwrap()
+        .op_id;
+    let what = format!("remote removal killed at {failpoint}");
+    let d = died_and_recovered(&host, d, &op_id, &what).await;
+    let index: Value = serde_json::from_slice(&fs::read(&cfg.index_file).unwrap()).unwrap();
+    let recorded = |id: &str| {
+        index["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == id && e.get("remotes").is_some())
+    };
+    let objects = |id: &str| {
+        s3.list("site/")
+            .iter()
+            .filter(|o| o.key.contains(id))
+            .count()
+    };
+    let removed = !recorded(&gone.id);
+    assert_eq!(objects(&gone.id), if removed { 0 } else { 3 }, "{what}");
+    assert!(recorded(&kept.id), "{what}");
+    assert_eq!(objects(&kept.id), 3, "{what}");
+    assert_eq!(
+        [
+            fs::read(&gone.archive).unwrap(),
+            fs::read(&kept.archive).unwrap()
+        ],
+        local,
+        "{what}"
+    );
+    host.assert_no_leftovers(&what);
+    d.stop();
+    removed
+}
+
 /// Kill a `schedule enable` or `schedule disable` (the point's name says
 /// which) after one of its steps, and check what docs/API.md says it leaves:
 /// the steps done, none of the others, nothing half-written; then the same
@@ -641,6 +720,17 @@ async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
                     "removal killed at {point}"
                 );
                 runs.push(format!("removal@{point}"));
+                (false, false)
+            }
+            "prune-remote" => {
+                let removed = remote_removal_killed_at(point).await;
+                // Once the record left the index, the copy is gone.
+                assert_eq!(
+                    removed,
+                    point != "prune-remote::journaled",
+                    "remote removal killed at {point}"
+                );
+                runs.push(format!("remote removal@{point}"));
                 (false, false)
             }
             "schedule" => {

@@ -35,6 +35,7 @@ pub async fn run(client: &Client, out: Output, args: PruneArgs) -> Result<Exit, 
         expect_digest: None,
         // The dry run answers with its plan at once.
         detach: false,
+        remote: args.remote.clone(),
     };
     let answer = call::<BackupPrune>(client, &params).await?;
     let plan = answer.plan.ok_or_else(|| {

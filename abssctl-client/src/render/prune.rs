@@ -12,11 +12,20 @@ pub fn plan(p: &PrunePlan, dry_run: bool) -> String {
     if dry_run {
         text.push_str("Dry run, nothing changed.\n");
     }
-    let source = if p.policy_source == abssd_proto::policy_source::CONFIG {
-        "from backups.retention in abssd.yml"
-    } else {
-        "from the command line"
+    let source = match (
+        &p.remote,
+        p.policy_source == abssd_proto::policy_source::CONFIG,
+    ) {
+        (Some(r), true) => format!("from remotes.{}.retention in abssd.yml", esc(r)),
+        (None, true) => "from backups.retention in abssd.yml".to_owned(),
+        (_, false) => "from the command line".to_owned(),
     };
+    if let Some(r) = &p.remote {
+        text.push_str(&format!(
+            "Copies in remote {}: the local archives are not touched.\n",
+            esc(r)
+        ));
+    }
     text.push_str(&format!(
         "Policy: {} ({source}); calendar in {}\n",
         esc(&p.policy),
@@ -128,6 +137,7 @@ mod tests {
             freed_bytes: 2048,
             purge: vec![],
             digest: String::new(),
+            remote: None,
         };
         let text = plan(&p, true);
         assert!(

@@ -20,9 +20,10 @@ use serde_json::{Map, Value};
 
 pub use super::merge::{Merge, Unknown};
 use super::remotes::RemotesSection;
+pub use super::retention::RetentionSection;
 use super::value::{
     MAX_HOOK_TIMEOUT, MAX_PING_TIMEOUT, MAX_SECONDS, MAX_STOP_TIMEOUT, PingUrl, absolute, age,
-    command, count, hook_command, keep_within, non_empty, ping_url, seconds, section, whole,
+    command, count, hook_command, non_empty, ping_url, seconds, section, whole,
 };
 use crate::error::{Error, Result};
 
@@ -245,35 +246,6 @@ layered! {
         /// `hooks.timeout`: longest one command may run (at most 6 h).
         #[serde(deserialize_with = "age::<_, MAX_HOOK_TIMEOUT>")]
         pub timeout: Option<Duration>,
-        /// Anything else.
-        #[serde(flatten)]
-        pub unknown: Unknown,
-    }
-}
-
-layered! {
-    /// `backups.retention:` (abssd's own), the rules of `backup prune`, each
-    /// as its flag. What each rule keeps is told in
-    /// `ops::prune::policy`.
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(default, expecting = "a mapping of settings")]
-    #[allow(missing_docs)]
-    pub struct RetentionSection {
-        #[serde(deserialize_with = "count::<_, 0>")]
-        pub keep_last: Option<u32>,
-        #[serde(deserialize_with = "count::<_, 0>")]
-        pub keep_hourly: Option<u32>,
-        #[serde(deserialize_with = "count::<_, 0>")]
-        pub keep_daily: Option<u32>,
-        #[serde(deserialize_with = "count::<_, 0>")]
-        pub keep_weekly: Option<u32>,
-        #[serde(deserialize_with = "count::<_, 0>")]
-        pub keep_monthly: Option<u32>,
-        #[serde(deserialize_with = "count::<_, 0>")]
-        pub keep_yearly: Option<u32>,
-        /// restic's notation (`30d`, `2y5m`), checked here.
-        #[serde(deserialize_with = "keep_within")]
-        pub keep_within: Option<String>,
         /// Anything else.
         #[serde(flatten)]
         pub unknown: Unknown,

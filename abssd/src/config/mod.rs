@@ -35,6 +35,7 @@ pub mod file;
 pub mod layout;
 mod merge;
 pub mod remotes;
+pub mod retention;
 pub mod settings;
 mod value;
 
@@ -186,6 +187,7 @@ impl Config {
         }
         let abssd_config_file = layout::rerooted(prefix, "/etc/abssctl/abssd.yml");
         let remotes = Remotes::resolve(&merged.remotes).map_err(crate::Error::Validation)?;
+        warnings.extend(remotes.warnings());
         Ok(Config {
             layout: Layout::resolve(prefix, config_file, &merged),
             abssd_config_file,

@@ -27,6 +27,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
 use super::merge::{Merge, Unknown};
+use super::retention::{Retention, RetentionSection};
 use super::value::{absolute, whole};
 
 /// Longest remote name.
@@ -68,6 +69,9 @@ pub struct RemoteSection {
     /// `part_size_mib`: 5 to 512.
     #[serde(deserialize_with = "whole::<_, u32, 5, 512>")]
     pub part_size_mib: Option<u32>,
+    /// `retention:`: what `backup prune --remote NAME` keeps of this remote's
+    /// copies (the keys of `backups.retention`; it may keep longer).
+    pub retention: RetentionSection,
     /// Anything else.
     #[serde(flatten)]
     pub unknown: Unknown,
@@ -87,6 +91,7 @@ impl Merge for RemoteSection {
             age_identity_file: self.age_identity_file.merge(upper.age_identity_file),
             auto_push: self.auto_push.merge(upper.auto_push),
             part_size_mib: self.part_size_mib.merge(upper.part_size_mib),
+            retention: self.retention.merge(upper.retention),
             unknown: self.unknown.merge(upper.unknown),
         }
     }
@@ -127,7 +132,15 @@ impl RemotesSection {
     pub fn unknown_keys(&self) -> Vec<String> {
         self.0
             .iter()
-            .flat_map(|(name, s)| s.unknown.keys().map(move |k| format!("remotes.{name}.{k}")))
+            .flat_map(|(name, s)| {
+                let own = s.unknown.keys().map(move |k| format!("remotes.{name}.{k}"));
+                let rules = s
+                    .retention
+                    .unknown
+                    .keys()
+                    .map(move |k| format!("remotes.{name}.retention.{k}"));
+                own.chain(rules)
+            })
             .collect()
     }
 }
@@ -208,6 +221,22 @@ impl Endpoint {
         }
     }
 
+    /// `http://` to a host other than this one (loopback).
+    pub fn is_plain_off_host(&self) -> bool {
+        let (origin, _) = self.split();
+        let Some(rest) = origin.strip_prefix("http://") else {
+            return false;
+        };
+        let host = match rest.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => rest.split(':').next().unwrap_or(""),
+        };
+        !(host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()))
+    }
+
     /// The URL as written (it holds no secret).
     pub fn as_str(&self) -> &str {
         &self.0
@@ -239,6 +268,8 @@ pub struct RemoteSettings {
     pub auto_push: bool,
     /// Bytes per part of a multipart upload (and the one-request limit).
     pub part_size: usize,
+    /// What `backup prune --remote` keeps when the request names no rule.
+    pub retention: Retention,
 }
 
 impl RemoteSettings {
@@ -323,6 +354,7 @@ impl RemoteSettings {
             age_identity_file: s.age_identity_file.clone(),
             auto_push: s.auto_push.unwrap_or(false),
             part_size: s.part_size_mib.unwrap_or(DEFAULT_PART_SIZE_MIB) as usize * (1 << 20),
+            retention: Retention::of(&s.retention),
         })
     }
 }
@@ -396,6 +428,23 @@ impl Remotes {
         Ok(Remotes { list })
     }
 
+    /// What an operator should know of these remotes: a plain-http endpoint
+    /// off this host carries the copies readable on the wire unless they
+    /// are encrypted (the credentials themselves are never sent: requests
+    /// are signed).
+    pub fn warnings(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .filter(|r| !r.encrypted() && r.endpoint.is_plain_off_host())
+            .map(|r| {
+                format!(
+                    "remotes.{}.endpoint is plain http to another host: copies travel unencrypted; use https or set remotes.{}.age_recipients",
+                    r.name, r.name
+                )
+            })
+            .collect()
+    }
+
     /// Every remote, by name.
     pub fn all(&self) -> &[RemoteSettings] {
         &self.list
@@ -457,11 +506,12 @@ mod tests {
     #[test]
     fn a_full_remote_resolves() {
         let r = section(&format!(
-            "offsite:\n  endpoint: https://s3.example.com/gw/\n  bucket: acme-backups\n  prefix: /a/b/\n  credentials_file: /etc/abssctl/o.cred\n  age_recipients: [{KEY}]\n  part_size_mib: 16\n"
+            "offsite:\n  endpoint: https://s3.example.com/gw/\n  bucket: acme-backups\n  prefix: /a/b/\n  credentials_file: /etc/abssctl/o.cred\n  age_recipients: [{KEY}]\n  part_size_mib: 16\n  retention:\n    keep_daily: 30\n"
         ))
         .unwrap();
         let o = r.pick(None).unwrap();
         assert_eq!(o.prefix, "a/b");
+        assert_eq!(o.retention.keep_daily, Some(30));
         assert_eq!(o.region, "us-east-1");
         assert!(o.path_style && o.encrypted() && !o.auto_push);
         assert_eq!(o.part_size, 16 << 20);
@@ -511,6 +561,38 @@ mod tests {
             let err = section(yaml).unwrap_err();
             assert!(err.contains(says), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn plain_http_off_the_host_is_warned_about_unless_encrypted() {
+        let yaml = |endpoint: &str, extra: &str| {
+            section(&format!(
+                "o:\n  endpoint: {endpoint}\n  bucket: bbb\n  credential: c\n{extra}"
+            ))
+            .unwrap()
+            .warnings()
+        };
+        assert_eq!(yaml("http://backup.example", "").len(), 1);
+        assert!(
+            yaml("http://backup.example", "")
+                .iter()
+                .all(|w| w.contains("remotes.o.endpoint"))
+        );
+        for quiet in [
+            "https://backup.example",
+            "http://127.0.0.1:9000",
+            "http://[::1]:9000",
+            "http://localhost",
+        ] {
+            assert!(yaml(quiet, "").is_empty(), "{quiet}");
+        }
+        assert!(
+            yaml(
+                "http://backup.example",
+                &format!("  age_recipients: [{KEY}]\n")
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use abssd_proto::{Compression, Consistency};
 
 use super::file::ConfigFile;
+pub use super::retention::Retention;
 use super::value::PingUrl;
 
 /// Default of `daemon.max_restore_entries`.
@@ -143,20 +144,6 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
 /// was a mistake.
 pub const DEFAULT_PRE_RESTORE_MIN_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// `backups.retention`, as set (each rule as its `backup prune` flag).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub struct Retention {
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_yearly: Option<u32>,
-    /// restic's notation, parsed when a prune uses it.
-    pub keep_within: Option<String>,
-}
-
 impl DaemonSettings {
     /// What `merged` sets, defaults for the rest.
     pub fn resolve(merged: &ConfigFile) -> DaemonSettings {
@@ -202,18 +189,7 @@ impl DaemonSettings {
             consistency: d.consistency.unwrap_or_default(),
             default_compression: merged.backups.compression.algorithm.unwrap_or_default(),
             default_level: merged.backups.compression.level,
-            retention: {
-                let r = &merged.backups.retention;
-                Retention {
-                    keep_last: r.keep_last,
-                    keep_hourly: r.keep_hourly,
-                    keep_daily: r.keep_daily,
-                    keep_weekly: r.keep_weekly,
-                    keep_monthly: r.keep_monthly,
-                    keep_yearly: r.keep_yearly,
-                    keep_within: r.keep_within.clone(),
-                }
-            },
+            retention: Retention::of(&merged.backups.retention),
             pre_restore_min_age: merged
                 .backups
                 .pre_restore_min_age

@@ -169,6 +169,7 @@ mod tests {
             age_identity_file: None,
             auto_push: false,
             part_size: 5 << 20,
+            retention: Default::default(),
         }
     }
 

@@ -616,14 +616,7 @@ impl Files {
 /// The caller holds the global lock. Blocking. Fails only when the index
 /// cannot be read (nothing was done then).
 pub fn recover(index_file: &Path, backups_root: &Path, record: &Record) -> Result<Recovered> {
-    let done: std::collections::HashSet<&str> = record
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Removed { id } => Some(id.as_str()),
-            _ => None,
-        })
-        .collect();
+    let done = record.finished_removals();
     let pending: Vec<(&String, &PathBuf)> = record
         .steps
         .iter()

@@ -530,6 +530,7 @@ mod tests {
                 Step::Commit => "commit",
                 Step::Archive { .. } => "archive",
                 Step::RemoveBackup { .. } => "remove_backup",
+                Step::RemoveRemoteCopy { .. } => "remove_remote_copy",
                 Step::Removed { .. } => "removed",
             })
             .collect();

@@ -70,6 +70,7 @@ pub async fn rollback(
             Step::Commit
             | Step::Archive { .. }
             | Step::RemoveBackup { .. }
+            | Step::RemoveRemoteCopy { .. }
             | Step::Removed { .. } => {}
             Step::ReloadNginx => nginx_reload = true,
             Step::DaemonReload => daemon_reload = true,
