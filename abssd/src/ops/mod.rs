@@ -17,6 +17,7 @@ pub mod health;
 pub mod list;
 pub mod protect;
 pub mod prune;
+pub mod push;
 pub mod reconcile;
 pub mod restore;
 pub mod run;

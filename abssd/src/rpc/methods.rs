@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use abssd_proto::methods::{
-    BackupCreate, BackupList, BackupProtect, BackupPrune, BackupReconcile, BackupRestore,
-    BackupRun, BackupShow, BackupUnprotect, BackupVerify, DaemonHealth, DaemonStatusMethod, OpGet,
-    OpList, OpWatch, ScheduleDisable, ScheduleEnable, ScheduleShow,
+    BackupCreate, BackupList, BackupProtect, BackupPrune, BackupPush, BackupReconcile,
+    BackupRestore, BackupRun, BackupShow, BackupUnprotect, BackupVerify, DaemonHealth,
+    DaemonStatusMethod, OpGet, OpList, OpWatch, ScheduleDisable, ScheduleEnable, ScheduleShow,
 };
 use abssd_proto::{
     Command, DaemonStatus, ErrorKind, Json, Method, OpInfo, OpListResult, PROTOCOL_VERSION,
@@ -408,7 +408,7 @@ pub fn module(
             },
         },
         |ctx, sink, p, peer| async move {
-            let (plan, result) = ops::create::run(&ctx, &p, &peer.actor, &sink).await?;
+            let (plan, result) = ops::create::run_and_push(&ctx, &p, &peer.actor, &sink).await?;
             Ok(answer(Some(plan), result))
         },
     )?;
@@ -529,6 +529,27 @@ pub fn module(
         },
         |ctx, sink, p, peer| async move {
             let (plan, result) = ops::reconcile::run(&ctx, &p, &peer.actor, &sink).await?;
+            Ok(answer(Some(plan), Some(result)))
+        },
+    )?;
+
+    // backup.push (issue 17): copies to a remote; an operator's.
+    operation::<BackupPush, _, _>(
+        &mut m,
+        OpMethod {
+            command: Command::BackupPush,
+            target: |p| {
+                p.instance
+                    .clone()
+                    .or_else(|| p.all.then(|| "all".to_owned()))
+                    .or_else(|| p.ids.first().cloned())
+            },
+            detached: |p| p.detach,
+            operator_only: |_| true,
+            validate: ops::push::validate,
+        },
+        |ctx, sink, p, _| async move {
+            let (plan, result) = ops::push::run(&ctx, &p, &sink).await?;
             Ok(answer(Some(plan), Some(result)))
         },
     )?;

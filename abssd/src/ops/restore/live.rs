@@ -530,6 +530,7 @@ mod tests {
                 Step::Commit => "commit",
                 Step::Archive { .. } => "archive",
                 Step::RemoveBackup { .. } => "remove_backup",
+                Step::RemoteArchive { .. } => "remote_archive",
                 Step::Removed { .. } => "removed",
             })
             .collect();
