@@ -27,6 +27,7 @@ mod interop_config;
 mod interop_locks;
 mod interop_registry;
 mod prune;
+mod push;
 mod reconcile;
 mod restore;
 mod run;

@@ -143,7 +143,7 @@ fn upload(
         if started.get() && !fired.get() && total >= part_size + PAST_FIRST_PART {
             fired.set(true);
             // A multipart upload is open and its first part sent.
-            hook_point!("push::part-sent");
+            hook_point!("push::first-part");
             crash_point!("push::part-sent");
         }
     };
