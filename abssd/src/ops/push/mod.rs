@@ -90,14 +90,19 @@ pub async fn run(
     validate(params)?;
     let remote = ctx.config.remotes.pick(params.remote.as_deref())?.clone();
     let entries = select(ctx, params).await?;
+    let paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
+    let total_bytes = tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+            .sum()
+    })
+    .await?;
     let plan = PushPlan {
         remote: remote.name.clone(),
         encrypted: remote.encrypted(),
         ids: entries.iter().map(|e| e.id.clone()).collect(),
-        total_bytes: entries
-            .iter()
-            .filter_map(|e| std::fs::metadata(&e.path).ok().map(|m| m.len()))
-            .sum(),
+        total_bytes,
     };
     progress.emit(EventKind::Plan {
         plan: abssd_proto::Json::new(&plan),
@@ -215,6 +220,12 @@ async fn push_entries(
     entries: Vec<BackupEntry>,
     progress: &Reporter,
 ) -> Result<Pushed> {
+    if entries.is_empty() {
+        return Ok(Pushed {
+            result: PushResult::new(remote.name.clone(), Vec::new()),
+            first_kind: None,
+        });
+    }
     let settings = remote.clone();
     let s3 = Arc::new(tokio::task::spawn_blocking(move || remote::connect(&settings)).await??);
     let mut items = Vec::with_capacity(entries.len());
