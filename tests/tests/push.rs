@@ -381,6 +381,46 @@ async fn a_dropped_connection_leaves_nothing_once_abssd_restarts_and_the_next_pu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_left_without_its_sidecar_is_replaced_by_the_next_push_of_the_same_daemon() {
+    let _serial = serial();
+    let s3 = S3Server::start();
+    let cutter = Cutter::start(s3.addr());
+    let w = world(&["alpha"], &s3, Some(&cutter.endpoint()), "");
+    bulk_up(&w.data("alpha"), 12 << 20);
+    let c = w.client().await;
+    let made = backup(&c, "alpha").await;
+    let key = archive_key(&made, false);
+
+    let mut gate = Gate::at("push::stored");
+    let (c2, p) = (w.client().await, ids(&made.id));
+    let pushing = tokio::spawn(async move { push(&c2, &p).await });
+    gate.entered().await;
+    cutter.cut_after(0);
+    gate.release();
+    let err = pushing.await.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Environment, "{err:?}");
+    assert!(err.message.contains("next starts"), "{}", err.message);
+    assert!(s3.head(&key).is_some(), "the archive completed");
+    assert!(s3.head(&format!("{key}.sha256")).is_none());
+    assert!(show(&c, &made.id).await.remote_copy(REMOTE).is_none());
+    cutter.heal();
+
+    // The same daemon, no restart: the journal names the object as its own.
+    let result = push(&c, &ids(&made.id)).await.unwrap();
+    assert_eq!(result.items[0].outcome, PushOutcome::Pushed, "{result:?}");
+    assert!(s3.get(&key) == fs::read(&made.archive).unwrap());
+    assert!(s3.head(&format!("{key}.sha256")).is_some());
+    assert!(show(&c, &made.id).await.remote_copy(REMOTE).is_some());
+    assert!(
+        fs::read_dir(w.cfg().state_dir.join("journal"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the journals are done with"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_and_an_unreachable_endpoint_are_environment_errors_changing_nothing() {
     let s3 = S3Server::start();
     let w = World::with_config(&["alpha"], |sb| {

@@ -48,9 +48,15 @@ pub(super) enum Done {
 pub(super) fn copy(job: Job) -> Result<(Done, Option<Journal>)> {
     let s3 = job.s3.as_ref();
     if let Some(info) = s3.head(&job.keys.archive)? {
-        // Never journaled: an object that was there before is never ours
-        // to delete.
-        return adopt(&job, info.size).map(|c| (Done::Already(c), None));
+        match adopt(&job, info.size) {
+            Ok(c) => return Ok((Done::Already(c), None)),
+            // An archive an earlier push of this daemon left without its
+            // sidecar (the remote went away before it could be removed):
+            // its journal names it, so it is ours to remove, and the push
+            // starts again.
+            Err(e) if !leftover(&job)? => return Err(e),
+            Err(_) => {}
+        }
     }
     let sha = job.entry.sha256().unwrap_or_default().to_ascii_lowercase();
     let mut journal = Journal::create(
@@ -78,6 +84,9 @@ pub(super) fn copy(job: Job) -> Result<(Done, Option<Journal>)> {
         Err(e) => return Err(abandon(&job, journal, e.into())),
     };
     crash_point!("push::archive-stored");
+    // The archive complete, its sidecar not yet there: tests cut the
+    // connection here.
+    hook_point!("push::stored");
     if let Err(e) = sidecar(&job, &uploaded.plain_sha256, &uploaded.sha256) {
         return Err(abandon(&job, journal, e));
     }
@@ -295,6 +304,51 @@ fn in_the_way(job: &Job, how: &str) -> Error {
         "an object not made by this backup is at {} in {} (it {how}): nothing was overwritten; move it away or push to another prefix",
         job.keys.archive, job.remote.name
     ))
+}
+
+/// Whether a journal an earlier push left (its clean-up failed) names this
+/// backup's archive key in this remote with no sidecar beside it; if so,
+/// its uploads are abandoned, the object deleted and the journal closed.
+/// Only this daemon's pushes write those journals, and one push of a key
+/// runs at a time ([`super::Pushing`]).
+fn leftover(job: &Job) -> Result<bool> {
+    let s3 = job.s3.as_ref();
+    let mut found = false;
+    for (path, record) in Journal::pending(&job.state_dir)? {
+        let Ok(record) = record else { continue };
+        if record.command != Command::BackupPush || record.backup_id != job.entry.id {
+            continue;
+        }
+        let mut uploads = Vec::new();
+        let mut ours = false;
+        for step in &record.steps {
+            if let Step::RemoteArchive {
+                remote,
+                key,
+                upload_id,
+                ..
+            } = step
+                && *remote == job.remote.name
+                && *key == job.keys.archive
+            {
+                ours = true;
+                uploads.extend(upload_id.clone());
+            }
+        }
+        if !ours {
+            continue;
+        }
+        if s3.head(&job.keys.sidecar)?.is_some() {
+            return Ok(false);
+        }
+        for id in &uploads {
+            s3.abort_multipart(&job.keys.archive, id)?;
+        }
+        s3.delete(&job.keys.archive)?;
+        Journal::resume(path, record).close()?;
+        found = true;
+    }
+    Ok(found)
 }
 
 /// A push that failed before its sidecar: abandon the upload and delete
