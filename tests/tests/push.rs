@@ -20,7 +20,7 @@ use abssd_tests::child::{ChildDaemon, aborted};
 use abssd_tests::hooks::Gate;
 use abssd_tests::s3::{Cutter, S3Server};
 use abssd_tests::world::World;
-use abssd_tests::{FakeSystemd, Sandbox, backup, client, serial, show};
+use abssd_tests::{Daemon, FakeSystemd, Sandbox, backup, client, serial, show};
 use jsonrpsee::core::client::Client;
 use serde_json::json;
 
@@ -555,6 +555,81 @@ async fn a_job_whose_push_fails_fails_that_instance_and_the_others_go_on() {
     let beta_id = beta.backup_id.clone().unwrap();
     assert!(show(&c, &alpha_id).await.remote_copy(REMOTE).is_none());
     assert!(show(&c, &beta_id).await.remote_copy(REMOTE).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_may_not_push_and_bad_requests_change_nothing() {
+    use std::os::unix::process::CommandExt;
+    let s3 = S3Server::start();
+    let sb = Sandbox::new();
+    sb.add_instance("alpha");
+    let cred = cred_file(
+        &sb.path("etc/abssctl/off.cred"),
+        s3.access_key(),
+        s3.secret_key(),
+    );
+    sb.write_abssd_config(&format!(
+        "remotes:\n{}",
+        remote_yaml(REMOTE, &s3.endpoint(), s3.bucket(), &cred, "")
+    ));
+    let mut config = sb.full_config();
+    config.daemon.socket_group = "nogroup".into();
+    config.daemon.operator_group = "abssctl-test-nonexistent".into();
+    let daemon = Daemon::start_with(config);
+    let c = client(&daemon.socket).await;
+    let made = backup(&c, "alpha").await;
+    for dir in [sb.prefix.clone(), sb.path("run"), sb.path("run/abssctl")] {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"backup.push","params":{{"ids":["{}"]}}}}"#,
+        made.id
+    );
+    let out = Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(&daemon.socket)
+        .args(["-H", "content-type: application/json", "-d", &body])
+        .arg("http://localhost/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let denied: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(denied["error"]["data"]["kind"], "forbidden", "{denied}");
+
+    let index = fs::read(sb.config().index_file).unwrap();
+    for (params, kind) in [
+        (PushParams::default(), ErrorKind::Validation),
+        (
+            PushParams {
+                all: true,
+                instance: Some("alpha".into()),
+                ..PushParams::default()
+            },
+            ErrorKind::Validation,
+        ),
+        (ids("../../etc/passwd"), ErrorKind::Validation),
+        (ids("20250101-000000-alpha-000001"), ErrorKind::NotFound),
+        (
+            PushParams {
+                remote: Some("elsewhere".into()),
+                ..ids(&made.id)
+            },
+            ErrorKind::NotFound,
+        ),
+        (
+            PushParams {
+                ids: vec![made.id.clone(); PUSH_IDS + 1],
+                ..PushParams::default()
+            },
+            ErrorKind::Validation,
+        ),
+    ] {
+        let err = push(&c, &params).await.unwrap_err();
+        assert_eq!(err.kind, kind, "{params:?}: {err:?}");
+    }
+    assert_eq!(fs::read(sb.config().index_file).unwrap(), index);
+    assert!(keys(&s3).is_empty(), "nothing sent");
 }
 
 /// Kill abssd at push crash point `point`, start it again, and check: no
