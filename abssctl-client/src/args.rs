@@ -127,7 +127,9 @@ pub enum BackupCommand {
     /// Archive an instance's data, unit, nginx site and registry entry.
     ///
     /// Shows a byte progress bar on stderr while the daemon walks, compresses and
-    /// hashes; prints the archive, size and checksum when done.
+    /// hashes; prints the archive, size and checksum when done. Remotes with
+    /// auto_push: true (abssd.yml) then get the new backup, as `backup push` sends
+    /// it; a push that fails is a warning, and the backup stands.
     Create(CreateArgs),
     /// Put a backup back: into its instance (live), or its data into a new directory.
     ///
