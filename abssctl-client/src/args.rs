@@ -160,7 +160,9 @@ pub enum BackupCommand {
     /// Archive an instance's data, unit, nginx site and registry entry.
     ///
     /// Shows a byte progress bar on stderr while the daemon walks, compresses and
-    /// hashes; prints the archive, size and checksum when done.
+    /// hashes; prints the archive, size and checksum when done. Remotes with
+    /// auto_push: true (abssd.yml) then get the new backup, as `backup push` sends
+    /// it; a push that fails is a warning, and the backup stands.
     Create(CreateArgs),
     /// Put a backup back: into its instance (live), or its data into a new directory.
     ///
@@ -291,6 +293,9 @@ pub enum BackupCommand {
     ///   verify     the new archive, and the backups.job.verify_sample (default 1)
     ///              older available backups of the instance verified longest ago
     ///              (or never); deep when backups.job.deep is true
+    ///   push       the new backup to each remote with auto_push: true (abssd.yml,
+    ///              remotes:); only on hosts with such a remote. A push that fails
+    ///              fails the instance's job
     ///   reconcile  the instance's index entries against the archives, read-only:
     ///              drift is shown as a warning, never fixed by the job
     ///
@@ -313,6 +318,40 @@ pub enum BackupCommand {
     /// the whole summary. Needs an operator (root or the operator group).
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
+    /// Copy backups to a remote (S3-compatible object storage).
+    ///
+    /// The remote is one of `remotes:` in abssd.yml (--remote NAME; optional when
+    /// only one is configured). For each backup, abssd uploads under
+    /// <prefix>/<instance>/ of the remote's bucket:
+    ///   <archive file name>[.age]   the archive, streamed from disk; encrypted with
+    ///                               age to the remote's age_recipients when it has
+    ///                               any (.age), so `age -d -i KEY` reads it back
+    ///   <archive file name>.sha256  its checksum in sha256sum's format: the plain
+    ///                               archive's line and, when encrypted, the .age
+    ///                               object's, so `sha256sum -c` checks either
+    ///   <id>.json[.age]             its index entry, encrypted like the archive
+    /// then records the copy in the backup's index entry (`remotes`). The archive's
+    /// SHA-256 is checked against the index entry's before the object becomes
+    /// visible, and the index never records a copy whose objects are not all there.
+    ///
+    /// Nothing is ever overwritten: every object is created only if its key is free.
+    /// A backup whose copy is there already (from an earlier push) is `already`,
+    /// nothing sent; a backup whose key holds anything else fails, the object left
+    /// as it is. Only backups whose archive is on disk and whose entry has a checksum
+    /// are pushed (others are `skipped`, with why). A push that was interrupted (the
+    /// daemon stopped, the connection lost) leaves no partial object behind once
+    /// abssd has started again; push again to finish.
+    ///
+    /// Remotes with auto_push: true get each new backup automatically, at the end of
+    /// `backup create` and as the `push` step of `backup run`.
+    ///
+    /// Exit codes: 0 when every backup was pushed, already there or skipped;
+    /// otherwise the code of the first failure's kind (3 environment: the remote
+    /// unreachable, refused credentials, a key in the way; 2 validation or not
+    /// found), and with --json the error's detail.summary holds every backup's
+    /// outcome. Needs an operator (root or the operator group).
+    #[command(verbatim_doc_comment)]
+    Push(PushArgs),
 }
 
 /// `abssctl backup run`
@@ -328,6 +367,34 @@ pub struct RunArgs {
     pub all: bool,
 
     /// Start the job, print its operation id and return at once.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// `abssctl backup push`
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The backups to push (as `backup list` shows their ids).
+    #[arg(
+        value_name = "ID",
+        required_unless_present_any = ["instance", "all"],
+        conflicts_with_all = ["instance", "all"]
+    )]
+    pub ids: Vec<String>,
+
+    /// Push every backup of this instance (oldest first).
+    #[arg(short, long, value_name = "NAME", conflicts_with = "all")]
+    pub instance: Option<String>,
+
+    /// Push every backup in the index (oldest first).
+    #[arg(long)]
+    pub all: bool,
+
+    /// The remote (`remotes:` in abssd.yml); optional when only one is configured.
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+
+    /// Start pushing, print the operation id and return at once.
     #[arg(long)]
     pub detach: bool,
 }

@@ -17,6 +17,7 @@ pub mod backup;
 pub mod health;
 pub mod ops;
 pub mod prune;
+pub mod push;
 pub mod reconcile;
 pub mod remote_ls;
 pub mod restore;

@@ -112,17 +112,17 @@ pub enum Error {
         /// Why it did not start.
         cause: Box<Error>,
     },
-    /// A backup job (`backup run`) in which at least one instance failed:
-    /// the others ran to their end. Its kind is that of the first failure
-    /// (so the client's exit code says what went wrong), and its detail
-    /// carries the job's whole summary.
+    /// A backup job (`backup run`) in which at least one instance failed,
+    /// or a `backup push` in which a backup failed: the others ran to their
+    /// end. Its kind is that of the first failure (so the client's exit code
+    /// says what went wrong), and its detail carries the whole summary.
     #[error("{message}")]
     JobFailed {
         /// The kind of the first instance's failure.
         kind: ErrorKind,
         /// Which instances failed, and at which step.
         message: String,
-        /// The job's summary (`RunResult`), as JSON.
+        /// The summary (`RunResult`, `PushResult`), as JSON.
         summary: Box<serde_json::Value>,
     },
     /// A bug.

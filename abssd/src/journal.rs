@@ -110,6 +110,23 @@ pub enum Step {
         /// Backup id.
         id: String,
     },
+    /// A push is about to create the archive object `key` in remote
+    /// `remote`, its sidecar beside it at `sidecar`; journaled again with
+    /// `upload_id` once a multipart upload exists. Undo, when the index
+    /// records no copy of the backup in `remote`: abort the upload, and
+    /// delete the object when no sidecar is beside it (only a push puts a
+    /// sidecar there, after the archive completed; an object that was in
+    /// the way before the push began is never journaled).
+    RemoteArchive {
+        /// The remote's name (`remotes:` in abssd.yml).
+        remote: String,
+        /// The archive object's key.
+        key: String,
+        /// The sidecar object's key.
+        sidecar: String,
+        /// The multipart upload, once it exists.
+        upload_id: Option<String>,
+    },
     /// Past this point the operation is complete: recovery finishes the clean-up
     /// instead of rolling back.
     Commit,

@@ -10,6 +10,8 @@
 //!   state, nginx); after it, its clean-up and index annotation are done now;
 //! * a prune's removals are finished: an entry it had marked removed loses
 //!   the archive and sidecar still there; one it had not marked is kept;
+//! * a push's unfinished multipart upload is abandoned, and an archive
+//!   object it completed without a sidecar (and no index record) deleted;
 //! * temporary files of interrupted atomic writes of the index, the registry
 //!   and the journals are removed, and so are the private copies of
 //!   interrupted creates and deep checks (`state_dir/scratch/`).
@@ -300,6 +302,40 @@ async fn one(
                 });
             }
             Ok(json!({ "recovered": "finished", "done": done }))
+        }
+        Command::BackupPush => {
+            let (file, remotes, r) = (
+                config.layout.index_file.clone(),
+                config.remotes.all().to_vec(),
+                record.clone(),
+            );
+            let ops::push::recover::Recovered {
+                done,
+                left,
+                recorded,
+            } = tokio::task::spawn_blocking(move || {
+                ops::push::recover::recover(&file, &remotes, &r)
+            })
+            .await
+            .map_err(Error::from)?;
+            done.iter().cloned().for_each(|l| progress.info(l));
+            if recorded && left.is_empty() {
+                return Ok(
+                    json!({ "recovered": "finished", "id": record.backup_id, "done": done }),
+                );
+            }
+            left.iter().cloned().for_each(|l| progress.warn(l));
+            let what = if left.is_empty() {
+                "its copy was not recorded, and what it had uploaded was removed; push again"
+            } else {
+                "its copy was not recorded; what it had uploaded is removed at the next start"
+            };
+            Err(Failure::Interrupted {
+                command: Command::BackupPush,
+                what,
+                undone: done,
+                left,
+            })
         }
         other => Err(Failure::Error(WireError::new(
             ErrorKind::Internal,

@@ -15,25 +15,30 @@ pub enum JobStep {
     Prune,
     /// `backup verify` of the new archive (and a sample of older ones).
     Verify,
+    /// `backup push` of the new backup to each remote with `auto_push`;
+    /// only in the records of jobs on hosts with such a remote.
+    Push,
     /// `backup reconcile` of the instance's entries.
     Reconcile,
 }
 
 impl JobStep {
     /// Every step, in the order a job runs them.
-    pub const ALL: [JobStep; 4] = [
+    pub const ALL: [JobStep; 5] = [
         JobStep::Create,
         JobStep::Prune,
         JobStep::Verify,
+        JobStep::Push,
         JobStep::Reconcile,
     ];
 
-    /// The wire name (`create`, `prune`, `verify`, `reconcile`).
+    /// The wire name (`create`, `prune`, `verify`, `push`, `reconcile`).
     pub fn name(self) -> &'static str {
         match self {
             JobStep::Create => "create",
             JobStep::Prune => "prune",
             JobStep::Verify => "verify",
+            JobStep::Push => "push",
             JobStep::Reconcile => "reconcile",
         }
     }

@@ -7,6 +7,7 @@
 //! * [`restore`] — `backup.restore` parameters, plan and result.
 //! * [`reconcile`] — `backup.reconcile` parameters, plan and findings.
 //! * [`prune`]   — `backup.prune` parameters, plan (a decision per backup) and result.
+//! * [`push`]    — `backup.push`: copies of backups in a remote.
 //! * [`run`]     — `backup.run`, the backup job: parameters, plan and summary.
 //! * [`schedule`] — `schedule.*`: the timers that run backup jobs, and what systemd says of them.
 //! * [`health`]  — `daemon.health`: the probe results of `abssctl doctor`.
@@ -35,6 +36,7 @@ pub mod methods;
 pub mod op;
 pub mod progress;
 pub mod prune;
+pub mod push;
 pub mod reconcile;
 pub mod remote_ls;
 pub mod restore;
@@ -50,6 +52,7 @@ pub use methods::Method;
 pub use op::*;
 pub use progress::{Level, Phase};
 pub use prune::*;
+pub use push::*;
 pub use reconcile::*;
 pub use remote_ls::*;
 pub use restore::*;

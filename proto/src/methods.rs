@@ -11,6 +11,7 @@ use crate::backup::*;
 use crate::health::*;
 use crate::op::*;
 use crate::prune::*;
+use crate::push::*;
 use crate::reconcile::*;
 use crate::remote_ls::*;
 use crate::restore::*;
@@ -74,6 +75,8 @@ methods! {
     BackupUnprotect = "backup.unprotect", mutates: true, ProtectParams => OpOutcome<serde_json::Value, ProtectResult>;
     /// The backup job: create, prune, verify, reconcile, per instance.
     BackupRun = "backup.run", mutates: true, RunParams => OpOutcome<RunPlan, RunResult>;
+    /// Copy backups to a remote (S3-compatible object storage).
+    BackupPush = "backup.push", mutates: true, PushParams => OpOutcome<PushPlan, PushResult>;
     /// Write a timer's calendar, enable and start it.
     ScheduleEnable = "schedule.enable", mutates: true, ScheduleParams => OpOutcome<serde_json::Value, ScheduleResult>;
     /// Stop and disable a timer, remove its calendar.

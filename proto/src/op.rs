@@ -46,6 +46,8 @@ pub enum Command {
     BackupPrune,
     /// `backup run` (the backup job)
     BackupRun,
+    /// `backup push`
+    BackupPush,
     /// Any other command, as written.
     Other(String),
 }
@@ -62,6 +64,7 @@ impl Command {
             Command::BackupUnprotect => "backup unprotect",
             Command::BackupPrune => "backup prune",
             Command::BackupRun => "backup run",
+            Command::BackupPush => "backup push",
             Command::Other(text) => text,
         }
     }
@@ -78,6 +81,7 @@ impl Command {
             Command::BackupUnprotect,
             Command::BackupPrune,
             Command::BackupRun,
+            Command::BackupPush,
         ];
         known
             .into_iter()

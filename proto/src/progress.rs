@@ -46,6 +46,9 @@ macro_rules! phases {
             /// `remove:<id>`: a prune removes backup `<id>` (its index entry
             /// marked removed, its archive and sidecar deleted).
             Remove(String),
+            /// `push:<id>`: `backup.push` uploads backup `<id>`'s archive
+            /// (byte progress: plain bytes read).
+            Push(String),
             /// `<instance>:<step>`: a backup job (`backup.run`) runs one of its
             /// steps (`create`, `prune`, `verify`, `reconcile`) for an instance;
             /// the step's own phases follow it.
@@ -65,6 +68,7 @@ macro_rules! phases {
                     | Phase::VerifyDeep(_)
                     | Phase::Adopt(_)
                     | Phase::Remove(_)
+                    | Phase::Push(_)
                     | Phase::Job(..)
                     | Phase::Other(_) => None,
                 }
@@ -128,6 +132,7 @@ const VERIFY: &str = "verify:";
 const VERIFY_DEEP: &str = "verify-deep:";
 const ADOPT: &str = "adopt:";
 const REMOVE: &str = "remove:";
+const PUSH: &str = "push:";
 
 impl fmt::Display for Phase {
     /// The wire name.
@@ -137,6 +142,7 @@ impl fmt::Display for Phase {
             Phase::VerifyDeep(id) => write!(f, "{VERIFY_DEEP}{id}"),
             Phase::Adopt(name) => write!(f, "{ADOPT}{name}"),
             Phase::Remove(id) => write!(f, "{REMOVE}{id}"),
+            Phase::Push(id) => write!(f, "{PUSH}{id}"),
             Phase::Job(instance, step) => write!(f, "{instance}:{}", step.name()),
             Phase::Other(name) => f.write_str(name),
             fixed => f.write_str(fixed.fixed_name().unwrap_or_default()),
@@ -176,6 +182,9 @@ impl From<String> for Phase {
         }
         if let Some(id) = name.strip_prefix(REMOVE) {
             return Phase::Remove(id.to_owned());
+        }
+        if let Some(id) = name.strip_prefix(PUSH) {
+            return Phase::Push(id.to_owned());
         }
         Phase::Other(name)
     }
@@ -238,6 +247,8 @@ mod tests {
         "verify-deep:20240101-000000-alpha-0a1b2c",
         "adopt:alpha-2024.tar.zst",
         "remove:20240101-000000-alpha-0a1b2c",
+        "push:20240101-000000-alpha-0a1b2c",
+        "alpha:push",
         "alpha:create",
         "alpha-2:prune",
         "verify:verify",

@@ -48,7 +48,8 @@ pub struct RunInstance {
     /// The backup it created, when the create step succeeded.
     #[serde(default)]
     pub backup_id: Option<String>,
-    /// Each step, in order (create, prune, verify, reconcile).
+    /// Each step, in order (create, prune, verify, push when a remote
+    /// pushes automatically, reconcile).
     pub steps: Vec<JobStepOutcome>,
     /// What the operator should look at though the step succeeded (e.g.
     /// reconcile drift, which the job reports and does not fix).

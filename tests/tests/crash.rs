@@ -733,6 +733,11 @@ async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
                 runs.push(format!("remote removal@{point}"));
                 (false, false)
             }
+            "push" => {
+                crate::push::killed_at(point).await;
+                runs.push(format!("push@{point}"));
+                (false, false)
+            }
             "schedule" => {
                 schedule_killed_at(point).await;
                 runs.push(format!("schedule@{point}"));

@@ -28,6 +28,7 @@ mod interop_locks;
 mod interop_registry;
 mod prune;
 mod prune_remote;
+mod push;
 mod reconcile;
 mod remote_reconcile;
 mod restore;

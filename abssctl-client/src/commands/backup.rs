@@ -52,6 +52,7 @@ pub async fn run(client: &Client, out: Output, cmd: BackupCommand) -> Result<Exi
         BackupCommand::Restore(args) => super::restore::run(client, out, args).await,
         BackupCommand::Prune(args) => super::prune::run(client, out, args).await,
         BackupCommand::Run(args) => super::run::run(client, out, args).await,
+        BackupCommand::Push(args) => super::push::run(client, out, args).await,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod op;
 pub mod prune;
+pub mod push;
 pub mod remote_ls;
 pub mod restore;
 pub mod run;
@@ -122,6 +123,7 @@ fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
         Some(abssd_proto::Command::BackupRestore) => restore::show_restored(out, finished),
         Some(abssd_proto::Command::BackupPrune) => prune::show_pruned(out, finished),
         Some(abssd_proto::Command::BackupRun) => run::show_ran(out, finished),
+        Some(abssd_proto::Command::BackupPush) => push::show_pushed(out, finished),
         _ => {
             let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
             out.show(&doc, || {

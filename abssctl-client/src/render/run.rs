@@ -21,6 +21,16 @@ pub fn summary(r: &RunResult) -> String {
             })
             .to_owned()
     };
+    // The push step is there only on hosts with a remote that pushes
+    // automatically: its column too.
+    let pushes = r
+        .instances
+        .iter()
+        .any(|i| i.steps.iter().any(|s| s.step == JobStep::Push));
+    let steps: Vec<JobStep> = JobStep::ALL
+        .into_iter()
+        .filter(|&s| s != JobStep::Push || pushes)
+        .collect();
     let rows: Vec<Vec<String>> = r
         .instances
         .iter()
@@ -30,22 +40,17 @@ pub fn summary(r: &RunResult) -> String {
                 if i.ok { "ok" } else { "FAILED" }.to_owned(),
                 i.backup_id.clone().unwrap_or_else(|| "-".to_owned()),
             ];
-            row.extend(JobStep::ALL.iter().map(|&s| status(i, s)));
+            row.extend(steps.iter().map(|&s| status(i, s)));
             row
         })
         .collect();
-    let mut text = table(
-        &[
-            ("instance", Align::Left),
-            ("result", Align::Left),
-            ("backup", Align::Left),
-            ("create", Align::Left),
-            ("prune", Align::Left),
-            ("verify", Align::Left),
-            ("reconcile", Align::Left),
-        ],
-        &rows,
-    );
+    let mut columns = vec![
+        ("instance", Align::Left),
+        ("result", Align::Left),
+        ("backup", Align::Left),
+    ];
+    columns.extend(steps.iter().map(|s| (s.name(), Align::Left)));
+    let mut text = table(&columns, &rows);
     for i in &r.instances {
         for s in i.steps.iter().filter(|s| s.status == JobStepStatus::Failed) {
             text.push_str(&format!(

@@ -17,6 +17,7 @@ pub mod health;
 pub mod list;
 pub mod protect;
 pub mod prune;
+pub mod push;
 pub mod reconcile;
 pub mod restore;
 pub mod run;
@@ -50,6 +51,9 @@ pub struct Ctx {
     pub in_use: claims::InUse,
     /// Instances a backup job works on now.
     pub jobs: claims::Jobs,
+    /// The remote objects a push uploads now: a second push of one backup
+    /// to one remote passes it by instead of racing it.
+    pub pushing: push::Pushing,
     /// How operations reach systemd: D-Bus in the daemon, a fake in tests.
     pub systemd: Box<dyn Connector>,
 }
@@ -72,6 +76,7 @@ impl Ctx {
             in_flight: InFlight::default(),
             in_use: claims::InUse::default(),
             jobs: claims::Jobs::default(),
+            pushing: push::Pushing::default(),
             systemd,
         })
     }

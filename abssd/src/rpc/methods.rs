@@ -7,25 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use abssd_proto::methods::{
-    BackupCreate,
-    BackupList,
-    BackupProtect,
-    BackupPrune,
-    BackupReconcile,
-    BackupRestore,
-    BackupRun,
-    BackupShow,
-    BackupUnprotect,
-    BackupVerify,
-    DaemonHealth,
-    DaemonStatusMethod,
-    OpGet,
-    OpList,
-    OpWatch,
-    // Issue 17, helper C.
-    RemoteLs,
-    ScheduleDisable,
-    ScheduleEnable,
+    BackupCreate, BackupList, BackupProtect, BackupPrune, BackupPush, BackupReconcile,
+    BackupRestore, BackupRun, BackupShow, BackupUnprotect, BackupVerify, DaemonHealth,
+    DaemonStatusMethod, OpGet, OpList, OpWatch, RemoteLs, ScheduleDisable, ScheduleEnable,
     ScheduleShow,
 };
 use abssd_proto::{
@@ -425,7 +409,7 @@ pub fn module(
             },
         },
         |ctx, sink, p, peer| async move {
-            let (plan, result) = ops::create::run(&ctx, &p, &peer.actor, &sink).await?;
+            let (plan, result) = ops::create::run_and_push(&ctx, &p, &peer.actor, &sink).await?;
             Ok(answer(Some(plan), result))
         },
     )?;
@@ -563,7 +547,7 @@ pub fn module(
         },
     )?;
 
-    // Issue 17, helper C: what a remote holds. Operator only: it makes
+    // remote.ls (issue 17): what a remote holds. Operator only: it makes
     // requests with the remote's credentials, which a reader must not be able
     // to trigger.
     read::<RemoteLs, _, _>(&mut m, |state, p, peer| async move {
@@ -575,6 +559,27 @@ pub fn module(
         }
         ops::reconcile::remote::ls(&state.ctx, &p).await
     })?;
+
+    // backup.push (issue 17): copies to a remote; an operator's.
+    operation::<BackupPush, _, _>(
+        &mut m,
+        OpMethod {
+            command: Command::BackupPush,
+            target: |p| {
+                p.instance
+                    .clone()
+                    .or_else(|| p.all.then(|| "all".to_owned()))
+                    .or_else(|| p.ids.first().cloned())
+            },
+            detached: |p| p.detach,
+            operator_only: |_| true,
+            validate: ops::push::validate,
+        },
+        |ctx, sink, p, _| async move {
+            let (plan, result) = ops::push::run(&ctx, &p, &sink).await?;
+            Ok(answer(Some(plan), Some(result)))
+        },
+    )?;
 
     operation::<ScheduleEnable, _, _>(
         &mut m,

@@ -21,7 +21,7 @@ use crate::fsutil;
 use crate::index::Index;
 use crate::journal::{Record, Step};
 use crate::ops::Ctx;
-use crate::progress::Reporter;
+use crate::progress::{Progress, Reporter};
 use crate::registry::validate_name;
 use crate::systemd::Units;
 
@@ -47,6 +47,32 @@ pub async fn run(
         .await?;
     hook_point!("create::locked");
     run_locked(ctx, params, actor, progress, resolved).await
+}
+
+/// `backup create` as the socket runs it: [`run`], then the new backup
+/// pushed to each remote with `auto_push: true`, as the operation's last
+/// step. A push that fails does not fail the create (the backup is good): it
+/// is a warning of the result and of the operation.
+pub async fn run_and_push(
+    ctx: &Ctx,
+    params: &CreateParams,
+    actor: &Actor,
+    progress: &Reporter,
+) -> Result<(CreatePlan, Option<CreateResult>)> {
+    let (plan, mut result) = run(ctx, params, actor, progress).await?;
+    if let Some(made) = result.as_mut() {
+        for (remote, pushed) in crate::ops::push::auto(ctx, &made.id, progress).await {
+            if let Err(e) = pushed {
+                let warning = format!(
+                    "backup {} was not pushed to {remote} (auto_push): {e}; push it with abssctl backup push {}",
+                    made.id, made.id
+                );
+                progress.warn(warning.clone());
+                made.warnings.push(warning);
+            }
+        }
+    }
+    Ok((plan, result))
 }
 
 /// A create for an instance whose lock the caller already holds (the restore's

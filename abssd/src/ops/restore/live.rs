@@ -531,6 +531,7 @@ mod tests {
                 Step::Archive { .. } => "archive",
                 Step::RemoveBackup { .. } => "remove_backup",
                 Step::RemoveRemoteCopy { .. } => "remove_remote_copy",
+                Step::RemoteArchive { .. } => "remote_archive",
                 Step::Removed { .. } => "removed",
             })
             .collect();

@@ -65,13 +65,14 @@ pub async fn rollback(
     let mut unit_touched: Option<&str> = None;
     for step in record.steps.iter().rev() {
         match step {
-            // A create's or a prune's own journal; start-up recovery finishes
-            // those (never part of a restore's record).
+            // A create's, a prune's or a push's own journal; start-up
+            // recovery finishes those (never part of a restore's record).
             Step::Commit
             | Step::Archive { .. }
             | Step::RemoveBackup { .. }
             | Step::RemoveRemoteCopy { .. }
-            | Step::Removed { .. } => {}
+            | Step::Removed { .. }
+            | Step::RemoteArchive { .. } => {}
             Step::ReloadNginx => nginx_reload = true,
             Step::DaemonReload => daemon_reload = true,
             Step::StartUnit { unit } => {

@@ -9,7 +9,10 @@
 //! 3. `verify` — the new archive, and the `backups.job.verify_sample` older
 //!    available backups of the instance verified longest ago (or never),
 //!    deep when `backups.job.deep`;
-//! 4. `reconcile` — the instance's index entries against the disk,
+//! 4. `push` — the new backup to each remote with `auto_push: true`
+//!    ([`push::auto`](crate::ops::push::auto)); the step is left out when no
+//!    remote pushes automatically;
+//! 5. `reconcile` — the instance's index entries against the disk,
 //!    read-only: drift is a warning of the summary, not fixed.
 //!
 //! Each step is the existing operation called as it is ([`create::run`],
@@ -28,7 +31,7 @@
 //!   monitoring pings around each instance's job.
 //! * `observer` — the [`Observer`] seam, and the bounded log tail it is given.
 //! * `record`   — the job record file, written safely.
-//! * `steps`    — the four steps of one instance's job.
+//! * `steps`    — the steps of one instance's job.
 
 pub mod hooks;
 pub mod observer;
@@ -95,7 +98,11 @@ pub async fn run(
     let mut first_failure: Option<WireError> = None;
     for instance in &instances {
         let Some(_claim) = ctx.jobs.claim(instance) else {
-            outcomes.push(passed_by(instance, progress));
+            outcomes.push(passed_by(
+                instance,
+                crate::ops::push::any_auto(ctx),
+                progress,
+            ));
             continue;
         };
         let (outcome, failure) = one(ctx, instance, &plan, actor, observer, progress).await;
@@ -144,7 +151,7 @@ async fn scope(ctx: &Ctx, params: &RunParams) -> Result<Vec<String>> {
 
 /// An instance another job is working on now: passed by, every step
 /// skipped, not a failure (that job reports it, and writes its record).
-fn passed_by(instance: &str, progress: &Reporter) -> RunInstance {
+fn passed_by(instance: &str, pushes: bool, progress: &Reporter) -> RunInstance {
     let why = "another backup job of this instance is running";
     progress.warn(format!("backup job of {instance}: passed by: {why}"));
     RunInstance {
@@ -153,6 +160,7 @@ fn passed_by(instance: &str, progress: &Reporter) -> RunInstance {
         backup_id: None,
         steps: JobStep::ALL
             .iter()
+            .filter(|&&step| step != JobStep::Push || pushes)
             .map(|&step| abssd_proto::JobStepOutcome {
                 step,
                 status: JobStepStatus::Skipped,
@@ -255,6 +263,7 @@ async fn one(
     };
     job.prune(plan.prune).await;
     job.verify(backup_id.as_deref(), plan).await;
+    job.push(backup_id.as_deref()).await;
     job.reconcile(actor).await;
 
     let ok = job.failure.is_none();

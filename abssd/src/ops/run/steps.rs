@@ -1,4 +1,4 @@
-//! The four steps of one instance's job, each the existing operation called
+//! The steps of one instance's job, each the existing operation called
 //! as it is, one after the other; a step after a failed one is `skipped`.
 
 use abssd_proto::{
@@ -9,7 +9,7 @@ use abssd_proto::{
 use super::observer::{TailLines, cut};
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::ops::{Ctx, create, prune, reconcile, verify};
+use crate::ops::{Ctx, create, prune, push, reconcile, verify};
 use crate::progress::{Progress, Reporter};
 
 /// Bytes of one step's message in the summary and the record.
@@ -249,6 +249,35 @@ impl Job<'_> {
             ));
             self.fail(JobStep::Verify, e.to_wire());
         }
+    }
+
+    /// Push the new backup to each remote with `auto_push: true`; no step
+    /// at all on a host with no such remote (so its records stay as they
+    /// were).
+    pub async fn push(&mut self, new: Option<&str>) {
+        if !push::any_auto(self.ctx) || !self.begin(JobStep::Push) {
+            return;
+        }
+        let Some(new) = new else {
+            // Not reached: a job without a backup failed at create.
+            self.end(
+                JobStep::Push,
+                JobStepStatus::Skipped,
+                "no new backup".into(),
+            );
+            return;
+        };
+        let mut done = Vec::new();
+        for (remote, pushed) in push::auto(self.ctx, new, self.progress).await {
+            match pushed {
+                Ok(result) => done.push(match result.items.first() {
+                    Some(item) => format!("{remote}: {}", item.outcome.as_str()),
+                    None => format!("{remote}: nothing"),
+                }),
+                Err(e) => return self.fail(JobStep::Push, e.to_wire()),
+            }
+        }
+        self.end(JobStep::Push, JobStepStatus::Ok, done.join(", "));
     }
 
     /// The `n` available backups of the instance, other than `new`, whose
