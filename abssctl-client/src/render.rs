@@ -18,6 +18,7 @@ pub mod health;
 pub mod ops;
 pub mod prune;
 pub mod reconcile;
+pub mod remote;
 pub mod restore;
 pub mod run;
 pub mod schedule;

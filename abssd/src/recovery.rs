@@ -10,6 +10,8 @@
 //!   state, nginx); after it, its clean-up and index annotation are done now;
 //! * a prune's removals are finished: an entry it had marked removed loses
 //!   the archive and sidecar still there; one it had not marked is kept;
+//! * a pull's partial download is removed (an archive it had renamed into
+//!   place is the checked copy and stays);
 //! * temporary files of interrupted atomic writes of the index, the registry
 //!   and the journals are removed, and so are the private copies of
 //!   interrupted creates and deep checks (`state_dir/scratch/`).
@@ -292,6 +294,20 @@ async fn one(
                 });
             }
             Ok(json!({ "recovered": "finished", "done": done }))
+        }
+        Command::Other(pull) if pull == ops::pull::COMMAND => {
+            let (root, r) = (config.layout.backups_root.clone(), record.clone());
+            let done = tokio::task::spawn_blocking(move || ops::pull::recover(&root, &r))
+                .await
+                .map_err(Error::from)
+                .and_then(|x| x)?;
+            done.iter().cloned().for_each(|l| progress.info(l));
+            Err(Failure::Interrupted {
+                command: record.command.clone(),
+                what: "its partial download was removed; the index is as it was (pull again)",
+                undone: done,
+                left: Vec::new(),
+            })
         }
         other => Err(Failure::Error(WireError::new(
             ErrorKind::Internal,

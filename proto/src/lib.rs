@@ -11,6 +11,8 @@
 //! * [`schedule`] — `schedule.*`: the timers that run backup jobs, and what systemd says of them.
 //! * [`health`]  — `daemon.health`: the probe results of `abssctl doctor`.
 //! * [`job`]     — the record of an instance's last backup job (`backup.run`), read by `daemon.health`.
+//! * [`pull`]    — `backup.pull`: a backup's copy downloaded from a remote.
+//! * [`remotes`] — `remote.list` and `remote.test`.
 //! * [`json`]    — [`Json`], a large plan or result kept as shared JSON text.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
 //! * [`op`]      — operations, their events, and the `op.*` / `daemon.*` types.
@@ -35,7 +37,9 @@ pub mod methods;
 pub mod op;
 pub mod progress;
 pub mod prune;
+pub mod pull;
 pub mod reconcile;
+pub mod remotes;
 pub mod restore;
 pub mod run;
 pub mod schedule;
@@ -49,7 +53,9 @@ pub use methods::Method;
 pub use op::*;
 pub use progress::{Level, Phase};
 pub use prune::*;
+pub use pull::*;
 pub use reconcile::*;
+pub use remotes::*;
 pub use restore::*;
 pub use run::*;
 pub use schedule::*;

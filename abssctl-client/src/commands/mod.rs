@@ -5,6 +5,8 @@
 //! * [`restore`] — `backup restore`: plan, confirmation, follow
 //! * [`prune`]   — `backup prune`: plan, confirmation, follow
 //! * [`run`]     — `backup run`: the backup job, followed, and its summary
+//! * [`pull`]    — `backup pull`: a copy from a remote, followed
+//! * [`remote`]  — `remote list | test`
 //! * [`op`]      — `op list | watch`
 //! * [`daemon`]  — `daemon status`
 //! * [`schedule`] — `schedule enable | disable | show`
@@ -15,6 +17,8 @@ pub mod daemon;
 pub mod doctor;
 pub mod op;
 pub mod prune;
+pub mod pull;
+pub mod remote;
 pub mod restore;
 pub mod run;
 pub mod schedule;
@@ -69,6 +73,7 @@ pub async fn run(cli: Cli, out: Output) -> Result<Exit, WireError> {
         Command::Backup(cmd) => backup::run(&client, out, cmd).await,
         Command::Op(cmd) => op::run(&client, out, cmd).await,
         Command::Daemon(cmd) => daemon::run(&client, out, cmd).await,
+        Command::Remote(cmd) => remote::run(&client, out, cmd).await,
         Command::Schedule(cmd) => schedule::run(&client, out, cmd).await,
         Command::Doctor(args) => doctor::run(&client, out, args).await,
     }
@@ -119,6 +124,9 @@ fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
         Some(abssd_proto::Command::BackupRestore) => restore::show_restored(out, finished),
         Some(abssd_proto::Command::BackupPrune) => prune::show_pruned(out, finished),
         Some(abssd_proto::Command::BackupRun) => run::show_ran(out, finished),
+        Some(abssd_proto::Command::Other(ref c)) if c == "backup pull" => {
+            pull::show_pulled(out, finished)
+        }
         _ => {
             let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
             out.show(&doc, || {

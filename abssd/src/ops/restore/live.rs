@@ -530,6 +530,7 @@ mod tests {
                 Step::Commit => "commit",
                 Step::Archive { .. } => "archive",
                 Step::RemoveBackup { .. } => "remove_backup",
+                Step::Download { .. } => "download",
                 Step::Removed { .. } => "removed",
             })
             .collect();

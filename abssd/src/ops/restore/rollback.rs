@@ -70,7 +70,8 @@ pub async fn rollback(
             Step::Commit
             | Step::Archive { .. }
             | Step::RemoveBackup { .. }
-            | Step::Removed { .. } => {}
+            | Step::Removed { .. }
+            | Step::Download { .. } => {}
             Step::ReloadNginx => nginx_reload = true,
             Step::DaemonReload => daemon_reload = true,
             Step::StartUnit { unit } => {
