@@ -64,6 +64,10 @@ declare -A PACKAGE_OF=(
   [unshare]=util-linux
   [nsenter]=util-linux
   [setpriv]=util-linux
+  # decrypting what abssd encrypted for a remote, as an operator would
+  # (the tests of off-host copies)
+  [age]=age
+  [age-keygen]=age
 )
 have() { command -v "$1" >/dev/null 2>&1; }
 
@@ -134,7 +138,7 @@ section "scripts: syntax"
 for f in scripts/*.sh bench/*.sh tests/e2e/*.sh tests/e2e/scenarios/*.sh .ci/run; do
   if [[ -f $f ]]; then bash -n "$f"; fi
 done
-python3 -m py_compile scripts/sample-instance.py tests/e2e/treehash.py
+python3 -m py_compile scripts/sample-instance.py tests/e2e/treehash.py tests/src/s3/*.py
 echo "ok"
 
 section "cargo fmt --all -- --check"
@@ -152,6 +156,12 @@ ABSSD_TEST_PYTHON_PEER=$(realpath "$(scripts/python-peer.sh)")
 export ABSSD_TEST_PYTHON_PEER
 PYTHONPATH=${ABSSD_PYTHON_PEER_SRC:-../shared/reference/python-abssctl/src} "$ABSSD_TEST_PYTHON_PEER/bin/python" -m abssctl --version
 echo "ok: $ABSSD_TEST_PYTHON_PEER"
+
+section "an S3-compatible server for the tests of off-host copies (scripts/s3-server.sh)"
+ABSSD_TEST_S3_SERVER=$(realpath "$(scripts/s3-server.sh)")
+export ABSSD_TEST_S3_SERVER
+"$ABSSD_TEST_S3_SERVER/bin/moto_server" --help >/dev/null
+echo "ok: $ABSSD_TEST_S3_SERVER"
 
 if cargo nextest --version >/dev/null 2>&1; then
   section "cargo nextest run --workspace --locked"

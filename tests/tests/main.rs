@@ -30,6 +30,7 @@ mod prune;
 mod reconcile;
 mod restore;
 mod run;
+mod s3_harness;
 mod schedule;
 mod service;
 mod systemd;
