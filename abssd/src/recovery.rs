@@ -304,7 +304,7 @@ async fn one(
             done.iter().cloned().for_each(|l| progress.info(l));
             Err(Failure::Interrupted {
                 command: record.command.clone(),
-                what: "its partial download was removed; the index is as it was (pull again)",
+                what: "its partial download, if any, was removed and the index left as it was: pull again to finish",
                 undone: done,
                 left: Vec::new(),
             })

@@ -28,6 +28,8 @@ mod interop_locks;
 mod interop_registry;
 mod prune;
 mod reconcile;
+mod remote_cmd;
+mod remote_pull;
 mod restore;
 mod run;
 mod s3_harness;

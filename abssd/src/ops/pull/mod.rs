@@ -276,7 +276,6 @@ fn download(d: &Download<'_>, progress: &Reporter) -> Result<Placed> {
                 last = n;
             },
         )?;
-        hook_point!("pull::downloaded");
         crash_point!("pull::downloaded");
         out.sync_all().map_err(|e| Error::Io {
             action: "syncing",
