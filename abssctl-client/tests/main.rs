@@ -10,6 +10,7 @@ mod cli;
 mod cli_daemon;
 mod cli_doctor;
 mod cli_fake;
+mod cli_remote;
 mod cli_run;
 mod cli_schedule;
 mod common;

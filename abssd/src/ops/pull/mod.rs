@@ -78,7 +78,6 @@ pub async fn fetch(
         })?;
     let settings = choose(&ctx.config.remotes, &entry, remote)?.clone();
     let source = source(&settings, &entry)?;
-    progress.phase(Phase::Pull);
     let root = ctx.config.layout.backups_root.clone();
     let archive = PathBuf::from(&entry.path);
     let op_id = progress.op_id();
