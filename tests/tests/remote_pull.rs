@@ -299,3 +299,19 @@ async fn a_restore_of_a_backup_only_a_remote_holds_pulls_first_only_when_asked()
     assert_eq!(entry.status, "available");
     assert!(entry.last_restored_at.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_room_for_the_copy_is_refused_before_anything_is_written() {
+    let h = Host::new(false);
+    let (id, archive, _) = h.backup_with_copy().await;
+    h.lose(&id, &archive).await;
+    // The instance's backups directory on a filesystem far smaller than the
+    // copy plus its slack.
+    let _small = abssd_tests::world::Tmpfs::mount_over(archive.parent().unwrap(), "512k");
+    let index_before = h.w.index();
+    let e = h.pull(&id, None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Environment, "{e:?}");
+    assert!(e.message.contains("not enough free space"), "{}", e.message);
+    assert!(names(&archive).is_empty(), "{:?}", names(&archive));
+    assert_eq!(h.w.index(), index_before);
+}

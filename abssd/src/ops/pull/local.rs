@@ -138,6 +138,19 @@ impl Dir {
         Ok(Some(size))
     }
 
+    /// Bytes free for root on the directory's filesystem.
+    pub(super) fn free_bytes(&self) -> Result<u64> {
+        let st = rustix::fs::fstatvfs(&self.fd)
+            .map_err(std::io::Error::from)
+            .at("reading the free space of", &self.path)?;
+        Ok(st.f_bfree.saturating_mul(st.f_frsize))
+    }
+
+    /// Where it is.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// A new file `name` in the directory, created exclusively, as archives
     /// are ([`fsutil::FILE_MODE`]).
     pub(super) fn create(&self, name: &OsStr) -> Result<File> {

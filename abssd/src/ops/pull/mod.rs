@@ -234,6 +234,16 @@ fn download(d: &Download<'_>, progress: &Reporter) -> Result<Placed> {
                 .size
         }
     };
+    let total = d.entry.size_bytes.unwrap_or(stored);
+    let need = total.max(stored).saturating_add(SLACK);
+    let free = dir.free_bytes()?;
+    if free < need {
+        return Err(Error::Environment(format!(
+            "not enough free space in {} to pull backup {}: it needs {need} bytes, {free} are free",
+            dir.path().display(),
+            d.entry.id
+        )));
+    }
     let temp = fsutil::hidden_sibling(d.archive, "pull", d.op_id);
     let mut journal = Journal::create(
         d.state_dir,
@@ -257,7 +267,6 @@ fn download(d: &Download<'_>, progress: &Reporter) -> Result<Placed> {
         .file_name()
         .map(|n| n.to_owned())
         .ok_or_else(|| Error::Internal("a temporary file without a name".into()))?;
-    let total = d.entry.size_bytes.unwrap_or(stored);
     let placed = (|| {
         let mut out = dir.create(&temp_name)?;
         crash_point!("pull::temp-created");

@@ -52,8 +52,17 @@ pub fn info(r: &RemoteSettings) -> RemoteInfo {
 /// timeouts, but they are network waits all the same).
 pub async fn test(ctx: &Ctx, name: &str) -> Result<RemoteTestResult> {
     let remote = ctx.config.remotes.pick(Some(name))?.clone();
+    // Each test holds a blocking thread and its connections for as long as
+    // the remote's timeouts allow: a few at once, the others wait their turn.
+    let _turn = RUNNING
+        .acquire()
+        .await
+        .map_err(|_| crate::error::Error::Internal("the remote tests' semaphore closed".into()))?;
     Ok(tokio::task::spawn_blocking(move || probe::run(&remote)).await?)
 }
+
+/// `remote test`s that may run at once.
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 #[cfg(test)]
 mod tests {
