@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupPull, BackupRestore, BackupVerify};
-use abssd_proto::{ErrorKind, PullOutcome, PullParams, PullResult, RestoreParams, VerifyParams};
+use abssd_proto::{
+    ErrorKind, EventKind, Phase, PullOutcome, PullParams, PullResult, RestoreParams, VerifyParams,
+};
 use abssd_tests::remotes::{self, AgeKey, Remote};
 use abssd_tests::s3::S3Server;
 use abssd_tests::world::World;
@@ -282,18 +284,41 @@ async fn a_restore_of_a_backup_only_a_remote_holds_pulls_first_only_when_asked()
     assert_eq!(h.w.index(), index_before);
     abssd_tests::world::assert_same(&data_before, &h.w.live_state());
 
-    // With it: pulled, then restored.
-    let done = call::<BackupRestore>(
+    // With it: pulled, then restored; the pull reports its phase (with its
+    // bytes) first, as the plan lists it.
+    let op_id = call::<BackupRestore>(
         &c,
         &RestoreParams {
             pull: true,
+            detach: true,
             ..abssd_tests::world::live(&id)
         },
     )
     .await
-    .unwrap();
-    let result = done.result.expect("a restore result");
-    assert_eq!(result.id, id);
+    .unwrap()
+    .op_id;
+    let mut events = abssd_proto::methods::call::watch(&c, &op_id).await.unwrap();
+    let mut phases = Vec::new();
+    let result = loop {
+        let event = events.next().await.expect("events").unwrap();
+        match event.kind {
+            EventKind::Phase { name, total_bytes } => {
+                if name == Phase::Pull {
+                    assert_eq!(total_bytes, Some(bytes.len() as u64));
+                }
+                phases.push(name.to_string());
+            }
+            EventKind::Finished { result } => break result.to_value(),
+            EventKind::Failed { error } => panic!("{error:?}"),
+            _ => {}
+        }
+    };
+    assert_eq!(
+        phases[..3],
+        ["preflight", "pull", "pre_backup"],
+        "{phases:?}"
+    );
+    assert_eq!(result["result"]["id"], id.as_str(), "{result}");
     assert_eq!(fs::read(&archive).unwrap(), bytes);
     let entry = show(&c, &id).await;
     assert_eq!(entry.status, "available");

@@ -377,8 +377,12 @@ mod tests {
             );
             planned.extend(plan.steps.iter().map(|s| s.step.to_string()));
         }
+        // `pull` needs an S3 server: the integration test
+        // remote_pull::a_restore_of_a_backup_only_a_remote_holds_pulls_first_only_when_asked
+        // plans it and sees it reported.
         let all: BTreeSet<String> = PlanStep::ALL
             .iter()
+            .filter(|s| **s != PlanStep::Pull)
             .map(|s| s.phase().to_string())
             .collect();
         assert_eq!(planned, all, "together the two plans list every step");
