@@ -73,6 +73,14 @@ pub enum Command {
     /// Ask the daemon about itself.
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// The remotes (S3-compatible buckets) abssd copies backups to: list them, test one,
+    /// see what one holds.
+    ///
+    /// Remotes are configured under remotes: in abssd.yml (endpoint, bucket, prefix,
+    /// region, path_style, credentials_file or credential, age_recipients,
+    /// age_identity_file, auto_push, part_size_mib). Credentials are never shown.
+    #[command(subcommand)]
+    Remote(RemoteCommand),
     /// Run backup jobs on their own: the systemd timers of `backup run`.
     ///
     /// Each instance has a timer, abssctl-backup@NAME.timer, that runs
@@ -111,15 +119,29 @@ pub enum Command {
     /// node_exporter's textfile collector on each full report (without -i).
     #[command(verbatim_doc_comment)]
     Doctor(DoctorArgs),
-    // Issue 17, helper C: `remote ls`.
-    /// Off-host copies in S3-compatible remotes (abssd.yml `remotes:`).
-    #[command(subcommand)]
-    Remote(RemoteCommand),
 }
 
 /// `abssctl remote …`
 #[derive(Debug, Subcommand)]
 pub enum RemoteCommand {
+    /// List the configured remotes: endpoint, bucket, prefix, region, addressing,
+    /// encryption, auto-push, and where the credentials are read from.
+    ///
+    /// Never a key or secret: only the kind of source (file or systemd credential)
+    /// and its path or name. Anyone who may connect to abssd may run it.
+    List,
+    /// Check that a remote works: read its credentials, list, put a probe object,
+    /// read it back, delete it.
+    ///
+    /// Each step is reported ok, failed (with what the server or network said, in
+    /// plain words) or skipped (an earlier step made it pointless). The probe is
+    /// <prefix>/.abssd-probe-<uuid>; it is deleted whatever failed after it was
+    /// written, and a backup listing never takes it for a backup. Needs an operator
+    /// (root or the operator group).
+    ///
+    /// Exit codes: 0 every step passed; 2 no such remote; 3 a step failed.
+    #[command(verbatim_doc_comment)]
+    Test(RemoteTestArgs),
     /// List what a remote holds, one row per backup, against the local index.
     ///
     /// abssd lists `<prefix>/[<instance>/]` in the remote's bucket (at most
@@ -205,6 +227,26 @@ pub enum BackupCommand {
     ///
     /// Exits 3 when any archive is missing, corrupt or unreadable.
     Verify(VerifyArgs),
+    /// Download a backup's copy from a remote and make its archive available again.
+    ///
+    /// The backup must be in the local index: its SHA-256 says what the copy must
+    /// be. abssd streams the copy into a temporary file beside the archive
+    /// (decrypting it with the remote's age_identity_file when it is encrypted),
+    /// checks the SHA-256 as it writes, then renames it to the archive's name only
+    /// if nothing is there, writes the .sha256 sidecar if it is missing, and marks
+    /// the entry available. A copy with other bytes is refused and nothing changes.
+    /// An archive already there with the recorded SHA-256 is left as it is
+    /// (outcome "already"); one with other bytes is never replaced.
+    ///
+    /// The remote is --remote, else the first configured remote the entry's
+    /// copies name, else the only remote configured.
+    ///
+    /// Exit codes: 0 pulled (or already there); 2 no such backup or remote;
+    /// 3 the remote cannot be reached or refused, the copy is missing or cannot
+    /// be decrypted, or an archive with other bytes is in the way; 2 also when
+    /// the copy's bytes are not the backup's (corrupt).
+    #[command(verbatim_doc_comment)]
+    Pull(PullArgs),
     /// Compare the backup index with the archives on disk; optionally fix the index.
     ///
     /// Reconcile scans the backups root for archives (*.tar, *.tar.gz, *.tar.zst) and
@@ -515,6 +557,13 @@ pub struct RestoreArgs {
     /// confirmation).
     #[arg(long, conflicts_with = "dry_run")]
     pub detach: bool,
+
+    /// When the archive is missing here but a remote holds a copy (the plan
+    /// says "pull first"), pull it first (as `backup pull` does), then restore.
+    /// On a terminal the question asks instead; without a terminal such a
+    /// restore needs --pull, or it changes nothing and exits 2.
+    #[arg(long)]
+    pub pull: bool,
 }
 
 impl RestoreArgs {
@@ -594,6 +643,21 @@ pub struct ShowArgs {
 pub struct ProtectArgs {
     /// The backup id, as `backup list` prints it.
     pub id: String,
+}
+
+/// `abssctl backup pull`
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The backup id, as `backup list` prints it.
+    pub id: String,
+
+    /// The remote to pull from (a name under remotes: in abssd.yml).
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+
+    /// Start the pull, print the operation id and return at once.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// `abssctl backup verify`
@@ -1063,4 +1127,11 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--apply"), "{err}");
     }
+}
+
+/// `abssctl remote test`
+#[derive(Debug, Args)]
+pub struct RemoteTestArgs {
+    /// The remote's name (see `abssctl remote list`).
+    pub name: String,
 }

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod prune;
 pub mod push;
 pub mod reconcile;
+pub mod remote;
 pub mod remote_ls;
 pub mod restore;
 pub mod run;

@@ -1,229 +1,187 @@
-//! `abssctl remote ls` and `abssctl backup reconcile --remote` against the real
-//! abssd and a real S3 server (moto, from the `abssd-tests` harness): the
-//! table, `--json`, exit codes and help. The bucket is filled by hand through
-//! the harness's boto3 view, in the layout `backup push` writes.
+//! `abssctl remote list | test`, `backup pull` and `backup restore --pull` as
+//! processes against the real abssd and a real S3 server (moto): exit codes
+//! and `--json` documents end to end.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 
+use abssd_tests::remotes::{self, Remote};
 use abssd_tests::s3::S3Server;
-use abssd_tests::{Daemon, Sandbox};
-use serde_json::{Value, json};
+use abssd_tests::world::World;
+use serde_json::Value;
 
 use crate::common::{assert_exit, json_doc, text};
 
-/// A host with no backups, remote `off` at a fresh server.
+/// Instance alpha, remote `off` (working) and `wrong` (another secret).
 struct Host {
-    daemon: Daemon,
-    sandbox: Sandbox,
+    w: World,
     s3: S3Server,
+    off: Remote,
 }
 
 impl Host {
     fn new() -> Host {
         let s3 = S3Server::start();
-        let sandbox = Sandbox::new();
-        sandbox.add_instance("alpha");
-        let creds = sandbox.path("etc/abssctl/s3-credentials");
-        fs::create_dir_all(creds.parent().unwrap()).unwrap();
-        fs::write(
-            &creds,
-            format!(
-                "aws_access_key_id = {}\naws_secret_access_key = {}\n",
-                s3.access_key(),
-                s3.secret_key()
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&creds, fs::Permissions::from_mode(0o600)).unwrap();
-        sandbox.write_abssd_config(&format!(
-            "remotes:\n  off:\n    endpoint: {}\n    bucket: {}\n    region: {}\n    prefix: site\n    credentials_file: {}\n",
-            s3.endpoint(),
-            s3.bucket(),
-            s3.region(),
-            creds.display()
-        ));
-        let daemon = Daemon::start(&sandbox);
+        let mut off = None;
+        let w = World::with_config(&["alpha"], |sb| {
+            let dir = sb.path("etc/abssctl/remotes");
+            let good = Remote::of(&s3, &dir, "off", "actual");
+            let mut wrong = Remote::of(&s3, &dir, "wrong", "");
+            wrong.credentials_file =
+                remotes::credentials_file(&dir, "wrong", s3.access_key(), "not-the-secret");
+            off = Some(good.clone());
+            remotes::section(&[&good, &wrong])
+        });
         Host {
-            daemon,
-            sandbox,
+            w,
             s3,
+            off: off.expect("remote"),
         }
     }
 
+    /// `abssctl ARGS`, stdin not a terminal.
     fn abssctl(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_abssctl"))
             .args(args)
-            .env("ABSSD_SOCKET", &self.daemon.socket)
+            .env("ABSSD_SOCKET", &self.w.daemon.socket)
+            .stdin(Stdio::null())
             .output()
             .expect("abssctl runs")
     }
 
-    /// A backup of `alpha` that only the remote has, as another host pushed
-    /// it: archive, sidecar and entry object. Returns its id.
-    fn foreign(&self, hex: &str) -> String {
-        let id = format!("20261201-030000-alpha-{hex}");
-        let file = format!("{id}.tar.zst");
-        let archive = b"an archive from elsewhere";
-        let sha = sha256(archive);
-        let entry = json!({
-            "id": id, "instance": "alpha", "created_at": "2026-12-01T03:00:00Z",
-            "path": format!("/srv/old/alpha/{file}"), "algorithm": "zstd",
-            "size_bytes": archive.len(),
-            "checksum": {"algorithm": "sha256", "value": sha},
-            "status": "available", "message": "from the old host"
-        });
-        let view = self.s3.view();
-        view.put(&format!("site/alpha/{file}"), archive);
-        view.put(
-            &format!("site/alpha/{file}.sha256"),
-            format!("{sha}  {file}\n").as_bytes(),
-        );
-        view.put(
-            &format!("site/alpha/{id}.json"),
-            entry.to_string().as_bytes(),
-        );
-        id
+    #[track_caller]
+    fn json(&self, args: &[&str], code: i32) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.abssctl(&args);
+        assert_exit(&out, code);
+        json_doc(&out)
+    }
+
+    /// A backup of alpha with a copy in `off`, its local archive lost; its
+    /// id, archive and bytes.
+    fn lost_backup(&self) -> (String, PathBuf, Vec<u8>) {
+        let made = self.json(&["backup", "create", "alpha"], 0)["result"].clone();
+        let id = made["id"].as_str().unwrap().to_owned();
+        let archive = PathBuf::from(made["archive"].as_str().unwrap());
+        remotes::copy_backup(&self.off, &self.w.cfg().index_file, &id);
+        let bytes = fs::read(&archive).unwrap();
+        fs::remove_file(&archive).unwrap();
+        (id, archive, bytes)
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("f");
-    fs::write(&file, bytes).unwrap();
-    let out = Command::new("sha256sum").arg(&file).output().unwrap();
-    text(&out.stdout)
-        .split_whitespace()
-        .next()
+#[test]
+fn remote_list_and_test_exit_by_what_they_found() {
+    let h = Host::new();
+    let doc = h.json(&["remote", "list"], 0);
+    let names: Vec<&str> = doc["remotes"]
+        .as_array()
         .unwrap()
-        .to_owned()
-}
-
-#[test]
-fn remote_ls_prints_a_table_and_json() {
-    let host = Host::new();
-    let id = host.foreign("0a0b0c");
-    host.s3.view().put("site/notes.txt", b"not a backup");
-
-    let out = host.abssctl(&["remote", "ls", "off"]);
-    assert_exit(&out, 0);
-    let table = text(&out.stdout);
-    for part in [
-        "INSTANCE  ID",
-        "RECORDED",
-        &id,
-        "1 other key(s) are not objects abssd writes: site/notes.txt",
-    ] {
-        assert!(table.contains(part), "missing {part:?}:\n{table}");
-    }
-    let row = table.lines().find(|l| l.contains(&id)).unwrap();
-    assert_eq!(
-        row.split_whitespace().collect::<Vec<_>>(),
-        ["alpha", &id, "25", "B", "no", "yes", "yes", "no", "no"],
-        "{table}"
-    );
-
-    let out = host.abssctl(&["remote", "ls", "off", "-i", "alpha", "--json"]);
-    assert_exit(&out, 0);
-    let doc = json_doc(&out);
-    assert_eq!(doc["backups"][0]["id"], json!(id), "{doc}");
-    assert_eq!(doc["backups"][0]["in_index"], json!(false));
-    assert_eq!(doc["keys_scanned"], json!(3));
-    assert_eq!(doc["unplaced"], json!(0));
-
-    // An unknown remote: not found, exit 2, naming the configured one.
-    let out = host.abssctl(&["remote", "ls", "nowhere", "--json"]);
-    assert_exit(&out, 2);
-    let doc = json_doc(&out);
-    assert_eq!(doc["error"]["kind"], "not_found", "{doc}");
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["off", "wrong"]);
+    assert_eq!(doc["remotes"][0]["credentials"]["kind"], "file");
+    let raw = doc.to_string();
     assert!(
-        doc["error"]["message"].as_str().unwrap().contains("off"),
-        "{doc}"
+        !raw.contains(h.s3.secret_key()) && !raw.contains("not-the-secret"),
+        "{raw}"
     );
-}
-
-#[test]
-fn reconcile_remote_reports_adopts_and_exits_as_a_local_reconcile() {
-    let host = Host::new();
-    let id = host.foreign("1a2b3c");
-
-    let out = host.abssctl(&["backup", "reconcile", "--remote", "off"]);
-    assert_exit(&out, 0);
-    let report = text(&out.stdout);
-    for part in [
-        "remote:",
-        "off: s3://",
-        "orphaned (1): only in remote off",
-        &id,
-    ] {
-        assert!(report.contains(part), "missing {part:?}:\n{report}");
-    }
-    assert_exit(
-        &host.abssctl(&["backup", "reconcile", "--remote", "off", "--check"]),
-        3,
-    );
-
-    let out = host.abssctl(&[
-        "backup",
-        "reconcile",
-        "--remote",
-        "off",
-        "--apply",
-        "--adopt",
-        "--check",
-        "--json",
-    ]);
-    assert_exit(&out, 0);
-    let doc = json_doc(&out);
-    assert_eq!(doc["adopted"][0]["id"], json!(id), "{doc}");
-    assert_eq!(doc["adopted"][0]["status"], "missing");
-    let index: Value =
-        serde_json::from_slice(&fs::read(host.sandbox.config().index_file).unwrap()).unwrap();
-    let entry = &index["backups"][0];
-    assert_eq!(entry["id"], json!(id));
-    assert_eq!(entry["message"], "from the old host");
-    assert_eq!(
-        entry["remotes"][0]["key"],
-        json!(format!("site/alpha/{id}.tar.zst"))
-    );
-
-    let out = host.abssctl(&["backup", "reconcile", "--remote", "off", "--check"]);
-    assert_exit(&out, 0);
+    let table = h.abssctl(&["remote", "list"]);
+    assert_exit(&table, 0);
     assert!(
-        text(&out.stdout).contains("in sync: the index and remote off agree"),
+        text(&table.stdout).starts_with("NAME"),
+        "{}",
+        text(&table.stdout)
+    );
+
+    let ok = h.json(&["remote", "test", "off"], 0);
+    assert_eq!(ok["ok"], true, "{ok}");
+    let failed = h.json(&["remote", "test", "wrong"], 3);
+    assert_eq!(failed["ok"], false, "{failed}");
+    assert_eq!(failed["steps"][1]["status"], "failed");
+    let out = h.abssctl(&["remote", "test", "wrong"]);
+    assert_exit(&out, 3);
+    assert!(
+        text(&out.stdout).contains("refused the secret key"),
         "{}",
         text(&out.stdout)
     );
+    let missing = h.json(&["remote", "test", "nope"], 2);
+    assert_eq!(missing["error"]["kind"], "not_found", "{missing}");
+    assert!(h.s3.list("").is_empty());
 }
 
 #[test]
-fn remote_flags_are_checked_and_explained() {
-    for args in [
-        &["remote", "ls"][..],
-        &["remote", "frobnicate"],
-        &["backup", "reconcile", "--remote", "off", "--verify"],
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_abssctl"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert_exit(&out, 2);
-        assert!(text(&out.stderr).starts_with("error: "), "{args:?}");
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_abssctl"))
-        .args(["remote", "ls", "--help"])
-        .output()
-        .unwrap();
+fn backup_pull_brings_the_archive_back() {
+    let h = Host::new();
+    let (id, archive, bytes) = h.lost_backup();
+    let doc = h.json(&["backup", "pull", &id], 0);
+    assert_eq!(doc["result"]["outcome"], "pulled", "{doc}");
+    assert_eq!(doc["result"]["source"]["remote"], "off");
+    assert_eq!(fs::read(&archive).unwrap(), bytes);
+    let out = h.abssctl(&["backup", "pull", &id, "--remote", "off"]);
     assert_exit(&out, 0);
-    let help = text(&out.stdout);
-    for part in [
-        "one row per backup",
-        "1,000,000",
-        "--instance <NAME>",
-        "reconcile --remote NAME --apply --adopt",
-        "Operators only",
+    assert!(
+        text(&out.stdout).contains("already here with the recorded checksum"),
+        "{}",
+        text(&out.stdout)
+    );
+    let unknown = h.json(&["backup", "pull", &id, "--remote", "elsewhere"], 2);
+    assert_eq!(unknown["error"]["kind"], "not_found", "{unknown}");
+}
+
+#[test]
+fn restore_pulls_first_only_with_pull_when_there_is_no_terminal() {
+    let h = Host::new();
+    let (id, archive, bytes) = h.lost_backup();
+    let index = fs::read(h.w.cfg().index_file).unwrap();
+
+    let dry = h.json(&["backup", "restore", &id, "--dry-run"], 0);
+    assert_eq!(dry["plan"]["pull"]["remote"], "off", "{dry}");
+    let plan = h.abssctl(&["backup", "restore", &id, "--dry-run"]);
+    assert!(
+        text(&plan.stdout).contains("it will first be pulled from remote off"),
+        "{}",
+        text(&plan.stdout)
+    );
+
+    for args in [
+        vec!["backup", "restore", id.as_str(), "--yes"],
+        vec!["backup", "restore", id.as_str()],
     ] {
-        assert!(help.contains(part), "missing {part:?}:\n{help}");
+        let refused = h.json(&args, 2);
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains("--pull"), "{args:?}: {message}");
+        assert!(!archive.exists());
+        assert_eq!(fs::read(h.w.cfg().index_file).unwrap(), index);
+    }
+
+    let done = h.json(&["backup", "restore", &id, "--yes", "--pull"], 0);
+    assert_eq!(done["result"]["id"], id.as_str(), "{done}");
+    assert_eq!(fs::read(&archive).unwrap(), bytes);
+}
+
+#[test]
+fn help_explains_remote_pull_and_restore_pull() {
+    let h = Host::new();
+    for (args, says) in [
+        (
+            vec!["remote", "test", "--help"],
+            "never takes it for a backup",
+        ),
+        (vec!["remote", "list", "--help"], "Never a key or secret"),
+        (vec!["backup", "pull", "--help"], "only if nothing is there"),
+        (vec!["backup", "restore", "--help"], "--pull"),
+    ] {
+        let out = h.abssctl(&args);
+        assert_exit(&out, 0);
+        let words = text(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(words.contains(says), "{args:?}:\n{}", text(&out.stdout));
     }
 }

@@ -12,6 +12,7 @@ mod cli_doctor;
 mod cli_fake;
 mod cli_push;
 mod cli_remote;
+mod cli_remote_reconcile;
 mod cli_run;
 mod cli_schedule;
 mod common;

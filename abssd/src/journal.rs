@@ -127,6 +127,15 @@ pub enum Step {
         /// The multipart upload, once it exists.
         upload_id: Option<String>,
     },
+    /// A pull is about to download into `temp` (in the archive's directory)
+    /// and rename it to `archive` only if nothing is there. Undo: remove
+    /// `temp`; an archive renamed into place is the checked copy and stays.
+    Download {
+        /// The temporary file (`.<archive name>.pull-<op id>`).
+        temp: PathBuf,
+        /// The archive the index entry names.
+        archive: PathBuf,
+    },
     /// Past this point the operation is complete: recovery finishes the clean-up
     /// instead of rolling back.
     Commit,

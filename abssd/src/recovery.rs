@@ -12,6 +12,8 @@
 //!   the archive and sidecar still there; one it had not marked is kept;
 //! * a push's unfinished multipart upload is abandoned, and an archive
 //!   object it completed without a sidecar (and no index record) deleted;
+//! * a pull's partial download is removed (an archive it had renamed into
+//!   place is the checked copy and stays);
 //! * temporary files of interrupted atomic writes of the index, the registry
 //!   and the journals are removed, and so are the private copies of
 //!   interrupted creates and deep checks (`state_dir/scratch/`).
@@ -335,6 +337,20 @@ async fn one(
                 what,
                 undone: done,
                 left,
+            })
+        }
+        Command::BackupPull => {
+            let (root, r) = (config.layout.backups_root.clone(), record.clone());
+            let done = tokio::task::spawn_blocking(move || ops::pull::recover(&root, &r))
+                .await
+                .map_err(Error::from)
+                .and_then(|x| x)?;
+            done.iter().cloned().for_each(|l| progress.info(l));
+            Err(Failure::Interrupted {
+                command: Command::BackupPull,
+                what: "its partial download, if any, was removed and the index left as it was: pull again to finish",
+                undone: done,
+                left: Vec::new(),
             })
         }
         other => Err(Failure::Error(WireError::new(

@@ -12,6 +12,8 @@
 //! * [`schedule`] — `schedule.*`: the timers that run backup jobs, and what systemd says of them.
 //! * [`health`]  — `daemon.health`: the probe results of `abssctl doctor`.
 //! * [`job`]     — the record of an instance's last backup job (`backup.run`), read by `daemon.health`.
+//! * [`pull`]    — `backup.pull`: a backup's copy downloaded from a remote.
+//! * [`remotes`] — `remote.list` and `remote.test`.
 //! * [`json`]    — [`Json`], a large plan or result kept as shared JSON text.
 //! * [`limits`]  — the length limits of request fields, checked before any work.
 //! * [`op`]      — operations, their events, and the `op.*` / `daemon.*` types.
@@ -36,9 +38,11 @@ pub mod methods;
 pub mod op;
 pub mod progress;
 pub mod prune;
+pub mod pull;
 pub mod push;
 pub mod reconcile;
 pub mod remote_ls;
+pub mod remotes;
 pub mod restore;
 pub mod run;
 pub mod schedule;
@@ -52,9 +56,11 @@ pub use methods::Method;
 pub use op::*;
 pub use progress::{Level, Phase};
 pub use prune::*;
+pub use pull::*;
 pub use push::*;
 pub use reconcile::*;
 pub use remote_ls::*;
+pub use remotes::*;
 pub use restore::*;
 pub use run::*;
 pub use schedule::*;

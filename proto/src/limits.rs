@@ -174,6 +174,19 @@ impl Bounded for OpListParams {
     }
 }
 
+impl Bounded for crate::pull::PullParams {
+    fn check(&self) -> Result<(), WireError> {
+        text("id", &self.id, ID)?;
+        opt("remote", self.remote.as_ref(), NAME)
+    }
+}
+
+impl Bounded for crate::remotes::RemoteTestParams {
+    fn check(&self) -> Result<(), WireError> {
+        text("name", &self.name, NAME)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

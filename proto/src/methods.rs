@@ -11,9 +11,11 @@ use crate::backup::*;
 use crate::health::*;
 use crate::op::*;
 use crate::prune::*;
+use crate::pull::*;
 use crate::push::*;
 use crate::reconcile::*;
 use crate::remote_ls::*;
+use crate::remotes::*;
 use crate::restore::*;
 use crate::run::*;
 use crate::schedule::*;
@@ -83,12 +85,17 @@ methods! {
     ScheduleDisable = "schedule.disable", mutates: true, ScheduleParams => OpOutcome<serde_json::Value, ScheduleResult>;
     /// The timers, their calendars, next and last runs, as systemd has them.
     ScheduleShow = "schedule.show", mutates: false, ScheduleShowParams => ScheduleShowResult;
+    /// Download a backup's copy from a remote; make its archive available again.
+    BackupPull = "backup.pull", mutates: true, PullParams => OpOutcome<serde_json::Value, PullResult>;
+    /// The remotes of abssd.yml: where, how, and where their credentials are read from.
+    RemoteList = "remote.list", mutates: false, NoParams => RemoteListResult;
+    /// Check a remote: credentials, list, put, get and delete of a probe object.
+    RemoteTest = "remote.test", mutates: true, RemoteTestParams => RemoteTestResult;
     /// One operation.
     OpGet = "op.get", mutates: false, OpIdParams => OpInfo;
     /// Operations this daemon knows.
     OpList = "op.list", mutates: false, OpListParams => OpListResult;
 
-    // Issue 17, helper C: what a remote holds.
     /// What a remote holds, per backup, against the index. Operator only: it
     /// makes requests with the remote's credentials.
     RemoteLs = "remote.ls", mutates: true, RemoteLsParams => RemoteLsResult;

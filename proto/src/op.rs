@@ -48,6 +48,8 @@ pub enum Command {
     BackupRun,
     /// `backup push`
     BackupPush,
+    /// `backup pull`
+    BackupPull,
     /// Any other command, as written.
     Other(String),
 }
@@ -65,6 +67,7 @@ impl Command {
             Command::BackupPrune => "backup prune",
             Command::BackupRun => "backup run",
             Command::BackupPush => "backup push",
+            Command::BackupPull => "backup pull",
             Command::Other(text) => text,
         }
     }
@@ -82,6 +85,7 @@ impl Command {
             Command::BackupPrune,
             Command::BackupRun,
             Command::BackupPush,
+            Command::BackupPull,
         ];
         known
             .into_iter()

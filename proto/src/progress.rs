@@ -126,6 +126,9 @@ phases! {
     Rollback = "rollback",
     /// `index`: the backup index is written.
     Index = "index",
+    /// `pull`: a backup's copy is downloaded from a remote (`backup.pull`,
+    /// the first step of a restore with `pull`; byte progress).
+    Pull = "pull",
 }
 
 const VERIFY: &str = "verify:";

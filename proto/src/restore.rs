@@ -47,6 +47,11 @@ pub struct RestoreParams {
     /// Return `{op_id}` at once instead of waiting for the result.
     #[serde(default)]
     pub detach: bool,
+    /// `--pull`: when the archive is missing here but a remote holds a copy,
+    /// pull it first (the plan's `pull` says from where). Without it such a
+    /// restore is refused and changes nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pull: bool,
 }
 
 /// `live` replaces the instance; `dest` writes the data into a new directory.
@@ -172,6 +177,10 @@ pub struct RestorePlan {
     /// Left out when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The archive is missing here: it is first pulled from this remote copy
+    /// (`pull: true` in the request). Left out when the archive is here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<crate::pull::PullSource>,
 }
 
 /// `backup.restore` result.

@@ -36,6 +36,7 @@ pub mod peer;
 pub mod pings;
 pub mod python;
 pub mod rawtar;
+pub mod remotes;
 pub mod s3;
 pub mod serial;
 pub mod units;

@@ -5,7 +5,8 @@
 //! and nothing behind (staging, `.partial`, `.pre-restore-*`, `.bak-*`,
 //! temporary files, journals); a `schedule enable|disable` killed after any
 //! of its steps leaves exactly the steps done, and the same call again
-//! finishes it. Creates are killed in `snapshot` and `stop`
+//! finishes it; a pull killed anywhere leaves no partial download and the
+//! index as it was. Creates are killed in `snapshot` and `stop`
 //! mode: one killed while it had the unit stopped gets it started again by
 //! the recovery.
 //!
@@ -120,6 +121,7 @@ impl Host {
                 || name.contains(".restore-")
                 || name.contains(".new-")
                 || name.ends_with(".partial")
+                || name.contains(".pull-")
                 || name.ends_with(".tmp");
             assert!(!leftover, "{what}: leftover {}", path.display());
         }
@@ -565,6 +567,72 @@ async fn remote_removal_killed_at(failpoint: &str) -> bool {
     removed
 }
 
+/// Kill a `backup pull` at `failpoint`: after recovery the index is as it
+/// was, no partial download is left, and the archive is either absent or
+/// (killed after its rename) the backup's exact bytes; a pull on the next
+/// daemon makes it available.
+async fn pull_killed_at(failpoint: &str) {
+    use abssd_proto::methods::{BackupPull, BackupShow};
+    use abssd_tests::remotes::{self, Remote};
+    let s3 = abssd_tests::s3::S3Server::start();
+    let host = Host::new();
+    let cfg = host.sb.config();
+    let off = Remote::of(&s3, &host.sb.path("etc/abssctl/remotes"), "off", "actual");
+    let file = host.sb.path("etc/abssctl/abssd.yml");
+    let mut yaml = fs::read_to_string(&file).unwrap();
+    yaml.push_str(&remotes::section(&[&off]));
+    fs::write(&file, yaml).unwrap();
+    let d = host.daemon(None);
+    let made = backup(&client(&d.socket).await, "alpha").await;
+    d.stop();
+    remotes::copy_backup(&off, &cfg.index_file, &made.id);
+    let bytes = fs::read(&made.archive).unwrap();
+    fs::remove_file(&made.archive).unwrap();
+    fs::remove_file(&made.checksum_file).unwrap();
+    let before = fs::read(&cfg.index_file).unwrap();
+    let d = host.daemon(Some(failpoint));
+    let pull = PullParams {
+        id: made.id.clone(),
+        remote: None,
+        detach: true,
+    };
+    let op_id = call::<BackupPull>(&client(&d.socket).await, &pull)
+        .await
+        .unwrap()
+        .op_id;
+    let what = format!("pull killed at {failpoint}");
+    let d = died_and_recovered(&host, d, &op_id, &what).await;
+    assert_eq!(fs::read(&cfg.index_file).unwrap(), before, "{what}");
+    if failpoint == "pull::renamed" {
+        assert_eq!(fs::read(&made.archive).unwrap(), bytes, "{what}");
+    } else {
+        assert!(!PathBuf::from(&made.archive).exists(), "{what}");
+    }
+    host.assert_no_leftovers(&what);
+    let c = client(&d.socket).await;
+    let pulled = call::<BackupPull>(
+        &c,
+        &PullParams {
+            detach: false,
+            ..pull
+        },
+    )
+    .await
+    .unwrap();
+    assert!(pulled.result.is_some(), "{what}");
+    assert_eq!(fs::read(&made.archive).unwrap(), bytes, "{what}");
+    let shown = call::<BackupShow>(
+        &c,
+        &ShowParams {
+            id: made.id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(shown.backup.status, "available", "{what}");
+    d.stop();
+}
+
 /// Kill a `schedule enable` or `schedule disable` (the point's name says
 /// which) after one of its steps, and check what docs/API.md says it leaves:
 /// the steps done, none of the others, nothing half-written; then the same
@@ -741,6 +809,11 @@ async fn killed_at_every_crash_point_the_next_start_leaves_before_or_after() {
             "schedule" => {
                 schedule_killed_at(point).await;
                 runs.push(format!("schedule@{point}"));
+                (false, false)
+            }
+            "pull" => {
+                pull_killed_at(point).await;
+                runs.push(format!("pull@{point}"));
                 (false, false)
             }
             other => panic!("crash point {point}: no scenario for {other}:: points; add one here"),

@@ -808,3 +808,52 @@ async fn a_readers_reconciles_neither_push_out_operators_operations_nor_fill_the
     let readers = listed.iter().filter(|o| o.actor.uid == NOBODY).count();
     assert_eq!((listed.len(), readers), (33, 32));
 }
+
+/// Remotes (issue 17): a peer that may only read lists them and sees where
+/// the credentials are, never what they are; testing a remote (requests
+/// made with the credentials, a probe written) and pulling a backup are
+/// refused before anything is read or sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_lists_remotes_without_secrets_and_may_neither_test_nor_pull() {
+    need_root();
+    let sb = open_to_nobody("");
+    let cred = abssd_tests::remotes::credentials_file(
+        &sb.path("etc/abssctl/remotes"),
+        "off",
+        "AKIAREADERTEST",
+        "secret-a-reader-must-never-see",
+    );
+    let file = sb.path("etc/abssctl/abssd.yml");
+    let mut yaml = fs::read_to_string(&file).unwrap();
+    yaml.push_str(&format!(
+        "remotes:\n  off:\n    endpoint: http://127.0.0.1:9\n    bucket: abssd-test\n    credentials_file: {}\n",
+        json!(cred)
+    ));
+    fs::write(&file, yaml).unwrap();
+    let daemon = ChildDaemon::start(BIN, &sb, None);
+    let script = format!(
+        "{PY_HTTP}\nfor body in [{}, {}, {}]:\n    print(json.dumps(post(connect(sys.argv[1]), body.encode())), flush=True)\n",
+        json!(r#"{"jsonrpc":"2.0","id":1,"method":"remote.list"}"#),
+        json!(r#"{"jsonrpc":"2.0","id":2,"method":"remote.test","params":{"name":"off"}}"#),
+        json!(
+            r#"{"jsonrpc":"2.0","id":3,"method":"backup.pull","params":{"id":"20260101-000000-alpha-a1b2c3"}}"#
+        ),
+    );
+    let mut py = as_nobody(&script, &[daemon.socket.to_str().unwrap()]);
+    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let (list, test, pull) = (next(), next(), next());
+    assert!(py.wait().unwrap().success());
+    assert_eq!(list["result"]["remotes"][0]["name"], "off", "{list}");
+    assert_eq!(
+        list["result"]["remotes"][0]["credentials"],
+        json!({"kind": "file", "path": cred.display().to_string()})
+    );
+    let text = list.to_string();
+    assert!(
+        !text.contains("secret-a-reader-must-never-see") && !text.contains("AKIAREADERTEST"),
+        "{text}"
+    );
+    assert_eq!(test["error"]["data"]["kind"], "forbidden", "{test}");
+    assert_eq!(pull["error"]["data"]["kind"], "forbidden", "{pull}");
+}

@@ -30,6 +30,8 @@ mod prune;
 mod prune_remote;
 mod push;
 mod reconcile;
+mod remote_cmd;
+mod remote_pull;
 mod remote_reconcile;
 mod restore;
 mod run;

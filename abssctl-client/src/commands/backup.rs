@@ -48,6 +48,7 @@ pub async fn run(client: &Client, out: Output, cmd: BackupCommand) -> Result<Exi
             show_protected(out, &answer.op_id, answer.result)
         }
         BackupCommand::Verify(args) => verify(client, out, args).await,
+        BackupCommand::Pull(args) => super::pull::run(client, out, args).await,
         BackupCommand::Reconcile(args) => reconcile(client, out, args).await,
         BackupCommand::Restore(args) => super::restore::run(client, out, args).await,
         BackupCommand::Prune(args) => super::prune::run(client, out, args).await,

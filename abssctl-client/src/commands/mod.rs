@@ -5,6 +5,8 @@
 //! * [`restore`] — `backup restore`: plan, confirmation, follow
 //! * [`prune`]   — `backup prune`: plan, confirmation, follow
 //! * [`run`]     — `backup run`: the backup job, followed, and its summary
+//! * [`pull`]    — `backup pull`: a copy from a remote, followed
+//! * [`remote`]  — `remote list | test`
 //! * [`op`]      — `op list | watch`
 //! * [`daemon`]  — `daemon status`
 //! * [`schedule`] — `schedule enable | disable | show`
@@ -16,8 +18,9 @@ pub mod daemon;
 pub mod doctor;
 pub mod op;
 pub mod prune;
+pub mod pull;
 pub mod push;
-pub mod remote_ls;
+pub mod remote;
 pub mod restore;
 pub mod run;
 pub mod schedule;
@@ -72,9 +75,9 @@ pub async fn run(cli: Cli, out: Output) -> Result<Exit, WireError> {
         Command::Backup(cmd) => backup::run(&client, out, cmd).await,
         Command::Op(cmd) => op::run(&client, out, cmd).await,
         Command::Daemon(cmd) => daemon::run(&client, out, cmd).await,
+        Command::Remote(cmd) => remote::run(&client, out, cmd).await,
         Command::Schedule(cmd) => schedule::run(&client, out, cmd).await,
         Command::Doctor(args) => doctor::run(&client, out, args).await,
-        Command::Remote(cmd) => remote_ls::run(&client, out, cmd).await,
     }
 }
 
@@ -124,6 +127,7 @@ fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {
         Some(abssd_proto::Command::BackupPrune) => prune::show_pruned(out, finished),
         Some(abssd_proto::Command::BackupRun) => run::show_ran(out, finished),
         Some(abssd_proto::Command::BackupPush) => push::show_pushed(out, finished),
+        Some(abssd_proto::Command::BackupPull) => pull::show_pulled(out, finished),
         _ => {
             let doc = json!({ "op_id": finished.op_id, "plan": finished.plan, "result": finished.result });
             out.show(&doc, || {

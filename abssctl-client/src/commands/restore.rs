@@ -37,6 +37,7 @@ pub async fn run(client: &Client, out: Output, args: RestoreArgs) -> Result<Exit
         yes: false,
         // The dry run answers with its plan at once.
         detach: false,
+        pull: args.pull,
     };
     let answer = call::<BackupRestore>(client, &params).await?;
     let plan = answer.plan.ok_or_else(|| {
@@ -53,7 +54,12 @@ pub async fn run(client: &Client, out: Output, args: RestoreArgs) -> Result<Exit
         return Ok(Exit::Success);
     }
     if plan.mode == RestoreMode::Live && !args.yes {
+        // The question says the archive is pulled first: a yes agrees to it.
         confirm(&plan, args.no_pre_backup).await?;
+        params.pull = true;
+    } else if plan.pull.is_some() && !args.pull {
+        confirm_pull(&plan).await?;
+        params.pull = true;
     }
     // Caught from here on: Ctrl-C detaches instead of leaving the op id unknown.
     let mut interrupt = Interrupt::install();
@@ -70,9 +76,16 @@ pub async fn run(client: &Client, out: Output, args: RestoreArgs) -> Result<Exit
 
 /// Ask the operator on the terminal; without one, refuse (see [`ask_operator`]).
 async fn confirm(plan: &RestorePlan, no_pre_backup: bool) -> Result<(), WireError> {
+    let pull = match &plan.pull {
+        Some(src) => format!(
+            " (and --pull: the archive is not here and is pulled from remote {} first)",
+            src.remote
+        ),
+        None => String::new(),
+    };
     let no_terminal = format!(
         "restoring backup {} replaces the data of instance {} in {}; there is no \
-         terminal to ask for confirmation, so pass --yes (or --dry-run to see the \
+         terminal to ask for confirmation, so pass --yes{pull} (or --dry-run to see the \
          plan); nothing changed",
         plan.id, plan.instance, plan.target
     );
@@ -81,6 +94,31 @@ async fn confirm(plan: &RestorePlan, no_pre_backup: bool) -> Result<(), WireErro
     ask_operator(
         question,
         prompt,
+        no_terminal,
+        "restore cancelled; nothing changed",
+    )
+    .await
+}
+
+/// A restore that needs no other confirmation (--yes, --dest) of an archive
+/// that is missing here: ask before pulling it; without a terminal, refuse
+/// with the flag to pass.
+async fn confirm_pull(plan: &RestorePlan) -> Result<(), WireError> {
+    let Some(src) = &plan.pull else {
+        return Ok(());
+    };
+    let no_terminal = format!(
+        "the archive of backup {} is not here, but remote {} holds a copy: pass --pull to pull it first (or run abssctl backup pull {}); nothing changed",
+        plan.id, src.remote, plan.id
+    );
+    let question = format!(
+        "Restore backup {}. This will:\n  - {}\n",
+        plan.id,
+        render::restore::pull_item(plan, src)
+    );
+    ask_operator(
+        question,
+        "Pull it and restore?".to_owned(),
         no_terminal,
         "restore cancelled; nothing changed",
     )

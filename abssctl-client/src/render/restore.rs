@@ -28,6 +28,18 @@ pub fn plan(p: &RestorePlan) -> String {
             ),
         ),
     ];
+    if let Some(src) = &p.pull {
+        pairs.push((
+            "pull first",
+            format!(
+                "the archive is not here: it will first be pulled from remote {} ({} bytes{}; key {})",
+                src.remote,
+                p.archive_bytes,
+                if src.encrypted { ", decrypted" } else { "" },
+                src.key
+            ),
+        ));
+    }
     if let Some(bytes) = p.uncompressed_bytes {
         pairs.push(("content", human_size(bytes)));
     }
@@ -153,10 +165,11 @@ fn runs(active_state: &str) -> bool {
 /// say why there is none.
 pub fn confirmation(p: &RestorePlan, no_pre_backup: bool) -> String {
     let target = esc(&p.target);
-    let mut items = vec![format!(
+    let mut items: Vec<String> = p.pull.iter().map(|src| pull_item(p, src)).collect();
+    items.push(format!(
         "replace the data in {target} with the backup's (the current data is kept as \
          {target}.pre-restore-<time> until the restore has succeeded)"
-    )];
+    ));
     items.push(if p.data_only {
         "leave the unit file, nginx site and sites-enabled link as they are (data only)".to_owned()
     } else {
@@ -197,6 +210,17 @@ pub fn confirmation(p: &RestorePlan, no_pre_backup: bool) -> String {
     text.push_str(&warnings(&p.warnings));
     text.push_str("If any step fails, everything is rolled back.\n");
     text
+}
+
+/// The first thing a restore of an archive that is missing here does.
+pub fn pull_item(p: &RestorePlan, src: &abssd_proto::PullSource) -> String {
+    format!(
+        "first pull the archive from remote {} ({}{}) into {}",
+        esc(&src.remote),
+        human_size(p.archive_bytes),
+        if src.encrypted { ", decrypted" } else { "" },
+        esc(&p.archive)
+    )
 }
 
 /// A finished restore: where the data went, the pre-restore backup, the unit and
@@ -304,6 +328,29 @@ mod tests {
             assert!(text.contains(part), "missing {part:?}:\n{text}");
         }
         assert!(!text.contains("Warnings"), "{text}");
+    }
+
+    #[test]
+    fn a_plan_that_pulls_first_says_from_where_in_the_plan_and_the_question() {
+        let mut p = live_plan();
+        p.pull = Some(abssd_proto::PullSource {
+            remote: "offsite".into(),
+            key: "actual/alpha/x.tar.zst.age".into(),
+            size_bytes: Some(1700),
+            encrypted: true,
+        });
+        let text = plan(&p);
+        assert!(
+            text.contains("the archive is not here: it will first be pulled from remote offsite (1536 bytes, decrypted; key actual/alpha/x.tar.zst.age)"),
+            "{text}"
+        );
+        let question = confirmation(&p, false);
+        let first = question.lines().nth(1).unwrap();
+        assert_eq!(
+            first,
+            "  - first pull the archive from remote offsite (1.5 KiB, decrypted) into /srv/backups/alpha/x.tar.zst"
+        );
+        assert!(!confirmation(&live_plan(), false).contains("pull"));
     }
 
     #[test]

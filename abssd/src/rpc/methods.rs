@@ -12,6 +12,7 @@ use abssd_proto::methods::{
     DaemonStatusMethod, OpGet, OpList, OpWatch, RemoteLs, ScheduleDisable, ScheduleEnable,
     ScheduleShow,
 };
+use abssd_proto::methods::{BackupPull, RemoteList, RemoteTest};
 use abssd_proto::{
     Command, DaemonStatus, ErrorKind, Json, Method, OpInfo, OpListResult, PROTOCOL_VERSION,
     WireError, error::ErrorData,
@@ -606,6 +607,41 @@ pub fn module(
         },
         |ctx, sink, p, _| async move {
             let result = ops::schedule::disable(&ctx, &p, &sink).await?;
+            Ok(answer(None::<()>, Some(result)))
+        },
+    )?;
+
+    // Remotes (issue 17): the listing is open to every peer (it holds no
+    // secret); a test makes requests with the credentials and writes a
+    // probe, so it is an operator's; a pull writes an archive and the index.
+    read::<RemoteList, _, _>(&mut m, |state, _p, _| async move {
+        Ok(ops::remote::list(&state.ctx))
+    })?;
+    read::<RemoteTest, _, _>(&mut m, |state, p, peer| async move {
+        if !peer.may_mutate {
+            return Err(Error::Forbidden(format!(
+                "user {} (uid {}) may only read; remote test needs root or membership in the operator group",
+                peer.actor.user, peer.actor.uid
+            )));
+        }
+        ops::remote::test(&state.ctx, &p.name).await
+    })?;
+    operation::<BackupPull, _, _>(
+        &mut m,
+        OpMethod {
+            command: Command::BackupPull,
+            target: |p| Some(p.id.clone()),
+            detached: |p| p.detach,
+            operator_only: |_| true,
+            validate: |p| {
+                crate::index::check_id(&p.id)?;
+                p.remote.as_deref().map_or(Ok(()), |r| {
+                    crate::config::remotes::check_name(r).map_err(Error::Validation)
+                })
+            },
+        },
+        |ctx, sink, p, _| async move {
+            let result = ops::pull::run(&ctx, &p, &sink).await?;
             Ok(answer(None::<()>, Some(result)))
         },
     )?;

@@ -530,8 +530,9 @@ mod tests {
                 Step::Commit => "commit",
                 Step::Archive { .. } => "archive",
                 Step::RemoveBackup { .. } => "remove_backup",
-                Step::RemoveRemoteCopy { .. } => "remove_remote_copy",
+                Step::Download { .. } => "download",
                 Step::RemoteArchive { .. } => "remote_archive",
+                Step::RemoveRemoteCopy { .. } => "remove_remote_copy",
                 Step::Removed { .. } => "removed",
             })
             .collect();

@@ -95,7 +95,11 @@ pub async fn run(
     // The dry run (which the client's confirmation shows) reads the archive
     // through for what the restore would not install; the restore itself
     // finds the same in the unpacked payload.
-    if params.dry_run && !data_only {
+    if params.dry_run && !data_only && pre.pull.is_some() {
+        plan.warnings.push(
+            "the archive is not here yet: the unit and site files it holds are not listed before it is pulled".to_owned(),
+        );
+    } else if params.dry_run && !data_only {
         let (archive, algorithm, instance) = (
             pre.archive.clone(),
             pre.algorithm,
@@ -132,6 +136,12 @@ pub async fn run(
         }
         return Ok((plan, None));
     }
+    if let Some(src) = pre.pull.as_ref().filter(|_| !params.pull) {
+        return Err(Error::validation(format!(
+            "the archive of backup {} is not here ({}), but remote {} holds a copy: pass pull: true (abssctl: --pull) to pull it first, or run `abssctl backup pull {}`; nothing changed",
+            plan.id, plan.archive, src.remote, plan.id
+        )));
+    }
     if live && !params.yes {
         return Err(Error::validation(format!(
             "a live restore replaces the data of instance {} in {}; confirm with yes: true (abssctl: --yes), or use --dry-run to see the plan",
@@ -141,6 +151,23 @@ pub async fn run(
     if short {
         return Err(no_space(&plan));
     }
+    // The plan said so, and the caller agreed (`pull`): the archive comes
+    // first, and pre-flight runs again on it (sidecar, size).
+    let pre = match &pre.pull {
+        Some(src) => {
+            crate::ops::pull::fetch(ctx, &params.id, Some(&src.remote), progress).await?;
+            let (config, p) = (ctx.config.clone(), params.clone());
+            let again = tokio::task::spawn_blocking(move || plan::preflight(&config, &p)).await??;
+            if again.pull.is_some() {
+                return Err(Error::Internal(format!(
+                    "the archive of backup {} is still missing after it was pulled",
+                    params.id
+                )));
+            }
+            again
+        }
+        None => pre,
+    };
     if params.verify_deep {
         verify_deep(ctx, &pre.entry, progress).await?;
     }
@@ -350,8 +377,12 @@ mod tests {
             );
             planned.extend(plan.steps.iter().map(|s| s.step.to_string()));
         }
+        // `pull` needs an S3 server: the integration test
+        // remote_pull::a_restore_of_a_backup_only_a_remote_holds_pulls_first_only_when_asked
+        // plans it and sees it reported.
         let all: BTreeSet<String> = PlanStep::ALL
             .iter()
+            .filter(|s| **s != PlanStep::Pull)
             .map(|s| s.phase().to_string())
             .collect();
         assert_eq!(planned, all, "together the two plans list every step");

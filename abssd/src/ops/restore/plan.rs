@@ -4,8 +4,8 @@
 use std::path::{Component, Path, PathBuf};
 
 use abssd_proto::{
-    Algorithm, BackupEntry, ChecksumPlan, Phase, RestoreMode, RestoreParams, RestorePlan,
-    RestoreStep, SpacePlan, UnitPlan,
+    Algorithm, BackupEntry, ChecksumPlan, Phase, PullSource, RestoreMode, RestoreParams,
+    RestorePlan, RestoreStep, SpacePlan, UnitPlan,
 };
 
 use super::guards;
@@ -45,6 +45,10 @@ pub struct Preflight {
     pub reserve: u64,
     /// What earlier restores left beside the target (kept, never reused).
     pub leftovers: Vec<String>,
+    /// The archive is missing here and is pulled from this remote copy first.
+    pub pull: Option<PullSource>,
+    /// The archive's size (the size it will have, when it is pulled first).
+    pub archive_bytes: u64,
 }
 
 /// Load the entry and check archive, sidecar and algorithm (SPEC §7 step 1), the
@@ -86,13 +90,33 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
             entry.id, entry.path
         )));
     }
-    match std::fs::metadata(&archive) {
-        Ok(m) if m.is_file() => {}
+    let mut pull = None;
+    let archive_bytes = match std::fs::metadata(&archive) {
+        Ok(m) if m.is_file() => m.len(),
         Ok(_) => {
             return Err(Error::Environment(format!(
                 "{} is not a regular file",
                 archive.display()
             )));
+        }
+        // A remote holds a copy: the plan says it is pulled first.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && entry.remote_copies().next().is_some() =>
+        {
+            let source = crate::ops::pull::choose(&config.remotes, &entry, None)
+                .and_then(|r| crate::ops::pull::source(r, &entry))
+                .map_err(|e| Error::NotFound {
+                    what: "archive",
+                    name: archive.display().to_string(),
+                    hint: format!(
+                        " (backup {} is in the index and has a remote copy, which cannot be pulled: {e})",
+                        entry.id
+                    ),
+                })?;
+            let bytes = entry.size_bytes.or(source.size_bytes).unwrap_or(0);
+            pull = Some(source);
+            bytes
         }
         // Not found, as the Python tool answers it (exit 2).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -106,7 +130,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
             });
         }
         Err(e) => return Err(e).at("reading", &archive),
-    }
+    };
     let sidecar = sidecar::path(&archive);
     let indexed = entry
         .sha256()
@@ -188,6 +212,8 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
         available,
         reserve,
         leftovers,
+        pull,
+        archive_bytes,
     })
 }
 
@@ -433,6 +459,8 @@ macro_rules! plan_steps {
 }
 
 plan_steps! {
+    /// Pull the archive from a remote first (it is missing here).
+    Pull,
     /// Read the archive through and check its content first (`--verify-deep`).
     DeepCheck,
     /// Take the instance lock (live).
@@ -493,9 +521,7 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
         data_only,
     } = input;
     let entry = &pre.entry;
-    let archive_bytes = std::fs::metadata(&pre.archive)
-        .at("reading", &pre.archive)?
-        .len();
+    let archive_bytes = pre.archive_bytes;
     let uncompressed = entry.metadata.uncompressed_bytes;
     let mode = if params.dest.is_some() {
         RestoreMode::Dest
@@ -511,6 +537,7 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
         .iter()
         .filter_map(|&step| {
             let detail = match step {
+                PlanStep::Pull => pre.pull.as_ref().map(|src| pull_step(src, archive_bytes, &pre.archive)),
                 PlanStep::DeepCheck => params.verify_deep.then(|| format!(
                     "read {} through and check its content (SQLite integrity, Actual's tables, blobs, listed files, .migrate); refuse the restore, changing nothing, if that finds a problem",
                     pre.archive.display()
@@ -618,6 +645,7 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
         pre_backup_dir: pre_backup_dir.map(|d| d.display().to_string()),
         steps,
         dry_run: params.dry_run,
+        pull: pre.pull.clone(),
         warnings: pre
             .sidecar_missing
             .then(|| missing_sidecar(&sidecar))
@@ -625,6 +653,16 @@ pub fn build(config: &Config, input: PlanInput<'_>) -> Result<RestorePlan> {
             .chain(pre.leftovers.iter().cloned())
             .collect(),
     })
+}
+
+/// The plan's step that pulls the archive first.
+fn pull_step(src: &PullSource, bytes: u64, archive: &Path) -> String {
+    format!(
+        "the archive will first be pulled from remote {} ({bytes} bytes{}) into {}, checked against the index's SHA-256",
+        src.remote,
+        if src.encrypted { ", decrypted" } else { "" },
+        archive.display()
+    )
 }
 
 /// The plan's warning for an archive without its sidecar.
@@ -657,6 +695,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "pull",
                 "verify_deep",
                 "lock",
                 "pre_backup",

@@ -72,7 +72,8 @@ pub async fn rollback(
             | Step::RemoveBackup { .. }
             | Step::RemoveRemoteCopy { .. }
             | Step::Removed { .. }
-            | Step::RemoteArchive { .. } => {}
+            | Step::RemoteArchive { .. }
+            | Step::Download { .. } => {}
             Step::ReloadNginx => nginx_reload = true,
             Step::DaemonReload => daemon_reload = true,
             Step::StartUnit { unit } => {
