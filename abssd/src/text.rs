@@ -12,6 +12,20 @@ pub fn bounded(s: &str) -> String {
     }
 }
 
+/// At most `max` bytes of `text`, cut on a character boundary and marked.
+pub fn cut(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

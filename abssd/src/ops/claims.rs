@@ -9,6 +9,7 @@
 //! it runs, the claim is refused.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
@@ -140,38 +141,49 @@ mod tests {
     }
 }
 
-/// The instances a backup job (`backup.run`) works on now: the per-instance
-/// timer and the all-instances timer may fire together (both `Persistent=`
-/// after a boot), and two jobs of one instance would each prune the other's
-/// new backup. The second job passes the instance by.
-#[derive(Debug, Default)]
-pub struct Jobs(Mutex<HashSet<String>>);
+/// Keys running operations hold, each by one at a time: the second asker
+/// gets `None` and passes the key by instead of racing the first.
+#[derive(Debug)]
+pub struct Held<K: Eq + Hash>(Mutex<HashSet<K>>);
 
-impl Jobs {
-    /// Claim `instance` until the guard is dropped; `None` while another
-    /// job holds it.
-    pub fn claim(&self, instance: &str) -> Option<JobClaim<'_>> {
-        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        held.insert(instance.to_owned()).then(|| JobClaim {
-            owner: self,
-            instance: instance.to_owned(),
-        })
+impl<K: Eq + Hash> Default for Held<K> {
+    fn default() -> Self {
+        Held(Mutex::new(HashSet::new()))
     }
 }
 
-/// An instance claimed by a backup job; released on drop.
-#[derive(Debug)]
-pub struct JobClaim<'a> {
-    owner: &'a Jobs,
-    instance: String,
+impl<K: Eq + Hash + Clone> Held<K> {
+    /// Claim `key` until the guard is dropped; `None` while another holds it.
+    pub fn claim(&self, key: K) -> Option<Hold<'_, K>> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(key.clone())
+            .then_some(Hold { owner: self, key })
+    }
 }
 
-impl Drop for JobClaim<'_> {
+/// A key claimed from a [`Held`] set; released on drop.
+#[derive(Debug)]
+pub struct Hold<'a, K: Eq + Hash> {
+    owner: &'a Held<K>,
+    key: K,
+}
+
+impl<K: Eq + Hash> Drop for Hold<'_, K> {
     fn drop(&mut self) {
         self.owner
             .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.instance);
+            .remove(&self.key);
     }
 }
+
+/// The instances a backup job (`backup.run`) works on now: the per-instance
+/// timer and the all-instances timer may fire together (both `Persistent=`
+/// after a boot), and two jobs of one instance would each prune the other's
+/// new backup. The second job passes the instance by.
+pub type Jobs = Held<String>;
+
+/// The archive keys pushed now, as (remote, key): a second push of one backup
+/// to one remote passes it by instead of racing the first.
+pub type Pushing = Held<(String, String)>;

@@ -55,7 +55,7 @@ pub struct Ctx {
     pub jobs: claims::Jobs,
     /// The remote objects a push uploads now: a second push of one backup
     /// to one remote passes it by instead of racing it.
-    pub pushing: push::Pushing,
+    pub pushing: claims::Pushing,
     /// How operations reach systemd: D-Bus in the daemon, a fake in tests.
     pub systemd: Box<dyn Connector>,
 }
@@ -78,7 +78,7 @@ impl Ctx {
             in_flight: InFlight::default(),
             in_use: claims::InUse::default(),
             jobs: claims::Jobs::default(),
-            pushing: push::Pushing::default(),
+            pushing: claims::Pushing::default(),
             systemd,
         })
     }

@@ -46,38 +46,6 @@ use crate::progress::{Progress, Reporter};
 use crate::registry::validate_name;
 use crate::remote::{self, S3};
 
-/// The archive keys pushed now, per remote (one set per [`Ctx`]).
-#[derive(Debug, Default)]
-pub struct Pushing(std::sync::Mutex<std::collections::HashSet<(String, String)>>);
-
-impl Pushing {
-    /// Claim `key` of `remote` until the guard is dropped; `None` while
-    /// another push has it.
-    fn claim(&self, remote: &str, key: &str) -> Option<PushClaim<'_>> {
-        let entry = (remote.to_owned(), key.to_owned());
-        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(entry.clone())
-            .then_some(PushClaim { owner: self, entry })
-    }
-}
-
-/// A key being pushed; released on drop.
-#[derive(Debug)]
-struct PushClaim<'a> {
-    owner: &'a Pushing,
-    entry: (String, String),
-}
-
-impl Drop for PushClaim<'_> {
-    fn drop(&mut self) {
-        self.owner
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.entry);
-    }
-}
-
 /// Bytes of one backup's message in the result.
 const MESSAGE_BYTES: usize = 600;
 /// Failed backups named in the error's message (the summary has them all).
@@ -333,7 +301,10 @@ async fn one(
         Err(e) => return failed(item, e),
     };
     item.key = Some(keys.archive.clone());
-    let Some(_pushing) = ctx.pushing.claim(&remote.name, &keys.archive) else {
+    let Some(_pushing) = ctx
+        .pushing
+        .claim((remote.name.clone(), keys.archive.clone()))
+    else {
         item.message = format!("another push of it to {} runs now", remote.name);
         return (item, None);
     };
@@ -411,7 +382,7 @@ async fn one(
 
 fn failed(mut item: PushItem, e: Error) -> (PushItem, Option<ErrorKind>) {
     item.outcome = PushOutcome::Failed;
-    item.message = crate::ops::run::observer::cut(e.to_string(), MESSAGE_BYTES);
+    item.message = crate::text::cut(e.to_string(), MESSAGE_BYTES);
     (item, Some(e.kind()))
 }
 

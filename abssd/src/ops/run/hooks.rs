@@ -35,9 +35,10 @@ use abssd_proto::JobRecord;
 use futures_util::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::observer::{Answer, Observer, cut};
+use super::observer::{Answer, Observer};
 use crate::config::HookSettings;
 use crate::progress::{Progress, Reporter};
+use crate::text::cut;
 
 /// Bytes of a ping's body: the end of the job's log.
 pub const BODY_BYTES: usize = 10 * 1024;

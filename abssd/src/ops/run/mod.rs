@@ -49,9 +49,10 @@ use crate::fsutil;
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
 use crate::registry::{Registry, validate_name};
+use crate::text::cut;
 pub use hooks::Hooks;
+use observer::Tail;
 pub use observer::{Answer, Nobody, Observer};
-use observer::{Tail, cut};
 use steps::{Job, MESSAGE_BYTES};
 
 /// Failed instances named in the error's message (the summary has them all).
@@ -97,7 +98,7 @@ pub async fn run(
     let mut outcomes = Vec::with_capacity(instances.len());
     let mut first_failure: Option<WireError> = None;
     for instance in &instances {
-        let Some(_claim) = ctx.jobs.claim(instance) else {
+        let Some(_claim) = ctx.jobs.claim(instance.to_owned()) else {
             outcomes.push(passed_by(
                 instance,
                 crate::ops::push::any_auto(ctx),

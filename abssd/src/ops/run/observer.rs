@@ -16,6 +16,7 @@ use abssd_proto::{EventKind, JobRecord, Level};
 use futures_util::future::BoxFuture;
 
 use crate::progress::{Progress, Reporter};
+use crate::text::cut;
 
 /// Lines a [`Tail`] keeps.
 pub const TAIL_LINES: usize = 40;
@@ -115,20 +116,6 @@ impl TailLines {
         }
         lines.push_back(cut(line, TAIL_LINE_BYTES));
     }
-}
-
-/// At most `max` bytes of `text`, cut on a character boundary and marked.
-pub fn cut(mut text: String, max: usize) -> String {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max.saturating_sub(3);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.push('…');
-    text
 }
 
 impl Progress for Tail {

@@ -6,11 +6,12 @@ use abssd_proto::{
     ReconcileParams, RunPlan, VerifyParams, WireError, status,
 };
 
-use super::observer::{TailLines, cut};
+use super::observer::TailLines;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::ops::{Ctx, create, prune, push, reconcile, verify};
 use crate::progress::{Progress, Reporter};
+use crate::text::cut;
 
 /// Bytes of one step's message in the summary and the record.
 pub(super) const MESSAGE_BYTES: usize = 600;
