@@ -8,6 +8,8 @@
 //!
 //! So a bucket is readable with standard tools: `age -d` then `sha256sum -c`.
 
+use abssd_proto::{BackupEntry, RemoteCopy};
+
 use crate::config::remotes::RemoteSettings;
 use crate::error::{Error, Result};
 
@@ -80,6 +82,30 @@ pub fn keys(
         sidecar: format!("{dir}{file}{SIDECAR_SUFFIX}"),
         entry: format!("{dir}{id}{ENTRY_SUFFIX}{age}"),
     })
+}
+
+/// The keys of `entry`'s recorded `copy` in `remote`: the copy must be where
+/// a push puts it, under this remote's prefix. An index entry is text others
+/// may have written, and whatever a record names is what a pull reads and a
+/// prune deletes; so a record naming any other key is refused.
+pub fn recorded(remote: &RemoteSettings, entry: &BackupEntry, copy: &RemoteCopy) -> Result<Keys> {
+    let made = keys(
+        remote,
+        &entry.instance,
+        &entry.id,
+        &entry.path,
+        copy.encrypted,
+    )?;
+    if copy.key != made.archive {
+        return Err(Error::validation(format!(
+            "backup {}'s copy in remote {} is recorded at {:?}, not at {:?} where its archive goes",
+            crate::error::shown(&entry.id),
+            remote.name,
+            crate::error::shown(&copy.key),
+            made.archive
+        )));
+    }
+    Ok(made)
 }
 
 fn safe(name: &str) -> bool {
@@ -170,6 +196,39 @@ mod tests {
             auto_push: false,
             part_size: 5 << 20,
             retention: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_recorded_copy_names_only_where_a_push_puts_it() {
+        let r = remote("site");
+        let id = "20261204-010203-ab-0a1b2c";
+        let entry: BackupEntry = serde_json::from_value(serde_json::json!({
+            "id": id, "instance": "ab", "path": format!("/srv/backups/ab/{id}.tar.zst"),
+            "created_at": "2026-12-04T01:02:03Z", "status": "available",
+        }))
+        .unwrap();
+        let copy = |key: &str, encrypted: bool| -> RemoteCopy {
+            serde_json::from_value(serde_json::json!({
+                "name": "o", "key": key, "sha256": "0".repeat(64), "size_bytes": 1,
+                "uploaded_at": "2026-12-04T01:02:04Z", "encrypted": encrypted,
+            }))
+            .unwrap()
+        };
+        let made = recorded(&r, &entry, &copy(&format!("site/ab/{id}.tar.zst"), false)).unwrap();
+        assert_eq!(made.sidecar, format!("site/ab/{id}.tar.zst.sha256"));
+        assert_eq!(made.entry, format!("site/ab/{id}.json"));
+        for (key, encrypted) in [
+            // another instance's archive, another prefix, any key at all
+            (format!("site/cd/{id}.tar.zst"), false),
+            (format!("other/ab/{id}.tar.zst"), false),
+            ("backups.json".to_owned(), false),
+            // encrypted key for a copy recorded plain, and the other way
+            (format!("site/ab/{id}.tar.zst.age"), false),
+            (format!("site/ab/{id}.tar.zst"), true),
+        ] {
+            let err = recorded(&r, &entry, &copy(&key, encrypted)).unwrap_err();
+            assert!(err.to_string().contains("is recorded at"), "{key}: {err}");
         }
     }
 

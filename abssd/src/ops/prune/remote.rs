@@ -199,8 +199,16 @@ async fn remove_batch(
             outcomes.push(kept("a running operation reads it"));
             continue;
         };
+        // Only the objects a push makes for this backup: a record naming any
+        // other key is not deleted on its word.
+        let keys = match layout::recorded(remote, entry, copy) {
+            Ok(k) => vec![k.archive, k.sidecar, k.entry],
+            Err(e) => {
+                outcomes.push(kept(&format!("{e}; its objects are left alone")));
+                continue;
+            }
+        };
         claims.push(claim);
-        let keys = object_keys(remote, entry, &copy.key);
         going.push((entry.clone(), keys));
     }
     if going.is_empty() {
@@ -312,15 +320,6 @@ async fn remove_batch(
 
 /// The objects of `entry`'s copy whose archive is `archive_key`: the
 /// archive, its sidecar and the entry object.
-fn object_keys(remote: &RemoteSettings, entry: &BackupEntry, archive_key: &str) -> Vec<String> {
-    let encrypted = archive_key.ends_with(layout::AGE_SUFFIX);
-    match layout::keys(remote, &entry.instance, &entry.id, &entry.path, encrypted) {
-        // The recorded key wins over the one the layout makes today.
-        Ok(k) => vec![archive_key.to_owned(), k.sidecar, k.entry],
-        Err(_) => vec![archive_key.to_owned()],
-    }
-}
-
 /// Takes `remote`'s copy out of `entry`'s `remotes` (the key goes when no
 /// copy is left, so an entry never pushed reads as before).
 fn drop_record(entry: &mut BackupEntry, remote: &str) {

@@ -134,27 +134,10 @@ pub fn choose<'r>(
 /// else where a push puts it.
 pub fn source(remote: &RemoteSettings, entry: &BackupEntry) -> Result<PullSource> {
     if let Some(copy) = entry.remote_copy(&remote.name) {
-        // An index entry is text others may have written: the key must be
-        // one a push makes for this backup, under this remote's prefix.
-        let made = layout::keys(
-            remote,
-            &entry.instance,
-            &entry.id,
-            &entry.path,
-            copy.encrypted,
-        )?;
-        if copy.key != made.archive {
-            return Err(Error::validation(format!(
-                "backup {}'s copy in remote {} is recorded at {:?}, not at {:?} where its archive goes; refusing to pull it",
-                entry.id,
-                remote.name,
-                crate::error::shown(&copy.key),
-                made.archive
-            )));
-        }
+        let made = layout::recorded(remote, entry, copy)?;
         return Ok(PullSource {
             remote: remote.name.clone(),
-            key: copy.key.clone(),
+            key: made.archive,
             size_bytes: Some(copy.size_bytes),
             encrypted: copy.encrypted,
         });
