@@ -27,7 +27,7 @@ impl Host {
         let w = World::with_config(&["alpha"], |sb| {
             let dir = sb.path("etc/abssctl/remotes");
             let good = Remote::of(&s3, &dir, "off", "actual");
-            let mut wrong = Remote::of(&s3, &dir, "wrong", "");
+            let mut wrong = Remote::of(&s3, &dir, "wrong", "w");
             wrong.credentials_file =
                 remotes::credentials_file(&dir, "wrong", s3.access_key(), "not-the-secret");
             off = Some(good.clone());

@@ -19,8 +19,8 @@ use abssd_tests::world::World;
 fn host(s3: &S3Server) -> World {
     World::with_config(&["alpha"], |sb| {
         let dir = sb.path("etc/abssctl/remotes");
-        let good = Remote::of(s3, &dir, "good", "");
-        let mut wrong = Remote::of(s3, &dir, "wrong", "");
+        let good = Remote::of(s3, &dir, "good", "g");
+        let mut wrong = Remote::of(s3, &dir, "wrong", "w");
         wrong.credentials_file =
             remotes::credentials_file(&dir, "wrong", s3.access_key(), "not-the-secret");
         let mut nobucket = Remote::of(s3, &dir, "nobucket", "p");

@@ -278,6 +278,24 @@ impl RemoteSettings {
         !self.age_recipients.is_empty()
     }
 
+    /// The two remotes' objects may meet: one bucket at one endpoint, and one
+    /// prefix equal to the other or a folder of it (an empty prefix holds
+    /// every other).
+    fn shares_keys_with(&self, other: &RemoteSettings) -> bool {
+        let within = |inner: &str, outer: &str| {
+            outer.is_empty()
+                || inner == outer
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        self.endpoint
+            .as_str()
+            .eq_ignore_ascii_case(other.endpoint.as_str())
+            && self.bucket == other.bucket
+            && (within(&self.prefix, &other.prefix) || within(&other.prefix, &self.prefix))
+    }
+
     fn resolve(name: &str, s: &RemoteSection) -> Result<RemoteSettings, String> {
         let key = |k: &str| format!("remotes.{name}.{k}");
         let endpoint = s
@@ -424,7 +442,20 @@ impl Remotes {
             .0
             .iter()
             .map(|(name, s)| RemoteSettings::resolve(name, s))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, a) in list.iter().enumerate() {
+            if let Some(b) = list[i + 1..].iter().find(|b| a.shares_keys_with(b)) {
+                return Err(format!(
+                    "remotes.{} and remotes.{} store into the same place (bucket {} at {}, prefixes {:?} and {:?}): each would take the other's copies for its own, and a prune of one would delete them; give each its own bucket or a prefix beside the other's",
+                    a.name,
+                    b.name,
+                    a.bucket,
+                    a.endpoint.as_str(),
+                    a.prefix,
+                    b.prefix
+                ));
+            }
+        }
         Ok(Remotes { list })
     }
 
@@ -502,6 +533,33 @@ mod tests {
     }
 
     const KEY: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    #[test]
+    fn two_remotes_may_not_share_a_place() {
+        let two = |a: &str, b: &str| {
+            section(&format!(
+                "one:\n  endpoint: https://s3.example.com\n  bucket: bkt\n  credential: c\n{a}two:\n  endpoint: HTTPS://S3.example.com/\n  bucket: bkt\n  credential: c\n{b}"
+            ))
+        };
+        for (a, b) in [
+            ("", ""),
+            ("  prefix: p\n", "  prefix: /p/\n"),
+            ("  prefix: p\n", "  prefix: p/q\n"),
+            ("", "  prefix: p\n"),
+        ] {
+            let err = two(a, b).unwrap_err();
+            assert!(
+                err.contains("remotes.one and remotes.two store into the same place"),
+                "{a:?} {b:?}: {err}"
+            );
+        }
+        for (a, b) in [
+            ("  prefix: p\n", "  prefix: q\n"),
+            ("  prefix: p\n", "  prefix: pq\n"),
+        ] {
+            assert_eq!(two(a, b).unwrap().all().len(), 2, "{a:?} {b:?}");
+        }
+    }
 
     #[test]
     fn a_full_remote_resolves() {
@@ -598,7 +656,7 @@ mod tests {
     #[test]
     fn picking_a_remote_names_the_choices() {
         let r = section(
-            "a:\n  endpoint: https://x\n  bucket: bbb\n  credential: c\nb:\n  endpoint: https://x\n  bucket: bbb\n  credential: c\n",
+            "a:\n  endpoint: https://x\n  bucket: bbb\n  credential: c\nb:\n  endpoint: https://x\n  bucket: ccc\n  credential: c\n",
         )
         .unwrap();
         assert!(r.pick(None).unwrap_err().to_string().contains("a, b"));
