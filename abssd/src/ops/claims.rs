@@ -112,6 +112,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refused_claim_leaves_the_holder_its_key() {
+        let held = Held::<String>::default();
+        let first = held.claim("alpha".into()).expect("free");
+        assert!(held.claim("alpha".into()).is_none());
+        assert!(held.claim("alpha".into()).is_none(), "still held");
+        assert!(held.claim("beta".into()).is_some());
+        drop(first);
+        assert!(held.claim("alpha".into()).is_some());
+    }
+
+    #[test]
     fn a_read_backup_cannot_begin_removal_until_every_reader_ends() {
         let set = InUse::default();
         let a = set.claim("b1").unwrap();
@@ -156,8 +167,9 @@ impl<K: Eq + Hash + Clone> Held<K> {
     /// Claim `key` until the guard is dropped; `None` while another holds it.
     pub fn claim(&self, key: K) -> Option<Hold<'_, K>> {
         let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        held.insert(key.clone())
-            .then_some(Hold { owner: self, key })
+        // Lazily: a guard made and dropped here would remove the key the
+        // other holder has (and lock the set this still holds).
+        held.insert(key.clone()).then(|| Hold { owner: self, key })
     }
 }
 
