@@ -4,14 +4,14 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use abssd_tests::remotes::{self, Remote};
 use abssd_tests::s3::S3Server;
 use abssd_tests::world::World;
 use serde_json::Value;
 
-use crate::common::{assert_exit, json_doc, text};
+use crate::common::{self, assert_exit, json_doc, text};
 
 /// Instance alpha, remote `off` (working) and `wrong` (another secret).
 struct Host {
@@ -27,9 +27,8 @@ impl Host {
         let w = World::with_config(&["alpha"], |sb| {
             let dir = sb.path("etc/abssctl/remotes");
             let good = Remote::of(&s3, &dir, "off", "actual");
-            let mut wrong = Remote::of(&s3, &dir, "wrong", "w");
-            wrong.credentials_file =
-                remotes::credentials_file(&dir, "wrong", s3.access_key(), "not-the-secret");
+            let wrong = Remote::of(&s3, &dir, "wrong", "w")
+                .with_credentials(s3.access_key(), "not-the-secret");
             off = Some(good.clone());
             remotes::section(&[&good, &wrong])
         });
@@ -42,12 +41,7 @@ impl Host {
 
     /// `abssctl ARGS`, stdin not a terminal.
     fn abssctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_abssctl"))
-            .args(args)
-            .env("ABSSD_SOCKET", &self.w.daemon.socket)
-            .stdin(Stdio::null())
-            .output()
-            .expect("abssctl runs")
+        common::abssctl(&self.w.daemon.socket, args)
     }
 
     #[track_caller]

@@ -1,109 +1,44 @@
 //! `abssctl remote ls` and `abssctl backup reconcile --remote` against the real
 //! abssd and a real S3 server (moto, from the `abssd-tests` harness): the
-//! table, `--json`, exit codes and help. The bucket is filled by hand through
-//! the harness's boto3 view, in the layout `backup push` writes.
+//! table, `--json`, exit codes and help. The bucket is filled in the layout
+//! `backup push` writes by the harness's `remotes` helpers.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use abssd_tests::s3::S3Server;
-use abssd_tests::{Daemon, Sandbox};
+use abssd_tests::remotes::{self, Remote};
 use serde_json::{Value, json};
 
-use crate::common::{assert_exit, json_doc, text};
+use crate::common::{S3Host, assert_exit, json_doc, text};
 
-/// A host with no backups, remote `off` at a fresh server.
-struct Host {
-    daemon: Daemon,
-    sandbox: Sandbox,
-    s3: S3Server,
+/// A host with no backups, remote `off` (prefix `site`) at a fresh server.
+fn host() -> S3Host {
+    S3Host::new(|s3, dir| vec![Remote::of(s3, dir, "off", "site")])
 }
 
-impl Host {
-    fn new() -> Host {
-        let s3 = S3Server::start();
-        let sandbox = Sandbox::new();
-        sandbox.add_instance("alpha");
-        let creds = sandbox.path("etc/abssctl/s3-credentials");
-        fs::create_dir_all(creds.parent().unwrap()).unwrap();
-        fs::write(
-            &creds,
-            format!(
-                "aws_access_key_id = {}\naws_secret_access_key = {}\n",
-                s3.access_key(),
-                s3.secret_key()
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&creds, fs::Permissions::from_mode(0o600)).unwrap();
-        sandbox.write_abssd_config(&format!(
-            "remotes:\n  off:\n    endpoint: {}\n    bucket: {}\n    region: {}\n    prefix: site\n    credentials_file: {}\n",
-            s3.endpoint(),
-            s3.bucket(),
-            s3.region(),
-            creds.display()
-        ));
-        let daemon = Daemon::start(&sandbox);
-        Host {
-            daemon,
-            sandbox,
-            s3,
-        }
-    }
-
-    fn abssctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_abssctl"))
-            .args(args)
-            .env("ABSSD_SOCKET", &self.daemon.socket)
-            .output()
-            .expect("abssctl runs")
-    }
-
-    /// A backup of `alpha` that only the remote has, as another host pushed
-    /// it: archive, sidecar and entry object. Returns its id.
-    fn foreign(&self, hex: &str) -> String {
-        let id = format!("20261201-030000-alpha-{hex}");
-        let file = format!("{id}.tar.zst");
-        let archive = b"an archive from elsewhere";
-        let sha = sha256(archive);
-        let entry = json!({
-            "id": id, "instance": "alpha", "created_at": "2026-12-01T03:00:00Z",
-            "path": format!("/srv/old/alpha/{file}"), "algorithm": "zstd",
-            "size_bytes": archive.len(),
-            "checksum": {"algorithm": "sha256", "value": sha},
-            "status": "available", "message": "from the old host"
-        });
-        let view = self.s3.view();
-        view.put(&format!("site/alpha/{file}"), archive);
-        view.put(
-            &format!("site/alpha/{file}.sha256"),
-            format!("{sha}  {file}\n").as_bytes(),
-        );
-        view.put(
-            &format!("site/alpha/{id}.json"),
-            entry.to_string().as_bytes(),
-        );
-        id
-    }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("f");
-    fs::write(&file, bytes).unwrap();
-    let out = Command::new("sha256sum").arg(&file).output().unwrap();
-    text(&out.stdout)
-        .split_whitespace()
-        .next()
+/// A backup of `alpha` that only `host`'s remote has, as another host
+/// pushed it: archive, sidecar and entry object. Returns its id.
+fn foreign(host: &S3Host) -> String {
+    let off = host
+        .sandbox
+        .full_config()
+        .remotes
+        .pick(Some("off"))
         .unwrap()
-        .to_owned()
+        .clone();
+    remotes::plant_foreign(
+        &off,
+        "alpha",
+        b"an archive from elsewhere",
+        "from the old host",
+    )
+    .id
 }
 
 #[test]
 fn remote_ls_prints_a_table_and_json() {
-    let host = Host::new();
-    let id = host.foreign("0a0b0c");
+    let host = host();
+    let id = foreign(&host);
     host.s3.view().put("site/notes.txt", b"not a backup");
 
     let out = host.abssctl(&["remote", "ls", "off"]);
@@ -145,8 +80,8 @@ fn remote_ls_prints_a_table_and_json() {
 
 #[test]
 fn reconcile_remote_reports_adopts_and_exits_as_a_local_reconcile() {
-    let host = Host::new();
-    let id = host.foreign("1a2b3c");
+    let host = host();
+    let id = foreign(&host);
 
     let out = host.abssctl(&["backup", "reconcile", "--remote", "off"]);
     assert_exit(&out, 0);

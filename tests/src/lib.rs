@@ -447,6 +447,12 @@ pub async fn show(c: &Client, id: &str) -> abssd_proto::BackupEntry {
         .backup
 }
 
+/// The SHA-256 of `bytes`, lower-case hex (as `sha256sum` prints it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// Run `tar` (GNU) with arguments; panics with its stderr on failure.
 pub fn tar(args: &[&str]) -> String {
     let out = std::process::Command::new("tar")

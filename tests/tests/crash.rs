@@ -26,6 +26,8 @@ use abssd_proto::methods::{
 use abssd_proto::*;
 use abssd_tests::child::{ChildDaemon, aborted, crash_points};
 use abssd_tests::inspect::{Node, snapshot, snapshot_content};
+use abssd_tests::remotes::{self, Remote};
+use abssd_tests::s3::S3Server;
 use abssd_tests::{FakeSystemd, Sandbox, backup, client};
 use serde_json::{Value, json};
 
@@ -70,6 +72,53 @@ impl Host {
     fn daemon(&self, failpoint: Option<&str>) -> ChildDaemon {
         let armed = failpoint.map(|f| format!("{f}=return"));
         ChildDaemon::start(BIN, &self.sb, armed.as_deref())
+    }
+
+    /// Remote `off` of `s3` under `prefix`, added to abssd.yml.
+    fn add_remote(&self, s3: &S3Server, prefix: &str) -> Remote {
+        let off = Remote::of(s3, &self.sb.path("etc/abssctl/remotes"), "off", prefix);
+        let file = self.sb.full_config().abssd_config_file;
+        let conf = fs::read_to_string(file).unwrap();
+        self.sb
+            .write_abssd_config(&format!("{conf}{}", remotes::section(&[&off])));
+        off
+    }
+
+    /// Two backups of alpha, made by a daemon stopped again; the first (to
+    /// go) dated 2020, so `keep_last: 1` removes it whatever the clock.
+    async fn older_and_newer(&self) -> (CreateResult, CreateResult) {
+        let d = self.daemon(None);
+        let c = client(&d.socket).await;
+        let (gone, kept) = (backup(&c, "alpha").await, backup(&c, "alpha").await);
+        d.stop();
+        let file = self.sb.config().index_file;
+        let mut index: Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+        for e in index["backups"].as_array_mut().unwrap() {
+            if e["id"] == gone.id {
+                e["created_at"] = "2020-01-01T00:00:00Z".into();
+            }
+        }
+        fs::write(&file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+        (gone, kept)
+    }
+
+    /// A daemon armed at `failpoint` and the op id of the detached
+    /// `backup prune --keep-last 1` (of `remote`'s copies, when given) it
+    /// was asked for.
+    async fn prune_armed(&self, failpoint: &str, remote: Option<&str>) -> (ChildDaemon, String) {
+        let d = self.daemon(Some(failpoint));
+        let params = PruneParams {
+            remote: remote.map(str::to_owned),
+            keep_last: Some(1),
+            yes: true,
+            detach: true,
+            ..Default::default()
+        };
+        let op_id = call::<abssd_proto::methods::BackupPrune>(&client(&d.socket).await, &params)
+            .await
+            .unwrap()
+            .op_id;
+        (d, op_id)
     }
 
     fn state(&self) -> State {
@@ -431,30 +480,9 @@ async fn index_writers_killed_at(failpoint: &str) -> usize {
 async fn removal_killed_at(failpoint: &str) -> bool {
     let host = Host::new();
     let cfg = host.sb.config();
-    let d = host.daemon(None);
-    let c = client(&d.socket).await;
-    let (gone, kept) = (backup(&c, "alpha").await, backup(&c, "alpha").await);
-    d.stop();
-    // Days apart: `keep_last: 1` removes the older whatever the clock.
-    let mut index: Value = serde_json::from_slice(&fs::read(&cfg.index_file).unwrap()).unwrap();
-    for e in index["backups"].as_array_mut().unwrap() {
-        if e["id"] == gone.id {
-            e["created_at"] = "2020-01-01T00:00:00Z".into();
-        }
-    }
-    fs::write(&cfg.index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+    let (gone, kept) = host.older_and_newer().await;
     let before = fs::read(&cfg.index_file).unwrap();
-    let d = host.daemon(Some(failpoint));
-    let params = PruneParams {
-        keep_last: Some(1),
-        yes: true,
-        detach: true,
-        ..Default::default()
-    };
-    let op_id = call::<abssd_proto::methods::BackupPrune>(&client(&d.socket).await, &params)
-        .await
-        .unwrap()
-        .op_id;
+    let (d, op_id) = host.prune_armed(failpoint, None).await;
     let what = format!("removal killed at {failpoint}");
     let d = died_and_recovered(&host, d, &op_id, &what).await;
     let index: Value = serde_json::from_slice(&fs::read(&cfg.index_file).unwrap()).unwrap();
@@ -494,46 +522,19 @@ async fn removal_killed_at(failpoint: &str) -> bool {
 /// had left the index); the other copy and every local archive are intact.
 /// Whether the copy went.
 async fn remote_removal_killed_at(failpoint: &str) -> bool {
-    let s3 = abssd_tests::s3::S3Server::start();
+    let s3 = S3Server::start();
     let host = Host::new();
     let cfg = host.sb.config();
-    let conf = fs::read_to_string(host.sb.full_config().abssd_config_file).unwrap();
-    host.sb.write_abssd_config(&format!(
-        "{conf}remotes:\n{}",
-        s3.remote_yaml(&host.sb.prefix, "off", "prefix: site")
-    ));
-    let d = host.daemon(None);
-    let c = client(&d.socket).await;
-    let (gone, kept) = (backup(&c, "alpha").await, backup(&c, "alpha").await);
-    d.stop();
-    let mut index: Value = serde_json::from_slice(&fs::read(&cfg.index_file).unwrap()).unwrap();
-    for e in index["backups"].as_array_mut().unwrap() {
-        let id = e["id"].as_str().unwrap().to_owned();
-        let file = PathBuf::from(e["path"].as_str().unwrap());
-        let file = file.file_name().unwrap().to_string_lossy().into_owned();
-        let copy = s3.plant_copy("off", "site", "alpha", &id, &file, id.as_bytes());
-        e["remotes"] = json!([copy]);
-        if id == gone.id {
-            e["created_at"] = "2020-01-01T00:00:00Z".into();
-        }
+    let off = host.add_remote(&s3, "site");
+    let (gone, kept) = host.older_and_newer().await;
+    for b in [&gone, &kept] {
+        remotes::copy_backup(&off, &cfg.index_file, &b.id);
     }
-    fs::write(&cfg.index_file, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
     let local = [
         fs::read(&gone.archive).unwrap(),
         fs::read(&kept.archive).unwrap(),
     ];
-    let d = host.daemon(Some(failpoint));
-    let params = PruneParams {
-        remote: Some("off".into()),
-        keep_last: Some(1),
-        yes: true,
-        detach: true,
-        ..Default::default()
-    };
-    let op_id = call::<abssd_proto::methods::BackupPrune>(&client(&d.socket).await, &params)
-        .await
-        .unwrap()
-        .op_id;
+    let (d, op_id) = host.prune_armed(failpoint, Some("off")).await;
     let what = format!("remote removal killed at {failpoint}");
     let d = died_and_recovered(&host, d, &op_id, &what).await;
     let index: Value = serde_json::from_slice(&fs::read(&cfg.index_file).unwrap()).unwrap();
@@ -573,15 +574,10 @@ async fn remote_removal_killed_at(failpoint: &str) -> bool {
 /// daemon makes it available.
 async fn pull_killed_at(failpoint: &str) {
     use abssd_proto::methods::{BackupPull, BackupShow};
-    use abssd_tests::remotes::{self, Remote};
-    let s3 = abssd_tests::s3::S3Server::start();
+    let s3 = S3Server::start();
     let host = Host::new();
     let cfg = host.sb.config();
-    let off = Remote::of(&s3, &host.sb.path("etc/abssctl/remotes"), "off", "actual");
-    let file = host.sb.path("etc/abssctl/abssd.yml");
-    let mut yaml = fs::read_to_string(&file).unwrap();
-    yaml.push_str(&remotes::section(&[&off]));
-    fs::write(&file, yaml).unwrap();
+    let off = host.add_remote(&s3, "actual");
     let d = host.daemon(None);
     let made = backup(&client(&d.socket).await, "alpha").await;
     d.stop();

@@ -3,11 +3,10 @@
 //! entries left alone; the policy refused when there is none; protected
 //! backups kept; a reader refused.
 
-use std::path::Path;
-
 use abssd_proto::methods::BackupPrune;
 use abssd_proto::methods::call::call;
 use abssd_proto::*;
+use abssd_tests::remotes::{self, Remote};
 use abssd_tests::s3::S3Server;
 use abssd_tests::world::World;
 use abssd_tests::{Sandbox, backup};
@@ -16,48 +15,39 @@ use serde_json::Value;
 const PREFIX: &str = "site";
 
 /// A world with instance alpha and remote `off` on `s3` (`extra`: more of
-/// the remote's keys).
-fn world(s3: &S3Server, extra: &str) -> World {
-    World::with_config(&["alpha"], |sb: &Sandbox| {
-        format!(
-            "remotes:\n{}",
-            s3.remote_yaml(&sb.prefix, "off", &format!("prefix: {PREFIX}\n{extra}"))
-        )
-    })
+/// the remote's keys), and the remote.
+fn world(s3: &S3Server, extra: &str) -> (World, Remote) {
+    let mut off = None;
+    let w = World::with_config(&["alpha"], |sb: &Sandbox| {
+        let remote = Remote::of(s3, &sb.path("etc/abssctl"), "off", PREFIX).with(extra);
+        let yaml = remotes::section(&[&remote]);
+        off = Some(remote);
+        yaml
+    });
+    (w, off.expect("the remote"))
 }
 
-/// Three backups of alpha, days apart (oldest first), each with a copy
-/// planted in the bucket and recorded in its entry.
-async fn three_copies(w: &World, s3: &S3Server) -> Vec<CreateResult> {
+/// Three backups of alpha, months apart (oldest first), each with a copy
+/// of six bytes of its own pushed to `off` and recorded in its entry.
+async fn three_copies(w: &World, off: &Remote) -> Vec<CreateResult> {
     let c = w.client().await;
     let mut made = Vec::new();
     for _ in 0..3 {
         made.push(backup(&c, "alpha").await);
     }
+    let index_file = w.cfg().index_file;
     let mut raw: Value = serde_json::from_slice(&w.index()).unwrap();
     for e in raw["backups"].as_array_mut().unwrap() {
         let n = made.iter().position(|b| e["id"] == b.id).unwrap();
         e["created_at"] = format!("2026-0{}-01T00:00:00Z", n + 1).into();
-        let file = Path::new(e["path"].as_str().unwrap())
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let copy = s3.plant_copy(
-            "off",
-            PREFIX,
-            "alpha",
-            e["id"].as_str().unwrap(),
-            &file,
-            format!("copy {n}").as_bytes(),
-        );
-        e["remotes"] = Value::Array(vec![copy]);
     }
-    std::fs::write(
-        &w.cfg().index_file,
-        serde_json::to_vec_pretty(&raw).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&index_file, serde_json::to_vec_pretty(&raw).unwrap()).unwrap();
+    let settings = off.settings();
+    for (n, b) in made.iter().enumerate() {
+        let entry = remotes::entry(&index_file, &b.id);
+        let copy = remotes::push_copy(&settings, &entry, format!("copy {n}").as_bytes());
+        remotes::record_copy(&index_file, &b.id, &copy);
+    }
     made
 }
 
@@ -78,8 +68,8 @@ fn recorded(w: &World, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_remote_policy_removes_copies_and_leaves_the_local_archives() {
     let s3 = S3Server::start();
-    let w = world(&s3, "retention:\n  keep_last: 1");
-    let made = three_copies(&w, &s3).await;
+    let (w, off) = world(&s3, "retention:\n  keep_last: 1");
+    let made = three_copies(&w, &off).await;
     let c = w.client().await;
     let local_before: Vec<Vec<u8>> = made
         .iter()
@@ -146,8 +136,8 @@ async fn the_remote_policy_removes_copies_and_leaves_the_local_archives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_policy_is_refused_and_a_protected_copy_is_kept() {
     let s3 = S3Server::start();
-    let w = world(&s3, "");
-    let made = three_copies(&w, &s3).await;
+    let (w, off) = world(&s3, "");
+    let made = three_copies(&w, &off).await;
     let c = w.client().await;
     let err = call::<BackupPrune>(
         &c,

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use abssd_proto::methods::{BackupCreate, BackupPush, BackupRun};
 use abssd_proto::*;
 use abssd_tests::child::{ChildDaemon, aborted};
 use abssd_tests::hooks::Gate;
+use abssd_tests::remotes::{self, Remote};
 use abssd_tests::s3::{Cutter, S3Server};
 use abssd_tests::world::World;
 use abssd_tests::{Daemon, FakeSystemd, Sandbox, backup, client, serial, show};
@@ -27,41 +28,17 @@ use serde_json::json;
 const REMOTE: &str = "off";
 const PREFIX: &str = "abssd";
 
-/// abssd.yml's `remotes:` with one remote `name` (part size 5 MiB, the
-/// least, so a 12 MiB archive goes up in three parts).
-fn remote_yaml(name: &str, endpoint: &str, bucket: &str, cred: &Path, extra: &str) -> String {
-    format!(
-        "  {name}:\n    endpoint: {endpoint}\n    bucket: {bucket}\n    prefix: {PREFIX}\n    region: us-east-1\n    path_style: true\n    credentials_file: {}\n    part_size_mib: 5\n{extra}",
-        json!(cred)
-    )
+/// Remote `name` on `s3` (part size 5 MiB, the least, so a 12 MiB archive
+/// goes up in three parts), its credentials in `sb`.
+fn remote(s3: &S3Server, sb: &Sandbox, name: &str) -> Remote {
+    Remote::of(s3, &sb.path("etc/abssctl"), name, PREFIX).part_size_mib(5)
 }
 
-/// A root-only credentials file in the AWS shape.
-fn cred_file(path: &Path, access: &str, secret: &str) -> PathBuf {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(
-        path,
-        format!("[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n"),
-    )
-    .unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
-    path.to_owned()
-}
-
-/// A world of `instances` whose abssd.yml has remote `off` on `s3` (at
-/// `endpoint` when given: a cutter in front of it) with `extra` keys.
-fn world(instances: &[&str], s3: &S3Server, endpoint: Option<&str>, extra: &str) -> World {
-    let endpoint = endpoint.map_or_else(|| s3.endpoint(), str::to_owned);
+/// A world of `instances` whose abssd.yml has remote `off` on `s3`, as
+/// `tune` makes it (`|r| r` to leave it).
+fn world(instances: &[&str], s3: &S3Server, tune: impl FnOnce(Remote) -> Remote) -> World {
     World::with_config(instances, |sb| {
-        let cred = cred_file(
-            &sb.path("etc/abssctl/off.cred"),
-            s3.access_key(),
-            s3.secret_key(),
-        );
-        format!(
-            "remotes:\n{}",
-            remote_yaml(REMOTE, &endpoint, s3.bucket(), &cred, extra)
-        )
+        remotes::section(&[&tune(remote(s3, sb, REMOTE))])
     })
 }
 
@@ -119,7 +96,7 @@ fn keys(s3: &S3Server) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_stores_archive_sidecar_and_entry_and_records_the_copy_once() {
     let s3 = S3Server::start();
-    let w = world(&["alpha"], &s3, None, "");
+    let w = world(&["alpha"], &s3, |r| r);
     bulk_up(&w.data("alpha"), 12 << 20);
     let c = w.client().await;
     let made = backup(&c, "alpha").await;
@@ -186,24 +163,13 @@ async fn a_push_stores_archive_sidecar_and_entry_and_records_the_copy_once() {
 async fn an_encrypted_copy_decrypts_with_the_age_cli_and_its_sidecar_checks() {
     let s3 = S3Server::start();
     let keydir = tempfile::tempdir().unwrap();
-    let identity = keydir.path().join("key.txt");
-    let made_key = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .expect("age-keygen (Debian package age)");
-    assert!(made_key.status.success());
-    let public = String::from_utf8(
-        Command::new("age-keygen")
-            .arg("-y")
-            .arg(&identity)
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let extra = format!("    age_recipients: [{}]\n", json!(public.trim()));
-    let w = world(&["alpha"], &s3, None, &extra);
+    // Recipients only: the daemon needs no identity to push.
+    let key = remotes::age_key(keydir.path(), "key");
+    let identity = key.identity_file.clone();
+    let w = world(&["alpha"], &s3, |mut r| {
+        r.recipients = vec![key.recipient.clone()];
+        r
+    });
     bulk_up(&w.data("alpha"), 6 << 20);
     let c = w.client().await;
     let made = backup(&c, "alpha").await;
@@ -288,7 +254,7 @@ async fn an_encrypted_copy_decrypts_with_the_age_cli_and_its_sidecar_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_in_the_way_is_never_overwritten() {
     let s3 = S3Server::start();
-    let w = world(&["alpha"], &s3, None, "");
+    let w = world(&["alpha"], &s3, |r| r);
     let c = w.client().await;
     let made = backup(&c, "alpha").await;
     let key = archive_key(&made, false);
@@ -312,7 +278,7 @@ async fn an_object_in_the_way_is_never_overwritten() {
 async fn the_server_killed_mid_upload_fails_the_push_and_the_next_completes() {
     let _serial = serial();
     let mut s3 = S3Server::start();
-    let mut w = world(&["alpha"], &s3, None, "");
+    let mut w = world(&["alpha"], &s3, |r| r);
     bulk_up(&w.data("alpha"), 12 << 20);
     let c = w.client().await;
     let made = backup(&c, "alpha").await;
@@ -352,7 +318,7 @@ async fn the_server_killed_mid_upload_fails_the_push_and_the_next_completes() {
 async fn a_dropped_connection_leaves_nothing_once_abssd_restarts_and_the_next_push_completes() {
     let s3 = S3Server::start();
     let cutter = Cutter::start(s3.addr());
-    let mut w = world(&["alpha"], &s3, Some(&cutter.endpoint()), "");
+    let mut w = world(&["alpha"], &s3, |r| r.at(&cutter.endpoint()));
     bulk_up(&w.data("alpha"), 12 << 20);
     let c = w.client().await;
     let made = backup(&c, "alpha").await;
@@ -385,7 +351,7 @@ async fn an_archive_left_without_its_sidecar_is_replaced_by_the_next_push_of_the
     let _serial = serial();
     let s3 = S3Server::start();
     let cutter = Cutter::start(s3.addr());
-    let w = world(&["alpha"], &s3, Some(&cutter.endpoint()), "");
+    let w = world(&["alpha"], &s3, |r| r.at(&cutter.endpoint()));
     bulk_up(&w.data("alpha"), 12 << 20);
     let c = w.client().await;
     let made = backup(&c, "alpha").await;
@@ -424,21 +390,9 @@ async fn an_archive_left_without_its_sidecar_is_replaced_by_the_next_push_of_the
 async fn wrong_credentials_and_an_unreachable_endpoint_are_environment_errors_changing_nothing() {
     let s3 = S3Server::start();
     let w = World::with_config(&["alpha"], |sb| {
-        let bad = cred_file(
-            &sb.path("etc/abssctl/bad.cred"),
-            s3.access_key(),
-            "not-the-secret",
-        );
-        let good = cred_file(
-            &sb.path("etc/abssctl/good.cred"),
-            s3.access_key(),
-            s3.secret_key(),
-        );
-        format!(
-            "remotes:\n{}{}",
-            remote_yaml("bad", &s3.endpoint(), s3.bucket(), &bad, ""),
-            remote_yaml("gone", "http://127.0.0.1:1", s3.bucket(), &good, "")
-        )
+        let bad = remote(&s3, sb, "bad").with_credentials(s3.access_key(), "not-the-secret");
+        let gone = remote(&s3, sb, "gone").at("http://127.0.0.1:1");
+        remotes::section(&[&bad, &gone])
     });
     let c = w.client().await;
     let made = backup(&c, "alpha").await;
@@ -465,28 +419,9 @@ async fn wrong_credentials_and_an_unreachable_endpoint_are_environment_errors_ch
 async fn auto_push_copies_each_new_backup_and_a_failed_one_is_a_warning() {
     let s3 = S3Server::start();
     let w = World::with_config(&["alpha"], |sb| {
-        let cred = cred_file(
-            &sb.path("etc/abssctl/off.cred"),
-            s3.access_key(),
-            s3.secret_key(),
-        );
-        format!(
-            "remotes:\n{}{}",
-            remote_yaml(
-                REMOTE,
-                &s3.endpoint(),
-                s3.bucket(),
-                &cred,
-                "    auto_push: true\n"
-            ),
-            remote_yaml(
-                "gone",
-                "http://127.0.0.1:1",
-                s3.bucket(),
-                &cred,
-                "    auto_push: true\n"
-            )
-        )
+        let off = remote(&s3, sb, REMOTE).auto_push();
+        let gone = remote(&s3, sb, "gone").at("http://127.0.0.1:1").auto_push();
+        remotes::section(&[&off, &gone])
     });
     let c = w.client().await;
     let made = call::<BackupCreate>(
@@ -520,7 +455,7 @@ async fn auto_push_copies_each_new_backup_and_a_failed_one_is_a_warning() {
 async fn a_job_whose_push_fails_fails_that_instance_and_the_others_go_on() {
     let _serial = serial();
     let mut s3 = S3Server::start();
-    let w = world(&["alpha", "beta"], &s3, None, "    auto_push: true\n");
+    let w = world(&["alpha", "beta"], &s3, Remote::auto_push);
     // Only alpha's archive is larger than one part: the hook is alpha's.
     bulk_up(&w.data("alpha"), 12 << 20);
     let mut gate = Gate::at("push::first-part");
@@ -563,15 +498,7 @@ async fn a_reader_may_not_push_and_bad_requests_change_nothing() {
     let s3 = S3Server::start();
     let sb = Sandbox::new();
     sb.add_instance("alpha");
-    let cred = cred_file(
-        &sb.path("etc/abssctl/off.cred"),
-        s3.access_key(),
-        s3.secret_key(),
-    );
-    sb.write_abssd_config(&format!(
-        "remotes:\n{}",
-        remote_yaml(REMOTE, &s3.endpoint(), s3.bucket(), &cred, "")
-    ));
+    sb.write_abssd_config(&remotes::section(&[&remote(&s3, &sb, REMOTE)]));
     let mut config = sb.full_config();
     config.daemon.socket_group = "nogroup".into();
     config.daemon.operator_group = "abssctl-test-nonexistent".into();
@@ -644,17 +571,12 @@ pub async fn killed_at(point: &str) {
     let cfg = sb.config();
     let fake = FakeSystemd::start(Some(&cfg.unit_dir));
     fake.set_unit(&unit_name("alpha"), true, true);
-    let cred = cred_file(
-        &sb.path("etc/abssctl/off.cred"),
-        s3.access_key(),
-        s3.secret_key(),
-    );
     sb.write_abssd_config(&format!(
-        "systemd:\n  bus_address: {}\n  dropin_dir: {}\nnginx:\n  test_command: {}\nremotes:\n{}",
+        "systemd:\n  bus_address: {}\n  dropin_dir: {}\nnginx:\n  test_command: {}\n{}",
         json!(fake.address()),
         json!(cfg.unit_dir),
         json!(sb.nginx_test_command()),
-        remote_yaml(REMOTE, &s3.endpoint(), s3.bucket(), &cred, "")
+        remotes::section(&[&remote(&s3, &sb, REMOTE)])
     ));
     let d = ChildDaemon::start(BIN, &sb, None);
     let made = backup(&client(&d.socket).await, "alpha").await;

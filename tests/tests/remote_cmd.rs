@@ -20,27 +20,20 @@ fn host(s3: &S3Server) -> World {
     World::with_config(&["alpha"], |sb| {
         let dir = sb.path("etc/abssctl/remotes");
         let good = Remote::of(s3, &dir, "good", "g");
-        let mut wrong = Remote::of(s3, &dir, "wrong", "w");
-        wrong.credentials_file =
-            remotes::credentials_file(&dir, "wrong", s3.access_key(), "not-the-secret");
+        let wrong =
+            Remote::of(s3, &dir, "wrong", "w").with_credentials(s3.access_key(), "not-the-secret");
         let mut nobucket = Remote::of(s3, &dir, "nobucket", "p");
         nobucket.bucket = "no-such-bucket".into();
-        let mut down = Remote::of(s3, &dir, "down", "p");
         // A port that was free a moment ago: nothing listens there.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        down.endpoint = format!("http://127.0.0.1:{port}");
-        let mut sys = Remote::of(s3, &dir, "sys", "a/b");
-        sys.credentials_file = dir.join("unused");
-        let text = remotes::section(&[&good, &wrong, &nobucket, &down]);
+        let down = Remote::of(s3, &dir, "down", "p").at(&format!("http://127.0.0.1:{port}"));
         // One remote reading a systemd credential instead of a file.
-        format!(
-            "{text}  sys:\n    endpoint: {:?}\n    bucket: abssd-test\n    prefix: a/b\n    credential: sys-cred\n",
-            sys.endpoint
-        )
+        let sys = Remote::of(s3, &dir, "sys", "a/b").with_systemd_credential("sys-cred");
+        remotes::section(&[&good, &wrong, &nobucket, &down, &sys])
     })
 }
 

@@ -2,20 +2,21 @@
 //! (`backup.reconcile` with `remote`), against a real S3 server (moto, from
 //! [`abssd_tests::s3`]) and the real daemon. The bucket is filled the way
 //! `backup push` fills it (archive, sidecar, entry object; the copy recorded
-//! in the index last) by abssd's own transfer code, and looked at through the
-//! harness's independent boto3 view.
+//! in the index last) by [`abssd_tests::remotes`], with abssd's own transfer
+//! code, and looked at through the harness's independent boto3 view.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use abssd::config::RemoteSettings;
-use abssd::remote::{self, crypt, layout, transfer};
+use abssd::remote::layout;
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{BackupReconcile, RemoteLs};
 use abssd_proto::*;
+use abssd_tests::remotes::{self, Remote};
 use abssd_tests::s3::S3Server;
 use abssd_tests::{Daemon, Sandbox, backup, client};
 use jsonrpsee::core::client::Client;
@@ -24,73 +25,22 @@ use serde_json::{Value, json};
 /// The remote's prefix in the bucket.
 const PREFIX: &str = "hosts/h1";
 
-/// An age key pair made by `age-keygen`: (identity file, public key).
-fn age_key(dir: &Path) -> (PathBuf, String) {
-    let file = dir.join("age-identity.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&file)
-        .output()
-        .expect("age-keygen (Debian package age)");
-    assert!(out.status.success(), "{out:?}");
-    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
-    let text = fs::read_to_string(&file).unwrap();
-    let public = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .expect("age-keygen writes the public key")
-        .to_owned();
-    (file, public)
-}
-
-/// How a remote of a test is configured.
-#[derive(Default, Clone)]
-struct Spec<'a> {
-    /// `age_recipients`.
-    recipient: Option<&'a str>,
-    /// `age_identity_file`.
-    identity: Option<&'a Path>,
-}
-
-/// Write `sb`'s abssd.yml: remote `off` (and `sealed`, encrypted, when
-/// `sealed` is given) at `s3`, credentials in a root-only file, plus `extra`.
-fn configure(sb: &Sandbox, s3: &S3Server, sealed: Option<Spec<'_>>, extra: &str) {
-    let creds = sb.path("etc/abssctl/s3-credentials");
-    fs::create_dir_all(creds.parent().unwrap()).unwrap();
-    fs::write(
-        &creds,
-        format!(
-            "aws_access_key_id = {}\naws_secret_access_key = {}\n",
-            s3.access_key(),
-            s3.secret_key()
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&creds, fs::Permissions::from_mode(0o600)).unwrap();
-    let remote = |name: &str, prefix: &str, spec: &Spec<'_>| {
-        let mut text = format!(
-            "  {name}:\n    endpoint: {}\n    bucket: {}\n    region: {}\n    prefix: {prefix}\n    path_style: true\n    credentials_file: {}\n",
-            s3.endpoint(),
-            s3.bucket(),
-            s3.region(),
-            creds.display()
-        );
-        if let Some(r) = spec.recipient {
-            text.push_str(&format!("    age_recipients: [{r}]\n"));
-        }
-        if let Some(i) = spec.identity {
-            text.push_str(&format!("    age_identity_file: {}\n", i.display()));
-        }
-        text
+/// Remote `name` at `s3`, `off` under [`PREFIX`] and any other under
+/// `hosts/<name>`, its credentials in `sb`.
+fn remote(sb: &Sandbox, s3: &S3Server, name: &str) -> Remote {
+    let prefix = match name {
+        "off" => PREFIX.to_owned(),
+        _ => format!("hosts/{name}"),
     };
-    let mut yaml = format!(
-        "{extra}remotes:\n{}",
-        remote("off", PREFIX, &Spec::default())
-    );
-    if let Some(spec) = sealed {
-        yaml.push_str(&remote("sealed", "hosts/sealed", &spec));
-    }
-    sb.write_abssd_config(&yaml);
+    Remote::of(s3, &sb.path("etc/abssctl"), name, &prefix)
+}
+
+/// Write `sb`'s abssd.yml: remote `off` at `s3` (and `sealed`, when given),
+/// after `extra`.
+fn configure(sb: &Sandbox, s3: &S3Server, sealed: Option<Remote>, extra: &str) {
+    let off = remote(sb, s3, "off");
+    let all: Vec<&Remote> = std::iter::once(&off).chain(&sealed).collect();
+    sb.write_abssd_config(&format!("{extra}{}", remotes::section(&all)));
 }
 
 fn settings(sb: &Sandbox, name: &str) -> RemoteSettings {
@@ -101,115 +51,12 @@ fn settings(sb: &Sandbox, name: &str) -> RemoteSettings {
         .clone()
 }
 
-/// What `backup push` leaves in a remote for `entry`, whose archive holds
-/// `bytes`: the archive (encrypted when the remote encrypts), its sidecar
-/// and the entry object. Returns the copy to record.
-fn push_bytes(remote: &RemoteSettings, entry: &BackupEntry, bytes: &[u8]) -> RemoteCopy {
-    let s3 = remote::connect(remote).expect("connect");
-    let encrypted = remote.encrypted();
-    let keys = layout::keys(remote, &entry.instance, &entry.id, &entry.path, encrypted).unwrap();
-    let up = transfer::upload(
-        &s3,
-        &mut &bytes[..],
-        transfer::Upload {
-            key: &keys.archive,
-            recipients: &remote.age_recipients,
-            part_size: remote.part_size,
-            expect_sha256: entry.sha256(),
-            progress: &mut |_| {},
-            on_started: &mut |_| Ok(()),
-        },
-    )
-    .expect("upload");
-    let file = entry.path.rsplit('/').next().unwrap();
-    let mut sidecar = format!("{}  {file}\n", up.plain_sha256);
-    if encrypted {
-        sidecar.push_str(&format!("{}  {file}.age\n", up.sha256));
-    }
-    s3.put(&keys.sidecar, sidecar.as_bytes(), true).unwrap();
-    s3.put(
-        &keys.entry,
-        &sealed(remote, &serde_json::to_vec(entry).unwrap()),
-        true,
-    )
-    .unwrap();
-    RemoteCopy {
-        name: remote.name.clone(),
-        key: keys.archive,
-        sha256: up.sha256,
-        size_bytes: up.size,
-        uploaded_at: "2026-12-04T05:00:00Z".into(),
-        encrypted,
-        extra: Default::default(),
-    }
-}
-
-/// `bytes` as the remote stores an entry object: age-encrypted when it
-/// encrypts.
-fn sealed(remote: &RemoteSettings, bytes: &[u8]) -> Vec<u8> {
-    if !remote.encrypted() {
-        return bytes.to_vec();
-    }
-    use std::io::Write;
-    let mut w = crypt::encrypt(&remote.age_recipients, Vec::new()).unwrap();
-    w.write_all(bytes).unwrap();
-    w.finish().unwrap()
-}
-
 /// Push backup `id` of `sb`'s index to `remote` and record the copy.
 fn push(sb: &Sandbox, remote: &RemoteSettings, id: &str) -> RemoteCopy {
     let entry = entry_of(sb, id);
-    let bytes = fs::read(&entry.path).unwrap();
-    let copy = push_bytes(remote, &entry, &bytes);
-    record(sb, id, &copy);
+    let copy = remotes::push_copy(remote, &entry, &fs::read(&entry.path).unwrap());
+    remotes::record_copy(&sb.config().index_file, id, &copy);
     copy
-}
-
-/// Record `copy` in backup `id`'s index entry (as push does last).
-fn record(sb: &Sandbox, id: &str, copy: &RemoteCopy) {
-    let mut idx = index(sb);
-    for e in idx["backups"].as_array_mut().unwrap() {
-        if e["id"] == id {
-            e["remotes"] = json!([copy]);
-        }
-    }
-    fs::write(
-        sb.config().index_file,
-        serde_json::to_vec_pretty(&idx).unwrap(),
-    )
-    .unwrap();
-}
-
-/// A backup that only a remote has: an entry of `instance` for an archive
-/// holding `bytes`, as another host would have pushed it.
-fn foreign_entry(sb: &Sandbox, instance: &str, bytes: &[u8], message: &str) -> BackupEntry {
-    let id = abssd::index::new_backup_id(instance, jiff::Timestamp::now());
-    let sha = sha256_hex(bytes);
-    let mut e = BackupEntry::new(
-        id.clone(),
-        instance.into(),
-        "2026-12-04T04:00:00Z".into(),
-        format!("/srv/elsewhere/{instance}/{id}.tar.zst"),
-        "zstd",
-        bytes.len() as u64,
-        sha,
-    );
-    e.status = status::AVAILABLE.into();
-    e.message = Some(message.into());
-    let _ = sb;
-    e
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("f");
-    fs::write(&file, bytes).unwrap();
-    let out = Command::new("sha256sum").arg(&file).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 fn index(sb: &Sandbox) -> Value {
@@ -217,14 +64,7 @@ fn index(sb: &Sandbox) -> Value {
 }
 
 fn entry_of(sb: &Sandbox, id: &str) -> BackupEntry {
-    let idx = index(sb);
-    let e = idx["backups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["id"] == id)
-        .unwrap_or_else(|| panic!("{id} not in the index"));
-    serde_json::from_value(e.clone()).unwrap()
+    remotes::entry(&sb.config().index_file, id)
 }
 
 /// Every entry of the index but `id`, as JSON values.
@@ -290,9 +130,8 @@ async fn remote_ls_groups_the_objects_per_backup_against_the_index() {
     push(&h.sb, &off, &pushed);
     // Objects of `local` in the remote, no copy recorded (a push cut short).
     let entry = entry_of(&h.sb, &local);
-    push_bytes(&off, &entry, &fs::read(&entry.path).unwrap());
-    let foreign = foreign_entry(&h.sb, "beta", b"beta's archive", "from elsewhere");
-    push_bytes(&off, &foreign, b"beta's archive");
+    remotes::push_copy(&off, &entry, &fs::read(&entry.path).unwrap());
+    let foreign = remotes::plant_foreign(&off, "beta", b"beta's archive", "from elsewhere");
     let view = h.s3.view();
     view.put(&format!("{PREFIX}/README"), b"not a backup");
     view.put(&format!("{PREFIX}/alpha/deeper/x.tar.zst"), b"nor this");
@@ -461,7 +300,7 @@ async fn copies_of_another_size_or_sidecar_checksum_are_mismatched_and_apply_lea
     let summed = backup(&h.c, "alpha").await.id;
     let mut copy = push(&h.sb, &off, &sized);
     copy.size_bytes += 1;
-    record(&h.sb, &sized, &copy);
+    remotes::record_copy(&h.sb.config().index_file, &sized, &copy);
     let c2 = push(&h.sb, &off, &summed);
     let file = c2.key.rsplit('/').next().unwrap().to_owned();
     h.s3.view().put(
@@ -499,8 +338,7 @@ async fn remote_only_backups_are_orphaned_and_local_only_ones_are_listed_apart()
     let h = host().await;
     let off = settings(&h.sb, "off");
     let local = backup(&h.c, "alpha").await.id;
-    let foreign = foreign_entry(&h.sb, "beta", b"archive bytes", "elsewhere");
-    push_bytes(&off, &foreign, b"archive bytes");
+    let foreign = remotes::plant_foreign(&off, "beta", b"archive bytes", "elsewhere");
     // A sidecar alone, without its archive or entry.
     let lone = abssd::index::new_backup_id("alpha", jiff::Timestamp::now());
     h.s3.view().put(
@@ -543,16 +381,17 @@ async fn remote_only_backups_are_orphaned_and_local_only_ones_are_listed_apart()
 async fn a_host_that_lost_its_disk_adopts_plain_and_encrypted_entries() {
     let s3 = S3Server::start();
     let keys = tempfile::tempdir().unwrap();
-    let (identity, public) = age_key(keys.path());
-    let spec = Spec {
-        recipient: Some(&public),
-        identity: Some(&identity),
-    };
+    let key = remotes::age_key(keys.path(), "sealed");
 
     let one = Sandbox::new();
     one.add_instance("alpha");
     one.add_instance("beta");
-    configure(&one, &s3, Some(spec.clone()), "");
+    configure(
+        &one,
+        &s3,
+        Some(remote(&one, &s3, "sealed").encrypted_to(&key)),
+        "",
+    );
     let (off, sealed) = (settings(&one, "off"), settings(&one, "sealed"));
     let (mut plain, mut secret) = (Vec::new(), Vec::new());
     {
@@ -580,7 +419,12 @@ async fn a_host_that_lost_its_disk_adopts_plain_and_encrypted_entries() {
     );
 
     let two = Sandbox::new();
-    configure(&two, &s3, Some(spec), "");
+    configure(
+        &two,
+        &s3,
+        Some(remote(&two, &s3, "sealed").encrypted_to(&key)),
+        "",
+    );
     let daemon = Daemon::start(&two);
     let c = client(&daemon.socket).await;
     for (remote, ids_there) in [("off", &plain), ("sealed", &secret)] {
@@ -653,20 +497,13 @@ async fn a_host_that_lost_its_disk_adopts_plain_and_encrypted_entries() {
 async fn encrypted_entries_are_not_adopted_without_an_identity_file() {
     let s3 = S3Server::start();
     let keys = tempfile::tempdir().unwrap();
-    let (_identity, public) = age_key(keys.path());
+    let key = remotes::age_key(keys.path(), "sealed");
     let sb = Sandbox::new();
-    configure(
-        &sb,
-        &s3,
-        Some(Spec {
-            recipient: Some(&public),
-            identity: None,
-        }),
-        "",
-    );
+    let mut sealed = remote(&sb, &s3, "sealed").encrypted_to(&key);
+    sealed.identity_file = None;
+    configure(&sb, &s3, Some(sealed), "");
     let sealed = settings(&sb, "sealed");
-    let foreign = foreign_entry(&sb, "beta", b"sealed archive", "secret");
-    push_bytes(&sealed, &foreign, b"sealed archive");
+    let foreign = remotes::plant_foreign(&sealed, "beta", b"sealed archive", "secret");
     let daemon = Daemon::start(&sb);
     let c = client(&daemon.socket).await;
     let index_file = sb.config().index_file;
@@ -689,7 +526,6 @@ async fn encrypted_entries_are_not_adopted_without_an_identity_file() {
 async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
     let h = host().await;
     let off = settings(&h.sb, "off");
-    let s3 = remote::connect(&off).unwrap();
     let bytes = b"some archive".as_slice();
     // Each: a real archive and sidecar, and an entry object that lies.
     let mut cases = Vec::new();
@@ -699,8 +535,7 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
         ("not JSON", 2),
         ("no time", 3),
     ] {
-        let e = foreign_entry(&h.sb, "alpha", bytes, what);
-        push_bytes(&off, &e, bytes);
+        let e = remotes::plant_foreign(&off, "alpha", bytes, what);
         let keys = layout::keys(&off, "alpha", &e.id, &e.path, false).unwrap();
         let body = match make {
             0 => {
@@ -721,8 +556,7 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
                 serde_json::to_vec(&odd).unwrap()
             }
         };
-        s3.delete(&keys.entry).unwrap();
-        s3.put(&keys.entry, &body, true).unwrap();
+        h.s3.put(&keys.entry, &body);
         cases.push((e.id, what));
     }
     let before = fs::read(h.sb.config().index_file).ok();
@@ -804,8 +638,7 @@ async fn a_reader_is_refused_remote_ls_and_a_remote_reconcile() {
     );
     open_to_nobody(&sb);
     let off = settings(&sb, "off");
-    let foreign = foreign_entry(&sb, "alpha", b"archive", "m");
-    push_bytes(&off, &foreign, b"archive");
+    let foreign = remotes::plant_foreign(&off, "alpha", b"archive", "m");
     let daemon = Daemon::start(&sb);
 
     // A reader may reconcile against the disk…
