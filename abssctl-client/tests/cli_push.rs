@@ -12,7 +12,7 @@ fn host() -> S3Host {
     S3Host::new(|s3, dir| {
         vec![
             Remote::of(s3, dir, "off", ""),
-            Remote::of(s3, dir, "bad", "").with_credentials(s3.access_key(), "not-the-secret"),
+            Remote::of(s3, dir, "bad", "b").with_credentials(s3.access_key(), "not-the-secret"),
         ]
     })
 }
