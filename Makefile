@@ -85,7 +85,7 @@ install: $(BUILT)
 	$(INSTALL) -m 0644 $(GEN)/completions/abssctl.fish $(DESTDIR)$(FISHCOMPDIR)/abssctl.fish
 	$(INSTALL) -m 0644 $(GEN)/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
-	$(INSTALL) -m 0644 systemd/strict-sandbox.conf $(DESTDIR)$(DOCDIR)/examples/
+	$(INSTALL) -m 0644 systemd/strict-sandbox.conf systemd/remote-network.conf $(DESTDIR)$(DOCDIR)/examples/
 	@if [ -z "$(DESTDIR)" ]; then \
 		echo; \
 		echo "Installed. To run it (README.md, \"Installing\"):"; \

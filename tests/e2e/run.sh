@@ -38,6 +38,10 @@
 #               writes the calendar drop-in, systemd enables, starts and reads
 #               it; a reader may show, not enable; a bad calendar changes
 #               nothing; the backup service runs as an operator; disable
+#   remote      off-host copies to an S3 server on 127.0.0.1: the shipped
+#               sandbox (IPAddressDeny=any) lets remote test fail; with the
+#               drop-in remote-network.conf it passes, and a backup is pushed,
+#               deleted here, pulled back and verified
 #
 # Usage: tests/e2e/run.sh [--only NAME[,NAME...]] [--no-build] [--keep] [--hold]
 #        tests/e2e/run.sh --preflight   say whether this machine can run it (exit 0/1)
@@ -66,7 +70,7 @@ shopt -s inherit_errexit
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 E2E=$SRC/tests/e2e
 
-ALL_SCENARIOS=(activation restore authz stop kill writer schedule)
+ALL_SCENARIOS=(activation restore authz stop kill writer schedule remote)
 IDLE_TIMEOUT=3
 BIG_MB=${E2E_BIG_MB:-50}
 
