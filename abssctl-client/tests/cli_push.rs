@@ -11,7 +11,7 @@ use crate::common::{S3Host, assert_exit, json_doc, text};
 fn host() -> S3Host {
     S3Host::new(|s3, dir| {
         vec![
-            Remote::of(s3, dir, "off", ""),
+            Remote::of(s3, dir, "off", "o"),
             Remote::of(s3, dir, "bad", "b").with_credentials(s3.access_key(), "not-the-secret"),
         ]
     })
@@ -42,7 +42,7 @@ fn push_prints_its_table_then_already_and_exits_by_the_failures_kind() {
     let pushed = host.abssctl(&["backup", "push", &id, "--remote", "off"]);
     assert_exit(&pushed, 0);
     let table = text(&pushed.stdout);
-    let key = format!("alpha/{id}.tar.zst");
+    let key = format!("o/alpha/{id}.tar.zst");
     assert!(table.contains(&key) && table.contains("pushed"), "{table}");
     assert!(table.contains("off: 1 pushed"), "{table}");
     assert!(host.s3.head(&key).is_some());

@@ -101,7 +101,11 @@ async fn a_working_remote_passes_every_step_and_keeps_no_probe() {
             ("delete", STEP_OK)
         ]
     );
-    assert!(r.probe_key.starts_with(".abssd-probe-"), "{}", r.probe_key);
+    assert!(
+        r.probe_key.starts_with("g/.abssd-probe-"),
+        "{}",
+        r.probe_key
+    );
     assert!(s3.list("").is_empty(), "{:?}", s3.list(""));
 }
 

@@ -18,7 +18,8 @@ use abssd_tests::world::World;
 use abssd_tests::{backup, show};
 
 /// A world with instance alpha and remote `off` (and, encrypted, `noid`: the
-/// same bucket and recipients with no identity file) on a fresh server.
+/// same bucket, beside `off`'s prefix, and recipients with no identity file)
+/// on a fresh server.
 struct Host {
     w: World,
     s3: S3Server,
@@ -38,6 +39,7 @@ impl Host {
                 remote = remote.encrypted_to(&key);
                 let mut noid = remote.clone();
                 noid.name = "noid".into();
+                noid.prefix = "actual-noid".into();
                 noid.identity_file = None;
                 all.push(noid);
             }
