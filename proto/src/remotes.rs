@@ -59,7 +59,9 @@ pub struct RemoteListResult {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteTestParams {
-    /// The remote's name.
+    /// The remote's name; also read as `remote`, the name the other methods
+    /// give it.
+    #[serde(alias = "remote")]
     pub name: String,
 }
 
