@@ -95,3 +95,17 @@ pub const STEP_OK: &str = "ok";
 pub const STEP_FAILED: &str = "failed";
 /// A step was not tried.
 pub const STEP_SKIPPED: &str = "skipped";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_remote_to_test_is_named_by_name_or_remote() {
+        for text in [r#"{"name":"off"}"#, r#"{"remote":"off"}"#] {
+            let p: RemoteTestParams = serde_json::from_str(text).unwrap();
+            assert_eq!(p.name, "off", "{text}");
+        }
+        assert!(serde_json::from_str::<RemoteTestParams>(r#"{"name":"a","remote":"b"}"#).is_err());
+    }
+}
