@@ -43,7 +43,7 @@ for o in s3.list_objects_v2(Bucket="abssd-e2e").get("Contents", []):
     ns sh -c 'umask 077; cat >/etc/abssctl/remotes/off.cred'
   ns sh -c "printf '%s\n' 'remotes:' '  off:' '    endpoint: $endpoint' '    bucket: abssd-e2e' \
     '    prefix: e2e' '    credentials_file: /etc/abssctl/remotes/off.cred' >>/etc/abssctl/abssd.yml"
-  ns systemctl stop abssd.service
+  ns systemctl stop abssd.service 2>/dev/null
   ensure_daemon
   expect_rc 0 "reader: remote list (where off is, never its secret)" ctl e2e-reader remote list --json
   expect_eq "the remote listed" off "$(json "$OUT" "d['remotes'][0]['name']")"
@@ -57,7 +57,7 @@ for o in s3.list_objects_v2(Bucket="abssd-e2e").get("Contents", []):
 
   ns install -D -m 0644 /usr/share/doc/abssd/examples/remote-network.conf "$dropin"
   ns systemctl daemon-reload
-  ns systemctl stop abssd.service
+  ns systemctl stop abssd.service 2>/dev/null
   ensure_daemon
   expect_rc 0 "operator: remote test off with remote-network.conf" ctl e2e-op remote test off --json
   expect_eq "every step passed" true "$(json "$OUT" "d['ok']")"
