@@ -132,7 +132,7 @@ pub fn read_secret_file(path: &Path, what: &str) -> Result<String> {
 
 /// The AWS shared-credentials shape: `key = value` lines, one optional
 /// `[section]`, `#`/`;` comments. Messages name keys, never values.
-fn parse(text: &str) -> std::result::Result<Credentials, String> {
+pub(super) fn parse(text: &str) -> std::result::Result<Credentials, String> {
     let (mut id, mut secret, mut token) = (None, None, None);
     let mut sections = 0;
     for (n, line) in text.lines().enumerate() {
