@@ -22,7 +22,10 @@
 //! `daemon status` as recovered, and gets its line in the operations log. A
 //! journal whose recovery could not complete (systemd unreachable, a file that
 //! cannot be moved back) is kept, so the next start tries again, and the log
-//! says what is left where. Recovery never refuses to start the daemon.
+//! says what is left where. Recovery never refuses to start the daemon, nor
+//! keeps it from starting for long: a remote request is tried once, with
+//! short timeouts, and a remote that fails once is not asked again until the
+//! next start ([`remote::Unreachable`]): systemd allows 90 s in all.
 
 use std::sync::Arc;
 
@@ -36,6 +39,7 @@ use crate::ops::restore::recover::{self as restore, Recovered};
 use crate::ops::{self, Ctx};
 use crate::optable::Operations;
 use crate::progress::{Progress, Reporter};
+use crate::remote;
 use crate::systemd::Units;
 
 /// Recover everything the journals hold; the recovered operations are
@@ -63,6 +67,7 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
         }
     };
     let mut units: Option<std::result::Result<Box<dyn Units>, String>> = None;
+    let unreachable = remote::Unreachable::default();
     for (path, record) in pending {
         let record = match record {
             Ok(r) => r,
@@ -88,7 +93,7 @@ pub async fn recover(ctx: &Ctx, ops: &Operations) {
         // the operation held.
         let outcome = match locked(ctx, &record, &progress).await {
             Err(e) => Err(Failure::from(e)),
-            Ok(_held) => one(ctx, &record, &progress, &mut units).await,
+            Ok(_held) => one(ctx, &record, &progress, &mut units, &unreachable).await,
         };
         let keep = matches!(&outcome, Err(Failure::Interrupted { left, .. }) if !left.is_empty());
         let outcome = outcome
@@ -177,6 +182,7 @@ async fn one(
     record: &Record,
     progress: &Reporter,
     units: &mut Option<std::result::Result<Box<dyn Units>, String>>,
+    unreachable: &remote::Unreachable,
 ) -> std::result::Result<serde_json::Value, Failure> {
     let config = &ctx.config;
     match &record.command {
@@ -280,12 +286,12 @@ async fn one(
                 config.layout.backups_root.clone(),
                 record.clone(),
             );
-            let remote_config = config.clone();
+            let (remote_config, unreachable) = (config.clone(), unreachable.clone());
             let ops::prune::remove::Recovered { done, left } =
                 tokio::task::spawn_blocking(move || {
                     let mut local = ops::prune::remove::recover(&file, &root, &r)?;
                     // The copies in remotes the prune was removing.
-                    let remote = ops::prune::remote::recover(&remote_config, &r)?;
+                    let remote = ops::prune::remote::recover(&remote_config, &r, &unreachable)?;
                     local.done.extend(remote.done);
                     local.left.extend(remote.left);
                     Ok::<_, Error>(local)
@@ -306,17 +312,18 @@ async fn one(
             Ok(json!({ "recovered": "finished", "done": done }))
         }
         Command::BackupPush => {
-            let (file, remotes, r) = (
+            let (file, remotes, r, unreachable) = (
                 config.layout.index_file.clone(),
                 config.remotes.all().to_vec(),
                 record.clone(),
+                unreachable.clone(),
             );
             let ops::push::recover::Recovered {
                 done,
                 left,
                 recorded,
             } = tokio::task::spawn_blocking(move || {
-                ops::push::recover::recover(&file, &remotes, &r)
+                ops::push::recover::recover(&file, &remotes, &r, &unreachable)
             })
             .await
             .map_err(Error::from)?;

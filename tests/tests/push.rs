@@ -3,13 +3,16 @@
 //! copy in the index entry; an encrypted copy read back by the `age` CLI and
 //! checked by `sha256sum -c`; nothing overwritten; the server killed and the
 //! connection cut mid-upload; abssd killed at each of the push's crash
-//! points; wrong credentials and an unreachable endpoint; `auto_push` after a
+//! points; wrong credentials and an unreachable endpoint, and a black-holed
+//! one at start-up recovery; `auto_push` after a
 //! create and as a backup job's step.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use abssd::config::unit_name;
@@ -344,6 +347,71 @@ async fn a_dropped_connection_leaves_nothing_once_abssd_restarts_and_the_next_pu
     let result = push(&w.client().await, &ids(&made.id)).await.unwrap();
     assert_eq!(result.items[0].outcome, PushOutcome::Pushed);
     assert!(s3.get(&archive_key(&made, false)) == fs::read(&made.archive).unwrap());
+}
+
+/// A TCP endpoint that accepts connections and never answers: how many it
+/// accepted (each held open until the test ends).
+fn blackhole() -> (String, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (endpoint, accepted)
+}
+
+/// How many journals are pending.
+fn journals(w: &World) -> usize {
+    fs::read_dir(w.cfg().state_dir.join("journal"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_remote_costs_start_up_one_short_try_and_its_journals_are_kept() {
+    let s3 = S3Server::start();
+    let cutter = Cutter::start(s3.addr());
+    let mut w = world(&["alpha"], &s3, Some(&cutter.endpoint()), "");
+    bulk_up(&w.data("alpha"), 12 << 20);
+    let c = w.client().await;
+    // Two pushes cut mid-upload: two journals, each with an upload to abandon.
+    for _ in 0..2 {
+        let made = backup(&c, "alpha").await;
+        cutter.cut_after(7 << 20);
+        push(&c, &ids(&made.id)).await.unwrap_err();
+        cutter.heal();
+    }
+    assert_eq!(journals(&w), 2);
+    assert_eq!(s3.multipart_uploads().len(), 2);
+
+    // The remote now answers nothing at all. Start-up recovery tries it
+    // once (one connection, not one per attempt, request and journal) and
+    // the daemon comes up well within systemd's 90 s (the harness waits
+    // 30 s for its first answer).
+    let (hole, accepted) = blackhole();
+    let file = w.sb.full_config().abssd_config_file;
+    let text = fs::read_to_string(&file).unwrap();
+    fs::write(&file, text.replace(&cutter.endpoint(), &hole)).unwrap();
+    w.restart_with("");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection in all");
+    assert_eq!(journals(&w), 2, "the journals are kept for the next start");
+
+    // Reachable again: the next start finishes both.
+    let text = fs::read_to_string(&file).unwrap();
+    fs::write(&file, text.replace(&hole, &cutter.endpoint())).unwrap();
+    w.restart_with("");
+    assert_eq!(journals(&w), 0);
+    assert!(
+        s3.multipart_uploads().is_empty(),
+        "{:?}",
+        s3.multipart_uploads()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

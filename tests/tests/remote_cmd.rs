@@ -98,6 +98,7 @@ async fn a_working_remote_passes_every_step_and_keeps_no_probe() {
             ("list", STEP_OK),
             ("put", STEP_OK),
             ("get", STEP_OK),
+            ("no_overwrite", STEP_OK),
             ("delete", STEP_OK)
         ]
     );
@@ -123,6 +124,7 @@ async fn failures_are_told_in_plain_words_and_leave_nothing_behind() {
             ("list", STEP_FAILED),
             ("put", STEP_FAILED),
             ("get", STEP_SKIPPED),
+            ("no_overwrite", STEP_SKIPPED),
             ("delete", STEP_SKIPPED)
         ]
     );
@@ -141,6 +143,7 @@ async fn failures_are_told_in_plain_words_and_leave_nothing_behind() {
             ("list", STEP_FAILED),
             ("put", STEP_SKIPPED),
             ("get", STEP_SKIPPED),
+            ("no_overwrite", STEP_SKIPPED),
             ("delete", STEP_SKIPPED)
         ]
     );

@@ -31,15 +31,6 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Credentials given directly (tests, `remote test` of a file just written).
-    pub fn new(access_key_id: &str, secret_access_key: &str) -> Credentials {
-        Credentials {
-            access_key_id: access_key_id.to_owned(),
-            secret_access_key: secret_access_key.to_owned(),
-            session_token: None,
-        }
-    }
-
     /// The credentials of remote `name`, read from `source` now.
     pub fn load(name: &str, source: &CredentialSource) -> Result<Credentials> {
         let path = match source {
@@ -131,8 +122,9 @@ pub fn read_secret_file(path: &Path, what: &str) -> Result<String> {
 }
 
 /// The AWS shared-credentials shape: `key = value` lines, one optional
-/// `[section]`, `#`/`;` comments. Messages name keys, never values.
-fn parse(text: &str) -> std::result::Result<Credentials, String> {
+/// `[section]`, `#`/`;` comments. Messages name a line by its number and
+/// never quote it: a line mistyped is as likely the secret as a key.
+pub(super) fn parse(text: &str) -> std::result::Result<Credentials, String> {
     let (mut id, mut secret, mut token) = (None, None, None);
     let mut sections = 0;
     for (n, line) in text.lines().enumerate() {
@@ -153,8 +145,7 @@ fn parse(text: &str) -> std::result::Result<Credentials, String> {
         let value = value.trim();
         if value.is_empty() || value.len() > 2048 || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!(
-                "the value of {:?} (line {}) is empty or not printable ASCII",
-                crate::error::shown(key.trim()),
+                "the value on line {} is empty or not printable ASCII",
                 n + 1
             ));
         }
@@ -162,10 +153,9 @@ fn parse(text: &str) -> std::result::Result<Credentials, String> {
             "aws_access_key_id" => &mut id,
             "aws_secret_access_key" => &mut secret,
             "aws_session_token" => &mut token,
-            other => {
+            _ => {
                 return Err(format!(
-                    "unknown key {:?} (line {}): expected aws_access_key_id, aws_secret_access_key, aws_session_token",
-                    crate::error::shown(other),
+                    "line {} has an unknown key: expected aws_access_key_id, aws_secret_access_key, aws_session_token",
                     n + 1
                 ));
             }
@@ -199,16 +189,25 @@ mod tests {
         for (bad, says) in [
             ("aws_access_key_id = a\n", "both needed"),
             (
-                "aws_access_key_id = a\nsecret = hunter2\n",
-                "unknown key \"secret\"",
+                "aws_access_key_id = a\nsecret = x\n",
+                "line 2 has an unknown key",
             ),
-            ("aws_access_key_id = a\naws_secret_access_key =\n", "empty"),
+            // The secret pasted where a key belongs, or as a line of its own.
+            (
+                "aws_access_key_id = a\nhunter2 = x\n",
+                "line 2 has an unknown key",
+            ),
+            ("aws_access_key_id = a\nhunter2= \n", "line 2 is empty"),
+            (
+                "aws_access_key_id = a\naws_secret_access_key =\n",
+                "line 2 is empty",
+            ),
             ("[a]\n[b]\n", "more than one"),
             ("hunter2\n", "line 1"),
         ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
-            assert!(!e.contains("hunter2"), "{e}");
+            assert!(!e.contains("hunter2") && !e.contains("secret ="), "{e}");
         }
     }
 

@@ -23,18 +23,58 @@ use sha2::{Digest, Sha256};
 use super::creds::Credentials;
 use crate::config::remotes::RemoteSettings;
 
-/// Connecting to the endpoint takes at most this long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A connection that neither sends nor receives a byte for this long is
 /// given up (an idle timeout: a large part or object may take much longer).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The slowest transfer waited for: a request moving `n` bytes may take
+/// [`Patience::request`] plus `n` divided by this (bytes per second), so a
+/// server that trickles a byte a minute cannot hold a request forever.
+const MIN_RATE: u64 = 256 << 10;
 /// Most bytes of an error answer or a listing read into memory.
 const MAX_ANSWER_BYTES: u64 = 4 << 20;
-/// Attempts of a request that may be repeated (reads, deletes, parts) when
-/// the connection failed or the server answered 5xx.
-const ATTEMPTS: u32 = 3;
 /// Most keys one listing page asks for (S3's own maximum).
-const PAGE_KEYS: u32 = 1000;
+pub const PAGE_KEYS: u32 = 1000;
+/// The longest `LastModified` kept from a listing (ISO 8601 with
+/// milliseconds is 24 bytes): a longer one is dropped, so a hostile bucket
+/// cannot make a survey hold megabytes per object.
+const MAX_LAST_MODIFIED: usize = 40;
+
+/// How long a client waits, and how often it tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// Connecting to the endpoint.
+    pub connect: Duration,
+    /// A whole request that moves little (`HEAD`, `DELETE`, a listing, a
+    /// small object, starting or ending a multipart upload), from the
+    /// connection to the answer's last byte; one that moves `n` bytes gets
+    /// `n / MIN_RATE` seconds more.
+    pub request: Duration,
+    /// Attempts of a request that may be repeated (reads, deletes, parts)
+    /// when the connection failed or the server answered 5xx.
+    pub attempts: u32,
+}
+
+impl Patience {
+    /// Pushes, pulls, listings, `remote test`.
+    pub const OPERATION: Patience = Patience {
+        connect: Duration::from_secs(15),
+        request: Duration::from_secs(120),
+        attempts: 3,
+    };
+    /// Start-up recovery, which systemd gives 90 s in all (Type=notify):
+    /// one short attempt; what fails is left to the next start.
+    pub const START_UP: Patience = Patience {
+        connect: Duration::from_secs(5),
+        request: Duration::from_secs(15),
+        attempts: 1,
+    };
+
+    /// The most a request moving `bytes` (sent or received) may take.
+    pub fn deadline(&self, bytes: u64) -> Duration {
+        self.request
+            .saturating_add(Duration::from_secs(bytes / MIN_RATE))
+    }
+}
 
 /// What went wrong, by what a caller can do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,8 +151,10 @@ pub struct ObjectInfo {
 pub struct Page {
     /// The objects of this page, in key order.
     pub objects: Vec<ObjectInfo>,
-    /// Where the next page starts, if there is one.
+    /// Where the next page starts, if the server gave it.
     pub next: Option<String>,
+    /// The server said there is more (a well-behaved one then gives `next`).
+    pub truncated: bool,
 }
 
 /// One uploaded part of a multipart upload.
@@ -140,6 +182,8 @@ pub struct S3 {
     credentials: Credentials,
     /// The remote's name, for messages.
     name: String,
+    /// Its timeouts and attempts.
+    patience: Patience,
 }
 
 impl std::fmt::Debug for S3 {
@@ -153,14 +197,14 @@ impl std::fmt::Debug for S3 {
 }
 
 impl S3 {
-    /// A client of `remote`'s bucket with `credentials`.
-    pub fn new(remote: &RemoteSettings, credentials: Credentials) -> S3 {
+    /// A client of `remote`'s bucket with `credentials`, as patient as `patience`.
+    pub fn new(remote: &RemoteSettings, credentials: Credentials, patience: Patience) -> S3 {
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
             .build();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_connect(Some(patience.connect))
             .timeout_per_read(Some(IDLE_TIMEOUT))
             .timeout_per_write(Some(IDLE_TIMEOUT))
             // S3 never redirects a signed request somewhere it should follow.
@@ -179,7 +223,13 @@ impl S3 {
             path_style: remote.path_style,
             credentials,
             name: remote.name.clone(),
+            patience,
         }
+    }
+
+    /// The remote's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The URL of `key` (empty: the bucket itself), `query` already encoded.
@@ -199,7 +249,9 @@ impl S3 {
         url
     }
 
-    /// Sends one request; answers 2xx as they are, anything else as an error.
+    /// Sends one request that expects at most `receive` bytes back (beyond
+    /// a small answer), within [`Patience::deadline`] of what it moves;
+    /// answers 2xx as they are, anything else as an error.
     fn send(
         &self,
         what: &str,
@@ -207,6 +259,7 @@ impl S3 {
         url: &str,
         headers: &[(&str, String)],
         body: &[u8],
+        receive: u64,
     ) -> S3Result<ureq::http::Response<ureq::Body>> {
         let payload_hash = hex::encode(Sha256::digest(body));
         let mut settings = SigningSettings::default();
@@ -241,6 +294,14 @@ impl S3 {
             .body(body)
             .map_err(|e| self.local(what, &e.to_string()))?;
         instructions.apply_to_request_http1x(&mut request);
+        let deadline = self
+            .patience
+            .deadline((body.len() as u64).saturating_add(receive));
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(deadline))
+            .build();
         let response = self
             .agent
             .run(request)
@@ -251,8 +312,9 @@ impl S3 {
         Err(self.answer_error(what, response))
     }
 
-    /// [`S3::send`], repeated when the connection failed or the server
-    /// failed: for requests that may be sent twice.
+    /// [`S3::send`], repeated (up to [`Patience::attempts`] in all) when
+    /// the connection failed or the server failed: for requests that may be
+    /// sent twice.
     fn send_again(
         &self,
         what: &str,
@@ -260,11 +322,12 @@ impl S3 {
         url: &str,
         headers: &[(&str, String)],
         body: &[u8],
+        receive: u64,
     ) -> S3Result<ureq::http::Response<ureq::Body>> {
         let mut attempt = 1;
         loop {
-            match self.send(what, method, url, headers, body) {
-                Err(e) if e.retryable() && attempt < ATTEMPTS => {
+            match self.send(what, method, url, headers, body, receive) {
+                Err(e) if e.retryable() && attempt < self.patience.attempts => {
                     std::thread::sleep(Duration::from_millis(500 << attempt));
                     attempt += 1;
                 }
@@ -376,17 +439,18 @@ impl S3 {
         let what = format!("uploading {key}");
         let url = self.url(key, "");
         if create_only {
-            self.send(&what, "PUT", &url, &headers, body)?;
+            self.send(&what, "PUT", &url, &headers, body, 0)?;
         } else {
-            self.send_again(&what, "PUT", &url, &headers, body)?;
+            self.send_again(&what, "PUT", &url, &headers, body, 0)?;
         }
         Ok(())
     }
 
-    /// Starts a multipart upload of `key`; its id.
+    /// Starts a multipart upload of `key`; its id. Sent once: a repeat
+    /// after a lost answer would start a second upload nobody journals.
     pub fn create_multipart(&self, key: &str) -> S3Result<String> {
         let what = format!("starting an upload of {key}");
-        let response = self.send_again(&what, "POST", &self.url(key, "uploads="), &[], &[])?;
+        let response = self.send(&what, "POST", &self.url(key, "uploads="), &[], &[], 0)?;
         let answer: InitiateXml = self.parse(&what, response)?;
         Ok(answer.upload_id)
     }
@@ -402,7 +466,7 @@ impl S3 {
         let what = format!("uploading part {number} of {key}");
         let query = format!("partNumber={number}&uploadId={}", encode(upload_id, true));
         let headers = [("content-length", body.len().to_string())];
-        let response = self.send_again(&what, "PUT", &self.url(key, &query), &headers, body)?;
+        let response = self.send_again(&what, "PUT", &self.url(key, &query), &headers, body, 0)?;
         let etag = response
             .headers()
             .get("etag")
@@ -441,6 +505,7 @@ impl S3 {
             &self.url(key, &query),
             &headers,
             xml.as_bytes(),
+            0,
         )?;
         // S3 may answer 200 and put the failure in the body.
         let mut text = Vec::new();
@@ -476,7 +541,7 @@ impl S3 {
     pub fn abort_multipart(&self, key: &str, upload_id: &str) -> S3Result<()> {
         let what = format!("abandoning the upload of {key}");
         let query = format!("uploadId={}", encode(upload_id, true));
-        match self.send_again(&what, "DELETE", &self.url(key, &query), &[], &[]) {
+        match self.send_again(&what, "DELETE", &self.url(key, &query), &[], &[], 0) {
             Ok(_) => Ok(()),
             Err(e) if e.kind == S3ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -486,7 +551,7 @@ impl S3 {
     /// The object's size and ETag, or `None` when there is none.
     pub fn head(&self, key: &str) -> S3Result<Option<ObjectInfo>> {
         let what = format!("looking up {key}");
-        match self.send_again(&what, "HEAD", &self.url(key, ""), &[], &[]) {
+        match self.send_again(&what, "HEAD", &self.url(key, ""), &[], &[], 0) {
             Ok(response) => {
                 let header = |name: &str| {
                     response
@@ -514,10 +579,12 @@ impl S3 {
     }
 
     /// The object's bytes, streamed; at most `limit` of them are read (a
-    /// server that sends more makes the read fail).
+    /// server that sends more makes the read fail), and all of them within
+    /// [`Patience::deadline`] of `limit` (a server slower than 256 KiB/s on
+    /// average fails the read: the reader's own time counts too).
     pub fn get(&self, key: &str, limit: u64) -> S3Result<Body> {
         let what = format!("downloading {key}");
-        let response = self.send_again(&what, "GET", &self.url(key, ""), &[], &[])?;
+        let response = self.send_again(&what, "GET", &self.url(key, ""), &[], &[], limit)?;
         let reader = response
             .into_body()
             .into_with_config()
@@ -539,7 +606,7 @@ impl S3 {
     /// Deletes `key`. One that is gone already is no error.
     pub fn delete(&self, key: &str) -> S3Result<()> {
         let what = format!("deleting {key}");
-        match self.send_again(&what, "DELETE", &self.url(key, ""), &[], &[]) {
+        match self.send_again(&what, "DELETE", &self.url(key, ""), &[], &[], 0) {
             Ok(_) => Ok(()),
             Err(e) if e.kind == S3ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -564,7 +631,7 @@ impl S3 {
             .map(|(k, v)| format!("{k}={}", encode(v, true)))
             .collect::<Vec<_>>()
             .join("&");
-        let response = self.send_again(&what, "GET", &self.url("", &query), &[], &[])?;
+        let response = self.send_again(&what, "GET", &self.url("", &query), &[], &[], 0)?;
         let answer: ListXml = self.parse(&what, response)?;
         Ok(Page {
             objects: answer
@@ -574,7 +641,7 @@ impl S3 {
                     key: c.key,
                     size: c.size,
                     etag: c.etag.trim_matches('"').to_owned(),
-                    last_modified: c.last_modified,
+                    last_modified: c.last_modified.filter(|t| t.len() <= MAX_LAST_MODIFIED),
                 })
                 .collect(),
             next: if answer.is_truncated {
@@ -582,21 +649,8 @@ impl S3 {
             } else {
                 None
             },
+            truncated: answer.is_truncated,
         })
-    }
-
-    /// Multipart uploads under `prefix` that were started and never
-    /// completed nor aborted: `(key, upload id)`, at most 1000.
-    pub fn open_uploads(&self, prefix: &str) -> S3Result<Vec<(String, String)>> {
-        let what = format!("listing open uploads under {prefix:?}");
-        let query = format!("prefix={}&uploads=", encode(prefix, true));
-        let response = self.send_again(&what, "GET", &self.url("", &query), &[], &[])?;
-        let answer: UploadsXml = self.parse(&what, response)?;
-        Ok(answer
-            .uploads
-            .into_iter()
-            .map(|u| (u.key, u.upload_id))
-            .collect())
     }
 
     fn parse<T: for<'de> Deserialize<'de>>(
@@ -694,23 +748,97 @@ struct ContentsXml {
     last_modified: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct UploadsXml {
-    #[serde(default, rename = "Upload")]
-    uploads: Vec<UploadXml>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct UploadXml {
-    key: String,
-    upload_id: String,
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
+    use crate::remote::fake;
+
+    #[test]
+    fn a_request_may_take_longer_the_more_it_moves() {
+        let p = Patience::OPERATION;
+        assert_eq!(p.deadline(0), Duration::from_secs(120));
+        // A 5 MiB part at 256 KiB/s: 20 s more.
+        assert_eq!(p.deadline(5 << 20), Duration::from_secs(140));
+        assert!(
+            p.deadline(u64::MAX) > p.deadline(5 << 20),
+            "saturates, never wraps"
+        );
+    }
+
+    #[test]
+    fn an_answer_trickled_past_the_deadline_is_given_up() {
+        // One byte each 50 ms: never idle, 100 bytes in 5 s; the client
+        // allows 1 s. Without an overall deadline the read succeeds.
+        let fake = fake::serve(|_, _, stream| {
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+            for _ in 0..100 {
+                if stream
+                    .write_all(b"x")
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let s3 = fake.client(Patience {
+            request: Duration::from_secs(1),
+            ..Patience::START_UP
+        });
+        let e = s3.get_small("p/k", 4096).unwrap_err();
+        assert_eq!(e.kind, S3ErrorKind::Network, "{e}");
+        assert!(
+            e.message.contains("timed out") || e.message.contains("reading"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn starting_a_multipart_upload_is_sent_once_whatever_the_server_answers() {
+        let fake = fake::serve(|_, _, stream| fake::reply(stream, 503, ""));
+        let s3 = fake.client(Patience {
+            attempts: 2,
+            ..Patience::OPERATION
+        });
+        let e = s3.create_multipart("p/k").unwrap_err();
+        assert_eq!(e.kind, S3ErrorKind::Server);
+        assert_eq!(fake.count(), 1, "not sent again");
+        // A delete may be sent again: the fake does count repeats.
+        s3.delete("p/k").unwrap_err();
+        assert_eq!(fake.count(), 3);
+    }
+
+    #[test]
+    fn start_up_patience_tries_once() {
+        let fake = fake::serve(|_, _, stream| fake::reply(stream, 503, ""));
+        let s3 = fake.client(Patience::START_UP);
+        s3.head("p/k").unwrap_err();
+        assert_eq!(fake.count(), 1);
+    }
+
+    #[test]
+    fn a_long_last_modified_is_dropped() {
+        let fake = fake::serve(|_, _, stream| {
+            let body = format!(
+                "<ListBucketResult><IsTruncated>false</IsTruncated>\
+                 <Contents><Key>p/a</Key><LastModified>{}</LastModified><Size>1</Size></Contents>\
+                 <Contents><Key>p/b</Key><LastModified>2026-12-04T05:30:01.000Z</LastModified><Size>1</Size></Contents>\
+                 </ListBucketResult>",
+                "9".repeat(100_000)
+            );
+            fake::reply(stream, 200, &body);
+        });
+        let page = fake.client(Patience::OPERATION).list("p/", None).unwrap();
+        let times: Vec<_> = page
+            .objects
+            .iter()
+            .map(|o| o.last_modified.as_deref())
+            .collect();
+        assert_eq!(times, [None, Some("2026-12-04T05:30:01.000Z")]);
+    }
 
     #[test]
     fn keys_and_query_values_are_encoded_as_s3_signs_them() {

@@ -103,6 +103,10 @@ struct Parts<'a, 'b> {
     s3: &'a S3,
     key: &'a str,
     part_size: usize,
+    /// The bytes to store, when known: the buffer is no larger.
+    expect: usize,
+    /// Allocated as bytes come, never beyond `part_size` nor (at first)
+    /// `expect`: a small archive does not cost a whole part of memory.
     buf: Vec<u8>,
     hash: Sha256,
     size: u64,
@@ -145,6 +149,12 @@ impl Write for Parts<'_, '_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let room = self.part_size - self.buf.len();
         let n = data.len().min(room);
+        let need = self.buf.len() + n;
+        if need > self.buf.capacity() {
+            let grown = (self.buf.capacity() * 2).max(self.expect).max(need);
+            self.buf
+                .reserve_exact(grown.min(self.part_size) - self.buf.len());
+        }
         self.buf.extend_from_slice(&data[..n]);
         self.hash.update(&data[..n]);
         self.size += n as u64;
@@ -169,11 +179,61 @@ pub fn upload(
     source: &mut dyn Read,
     spec: Upload<'_>,
 ) -> std::result::Result<Uploaded, UploadError> {
+    upload_of(s3, source, None, spec)
+}
+
+/// [`upload`] of a source of `size` plain bytes: refused before anything is
+/// sent when it needs more than S3's 10,000 parts, and a small one holds
+/// no more memory than its size.
+pub fn upload_sized(
+    s3: &S3,
+    source: &mut dyn Read,
+    size: u64,
+    spec: Upload<'_>,
+) -> std::result::Result<Uploaded, UploadError> {
+    upload_of(s3, source, Some(size), spec)
+}
+
+/// The most bytes storing `size` plain bytes takes: age adds a header
+/// (a stanza per recipient) and 16 bytes per 64 KiB chunk.
+fn stored_size(size: u64, recipients: usize) -> u64 {
+    if recipients == 0 {
+        return size;
+    }
+    size.saturating_add(size.div_ceil(64 << 10).saturating_add(1) * 16)
+        .saturating_add(1024 + 512 * recipients as u64)
+}
+
+/// Refused when `stored` bytes in parts of `part_size` are more than S3's
+/// 10,000 parts.
+fn check_parts(key: &str, stored: u64, part_size: usize) -> Result<()> {
+    let parts = stored.div_ceil(part_size.max(1) as u64);
+    if parts <= u64::from(MAX_PARTS) {
+        return Ok(());
+    }
+    let mib = stored.div_ceil(u64::from(MAX_PARTS) << 20);
+    Err(Error::validation(format!(
+        "{key} needs {parts} parts of {part_size} bytes, more than S3's {MAX_PARTS}: \
+         raise the remote's part_size_mib to at least {mib} in abssd.yml"
+    )))
+}
+
+fn upload_of(
+    s3: &S3,
+    source: &mut dyn Read,
+    size: Option<u64>,
+    spec: Upload<'_>,
+) -> std::result::Result<Uploaded, UploadError> {
+    let expect = size.map(|n| stored_size(n, spec.recipients.len()));
+    if let Some(stored) = expect {
+        check_parts(spec.key, stored, spec.part_size).map_err(UploadError::Local)?;
+    }
     let mut sink = Parts {
         s3,
         key: spec.key,
         part_size: spec.part_size,
-        buf: Vec::with_capacity(spec.part_size),
+        expect: expect.map_or(CHUNK, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        buf: Vec::new(),
         hash: Sha256::new(),
         size: 0,
         upload_id: None,
@@ -384,4 +444,78 @@ impl<R: Read> Read for Hashing<R> {
 /// Whether `e` says the key was taken (nothing was overwritten).
 pub fn is_exists(e: &UploadError) -> bool {
     matches!(e, UploadError::S3(s) if s.kind == S3ErrorKind::Exists)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::Patience;
+    use crate::remote::fake;
+
+    fn spec<'a>(
+        key: &'a str,
+        part_size: usize,
+        progress: &'a mut dyn FnMut(u64),
+        on_started: &'a mut dyn FnMut(&str) -> Result<()>,
+    ) -> Upload<'a> {
+        Upload {
+            key,
+            recipients: &[],
+            part_size,
+            expect_sha256: None,
+            progress,
+            on_started,
+        }
+    }
+
+    #[test]
+    fn an_upload_of_more_than_10000_parts_is_refused_before_anything_is_sent() {
+        let fake = fake::serve(|_, _, stream| fake::reply(stream, 500, ""));
+        let s3 = fake.client(Patience::START_UP);
+        let bytes = vec![7u8; 20_001];
+        let (mut progress, mut started) = (|_| {}, |_: &str| Ok(()));
+        let e = upload_sized(
+            &s3,
+            &mut bytes.as_slice(),
+            bytes.len() as u64,
+            spec("p/k", 2, &mut progress, &mut started),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("part_size_mib"), "{e}");
+        assert!(e.to_string().contains("10001 parts"), "{e}");
+        assert_eq!(fake.count(), 0, "nothing sent");
+        // 10,000 parts exactly are allowed.
+        assert!(check_parts("k", 20_000, 2).is_ok());
+        // An encrypted copy is a little larger than its source.
+        assert!(stored_size(10 << 20, 1) > 10 << 20);
+    }
+
+    #[test]
+    fn a_small_upload_holds_no_more_than_its_size() {
+        let fake = fake::serve(|_, _, stream| fake::reply(stream, 200, ""));
+        let s3 = fake.client(Patience::START_UP);
+        let mut started = |_: &str| Ok(());
+        let mut sink = Parts {
+            s3: &s3,
+            key: "p/k",
+            part_size: 64 << 20,
+            expect: 10,
+            buf: Vec::new(),
+            hash: Sha256::new(),
+            size: 0,
+            upload_id: None,
+            parts: Vec::new(),
+            on_started: &mut started,
+            failed: None,
+        };
+        assert_eq!(sink.buf.capacity(), 0, "nothing allocated before a byte");
+        sink.write_all(b"0123456789").unwrap();
+        assert!(sink.buf.capacity() < 1 << 10, "{}", sink.buf.capacity());
+        // Bytes beyond what was expected grow it, never past a part.
+        let more = vec![1u8; 40 << 20];
+        sink.write_all(&more).unwrap();
+        assert!(sink.buf.capacity() <= 64 << 20);
+        finish(&mut sink).unwrap();
+        assert_eq!(fake.count(), 1, "one PUT");
+    }
 }

@@ -344,7 +344,13 @@ pub struct Recovered {
 /// Finishes the remote removals of a prune's journal (blocking): a copy
 /// whose record left the index loses its objects; one still recorded was
 /// never removed and stays.
-pub fn recover(config: &crate::Config, record: &Record) -> Result<Recovered> {
+/// A remote that fails is marked in `unreachable` and not asked again in
+/// this start-up pass; each request is tried once, briefly.
+pub fn recover(
+    config: &crate::Config,
+    record: &Record,
+    unreachable: &remote::Unreachable,
+) -> Result<Recovered> {
     let finished = record.finished_removals();
     let pending: Vec<(&String, &String, &Vec<String>)> = record
         .steps
@@ -361,11 +367,8 @@ pub fn recover(config: &crate::Config, record: &Record) -> Result<Recovered> {
         return Ok(out);
     }
     let index = Index::load(&config.layout.index_file)?;
-    // Start-up waits for recovery: a remote that fails once is not asked
-    // again until the next start (a dead endpoint costs one timeout).
-    let mut unreachable: HashSet<&str> = HashSet::new();
     for (name, id, keys) in pending {
-        if unreachable.contains(name.as_str()) {
+        if unreachable.has(name) {
             out.left.push(format!(
                 "the objects of backup {id}'s copy in remote {name:?} are still to delete (the remote failed)"
             ));
@@ -380,7 +383,7 @@ pub fn recover(config: &crate::Config, record: &Record) -> Result<Recovered> {
         let deleted = config
             .remotes
             .pick(Some(name))
-            .and_then(remote::connect)
+            .and_then(|r| remote::connect_with(r, remote::Patience::START_UP))
             .and_then(|s3| {
                 keys.iter()
                     .try_for_each(|k| s3.delete(k))
@@ -391,7 +394,7 @@ pub fn recover(config: &crate::Config, record: &Record) -> Result<Recovered> {
                 "deleted the objects of backup {id}'s copy in remote {name:?}, whose record had left the index"
             )),
             Err(e) => {
-                unreachable.insert(name);
+                unreachable.mark(name);
                 out.left.push(format!(
                     "the objects of backup {id}'s copy in remote {name:?} are still to delete: {e}"
                 ));

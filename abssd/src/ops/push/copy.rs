@@ -161,9 +161,10 @@ fn upload(
         started.set(true);
         Ok(())
     };
-    transfer::upload(
+    transfer::upload_sized(
         &job.s3,
         &mut file,
+        size,
         Upload {
             key: &job.keys.archive,
             recipients: &job.remote.age_recipients,

@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::config::remotes::RemoteSettings;
 use crate::index::Index;
 use crate::journal::{Record, Step};
-use crate::remote;
+use crate::remote::{self, Patience, S3Error, Unreachable};
 
 /// What recovery did, and what it left for the next start.
 #[derive(Debug, Default)]
@@ -24,7 +24,14 @@ pub struct Recovered {
 }
 
 /// Recover the push journaled in `record`, with the configured `remotes`.
-pub fn recover(index_file: &Path, remotes: &[RemoteSettings], record: &Record) -> Recovered {
+/// Each request is tried once, briefly; a remote that fails is marked in
+/// `unreachable` and not asked again in this start-up pass.
+pub fn recover(
+    index_file: &Path,
+    remotes: &[RemoteSettings],
+    record: &Record,
+    unreachable: &Unreachable,
+) -> Recovered {
     let mut out = Recovered::default();
     let mut archives: Vec<(&str, &str, &str, Vec<&str>)> = Vec::new();
     for step in &record.steps {
@@ -72,36 +79,106 @@ pub fn recover(index_file: &Path, remotes: &[RemoteSettings], record: &Record) -
             out.recorded = true;
             continue;
         }
-        let s3 = match remote::connect(settings) {
+        if unreachable.has(name) {
+            out.left.push(format!(
+                "remote {name} failed earlier in this start: the upload of {key} to it is left for the next start"
+            ));
+            continue;
+        }
+        let s3 = match remote::connect_with(settings, Patience::START_UP) {
             Ok(s) => s,
             Err(e) => {
+                unreachable.mark(name);
                 out.left
                     .push(format!("{e}: the upload of {key} to {name} is left"));
                 continue;
             }
         };
-        for id in uploads {
-            match s3.abort_multipart(key, id) {
-                Ok(()) => out.done.push(format!(
+        let cleaned = uploads
+            .iter()
+            .try_for_each(|id| {
+                s3.abort_multipart(key, id)?;
+                out.done.push(format!(
                     "abandoned the unfinished upload of {key} to {name}"
-                )),
-                Err(e) => out.left.push(format!("{e}")),
-            }
-        }
-        let cleaned = s3.head(key).and_then(|archive| match archive {
-            None => Ok(false),
-            Some(_) => match s3.head(sidecar)? {
-                Some(_) => Ok(false),
-                None => s3.delete(key).map(|()| true),
-            },
-        });
+                ));
+                Ok::<_, S3Error>(())
+            })
+            .and_then(|()| match s3.head(key)? {
+                None => Ok(false),
+                Some(_) => match s3.head(sidecar)? {
+                    Some(_) => Ok(false),
+                    None => s3.delete(key).map(|()| true),
+                },
+            });
         match cleaned {
             Ok(true) => out.done.push(format!(
                 "deleted {key} from {name}: its push had not finished"
             )),
             Ok(false) => {}
-            Err(e) => out.left.push(format!("{e}")),
+            Err(e) => {
+                unreachable.mark(name);
+                out.left.push(format!("{e}"));
+            }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use abssd_proto::Command;
+
+    use super::*;
+    use crate::config::remotes::CredentialSource;
+    use crate::remote::fake;
+
+    fn record(key: &str) -> Record {
+        Record {
+            version: 1,
+            op_id: "op".into(),
+            command: Command::BackupPush,
+            instance: "alpha".into(),
+            backup_id: "20260101-000000-alpha-a1b2c3".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            unit_was_active: None,
+            steps: vec![Step::RemoteArchive {
+                remote: "fake".into(),
+                key: key.into(),
+                sidecar: format!("{key}.sha256"),
+                upload_id: Some("u1".into()),
+            }],
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn a_failing_remote_is_asked_once_in_a_start_up_pass_and_its_journals_are_left() {
+        let fake = fake::serve(|_, _, stream| fake::reply(stream, 503, ""));
+        let dir = tempfile::tempdir().unwrap();
+        let cred = dir.path().join("cred");
+        std::fs::write(&cred, "aws_access_key_id = a\naws_secret_access_key = b\n").unwrap();
+        std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let remote = RemoteSettings {
+            credentials: CredentialSource::File(cred),
+            ..fake.remote()
+        };
+        let index = dir.path().join("index.json");
+        std::fs::write(&index, r#"{"backups":[]}"#).unwrap();
+        let unreachable = Unreachable::default();
+        let remotes = [remote];
+
+        let first = recover(&index, &remotes, &record("p/alpha/1"), &unreachable);
+        assert!(!first.left.is_empty(), "{first:?}");
+        assert!(first.done.is_empty(), "{first:?}");
+        // One request, not repeated (the abort failed: nothing else tried).
+        assert_eq!(fake.count(), 1, "{:?}", fake.requests.lock().unwrap());
+        assert!(unreachable.has("fake"));
+
+        let second = recover(&index, &remotes, &record("p/alpha/2"), &unreachable);
+        assert_eq!(second.left.len(), 1, "{second:?}");
+        assert!(second.left[0].contains("failed earlier"), "{second:?}");
+        assert_eq!(fake.count(), 1, "not asked again in this pass");
+    }
 }

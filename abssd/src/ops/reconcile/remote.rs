@@ -44,10 +44,12 @@ use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
 use crate::registry::validate_name;
 use crate::remote::layout::{self, AGE_SUFFIX, Object, SIDECAR_SUFFIX};
+use crate::remote::listing::Pages;
 use crate::remote::{self, S3, crypt};
 
-/// The largest entry object adopted.
-pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
+/// The largest entry object adopted (an entry is a few KiB; whoever can
+/// write to the bucket chooses what is read).
+pub const MAX_ENTRY_BYTES: u64 = 64 << 10;
 /// The largest sidecar object read.
 const MAX_SIDECAR_BYTES: u64 = 4096;
 
@@ -131,20 +133,16 @@ pub fn survey(s3: &S3, remote: &RemoteSettings, instance: Option<&str>) -> Resul
         prefix: prefix.clone(),
         ..Survey::default()
     };
-    let mut after: Option<String> = None;
-    'pages: loop {
-        let page = s3.list(&prefix, after.as_deref())?;
-        for object in page.objects {
+    // A server that pages endlessly is stopped by `Pages`.
+    let mut pages = Pages::new(s3, &prefix);
+    'pages: while let Some(objects) = pages.next_page()? {
+        for object in objects {
             if survey.keys_scanned >= REMOTE_LS_MAX_KEYS {
                 survey.truncated = true;
                 break 'pages;
             }
             survey.keys_scanned += 1;
             place(&mut survey, remote, object);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
         }
     }
     Ok(survey)
@@ -900,6 +898,8 @@ fn drop_copy(index: &mut Index, id: &str, name: &str, key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::Patience;
+    use crate::remote::fake;
 
     #[test]
     fn a_sidecar_line_is_found_by_its_file_name() {
@@ -909,5 +909,75 @@ mod tests {
         assert_eq!(digest_of(&text, "x.tar.zst.age"), Some(b.as_str()));
         assert_eq!(digest_of(&text, "y"), None);
         assert_eq!(digest_of(&text, "x.tar"), None);
+    }
+
+    #[test]
+    fn a_survey_of_a_server_that_pages_endlessly_fails() {
+        // Truncated, empty, the same token each time; an honest end after
+        // 50 requests, so that a survey without the checks ends too.
+        let fake = fake::serve(|n, _, stream| {
+            let body = if n < 50 {
+                "<ListBucketResult><IsTruncated>true</IsTruncated>\
+                 <NextContinuationToken>same</NextContinuationToken></ListBucketResult>"
+            } else {
+                "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"
+            };
+            fake::reply(stream, 200, body);
+        });
+        let s3 = fake.client(Patience::OPERATION);
+        let e = survey(&s3, &fake.remote(), None).unwrap_err();
+        assert!(e.to_string().contains("pages oddly"), "{e}");
+        assert_eq!(fake.count(), 1);
+    }
+
+    #[test]
+    fn an_entry_object_larger_than_64_kib_is_not_adopted() {
+        // The listing says 100 bytes; the server sends 100 KiB.
+        let fake = fake::serve(|_, _, stream| {
+            fake::reply(stream, 200, &"x".repeat(100 << 10));
+        });
+        let s3 = fake.client(Patience::OPERATION);
+        let dir = tempfile::tempdir().unwrap();
+        let id = "20260101-000000-alpha-a1b2c3";
+        let mut group = Group {
+            instance: "alpha".into(),
+            id: id.into(),
+            archive: Some(ArchiveObject {
+                key: format!("p/alpha/{id}.tar.zst"),
+                file: format!("{id}.tar.zst"),
+                size: 5,
+                encrypted: false,
+                last_modified: None,
+            }),
+            sidecar: None,
+            entry: Some((format!("p/alpha/{id}.json"), false, 100)),
+        };
+        let actor = Actor {
+            uid: 0,
+            user: "root".into(),
+            pid: 1,
+        };
+        let adopt = |group: &Group| {
+            adoption(
+                &s3,
+                &fake.remote(),
+                group,
+                &Index::default(),
+                dir.path(),
+                &actor,
+                &mut None,
+            )
+        };
+        let e = adopt(&group).unwrap_err();
+        assert!(
+            e.contains("larger than") && e.contains("6553") && !e.contains("JSON"),
+            "{e}"
+        );
+        assert_eq!(fake.count(), 1);
+        // Listed larger than that: not even downloaded.
+        group.entry.as_mut().unwrap().2 = (64 << 10) + 1;
+        let e = adopt(&group).unwrap_err();
+        assert!(e.contains("larger than 65536 bytes"), "{e}");
+        assert_eq!(fake.count(), 1);
     }
 }

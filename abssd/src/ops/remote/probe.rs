@@ -12,6 +12,8 @@ pub const PROBE_PREFIX: &str = ".abssd-probe-";
 
 /// Most bytes read back of the probe.
 const PROBE_LIMIT: u64 = 4096;
+/// The step that checks the server refuses to overwrite.
+const NO_OVERWRITE: &str = "no_overwrite";
 
 /// A fresh probe key of `remote`: `<prefix>/.abssd-probe-<uuid>`.
 pub fn probe_key(remote: &RemoteSettings) -> String {
@@ -67,7 +69,7 @@ pub fn run(remote: &RemoteSettings) -> RemoteTestResult {
         exercise(s3, remote, &key, &mut steps);
     } else if !ok {
         steps.skip(
-            &["list", "put", "get", "delete"],
+            &["list", "put", "get", NO_OVERWRITE, "delete"],
             "the credentials could not be read",
         );
     }
@@ -102,7 +104,10 @@ fn exercise(s3: &S3, remote: &RemoteSettings, key: &str, steps: &mut Steps) {
             .map_err(|e| e.message),
     );
     if let Some(why) = hopeless {
-        steps.skip(&["put", "get", "delete"], &format!("not tried: {why}"));
+        steps.skip(
+            &["put", "get", NO_OVERWRITE, "delete"],
+            &format!("not tried: {why}"),
+        );
         return;
     }
     let body = format!(
@@ -116,7 +121,10 @@ fn exercise(s3: &S3, remote: &RemoteSettings, key: &str, steps: &mut Steps) {
             .map_err(|e| e.message),
     );
     if !put_ok {
-        steps.skip(&["get", "delete"], "the probe was not written");
+        steps.skip(
+            &["get", NO_OVERWRITE, "delete"],
+            "the probe was not written",
+        );
         return;
     }
     // Written: from here on it is deleted whatever fails.
@@ -133,6 +141,31 @@ fn exercise(s3: &S3, remote: &RemoteSettings, key: &str, steps: &mut Steps) {
             Err(e) => Err(e.message),
         },
     );
+    // abssd never overwrites because the server refuses a create-only PUT
+    // of a key that exists; a server that ignores If-None-Match breaks that.
+    let again = s3.put(
+        key,
+        b"abssd remote test: this must not replace the probe\n",
+        true,
+    );
+    steps.push(
+        NO_OVERWRITE,
+        match again {
+            Err(e) if e.kind == S3ErrorKind::Exists || e.status == Some(409) => Ok(format!(
+                "a create-only PUT of {key} was refused (HTTP {}): nothing is overwritten",
+                e.status.unwrap_or_default()
+            )),
+            Ok(()) => Err(format!(
+                "a create-only PUT of {key}, which exists, succeeded: this server overwrites \
+                 objects; abssd's no-overwrite guarantee does not hold there"
+            )),
+            Err(e) => Err(format!(
+                "a create-only PUT of {key}, which exists, failed otherwise than refused as \
+                 existing, so whether this server overwrites is unknown: {}",
+                e.message
+            )),
+        },
+    );
     steps.push(
         "delete",
         s3.delete(key)
@@ -143,8 +176,12 @@ fn exercise(s3: &S3, remote: &RemoteSettings, key: &str, steps: &mut Steps) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
     use crate::config::remotes::{CredentialSource, Endpoint};
+    use crate::remote::{Patience, fake};
 
     #[test]
     fn a_probe_is_never_read_as_a_backup_object() {
@@ -168,6 +205,86 @@ mod tests {
             assert_eq!(layout::classify(&r, &key), None, "{key}");
             assert_ne!(probe_key(&r), key);
         }
+    }
+
+    /// The steps after `credentials` against a fake that lists, reads the
+    /// probe back, deletes, and answers a second PUT with `second`.
+    fn against(second: u16) -> (Vec<RemoteTestStep>, Vec<String>) {
+        let puts = Arc::new(AtomicUsize::new(0));
+        let fake = fake::serve(move |_, line, stream| {
+            if line.starts_with("GET /b/?") {
+                fake::reply(
+                    stream,
+                    200,
+                    "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
+                );
+            } else if line.starts_with("GET ") {
+                fake::reply(
+                    stream,
+                    200,
+                    "abssd remote test probe of remote fake; safe to delete\n",
+                );
+            } else if line.starts_with("PUT ") && puts.fetch_add(1, Ordering::SeqCst) == 1 {
+                fake::reply(stream, second, "");
+            } else {
+                fake::reply(
+                    stream,
+                    if line.starts_with("DELETE ") {
+                        204
+                    } else {
+                        200
+                    },
+                    "",
+                );
+            }
+        });
+        let mut steps = Steps(Vec::new());
+        let key = probe_key(&fake.remote());
+        exercise(
+            &fake.client(Patience::START_UP),
+            &fake.remote(),
+            &key,
+            &mut steps,
+        );
+        let requests = fake.requests.lock().unwrap().clone();
+        (steps.0, requests)
+    }
+
+    #[test]
+    fn a_server_that_overwrites_fails_the_no_overwrite_step_and_the_probe_is_deleted() {
+        let (steps, requests) = against(200);
+        let seen: Vec<_> = steps
+            .iter()
+            .map(|s| (s.step.as_str(), s.status.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("list", STEP_OK),
+                ("put", STEP_OK),
+                ("get", STEP_OK),
+                (NO_OVERWRITE, STEP_FAILED),
+                ("delete", STEP_OK)
+            ]
+        );
+        assert!(
+            steps[3].message.contains(
+                "this server overwrites objects; abssd's no-overwrite guarantee does not hold there"
+            ),
+            "{}",
+            steps[3].message
+        );
+        assert!(
+            requests.last().unwrap().starts_with("DELETE "),
+            "{requests:?}"
+        );
+
+        let (steps, _) = against(412);
+        assert_eq!(steps[3].status, STEP_OK, "{:?}", steps[3]);
+        let (steps, _) = against(409);
+        assert_eq!(steps[3].status, STEP_OK, "{:?}", steps[3]);
+        let (steps, _) = against(403);
+        assert_eq!(steps[3].status, STEP_FAILED, "{:?}", steps[3]);
     }
 
     #[test]
@@ -194,6 +311,7 @@ mod tests {
             statuses,
             [
                 STEP_FAILED,
+                STEP_SKIPPED,
                 STEP_SKIPPED,
                 STEP_SKIPPED,
                 STEP_SKIPPED,
