@@ -377,7 +377,7 @@ fn journals(w: &World) -> usize {
 async fn a_black_holed_remote_costs_start_up_one_short_try_and_its_journals_are_kept() {
     let s3 = S3Server::start();
     let cutter = Cutter::start(s3.addr());
-    let mut w = world(&["alpha"], &s3, Some(&cutter.endpoint()), "");
+    let mut w = world(&["alpha"], &s3, |r| r.at(&cutter.endpoint()));
     bulk_up(&w.data("alpha"), 12 << 20);
     let c = w.client().await;
     // Two pushes cut mid-upload: two journals, each with an upload to abandon.
