@@ -30,6 +30,8 @@
 //! * [`deep`]       — the deep check: is what an archive holds a working Actual server?
 //! * [`zipend`]     — a zip's end record, read before any zip parser trusts it.
 //! * [`oplog`]      — the operations log (`operations.jsonl`).
+//! * [`remote`]     — S3-compatible remotes: the signed client, streamed transfers with age,
+//!   object keys, credentials.
 //! * [`fsutil`]     — atomic writes, directory modes, timestamps, removing trees,
 //!   names of the copies kept beside a replaced file.
 //! * [`text`]       — outside text cut to a length fit for messages and logs.
