@@ -348,6 +348,11 @@ impl S3 {
 
     fn transport(&self, what: &str, e: &ureq::Error) -> S3Error {
         let detail = match e {
+            // What a socket filter (abssd.service's IPAddressDeny=any) makes
+            // of a connect: say where to open it.
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => format!(
+                "{io} (the system refused the connection: under systemd, abssd.service lets no packet out until the drop-in remote-network.conf allows it; README.md, \"Off-host copies\")"
+            ),
             ureq::Error::Io(io) => io.to_string(),
             ureq::Error::Timeout(t) => format!("timed out ({t})"),
             ureq::Error::HostNotFound => "the endpoint's host name was not found".to_owned(),
@@ -809,6 +814,20 @@ mod tests {
         // A delete may be sent again: the fake does count repeats.
         s3.delete("p/k").unwrap_err();
         assert_eq!(fake.count(), 3);
+    }
+
+    #[test]
+    fn a_connection_the_system_refused_names_the_drop_in_that_allows_it() {
+        let fake = fake::serve(|_, _, stream| fake::reply(stream, 503, ""));
+        let s3 = fake.client(Patience::START_UP);
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = s3.transport("list", &ureq::Error::Io(denied));
+        assert_eq!(e.kind, S3ErrorKind::Network);
+        assert!(e.message.contains("cannot reach"), "{e}");
+        assert!(e.message.contains("remote-network.conf"), "{e}");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = s3.transport("list", &ureq::Error::Io(refused));
+        assert!(!e.message.contains("remote-network.conf"), "{e}");
     }
 
     #[test]
