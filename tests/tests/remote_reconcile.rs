@@ -534,6 +534,7 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
         ("huge", 1),
         ("not JSON", 2),
         ("no time", 3),
+        ("from the future", 4),
     ] {
         let e = remotes::plant_foreign(&off, "alpha", bytes, what);
         let keys = layout::keys(&off, "alpha", &e.id, &e.path, false).unwrap();
@@ -550,6 +551,11 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
                 serde_json::to_vec(&big).unwrap()
             }
             2 => b"{\"id\": ".to_vec(),
+            4 => {
+                let mut ahead = e.clone();
+                ahead.created_at = "2999-01-01T00:00:00Z".into();
+                serde_json::to_vec(&ahead).unwrap()
+            }
             _ => {
                 let mut odd = e.clone();
                 odd.created_at = "yesterday".into();
@@ -562,7 +568,7 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
     let before = fs::read(h.sb.config().index_file).ok();
 
     let (_, r) = reconcile(&h.c, "off", None, true, true).await;
-    assert_eq!(r.orphaned.len(), 4, "{r:?}");
+    assert_eq!(r.orphaned.len(), 5, "{r:?}");
     assert_eq!(r.adopted.as_deref(), Some(&[][..]), "{r:?}");
     assert_eq!(r.updates_applied, 0);
     for (id, what) in cases {
@@ -572,6 +578,7 @@ async fn hostile_entry_objects_are_refused_with_a_reason_and_adopt_nothing() {
             // 100 KiB: past the 64 KiB an entry object may have.
             "huge" => "larger than 65536 bytes",
             "not JSON" => "not an index entry in JSON",
+            "from the future" => "created_at 2999-01-01T00:00:00Z is in the future",
             _ => "created_at \"yesterday\" is not a time",
         };
         assert!(

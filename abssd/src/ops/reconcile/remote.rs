@@ -681,10 +681,18 @@ fn adoption(
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_ascii_lowercase)
         .ok_or("its entry has no SHA-256 checksum")?;
-    if entry.created_at.parse::<jiff::Timestamp>().is_err() {
+    let Ok(created) = entry.created_at.parse::<jiff::Timestamp>() else {
         return Err(format!(
             "its entry's created_at {:?} is not a time",
             shown(&entry.created_at)
+        ));
+    };
+    // No backup was made in the future: a date past now (beyond a clock's
+    // drift) is an object someone else wrote.
+    if created > jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1) {
+        return Err(format!(
+            "its entry's created_at {} is in the future",
+            entry.created_at
         ));
     }
     if let Some(name) = entry.algorithm.as_deref()
