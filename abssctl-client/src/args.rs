@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use abssd_proto::{Compression, Consistency};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// Help heading of the flags every command takes.
 const GLOBAL: &str = "Global options";
@@ -413,19 +413,16 @@ pub struct RunArgs {
     pub detach: bool,
 }
 
-/// `abssctl backup push`
+/// `abssctl backup push`: what to push is IDs, --instance or --all (one of them).
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("scope").required(true).args(["ids", "instance", "all"])))]
 pub struct PushArgs {
     /// The backups to push (as `backup list` shows their ids).
-    #[arg(
-        value_name = "ID",
-        required_unless_present_any = ["instance", "all"],
-        conflicts_with_all = ["instance", "all"]
-    )]
+    #[arg(value_name = "ID")]
     pub ids: Vec<String>,
 
     /// Push every backup of this instance (oldest first).
-    #[arg(short, long, value_name = "NAME", conflicts_with = "all")]
+    #[arg(short, long, value_name = "NAME")]
     pub instance: Option<String>,
 
     /// Push every backup in the index (oldest first).
@@ -1098,6 +1095,36 @@ mod tests {
         assert!(Cli::try_parse_from(["abssctl", "backup", "verify", "x", "--all"]).is_err());
         assert!(Cli::try_parse_from(["abssctl", "backup", "verify", "--all"]).is_ok());
         assert!(Cli::try_parse_from(["abssctl", "backup", "verify", "x"]).is_ok());
+    }
+
+    #[test]
+    fn push_takes_exactly_one_scope() {
+        let push = |args: &[&str]| {
+            let line = ["abssctl", "backup", "push"].iter().chain(args);
+            Cli::try_parse_from(line).map(|c| match c.command {
+                Command::Backup(BackupCommand::Push(a)) => a,
+                other => panic!("parsed as {other:?}"),
+            })
+        };
+        assert_eq!(push(&["a", "b"]).unwrap().ids, ["a", "b"]);
+        assert_eq!(
+            push(&["-i", "alpha"]).unwrap().instance.as_deref(),
+            Some("alpha")
+        );
+        assert!(push(&["--all", "--remote", "off"]).unwrap().all);
+        let none = push(&[]).unwrap_err();
+        assert_eq!(none.exit_code(), 2);
+        assert!(
+            none.to_string().contains("<ID|--instance <NAME>|--all>"),
+            "{none}"
+        );
+        for two in [
+            &["a", "--all"][..],
+            &["-i", "alpha", "--all"],
+            &["a", "-i", "alpha"],
+        ] {
+            assert_eq!(push(two).unwrap_err().exit_code(), 2, "{two:?}");
+        }
     }
 
     fn reconcile(args: &[&str]) -> Result<ReconcileArgs, clap::Error> {

@@ -51,6 +51,7 @@ for o in s3.list_objects_v2(Bucket="abssd-e2e").get("Contents", []):
 
   expect_rc 3 "operator: remote test off under the shipped sandbox (IPAddressDeny=any)" \
     ctl e2e-op remote test off --json
+  info "failed: $(json "$OUT" "'; '.join(s['message'] for s in d['steps'] if s['status'] == 'failed')")"
   expect_eq "the failed step says the endpoint cannot be reached, and which drop-in opens it" true \
     "$(json "$OUT" "any(s['status'] == 'failed' and 'cannot reach' in s['message'] and 'remote-network.conf' in s['message'] for s in d['steps'])")"
   expect_eq "objects in the bucket" "" "$(objects)"
