@@ -86,7 +86,7 @@ fn remote_list_and_test_exit_by_what_they_found() {
     let table = h.abssctl(&["remote", "list"]);
     assert_exit(&table, 0);
     assert!(
-        text(&table.stdout).starts_with("NAME"),
+        text(&table.stdout).starts_with("off\n  where        s3://abssd-test/actual\n"),
         "{}",
         text(&table.stdout)
     );

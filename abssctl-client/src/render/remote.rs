@@ -4,58 +4,73 @@ use abssd_proto::{
     CredentialsInfo, PullOutcome, PullResult, RemoteInfo, RemoteTestResult, STEP_OK,
 };
 
-use super::{Align, esc, human_size, table, yes_no};
+use super::{esc, human_size, yes_no};
 
-/// `remote list`: one row per remote; never a key or secret (abssd sends none).
+/// `remote list`: one block per remote (a table of eight columns would not
+/// fit a terminal); never a key or secret (abssd sends none).
 pub fn list(remotes: &[RemoteInfo]) -> String {
     if remotes.is_empty() {
         return "no remotes configured (remotes: in abssd.yml)\n".to_owned();
     }
-    let rows: Vec<Vec<String>> = remotes
-        .iter()
-        .map(|r| {
-            vec![
-                r.name.clone(),
-                r.endpoint.clone(),
-                r.bucket.clone(),
-                if r.prefix.is_empty() {
-                    "-".to_owned()
+    let mut text = String::new();
+    for (i, r) in remotes.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        let place = if r.prefix.is_empty() {
+            format!("s3://{}", r.bucket)
+        } else {
+            format!("s3://{}/{}", r.bucket, r.prefix)
+        };
+        let addressing = if r.path_style {
+            "path-style"
+        } else {
+            "virtual-hosted"
+        };
+        let encrypted = if r.encrypted {
+            format!(
+                "age, {} recipient{}; {}",
+                r.recipients,
+                if r.recipients == 1 { "" } else { "s" },
+                if r.identity_file {
+                    "identity file set (pull can decrypt)"
                 } else {
-                    r.prefix.clone()
-                },
-                r.region.clone(),
-                if r.encrypted {
-                    format!(
-                        "age ({} recipient{}{})",
-                        r.recipients,
-                        if r.recipients == 1 { "" } else { "s" },
-                        if r.identity_file {
-                            ", identity file set"
-                        } else {
-                            ", no identity file"
-                        }
-                    )
-                } else {
-                    "no".to_owned()
-                },
-                yes_no(r.auto_push),
-                credentials(&r.credentials),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            ("name", Align::Left),
-            ("endpoint", Align::Left),
-            ("bucket", Align::Left),
-            ("prefix", Align::Left),
-            ("region", Align::Left),
-            ("encrypted", Align::Left),
-            ("auto push", Align::Left),
-            ("credentials", Align::Left),
-        ],
-        &rows,
-    )
+                    "no identity file (pull cannot decrypt)"
+                }
+            )
+        } else {
+            "no".to_owned()
+        };
+        for (key, value) in [
+            ("", esc(&r.name).to_string()),
+            ("where", esc(&place).to_string()),
+            (
+                "endpoint",
+                format!(
+                    "{} (region {}, {addressing})",
+                    esc(&r.endpoint),
+                    esc(&r.region)
+                ),
+            ),
+            ("encrypted", encrypted),
+            (
+                "auto push",
+                format!(
+                    "{} (parts of {})",
+                    yes_no(r.auto_push),
+                    human_size(r.part_size_bytes)
+                ),
+            ),
+            ("credentials", esc(&credentials(&r.credentials)).to_string()),
+        ] {
+            if key.is_empty() {
+                text.push_str(&format!("{value}\n"));
+            } else {
+                text.push_str(&format!("  {key:<12} {value}\n"));
+            }
+        }
+    }
+    text
 }
 
 /// Where credentials are read from, for people.
@@ -157,5 +172,52 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("not every step passed (list)\n"), "{text}");
+    }
+
+    #[test]
+    fn each_remote_is_a_block_of_short_lines() {
+        let r = RemoteInfo {
+            name: "offsite".into(),
+            endpoint: "https://s3.eu-central-1.amazonaws.com".into(),
+            bucket: "acme-backups".into(),
+            prefix: "actual".into(),
+            region: "eu-central-1".into(),
+            path_style: false,
+            encrypted: true,
+            recipients: 1,
+            identity_file: true,
+            auto_push: true,
+            part_size_bytes: 16 << 20,
+            credentials: CredentialsInfo::File {
+                path: "/etc/abssctl/remotes/offsite.cred".into(),
+            },
+        };
+        let bare = RemoteInfo {
+            name: "lab".into(),
+            prefix: String::new(),
+            path_style: true,
+            encrypted: false,
+            auto_push: false,
+            ..r.clone()
+        };
+        let text = list(&[r, bare]);
+        assert!(
+            text.starts_with("offsite\n  where        s3://acme-backups/actual\n"),
+            "{text}"
+        );
+        assert!(text.contains("eu-central-1, virtual-hosted)"), "{text}");
+        assert!(
+            text.contains("age, 1 recipient; identity file set"),
+            "{text}"
+        );
+        assert!(
+            text.contains("file /etc/abssctl/remotes/offsite.cred"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n\nlab\n  where        s3://acme-backups\n"),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
     }
 }
