@@ -347,23 +347,34 @@ impl S3 {
     }
 
     fn transport(&self, what: &str, e: &ureq::Error) -> S3Error {
+        // systemd sets INVOCATION_ID in the services it starts.
+        self.transport_error(what, e, std::env::var_os("INVOCATION_ID").is_some())
+    }
+
+    /// A request that got no answer. Under systemd, a connection that was
+    /// refused by the system or never set up is what abssd.service's sandbox
+    /// (IPAddressDeny=any) makes of every request until the drop-in allows
+    /// it: the message says so.
+    fn transport_error(&self, what: &str, e: &ureq::Error, under_systemd: bool) -> S3Error {
         let detail = match e {
-            // What a socket filter (abssd.service's IPAddressDeny=any) makes
-            // of a connect: say where to open it.
-            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => format!(
-                "{io} (the system refused the connection: under systemd, abssd.service lets no packet out until the drop-in remote-network.conf allows it; README.md, \"Off-host copies\")"
-            ),
             ureq::Error::Io(io) => io.to_string(),
             ureq::Error::Timeout(t) => format!("timed out ({t})"),
             ureq::Error::HostNotFound => "the endpoint's host name was not found".to_owned(),
             other => other.to_string(),
+        };
+        let sandboxed = matches!(e, ureq::Error::Timeout(ureq::Timeout::Connect))
+            || matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied);
+        let hint = if under_systemd && sandboxed {
+            "; check the endpoint and the network, and that abssd.service may reach it: as shipped it lets no packet out until the drop-in remote-network.conf allows it (README.md, \"Off-host copies\")"
+        } else {
+            "; check the endpoint and the network"
         };
         S3Error {
             kind: S3ErrorKind::Network,
             status: None,
             code: None,
             message: format!(
-                "{what} on remote {:?}: cannot reach {}: {detail}; check the endpoint and the network",
+                "{what} on remote {:?}: cannot reach {}: {detail}{hint}",
                 self.name, self.origin
             ),
         }
@@ -817,17 +828,28 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_the_system_refused_names_the_drop_in_that_allows_it() {
+    fn a_connection_the_sandbox_stops_names_the_drop_in_that_allows_it() {
         let fake = fake::serve(|_, _, stream| fake::reply(stream, 503, ""));
         let s3 = fake.client(Patience::START_UP);
-        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-        let e = s3.transport("list", &ureq::Error::Io(denied));
-        assert_eq!(e.kind, S3ErrorKind::Network);
-        assert!(e.message.contains("cannot reach"), "{e}");
-        assert!(e.message.contains("remote-network.conf"), "{e}");
-        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        let e = s3.transport("list", &ureq::Error::Io(refused));
-        assert!(!e.message.contains("remote-network.conf"), "{e}");
+        let denied = || ureq::Error::Io(std::io::ErrorKind::PermissionDenied.into());
+        let never = || ureq::Error::Timeout(ureq::Timeout::Connect);
+        let refused = || ureq::Error::Io(std::io::ErrorKind::ConnectionRefused.into());
+        for (e, under_systemd, named) in [
+            (denied(), true, true),
+            (never(), true, true),
+            (refused(), true, false),
+            (denied(), false, false),
+            (never(), false, false),
+        ] {
+            let err = s3.transport_error("list", &e, under_systemd);
+            assert_eq!(err.kind, S3ErrorKind::Network);
+            assert!(err.message.contains("cannot reach"), "{err}");
+            assert_eq!(
+                err.message.contains("remote-network.conf"),
+                named,
+                "{e:?} {under_systemd}: {err}"
+            );
+        }
     }
 
     #[test]
