@@ -115,6 +115,42 @@ async fn follow_and_show(
     }
 }
 
+/// Follow a started operation that sums up its work (a backup job, a push)
+/// to its end, as [`follow_and_show`] does. When it fails, its error's
+/// detail carries the same summary (a `T`): that is printed first, with
+/// `summary`, and the error names the operation, as a blocking call's error
+/// has it (where to look in the operations log, and `abssctl op watch`).
+async fn follow_summed_up<T: DeserializeOwned>(
+    client: &Client,
+    out: Output,
+    op_id: &str,
+    interrupt: &mut Interrupt,
+    present: Present,
+    summary: fn(&T) -> String,
+) -> Result<Exit, WireError> {
+    match follow_and_show(client, out, op_id, interrupt, present).await {
+        Err(mut err) => {
+            let carried = err
+                .detail
+                .as_ref()
+                .and_then(|d| d.get("summary"))
+                .and_then(|s| serde_json::from_value::<T>(s.clone()).ok());
+            if let Some(carried) = carried {
+                if !out.json {
+                    out.text(&summary(&carried));
+                }
+                if let Some(Value::Object(detail)) = err.detail.as_mut() {
+                    detail
+                        .entry("op_id")
+                        .or_insert_with(|| Value::String(op_id.to_owned()));
+                }
+            }
+            Err(err)
+        }
+        ended => ended,
+    }
+}
+
 /// Present a finished operation of any command the way that command does
 /// (`op watch`).
 fn show_finished(out: Output, finished: Finished) -> Result<Exit, WireError> {

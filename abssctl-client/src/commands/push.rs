@@ -7,9 +7,9 @@ use abssd_proto::methods::BackupPush;
 use abssd_proto::methods::call::call;
 use abssd_proto::{PushParams, PushResult, WireError};
 use jsonrpsee::core::client::Client;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Exit, decode, follow_and_show, show_started};
+use super::{Exit, decode, follow_summed_up, show_started};
 use crate::args::PushArgs;
 use crate::follow::{Finished, Interrupt};
 use crate::render::{self, Output};
@@ -29,29 +29,15 @@ pub async fn run(client: &Client, out: Output, args: PushArgs) -> Result<Exit, W
     if args.detach {
         return Ok(show_started(out, &started.op_id));
     }
-    let ended = follow_and_show(client, out, &started.op_id, &mut interrupt, show_pushed).await;
-    match ended {
-        Err(mut err) if failed_summary(&err).is_some() => {
-            if !out.json
-                && let Some(summary) = failed_summary(&err)
-            {
-                out.text(&render::push::summary(&summary));
-            }
-            if let Some(Value::Object(detail)) = err.detail.as_mut() {
-                detail
-                    .entry("op_id")
-                    .or_insert_with(|| Value::String(started.op_id.clone()));
-            }
-            Err(err)
-        }
-        other => other,
-    }
-}
-
-/// The summary a failed push's error carries, when it is one.
-fn failed_summary(err: &WireError) -> Option<PushResult> {
-    let summary = err.detail.as_ref()?.get("summary")?.clone();
-    serde_json::from_value(summary).ok()
+    follow_summed_up(
+        client,
+        out,
+        &started.op_id,
+        &mut interrupt,
+        show_pushed,
+        render::push::summary,
+    )
+    .await
 }
 
 /// Print a finished push: `{op_id, plan, result}` or the table.

@@ -7,9 +7,9 @@ use abssd_proto::methods::BackupRun;
 use abssd_proto::methods::call::call;
 use abssd_proto::{RunParams, RunResult, WireError};
 use jsonrpsee::core::client::Client;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Exit, decode, follow_and_show, show_started};
+use super::{Exit, decode, follow_summed_up, show_started};
 use crate::args::RunArgs;
 use crate::follow::{Finished, Interrupt};
 use crate::render::{self, Output};
@@ -27,31 +27,15 @@ pub async fn run(client: &Client, out: Output, args: RunArgs) -> Result<Exit, Wi
     if args.detach {
         return Ok(show_started(out, &started.op_id));
     }
-    let ended = follow_and_show(client, out, &started.op_id, &mut interrupt, show_ran).await;
-    match ended {
-        Err(mut err) if failed_summary(&err).is_some() => {
-            if !out.json
-                && let Some(summary) = failed_summary(&err)
-            {
-                out.text(&render::run::summary(&summary));
-            }
-            // As a blocking call's error has it: where to look in the
-            // operations log (and `abssctl op watch`).
-            if let Some(Value::Object(detail)) = err.detail.as_mut() {
-                detail
-                    .entry("op_id")
-                    .or_insert_with(|| Value::String(started.op_id.clone()));
-            }
-            Err(err)
-        }
-        other => other,
-    }
-}
-
-/// The summary a failed job's error carries, when it is one.
-fn failed_summary(err: &WireError) -> Option<RunResult> {
-    let summary = err.detail.as_ref()?.get("summary")?.clone();
-    serde_json::from_value(summary).ok()
+    follow_summed_up(
+        client,
+        out,
+        &started.op_id,
+        &mut interrupt,
+        show_ran,
+        render::run::summary,
+    )
+    .await
 }
 
 /// Print a finished job: `{op_id, plan, result}` or the table.
