@@ -13,7 +13,10 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use abssd_proto::{Actor, BackupEntry, EntryMetadata, Lenient, Phase, reconcile_reason, status};
+use abssd_proto::{
+    Actor, BackupEntry, EntryMetadata, Lenient, Phase, ReconcileItem, ReconcileResult,
+    reconcile_reason, status,
+};
 use serde_json::{Map, Value};
 
 use super::classify::{Adoption, Change, Planned};
@@ -308,6 +311,32 @@ fn apply_one(
     entry.metadata.reconciled_at = Some(Lenient::Typed(now.to_owned()));
     entry.metadata.reconcile_reason = Some(Lenient::Typed(reason.to_owned()));
     Ok(true)
+}
+
+/// Put what `--apply` changed into `result`; with `--adopt`, also which of
+/// those changes adopted an orphan, the two matched by `key` (the archive's
+/// path on disk, a backup's id in a remote).
+pub(super) fn record_applied(
+    result: &mut ReconcileResult,
+    applied: Vec<ReconcileItem>,
+    adopt: bool,
+    key: fn(&ReconcileItem) -> &str,
+) {
+    if adopt {
+        let taken: HashSet<&str> = result
+            .orphaned
+            .iter()
+            .filter(|o| o.resolved)
+            .map(key)
+            .collect();
+        let adopted = applied
+            .iter()
+            .filter(|i| taken.contains(key(i)))
+            .cloned()
+            .collect();
+        result.adopted = Some(adopted);
+    }
+    result.applied = Some(applied);
 }
 
 #[cfg(test)]

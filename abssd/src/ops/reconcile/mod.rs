@@ -188,21 +188,7 @@ pub async fn run(
     drop((scan_ref, index_ref));
     if params.apply {
         let applied = write(ctx, planned, progress, &mut result).await?;
-        if params.adopt {
-            let taken: HashSet<&str> = result
-                .orphaned
-                .iter()
-                .filter(|o| o.resolved)
-                .map(|o| o.path.as_str())
-                .collect();
-            let adopted = applied
-                .iter()
-                .filter(|i| taken.contains(i.path.as_str()))
-                .cloned()
-                .collect();
-            result.adopted = Some(adopted);
-        }
-        result.applied = Some(applied);
+        apply::record_applied(&mut result, applied, params.adopt, |i| i.path.as_str());
     }
     result.count_unresolved();
     Ok((plan, result))

@@ -345,21 +345,7 @@ pub async fn run(
 
     if params.apply {
         let applied = write(ctx, s3, planned, progress, &mut result).await?;
-        if params.adopt {
-            let taken: HashSet<&str> = result
-                .orphaned
-                .iter()
-                .filter(|o| o.resolved)
-                .map(|o| o.id.as_str())
-                .collect();
-            let adopted = applied
-                .iter()
-                .filter(|i| taken.contains(i.id.as_str()))
-                .cloned()
-                .collect();
-            result.adopted = Some(adopted);
-        }
-        result.applied = Some(applied);
+        super::apply::record_applied(&mut result, applied, params.adopt, |i| i.id.as_str());
     }
     result.count_unresolved();
     Ok((plan, result))
