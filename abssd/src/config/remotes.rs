@@ -273,6 +273,26 @@ pub struct RemoteSettings {
 }
 
 impl RemoteSettings {
+    /// A remote for unit tests: `name` at `endpoint` under `prefix`, bucket
+    /// `bbb`, defaults elsewhere, a systemd credential that is never read.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str, endpoint: &str, prefix: &str) -> RemoteSettings {
+        RemoteSettings {
+            name: name.into(),
+            endpoint: Endpoint::parse(endpoint).expect("endpoint"),
+            bucket: "bbb".into(),
+            prefix: prefix.into(),
+            region: "us-east-1".into(),
+            path_style: true,
+            credentials: CredentialSource::Systemd("unused".into()),
+            age_recipients: vec![],
+            age_identity_file: None,
+            auto_push: false,
+            part_size: 5 << 20,
+            retention: Default::default(),
+        }
+    }
+
     /// Copies to this remote are encrypted.
     pub fn encrypted(&self) -> bool {
         !self.age_recipients.is_empty()

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::creds::Credentials;
 use super::s3::{Patience, S3};
-use crate::config::remotes::{CredentialSource, Endpoint, RemoteSettings};
+use crate::config::remotes::RemoteSettings;
 
 /// A running fake.
 pub struct Fake {
@@ -35,18 +35,8 @@ impl Fake {
     /// Remote `fake`: bucket `b`, prefix `p`, on this fake.
     pub fn remote(&self) -> RemoteSettings {
         RemoteSettings {
-            name: "fake".into(),
-            endpoint: Endpoint::parse(&self.endpoint).unwrap(),
             bucket: "b".into(),
-            prefix: "p".into(),
-            region: "us-east-1".into(),
-            path_style: true,
-            credentials: CredentialSource::Systemd("unused".into()),
-            age_recipients: vec![],
-            age_identity_file: None,
-            auto_push: false,
-            part_size: 5 << 20,
-            retention: Default::default(),
+            ..RemoteSettings::for_tests("fake", &self.endpoint, "p")
         }
     }
 }

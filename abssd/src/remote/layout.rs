@@ -180,23 +180,9 @@ pub fn classify(remote: &RemoteSettings, key: &str) -> Option<(String, Object)> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::remotes::{CredentialSource, Endpoint};
 
     fn remote(prefix: &str) -> RemoteSettings {
-        RemoteSettings {
-            name: "o".into(),
-            endpoint: Endpoint::parse("http://127.0.0.1:9").unwrap(),
-            bucket: "bbb".into(),
-            prefix: prefix.into(),
-            region: "us-east-1".into(),
-            path_style: true,
-            credentials: CredentialSource::Systemd("c".into()),
-            age_recipients: vec![],
-            age_identity_file: None,
-            auto_push: false,
-            part_size: 5 << 20,
-            retention: Default::default(),
-        }
+        RemoteSettings::for_tests("o", "http://127.0.0.1:9", prefix)
     }
 
     #[test]

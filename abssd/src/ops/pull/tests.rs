@@ -100,21 +100,7 @@ fn recovery_removes_only_the_temporary_file_it_journaled() {
 
 #[test]
 fn the_source_is_the_recorded_copy_checked_against_the_layout() {
-    use crate::config::remotes::{CredentialSource, Endpoint};
-    let remote = RemoteSettings {
-        name: "off".into(),
-        endpoint: Endpoint::parse("http://127.0.0.1:9").unwrap(),
-        bucket: "bbb".into(),
-        prefix: "p".into(),
-        region: "us-east-1".into(),
-        path_style: true,
-        credentials: CredentialSource::Systemd("c".into()),
-        age_recipients: vec![],
-        age_identity_file: None,
-        auto_push: false,
-        part_size: 5 << 20,
-        retention: Default::default(),
-    };
+    let remote = RemoteSettings::for_tests("off", "http://127.0.0.1:9", "p");
     let id = "20260101-000000-alpha-a1b2c3";
     let mut entry: BackupEntry = serde_json::from_value(serde_json::json!({
         "id": id, "instance": "alpha", "created_at": "2026-01-01T00:00:00Z",

@@ -67,17 +67,11 @@ static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::remotes::Endpoint;
 
     #[test]
     fn the_listing_names_where_credentials_are_and_never_what() {
         let r = RemoteSettings {
-            name: "off".into(),
-            endpoint: Endpoint::parse("http://127.0.0.1:9/gw").unwrap(),
-            bucket: "bbb".into(),
-            prefix: "a/b".into(),
             region: "eu-central-1".into(),
-            path_style: true,
             credentials: CredentialSource::File("/etc/abssctl/off.cred".into()),
             age_recipients: vec![
                 "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into(),
@@ -85,7 +79,7 @@ mod tests {
             age_identity_file: Some("/etc/abssctl/off.key".into()),
             auto_push: true,
             part_size: 8 << 20,
-            retention: Default::default(),
+            ..RemoteSettings::for_tests("off", "http://127.0.0.1:9/gw", "a/b")
         };
         let i = info(&r);
         assert_eq!(i.endpoint, "http://127.0.0.1:9/gw");

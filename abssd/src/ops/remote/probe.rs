@@ -186,20 +186,7 @@ mod tests {
     #[test]
     fn a_probe_is_never_read_as_a_backup_object() {
         for prefix in ["", "a/b"] {
-            let r = RemoteSettings {
-                name: "o".into(),
-                endpoint: Endpoint::parse("http://127.0.0.1:9").unwrap(),
-                bucket: "bbb".into(),
-                prefix: prefix.into(),
-                region: "us-east-1".into(),
-                path_style: true,
-                credentials: CredentialSource::Systemd("c".into()),
-                age_recipients: vec![],
-                age_identity_file: None,
-                auto_push: false,
-                part_size: 5 << 20,
-                retention: Default::default(),
-            };
+            let r = RemoteSettings::for_tests("o", "http://127.0.0.1:9", prefix);
             let key = probe_key(&r);
             assert!(key.starts_with(&layout::root_prefix(&r)), "{key}");
             assert_eq!(layout::classify(&r, &key), None, "{key}");
