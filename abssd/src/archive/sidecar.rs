@@ -21,10 +21,26 @@ pub fn line(sha256: &str, archive_name: &str) -> String {
     format!("{sha256}  {archive_name}\n")
 }
 
+/// `hex` is a SHA-256 digest in hex (either case).
+pub fn is_digest(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The digest a sidecar's text starts with, if it is a sha256 in hex.
 pub fn digest(text: &str) -> Option<&str> {
     let hex = text.split_whitespace().next()?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+    is_digest(hex).then_some(hex)
+}
+
+/// The digest of the line that names `file` in a sidecar of several lines
+/// (a remote's sidecar has the plain archive's and the encrypted object's),
+/// `<hex>  <file>` or sha256sum's binary-mode `<hex> *<file>`.
+pub fn digest_for<'a>(text: &'a str, file: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let (digest, rest) = line.split_once(' ')?;
+        let named = rest.strip_prefix([' ', '*']).unwrap_or(rest);
+        (named == file && is_digest(digest)).then_some(digest)
+    })
 }
 
 /// Whether the sidecar's text names `archive_name` (`*name` is sha256sum's
@@ -67,6 +83,24 @@ pub fn write_back(archive: &Path, sha256: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_naming_a_file_gives_its_digest() {
+        let (a, b) = ("a".repeat(64), "B".repeat(64));
+        let text = format!("{a}  x.tar.zst\n{b}  x.tar.zst.age\n");
+        assert_eq!(digest_for(&text, "x.tar.zst"), Some(a.as_str()));
+        assert_eq!(digest_for(&text, "x.tar.zst.age"), Some(b.as_str()));
+        assert_eq!(digest_for(&text, "x.tar"), None);
+        assert_eq!(
+            digest_for(&format!("{a} *x.tar\n"), "x.tar"),
+            Some(a.as_str())
+        );
+        assert_eq!(digest_for("zz  x.tar\n", "x.tar"), None, "not a digest");
+        assert_eq!(
+            digest_for(&format!("{a} x.tar\n"), "x.tar"),
+            Some(a.as_str())
+        );
+    }
 
     #[test]
     fn the_sha256sum_format_round_trips() {

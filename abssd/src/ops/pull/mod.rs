@@ -66,7 +66,7 @@ pub async fn fetch(
     }
     let expect = entry
         .sha256()
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|v| archive::sidecar::is_digest(v))
         .map(str::to_ascii_lowercase)
         .ok_or_else(|| {
             Error::validation(format!(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use abssd_proto::{BackupEntry, Command, Phase, RemoteCopy};
 
+use crate::archive::sidecar;
 use crate::config::remotes::RemoteSettings;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -200,10 +201,11 @@ fn sidecar(job: &Job, plain: &str, stored: &str) -> Result<()> {
         Err(e) if e.kind == S3ErrorKind::Exists => {
             let there = job.s3.get_small(&job.keys.sidecar, SIDECAR_BYTES)?;
             let there = String::from_utf8_lossy(&there);
-            if names(&there, file_name(job)) == Some(plain.to_owned())
-                && (!encrypted
-                    || names(&there, &format!("{}{AGE_SUFFIX}", file_name(job)))
-                        == Some(stored.to_owned()))
+            let names = |file: &str, digest: &str| {
+                sidecar::digest_for(&there, file).is_some_and(|d| d.eq_ignore_ascii_case(digest))
+            };
+            if names(file_name(job), plain)
+                && (!encrypted || names(&format!("{}{AGE_SUFFIX}", file_name(job)), stored))
             {
                 Ok(())
             } else {
@@ -220,17 +222,6 @@ fn sidecar(job: &Job, plain: &str, stored: &str) -> Result<()> {
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// The SHA-256 a sidecar's text gives for `file` (`sha256sum` format, text
-/// or binary mode), lower case.
-pub(super) fn names(text: &str, file: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let (hash, name) = line.split_once(' ')?;
-        let name = name.strip_prefix(' ').or_else(|| name.strip_prefix('*'))?;
-        (name == file && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| hash.to_ascii_lowercase())
-    })
 }
 
 /// The index entry as it goes to the remote: JSON, encrypted like the
@@ -273,14 +264,14 @@ fn adopt(job: &Job, size: u64) -> Result<RemoteCopy> {
         Err(e) => return Err(e.into()),
     };
     let text = String::from_utf8_lossy(&text);
-    if names(&text, file_name(job)).as_deref() != Some(sha.as_str()) {
+    if !sidecar::digest_for(&text, file_name(job)).is_some_and(|d| d.eq_ignore_ascii_case(&sha)) {
         return Err(in_the_way(job, "has a sidecar naming other bytes"));
     }
     let encrypted = job.remote.encrypted();
     let stored = if encrypted {
         let name = format!("{}{AGE_SUFFIX}", file_name(job));
-        match names(&text, &name) {
-            Some(s) => s,
+        match sidecar::digest_for(&text, &name) {
+            Some(s) => s.to_ascii_lowercase(),
             None => return Err(in_the_way(job, "has a sidecar without its encrypted line")),
         }
     } else {
@@ -401,11 +392,10 @@ mod tests {
             format!("{a}  x.tar.zst\n{b}  x.tar.zst.age\n"),
             "sha256sum -c reads both lines"
         );
-        assert_eq!(names(&text, "x.tar.zst"), Some(a.clone()));
-        assert_eq!(names(&text, "x.tar.zst.age"), Some("b".repeat(64)));
-        assert_eq!(names(&text, "x.tar"), None);
-        assert_eq!(names(&format!("{a} *x.tar\n"), "x.tar"), Some(a.clone()));
-        assert_eq!(names("zz  x.tar\n", "x.tar"), None, "not a digest");
+        assert_eq!(
+            sidecar::digest_for(&text, "x.tar.zst.age"),
+            Some(b.as_str())
+        );
         assert_eq!(sidecar_text("x", &a, None), format!("{a}  x\n"));
     }
 }

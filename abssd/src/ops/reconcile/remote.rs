@@ -36,6 +36,7 @@ use abssd_proto::{
 use serde_json::{Map, Value};
 
 use super::scan::strip_extension;
+use crate::archive::sidecar;
 use crate::config::remotes::RemoteSettings;
 use crate::error::{Error, Result, shown};
 use crate::fsutil;
@@ -435,7 +436,7 @@ fn compare(
         };
         let file = file_name(&entry.path);
         match read_sidecar(s3, sidecar) {
-            Ok(text) => match digest_of(&text, file) {
+            Ok(text) => match sidecar::digest_for(&text, file) {
                 Some(d) if d.eq_ignore_ascii_case(want) => {}
                 Some(d) => {
                     let why = format!(
@@ -516,16 +517,6 @@ fn read_sidecar(s3: &S3, key: &str) -> Result<String> {
     }
     String::from_utf8(bytes)
         .map_err(|_| Error::validation(format!("the sidecar {key} is not text")))
-}
-
-/// The digest `text` (`sha256sum` lines) gives for `file`.
-pub fn digest_of<'a>(text: &'a str, file: &str) -> Option<&'a str> {
-    text.lines().find_map(|line| {
-        let (digest, rest) = line.split_once(' ')?;
-        let named = rest.strip_prefix([' ', '*']).unwrap_or(rest);
-        (named == file && digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then_some(digest)
-    })
 }
 
 /// Each remote-only backup with an archive and an entry object, read and
@@ -664,7 +655,7 @@ fn adoption(
     }
     let checksum = entry
         .sha256()
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|v| sidecar::is_digest(v))
         .map(str::to_ascii_lowercase)
         .ok_or("its entry has no SHA-256 checksum")?;
     let Ok(created) = entry.created_at.parse::<jiff::Timestamp>() else {
@@ -699,7 +690,7 @@ fn adoption(
         None => None,
     };
     if let Some(text) = &sidecar {
-        match digest_of(text, &archive.file) {
+        match sidecar::digest_for(text, &archive.file) {
             Some(d) if d.eq_ignore_ascii_case(&checksum) => {}
             Some(d) => {
                 return Err(format!(
@@ -713,7 +704,7 @@ fn adoption(
         let sealed_name = format!("{}{AGE_SUFFIX}", archive.file);
         sidecar
             .as_deref()
-            .and_then(|t| digest_of(t, &sealed_name))
+            .and_then(|t| sidecar::digest_for(t, &sealed_name))
             .map(str::to_ascii_lowercase)
             .ok_or_else(|| {
                 format!(
@@ -894,16 +885,6 @@ mod tests {
     use super::*;
     use crate::remote::Patience;
     use crate::remote::fake;
-
-    #[test]
-    fn a_sidecar_line_is_found_by_its_file_name() {
-        let (a, b) = ("ab".repeat(32), "CD".repeat(32));
-        let text = format!("{a}  x.tar.zst\n{b} *x.tar.zst.age\nshort  y\n");
-        assert_eq!(digest_of(&text, "x.tar.zst"), Some(a.as_str()));
-        assert_eq!(digest_of(&text, "x.tar.zst.age"), Some(b.as_str()));
-        assert_eq!(digest_of(&text, "y"), None);
-        assert_eq!(digest_of(&text, "x.tar"), None);
-    }
 
     #[test]
     fn a_survey_of_a_server_that_pages_endlessly_fails() {
