@@ -809,7 +809,7 @@ async fn a_readers_reconciles_neither_push_out_operators_operations_nor_fill_the
     assert_eq!((listed.len(), readers), (33, 32));
 }
 
-/// Remotes (issue 17): a peer that may only read lists them and sees where
+/// Remotes: a peer that may only read lists them and sees where
 /// the credentials are, never what they are; testing a remote (requests
 /// made with the credentials, a probe written) and pulling a backup are
 /// refused before anything is read or sent.

@@ -1,4 +1,4 @@
-//! `backup.prune` over the socket (issue 15): the plan and its reasons, the
+//! `backup.prune` over the socket: the plan and its reasons, the
 //! confirmation, the policy from abssd.yml, the safety rules (protected, in
 //! use, the newest verified), `purge_index`, and the Python tool's prune and
 //! ours on one index.

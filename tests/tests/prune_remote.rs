@@ -1,4 +1,4 @@
-//! `backup prune --remote NAME` (issue 17): a remote's copies pruned by its
+//! `backup prune --remote NAME`: a remote's copies pruned by its
 //! own policy against a real S3 server (moto), the local archives and
 //! entries left alone; the policy refused when there is none; protected
 //! backups kept; a reader refused.

@@ -1,4 +1,4 @@
-//! `backup.push` (issue 17) against a real S3 server (moto, [`S3Server`]):
+//! `backup.push` against a real S3 server (moto, [`S3Server`]):
 //! the objects in the bucket (read back by boto3, never by abssd) and the
 //! copy in the index entry; an encrypted copy read back by the `age` CLI and
 //! checked by `sha256sum -c`; nothing overwritten; the server killed and the

@@ -1,4 +1,4 @@
-//! `remote.list` and `remote.test` (issue 17, item 1) against a real S3
+//! `remote.list` and `remote.test` against a real S3
 //! server (moto, [`abssd_tests::s3`]): the listing never holds a secret; the
 //! test passes against a working remote, fails step by step in plain words
 //! for a wrong secret, a missing bucket and an unreachable endpoint, and

@@ -1,4 +1,4 @@
-//! `backup.run`, the backup job (issue 16), over the socket: every step per
+//! `backup.run`, the backup job, over the socket: every step per
 //! instance (create, prune by `backups.retention`, verify of the new backup
 //! and a sampled older one, a read-only reconcile), the job records in
 //! `state_dir/jobs`, one instance failing alone, no policy, an operator's

@@ -1,4 +1,4 @@
-//! `schedule.enable|disable|show` (issue 16) against the fake systemd on a
+//! `schedule.enable|disable|show` against the fake systemd on a
 //! private bus, with the shipped timer units installed in its unit directory;
 //! and the shipped units themselves under `systemd-analyze`.
 

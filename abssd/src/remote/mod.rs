@@ -1,4 +1,4 @@
-//! Off-host copies of backups in S3-compatible object storage (issue 17):
+//! Off-host copies of backups in S3-compatible object storage:
 //! the client, the credentials, the object layout and the streamed,
 //! optionally encrypted transfers. The operations built on them (push,
 //! pull, `remote test`) are in [`crate::ops`]; the remotes' settings in

@@ -548,7 +548,7 @@ pub fn module(
         },
     )?;
 
-    // remote.ls (issue 17): what a remote holds. Operator only: it makes
+    // remote.ls: what a remote holds. Operator only: it makes
     // requests with the remote's credentials, which a reader must not be able
     // to trigger.
     read::<RemoteLs, _, _>(&mut m, |state, p, peer| async move {
@@ -561,7 +561,7 @@ pub fn module(
         ops::reconcile::remote::ls(&state.ctx, &p).await
     })?;
 
-    // backup.push (issue 17): copies to a remote; an operator's.
+    // backup.push: copies to a remote; an operator's.
     operation::<BackupPush, _, _>(
         &mut m,
         OpMethod {
@@ -611,7 +611,7 @@ pub fn module(
         },
     )?;
 
-    // Remotes (issue 17): the listing is open to every peer (it holds no
+    // Remotes: the listing is open to every peer (it holds no
     // secret); a test makes requests with the credentials and writes a
     // probe, so it is an operator's; a pull writes an archive and the index.
     read::<RemoteList, _, _>(&mut m, |state, _p, _| async move {

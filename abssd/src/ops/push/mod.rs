@@ -1,4 +1,4 @@
-//! `backup push`: copy backups to a remote (issue 17). Per backup, in this
+//! `backup push`: copy backups to a remote. Per backup, in this
 //! order, each object created only if its key is free (nothing is ever
 //! overwritten):
 //!
