@@ -1,5 +1,5 @@
-//! `backup.pull` and a restore whose archive is only in a remote, against a real S3 server (moto, [`abssd_tests::s3`]): the copy
-//! comes back byte for byte (decrypted when it was encrypted), a copy with
+//! `backup.pull` and a restore whose archive is only in a remote, against a
+//! real S3 server (moto, [`abssd_tests::s3`]): the copy comes back byte for byte (decrypted when it was encrypted), a copy with
 //! other bytes is refused leaving nothing behind, and a restore pulls first
 //! only when asked to.
 
