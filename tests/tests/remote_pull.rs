@@ -1,7 +1,7 @@
 //! `backup.pull` and a restore whose archive is only in a remote, against a
-//! real S3 server (moto, [`abssd_tests::s3`]): the copy comes back byte for byte (decrypted when it was encrypted), a copy with
-//! other bytes is refused leaving nothing behind, and a restore pulls first
-//! only when asked to.
+//! real S3 server (moto, [`abssd_tests::s3`]): the copy comes back byte for
+//! byte (decrypted when it was encrypted), a copy with other bytes is refused
+//! leaving nothing behind, and a restore pulls first only when asked to.
 
 use std::fs;
 use std::path::{Path, PathBuf};
