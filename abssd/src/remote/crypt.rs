@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
+use crate::config::remotes::RemoteSettings;
 use crate::error::{Error, Result};
 
 /// A writer that encrypts to `recipients` (checked when the configuration
@@ -29,6 +30,22 @@ pub fn encrypt<W: Write>(recipients: &[String], out: W) -> Result<age::stream::S
         path: Default::default(),
         source: e,
     })
+}
+
+/// The identities that decrypt `remote`'s copies, from its
+/// `age_identity_file`; an environment error naming the key when it is not
+/// set. `what` says what is encrypted, for that error.
+pub fn identities_of(
+    remote: &RemoteSettings,
+    what: &str,
+) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
+    let file = remote.age_identity_file.as_deref().ok_or_else(|| {
+        Error::Environment(format!(
+            "{what} is encrypted, and remotes.{}.age_identity_file is not set in abssd.yml: name the file holding the age identity that decrypts this remote's copies",
+            remote.name
+        ))
+    })?;
+    identities(file)
 }
 
 /// The identities of `file` (root-only, as credentials are).

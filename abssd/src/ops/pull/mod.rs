@@ -190,13 +190,8 @@ fn download(d: &Download<'_>, progress: &Reporter) -> Result<Placed> {
         });
     }
     let identities = if d.source.encrypted {
-        let file = d.remote.age_identity_file.as_deref().ok_or_else(|| {
-            Error::Environment(format!(
-                "the copy {} in remote {} is encrypted, and remotes.{}.age_identity_file is not set in abssd.yml: name the file holding the age identity that decrypts it",
-                d.source.key, d.remote.name, d.remote.name
-            ))
-        })?;
-        Some(remote::crypt::identities(file)?)
+        let copy = format!("the copy {} in remote {}", d.source.key, d.remote.name);
+        Some(remote::crypt::identities_of(d.remote, &copy)?)
     } else {
         None
     };

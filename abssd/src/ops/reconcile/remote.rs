@@ -596,13 +596,7 @@ fn adoption(
     }
     let text = if *sealed {
         let ids = identities.get_or_insert_with(|| {
-            let Some(file) = &remote.age_identity_file else {
-                return Err(format!(
-                    "its entry object is encrypted and remotes.{}.age_identity_file is not set in abssd.yml (the age identity that decrypts this remote's copies)",
-                    remote.name
-                ));
-            };
-            crypt::identities(file).map_err(|e| e.to_string())
+            crypt::identities_of(remote, "its entry object").map_err(|e| e.to_string())
         });
         let ids = ids.as_ref().map_err(Clone::clone)?;
         let mut plain = Vec::new();
