@@ -166,6 +166,21 @@ pub struct Record {
 }
 
 impl Record {
+    /// The journal of a new operation: no step yet, started now.
+    pub fn new(op_id: String, command: Command, instance: String, backup_id: String) -> Record {
+        Record {
+            version: 1,
+            op_id,
+            command,
+            instance,
+            backup_id,
+            started_at: fsutil::now_utc(),
+            unit_was_active: None,
+            steps: Vec::new(),
+            outcome: None,
+        }
+    }
+
     /// The backups whose removal this (prune's) journal says is over.
     pub fn finished_removals(&self) -> std::collections::HashSet<&str> {
         self.steps

@@ -109,17 +109,12 @@ pub(super) async fn pass<'a>(
         }
         None => journal.insert(Journal::create(
             &ctx.config.layout.state_dir,
-            Record {
-                version: 1,
-                op_id: progress.op_id(),
-                command: abssd_proto::Command::BackupCreate,
-                instance: plan.instance.clone(),
-                backup_id: plan.id.clone(),
-                started_at: fsutil::now_utc(),
-                unit_was_active: None,
-                steps: Vec::new(),
-                outcome: None,
-            },
+            Record::new(
+                progress.op_id(),
+                abssd_proto::Command::BackupCreate,
+                plan.instance.clone(),
+                plan.id.clone(),
+            ),
         )?),
     };
     journal.begin(Step::Archive {

@@ -17,7 +17,6 @@ use abssd_proto::{Actor, CreateParams, CreatePlan, CreateResult, Phase};
 use super::pass::{Pass, Resolved, end, index, pass};
 use super::plan::Reading;
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::journal::{Journal, Record, Step};
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
@@ -54,16 +53,15 @@ impl Job<'_> {
         let mut journal = Journal::create(
             &self.ctx.config.layout.state_dir,
             Record {
-                version: 1,
-                op_id: self.progress.op_id(),
-                command: abssd_proto::Command::BackupCreate,
-                instance: self.params.instance.clone(),
-                // Set once the walk, after the stop, has named the backup.
-                backup_id: String::new(),
-                started_at: fsutil::now_utc(),
                 unit_was_active: Some(true),
-                steps: Vec::new(),
-                outcome: None,
+                // The backup id is set once the walk, after the stop, has
+                // named the backup.
+                ..Record::new(
+                    self.progress.op_id(),
+                    abssd_proto::Command::BackupCreate,
+                    self.params.instance.clone(),
+                    String::new(),
+                )
             },
         )?;
         journal.begin(Step::StopUnit {

@@ -215,17 +215,12 @@ async fn remove_batch(
         return Ok(outcomes);
     }
     let mut journal = {
-        let record = Record {
-            version: 1,
-            op_id: progress.op_id(),
-            command: Command::BackupPrune,
-            instance: String::new(),
-            backup_id: String::new(),
-            started_at: crate::fsutil::now_utc(),
-            unit_was_active: None,
-            steps: Vec::new(),
-            outcome: None,
-        };
+        let record = Record::new(
+            progress.op_id(),
+            Command::BackupPrune,
+            String::new(),
+            String::new(),
+        );
         let state_dir = ctx.config.layout.state_dir.clone();
         let steps: Vec<Step> = going
             .iter()

@@ -126,17 +126,12 @@ pub async fn remove(
     progress: &Reporter,
 ) -> Result<Vec<Removed>> {
     let layout = &ctx.config.layout;
-    let record = Record {
-        version: 1,
-        op_id: progress.op_id(),
-        command: Command::BackupPrune,
-        instance: String::new(),
-        backup_id: String::new(),
-        started_at: fsutil::now_utc(),
-        unit_was_active: None,
-        steps: Vec::new(),
-        outcome: None,
-    };
+    let record = Record::new(
+        progress.op_id(),
+        Command::BackupPrune,
+        String::new(),
+        String::new(),
+    );
     let state_dir = layout.state_dir.clone();
     let mut journal =
         tokio::task::spawn_blocking(move || Journal::create(&state_dir, record)).await??;

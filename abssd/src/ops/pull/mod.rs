@@ -222,17 +222,12 @@ fn download(d: &Download<'_>, progress: &Reporter) -> Result<Placed> {
     let temp = fsutil::hidden_sibling(d.archive, "pull", d.op_id);
     let mut journal = Journal::create(
         d.state_dir,
-        Record {
-            version: 1,
-            op_id: d.op_id.to_owned(),
-            command: Command::BackupPull,
-            instance: d.entry.instance.clone(),
-            backup_id: d.entry.id.clone(),
-            started_at: fsutil::now_utc(),
-            unit_was_active: None,
-            steps: vec![],
-            outcome: None,
-        },
+        Record::new(
+            d.op_id.to_owned(),
+            Command::BackupPull,
+            d.entry.instance.clone(),
+            d.entry.id.clone(),
+        ),
     )?;
     journal.begin(Step::Download {
         temp: temp.clone(),

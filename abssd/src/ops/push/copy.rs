@@ -63,15 +63,13 @@ pub(super) fn copy(job: Job) -> Result<(Done, Option<Journal>)> {
     let mut journal = Journal::create(
         &job.state_dir,
         Record {
-            version: 1,
-            op_id: job.op_id.clone(),
-            command: Command::BackupPush,
-            instance: job.entry.instance.clone(),
-            backup_id: job.entry.id.clone(),
-            started_at: fsutil::now_utc(),
-            unit_was_active: None,
             steps: vec![step(&job, None)],
-            outcome: None,
+            ..Record::new(
+                job.op_id.clone(),
+                Command::BackupPush,
+                job.entry.instance.clone(),
+                job.entry.id.clone(),
+            )
         },
     )?;
     let uploaded = match upload(&job, &sha, &mut journal) {
