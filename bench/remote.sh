@@ -126,7 +126,9 @@ for remote in plain sealed; do
 done
 
 echo "== yardstick: curl --aws-sigv4 -T, then GET, of the same file"
-SIGV4=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$ACCESS:$SECRET" -sS --fail)
+# curl (7.88) signs the payload's hash only when the header names it: the
+# yardstick sends it unsigned, which S3 accepts.
+SIGV4=(--aws-sigv4 "aws:amz:us-east-1:s3" --user "$ACCESS:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -sS --fail)
 t0=$EPOCHREALTIME
 curl "${SIGV4[@]}" -T "$WORK/archive.copy" "$ENDPOINT/$BUCKET/curl/archive" -o /dev/null
 SECS[push-curl]=$(elapsed "$t0" "$EPOCHREALTIME")
