@@ -362,8 +362,12 @@ impl S3 {
             ureq::Error::HostNotFound => "the endpoint's host name was not found".to_owned(),
             other => other.to_string(),
         };
-        let sandboxed = matches!(e, ureq::Error::Timeout(ureq::Timeout::Connect))
-            || matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied);
+        // The host's resolver (systemd-resolved's 127.0.0.53) is out of
+        // reach too: a name is then not found.
+        let sandboxed = matches!(
+            e,
+            ureq::Error::Timeout(ureq::Timeout::Connect) | ureq::Error::HostNotFound
+        ) || matches!(e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied);
         let hint = if under_systemd && sandboxed {
             "; check the endpoint and the network, and that abssd.service may reach it: as shipped it lets no packet out until the drop-in remote-network.conf allows it (README.md, \"Off-host copies\")"
         } else {
@@ -837,6 +841,8 @@ mod tests {
         for (e, under_systemd, named) in [
             (denied(), true, true),
             (never(), true, true),
+            (ureq::Error::HostNotFound, true, true),
+            (ureq::Error::HostNotFound, false, false),
             (refused(), true, false),
             (denied(), false, false),
             (never(), false, false),
