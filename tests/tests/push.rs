@@ -273,7 +273,22 @@ async fn an_object_in_the_way_is_never_overwritten() {
         "{s:?}"
     );
     assert_eq!(s3.get(&key), b"someone else's object\n");
-    assert_eq!(keys(&s3), [key], "no sidecar, no entry object");
+    assert_eq!(keys(&s3), [key.clone()], "no sidecar, no entry object");
+    assert_eq!(w.index(), index, "nothing recorded");
+
+    // A sidecar beside it naming this backup's checksum does not make it
+    // this backup's copy: its length is not the archive's.
+    let sidecar = format!("{key}.sha256");
+    let file = key.rsplit('/').next().unwrap();
+    s3.put(&sidecar, format!("{}  {file}\n", made.checksum).as_bytes());
+    let err = push(&c, &ids(&made.id)).await.unwrap_err();
+    let s = summary(&err);
+    assert_eq!(s.items[0].outcome, PushOutcome::Failed, "{s:?}");
+    assert!(
+        s.items[0].message.contains("bytes long, the archive"),
+        "{s:?}"
+    );
+    assert_eq!(s3.get(&key), b"someone else's object\n");
     assert_eq!(w.index(), index, "nothing recorded");
 }
 

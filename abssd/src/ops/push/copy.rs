@@ -250,9 +250,19 @@ fn put_entry(job: &Job, bytes: &[u8]) -> Result<()> {
 }
 
 /// The archive key is taken: this backup's copy, when the sidecar beside it
-/// names the entry's SHA-256 (and, encrypted, the stored object's); its
+/// names the entry's SHA-256 (and, encrypted, the stored object's) and, not
+/// encrypted, the object is as long as the archive the entry records; its
 /// entry object is made when missing.
 fn adopt(job: &Job, size: u64) -> Result<RemoteCopy> {
+    if !job.remote.encrypted()
+        && let Some(recorded) = job.entry.size_bytes
+        && recorded != size
+    {
+        return Err(in_the_way(
+            job,
+            &format!("is {size} bytes long, the archive {recorded}"),
+        ));
+    }
     let sha = job.entry.sha256().unwrap_or_default().to_ascii_lowercase();
     let text = match job.s3.get_small(&job.keys.sidecar, SIDECAR_BYTES) {
         Ok(t) => t,
