@@ -273,7 +273,11 @@ async fn an_object_in_the_way_is_never_overwritten() {
         "{s:?}"
     );
     assert_eq!(s3.get(&key), b"someone else's object\n");
-    assert_eq!(keys(&s3), [key.clone()], "no sidecar, no entry object");
+    assert_eq!(
+        keys(&s3),
+        std::slice::from_ref(&key),
+        "no sidecar, no entry object"
+    );
     assert_eq!(w.index(), index, "nothing recorded");
 
     // A sidecar beside it naming this backup's checksum does not make it
