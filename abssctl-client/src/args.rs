@@ -387,7 +387,8 @@ pub enum BackupCommand {
     /// Remotes with auto_push: true get each new backup automatically, at the end of
     /// `backup create` and as the `push` step of `backup run`.
     ///
-    /// Exit codes: 0 when every backup was pushed, already there or skipped;
+    /// Exit codes: 0 when every backup was pushed, already there or skipped (a
+    /// backup named by its ID that is skipped: 3, it was not copied);
     /// otherwise the code of the first failure's kind (3 environment: the remote
     /// unreachable, refused credentials, a key in the way; 2 validation or not
     /// found), and with --json the error's detail.summary holds every backup's

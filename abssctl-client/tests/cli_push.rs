@@ -1,7 +1,8 @@
 //! `abssctl backup push` against the real abssd and a real S3 server (moto):
 //! the table and `--json` document of a push, `already` the second time,
 //! and the exit codes of refused credentials (3, the summary in the error)
-//! and of a remote that is not configured (2).
+//! and of a remote that is not configured (2); a backup named by its id that
+//! is skipped exits 3, one passed by in a scope does not.
 
 use abssd_tests::remotes::Remote;
 
@@ -65,4 +66,32 @@ fn push_prints_its_table_then_already_and_exits_by_the_failures_kind() {
     );
     assert_exit(&host.abssctl(&["backup", "push", &id]), 2);
     assert_exit(&host.abssctl(&["backup", "push", &id, "--all"]), 2);
+}
+
+#[test]
+fn a_named_backup_that_is_skipped_exits_3_and_a_scope_passes_it_by() {
+    let host = host();
+    let made = host.abssctl(&["--json", "backup", "create", "alpha"]);
+    assert_exit(&made, 0);
+    let result = &json_doc(&made)["result"];
+    let id = result["id"].as_str().unwrap().to_owned();
+    // Its archive is gone from this host: nothing to copy.
+    std::fs::remove_file(result["archive"].as_str().unwrap()).unwrap();
+
+    let named = host.abssctl(&["--json", "backup", "push", &id, "--remote", "off"]);
+    assert_exit(&named, 3);
+    assert_eq!(json_doc(&named)["result"]["items"][0]["outcome"], "skipped");
+
+    let scope = host.abssctl(&[
+        "--json",
+        "backup",
+        "push",
+        "--instance",
+        "alpha",
+        "--remote",
+        "off",
+    ]);
+    assert_exit(&scope, 0);
+    assert_eq!(json_doc(&scope)["result"]["items"][0]["outcome"], "skipped");
+    assert!(host.s3.list("").is_empty(), "nothing was sent");
 }

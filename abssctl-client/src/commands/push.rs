@@ -5,7 +5,7 @@
 
 use abssd_proto::methods::BackupPush;
 use abssd_proto::methods::call::call;
-use abssd_proto::{PushParams, PushResult, WireError};
+use abssd_proto::{PushOutcome, PushParams, PushResult, WireError};
 use jsonrpsee::core::client::Client;
 use serde_json::json;
 
@@ -29,15 +29,33 @@ pub async fn run(client: &Client, out: Output, args: PushArgs) -> Result<Exit, W
     if args.detach {
         return Ok(show_started(out, &started.op_id));
     }
+    // A backup named by its id that was not copied is a problem of this
+    // command; one passed by in an instance's or the index's scope is not.
+    let present = if params.ids.is_empty() {
+        show_pushed
+    } else {
+        show_pushed_named
+    };
     follow_summed_up(
         client,
         out,
         &started.op_id,
         &mut interrupt,
-        show_pushed,
+        present,
         render::push::summary,
     )
     .await
+}
+
+/// [`show_pushed`], exiting 3 when a backup was skipped.
+fn show_pushed_named(out: Output, finished: Finished) -> Result<Exit, WireError> {
+    let result: PushResult = decode("push result", finished.result.clone())?;
+    let skipped = result
+        .items
+        .iter()
+        .any(|i| i.outcome == PushOutcome::Skipped);
+    let exit = show_pushed(out, finished)?;
+    Ok(if skipped { Exit::Problems } else { exit })
 }
 
 /// Print a finished push: `{op_id, plan, result}` or the table.
