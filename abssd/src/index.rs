@@ -1,11 +1,15 @@
 //! The backup index, `backups.json` (SPEC §5), shared with the Python tool.
 //!
-//! Read afresh for every operation (the Python tool or an operator may change it
-//! at any time), written atomically, and only while holding the global lock.
+//! The Python tool or an operator may change it at any time: readers go
+//! through [`Cache`], which parses it again only when the file changed, and
+//! writers read it afresh under the global lock and write it atomically.
 //! Keys this project does not know are kept; the older key spellings are
 //! accepted on read and written in the current spelling.
 
-use std::path::Path;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use abssd_proto::BackupEntry;
 use serde::{Deserialize, Serialize};
@@ -13,6 +17,95 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+
+/// One version of the index file: which file it is (device, inode) and its
+/// change stamp (size; modification and change times, to the nanosecond). A
+/// tool that replaces the file by a rename makes a new inode; one that writes
+/// it in place changes its times: either is another stamp, even within one
+/// second and at the same size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
+
+/// The parsed index, kept between calls (one per daemon): [`Cache::read`]
+/// checks the file's [`Stamp`] and parses it again only when it changed.
+#[derive(Debug, Default)]
+pub struct Cache(Mutex<Option<Cached>>);
+
+#[derive(Debug)]
+struct Cached {
+    path: PathBuf,
+    stamp: Stamp,
+    index: Arc<Index>,
+}
+
+impl Cache {
+    /// The index at `path` as the file is now (a missing file is an empty
+    /// index, a corrupt one an error, as [`Index::load`]). Blocking: a stat,
+    /// and a read and parse when the file changed. The stamp is taken from
+    /// the open file before its bytes are read, so a change made during the
+    /// read shows as another stamp at the next call, never as a stale hit.
+    pub fn read(&self, path: &Path) -> Result<Arc<Index>> {
+        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = match std::fs::metadata(path) {
+            Ok(m) => Stamp::of(&m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                *cached = None;
+                return Ok(Arc::new(Index::default()));
+            }
+            Err(e) => return Err(e).at("reading backup index", path),
+        };
+        if let Some(c) = cached.as_ref()
+            && c.path == path
+            && c.stamp == now
+        {
+            return Ok(Arc::clone(&c.index));
+        }
+        *cached = None;
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Arc::new(Index::default()));
+            }
+            Err(e) => return Err(e).at("reading backup index", path),
+        };
+        let stamp = file
+            .metadata()
+            .map(|m| Stamp::of(&m))
+            .at("reading backup index", path)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(stamp.size).unwrap_or(0));
+        file.read_to_end(&mut bytes)
+            .at("reading backup index", path)?;
+        let index = Arc::new(Index::parse(&bytes).map_err(|message| Error::Corrupt {
+            path: path.to_owned(),
+            format: "JSON",
+            message,
+        })?);
+        *cached = Some(Cached {
+            path: path.to_owned(),
+            stamp,
+            index: Arc::clone(&index),
+        });
+        Ok(index)
+    }
+}
 
 /// The whole index file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -165,6 +258,73 @@ pub fn new_backup_id(instance: &str, at: jiff::Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry_json(id: &str) -> String {
+        format!(
+            r#"{{"backups":[{{"id":"{id}","instance":"alpha","path":"/b/{id}.tar.zst","created_at":"2026-01-01T00:00:00Z","status":"available"}}]}}"#
+        )
+    }
+
+    /// Set `path`'s modification time to `(secs, nanos)`.
+    fn set_mtime(path: &Path, (secs, nanos): (i64, i64)) {
+        let t = std::time::UNIX_EPOCH
+            + std::time::Duration::new(secs.try_into().unwrap(), nanos.try_into().unwrap());
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_cache_parses_again_only_when_the_file_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.json");
+        let cache = Cache::default();
+        assert!(cache.read(&path).unwrap().backups.is_empty(), "no file yet");
+
+        let a = "20260101-000000-alpha-aaaaaa";
+        let b = "20260101-000000-alpha-bbbbbb";
+        std::fs::write(&path, entry_json(a)).unwrap();
+        let first = cache.read(&path).unwrap();
+        assert_eq!(first.backups[0].id, a);
+        assert!(
+            Arc::ptr_eq(&first, &cache.read(&path).unwrap()),
+            "unchanged: the same parse"
+        );
+
+        // Another tool replaces it by a rename, in the same second, at the
+        // same size, with the very same modification time: an mtime-and-size
+        // check would serve the old index; the new inode tells.
+        let mtime = {
+            let m = std::fs::metadata(&path).unwrap();
+            (m.mtime(), m.mtime_nsec())
+        };
+        let tmp = dir.path().join("backups.json.tmp");
+        std::fs::write(&tmp, entry_json(b)).unwrap();
+        set_mtime(&tmp, mtime);
+        std::fs::rename(&tmp, &path).unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        let size = entry_json(a).len() as u64;
+        assert_eq!(
+            (m.mtime(), m.mtime_nsec(), m.size()),
+            (mtime.0, mtime.1, size)
+        );
+        assert_eq!(cache.read(&path).unwrap().backups[0].id, b);
+
+        // Written in place (the same inode) at the same size, in the same
+        // second: the nanoseconds tell.
+        std::fs::write(&path, entry_json(a)).unwrap();
+        set_mtime(&path, (mtime.0, (mtime.1 + 1) % 1_000_000_000));
+        assert_eq!(cache.read(&path).unwrap().backups[0].id, a);
+
+        // Gone: an empty index again; corrupt: an error, never the old parse.
+        std::fs::remove_file(&path).unwrap();
+        assert!(cache.read(&path).unwrap().backups.is_empty());
+        std::fs::write(&path, "{").unwrap();
+        assert!(matches!(cache.read(&path), Err(Error::Corrupt { .. })));
+    }
 
     #[test]
     fn ids_are_bounded_and_printable() {

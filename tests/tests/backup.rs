@@ -624,3 +624,59 @@ async fn changes_made_to_the_index_by_others_are_seen_and_kept() {
     assert_eq!(doc["backups"].as_array().unwrap().len(), 3);
     assert_eq!(doc["backups"][1]["python_note"]["x"], 1);
 }
+
+/// abssd keeps the parsed index between calls; another tool's write is seen
+/// at the next call even when it replaces the file in the same second at the
+/// same size (here with the very same modification time, to the nanosecond).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_write_of_the_same_size_and_time_is_seen_at_the_next_call() {
+    let w = abssd_tests::world::World::new(&["alpha"]);
+    let c = w.client().await;
+    let made = abssd_tests::backup(&c, "alpha").await;
+    let listed = || async {
+        call::<BackupList>(&c, &ListParams::default())
+            .await
+            .unwrap()
+            .backups
+    };
+    assert_eq!(listed().await[0].sha256(), Some(made.checksum.as_str()));
+    assert_eq!(listed().await[0].sha256(), Some(made.checksum.as_str()));
+
+    // Another digest of the same length, written as the Python tool writes
+    // (a temporary file renamed over the index), with the old file's times.
+    let file = w.cfg().index_file;
+    let before = fs::metadata(&file).unwrap();
+    let other: String = made
+        .checksum
+        .chars()
+        .map(|ch| if ch == '0' { '1' } else { '0' })
+        .collect();
+    let text = String::from_utf8(fs::read(&file).unwrap())
+        .unwrap()
+        .replace(&made.checksum, &other);
+    let tmp = file.with_extension("json.tmp");
+    fs::write(&tmp, &text).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    fs::rename(&tmp, &file).unwrap();
+    let after = fs::metadata(&file).unwrap();
+    assert_eq!(
+        (after.len(), after.mtime(), after.mtime_nsec()),
+        (before.len(), before.mtime(), before.mtime_nsec())
+    );
+
+    assert_eq!(listed().await[0].sha256(), Some(other.as_str()));
+    let shown = call::<BackupShow>(
+        &c,
+        &ShowParams {
+            id: made.id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(shown.backup.sha256(), Some(other.as_str()));
+}

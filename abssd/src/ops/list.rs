@@ -1,10 +1,12 @@
-//! `backup list` and `backup show`: read-only views of the index, read afresh on
-//! every call (the index is replaced atomically, so a read never sees half a file).
+//! `backup list` and `backup show`: read-only views of the index, through the
+//! daemon's [`crate::index::Cache`] (parsed again only when the file changed;
+//! it is replaced atomically, so a read never sees half a file).
 
 use abssd_proto::{ListParams, ListResult, ShowParams, ShowResult};
 
+use std::sync::Arc;
+
 use crate::error::Result;
-use crate::index::Index;
 use crate::ops::Ctx;
 use crate::registry::validate_name;
 
@@ -13,8 +15,8 @@ pub async fn list(ctx: &Ctx, params: &ListParams) -> Result<ListResult> {
     if let Some(name) = &params.instance {
         validate_name(name)?;
     }
-    let file = ctx.config.layout.index_file.clone();
-    let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
+    let (file, cache) = (ctx.config.layout.index_file.clone(), Arc::clone(&ctx.index));
+    let index = tokio::task::spawn_blocking(move || cache.read(&file)).await??;
     Ok(ListResult {
         backups: index.newest_first(params.instance.as_deref()),
     })
@@ -22,8 +24,8 @@ pub async fn list(ctx: &Ctx, params: &ListParams) -> Result<ListResult> {
 
 /// One entry.
 pub async fn show(ctx: &Ctx, params: &ShowParams) -> Result<ShowResult> {
-    let file = ctx.config.layout.index_file.clone();
-    let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
+    let (file, cache) = (ctx.config.layout.index_file.clone(), Arc::clone(&ctx.index));
+    let index = tokio::task::spawn_blocking(move || cache.read(&file)).await??;
     let backup = index
         .require(&params.id, &ctx.config.layout.index_file)?
         .clone();

@@ -58,6 +58,10 @@ pub struct Ctx {
     pub pushing: claims::Pushing,
     /// How operations reach systemd: D-Bus in the daemon, a fake in tests.
     pub systemd: Box<dyn Connector>,
+    /// The parsed backup index, read again only when the file changed: what
+    /// read-only views (list, show, health, a prune's plan, verify's
+    /// selection) read. Writers read the file afresh under the global lock.
+    pub index: Arc<crate::index::Cache>,
 }
 
 impl Ctx {
@@ -80,6 +84,7 @@ impl Ctx {
             jobs: claims::Jobs::default(),
             pushing: claims::Pushing::default(),
             systemd,
+            index: Arc::default(),
         })
     }
 }

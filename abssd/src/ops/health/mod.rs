@@ -33,7 +33,6 @@ use jiff::Timestamp;
 use self::probes::JobFile;
 use self::sources::{free_bytes, read_job, reconcile, timers};
 use crate::error::{Error, Result};
-use crate::index::Index;
 use crate::ops::Ctx;
 use crate::registry::{Registry, validate_name};
 
@@ -157,8 +156,8 @@ async fn gather(ctx: &Arc<Ctx>, params: &HealthParams, now: Timestamp) -> Result
     }
     let registry = registry.unwrap_or_default();
 
-    let file = config.layout.index_file.clone();
-    let index = match tokio::task::spawn_blocking(move || Index::load(&file)).await? {
+    let (file, cache) = (config.layout.index_file.clone(), Arc::clone(&ctx.index));
+    let index = match tokio::task::spawn_blocking(move || cache.read(&file)).await? {
         Ok(i) => i,
         Err(e) => {
             results.push(probes::result(
@@ -169,7 +168,7 @@ async fn gather(ctx: &Arc<Ctx>, params: &HealthParams, now: Timestamp) -> Result
                 Impact::Environment,
                 format!("the backup index cannot be read: {e}"),
             ));
-            Index::default()
+            Arc::default()
         }
     };
 
