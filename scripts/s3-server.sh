@@ -12,29 +12,6 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-venv=${1:-${CARGO_TARGET_DIR:-target}/s3-server}
-req=scripts/s3-server.requirements.txt
-want=$(sha256sum "$req" | cut -d' ' -f1)
-
-if [[ -x $venv/bin/moto_server && -x $venv/bin/python && -f $venv/.requirements.sha256 && $(<"$venv/.requirements.sha256") == "$want" ]]; then
-  echo "$venv"
-  exit 0
-fi
-
-if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv >&2 \
-      || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv >&2; }
-  else
-    echo "s3-server.sh: python3's venv module is missing (apt-get install python3-venv)" >&2
-    exit 1
-  fi
-fi
-
-rm -rf "$venv"
-python3 -m venv "$venv" >&2
-"$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$req" >&2
-# The server and the harness's client both import; fail here rather than in a test.
-"$venv/bin/python" -c 'import boto3, moto.server' >&2
-echo "$want" >"$venv/.requirements.sha256"
-echo "$venv"
+# The server and the harness's client both import.
+exec scripts/venv.sh s3-server.sh scripts/s3-server.requirements.txt \
+  "${1:-${CARGO_TARGET_DIR:-target}/s3-server}" 'import boto3, moto.server'
