@@ -31,6 +31,41 @@ pub const OPEN_DIR: OFlags = OFlags::RDONLY
     .union(OFlags::NONBLOCK)
     .union(OFlags::CLOEXEC);
 
+/// Where [`open_beneath`] failed.
+#[derive(Debug)]
+pub enum Beneath {
+    /// Opening the root.
+    Root(std::io::Error),
+    /// Opening the directory beneath it (a symlink on the way, or gone).
+    Below(std::io::Error),
+}
+
+/// The directory `parent` (relative) beneath `root`, or `root` itself when
+/// `parent` is empty. The root is configuration and may be a symlink an
+/// administrator made; below it nothing is followed ([`BENEATH`]).
+pub fn open_beneath(
+    root: &Path,
+    parent: &Path,
+) -> std::result::Result<std::os::fd::OwnedFd, Beneath> {
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Beneath::Root(e.into()))?;
+    if parent.as_os_str().is_empty() {
+        return Ok(root_fd);
+    }
+    rustix::fs::openat2(
+        &root_fd,
+        parent,
+        OPEN_DIR,
+        rustix::fs::Mode::empty(),
+        BENEATH,
+    )
+    .map_err(|e| Beneath::Below(e.into()))
+}
+
 /// Mode of directories the daemon creates.
 pub const DIR_MODE: u32 = 0o750;
 /// Mode of archives, index, registry and logs.

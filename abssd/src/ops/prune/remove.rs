@@ -32,7 +32,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use abssd_proto::{Command, Phase, status};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+use rustix::fs::{AtFlags, FileType, StatxFlags};
 use serde::Serialize;
 
 use crate::archive;
@@ -510,31 +510,13 @@ impl Files {
                 archive.display()
             )));
         }
-        // The root itself is configuration, and may be a symlink an
-        // administrator made; below it nothing is followed.
-        let root_fd = rustix::fs::open(
-            root,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| {
-            Unopened::Root(format!(
+        let dir = fsutil::open_beneath(root, parent).map_err(|e| match e {
+            fsutil::Beneath::Root(e) => Unopened::Root(format!(
                 "cannot open the backups root {}: {e}",
                 root.display()
-            ))
+            )),
+            fsutil::Beneath::Below(e) => Unopened::Refused(format!("{}: {e}", outside())),
         })?;
-        let dir = if parent.as_os_str().is_empty() {
-            root_fd
-        } else {
-            rustix::fs::openat2(
-                &root_fd,
-                parent,
-                fsutil::OPEN_DIR,
-                Mode::empty(),
-                fsutil::BENEATH,
-            )
-            .map_err(|e| Unopened::Refused(format!("{}: {e}", outside())))?
-        };
         let sidecar = archive::sidecar::path(archive);
         Ok(Files {
             dir,

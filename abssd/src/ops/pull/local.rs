@@ -55,30 +55,17 @@ impl Dir {
         // Made as create makes it; then opened without following anything
         // below the root (which is configuration, and may be a symlink).
         fsutil::ensure_dir(&dir_path)?;
-        let root_fd = rustix::fs::open(
-            root,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(std::io::Error::from)
-        .at("opening", root)?;
-        let fd = if parent.as_os_str().is_empty() {
-            root_fd
-        } else {
-            rustix::fs::openat2(
-                &root_fd,
-                parent,
-                fsutil::OPEN_DIR,
-                Mode::empty(),
-                fsutil::BENEATH,
-            )
-            .map_err(|e| {
-                Error::Environment(format!(
-                    "cannot open {} beneath the backups root without following a symlink: {e}",
-                    dir_path.display()
-                ))
-            })?
-        };
+        let fd = fsutil::open_beneath(root, parent).map_err(|e| match e {
+            fsutil::Beneath::Root(source) => Error::Io {
+                action: "opening",
+                path: root.to_owned(),
+                source,
+            },
+            fsutil::Beneath::Below(e) => Error::Environment(format!(
+                "cannot open {} beneath the backups root without following a symlink: {e}",
+                dir_path.display()
+            )),
+        })?;
         Ok(Dir {
             fd,
             path: dir_path,
