@@ -198,18 +198,20 @@ fn place(survey: &mut Survey, remote: &RemoteSettings, object: remote::s3::Objec
 }
 
 /// The remote named `name`, a client of it, and the name checks of `instance`.
-fn open(ctx: &Ctx, name: &str, instance: Option<&str>) -> Result<(RemoteSettings, S3)> {
+/// The client reads the credentials file: off the async workers.
+async fn open(ctx: &Ctx, name: &str, instance: Option<&str>) -> Result<(RemoteSettings, S3)> {
     if let Some(i) = instance {
         validate_name(i)?;
     }
     let remote = ctx.config.remotes.pick(Some(name))?.clone();
-    let s3 = remote::connect(&remote)?;
+    let r = remote.clone();
+    let s3 = tokio::task::spawn_blocking(move || remote::connect(&r)).await??;
     Ok((remote, s3))
 }
 
 /// `remote.ls`.
 pub async fn ls(ctx: &Ctx, params: &RemoteLsParams) -> Result<RemoteLsResult> {
-    let (remote, s3) = open(ctx, &params.remote, params.instance.as_deref())?;
+    let (remote, s3) = open(ctx, &params.remote, params.instance.as_deref()).await?;
     let (r, instance) = (remote.clone(), params.instance.clone());
     let survey =
         tokio::task::spawn_blocking(move || survey(&s3, &r, instance.as_deref())).await??;
@@ -280,7 +282,7 @@ pub async fn run(
             "--verify and --deep re-hash local archives; they do not go with --remote",
         ));
     }
-    let (remote, s3) = open(ctx, name, params.instance.as_deref())?;
+    let (remote, s3) = open(ctx, name, params.instance.as_deref()).await?;
     let s3 = std::sync::Arc::new(s3);
     progress.phase(Phase::Scan);
     let (s, r, instance) = (s3.clone(), remote.clone(), params.instance.clone());
