@@ -213,6 +213,13 @@ pub enum BackupCommand {
     #[command(verbatim_doc_comment)]
     Restore(RestoreArgs),
     /// List backups from the index, newest first.
+    ///
+    /// The table shows the newest 50 that match, then how many match in all
+    /// and the commands for all of them (--all) and for the next page
+    /// (--cursor). --json prints every match unless --limit or --cursor asks
+    /// for one page (its next_cursor continues it). Pages hold their place:
+    /// backups made or removed between two pages never make another one show
+    /// twice or go missing.
     List(ListArgs),
     /// Show every recorded field of one backup.
     Show(ShowArgs),
@@ -627,6 +634,29 @@ pub struct ListArgs {
     /// Only this instance's backups.
     #[arg(short, long, value_name = "NAME")]
     pub instance: Option<String>,
+    /// Only backups with this status (available, missing, corrupt, removed, ...).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only backups carrying this label.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Option<String>,
+    /// Only backups made at or after this time: a date (2026-12-01, midnight
+    /// in the host's time zone) or an RFC 3339 time (2026-12-01T08:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only backups made before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Show at most N backups, the newest (the table's default is 50; with
+    /// --json, one page of at most N instead of every backup).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=10000), conflicts_with = "all")]
+    pub limit: Option<u16>,
+    /// Continue where a previous page ended (the cursor it printed).
+    #[arg(long, value_name = "CURSOR", conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Show every backup that matches, however many (read page by page).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `abssctl backup show`

@@ -162,6 +162,20 @@ pub fn esc(text: &str) -> Cow<'_, str> {
     escape(text, false)
 }
 
+/// `text` as one word of a POSIX shell command line: as it is when it holds
+/// only characters no shell treats specially, else in single quotes.
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", esc(text).replace('\'', r"'\''"))
+    }
+}
+
 /// [`esc`] for text that is ours and may span lines: newlines are kept,
 /// everything else unsafe is escaped. What every sink applies last.
 pub fn safe_text(text: &str) -> Cow<'_, str> {

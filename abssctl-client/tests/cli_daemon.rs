@@ -738,3 +738,103 @@ fn a_prune_that_could_not_remove_a_backup_exits_3() {
     assert_eq!(items[0]["kept"], json!("failed"), "{done}");
     assert!(archives.iter().all(|a| a.is_dir()));
 }
+
+/// Add `n` copies of the index's one entry, a minute apart and older than it.
+fn clone_entries(host: &Host, n: usize) {
+    let file = host.sandbox.config().index_file;
+    let mut raw: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let backups = raw["backups"].as_array_mut().unwrap();
+    let real = backups[0].clone();
+    let base: jiff::Timestamp = real["created_at"].as_str().unwrap().parse().unwrap();
+    for i in 1..=n {
+        let at = base - jiff::SignedDuration::from_mins(i as i64);
+        let mut e = real.clone();
+        e["id"] = json!(format!("{}-alpha-{i:06x}", at.strftime("%Y%m%d-%H%M%S")));
+        e["created_at"] = json!(at.to_string());
+        backups.push(e);
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&raw).unwrap()).unwrap();
+}
+
+/// The rows of a `backup list` table (without its header) and its hint.
+fn rows_and_hint(out: &Output) -> (Vec<String>, Option<String>) {
+    let shown = text(&out.stdout);
+    let mut lines: Vec<String> = shown.lines().skip(1).map(str::to_owned).collect();
+    let hint = lines
+        .last()
+        .filter(|l| l.contains(" backups shown, newest first"))
+        .cloned();
+    if hint.is_some() {
+        lines.pop();
+    }
+    (lines, hint)
+}
+
+#[test]
+fn list_shows_the_newest_page_with_a_hint_and_json_gives_every_backup() {
+    let host = Host::new();
+    host.create(&[]);
+    clone_entries(&host, 120);
+
+    // For people: the newest 50, and how to see the rest.
+    let out = host.abssctl(&["backup", "list", "-i", "alpha"]);
+    assert_exit(&out, 0);
+    let (rows, hint) = rows_and_hint(&out);
+    assert_eq!(rows.len(), 50, "{}", text(&out.stdout));
+    let hint = hint.expect("a hint under a partial page");
+    assert!(
+        hint.starts_with(
+            "50 of 121 backups shown, newest first; all: abssctl backup list --instance alpha --all; next page: abssctl backup list --instance alpha --cursor "
+        ),
+        "{hint}"
+    );
+    // Following the hints reads every backup once.
+    let mut seen: Vec<String> = rows.clone();
+    let mut next = hint;
+    loop {
+        let command = next
+            .split("; next page: abssctl ")
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let out = host.abssctl(&args);
+        assert_exit(&out, 0);
+        let (rows, hint) = rows_and_hint(&out);
+        seen.extend(rows);
+        match hint {
+            Some(h) => next = h,
+            None => break,
+        }
+    }
+    let ids: Vec<&str> = seen
+        .iter()
+        .map(|r| r.split_whitespace().next().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!((ids.len(), unique.len()), (121, 121));
+
+    // --all: every row, no hint.
+    let out = host.abssctl(&["backup", "list", "--all"]);
+    let (rows, hint) = rows_and_hint(&out);
+    assert_eq!((rows.len(), hint), (121, None));
+
+    // --json: every backup unless a page is asked for.
+    let all = host.json(&["backup", "list"], 0);
+    assert_eq!(all["backups"].as_array().unwrap().len(), 121);
+    assert_eq!(all["total"], 121);
+    let first = host.json(&["backup", "list", "--limit", "5"], 0);
+    assert_eq!(first["backups"].as_array().unwrap().len(), 5);
+    assert_eq!(first["total"], 121);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = host.json(&["backup", "list", "--limit", "5", "--cursor", cursor], 0);
+    assert_eq!(second["backups"][0]["id"], all["backups"][5]["id"]);
+    // Filters go to the daemon; a bad one changes nothing and exits 2.
+    let none = host.json(&["backup", "list", "--status", "missing"], 0);
+    assert_eq!(none["total"], 0);
+    let out = host.abssctl(&["backup", "list", "--since", "soon"]);
+    assert_exit(&out, 2);
+    assert!(text(&out.stderr).contains("since"), "{}", text(&out.stderr));
+    let out = host.abssctl(&["backup", "list", "--all", "--limit", "3"]);
+    assert_exit(&out, 2);
+}

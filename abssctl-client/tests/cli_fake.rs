@@ -184,7 +184,7 @@ fn list_and_show_render_for_people_and_json() {
     );
 
     let out = d.abssctl(&["backup", "list", "--json"]);
-    assert_eq!(json_doc(&out), json!({ "backups": [entry()] }));
+    assert_eq!(json_doc(&out), json!({ "backups": [entry()], "total": 1 }));
 
     let out = d.abssctl(&["backup", "show", "known", "--json"]);
     assert_exit(&out, 0);

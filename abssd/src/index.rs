@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use abssd_proto::BackupEntry;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -54,7 +55,13 @@ struct Cached {
     path: PathBuf,
     stamp: Stamp,
     index: Arc<Index>,
+    /// The list order, made at the first [`Cache::listing`] of this version.
+    order: Option<Arc<[Row]>>,
 }
+
+/// One entry's place in the list order: its creation time and its position
+/// in [`Index::backups`].
+type Row = (Option<Timestamp>, u32);
 
 impl Cache {
     /// The index at `path` as the file is now (a missing file is an empty
@@ -102,9 +109,209 @@ impl Cache {
             path: path.to_owned(),
             stamp,
             index: Arc::clone(&index),
+            order: None,
         });
         Ok(index)
     }
+
+    /// The index at `path` with its entries in the list order (see
+    /// [`Listing`]), sorted once per version of the file. Blocking.
+    pub fn listing(&self, path: &Path) -> Result<Listing> {
+        let index = self.read(path)?;
+        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // The version just read, unless another call replaced it meanwhile:
+        // then this call sorts its own and keeps nothing.
+        let slot = cached
+            .as_mut()
+            .filter(|c| Arc::ptr_eq(&c.index, &index))
+            .map(|c| &mut c.order);
+        let order = match slot {
+            Some(Some(order)) => Arc::clone(order),
+            Some(slot) => Arc::clone(slot.insert(sorted(&index))),
+            None => sorted(&index),
+        };
+        Ok(Listing { index, order })
+    }
+}
+
+/// The list order of `index`'s entries: newest first, by creation time then by
+/// id, both descending (an unreadable time sorts as the oldest).
+fn sorted(index: &Index) -> Arc<[Row]> {
+    let mut rows: Vec<Row> = index
+        .backups
+        .iter()
+        .zip(0u32..)
+        .map(|(b, i)| (created(&b.created_at), i))
+        .collect();
+    let id = |i: u32| index.backups[i as usize].id.as_str();
+    rows.sort_unstable_by(|a, b| (b.0, id(b.1)).cmp(&(a.0, id(a.1))));
+    rows.into()
+}
+
+/// An entry's `created_at` as a time: RFC 3339, or a date and time without
+/// an offset taken as UTC (as older tools wrote it).
+pub fn created(text: &str) -> Option<Timestamp> {
+    text.parse::<Timestamp>().ok().or_else(|| {
+        text.parse::<jiff::civil::DateTime>()
+            .ok()
+            .and_then(|t| jiff::tz::TimeZone::UTC.to_timestamp(t).ok())
+    })
+}
+
+/// Where a page of the list ended: the last entry's creation time and id. The
+/// next page starts at the first entry after it in the list order, whatever
+/// was added or removed meanwhile. On the wire: `<RFC 3339 time>/<id>` (the
+/// time empty when unreadable; ids hold no `/`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    at: Option<Timestamp>,
+    id: String,
+}
+
+impl Cursor {
+    /// Read a `next_cursor` given back by a client.
+    pub fn parse(text: &str) -> Result<Cursor> {
+        let bad = || {
+            Error::validation(format!(
+                "cursor \"{}\" is not one `backup.list` gave (pass its next_cursor as it is)",
+                crate::error::shown(text)
+            ))
+        };
+        let (at, id) = text.split_once('/').ok_or_else(bad)?;
+        check_id(id).map_err(|_| bad())?;
+        let at = match at {
+            "" => None,
+            at => Some(at.parse::<Timestamp>().map_err(|_| bad())?),
+        };
+        Ok(Cursor {
+            at,
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.at {
+            Some(at) => write!(f, "{at}/{}", self.id),
+            None => write!(f, "/{}", self.id),
+        }
+    }
+}
+
+/// Which entries a list shows.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Of this instance.
+    pub instance: Option<String>,
+    /// With this status.
+    pub status: Option<String>,
+    /// Carrying this label.
+    pub label: Option<String>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+}
+
+impl Filter {
+    fn matches(&self, at: Option<Timestamp>, b: &BackupEntry) -> bool {
+        let timed = self.since.is_some() || self.until.is_some();
+        self.instance.as_ref().is_none_or(|i| *i == b.instance)
+            && self.status.as_ref().is_none_or(|s| *s == b.status)
+            && self
+                .label
+                .as_ref()
+                .is_none_or(|l| b.metadata.labels.contains(l))
+            && (!timed
+                || at.is_some_and(|at| {
+                    self.since.is_none_or(|s| at >= s) && self.until.is_none_or(|u| at < u)
+                }))
+    }
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page {
+    /// The entries, newest first.
+    pub entries: Vec<BackupEntry>,
+    /// How many entries the filter matches in all.
+    pub total: u64,
+    /// Where this page ended, when more entries match after it.
+    pub next: Option<Cursor>,
+}
+
+/// A version of the index with its list order (see [`Cache::listing`]).
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The index.
+    pub index: Arc<Index>,
+    order: Arc<[Row]>,
+}
+
+impl Listing {
+    /// The entries `filter` matches after `after` (from the newest without
+    /// one): at most `limit`, and no more than `budget` bytes of JSON beyond
+    /// the first.
+    pub fn page(
+        &self,
+        filter: &Filter,
+        after: Option<&Cursor>,
+        limit: usize,
+        budget: usize,
+    ) -> Page {
+        let entry = |i: u32| &self.index.backups[i as usize];
+        let start = after.map_or(0, |c| {
+            self.order
+                .partition_point(|&(at, i)| (at, entry(i).id.as_str()) >= (c.at, c.id.as_str()))
+        });
+        let total = self
+            .order
+            .iter()
+            .filter(|&&(at, i)| filter.matches(at, entry(i)))
+            .count();
+        let mut entries = Vec::new();
+        let (mut bytes, mut last, mut next) = (0usize, None, None);
+        for &(at, i) in &self.order[start..] {
+            let b = entry(i);
+            if !filter.matches(at, b) {
+                continue;
+            }
+            let size = json_size(b);
+            if entries.len() == limit || (!entries.is_empty() && bytes + size > budget) {
+                next = last.take();
+                break;
+            }
+            bytes += size;
+            entries.push(b.clone());
+            last = Some(Cursor {
+                at,
+                id: b.id.clone(),
+            });
+        }
+        Page {
+            entries,
+            total: total as u64,
+            next,
+        }
+    }
+}
+
+/// The length of `entry`'s JSON.
+fn json_size(entry: &BackupEntry) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    let _ = serde_json::to_writer(&mut n, entry);
+    n.0
 }
 
 /// The whole index file.
@@ -178,18 +385,15 @@ impl Index {
         })
     }
 
-    /// Entries newest first, optionally for one instance. Entries dated the
-    /// same second keep their order of creation (the file is append-only), later
-    /// first.
+    /// Entries newest first, optionally for one instance: by creation time,
+    /// then by id (the list order of [`Listing`]).
     pub fn newest_first(&self, instance: Option<&str>) -> Vec<BackupEntry> {
-        let mut out: Vec<(usize, &BackupEntry)> = self
-            .backups
+        sorted(self)
             .iter()
-            .enumerate()
-            .filter(|(_, b)| instance.is_none_or(|i| b.instance == i))
-            .collect();
-        out.sort_by(|(ia, a), (ib, b)| b.created_at.cmp(&a.created_at).then(ib.cmp(ia)));
-        out.into_iter().map(|(_, b)| b.clone()).collect()
+            .map(|&(_, i)| &self.backups[i as usize])
+            .filter(|b| instance.is_none_or(|i| b.instance == i))
+            .cloned()
+            .collect()
     }
 }
 
@@ -249,10 +453,16 @@ pub fn instance_of_id(id: &str) -> Option<&str> {
 }
 
 /// A new backup id for a backup made `at`: `YYYYMMDD-HHMMSS-<instance>-<6 hex>`.
+/// The tail's first 10 bits are the millisecond of `at` and the other 14 are
+/// random, so the ids of one instance made within one second sort as they
+/// were made (the list order breaks ties of `created_at` by id).
 pub fn new_backup_id(instance: &str, at: jiff::Timestamp) -> String {
+    // A v7 uuid's last four bytes are random (its counter ends before them).
     let random = uuid::Uuid::now_v7();
-    let tail = &random.as_bytes()[13..16];
-    format!("{}-{instance}-{}", fsutil::compact(at), hex::encode(tail))
+    let bits = u16::from_be_bytes([random.as_bytes()[14], random.as_bytes()[15]]) & 0x3fff;
+    let millis = u32::try_from(at.subsec_millisecond()).unwrap_or(0).min(999);
+    let tail = (millis << 14) | u32::from(bits);
+    format!("{}-{instance}-{tail:06x}", fsutil::compact(at))
 }
 
 #[cfg(test)]
@@ -431,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn same_second_entries_list_later_created_first() {
+    fn same_second_entries_list_by_id_descending() {
         let mut index = Index::parse(PYTHON_INDEX.as_bytes()).unwrap();
         let mut later = index.backups[0].clone();
         later.id = "20250102-030405-alpha-000000".into(); // sorts before by id
@@ -444,10 +654,199 @@ mod tests {
         assert_eq!(
             ids,
             [
-                "20250102-030405-alpha-000000",
-                "20250102-030405-alpha-a1b2c3"
+                "20250102-030405-alpha-a1b2c3",
+                "20250102-030405-alpha-000000"
             ]
         );
+    }
+
+    #[test]
+    fn ids_made_within_one_second_sort_as_they_were_made() {
+        let base: jiff::Timestamp = "2026-12-04T11:28:40Z".parse().unwrap();
+        let ids: Vec<String> = [0, 1, 499, 998, 999]
+            .iter()
+            .map(|ms| new_backup_id("alpha", base + jiff::SignedDuration::from_millis(*ms)))
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+        assert!(
+            ids.iter().all(|id| instance_of_id(id) == Some("alpha")),
+            "{ids:?}"
+        );
+    }
+
+    /// An index of `n` entries of alpha and beta, one a minute, every third
+    /// one labelled and every fifth one missing; some share a second.
+    fn many(n: u32) -> Index {
+        let base: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let backups = (0..n)
+            .map(|i| {
+                let at = base + jiff::SignedDuration::from_secs(i64::from(i / 2) * 60);
+                let instance = if i % 2 == 0 { "alpha" } else { "beta" };
+                let mut e = BackupEntry::new(
+                    format!("{}-{instance}-{i:06x}", fsutil::compact(at)),
+                    instance.into(),
+                    at.to_string(),
+                    format!("/b/{i}.tar"),
+                    "none",
+                    1,
+                    "00".into(),
+                );
+                if i % 3 == 0 {
+                    e.metadata.labels = vec!["nightly".into()];
+                }
+                if i % 5 == 0 {
+                    e.status = "missing".into();
+                }
+                e
+            })
+            .collect();
+        Index {
+            backups,
+            extra: Map::new(),
+        }
+    }
+
+    fn listing(index: Index) -> Listing {
+        let index = Arc::new(index);
+        Listing {
+            order: sorted(&index),
+            index,
+        }
+    }
+
+    /// Every page of `filter` in turn, `limit` at a time.
+    fn every_page(l: &Listing, filter: &Filter, limit: usize) -> Vec<Vec<String>> {
+        let (mut pages, mut after) = (Vec::new(), None);
+        loop {
+            let page = l.page(filter, after.as_ref(), limit, usize::MAX);
+            pages.push(page.entries.iter().map(|b| b.id.clone()).collect());
+            match page.next {
+                // On the wire and back.
+                Some(c) => after = Some(Cursor::parse(&c.to_string()).unwrap()),
+                None => return pages,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_cover_the_filtered_list_once_in_order() {
+        let index = many(1000);
+        let l = listing(index.clone());
+        let filters = [
+            Filter::default(),
+            Filter {
+                instance: Some("beta".into()),
+                label: Some("nightly".into()),
+                ..Filter::default()
+            },
+            Filter {
+                status: Some("missing".into()),
+                since: Some("2026-01-01T01:00:00Z".parse().unwrap()),
+                until: Some("2026-01-01T03:00:00Z".parse().unwrap()),
+                ..Filter::default()
+            },
+        ];
+        for filter in &filters {
+            let whole: Vec<String> = index
+                .newest_first(None)
+                .into_iter()
+                .filter(|b| filter.matches(created(&b.created_at), b))
+                .map(|b| b.id)
+                .collect();
+            assert!(!whole.is_empty(), "{filter:?}");
+            for limit in [1, 7, 1000] {
+                let pages = every_page(&l, filter, limit);
+                assert!(pages.iter().all(|p| p.len() <= limit));
+                assert_eq!(pages.concat(), whole, "{filter:?} limit {limit}");
+            }
+            let first = l.page(filter, None, 7, usize::MAX);
+            assert_eq!(first.total as usize, whole.len());
+        }
+        // The time filters: since inclusive, until exclusive.
+        let at = |t: &str| Some(t.parse().unwrap());
+        let one = Filter {
+            since: at("2026-01-01T00:01:00Z"),
+            until: at("2026-01-01T00:02:00Z"),
+            ..Filter::default()
+        };
+        assert_eq!(l.page(&one, None, 10, usize::MAX).total, 2);
+    }
+
+    #[test]
+    fn a_cursor_holds_its_place_when_entries_come_and_go() {
+        let mut index = many(300);
+        let l = listing(index.clone());
+        let first = l.page(&Filter::default(), None, 100, usize::MAX);
+        let seen: Vec<String> = first.entries.iter().map(|b| b.id.clone()).collect();
+        let cursor = first.next.unwrap();
+        // Meanwhile: a newer backup, and a third of the listed ones removed
+        // (an offset would now skip entries).
+        let mut newer = index.backups[0].clone();
+        newer.id = "20990101-000000-alpha-000000".into();
+        newer.created_at = "2099-01-01T00:00:00Z".into();
+        index.backups.push(newer);
+        index.backups.retain(|b| !seen[..33].contains(&b.id));
+        let l = listing(index.clone());
+        let mut rest = Vec::new();
+        let mut after = Some(cursor);
+        while let Some(c) = after {
+            let page = l.page(&Filter::default(), Some(&c), 100, usize::MAX);
+            rest.extend(page.entries.iter().map(|b| b.id.clone()));
+            after = page.next;
+        }
+        let mut all = seen.clone();
+        all.extend(rest);
+        let expected: Vec<String> = many(300)
+            .newest_first(None)
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn a_page_ends_at_its_byte_budget_but_holds_one_entry() {
+        let l = listing(many(50));
+        let one = json_size(&l.index.backups[0]);
+        let page = l.page(&Filter::default(), None, 50, one * 3 + one / 2);
+        assert_eq!(page.entries.len(), 3);
+        assert!(page.next.is_some());
+        let page = l.page(&Filter::default(), None, 50, 1);
+        assert_eq!(page.entries.len(), 1);
+    }
+
+    #[test]
+    fn a_cursor_not_given_by_a_list_is_refused() {
+        for bad in [
+            "",
+            "x",
+            "2026-01-01T00:00:00Z",
+            "yesterday/abc",
+            "2026-01-01T00:00:00Z/a/b",
+        ] {
+            let e = Cursor::parse(bad).unwrap_err();
+            assert_eq!(e.kind(), abssd_proto::ErrorKind::Validation, "{bad}");
+        }
+        let c = Cursor::parse("/odd-id").unwrap();
+        assert_eq!(c.to_string(), "/odd-id");
+    }
+
+    #[test]
+    fn times_without_an_offset_are_utc_and_unreadable_ones_list_last() {
+        assert_eq!(
+            created("2026-01-01T00:00:00"),
+            created("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            created("2026-01-01T01:00:00+01:00"),
+            created("2026-01-01T00:00:00Z")
+        );
+        let mut index = many(3);
+        index.backups[2].created_at = "whenever".into();
+        let ids: Vec<String> = index.newest_first(None).into_iter().map(|b| b.id).collect();
+        assert_eq!(ids.last(), Some(&index.backups[2].id));
     }
 
     #[test]

@@ -637,20 +637,53 @@ impl Capture {
     }
 }
 
-/// `backup.list` parameters.
+/// `backup.list` parameters: filters, and one page of what they match.
+///
+/// Entries come newest first, ordered by `created_at` then by id (both
+/// descending), so a page ends at a point of that order and the next one
+/// starts after it: a backup created or removed meanwhile never makes another
+/// entry appear twice or be skipped.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this instance's backups.
     #[serde(default)]
     pub instance: Option<String>,
+    /// Only backups with this status (`available`, `missing`, `corrupt`,
+    /// `removed`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Only backups carrying this label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Only backups created at or after this time: an RFC 3339 timestamp, or
+    /// a date (`2026-12-01`, midnight in the host's time zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Only backups created before this time (same forms as `since`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// At most this many entries (default [`crate::limits::LIST_PAGE`], at
+    /// most [`crate::limits::LIST_PAGE_MAX`]). A page also ends early rather
+    /// than grow past [`crate::limits::LIST_PAGE_BYTES`] of JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Continue after the previous page: its `next_cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
-/// `backup.list` result: entries newest first.
+/// `backup.list` result: one page of entries, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListResult {
     /// Index entries, newest first.
     pub backups: Vec<BackupEntry>,
+    /// How many entries the filters match in all pages.
+    #[serde(default)]
+    pub total: u64,
+    /// More entries match: pass this as `cursor` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `backup.show` parameters.

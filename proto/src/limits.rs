@@ -27,6 +27,19 @@ pub const KEEP_WITHIN: usize = 32;
 pub const DIGEST: usize = 64;
 /// Requests in one JSON-RPC batch.
 pub const BATCH: u32 = 16;
+/// `backup.list`: entries per page when `limit` is not given.
+pub const LIST_PAGE: usize = 1000;
+/// `backup.list`: the largest `limit`.
+pub const LIST_PAGE_MAX: usize = 10_000;
+/// `backup.list`: a page ends before its entries' JSON grows past this many
+/// bytes (a page always holds at least one entry).
+pub const LIST_PAGE_BYTES: usize = 8 << 20;
+/// `backup.list`: `since`, `until` (a timestamp or a date).
+pub const TIME: usize = 64;
+/// `backup.list`: `cursor` (a timestamp and a backup id).
+pub const CURSOR: usize = TIME + 1 + ID;
+/// `backup.list`: `status`.
+pub const STATUS: usize = 32;
 /// `op.list`: operations per page when `limit` is not given.
 pub const OP_PAGE: usize = 100;
 /// `op.list`: the largest `limit`.
@@ -90,7 +103,13 @@ impl Bounded for crate::health::HealthParams {
 
 impl Bounded for ListParams {
     fn check(&self) -> Result<(), WireError> {
-        opt("instance", self.instance.as_ref(), NAME)
+        opt("instance", self.instance.as_ref(), NAME)?;
+        opt("status", self.status.as_ref(), STATUS)?;
+        opt("label", self.label.as_ref(), LABEL)?;
+        opt("since", self.since.as_ref(), TIME)?;
+        opt("until", self.until.as_ref(), TIME)?;
+        opt("cursor", self.cursor.as_ref(), CURSOR)?;
+        page("backups", self.limit, LIST_PAGE_MAX)
     }
 }
 
@@ -160,17 +179,22 @@ impl Bounded for OpIdParams {
 impl Bounded for OpListParams {
     fn check(&self) -> Result<(), WireError> {
         opt("before", self.before.as_ref(), ID)?;
-        match self.limit {
-            Some(0) => Err(WireError::new(
-                ErrorKind::Validation,
-                "limit must be at least 1",
-            )),
-            Some(n) if n > OP_PAGE_MAX => Err(WireError::new(
-                ErrorKind::Validation,
-                format!("limit is {n}; the largest page is {OP_PAGE_MAX} operations"),
-            )),
-            _ => Ok(()),
-        }
+        page("operations", self.limit, OP_PAGE_MAX)
+    }
+}
+
+/// A page's `limit`: at least 1, at most `max`.
+fn page(what: &str, limit: Option<usize>, max: usize) -> Result<(), WireError> {
+    match limit {
+        Some(0) => Err(WireError::new(
+            ErrorKind::Validation,
+            "limit must be at least 1",
+        )),
+        Some(n) if n > max => Err(WireError::new(
+            ErrorKind::Validation,
+            format!("limit is {n}; the largest page is {max} {what}"),
+        )),
+        _ => Ok(()),
     }
 }
 

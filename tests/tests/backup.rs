@@ -114,6 +114,7 @@ async fn create_in_each_compression_then_list_show_verify_and_gnu_tar_agrees() {
         &c,
         &ListParams {
             instance: Some("alpha".into()),
+            ..Default::default()
         },
     )
     .await

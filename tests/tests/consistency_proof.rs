@@ -198,7 +198,23 @@ async fn restore_and_check(w: &World, c: &Client, id: &str) -> Checked {
     };
     restore(c, &params)
         .await
-        .unwrap_or_else(|e| panic!("restore --dest of {id}: {e:?}"))
+        .unwrap_or_else(|e| {
+            // What the instance's backup directory holds, to tell a vanished
+            // archive from a misnamed one.
+            let dir = w.cfg().instance_backup_dir("alpha");
+            let mut names: Vec<String> = fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            panic!(
+                "restore --dest of {id}: {e:?}\n{} holds: {names:#?}",
+                dir.display()
+            )
+        })
         .result
         .expect("a restore result");
     let foreign = not_owned_by_the_service_user(&dest);
@@ -305,6 +321,12 @@ async fn plain_copies_of_a_busy_instance_are_counted() {
         match create(&c, Consistency::None).await {
             Ok(r) => {
                 assert_eq!(r.capture, Capture::None, "backup {n}");
+                assert!(
+                    Path::new(&r.archive).is_file(),
+                    "backup {n} ({}): the create answered, its archive {} is not there",
+                    r.id,
+                    r.archive
+                );
                 assert_eq!(r.snapshots, 0, "backup {n}");
                 made.push(r.id);
             }

@@ -252,6 +252,7 @@ async fn a_planted_archive_never_becomes_another_instances_backup() {
         &c,
         &ListParams {
             instance: Some("beta".into()),
+            ..Default::default()
         },
     )
     .await

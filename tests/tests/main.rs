@@ -26,6 +26,7 @@ mod interop;
 mod interop_config;
 mod interop_locks;
 mod interop_registry;
+mod list_paging;
 mod prune;
 mod prune_remote;
 mod push;

@@ -2,20 +2,21 @@
 //! reconcile`; `restore` is in
 //! [`super::restore`].
 
+use abssd_proto::limits::LIST_PAGE_MAX;
 use abssd_proto::methods::call::call;
 use abssd_proto::methods::{
     BackupCreate, BackupList, BackupProtect, BackupReconcile, BackupShow, BackupUnprotect,
     BackupVerify,
 };
 use abssd_proto::{
-    CreateParams, CreateResult, ErrorKind, ListParams, ProtectParams, ReconcileParams,
+    CreateParams, CreateResult, ErrorKind, ListParams, ListResult, ProtectParams, ReconcileParams,
     ReconcilePlan, ReconcileResult, ShowParams, VerifyParams, VerifyResult, WireError,
 };
 use jsonrpsee::core::client::Client;
 use serde_json::{Value, json};
 
 use super::{Exit, absolute_utf8, decode, follow_and_show, show_started};
-use crate::args::{BackupCommand, CreateArgs, ReconcileArgs, VerifyArgs, split_labels};
+use crate::args::{BackupCommand, CreateArgs, ListArgs, ReconcileArgs, VerifyArgs, split_labels};
 use crate::follow::{Finished, Interrupt};
 use crate::render::{self, Output};
 
@@ -23,17 +24,7 @@ use crate::render::{self, Output};
 pub async fn run(client: &Client, out: Output, cmd: BackupCommand) -> Result<Exit, WireError> {
     match cmd {
         BackupCommand::Create(args) => create(client, out, args).await,
-        BackupCommand::List(args) => {
-            let answer = call::<BackupList>(
-                client,
-                &ListParams {
-                    instance: args.instance,
-                },
-            )
-            .await?;
-            out.show(&answer, || render::backup::list(&answer.backups));
-            Ok(Exit::Success)
-        }
+        BackupCommand::List(args) => list(client, out, args).await,
         BackupCommand::Show(args) => {
             let answer = call::<BackupShow>(client, &ShowParams { id: args.id }).await?;
             out.show(&answer, || render::backup::detail(&answer.backup));
@@ -55,6 +46,92 @@ pub async fn run(client: &Client, out: Output, cmd: BackupCommand) -> Result<Exi
         BackupCommand::Run(args) => super::run::run(client, out, args).await,
         BackupCommand::Push(args) => super::push::run(client, out, args).await,
     }
+}
+
+/// Rows the table shows when no `--limit` is given.
+const TABLE_PAGE: usize = 50;
+
+/// `backup list`: the newest page for people (with how to see more); with
+/// `--json` every match unless a page was asked for (`--limit`, `--cursor`);
+/// `--all` reads every page.
+async fn list(client: &Client, out: Output, args: ListArgs) -> Result<Exit, WireError> {
+    let filters = ListParams {
+        instance: args.instance.clone(),
+        status: args.status.clone(),
+        label: args.label.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        ..Default::default()
+    };
+    let paged = args.limit.is_some() || args.cursor.is_some();
+    if args.all || (out.json && !paged) {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let params = ListParams {
+                limit: Some(LIST_PAGE_MAX),
+                cursor: cursor.take(),
+                ..filters.clone()
+            };
+            let page = call::<BackupList>(client, &params).await?;
+            all.extend(page.backups);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let answer = ListResult {
+            total: all.len() as u64,
+            backups: all,
+            next_cursor: None,
+        };
+        out.show(&answer, || render::backup::list(&answer.backups));
+        return Ok(Exit::Success);
+    }
+    let limit = args
+        .limit
+        .map(usize::from)
+        .or((!out.json).then_some(TABLE_PAGE));
+    let params = ListParams {
+        limit,
+        cursor: args.cursor.clone(),
+        ..filters
+    };
+    let answer = call::<BackupList>(client, &params).await?;
+    out.show(&answer, || {
+        let mut text = render::backup::list(&answer.backups);
+        if let Some(next) = &answer.next_cursor {
+            text.push_str(&render::backup::more(
+                answer.backups.len(),
+                answer.total,
+                &list_command(&args),
+                next,
+            ));
+        }
+        text
+    });
+    Ok(Exit::Success)
+}
+
+/// The `backup list` command line of these filters, to print with the hint.
+fn list_command(args: &ListArgs) -> String {
+    let mut line = String::from("abssctl backup list");
+    let flags = [
+        ("--instance", &args.instance),
+        ("--status", &args.status),
+        ("--label", &args.label),
+        ("--since", &args.since),
+        ("--until", &args.until),
+    ];
+    for (flag, value) in flags {
+        if let Some(v) = value {
+            line.push_str(&format!(" {flag} {}", render::shell_word(v)));
+        }
+    }
+    if let Some(limit) = args.limit {
+        line.push_str(&format!(" --limit {limit}"));
+    }
+    line
 }
 
 async fn create(client: &Client, out: Output, args: CreateArgs) -> Result<Exit, WireError> {

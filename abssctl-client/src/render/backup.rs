@@ -11,6 +11,15 @@ use super::{Align, ellipsize, esc, fields, human_size, table, value_text, yes_no
 /// The widest the labels/message column gets in `backup list`.
 const NOTE_WIDTH: usize = 48;
 
+/// The line under a `backup list` page when more backups match: how many
+/// are shown, and the commands for all of them and for the next page.
+pub fn more(shown: usize, total: u64, command: &str, cursor: &str) -> String {
+    format!(
+        "{shown} of {total} backups shown, newest first; all: {command} --all; next page: {command} --cursor {}\n",
+        super::shell_word(cursor)
+    )
+}
+
 /// `backup list`: one row per entry, in the order given (newest first).
 pub fn list(entries: &[BackupEntry]) -> String {
     if entries.is_empty() {
