@@ -43,23 +43,25 @@ rpc() {
   t=$(curl -sS --unix-socket "$SOCK" -H 'content-type: application/json' \
     -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$1\",\"params\":$2}" \
     -o "$WORK/answer.json" -w '%{time_total}' http://localhost/)
-  if ! python3 -c 'import json, sys; sys.exit("result" not in json.load(open(sys.argv[1])))' "$WORK/answer.json"; then
-    printf '\nbench: %s failed:\n' "$1" >&2
-    head -c 2000 "$WORK/answer.json" >&2
-    return 1
-  fi
+  python3 -c 'import json, sys; sys.exit("result" not in json.load(open(sys.argv[1])))' "$WORK/answer.json" || return 1
   printf '%.4f' "$t"
+}
+# failure: what the last failed call answered, in one line.
+failure() {
+  python3 -c 'import json, sys
+try:
+    e = json.load(open(sys.argv[1]))["error"]
+    print(e.get("message", ""), e.get("data", "") or "")
+except Exception:
+    lines = open(sys.argv[2]).read().strip().splitlines()
+    print(lines[-1] if lines else "no answer")' "$WORK/answer.json" "$WORK/abssctl.err" 2>/dev/null | head -c 200
 }
 # client ARGS...: wall seconds of one abssctl run (exit 0 or 3 both fine).
 client() {
   local t0=$EPOCHREALTIME rc=0
   "$ABSSCTL" --socket "$SOCK" --json "$@" >"$WORK/answer.json" 2>"$WORK/abssctl.err" || rc=$?
   local t1=$EPOCHREALTIME
-  if ((rc != 0 && rc != 3)); then
-    printf '\nbench: abssctl %s failed (exit %d):\n' "$*" "$rc" >&2
-    cat "$WORK/abssctl.err" >&2
-    return 1
-  fi
+  ((rc == 0 || rc == 3)) || return 1
   elapsed "$t0" "$t1"
 }
 reset_peak() { echo 5 >"/proc/$DAEMON_PID/clear_refs"; }
@@ -70,7 +72,12 @@ series() {
   local label=$1 runs=$2 times=() i sorted median
   shift 2
   reset_peak
-  "$@" >/dev/null
+  : >"$WORK/abssctl.err"
+  if ! "$@" >/dev/null; then
+    BEST=failed
+    printf '  %-18s FAILED: %s (peak RSS %s MiB)\n' "$label" "$(failure)" "$(peak_mib)"
+    return 0
+  fi
   for ((i = 1; i <= runs; i++)); do
     times+=("$("$@")")
   done
@@ -125,8 +132,12 @@ if [[ -n ${FIRST[$n]:-} ]]; then
   check "first page < 20 ms (measured ${FIRST[$n]} s)" "${FIRST[$n]} < 0.020"
   check "show < 10 ms (measured ${SHOW[$n]} s)" "${SHOW[$n]} < 0.010"
   check "cold first page < 0.5 s (measured ${COLD[$n]} s)" "${COLD[$n]} < 0.5"
-  check "reconcile < 2 s (measured ${RECONCILE[$n]} s)" "${RECONCILE[$n]} < 2"
-  check "reconcile peak RSS < 64 MiB (measured ${RECONCILE_PEAK[$n]} MiB)" "${RECONCILE_PEAK[$n]} < 64"
+  if [[ ${RECONCILE[$n]} == failed ]]; then
+    check "reconcile (failed)" 0
+  else
+    check "reconcile < 2 s (measured ${RECONCILE[$n]} s)" "${RECONCILE[$n]} < 2"
+    check "reconcile peak RSS < 64 MiB (measured ${RECONCILE_PEAK[$n]} MiB)" "${RECONCILE_PEAK[$n]} < 64"
+  fi
 else
   echo "  (no 100000-entry run)"
 fi
