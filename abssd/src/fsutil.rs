@@ -91,6 +91,16 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 /// First half of [`atomic_write`]: `bytes` in a synced temporary file beside
 /// `path` (`.<name>.XXXXXX.tmp`), removed again if dropped.
 pub fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    write_temp_with(path, |out| out.write_all(bytes).at("writing", path))
+}
+
+/// [`write_temp`] of what `write` writes to the writer it is given (buffered).
+/// A write that fails on a full filesystem is [`Error::NoSpace`] naming
+/// `path`, whatever `write` made of it.
+pub fn write_temp_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<tempfile::NamedTempFile> {
     let dir = path.parent().unwrap_or(Path::new("."));
     ensure_dir(dir)?;
     // A full filesystem is said as such, naming the file, not its temporary.
@@ -112,12 +122,44 @@ pub fn write_temp(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> 
         .tempfile_in(dir)
         .map_err(|e| fail("creating temporary file in", dir, e))?;
     // Dropping `tmp` on error removes the temporary file; the old file is untouched.
-    tmp.write_all(bytes)
-        .map_err(|e| fail("writing", tmp.path(), e))?;
+    let tmp_path = tmp.path().to_owned();
+    let mut out = Recording {
+        inner: std::io::BufWriter::with_capacity(256 << 10, tmp.as_file_mut()),
+        failed: None,
+    };
+    let written = write(&mut out).and_then(|()| out.flush().at("writing", &tmp_path));
+    if let Some(e) = out.failed.take() {
+        return Err(fail("writing", &tmp_path, e));
+    }
+    written?;
+    drop(out);
     tmp.as_file()
         .sync_all()
         .map_err(|e| fail("syncing", tmp.path(), e))?;
     Ok(tmp)
+}
+
+/// A writer that keeps the first error of the one it wraps.
+struct Recording<W> {
+    inner: W,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: Write> Write for Recording<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| self.keep(e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|e| self.keep(e))
+    }
+}
+
+impl<W> Recording<W> {
+    fn keep(&mut self, e: &std::io::Error) {
+        if self.failed.is_none() {
+            self.failed = Some(std::io::Error::new(e.kind(), e.to_string()));
+        }
+    }
 }
 
 /// Second half of [`atomic_write`]: rename the temporary file over `path` and

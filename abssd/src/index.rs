@@ -6,7 +6,6 @@
 //! Keys this project does not know are kept; the older key spellings are
 //! accepted on read and written in the current spelling.
 
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,6 +17,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+
+pub mod stream;
 
 /// One version of the index file: which file it is (device, inode) and its
 /// change stamp (size; modification and change times, to the nanosecond). A
@@ -45,51 +46,138 @@ impl Stamp {
     }
 }
 
-/// The parsed index, kept between calls (one per daemon): [`Cache::read`]
-/// checks the file's [`Stamp`] and parses it again only when it changed.
+/// What the daemon keeps of the index between calls: a [`Toc`] of the file's
+/// current version, made again only when the file's [`Stamp`] changed.
 #[derive(Debug, Default)]
-pub struct Cache(Mutex<Option<Cached>>);
+pub struct Cache(Mutex<Option<Arc<Toc>>>);
 
-#[derive(Debug)]
-struct Cached {
-    path: PathBuf,
-    stamp: Stamp,
-    index: Arc<Index>,
-    /// The list order, made at the first [`Cache::listing`] of this version.
-    order: Option<Arc<[Row]>>,
-}
-
-/// One entry's place in the list order: its creation time and its position
-/// in [`Index::backups`].
-type Row = (Option<Timestamp>, u32);
+/// How often a read that found the file changed under it starts again.
+const RETRIES: usize = 3;
 
 impl Cache {
-    /// The index at `path` as the file is now (a missing file is an empty
-    /// index, a corrupt one an error, as [`Index::load`]). Blocking: a stat,
-    /// and a read and parse when the file changed. The stamp is taken from
-    /// the open file before its bytes are read, so a change made during the
-    /// read shows as another stamp at the next call, never as a stale hit.
-    pub fn read(&self, path: &Path) -> Result<Arc<Index>> {
+    /// The table of contents of the index at `path` as the file is now (a
+    /// missing file is an empty index, a corrupt one an error, as
+    /// [`Index::load`]). Blocking: a stat, and a walk of the file when it
+    /// changed. The stamp is taken from the open file before it is read, so
+    /// a change made during the walk shows as another stamp at the next call.
+    pub fn toc(&self, path: &Path) -> Result<Arc<Toc>> {
         let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = match std::fs::metadata(path) {
-            Ok(m) => Stamp::of(&m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                *cached = None;
-                return Ok(Arc::new(Index::default()));
-            }
+            Ok(m) => Some(Stamp::of(&m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).at("reading backup index", path),
         };
-        if let Some(c) = cached.as_ref()
-            && c.path == path
-            && c.stamp == now
+        if let Some(toc) = cached.as_ref()
+            && toc.path == path
+            && toc.stamp == now
         {
-            return Ok(Arc::clone(&c.index));
+            return Ok(Arc::clone(toc));
         }
         *cached = None;
-        let mut file = match std::fs::File::open(path) {
+        let toc = Arc::new(Toc::build(path)?);
+        *cached = Some(Arc::clone(&toc));
+        Ok(toc)
+    }
+
+    /// One page of the list (see [`Toc::page`]), read again from a new table
+    /// when the file changed while the page was read.
+    pub fn page(
+        &self,
+        path: &Path,
+        filter: &Filter,
+        after: Option<&Cursor>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<Page> {
+        self.retrying(path, |toc| toc.page(filter, after, limit, budget))
+    }
+
+    /// The entry with this id, or `None`.
+    pub fn get(&self, path: &Path, id: &str) -> Result<Option<BackupEntry>> {
+        self.retrying(path, |toc| toc.get(id))
+    }
+
+    fn retrying<T>(
+        &self,
+        path: &Path,
+        read: impl Fn(&Toc) -> std::result::Result<T, Stale>,
+    ) -> Result<T> {
+        for _ in 0..RETRIES {
+            let toc = self.toc(path)?;
+            match read(&toc) {
+                Ok(v) => return Ok(v),
+                Err(Stale::Error(e)) => return Err(e),
+                Err(Stale::Changed) => {
+                    let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                    if cached.as_ref().is_some_and(|c| Arc::ptr_eq(c, &toc)) {
+                        *cached = None;
+                    }
+                }
+            }
+        }
+        Err(Error::Environment(format!(
+            "{} changed under each of {RETRIES} reads; try again",
+            path.display()
+        )))
+    }
+}
+
+/// Why a read through a [`Toc`] did not answer.
+#[derive(Debug)]
+enum Stale {
+    /// The file is no longer the version the table was made of.
+    Changed,
+    Error(Error),
+}
+
+impl From<Error> for Stale {
+    fn from(e: Error) -> Stale {
+        Stale::Error(e)
+    }
+}
+
+/// A table of contents of one version of the index file: for each entry its
+/// place in the list order, the fields the list filters on, and where its
+/// bytes are, in the file held open. An entry is read from the file when a
+/// page or `show` needs it, so the daemon holds ~150 bytes an entry rather
+/// than the parsed index (~3 KB an entry). Writers replace the file by a
+/// rename, so the open file keeps the bytes the table points at; a write in
+/// place is caught by the stamp of the open file, checked after every read.
+#[derive(Debug)]
+pub struct Toc {
+    path: PathBuf,
+    /// `None` for a missing file.
+    stamp: Option<Stamp>,
+    file: Option<std::fs::File>,
+    /// Newest first, by creation time then id (both descending).
+    rows: Box<[Row]>,
+    /// Instance names, statuses and labels, each once; rows point into it.
+    names: Box<[Box<str>]>,
+}
+
+#[derive(Debug)]
+struct Row {
+    at: Option<Timestamp>,
+    id: Box<str>,
+    offset: u64,
+    len: u32,
+    instance: u32,
+    status: u32,
+    labels: Box<[u32]>,
+}
+
+impl Toc {
+    fn build(path: &Path) -> Result<Toc> {
+        let file = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Arc::new(Index::default()));
+                return Ok(Toc {
+                    path: path.to_owned(),
+                    stamp: None,
+                    file: None,
+                    rows: Box::new([]),
+                    names: Box::new([]),
+                });
             }
             Err(e) => return Err(e).at("reading backup index", path),
         };
@@ -97,55 +185,151 @@ impl Cache {
             .metadata()
             .map(|m| Stamp::of(&m))
             .at("reading backup index", path)?;
-        let mut bytes = Vec::with_capacity(usize::try_from(stamp.size).unwrap_or(0));
-        file.read_to_end(&mut bytes)
-            .at("reading backup index", path)?;
-        let index = Arc::new(Index::parse(&bytes).map_err(|message| Error::Corrupt {
+        let mut interned: std::collections::HashMap<String, u32> = Default::default();
+        let mut names: Vec<Box<str>> = Vec::new();
+        let mut intern = |name: &str| -> u32 {
+            if let Some(&i) = interned.get(name) {
+                return i;
+            }
+            let i = u32::try_from(names.len()).unwrap_or(u32::MAX);
+            names.push(name.into());
+            interned.insert(name.to_owned(), i);
+            i
+        };
+        let mut rows = Vec::new();
+        let mut reader = stream::Reader::new(&file, path);
+        while let Some((offset, len, entry)) = reader.next_entry()? {
+            rows.push(Row {
+                at: created(&entry.created_at),
+                offset,
+                len,
+                instance: intern(&entry.instance),
+                status: intern(&entry.status),
+                labels: entry.metadata.labels.iter().map(|l| intern(l)).collect(),
+                id: entry.id.into_boxed_str(),
+            });
+        }
+        reader.finish()?;
+        rows.sort_unstable_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+        Ok(Toc {
             path: path.to_owned(),
-            format: "JSON",
-            message,
-        })?);
-        *cached = Some(Cached {
-            path: path.to_owned(),
-            stamp,
-            index: Arc::clone(&index),
-            order: None,
-        });
-        Ok(index)
+            stamp: Some(stamp),
+            file: Some(file),
+            rows: rows.into_boxed_slice(),
+            names: names.into_boxed_slice(),
+        })
     }
 
-    /// The index at `path` with its entries in the list order (see
-    /// [`Listing`]), sorted once per version of the file. Blocking.
-    pub fn listing(&self, path: &Path) -> Result<Listing> {
-        let index = self.read(path)?;
-        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // The version just read, unless another call replaced it meanwhile:
-        // then this call sorts its own and keeps nothing.
-        let slot = cached
-            .as_mut()
-            .filter(|c| Arc::ptr_eq(&c.index, &index))
-            .map(|c| &mut c.order);
-        let order = match slot {
-            Some(Some(order)) => Arc::clone(order),
-            Some(slot) => Arc::clone(slot.insert(sorted(&index))),
-            None => sorted(&index),
+    /// How many entries the file holds.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the file holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn matches(&self, filter: &Filter, row: &Row) -> bool {
+        let name = |i: u32| &*self.names[i as usize];
+        filter.matches(
+            row.at,
+            name(row.instance),
+            name(row.status),
+            row.labels.iter().map(|&l| name(l)),
+        )
+    }
+
+    /// The entries `filter` matches after `after` (from the newest without
+    /// one): at most `limit`, and no more than `budget` bytes of the file
+    /// beyond the first.
+    fn page(
+        &self,
+        filter: &Filter,
+        after: Option<&Cursor>,
+        limit: usize,
+        budget: usize,
+    ) -> std::result::Result<Page, Stale> {
+        let start = after.map_or(0, |c| {
+            self.rows
+                .partition_point(|r| (r.at, &*r.id) >= (c.at, c.id.as_str()))
+        });
+        let total = self.rows.iter().filter(|r| self.matches(filter, r)).count();
+        let mut chosen: Vec<&Row> = Vec::new();
+        let (mut bytes, mut next) = (0usize, None);
+        for row in self.rows[start..]
+            .iter()
+            .filter(|r| self.matches(filter, r))
+        {
+            let size = row.len as usize;
+            if chosen.len() == limit || (!chosen.is_empty() && bytes + size > budget) {
+                next = chosen.last().map(|r| Cursor {
+                    at: r.at,
+                    id: r.id.to_string(),
+                });
+                break;
+            }
+            bytes += size;
+            chosen.push(row);
+        }
+        let entries = self.read(&chosen)?;
+        Ok(Page {
+            entries,
+            total: total as u64,
+            next,
+        })
+    }
+
+    fn get(&self, id: &str) -> std::result::Result<Option<BackupEntry>, Stale> {
+        let Some(row) = self.rows.iter().find(|r| &*r.id == id) else {
+            return Ok(None);
         };
-        Ok(Listing { index, order })
+        Ok(self.read(&[row])?.pop())
+    }
+
+    /// The entries of `rows`, read from the open file; [`Stale::Changed`]
+    /// when the file was written in place meanwhile.
+    fn read(&self, rows: &[&Row]) -> std::result::Result<Vec<BackupEntry>, Stale> {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = &self.file else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        let mut buf = Vec::new();
+        for row in rows {
+            buf.resize(row.len as usize, 0);
+            if file.read_exact_at(&mut buf, row.offset).is_err() {
+                return Err(Stale::Changed);
+            }
+            match stream::parse_entry(&buf) {
+                Ok(entry) if *entry.id == *row.id => out.push(entry),
+                _ => return Err(Stale::Changed),
+            }
+        }
+        let now = file
+            .metadata()
+            .map(|m| Stamp::of(&m))
+            .at("reading backup index", &self.path)?;
+        if Some(now) != self.stamp {
+            return Err(Stale::Changed);
+        }
+        Ok(out)
     }
 }
 
-/// The list order of `index`'s entries: newest first, by creation time then by
-/// id, both descending (an unreadable time sorts as the oldest).
-fn sorted(index: &Index) -> Arc<[Row]> {
-    let mut rows: Vec<Row> = index
+/// The positions of `index`'s entries in the list order: newest first, by
+/// creation time then by id, both descending (an unreadable time sorts as
+/// the oldest).
+fn sorted(index: &Index) -> Vec<usize> {
+    let mut rows: Vec<(Option<Timestamp>, usize)> = index
         .backups
         .iter()
-        .zip(0u32..)
-        .map(|(b, i)| (created(&b.created_at), i))
+        .enumerate()
+        .map(|(i, b)| (created(&b.created_at), i))
         .collect();
-    let id = |i: u32| index.backups[i as usize].id.as_str();
+    let id = |i: usize| index.backups[i].id.as_str();
     rows.sort_unstable_by(|a, b| (b.0, id(b.1)).cmp(&(a.0, id(a.1))));
-    rows.into()
+    rows.into_iter().map(|(_, i)| i).collect()
 }
 
 /// An entry's `created_at` as a time: RFC 3339, or a date and time without
@@ -215,14 +399,17 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, at: Option<Timestamp>, b: &BackupEntry) -> bool {
+    fn matches<'a>(
+        &self,
+        at: Option<Timestamp>,
+        instance: &str,
+        status: &str,
+        mut labels: impl Iterator<Item = &'a str>,
+    ) -> bool {
         let timed = self.since.is_some() || self.until.is_some();
-        self.instance.as_ref().is_none_or(|i| *i == b.instance)
-            && self.status.as_ref().is_none_or(|s| *s == b.status)
-            && self
-                .label
-                .as_ref()
-                .is_none_or(|l| b.metadata.labels.contains(l))
+        self.instance.as_ref().is_none_or(|i| i == instance)
+            && self.status.as_ref().is_none_or(|s| s == status)
+            && self.label.as_ref().is_none_or(|l| labels.any(|x| x == l))
             && (!timed
                 || at.is_some_and(|at| {
                     self.since.is_none_or(|s| at >= s) && self.until.is_none_or(|u| at < u)
@@ -241,79 +428,6 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
-/// A version of the index with its list order (see [`Cache::listing`]).
-#[derive(Debug, Clone)]
-pub struct Listing {
-    /// The index.
-    pub index: Arc<Index>,
-    order: Arc<[Row]>,
-}
-
-impl Listing {
-    /// The entries `filter` matches after `after` (from the newest without
-    /// one): at most `limit`, and no more than `budget` bytes of JSON beyond
-    /// the first.
-    pub fn page(
-        &self,
-        filter: &Filter,
-        after: Option<&Cursor>,
-        limit: usize,
-        budget: usize,
-    ) -> Page {
-        let entry = |i: u32| &self.index.backups[i as usize];
-        let start = after.map_or(0, |c| {
-            self.order
-                .partition_point(|&(at, i)| (at, entry(i).id.as_str()) >= (c.at, c.id.as_str()))
-        });
-        let total = self
-            .order
-            .iter()
-            .filter(|&&(at, i)| filter.matches(at, entry(i)))
-            .count();
-        let mut entries = Vec::new();
-        let (mut bytes, mut last, mut next) = (0usize, None, None);
-        for &(at, i) in &self.order[start..] {
-            let b = entry(i);
-            if !filter.matches(at, b) {
-                continue;
-            }
-            let size = json_size(b);
-            if entries.len() == limit || (!entries.is_empty() && bytes + size > budget) {
-                next = last.take();
-                break;
-            }
-            bytes += size;
-            entries.push(b.clone());
-            last = Some(Cursor {
-                at,
-                id: b.id.clone(),
-            });
-        }
-        Page {
-            entries,
-            total: total as u64,
-            next,
-        }
-    }
-}
-
-/// The length of `entry`'s JSON.
-fn json_size(entry: &BackupEntry) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut n = Count(0);
-    let _ = serde_json::to_writer(&mut n, entry);
-    n.0
-}
-
 /// The whole index file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Index {
@@ -329,15 +443,18 @@ impl Index {
     /// Read the index; a missing file is an empty index, a corrupt one an error
     /// naming the file (never silently replaced).
     pub fn load(path: &Path) -> Result<Index> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Index::default()),
-            Err(e) => return Err(e).at("reading backup index", path),
+        // Walked one entry at a time: the file's bytes are never all in
+        // memory beside the parsed entries.
+        let Some(mut reader) = stream::Reader::open(path)? else {
+            return Ok(Index::default());
         };
-        Index::parse(&bytes).map_err(|message| Error::Corrupt {
-            path: path.to_owned(),
-            format: "JSON",
-            message,
+        let mut backups = Vec::new();
+        while let Some((_, _, entry)) = reader.next_entry()? {
+            backups.push(entry);
+        }
+        Ok(Index {
+            backups,
+            extra: reader.finish()?,
         })
     }
 
@@ -386,11 +503,11 @@ impl Index {
     }
 
     /// Entries newest first, optionally for one instance: by creation time,
-    /// then by id (the list order of [`Listing`]).
+    /// then by id (the list order of [`Toc`]).
     pub fn newest_first(&self, instance: Option<&str>) -> Vec<BackupEntry> {
         sorted(self)
-            .iter()
-            .map(|&(_, i)| &self.backups[i as usize])
+            .into_iter()
+            .map(|i| &self.backups[i])
             .filter(|b| instance.is_none_or(|i| b.instance == i))
             .cloned()
             .collect()
@@ -492,16 +609,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("backups.json");
         let cache = Cache::default();
-        assert!(cache.read(&path).unwrap().backups.is_empty(), "no file yet");
+        let first_id = |cache: &Cache| {
+            cache
+                .page(&path, &Filter::default(), None, 1, usize::MAX)
+                .map(|p| p.entries.first().map(|e| e.id.clone()))
+        };
+        assert!(cache.toc(&path).unwrap().is_empty(), "no file yet");
 
         let a = "20260101-000000-alpha-aaaaaa";
         let b = "20260101-000000-alpha-bbbbbb";
         std::fs::write(&path, entry_json(a)).unwrap();
-        let first = cache.read(&path).unwrap();
-        assert_eq!(first.backups[0].id, a);
+        let first = cache.toc(&path).unwrap();
+        assert_eq!(first_id(&cache).unwrap().as_deref(), Some(a));
         assert!(
-            Arc::ptr_eq(&first, &cache.read(&path).unwrap()),
-            "unchanged: the same parse"
+            Arc::ptr_eq(&first, &cache.toc(&path).unwrap()),
+            "unchanged: the same table"
         );
 
         // Another tool replaces it by a rename, in the same second, at the
@@ -521,19 +643,19 @@ mod tests {
             (m.mtime(), m.mtime_nsec(), m.size()),
             (mtime.0, mtime.1, size)
         );
-        assert_eq!(cache.read(&path).unwrap().backups[0].id, b);
+        assert_eq!(first_id(&cache).unwrap().as_deref(), Some(b));
 
         // Written in place (the same inode) at the same size, in the same
         // second: the nanoseconds tell.
         std::fs::write(&path, entry_json(a)).unwrap();
         set_mtime(&path, (mtime.0, (mtime.1 + 1) % 1_000_000_000));
-        assert_eq!(cache.read(&path).unwrap().backups[0].id, a);
+        assert_eq!(first_id(&cache).unwrap().as_deref(), Some(a));
 
         // Gone: an empty index again; corrupt: an error, never the old parse.
         std::fs::remove_file(&path).unwrap();
-        assert!(cache.read(&path).unwrap().backups.is_empty());
+        assert!(cache.toc(&path).unwrap().is_empty());
         std::fs::write(&path, "{").unwrap();
-        assert!(matches!(cache.read(&path), Err(Error::Corrupt { .. })));
+        assert!(matches!(cache.toc(&path), Err(Error::Corrupt { .. })));
     }
 
     #[test]
@@ -708,19 +830,33 @@ mod tests {
         }
     }
 
-    fn listing(index: Index) -> Listing {
-        let index = Arc::new(index);
-        Listing {
-            order: sorted(&index),
-            index,
-        }
+    /// The table of contents of `index` written to a file.
+    fn toc(index: &Index) -> (tempfile::TempDir, Toc) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.json");
+        index.save(&path).unwrap();
+        let toc = Toc::build(&path).unwrap();
+        (dir, toc)
+    }
+
+    fn page(l: &Toc, filter: &Filter, after: Option<&Cursor>, limit: usize, budget: usize) -> Page {
+        l.page(filter, after, limit, budget).unwrap()
+    }
+
+    fn matches(filter: &Filter, b: &BackupEntry) -> bool {
+        filter.matches(
+            created(&b.created_at),
+            &b.instance,
+            &b.status,
+            b.metadata.labels.iter().map(String::as_str),
+        )
     }
 
     /// Every page of `filter` in turn, `limit` at a time.
-    fn every_page(l: &Listing, filter: &Filter, limit: usize) -> Vec<Vec<String>> {
+    fn every_page(l: &Toc, filter: &Filter, limit: usize) -> Vec<Vec<String>> {
         let (mut pages, mut after) = (Vec::new(), None);
         loop {
-            let page = l.page(filter, after.as_ref(), limit, usize::MAX);
+            let page = page(l, filter, after.as_ref(), limit, usize::MAX);
             pages.push(page.entries.iter().map(|b| b.id.clone()).collect());
             match page.next {
                 // On the wire and back.
@@ -733,7 +869,7 @@ mod tests {
     #[test]
     fn pages_cover_the_filtered_list_once_in_order() {
         let index = many(1000);
-        let l = listing(index.clone());
+        let (_dir, l) = toc(&index);
         let filters = [
             Filter::default(),
             Filter {
@@ -752,7 +888,7 @@ mod tests {
             let whole: Vec<String> = index
                 .newest_first(None)
                 .into_iter()
-                .filter(|b| filter.matches(created(&b.created_at), b))
+                .filter(|b| matches(filter, b))
                 .map(|b| b.id)
                 .collect();
             assert!(!whole.is_empty(), "{filter:?}");
@@ -761,7 +897,7 @@ mod tests {
                 assert!(pages.iter().all(|p| p.len() <= limit));
                 assert_eq!(pages.concat(), whole, "{filter:?} limit {limit}");
             }
-            let first = l.page(filter, None, 7, usize::MAX);
+            let first = page(&l, filter, None, 7, usize::MAX);
             assert_eq!(first.total as usize, whole.len());
         }
         // The time filters: since inclusive, until exclusive.
@@ -771,14 +907,14 @@ mod tests {
             until: at("2026-01-01T00:02:00Z"),
             ..Filter::default()
         };
-        assert_eq!(l.page(&one, None, 10, usize::MAX).total, 2);
+        assert_eq!(page(&l, &one, None, 10, usize::MAX).total, 2);
     }
 
     #[test]
     fn a_cursor_holds_its_place_when_entries_come_and_go() {
         let mut index = many(300);
-        let l = listing(index.clone());
-        let first = l.page(&Filter::default(), None, 100, usize::MAX);
+        let (_dir, l) = toc(&index);
+        let first = page(&l, &Filter::default(), None, 100, usize::MAX);
         let seen: Vec<String> = first.entries.iter().map(|b| b.id.clone()).collect();
         let cursor = first.next.unwrap();
         // Meanwhile: a newer backup, and a third of the listed ones removed
@@ -788,11 +924,11 @@ mod tests {
         newer.created_at = "2099-01-01T00:00:00Z".into();
         index.backups.push(newer);
         index.backups.retain(|b| !seen[..33].contains(&b.id));
-        let l = listing(index.clone());
+        let (_dir2, l) = toc(&index);
         let mut rest = Vec::new();
         let mut after = Some(cursor);
         while let Some(c) = after {
-            let page = l.page(&Filter::default(), Some(&c), 100, usize::MAX);
+            let page = page(&l, &Filter::default(), Some(&c), 100, usize::MAX);
             rest.extend(page.entries.iter().map(|b| b.id.clone()));
             after = page.next;
         }
@@ -808,13 +944,46 @@ mod tests {
 
     #[test]
     fn a_page_ends_at_its_byte_budget_but_holds_one_entry() {
-        let l = listing(many(50));
-        let one = json_size(&l.index.backups[0]);
-        let page = l.page(&Filter::default(), None, 50, one * 3 + one / 2);
-        assert_eq!(page.entries.len(), 3);
-        assert!(page.next.is_some());
-        let page = l.page(&Filter::default(), None, 50, 1);
-        assert_eq!(page.entries.len(), 1);
+        let (_dir, l) = toc(&many(50));
+        let one = l.rows[0].len as usize;
+        let p = page(&l, &Filter::default(), None, 50, one * 3 + one / 2);
+        assert_eq!(p.entries.len(), 3);
+        assert!(p.next.is_some());
+        let p = page(&l, &Filter::default(), None, 50, 1);
+        assert_eq!(p.entries.len(), 1);
+    }
+
+    #[test]
+    fn a_write_in_place_is_seen_after_the_read_and_read_again() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.json");
+        let mut index = many(20);
+        index.save(&path).unwrap();
+        let cache = Cache::default();
+        let first = cache.get(&path, &index.backups[3].id).unwrap().unwrap();
+        assert_eq!(first.message, None);
+        let held = cache.toc(&path).unwrap();
+        // Rewritten in place (same inode): the table's offsets are wrong now.
+        index.backups[3].message = Some("edited".into());
+        index.backups.remove(0);
+        let bytes = serde_json::to_vec_pretty(&index).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&bytes)
+            .unwrap();
+        // A table made before the write finds out at its next read.
+        assert!(matches!(
+            held.get(&index.backups[2].id),
+            Err(Stale::Changed)
+        ));
+        let toc = cache.toc(&path).unwrap();
+        assert_eq!(toc.len(), 19);
+        let again = cache.get(&path, &index.backups[2].id).unwrap().unwrap();
+        assert_eq!(again.message.as_deref(), Some("edited"));
     }
 
     #[test]

@@ -36,9 +36,7 @@ pub async fn list(ctx: &Ctx, params: &ListParams) -> Result<ListResult> {
     let limit = params.limit.unwrap_or(LIST_PAGE);
     let (file, cache) = (ctx.config.layout.index_file.clone(), Arc::clone(&ctx.index));
     tokio::task::spawn_blocking(move || {
-        let page = cache
-            .listing(&file)?
-            .page(&filter, after.as_ref(), limit, LIST_PAGE_BYTES);
+        let page = cache.page(&file, &filter, after.as_ref(), limit, LIST_PAGE_BYTES)?;
         Ok(ListResult {
             backups: page.entries,
             total: page.total,
@@ -73,9 +71,16 @@ fn time(field: &str, text: &str) -> Result<jiff::Timestamp> {
 /// One entry.
 pub async fn show(ctx: &Ctx, params: &ShowParams) -> Result<ShowResult> {
     let (file, cache) = (ctx.config.layout.index_file.clone(), Arc::clone(&ctx.index));
-    let index = tokio::task::spawn_blocking(move || cache.read(&file)).await??;
-    let backup = index
-        .require(&params.id, &ctx.config.layout.index_file)?
-        .clone();
+    let id = params.id.clone();
+    crate::index::check_id(&id)?;
+    let found = tokio::task::spawn_blocking(move || cache.get(&file, &id)).await??;
+    let backup = found.ok_or_else(|| Error::NotFound {
+        what: "backup",
+        name: params.id.clone(),
+        hint: format!(
+            " in {} (abssctl backup list shows the ids)",
+            ctx.config.layout.index_file.display()
+        ),
+    })?;
     Ok(ShowResult { backup })
 }

@@ -18,7 +18,6 @@
 //! later plain verify of the same bytes does not forget a problem it found.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use abssd_proto::{
     Algorithm, BackupEntry, DeepVerification, EventKind, Phase, VerifyItem, VerifyParams,
@@ -76,9 +75,9 @@ pub async fn run(
     progress: &Reporter,
 ) -> Result<(VerifyPlan, VerifyResult)> {
     let index_file = ctx.config.layout.index_file.clone();
-    let (file, p, cache) = (index_file.clone(), params.clone(), Arc::clone(&ctx.index));
+    let (file, p) = (index_file.clone(), params.clone());
     let (entries, plan) = tokio::task::spawn_blocking(move || {
-        let entries = select(&*cache.read(&file)?, &p, &file)?;
+        let entries = select(&Index::load(&file)?, &p, &file)?;
         let plan = VerifyPlan {
             ids: entries.iter().map(|e| e.id.clone()).collect(),
             total_bytes: entries

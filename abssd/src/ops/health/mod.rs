@@ -156,9 +156,10 @@ async fn gather(ctx: &Arc<Ctx>, params: &HealthParams, now: Timestamp) -> Result
     }
     let registry = registry.unwrap_or_default();
 
-    let (file, cache) = (config.layout.index_file.clone(), Arc::clone(&ctx.index));
-    let index = match tokio::task::spawn_blocking(move || cache.read(&file)).await? {
-        Ok(i) => i,
+    let file = config.layout.index_file.clone();
+    let loaded = tokio::task::spawn_blocking(move || crate::index::Index::load(&file)).await?;
+    let index = match loaded {
+        Ok(i) => Arc::new(i),
         Err(e) => {
             results.push(probes::result(
                 "index",

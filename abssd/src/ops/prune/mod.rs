@@ -52,14 +52,14 @@ pub async fn run(
     let min_age = SignedDuration::try_from(ctx.config.daemon.pre_restore_min_age)
         .map_err(|e| Error::validation(format!("backups.pre_restore_min_age: {e}")))?;
     let in_use = ctx.in_use.snapshot();
-    let (file, cache) = (ctx.config.layout.index_file.clone(), Arc::clone(&ctx.index));
+    let file = ctx.config.layout.index_file.clone();
     let p = params.clone();
     let now = Timestamp::now();
     let tz = TimeZone::system();
     let (plan, entries, rules) = {
         let tz = tz.clone();
         tokio::task::spawn_blocking(move || {
-            let index = cache.read(&file)?;
+            let index = Index::load(&file)?;
             let source = source.clone();
             let (plan, removals) =
                 plan::plan(&index, &p, &rules, source, &in_use, now, &tz, min_age)?;
