@@ -428,6 +428,47 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// The ids of an index, kept as 64-bit keyed hashes (8 bytes an id): enough
+/// to tell that an id is absent, which is what an orphan or an adoption asks
+/// nearly always. A possible hit is looked up in the file.
+#[derive(Debug)]
+pub struct IdSet {
+    file: PathBuf,
+    keys: std::hash::RandomState,
+    ids: std::collections::HashSet<u64>,
+}
+
+impl IdSet {
+    /// An empty set for the index at `file`.
+    pub fn new(file: &Path) -> IdSet {
+        IdSet {
+            file: file.to_owned(),
+            keys: std::hash::RandomState::new(),
+            ids: Default::default(),
+        }
+    }
+
+    fn key(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.keys.hash_one(id)
+    }
+
+    /// Note `id`.
+    pub fn insert(&mut self, id: &str) {
+        let key = self.key(id);
+        self.ids.insert(key);
+    }
+
+    /// The entry with this id, read from the file when the set may hold it.
+    /// Blocking.
+    pub fn get(&self, id: &str) -> Result<Option<BackupEntry>> {
+        if !self.ids.contains(&self.key(id)) {
+            return Ok(None);
+        }
+        stream::find(&self.file, id)
+    }
+}
+
 /// The whole index file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Index {

@@ -385,6 +385,19 @@ pub fn parse_entry(bytes: &[u8]) -> std::result::Result<BackupEntry, String> {
     Ok(entry)
 }
 
+/// The entry with this id, read through the file at `path` (stops at it).
+pub fn find(path: &Path, id: &str) -> Result<Option<BackupEntry>> {
+    let Some(mut reader) = Reader::open(path)? else {
+        return Ok(None);
+    };
+    while let Some((_, _, entry)) = reader.next_entry()? {
+        if entry.id == id {
+            return Ok(Some(entry));
+        }
+    }
+    Ok(None)
+}
+
 /// What [`rewrite`] does with one entry.
 #[derive(Debug)]
 pub enum Edit {
@@ -397,7 +410,8 @@ pub enum Edit {
 }
 
 /// Write a new version of the index at `path`: every entry of the current
-/// file through `edit` in file order, then `append`, into a temporary file
+/// file through `edit` in file order, then the entries `append` gives (called
+/// once, after the last `edit`: it may depend on what the edits saw), into a temporary file
 /// renamed over the old one (fsynced, like [`super::Index::save`], and in the
 /// same shape). An error from `edit`, or a corrupt file, leaves the old file
 /// as it was; so does an edit that changed nothing (and appended nothing).
@@ -406,9 +420,9 @@ pub enum Edit {
 pub fn rewrite(
     path: &Path,
     mut edit: impl FnMut(BackupEntry) -> Result<Edit>,
-    append: Vec<BackupEntry>,
+    append: impl FnOnce() -> Result<Vec<BackupEntry>>,
 ) -> Result<u64> {
-    let changes = std::cell::Cell::new(append.len() as u64);
+    let changes = std::cell::Cell::new(0);
     let mut counted = |entry| {
         let e = edit(entry)?;
         if !matches!(e, Edit::Keep(_)) {
@@ -421,7 +435,8 @@ pub fn rewrite(
         let doc = Streamed {
             reader: RefCell::new(reader),
             edit: RefCell::new(&mut counted),
-            append: RefCell::new(append.into_iter()),
+            append: RefCell::new(Appended::Later(Box::new(append))),
+            changes: &changes,
             failed: RefCell::new(None),
         };
         let mut ser = serde_json::Serializer::with_formatter(
@@ -449,7 +464,8 @@ pub fn rewrite(
 struct Streamed<'e, F> {
     reader: RefCell<Option<Reader<File>>>,
     edit: RefCell<&'e mut F>,
-    append: RefCell<std::vec::IntoIter<BackupEntry>>,
+    append: RefCell<Appended<'e>>,
+    changes: &'e std::cell::Cell<u64>,
     /// The first error of the reader or the edit: the serialization stops.
     failed: RefCell<Option<Error>>,
 }
@@ -478,6 +494,14 @@ impl<F: FnMut(BackupEntry) -> Result<Edit>> serde::Serialize for Streamed<'_, F>
     }
 }
 
+/// The entries [`rewrite`] appends: not asked for yet, being written, or
+/// all written.
+enum Appended<'e> {
+    Later(Box<dyn FnOnce() -> Result<Vec<BackupEntry>> + 'e>),
+    Now(std::vec::IntoIter<BackupEntry>),
+    Done,
+}
+
 struct Entries<'a, 'e, F>(&'a Streamed<'e, F>);
 
 impl<F: FnMut(BackupEntry) -> Result<Edit>> serde::Serialize for Entries<'_, '_, F> {
@@ -498,7 +522,19 @@ impl<F: FnMut(BackupEntry) -> Result<Edit>> serde::Serialize for Entries<'_, '_,
                     Edit::Drop => {}
                 }
             }
-            Ok(s.append.borrow_mut().next())
+            let mut append = s.append.borrow_mut();
+            if let Appended::Later(_) = &*append {
+                let Appended::Later(make) = std::mem::replace(&mut *append, Appended::Done) else {
+                    unreachable!("matched above");
+                };
+                let entries = make()?;
+                s.changes.set(s.changes.get() + entries.len() as u64);
+                *append = Appended::Now(entries.into_iter());
+            }
+            Ok(match &mut *append {
+                Appended::Now(entries) => entries.next(),
+                _ => None,
+            })
         };
         let items = std::iter::from_fn(|| match next() {
             Ok(e) => e,
@@ -607,6 +643,107 @@ mod tests {
         for text in [&b""[..], b"  \n", b"{}", b"{\"backups\": []}"] {
             assert!(entries(text).unwrap().0.is_empty());
         }
+    }
+
+    fn sample(n: usize) -> Index {
+        let mut index = Index::parse(br#"{"backups": [], "schema": 1, "z": [true]}"#).unwrap();
+        for i in 0..n {
+            index.backups.push(BackupEntry::new(
+                format!("20260101-000000-alpha-{i:06x}"),
+                "alpha".into(),
+                "2026-01-01T00:00:00Z".into(),
+                format!("/b/{i}.tar.zst"),
+                "zstd",
+                1,
+                "ab".repeat(32),
+            ));
+        }
+        index
+    }
+
+    #[test]
+    fn a_rewrite_is_what_save_would_write_and_nothing_when_nothing_changed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.json");
+        let mut index = sample(2000);
+        index.save(&path).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let n = rewrite(&path, |e| Ok(Edit::Keep(e)), || Ok(Vec::new())).unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            ino,
+            "not rewritten"
+        );
+        assert_eq!(Index::load(&path).unwrap(), index);
+
+        let added = sample(2001).backups.pop().unwrap();
+        let extra = added.clone();
+        let n = rewrite(
+            &path,
+            |mut e| {
+                Ok(match e.id.as_str() {
+                    "20260101-000000-alpha-000003" => Edit::Drop,
+                    "20260101-000000-alpha-000007" => {
+                        e.status = "missing".into();
+                        Edit::Changed(e)
+                    }
+                    _ => Edit::Keep(e),
+                })
+            },
+            move || Ok(vec![extra]),
+        )
+        .unwrap();
+        assert_eq!(n, 3);
+        index.backups[7].status = "missing".into();
+        index.backups.remove(3);
+        index.backups.push(added);
+        let mut expected = serde_json::to_vec_pretty(&index).unwrap();
+        expected.push(b'\n');
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+        assert_eq!(
+            find(&path, "20260101-000000-alpha-000007")
+                .unwrap()
+                .unwrap()
+                .status,
+            "missing"
+        );
+        assert!(
+            find(&path, "20260101-000000-alpha-000003")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_failed_edit_or_a_corrupt_file_leaves_the_index_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.json");
+        sample(50).save(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let e = rewrite(
+            &path,
+            |e| {
+                if e.id.ends_with("00002a") {
+                    Err(Error::validation("no"))
+                } else {
+                    Ok(Edit::Changed(e))
+                }
+            },
+            || Ok(Vec::new()),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), abssd_proto::ErrorKind::Validation);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let mut torn = before.clone();
+        torn.truncate(before.len() / 2);
+        std::fs::write(&path, &torn).unwrap();
+        let e = rewrite(&path, |e| Ok(Edit::Changed(e)), || Ok(Vec::new())).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), torn);
+        let temps: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(temps.len(), 1, "no temporary file left");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! sidecar written back is correct whatever else happens: its digest is the
 //! archive's hash and the entry's checksum.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use abssd_proto::{
@@ -25,7 +25,7 @@ use crate::archive::sidecar;
 use crate::error::Result;
 use crate::extract;
 use crate::fsutil;
-use crate::index::{self, Index};
+use crate::index::{self, stream::Edit};
 use crate::progress::Reporter;
 use crate::registry::validate_name;
 
@@ -42,7 +42,7 @@ pub fn adoption(
     archive: &Archive,
     scope: Option<&str>,
     limits: extract::Limits,
-    index: &Index,
+    ids: &index::IdSet,
     actor: &Actor,
     progress: &Reporter,
 ) -> std::result::Result<Adoption, String> {
@@ -83,7 +83,7 @@ pub fn adoption(
     if id != infer(archive).0 {
         notes.push(format!("the archive holds backup {id}"));
     }
-    if let Some(other) = index.get(&id) {
+    if let Some(other) = ids.get(&id).map_err(|e| e.to_string())? {
         return Err(format!(
             "it holds backup {id}, which the index already has at {}",
             other.path
@@ -203,53 +203,111 @@ pub enum Applied {
 }
 
 /// Write every change that still holds into the index, in one atomic
-/// replace, then the sidecars to write back. Blocking; the caller holds the
-/// global lock. Returns what became of each planned change.
+/// replace streamed through one entry at a time, then the sidecars to write
+/// back. Blocking; the caller holds the global lock. Returns what became of
+/// each planned change.
 pub fn write(
     index_file: &Path,
     planned: &[Planned],
     in_flight: &HashSet<PathBuf>,
 ) -> Result<Vec<Applied>> {
-    let mut index = Index::load(index_file)?;
     let now = fsutil::now_utc();
-    let mut done = Vec::with_capacity(planned.len());
-    let mut changed = false;
-    for p in planned {
-        let applied = match &p.change {
-            // After the index: a sidecar that cannot be written must not
-            // cost the index its fixes.
-            Change::WriteSidecar { .. } => Applied::Stale,
-            _ if apply_one(&mut index, p, in_flight, &now)? => {
-                changed = true;
-                Applied::Done
+    let done = std::cell::RefCell::new(planned.iter().map(|_| Applied::Stale).collect::<Vec<_>>());
+    // The changes to entries by id (an entry may have two: a sidecar to write
+    // back and a re-hash to record); the adoptions by id and by path.
+    let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut adopting: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in planned.iter().enumerate() {
+        match &p.change {
+            Change::Adopt(_) => {
+                adopting.insert(p.id.as_str(), i);
+                adopting.insert(p.path.as_str(), i);
             }
-            _ => Applied::Stale,
-        };
-        done.push(applied);
+            _ => by_id.entry(p.id.as_str()).or_default().push(i),
+        }
     }
-    if changed {
-        index.save(index_file)?;
-    }
-    for (p, applied) in planned.iter().zip(done.iter_mut()) {
-        if let Change::WriteSidecar { sha256, size } = &p.change {
-            *applied = write_sidecar(&index, p, sha256, *size);
+    let taken = std::cell::RefCell::new(HashSet::new());
+    let mut sidecar_holds = HashSet::new();
+    crate::index::stream::rewrite(
+        index_file,
+        |mut entry| {
+            // An entry with an adoption's id or archive: that one is taken.
+            for key in [entry.id.as_str(), entry.path.as_str()] {
+                if let Some(&i) = adopting.get(key) {
+                    taken.borrow_mut().insert(i);
+                }
+            }
+            let mut changed = false;
+            for &i in by_id.get(entry.id.as_str()).into_iter().flatten() {
+                let p = &planned[i];
+                match &p.change {
+                    // After the index: a sidecar that cannot be written must
+                    // not cost the index its fixes.
+                    Change::WriteSidecar { sha256, .. } => {
+                        let same = entry.path == p.path
+                            && entry
+                                .sha256()
+                                .is_some_and(|v| v.eq_ignore_ascii_case(sha256));
+                        if same {
+                            sidecar_holds.insert(i);
+                        }
+                    }
+                    _ if apply_one(&mut entry, p, &now) => {
+                        done.borrow_mut()[i] = Applied::Done;
+                        changed = true;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(if changed {
+                Edit::Changed(entry)
+            } else {
+                Edit::Keep(entry)
+            })
+        },
+        || {
+            let mut adopted: Vec<BackupEntry> = Vec::new();
+            for (i, p) in planned.iter().enumerate() {
+                let Change::Adopt(adoption) = &p.change else {
+                    continue;
+                };
+                // Two orphans holding one backup: the first is adopted.
+                if adopted.iter().any(|e| e.id == p.id || e.path == p.path) {
+                    continue;
+                }
+                let writing = in_flight
+                    .iter()
+                    .any(|f| f.file_name() == Path::new(&p.path).file_name());
+                if taken.borrow().contains(&i) || writing || !Path::new(&p.path).is_file() {
+                    continue;
+                }
+                if let Some(text) = &adoption.sidecar {
+                    fsutil::atomic_write(&sidecar::path(Path::new(&p.path)), text.as_bytes())?;
+                }
+                adopted.push(adoption.entry.clone());
+                done.borrow_mut()[i] = Applied::Done;
+            }
+            Ok(adopted)
+        },
+    )?;
+    let mut done = done.into_inner();
+    for (i, p) in planned.iter().enumerate() {
+        if let Change::WriteSidecar { sha256, size } = &p.change
+            && sidecar_holds.contains(&i)
+        {
+            done[i] = write_sidecar(p, sha256, *size);
         }
     }
     Ok(done)
 }
 
-/// Write back the sidecar of `p`'s archive if its entry still has checksum
-/// `sha256` (which its archive hashed to) and the archive is still the file
+/// Write back the sidecar of `p`'s archive (its entry still has checksum
+/// `sha256`, which its archive hashed to) if the archive is still the file
 /// of `size` bytes that was hashed, and no sidecar has appeared since.
-fn write_sidecar(index: &Index, p: &Planned, sha256: &str, size: u64) -> Applied {
-    let same_entry = index
-        .get(&p.id)
-        .filter(|e| e.path == p.path)
-        .and_then(|e| e.sha256())
-        .is_some_and(|v| v.eq_ignore_ascii_case(sha256));
+fn write_sidecar(p: &Planned, sha256: &str, size: u64) -> Applied {
     let same_file =
         std::fs::symlink_metadata(&p.path).is_ok_and(|m| m.is_file() && m.len() == size);
-    if !same_entry || !same_file {
+    if !same_file {
         return Applied::Stale;
     }
     match sidecar::write_back(Path::new(&p.path), sha256) {
@@ -259,35 +317,14 @@ fn write_sidecar(index: &Index, p: &Planned, sha256: &str, size: u64) -> Applied
     }
 }
 
-/// One change, if the index and the disk still call for it.
-fn apply_one(
-    index: &mut Index,
-    p: &Planned,
-    in_flight: &HashSet<PathBuf>,
-    now: &str,
-) -> Result<bool> {
-    let present = Path::new(&p.path).is_file();
-    if let Change::Adopt(adoption) = &p.change {
-        let taken = index.get(&p.id).is_some() || index.backups.iter().any(|e| e.path == p.path);
-        let writing = in_flight
-            .iter()
-            .any(|f| f.file_name() == Path::new(&p.path).file_name());
-        if taken || writing || !present {
-            return Ok(false);
-        }
-        if let Some(text) = &adoption.sidecar {
-            fsutil::atomic_write(&sidecar::path(Path::new(&p.path)), text.as_bytes())?;
-        }
-        index.backups.push(adoption.entry.clone());
-        return Ok(true);
-    }
+/// One change to `entry` (the one with the planned change's id), if the
+/// entry and the disk still call for it.
+fn apply_one(entry: &mut BackupEntry, p: &Planned, now: &str) -> bool {
     // An entry a prune marked removed meanwhile stays as the prune left it.
-    let Some(entry) = index
-        .get_mut(&p.id)
-        .filter(|e| e.path == p.path && e.status != status::REMOVED)
-    else {
-        return Ok(false);
-    };
+    if entry.path != p.path || entry.status == status::REMOVED {
+        return false;
+    }
+    let present = Path::new(&p.path).is_file();
     let reason = match &p.change {
         Change::MarkMissing if !present && entry.status != status::MISSING => {
             entry.status = status::MISSING.into();
@@ -304,13 +341,13 @@ fn apply_one(
             }
             reconcile_reason::ARCHIVE_REHASHED
         }
-        _ => return Ok(false),
+        _ => return false,
     };
     entry.reconciled_at = Some(now.to_owned());
     // The Python tool's record of the same change, so either tool reads it.
     entry.metadata.reconciled_at = Some(Lenient::Typed(now.to_owned()));
     entry.metadata.reconcile_reason = Some(Lenient::Typed(reason.to_owned()));
-    Ok(true)
+    true
 }
 
 /// Put what `--apply` changed into `result`; with `--adopt`, also which of

@@ -1,7 +1,7 @@
 //! Index against disk: which entries have their archive, which archives have
 //! an entry, and what each disagreement is called and what `--apply` does
-//! about it. Pure over the [`Scan`] and the [`Index`], except for one `stat`
-//! per entry whose path the walk did not see.
+//! about it. One pass through the index file against the [`Scan`] ([`walk`]),
+//! with one `stat` per entry whose path the walk did not see.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -9,17 +9,20 @@ use std::path::{Path, PathBuf};
 use abssd_proto::{BackupEntry, ReconcileItem, item_status, status};
 
 use super::scan::{Scan, archive_of, infer, strip_extension};
-use crate::index::{self, Index};
+use crate::index;
 use crate::ops::verify::Finding;
 use crate::registry::validate_name;
 
-/// An index entry in scope and the archive file it names, if present.
-#[derive(Debug, Clone, Copy)]
+/// An index entry in scope that something is to be said or done about, and
+/// the archive file it names, if present.
+#[derive(Debug, Clone)]
 pub struct Located {
-    /// Position of the entry in the index.
-    pub at: usize,
+    /// The entry.
+    pub entry: BackupEntry,
     /// The file's size when present.
     pub size: Option<u64>,
+    /// Present without its `.sha256` sidecar.
+    pub lacking: bool,
 }
 
 /// Which list a finding is in.
@@ -86,20 +89,67 @@ pub struct Planned {
     pub change: Change,
 }
 
-/// Entries in scope with their files; the archives some entry names.
-pub fn locate(
+/// What one pass through the index found: the entries in scope that are not
+/// simply in sync (or that `rehash` is to re-hash), and what the rest of
+/// reconcile needs to know of all of them. Only those entries are kept, so a
+/// reconcile of an index in sync holds one entry at a time.
+#[derive(Debug)]
+pub struct Walked {
+    /// Entries in the index (all instances).
+    pub entries: u64,
+    /// Entries in scope to judge, in file order.
+    pub located: Vec<Located>,
+    /// Entries in scope absent and marked so already (not kept).
+    pub known_missing: u64,
+    /// By position in the scan: whether some entry (in scope or not) names
+    /// the archive. An archive of another instance is never an orphan.
+    pub claimed: Vec<bool>,
+    /// Every entry's id.
+    pub ids: index::IdSet,
+    /// Positions in `scan.lone_sidecars` of the sidecars whose archive some
+    /// entry names.
+    pub named_sidecars: HashSet<usize>,
+}
+
+/// How the walk decides which entries are re-hashed: `Some(all)` under
+/// `--verify` (`all`) or `--apply` (those without a sidecar that have a
+/// checksum).
+pub type Rehashing = Option<bool>;
+
+/// Read the index at `file` one entry at a time against `scan`. Blocking.
+pub fn walk(
+    file: &Path,
     scan: &Scan,
-    index: &Index,
     instance: Option<&str>,
-) -> (Vec<Located>, HashSet<usize>) {
-    let mut claimed = HashSet::new();
-    let mut located = Vec::new();
-    for (at, entry) in index.backups.iter().enumerate() {
-        // Any entry's archive is claimed, in scope or not: an archive of
-        // another instance is never an orphan of this one.
+    rehash: Rehashing,
+) -> crate::error::Result<Walked> {
+    let lone: std::collections::HashMap<&str, usize> = scan
+        .lone_sidecars
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (archive_of(s), i))
+        .collect();
+    let mut out = Walked {
+        entries: 0,
+        located: Vec::new(),
+        known_missing: 0,
+        claimed: vec![false; scan.archives.len()],
+        ids: index::IdSet::new(file),
+        named_sidecars: HashSet::new(),
+    };
+    let Some(mut reader) = index::stream::Reader::open(file)? else {
+        return Ok(out);
+    };
+    while let Some((_, _, entry)) = reader.next_entry()? {
+        out.entries += 1;
+        out.ids.insert(&entry.id);
         let found = scan.find(&entry.path);
         if let Some(i) = found {
-            claimed.insert(i);
+            out.claimed[i] = true;
+        }
+        let lone_sidecar = lone.get(entry.path.as_str()).copied();
+        if let Some(i) = lone_sidecar {
+            out.named_sidecars.insert(i);
         }
         if instance.is_some_and(|i| entry.instance != i) {
             continue;
@@ -112,9 +162,27 @@ pub fn locate(
                 .filter(std::fs::Metadata::is_file)
                 .map(|m| m.len()),
         };
-        located.push(Located { at, size });
+        let lacking = size.is_some() && super::sidecars::lacks(scan, &entry.path);
+        let rehashed = rehash
+            .is_some_and(|all| all || (lacking && entry.sha256().is_some_and(|v| !v.is_empty())));
+        if !rehashed && !lacking {
+            match judge(&entry, size, None, lone_sidecar.is_some()) {
+                Verdict::Fine => continue,
+                Verdict::KnownMissing => {
+                    out.known_missing += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.located.push(Located {
+            entry,
+            size,
+            lacking,
+        });
     }
-    (located, claimed)
+    reader.finish()?;
+    Ok(out)
 }
 
 /// What one entry amounts to.
@@ -237,18 +305,18 @@ pub struct Orphan {
 /// Returns them and the paths skipped because a create is writing them.
 pub fn orphans(
     scan: &Scan,
-    claimed: &HashSet<usize>,
-    index: &Index,
+    claimed: &[bool],
+    ids: &index::IdSet,
     in_flight: &HashSet<PathBuf>,
     instance: Option<&str>,
-) -> (Vec<Orphan>, Vec<String>) {
+) -> crate::error::Result<(Vec<Orphan>, Vec<String>)> {
     // By file name: the id in it is unique, however the directory is spelled.
     let in_flight: HashSet<&std::ffi::OsStr> =
         in_flight.iter().filter_map(|p| p.file_name()).collect();
     let mut out = Vec::new();
     let mut writing = Vec::new();
     for (i, archive) in scan.archives.iter().enumerate() {
-        if claimed.contains(&i) {
+        if claimed[i] {
             continue;
         }
         if in_flight.contains(std::ffi::OsStr::new(&archive.name)) {
@@ -259,7 +327,7 @@ pub fn orphans(
         if instance.is_some_and(|want| owner.as_deref() != Some(want)) {
             continue;
         }
-        let (reason, adoptable) = match index.get(&id) {
+        let (reason, adoptable) = match ids.get(&id)? {
             Some(other) => (
                 format!(
                     "no index entry names this file, but backup {id} is in the index at {}: a copy?",
@@ -284,16 +352,21 @@ pub fn orphans(
             adoptable,
         });
     }
-    (out, writing)
+    Ok((out, writing))
 }
 
-/// Sidecars with neither archive nor entry, in scope.
-pub fn stray_sidecars(scan: &Scan, index: &Index, instance: Option<&str>) -> Vec<ReconcileItem> {
-    let named: HashSet<&str> = index.backups.iter().map(|e| e.path.as_str()).collect();
+/// Sidecars with neither archive nor entry, in scope; `named`: those whose
+/// archive an entry names (see [`Walked::named_sidecars`]).
+pub fn stray_sidecars(
+    scan: &Scan,
+    named: &HashSet<usize>,
+    instance: Option<&str>,
+) -> Vec<ReconcileItem> {
     scan.lone_sidecars
         .iter()
-        .filter(|s| !named.contains(archive_of(s)))
-        .filter_map(|sidecar| {
+        .enumerate()
+        .filter(|(i, _)| !named.contains(i))
+        .filter_map(|(_, sidecar)| {
             let archive = Path::new(archive_of(sidecar));
             let name = archive.file_name()?.to_str()?;
             let stem = strip_extension(name);

@@ -33,7 +33,6 @@ use abssd_proto::{
 };
 
 use crate::error::{Error, Result};
-use crate::index::Index;
 use crate::ops::claims::InUse;
 use crate::ops::{Ctx, verify};
 use crate::progress::{Progress, Reporter};
@@ -91,23 +90,40 @@ pub async fn run(
         ));
     }
 
-    let (index, in_flight) = {
+    // One pass through the index under the global lock, with the set of
+    // archives being written taken at the same time.
+    let scanned = Arc::new(scanned);
+    let rehashing = (params.verify || params.apply).then_some(params.verify);
+    let (walked, in_flight) = {
         let _global = ctx.locks.acquire(true, &[], progress).await?;
-        let file = config.layout.index_file.clone();
-        let index = tokio::task::spawn_blocking(move || Index::load(&file)).await??;
-        (index, ctx.in_flight.snapshot())
+        let (file, s, sc) = (
+            config.layout.index_file.clone(),
+            Arc::clone(&scanned),
+            scope.clone(),
+        );
+        let walked = tokio::task::spawn_blocking(move || {
+            classify::walk(&file, &s, sc.as_deref(), rehashing)
+        })
+        .await??;
+        (walked, ctx.in_flight.snapshot())
     };
-
-    let (scan_ref, index_ref) = (Arc::new(scanned), Arc::new(index));
-    let (s2, i2, sc2) = (scan_ref.clone(), index_ref.clone(), scope.clone());
-    let (located, orphans, writing, strays, lacking) = tokio::task::spawn_blocking(move || {
-        let (located, claimed) = classify::locate(&s2, &i2, sc2.as_deref());
-        let (orphans, writing) = classify::orphans(&s2, &claimed, &i2, &in_flight, sc2.as_deref());
-        let strays = classify::stray_sidecars(&s2, &i2, sc2.as_deref());
-        let lacking = sidecars::lacking(&s2, &i2, &located);
-        (located, orphans, writing, strays, lacking)
+    let classify::Walked {
+        entries,
+        located,
+        known_missing,
+        claimed,
+        ids,
+        named_sidecars,
+    } = walked;
+    let ids = Arc::new(ids);
+    let (s2, i2, sc2) = (Arc::clone(&scanned), Arc::clone(&ids), scope.clone());
+    let (orphans, writing, strays) = tokio::task::spawn_blocking(move || {
+        let (orphans, writing) = classify::orphans(&s2, &claimed, &i2, &in_flight, sc2.as_deref())?;
+        let strays = classify::stray_sidecars(&s2, &named_sidecars, sc2.as_deref());
+        Ok::<_, Error>((orphans, writing, strays))
     })
-    .await?;
+    .await??;
+    let scan_ref = scanned;
     if !writing.is_empty() {
         progress.info(format!(
             "{} archive(s) being written by running creates were left out: {}",
@@ -120,11 +136,7 @@ pub async fn run(
     // checksum for, to write their sidecars from a verified hash.
     let hashed = |l: &&Located| {
         params.verify
-            || (params.apply
-                && lacking.contains(&l.at)
-                && index_ref.backups[l.at]
-                    .sha256()
-                    .is_some_and(|v| !v.is_empty()))
+            || (params.apply && l.lacking && l.entry.sha256().is_some_and(|v| !v.is_empty()))
     };
     let rehash: u64 = located.iter().filter(hashed).filter_map(|l| l.size).sum();
     let adopt: u64 = if params.adopt {
@@ -141,7 +153,7 @@ pub async fn run(
         index: config.layout.index_file.display().to_string(),
         instance: scope.clone(),
         archives: scan_ref.archives.len() as u64,
-        index_entries: index_ref.backups.len() as u64,
+        index_entries: entries,
         partial_files: scan_ref.partials,
         read_bytes: rehash + adopt,
         apply: params.apply,
@@ -156,6 +168,7 @@ pub async fn run(
 
     let mut result = ReconcileResult {
         stray_sidecars: strays,
+        known_missing,
         ..ReconcileResult::default()
     };
     let rehash = (params.verify || params.apply).then(|| Rehash {
@@ -165,8 +178,8 @@ pub async fn run(
     });
     let mut planned = judge_entries(
         located,
-        (rehash, &lacking, &ctx.in_use),
-        (&scan_ref, &index_ref),
+        (rehash, &ctx.in_use),
+        &scan_ref,
         progress,
         &mut result,
     )
@@ -176,7 +189,7 @@ pub async fn run(
             orphans,
             params.adopt.then_some(config.daemon.max_restore_entries),
             scope,
-            (&scan_ref, &index_ref),
+            (&scan_ref, &ids),
             actor,
             progress,
             &mut result,
@@ -184,8 +197,8 @@ pub async fn run(
         .await?,
     );
 
-    // The snapshots go before the index is read again for the write.
-    drop((scan_ref, index_ref));
+    // The scan goes before the index is read again for the write.
+    drop((scan_ref, ids));
     if params.apply {
         let applied = write(ctx, planned, progress, &mut result).await?;
         apply::record_applied(&mut result, applied, params.adopt, |i| i.path.as_str());
@@ -211,8 +224,8 @@ struct Rehash {
 /// returned.
 async fn judge_entries(
     located: Vec<Located>,
-    (rehash, lacking, in_use): (Option<Rehash>, &HashSet<usize>, &InUse),
-    (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
+    (rehash, in_use): (Option<Rehash>, &InUse),
+    scan: &Arc<scan::Scan>,
     progress: &Reporter,
     result: &mut ReconcileResult,
 ) -> Result<Vec<Planned>> {
@@ -222,9 +235,13 @@ async fn judge_entries(
         .map(|s| scan::archive_of(s))
         .collect();
     let mut planned = Vec::new();
-    for Located { at, size } in located {
-        let entry = &index.backups[at];
-        let no_sidecar = lacking.contains(&at);
+    for Located {
+        entry,
+        size,
+        lacking: no_sidecar,
+    } in located
+    {
+        let entry = &entry;
         let wanted = rehash
             .as_ref()
             .filter(|r| r.all || (no_sidecar && entry.sha256().is_some_and(|v| !v.is_empty())));
@@ -301,7 +318,7 @@ async fn orphan_findings(
     orphans: Vec<Orphan>,
     adopt: Option<u64>,
     scope: Option<String>,
-    (scan, index): (&Arc<scan::Scan>, &Arc<Index>),
+    (scan, ids): (&Arc<scan::Scan>, &Arc<crate::index::IdSet>),
     actor: &Actor,
     progress: &Reporter,
     result: &mut ReconcileResult,
@@ -316,7 +333,7 @@ async fn orphan_findings(
         if let (Some(max_entries), true) = (adopt, adoptable) {
             let (s, i, progress, a, sc) = (
                 scan.clone(),
-                index.clone(),
+                ids.clone(),
                 progress.clone(),
                 actor.clone(),
                 scope.clone(),

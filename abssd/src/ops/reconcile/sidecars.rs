@@ -6,32 +6,20 @@
 //! sidecar is written only from a hash of the archive that equals the index's
 //! checksum, never from the index alone.
 
-use std::collections::HashSet;
-
 use abssd_proto::{BackupEntry, ReconcileItem};
 
-use super::classify::{Change, Located, entry_item};
+use super::classify::{Change, entry_item};
 use super::scan::Scan;
 use crate::archive::sidecar;
-use crate::index::Index;
 
-/// Positions (in the index) of the located entries whose archive is present
-/// and has no sidecar.
-pub fn lacking(scan: &Scan, index: &Index, located: &[Located]) -> HashSet<usize> {
-    located
-        .iter()
-        .filter(|l| l.size.is_some())
-        .map(|l| l.at)
-        .filter(|&at| {
-            let path = &index.backups[at].path;
-            // The scan is older than the index: a create writes its sidecar
-            // after the scan saw its archive and before its entry is in the
-            // index, so a sidecar the scan missed is looked for again.
-            let has = (scan.by_path.contains_key(path) && scan.sidecars.contains(path))
-                || std::fs::symlink_metadata(sidecar::path(std::path::Path::new(path))).is_ok();
-            !has
-        })
-        .collect()
+/// Whether the present archive at `path` has no sidecar.
+pub fn lacks(scan: &Scan, path: &str) -> bool {
+    // The scan is older than the index: a create writes its sidecar after the
+    // scan saw its archive and before its entry is in the index, so a sidecar
+    // the scan missed is looked for again.
+    let has = (scan.by_path.contains_key(path) && scan.sidecars.contains(path))
+        || std::fs::symlink_metadata(sidecar::path(std::path::Path::new(path))).is_ok();
+    !has
 }
 
 /// What hashing the archive found: the digest, or why there is none.
