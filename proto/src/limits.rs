@@ -27,6 +27,9 @@ pub const KEEP_WITHIN: usize = 32;
 pub const DIGEST: usize = 64;
 /// Requests in one JSON-RPC batch.
 pub const BATCH: u32 = 16;
+/// `backup.prune`: the most backups a plan or a result lists one by one
+/// (their counts cover them all).
+pub const PLAN_ROWS: usize = 1000;
 /// `backup.list`: entries per page when `limit` is not given.
 pub const LIST_PAGE: usize = 1000;
 /// `backup.list`: the largest `limit`.

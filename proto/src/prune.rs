@@ -112,9 +112,15 @@ pub struct PrunePlan {
     /// `--instance`, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
-    /// Every backup in scope (entries already `removed` excepted), grouped by
-    /// instance, newest first within one.
+    /// The decisions, grouped by instance, newest first within one: every
+    /// backup in scope (entries already `removed` excepted), or, beyond
+    /// [`crate::limits::PLAN_ROWS`], that many: every removal first, then
+    /// kept ones (`unlisted` counts the others; `keep`, `remove`,
+    /// `freed_bytes` and `digest` are of the whole plan).
     pub backups: Vec<PruneItem>,
+    /// Decisions not in `backups` (kept ones first, then removals).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlisted: u64,
     /// How many are kept.
     pub keep: u64,
     /// How many are to be removed.
@@ -219,6 +225,49 @@ impl KeptReason {
 }
 
 impl PruneResult {
+    /// The result of removals whose outcomes are `items` (in plan order),
+    /// listing at most [`crate::limits::PLAN_ROWS`] of them: those kept after
+    /// all first (they may need a person), then removed ones.
+    pub fn new(items: Vec<PruneOutcome>, removed_bytes: u64, purged: u64) -> PruneResult {
+        let rows = crate::limits::PLAN_ROWS;
+        let (removed, kept) = (
+            items.iter().filter(|i| i.removed).count(),
+            items.iter().filter(|i| !i.removed).count(),
+        );
+        let items = if items.len() <= rows {
+            items
+        } else {
+            let kept_rows = kept.min(rows);
+            let removed_rows = rows - kept_rows;
+            let (mut k, mut r) = (0, 0);
+            items
+                .into_iter()
+                .filter(|i| {
+                    let (n, cap) = if i.removed {
+                        (&mut r, removed_rows)
+                    } else {
+                        (&mut k, kept_rows)
+                    };
+                    *n += 1;
+                    *n <= cap
+                })
+                .collect()
+        };
+        let listed_removed = items.iter().filter(|i| i.removed).count();
+        PruneResult {
+            unlisted_removed: (removed - listed_removed) as u64,
+            unlisted_kept: (kept - (items.len() - listed_removed)) as u64,
+            items,
+            removed_bytes,
+            purged,
+        }
+    }
+
+    /// How many backups were removed, listed or not.
+    pub fn removed(&self) -> u64 {
+        self.items.iter().filter(|i| i.removed).count() as u64 + self.unlisted_removed
+    }
+
     /// Some planned removal could not be done and needs a person.
     pub fn has_problems(&self) -> bool {
         self.items
@@ -230,12 +279,24 @@ impl PruneResult {
 /// `backup.prune` result (absent on a dry run).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PruneResult {
-    /// One per backup the plan removes, in plan order.
+    /// One per backup the plan removes, in plan order; beyond
+    /// [`crate::limits::PLAN_ROWS`], every one kept after all first, then
+    /// removed ones, that many in all.
     pub items: Vec<PruneOutcome>,
+    /// Backups removed that are not in `items`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlisted_removed: u64,
+    /// Planned removals kept after all that are not in `items`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlisted_kept: u64,
     /// Bytes freed.
     pub removed_bytes: u64,
     /// Index entries dropped by `purge_index`.
     pub purged: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -828,3 +828,67 @@ async fn a_prune_of_a_confirmed_plan_is_refused_when_the_plan_changed_meanwhile(
     assert_eq!(removed, want, "{result:?}");
     assert!(show(&c, &newest).await.status == status::AVAILABLE);
 }
+
+/// A plan over thousands of backups lists at most PLAN_ROWS of them, every
+/// removal first; its counts and digest are of the whole plan, and the
+/// confirmed prune removes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_of_thousands_lists_its_removals_first_and_counts_them_all() {
+    let w = World::new(&["alpha"]);
+    let c = w.client().await;
+    backup(&c, "alpha").await;
+    let mut raw: Value = serde_json::from_slice(&w.index()).unwrap();
+    let real = raw["backups"][0].clone();
+    let base: jiff::Timestamp = real["created_at"].as_str().unwrap().parse().unwrap();
+    let backups = raw["backups"].as_array_mut().unwrap();
+    for i in 1..=1500_i64 {
+        let at = base - jiff::SignedDuration::from_hours(i);
+        let id = format!("{}-alpha-{i:06x}", at.strftime("%Y%m%d-%H%M%S"));
+        let mut e = real.clone();
+        e["path"] = format!(
+            "{}/{id}.tar.zst",
+            w.cfg().instance_backup_dir("alpha").display()
+        )
+        .into();
+        e["id"] = id.into();
+        e["created_at"] = at.to_string().into();
+        backups.push(e);
+    }
+    std::fs::write(
+        &w.cfg().index_file,
+        serde_json::to_vec_pretty(&raw).unwrap(),
+    )
+    .unwrap();
+
+    let rows = abssd_proto::limits::PLAN_ROWS;
+    let dry = PruneParams {
+        dry_run: true,
+        ..keep_last(100)
+    };
+    let out = call::<BackupPrune>(&c, &dry).await.unwrap();
+    let plan = out.plan.unwrap();
+    assert_eq!((plan.keep, plan.remove), (100, 1401));
+    assert_eq!(plan.backups.len(), rows);
+    assert!(plan.backups.iter().all(|b| !b.keep), "removals first");
+    assert_eq!(plan.unlisted, 1501 - rows as u64);
+
+    let params = PruneParams {
+        expect_digest: Some(plan.digest.clone()),
+        ..keep_last(100)
+    };
+    let (_, result) = prune(&c, params).await;
+    assert_eq!(result.removed(), 1401);
+    assert_eq!(result.items.len(), rows);
+    assert_eq!((result.unlisted_removed, result.unlisted_kept), (401, 0));
+    let left = call::<BackupList>(
+        &c,
+        &ListParams {
+            status: Some("removed".into()),
+            limit: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(left.total, 1401);
+}

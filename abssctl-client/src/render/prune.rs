@@ -60,6 +60,12 @@ pub fn plan(p: &PrunePlan, dry_run: bool) -> String {
             &rows,
         ));
     }
+    if p.unlisted > 0 {
+        text.push_str(&format!(
+            "... and {} more not listed (every removal is listed first; --json has the same rows)\n",
+            p.unlisted
+        ));
+    }
     text.push_str(&format!(
         "{} kept, {} to remove, freeing {}\n",
         p.keep,
@@ -78,7 +84,7 @@ pub fn plan(p: &PrunePlan, dry_run: bool) -> String {
 
 /// A finished prune: what was removed, what was kept after all and why.
 pub fn pruned(r: &PruneResult) -> String {
-    let removed = r.items.iter().filter(|i| i.removed).count();
+    let removed = r.removed();
     let mut text = format!(
         "Removed {removed} backup{}, freed {}\n",
         if removed == 1 { "" } else { "s" },
@@ -90,6 +96,12 @@ pub fn pruned(r: &PruneResult) -> String {
             esc(&item.id),
             esc(&item.instance),
             esc(item.reason.as_deref().unwrap_or("kept"))
+        ));
+    }
+    if r.unlisted_kept > 0 {
+        text.push_str(&format!(
+            "  ... and {} more kept after all, not listed\n",
+            r.unlisted_kept
         ));
     }
     if r.purged > 0 {
@@ -138,6 +150,7 @@ mod tests {
             purge: vec![],
             digest: String::new(),
             remote: None,
+            unlisted: 0,
         };
         let text = plan(&p, true);
         assert!(
@@ -168,8 +181,8 @@ mod tests {
 
     #[test]
     fn a_removal_kept_after_all_is_named_with_its_reason() {
-        let r = PruneResult {
-            items: vec![
+        let r = PruneResult::new(
+            vec![
                 PruneOutcome {
                     id: "b1".into(),
                     instance: "alpha".into(),
@@ -189,12 +202,37 @@ mod tests {
                     kept: Some(abssd_proto::KeptReason::InUse),
                 },
             ],
-            removed_bytes: 4096,
-            purged: 0,
-        };
+            4096,
+            0,
+        );
         assert_eq!(
             pruned(&r),
             "Removed 1 backup, freed 4.0 KiB\n  kept b0 (alpha): a restore reads it\n"
+        );
+    }
+
+    #[test]
+    fn a_result_of_thousands_lists_the_kept_ones_first_and_counts_the_rest() {
+        let outcome = |i: usize, removed: bool| PruneOutcome {
+            id: format!("b{i}"),
+            instance: "alpha".into(),
+            removed,
+            removed_at: None,
+            bytes: 1,
+            reason: (!removed).then(|| "in use".into()),
+            kept: (!removed).then_some(abssd_proto::KeptReason::InUse),
+        };
+        let items: Vec<_> = (0..5000).map(|i| outcome(i, i % 1000 != 999)).collect();
+        let r = PruneResult::new(items, 4995, 0);
+        assert_eq!(r.items.len(), abssd_proto::limits::PLAN_ROWS);
+        assert_eq!(r.items.iter().filter(|i| !i.removed).count(), 5);
+        assert_eq!((r.removed(), r.unlisted_kept), (4995, 0));
+        let ids: Vec<usize> = r.items.iter().map(|i| i.id[1..].parse().unwrap()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in plan order");
+        assert!(
+            pruned(&r).starts_with("Removed 4995 backups"),
+            "{}",
+            pruned(&r)
         );
     }
 }

@@ -115,14 +115,7 @@ pub async fn run(
     } else {
         purge(ctx, &plan.purge, progress).await?
     };
-    Ok((
-        plan,
-        Some(PruneResult {
-            items,
-            removed_bytes,
-            purged,
-        }),
-    ))
+    Ok((plan, Some(PruneResult::new(items, removed_bytes, purged))))
 }
 
 /// The refusal of a prune neither confirmed nor a dry run.

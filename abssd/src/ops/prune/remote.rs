@@ -114,14 +114,7 @@ pub async fn run(
             items.push(outcome);
         }
     }
-    Ok((
-        shown,
-        Some(PruneResult {
-            items,
-            removed_bytes,
-            purged: 0,
-        }),
-    ))
+    Ok((shown, Some(PruneResult::new(items, removed_bytes, 0))))
 }
 
 /// The entries that record a copy in `remote`, each as that copy: the
