@@ -428,6 +428,39 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// Change the entry with this id (the first, should the file hold two) with
+/// `change`, which says whether it changed anything; the index is rewritten
+/// (one entry at a time, [`stream::rewrite`]) only when it did. `None` when
+/// no entry has the id. Blocking; the caller holds the global lock.
+pub fn update<T>(
+    path: &Path,
+    id: &str,
+    change: impl FnOnce(&mut BackupEntry) -> Result<(bool, T)>,
+) -> Result<Option<T>> {
+    let mut change = Some(change);
+    let mut out = None;
+    stream::rewrite(
+        path,
+        |mut entry| {
+            if entry.id != id {
+                return Ok(stream::Edit::Keep(entry));
+            }
+            let Some(change) = change.take() else {
+                return Ok(stream::Edit::Keep(entry));
+            };
+            let (changed, value) = change(&mut entry)?;
+            out = Some(value);
+            Ok(if changed {
+                stream::Edit::Changed(entry)
+            } else {
+                stream::Edit::Keep(entry)
+            })
+        },
+        || Ok(Vec::new()),
+    )?;
+    Ok(out)
+}
+
 /// The ids of an index, kept as 64-bit keyed hashes (8 bytes an id): enough
 /// to tell that an id is absent, which is what an orphan or an adoption asks
 /// nearly always. A possible hit is looked up in the file.

@@ -4,7 +4,6 @@
 use abssd_proto::{ProtectResult, status};
 
 use crate::error::{Error, Result};
-use crate::index::Index;
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
 
@@ -27,22 +26,23 @@ pub async fn set(
 
 /// The blocking part of [`set`], for the caller holding the global lock.
 pub fn apply(file: &std::path::Path, id: &str, protected: bool) -> Result<ProtectResult> {
-    let mut index = Index::load(file)?;
-    index.require(id, file)?;
-    let entry = index
-        .get_mut(id)
-        .ok_or_else(|| Error::Internal(format!("backup {id} went missing from the index")))?;
-    // Protection keeps an archive; a removed entry has none left to keep.
-    if protected && entry.status == status::REMOVED {
-        return Err(Error::validation(format!(
-            "backup {id} was removed by a prune (status: removed): there is no archive left to protect"
-        )));
-    }
-    let changed = entry.protected != protected;
-    if changed {
+    crate::index::check_id(id)?;
+    let changed = crate::index::update(file, id, |entry| {
+        // Protection keeps an archive; a removed entry has none left to keep.
+        if protected && entry.status == status::REMOVED {
+            return Err(Error::validation(format!(
+                "backup {id} was removed by a prune (status: removed): there is no archive left to protect"
+            )));
+        }
+        let changed = entry.protected != protected;
         entry.protected = protected;
-        index.save(file)?;
-    }
+        Ok((changed, changed))
+    })?
+    .ok_or_else(|| Error::NotFound {
+        what: "backup",
+        name: id.to_owned(),
+        hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
+    })?;
     Ok(ProtectResult {
         id: id.to_owned(),
         protected,
@@ -53,6 +53,7 @@ pub fn apply(file: &std::path::Path, id: &str, protected: bool) -> Result<Protec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::Index;
 
     const INDEX: &str = r#"{
   "backups": [

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::extract::{self, Limits};
 use crate::fsutil;
 use crate::index::Index;
+use crate::index::stream::Edit;
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
 
@@ -137,24 +138,34 @@ pub async fn record(
         let _global = ctx.locks.acquire(true, &[], progress).await?;
         let file = ctx.config.layout.index_file.clone();
         tokio::task::spawn_blocking(move || {
-            let mut index = Index::load(&file)?;
             let now = fsutil::now_utc();
-            let mut recorded = false;
+            // The findings by id, each for the first entry of its id; the
+            // file streamed through one entry at a time.
+            let mut pending: std::collections::HashMap<&str, Vec<&Finding>> =
+                std::collections::HashMap::new();
             for f in &findings {
-                // An entry pruned meanwhile (by either tool) stays as the
-                // prune left it: its archive is gone on purpose.
-                if let Some(e) = index.get_mut(&f.item.id)
-                    && e.status != status::REMOVED
-                {
-                    f.record(e, &now);
-                    recorded = true;
-                }
+                pending.entry(f.item.id.as_str()).or_default().push(f);
             }
             // Nothing to record, nothing to write: the file stays as its
             // last writer left it, byte for byte.
-            if recorded {
-                index.save(&file)?;
-            }
+            crate::index::stream::rewrite(
+                &file,
+                |mut e| {
+                    let Some(fs) = pending.remove(e.id.as_str()) else {
+                        return Ok(Edit::Keep(e));
+                    };
+                    // An entry pruned meanwhile (by either tool) stays as the
+                    // prune left it: its archive is gone on purpose.
+                    if e.status == status::REMOVED {
+                        return Ok(Edit::Keep(e));
+                    }
+                    for f in fs {
+                        f.record(&mut e, &now);
+                    }
+                    Ok(Edit::Changed(e))
+                },
+                || Ok(Vec::new()),
+            )?;
             Ok::<_, Error>(findings)
         })
         .await??

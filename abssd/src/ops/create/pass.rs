@@ -15,7 +15,6 @@ use super::plan::{Reading, build_plan};
 use crate::archive::{self, Codec, Member};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::index::Index;
 use crate::journal::{Journal, Record, Step};
 use crate::ops::{Ctx, InFlightClaim};
 use crate::progress::{Progress, Reporter};
@@ -280,15 +279,20 @@ async fn finish(
         let _global = ctx.locks.acquire(true, &[], progress).await?;
         let entry = entry.clone();
         tokio::task::spawn_blocking(move || {
-            let mut index = Index::load(&index_file)?;
-            if index.get(&entry.id).is_some() {
-                return Err(Error::Internal(format!(
-                    "backup id {} is already in the index",
-                    entry.id
-                )));
-            }
-            index.backups.push(entry);
-            index.save(&index_file)
+            // Appended, the file streamed through one entry at a time.
+            let id = entry.id.clone();
+            crate::index::stream::rewrite(
+                &index_file,
+                |e| {
+                    if e.id == id {
+                        return Err(Error::Internal(format!(
+                            "backup id {id} is already in the index"
+                        )));
+                    }
+                    Ok(crate::index::stream::Edit::Keep(e))
+                },
+                || Ok(vec![entry]),
+            )
         })
         .await??;
     }

@@ -135,15 +135,17 @@ async fn purge(ctx: &Ctx, ids: &[String], progress: &Reporter) -> Result<u64> {
     let file = ctx.config.layout.index_file.clone();
     let ids: HashSet<String> = ids.iter().cloned().collect();
     let purged = tokio::task::spawn_blocking(move || {
-        let mut index = Index::load(&file)?;
-        let before = index.backups.len();
-        index
-            .backups
-            .retain(|e| !(e.status == status::REMOVED && ids.contains(&e.id)));
-        let purged = (before - index.backups.len()) as u64;
-        if purged > 0 {
-            index.save(&file)?;
-        }
+        let purged = crate::index::stream::rewrite(
+            &file,
+            |e| {
+                Ok(if e.status == status::REMOVED && ids.contains(&e.id) {
+                    crate::index::stream::Edit::Drop
+                } else {
+                    crate::index::stream::Edit::Keep(e)
+                })
+            },
+            || Ok(Vec::new()),
+        )?;
         Ok::<_, Error>(purged)
     })
     .await??;

@@ -304,8 +304,7 @@ async fn record(
     );
     let message = format!("checksum matches (pulled from remote {})", source.remote);
     let (written, previous) = tokio::task::spawn_blocking(move || {
-        let mut index = Index::load(&file)?;
-        let e = index.require(&id, &file)?.clone();
+        let found = crate::index::update(&file, &id, |e| {
         // A prune that ran meanwhile (the Python tool's: ours waits for the
         // claim) decided this backup goes: the pulled archive is its to remove.
         if e.status == status::REMOVED || e.path != archive.to_string_lossy() {
@@ -327,11 +326,15 @@ async fn record(
             observed: Some(sha),
             matched: true,
         };
-        if let Some(slot) = index.get_mut(&id) {
-            finding.record(slot, &fsutil::now_utc());
-        }
-        index.save(&file)?;
-        Ok::<_, Error>((written, e.status))
+        let previous = e.status.clone();
+        finding.record(e, &fsutil::now_utc());
+        Ok((true, (written, previous)))
+        })?;
+        found.ok_or_else(|| Error::NotFound {
+            what: "backup",
+            name: id.clone(),
+            hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
+        })
     })
     .await??;
     progress.changed(&entry.id);

@@ -4,7 +4,6 @@
 use abssd_proto::{BackupEntry, Lenient, RemoteCopy};
 
 use crate::error::{Error, Result};
-use crate::index::Index;
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
 
@@ -21,15 +20,13 @@ pub(super) async fn record(
         let file = ctx.config.layout.index_file.clone();
         let id = id.to_owned();
         tokio::task::spawn_blocking(move || {
-            let mut index = Index::load(&file)?;
-            let Some(entry) = index.get_mut(&id) else {
-                return Err(Error::Environment(format!(
-                    "the index entry of {id} went away while it was pushed: the copy at {} in {} is not recorded",
-                    copy.key, copy.name
-                )));
-            };
-            add_copy(entry, copy)?;
-            index.save(&file)
+            let (key, name) = (copy.key.clone(), copy.name.clone());
+            crate::index::update(&file, &id, |entry| add_copy(entry, copy).map(|()| (true, ())))?
+                .ok_or_else(|| {
+                    Error::Environment(format!(
+                        "the index entry of {id} went away while it was pushed: the copy at {key} in {name} is not recorded"
+                    ))
+                })
         })
         .await??;
     }

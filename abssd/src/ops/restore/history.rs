@@ -6,7 +6,6 @@ use std::path::Path;
 use abssd_proto::{Lenient, RestoreRecord, ToolActor, status};
 
 use crate::error::{Error, Result};
-use crate::index::Index;
 use crate::journal::Outcome;
 
 /// Record restore `op_id` of backup `id` on its index entry (SPEC §5):
@@ -22,15 +21,22 @@ pub(crate) fn annotate(
     outcome: &Outcome,
     at: &str,
 ) -> Result<()> {
-    let mut index = Index::load(index_file)?;
-    let entry = index.get_mut(id).ok_or_else(|| {
+    let annotated = crate::index::update(index_file, id, |entry| {
+        if entry.has_restore(op_id) {
+            return Ok((false, ()));
+        }
+        record(entry, op_id, outcome, at);
+        Ok((true, ()))
+    })?;
+    annotated.ok_or_else(|| {
         Error::Environment(format!(
             "backup {id} disappeared from the index during the restore"
         ))
-    })?;
-    if entry.has_restore(op_id) {
-        return Ok(());
-    }
+    })
+}
+
+/// Write the restore `op_id` into `entry`.
+fn record(entry: &mut abssd_proto::BackupEntry, op_id: &str, outcome: &Outcome, at: &str) {
     let destination = outcome.destination.to_string_lossy().into_owned();
     entry.last_restored_at = Some(Lenient::Typed(at.to_owned()));
     entry.last_restore_destination = Some(Lenient::Typed(destination.clone()));
@@ -67,5 +73,4 @@ pub(crate) fn annotate(
         c.last_verified = Some(at.to_owned());
         c.observed = Some(outcome.sha256.clone());
     }
-    index.save(index_file)
 }
