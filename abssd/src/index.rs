@@ -317,19 +317,15 @@ impl Toc {
     }
 }
 
-/// The positions of `index`'s entries in the list order: newest first, by
-/// creation time then by id, both descending (an unreadable time sorts as
-/// the oldest).
-fn sorted(index: &Index) -> Vec<usize> {
-    let mut rows: Vec<(Option<Timestamp>, usize)> = index
-        .backups
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (created(&b.created_at), i))
+/// `entries` in the list order: newest first, by creation time then by id,
+/// both descending (an unreadable time sorts as the oldest).
+pub fn newest_first(mut entries: Vec<BackupEntry>) -> Vec<BackupEntry> {
+    let mut keyed: Vec<(Option<Timestamp>, BackupEntry)> = entries
+        .drain(..)
+        .map(|e| (created(&e.created_at), e))
         .collect();
-    let id = |i: usize| index.backups[i].id.as_str();
-    rows.sort_unstable_by(|a, b| (b.0, id(b.1)).cmp(&(a.0, id(a.1))));
-    rows.into_iter().map(|(_, i)| i).collect()
+    keyed.sort_unstable_by(|a, b| (b.0, &b.1.id).cmp(&(a.0, &a.1.id)));
+    keyed.into_iter().map(|(_, e)| e).collect()
 }
 
 /// An entry's `created_at` as a time: RFC 3339, or a date and time without
@@ -579,12 +575,13 @@ impl Index {
     /// Entries newest first, optionally for one instance: by creation time,
     /// then by id (the list order of [`Toc`]).
     pub fn newest_first(&self, instance: Option<&str>) -> Vec<BackupEntry> {
-        sorted(self)
-            .into_iter()
-            .map(|i| &self.backups[i])
-            .filter(|b| instance.is_none_or(|i| b.instance == i))
-            .cloned()
-            .collect()
+        newest_first(
+            self.backups
+                .iter()
+                .filter(|b| instance.is_none_or(|i| b.instance == i))
+                .cloned()
+                .collect(),
+        )
     }
 }
 

@@ -29,7 +29,6 @@ use crate::deep::{self, Scratch};
 use crate::error::{Error, Result};
 use crate::extract::{self, Limits};
 use crate::fsutil;
-use crate::index::Index;
 use crate::index::stream::Edit;
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
@@ -78,7 +77,7 @@ pub async fn run(
     let index_file = ctx.config.layout.index_file.clone();
     let (file, p) = (index_file.clone(), params.clone());
     let (entries, plan) = tokio::task::spawn_blocking(move || {
-        let entries = select(&Index::load(&file)?, &p, &file)?;
+        let entries = select(&p, &file)?;
         let plan = VerifyPlan {
             ids: entries.iter().map(|e| e.id.clone()).collect(),
             total_bytes: entries
@@ -176,26 +175,40 @@ pub async fn record(
     Ok(findings)
 }
 
-fn select(index: &Index, params: &VerifyParams, file: &Path) -> Result<Vec<BackupEntry>> {
+/// The entries to verify, newest first, read from the index one at a time.
+/// Blocking.
+fn select(params: &VerifyParams, file: &Path) -> Result<Vec<BackupEntry>> {
     match (&params.id, params.all) {
         (Some(_), true) => Err(Error::validation("give a backup id or --all, not both")),
         (None, false) => Err(Error::validation("give a backup id or --all")),
         (Some(id), false) => {
-            let entry = index.require(id, file)?;
+            crate::index::check_id(id)?;
+            let entry = crate::index::stream::find(file, id)?.ok_or_else(|| Error::NotFound {
+                what: "backup",
+                name: id.clone(),
+                hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
+            })?;
             if entry.status == status::REMOVED {
                 return Err(Error::validation(format!(
                     "backup {id} was removed by a prune (status: removed): there is no archive to verify"
                 )));
             }
-            Ok(vec![entry.clone()])
+            Ok(vec![entry])
         }
         // Removed entries are a record of a prune, not backups to check: a
         // verify that marked them `missing` would erase that record.
-        (None, true) => Ok(index
-            .newest_first(None)
-            .into_iter()
-            .filter(|e| e.status != status::REMOVED)
-            .collect()),
+        (None, true) => {
+            let mut all = Vec::new();
+            if let Some(mut reader) = crate::index::stream::Reader::open(file)? {
+                while let Some((_, _, e)) = reader.next_entry()? {
+                    if e.status != status::REMOVED {
+                        all.push(e);
+                    }
+                }
+                reader.finish()?;
+            }
+            Ok(crate::index::newest_first(all))
+        }
     }
 }
 

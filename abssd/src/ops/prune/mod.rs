@@ -59,10 +59,10 @@ pub async fn run(
     let (plan, entries, rules) = {
         let tz = tz.clone();
         tokio::task::spawn_blocking(move || {
-            let index = Index::load(&file)?;
+            let entries = plan::slims(&file)?;
             let source = source.clone();
             let (plan, removals) =
-                plan::plan(&index, &p, &rules, source, &in_use, now, &tz, min_age)?;
+                plan::plan(&entries, &p, &rules, source, &in_use, now, &tz, min_age)?;
             Ok::<_, Error>((plan, removals, rules))
         })
         .await??
@@ -76,8 +76,9 @@ pub async fn run(
     // claims decide there).
     let p = params.clone();
     let recheck: remove::Recheck = Arc::new(move |index: &Index| {
+        let entries: Vec<plan::Slim> = index.backups.iter().map(plan::Slim::of).collect();
         let (_, removals) = plan::plan(
-            index,
+            &entries,
             &p,
             &rules,
             String::new(),

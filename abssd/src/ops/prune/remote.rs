@@ -121,8 +121,8 @@ pub async fn run(
 /// copy's key as its path, the copy's size, and available (the copy is
 /// there whatever became of the local archive). Removed entries whose copy
 /// is still recorded count too: the copy outlives the local prune.
-pub fn copies(index: &Index, remote: &str) -> Index {
-    let backups = index
+pub fn copies(index: &Index, remote: &str) -> Vec<plan::Slim> {
+    index
         .backups
         .iter()
         .filter_map(|e| {
@@ -133,13 +133,9 @@ pub fn copies(index: &Index, remote: &str) -> Index {
             // The copy was checked against the entry's checksum as it went
             // up: what became of the local archive since says nothing of it.
             seen.status = status::AVAILABLE.to_owned();
-            Some(seen)
+            Some(plan::Slim::of(&seen))
         })
-        .collect();
-    Index {
-        backups,
-        extra: Default::default(),
-    }
+        .collect()
 }
 
 /// One batch: journal the copies' objects, take their records out of the
@@ -437,24 +433,23 @@ mod tests {
             extra: Default::default(),
         };
         let view = copies(&index, "off");
-        let seen: Vec<(&str, &str, &str, Option<u64>)> = view
-            .backups
+        let seen: Vec<(&str, &str, &str, u64)> = view
             .iter()
             .map(|e| {
                 (
-                    e.id.as_str(),
-                    e.status.as_str(),
+                    e.candidate.id.as_str(),
+                    e.candidate.status.as_str(),
                     e.path.as_str(),
-                    e.size_bytes,
+                    e.candidate.size_bytes,
                 )
             })
             .collect();
         assert_eq!(
             seen,
             [
-                ("a", "available", "off/alpha/a.tar.zst", Some(9)),
-                ("c", "available", "off/alpha/c.tar.zst", Some(9)),
-                ("d", "available", "off/alpha/d.tar.zst", Some(9)),
+                ("a", "available", "off/alpha/a.tar.zst", 9),
+                ("c", "available", "off/alpha/c.tar.zst", 9),
+                ("d", "available", "off/alpha/d.tar.zst", 9),
             ]
         );
     }

@@ -162,7 +162,7 @@ pub fn walk(
                 .filter(std::fs::Metadata::is_file)
                 .map(|m| m.len()),
         };
-        let lacking = size.is_some() && super::sidecars::lacks(scan, &entry.path);
+        let lacking = size.is_some() && scan.lacks_sidecar(&entry.path);
         let rehashed = rehash
             .is_some_and(|all| all || (lacking && entry.sha256().is_some_and(|v| !v.is_empty())));
         if !rehashed && !lacking {

@@ -4,7 +4,9 @@
 //!    archive; no archive is opened.
 //! 2. Read the index and the set of archives creates are writing, together,
 //!    under the global lock: an archive renamed into place but not yet indexed
-//!    is then in one or the other, never taken for an orphan.
+//!    is then in one or the other, never taken for an orphan. The index is
+//!    read one entry at a time (`classify::walk`): only the entries there is
+//!    something to say or do about are kept, and a hash of every id.
 //! 3. Classify (`classify`): missing, orphaned, mismatched; present archives
 //!    without their sidecar (`sidecars`); stray sidecars.
 //! 4. `--verify`: re-hash every present archive in scope (`--apply`: at least

@@ -74,6 +74,16 @@ pub const MAX_SKIPPED: usize = 20;
 const MAX_DEPTH: usize = 1;
 
 impl Scan {
+    /// Whether the present archive at `path` has no `.sha256` sidecar.
+    pub fn lacks_sidecar(&self, path: &str) -> bool {
+        // The scan is older than the index: a create writes its sidecar after
+        // the scan saw its archive and before its entry is in the index, so a
+        // sidecar the scan missed is looked for again.
+        let has = (self.by_path.contains_key(path) && self.sidecars.contains(path))
+            || std::fs::symlink_metadata(crate::archive::sidecar::path(Path::new(path))).is_ok();
+        !has
+    }
+
     /// The archive at `path`, by name or, failing that, by inode (an entry that
     /// names the file through a symlink or another spelling).
     pub fn find(&self, path: &str) -> Option<usize> {

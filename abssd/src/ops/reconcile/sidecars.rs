@@ -9,18 +9,6 @@
 use abssd_proto::{BackupEntry, ReconcileItem};
 
 use super::classify::{Change, entry_item};
-use super::scan::Scan;
-use crate::archive::sidecar;
-
-/// Whether the present archive at `path` has no sidecar.
-pub fn lacks(scan: &Scan, path: &str) -> bool {
-    // The scan is older than the index: a create writes its sidecar after the
-    // scan saw its archive and before its entry is in the index, so a sidecar
-    // the scan missed is looked for again.
-    let has = (scan.by_path.contains_key(path) && scan.sidecars.contains(path))
-        || std::fs::symlink_metadata(sidecar::path(std::path::Path::new(path))).is_ok();
-    !has
-}
 
 /// What hashing the archive found: the digest, or why there is none.
 #[derive(Debug)]
