@@ -1,8 +1,8 @@
 //! Present archives without their `.sha256` sidecar: a drift of its own
 //! (`missing_sidecars`). The Python tool restores such a backup from the
 //! index's checksum and so does abssd, but `sha256sum -c` and whoever reads
-//! the sidecar beside the archive lose it. Which entries lack one (one `stat`
-//! each for archives the walk did not see), and the finding for each: a
+//! the sidecar beside the archive lose it. Which entries lack one is the
+//! scan's to say (`Scan::lacks_sidecar`); here is the finding for each: a
 //! sidecar is written only from a hash of the archive that equals the index's
 //! checksum, never from the index alone.
 
