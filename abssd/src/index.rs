@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use abssd_proto::BackupEntry;
+use abssd_proto::{BackupEntry, status};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -166,6 +166,31 @@ struct Row {
     labels: Box<[u32]>,
 }
 
+/// The fields of an entry a [`Toc`] keeps, read without the rest.
+#[derive(Deserialize)]
+struct Listed<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    instance: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    created_at: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default = "unknown")]
+    status: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    metadata: ListedMetadata<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct ListedMetadata<'a> {
+    #[serde(borrow, default)]
+    labels: Vec<std::borrow::Cow<'a, str>>,
+}
+
+fn unknown() -> std::borrow::Cow<'static, str> {
+    std::borrow::Cow::Borrowed(status::UNKNOWN)
+}
+
 impl Toc {
     fn build(path: &Path) -> Result<Toc> {
         let file = match std::fs::File::open(path) {
@@ -198,15 +223,26 @@ impl Toc {
         };
         let mut rows = Vec::new();
         let mut reader = stream::Reader::new(&file, path);
-        while let Some((offset, len, entry)) = reader.next_entry()? {
+        while let Some((offset, raw)) = reader.next_raw()? {
+            // Only the fields the list sorts and filters on; the whole entry
+            // is parsed (and checked) when a page or `show` reads it.
+            let entry: Listed<'_> = serde_json::from_slice(raw).map_err(|e| Error::Corrupt {
+                path: path.to_owned(),
+                format: "JSON",
+                message: format!("the entry at byte {offset}: {e}"),
+            })?;
+            let status = match &*entry.status {
+                status::LEGACY_PRESENT => status::AVAILABLE,
+                s => s,
+            };
             rows.push(Row {
                 at: created(&entry.created_at),
                 offset,
-                len,
+                len: u32::try_from(raw.len()).unwrap_or(u32::MAX),
                 instance: intern(&entry.instance),
-                status: intern(&entry.status),
+                status: intern(status),
                 labels: entry.metadata.labels.iter().map(|l| intern(l)).collect(),
-                id: entry.id.into_boxed_str(),
+                id: entry.id.into(),
             });
         }
         reader.finish()?;
@@ -296,6 +332,7 @@ impl Toc {
         };
         let mut out = Vec::with_capacity(rows.len());
         let mut buf = Vec::new();
+        let mut corrupt = None;
         for row in rows {
             buf.resize(row.len as usize, 0);
             if file.read_exact_at(&mut buf, row.offset).is_err() {
@@ -303,7 +340,11 @@ impl Toc {
             }
             match stream::parse_entry(&buf) {
                 Ok(entry) if *entry.id == *row.id => out.push(entry),
-                _ => return Err(Stale::Changed),
+                Ok(_) => return Err(Stale::Changed),
+                Err(message) => {
+                    corrupt = Some(format!("the entry at byte {}: {message}", row.offset));
+                    break;
+                }
             }
         }
         let now = file
@@ -312,6 +353,15 @@ impl Toc {
             .at("reading backup index", &self.path)?;
         if Some(now) != self.stamp {
             return Err(Stale::Changed);
+        }
+        // The file is as it was when the table was made: an entry that does
+        // not parse is in it.
+        if let Some(message) = corrupt {
+            return Err(Stale::Error(Error::Corrupt {
+                path: self.path.clone(),
+                format: "JSON",
+                message,
+            }));
         }
         Ok(out)
     }
@@ -1022,6 +1072,49 @@ mod tests {
         assert!(p.next.is_some());
         let p = page(&l, &Filter::default(), None, 50, 1);
         assert_eq!(p.entries.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_the_table_reads_but_the_parser_refuses_is_a_corrupt_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.json");
+        let text = format!(
+            r#"{{"backups": [{}, {{"id": "20260101-000000-alpha-bad000", "instance": "alpha", "created_at": "2026-01-01T00:00:00Z", "path": "/b/x", "status": "present", "size_bytes": "big"}}]}}"#,
+            entry_json("20260101-000000-alpha-aaaaaa")
+                .trim_start_matches(r#"{"backups":["#)
+                .trim_end_matches("]}")
+        );
+        std::fs::write(&path, text).unwrap();
+        let cache = Cache::default();
+        assert_eq!(cache.toc(&path).unwrap().len(), 2);
+        // The good one reads; the list of both says the index is corrupt
+        // (once, not three reads of a file taken to be changing).
+        assert!(
+            cache
+                .get(&path, "20260101-000000-alpha-aaaaaa")
+                .unwrap()
+                .is_some()
+        );
+        let e = cache
+            .page(&path, &Filter::default(), None, 10, usize::MAX)
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Corrupt { message, .. } if message.contains("\"big\"")),
+            "{e}"
+        );
+        // A legacy status is filtered on as what it means.
+        let available = Filter {
+            status: Some("available".into()),
+            ..Filter::default()
+        };
+        let toc = cache.toc(&path).unwrap();
+        assert_eq!(
+            toc.rows
+                .iter()
+                .filter(|r| toc.matches(&available, r))
+                .count(),
+            2
+        );
     }
 
     #[test]
