@@ -647,8 +647,8 @@ pub struct ListArgs {
     /// Only backups made before this time (same forms as --since).
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// Show at most N backups, the newest (the table's default is 50; with
-    /// --json, one page of at most N instead of every backup).
+    /// Show at most N backups (the table's default is 50; with --json, one
+    /// page of at most N instead of every backup).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=10000), conflicts_with = "all")]
     pub limit: Option<u16>,
     /// Continue where a previous page ended (the cursor it printed).

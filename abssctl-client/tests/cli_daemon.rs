@@ -762,7 +762,7 @@ fn rows_and_hint(out: &Output) -> (Vec<String>, Option<String>) {
     let mut lines: Vec<String> = shown.lines().skip(1).map(str::to_owned).collect();
     let hint = lines
         .last()
-        .filter(|l| l.contains(" backups shown, newest first"))
+        .filter(|l| l.contains(" backups shown; all: "))
         .cloned();
     if hint.is_some() {
         lines.pop();
@@ -784,7 +784,7 @@ fn list_shows_the_newest_page_with_a_hint_and_json_gives_every_backup() {
     let hint = hint.expect("a hint under a partial page");
     assert!(
         hint.starts_with(
-            "50 of 121 backups shown, newest first; all: abssctl backup list --instance alpha --all; next page: abssctl backup list --instance alpha --cursor "
+            "50 newest of 121 backups shown; all: abssctl backup list --instance=alpha --all; next page: abssctl backup list --instance=alpha --cursor="
         ),
         "{hint}"
     );
@@ -803,10 +803,32 @@ fn list_shows_the_newest_page_with_a_hint_and_json_gives_every_backup() {
         let (rows, hint) = rows_and_hint(&out);
         seen.extend(rows);
         match hint {
-            Some(h) => next = h,
+            Some(h) => {
+                assert!(h.contains(" more of 121 backups shown"), "{h}");
+                next = h;
+            }
             None => break,
         }
     }
+    // With --limit, the next page keeps it and "all" leaves it out; a value
+    // that starts like a flag goes as --flag=value.
+    let out = host.abssctl(&["backup", "list", "--limit", "7"]);
+    let (rows, hint) = rows_and_hint(&out);
+    assert_eq!(rows.len(), 7);
+    let hint = hint.unwrap();
+    assert!(
+        hint.contains(
+            "all: abssctl backup list --all; next page: abssctl backup list --limit=7 --cursor="
+        ),
+        "{hint}"
+    );
+    let out = host.abssctl(&["backup", "list", "--label=-odd"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        rows_and_hint(&out),
+        (vec![], None),
+        "no backup has that label"
+    );
     let ids: Vec<&str> = seen
         .iter()
         .map(|r| r.split_whitespace().next().unwrap())

@@ -246,7 +246,12 @@ impl Toc {
             });
         }
         reader.finish()?;
-        rows.sort_unstable_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+        // Rows with one time and id (an entry written twice) in file order.
+        rows.sort_unstable_by(|a, b| {
+            (b.at, &b.id)
+                .cmp(&(a.at, &a.id))
+                .then(a.offset.cmp(&b.offset))
+        });
         Ok(Toc {
             path: path.to_owned(),
             stamp: Some(stamp),
@@ -286,27 +291,43 @@ impl Toc {
         limit: usize,
         budget: usize,
     ) -> std::result::Result<Page, Stale> {
+        fn key(r: &Row) -> (Option<Timestamp>, &str) {
+            (r.at, &r.id)
+        }
+        // The first row of the run of rows with `r`'s time and id.
+        let run =
+            |at: Option<Timestamp>, id: &str| self.rows.partition_point(|r| key(r) > (at, id));
+        // After the cursor: past every row before its time and id in the
+        // order, and past as many rows with those as it had passed.
         let start = after.map_or(0, |c| {
-            self.rows
-                .partition_point(|r| (r.at, &*r.id) >= (c.at, c.id.as_str()))
+            let first = run(c.at, &c.id);
+            let end = self
+                .rows
+                .partition_point(|r| key(r) >= (c.at, c.id.as_str()));
+            first + (c.same as usize).min(end - first)
         });
         let total = self.rows.iter().filter(|r| self.matches(filter, r)).count();
         let mut chosen: Vec<&Row> = Vec::new();
-        let (mut bytes, mut next) = (0usize, None);
-        for row in self.rows[start..]
-            .iter()
-            .filter(|r| self.matches(filter, r))
-        {
+        let (mut bytes, mut next, mut last) = (0usize, None, None);
+        for (i, row) in self.rows.iter().enumerate().skip(start) {
+            if !self.matches(filter, row) {
+                continue;
+            }
             let size = row.len as usize;
             if chosen.len() == limit || (!chosen.is_empty() && bytes + size > budget) {
-                next = chosen.last().map(|r| Cursor {
-                    at: r.at,
-                    id: r.id.to_string(),
+                next = last.map(|i: usize| {
+                    let r = &self.rows[i];
+                    Cursor {
+                        at: r.at,
+                        id: r.id.to_string(),
+                        same: u32::try_from(i - run(r.at, &r.id) + 1).unwrap_or(u32::MAX),
+                    }
                 });
                 break;
             }
             bytes += size;
             chosen.push(row);
+            last = Some(i);
         }
         let entries = self.read(&chosen)?;
         Ok(Page {
@@ -378,24 +399,23 @@ pub fn newest_first(mut entries: Vec<BackupEntry>) -> Vec<BackupEntry> {
     keyed.into_iter().map(|(_, e)| e).collect()
 }
 
-/// An entry's `created_at` as a time: RFC 3339, or a date and time without
-/// an offset taken as UTC (as older tools wrote it).
+/// An entry's `created_at` as a time: RFC 3339 (with its offset), read as
+/// prune reads it; anything else is unreadable.
 pub fn created(text: &str) -> Option<Timestamp> {
-    text.parse::<Timestamp>().ok().or_else(|| {
-        text.parse::<jiff::civil::DateTime>()
-            .ok()
-            .and_then(|t| jiff::tz::TimeZone::UTC.to_timestamp(t).ok())
-    })
+    text.parse::<Timestamp>().ok()
 }
 
-/// Where a page of the list ended: the last entry's creation time and id. The
-/// next page starts at the first entry after it in the list order, whatever
-/// was added or removed meanwhile. On the wire: `<RFC 3339 time>/<id>` (the
-/// time empty when unreadable; ids hold no `/`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// Where a page of the list ended: the last entry's creation time and id,
+/// and how many entries with that same time and id the page took (an index
+/// may hold an entry twice). The next page starts after it in the list order,
+/// whatever was added or removed meanwhile. On the wire, opaque to clients:
+/// `<RFC 3339 time>_<the id in hex>_<count>` (the time empty when
+/// unreadable), so any id an index holds makes a cursor that reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     at: Option<Timestamp>,
     id: String,
+    same: u32,
 }
 
 impl Cursor {
@@ -407,25 +427,36 @@ impl Cursor {
                 crate::error::shown(text)
             ))
         };
-        let (at, id) = text.split_once('/').ok_or_else(bad)?;
-        check_id(id).map_err(|_| bad())?;
+        let mut parts = text.split('_');
+        let (Some(at), Some(id), Some(same), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let id = hex::decode(id)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(bad)?;
         let at = match at {
             "" => None,
             at => Some(at.parse::<Timestamp>().map_err(|_| bad())?),
         };
-        Ok(Cursor {
-            at,
-            id: id.to_owned(),
-        })
+        let same = same
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(bad)?;
+        Ok(Cursor { at, id, same })
     }
 }
 
 impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.at {
-            Some(at) => write!(f, "{at}/{}", self.id),
-            None => write!(f, "/{}", self.id),
+        if let Some(at) = self.at {
+            write!(f, "{at}")?;
         }
+        write!(f, "_{}_{}", hex::encode(&self.id), self.same)
     }
 }
 
@@ -1064,6 +1095,47 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_written_twice_is_listed_twice_whatever_the_page_size() {
+        let mut index = many(10);
+        let twice = index.backups[4].clone();
+        index.backups.push(twice.clone());
+        index.backups.push(twice.clone());
+        let (_dir, l) = toc(&index);
+        let whole: Vec<String> = every_page(&l, &Filter::default(), 1000).concat();
+        assert_eq!(whole.iter().filter(|id| **id == twice.id).count(), 3);
+        for limit in [1, 2, 3] {
+            assert_eq!(
+                every_page(&l, &Filter::default(), limit).concat(),
+                whole,
+                "limit {limit}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cursor_whose_entry_was_removed_still_holds_its_place() {
+        let mut index = many(30);
+        let (_dir, l) = toc(&index);
+        let first = page(&l, &Filter::default(), None, 10, usize::MAX);
+        let cursor = first.next.unwrap();
+        let last = first.entries.last().unwrap().id.clone();
+        index.backups.retain(|b| b.id != last);
+        let (_dir2, l) = toc(&index);
+        let rest: Vec<String> = page(&l, &Filter::default(), Some(&cursor), 100, usize::MAX)
+            .entries
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        let expected: Vec<String> = many(30)
+            .newest_first(None)
+            .into_iter()
+            .skip(10)
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(rest, expected);
+    }
+
+    #[test]
     fn a_page_ends_at_its_byte_budget_but_holds_one_entry() {
         let (_dir, l) = toc(&many(50));
         let one = l.rows[0].len as usize;
@@ -1156,22 +1228,30 @@ mod tests {
             "",
             "x",
             "2026-01-01T00:00:00Z",
-            "yesterday/abc",
-            "2026-01-01T00:00:00Z/a/b",
+            "yesterday_6162_1",
+            "2026-01-01T00:00:00Z_zz_1",
+            "2026-01-01T00:00:00Z__1",
+            "2026-01-01T00:00:00Z_6162_0",
+            "2026-01-01T00:00:00Z_6162_1_",
         ] {
             let e = Cursor::parse(bad).unwrap_err();
             assert_eq!(e.kind(), abssd_proto::ErrorKind::Validation, "{bad}");
         }
-        let c = Cursor::parse("/odd-id").unwrap();
-        assert_eq!(c.to_string(), "/odd-id");
+        // Any id an index may hold reads back, a `/` or a control in it too.
+        for id in ["odd/id", "a\u{1b}b", "\u{202e}x"] {
+            let c = Cursor {
+                at: None,
+                id: id.into(),
+                same: 2,
+            };
+            assert_eq!(Cursor::parse(&c.to_string()).unwrap(), c);
+            assert!(c.to_string().chars().all(|ch| ch.is_ascii_graphic()));
+        }
     }
 
     #[test]
-    fn times_without_an_offset_are_utc_and_unreadable_ones_list_last() {
-        assert_eq!(
-            created("2026-01-01T00:00:00"),
-            created("2026-01-01T00:00:00Z")
-        );
+    fn times_are_rfc3339_as_prune_reads_them_and_unreadable_ones_list_last() {
+        assert_eq!(created("2026-01-01T00:00:00"), None);
         assert_eq!(
             created("2026-01-01T01:00:00+01:00"),
             created("2026-01-01T00:00:00Z")

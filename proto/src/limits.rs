@@ -30,8 +30,9 @@ pub const BATCH: u32 = 16;
 /// `backup.prune`: the most backups a plan or a result lists one by one
 /// (their counts cover them all).
 pub const PLAN_ROWS: usize = 1000;
-/// `backup.list`: entries per page when `limit` is not given.
-pub const LIST_PAGE: usize = 1000;
+/// `backup.list`: entries per page when `limit` is not given: all of most
+/// indexes, as a list answered before it paged.
+pub const LIST_PAGE: usize = 10_000;
 /// `backup.list`: the largest `limit`.
 pub const LIST_PAGE_MAX: usize = 10_000;
 /// `backup.list`: a page ends before its entries' JSON grows past this many
@@ -39,8 +40,9 @@ pub const LIST_PAGE_MAX: usize = 10_000;
 pub const LIST_PAGE_BYTES: usize = 8 << 20;
 /// `backup.list`: `since`, `until` (a timestamp or a date).
 pub const TIME: usize = 64;
-/// `backup.list`: `cursor` (a timestamp and a backup id).
-pub const CURSOR: usize = TIME + 1 + ID;
+/// `backup.list`: `cursor` (a timestamp, an id of up to 2048 bytes in hex,
+/// and a count).
+pub const CURSOR: usize = TIME + 1 + 2 * 2048 + 1 + 10;
 /// `backup.list`: `status`.
 pub const STATUS: usize = 32;
 /// `op.list`: operations per page when `limit` is not given.

@@ -106,7 +106,7 @@ async fn cursor_paging_sees_every_backup_once_while_creates_and_prunes_run() {
             ..Default::default()
         };
         // The page is read while one create and one prune run.
-        beta_left -= 10;
+        beta_left = beta_left.saturating_sub(10);
         let (answer, made, removed) = tokio::join!(
             page(&c, &params),
             abssd_tests::backup(&c, "alpha"),

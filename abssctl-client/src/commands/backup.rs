@@ -101,10 +101,15 @@ async fn list(client: &Client, out: Output, args: ListArgs) -> Result<Exit, Wire
     out.show(&answer, || {
         let mut text = render::backup::list(&answer.backups);
         if let Some(next) = &answer.next_cursor {
+            let limit = args
+                .limit
+                .map(|n| format!(" --limit={n}"))
+                .unwrap_or_default();
             text.push_str(&render::backup::more(
                 answer.backups.len(),
                 answer.total,
-                &list_command(&args),
+                args.cursor.is_some(),
+                (&list_command(&args), &limit),
                 next,
             ));
         }
@@ -113,7 +118,8 @@ async fn list(client: &Client, out: Output, args: ListArgs) -> Result<Exit, Wire
     Ok(Exit::Success)
 }
 
-/// The `backup list` command line of these filters, to print with the hint.
+/// The `backup list` command line of these filters, to print with the hint
+/// (`--flag=value`, so no value reads as a flag).
 fn list_command(args: &ListArgs) -> String {
     let mut line = String::from("abssctl backup list");
     let flags = [
@@ -125,11 +131,8 @@ fn list_command(args: &ListArgs) -> String {
     ];
     for (flag, value) in flags {
         if let Some(v) = value {
-            line.push_str(&format!(" {flag} {}", render::shell_word(v)));
+            line.push_str(&format!(" {}", render::shell_word(&format!("{flag}={v}"))));
         }
-    }
-    if let Some(limit) = args.limit {
-        line.push_str(&format!(" --limit {limit}"));
     }
     line
 }

@@ -12,10 +12,18 @@ use super::{Align, ellipsize, esc, fields, human_size, table, value_text, yes_no
 const NOTE_WIDTH: usize = 48;
 
 /// The line under a `backup list` page when more backups match: how many
-/// are shown, and the commands for all of them and for the next page.
-pub fn more(shown: usize, total: u64, command: &str, cursor: &str) -> String {
+/// are shown (the newest, or `further` ones after an earlier page), and the
+/// commands for all of them and for the next page (`command` with `limit`).
+pub fn more(
+    shown: usize,
+    total: u64,
+    further: bool,
+    (command, limit): (&str, &str),
+    cursor: &str,
+) -> String {
+    let which = if further { "more" } else { "newest" };
     format!(
-        "{shown} of {total} backups shown, newest first; all: {command} --all; next page: {command} --cursor {}\n",
+        "{shown} {which} of {total} backups shown; all: {command} --all; next page: {command}{limit} --cursor={}\n",
         super::shell_word(cursor)
     )
 }

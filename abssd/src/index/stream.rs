@@ -26,8 +26,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 
 /// The largest entry (or other top-level value) read, in bytes: a file with a
-/// bigger one is refused as corrupt rather than buffered.
-pub const MAX_VALUE_BYTES: usize = 16 << 20;
+/// bigger one is refused as corrupt rather than buffered. Half the largest
+/// answer, so any one entry fits in one `backup.list` page.
+pub const MAX_VALUE_BYTES: usize = 8 << 20;
 
 /// How much of the file is read at a time.
 const CHUNK: usize = 256 << 10;
@@ -235,6 +236,23 @@ impl<R: Read> Reader<R> {
             b'{' | b'[' => {
                 let mut open = vec![first];
                 while let Some(&top) = open.last() {
+                    // Copy the run of bytes up to the next quote or bracket in
+                    // one go (most of an entry).
+                    if self.start == self.end && !self.fill()? {
+                        return Err(self.corrupt("unbalanced brackets"));
+                    }
+                    let chunk = &self.buf[self.start..self.end];
+                    let run = chunk
+                        .iter()
+                        .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
+                        .unwrap_or(chunk.len());
+                    self.grow(run)?;
+                    self.value
+                        .extend_from_slice(&self.buf[self.start..self.start + run]);
+                    self.advance(run);
+                    if self.start == self.end {
+                        continue;
+                    }
                     let c = self.take("unbalanced brackets")?;
                     match c {
                         b'"' => self.string()?,
