@@ -165,6 +165,47 @@ pub struct ReconcileResult {
     pub updates_applied: u64,
     /// Findings this run did not fix. The client exits 3 when it is not zero.
     pub unresolved: u64,
+    /// Items left out of each list above that passed
+    /// [`crate::limits::PLAN_ROWS`] (the first that many are listed);
+    /// `unresolved` and `updates_applied` count them all.
+    #[serde(default, skip_serializing_if = "Unlisted::is_empty")]
+    pub unlisted: Unlisted,
+}
+
+/// How many items each list of a [`ReconcileResult`] left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlisted {
+    /// Of `missing`.
+    #[serde(default)]
+    pub missing: u64,
+    /// Of `orphaned`.
+    #[serde(default)]
+    pub orphaned: u64,
+    /// Of `mismatched`.
+    #[serde(default)]
+    pub mismatched: u64,
+    /// Of `missing_sidecars`.
+    #[serde(default)]
+    pub missing_sidecars: u64,
+    /// Of `stray_sidecars`.
+    #[serde(default)]
+    pub stray_sidecars: u64,
+    /// Of `applied`.
+    #[serde(default)]
+    pub applied: u64,
+    /// Of `adopted`.
+    #[serde(default)]
+    pub adopted: u64,
+    /// Of `local_only`.
+    #[serde(default)]
+    pub local_only: u64,
+}
+
+impl Unlisted {
+    /// Nothing was left out.
+    pub fn is_empty(&self) -> bool {
+        *self == Unlisted::default()
+    }
 }
 
 impl ReconcileResult {
@@ -174,6 +215,44 @@ impl ReconcileResult {
             && self.orphaned.is_empty()
             && self.mismatched.is_empty()
             && self.missing_sidecars.is_empty()
+    }
+
+    /// Findings of each kind, listed or not: missing, orphaned, mismatched,
+    /// missing sidecars.
+    pub fn counts(&self) -> [u64; 4] {
+        let u = &self.unlisted;
+        [
+            self.missing.len() as u64 + u.missing,
+            self.orphaned.len() as u64 + u.orphaned,
+            self.mismatched.len() as u64 + u.mismatched,
+            self.missing_sidecars.len() as u64 + u.missing_sidecars,
+        ]
+    }
+
+    /// Keep at most [`crate::limits::PLAN_ROWS`] items in each list (after
+    /// [`ReconcileResult::count_unresolved`]) and count the rest in
+    /// `unlisted`, so the answer stays small whatever the drift.
+    pub fn cap(&mut self) {
+        fn cut(list: &mut Vec<ReconcileItem>, left_out: &mut u64) {
+            let rows = crate::limits::PLAN_ROWS;
+            if list.len() > rows {
+                *left_out += (list.len() - rows) as u64;
+                list.truncate(rows);
+            }
+        }
+        let u = &mut self.unlisted;
+        cut(&mut self.missing, &mut u.missing);
+        cut(&mut self.orphaned, &mut u.orphaned);
+        cut(&mut self.mismatched, &mut u.mismatched);
+        cut(&mut self.missing_sidecars, &mut u.missing_sidecars);
+        cut(&mut self.stray_sidecars, &mut u.stray_sidecars);
+        cut(&mut self.local_only, &mut u.local_only);
+        if let Some(list) = self.applied.as_mut() {
+            cut(list, &mut u.applied);
+        }
+        if let Some(list) = self.adopted.as_mut() {
+            cut(list, &mut u.adopted);
+        }
     }
 
     /// Count the findings not fixed (sets [`ReconcileResult::unresolved`]).

@@ -911,3 +911,44 @@ async fn apply_writes_the_python_tools_reconcile_fields_and_orphans_have_their_s
     assert_eq!(a["size_bytes"], orphan_size);
     assert!(cfg.backups_root.join("alpha").is_dir());
 }
+
+/// A drift of thousands of entries: each list holds its first PLAN_ROWS, the
+/// rest are counted, and the counts and the fixes cover them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_of_thousands_lists_a_thousand_and_counts_and_fixes_them_all() {
+    let w = abssd_tests::world::World::new(&["alpha"]);
+    let c = w.client().await;
+    backup(&c, "alpha").await;
+    let mut raw: Value = serde_json::from_slice(&w.index()).unwrap();
+    let real = raw["backups"][0].clone();
+    let dir = w.cfg().instance_backup_dir("alpha");
+    let backups = raw["backups"].as_array_mut().unwrap();
+    for i in 1..=1500 {
+        let id = format!("20250101-000000-alpha-{i:06x}");
+        let mut e = real.clone();
+        e["path"] = json!(dir.join(format!("{id}.tar.zst")).display().to_string());
+        e["id"] = json!(id);
+        backups.push(e);
+    }
+    fs::write(
+        &w.cfg().index_file,
+        serde_json::to_vec_pretty(&raw).unwrap(),
+    )
+    .unwrap();
+    let rows = abssd_proto::limits::PLAN_ROWS;
+
+    let (_, plan, found) = reconcile(&c, None, READ).await;
+    assert_eq!(plan.index_entries, 1501);
+    assert_eq!(found.missing.len(), rows);
+    assert_eq!(found.unlisted.missing, 500);
+    assert_eq!(found.unresolved, 1500);
+    assert_eq!(found.counts(), [1500, 0, 0, 0]);
+
+    let (_, _, fixed) = reconcile(&c, None, APPLY).await;
+    assert_eq!((fixed.updates_applied, fixed.unresolved), (1500, 0));
+    assert_eq!(fixed.applied.as_ref().map(Vec::len), Some(rows));
+    assert_eq!(fixed.unlisted.applied, 500);
+    let (_, _, after) = reconcile(&c, None, READ).await;
+    assert!(after.in_sync() && after.unlisted.is_empty(), "{after:?}");
+    assert_eq!(after.known_missing, 1500);
+}

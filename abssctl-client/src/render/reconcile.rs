@@ -41,8 +41,35 @@ pub fn reconciled(r: &ReconcileResult, plan: Option<&ReconcilePlan>) -> String {
     if let Some(adopted) = &r.adopted {
         text.push_str(&written("adopted", adopted, "status"));
     }
+    text.push_str(&unlisted(&r.unlisted));
     text.push_str(&summary(r, plan));
     text
+}
+
+/// What the lists above left out (each lists its first 1000).
+fn unlisted(u: &abssd_proto::Unlisted) -> String {
+    let parts: Vec<String> = [
+        ("missing", u.missing),
+        ("orphaned", u.orphaned),
+        ("mismatched", u.mismatched),
+        ("missing sidecars", u.missing_sidecars),
+        ("stray sidecars", u.stray_sidecars),
+        ("local only", u.local_only),
+        ("applied", u.applied),
+        ("adopted", u.adopted),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} more {what}"))
+    .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "not listed (each list shows its first {}): {}\n",
+        abssd_proto::limits::PLAN_ROWS,
+        parts.join(", ")
+    )
 }
 
 /// What was compared with what, and how closely.

@@ -206,6 +206,7 @@ pub async fn run(
         apply::record_applied(&mut result, applied, params.adopt, |i| i.path.as_str());
     }
     result.count_unresolved();
+    result.cap();
     Ok((plan, result))
 }
 

@@ -351,6 +351,7 @@ pub async fn run(
         super::apply::record_applied(&mut result, applied, params.adopt, |i| i.id.as_str());
     }
     result.count_unresolved();
+    result.cap();
     Ok((plan, result))
 }
 

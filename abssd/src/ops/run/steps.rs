@@ -328,13 +328,10 @@ impl Job<'_> {
                 let message = if found.in_sync() {
                     "index and archives agree".to_owned()
                 } else {
+                    let [missing, orphaned, mismatched, sidecars] = found.counts();
                     let drift = format!(
                         "drift: {} missing, {} orphaned, {} mismatched, {} without sidecar; not fixed by the job: see `abssctl backup reconcile --instance {}`",
-                        found.missing.len(),
-                        found.orphaned.len(),
-                        found.mismatched.len(),
-                        found.missing_sidecars.len(),
-                        self.instance
+                        missing, orphaned, mismatched, sidecars, self.instance
                     );
                     self.progress.warn(format!("{}: {drift}", self.instance));
                     self.warnings.push(drift.clone());

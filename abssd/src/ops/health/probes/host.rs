@@ -137,6 +137,7 @@ pub fn drift(instance: &str, found: Result<&ReconcileResult, &str>) -> ProbeResu
         "missing_sidecars": listed(&found.missing_sidecars),
     });
     let fix = format!("abssctl backup reconcile --instance {instance} --apply");
+    let [missing, orphaned, mismatched, sidecars] = found.counts();
     if !found.missing.is_empty() || !found.mismatched.is_empty() {
         return red(
             ID,
@@ -145,8 +146,7 @@ pub fn drift(instance: &str, found: Result<&ReconcileResult, &str>) -> ProbeResu
             Impact::Environment,
             format!(
                 "the index does not match the archives: {} missing, {} mismatched",
-                found.missing.len(),
-                found.mismatched.len()
+                missing, mismatched
             ),
         )
         .fix(fix)
@@ -159,8 +159,7 @@ pub fn drift(instance: &str, found: Result<&ReconcileResult, &str>) -> ProbeResu
             instance,
             format!(
                 "{} archive(s) without an index entry, {} without a checksum sidecar",
-                found.orphaned.len(),
-                found.missing_sidecars.len()
+                orphaned, sidecars
             ),
         )
         .fix(fix)
