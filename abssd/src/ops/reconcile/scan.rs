@@ -17,7 +17,7 @@
 //! What an archive's path says about it (its id, its instance, when it was
 //! made; the archive a sidecar belongs to) is read here too, from names only.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -43,21 +43,21 @@ pub struct Archive {
     pub size: u64,
     /// Modification time, seconds since the epoch.
     pub mtime: i64,
+    /// Its `.sha256` sidecar is beside it.
+    pub has_sidecar: bool,
+    /// (device, inode).
+    inode: (u64, u64),
 }
 
 /// What the walk found.
 #[derive(Debug, Default)]
 pub struct Scan {
-    /// Archives, in walk order.
+    /// Archives, by path (binary-searched: no second copy of the paths).
     pub archives: Vec<Archive>,
-    /// Archive path → index in `archives`.
-    pub by_path: HashMap<String, usize>,
     /// (device, inode) → index in `archives`.
     pub by_inode: HashMap<(u64, u64), usize>,
     /// Sidecars (`<archive>.sha256`) whose archive was not found.
     pub lone_sidecars: Vec<String>,
-    /// Paths of the archives (as walked) that have their sidecar beside them.
-    pub sidecars: HashSet<String>,
     /// `.partial` files seen.
     pub partials: u64,
     /// Names that could not be considered (not UTF-8, unreadable
@@ -79,15 +79,22 @@ impl Scan {
         // The scan is older than the index: a create writes its sidecar after
         // the scan saw its archive and before its entry is in the index, so a
         // sidecar the scan missed is looked for again.
-        let has = (self.by_path.contains_key(path) && self.sidecars.contains(path))
+        let has = self.at(path).is_some_and(|i| self.archives[i].has_sidecar)
             || std::fs::symlink_metadata(crate::archive::sidecar::path(Path::new(path))).is_ok();
         !has
+    }
+
+    /// The archive walked at exactly `path`.
+    pub fn at(&self, path: &str) -> Option<usize> {
+        self.archives
+            .binary_search_by(|a| a.path.as_str().cmp(path))
+            .ok()
     }
 
     /// The archive at `path`, by name or, failing that, by inode (an entry that
     /// names the file through a symlink or another spelling).
     pub fn find(&self, path: &str) -> Option<usize> {
-        if let Some(&i) = self.by_path.get(path) {
+        if let Some(i) = self.at(path) {
             return Some(i);
         }
         let meta = std::fs::metadata(path).ok()?;
@@ -98,7 +105,6 @@ impl Scan {
 /// Walk `root`. A root that does not exist holds no archives.
 pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
     let mut out = Scan::default();
-    let mut sidecars = Vec::new();
     let mut dirs = vec![(root.to_owned(), String::new(), 0usize)];
     let mut skipped = 0usize;
     let mut skip_note = |out: &mut Scan, note: String| {
@@ -119,6 +125,10 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
                 continue;
             }
         };
+        // This directory's archives (from `first`) and sidecar names, matched
+        // when it has been read: a sidecar may come before its archive.
+        let first = out.archives.len();
+        let mut sidecars: Vec<String> = Vec::new();
         for dirent in reader {
             let dirent = dirent.at("reading", &dir)?;
             let path = dirent.path();
@@ -153,7 +163,7 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
                 out.partials += 1;
             } else if let Some(archive) = name.strip_suffix(sidecar::SUFFIX) {
                 if Algorithm::from_file_name(archive).is_some() {
-                    sidecars.push(path_string(&path));
+                    sidecars.push(name);
                 }
             } else if let Some(algorithm) = Algorithm::from_file_name(&name) {
                 let meta = match dirent.metadata() {
@@ -162,29 +172,42 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e).at("reading", &path),
                 };
-                let path = path_string(&path);
-                let at = out.archives.len();
-                out.by_path.insert(path.clone(), at);
-                out.by_inode.insert((meta.dev(), meta.ino()), at);
                 out.archives.push(Archive {
-                    path,
+                    path: path_string(&path),
                     dir: rel.clone(),
                     name,
                     algorithm,
                     size: meta.len(),
                     mtime: meta.mtime(),
+                    has_sidecar: false,
+                    inode: (meta.dev(), meta.ino()),
                 });
             }
         }
-    }
-    for s in sidecars {
-        let archive = archive_of(&s);
-        if out.by_path.contains_key(archive) {
-            out.sidecars.insert(archive.to_owned());
-        } else {
-            out.lone_sidecars.push(s);
+        let names: HashMap<&str, usize> = out.archives[first..]
+            .iter()
+            .enumerate()
+            .map(|(k, a)| (a.name.as_str(), first + k))
+            .collect();
+        let mut found = Vec::new();
+        for s in sidecars {
+            match names.get(archive_of(&s)) {
+                Some(&i) => found.push(i),
+                None => out.lone_sidecars.push(path_string(&dir.join(&s))),
+            }
+        }
+        drop(names);
+        for i in found {
+            out.archives[i].has_sidecar = true;
         }
     }
+    out.archives.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    out.by_inode = out
+        .archives
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.inode, i))
+        .collect();
     Ok(out)
 }
 
@@ -288,12 +311,20 @@ mod tests {
             scan.lone_sidecars,
             [root.join("a/gone.tar.sha256").display().to_string()]
         );
-        let with_sidecar: Vec<&String> = scan.sidecars.iter().collect();
+        let with_sidecar: Vec<&String> = scan
+            .archives
+            .iter()
+            .filter(|a| a.has_sidecar)
+            .map(|a| &a.path)
+            .collect();
         assert_eq!(
             with_sidecar,
             [&root.join("a/1.tar.zst").display().to_string()],
             "top.tar has none"
         );
+        let one = root.join("a/1.tar.zst").display().to_string();
+        assert!(!scan.lacks_sidecar(&one));
+        assert!(scan.lacks_sidecar(&root.join("top.tar").display().to_string()));
         let via_link = root.join("a/link.tar").display().to_string();
         let top = scan.find(&via_link).unwrap();
         assert_eq!(scan.archives[top].name, "top.tar");
@@ -318,6 +349,8 @@ mod tests {
             algorithm: Algorithm::Zstd,
             size: 1,
             mtime: 0,
+            has_sidecar: false,
+            inode: (0, 0),
         }
     }
 
