@@ -26,7 +26,7 @@ pub mod stream;
 /// it in place changes its times: either is another stamp, even within one
 /// second and at the same size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
@@ -35,7 +35,7 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(m: &std::fs::Metadata) -> Stamp {
+    pub(crate) fn of(m: &std::fs::Metadata) -> Stamp {
         Stamp {
             dev: m.dev(),
             ino: m.ino(),
@@ -307,29 +307,49 @@ impl Toc {
             first + (c.same as usize).min(end - first)
         });
         let total = self.rows.iter().filter(|r| self.matches(filter, r)).count();
-        let mut chosen: Vec<&Row> = Vec::new();
-        let (mut bytes, mut next, mut last) = (0usize, None, None);
+        let cursor_at = |i: usize| {
+            let r = &self.rows[i];
+            Cursor {
+                at: r.at,
+                id: r.id.to_string(),
+                same: u32::try_from(i - run(r.at, &r.id) + 1).unwrap_or(u32::MAX),
+            }
+        };
+        // Chosen by their size in the file, then cut again by the size of
+        // their JSON in the answer (numbers and absent keys may write longer).
+        let mut chosen: Vec<usize> = Vec::new();
+        let (mut bytes, mut more) = (0usize, false);
         for (i, row) in self.rows.iter().enumerate().skip(start) {
             if !self.matches(filter, row) {
                 continue;
             }
             let size = row.len as usize;
             if chosen.len() == limit || (!chosen.is_empty() && bytes + size > budget) {
-                next = last.map(|i: usize| {
-                    let r = &self.rows[i];
-                    Cursor {
-                        at: r.at,
-                        id: r.id.to_string(),
-                        same: u32::try_from(i - run(r.at, &r.id) + 1).unwrap_or(u32::MAX),
-                    }
-                });
+                more = true;
                 break;
             }
             bytes += size;
-            chosen.push(row);
-            last = Some(i);
+            chosen.push(i);
         }
-        let entries = self.read(&chosen)?;
+        let rows: Vec<&Row> = chosen.iter().map(|&i| &self.rows[i]).collect();
+        let mut entries = self.read(&rows)?;
+        let mut answer = 0usize;
+        let fit = entries
+            .iter()
+            .position(|e| {
+                answer += json_size(e);
+                answer > budget
+            })
+            .map_or(entries.len(), |k| k.max(1));
+        if fit < entries.len() {
+            entries.truncate(fit);
+            more = true;
+        }
+        let next = if more {
+            entries.len().checked_sub(1).map(|k| cursor_at(chosen[k]))
+        } else {
+            None
+        };
         Ok(Page {
             entries,
             total: total as u64,
@@ -356,8 +376,19 @@ impl Toc {
         let mut corrupt = None;
         for row in rows {
             buf.resize(row.len as usize, 0);
-            if file.read_exact_at(&mut buf, row.offset).is_err() {
-                return Err(Stale::Changed);
+            match file.read_exact_at(&mut buf, row.offset) {
+                Ok(()) => {}
+                // Shorter than the table says: written in place meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(Stale::Changed);
+                }
+                Err(e) => {
+                    return Err(Stale::Error(Error::Io {
+                        action: "reading backup index",
+                        path: self.path.clone(),
+                        source: e,
+                    }));
+                }
             }
             match stream::parse_entry(&buf) {
                 Ok(entry) if *entry.id == *row.id => out.push(entry),
@@ -505,37 +536,62 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
-/// Change the entry with this id (the first, should the file hold two) with
-/// `change`, which says whether it changed anything; the index is rewritten
-/// (one entry at a time, [`stream::rewrite`]) only when it did. `None` when
-/// no entry has the id. Blocking; the caller holds the global lock.
+/// Change the entry with this id (the first in the file, should it hold two)
+/// with `change`, which says whether it changed anything; only then is the
+/// index rewritten (one entry at a time, [`stream::rewrite`]). `None` when no
+/// entry has the id. Blocking; the caller holds the global lock.
 pub fn update<T>(
     path: &Path,
     id: &str,
     change: impl FnOnce(&mut BackupEntry) -> Result<(bool, T)>,
 ) -> Result<Option<T>> {
-    let mut change = Some(change);
-    let mut out = None;
+    // Found and changed first: a change that changes nothing (or an id that
+    // is not there) costs a read, not a rewrite.
+    let Some(found) = stream::find(path, id)? else {
+        return Ok(None);
+    };
+    let mut changed = found.clone();
+    let (did, value) = change(&mut changed)?;
+    if !did {
+        return Ok(Some(value));
+    }
+    let mut pending = Some(changed);
     stream::rewrite(
         path,
-        |mut entry| {
-            if entry.id != id {
+        |entry| {
+            if entry.id != id || pending.is_none() {
                 return Ok(stream::Edit::Keep(entry));
             }
-            let Some(change) = change.take() else {
-                return Ok(stream::Edit::Keep(entry));
-            };
-            let (changed, value) = change(&mut entry)?;
-            out = Some(value);
-            Ok(if changed {
-                stream::Edit::Changed(entry)
-            } else {
-                stream::Edit::Keep(entry)
-            })
+            // The entry read first is the one the change was made to.
+            if entry != found {
+                return Err(Error::Environment(format!(
+                    "the index entry of {id} changed while it was being updated; try again"
+                )));
+            }
+            Ok(pending
+                .take()
+                .map_or(stream::Edit::Keep(entry), stream::Edit::Changed))
         },
         || Ok(Vec::new()),
     )?;
-    Ok(out)
+    Ok(Some(value))
+}
+
+/// The length of `entry`'s JSON.
+fn json_size(entry: &BackupEntry) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    let _ = serde_json::to_writer(&mut n, entry);
+    n.0
 }
 
 /// The ids of an index, kept as 64-bit keyed hashes (8 bytes an id): enough

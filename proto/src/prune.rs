@@ -114,11 +114,11 @@ pub struct PrunePlan {
     pub instance: Option<String>,
     /// The decisions, grouped by instance, newest first within one: every
     /// backup in scope (entries already `removed` excepted), or, beyond
-    /// [`crate::limits::PLAN_ROWS`], that many: every removal first, then
-    /// kept ones (`unlisted` counts the others; `keep`, `remove`,
-    /// `freed_bytes` and `digest` are of the whole plan).
+    /// [`crate::limits::PLAN_ROWS`], that many, chosen removals first and
+    /// then kept ones, still in plan order (`unlisted` counts the others;
+    /// `keep`, `remove`, `freed_bytes` and `digest` are of the whole plan).
     pub backups: Vec<PruneItem>,
-    /// Decisions not in `backups` (kept ones first, then removals).
+    /// Decisions not in `backups`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unlisted: u64,
     /// How many are kept.

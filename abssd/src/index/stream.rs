@@ -449,6 +449,14 @@ pub fn rewrite(
         Ok(e)
     };
     let reader = Reader::open(path)?;
+    // The version read: a writer that does not take the lock (a hand edit)
+    // and changed the file meanwhile makes this rewrite fail, not vanish.
+    let read = match &reader {
+        Some(r) => Some(super::Stamp::of(
+            &r.src.metadata().at("reading backup index", path)?,
+        )),
+        None => None,
+    };
     let tmp = fsutil::write_temp_with(path, |out| {
         let doc = Streamed {
             reader: RefCell::new(reader),
@@ -470,6 +478,17 @@ pub fn rewrite(
     })?;
     if changes.get() == 0 {
         return Ok(0);
+    }
+    let now = match std::fs::metadata(path) {
+        Ok(m) => Some(super::Stamp::of(&m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).at("reading backup index", path),
+    };
+    if now != read {
+        return Err(Error::Environment(format!(
+            "{} was changed by another writer while abssd rewrote it; nothing was written, try again",
+            path.display()
+        )));
     }
     crash_point!("index::before-rename");
     fsutil::replace(tmp, path)?;
@@ -732,6 +751,30 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_write_that_does_not_take_the_lock_fails_the_rewrite_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backups.json");
+        sample(20).save(&path).unwrap();
+        let hand = b"{\"backups\": []}\n".to_vec();
+        let mut edited = false;
+        let e = rewrite(
+            &path,
+            |e| {
+                if !edited {
+                    // Written in place while the rewrite streams.
+                    std::fs::write(&path, &hand).unwrap();
+                    edited = true;
+                }
+                Ok(Edit::Changed(e))
+            },
+            || Ok(Vec::new()),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("another writer"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), hand);
     }
 
     #[test]

@@ -147,6 +147,9 @@ pub async fn record(
             }
             // Nothing to record, nothing to write: the file stays as its
             // last writer left it, byte for byte.
+            if pending.is_empty() {
+                return Ok(findings);
+            }
             crate::index::stream::rewrite(
                 &file,
                 |mut e| {

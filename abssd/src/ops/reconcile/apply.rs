@@ -216,12 +216,12 @@ pub fn write(
     // The changes to entries by id (an entry may have two: a sidecar to write
     // back and a re-hash to record); the adoptions by id and by path.
     let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut adopting: HashMap<&str, usize> = HashMap::new();
+    let mut adopting: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, p) in planned.iter().enumerate() {
         match &p.change {
             Change::Adopt(_) => {
-                adopting.insert(p.id.as_str(), i);
-                adopting.insert(p.path.as_str(), i);
+                adopting.entry(p.id.as_str()).or_default().push(i);
+                adopting.entry(p.path.as_str()).or_default().push(i);
             }
             _ => by_id.entry(p.id.as_str()).or_default().push(i),
         }
@@ -233,7 +233,7 @@ pub fn write(
         |mut entry| {
             // An entry with an adoption's id or archive: that one is taken.
             for key in [entry.id.as_str(), entry.path.as_str()] {
-                if let Some(&i) = adopting.get(key) {
+                for &i in adopting.get(key).into_iter().flatten() {
                     taken.borrow_mut().insert(i);
                 }
             }

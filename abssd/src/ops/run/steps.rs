@@ -173,12 +173,7 @@ impl Job<'_> {
                 );
             }
             Ok((plan, result)) => {
-                let (removed, freed) = result.map_or((0, 0), |r| {
-                    (
-                        r.items.iter().filter(|i| i.removed).count(),
-                        r.removed_bytes,
-                    )
-                });
+                let (removed, freed) = result.map_or((0, 0), |r| (r.removed(), r.removed_bytes));
                 self.end(
                     JobStep::Prune,
                     JobStepStatus::Ok,
