@@ -859,8 +859,11 @@ pub struct OpListArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub limit: Option<u16>,
     /// Only operations older than this one (the `next_before` of a previous page).
-    #[arg(long, value_name = "OP_ID")]
+    #[arg(long, value_name = "OP_ID", conflicts_with = "all")]
     pub before: Option<String>,
+    /// Every operation the daemon holds, however many (read page by page).
+    #[arg(long, conflicts_with = "limit")]
+    pub all: bool,
 }
 
 /// `abssctl op watch`

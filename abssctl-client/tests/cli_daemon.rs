@@ -389,6 +389,16 @@ fn op_list_pages_and_its_hint_asks_the_same_question_further_back() {
     // Out of range is refused by the client itself, before any call.
     let out = host.abssctl(&["op", "list", "--limit", "0"]);
     assert_exit(&out, 2);
+    // --all: every one, oldest first, no hint.
+    let all = host.json(&["op", "list", "--all"], 0);
+    let ops = all["operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 3, "{all}");
+    let started: Vec<&str> = ops
+        .iter()
+        .map(|o| o["started_at"].as_str().unwrap())
+        .collect();
+    assert!(started.windows(2).all(|w| w[0] <= w[1]), "{started:?}");
+    assert!(all.get("next_before").is_none(), "{all}");
 }
 
 #[test]

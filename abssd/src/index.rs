@@ -6,7 +6,6 @@
 //! Keys this project does not know are kept; the older key spellings are
 //! accepted on read and written in the current spelling.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -20,31 +19,7 @@ use crate::fsutil;
 
 pub mod stream;
 
-/// One version of the index file: which file it is (device, inode) and its
-/// change stamp (size; modification and change times, to the nanosecond). A
-/// tool that replaces the file by a rename makes a new inode; one that writes
-/// it in place changes its times: either is another stamp, even within one
-/// second and at the same size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    pub(crate) fn of(m: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
-    }
-}
+use stream::Stamp;
 
 /// What the daemon keeps of the index between calls: a [`Toc`] of the file's
 /// current version, made again only when the file's [`Stamp`] changed.
@@ -74,7 +49,10 @@ impl Cache {
             return Ok(Arc::clone(toc));
         }
         *cached = None;
-        let toc = Arc::new(Toc::build(path)?);
+        let built = Toc::build(path);
+        // The walk's buffers and the rows' growth are freed: give them back.
+        crate::memory::release_freed();
+        let toc = Arc::new(built?);
         *cached = Some(Arc::clone(&toc));
         Ok(toc)
     }
@@ -793,6 +771,7 @@ pub fn new_backup_id(instance: &str, at: jiff::Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn entry_json(id: &str) -> String {
         format!(

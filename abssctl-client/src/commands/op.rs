@@ -13,6 +13,32 @@ use crate::render::{self, Output};
 /// Run one `op` verb.
 pub async fn run(client: &Client, out: Output, cmd: OpCommand) -> Result<Exit, WireError> {
     match cmd {
+        OpCommand::List(args) if args.all => {
+            // Newest pages first; each page is oldest first, so the pages
+            // go in front of what was read before.
+            let mut all: Vec<abssd_proto::OpInfo> = Vec::new();
+            let mut before = None;
+            loop {
+                let params = OpListParams {
+                    running: args.running,
+                    limit: Some(abssd_proto::limits::OP_PAGE_MAX),
+                    before: before.take(),
+                };
+                let mut page = call::<OpList>(client, &params).await?;
+                page.operations.append(&mut all);
+                all = page.operations;
+                match page.next_before {
+                    Some(next) => before = Some(next),
+                    None => break,
+                }
+            }
+            let answer = abssd_proto::OpListResult {
+                operations: all,
+                next_before: None,
+            };
+            out.show(&answer, || render::ops::list(&answer.operations));
+            Ok(Exit::Success)
+        }
         OpCommand::List(args) => {
             let answer = call::<OpList>(
                 client,

@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use abssd_proto::BackupEntry;
@@ -24,6 +25,32 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+
+/// One version of the index file: which file it is (device, inode) and its
+/// change stamp (size; modification and change times, to the nanosecond). A
+/// tool that replaces the file by a rename makes a new inode; one that writes
+/// it in place changes its times: either is another stamp, even within one
+/// second and at the same size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+}
 
 /// The largest entry (or other top-level value) read, in bytes: a file with a
 /// bigger one is refused as corrupt rather than buffered. Half the largest
@@ -452,7 +479,7 @@ pub fn rewrite(
     // The version read: a writer that does not take the lock (a hand edit)
     // and changed the file meanwhile makes this rewrite fail, not vanish.
     let read = match &reader {
-        Some(r) => Some(super::Stamp::of(
+        Some(r) => Some(Stamp::of(
             &r.src.metadata().at("reading backup index", path)?,
         )),
         None => None,
@@ -480,7 +507,7 @@ pub fn rewrite(
         return Ok(0);
     }
     let now = match std::fs::metadata(path) {
-        Ok(m) => Some(super::Stamp::of(&m)),
+        Ok(m) => Some(Stamp::of(&m)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).at("reading backup index", path),
     };

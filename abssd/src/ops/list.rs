@@ -37,6 +37,11 @@ pub async fn list(ctx: &Ctx, params: &ListParams) -> Result<ListResult> {
     let (file, cache) = (ctx.config.layout.index_file.clone(), Arc::clone(&ctx.index));
     tokio::task::spawn_blocking(move || {
         let page = cache.page(&file, &filter, after.as_ref(), limit, LIST_PAGE_BYTES)?;
+        // A big page parsed thousands of entries: what that freed goes back
+        // now (the answer's own buffer goes back after the next operation).
+        if page.entries.len() > 1000 {
+            crate::memory::release_freed();
+        }
         Ok(ListResult {
             backups: page.entries,
             total: page.total,

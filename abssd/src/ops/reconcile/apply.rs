@@ -60,7 +60,7 @@ pub fn adoption(
         ));
     }
     trusted_file(path)?;
-    let mut bytes = progress.bytes(Phase::Adopt(archive.name.clone()), archive.size);
+    let mut bytes = progress.bytes(Phase::Adopt(archive.name().to_owned()), archive.size);
     let found = extract::inspect(path, archive.algorithm, limits, &mut |n| bytes.add(n))
         .map_err(|e| format!("cannot be read: {e}"))?;
     drop(bytes);
@@ -111,7 +111,7 @@ pub fn adoption(
         }
     }
     let instance = instance.to_owned();
-    let sidecar = sidecar_to_write(path, &archive.name, &found.sha256)?;
+    let sidecar = sidecar_to_write(path, archive.name(), &found.sha256)?;
     let now = fsutil::now_utc();
     let mut extra = Map::new();
     extra.insert(

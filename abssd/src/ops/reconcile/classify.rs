@@ -319,7 +319,7 @@ pub fn orphans(
         if claimed[i] {
             continue;
         }
-        if in_flight.contains(std::ffi::OsStr::new(&archive.name)) {
+        if in_flight.contains(std::ffi::OsStr::new(archive.name())) {
             writing.push(archive.path.clone());
             continue;
         }

@@ -35,8 +35,8 @@ pub struct Archive {
     pub path: String,
     /// The directory it is in, relative to the root (`""` for the root itself).
     pub dir: String,
-    /// The file name.
-    pub name: String,
+    /// Where the file name starts in `path`.
+    name_at: usize,
     /// Compression, from the extension.
     pub algorithm: Algorithm,
     /// Bytes.
@@ -72,6 +72,13 @@ pub const MAX_SKIPPED: usize = 20;
 
 /// How deep the walk goes: 0 is the root, 1 its directories.
 const MAX_DEPTH: usize = 1;
+
+impl Archive {
+    /// The file name.
+    pub fn name(&self) -> &str {
+        &self.path[self.name_at..]
+    }
+}
 
 impl Scan {
     /// Whether the present archive at `path` has no `.sha256` sidecar.
@@ -172,10 +179,11 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e).at("reading", &path),
                 };
+                let path = path_string(&path);
                 out.archives.push(Archive {
-                    path: path_string(&path),
+                    name_at: path.len() - name.len(),
+                    path,
                     dir: rel.clone(),
-                    name,
                     algorithm,
                     size: meta.len(),
                     mtime: meta.mtime(),
@@ -187,7 +195,7 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
         let names: HashMap<&str, usize> = out.archives[first..]
             .iter()
             .enumerate()
-            .map(|(k, a)| (a.name.as_str(), first + k))
+            .map(|(k, a)| (a.name(), first + k))
             .collect();
         let mut found = Vec::new();
         for s in sidecars {
@@ -225,7 +233,7 @@ pub fn archive_of(sidecar: &str) -> &str {
 /// `<instance>/<YYYYMMDD-HHMMSS-<instance>-<hex>>.<ext>`, else the file's
 /// stem and the first directory under the root.
 pub fn infer(archive: &Archive) -> (String, Option<String>, &'static str) {
-    let id = strip_extension(&archive.name).to_owned();
+    let id = strip_extension(archive.name()).to_owned();
     if let Some(instance) = index::instance_of_id(&id) {
         let instance = instance.to_owned();
         return (id, Some(instance), "id and instance from the file name");
@@ -295,7 +303,7 @@ mod tests {
         let mut found: Vec<(String, String)> = scan
             .archives
             .iter()
-            .map(|a| (a.dir.clone(), a.name.clone()))
+            .map(|a| (a.dir.clone(), a.name().to_owned()))
             .collect();
         found.sort();
         assert_eq!(
@@ -327,7 +335,7 @@ mod tests {
         assert!(scan.lacks_sidecar(&root.join("top.tar").display().to_string()));
         let via_link = root.join("a/link.tar").display().to_string();
         let top = scan.find(&via_link).unwrap();
-        assert_eq!(scan.archives[top].name, "top.tar");
+        assert_eq!(scan.archives[top].name(), "top.tar");
         assert_eq!(
             scan.find(&root.join("none.tar").display().to_string()),
             None
@@ -344,8 +352,8 @@ mod tests {
     fn archive(dir: &str, name: &str) -> Archive {
         Archive {
             path: format!("/b/{dir}/{name}"),
+            name_at: "/b/".len() + dir.len() + 1,
             dir: dir.into(),
-            name: name.into(),
             algorithm: Algorithm::Zstd,
             size: 1,
             mtime: 0,
