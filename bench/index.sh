@@ -7,7 +7,7 @@
 #   cold first page   backup.list limit 50, the first call after the index file changed
 #   first page        backup.list limit 50 (the parsed index cached)
 #   show              backup.show of an entry in the middle of the index
-#   list --all        abssctl --json backup list --all (every page, 10000 a call)
+#   list --all        abssctl --json backup list --all (every page, 2000 a call)
 #   reconcile         abssctl --json backup reconcile (read-only)
 #   prune plan        backup.prune dry run (restic's example policy)
 #

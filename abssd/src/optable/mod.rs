@@ -186,6 +186,9 @@ impl Operations {
     }
 
     fn insert(&self, op: Operation) -> Arc<Operation> {
+        // What calls that are no operations freed (pages of a long list, their
+        // answers) goes back before this one grows the heap.
+        crate::memory::release_freed();
         let op = Arc::new(op);
         op.emit(EventKind::Started {
             command: op.command.clone(),
