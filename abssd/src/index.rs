@@ -131,6 +131,8 @@ pub struct Toc {
     rows: Box<[Row]>,
     /// Instance names, statuses and labels, each once; rows point into it.
     names: Box<[Box<str>]>,
+    /// The sets of labels entries carry (into `names`), each once.
+    label_sets: Box<[Box<[u32]>]>,
 }
 
 #[derive(Debug)]
@@ -141,7 +143,8 @@ struct Row {
     len: u32,
     instance: u32,
     status: u32,
-    labels: Box<[u32]>,
+    /// Into `label_sets`.
+    labels: u32,
 }
 
 /// The fields of an entry a [`Toc`] keeps, read without the rest.
@@ -180,6 +183,7 @@ impl Toc {
                     file: None,
                     rows: Box::new([]),
                     names: Box::new([]),
+                    label_sets: Box::new([]),
                 });
             }
             Err(e) => return Err(e).at("reading backup index", path),
@@ -199,6 +203,8 @@ impl Toc {
             interned.insert(name.to_owned(), i);
             i
         };
+        let mut sets: std::collections::HashMap<Vec<u32>, u32> = Default::default();
+        let mut label_sets: Vec<Box<[u32]>> = Vec::new();
         let mut rows = Vec::new();
         let mut reader = stream::Reader::new(&file, path);
         while let Some((offset, raw)) = reader.next_raw()? {
@@ -213,13 +219,18 @@ impl Toc {
                 status::LEGACY_PRESENT => status::AVAILABLE,
                 s => s,
             };
+            let set: Vec<u32> = entry.metadata.labels.iter().map(|l| intern(l)).collect();
+            let labels = *sets.entry(set).or_insert_with_key(|set| {
+                label_sets.push(set.clone().into_boxed_slice());
+                u32::try_from(label_sets.len() - 1).unwrap_or(u32::MAX)
+            });
             rows.push(Row {
                 at: created(&entry.created_at),
                 offset,
                 len: u32::try_from(raw.len()).unwrap_or(u32::MAX),
                 instance: intern(&entry.instance),
                 status: intern(status),
-                labels: entry.metadata.labels.iter().map(|l| intern(l)).collect(),
+                labels,
                 id: entry.id.into(),
             });
         }
@@ -236,6 +247,7 @@ impl Toc {
             file: Some(file),
             rows: rows.into_boxed_slice(),
             names: names.into_boxed_slice(),
+            label_sets: label_sets.into_boxed_slice(),
         })
     }
 
@@ -255,7 +267,9 @@ impl Toc {
             row.at,
             name(row.instance),
             name(row.status),
-            row.labels.iter().map(|&l| name(l)),
+            self.label_sets[row.labels as usize]
+                .iter()
+                .map(|&l| name(l)),
         )
     }
 

@@ -47,7 +47,7 @@ pub fn adoption(
     progress: &Reporter,
 ) -> std::result::Result<Adoption, String> {
     let path = Path::new(&archive.path);
-    let instance = archive.dir.as_str();
+    let instance = archive.dir();
     if instance.is_empty() || instance.contains('/') || validate_name(instance).is_err() {
         return Err(
             "it is not in an instance directory (<backups root>/<instance>/), and adoption takes the instance from there"

@@ -33,8 +33,9 @@ use crate::registry::validate_name;
 pub struct Archive {
     /// Its path (under the root, as walked).
     pub path: String,
-    /// The directory it is in, relative to the root (`""` for the root itself).
-    pub dir: String,
+    /// Where its directory, relative to the root, starts in `path` (it ends
+    /// before the file name: empty for the root itself).
+    dir_at: usize,
     /// Where the file name starts in `path`.
     name_at: usize,
     /// Compression, from the extension.
@@ -77,6 +78,11 @@ impl Archive {
     /// The file name.
     pub fn name(&self) -> &str {
         &self.path[self.name_at..]
+    }
+
+    /// The directory it is in, relative to the root (`""` for the root itself).
+    pub fn dir(&self) -> &str {
+        &self.path[self.dir_at..self.name_at.saturating_sub(1).max(self.dir_at)]
     }
 }
 
@@ -180,10 +186,11 @@ pub fn scan(root: &Path, skip: &[PathBuf]) -> Result<Scan> {
                     Err(e) => return Err(e).at("reading", &path),
                 };
                 let path = path_string(&path);
+                let name_at = path.len() - name.len();
                 out.archives.push(Archive {
-                    name_at: path.len() - name.len(),
+                    dir_at: name_at - usize::from(!rel.is_empty()) - rel.len(),
+                    name_at,
                     path,
-                    dir: rel.clone(),
                     algorithm,
                     size: meta.len(),
                     mtime: meta.mtime(),
@@ -238,7 +245,7 @@ pub fn infer(archive: &Archive) -> (String, Option<String>, &'static str) {
         let instance = instance.to_owned();
         return (id, Some(instance), "id and instance from the file name");
     }
-    let first = archive.dir.split('/').next().unwrap_or_default();
+    let first = archive.dir().split('/').next().unwrap_or_default();
     if validate_name(first).is_ok() {
         return (
             id,
@@ -303,7 +310,7 @@ mod tests {
         let mut found: Vec<(String, String)> = scan
             .archives
             .iter()
-            .map(|a| (a.dir.clone(), a.name().to_owned()))
+            .map(|a| (a.dir().to_owned(), a.name().to_owned()))
             .collect();
         found.sort();
         assert_eq!(
@@ -353,7 +360,7 @@ mod tests {
         Archive {
             path: format!("/b/{dir}/{name}"),
             name_at: "/b/".len() + dir.len() + 1,
-            dir: dir.into(),
+            dir_at: "/b/".len(),
             algorithm: Algorithm::Zstd,
             size: 1,
             mtime: 0,
