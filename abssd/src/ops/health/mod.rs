@@ -20,6 +20,7 @@ pub use sources::MAX_JOB_RECORD;
 
 pub use textfile::write_textfile;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -53,6 +54,65 @@ pub fn job_record_file(ctx: &Ctx, instance: &str) -> PathBuf {
         .state_dir
         .join("jobs")
         .join(format!("{instance}.json"))
+}
+
+/// What the probes need of one instance's index entries, gathered in one
+/// pass through the file: the entries verify found bad and the one verified
+/// last (in file order), the newest available one, and the count and size of
+/// the available ones. Each probe's answer over these is its answer over all
+/// the entries; at 100 000 entries this holds a handful of them.
+#[derive(Debug, Default)]
+struct Summary {
+    /// The bad entries and the one verified last, by position in the file.
+    kept: Vec<(usize, BackupEntry)>,
+    /// The newest available entry (the last in the file among equals).
+    newest: Option<BackupEntry>,
+    available: u64,
+    available_bytes: u64,
+}
+
+impl Summary {
+    /// The summaries of the instances `names`, from the index at `file`.
+    fn read(file: &std::path::Path, names: &[String]) -> Result<HashMap<String, Summary>> {
+        let mut out: HashMap<String, Summary> = HashMap::new();
+        let mut last: HashMap<String, (Timestamp, usize, BackupEntry)> = HashMap::new();
+        let Some(mut reader) = crate::index::stream::Reader::open(file)? else {
+            return Ok(out);
+        };
+        let mut at = 0usize;
+        while let Some((_, _, e)) = reader.next_entry()? {
+            at += 1;
+            if !names.contains(&e.instance) {
+                continue;
+            }
+            let s = out.entry(e.instance.clone()).or_default();
+            if e.status == status::AVAILABLE || e.status == status::LEGACY_PRESENT {
+                s.available += 1;
+                s.available_bytes += e.size_bytes.unwrap_or(0);
+                let time = |x: &BackupEntry| probes::parse_time(&x.created_at);
+                if s.newest.as_ref().is_none_or(|n| time(&e) >= time(n)) {
+                    s.newest = Some(e.clone());
+                }
+            }
+            if let Some(t) = probes::verified_at(&e).and_then(probes::parse_time)
+                && last.get(&e.instance).is_none_or(|(best, _, _)| t >= *best)
+            {
+                last.insert(e.instance.clone(), (t, at, e.clone()));
+            }
+            if e.status == status::CORRUPT || e.status == status::ERROR {
+                s.kept.push((at, e));
+            }
+        }
+        reader.finish()?;
+        for (instance, (_, at, e)) in last {
+            let s = out.entry(instance).or_default();
+            if !s.kept.iter().any(|(k, _)| *k == at) {
+                s.kept.push((at, e));
+            }
+            s.kept.sort_by_key(|(k, _)| *k);
+        }
+        Ok(out)
+    }
 }
 
 /// Make the report; write the textfile when configured and the report covers
@@ -156,10 +216,10 @@ async fn gather(ctx: &Arc<Ctx>, params: &HealthParams, now: Timestamp) -> Result
     }
     let registry = registry.unwrap_or_default();
 
-    let file = config.layout.index_file.clone();
-    let loaded = tokio::task::spawn_blocking(move || crate::index::Index::load(&file)).await?;
-    let index = match loaded {
-        Ok(i) => Arc::new(i),
+    let (file, checked) = (config.layout.index_file.clone(), names.clone());
+    let loaded = tokio::task::spawn_blocking(move || Summary::read(&file, &checked)).await?;
+    let mut summaries = match loaded {
+        Ok(s) => s,
         Err(e) => {
             results.push(probes::result(
                 "index",
@@ -169,7 +229,7 @@ async fn gather(ctx: &Arc<Ctx>, params: &HealthParams, now: Timestamp) -> Result
                 Impact::Environment,
                 format!("the backup index cannot be read: {e}"),
             ));
-            Arc::default()
+            HashMap::new()
         }
     };
 
@@ -218,20 +278,9 @@ async fn gather(ctx: &Arc<Ctx>, params: &HealthParams, now: Timestamp) -> Result
 
     let mut facts = Vec::new();
     for (name, left, capped, job, free) in fs_work {
-        let mine: Vec<&BackupEntry> = index
-            .backups
-            .iter()
-            .filter(|e| e.instance == name)
-            .collect();
-        let available: Vec<&BackupEntry> = mine
-            .iter()
-            .copied()
-            .filter(|e| e.status == status::AVAILABLE || e.status == status::LEGACY_PRESENT)
-            .collect();
-        let newest = available
-            .iter()
-            .copied()
-            .max_by_key(|e| probes::parse_time(&e.created_at));
+        let summary = summaries.remove(&name).unwrap_or_default();
+        let mine: Vec<&BackupEntry> = summary.kept.iter().map(|(_, e)| e).collect();
+        let newest = summary.newest.as_ref();
         results.push(probes::age(&name, newest, now, config.daemon.max_age));
         results.push(probes::verification(&name, &mine, now));
         results.push(probes::job(&name, &job, now));
@@ -273,8 +322,8 @@ async fn gather(ctx: &Arc<Ctx>, params: &HealthParams, now: Timestamp) -> Result
         });
         facts.push(InstanceFacts {
             instance: name.clone(),
-            backups: available.len() as u64,
-            bytes: available.iter().filter_map(|e| e.size_bytes).sum(),
+            backups: summary.available,
+            bytes: summary.available_bytes,
             newest_backup_at: newest.map(|e| e.created_at.clone()),
             newest_backup_age_seconds: newest
                 .and_then(|e| probes::parse_time(&e.created_at))
@@ -302,3 +351,58 @@ async fn gather(ctx: &Arc<Ctx>, params: &HealthParams, now: Timestamp) -> Result
 }
 
 static EMPTY: LazyLock<ReconcileResult> = LazyLock::new(ReconcileResult::default);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+
+    fn entry(
+        id: &str,
+        instance: &str,
+        at: &str,
+        status: &str,
+        verified: Option<&str>,
+    ) -> BackupEntry {
+        let mut e = BackupEntry::new(
+            id.into(),
+            instance.into(),
+            at.into(),
+            format!("/b/{id}.tar.zst"),
+            "zstd",
+            10,
+            "ab".into(),
+        );
+        e.status = status.into();
+        e.verified_at = verified.map(str::to_owned);
+        e
+    }
+
+    /// The summary answers as the whole list of an instance's entries would.
+    #[test]
+    fn a_summary_keeps_the_bad_the_last_verified_and_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("backups.json");
+        let t = |h: u32| format!("2026-01-01T{h:02}:00:00Z");
+        let index = Index {
+            backups: vec![
+                entry("a1", "alpha", &t(1), "available", Some(&t(5))),
+                entry("a2", "alpha", &t(3), "corrupt", Some(&t(4))),
+                entry("b1", "beta", &t(9), "available", Some(&t(9))),
+                entry("a3", "alpha", &t(2), "available", Some(&t(5))),
+                entry("a4", "alpha", &t(3), "available", None),
+                entry("a5", "alpha", &t(8), "missing", None),
+            ],
+            ..Index::default()
+        };
+        index.save(&file).unwrap();
+        let mut all = Summary::read(&file, &["alpha".to_owned()]).unwrap();
+        assert!(!all.contains_key("beta"), "not asked for");
+        let alpha = all.remove("alpha").unwrap();
+        let kept: Vec<&str> = alpha.kept.iter().map(|(_, e)| e.id.as_str()).collect();
+        // The bad one, and of the two verified last (a tie), the later in the file.
+        assert_eq!(kept, ["a2", "a3"]);
+        assert_eq!(alpha.newest.map(|e| e.id), Some("a4".to_owned()));
+        assert_eq!((alpha.available, alpha.available_bytes), (3, 30));
+    }
+}
