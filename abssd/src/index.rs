@@ -528,6 +528,18 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// The entry with this id (the first in the file), read one entry at a time;
+/// a not-found error naming the file when there is none, a validation error
+/// for an id no backup can have. Blocking.
+pub fn require(file: &Path, id: &str) -> Result<BackupEntry> {
+    check_id(id)?;
+    stream::find(file, id)?.ok_or_else(|| Error::NotFound {
+        what: "backup",
+        name: id.to_owned(),
+        hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
+    })
+}
+
 /// Change the entry with this id (the first in the file, should it hold two)
 /// with `change`, which says whether it changed anything; only then is the
 /// index rewritten (one entry at a time, [`stream::rewrite`]). `None` when no

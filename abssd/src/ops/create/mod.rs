@@ -18,7 +18,6 @@ use abssd_proto::{Actor, Capture, CreateParams, CreatePlan, CreateResult};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::index::Index;
 use crate::journal::{Record, Step};
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
@@ -170,7 +169,7 @@ async fn run_locked(
 /// `Ok(None)` is returned; otherwise its `.partial` file, archive and sidecar
 /// are removed and listed. Blocking.
 pub fn recover(index_file: &Path, record: &Record) -> Result<Option<Vec<String>>> {
-    if Index::load(index_file)?.get(&record.backup_id).is_some() {
+    if crate::index::stream::find(index_file, &record.backup_id)?.is_some() {
         return Ok(None);
     }
     let mut removed = Vec::new();

@@ -23,7 +23,6 @@ use abssd_proto::{
 
 use crate::config::remotes::{RemoteSettings, Remotes};
 use crate::error::{Error, Result};
-use crate::index::Index;
 use crate::journal::{Journal, Record, Step};
 use crate::ops::Ctx;
 use crate::progress::{Progress, Reporter};
@@ -55,10 +54,7 @@ pub async fn fetch(
 ) -> Result<PullResult> {
     let file = ctx.config.layout.index_file.clone();
     let key = id.to_owned();
-    let entry = tokio::task::spawn_blocking(move || {
-        Index::load(&file).and_then(|i| i.require(&key, &file).cloned())
-    })
-    .await??;
+    let entry = tokio::task::spawn_blocking(move || crate::index::require(&file, &key)).await??;
     if entry.status == status::REMOVED {
         return Err(Error::validation(format!(
             "backup {id} was removed by a prune (status: removed): its index entry is a record, not a backup to pull"

@@ -13,7 +13,7 @@ use crate::archive::sidecar;
 use crate::config::{Config, site_name, unit_name};
 use crate::error::{Error, IoContext, Result};
 use crate::extract::Reserve;
-use crate::index::{self, Index};
+use crate::index;
 use crate::registry::paths::ServicePaths;
 use crate::registry::{Instance, Registry, validate_name};
 use crate::systemd::UnitState;
@@ -59,10 +59,7 @@ pub fn preflight(config: &Config, params: &RestoreParams) -> Result<Preflight> {
     if let Some(name) = &params.instance {
         validate_name(name)?;
     }
-    let index = Index::load(&config.layout.index_file)?;
-    let entry = index
-        .require(&params.id, &config.layout.index_file)?
-        .clone();
+    let entry = index::require(&config.layout.index_file, &params.id)?;
     if let Some(name) = &params.instance
         && name != &entry.instance
     {
