@@ -30,6 +30,28 @@ pub const BATCH: u32 = 16;
 /// `backup.prune`: the most backups a plan or a result lists one by one
 /// (their counts cover them all).
 pub const PLAN_ROWS: usize = 1000;
+/// At most [`PLAN_ROWS`] of `items`, in their order: those `first` picks
+/// before the others, when not all fit.
+pub fn rows<T>(items: Vec<T>, first: impl Fn(&T) -> bool) -> Vec<T> {
+    if items.len() <= PLAN_ROWS {
+        return items;
+    }
+    let firsts = items.iter().filter(|i| first(i)).count().min(PLAN_ROWS);
+    let (mut taken_first, mut taken_other) = (0, 0);
+    items
+        .into_iter()
+        .filter(|i| {
+            let (n, cap) = if first(i) {
+                (&mut taken_first, firsts)
+            } else {
+                (&mut taken_other, PLAN_ROWS - firsts)
+            };
+            *n += 1;
+            *n <= cap
+        })
+        .collect()
+}
+
 /// `backup.list`: entries per page when `limit` is not given: all of most
 /// indexes, as a list answered before it paged.
 pub const LIST_PAGE: usize = 10_000;

@@ -229,30 +229,11 @@ impl PruneResult {
     /// listing at most [`crate::limits::PLAN_ROWS`] of them: those kept after
     /// all first (they may need a person), then removed ones.
     pub fn new(items: Vec<PruneOutcome>, removed_bytes: u64, purged: u64) -> PruneResult {
-        let rows = crate::limits::PLAN_ROWS;
         let (removed, kept) = (
             items.iter().filter(|i| i.removed).count(),
             items.iter().filter(|i| !i.removed).count(),
         );
-        let items = if items.len() <= rows {
-            items
-        } else {
-            let kept_rows = kept.min(rows);
-            let removed_rows = rows - kept_rows;
-            let (mut k, mut r) = (0, 0);
-            items
-                .into_iter()
-                .filter(|i| {
-                    let (n, cap) = if i.removed {
-                        (&mut r, removed_rows)
-                    } else {
-                        (&mut k, kept_rows)
-                    };
-                    *n += 1;
-                    *n <= cap
-                })
-                .collect()
-        };
+        let items = crate::limits::rows(items, |i| !i.removed);
         let listed_removed = items.iter().filter(|i| i.removed).count();
         PruneResult {
             unlisted_removed: (removed - listed_removed) as u64,

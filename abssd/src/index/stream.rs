@@ -265,19 +265,12 @@ impl<R: Read> Reader<R> {
                 while let Some(&top) = open.last() {
                     // Copy the run of bytes up to the next quote or bracket in
                     // one go (most of an entry).
-                    if self.start == self.end && !self.fill()? {
-                        return Err(self.corrupt("unbalanced brackets"));
-                    }
-                    let chunk = &self.buf[self.start..self.end];
-                    let run = chunk
-                        .iter()
-                        .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
-                        .unwrap_or(chunk.len());
-                    self.grow(run)?;
-                    self.value
-                        .extend_from_slice(&self.buf[self.start..self.start + run]);
-                    self.advance(run);
-                    if self.start == self.end {
+                    let special = |chunk: &[u8]| {
+                        chunk
+                            .iter()
+                            .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
+                    };
+                    if !self.copy_plain("unbalanced brackets", special)? {
                         continue;
                     }
                     let c = self.take("unbalanced brackets")?;
@@ -317,16 +310,9 @@ impl<R: Read> Reader<R> {
         loop {
             // Most of a string is plain bytes: copy up to the next quote or
             // backslash in one go.
-            if self.start == self.end && !self.fill()? {
-                return Err(self.corrupt("a string is not closed"));
-            }
-            let chunk = &self.buf[self.start..self.end];
-            let plain = memchr::memchr2(b'"', b'\\', chunk).unwrap_or(chunk.len());
-            self.grow(plain)?;
-            self.value
-                .extend_from_slice(&self.buf[self.start..self.start + plain]);
-            self.advance(plain);
-            if self.start == self.end {
+            if !self.copy_plain("a string is not closed", |c| {
+                memchr::memchr2(b'"', b'\\', c)
+            })? {
                 continue;
             }
             let c = self.take("a string is not closed")?;
@@ -336,6 +322,26 @@ impl<R: Read> Reader<R> {
             // A backslash: the escaped byte is taken whatever it is.
             self.take("a string is not closed")?;
         }
+    }
+
+    /// Copy into `self.value` the buffered bytes before the first one
+    /// `special` finds (all of them when it finds none): `false` when the
+    /// buffer ran out first. The end of the file is an error (`unclosed`).
+    fn copy_plain(
+        &mut self,
+        unclosed: &str,
+        special: impl Fn(&[u8]) -> Option<usize>,
+    ) -> Result<bool> {
+        if self.start == self.end && !self.fill()? {
+            return Err(self.corrupt(unclosed));
+        }
+        let chunk = &self.buf[self.start..self.end];
+        let n = special(chunk).unwrap_or(chunk.len());
+        self.grow(n)?;
+        self.value
+            .extend_from_slice(&self.buf[self.start..self.start + n]);
+        self.advance(n);
+        Ok(self.start != self.end)
     }
 
     /// The next byte, kept in `self.value`; the end of the file is an error.

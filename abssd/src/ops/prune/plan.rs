@@ -238,7 +238,7 @@ pub fn plan(
     let keep = decisions.iter().filter(|d| d.keep).count() as u64;
     let digest = digest(&removals, &purge);
     let total = decisions.len() as u64;
-    let listed = listed(decisions);
+    let listed = abssd_proto::limits::rows(decisions, |d| !d.keep);
     let unlisted = total - listed.len() as u64;
     let plan = PrunePlan {
         policy: text.clone(),
@@ -255,30 +255,6 @@ pub fn plan(
         remote: None,
     };
     Ok((plan, removals))
-}
-
-/// The decisions a plan lists: all of them, or beyond
-/// [`abssd_proto::limits::PLAN_ROWS`] that many, removals first, in plan order.
-fn listed(decisions: Vec<Decision>) -> Vec<Decision> {
-    let rows = abssd_proto::limits::PLAN_ROWS;
-    if decisions.len() <= rows {
-        return decisions;
-    }
-    let removals = decisions.iter().filter(|d| !d.keep).count();
-    let (removal_rows, kept_rows) = (removals.min(rows), rows - removals.min(rows));
-    let (mut r, mut k) = (0, 0);
-    decisions
-        .into_iter()
-        .filter(|d| {
-            let (n, cap) = if d.keep {
-                (&mut k, kept_rows)
-            } else {
-                (&mut r, removal_rows)
-            };
-            *n += 1;
-            *n <= cap
-        })
-        .collect()
 }
 
 /// What a plan changes, as one sha256: each removal's id, then each purged
