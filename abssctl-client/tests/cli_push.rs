@@ -8,6 +8,9 @@ use abssd_tests::remotes::Remote;
 
 use crate::common::{S3Host, assert_exit, json_doc, text};
 
+/// A push of every backup of alpha to `off`.
+const SCOPE: [&str; 6] = ["backup", "push", "--instance", "alpha", "--remote", "off"];
+
 /// Remotes `off` (its credentials) and `bad` (a wrong secret) on one server.
 fn host() -> S3Host {
     S3Host::new(|s3, dir| {
@@ -21,9 +24,8 @@ fn host() -> S3Host {
 #[test]
 fn push_prints_its_table_then_already_and_exits_by_the_failures_kind() {
     let host = host();
-    let made = host.abssctl(&["--json", "backup", "create", "alpha"]);
-    assert_exit(&made, 0);
-    let id = json_doc(&made)["result"]["id"].as_str().unwrap().to_owned();
+    let made = host.json(&["backup", "create", "alpha"], 0);
+    let id = made["result"]["id"].as_str().unwrap().to_owned();
     let index = std::fs::read(host.sandbox.config().index_file).unwrap();
 
     let refused = host.abssctl(&["--json", "backup", "push", &id, "--remote", "bad"]);
@@ -48,17 +50,8 @@ fn push_prints_its_table_then_already_and_exits_by_the_failures_kind() {
     assert!(table.contains("off: 1 pushed"), "{table}");
     assert!(host.s3.head(&key).is_some());
 
-    let again = host.abssctl(&[
-        "--json",
-        "backup",
-        "push",
-        "--instance",
-        "alpha",
-        "--remote",
-        "off",
-    ]);
-    assert_exit(&again, 0);
-    assert_eq!(json_doc(&again)["result"]["items"][0]["outcome"], "already");
+    let again = host.json(&SCOPE, 0);
+    assert_eq!(again["result"]["items"][0]["outcome"], "already");
 
     assert_exit(
         &host.abssctl(&["backup", "push", &id, "--remote", "nope"]),
@@ -71,9 +64,8 @@ fn push_prints_its_table_then_already_and_exits_by_the_failures_kind() {
 #[test]
 fn a_named_backup_that_is_skipped_exits_3_and_a_scope_passes_it_by() {
     let host = host();
-    let made = host.abssctl(&["--json", "backup", "create", "alpha"]);
-    assert_exit(&made, 0);
-    let result = &json_doc(&made)["result"];
+    let made = host.json(&["backup", "create", "alpha"], 0);
+    let result = &made["result"];
     let id = result["id"].as_str().unwrap().to_owned();
     // Its archive is gone from this host: nothing to copy.
     std::fs::remove_file(result["archive"].as_str().unwrap()).unwrap();
@@ -82,16 +74,7 @@ fn a_named_backup_that_is_skipped_exits_3_and_a_scope_passes_it_by() {
     assert_exit(&named, 3);
     assert_eq!(json_doc(&named)["result"]["items"][0]["outcome"], "skipped");
 
-    let scope = host.abssctl(&[
-        "--json",
-        "backup",
-        "push",
-        "--instance",
-        "alpha",
-        "--remote",
-        "off",
-    ]);
-    assert_exit(&scope, 0);
-    assert_eq!(json_doc(&scope)["result"]["items"][0]["outcome"], "skipped");
+    let scope = host.json(&SCOPE, 0);
+    assert_eq!(scope["result"]["items"][0]["outcome"], "skipped");
     assert!(host.s3.list("").is_empty(), "nothing was sent");
 }

@@ -1,8 +1,10 @@
 //! The backup index, `backups.json` (SPEC §5), shared with the Python tool.
 //!
-//! The Python tool or an operator may change it at any time: readers go
-//! through [`Cache`], which parses it again only when the file changed, and
-//! writers read it afresh under the global lock and write it atomically.
+//! The Python tool or an operator may change it at any time. The list and
+//! `show` go through [`Cache`], a table of contents made again only when the
+//! file changed; everything else reads the file one entry at a time
+//! ([`stream`]), and writers rewrite it that way under the global lock, in a
+//! temporary file renamed over it.
 //! Keys this project does not know are kept; the older key spellings are
 //! accepted on read and written in the current spelling.
 
@@ -252,11 +254,13 @@ impl Toc {
     }
 
     /// How many entries the file holds.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.rows.len()
     }
 
     /// Whether the file holds no entry.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
@@ -413,9 +417,9 @@ impl Toc {
 
 /// `entries` in the list order: newest first, by creation time then by id,
 /// both descending (an unreadable time sorts as the oldest).
-pub fn newest_first(mut entries: Vec<BackupEntry>) -> Vec<BackupEntry> {
+pub fn newest_first(entries: Vec<BackupEntry>) -> Vec<BackupEntry> {
     let mut keyed: Vec<(Option<Timestamp>, BackupEntry)> = entries
-        .drain(..)
+        .into_iter()
         .map(|e| (created(&e.created_at), e))
         .collect();
     keyed.sort_unstable_by(|a, b| (b.0, &b.1.id).cmp(&(a.0, &a.1.id)));
@@ -528,16 +532,21 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// The error for a backup id the index at `file` does not hold.
+pub fn not_found(id: &str, file: &Path) -> Error {
+    Error::NotFound {
+        what: "backup",
+        name: id.to_owned(),
+        hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
+    }
+}
+
 /// The entry with this id (the first in the file), read one entry at a time;
 /// a not-found error naming the file when there is none, a validation error
 /// for an id no backup can have. Blocking.
 pub fn require(file: &Path, id: &str) -> Result<BackupEntry> {
     check_id(id)?;
-    stream::find(file, id)?.ok_or_else(|| Error::NotFound {
-        what: "backup",
-        name: id.to_owned(),
-        hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
-    })
+    stream::find(file, id)?.ok_or_else(|| not_found(id, file))
 }
 
 /// Change the entry with this id (the first in the file, should it hold two)
@@ -656,20 +665,17 @@ impl Index {
     pub fn load(path: &Path) -> Result<Index> {
         // Walked one entry at a time: the file's bytes are never all in
         // memory beside the parsed entries.
-        let Some(mut reader) = stream::Reader::open(path)? else {
-            return Ok(Index::default());
-        };
         let mut backups = Vec::new();
-        while let Some((_, _, entry)) = reader.next_entry()? {
+        let extra = stream::each(path, |entry| {
             backups.push(entry);
-        }
-        Ok(Index {
-            backups,
-            extra: reader.finish()?,
-        })
+            Ok(())
+        })?;
+        Ok(Index { backups, extra })
     }
 
-    /// Parse index bytes, normalizing older spellings.
+    /// Parse index bytes whole, normalizing older spellings: the reference
+    /// the tests hold [`stream`] to.
+    #[cfg(test)]
     pub fn parse(bytes: &[u8]) -> Result<Index, String> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Index::default());
@@ -706,11 +712,7 @@ impl Index {
     /// can have (see [`check_id`]) is a validation error.
     pub fn require(&self, id: &str, file: &Path) -> Result<&BackupEntry> {
         check_id(id)?;
-        self.get(id).ok_or_else(|| Error::NotFound {
-            what: "backup",
-            name: id.to_owned(),
-            hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
-        })
+        self.get(id).ok_or_else(|| not_found(id, file))
     }
 
     /// Entries newest first, optionally for one instance: by creation time,

@@ -317,14 +317,7 @@ pub fn copy_backup(remote: &Remote, index_file: &Path, id: &str) -> RemoteCopy {
 
 /// Backup `id`'s entry in the index at `index_file`.
 pub fn entry(index_file: &Path, id: &str) -> BackupEntry {
-    let index = read_index(index_file);
-    let e = index["backups"]
-        .as_array()
-        .expect("backups")
-        .iter()
-        .find(|e| e["id"] == id)
-        .unwrap_or_else(|| panic!("{id} is not in the index"));
-    serde_json::from_value(e.clone()).expect("an index entry")
+    abssd::index::require(index_file, id).unwrap_or_else(|e| panic!("{id}: {e}"))
 }
 
 fn read_index(index_file: &Path) -> Value {
@@ -340,11 +333,13 @@ pub fn plant_foreign(
     bytes: &[u8],
     message: &str,
 ) -> BackupEntry {
-    let id = abssd::index::new_backup_id(instance, jiff::Timestamp::now());
+    // Made now: a copy dated ahead of the clock is not adopted.
+    let now = jiff::Timestamp::now();
+    let id = abssd::index::new_backup_id(instance, now);
     let mut e = BackupEntry::new(
         id.clone(),
         instance.into(),
-        "2026-12-04T04:00:00Z".into(),
+        abssd::fsutil::utc(now),
         format!("/srv/elsewhere/{instance}/{id}.tar.zst"),
         "zstd",
         bytes.len() as u64,

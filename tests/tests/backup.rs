@@ -671,13 +671,6 @@ async fn an_outside_write_of_the_same_size_and_time_is_seen_at_the_next_call() {
     );
 
     assert_eq!(listed().await[0].sha256(), Some(other.as_str()));
-    let shown = call::<BackupShow>(
-        &c,
-        &ShowParams {
-            id: made.id.clone(),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(shown.backup.sha256(), Some(other.as_str()));
+    let shown = abssd_tests::show(&c, &made.id).await;
+    assert_eq!(shown.sha256(), Some(other.as_str()));
 }

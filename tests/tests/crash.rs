@@ -617,15 +617,8 @@ async fn pull_killed_at(failpoint: &str) {
     .unwrap();
     assert!(pulled.result.is_some(), "{what}");
     assert_eq!(fs::read(&made.archive).unwrap(), bytes, "{what}");
-    let shown = call::<BackupShow>(
-        &c,
-        &ShowParams {
-            id: made.id.clone(),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(shown.backup.status, "available", "{what}");
+    let shown = abssd_tests::show(&c, &made.id).await;
+    assert_eq!(shown.status, "available", "{what}");
     d.stop();
 }
 

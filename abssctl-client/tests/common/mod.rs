@@ -51,6 +51,16 @@ impl S3Host {
     pub fn abssctl(&self, args: &[&str]) -> Output {
         abssctl(&self.daemon.socket, args)
     }
+
+    /// `abssctl --json ARGS`: asserts exit `code`, returns the document.
+    #[track_caller]
+    pub fn json(&self, args: &[&str], code: i32) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.abssctl(&all);
+        assert_exit(&out, code);
+        json_doc(&out)
+    }
 }
 
 /// Output bytes as text, for messages.

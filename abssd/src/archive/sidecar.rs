@@ -43,6 +43,11 @@ pub fn digest_for<'a>(text: &'a str, file: &str) -> Option<&'a str> {
     })
 }
 
+/// Whether sidecar `text` gives `file` the digest `digest` (any case).
+pub fn records(text: &str, file: &str, digest: &str) -> bool {
+    digest_for(text, file).is_some_and(|d| d.eq_ignore_ascii_case(digest))
+}
+
 /// Whether the sidecar's text names `archive_name` (`*name` is sha256sum's
 /// binary-mode spelling).
 pub fn names(text: &str, archive_name: &str) -> bool {

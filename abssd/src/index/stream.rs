@@ -10,8 +10,8 @@
 //!
 //! The walk checks the structure (objects, arrays, strings, separators); every
 //! entry and every other value is then parsed by serde_json, so a file this
-//! accepts is one [`super::Index::parse`] accepts, and a corrupt one is an
-//! error naming the file and the byte offset.
+//! accepts is one serde_json accepts whole (the tests hold it to that), and a
+//! corrupt one is an error naming the file and the byte offset.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -157,7 +157,7 @@ impl<R: Read> Reader<R> {
                             self.member()?
                         }
                         Some(b'"') if first => {
-                            self.unread(b'"');
+                            self.unread();
                             self.member()?
                         }
                         _ => return Err(self.corrupt("expected a key, `,` or `}`")),
@@ -277,8 +277,11 @@ impl<R: Read> Reader<R> {
                     match c {
                         b'"' => self.string()?,
                         b'{' | b'[' => {
-                            if open.len() >= 128 {
-                                return Err(self.corrupt("nested deeper than 128"));
+                            // serde_json reads fewer than 128 levels of a
+                            // whole file; an entry sits in the object and the
+                            // list.
+                            if open.len() >= 125 {
+                                return Err(self.corrupt("nested deeper than 125"));
                             }
                             open.push(c);
                         }
@@ -406,7 +409,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// Step back over the byte just read (only ever right after `next`).
-    fn unread(&mut self, _c: u8) {
+    fn unread(&mut self) {
         self.start -= 1;
     }
 
@@ -429,11 +432,27 @@ impl<R: Read> Reader<R> {
     }
 }
 
-/// One entry's JSON, normalized as [`super::Index::parse`] normalizes it.
+/// One entry's JSON, with the older spellings of its keys and status
+/// normalized.
 pub fn parse_entry(bytes: &[u8]) -> std::result::Result<BackupEntry, String> {
     let mut entry: BackupEntry = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     entry.normalize_legacy();
     Ok(entry)
+}
+
+/// Every entry of the index at `path` to `f`, in file order, one at a time;
+/// then the other top-level keys. A missing file has neither. Blocking.
+pub fn each(
+    path: &Path,
+    mut f: impl FnMut(BackupEntry) -> Result<()>,
+) -> Result<Map<String, Value>> {
+    let Some(mut reader) = Reader::open(path)? else {
+        return Ok(Map::new());
+    };
+    while let Some((_, _, entry)) = reader.next_entry()? {
+        f(entry)?;
+    }
+    reader.finish()
 }
 
 /// The entry with this id, read through the file at `path` (stops at it).
@@ -838,6 +857,17 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), torn);
         let temps: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(temps.len(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn the_walk_refuses_an_entry_nested_as_deep_as_the_parser_does() {
+        for depth in 120..130 {
+            let nested = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            let text = format!(r#"{{"backups": [{{"id": "a", "x": {nested}}}]}}"#);
+            let walked = entries(text.as_bytes()).is_ok();
+            let parsed = serde_json::from_slice::<Value>(text.as_bytes()).is_ok();
+            assert_eq!(walked, parsed, "depth {depth}");
+        }
     }
 
     #[test]

@@ -79,13 +79,7 @@ pub async fn show(ctx: &Ctx, params: &ShowParams) -> Result<ShowResult> {
     let id = params.id.clone();
     crate::index::check_id(&id)?;
     let found = tokio::task::spawn_blocking(move || cache.get(&file, &id)).await??;
-    let backup = found.ok_or_else(|| Error::NotFound {
-        what: "backup",
-        name: params.id.clone(),
-        hint: format!(
-            " in {} (abssctl backup list shows the ids)",
-            ctx.config.layout.index_file.display()
-        ),
-    })?;
+    let backup =
+        found.ok_or_else(|| crate::index::not_found(&params.id, &ctx.config.layout.index_file))?;
     Ok(ShowResult { backup })
 }

@@ -38,11 +38,7 @@ pub fn apply(file: &std::path::Path, id: &str, protected: bool) -> Result<Protec
         entry.protected = protected;
         Ok((changed, changed))
     })?
-    .ok_or_else(|| Error::NotFound {
-        what: "backup",
-        name: id.to_owned(),
-        hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
-    })?;
+    .ok_or_else(|| crate::index::not_found(id, file))?;
     Ok(ProtectResult {
         id: id.to_owned(),
         protected,

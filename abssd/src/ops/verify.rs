@@ -185,12 +185,7 @@ fn select(params: &VerifyParams, file: &Path) -> Result<Vec<BackupEntry>> {
         (Some(_), true) => Err(Error::validation("give a backup id or --all, not both")),
         (None, false) => Err(Error::validation("give a backup id or --all")),
         (Some(id), false) => {
-            crate::index::check_id(id)?;
-            let entry = crate::index::stream::find(file, id)?.ok_or_else(|| Error::NotFound {
-                what: "backup",
-                name: id.clone(),
-                hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
-            })?;
+            let entry = crate::index::require(file, id)?;
             if entry.status == status::REMOVED {
                 return Err(Error::validation(format!(
                     "backup {id} was removed by a prune (status: removed): there is no archive to verify"
@@ -202,14 +197,12 @@ fn select(params: &VerifyParams, file: &Path) -> Result<Vec<BackupEntry>> {
         // verify that marked them `missing` would erase that record.
         (None, true) => {
             let mut all = Vec::new();
-            if let Some(mut reader) = crate::index::stream::Reader::open(file)? {
-                while let Some((_, _, e)) = reader.next_entry()? {
-                    if e.status != status::REMOVED {
-                        all.push(e);
-                    }
+            crate::index::stream::each(file, |e| {
+                if e.status != status::REMOVED {
+                    all.push(e);
                 }
-                reader.finish()?;
-            }
+                Ok(())
+            })?;
             Ok(crate::index::newest_first(all))
         }
     }

@@ -76,14 +76,11 @@ impl Summary {
     fn read(file: &std::path::Path, names: &[String]) -> Result<HashMap<String, Summary>> {
         let mut out: HashMap<String, Summary> = HashMap::new();
         let mut last: HashMap<String, (Timestamp, usize, BackupEntry)> = HashMap::new();
-        let Some(mut reader) = crate::index::stream::Reader::open(file)? else {
-            return Ok(out);
-        };
         let mut at = 0usize;
-        while let Some((_, _, e)) = reader.next_entry()? {
+        crate::index::stream::each(file, |e| {
             at += 1;
             if !names.contains(&e.instance) {
-                continue;
+                return Ok(());
             }
             let s = out.entry(e.instance.clone()).or_default();
             if e.status == status::AVAILABLE || e.status == status::LEGACY_PRESENT {
@@ -102,8 +99,8 @@ impl Summary {
             if e.status == status::CORRUPT || e.status == status::ERROR {
                 s.kept.push((at, e));
             }
-        }
-        reader.finish()?;
+            Ok(())
+        })?;
         for (instance, (_, at, e)) in last {
             let s = out.entry(instance).or_default();
             if !s.kept.iter().any(|(k, _)| *k == at) {

@@ -166,13 +166,10 @@ impl Slim {
 /// Every entry of the index at `file`, read one at a time. Blocking.
 pub fn slims(file: &std::path::Path) -> Result<Vec<Slim>> {
     let mut out = Vec::new();
-    let Some(mut reader) = crate::index::stream::Reader::open(file)? else {
-        return Ok(out);
-    };
-    while let Some((_, _, entry)) = reader.next_entry()? {
+    crate::index::stream::each(file, |entry| {
         out.push(Slim::of(&entry));
-    }
-    reader.finish()?;
+        Ok(())
+    })?;
     Ok(out)
 }
 

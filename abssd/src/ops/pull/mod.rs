@@ -300,41 +300,50 @@ async fn record(
     );
     let message = format!("checksum matches (pulled from remote {})", source.remote);
     let (written, previous) = tokio::task::spawn_blocking(move || {
-        let found = crate::index::update(&file, &id, |e| {
-        // A prune that ran meanwhile (the Python tool's: ours waits for the
-        // claim) decided this backup goes: the pulled archive is its to remove.
-        if e.status == status::REMOVED || e.path != archive.to_string_lossy() {
-            return Err(Error::Environment(format!(
-                "backup {id}'s index entry changed while it was pulled (status {}); the archive {} was left as it is: run abssctl backup reconcile",
-                e.status,
-                archive.display()
-            )));
-        }
-        let written = archive::sidecar::write_back(&archive, &sha)?;
-        let finding = crate::ops::verify::Finding {
-            item: VerifyItem {
-                id: id.clone(),
-                status: status::AVAILABLE.to_owned(),
-                message,
-                previous_status: e.status.clone(),
-                deep: None,
-            },
-            observed: Some(sha),
-            matched: true,
-        };
-        let previous = e.status.clone();
-        finding.record(e, &fsutil::now_utc());
-        Ok((true, (written, previous)))
-        })?;
-        found.ok_or_else(|| Error::NotFound {
-            what: "backup",
-            name: id.clone(),
-            hint: format!(" in {} (abssctl backup list shows the ids)", file.display()),
-        })
+        crate::index::update(&file, &id, |e| mark_pulled(e, &archive, sha, message))?
+            .ok_or_else(|| crate::index::not_found(&id, &file))
     })
     .await??;
     progress.changed(&entry.id);
     Ok((written, previous))
+}
+
+/// The index entry `e` of a backup whose archive was just pulled to
+/// `pulled` with digest `sha`: its sidecar written back when missing, the
+/// entry marked as a matching verify marks it. Refused when a prune marked
+/// it removed or it now names another file meanwhile. Whether a sidecar was
+/// written, and the status before.
+fn mark_pulled(
+    e: &mut BackupEntry,
+    pulled: &Path,
+    sha: String,
+    message: String,
+) -> Result<(bool, (bool, String))> {
+    // A prune that ran meanwhile (the Python tool's: ours waits for the
+    // claim) decided this backup goes: the pulled archive is its to remove.
+    if e.status == status::REMOVED || e.path != pulled.to_string_lossy() {
+        return Err(Error::Environment(format!(
+            "backup {}'s index entry changed while it was pulled (status {}); the archive {} was left as it is: run abssctl backup reconcile",
+            e.id,
+            e.status,
+            pulled.display()
+        )));
+    }
+    let written = archive::sidecar::write_back(pulled, &sha)?;
+    let finding = crate::ops::verify::Finding {
+        item: VerifyItem {
+            id: e.id.clone(),
+            status: status::AVAILABLE.to_owned(),
+            message,
+            previous_status: e.status.clone(),
+            deep: None,
+        },
+        observed: Some(sha),
+        matched: true,
+    };
+    let previous = e.status.clone();
+    finding.record(e, &fsutil::now_utc());
+    Ok((true, (written, previous)))
 }
 
 #[cfg(test)]

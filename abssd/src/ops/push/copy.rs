@@ -199,9 +199,7 @@ fn sidecar(job: &Job, plain: &str, stored: &str) -> Result<()> {
         Err(e) if e.kind == S3ErrorKind::Exists => {
             let there = job.s3.get_small(&job.keys.sidecar, SIDECAR_BYTES)?;
             let there = String::from_utf8_lossy(&there);
-            let names = |file: &str, digest: &str| {
-                sidecar::digest_for(&there, file).is_some_and(|d| d.eq_ignore_ascii_case(digest))
-            };
+            let names = |file: &str, digest: &str| sidecar::records(&there, file, digest);
             if names(file_name(job), plain)
                 && (!encrypted || names(&format!("{}{AGE_SUFFIX}", file_name(job)), stored))
             {
@@ -272,7 +270,7 @@ fn adopt(job: &Job, size: u64) -> Result<RemoteCopy> {
         Err(e) => return Err(e.into()),
     };
     let text = String::from_utf8_lossy(&text);
-    if !sidecar::digest_for(&text, file_name(job)).is_some_and(|d| d.eq_ignore_ascii_case(&sha)) {
+    if !sidecar::records(&text, file_name(job), &sha) {
         return Err(in_the_way(job, "has a sidecar naming other bytes"));
     }
     let encrypted = job.remote.encrypted();

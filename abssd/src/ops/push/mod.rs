@@ -316,7 +316,12 @@ async fn one(
             return (item, None);
         }
     };
-    match std::fs::symlink_metadata(&entry.path) {
+    // A stat of a file that may be on a slow disk: off the async workers.
+    let path = entry.path.clone();
+    let meta = tokio::task::spawn_blocking(move || std::fs::symlink_metadata(path))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    match meta {
         Ok(m) if m.is_file() => {}
         Ok(_) => {
             item.message = format!("{} is not a regular file: not pushed", entry.path);

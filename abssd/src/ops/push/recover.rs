@@ -136,20 +136,18 @@ mod tests {
 
     fn record(key: &str) -> Record {
         Record {
-            version: 1,
-            op_id: "op".into(),
-            command: Command::BackupPush,
-            instance: "alpha".into(),
-            backup_id: "20260101-000000-alpha-a1b2c3".into(),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            unit_was_active: None,
             steps: vec![Step::RemoteArchive {
                 remote: "fake".into(),
                 key: key.into(),
                 sidecar: format!("{key}.sha256"),
                 upload_id: Some("u1".into()),
             }],
-            outcome: None,
+            ..Record::new(
+                "op".into(),
+                Command::BackupPush,
+                "alpha".into(),
+                "20260101-000000-alpha-a1b2c3".into(),
+            )
         }
     }
 

@@ -137,10 +137,7 @@ pub fn walk(
         ids: index::IdSet::new(file),
         named_sidecars: HashSet::new(),
     };
-    let Some(mut reader) = index::stream::Reader::open(file)? else {
-        return Ok(out);
-    };
-    while let Some((_, _, entry)) = reader.next_entry()? {
+    index::stream::each(file, |entry| {
         out.entries += 1;
         out.ids.insert(&entry.id);
         let found = scan.find(&entry.path);
@@ -152,7 +149,7 @@ pub fn walk(
             out.named_sidecars.insert(i);
         }
         if instance.is_some_and(|i| entry.instance != i) {
-            continue;
+            return Ok(());
         }
         let size = match found {
             Some(i) => Some(scan.archives[i].size),
@@ -167,10 +164,10 @@ pub fn walk(
             .is_some_and(|all| all || (lacking && entry.sha256().is_some_and(|v| !v.is_empty())));
         if !rehashed && !lacking {
             match judge(&entry, size, None, lone_sidecar.is_some()) {
-                Verdict::Fine => continue,
+                Verdict::Fine => return Ok(()),
                 Verdict::KnownMissing => {
                     out.known_missing += 1;
-                    continue;
+                    return Ok(());
                 }
                 _ => {}
             }
@@ -180,8 +177,8 @@ pub fn walk(
             size,
             lacking,
         });
-    }
-    reader.finish()?;
+        Ok(())
+    })?;
     Ok(out)
 }
 
