@@ -573,7 +573,7 @@ async fn remote_removal_killed_at(failpoint: &str) -> bool {
 /// (killed after its rename) the backup's exact bytes; a pull on the next
 /// daemon makes it available.
 async fn pull_killed_at(failpoint: &str) {
-    use abssd_proto::methods::{BackupPull, BackupShow};
+    use abssd_proto::methods::BackupPull;
     let s3 = S3Server::start();
     let host = Host::new();
     let cfg = host.sb.config();
